@@ -1,0 +1,185 @@
+// sqlite_backup: transaction-consistent snapshots of a live SQLite database
+// that another program owns, without touching (or locking) the source.
+//
+// The one call most programs need:
+//
+//   sqlite_backup::sqlite_backup("places.sqlite", "backup/places.sqlite");
+//   auto mem = sqlite_backup::sqlite_backup("places.sqlite");   // in memory
+//   sqlite3* db = mem->get();
+//
+// Everything here is thread-compatible: distinct calls may run concurrently
+// on distinct destinations; the logging settings are process-wide and
+// thread-safe.
+#pragma once
+
+#include <sqlite_backup/log.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+struct sqlite3;  // from <sqlite3.h>; callers that use the handle include it themselves
+
+namespace sqlite_backup {
+
+// What went wrong, coarse enough for a caller (or the CLI's exit code) to act on.
+enum class ErrorKind {
+  invalid_source,     // not a database, truncated, a folder, a FIFO, ...
+  unstable_source,    // the files kept changing for copy_retry attempts (strict mode)
+  io,                 // reading the source or writing the destination failed (ENOSPC, EACCES, ...)
+  destination,        // the destination is refused (exists, no parent folder, ...)
+  sqlite,             // SQLite refused an operation on the snapshot
+  verification_failed,// --verify: integrity_check/quick_check of the result failed
+  cancelled,          // Options::cancel was set (the CLI sets it on SIGINT/SIGTERM)
+};
+
+// Thrown for every failure other than a missing source (std::filesystem::filesystem_error)
+// and a source equal to the destination (std::invalid_argument). what() is one line
+// naming the operation, the path and the reason.
+class SqliteBackupError : public std::runtime_error {
+ public:
+  SqliteBackupError(ErrorKind kind, const std::string& message, std::filesystem::path path = {});
+  [[nodiscard]] ErrorKind kind() const noexcept { return kind_; }
+  [[nodiscard]] const std::filesystem::path& path() const noexcept { return path_; }
+
+ private:
+  ErrorKind kind_;
+  std::filesystem::path path_;
+};
+
+// Owns one sqlite3 connection (the in-memory copy); closes it on destruction.
+// Move-only. get() lends the handle; release() hands ownership to the caller,
+// who must then sqlite3_close() it.
+class Connection {
+ public:
+  Connection() noexcept = default;
+  explicit Connection(sqlite3* db) noexcept : db_(db) {}
+  Connection(Connection&& other) noexcept : db_(other.release()) {}
+  Connection& operator=(Connection&& other) noexcept;
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+  ~Connection();
+
+  [[nodiscard]] sqlite3* get() const noexcept { return db_; }
+  [[nodiscard]] sqlite3* release() noexcept;
+  explicit operator bool() const noexcept { return db_ != nullptr; }
+
+ private:
+  sqlite3* db_ = nullptr;
+};
+
+// The reference's `sqlite_connect_kwargs`: how the source (or its private copy) is opened.
+struct ConnectOptions {
+  int open_flags = 0;                      // extra SQLITE_OPEN_* flags, OR'd in
+  std::string vfs;                         // empty: SQLite's default VFS
+  std::chrono::milliseconds busy_timeout{5000};  // as Python's timeout=5.0
+  std::string uri_parameters;              // extra "key=value&..." appended to the file: URI
+};
+
+// Progress of a copy through SQLite's backup API: (remaining pages, total pages).
+using BackupProgress = std::function<void(int remaining, int total)>;
+
+// The reference's `sqlite_backup_kwargs`: passed to sqlite3_backup_* when the backup API runs
+// (memory destinations and copy_use_tempdir = false).
+struct BackupOptions {
+  int pages = -1;                          // pages per sqlite3_backup_step(); -1: all at once
+  BackupProgress progress;                 // called after each step
+  std::string name = "main";               // schema of the source to copy
+  std::chrono::milliseconds sleep{250};    // pause after a step that found the source busy
+};
+
+// Copies one file; returns false when the source changed while it was being copied.
+using CopyFunction =
+    std::function<bool(const std::filesystem::path& src, const std::filesystem::path& dst)>;
+
+enum class Verify { none, quick, full };
+
+// Byte-level progress of the snapshot copy (the CLI draws its progress bar from this).
+struct CopyProgress {
+  std::uint64_t bytes_done = 0;
+  std::uint64_t bytes_total = 0;  // sum of the source files' sizes when the attempt began
+  int attempt = 1;
+};
+
+// What a successful backup did; filled in when Options::report is set.
+struct Report {
+  std::filesystem::path source;
+  std::filesystem::path destination;  // empty for memory destinations
+  std::uint64_t bytes = 0;            // size of the resulting database
+  std::uint64_t pages = 0;
+  int page_size = 0;
+  int attempts = 0;                   // whole-set copy attempts (1 = first try was clean)
+  bool validated = true;              // false only when copy_retry_strict = false gave up
+  Verify verified = Verify::none;
+  std::chrono::nanoseconds duration{0};
+};
+
+struct Options {
+  bool wal_checkpoint = true;     // leave no -wal/-shm beside the destination
+  bool copy_use_tempdir = true;   // snapshot by copying (no locks); false: backup API on the live file
+  int copy_retry = 100;           // whole-set copy attempts before giving up (>= 1)
+  bool copy_retry_strict = true;  // give up with SqliteBackupError (else: use the last copy, warn)
+  ConnectOptions sqlite_connect_kwargs{};
+  BackupOptions sqlite_backup_kwargs{};
+  CopyFunction copy_function{};   // empty: atomic_copy
+
+  // Beyond the reference.
+  Verify verify = Verify::none;   // integrity check of the result before it is committed
+  std::function<void(const CopyProgress&)> on_progress{};  // called from the calling thread
+  const std::atomic<bool>* cancel = nullptr;  // when it turns true the backup stops, cleanly
+  Report* report = nullptr;       // filled in on success
+  // Replace an existing destination file (atomically, by rename). The CLI sets false.
+  bool overwrite = true;
+};
+
+// Snapshots `source` (a database file, plus its -wal/-journal if present) and
+// - with a destination: writes it there atomically (temporary name beside it, fsync,
+//   rename, fsync of the folder) with the source's permission bits, in journal_mode=DELETE,
+//   and returns std::nullopt;
+// - without one: returns an open in-memory database holding the snapshot.
+// The source is never written, and (copy_use_tempdir, the default) never locked.
+// Errors: std::filesystem::filesystem_error (no_such_file_or_directory) for a missing
+// source; std::invalid_argument when source and destination are the same file (also
+// through a symlink or a hard link) or an option is out of range; SqliteBackupError
+// for everything else. On any error nothing is left at the destination and no
+// temporary file remains.
+std::optional<Connection> sqlite_backup(const std::filesystem::path& source,
+                                        std::optional<std::filesystem::path> destination = std::nullopt,
+                                        const Options& options = {});
+
+// Snapshots `source` and writes the finished single-file database to the open file
+// descriptor `fd` (a pipe, a socket, a file), e.g. for a compressor. Staged in the
+// temporary directory; errors as sqlite_backup(). Does not close fd.
+void sqlite_backup_to_fd(const std::filesystem::path& source, int fd, const Options& options = {});
+
+// ---- The reference's `core` helpers -------------------------------------------------
+
+// Copies src to dst (created or truncated; fast paths: reflink, copy_file_range, sendfile)
+// and reports whether src stayed the same file with the same size and modification time
+// throughout. Throws std::filesystem::filesystem_error on I/O errors.
+bool atomic_copy(const std::filesystem::path& src, const std::filesystem::path& dst);
+
+// The files that make up the database at `source`: the database itself, then its
+// "-wal" and "-journal" when they exist (never "-shm": it is rebuilt from the WAL).
+std::vector<std::filesystem::path> glob_database_files(const std::filesystem::path& source);
+
+// Copies `source_files` (as glob_database_files returns them; the first is the database)
+// into the folder `temporary_dest`, retrying the whole set up to `retry` times until a
+// copy is validated as one consistent snapshot (see src/validate/). Returns whether it
+// was; on false the last (unvalidated) copy is left in place. Throws on I/O errors.
+bool copy_all_files(const std::vector<std::filesystem::path>& source_files,
+                    const std::filesystem::path& temporary_dest, const CopyFunction& copy_function = {},
+                    int retry = 100);
+
+// Opens `database` read-only with immutable=1: SQLite then takes no locks and ignores
+// other writers. Only for files nobody is writing (a private copy): never use it on a
+// live database. Throws SqliteBackupError when it cannot be opened.
+Connection sqlite_connect_immutable(const std::filesystem::path& database);
+
+}  // namespace sqlite_backup
