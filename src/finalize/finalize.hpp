@@ -1,0 +1,40 @@
+// Stage 4 of the pipeline: turning a validated copy into the finished database, and the
+// backup-API copies (memory destinations, and the live mode without a copy).
+#pragma once
+
+#include <sqlite_backup/sqlite_backup.hpp>
+
+#include <cstdint>
+#include <filesystem>
+
+#include "sqlite/handle.hpp"
+
+namespace sqlite_backup::finalize {
+
+struct DatabaseFacts {
+  std::uint64_t pages = 0;
+  int page_size = 0;
+};
+
+// Opens the staged copy with SQLite, which replays its WAL or rolls back its hot journal
+// (inside the private folder: the source is not involved), switches it to
+// journal_mode=DELETE so that it is one self-contained file, runs the reference's
+// wal_checkpoint(TRUNCATE) when asked, and the integrity check of options.verify. Afterwards
+// the folder holds the database file only. Errors name `source` (what the user knows), not
+// the staged path.
+DatabaseFacts recover_in_place(const std::filesystem::path& staged, const Options& options,
+                               const std::filesystem::path& source);
+
+// Opens a database for reading as the caller's connect options say (URI-escaped path).
+sql::Database open_for_reading(const std::filesystem::path& database, const ConnectOptions& connect,
+                               bool read_only, const std::filesystem::path& source);
+
+// Copies `from` into `to` with SQLite's online backup API, as BackupOptions say (pages per
+// step, progress, schema name, pause when the source is busy). A source that stays busy
+// longer than connect.busy_timeout ends in SqliteBackupError.
+void backup_api_copy(sql::Database& from, sql::Database& to, const Options& options);
+
+// A new in-memory database holding a copy of `from`.
+Connection copy_into_memory(sql::Database& from, const Options& options);
+
+}  // namespace sqlite_backup::finalize

@@ -1,0 +1,138 @@
+#include "io/copy.hpp"
+
+#include <linux/fs.h>
+#include <sys/ioctl.h>
+#include <sys/sendfile.h>
+#include <unistd.h>
+
+#include <array>
+#include <cerrno>
+#include <memory>
+
+#include "error_internal.hpp"
+#include "io/file.hpp"
+
+namespace sqlite_backup::io {
+namespace {
+
+// Large enough that the syscall overhead vanishes, small enough that progress and
+// cancellation stay responsive (a few milliseconds per chunk from the page cache).
+constexpr std::size_t kChunk = std::size_t{32} << 20;
+
+bool is_unsupported(int error) noexcept {
+  // Errors that mean "this method does not apply here", not "the data cannot be read".
+  return error == ENOSYS || error == EXDEV || error == EINVAL || error == EOPNOTSUPP ||
+         error == ENOTSUP || error == ETXTBSY || error == EPERM || error == EBADF;
+}
+
+bool report(const ChunkObserver& observer, std::uint64_t done) {
+  return !observer || observer(done);
+}
+
+// The read/write error can come from either side; tell which by retrying the read alone.
+[[noreturn]] void throw_copy_error(int error, const std::filesystem::path& source,
+                                   const std::filesystem::path& destination) {
+  if (error == ENOSPC || error == EDQUOT || error == EFBIG || error == EROFS) {
+    throw_errno(error, "cannot write", destination);
+  }
+  throw_errno(error, "cannot copy " + quoted(source) + " to", destination);
+}
+
+}  // namespace
+
+const char* to_string(CopyMethod method) noexcept {
+  switch (method) {
+    case CopyMethod::reflink: return "reflink";
+    case CopyMethod::copy_file_range: return "copy_file_range";
+    case CopyMethod::sendfile: return "sendfile";
+    case CopyMethod::read_write: return "read/write";
+  }
+  return "?";
+}
+
+CopyOutcome copy_file_contents(int source_fd, const std::filesystem::path& source_path,
+                               int destination_fd, const std::filesystem::path& destination_path,
+                               const ChunkObserver& observer) {
+  CopyOutcome outcome;
+
+  // A clone shares the source's extents as they are at this instant: the cheapest copy there
+  // is, and a point-in-time one, since the kernel locks both inodes while it clones.
+  if (::ioctl(destination_fd, FICLONE, source_fd) == 0) {
+    outcome.method = CopyMethod::reflink;
+    outcome.bytes = stat_fd(destination_fd, destination_path).size;
+    if (::lseek(destination_fd, 0, SEEK_END) < 0) throw_errno(errno, "cannot seek", destination_path);
+    report(observer, outcome.bytes);
+    return outcome;
+  }
+
+  std::uint64_t done = 0;
+  bool try_copy_file_range = true;
+  bool try_sendfile = true;
+  while (try_copy_file_range) {
+    const ssize_t n = ::copy_file_range(source_fd, nullptr, destination_fd, nullptr, kChunk, 0);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (done == 0 && is_unsupported(errno)) {
+        try_copy_file_range = false;
+        break;
+      }
+      throw_copy_error(errno, source_path, destination_path);
+    }
+    if (n == 0) {
+      outcome.method = CopyMethod::copy_file_range;
+      outcome.bytes = done;
+      return outcome;
+    }
+    done += static_cast<std::uint64_t>(n);
+    if (!report(observer, done)) {
+      outcome.bytes = done;
+      return outcome;
+    }
+  }
+
+  while (try_sendfile) {
+    const ssize_t n = ::sendfile(destination_fd, source_fd, nullptr, kChunk);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (done == 0 && is_unsupported(errno)) {
+        try_sendfile = false;
+        break;
+      }
+      throw_copy_error(errno, source_path, destination_path);
+    }
+    if (n == 0) {
+      outcome.method = CopyMethod::sendfile;
+      outcome.bytes = done;
+      return outcome;
+    }
+    done += static_cast<std::uint64_t>(n);
+    if (!report(observer, done)) {
+      outcome.bytes = done;
+      return outcome;
+    }
+  }
+
+  constexpr std::size_t kBuffer = std::size_t{1} << 20;
+  auto buffer = std::make_unique<std::byte[]>(kBuffer);
+  std::uint64_t since_report = 0;
+  for (;;) {
+    const ssize_t n = ::read(source_fd, buffer.get(), kBuffer);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw_errno(errno, "cannot read", source_path);
+    }
+    if (n == 0) break;
+    write_all(destination_fd, std::span(buffer.get(), static_cast<std::size_t>(n)), destination_path);
+    done += static_cast<std::uint64_t>(n);
+    since_report += static_cast<std::uint64_t>(n);
+    if (since_report >= kChunk) {
+      since_report = 0;
+      if (!report(observer, done)) break;
+    }
+  }
+  outcome.method = CopyMethod::read_write;
+  outcome.bytes = done;
+  return outcome;
+}
+
+}  // namespace sqlite_backup::io

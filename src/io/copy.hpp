@@ -1,0 +1,31 @@
+// Copying one open file into another by the cheapest means the filesystems allow.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+
+namespace sqlite_backup::io {
+
+enum class CopyMethod { reflink, copy_file_range, sendfile, read_write };
+
+struct CopyOutcome {
+  std::uint64_t bytes = 0;
+  CopyMethod method = CopyMethod::read_write;
+};
+
+// Called after each chunk with the bytes copied so far; returning false stops the copy
+// (the caller then throws: this layer knows nothing about cancellation).
+using ChunkObserver = std::function<bool(std::uint64_t bytes_done)>;
+
+// Copies everything from the current start of `source_fd` to its end of file (the end as it
+// is when reached, not a size taken earlier: a growing file is read to its new end) into the
+// empty file `destination_fd`. Tries a reflink clone first (btrfs, XFS: the whole file
+// shares extents, at once), then copy_file_range, sendfile and read/write.
+CopyOutcome copy_file_contents(int source_fd, const std::filesystem::path& source_path,
+                               int destination_fd, const std::filesystem::path& destination_path,
+                               const ChunkObserver& observer = {});
+
+const char* to_string(CopyMethod method) noexcept;
+
+}  // namespace sqlite_backup::io

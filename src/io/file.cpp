@@ -1,0 +1,126 @@
+#include "io/file.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <utility>
+
+#include "error_internal.hpp"
+
+namespace sqlite_backup::io {
+
+UniqueFd& UniqueFd::operator=(UniqueFd&& other) noexcept {
+  if (this != &other) {
+    UniqueFd old(std::exchange(fd_, other.release()));
+  }
+  return *this;
+}
+
+UniqueFd::~UniqueFd() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+int UniqueFd::release() noexcept { return std::exchange(fd_, -1); }
+
+void throw_errno(int error, const std::string& operation, const std::filesystem::path& path) {
+  // ENOSPC, EACCES, EIO, ... all end as the same kind of error: the caller's message says which.
+  throw_error(ErrorKind::io, path, "{} {}: {}", operation, quoted(path),
+              std::generic_category().message(error));
+}
+
+FileStat to_file_stat(const struct stat& st) noexcept {
+  FileStat out;
+  out.device = st.st_dev;
+  out.inode = st.st_ino;
+  out.size = static_cast<std::uint64_t>(st.st_size);
+  out.mtime_ns = static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec;
+  out.ctime_ns = static_cast<std::int64_t>(st.st_ctim.tv_sec) * 1'000'000'000 + st.st_ctim.tv_nsec;
+  out.mode = st.st_mode;
+  return out;
+}
+
+std::optional<FileStat> stat_path(const std::filesystem::path& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) {
+    if (errno == ENOENT) return std::nullopt;
+    throw_errno(errno, "cannot stat", path);
+  }
+  return to_file_stat(st);
+}
+
+FileStat stat_fd(int fd, const std::filesystem::path& path_for_errors) {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) throw_errno(errno, "cannot stat", path_for_errors);
+  return to_file_stat(st);
+}
+
+UniqueFd open_source_file(const std::filesystem::path& path) {
+  // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer forever.
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY));
+  if (!fd) {
+    if (errno == ENOENT) return {};
+    if (errno == EISDIR) {
+      throw_error(ErrorKind::invalid_source, path, "cannot read {}: it is a folder, not a database file",
+                  quoted(path));
+    }
+    throw_errno(errno, "cannot open", path);
+  }
+  const FileStat st = stat_fd(fd.get(), path);
+  if (S_ISDIR(st.mode)) {
+    throw_error(ErrorKind::invalid_source, path, "cannot read {}: it is a folder, not a database file",
+                quoted(path));
+  }
+  if (!S_ISREG(st.mode)) {
+    throw_error(ErrorKind::invalid_source, path,
+                "cannot read {}: not a regular file (a FIFO, socket or device), not a database file",
+                quoted(path));
+  }
+  const int flags = ::fcntl(fd.get(), F_GETFL);
+  if (flags < 0 || ::fcntl(fd.get(), F_SETFL, flags & ~O_NONBLOCK) != 0) {
+    throw_errno(errno, "cannot set flags on", path);
+  }
+  return fd;
+}
+
+std::size_t read_at(int fd, std::span<std::byte> buffer, std::uint64_t offset,
+                    const std::filesystem::path& path_for_errors) {
+  std::size_t done = 0;
+  while (done < buffer.size()) {
+    const ssize_t n = ::pread(fd, buffer.data() + done, buffer.size() - done,
+                              static_cast<off_t>(offset + done));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw_errno(errno, "cannot read", path_for_errors);
+    }
+    if (n == 0) break;
+    done += static_cast<std::size_t>(n);
+  }
+  return done;
+}
+
+void write_all(int fd, std::span<const std::byte> data, const std::filesystem::path& path_for_errors) {
+  while (!data.empty()) {
+    const ssize_t n = ::write(fd, data.data(), data.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw_errno(errno, "cannot write", path_for_errors);
+    }
+    data = data.subspan(static_cast<std::size_t>(n));
+  }
+}
+
+void sync_fd(int fd, const std::filesystem::path& path_for_errors) {
+  if (::fsync(fd) != 0) throw_errno(errno, "cannot sync", path_for_errors);
+}
+
+void sync_directory(const std::filesystem::path& directory) {
+  UniqueFd fd(::open(directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!fd) throw_errno(errno, "cannot open folder", directory);
+  // Some filesystems refuse fsync on folders (EINVAL); the rename is then as durable as it gets.
+  if (::fsync(fd.get()) != 0 && errno != EINVAL && errno != EROFS) {
+    throw_errno(errno, "cannot sync folder", directory);
+  }
+}
+
+}  // namespace sqlite_backup::io

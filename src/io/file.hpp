@@ -1,0 +1,79 @@
+// File-descriptor primitives: an owning descriptor, file identity, positional reads, syncing.
+#pragma once
+
+#include <sys/stat.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <span>
+#include <string>
+#include <system_error>
+
+namespace sqlite_backup::io {
+
+// Owns a file descriptor; closes it on destruction (errors from close are ignored there:
+// callers that care about write errors call sync() first).
+class UniqueFd {
+ public:
+  UniqueFd() noexcept = default;
+  explicit UniqueFd(int fd) noexcept : fd_(fd) {}
+  UniqueFd(UniqueFd&& other) noexcept : fd_(other.release()) {}
+  UniqueFd& operator=(UniqueFd&& other) noexcept;
+  UniqueFd(const UniqueFd&) = delete;
+  UniqueFd& operator=(const UniqueFd&) = delete;
+  ~UniqueFd();
+
+  [[nodiscard]] int get() const noexcept { return fd_; }
+  [[nodiscard]] int release() noexcept;
+  explicit operator bool() const noexcept { return fd_ >= 0; }
+
+ private:
+  int fd_ = -1;
+};
+
+// What identifies a file and tells cheaply whether it changed. Sizes and times are
+// only hints (timestamps are as coarse as the kernel's clock tick); identity is exact.
+struct FileStat {
+  std::uint64_t device = 0;
+  std::uint64_t inode = 0;
+  std::uint64_t size = 0;
+  std::int64_t mtime_ns = 0;
+  std::int64_t ctime_ns = 0;
+  mode_t mode = 0;
+
+  [[nodiscard]] bool same_file(const FileStat& other) const noexcept {
+    return device == other.device && inode == other.inode;
+  }
+  [[nodiscard]] bool same_contents_hint(const FileStat& other) const noexcept {
+    return same_file(other) && size == other.size && mtime_ns == other.mtime_ns &&
+           ctime_ns == other.ctime_ns;
+  }
+};
+
+FileStat to_file_stat(const struct stat& st) noexcept;
+
+// stat() of a path; nullopt when it does not exist; throws filesystem_error otherwise.
+std::optional<FileStat> stat_path(const std::filesystem::path& path);
+FileStat stat_fd(int fd, const std::filesystem::path& path_for_errors);
+
+// Opens an existing regular file read-only without blocking on FIFOs and without following
+// the open into devices. Returns an empty UniqueFd when it does not exist (ENOENT).
+// Throws filesystem_error for anything else, and SqliteBackupError(invalid_source) when
+// it is not a regular file.
+UniqueFd open_source_file(const std::filesystem::path& path);
+
+// Reads up to buffer.size() bytes at offset; returns the count (short only at end of file).
+std::size_t read_at(int fd, std::span<std::byte> buffer, std::uint64_t offset,
+                    const std::filesystem::path& path_for_errors);
+
+void write_all(int fd, std::span<const std::byte> data, const std::filesystem::path& path_for_errors);
+
+// fsync of a file or folder, with the path in the error.
+void sync_fd(int fd, const std::filesystem::path& path_for_errors);
+void sync_directory(const std::filesystem::path& directory);
+
+[[noreturn]] void throw_errno(int error, const std::string& operation, const std::filesystem::path& path);
+
+}  // namespace sqlite_backup::io

@@ -1,0 +1,110 @@
+#include "log_internal.hpp"
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <filesystem>
+#include <mutex>
+
+namespace sqlite_backup {
+namespace {
+
+LogLevel level_from_environment() noexcept {
+  const char* text = std::getenv("SQLITE_BACKUP_LOGS");
+  return text != nullptr ? parse_log_level(text) : LogLevel::warning;
+}
+
+std::atomic<int>& level_storage() noexcept {
+  static std::atomic<int> level{static_cast<int>(level_from_environment())};
+  return level;
+}
+
+struct SinkSlot {
+  std::mutex mutex;
+  LogSink sink;
+};
+SinkSlot& sink_slot() {
+  static SinkSlot slot;
+  return slot;
+}
+
+const char* level_name(LogLevel level) noexcept {
+  switch (level) {
+    case LogLevel::debug: return "DEBUG";
+    case LogLevel::info: return "INFO";
+    case LogLevel::warning: return "WARNING";
+    case LogLevel::error: return "ERROR";
+  }
+  return "LOG";
+}
+
+void write_to_stderr(const LogRecord& record) noexcept {
+  using clock = std::chrono::system_clock;
+  const auto now = clock::now();
+  const std::time_t seconds = clock::to_time_t(now);
+  const auto millis =
+      std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
+  std::tm local{};
+  localtime_r(&seconds, &local);
+  char stamp[32];
+  std::strftime(stamp, sizeof stamp, "%Y-%m-%d %H:%M:%S", &local);
+  const std::string file = std::filesystem::path(record.where.file_name()).filename().string();
+  // One fprintf per event so that concurrent events do not interleave within a line.
+  std::fprintf(stderr, "[%s %s.%03d sqlite_backup %s:%u] %.*s\n", level_name(record.level), stamp,
+               static_cast<int>(millis), file.c_str(), record.where.line(),
+               static_cast<int>(record.message.size()), record.message.data());
+}
+
+}  // namespace
+
+LogLevel parse_log_level(std::string_view text) noexcept {
+  int value = 0;
+  bool digits = false;
+  for (char c : text) {
+    if (c == ' ' || c == '\t' || c == '\n') continue;
+    if (c < '0' || c > '9' || value > 1000) return LogLevel::warning;
+    value = value * 10 + (c - '0');
+    digits = true;
+  }
+  if (!digits) return LogLevel::warning;
+  // Python's scale: anything from 0 up to DEBUG logs everything; values between levels round down.
+  if (value < 20) return LogLevel::debug;
+  if (value < 30) return LogLevel::info;
+  if (value < 40) return LogLevel::warning;
+  return LogLevel::error;
+}
+
+void set_log_level(LogLevel level) noexcept { level_storage().store(static_cast<int>(level)); }
+
+LogLevel log_level() noexcept { return static_cast<LogLevel>(level_storage().load()); }
+
+void set_log_sink(LogSink sink) {
+  auto& slot = sink_slot();
+  std::lock_guard lock(slot.mutex);
+  slot.sink = std::move(sink);
+}
+
+namespace detail {
+
+bool log_enabled(LogLevel level) noexcept {
+  return static_cast<int>(level) >= level_storage().load(std::memory_order_relaxed);
+}
+
+void log_emit(LogLevel level, const std::string& message, std::source_location where) noexcept {
+  const LogRecord record{level, message, where};
+  auto& slot = sink_slot();
+  std::lock_guard lock(slot.mutex);
+  if (slot.sink) {
+    try {
+      slot.sink(record);
+    } catch (...) {  // a throwing sink must not break the backup
+    }
+    return;
+  }
+  write_to_stderr(record);
+}
+
+}  // namespace detail
+}  // namespace sqlite_backup

@@ -1,0 +1,57 @@
+// Internal logging front end: cheap level check first, formatting only when the event is kept.
+#pragma once
+
+#include <fmt/format.h>
+#include <sqlite_backup/log.hpp>
+
+#include <source_location>
+#include <string>
+
+namespace sqlite_backup::detail {
+
+[[nodiscard]] bool log_enabled(LogLevel level) noexcept;
+void log_emit(LogLevel level, const std::string& message, std::source_location where) noexcept;
+
+template <typename... Args>
+struct log_at {
+  // A struct (not a function) so that the source_location default argument can follow a pack.
+  log_at(LogLevel level, fmt::format_string<Args...> format, Args&&... args,
+         std::source_location where = std::source_location::current()) {
+    if (!log_enabled(level)) return;
+    try {
+      log_emit(level, fmt::format(format, std::forward<Args>(args)...), where);
+    } catch (...) {  // logging must never turn a backup into a failure
+    }
+  }
+};
+template <typename... Args>
+log_at(LogLevel, fmt::format_string<Args...>, Args&&...) -> log_at<Args...>;
+
+template <typename... Args>
+struct log_debug : log_at<Args...> {
+  log_debug(fmt::format_string<Args...> f, Args&&... a,
+            std::source_location w = std::source_location::current())
+      : log_at<Args...>(LogLevel::debug, f, std::forward<Args>(a)..., w) {}
+};
+template <typename... Args>
+log_debug(fmt::format_string<Args...>, Args&&...) -> log_debug<Args...>;
+
+template <typename... Args>
+struct log_info : log_at<Args...> {
+  log_info(fmt::format_string<Args...> f, Args&&... a,
+           std::source_location w = std::source_location::current())
+      : log_at<Args...>(LogLevel::info, f, std::forward<Args>(a)..., w) {}
+};
+template <typename... Args>
+log_info(fmt::format_string<Args...>, Args&&...) -> log_info<Args...>;
+
+template <typename... Args>
+struct log_warning : log_at<Args...> {
+  log_warning(fmt::format_string<Args...> f, Args&&... a,
+              std::source_location w = std::source_location::current())
+      : log_at<Args...>(LogLevel::warning, f, std::forward<Args>(a)..., w) {}
+};
+template <typename... Args>
+log_warning(fmt::format_string<Args...>, Args&&...) -> log_warning<Args...>;
+
+}  // namespace sqlite_backup::detail

@@ -1,0 +1,156 @@
+#include "snapshot/copy_set.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <random>
+#include <thread>
+
+#include "error_internal.hpp"
+#include "io/copy.hpp"
+#include "io/file.hpp"
+#include "log_internal.hpp"
+#include "validate/set_state.hpp"
+
+namespace sqlite_backup::snapshot {
+namespace {
+
+using detail::log_debug;
+using detail::quoted;
+using detail::throw_error;
+
+void throw_if_cancelled(const Settings& settings, const std::filesystem::path& source) {
+  if (settings.cancel != nullptr && settings.cancel->load(std::memory_order_relaxed)) {
+    throw_error(ErrorKind::cancelled, source, "backup of {} cancelled; nothing was written",
+                quoted(source));
+  }
+}
+
+// Waits before attempt `attempt` (2, 3, ...). A checkpoint or commit that spoiled the last
+// attempt is usually over within a millisecond, so the first retries come at once; later
+// ones back off exponentially to 32 ms with jitter, so that a steadily writing owner is not
+// met at the same phase of its cycle every time, and we never spin.
+void back_off(int attempt) {
+  if (attempt <= 3) return;
+  thread_local std::minstd_rand random{std::random_device{}()};
+  const int exponent = std::min(attempt - 3, 5);
+  const int ceiling_us = 1000 << exponent;  // 2 ms .. 32 ms
+  std::uniform_int_distribution<int> pick(ceiling_us / 4, ceiling_us);
+  std::this_thread::sleep_for(std::chrono::microseconds(pick(random)));
+}
+
+struct Member {
+  const std::filesystem::path* source;
+  std::filesystem::path staged;
+};
+
+// Our copy: the staged file is created new (O_EXCL: a leftover would mean a bug), mode 0600
+// until commit gives it the source's bits.
+std::uint64_t copy_member(const std::filesystem::path& source, const std::filesystem::path& staged,
+                          const Settings& settings, std::uint64_t done_before, std::uint64_t total,
+                          int attempt, bool& vanished) {
+  io::UniqueFd in = io::open_source_file(source);
+  if (!in) {
+    vanished = true;
+    return 0;
+  }
+  io::UniqueFd out(::open(staged.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+  if (!out) io::throw_errno(errno, "cannot create", staged);
+  const auto observer = [&](std::uint64_t done) {
+    if (settings.cancel != nullptr && settings.cancel->load(std::memory_order_relaxed)) return false;
+    if (settings.on_progress) settings.on_progress({done_before + done, total, attempt});
+    return true;
+  };
+  const io::CopyOutcome outcome = io::copy_file_contents(in.get(), source, out.get(), staged, observer);
+  throw_if_cancelled(settings, source);
+  log_debug("copied {} ({} bytes, {})", quoted(source), outcome.bytes, io::to_string(outcome.method));
+  return outcome.bytes;
+}
+
+void remove_staged(const std::vector<Member>& members) {
+  for (const auto& member : members) ::unlink(member.staged.c_str());
+}
+
+}  // namespace
+
+Outcome copy_consistent_set(const discover::DatabaseFiles& source, const std::filesystem::path& staged,
+                            const Settings& settings) {
+  const discover::DatabaseFiles staged_files(staged);
+  Outcome outcome;
+  for (int attempt = 1; attempt <= settings.attempts; ++attempt) {
+    throw_if_cancelled(settings, source.database);
+    if (attempt > 1) back_off(attempt);
+    outcome.attempts = attempt;
+
+    const validate::SetState before = validate::capture(source);
+    if (!before.database.exists) {
+      throw_error(ErrorKind::io, source.database,
+                  "cannot read {}: the database was deleted while it was being copied",
+                  quoted(source.database));
+    }
+    outcome.source_mode = before.database.stat.mode & 0666;
+
+    // Database first, then the WAL, then the journal: judge() relies on this order.
+    std::vector<Member> members{{&source.database, staged_files.database}};
+    if (before.wal.exists) members.push_back({&source.wal, staged_files.wal});
+    if (before.journal.exists) members.push_back({&source.journal, staged_files.journal});
+    remove_staged({{&source.database, staged_files.database},
+                   {&source.wal, staged_files.wal},
+                   {&source.journal, staged_files.journal}});
+
+    std::uint64_t total = before.database.stat.size;
+    if (before.wal.exists) total += before.wal.stat.size;
+    if (before.journal.exists) total += before.journal.stat.size;
+
+    bool copies_settled = true;
+    std::uint64_t done = 0;
+    for (const auto& member : members) {
+      if (settings.copy_function) {
+        // The caller's copy says itself whether the file changed under it; the whole-set
+        // judgement below still applies on top.
+        if (!settings.copy_function(*member.source, member.staged)) copies_settled = false;
+        throw_if_cancelled(settings, source.database);
+        continue;
+      }
+      bool vanished = false;
+      done += copy_member(*member.source, member.staged, settings, done, total, attempt, vanished);
+      if (vanished) copies_settled = false;
+    }
+    outcome.bytes = done;
+
+    validate::Verdict verdict;
+    if (copies_settled) {
+      const validate::MemberState staged_wal =
+          validate::capture_member(staged_files.wal, validate::kWalHeaderSize);
+      const validate::MemberState staged_journal =
+          validate::capture_member(staged_files.journal, validate::kJournalHeaderSize);
+      // The content comparison (when needed) happens before the second look, so that the
+      // second look also covers the time spent comparing.
+      const validate::SetState middle = validate::capture(source);
+      verdict = validate::judge(before, middle, staged_wal, staged_journal);
+      if (verdict.consistent && verdict.need == validate::Need::content_comparison) {
+        if (!validate::same_contents(source.database, staged_files.database)) {
+          verdict = {false, validate::Need::nothing_more,
+                     "the database changed during the copy (contents differ)"};
+        } else {
+          const validate::SetState after = validate::capture(source);
+          verdict = validate::judge(before, after, staged_wal, staged_journal);
+        }
+      }
+    } else {
+      verdict.reason = settings.copy_function ? "the copy function reported a change"
+                                              : "a file vanished while it was being copied";
+    }
+    if (verdict.consistent) {
+      outcome.validated = true;
+      log_debug("attempt {}: the copy of {} is one consistent state", attempt, quoted(source.database));
+      return outcome;
+    }
+    outcome.last_reason = verdict.reason;
+    log_debug("attempt {} of {}: {}; copying again", attempt, settings.attempts, verdict.reason);
+  }
+  return outcome;
+}
+
+}  // namespace sqlite_backup::snapshot

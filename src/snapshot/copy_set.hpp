@@ -1,0 +1,38 @@
+// Stage 2 of the pipeline: copying the set of files, optimistically and without locks,
+// until validate::judge() accepts a copy as one consistent state.
+#pragma once
+
+#include <sqlite_backup/sqlite_backup.hpp>
+
+#include <atomic>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+
+#include "discover/database_files.hpp"
+
+namespace sqlite_backup::snapshot {
+
+struct Settings {
+  int attempts = 100;                    // whole-set attempts (copy_retry)
+  CopyFunction copy_function;            // empty: our descriptor copy
+  const std::atomic<bool>* cancel = nullptr;
+  std::function<void(const CopyProgress&)> on_progress;
+};
+
+struct Outcome {
+  int attempts = 0;
+  bool validated = false;     // false: every attempt saw a change; the last copy is staged anyway
+  std::string last_reason;    // why the last rejected attempt was rejected
+  mode_t source_mode = 0600;  // permission bits of the source database
+  std::uint64_t bytes = 0;    // bytes copied by the accepted (or last) attempt
+};
+
+// Copies the database at `source` and its -wal/-journal into `staged` (a database path in a
+// private folder: side files go beside it under the matching names). Never writes to or
+// locks the source. Throws SqliteBackupError for I/O errors, a source that is not a regular
+// file or that vanished, and cancellation.
+Outcome copy_consistent_set(const discover::DatabaseFiles& source, const std::filesystem::path& staged,
+                            const Settings& settings);
+
+}  // namespace sqlite_backup::snapshot

@@ -1,0 +1,118 @@
+#include "sqlite/handle.hpp"
+
+#include <sqlite3.h>
+
+#include <utility>
+
+#include "error_internal.hpp"
+
+namespace sqlite_backup::sql {
+
+bool is_retryable(int result) noexcept {
+  const int primary = result & 0xff;
+  return primary == SQLITE_BUSY || primary == SQLITE_LOCKED;
+}
+
+ErrorKind classify(int result) noexcept {
+  switch (result & 0xff) {
+    case SQLITE_NOTADB:
+    case SQLITE_CORRUPT:
+    case SQLITE_FORMAT:
+    case SQLITE_EMPTY:
+      return ErrorKind::invalid_source;
+    case SQLITE_FULL:
+    case SQLITE_IOERR:
+    case SQLITE_CANTOPEN:
+    case SQLITE_PERM:
+    case SQLITE_READONLY:
+    case SQLITE_NOLFS:
+      return ErrorKind::io;
+    case SQLITE_INTERRUPT:
+      return ErrorKind::cancelled;
+    default:
+      return ErrorKind::sqlite;
+  }
+}
+
+void throw_result(int result, sqlite3* db, std::string_view operation,
+                  const std::filesystem::path& path) {
+  // The connection's message is more specific than sqlite3_errstr() when it is about this result.
+  const char* message = (db != nullptr && sqlite3_errcode(db) == result) ? sqlite3_errmsg(db)
+                                                                          : sqlite3_errstr(result);
+  detail::throw_error(classify(result), path, "{} {}: {} (SQLite error {})", operation,
+                      detail::quoted(path), message, result);
+}
+
+Database::Database(const std::string& filename, int flags, const std::string& vfs,
+                   const std::filesystem::path& path_for_errors)
+    : path_(path_for_errors) {
+  const int rc = sqlite3_open_v2(filename.c_str(), &db_, flags, vfs.empty() ? nullptr : vfs.c_str());
+  if (rc != SQLITE_OK) {
+    // Copy the message out before the destructor closes the handle that holds it.
+    const int result = db_ != nullptr ? sqlite3_extended_errcode(db_) : rc;
+    std::string message = db_ != nullptr ? sqlite3_errmsg(db_) : sqlite3_errstr(rc);
+    sqlite3_close_v2(std::exchange(db_, nullptr));
+    detail::throw_error(classify(result), path_, "cannot open {} with SQLite: {} (SQLite error {})",
+                        detail::quoted(path_), message, result);
+  }
+  sqlite3_extended_result_codes(db_, 1);
+}
+
+Database::Database(Database&& other) noexcept
+    : db_(std::exchange(other.db_, nullptr)), path_(std::move(other.path_)) {}
+
+Database::~Database() {
+  if (db_ != nullptr) sqlite3_close_v2(db_);
+}
+
+sqlite3* Database::release() noexcept { return std::exchange(db_, nullptr); }
+
+void Database::close() {
+  if (db_ == nullptr) return;
+  const int rc = sqlite3_close(db_);
+  if (rc != SQLITE_OK) throw_result(rc, db_, "cannot close", path_);
+  db_ = nullptr;
+}
+
+void Database::set_busy_timeout(int milliseconds) { sqlite3_busy_timeout(db_, milliseconds); }
+
+void Database::exec(const std::string& sql, std::string_view operation) {
+  char* error = nullptr;
+  const int rc = sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &error);
+  sqlite3_free(error);  // the connection still holds the same message for throw_result
+  if (rc != SQLITE_OK) throw_result(sqlite3_extended_errcode(db_), db_, operation, path_);
+}
+
+std::string Database::query_text(const std::string& sql, std::string_view operation) {
+  Statement statement(*this, sql, operation);
+  return statement.step() ? statement.column_text(0) : std::string();
+}
+
+std::int64_t Database::query_int(const std::string& sql, std::string_view operation) {
+  Statement statement(*this, sql, operation);
+  return statement.step() ? statement.column_int(0) : 0;
+}
+
+Statement::Statement(Database& db, const std::string& sql, std::string_view operation)
+    : db_(db), operation_(operation) {
+  const int rc = sqlite3_prepare_v2(db.get(), sql.c_str(), static_cast<int>(sql.size()), &stmt_, nullptr);
+  if (rc != SQLITE_OK) throw_result(sqlite3_extended_errcode(db.get()), db.get(), operation_, db.path());
+}
+
+Statement::~Statement() { sqlite3_finalize(stmt_); }
+
+bool Statement::step() {
+  const int rc = sqlite3_step(stmt_);
+  if (rc == SQLITE_ROW) return true;
+  if (rc == SQLITE_DONE) return false;
+  throw_result(sqlite3_extended_errcode(db_.get()), db_.get(), operation_, db_.path());
+}
+
+std::string Statement::column_text(int column) const {
+  const auto* text = reinterpret_cast<const char*>(sqlite3_column_text(stmt_, column));
+  return text != nullptr ? std::string(text) : std::string();
+}
+
+std::int64_t Statement::column_int(int column) const { return sqlite3_column_int64(stmt_, column); }
+
+}  // namespace sqlite_backup::sql

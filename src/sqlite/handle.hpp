@@ -1,0 +1,78 @@
+// RAII over the SQLite C API, and the one place where result codes are classified.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <string_view>
+
+struct sqlite3;
+struct sqlite3_stmt;
+
+namespace sqlite_backup {
+enum class ErrorKind;
+}
+
+namespace sqlite_backup::sql {
+
+// As SQLite's own backup.c decides: only BUSY and LOCKED mean "try again later";
+// every other non-OK result is final.
+[[nodiscard]] bool is_retryable(int result) noexcept;
+
+// What a final SQLite result means for the caller: a bad database (NOTADB, CORRUPT, ...),
+// an I/O problem (FULL, IOERR, CANTOPEN, PERM, READONLY), or SQLite refusing otherwise.
+[[nodiscard]] ErrorKind classify(int result) noexcept;
+
+// Throws SqliteBackupError "<operation> <path>: <sqlite message> (<code name>)".
+[[noreturn]] void throw_result(int result, sqlite3* db, std::string_view operation,
+                               const std::filesystem::path& path);
+
+class Database {
+ public:
+  // Opens `filename` (a file: URI when flags contain SQLITE_OPEN_URI). The handle is owned
+  // before the result is checked: SQLite allocates one even when the open fails.
+  Database(const std::string& filename, int flags, const std::string& vfs,
+           const std::filesystem::path& path_for_errors);
+  Database(Database&& other) noexcept;
+  Database& operator=(Database&&) = delete;
+  Database(const Database&) = delete;
+  Database& operator=(const Database&) = delete;
+  ~Database();
+
+  [[nodiscard]] sqlite3* get() const noexcept { return db_; }
+  // Gives up ownership (the caller closes the handle).
+  [[nodiscard]] sqlite3* release() noexcept;
+  [[nodiscard]] const std::filesystem::path& path() const noexcept { return path_; }
+
+  void exec(const std::string& sql, std::string_view operation);
+  // First column of the first row, as text ("" when there is no row).
+  std::string query_text(const std::string& sql, std::string_view operation);
+  std::int64_t query_int(const std::string& sql, std::string_view operation);
+  void set_busy_timeout(int milliseconds);
+
+  // Closes now and reports a failure (the destructor cannot).
+  void close();
+
+ private:
+  sqlite3* db_ = nullptr;
+  std::filesystem::path path_;
+};
+
+class Statement {
+ public:
+  Statement(Database& db, const std::string& sql, std::string_view operation);
+  Statement(const Statement&) = delete;
+  Statement& operator=(const Statement&) = delete;
+  ~Statement();
+  // true: a row is ready; false: done. Throws on error.
+  bool step();
+  [[nodiscard]] std::string column_text(int column) const;
+  [[nodiscard]] std::int64_t column_int(int column) const;
+
+ private:
+  Database& db_;
+  sqlite3_stmt* stmt_ = nullptr;
+  std::string operation_;
+};
+
+}  // namespace sqlite_backup::sql

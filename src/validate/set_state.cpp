@@ -1,0 +1,205 @@
+#include "validate/set_state.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <memory>
+#include <span>
+
+#include "error_internal.hpp"
+
+namespace sqlite_backup::validate {
+namespace {
+
+constexpr std::array<unsigned char, 8> kJournalMagic = {0xd9, 0xd5, 0x05, 0xf9,
+                                                        0x20, 0xa1, 0x63, 0xd7};
+
+std::uint32_t big_endian_u32(const MemberState& member, std::size_t offset) noexcept {
+  if (member.header_bytes < offset + 4) return 0;
+  const auto* p = reinterpret_cast<const unsigned char*>(member.header.data() + offset);
+  return (std::uint32_t{p[0]} << 24) | (std::uint32_t{p[1]} << 16) | (std::uint32_t{p[2]} << 8) |
+         std::uint32_t{p[3]};
+}
+
+bool same_bytes(const MemberState& a, const MemberState& b, std::size_t from, std::size_t to) noexcept {
+  if (a.header_bytes < to || b.header_bytes < to) return a.header_bytes == b.header_bytes;
+  return std::memcmp(a.header.data() + from, b.header.data() + from, to - from) == 0;
+}
+
+bool same_identity(const MemberState& a, const MemberState& b) noexcept {
+  return a.exists == b.exists && (!a.exists || a.stat.same_file(b.stat));
+}
+
+// A journal is hot (SQLite will roll the database back from it when the copy is opened)
+// when it starts with the journal magic. A PERSIST journal between transactions has a
+// zeroed header and a TRUNCATE one is empty: neither is hot.
+bool journal_is_hot(const MemberState& journal) noexcept {
+  return journal.exists && journal.header_bytes >= kJournalHeaderSize &&
+         std::memcmp(journal.header.data(), kJournalMagic.data(), kJournalMagic.size()) == 0;
+}
+
+// Same transaction's journal: SQLite writes a fresh random nonce (offset 12) and the
+// database size at its start (16) into every new journal header. The record count at 8
+// may legitimately grow while the transaction spills more pages, so it is not compared.
+bool same_journal_transaction(const MemberState& a, const MemberState& b) noexcept {
+  return journal_is_hot(a) && journal_is_hot(b) && same_bytes(a, b, 12, kJournalHeaderSize);
+}
+
+std::string describe(const char* name, const MemberState& before, const MemberState& after) {
+  if (before.exists && !after.exists) return fmt::format("the {} was deleted during the copy", name);
+  if (!before.exists && after.exists) return fmt::format("a {} appeared during the copy", name);
+  return fmt::format("the {} was replaced by another file during the copy", name);
+}
+
+}  // namespace
+
+MemberState capture_member(const std::filesystem::path& path, std::size_t header_size) {
+  MemberState member;
+  const io::UniqueFd fd = io::open_source_file(path);
+  if (!fd) return member;
+  member.exists = true;
+  member.stat = io::stat_fd(fd.get(), path);
+  member.header_bytes = io::read_at(fd.get(), std::span(member.header.data(), header_size), 0, path);
+  return member;
+}
+
+SetState capture(const discover::DatabaseFiles& files) {
+  SetState state;
+  state.database = capture_member(files.database, kDatabaseHeaderSize);
+  state.wal = capture_member(files.wal, kWalHeaderSize);
+  state.journal = capture_member(files.journal, kJournalHeaderSize);
+  return state;
+}
+
+bool has_live_wal(const SetState& state) noexcept {
+  const std::uint32_t magic = big_endian_u32(state.wal, 0);
+  return state.wal.exists && state.wal.header_bytes >= kWalHeaderSize &&
+         (magic == 0x377f0682 || magic == 0x377f0683);
+}
+
+Verdict judge(const SetState& before, const SetState& after, const MemberState& staged_wal,
+              const MemberState& staged_journal) {
+  Verdict verdict;
+  // The set itself must be the same files: a deleted, created or renamed-over member means
+  // the owner closed, changed journal mode, or someone replaced the database.
+  if (!after.database.exists) {
+    verdict.reason = "the database file was deleted during the copy";
+    return verdict;
+  }
+  if (!same_identity(before.database, after.database)) {
+    verdict.reason = describe("database file", before.database, after.database);
+    return verdict;
+  }
+  if (!same_identity(before.wal, after.wal)) {
+    verdict.reason = describe("-wal file", before.wal, after.wal);
+    return verdict;
+  }
+  if (!same_identity(before.journal, after.journal)) {
+    verdict.reason = describe("-journal file", before.journal, after.journal);
+    return verdict;
+  }
+
+  if (has_live_wal(before)) {
+    // WAL mode with a live generation of frames. Writers only append frames to the WAL;
+    // the database file is written only by checkpoints, which copy into it pages from
+    // frames of the current generation that were committed before the checkpoint began.
+    // The generation ends only when the WAL is restarted or truncated, and that rewrites
+    // the WAL header with salt-1 incremented and a new checkpoint sequence: an identical
+    // 32-byte header before and after means one generation throughout. We copy the
+    // database first and the WAL second, to its end as it is then; so every page a
+    // checkpoint wrote into the database while we copied it comes from a frame that was
+    // already in the WAL when we started copying the WAL, and is in our copy of it.
+    // Replaying our WAL (SQLite does, when the copy is opened) overwrites each such page
+    // with that frame's version or a later committed one: the result is the state at the
+    // last commit frame we copied. Frames after it (a transaction in flight, a torn tail)
+    // fail the salt/checksum chain and SQLite ignores them. Sizes and times of both files
+    // change all the time here and say nothing; they are not consulted.
+    if (!same_bytes(before.wal, after.wal, 0, kWalHeaderSize)) {
+      verdict.reason = fmt::format(
+          "the WAL was restarted by a checkpoint during the copy (checkpoint sequence {} -> {})",
+          big_endian_u32(before.wal, 12), big_endian_u32(after.wal, 12));
+      return verdict;
+    }
+    if (!same_bytes(before.wal, staged_wal, 0, kWalHeaderSize)) {
+      verdict.reason = "the copied WAL does not start with the header seen before the copy";
+      return verdict;
+    }
+    if (before.journal.exists && !(before.journal.stat.same_contents_hint(after.journal.stat) &&
+                                   same_bytes(before.journal, after.journal, 0, kJournalHeaderSize))) {
+      verdict.reason = "a -journal beside the WAL changed during the copy";
+      return verdict;
+    }
+    verdict.consistent = true;
+    return verdict;
+  }
+
+  // No live WAL: rollback-journal mode, or WAL mode with an empty WAL (after a TRUNCATE
+  // checkpoint, or with no connection open).
+  if (has_live_wal(after) || (before.wal.exists && before.wal.stat.size != after.wal.stat.size)) {
+    verdict.reason = "a writer started a new WAL during the copy";
+    return verdict;
+  }
+
+  if (journal_is_hot(before.journal)) {
+    // A write transaction T was in progress (or its owner died in it). Only the holder of
+    // the RESERVED lock writes the database file, so while T lasts every change to the
+    // database is T's, and SQLite journals each page's original before it overwrites the
+    // page (in program order, which is what we see through the page cache). Same nonce
+    // before and after: T neither committed nor was followed by another transaction. We
+    // copied the journal after the database, so it holds the original of every page T
+    // had written by then; opening our copy rolls T back, giving the state before T, which
+    // is the last committed state. (Frames past a torn journal tail fail their checksums
+    // and end the rollback, as in crash recovery.)
+    if (!same_journal_transaction(before.journal, after.journal)) {
+      verdict.reason = "the transaction in progress ended during the copy (journal header changed)";
+      return verdict;
+    }
+    if (!same_journal_transaction(before.journal, staged_journal)) {
+      verdict.reason = "the copied journal is not the transaction seen before the copy";
+      return verdict;
+    }
+    verdict.consistent = true;
+    return verdict;
+  }
+
+  if (journal_is_hot(after.journal)) {
+    verdict.reason = "a write transaction began during the copy";
+    return verdict;
+  }
+  if (before.journal.exists && !same_bytes(before.journal, after.journal, 0, kJournalHeaderSize)) {
+    verdict.reason = "the journal changed during the copy";
+    return verdict;
+  }
+  // No transaction was visible at either end. In rollback mode every commit increments
+  // the change counter (offset 24) before it completes, so a different counter proves a
+  // commit; the same counter does not prove the opposite (an owner in exclusive locking
+  // mode, or WAL mode, does not bump it for every transaction; a whole transaction may
+  // also fit between our two looks). Timestamps cannot close that gap: they tick as
+  // coarsely as the kernel's clock. So the caller compares contents, which can.
+  if (big_endian_u32(before.database, 24) != big_endian_u32(after.database, 24) ||
+      before.database.stat.size != after.database.stat.size) {
+    verdict.reason = fmt::format("a transaction committed during the copy (change counter {} -> {})",
+                                 big_endian_u32(before.database, 24),
+                                 big_endian_u32(after.database, 24));
+    return verdict;
+  }
+  verdict.consistent = true;
+  verdict.need = Need::content_comparison;
+  return verdict;
+}
+
+bool same_contents(const std::filesystem::path& source, const std::filesystem::path& copy) {
+  const io::UniqueFd a = io::open_source_file(source);
+  const io::UniqueFd b = io::open_source_file(copy);
+  if (!a || !b) return false;
+  constexpr std::size_t kChunk = std::size_t{1} << 20;
+  auto left = std::make_unique<std::byte[]>(kChunk);
+  auto right = std::make_unique<std::byte[]>(kChunk);
+  for (std::uint64_t offset = 0;; offset += kChunk) {
+    const std::size_t n = io::read_at(a.get(), std::span(left.get(), kChunk), offset, source);
+    const std::size_t m = io::read_at(b.get(), std::span(right.get(), kChunk), offset, copy);
+    if (n != m || std::memcmp(left.get(), right.get(), n) != 0) return false;
+    if (n < kChunk) return true;
+  }
+}
+
+}  // namespace sqlite_backup::validate

@@ -1,0 +1,72 @@
+// Stage 3 of the pipeline: deciding whether a copied set of files is one consistent state.
+//
+// We copy without locks while the owner keeps writing, so a copy can tear. Instead of
+// preventing that (which needs locks that can fail the owner's commits) we detect it: the
+// state of the source set is captured before the first byte is copied and again after the
+// last, and judge() accepts the copy only when SQLite's own markers prove that whatever
+// changed in between cannot be seen in the snapshot. The reasoning for each case is in
+// set_state.cpp beside the check that relies on it.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+
+#include "discover/database_files.hpp"
+#include "io/file.hpp"
+
+namespace sqlite_backup::validate {
+
+// The first bytes of a file that SQLite uses as markers:
+//   database: 100-byte header (change counter at 24, page size at 16, WAL/rollback at 18-19)
+//   -wal:     32-byte WAL header (magic, checkpoint sequence at 12, salts at 16 and 20)
+//   -journal: 28-byte journal header (magic, record count, nonce at 12, initial size, sizes)
+struct MemberState {
+  bool exists = false;
+  io::FileStat stat;
+  std::array<std::byte, 100> header{};
+  std::size_t header_bytes = 0;  // how many of header[] the file had
+};
+
+struct SetState {
+  MemberState database;
+  MemberState wal;
+  MemberState journal;
+};
+
+// Reads the markers of every member (stat + header) without opening anything for writing
+// and without any lock. Members that do not exist are recorded as such.
+SetState capture(const discover::DatabaseFiles& files);
+
+// Reads the same markers from a staged copy (to check that what we copied is the generation
+// the markers speak of).
+MemberState capture_member(const std::filesystem::path& path, std::size_t header_size);
+
+enum class Need { nothing_more, content_comparison };
+
+struct Verdict {
+  bool consistent = false;
+  Need need = Need::nothing_more;  // when consistent: what must still be checked
+  std::string reason;              // why not (for the debug log and the final error)
+};
+
+// Judges a copy taken between `before` and `after`; `staged_wal` and `staged_journal` are
+// the markers of the copies themselves.
+Verdict judge(const SetState& before, const SetState& after, const MemberState& staged_wal,
+              const MemberState& staged_journal);
+
+// Whether the WAL in this state has a valid header, i.e. holds a live generation of frames.
+bool has_live_wal(const SetState& state) noexcept;
+
+// Byte-for-byte comparison of the source database with its copy; the sure check for the
+// cases where no marker changes with every write (see judge()).
+bool same_contents(const std::filesystem::path& source, const std::filesystem::path& copy);
+
+inline constexpr std::size_t kDatabaseHeaderSize = 100;
+inline constexpr std::size_t kWalHeaderSize = 32;
+inline constexpr std::size_t kJournalHeaderSize = 28;
+
+}  // namespace sqlite_backup::validate
