@@ -47,10 +47,10 @@ struct Member {
 
 // Our copy: the staged file is created new (O_EXCL: a leftover would mean a bug), mode 0600
 // until commit gives it the source's bits.
-std::uint64_t copy_member(const std::filesystem::path& source, const std::filesystem::path& staged,
-                          const Settings& settings, std::uint64_t done_before, std::uint64_t total,
-                          int attempt, bool& vanished) {
-  io::UniqueFd in = io::open_source_file(source);
+std::uint64_t copy_member(const std::filesystem::path& source, io::UniqueFd in,
+                          const std::filesystem::path& staged, const Settings& settings,
+                          std::uint64_t done_before, std::uint64_t total, int attempt, bool& vanished) {
+  if (!in) in = io::open_source_file(source);
   if (!in) {
     vanished = true;
     return 0;
@@ -83,7 +83,17 @@ Outcome copy_consistent_set(const discover::DatabaseFiles& source, const std::fi
     if (attempt > 1) back_off(attempt);
     outcome.attempts = attempt;
 
+    // The journal is opened before the first look and read through this descriptor after
+    // the database: should its transaction commit meanwhile and delete it, the descriptor
+    // still reads the whole file (see judge()).
+    io::UniqueFd held_journal = io::open_source_file(source.journal);
     const validate::SetState before = validate::capture(source);
+    if (held_journal && !(before.journal.exists &&
+                          before.journal.stat.same_file(io::stat_fd(held_journal.get(), source.journal)))) {
+      outcome.last_reason = "the journal changed as we opened it";
+      log_debug("attempt {} of {}: {}; copying again", attempt, settings.attempts, outcome.last_reason);
+      continue;
+    }
     if (!before.database.exists) {
       throw_error(ErrorKind::io, source.database,
                   "cannot read {}: the database was deleted while it was being copied",
@@ -94,7 +104,7 @@ Outcome copy_consistent_set(const discover::DatabaseFiles& source, const std::fi
     // Database first, then the WAL, then the journal: judge() relies on this order.
     std::vector<Member> members{{&source.database, staged_files.database}};
     if (before.wal.exists) members.push_back({&source.wal, staged_files.wal});
-    if (before.journal.exists) members.push_back({&source.journal, staged_files.journal});
+    if (held_journal) members.push_back({&source.journal, staged_files.journal});
     remove_staged({{&source.database, staged_files.database},
                    {&source.wal, staged_files.wal},
                    {&source.journal, staged_files.journal}});
@@ -114,7 +124,9 @@ Outcome copy_consistent_set(const discover::DatabaseFiles& source, const std::fi
         continue;
       }
       bool vanished = false;
-      done += copy_member(*member.source, member.staged, settings, done, total, attempt, vanished);
+      io::UniqueFd held = member.source == &source.journal ? std::move(held_journal) : io::UniqueFd();
+      done += copy_member(*member.source, std::move(held), member.staged, settings, done, total, attempt,
+                          vanished);
       if (vanished) copies_settled = false;
     }
     outcome.bytes = done;
@@ -128,14 +140,14 @@ Outcome copy_consistent_set(const discover::DatabaseFiles& source, const std::fi
       // The content comparison (when needed) happens before the second look, so that the
       // second look also covers the time spent comparing.
       const validate::SetState middle = validate::capture(source);
-      verdict = validate::judge(before, middle, staged_wal, staged_journal);
+      verdict = validate::judge(before, middle, staged_wal, staged_journal, staged_files.journal);
       if (verdict.consistent && verdict.need == validate::Need::content_comparison) {
         if (!validate::same_contents(source.database, staged_files.database)) {
           verdict = {false, validate::Need::nothing_more,
                      "the database changed during the copy (contents differ)"};
         } else {
           const validate::SetState after = validate::capture(source);
-          verdict = validate::judge(before, after, staged_wal, staged_journal);
+          verdict = validate::judge(before, after, staged_wal, staged_journal, staged_files.journal);
         }
       }
     } else {

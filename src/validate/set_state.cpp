@@ -25,6 +25,11 @@ bool same_bytes(const MemberState& a, const MemberState& b, std::size_t from, st
   return std::memcmp(a.header.data() + from, b.header.data() + from, to - from) == 0;
 }
 
+bool is_all_zero(const MemberState& member, std::size_t bytes) noexcept {
+  return std::all_of(member.header.begin(), member.header.begin() + static_cast<std::ptrdiff_t>(bytes),
+                     [](std::byte b) { return b == std::byte{0}; });
+}
+
 bool same_identity(const MemberState& a, const MemberState& b) noexcept {
   return a.exists == b.exists && (!a.exists || a.stat.same_file(b.stat));
 }
@@ -48,6 +53,49 @@ std::string describe(const char* name, const MemberState& before, const MemberSt
   if (before.exists && !after.exists) return fmt::format("the {} was deleted during the copy", name);
   if (!before.exists && after.exists) return fmt::format("a {} appeared during the copy", name);
   return fmt::format("the {} was replaced by another file during the copy", name);
+}
+
+
+// The change counter page 1 had when transaction T began, from T's journal: the first
+// record of page 1 holds its original. A journal is a sequence of segments, each a header
+// (padded to the sector size) followed by its records (page number, page, checksum); a
+// record count of 0xffffffff means "up to the end of the file". nullopt when T never
+// journaled page 1 (it has not reached its commit, which always does).
+std::optional<std::uint32_t> original_change_counter(const std::filesystem::path& journal) {
+  const io::UniqueFd fd = io::open_source_file(journal);
+  if (!fd) return std::nullopt;
+  const std::uint64_t size = io::stat_fd(fd.get(), journal).size;
+  std::array<unsigned char, kJournalHeaderSize> header{};
+  const auto be32 = [](const unsigned char* p) {
+    return (std::uint32_t{p[0]} << 24) | (std::uint32_t{p[1]} << 16) | (std::uint32_t{p[2]} << 8) |
+           std::uint32_t{p[3]};
+  };
+  std::uint64_t offset = 0;
+  while (offset + kJournalHeaderSize <= size) {
+    if (io::read_at(fd.get(), std::as_writable_bytes(std::span(header)), offset, journal) < header.size() ||
+        std::memcmp(header.data(), kJournalMagic.data(), kJournalMagic.size()) != 0) {
+      return std::nullopt;
+    }
+    const std::uint32_t declared = be32(&header[8]);
+    const std::uint64_t sector = be32(&header[20]);
+    const std::uint64_t page = be32(&header[24]);
+    if (sector < 32 || page < 512 || page > 65536) return std::nullopt;
+    const std::uint64_t record = page + 8;
+    const std::uint64_t first = offset + sector;
+    const std::uint64_t count = declared == 0xffffffffU ? (size > first ? (size - first) / record : 0) : declared;
+    std::array<unsigned char, 4 + 28> head{};  // page number + page bytes up to the counter
+    for (std::uint64_t i = 0; i < count; ++i) {
+      const std::uint64_t at = first + i * record;
+      if (at + record > size) return std::nullopt;
+      if (io::read_at(fd.get(), std::as_writable_bytes(std::span(head)), at, journal) < head.size()) {
+        return std::nullopt;
+      }
+      if (be32(&head[0]) == 1) return be32(&head[4 + 24]);
+    }
+    if (declared == 0xffffffffU || count == 0) return std::nullopt;
+    offset = (first + count * record + sector - 1) / sector * sector;
+  }
+  return std::nullopt;
 }
 
 }  // namespace
@@ -77,7 +125,7 @@ bool has_live_wal(const SetState& state) noexcept {
 }
 
 Verdict judge(const SetState& before, const SetState& after, const MemberState& staged_wal,
-              const MemberState& staged_journal) {
+              const MemberState& staged_journal, const std::filesystem::path& staged_journal_path) {
   Verdict verdict;
   // The set itself must be the same files: a deleted, created or renamed-over member means
   // the owner closed, changed journal mode, or someone replaced the database.
@@ -93,7 +141,8 @@ Verdict judge(const SetState& before, const SetState& after, const MemberState& 
     verdict.reason = describe("-wal file", before.wal, after.wal);
     return verdict;
   }
-  if (!same_identity(before.journal, after.journal)) {
+  // (A hot journal may legitimately be deleted at the end: see the rollback case below.)
+  if (!journal_is_hot(before.journal) && !same_identity(before.journal, after.journal)) {
     verdict.reason = describe("-journal file", before.journal, after.journal);
     return verdict;
   }
@@ -149,13 +198,37 @@ Verdict judge(const SetState& before, const SetState& after, const MemberState& 
     // had written by then; opening our copy rolls T back, giving the state before T, which
     // is the last committed state. (Frames past a torn journal tail fail their checksums
     // and end the rollback, as in crash recovery.)
-    if (!same_journal_transaction(before.journal, after.journal)) {
-      verdict.reason = "the transaction in progress ended during the copy (journal header changed)";
-      return verdict;
-    }
+    //
+    // T may also end during the copy: we hold a descriptor on its journal from before the
+    // first look, so if T deletes it (DELETE mode) we still read the whole file. What we
+    // need then is that T was the only writer all along: exactly one more commit (T's own;
+    // an owner in exclusive locking mode does not count its commits, so it fails this and
+    // waits for a window inside one transaction), and no successor holding a hot journal at
+    // the end. A journal truncated in place (TRUNCATE mode) or zeroed and reused (PERSIST)
+    // may have been cut under our reader unless it is still at least as long as our copy.
+    // Not caught: a successor that began, spilled pages and rolled back entirely between
+    // T's commit and the end of our database copy (it leaves no trace in any header).
     if (!same_journal_transaction(before.journal, staged_journal)) {
       verdict.reason = "the copied journal is not the transaction seen before the copy";
       return verdict;
+    }
+    if (!same_journal_transaction(before.journal, after.journal)) {
+      // The counter page 1 shows before the copy may already carry T's own increment (T
+      // writes page 1 early in its commit); the original is in T's journal.
+      const std::optional<std::uint32_t> original = original_change_counter(staged_journal_path);
+      const std::uint32_t counter_after = big_endian_u32(after.database, 24);
+      const bool unlinked = !after.journal.exists || !after.journal.stat.same_file(before.journal.stat);
+      const bool intact_in_place = !unlinked && after.journal.stat.size >= staged_journal.stat.size &&
+                                   after.journal.header_bytes >= kJournalHeaderSize &&
+                                   is_all_zero(after.journal, kJournalHeaderSize);
+      if (!original || counter_after != *original + 1 || journal_is_hot(after.journal) ||
+          !(unlinked || intact_in_place)) {
+        verdict.reason = fmt::format(
+            "the transaction in progress ended during the copy and another one may have written "
+            "(change counter {} -> {})",
+            original.value_or(0), counter_after);
+        return verdict;
+      }
     }
     verdict.consistent = true;
     return verdict;

@@ -54,9 +54,9 @@ struct Verdict {
 };
 
 // Judges a copy taken between `before` and `after`; `staged_wal` and `staged_journal` are
-// the markers of the copies themselves.
+// the markers of the copies themselves, `staged_journal_path` the copied journal.
 Verdict judge(const SetState& before, const SetState& after, const MemberState& staged_wal,
-              const MemberState& staged_journal);
+              const MemberState& staged_journal, const std::filesystem::path& staged_journal_path);
 
 // Whether the WAL in this state has a valid header, i.e. holds a live generation of frames.
 bool has_live_wal(const SetState& state) noexcept;
