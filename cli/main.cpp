@@ -1,0 +1,391 @@
+// sqlite_backup: the command-line tool. A thin layer over <sqlite_backup/sqlite_backup.hpp>:
+// it parses the arguments, applies the destination rules, draws progress, prints one line
+// per outcome and maps errors to the documented exit codes (exit_code.hpp). Every snapshot
+// decision belongs to the library.
+#include <fmt/format.h>
+#include <sqlite_backup/sqlite_backup.hpp>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <csignal>
+#include <cstdio>
+#include <limits>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "exit_code.hpp"
+#include "interrupt.hpp"
+#include "json_record.hpp"
+#include "paths.hpp"
+#include "progress_bar.hpp"
+
+#ifndef SQLITE_BACKUP_VERSION
+#define SQLITE_BACKUP_VERSION "unknown"
+#endif
+
+namespace sqlite_backup::cli {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr const char* kStandardOutput = "-";
+
+struct CommandLine {
+  std::vector<std::string> sources;
+  std::string destination;
+  bool debug = false;
+  // The reference's defaults, from Options.
+  bool wal_checkpoint = Options{}.wal_checkpoint;
+  bool copy_use_tempdir = Options{}.copy_use_tempdir;
+  int copy_retry = Options{}.copy_retry;
+  bool copy_retry_strict = Options{}.copy_retry_strict;
+  std::string verify;  // "", "full" or "quick"
+  bool progress = false;
+  bool progress_given = false;  // false: decide by terminal and size
+  bool json = false;
+};
+
+// One backup's result, for the summary, --json and the exit code.
+struct Outcome {
+  std::string source;
+  std::string destination;  // resolved; empty when refused before it was known
+  std::optional<Report> report;
+  std::optional<Failure> failure;
+};
+
+void print_error(const Failure& failure) { fmt::print(stderr, "sqlite_backup: error: {}\n", failure.message); }
+
+void print_warning(const std::string& message) { fmt::print(stderr, "sqlite_backup: warning: {}\n", message); }
+
+const char* signal_name(int signal_number) { return signal_number == SIGTERM ? "SIGTERM" : "SIGINT"; }
+
+// CLI11's default help prints "[DESTINATION]" (it is parsed by hand, see parse()) and
+// "{false}" after negatable flags; this shows the command as people type it.
+class HelpFormatter : public CLI::Formatter {
+ public:
+  std::string make_usage(const CLI::App*, std::string name) const override {
+    return "Usage: " + name + " [OPTIONS] SOURCE_DATABASE... DESTINATION\n";
+  }
+  std::string make_option_name(const CLI::Option* option, bool is_positional) const override {
+    std::string text = CLI::Formatter::make_option_name(option, is_positional);
+    for (auto open = text.find('{'); open != std::string::npos; open = text.find('{')) {
+      const auto close = text.find('}', open);
+      text.erase(open, close == std::string::npos ? std::string::npos : close - open + 1);
+    }
+    return text;
+  }
+  // Wraps descriptions so that --help stays readable in 100 columns; CLI11 indents the
+  // continuation lines to the description column.
+  std::string make_option_desc(const CLI::Option* option) const override {
+    constexpr std::size_t kWidth = 100 - 32;
+    std::string wrapped;
+    std::size_t line_length = 0;
+    std::istringstream words(CLI::Formatter::make_option_desc(option));
+    for (std::string word; words >> word;) {
+      if (line_length > 0 && line_length + 1 + word.size() > kWidth) {
+        wrapped += '\n';
+        line_length = 0;
+      } else if (line_length > 0) {
+        wrapped += ' ';
+        ++line_length;
+      }
+      wrapped += word;
+      line_length += word.size();
+    }
+    return wrapped;
+  }
+};
+
+constexpr const char* kDescription =
+    "Takes a transaction-consistent snapshot of a live SQLite database that another program\n"
+    "may be writing right now, without writing to it or locking it, and writes the snapshot\n"
+    "to DESTINATION (a single file in journal_mode=DELETE).\n";
+
+constexpr const char* kFooter = R"(DESTINATION
+  an existing folder  the snapshot goes to FOLDER/<source file name>, which must not exist
+  a new path          its parent folder must exist
+  an existing file    refused: sqlite_backup never overwrites
+  -                   stream the finished database to stdout, e.g.
+                        sqlite_backup places.sqlite - | zstd > places.sqlite.zst
+                      (one source only; refused when stdout is a terminal; not with --json)
+  The destination appears atomically (written under a temporary name beside it, synced,
+  renamed) with the source's permission bits; after any failure nothing is left behind.
+
+SEVERAL SOURCES
+  sqlite_backup A.sqlite B.sqlite FOLDER backs each source up into FOLDER (which must exist)
+  under the same rules, carries on past one that fails, prints a summary line, and exits
+  nonzero if any failed: with the failures' exit code when they all share one, else 1.
+
+ENVIRONMENT
+  SQLITE_BACKUP_LOGS  log level when --debug is not given: 10 debug, 20 info,
+                      30 warning (default), 40 error
+
+EXIT CODES
+  0    success
+  1    failure not listed below, and every refused destination (exists, missing parent, ...)
+  2    usage error (bad flag, missing source, source is a folder, `-` to a terminal, ...)
+  3    the source is not a usable database (not a database, truncated, corrupt)
+  4    the source kept changing for --copy-retry attempts (see --no-copy-retry-strict)
+  5    I/O error reading the source or writing the destination (disk full, permission denied,
+       source deleted meanwhile)
+  6    --verify found the snapshot damaged (nothing is written)
+  130  interrupted by SIGINT, 143 interrupted by SIGTERM (nothing is written))";
+
+void build_app(CLI::App& app, CommandLine& command) {
+  app.formatter(std::make_shared<HelpFormatter>());
+  app.get_formatter()->column_width(32);
+  app.footer(kFooter);
+  app.set_version_flag("--version", std::string("sqlite_backup ") + SQLITE_BACKUP_VERSION,
+                       "Print the version and exit");
+  app.set_help_flag("-h,--help", "Print this help and exit");
+
+  // All paths land in `sources`; the last one is taken as DESTINATION after parsing
+  // (CLI11 2.1 cannot put a single positional after a variadic one).
+  app.add_option("SOURCE_DATABASE", command.sources,
+                 "The database file(s) to back up (its -wal/-journal are found beside it)")
+      ->type_name("");
+  app.add_option("DESTINATION", command.destination, "A new file, an existing folder, or - (see below)")
+      ->type_name("");
+
+  app.add_flag("--debug", command.debug,
+               "Log at debug level on stderr: each file copied, each retry, each step "
+               "(default: the level in SQLITE_BACKUP_LOGS)");
+  app.add_flag("--wal-checkpoint,!--no-wal-checkpoint", command.wal_checkpoint,
+               "Checkpoint the destination (wal_checkpoint(TRUNCATE)) so that no -wal/-shm is left "
+               "beside it (default: on)");
+  app.add_flag("--copy-use-tempdir,!--no-copy-use-tempdir", command.copy_use_tempdir,
+               "Snapshot by copying the files privately, taking no lock on the source (default: on); "
+               "--no-copy-use-tempdir runs SQLite's backup API on the live database instead: "
+               "it takes locks and may fail while the owner writes");
+  app.add_option("--copy-retry", command.copy_retry,
+                 "Copy the whole set of files (database, -wal, -journal) up to N times until one copy "
+                 "is a consistent state; N >= 1 (default: 100)")
+      ->option_text("N")
+      ->check(CLI::Range(1, std::numeric_limits<int>::max()));
+  app.add_flag("--copy-retry-strict,!--no-copy-retry-strict", command.copy_retry_strict,
+               "Fail (exit 4) when no copy was consistent after --copy-retry attempts (default: on); "
+               "--no-copy-retry-strict keeps the last copy with a warning");
+  app.add_flag("--verify{full}", command.verify,
+               "Check the snapshot before it is committed: --verify or --verify=full runs "
+               "integrity_check, --verify=quick runs quick_check; a failure exits 6 and writes nothing "
+               "(default: off)")
+      ->check(CLI::IsMember({"full", "quick"}))
+      ->option_text("[=full|quick]");
+  app.add_flag("--progress,!--no-progress", command.progress,
+               "Draw a progress bar on stderr; only ever on a terminal (default: on for sources of "
+               "64 MiB or more when stderr is a terminal)");
+  app.add_flag("--json", command.json,
+               "Print one JSON object per backup on stdout (source, destination, bytes, pages, "
+               "page_size, attempts, duration_s, verified, ok, error); not with -");
+}
+
+std::optional<Failure> parse(CLI::App& app, CommandLine& command, int argc, char** argv, int& exit_now) {
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& request) {
+    exit_now = app.exit(request);
+    return std::nullopt;
+  } catch (const CLI::CallForVersion& request) {
+    exit_now = app.exit(request);
+    return std::nullopt;
+  } catch (const CLI::ParseError& error) {
+    return Failure{kUsage, one_line(error.what()) + " (see --help)"};
+  }
+  command.progress_given = app.get_option("--progress")->count() > 0;
+  if (command.destination.empty() && !command.sources.empty()) {
+    command.destination = command.sources.back();
+    command.sources.pop_back();
+  }
+  if (command.sources.empty()) {
+    return Failure{kUsage, "expected SOURCE_DATABASE... DESTINATION (see --help)"};
+  }
+  return std::nullopt;
+}
+
+Options options_from(const CommandLine& command, const InterruptHandlers& interrupts) {
+  Options options;
+  options.wal_checkpoint = command.wal_checkpoint;
+  options.copy_use_tempdir = command.copy_use_tempdir;
+  options.copy_retry = command.copy_retry;
+  options.copy_retry_strict = command.copy_retry_strict;
+  options.verify = command.verify == "quick"  ? Verify::quick
+                   : command.verify == "full" ? Verify::full
+                                              : Verify::none;
+  options.cancel = &interrupts.cancel_flag();
+  options.overwrite = false;  // the library refuses a file that appeared after our checks, atomically
+  return options;
+}
+
+bool should_draw_progress(const CommandLine& command, const fs::path& source) {
+  if (::isatty(STDERR_FILENO) != 1) return false;
+  if (command.progress_given) return command.progress;
+  // Debug log lines would tear a bar apart; small copies end before a bar helps.
+  return !command.debug && database_files_size(source) >= kAutoProgressThreshold;
+}
+
+Failure interrupted_failure(const InterruptHandlers& interrupts, const std::string& source,
+                            const std::string& destination, bool streaming) {
+  const int signal_number = interrupts.signal_number();
+  std::string message = fmt::format("interrupted by {}: the backup of {} was stopped; ",
+                                    signal_name(signal_number), display_path(source));
+  message += streaming ? std::string("the data on stdout is incomplete")
+                       : fmt::format("nothing was written to {}", display_path(destination));
+  return {exit_code_for_signal(signal_number), std::move(message)};
+}
+
+Outcome back_up_one(const CommandLine& command, const std::string& source_argument, bool several,
+                    const InterruptHandlers& interrupts) {
+  Outcome outcome{source_argument, {}, {}, {}};
+  const fs::path source = source_argument;
+  const bool streaming = command.destination == kStandardOutput;
+  if (several) {  // a single source was checked before anything started
+    if (auto refusal = check_source(source)) {
+      outcome.failure = std::move(refusal);
+      return outcome;
+    }
+  }
+  if (!streaming) {
+    auto resolved = resolve_destination(source, command.destination);
+    if (auto* refusal = std::get_if<Failure>(&resolved)) {
+      // Still name the path it would have been written to, for --json.
+      std::error_code error;
+      const fs::path folder = command.destination;
+      outcome.destination =
+          fs::is_directory(folder, error) ? (folder / source.filename()).native() : folder.native();
+      outcome.failure = std::move(*refusal);
+      return outcome;
+    }
+    outcome.destination = std::get<fs::path>(resolved).native();
+  }
+  if (!command.copy_use_tempdir) {
+    print_warning(fmt::format("--no-copy-use-tempdir: reading the live database {} directly; "
+                              "this takes locks and may fail while its owner writes",
+                              display_path(source_argument)));
+  }
+
+  Report report;
+  Options options = options_from(command, interrupts);
+  options.report = &report;
+  std::optional<ProgressBar> bar;
+  if (should_draw_progress(command, source)) {
+    bar.emplace(source.filename().string());
+    options.on_progress = [&bar](const CopyProgress& progress) { bar->update(progress); };
+  }
+  try {
+    if (streaming) {
+      sqlite_backup_to_fd(source, STDOUT_FILENO, options);
+    } else {
+      sqlite_backup(source, fs::path(outcome.destination), options);
+    }
+  } catch (...) {
+    bar.reset();
+    // Whatever the library was doing when the signal came, the user asked it to stop.
+    outcome.failure = interrupts.interrupted()
+                          ? interrupted_failure(interrupts, source_argument, outcome.destination, streaming)
+                          : describe_current_exception(interrupts.signal_number());
+    return outcome;
+  }
+  bar.reset();
+  outcome.report = report;
+  return outcome;
+}
+
+int run(const CommandLine& command, const InterruptHandlers& interrupts) {
+  if (command.debug) set_log_level(LogLevel::debug);  // else the library honours SQLITE_BACKUP_LOGS
+
+  const bool streaming = command.destination == kStandardOutput;
+  const bool several = command.sources.size() > 1;
+  std::optional<Failure> usage;
+  if (streaming && several) {
+    usage = Failure{kUsage, "- (stdout) takes exactly one SOURCE_DATABASE"};
+  } else if (streaming && command.json) {
+    usage = Failure{kUsage, "--json cannot be used with - as DESTINATION: stdout carries the database"};
+  } else if (streaming && ::isatty(STDOUT_FILENO) == 1) {
+    usage = Failure{kUsage, "refusing to write the database to a terminal (stdout); redirect it, "
+                            "e.g. '| zstd > backup.sqlite.zst', or give a DESTINATION path"};
+  } else if (!several) {
+    usage = check_source(command.sources.front());
+  } else {
+    usage = check_destination_folder(command.destination);
+  }
+  if (usage) {
+    print_error(*usage);
+    return usage->exit_code;
+  }
+
+  std::vector<Outcome> outcomes;
+  std::vector<std::string> skipped;
+  for (const std::string& source : command.sources) {
+    if (interrupts.interrupted()) {
+      skipped.push_back(source);
+      continue;
+    }
+    Outcome outcome = back_up_one(command, source, several, interrupts);
+    if (outcome.failure) {
+      print_error(*outcome.failure);
+    } else {
+      fmt::print(stderr, "Backed up {} to {}\n", source, streaming ? "standard output" : outcome.destination);
+    }
+    if (command.json) {
+      fmt::print(stdout, "{}\n",
+                 json_record(outcome.source, outcome.destination, outcome.report ? &*outcome.report : nullptr,
+                             outcome.failure ? &*outcome.failure : nullptr));
+      std::fflush(stdout);  // one record per backup, as it happens, for whoever reads the pipe
+    }
+    outcomes.push_back(std::move(outcome));
+  }
+
+  std::vector<std::string> failed;
+  std::optional<int> shared_code;
+  bool codes_differ = false;
+  for (const auto& outcome : outcomes) {
+    if (!outcome.failure) continue;
+    failed.push_back(display_path(outcome.source));
+    if (shared_code && *shared_code != outcome.failure->exit_code) codes_differ = true;
+    if (!shared_code) shared_code = outcome.failure->exit_code;
+  }
+  const std::size_t succeeded = outcomes.size() - failed.size();
+  if (several) {
+    std::string summary = fmt::format("sqlite_backup: backed up {} of {}", succeeded, command.sources.size());
+    if (!failed.empty()) summary += fmt::format("; failed: {}", fmt::join(failed, ", "));
+    if (!skipped.empty()) {
+      std::vector<std::string> shown;
+      for (const auto& source : skipped) shown.push_back(display_path(source));
+      summary += fmt::format("; not attempted (interrupted by {}): {}", signal_name(interrupts.signal_number()),
+                             fmt::join(shown, ", "));
+    }
+    fmt::print(stderr, "{}\n", summary);
+  }
+  if (interrupts.interrupted() && (!skipped.empty() || !failed.empty())) {
+    return exit_code_for_signal(interrupts.signal_number());
+  }
+  if (failed.empty()) return kSuccess;
+  return codes_differ ? kFailure : *shared_code;
+}
+
+}  // namespace
+}  // namespace sqlite_backup::cli
+
+int main(int argc, char** argv) {
+  using namespace sqlite_backup::cli;
+  try {
+    // First, so that a signal during a long backup always reaches the library's cancel flag.
+    const InterruptHandlers interrupts;
+    CLI::App app{kDescription, "sqlite_backup"};
+    CommandLine command;
+    build_app(app, command);
+    int exit_now = -1;
+    if (auto failure = parse(app, command, argc, argv, exit_now)) {
+      print_error(*failure);
+      return failure->exit_code;
+    }
+    if (exit_now >= 0) return exit_now;
+    return run(command, interrupts);
+  } catch (...) {
+    print_error(describe_current_exception(0));
+    return kFailure;
+  }
+}
