@@ -95,7 +95,7 @@ fs::path temporary_folder() {
 // Copies the source into `staging` (validated unless the caller accepts otherwise) and lets
 // SQLite recover it there. Returns the staged database path.
 fs::path snapshot_into(const fs::path& source, const io::StagingDir& staging, const Options& options,
-                       Report& report) {
+                       Report& report, bool start_writeback) {
   const discover::DatabaseFiles files(source);
   const fs::path staged = staging.path() / (source.filename().empty() ? fs::path("database")
                                                                        : source.filename());
@@ -104,6 +104,7 @@ fs::path snapshot_into(const fs::path& source, const io::StagingDir& staging, co
   settings.copy_function = options.copy_function;
   settings.cancel = options.cancel;
   settings.on_progress = options.on_progress;
+  settings.start_writeback = start_writeback;
   const snapshot::Outcome outcome = snapshot::copy_consistent_set(files, staged, settings);
   report.attempts = outcome.attempts;
   report.validated = outcome.validated;
@@ -199,7 +200,7 @@ std::optional<Connection> sqlite_backup(const fs::path& source, std::optional<fs
     // place with no second copy.
     const fs::path parent = destination->parent_path().empty() ? fs::path(".") : destination->parent_path();
     const io::StagingDir staging(parent, destination->filename().native());
-    const fs::path staged = snapshot_into(source, staging, options, report);
+    const fs::path staged = snapshot_into(source, staging, options, report, /*start_writeback=*/true);
     const finalize::DatabaseFacts facts = finalize::recover_in_place(staged, options, source);
     const auto mode = io::stat_path(source);
     if (options.cancel != nullptr && options.cancel->load()) {
@@ -213,7 +214,7 @@ std::optional<Connection> sqlite_backup(const fs::path& source, std::optional<fs
   }
 
   const io::StagingDir staging(temporary_folder(), source.filename().native());
-  const fs::path staged = snapshot_into(source, staging, options, report);
+  const fs::path staged = snapshot_into(source, staging, options, report, false);
   Options recover_options = options;
   recover_options.verify = Verify::none;  // verified once, in memory
   finalize::recover_in_place(staged, recover_options, source);
@@ -235,7 +236,7 @@ void sqlite_backup_to_fd(const fs::path& source, int fd, const Options& options)
   fs::path staged;
   finalize::DatabaseFacts facts;
   if (options.copy_use_tempdir) {
-    staged = snapshot_into(source, staging, options, report);
+    staged = snapshot_into(source, staging, options, report, false);
     facts = finalize::recover_in_place(staged, options, source);
   } else {
     staged = staging.path() / "snapshot";

@@ -81,6 +81,9 @@ sql::Database open_for_reading(const std::filesystem::path& database, const Conn
 DatabaseFacts recover_in_place(const std::filesystem::path& staged, const Options& options,
                                const std::filesystem::path& source) {
   sql::Database db = open_for_reading(staged, options.sqlite_connect_kwargs, false, source);
+  // The copy is private until commit_file() fsyncs it once; SQLite's own syncs during the
+  // replay would only make the disk wait several times for the same bytes.
+  db.exec("PRAGMA synchronous=OFF", "cannot configure the snapshot of");
   // The first statement makes SQLite look at the copy: it replays the WAL (rebuilding the
   // index the missing -shm held) or rolls back a hot journal. A file that is not a
   // database, or is cut short, fails here.

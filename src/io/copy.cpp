@@ -3,6 +3,7 @@
 #include <linux/fs.h>
 #include <sys/ioctl.h>
 #include <sys/sendfile.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <array>
@@ -29,6 +30,14 @@ bool report(const ChunkObserver& observer, std::uint64_t done) {
   return !observer || observer(done);
 }
 
+// Best effort: a filesystem without it (or an error) only means the final fsync waits longer.
+void start_writeback_of(int fd, std::uint64_t from, std::uint64_t to) {
+  if (to > from) {
+    ::sync_file_range(fd, static_cast<off64_t>(from), static_cast<off64_t>(to - from),
+                      SYNC_FILE_RANGE_WRITE);
+  }
+}
+
 // The read/write error can come from either side; tell which by retrying the read alone.
 [[noreturn]] void throw_copy_error(int error, const std::filesystem::path& source,
                                    const std::filesystem::path& destination) {
@@ -52,8 +61,16 @@ const char* to_string(CopyMethod method) noexcept {
 
 CopyOutcome copy_file_contents(int source_fd, const std::filesystem::path& source_path,
                                int destination_fd, const std::filesystem::path& destination_path,
-                               const ChunkObserver& observer) {
+                               const ChunkObserver& observer, bool start_writeback) {
   CopyOutcome outcome;
+  std::uint64_t written_back = 0;
+  const auto after_chunk = [&](std::uint64_t done) {
+    if (start_writeback) {
+      start_writeback_of(destination_fd, written_back, done);
+      written_back = done;
+    }
+    return report(observer, done);
+  };
 
   // A clone shares the source's extents as they are at this instant: the cheapest copy there
   // is, and a point-in-time one, since the kernel locks both inodes while it clones.
@@ -84,7 +101,7 @@ CopyOutcome copy_file_contents(int source_fd, const std::filesystem::path& sourc
       return outcome;
     }
     done += static_cast<std::uint64_t>(n);
-    if (!report(observer, done)) {
+    if (!after_chunk(done)) {
       outcome.bytes = done;
       return outcome;
     }
@@ -106,7 +123,7 @@ CopyOutcome copy_file_contents(int source_fd, const std::filesystem::path& sourc
       return outcome;
     }
     done += static_cast<std::uint64_t>(n);
-    if (!report(observer, done)) {
+    if (!after_chunk(done)) {
       outcome.bytes = done;
       return outcome;
     }
@@ -127,7 +144,7 @@ CopyOutcome copy_file_contents(int source_fd, const std::filesystem::path& sourc
     since_report += static_cast<std::uint64_t>(n);
     if (since_report >= kChunk) {
       since_report = 0;
-      if (!report(observer, done)) break;
+      if (!after_chunk(done)) break;
     }
   }
   outcome.method = CopyMethod::read_write;

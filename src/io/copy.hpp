@@ -22,9 +22,12 @@ using ChunkObserver = std::function<bool(std::uint64_t bytes_done)>;
 // is when reached, not a size taken earlier: a growing file is read to its new end) into the
 // empty file `destination_fd`. Tries a reflink clone first (btrfs, XFS: the whole file
 // shares extents, at once), then copy_file_range, sendfile and read/write.
+// With `start_writeback`, each chunk is handed to the disk as soon as it is written
+// (sync_file_range, asynchronous), so that a final fsync() has little left to wait for and
+// the copy does not stall behind the kernel's dirty-page throttling.
 CopyOutcome copy_file_contents(int source_fd, const std::filesystem::path& source_path,
                                int destination_fd, const std::filesystem::path& destination_path,
-                               const ChunkObserver& observer = {});
+                               const ChunkObserver& observer = {}, bool start_writeback = false);
 
 const char* to_string(CopyMethod method) noexcept;
 

@@ -62,7 +62,8 @@ std::uint64_t copy_member(const std::filesystem::path& source, io::UniqueFd in,
     if (settings.on_progress) settings.on_progress({done_before + done, total, attempt});
     return true;
   };
-  const io::CopyOutcome outcome = io::copy_file_contents(in.get(), source, out.get(), staged, observer);
+  const io::CopyOutcome outcome = io::copy_file_contents(in.get(), source, out.get(), staged, observer,
+                                                            settings.start_writeback);
   throw_if_cancelled(settings, source);
   log_debug("copied {} ({} bytes, {})", quoted(source), outcome.bytes, io::to_string(outcome.method));
   return outcome.bytes;

@@ -18,6 +18,7 @@ struct Settings {
   CopyFunction copy_function;            // empty: our descriptor copy
   const std::atomic<bool>* cancel = nullptr;
   std::function<void(const CopyProgress&)> on_progress;
+  bool start_writeback = false;          // the copy will be fsynced: start writing it out early
 };
 
 struct Outcome {
