@@ -38,6 +38,9 @@ int exit_code_for_signal(int signal_number);
 // redundant "sqlite_backup: " / "filesystem error: " prefixes are dropped.
 std::string one_line(std::string_view text);
 
+// `text` with control characters (a newline in a file name, say) replaced by spaces.
+std::string printable(std::string_view text);
+
 // `path` as it should appear in a message: as is when plain, single-quoted otherwise.
 std::string display_path(std::string_view path);
 

@@ -56,9 +56,14 @@ struct Outcome {
   std::optional<Failure> failure;
 };
 
-void print_error(const Failure& failure) { fmt::print(stderr, "sqlite_backup: error: {}\n", failure.message); }
+// one_line() again: a path in the message may hold a newline, and a failure is one line.
+void print_error(const Failure& failure) {
+  fmt::print(stderr, "sqlite_backup: error: {}\n", one_line(failure.message));
+}
 
-void print_warning(const std::string& message) { fmt::print(stderr, "sqlite_backup: warning: {}\n", message); }
+void print_warning(const std::string& message) {
+  fmt::print(stderr, "sqlite_backup: warning: {}\n", printable(message));
+}
 
 const char* signal_name(int signal_number) { return signal_number == SIGTERM ? "SIGTERM" : "SIGINT"; }
 
@@ -327,7 +332,8 @@ int run(const CommandLine& command, const InterruptHandlers& interrupts) {
     if (outcome.failure) {
       print_error(*outcome.failure);
     } else {
-      fmt::print(stderr, "Backed up {} to {}\n", source, streaming ? "standard output" : outcome.destination);
+      fmt::print(stderr, "Backed up {} to {}\n", printable(source),
+                 streaming ? std::string("standard output") : printable(outcome.destination));
     }
     if (command.json) {
       fmt::print(stdout, "{}\n",

@@ -1,0 +1,205 @@
+// The sqlite_backup command's destination rules: folders, refusals, `-` (stdout) and
+// several sources into one folder.
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include "cli_harness.hpp"
+
+namespace cli_test {
+namespace {
+
+TEST(CliDestination, ExistingFolderMeansFolderSlashSourceName) {
+  TempDir dir;
+  make_database(dir / "source.sqlite", 40);
+  fs::create_directory(dir / "backups");
+  const Result result = run_cli({(dir / "source.sqlite").string(), (dir / "backups").string()});
+  ASSERT_EQ(result.exit_code, 0) << describe(result);
+  EXPECT_EQ(list_folder(dir / "backups"), std::vector<std::string>{"source.sqlite"});
+  EXPECT_EQ(row_count(dir / "backups" / "source.sqlite"), 40);
+  EXPECT_TRUE(contains(result.err, "to " + (dir / "backups" / "source.sqlite").string())) << result.err;
+}
+
+TEST(CliDestination, ExistingFileIsRefusedAndLeftUntouched) {
+  TempDir dir;
+  make_database(dir / "source.sqlite");
+  write_file(dir / "precious.sqlite", "old data that must survive");
+  const auto mtime_before = fs::last_write_time(dir / "precious.sqlite");
+  const std::string destination = (dir / "precious.sqlite").string();
+  const Result result = run_cli({(dir / "source.sqlite").string(), destination});
+  EXPECT_EQ(result.exit_code, 1) << describe(result);
+  EXPECT_EQ(one_error_line_naming(result, destination), "") << describe(result);
+  EXPECT_TRUE(contains(result.err, "already exists")) << result.err;
+  EXPECT_EQ(read_file(dir / "precious.sqlite"), "old data that must survive");
+  EXPECT_EQ(fs::last_write_time(dir / "precious.sqlite"), mtime_before);
+  EXPECT_EQ(list_folder(dir.path()), (std::vector<std::string>{"precious.sqlite", "source.sqlite"}));
+}
+
+TEST(CliDestination, DanglingSymlinkIsRefusedAndNotFollowed) {
+  TempDir dir;
+  make_database(dir / "source.sqlite");
+  fs::create_symlink(dir / "elsewhere.sqlite", dir / "link.sqlite");
+  const std::string destination = (dir / "link.sqlite").string();
+  const Result result = run_cli({(dir / "source.sqlite").string(), destination});
+  EXPECT_EQ(result.exit_code, 1) << describe(result);
+  EXPECT_EQ(one_error_line_naming(result, destination), "") << describe(result);
+  EXPECT_FALSE(fs::exists(dir / "elsewhere.sqlite"));
+}
+
+TEST(CliDestination, MissingParentFolderIsRefused) {
+  TempDir dir;
+  make_database(dir / "source.sqlite");
+  const std::string destination = (dir / "no" / "such" / "copy.sqlite").string();
+  const Result result = run_cli({(dir / "source.sqlite").string(), destination});
+  EXPECT_EQ(result.exit_code, 1) << describe(result);
+  EXPECT_EQ(one_error_line_naming(result, destination), "") << describe(result);
+  EXPECT_TRUE(contains(result.err, "does not exist")) << result.err;
+  EXPECT_EQ(list_folder(dir.path()), std::vector<std::string>{"source.sqlite"});
+}
+
+TEST(CliDestination, FolderAlreadyHoldingTheNameIsRefused) {
+  TempDir dir;
+  make_database(dir / "source.sqlite");
+  fs::create_directory(dir / "backups");
+  write_file(dir / "backups" / "source.sqlite", "an older backup");
+  const Result result = run_cli({(dir / "source.sqlite").string(), (dir / "backups").string()});
+  EXPECT_EQ(result.exit_code, 1) << describe(result);
+  EXPECT_EQ(one_error_line_naming(result, (dir / "backups" / "source.sqlite").string()), "") << describe(result);
+  EXPECT_EQ(read_file(dir / "backups" / "source.sqlite"), "an older backup");
+  EXPECT_EQ(list_folder(dir / "backups"), std::vector<std::string>{"source.sqlite"});
+}
+
+TEST(CliDestination, SourceAsItsOwnDestinationIsRefused) {
+  TempDir dir;
+  make_database(dir / "source.sqlite", 10);
+  const std::string source = (dir / "source.sqlite").string();
+  const Result result = run_cli({source, dir.path().string()});
+  EXPECT_EQ(result.exit_code, 1) << describe(result);
+  EXPECT_EQ(one_error_line_naming(result, source), "") << describe(result);
+  EXPECT_EQ(row_count(source), 10);
+}
+
+// `-`: the finished database on stdout.
+TEST(CliStdout, StreamsAValidDatabaseIntoAPipe) {
+  TempDir dir;
+  TempDir staging;  // TMPDIR of the child: where `-` stages its snapshot
+  make_database(dir / "source.sqlite", 500);
+  RunSettings settings;
+  settings.environment["TMPDIR"] = staging.path().string();
+  const Result result = run_cli({(dir / "source.sqlite").string(), "-"}, settings);
+  ASSERT_EQ(result.exit_code, 0) << describe(result);
+  ASSERT_GE(result.out.size(), 100u);
+  EXPECT_EQ(result.out.substr(0, 16), std::string("SQLite format 3\0", 16));
+  write_file(dir / "streamed.sqlite", result.out);
+  EXPECT_EQ(row_count(dir / "streamed.sqlite"), 500);
+  EXPECT_TRUE(integrity_ok(dir / "streamed.sqlite"));
+  EXPECT_TRUE(list_folder(staging.path()).empty()) << "the staged snapshot is removed";
+  EXPECT_EQ(lines_of(result.err).size(), 1u) << result.err;
+}
+
+TEST(CliStdout, RefusesATerminal) {
+  const int master = ::posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+  if (master < 0 || ::grantpt(master) != 0 || ::unlockpt(master) != 0 || ::ptsname(master) == nullptr) {
+    if (master >= 0) ::close(master);
+    GTEST_SKIP() << "no pseudo-terminal available (posix_openpt failed)";
+  }
+  const int slave = ::open(::ptsname(master), O_RDWR | O_NOCTTY | O_CLOEXEC);
+  ASSERT_GE(slave, 0);
+  TempDir dir;
+  make_database(dir / "source.sqlite");
+  RunSettings settings;
+  settings.stdout_fd = slave;
+  const Result result = run_cli({(dir / "source.sqlite").string(), "-"}, settings);
+  ::close(slave);
+  ::close(master);
+  EXPECT_EQ(result.exit_code, 2) << describe(result);
+  EXPECT_EQ(one_error_line_naming(result, "terminal"), "") << describe(result);
+}
+
+TEST(CliStdout, WithJsonIsAUsageError) {
+  TempDir dir;
+  make_database(dir / "source.sqlite");
+  const Result result = run_cli({"--json", (dir / "source.sqlite").string(), "-"});
+  EXPECT_EQ(result.exit_code, 2) << describe(result);
+  EXPECT_EQ(one_error_line_naming(result, "--json"), "") << describe(result);
+  EXPECT_TRUE(result.out.empty());
+}
+
+TEST(CliStdout, WithSeveralSourcesIsAUsageError) {
+  TempDir dir;
+  make_database(dir / "a.sqlite");
+  make_database(dir / "b.sqlite");
+  const Result result = run_cli({(dir / "a.sqlite").string(), (dir / "b.sqlite").string(), "-"});
+  EXPECT_EQ(result.exit_code, 2) << describe(result);
+  EXPECT_EQ(lines_of(result.err).size(), 1u) << result.err;
+  EXPECT_TRUE(result.out.empty());
+}
+
+// Several sources into one folder.
+TEST(CliSeveralSources, CarriesOnPastFailuresAndSummarises) {
+  TempDir dir;
+  make_database(dir / "one.sqlite", 11);
+  make_database(dir / "two.sqlite", 22);
+  write_file(dir / "junk.sqlite", std::string(8192, 'j'));
+  fs::create_directory(dir / "out");
+  const Result result = run_cli({"--json", (dir / "one.sqlite").string(), (dir / "junk.sqlite").string(),
+                                 (dir / "missing.sqlite").string(), (dir / "two.sqlite").string(),
+                                 (dir / "out").string()});
+  // Two different failure classes (3: not a database, 2: missing source) -> 1.
+  EXPECT_EQ(result.exit_code, 1) << describe(result);
+  EXPECT_EQ(list_folder(dir / "out"), (std::vector<std::string>{"one.sqlite", "two.sqlite"}));
+  EXPECT_EQ(row_count(dir / "out" / "one.sqlite"), 11);
+  EXPECT_EQ(row_count(dir / "out" / "two.sqlite"), 22);
+  const auto lines = lines_of(result.err);
+  ASSERT_FALSE(lines.empty());
+  EXPECT_EQ(lines.back(), "sqlite_backup: backed up 2 of 4; failed: " + (dir / "junk.sqlite").string() + ", " +
+                              (dir / "missing.sqlite").string())
+      << result.err;
+  const auto records = lines_of(result.out);
+  ASSERT_EQ(records.size(), 4u) << result.out;
+  EXPECT_TRUE(contains(records[0], "\"ok\":true"));
+  EXPECT_TRUE(contains(records[1], "\"ok\":false"));
+  EXPECT_TRUE(contains(records[1], "\"exit_code\":3"));
+  EXPECT_TRUE(contains(records[2], "\"ok\":false"));
+  EXPECT_TRUE(contains(records[2], "\"exit_code\":2"));
+  EXPECT_TRUE(contains(records[3], "\"ok\":true"));
+}
+
+TEST(CliSeveralSources, SharedFailureClassIsTheExitCode) {
+  TempDir dir;
+  make_database(dir / "good.sqlite");
+  write_file(dir / "junk1.sqlite", std::string(4096, 'a'));
+  write_file(dir / "junk2.sqlite", std::string(4096, 'b'));
+  fs::create_directory(dir / "out");
+  const Result result = run_cli({(dir / "junk1.sqlite").string(), (dir / "good.sqlite").string(),
+                                 (dir / "junk2.sqlite").string(), (dir / "out").string()});
+  EXPECT_EQ(result.exit_code, 3) << describe(result);
+  EXPECT_EQ(list_folder(dir / "out"), std::vector<std::string>{"good.sqlite"});
+  EXPECT_TRUE(contains(result.err, "backed up 1 of 3")) << result.err;
+}
+
+TEST(CliSeveralSources, AllGoodExitsZero) {
+  TempDir dir;
+  make_database(dir / "a.sqlite", 1);
+  make_database(dir / "b.sqlite", 2);
+  fs::create_directory(dir / "out");
+  const Result result =
+      run_cli({(dir / "a.sqlite").string(), (dir / "b.sqlite").string(), (dir / "out").string()});
+  ASSERT_EQ(result.exit_code, 0) << describe(result);
+  EXPECT_EQ(row_count(dir / "out" / "a.sqlite"), 1);
+  EXPECT_EQ(row_count(dir / "out" / "b.sqlite"), 2);
+  EXPECT_TRUE(contains(result.err, "sqlite_backup: backed up 2 of 2\n")) << result.err;
+}
+
+TEST(CliSeveralSources, DestinationMustBeAnExistingFolder) {
+  TempDir dir;
+  make_database(dir / "a.sqlite");
+  make_database(dir / "b.sqlite");
+  const std::string destination = (dir / "not-there").string();
+  const Result result = run_cli({(dir / "a.sqlite").string(), (dir / "b.sqlite").string(), destination});
+  EXPECT_EQ(result.exit_code, 1) << describe(result);
+  EXPECT_EQ(one_error_line_naming(result, destination), "") << describe(result);
+  EXPECT_EQ(list_folder(dir.path()), (std::vector<std::string>{"a.sqlite", "b.sqlite"}));
+}
+
+}  // namespace
+}  // namespace cli_test

@@ -1,0 +1,226 @@
+// The sqlite_backup command's failures: every documented exit code, each with one line on
+// stderr naming the path, no partial destination and no temporary leftovers; and
+// SIGINT/SIGTERM in the middle of a backup.
+#include <gtest/gtest.h>
+#include <sys/mount.h>
+
+#include "cli_harness.hpp"
+
+namespace cli_test {
+namespace {
+
+bool owner_available() { return !kOwnerExe.empty() && fs::exists(kOwnerExe); }
+
+// ---- 2: usage errors -------------------------------------------------------------------
+
+TEST(CliUsage, MissingSource) {
+  TempDir dir;
+  const std::string source = (dir / "missing.sqlite").string();
+  const Result result = run_cli({source, (dir / "copy.sqlite").string()});
+  EXPECT_EQ(result.exit_code, 2) << describe(result);
+  EXPECT_EQ(one_error_line_naming(result, source), "") << describe(result);
+  EXPECT_TRUE(contains(result.err, "does not exist")) << result.err;
+  EXPECT_TRUE(list_folder(dir.path()).empty());
+}
+
+TEST(CliUsage, SourceIsAFolder) {
+  TempDir dir;
+  fs::create_directory(dir / "folder.sqlite");
+  const std::string source = (dir / "folder.sqlite").string();
+  const Result result = run_cli({source, (dir / "copy.sqlite").string()});
+  EXPECT_EQ(result.exit_code, 2) << describe(result);
+  EXPECT_EQ(one_error_line_naming(result, source), "") << describe(result);
+  EXPECT_TRUE(contains(result.err, "is a folder")) << result.err;
+  EXPECT_EQ(list_folder(dir.path()), std::vector<std::string>{"folder.sqlite"});
+}
+
+TEST(CliUsage, SourceIsAFifo) {
+  TempDir dir;
+  ASSERT_EQ(::mkfifo((dir / "fifo.sqlite").c_str(), 0600), 0);
+  const std::string source = (dir / "fifo.sqlite").string();
+  const Result result = run_cli({source, (dir / "copy.sqlite").string()});
+  EXPECT_EQ(result.exit_code, 2) << describe(result);
+  EXPECT_EQ(one_error_line_naming(result, source), "") << describe(result);
+  EXPECT_EQ(list_folder(dir.path()), std::vector<std::string>{"fifo.sqlite"});
+}
+
+TEST(CliUsage, UnknownFlag) {
+  TempDir dir;
+  make_database(dir / "source.sqlite");
+  const Result result = run_cli({"--frobnicate", (dir / "source.sqlite").string(), (dir / "copy.sqlite").string()});
+  EXPECT_EQ(result.exit_code, 2) << describe(result);
+  EXPECT_EQ(one_error_line_naming(result, "--frobnicate"), "") << describe(result);
+  EXPECT_FALSE(fs::exists(dir / "copy.sqlite"));
+}
+
+TEST(CliUsage, CopyRetryMustBeAtLeastOne) {
+  TempDir dir;
+  make_database(dir / "source.sqlite");
+  for (const char* value : {"0", "-3", "many"}) {
+    const Result result =
+        run_cli({"--copy-retry", value, (dir / "source.sqlite").string(), (dir / "copy.sqlite").string()});
+    EXPECT_EQ(result.exit_code, 2) << value << ": " << describe(result);
+    EXPECT_EQ(one_error_line_naming(result, "--copy-retry"), "") << describe(result);
+  }
+  EXPECT_EQ(list_folder(dir.path()), std::vector<std::string>{"source.sqlite"});
+}
+
+TEST(CliUsage, NeedsASourceAndADestination) {
+  TempDir dir;
+  make_database(dir / "source.sqlite");
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{}, std::vector<std::string>{(dir / "source.sqlite").string()}}) {
+    const Result result = run_cli(args);
+    EXPECT_EQ(result.exit_code, 2) << describe(result);
+    EXPECT_EQ(one_error_line_naming(result, "DESTINATION"), "") << describe(result);
+  }
+}
+
+// ---- 0: an empty file is an empty database, as SQLite sees it -----------------------------
+
+TEST(CliSource, EmptyFileIsAnEmptyDatabase) {
+  TempDir dir;
+  write_file(dir / "empty.sqlite", "");
+  const Result result = run_cli({(dir / "empty.sqlite").string(), (dir / "copy.sqlite").string()});
+  ASSERT_EQ(result.exit_code, 0) << describe(result);
+  EXPECT_EQ(query_int(dir / "copy.sqlite", "SELECT count(*) FROM sqlite_schema"), 0);
+}
+
+// ---- 3: not a usable database --------------------------------------------------------------
+
+TEST(CliExitCodes, NotADatabaseIsThree) {
+  TempDir dir;
+  write_file(dir / "notes.sqlite", std::string(8192, 'n'));
+  fs::create_directory(dir / "out");
+  const std::string source = (dir / "notes.sqlite").string();
+  const Result result = run_cli({source, (dir / "out").string()});
+  EXPECT_EQ(result.exit_code, 3) << describe(result);
+  EXPECT_EQ(one_error_line_naming(result, source), "") << describe(result);
+  EXPECT_TRUE(list_folder(dir / "out").empty()) << "no partial destination, no temporary leftovers";
+}
+
+// ---- 4: the source never holds still -------------------------------------------------------
+
+TEST(CliExitCodes, UnstableSourceIsFour) {
+  if (!owner_available()) GTEST_SKIP() << "sqlite_owner is not built";
+  TempDir dir;
+  fs::create_directory(dir / "out");
+  Owner owner(dir / "stomped.sqlite", "stomp");
+  ASSERT_TRUE(owner.ready()) << owner.output();
+  const std::string source = (dir / "stomped.sqlite").string();
+  const Result result = run_cli({"--copy-retry", "3", source, (dir / "out").string()});
+  EXPECT_EQ(result.exit_code, 4) << describe(result);
+  EXPECT_EQ(one_error_line_naming(result, source), "") << describe(result);
+  EXPECT_TRUE(contains(result.err, "3 times")) << result.err;
+  EXPECT_TRUE(list_folder(dir / "out").empty());
+}
+
+// ---- 5: I/O errors ---------------------------------------------------------------------
+
+// A folder the backup cannot fill: a tiny tmpfs when we may mount (root), else a folder we
+// may not write into (not root). Unmounted at the end.
+class FullOrLockedFolder {
+ public:
+  explicit FullOrLockedFolder(const fs::path& folder) : folder_(folder) {
+    fs::create_directory(folder_);
+    if (::geteuid() == 0) {
+      mounted_ = ::mount("tmpfs", folder_.c_str(), "tmpfs", 0, "size=64k") == 0;
+      if (!mounted_) why_not_ = "running as root but cannot mount a tmpfs (no CAP_SYS_ADMIN?)";
+    } else {
+      fs::permissions(folder_, fs::perms::owner_read | fs::perms::owner_exec);
+      locked_ = true;
+    }
+  }
+  FullOrLockedFolder(const FullOrLockedFolder&) = delete;
+  FullOrLockedFolder& operator=(const FullOrLockedFolder&) = delete;
+  ~FullOrLockedFolder() {
+    if (mounted_) ::umount2(folder_.c_str(), MNT_DETACH);
+    if (locked_) fs::permissions(folder_, fs::perms::owner_all);
+  }
+  [[nodiscard]] bool usable() const { return mounted_ || locked_; }
+  [[nodiscard]] const std::string& why_not() const { return why_not_; }
+
+ private:
+  fs::path folder_;
+  bool mounted_ = false;
+  bool locked_ = false;
+  std::string why_not_;
+};
+
+TEST(CliExitCodes, DestinationFolderFullOrUnwritableIsFive) {
+  TempDir dir;
+  make_database(dir / "big.sqlite", 20000);  // well over 64 KiB
+  const fs::path out = dir / "out";
+  FullOrLockedFolder folder(out);
+  if (!folder.usable()) GTEST_SKIP() << folder.why_not();
+  const std::string source = (dir / "big.sqlite").string();
+  const Result result = run_cli({source, out.string()});
+  EXPECT_EQ(result.exit_code, 5) << describe(result);
+  EXPECT_EQ(one_error_line_naming(result, out.string()), "") << describe(result);
+  EXPECT_TRUE(list_folder(out).empty()) << "no partial destination, no temporary leftovers";
+}
+
+// ---- 6: --verify failed --------------------------------------------------------------------
+
+// A database whose index i no longer matches its definition: quick_check does not look at
+// index contents and passes, integrity_check finds every row missing from the index.
+void make_database_with_a_bad_index(const fs::path& database) {
+  exec_sql(database,
+           "CREATE TABLE t(a, b); CREATE INDEX i ON t(a);"
+           "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < 200)"
+           "  INSERT INTO t SELECT x, 1000 - x FROM n;"
+           "PRAGMA writable_schema = ON;"
+           "UPDATE sqlite_schema SET sql = 'CREATE INDEX i ON t(b)' WHERE name = 'i';");
+}
+
+TEST(CliExitCodes, VerifyFailureIsSixAndWritesNothing) {
+  TempDir dir;
+  make_database_with_a_bad_index(dir / "damaged.sqlite");
+  fs::create_directory(dir / "out");
+  const std::string source = (dir / "damaged.sqlite").string();
+  const Result result = run_cli({"--verify", source, (dir / "out").string()});
+  EXPECT_EQ(result.exit_code, 6) << describe(result);
+  EXPECT_EQ(one_error_line_naming(result, source), "") << describe(result);
+  EXPECT_TRUE(contains(result.err, "integrity_check")) << result.err;
+  EXPECT_TRUE(list_folder(dir / "out").empty()) << "no destination, no temporary leftovers";
+  // Without --verify the same source is copied as it is.
+  const Result unverified = run_cli({source, (dir / "out").string()});
+  EXPECT_EQ(unverified.exit_code, 0) << describe(unverified);
+}
+
+// ---- 130 / 143: interrupted ---------------------------------------------------------------
+
+void expect_clean_interrupt(int signal_number, int expected_exit_code, const std::string& signal_name) {
+  if (!owner_available()) GTEST_SKIP() << "sqlite_owner is not built";
+  TempDir dir;
+  fs::create_directory(dir / "out");
+  Owner owner(dir / "stomped.sqlite", "stomp");
+  ASSERT_TRUE(owner.ready()) << owner.output();
+  const std::string source = (dir / "stomped.sqlite").string();
+  Child cli(kCliExe, {"--debug", "--copy-retry", "1000000", source, (dir / "out").string()});
+  // Observable state: the backup is retrying, in the middle of its work.
+  const bool retrying =
+      cli.read_until([](const std::string& err) { return contains(err, "copying again"); });
+  ASSERT_TRUE(retrying) << cli.err_so_far();
+  cli.send(signal_number);
+  const Result result = cli.finish();
+  EXPECT_EQ(result.killed_by, 0) << "one signal ends it through the handler, not by default action";
+  EXPECT_EQ(result.exit_code, expected_exit_code) << describe(result);
+  // Debug lines start with '['; everything else is what a user reads: one line.
+  std::vector<std::string> user_lines;
+  for (const auto& line : lines_of(result.err)) {
+    if (line.front() != '[') user_lines.push_back(line);
+  }
+  ASSERT_EQ(user_lines.size(), 1u) << result.err;
+  EXPECT_TRUE(contains(user_lines[0], "sqlite_backup: error: interrupted by " + signal_name)) << user_lines[0];
+  EXPECT_TRUE(contains(user_lines[0], source)) << user_lines[0];
+  EXPECT_TRUE(contains(user_lines[0], "nothing was written")) << user_lines[0];
+  EXPECT_TRUE(list_folder(dir / "out").empty()) << "no destination, no temporary leftovers";
+}
+
+TEST(CliSignals, SigintMidBackupExits130AndLeavesNothing) { expect_clean_interrupt(SIGINT, 130, "SIGINT"); }
+
+TEST(CliSignals, SigtermMidBackupExits143AndLeavesNothing) { expect_clean_interrupt(SIGTERM, 143, "SIGTERM"); }
+
+}  // namespace
+}  // namespace cli_test

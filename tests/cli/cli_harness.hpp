@@ -1,0 +1,376 @@
+// Helpers for the command-line tests: run the real sqlite_backup binary as a child process
+// with captured stdout/stderr (or a pseudo-terminal), make real databases, start real owner
+// processes, and look at folders afterwards. Header-only, used by tests/cli/*.cpp only.
+#pragma once
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <optional>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+extern char** environ;
+
+namespace cli_test {
+
+namespace fs = std::filesystem;
+
+inline const fs::path kCliExe = SQLITE_BACKUP_CLI_EXE;
+inline const fs::path kOwnerExe = SQLITE_BACKUP_OWNER_EXE;
+
+// A fresh folder, removed with everything in it at the end of the test.
+class TempDir {
+ public:
+  TempDir() {
+    const char* base = std::getenv("TMPDIR");
+    std::string templ = std::string(base != nullptr && *base != '\0' ? base : "/tmp") + "/cli_test-XXXXXX";
+    std::vector<char> buffer(templ.begin(), templ.end());
+    buffer.push_back('\0');
+    if (::mkdtemp(buffer.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
+    path_ = buffer.data();
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  ~TempDir() {
+    std::error_code ignored;
+    fs::permissions(path_, fs::perms::owner_all, fs::perm_options::add, ignored);
+    fs::remove_all(path_, ignored);
+  }
+  [[nodiscard]] const fs::path& path() const { return path_; }
+  [[nodiscard]] fs::path operator/(const std::string& name) const { return path_ / name; }
+
+ private:
+  fs::path path_;
+};
+
+// Names in `folder`, sorted (hidden ones too: that is where temporary files would hide).
+inline std::vector<std::string> list_folder(const fs::path& folder) {
+  std::vector<std::string> names;
+  for (const auto& entry : fs::directory_iterator(folder)) names.push_back(entry.path().filename().string());
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+inline void exec_sql(const fs::path& database, const std::string& sql) {
+  sqlite3* db = nullptr;
+  if (sqlite3_open(database.c_str(), &db) != SQLITE_OK) {
+    sqlite3_close(db);
+    throw std::runtime_error("cannot open " + database.string());
+  }
+  char* message = nullptr;
+  const int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &message);
+  std::string text = message != nullptr ? message : "";
+  sqlite3_free(message);
+  sqlite3_close(db);
+  if (rc != SQLITE_OK) throw std::runtime_error("sql failed on " + database.string() + ": " + text);
+}
+
+// A rollback-journal database with table t(id INTEGER PRIMARY KEY, v TEXT) holding `rows` rows.
+inline void make_database(const fs::path& database, int rows = 100) {
+  exec_sql(database,
+           "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);"
+           "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < " +
+               std::to_string(rows) + ") INSERT INTO t(v) SELECT printf('row %d', i) FROM n;");
+}
+
+// Runs one query returning one integer, on a read-only connection; nullopt if anything fails
+// (not a database, no such table, ...).
+inline std::optional<long long> query_int(const fs::path& database, const std::string& sql) {
+  sqlite3* db = nullptr;
+  std::optional<long long> value;
+  if (sqlite3_open_v2(database.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
+    sqlite3_stmt* statement = nullptr;
+    if (sqlite3_prepare_v2(db, sql.c_str(), -1, &statement, nullptr) == SQLITE_OK &&
+        sqlite3_step(statement) == SQLITE_ROW) {
+      value = sqlite3_column_int64(statement, 0);
+    }
+    sqlite3_finalize(statement);
+  }
+  sqlite3_close(db);
+  return value;
+}
+
+inline std::optional<long long> row_count(const fs::path& database) {
+  return query_int(database, "SELECT count(*) FROM t");
+}
+
+inline bool integrity_ok(const fs::path& database) {
+  sqlite3* db = nullptr;
+  bool ok = false;
+  if (sqlite3_open_v2(database.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
+    sqlite3_stmt* statement = nullptr;
+    if (sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &statement, nullptr) == SQLITE_OK &&
+        sqlite3_step(statement) == SQLITE_ROW) {
+      const auto* text = reinterpret_cast<const char*>(sqlite3_column_text(statement, 0));
+      ok = text != nullptr && std::string(text) == "ok";
+    }
+    sqlite3_finalize(statement);
+  }
+  sqlite3_close(db);
+  return ok;
+}
+
+inline std::string read_file(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream out;
+  out << in.rdbuf();
+  return out.str();
+}
+
+inline void write_file(const fs::path& path, const std::string& contents) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << contents;
+}
+
+// Non-empty lines of `text` ('\r' also ends a line: progress bars redraw with it).
+inline std::vector<std::string> lines_of(const std::string& text) {
+  std::vector<std::string> lines;
+  std::string line;
+  for (char c : text) {
+    if (c == '\n' || c == '\r') {
+      if (!line.empty()) lines.push_back(line);
+      line.clear();
+    } else {
+      line += c;
+    }
+  }
+  if (!line.empty()) lines.push_back(line);
+  return lines;
+}
+
+inline bool contains(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
+}
+
+struct Result {
+  int exit_code = -1;  // the exit status, or -1 when killed by a signal
+  int killed_by = 0;
+  std::string out;
+  std::string err;
+};
+
+struct RunSettings {
+  std::map<std::string, std::string> environment;  // added to (or replacing) ours
+  int stdout_fd = -1;                              // instead of a pipe, e.g. a terminal
+  int stderr_fd = -1;
+  std::chrono::seconds timeout{120};
+};
+
+// A running child whose stdout and stderr we read through pipes (unless given other fds).
+class Child {
+ public:
+  Child(const fs::path& program, const std::vector<std::string>& args, const RunSettings& settings = {})
+      : timeout_(settings.timeout) {
+    int out_pipe[2] = {-1, -1};
+    int err_pipe[2] = {-1, -1};
+    if (settings.stdout_fd < 0 && ::pipe2(out_pipe, O_CLOEXEC) != 0) throw std::runtime_error("pipe");
+    if (settings.stderr_fd < 0 && ::pipe2(err_pipe, O_CLOEXEC) != 0) throw std::runtime_error("pipe");
+
+    // Built before fork: the child only calls async-signal-safe functions.
+    std::vector<std::string> env_storage;
+    for (char** entry = environ; *entry != nullptr; ++entry) {
+      const std::string text = *entry;
+      const std::string name = text.substr(0, text.find('='));
+      // The tests decide the log level themselves: an inherited one would change the output.
+      if (name == "SQLITE_BACKUP_LOGS" || settings.environment.count(name) > 0) continue;
+      env_storage.push_back(text);
+    }
+    for (const auto& [name, value] : settings.environment) env_storage.push_back(name + "=" + value);
+    std::vector<char*> env;
+    for (auto& entry : env_storage) env.push_back(entry.data());
+    env.push_back(nullptr);
+    std::vector<std::string> argv_storage{program.string()};
+    argv_storage.insert(argv_storage.end(), args.begin(), args.end());
+    std::vector<char*> argv;
+    for (auto& arg : argv_storage) argv.push_back(arg.data());
+    argv.push_back(nullptr);
+
+    pid_ = ::fork();
+    if (pid_ < 0) throw std::runtime_error("fork failed");
+    if (pid_ == 0) {
+      const int out_fd = settings.stdout_fd >= 0 ? settings.stdout_fd : out_pipe[1];
+      const int err_fd = settings.stderr_fd >= 0 ? settings.stderr_fd : err_pipe[1];
+      const int devnull = ::open("/dev/null", O_RDONLY);
+      ::dup2(devnull, STDIN_FILENO);
+      ::dup2(out_fd, STDOUT_FILENO);
+      ::dup2(err_fd, STDERR_FILENO);
+      // Fresh signal state: gtest or the parent may have changed dispositions.
+      ::signal(SIGINT, SIG_DFL);
+      ::signal(SIGTERM, SIG_DFL);
+      ::signal(SIGPIPE, SIG_DFL);
+      ::execve(argv[0], argv.data(), env.data());
+      ::_exit(127);
+    }
+    if (settings.stdout_fd < 0) {
+      ::close(out_pipe[1]);
+      out_fd_ = out_pipe[0];
+    }
+    if (settings.stderr_fd < 0) {
+      ::close(err_pipe[1]);
+      err_fd_ = err_pipe[0];
+    }
+    started_ = std::chrono::steady_clock::now();
+  }
+  Child(const Child&) = delete;
+  Child& operator=(const Child&) = delete;
+  ~Child() {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
+    if (out_fd_ >= 0) ::close(out_fd_);
+    if (err_fd_ >= 0) ::close(err_fd_);
+  }
+
+  [[nodiscard]] pid_t pid() const { return pid_; }
+  [[nodiscard]] const std::string& err_so_far() const { return result_.err; }
+
+  // Reads output until `done(stderr so far)` holds, the streams end, or the timeout passes.
+  // Returns whether `done` held.
+  bool read_until(const std::function<bool(const std::string&)>& done) {
+    while (true) {
+      if (done && done(result_.err)) return true;
+      if (out_fd_ < 0 && err_fd_ < 0) return false;
+      const auto left = timeout_ - (std::chrono::steady_clock::now() - started_);
+      if (left <= std::chrono::seconds(0)) return false;
+      std::vector<pollfd> fds;
+      if (out_fd_ >= 0) fds.push_back({out_fd_, POLLIN, 0});
+      if (err_fd_ >= 0) fds.push_back({err_fd_, POLLIN, 0});
+      const int ready =
+          ::poll(fds.data(), fds.size(),
+                 static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(left).count()));
+      if (ready < 0 && errno == EINTR) continue;
+      if (ready <= 0) return false;
+      for (const auto& entry : fds) {
+        if (entry.revents == 0) continue;
+        char buffer[65536];
+        const ssize_t got = ::read(entry.fd, buffer, sizeof buffer);
+        const bool is_out = entry.fd == out_fd_;
+        if (got > 0) {
+          (is_out ? result_.out : result_.err).append(buffer, static_cast<std::size_t>(got));
+        } else if (got == 0 || (got < 0 && errno != EINTR && errno != EAGAIN)) {
+          ::close(entry.fd);
+          (is_out ? out_fd_ : err_fd_) = -1;
+        }
+      }
+    }
+  }
+
+  void send(int signal_number) const { ::kill(pid_, signal_number); }
+
+  // Reads everything, then reaps the child (killing it if it overstays the timeout).
+  Result finish() {
+    read_until({});
+    int status = 0;
+    while (true) {
+      const pid_t done = ::waitpid(pid_, &status, WNOHANG);
+      if (done == pid_) break;
+      if (std::chrono::steady_clock::now() - started_ > timeout_) {
+        ::kill(pid_, SIGKILL);
+        ::waitpid(pid_, &status, 0);
+        result_.err += "\n[test harness: killed after the timeout]";
+        break;
+      }
+      // The streams are closed but the child has not exited yet (or it holds no pipes):
+      // poll its state, it is about to end.
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    pid_ = -1;
+    if (WIFEXITED(status)) result_.exit_code = WEXITSTATUS(status);
+    if (WIFSIGNALED(status)) result_.killed_by = WTERMSIG(status);
+    return result_;
+  }
+
+ private:
+  pid_t pid_ = -1;
+  int out_fd_ = -1;
+  int err_fd_ = -1;
+  std::chrono::seconds timeout_;
+  std::chrono::steady_clock::time_point started_;
+  Result result_;
+};
+
+inline Result run_cli(const std::vector<std::string>& args, const RunSettings& settings = {}) {
+  Child child(kCliExe, args, settings);
+  return child.finish();
+}
+
+inline std::string describe(const Result& result) {
+  return "exit code " + std::to_string(result.exit_code) +
+         (result.killed_by != 0 ? " (killed by signal " + std::to_string(result.killed_by) + ")" : "") +
+         "\n--- stdout ---\n" + (result.out.size() > 2000 ? "(" + std::to_string(result.out.size()) + " bytes)"
+                                                            : result.out) +
+         "\n--- stderr ---\n" + result.err;
+}
+
+// Waits (bounded) for `path` to exist: an owner writes it once it reached its state.
+inline bool wait_for_file(const fs::path& path, std::chrono::seconds timeout = std::chrono::seconds(30)) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    std::error_code ignored;
+    if (fs::exists(path, ignored)) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return false;
+}
+
+// A running sqlite_owner (tests/support): holds a database in a given state until the end
+// of the test, then is stopped with SIGTERM (SIGKILL if it lingers).
+class Owner {
+ public:
+  Owner(const fs::path& database, const std::string& mode, int rows = 100)
+      : ready_(database.string() + ".ready"),
+        child_(kOwnerExe, {"--db", database.string(), "--mode", mode, "--rows", std::to_string(rows), "--ready",
+                           ready_.string()}) {
+    ready_reached_ = wait_for_file(ready_);
+  }
+  Owner(const Owner&) = delete;
+  Owner& operator=(const Owner&) = delete;
+  ~Owner() {
+    child_.send(SIGTERM);
+    child_.finish();
+    std::error_code ignored;
+    fs::remove(ready_, ignored);
+  }
+  [[nodiscard]] bool ready() const { return ready_reached_; }
+  [[nodiscard]] std::string output() const { return child_.err_so_far(); }
+
+ private:
+  fs::path ready_;
+  Child child_;
+  bool ready_reached_ = false;
+};
+
+}  // namespace cli_test
+
+namespace cli_test {
+
+// The contract of every failure: exactly one line on stderr, "sqlite_backup: error: ...",
+// naming `path`. Returns a description of what is wrong, empty when all is well.
+inline std::string one_error_line_naming(const Result& result, const std::string& path) {
+  const auto lines = lines_of(result.err);
+  if (lines.size() != 1) return "expected exactly one line on stderr, got " + std::to_string(lines.size());
+  if (lines[0].rfind("sqlite_backup: error: ", 0) != 0) return "the line does not start with 'sqlite_backup: error: '";
+  if (!contains(lines[0], path)) return "the line does not name " + path;
+  return {};
+}
+
+}  // namespace cli_test

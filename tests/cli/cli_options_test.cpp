@@ -1,0 +1,323 @@
+// The sqlite_backup command's flags: --help, --version, each flag accepted with the
+// reference's default, --debug, --json, --verify, --progress.
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include "cli_harness.hpp"
+
+namespace cli_test {
+namespace {
+
+bool owner_available() { return !kOwnerExe.empty() && fs::exists(kOwnerExe); }
+
+TEST(CliHelp, ExplainsEveryFlagTheDestinationRulesAndTheExitCodes) {
+  const Result result = run_cli({"--help"});
+  ASSERT_EQ(result.exit_code, 0) << describe(result);
+  for (const char* flag :
+       {"--debug", "--wal-checkpoint", "--no-wal-checkpoint", "--copy-use-tempdir", "--no-copy-use-tempdir",
+        "--copy-retry N", "--copy-retry-strict", "--no-copy-retry-strict", "--verify [=full|quick]", "--progress",
+        "--no-progress", "--json", "--version", "--help"}) {
+    EXPECT_TRUE(contains(result.out, flag)) << "--help does not mention " << flag << "\n" << result.out;
+  }
+  EXPECT_TRUE(contains(result.out, "Usage: sqlite_backup [OPTIONS] SOURCE_DATABASE... DESTINATION"));
+  EXPECT_TRUE(contains(result.out, "(default: 100)")) << "the --copy-retry default";
+  EXPECT_TRUE(contains(result.out, "an existing folder")) << "destination rules";
+  EXPECT_TRUE(contains(result.out, "never overwrites")) << "destination rules";
+  EXPECT_TRUE(contains(result.out, "its parent folder must exist")) << "destination rules";
+  EXPECT_TRUE(contains(result.out, "stream the finished database to stdout")) << "the - destination";
+  EXPECT_TRUE(contains(result.out, "SEVERAL SOURCES"));
+  EXPECT_TRUE(contains(result.out, "SQLITE_BACKUP_LOGS"));
+  ASSERT_TRUE(contains(result.out, "EXIT CODES"));
+  const std::string codes = result.out.substr(result.out.find("EXIT CODES"));
+  for (const char* code : {"\n  0 ", "\n  1 ", "\n  2 ", "\n  3 ", "\n  4 ", "\n  5 ", "\n  6 ", "130", "143"}) {
+    EXPECT_TRUE(contains(codes, code)) << "exit code '" << code << "' not listed";
+  }
+}
+
+TEST(CliHelp, VersionPrintsTheVersion) {
+  const Result result = run_cli({"--version"});
+  ASSERT_EQ(result.exit_code, 0) << describe(result);
+  EXPECT_TRUE(contains(result.out, "sqlite_backup ")) << result.out;
+  EXPECT_TRUE(result.err.empty()) << result.err;
+}
+
+struct FlagCase {
+  std::vector<std::string> flags;
+};
+
+class CliEveryFlag : public ::testing::TestWithParam<FlagCase> {};
+
+// Each flag (both spellings of the negatable ones) is accepted and still yields a good copy.
+TEST_P(CliEveryFlag, IsAcceptedAndTheBackupIsGood) {
+  TempDir dir;
+  make_database(dir / "source.sqlite", 50);
+  std::vector<std::string> args = GetParam().flags;
+  args.push_back((dir / "source.sqlite").string());
+  args.push_back((dir / "copy.sqlite").string());
+  const Result result = run_cli(args);
+  ASSERT_EQ(result.exit_code, 0) << describe(result);
+  EXPECT_EQ(row_count(dir / "copy.sqlite"), 50);
+  EXPECT_TRUE(integrity_ok(dir / "copy.sqlite"));
+  EXPECT_EQ(list_folder(dir.path()), (std::vector<std::string>{"copy.sqlite", "source.sqlite"}));
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Flags, CliEveryFlag,
+    ::testing::Values(FlagCase{{"--debug"}}, FlagCase{{"--wal-checkpoint"}}, FlagCase{{"--no-wal-checkpoint"}},
+                      FlagCase{{"--copy-use-tempdir"}}, FlagCase{{"--no-copy-use-tempdir"}},
+                      FlagCase{{"--copy-retry", "5"}}, FlagCase{{"--copy-retry=1"}},
+                      FlagCase{{"--copy-retry-strict"}}, FlagCase{{"--no-copy-retry-strict"}},
+                      FlagCase{{"--verify"}}, FlagCase{{"--verify=full"}}, FlagCase{{"--verify=quick"}},
+                      FlagCase{{"--progress"}}, FlagCase{{"--no-progress"}}, FlagCase{{"--json"}}));
+
+TEST(CliOutput, SuccessPrintsExactlyTheBackedUpLine) {
+  TempDir dir;
+  make_database(dir / "source.sqlite");
+  const std::string source = (dir / "source.sqlite").string();
+  const std::string destination = (dir / "copy.sqlite").string();
+  const Result result = run_cli({source, destination});
+  ASSERT_EQ(result.exit_code, 0) << describe(result);
+  EXPECT_EQ(result.err, "Backed up " + source + " to " + destination + "\n");
+  EXPECT_TRUE(result.out.empty()) << "nothing on stdout without --json";
+}
+
+TEST(CliOutput, DebugShowsWhatWasCopiedAndTheAttempts) {
+  TempDir dir;
+  make_database(dir / "source.sqlite");
+  const Result result = run_cli({"--debug", (dir / "source.sqlite").string(), (dir / "copy.sqlite").string()});
+  ASSERT_EQ(result.exit_code, 0) << describe(result);
+  EXPECT_TRUE(contains(result.err, "DEBUG")) << result.err;
+  EXPECT_TRUE(contains(result.err, "copied " + (dir / "source.sqlite").string())) << result.err;
+  EXPECT_TRUE(contains(result.err, "attempt 1")) << result.err;
+  // Without --debug (and with no SQLITE_BACKUP_LOGS) none of it shows.
+  const Result quiet = run_cli({(dir / "source.sqlite").string(), (dir / "quiet.sqlite").string()});
+  ASSERT_EQ(quiet.exit_code, 0) << describe(quiet);
+  EXPECT_FALSE(contains(quiet.err, "DEBUG")) << quiet.err;
+}
+
+TEST(CliOutput, SqliteBackupLogsIsHonouredWithoutDebug) {
+  TempDir dir;
+  make_database(dir / "source.sqlite");
+  RunSettings settings;
+  settings.environment["SQLITE_BACKUP_LOGS"] = "10";
+  const Result result =
+      run_cli({(dir / "source.sqlite").string(), (dir / "copy.sqlite").string()}, settings);
+  ASSERT_EQ(result.exit_code, 0) << describe(result);
+  EXPECT_TRUE(contains(result.err, "DEBUG")) << result.err;
+}
+
+TEST(CliOutput, NoCopyUseTempdirWarnsThatTheLiveDatabaseIsReadDirectly) {
+  TempDir dir;
+  make_database(dir / "source.sqlite");
+  const std::string source = (dir / "source.sqlite").string();
+  const Result result = run_cli({"--no-copy-use-tempdir", source, (dir / "copy.sqlite").string()});
+  ASSERT_EQ(result.exit_code, 0) << describe(result);
+  EXPECT_TRUE(contains(result.err, "sqlite_backup: warning: --no-copy-use-tempdir: reading the live database " +
+                                       source + " directly"))
+      << result.err;
+  // The default takes no such risk and says nothing.
+  const Result quiet = run_cli({source, (dir / "default.sqlite").string()});
+  ASSERT_EQ(quiet.exit_code, 0) << describe(quiet);
+  EXPECT_FALSE(contains(quiet.err, "warning")) << quiet.err;
+}
+
+TEST(CliJson, OneRecordPerBackupWithEveryField) {
+  TempDir dir;
+  make_database(dir / "source.sqlite", 200);
+  const std::string source = (dir / "source.sqlite").string();
+  const std::string destination = (dir / "copy.sqlite").string();
+  const Result result = run_cli({"--json", source, destination});
+  ASSERT_EQ(result.exit_code, 0) << describe(result);
+  const auto records = lines_of(result.out);
+  ASSERT_EQ(records.size(), 1u) << result.out;
+  const std::string& record = records[0];
+  EXPECT_EQ(record.front(), '{');
+  EXPECT_EQ(record.back(), '}');
+  EXPECT_TRUE(contains(record, "\"source\":\"" + source + "\"")) << record;
+  EXPECT_TRUE(contains(record, "\"destination\":\"" + destination + "\"")) << record;
+  const long long pages = *query_int(destination, "PRAGMA page_count");
+  const long long page_size = *query_int(destination, "PRAGMA page_size");
+  EXPECT_TRUE(contains(record, "\"pages\":" + std::to_string(pages) + ",")) << record;
+  EXPECT_TRUE(contains(record, "\"page_size\":" + std::to_string(page_size) + ",")) << record;
+  EXPECT_TRUE(contains(record, "\"bytes\":" + std::to_string(pages * page_size) + ",")) << record;
+  EXPECT_TRUE(contains(record, "\"attempts\":1,")) << record;
+  EXPECT_TRUE(contains(record, "\"duration_s\":")) << record;
+  EXPECT_TRUE(contains(record, "\"verified\":\"none\"")) << "verify is off by default: " << record;
+  EXPECT_TRUE(contains(record, "\"ok\":true")) << record;
+  EXPECT_FALSE(contains(record, "\"error\"")) << record;
+}
+
+TEST(CliJson, EscapesPathsProperly) {
+  TempDir dir;
+  const std::string name = "we\"ird\\na\tme.sqlite";
+  make_database(dir / name);
+  fs::create_directory(dir / "out");
+  const Result result = run_cli({"--json", (dir / name).string(), (dir / "out").string()});
+  ASSERT_EQ(result.exit_code, 0) << describe(result);
+  EXPECT_TRUE(contains(result.out, "we\\\"ird\\\\na\\tme.sqlite")) << result.out;
+  EXPECT_EQ(lines_of(result.out).size(), 1u);
+}
+
+TEST(CliJson, FailureRecordCarriesTheError) {
+  TempDir dir;
+  write_file(dir / "junk.sqlite", std::string(4096, 'x'));
+  const Result result = run_cli({"--json", (dir / "junk.sqlite").string(), (dir / "copy.sqlite").string()});
+  ASSERT_EQ(result.exit_code, 3) << describe(result);
+  const auto records = lines_of(result.out);
+  ASSERT_EQ(records.size(), 1u) << result.out;
+  EXPECT_TRUE(contains(records[0], "\"ok\":false")) << records[0];
+  EXPECT_TRUE(contains(records[0], "\"error\":\"")) << records[0];
+  EXPECT_TRUE(contains(records[0], "junk.sqlite")) << records[0];
+}
+
+TEST(CliVerify, GoodDatabaseIsVerifiedAndSaysHow) {
+  TempDir dir;
+  make_database(dir / "source.sqlite", 300);
+  const std::string source = (dir / "source.sqlite").string();
+  const Result full = run_cli({"--json", "--verify", source, (dir / "full.sqlite").string()});
+  ASSERT_EQ(full.exit_code, 0) << describe(full);
+  EXPECT_TRUE(contains(full.out, "\"verified\":\"full\"")) << full.out;
+  const Result quick = run_cli({"--json", "--verify=quick", source, (dir / "quick.sqlite").string()});
+  ASSERT_EQ(quick.exit_code, 0) << describe(quick);
+  EXPECT_TRUE(contains(quick.out, "\"verified\":\"quick\"")) << quick.out;
+  EXPECT_EQ(row_count(dir / "full.sqlite"), 300);
+  EXPECT_EQ(row_count(dir / "quick.sqlite"), 300);
+}
+
+TEST(CliVerify, RejectsAnUnknownLevel) {
+  TempDir dir;
+  make_database(dir / "source.sqlite");
+  const Result result =
+      run_cli({"--verify=thorough", (dir / "source.sqlite").string(), (dir / "copy.sqlite").string()});
+  EXPECT_EQ(result.exit_code, 2) << describe(result);
+  EXPECT_EQ(one_error_line_naming(result, "--verify"), "") << describe(result);
+  EXPECT_FALSE(fs::exists(dir / "copy.sqlite"));
+}
+
+// Defaults that only show in behaviour: strict retrying, 100 attempts.
+TEST(CliDefaults, StrictWithOneHundredAttempts) {
+  if (!owner_available()) GTEST_SKIP() << "sqlite_owner is not built";
+  TempDir dir;
+  fs::create_directory(dir / "out");
+  Owner owner(dir / "stomped.sqlite", "stomp");
+  ASSERT_TRUE(owner.ready()) << owner.output();
+  const Result result = run_cli({(dir / "stomped.sqlite").string(), (dir / "out").string()});
+  ASSERT_EQ(result.exit_code, 4) << describe(result);
+  EXPECT_TRUE(contains(result.err, "100 times")) << result.err;
+  EXPECT_TRUE(list_folder(dir / "out").empty());
+}
+
+TEST(CliDefaults, NoCopyRetryStrictKeepsTheLastCopy) {
+  if (!owner_available()) GTEST_SKIP() << "sqlite_owner is not built";
+  TempDir dir;
+  fs::create_directory(dir / "out");
+  Owner owner(dir / "stomped.sqlite", "stomp");
+  ASSERT_TRUE(owner.ready()) << owner.output();
+  const Result result = run_cli({"--json", "--copy-retry", "2", "--no-copy-retry-strict",
+                                 (dir / "stomped.sqlite").string(), (dir / "out").string()});
+  ASSERT_EQ(result.exit_code, 0) << describe(result);
+  EXPECT_TRUE(contains(result.out, "\"attempts\":2,")) << result.out;
+  EXPECT_TRUE(contains(result.out, "\"validated\":false")) << result.out;
+  EXPECT_EQ(list_folder(dir / "out"), std::vector<std::string>{"stomped.sqlite"});
+}
+
+TEST(CliDefaults, CopyUseTempdirReadsADatabaseWhoseOwnerHoldsAnExclusiveLock) {
+  if (!owner_available()) GTEST_SKIP() << "sqlite_owner is not built";
+  TempDir dir;
+  fs::create_directory(dir / "out");
+  Owner owner(dir / "locked.sqlite", "exclusive", 120);
+  ASSERT_TRUE(owner.ready()) << owner.output();
+  const Result result = run_cli({(dir / "locked.sqlite").string(), (dir / "out").string()});
+  ASSERT_EQ(result.exit_code, 0) << describe(result);
+  EXPECT_EQ(row_count(dir / "out" / "locked.sqlite"), 120) << "the rows that live only in the -wal";
+  // wal_checkpoint is on by default: nothing but the database beside it.
+  EXPECT_EQ(list_folder(dir / "out"), std::vector<std::string>{"locked.sqlite"});
+}
+
+// A pseudo-terminal for the child's stderr or stdout; skips the test when there is none.
+class Terminal {
+ public:
+  Terminal() {
+    master_ = ::posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (master_ < 0 || ::grantpt(master_) != 0 || ::unlockpt(master_) != 0) return;
+    const char* name = ::ptsname(master_);
+    if (name == nullptr) return;
+    slave_ = ::open(name, O_RDWR | O_NOCTTY | O_CLOEXEC);
+  }
+  Terminal(const Terminal&) = delete;
+  Terminal& operator=(const Terminal&) = delete;
+  ~Terminal() {
+    if (slave_ >= 0) ::close(slave_);
+    if (master_ >= 0) ::close(master_);
+  }
+  [[nodiscard]] bool usable() const { return slave_ >= 0; }
+  [[nodiscard]] int slave() const { return slave_; }
+  // Everything written so far (call after the child ended and the slave is closed).
+  std::string drain() {
+    if (slave_ >= 0) {
+      ::close(slave_);
+      slave_ = -1;
+    }
+    std::string text;
+    char buffer[4096];
+    while (true) {
+      pollfd entry{master_, POLLIN, 0};
+      if (::poll(&entry, 1, 100) <= 0) break;
+      const ssize_t got = ::read(master_, buffer, sizeof buffer);
+      if (got <= 0) break;  // EIO once the slave side is closed and drained
+      text.append(buffer, static_cast<std::size_t>(got));
+    }
+    return text;
+  }
+
+ private:
+  int master_ = -1;
+  int slave_ = -1;
+};
+
+TEST(CliProgress, DrawnOnATerminalWithProgressAndErasedAtTheEnd) {
+  Terminal terminal;
+  if (!terminal.usable()) GTEST_SKIP() << "no pseudo-terminal available (posix_openpt failed)";
+  TempDir dir;
+  make_database(dir / "source.sqlite", 2000);
+  RunSettings settings;
+  settings.stderr_fd = terminal.slave();
+  const Result result =
+      run_cli({"--progress", (dir / "source.sqlite").string(), (dir / "copy.sqlite").string()}, settings);
+  const std::string screen = terminal.drain();
+  ASSERT_EQ(result.exit_code, 0) << describe(result) << screen;
+  // (A terminal turns "\n" into "\r\n", so look for the bar's own carriage return.)
+  EXPECT_TRUE(contains(screen, "\rsource.sqlite [")) << screen;
+  EXPECT_TRUE(contains(screen, "100%")) << screen;
+  EXPECT_TRUE(contains(screen, "\r\033[K")) << "the bar is erased before the final line: " << screen;
+  EXPECT_TRUE(contains(screen, "Backed up ")) << screen;
+}
+
+TEST(CliProgress, NotDrawnForSmallSourcesByDefaultNorWhenAsked) {
+  Terminal terminal;
+  if (!terminal.usable()) GTEST_SKIP() << "no pseudo-terminal available (posix_openpt failed)";
+  TempDir dir;
+  make_database(dir / "source.sqlite", 2000);
+  RunSettings settings;
+  settings.stderr_fd = terminal.slave();
+  const Result automatic = run_cli({(dir / "source.sqlite").string(), (dir / "auto.sqlite").string()}, settings);
+  ASSERT_EQ(automatic.exit_code, 0) << describe(automatic);
+  const Result refused =
+      run_cli({"--no-progress", (dir / "source.sqlite").string(), (dir / "no.sqlite").string()}, settings);
+  ASSERT_EQ(refused.exit_code, 0) << describe(refused);
+  const std::string screen = terminal.drain();
+  EXPECT_FALSE(contains(screen, "%")) << "a small source gets no bar by default: " << screen;
+}
+
+TEST(CliProgress, NeverDrawnIntoAPipe) {
+  TempDir dir;
+  make_database(dir / "source.sqlite", 2000);
+  const Result result =
+      run_cli({"--progress", (dir / "source.sqlite").string(), (dir / "copy.sqlite").string()});
+  ASSERT_EQ(result.exit_code, 0) << describe(result);
+  EXPECT_FALSE(contains(result.err, "\r")) << result.err;
+  EXPECT_FALSE(contains(result.err, "%")) << result.err;
+}
+
+}  // namespace
+}  // namespace cli_test
