@@ -1,10 +1,9 @@
 #include "exit_code.hpp"
 
-#include <sqlite_backup/sqlite_backup.hpp>
-
 #include <csignal>
 #include <filesystem>
 #include <new>
+#include <sqlite_backup/sqlite_backup.hpp>
 #include <stdexcept>
 #include <system_error>
 

@@ -9,7 +9,8 @@ namespace sqlite_backup::cli {
 
 class InterruptHandlers {
  public:
-  InterruptHandlers();  // installs the handlers (and ignores SIGPIPE: a closed pipe is an error to report)
+  InterruptHandlers();  // installs the handlers (and ignores SIGPIPE: a closed pipe is an error to
+                        // report)
   InterruptHandlers(const InterruptHandlers&) = delete;
   InterruptHandlers& operator=(const InterruptHandlers&) = delete;
   ~InterruptHandlers();  // restores the previous dispositions

@@ -31,7 +31,8 @@ std::size_t utf8_sequence_length(std::string_view text) {
     if ((byte(i) & 0xc0u) != 0x80u) return 0;
     code_point = (code_point << 6) | (byte(i) & 0x3fu);
   }
-  const bool overlong = (length == 3 && code_point < 0x800) || (length == 4 && code_point < 0x10000);
+  const bool overlong =
+      (length == 3 && code_point < 0x800) || (length == 4 && code_point < 0x10000);
   const bool surrogate = code_point >= 0xd800 && code_point <= 0xdfff;
   if (overlong || surrogate || code_point > 0x10ffff) return 0;
   return length;
@@ -39,9 +40,12 @@ std::size_t utf8_sequence_length(std::string_view text) {
 
 const char* verified_name(Verify verify) {
   switch (verify) {
-    case Verify::none: return "none";
-    case Verify::quick: return "quick";
-    case Verify::full: return "full";
+    case Verify::none:
+      return "none";
+    case Verify::quick:
+      return "quick";
+    case Verify::full:
+      return "full";
   }
   return "none";
 }
@@ -53,13 +57,27 @@ std::string json_string(std::string_view text) {
   while (!text.empty()) {
     const char c = text.front();
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\b': out += "\\b"; break;
-      case '\f': out += "\\f"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\b':
+        out += "\\b";
+        break;
+      case '\f':
+        out += "\\f";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
       default:
         if (static_cast<unsigned char>(c) < 0x20) {
           out += fmt::format("\\u{:04x}", static_cast<unsigned>(c));
@@ -75,10 +93,11 @@ std::string json_string(std::string_view text) {
   return out + "\"";
 }
 
-std::string json_record(const std::string& source, const std::string& destination, const Report* report,
-                        const Failure* failure) {
+std::string json_record(const std::string& source, const std::string& destination,
+                        const Report* report, const Failure* failure) {
   std::string out = "{\"source\":" + json_string(source);
-  out += ",\"destination\":" + (destination.empty() ? std::string("null") : json_string(destination));
+  out +=
+      ",\"destination\":" + (destination.empty() ? std::string("null") : json_string(destination));
   if (report != nullptr && failure == nullptr) {
     const double seconds = std::chrono::duration<double>(report->duration).count();
     out += fmt::format(
@@ -89,7 +108,8 @@ std::string json_record(const std::string& source, const std::string& destinatio
   } else {
     const int exit_code = failure != nullptr ? failure->exit_code : kFailure;
     const std::string message = failure != nullptr ? failure->message : "unknown error";
-    out += fmt::format(",\"ok\":false,\"exit_code\":{},\"error\":{}", exit_code, json_string(message));
+    out +=
+        fmt::format(",\"ok\":false,\"exit_code\":{},\"error\":{}", exit_code, json_string(message));
   }
   return out + "}";
 }

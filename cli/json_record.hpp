@@ -1,9 +1,8 @@
 // --json: one JSON object per backup, on one line of stdout.
 #pragma once
 
-#include <sqlite_backup/sqlite_backup.hpp>
-
 #include <optional>
+#include <sqlite_backup/sqlite_backup.hpp>
 #include <string>
 #include <string_view>
 
@@ -18,7 +17,7 @@ std::string json_string(std::string_view text);
 
 // The record of one backup: its Report on success, its Failure otherwise.
 // `destination` is where it was (or would have been) written; empty when unknown.
-std::string json_record(const std::string& source, const std::string& destination, const Report* report,
-                        const Failure* failure);
+std::string json_record(const std::string& source, const std::string& destination,
+                        const Report* report, const Failure* failure);
 
 }  // namespace sqlite_backup::cli

@@ -3,7 +3,6 @@
 // per outcome and maps errors to the documented exit codes (exit_code.hpp). Every snapshot
 // decision belongs to the library.
 #include <fmt/format.h>
-#include <sqlite_backup/sqlite_backup.hpp>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -11,6 +10,7 @@
 #include <cstdio>
 #include <limits>
 #include <optional>
+#include <sqlite_backup/sqlite_backup.hpp>
 #include <sstream>
 #include <string>
 #include <variant>
@@ -65,7 +65,9 @@ void print_warning(const std::string& message) {
   fmt::print(stderr, "sqlite_backup: warning: {}\n", printable(message));
 }
 
-const char* signal_name(int signal_number) { return signal_number == SIGTERM ? "SIGTERM" : "SIGINT"; }
+const char* signal_name(int signal_number) {
+  return signal_number == SIGTERM ? "SIGTERM" : "SIGINT";
+}
 
 // CLI11's default help prints "[DESTINATION]" (it is parsed by hand, see parse()) and
 // "{false}" after negatable flags; this shows the command as people type it.
@@ -152,7 +154,8 @@ void build_app(CLI::App& app, CommandLine& command) {
   app.add_option("SOURCE_DATABASE", command.sources,
                  "The database file(s) to back up (its -wal/-journal are found beside it)")
       ->type_name("");
-  app.add_option("DESTINATION", command.destination, "A new file, an existing folder, or - (see below)")
+  app.add_option("DESTINATION", command.destination,
+                 "A new file, an existing folder, or - (see below)")
       ->type_name("");
 
   app.add_flag("--debug", command.debug,
@@ -161,22 +164,26 @@ void build_app(CLI::App& app, CommandLine& command) {
   app.add_flag("--wal-checkpoint,!--no-wal-checkpoint", command.wal_checkpoint,
                "Checkpoint the destination (wal_checkpoint(TRUNCATE)) so that no -wal/-shm is left "
                "beside it (default: on)");
-  app.add_flag("--copy-use-tempdir,!--no-copy-use-tempdir", command.copy_use_tempdir,
-               "Snapshot by copying the files privately, taking no lock on the source (default: on); "
-               "--no-copy-use-tempdir runs SQLite's backup API on the live database instead: "
-               "it takes locks and may fail while the owner writes");
-  app.add_option("--copy-retry", command.copy_retry,
-                 "Copy the whole set of files (database, -wal, -journal) up to N times until one copy "
-                 "is a consistent state; N >= 1 (default: 100)")
+  app.add_flag(
+      "--copy-use-tempdir,!--no-copy-use-tempdir", command.copy_use_tempdir,
+      "Snapshot by copying the files privately, taking no lock on the source (default: on); "
+      "--no-copy-use-tempdir runs SQLite's backup API on the live database instead: "
+      "it takes locks and may fail while the owner writes");
+  app.add_option(
+         "--copy-retry", command.copy_retry,
+         "Copy the whole set of files (database, -wal, -journal) up to N times until one copy "
+         "is a consistent state; N >= 1 (default: 100)")
       ->option_text("N")
       ->check(CLI::Range(1, std::numeric_limits<int>::max()));
-  app.add_flag("--copy-retry-strict,!--no-copy-retry-strict", command.copy_retry_strict,
-               "Fail (exit 4) when no copy was consistent after --copy-retry attempts (default: on); "
-               "--no-copy-retry-strict keeps the last copy with a warning");
-  app.add_flag("--verify{full}", command.verify,
-               "Check the snapshot before it is committed: --verify or --verify=full runs "
-               "integrity_check, --verify=quick runs quick_check; a failure exits 6 and writes nothing "
-               "(default: off)")
+  app.add_flag(
+      "--copy-retry-strict,!--no-copy-retry-strict", command.copy_retry_strict,
+      "Fail (exit 4) when no copy was consistent after --copy-retry attempts (default: on); "
+      "--no-copy-retry-strict keeps the last copy with a warning");
+  app.add_flag(
+         "--verify{full}", command.verify,
+         "Check the snapshot before it is committed: --verify or --verify=full runs "
+         "integrity_check, --verify=quick runs quick_check; a failure exits 6 and writes nothing "
+         "(default: off)")
       ->check(CLI::IsMember({"full", "quick"}))
       ->option_text("[=full|quick]");
   app.add_flag("--progress,!--no-progress", command.progress,
@@ -187,7 +194,8 @@ void build_app(CLI::App& app, CommandLine& command) {
                "page_size, attempts, duration_s, verified, ok, error); not with -");
 }
 
-std::optional<Failure> parse(CLI::App& app, CommandLine& command, int argc, char** argv, int& exit_now) {
+std::optional<Failure> parse(CLI::App& app, CommandLine& command, int argc, char** argv,
+                             int& exit_now) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& request) {
@@ -220,7 +228,8 @@ Options options_from(const CommandLine& command, const InterruptHandlers& interr
                    : command.verify == "full" ? Verify::full
                                               : Verify::none;
   options.cancel = &interrupts.cancel_flag();
-  options.overwrite = false;  // the library refuses a file that appeared after our checks, atomically
+  options.overwrite =
+      false;  // the library refuses a file that appeared after our checks, atomically
   return options;
 }
 
@@ -266,9 +275,10 @@ Outcome back_up_one(const CommandLine& command, const std::string& source_argume
     outcome.destination = std::get<fs::path>(resolved).native();
   }
   if (!command.copy_use_tempdir) {
-    print_warning(fmt::format("--no-copy-use-tempdir: reading the live database {} directly; "
-                              "this takes locks and may fail while its owner writes",
-                              display_path(source_argument)));
+    print_warning(
+        fmt::format("--no-copy-use-tempdir: reading the live database {} directly; "
+                    "this takes locks and may fail while its owner writes",
+                    display_path(source_argument)));
   }
 
   Report report;
@@ -288,9 +298,10 @@ Outcome back_up_one(const CommandLine& command, const std::string& source_argume
   } catch (...) {
     bar.reset();
     // Whatever the library was doing when the signal came, the user asked it to stop.
-    outcome.failure = interrupts.interrupted()
-                          ? interrupted_failure(interrupts, source_argument, outcome.destination, streaming)
-                          : describe_current_exception(interrupts.signal_number());
+    outcome.failure =
+        interrupts.interrupted()
+            ? interrupted_failure(interrupts, source_argument, outcome.destination, streaming)
+            : describe_current_exception(interrupts.signal_number());
     return outcome;
   }
   bar.reset();
@@ -307,10 +318,12 @@ int run(const CommandLine& command, const InterruptHandlers& interrupts) {
   if (streaming && several) {
     usage = Failure{kUsage, "- (stdout) takes exactly one SOURCE_DATABASE"};
   } else if (streaming && command.json) {
-    usage = Failure{kUsage, "--json cannot be used with - as DESTINATION: stdout carries the database"};
+    usage =
+        Failure{kUsage, "--json cannot be used with - as DESTINATION: stdout carries the database"};
   } else if (streaming && ::isatty(STDOUT_FILENO) == 1) {
-    usage = Failure{kUsage, "refusing to write the database to a terminal (stdout); redirect it, "
-                            "e.g. '| zstd > backup.sqlite.zst', or give a DESTINATION path"};
+    usage = Failure{kUsage,
+                    "refusing to write the database to a terminal (stdout); redirect it, "
+                    "e.g. '| zstd > backup.sqlite.zst', or give a DESTINATION path"};
   } else if (!several) {
     usage = check_source(command.sources.front());
   } else {
@@ -337,7 +350,8 @@ int run(const CommandLine& command, const InterruptHandlers& interrupts) {
     }
     if (command.json) {
       fmt::print(stdout, "{}\n",
-                 json_record(outcome.source, outcome.destination, outcome.report ? &*outcome.report : nullptr,
+                 json_record(outcome.source, outcome.destination,
+                             outcome.report ? &*outcome.report : nullptr,
                              outcome.failure ? &*outcome.failure : nullptr));
       std::fflush(stdout);  // one record per backup, as it happens, for whoever reads the pipe
     }
@@ -355,13 +369,14 @@ int run(const CommandLine& command, const InterruptHandlers& interrupts) {
   }
   const std::size_t succeeded = outcomes.size() - failed.size();
   if (several) {
-    std::string summary = fmt::format("sqlite_backup: backed up {} of {}", succeeded, command.sources.size());
+    std::string summary =
+        fmt::format("sqlite_backup: backed up {} of {}", succeeded, command.sources.size());
     if (!failed.empty()) summary += fmt::format("; failed: {}", fmt::join(failed, ", "));
     if (!skipped.empty()) {
       std::vector<std::string> shown;
       for (const auto& source : skipped) shown.push_back(display_path(source));
-      summary += fmt::format("; not attempted (interrupted by {}): {}", signal_name(interrupts.signal_number()),
-                             fmt::join(shown, ", "));
+      summary += fmt::format("; not attempted (interrupted by {}): {}",
+                             signal_name(interrupts.signal_number()), fmt::join(shown, ", "));
     }
     fmt::print(stderr, "{}\n", summary);
   }

@@ -21,38 +21,45 @@ std::optional<Failure> check_source(const fs::path& source) {
     return Failure{kUsage, fmt::format("source database {} does not exist", shown(source))};
   }
   if (error) {
-    return Failure{kUsage, fmt::format("cannot examine source database {}: {}", shown(source), error.message())};
+    return Failure{kUsage, fmt::format("cannot examine source database {}: {}", shown(source),
+                                       error.message())};
   }
   if (fs::is_directory(status)) {
-    return Failure{kUsage, fmt::format("source {} is a folder, not a database file", shown(source))};
+    return Failure{kUsage,
+                   fmt::format("source {} is a folder, not a database file", shown(source))};
   }
   if (!fs::is_regular_file(status)) {
-    return Failure{kUsage, fmt::format("source {} is not a regular file (a FIFO, socket or device); "
-                                       "give the database file itself",
-                                       shown(source))};
+    return Failure{kUsage,
+                   fmt::format("source {} is not a regular file (a FIFO, socket or device); "
+                               "give the database file itself",
+                               shown(source))};
   }
   return std::nullopt;
 }
 
-std::variant<fs::path, Failure> resolve_destination(const fs::path& source, const fs::path& destination) {
+std::variant<fs::path, Failure> resolve_destination(const fs::path& source,
+                                                    const fs::path& destination) {
   std::error_code error;
   // symlink_status: a dangling symlink exists too, and writing through it is refused.
   const fs::file_status own_status = fs::symlink_status(destination, error);
   if (error && own_status.type() != fs::file_type::not_found) {
-    return refuse(fmt::format("cannot examine destination {}: {}", shown(destination), error.message()));
+    return refuse(
+        fmt::format("cannot examine destination {}: {}", shown(destination), error.message()));
   }
   if (fs::exists(own_status)) {
     if (fs::is_directory(fs::status(destination, error))) {  // a symlink to a folder is a folder
       const fs::path target = destination / source.filename();
       if (fs::exists(fs::symlink_status(target, error))) {
-        return refuse(fmt::format("refusing to write {}: it already exists in the folder {} "
-                                  "(sqlite_backup never overwrites)",
-                                  shown(target), shown(destination)));
+        return refuse(
+            fmt::format("refusing to write {}: it already exists in the folder {} "
+                        "(sqlite_backup never overwrites)",
+                        shown(target), shown(destination)));
       }
       return target;
     }
-    return refuse(fmt::format("refusing to write {}: it already exists (sqlite_backup never overwrites)",
-                              shown(destination)));
+    return refuse(
+        fmt::format("refusing to write {}: it already exists (sqlite_backup never overwrites)",
+                    shown(destination)));
   }
   const fs::path parent = destination.has_parent_path() ? destination.parent_path() : fs::path(".");
   const fs::file_status parent_status = fs::status(parent, error);
@@ -61,7 +68,8 @@ std::variant<fs::path, Failure> resolve_destination(const fs::path& source, cons
                               shown(parent)));
   }
   if (!fs::is_directory(parent_status)) {
-    return refuse(fmt::format("cannot write {}: {} is not a folder", shown(destination), shown(parent)));
+    return refuse(
+        fmt::format("cannot write {}: {} is not a folder", shown(destination), shown(parent)));
   }
   return destination;
 }
@@ -70,14 +78,16 @@ std::optional<Failure> check_destination_folder(const fs::path& folder) {
   std::error_code error;
   const fs::file_status status = fs::status(folder, error);
   if (status.type() == fs::file_type::not_found) {
-    return refuse(fmt::format("destination folder {} does not exist (with several sources DESTINATION "
-                              "must be an existing folder)",
-                              shown(folder)));
+    return refuse(
+        fmt::format("destination folder {} does not exist (with several sources DESTINATION "
+                    "must be an existing folder)",
+                    shown(folder)));
   }
   if (!fs::is_directory(status)) {
-    return refuse(fmt::format("destination {} is not a folder (with several sources DESTINATION must be "
-                              "an existing folder)",
-                              shown(folder)));
+    return refuse(
+        fmt::format("destination {} is not a folder (with several sources DESTINATION must be "
+                    "an existing folder)",
+                    shown(folder)));
   }
   return std::nullopt;
 }

@@ -21,8 +21,8 @@ std::optional<Failure> check_source(const std::filesystem::path& source);
 // - an existing file (or anything else that exists, a dangling symlink too) is refused;
 // - a new path needs an existing parent folder.
 // Refusals exit 1.
-std::variant<std::filesystem::path, Failure> resolve_destination(const std::filesystem::path& source,
-                                                                 const std::filesystem::path& destination);
+std::variant<std::filesystem::path, Failure> resolve_destination(
+    const std::filesystem::path& source, const std::filesystem::path& destination);
 
 // With several sources DESTINATION must be an existing folder (exit 1 otherwise).
 std::optional<Failure> check_destination_folder(const std::filesystem::path& folder);

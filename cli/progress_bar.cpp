@@ -46,29 +46,30 @@ ProgressBar::~ProgressBar() { clear(); }
 void ProgressBar::update(const CopyProgress& progress) {
   if (progress.bytes_total == 0) return;
   const auto now = std::chrono::steady_clock::now();
-  const int permille = static_cast<int>(std::min<std::uint64_t>(1000, progress.bytes_done * 1000 /
-                                                                          progress.bytes_total));
+  const int permille = static_cast<int>(
+      std::min<std::uint64_t>(1000, progress.bytes_done * 1000 / progress.bytes_total));
   // Redraw when the figure changes, at most ten times a second: a terminal is slow.
   const bool changed = permille != last_permille_ || progress.attempt != last_attempt_;
-  if (!changed || (drawn_ && now - last_draw_ < std::chrono::milliseconds(100) && permille != 1000 &&
-                   progress.attempt == last_attempt_)) {
+  if (!changed || (drawn_ && now - last_draw_ < std::chrono::milliseconds(100) &&
+                   permille != 1000 && progress.attempt == last_attempt_)) {
     return;
   }
   last_permille_ = permille;
   last_attempt_ = progress.attempt;
   last_draw_ = now;
 
-  const std::string figures =
-      fmt::format(" {:3}% {}/{}{}", permille / 10, human_size(progress.bytes_done),
-                  human_size(progress.bytes_total),
-                  progress.attempt > 1 ? fmt::format(" (attempt {})", progress.attempt) : std::string());
+  const std::string figures = fmt::format(
+      " {:3}% {}/{}{}", permille / 10, human_size(progress.bytes_done),
+      human_size(progress.bytes_total),
+      progress.attempt > 1 ? fmt::format(" (attempt {})", progress.attempt) : std::string());
   const int width = terminal_width() - 1;  // never touch the last column: some terminals wrap
   const int room = width - static_cast<int>(figures.size()) - 3;
   std::string label = label_;
   const int label_room = std::max(0, room / 3);
   if (static_cast<int>(label.size()) > label_room) {
-    label = label_room > 3 ? "..." + label.substr(label.size() - static_cast<std::size_t>(label_room - 3))
-                           : std::string();
+    label = label_room > 3
+                ? "..." + label.substr(label.size() - static_cast<std::size_t>(label_room - 3))
+                : std::string();
   }
   const int bar_width = std::max(0, room - static_cast<int>(label.size()));
   const int filled = bar_width * permille / 1000;

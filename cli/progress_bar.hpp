@@ -2,11 +2,10 @@
 // Only ever drawn on a terminal: in pipes and logs it would be noise.
 #pragma once
 
-#include <sqlite_backup/sqlite_backup.hpp>
-
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <sqlite_backup/sqlite_backup.hpp>
 #include <string>
 
 namespace sqlite_backup::cli {

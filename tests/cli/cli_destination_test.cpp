@@ -16,7 +16,8 @@ TEST(CliDestination, ExistingFolderMeansFolderSlashSourceName) {
   ASSERT_EQ(result.exit_code, 0) << describe(result);
   EXPECT_EQ(list_folder(dir / "backups"), std::vector<std::string>{"source.sqlite"});
   EXPECT_EQ(row_count(dir / "backups" / "source.sqlite"), 40);
-  EXPECT_TRUE(contains(result.err, "to " + (dir / "backups" / "source.sqlite").string())) << result.err;
+  EXPECT_TRUE(contains(result.err, "to " + (dir / "backups" / "source.sqlite").string()))
+      << result.err;
 }
 
 TEST(CliDestination, ExistingFileIsRefusedAndLeftUntouched) {
@@ -31,7 +32,8 @@ TEST(CliDestination, ExistingFileIsRefusedAndLeftUntouched) {
   EXPECT_TRUE(contains(result.err, "already exists")) << result.err;
   EXPECT_EQ(read_file(dir / "precious.sqlite"), "old data that must survive");
   EXPECT_EQ(fs::last_write_time(dir / "precious.sqlite"), mtime_before);
-  EXPECT_EQ(list_folder(dir.path()), (std::vector<std::string>{"precious.sqlite", "source.sqlite"}));
+  EXPECT_EQ(list_folder(dir.path()),
+            (std::vector<std::string>{"precious.sqlite", "source.sqlite"}));
 }
 
 TEST(CliDestination, DanglingSymlinkIsRefusedAndNotFollowed) {
@@ -63,7 +65,8 @@ TEST(CliDestination, FolderAlreadyHoldingTheNameIsRefused) {
   write_file(dir / "backups" / "source.sqlite", "an older backup");
   const Result result = run_cli({(dir / "source.sqlite").string(), (dir / "backups").string()});
   EXPECT_EQ(result.exit_code, 1) << describe(result);
-  EXPECT_EQ(one_error_line_naming(result, (dir / "backups" / "source.sqlite").string()), "") << describe(result);
+  EXPECT_EQ(one_error_line_naming(result, (dir / "backups" / "source.sqlite").string()), "")
+      << describe(result);
   EXPECT_EQ(read_file(dir / "backups" / "source.sqlite"), "an older backup");
   EXPECT_EQ(list_folder(dir / "backups"), std::vector<std::string>{"source.sqlite"});
 }
@@ -98,7 +101,8 @@ TEST(CliStdout, StreamsAValidDatabaseIntoAPipe) {
 
 TEST(CliStdout, RefusesATerminal) {
   const int master = ::posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
-  if (master < 0 || ::grantpt(master) != 0 || ::unlockpt(master) != 0 || ::ptsname(master) == nullptr) {
+  if (master < 0 || ::grantpt(master) != 0 || ::unlockpt(master) != 0 ||
+      ::ptsname(master) == nullptr) {
     if (master >= 0) ::close(master);
     GTEST_SKIP() << "no pseudo-terminal available (posix_openpt failed)";
   }
@@ -141,9 +145,9 @@ TEST(CliSeveralSources, CarriesOnPastFailuresAndSummarises) {
   make_database(dir / "two.sqlite", 22);
   write_file(dir / "junk.sqlite", std::string(8192, 'j'));
   fs::create_directory(dir / "out");
-  const Result result = run_cli({"--json", (dir / "one.sqlite").string(), (dir / "junk.sqlite").string(),
-                                 (dir / "missing.sqlite").string(), (dir / "two.sqlite").string(),
-                                 (dir / "out").string()});
+  const Result result = run_cli({"--json", (dir / "one.sqlite").string(),
+                                 (dir / "junk.sqlite").string(), (dir / "missing.sqlite").string(),
+                                 (dir / "two.sqlite").string(), (dir / "out").string()});
   // Two different failure classes (3: not a database, 2: missing source) -> 1.
   EXPECT_EQ(result.exit_code, 1) << describe(result);
   EXPECT_EQ(list_folder(dir / "out"), (std::vector<std::string>{"one.sqlite", "two.sqlite"}));
@@ -151,8 +155,9 @@ TEST(CliSeveralSources, CarriesOnPastFailuresAndSummarises) {
   EXPECT_EQ(row_count(dir / "out" / "two.sqlite"), 22);
   const auto lines = lines_of(result.err);
   ASSERT_FALSE(lines.empty());
-  EXPECT_EQ(lines.back(), "sqlite_backup: backed up 2 of 4; failed: " + (dir / "junk.sqlite").string() + ", " +
-                              (dir / "missing.sqlite").string())
+  EXPECT_EQ(lines.back(),
+            "sqlite_backup: backed up 2 of 4; failed: " + (dir / "junk.sqlite").string() + ", " +
+                (dir / "missing.sqlite").string())
       << result.err;
   const auto records = lines_of(result.out);
   ASSERT_EQ(records.size(), 4u) << result.out;
@@ -195,10 +200,36 @@ TEST(CliSeveralSources, DestinationMustBeAnExistingFolder) {
   make_database(dir / "a.sqlite");
   make_database(dir / "b.sqlite");
   const std::string destination = (dir / "not-there").string();
-  const Result result = run_cli({(dir / "a.sqlite").string(), (dir / "b.sqlite").string(), destination});
+  const Result result =
+      run_cli({(dir / "a.sqlite").string(), (dir / "b.sqlite").string(), destination});
   EXPECT_EQ(result.exit_code, 1) << describe(result);
   EXPECT_EQ(one_error_line_naming(result, destination), "") << describe(result);
   EXPECT_EQ(list_folder(dir.path()), (std::vector<std::string>{"a.sqlite", "b.sqlite"}));
+}
+
+}  // namespace
+}  // namespace cli_test
+
+namespace cli_test {
+namespace {
+
+TEST(CliStdout, ReaderThatGoesAwayIsAnIoErrorNotASilentDeath) {
+  TempDir dir;
+  TempDir staging;
+  make_database(dir / "source.sqlite", 20000);  // more than a pipe holds
+  int pipe_fds[2];
+  ASSERT_EQ(::pipe2(pipe_fds, O_CLOEXEC), 0);
+  ::close(pipe_fds[0]);  // nobody will ever read
+  RunSettings settings;
+  settings.stdout_fd = pipe_fds[1];
+  settings.environment["TMPDIR"] = staging.path().string();
+  const Result result = run_cli({(dir / "source.sqlite").string(), "-"}, settings);
+  ::close(pipe_fds[1]);
+  EXPECT_EQ(result.killed_by, 0) << "SIGPIPE must not kill it silently";
+  EXPECT_EQ(result.exit_code, 5) << describe(result);
+  EXPECT_EQ(lines_of(result.err).size(), 1u) << result.err;
+  EXPECT_TRUE(contains(result.err, "sqlite_backup: error: ")) << result.err;
+  EXPECT_TRUE(list_folder(staging.path()).empty()) << "the staged snapshot is removed";
 }
 
 }  // namespace

@@ -47,7 +47,8 @@ TEST(CliUsage, SourceIsAFifo) {
 TEST(CliUsage, UnknownFlag) {
   TempDir dir;
   make_database(dir / "source.sqlite");
-  const Result result = run_cli({"--frobnicate", (dir / "source.sqlite").string(), (dir / "copy.sqlite").string()});
+  const Result result =
+      run_cli({"--frobnicate", (dir / "source.sqlite").string(), (dir / "copy.sqlite").string()});
   EXPECT_EQ(result.exit_code, 2) << describe(result);
   EXPECT_EQ(one_error_line_naming(result, "--frobnicate"), "") << describe(result);
   EXPECT_FALSE(fs::exists(dir / "copy.sqlite"));
@@ -57,8 +58,8 @@ TEST(CliUsage, CopyRetryMustBeAtLeastOne) {
   TempDir dir;
   make_database(dir / "source.sqlite");
   for (const char* value : {"0", "-3", "many"}) {
-    const Result result =
-        run_cli({"--copy-retry", value, (dir / "source.sqlite").string(), (dir / "copy.sqlite").string()});
+    const Result result = run_cli(
+        {"--copy-retry", value, (dir / "source.sqlite").string(), (dir / "copy.sqlite").string()});
     EXPECT_EQ(result.exit_code, 2) << value << ": " << describe(result);
     EXPECT_EQ(one_error_line_naming(result, "--copy-retry"), "") << describe(result);
   }
@@ -190,7 +191,8 @@ TEST(CliExitCodes, VerifyFailureIsSixAndWritesNothing) {
 
 // ---- 130 / 143: interrupted ---------------------------------------------------------------
 
-void expect_clean_interrupt(int signal_number, int expected_exit_code, const std::string& signal_name) {
+void expect_clean_interrupt(int signal_number, int expected_exit_code,
+                            const std::string& signal_name) {
   if (!owner_available()) GTEST_SKIP() << "sqlite_owner is not built";
   TempDir dir;
   fs::create_directory(dir / "out");
@@ -212,15 +214,20 @@ void expect_clean_interrupt(int signal_number, int expected_exit_code, const std
     if (line.front() != '[') user_lines.push_back(line);
   }
   ASSERT_EQ(user_lines.size(), 1u) << result.err;
-  EXPECT_TRUE(contains(user_lines[0], "sqlite_backup: error: interrupted by " + signal_name)) << user_lines[0];
+  EXPECT_TRUE(contains(user_lines[0], "sqlite_backup: error: interrupted by " + signal_name))
+      << user_lines[0];
   EXPECT_TRUE(contains(user_lines[0], source)) << user_lines[0];
   EXPECT_TRUE(contains(user_lines[0], "nothing was written")) << user_lines[0];
   EXPECT_TRUE(list_folder(dir / "out").empty()) << "no destination, no temporary leftovers";
 }
 
-TEST(CliSignals, SigintMidBackupExits130AndLeavesNothing) { expect_clean_interrupt(SIGINT, 130, "SIGINT"); }
+TEST(CliSignals, SigintMidBackupExits130AndLeavesNothing) {
+  expect_clean_interrupt(SIGINT, 130, "SIGINT");
+}
 
-TEST(CliSignals, SigtermMidBackupExits143AndLeavesNothing) { expect_clean_interrupt(SIGTERM, 143, "SIGTERM"); }
+TEST(CliSignals, SigtermMidBackupExits143AndLeavesNothing) {
+  expect_clean_interrupt(SIGTERM, 143, "SIGTERM");
+}
 
 }  // namespace
 }  // namespace cli_test

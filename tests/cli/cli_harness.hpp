@@ -41,7 +41,8 @@ class TempDir {
  public:
   TempDir() {
     const char* base = std::getenv("TMPDIR");
-    std::string templ = std::string(base != nullptr && *base != '\0' ? base : "/tmp") + "/cli_test-XXXXXX";
+    std::string templ =
+        std::string(base != nullptr && *base != '\0' ? base : "/tmp") + "/cli_test-XXXXXX";
     std::vector<char> buffer(templ.begin(), templ.end());
     buffer.push_back('\0');
     if (::mkdtemp(buffer.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
@@ -64,7 +65,8 @@ class TempDir {
 // Names in `folder`, sorted (hidden ones too: that is where temporary files would hide).
 inline std::vector<std::string> list_folder(const fs::path& folder) {
   std::vector<std::string> names;
-  for (const auto& entry : fs::directory_iterator(folder)) names.push_back(entry.path().filename().string());
+  for (const auto& entry : fs::directory_iterator(folder))
+    names.push_back(entry.path().filename().string());
   std::sort(names.begin(), names.end());
   return names;
 }
@@ -177,12 +179,15 @@ struct RunSettings {
 // A running child whose stdout and stderr we read through pipes (unless given other fds).
 class Child {
  public:
-  Child(const fs::path& program, const std::vector<std::string>& args, const RunSettings& settings = {})
+  Child(const fs::path& program, const std::vector<std::string>& args,
+        const RunSettings& settings = {})
       : timeout_(settings.timeout) {
     int out_pipe[2] = {-1, -1};
     int err_pipe[2] = {-1, -1};
-    if (settings.stdout_fd < 0 && ::pipe2(out_pipe, O_CLOEXEC) != 0) throw std::runtime_error("pipe");
-    if (settings.stderr_fd < 0 && ::pipe2(err_pipe, O_CLOEXEC) != 0) throw std::runtime_error("pipe");
+    if (settings.stdout_fd < 0 && ::pipe2(out_pipe, O_CLOEXEC) != 0)
+      throw std::runtime_error("pipe");
+    if (settings.stderr_fd < 0 && ::pipe2(err_pipe, O_CLOEXEC) != 0)
+      throw std::runtime_error("pipe");
 
     // Built before fork: the child only calls async-signal-safe functions.
     std::vector<std::string> env_storage;
@@ -193,7 +198,8 @@ class Child {
       if (name == "SQLITE_BACKUP_LOGS" || settings.environment.count(name) > 0) continue;
       env_storage.push_back(text);
     }
-    for (const auto& [name, value] : settings.environment) env_storage.push_back(name + "=" + value);
+    for (const auto& [name, value] : settings.environment)
+      env_storage.push_back(name + "=" + value);
     std::vector<char*> env;
     for (auto& entry : env_storage) env.push_back(entry.data());
     env.push_back(nullptr);
@@ -254,9 +260,9 @@ class Child {
       std::vector<pollfd> fds;
       if (out_fd_ >= 0) fds.push_back({out_fd_, POLLIN, 0});
       if (err_fd_ >= 0) fds.push_back({err_fd_, POLLIN, 0});
-      const int ready =
-          ::poll(fds.data(), fds.size(),
-                 static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(left).count()));
+      const int ready = ::poll(
+          fds.data(), fds.size(),
+          static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(left).count()));
       if (ready < 0 && errno == EINTR) continue;
       if (ready <= 0) return false;
       for (const auto& entry : fds) {
@@ -315,14 +321,17 @@ inline Result run_cli(const std::vector<std::string>& args, const RunSettings& s
 
 inline std::string describe(const Result& result) {
   return "exit code " + std::to_string(result.exit_code) +
-         (result.killed_by != 0 ? " (killed by signal " + std::to_string(result.killed_by) + ")" : "") +
-         "\n--- stdout ---\n" + (result.out.size() > 2000 ? "(" + std::to_string(result.out.size()) + " bytes)"
-                                                            : result.out) +
+         (result.killed_by != 0 ? " (killed by signal " + std::to_string(result.killed_by) + ")"
+                                : "") +
+         "\n--- stdout ---\n" +
+         (result.out.size() > 2000 ? "(" + std::to_string(result.out.size()) + " bytes)"
+                                   : result.out) +
          "\n--- stderr ---\n" + result.err;
 }
 
 // Waits (bounded) for `path` to exist: an owner writes it once it reached its state.
-inline bool wait_for_file(const fs::path& path, std::chrono::seconds timeout = std::chrono::seconds(30)) {
+inline bool wait_for_file(const fs::path& path,
+                          std::chrono::seconds timeout = std::chrono::seconds(30)) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   while (std::chrono::steady_clock::now() < deadline) {
     std::error_code ignored;
@@ -338,8 +347,8 @@ class Owner {
  public:
   Owner(const fs::path& database, const std::string& mode, int rows = 100)
       : ready_(database.string() + ".ready"),
-        child_(kOwnerExe, {"--db", database.string(), "--mode", mode, "--rows", std::to_string(rows), "--ready",
-                           ready_.string()}) {
+        child_(kOwnerExe, {"--db", database.string(), "--mode", mode, "--rows",
+                           std::to_string(rows), "--ready", ready_.string()}) {
     ready_reached_ = wait_for_file(ready_);
   }
   Owner(const Owner&) = delete;
@@ -367,8 +376,10 @@ namespace cli_test {
 // naming `path`. Returns a description of what is wrong, empty when all is well.
 inline std::string one_error_line_naming(const Result& result, const std::string& path) {
   const auto lines = lines_of(result.err);
-  if (lines.size() != 1) return "expected exactly one line on stderr, got " + std::to_string(lines.size());
-  if (lines[0].rfind("sqlite_backup: error: ", 0) != 0) return "the line does not start with 'sqlite_backup: error: '";
+  if (lines.size() != 1)
+    return "expected exactly one line on stderr, got " + std::to_string(lines.size());
+  if (lines[0].rfind("sqlite_backup: error: ", 0) != 0)
+    return "the line does not start with 'sqlite_backup: error: '";
   if (!contains(lines[0], path)) return "the line does not name " + path;
   return {};
 }

@@ -14,22 +14,26 @@ TEST(CliHelp, ExplainsEveryFlagTheDestinationRulesAndTheExitCodes) {
   const Result result = run_cli({"--help"});
   ASSERT_EQ(result.exit_code, 0) << describe(result);
   for (const char* flag :
-       {"--debug", "--wal-checkpoint", "--no-wal-checkpoint", "--copy-use-tempdir", "--no-copy-use-tempdir",
-        "--copy-retry N", "--copy-retry-strict", "--no-copy-retry-strict", "--verify [=full|quick]", "--progress",
-        "--no-progress", "--json", "--version", "--help"}) {
-    EXPECT_TRUE(contains(result.out, flag)) << "--help does not mention " << flag << "\n" << result.out;
+       {"--debug", "--wal-checkpoint", "--no-wal-checkpoint", "--copy-use-tempdir",
+        "--no-copy-use-tempdir", "--copy-retry N", "--copy-retry-strict", "--no-copy-retry-strict",
+        "--verify [=full|quick]", "--progress", "--no-progress", "--json", "--version", "--help"}) {
+    EXPECT_TRUE(contains(result.out, flag)) << "--help does not mention " << flag << "\n"
+                                            << result.out;
   }
-  EXPECT_TRUE(contains(result.out, "Usage: sqlite_backup [OPTIONS] SOURCE_DATABASE... DESTINATION"));
+  EXPECT_TRUE(
+      contains(result.out, "Usage: sqlite_backup [OPTIONS] SOURCE_DATABASE... DESTINATION"));
   EXPECT_TRUE(contains(result.out, "(default: 100)")) << "the --copy-retry default";
   EXPECT_TRUE(contains(result.out, "an existing folder")) << "destination rules";
   EXPECT_TRUE(contains(result.out, "never overwrites")) << "destination rules";
   EXPECT_TRUE(contains(result.out, "its parent folder must exist")) << "destination rules";
-  EXPECT_TRUE(contains(result.out, "stream the finished database to stdout")) << "the - destination";
+  EXPECT_TRUE(contains(result.out, "stream the finished database to stdout"))
+      << "the - destination";
   EXPECT_TRUE(contains(result.out, "SEVERAL SOURCES"));
   EXPECT_TRUE(contains(result.out, "SQLITE_BACKUP_LOGS"));
   ASSERT_TRUE(contains(result.out, "EXIT CODES"));
   const std::string codes = result.out.substr(result.out.find("EXIT CODES"));
-  for (const char* code : {"\n  0 ", "\n  1 ", "\n  2 ", "\n  3 ", "\n  4 ", "\n  5 ", "\n  6 ", "130", "143"}) {
+  for (const char* code :
+       {"\n  0 ", "\n  1 ", "\n  2 ", "\n  3 ", "\n  4 ", "\n  5 ", "\n  6 ", "130", "143"}) {
     EXPECT_TRUE(contains(codes, code)) << "exit code '" << code << "' not listed";
   }
 }
@@ -63,11 +67,12 @@ TEST_P(CliEveryFlag, IsAcceptedAndTheBackupIsGood) {
 
 INSTANTIATE_TEST_SUITE_P(
     Flags, CliEveryFlag,
-    ::testing::Values(FlagCase{{"--debug"}}, FlagCase{{"--wal-checkpoint"}}, FlagCase{{"--no-wal-checkpoint"}},
-                      FlagCase{{"--copy-use-tempdir"}}, FlagCase{{"--no-copy-use-tempdir"}},
-                      FlagCase{{"--copy-retry", "5"}}, FlagCase{{"--copy-retry=1"}},
-                      FlagCase{{"--copy-retry-strict"}}, FlagCase{{"--no-copy-retry-strict"}},
-                      FlagCase{{"--verify"}}, FlagCase{{"--verify=full"}}, FlagCase{{"--verify=quick"}},
+    ::testing::Values(FlagCase{{"--debug"}}, FlagCase{{"--wal-checkpoint"}},
+                      FlagCase{{"--no-wal-checkpoint"}}, FlagCase{{"--copy-use-tempdir"}},
+                      FlagCase{{"--no-copy-use-tempdir"}}, FlagCase{{"--copy-retry", "5"}},
+                      FlagCase{{"--copy-retry=1"}}, FlagCase{{"--copy-retry-strict"}},
+                      FlagCase{{"--no-copy-retry-strict"}}, FlagCase{{"--verify"}},
+                      FlagCase{{"--verify=full"}}, FlagCase{{"--verify=quick"}},
                       FlagCase{{"--progress"}}, FlagCase{{"--no-progress"}}, FlagCase{{"--json"}}));
 
 TEST(CliOutput, SuccessPrintsExactlyTheBackedUpLine) {
@@ -84,7 +89,8 @@ TEST(CliOutput, SuccessPrintsExactlyTheBackedUpLine) {
 TEST(CliOutput, DebugShowsWhatWasCopiedAndTheAttempts) {
   TempDir dir;
   make_database(dir / "source.sqlite");
-  const Result result = run_cli({"--debug", (dir / "source.sqlite").string(), (dir / "copy.sqlite").string()});
+  const Result result =
+      run_cli({"--debug", (dir / "source.sqlite").string(), (dir / "copy.sqlite").string()});
   ASSERT_EQ(result.exit_code, 0) << describe(result);
   EXPECT_TRUE(contains(result.err, "DEBUG")) << result.err;
   EXPECT_TRUE(contains(result.err, "copied " + (dir / "source.sqlite").string())) << result.err;
@@ -112,8 +118,9 @@ TEST(CliOutput, NoCopyUseTempdirWarnsThatTheLiveDatabaseIsReadDirectly) {
   const std::string source = (dir / "source.sqlite").string();
   const Result result = run_cli({"--no-copy-use-tempdir", source, (dir / "copy.sqlite").string()});
   ASSERT_EQ(result.exit_code, 0) << describe(result);
-  EXPECT_TRUE(contains(result.err, "sqlite_backup: warning: --no-copy-use-tempdir: reading the live database " +
-                                       source + " directly"))
+  EXPECT_TRUE(contains(result.err,
+                       "sqlite_backup: warning: --no-copy-use-tempdir: reading the live database " +
+                           source + " directly"))
       << result.err;
   // The default takes no such risk and says nothing.
   const Result quiet = run_cli({source, (dir / "default.sqlite").string()});
@@ -161,7 +168,8 @@ TEST(CliJson, EscapesPathsProperly) {
 TEST(CliJson, FailureRecordCarriesTheError) {
   TempDir dir;
   write_file(dir / "junk.sqlite", std::string(4096, 'x'));
-  const Result result = run_cli({"--json", (dir / "junk.sqlite").string(), (dir / "copy.sqlite").string()});
+  const Result result =
+      run_cli({"--json", (dir / "junk.sqlite").string(), (dir / "copy.sqlite").string()});
   ASSERT_EQ(result.exit_code, 3) << describe(result);
   const auto records = lines_of(result.out);
   ASSERT_EQ(records.size(), 1u) << result.out;
@@ -177,7 +185,8 @@ TEST(CliVerify, GoodDatabaseIsVerifiedAndSaysHow) {
   const Result full = run_cli({"--json", "--verify", source, (dir / "full.sqlite").string()});
   ASSERT_EQ(full.exit_code, 0) << describe(full);
   EXPECT_TRUE(contains(full.out, "\"verified\":\"full\"")) << full.out;
-  const Result quick = run_cli({"--json", "--verify=quick", source, (dir / "quick.sqlite").string()});
+  const Result quick =
+      run_cli({"--json", "--verify=quick", source, (dir / "quick.sqlite").string()});
   ASSERT_EQ(quick.exit_code, 0) << describe(quick);
   EXPECT_TRUE(contains(quick.out, "\"verified\":\"quick\"")) << quick.out;
   EXPECT_EQ(row_count(dir / "full.sqlite"), 300);
@@ -187,8 +196,8 @@ TEST(CliVerify, GoodDatabaseIsVerifiedAndSaysHow) {
 TEST(CliVerify, RejectsAnUnknownLevel) {
   TempDir dir;
   make_database(dir / "source.sqlite");
-  const Result result =
-      run_cli({"--verify=thorough", (dir / "source.sqlite").string(), (dir / "copy.sqlite").string()});
+  const Result result = run_cli(
+      {"--verify=thorough", (dir / "source.sqlite").string(), (dir / "copy.sqlite").string()});
   EXPECT_EQ(result.exit_code, 2) << describe(result);
   EXPECT_EQ(one_error_line_naming(result, "--verify"), "") << describe(result);
   EXPECT_FALSE(fs::exists(dir / "copy.sqlite"));
@@ -282,14 +291,15 @@ TEST(CliProgress, DrawnOnATerminalWithProgressAndErasedAtTheEnd) {
   make_database(dir / "source.sqlite", 2000);
   RunSettings settings;
   settings.stderr_fd = terminal.slave();
-  const Result result =
-      run_cli({"--progress", (dir / "source.sqlite").string(), (dir / "copy.sqlite").string()}, settings);
+  const Result result = run_cli(
+      {"--progress", (dir / "source.sqlite").string(), (dir / "copy.sqlite").string()}, settings);
   const std::string screen = terminal.drain();
   ASSERT_EQ(result.exit_code, 0) << describe(result) << screen;
   // (A terminal turns "\n" into "\r\n", so look for the bar's own carriage return.)
   EXPECT_TRUE(contains(screen, "\rsource.sqlite [")) << screen;
   EXPECT_TRUE(contains(screen, "100%")) << screen;
-  EXPECT_TRUE(contains(screen, "\r\033[K")) << "the bar is erased before the final line: " << screen;
+  EXPECT_TRUE(contains(screen, "\r\033[K"))
+      << "the bar is erased before the final line: " << screen;
   EXPECT_TRUE(contains(screen, "Backed up ")) << screen;
 }
 
@@ -300,10 +310,11 @@ TEST(CliProgress, NotDrawnForSmallSourcesByDefaultNorWhenAsked) {
   make_database(dir / "source.sqlite", 2000);
   RunSettings settings;
   settings.stderr_fd = terminal.slave();
-  const Result automatic = run_cli({(dir / "source.sqlite").string(), (dir / "auto.sqlite").string()}, settings);
+  const Result automatic =
+      run_cli({(dir / "source.sqlite").string(), (dir / "auto.sqlite").string()}, settings);
   ASSERT_EQ(automatic.exit_code, 0) << describe(automatic);
-  const Result refused =
-      run_cli({"--no-progress", (dir / "source.sqlite").string(), (dir / "no.sqlite").string()}, settings);
+  const Result refused = run_cli(
+      {"--no-progress", (dir / "source.sqlite").string(), (dir / "no.sqlite").string()}, settings);
   ASSERT_EQ(refused.exit_code, 0) << describe(refused);
   const std::string screen = terminal.drain();
   EXPECT_FALSE(contains(screen, "%")) << "a small source gets no bar by default: " << screen;
