@@ -1,0 +1,295 @@
+// sqlite_owner: a real process that owns a SQLite database in a state the tests need,
+// announces it by writing a ready file, and stays there. See usage() below.
+#include <fcntl.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <string_view>
+
+namespace {
+
+constexpr const char* kUsage =
+    "usage: sqlite_owner --db PATH --mode MODE [--rows N] [--ready FILE]\n"
+    "\n"
+    "Owns the SQLite database PATH in the state MODE, writes FILE (atomically, its content is\n"
+    "our pid) once that state is reached, and stays there.\n"
+    "\n"
+    "Modes (N defaults to 100; the table is t(id INTEGER PRIMARY KEY, v TEXT), created if missing):\n"
+    "  wal-hold            journal_mode=WAL, wal_autocheckpoint=0, inserts N rows, which therefore\n"
+    "                      live only in PATH-wal; holds the connection open until SIGTERM/SIGINT\n"
+    "  exclusive           as wal-hold, with locking_mode=EXCLUSIVE held (no -shm; others get\n"
+    "                      SQLITE_BUSY)\n"
+    "  rollback-exclusive  journal_mode=DELETE, locking_mode=EXCLUSIVE, inserts N rows, holds\n"
+    "  hot-journal         journal_mode=DELETE, cache_size=10; commits N rows, then begins a\n"
+    "                      transaction rewriting every row, which spills into PATH while PATH-journal\n"
+    "                      holds the originals; writes FILE and waits to be SIGKILLed (exits 3 on\n"
+    "                      SIGTERM without committing)\n"
+    "  stomp               creates PATH with N rows if missing, then (no SQLite) rewrites the header's\n"
+    "                      change counter (bytes 24-27) in a tight loop until SIGTERM/SIGINT\n"
+    "\n"
+    "Exit status: 0 after a clean stop on SIGTERM/SIGINT, 1 on errors (message on stderr), 2 on\n"
+    "usage errors.\n";
+
+volatile sig_atomic_t g_stop_requested = 0;
+extern "C" void request_stop(int) { g_stop_requested = 1; }
+
+struct Arguments {
+  std::string db;
+  std::string mode;
+  long rows = 100;
+  std::string ready;
+};
+
+[[noreturn]] void usage_error(const std::string& message) {
+  std::fprintf(stderr, "sqlite_owner: %s\n\n%s", message.c_str(), kUsage);
+  std::exit(2);
+}
+
+[[noreturn]] void die(const std::string& message) {
+  std::fprintf(stderr, "sqlite_owner: %s\n", message.c_str());
+  std::exit(1);
+}
+
+Arguments parse(int argc, char** argv) {
+  Arguments args;
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view flag = argv[i];
+    if (flag == "--help" || flag == "-h") {
+      std::fputs(kUsage, stdout);
+      std::exit(0);
+    }
+    if (i + 1 >= argc) usage_error("missing value after " + std::string(flag));
+    const std::string value = argv[++i];
+    if (flag == "--db") {
+      args.db = value;
+    } else if (flag == "--mode") {
+      args.mode = value;
+    } else if (flag == "--rows") {
+      char* end = nullptr;
+      args.rows = std::strtol(value.c_str(), &end, 10);
+      if (end == value.c_str() || *end != '\0' || args.rows < 0) usage_error("--rows needs a count >= 0: " + value);
+    } else if (flag == "--ready") {
+      args.ready = value;
+    } else {
+      usage_error("unknown option " + std::string(flag));
+    }
+  }
+  if (args.db.empty()) usage_error("--db is required");
+  if (args.mode.empty()) usage_error("--mode is required");
+  return args;
+}
+
+class Database {
+ public:
+  explicit Database(const std::string& path) : path_(path) {
+    if (sqlite3_open(path.c_str(), &db_) != SQLITE_OK) {
+      die("open " + path + ": " + (db_ != nullptr ? sqlite3_errmsg(db_) : "out of memory"));
+    }
+  }
+  Database(const Database&) = delete;
+  Database& operator=(const Database&) = delete;
+  ~Database() { close(); }
+
+  void exec(const std::string& sql) {
+    char* message = nullptr;
+    if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &message) != SQLITE_OK) {
+      const std::string reason = message != nullptr ? message : sqlite3_errmsg(db_);
+      sqlite3_free(message);
+      die("run \"" + sql + "\" on " + path_ + ": " + reason);
+    }
+  }
+
+  std::string text(const std::string& sql) {
+    sqlite3_stmt* statement = nullptr;
+    std::string value;
+    if (sqlite3_prepare_v2(db_, sql.c_str(), -1, &statement, nullptr) != SQLITE_OK) {
+      die("prepare \"" + sql + "\" on " + path_ + ": " + sqlite3_errmsg(db_));
+    }
+    if (sqlite3_step(statement) == SQLITE_ROW) {
+      const auto* chars = reinterpret_cast<const char*>(sqlite3_column_text(statement, 0));
+      if (chars != nullptr) value = chars;
+    }
+    sqlite3_finalize(statement);
+    return value;
+  }
+
+  void close() noexcept {
+    if (db_ != nullptr) sqlite3_close(db_);
+    db_ = nullptr;
+  }
+
+ private:
+  std::string path_;
+  sqlite3* db_ = nullptr;
+};
+
+void create_table(Database& db) { db.exec("CREATE TABLE IF NOT EXISTS t(id INTEGER PRIMARY KEY, v TEXT)"); }
+
+// Inserts in batches of committed transactions: several commits, like a real owner.
+// `padding` makes rows wide enough to fill many pages when a test needs that.
+void insert_rows(Database& db, long rows, bool padded) {
+  const long batch = 500;
+  for (long done = 0; done < rows; done += batch) {
+    const long count = rows - done < batch ? rows - done : batch;
+    const std::string value = padded ? "'row ' || (i + " + std::to_string(done) + ") || ' ' || hex(randomblob(400))"
+                                     : "'row ' || (i + " + std::to_string(done) + ")";
+    db.exec("BEGIN; WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < " +
+            std::to_string(count) + ") INSERT INTO t(v) SELECT " + value + " FROM n; COMMIT;");
+  }
+}
+
+void expect_pragma(Database& db, const std::string& pragma, const std::string& expected) {
+  const std::string actual = db.text("PRAGMA " + pragma);
+  if (actual != expected) die("PRAGMA " + pragma + " is '" + actual + "', expected '" + expected + "'");
+}
+
+// Written under a temporary name, then renamed: a test polling for FILE never sees it half done.
+void announce_ready(const std::string& ready) {
+  if (ready.empty()) return;
+  const std::string temporary = ready + ".tmp";
+  FILE* file = std::fopen(temporary.c_str(), "w");
+  if (file == nullptr) die("create " + temporary + ": " + std::strerror(errno));
+  std::fprintf(file, "%ld\n", static_cast<long>(::getpid()));
+  if (std::fclose(file) != 0) die("write " + temporary + ": " + std::strerror(errno));
+  if (std::rename(temporary.c_str(), ready.c_str()) != 0) {
+    die("rename " + temporary + " to " + ready + ": " + std::strerror(errno));
+  }
+}
+
+// SIGTERM/SIGINT are blocked from the start, so one arriving early is kept pending and
+// sigwait() takes it: no window where it would kill us with the connection half set up.
+sigset_t stop_signals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  return set;
+}
+
+void wait_for_stop() {
+  const sigset_t set = stop_signals();
+  int received = 0;
+  while (sigwait(&set, &received) != 0) {
+  }
+}
+
+int hold_wal(const Arguments& args, bool exclusive) {
+  Database db(args.db);
+  // Before the WAL is first used: then SQLite keeps the WAL index in heap memory, no -shm.
+  if (exclusive) expect_pragma(db, "locking_mode=EXCLUSIVE", "exclusive");
+  expect_pragma(db, "journal_mode=WAL", "wal");
+  db.exec("PRAGMA wal_autocheckpoint=0");
+  create_table(db);
+  insert_rows(db, args.rows, false);
+  // An exclusive WAL connection holds its lock from the first write on; make sure we had one.
+  if (exclusive) db.exec("BEGIN IMMEDIATE; COMMIT;");
+  announce_ready(args.ready);
+  wait_for_stop();
+  db.close();  // a clean close checkpoints and removes the -wal, as a real owner would
+  return 0;
+}
+
+int hold_rollback_exclusive(const Arguments& args) {
+  Database db(args.db);
+  expect_pragma(db, "locking_mode=EXCLUSIVE", "exclusive");
+  expect_pragma(db, "journal_mode=DELETE", "delete");
+  create_table(db);
+  insert_rows(db, args.rows, false);
+  // The exclusive lock is taken on the first write and never given back until close.
+  db.exec("BEGIN IMMEDIATE; COMMIT;");
+  announce_ready(args.ready);
+  wait_for_stop();
+  db.close();
+  return 0;
+}
+
+std::string read_whole(const std::string& path) {
+  std::string contents;
+  FILE* file = std::fopen(path.c_str(), "rb");
+  if (file == nullptr) die("read " + path + ": " + std::strerror(errno));
+  char buffer[65536];
+  std::size_t got = 0;
+  while ((got = std::fread(buffer, 1, sizeof buffer, file)) > 0) contents.append(buffer, got);
+  std::fclose(file);
+  return contents;
+}
+
+int die_mid_transaction(const Arguments& args) {
+  Database db(args.db);
+  expect_pragma(db, "journal_mode=DELETE", "delete");
+  db.exec("PRAGMA cache_size=10");
+  create_table(db);
+  // Wide rows: the table spans far more than the 10 cached pages, so rewriting it must spill.
+  insert_rows(db, args.rows, true);
+  const std::string committed = read_whole(args.db);
+  db.exec("BEGIN; UPDATE t SET v = 'rewritten ' || v;");
+  // The state the tests need: the database file already holds uncommitted pages, so only
+  // rolling back the journal gives the committed data. Refuse to announce anything else.
+  if (read_whole(args.db) == committed) {
+    die("hot-journal: the transaction did not spill into " + args.db + " (use more --rows)");
+  }
+  if (::access((args.db + "-journal").c_str(), F_OK) != 0) die("hot-journal: no " + args.db + "-journal");
+  announce_ready(args.ready);
+  wait_for_stop();
+  // Asked to stop politely: leave without committing (SQLite rolls back on close).
+  db.close();
+  return 3;
+}
+
+int stomp(const Arguments& args) {
+  if (::access(args.db.c_str(), F_OK) != 0) {
+    Database db(args.db);
+    create_table(db);
+    insert_rows(db, args.rows, false);
+  }
+  const int fd = ::open(args.db.c_str(), O_RDWR | O_CLOEXEC);
+  if (fd < 0) die("open " + args.db + ": " + std::strerror(errno));
+  unsigned char counter[4];
+  if (::pread(fd, counter, sizeof counter, 24) != static_cast<ssize_t>(sizeof counter)) {
+    die("read the change counter of " + args.db + ": " + std::strerror(errno));
+  }
+  std::uint32_t value = (std::uint32_t{counter[0]} << 24) | (std::uint32_t{counter[1]} << 16) |
+                        (std::uint32_t{counter[2]} << 8) | std::uint32_t{counter[3]};
+  // Handlers instead of sigwait: the loop must keep running until the flag turns.
+  sigset_t set = stop_signals();
+  struct sigaction action {};
+  action.sa_handler = request_stop;
+  sigaction(SIGTERM, &action, nullptr);
+  sigaction(SIGINT, &action, nullptr);
+  sigprocmask(SIG_UNBLOCK, &set, nullptr);
+  announce_ready(args.ready);
+  while (g_stop_requested == 0) {
+    ++value;
+    counter[0] = static_cast<unsigned char>(value >> 24);
+    counter[1] = static_cast<unsigned char>(value >> 16);
+    counter[2] = static_cast<unsigned char>(value >> 8);
+    counter[3] = static_cast<unsigned char>(value);
+    if (::pwrite(fd, counter, sizeof counter, 24) != static_cast<ssize_t>(sizeof counter) && errno != EINTR) {
+      die("write the change counter of " + args.db + ": " + std::strerror(errno));
+    }
+  }
+  ::close(fd);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const Arguments args = parse(argc, argv);
+  const sigset_t set = stop_signals();
+  sigprocmask(SIG_BLOCK, &set, nullptr);
+  if (args.mode == "wal-hold") return hold_wal(args, false);
+  if (args.mode == "exclusive") return hold_wal(args, true);
+  if (args.mode == "rollback-exclusive") return hold_rollback_exclusive(args);
+  if (args.mode == "hot-journal") return die_mid_transaction(args);
+  if (args.mode == "stomp") return stomp(args);
+  usage_error("unknown mode " + args.mode);
+}
