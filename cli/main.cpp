@@ -315,7 +315,19 @@ int run(const CommandLine& command, const InterruptHandlers& interrupts) {
   const bool streaming = command.destination == kStandardOutput;
   const bool several = command.sources.size() > 1;
   std::optional<Failure> usage;
-  if (streaming && several) {
+  const auto verify_level_taken_as_path = [&] {
+    for (const auto& source : command.sources) {
+      std::error_code error;
+      if ((source == "quick" || source == "full") && !fs::exists(source, error)) return true;
+    }
+    return false;
+  };
+  if (!command.verify.empty() && verify_level_taken_as_path()) {
+    // "--verify quick" gives "quick" to SOURCE_DATABASE: the level needs "=".
+    usage = Failure{kUsage,
+                    "write the verification level with '=' (--verify=quick or --verify=full); "
+                    "'quick'/'full' after a space is taken as a SOURCE_DATABASE"};
+  } else if (streaming && several) {
     usage = Failure{kUsage, "- (stdout) takes exactly one SOURCE_DATABASE"};
   } else if (streaming && command.json) {
     usage =

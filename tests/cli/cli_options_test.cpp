@@ -193,6 +193,17 @@ TEST(CliVerify, GoodDatabaseIsVerifiedAndSaysHow) {
   EXPECT_EQ(row_count(dir / "quick.sqlite"), 300);
 }
 
+TEST(CliVerify, LevelAfterASpaceIsExplainedNotTakenForASource) {
+  TempDir dir;
+  make_database(dir / "source.sqlite");
+  fs::create_directory(dir / "out");
+  const Result result =
+      run_cli({"--verify", "quick", (dir / "source.sqlite").string(), (dir / "out").string()});
+  EXPECT_EQ(result.exit_code, 2) << describe(result);
+  EXPECT_EQ(one_error_line_naming(result, "--verify=quick"), "") << describe(result);
+  EXPECT_TRUE(list_folder(dir / "out").empty());
+}
+
 TEST(CliVerify, RejectsAnUnknownLevel) {
   TempDir dir;
   make_database(dir / "source.sqlite");
@@ -318,6 +329,26 @@ TEST(CliProgress, NotDrawnForSmallSourcesByDefaultNorWhenAsked) {
   ASSERT_EQ(refused.exit_code, 0) << describe(refused);
   const std::string screen = terminal.drain();
   EXPECT_FALSE(contains(screen, "%")) << "a small source gets no bar by default: " << screen;
+}
+
+TEST(CliProgress, DrawnByDefaultOnATerminalForALargeSource) {
+  Terminal terminal;
+  if (!terminal.usable()) GTEST_SKIP() << "no pseudo-terminal available (posix_openpt failed)";
+  TempDir dir;
+  // 66 MiB, just over the 64 MiB threshold: big pages of zeroes are quick to write.
+  exec_sql(dir / "large.sqlite",
+           "PRAGMA page_size = 65536; CREATE TABLE blobs(b BLOB);"
+           "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 66)"
+           "  INSERT INTO blobs SELECT zeroblob(1048576) FROM n;");
+  ASSERT_GE(fs::file_size(dir / "large.sqlite"), 64u << 20);
+  RunSettings settings;
+  settings.stderr_fd = terminal.slave();
+  const Result result =
+      run_cli({(dir / "large.sqlite").string(), (dir / "copy.sqlite").string()}, settings);
+  const std::string screen = terminal.drain();
+  ASSERT_EQ(result.exit_code, 0) << describe(result) << screen;
+  EXPECT_TRUE(contains(screen, "\rlarge.sqlite [")) << screen;
+  EXPECT_TRUE(contains(screen, "100%")) << screen;
 }
 
 TEST(CliProgress, NeverDrawnIntoAPipe) {
