@@ -103,14 +103,15 @@ WalOwner::WalOwner(const std::filesystem::path& database)
 WalOwner::~WalOwner() { sqlite3_close(db_); }
 
 std::uint64_t WalOwner::grow_wal_to(std::uint64_t bytes) {
-  // Each transaction: ~0.5 MiB of new rows (pages past the main file's end) and ~0.5 MiB of
-  // rewritten existing rows (pages the WAL overrides in the main file).
-  constexpr std::uint64_t kRowsPerHalf = 512;
-  const std::string insert = insert_rows_sql(kRowsPerHalf);
+  // Each transaction: half new rows (pages past the main file's end), half rewritten existing
+  // rows (pages the WAL overrides in the main file); up to 1 MiB, and small enough for the
+  // WAL to overshoot its target by no more than about a tenth.
+  const std::uint64_t rows_per_half = std::clamp<std::uint64_t>(bytes / kRowBytes / 20, 8, 512);
+  const std::string insert = insert_rows_sql(rows_per_half);
   const std::string update =
       "UPDATE t SET v = randomblob(" + std::to_string(kRowBytes) +
       ") WHERE id IN (SELECT 1 + abs(random()) % (SELECT max(id) FROM t) FROM t LIMIT " +
-      std::to_string(kRowsPerHalf) + ")";
+      std::to_string(rows_per_half) + ")";
   std::uint64_t size = wal_size(database_);
   while (size < bytes) {
     exec(db_, "BEGIN; " + insert + "; " + update + "; COMMIT", database_);

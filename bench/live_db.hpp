@@ -29,7 +29,7 @@ class WalOwner {
   // the WAL to outlive them end their process instead (_exit or SIGKILL).
   ~WalOwner();
 
-  // Commits inserts and updates, about 1 MiB per transaction, until the -wal holds at
+  // Commits inserts and updates, up to 1 MiB per transaction, until the -wal holds at
   // least `bytes`. Returns the -wal's size.
   std::uint64_t grow_wal_to(std::uint64_t bytes);
 
