@@ -1,0 +1,157 @@
+#!/usr/bin/env bash
+# The package tests, one step per invocation (ctest runs each as its own test):
+#   install         cmake --install of this build tree into $WORK_DIR/prefix (fixture for the next two)
+#   find_package    the consumer project built against that prefix through find_package
+#   pkg_config      sqlite_backup.pc from that prefix: flags, then a consumer built with them
+#   add_subdirectory  the consumer project pulling the source tree in with add_subdirectory
+#   deb             cpack -G DEB: the .deb's files and fields, and a consumer built against its contents
+#   man_page        docs/sqlite_backup.1 renders without warnings and documents every --help option
+# Environment (set by tests/package/CMakeLists.txt): SOURCE_DIR BINARY_DIR WORK_DIR CMAKE_COMMAND
+# CPACK_COMMAND CMAKE_GENERATOR CXX_COMPILER BUILD_CONFIG CLI_EXE.
+# Exit 0 pass, 77 skipped (a tool is missing; ctest shows it as skipped), anything else fails.
+set -euo pipefail
+
+step=${1:?usage: package_test.sh STEP}
+: "${SOURCE_DIR:?}" "${BINARY_DIR:?}" "${WORK_DIR:?}" "${CMAKE_COMMAND:?}"
+prefix=$WORK_DIR/prefix
+consumer_src=$SOURCE_DIR/tests/package/consumer
+
+fail() { echo "FAIL ($step): $*" >&2; exit 1; }
+skip() { echo "SKIP ($step): $*" >&2; exit 77; }
+run() { echo "+ $*" >&2; "$@"; }
+
+# Configures, builds and runs the consumer project in $1 with the extra cache arguments after it.
+build_and_run_consumer() {
+  local build=$1; shift
+  rm -rf "$build"
+  run "$CMAKE_COMMAND" -S "$consumer_src" -B "$build" -G "$CMAKE_GENERATOR" \
+    -DCMAKE_CXX_COMPILER="$CXX_COMPILER" "$@"
+  run "$CMAKE_COMMAND" --build "$build" -j 2
+  run "$build/consumer" "$build/run"
+}
+
+case $step in
+  install)
+    rm -rf "$prefix"
+    run "$CMAKE_COMMAND" --install "$BINARY_DIR" --prefix "$prefix" ${BUILD_CONFIG:+--config "$BUILD_CONFIG"}
+    # What a user of the package needs, wherever GNUInstallDirs put the library folder.
+    for wanted in include/sqlite_backup/sqlite_backup.hpp include/sqlite_backup/log.hpp \
+                  bin/sqlite_backup share/man/man1/sqlite_backup.1; do
+      [[ -f $prefix/$wanted ]] || fail "cmake --install left no $wanted in $prefix"
+    done
+    for pattern in 'lib*/libsqlite_backup.*' 'lib*/cmake/sqlite_backup/sqlite_backupConfig.cmake' \
+                   'lib*/cmake/sqlite_backup/sqlite_backupConfigVersion.cmake' \
+                   'lib*/cmake/sqlite_backup/sqlite_backupTargets.cmake' 'lib*/pkgconfig/sqlite_backup.pc'; do
+      compgen -G "$prefix/$pattern" >/dev/null || fail "cmake --install left nothing matching $pattern in $prefix"
+    done
+    # The warnings target is ours alone: it must not leak into consumers through the export.
+    if grep -rq sqlite_backup_warnings "$prefix"/lib*/cmake/sqlite_backup/; then
+      fail "the exported targets mention sqlite_backup_warnings"
+    fi
+    "$prefix/bin/sqlite_backup" --version
+    echo "installed into $prefix"
+    ;;
+
+  find_package)
+    build_and_run_consumer "$WORK_DIR/find_package" -DCMAKE_PREFIX_PATH="$prefix" \
+      -DCMAKE_BUILD_TYPE="${BUILD_CONFIG:-Release}"
+    ;;
+
+  pkg_config)
+    command -v pkg-config >/dev/null || skip "pkg-config is not installed (Debian: pkgconf)"
+    pc_dir=$(dirname "$(compgen -G "$prefix/lib*/pkgconfig/sqlite_backup.pc" | head -n1)")
+    export PKG_CONFIG_PATH=$pc_dir
+    run pkg-config --validate sqlite_backup
+    cflags=$(pkg-config --cflags sqlite_backup)
+    libs=$(pkg-config --libs sqlite_backup)
+    echo "pkg-config --cflags --libs sqlite_backup: $cflags $libs"
+    [[ $(pkg-config --modversion sqlite_backup) == "${PROJECT_VERSION:?}" ]] ||
+      fail "--modversion is $(pkg-config --modversion sqlite_backup), not $PROJECT_VERSION"
+    # ${pcfiledir} makes the file relocatable: its paths must point into this prefix.
+    include_dir=$(pkg-config --variable=includedir sqlite_backup)
+    [[ -f $include_dir/sqlite_backup/sqlite_backup.hpp ]] || fail "includedir $include_dir has no header"
+    [[ $libs == *-lsqlite_backup* ]] || fail "--libs lacks -lsqlite_backup"
+    { pkg-config --print-requires sqlite_backup; pkg-config --print-requires-private sqlite_backup; } |
+      grep -qx sqlite3 || fail "sqlite_backup.pc does not require sqlite3"
+    if ! compgen -G "$prefix/lib*/libsqlite_backup.so" >/dev/null; then
+      # Only an archive is installed: its SQLite calls stay unresolved until the consumer's
+      # link, so plain --libs (no --static) must already name SQLite.
+      [[ $libs == *-lsqlite3* ]] || fail "static library, but --libs lacks -lsqlite3: $libs"
+    fi
+    # The consumer itself also calls SQLite (it creates the database), hence sqlite3 beside it.
+    build=$WORK_DIR/pkg_config
+    rm -rf "$build" && mkdir -p "$build"
+    # shellcheck disable=SC2046  # word splitting of pkg-config's output is the point
+    run "$CXX_COMPILER" -std=c++20 -o "$build/consumer" "$consumer_src/main.cpp" \
+      $(pkg-config --cflags --libs sqlite_backup sqlite3)
+    run "$build/consumer" "$build/run"
+    ;;
+
+  add_subdirectory)
+    # Debug: this test is about the CMake wiring, and -O0 halves the compile time.
+    build_and_run_consumer "$WORK_DIR/add_subdirectory" -DSQLITE_BACKUP_SOURCE_DIR="$SOURCE_DIR" \
+      -DCMAKE_BUILD_TYPE=Debug
+    ;;
+
+  deb)
+    command -v dpkg-deb >/dev/null || skip "dpkg-deb is not installed (Debian: dpkg)"
+    out=$WORK_DIR/deb
+    rm -rf "$out" && mkdir -p "$out"
+    run "${CPACK_COMMAND:?}" -G DEB --config "$BINARY_DIR/CPackConfig.cmake" -B "$out" \
+      ${BUILD_CONFIG:+-C "$BUILD_CONFIG"}
+    debs=("$out"/*.deb)
+    ((${#debs[@]} == 1)) && [[ -f ${debs[0]} ]] || fail "expected one .deb in $out, found: ${debs[*]}"
+    deb=${debs[0]}
+    echo "built $deb"
+    run dpkg-deb --info "$deb"
+    contents=$(dpkg-deb --contents "$deb")
+    echo "$contents"
+    for pattern in ' ./usr/bin/sqlite_backup$' ' ./usr/include/sqlite_backup/sqlite_backup.hpp$' \
+                   ' ./usr/include/sqlite_backup/log.hpp$' ' ./usr/lib/.*libsqlite_backup\.(a|so)' \
+                   ' ./usr/lib/.*cmake/sqlite_backup/sqlite_backupConfig\.cmake$' \
+                   ' ./usr/lib/.*cmake/sqlite_backup/sqlite_backupTargets\.cmake$' \
+                   ' ./usr/lib/.*pkgconfig/sqlite_backup\.pc$' ' ./usr/share/man/man1/sqlite_backup\.1'; do
+      grep -Eq "$pattern" <<<"$contents" || fail "the .deb has no file matching '$pattern'"
+    done
+    field() { dpkg-deb --field "$deb" "$1"; }
+    [[ $(field Package) == sqlite-backup ]] || fail "Package is '$(field Package)'"
+    [[ $(field Version) == "$PROJECT_VERSION"-* ]] || fail "Version is '$(field Version)'"
+    depends_on_sqlite='(^|[ ,])libsqlite3-0([ ,(]|$)'
+    [[ $(field Depends) =~ $depends_on_sqlite ]] || fail "Depends lacks libsqlite3-0: '$(field Depends)'"
+    [[ -n $(field Maintainer) ]] || fail "no Maintainer"
+    [[ -n $(field Section) ]] || fail "no Section"
+    [[ $(field Description) == *snapshot* ]] || fail "Description is '$(field Description)'"
+    # The packaged files work where they land: a consumer builds against the unpacked tree
+    # (its CMake config and .pc find their prefix from their own location).
+    root=$out/root
+    run dpkg-deb --extract "$deb" "$root"
+    "$root/usr/bin/sqlite_backup" --version
+    build_and_run_consumer "$out/consumer" -DCMAKE_PREFIX_PATH="$root/usr" \
+      -DCMAKE_BUILD_TYPE="${BUILD_CONFIG:-Release}"
+    ;;
+
+  man_page)
+    page=$SOURCE_DIR/docs/sqlite_backup.1
+    command -v groff >/dev/null || skip "groff is not installed (Debian: groff-base); cannot render $page"
+    # -ww: every warning; -z: no output, so anything on stderr is a warning.
+    warnings=$(groff -man -ww -z -Tutf8 "$page" 2>&1)
+    [[ -z $warnings ]] || fail "groff warns about $page: $warnings"
+    # Plain text (no escape sequences, no overstriking) to compare against --help.
+    text=$(GROFF_NO_SGR=1 groff -man -Tascii -P-bou "$page" 2>/dev/null)
+    for section in NAME SYNOPSIS DESCRIPTION OPTIONS ENVIRONMENT 'EXIT STATUS' EXAMPLES; do
+      grep -q "^$section\$" <<<"$text" || fail "$page has no $section section"
+    done
+    [[ -x ${CLI_EXE:-} ]] || skip "no sqlite_backup executable to compare the options with"
+    options=$("$CLI_EXE" --help | grep -oE -- '--[a-z][a-z-]*' | sort -u)
+    [[ -n $options ]] || fail "sqlite_backup --help listed no options"
+    for option in $options; do
+      grep -qF -- "$option" <<<"$text" || fail "$page does not document $option (listed by --help)"
+    done
+    for needle in SQLITE_BACKUP_LOGS places.sqlite History zstd '0 3 \* \* \*' 130 143; do
+      grep -q -- "$needle" <<<"$text" || fail "$page does not mention $needle"
+    done
+    echo "$page renders cleanly and documents: $(echo $options)"
+    ;;
+
+  *) echo "unknown step $step" >&2; exit 2 ;;
+esac
