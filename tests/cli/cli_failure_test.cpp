@@ -104,8 +104,9 @@ TEST(CliExitCodes, NotADatabaseIsThree) {
 
 TEST(CliExitCodes, UnstableSourceIsFour) {
   if (!owner_available()) GTEST_SKIP() << "sqlite_owner is not built";
-  TempDir dir;
+  TempDir dir(TempDir::memory_base());
   fs::create_directory(dir / "out");
+  make_large_database(dir / "stomped.sqlite", kStompedMib);
   Owner owner(dir / "stomped.sqlite", "stomp");
   ASSERT_TRUE(owner.ready()) << owner.output();
   const std::string source = (dir / "stomped.sqlite").string();
@@ -194,8 +195,9 @@ TEST(CliExitCodes, VerifyFailureIsSixAndWritesNothing) {
 void expect_clean_interrupt(int signal_number, int expected_exit_code,
                             const std::string& signal_name) {
   if (!owner_available()) GTEST_SKIP() << "sqlite_owner is not built";
-  TempDir dir;
+  TempDir dir(TempDir::memory_base());
   fs::create_directory(dir / "out");
+  make_large_database(dir / "stomped.sqlite", kStompedMib);
   Owner owner(dir / "stomped.sqlite", "stomp");
   ASSERT_TRUE(owner.ready()) << owner.output();
   const std::string source = (dir / "stomped.sqlite").string();

@@ -39,10 +39,9 @@ inline const fs::path kOwnerExe = SQLITE_BACKUP_OWNER_EXE;
 // A fresh folder, removed with everything in it at the end of the test.
 class TempDir {
  public:
-  TempDir() {
-    const char* base = std::getenv("TMPDIR");
-    std::string templ =
-        std::string(base != nullptr && *base != '\0' ? base : "/tmp") + "/cli_test-XXXXXX";
+  TempDir() : TempDir(default_base()) {}
+  explicit TempDir(const fs::path& base) {
+    std::string templ = (base / "cli_test-XXXXXX").string();
     std::vector<char> buffer(templ.begin(), templ.end());
     buffer.push_back('\0');
     if (::mkdtemp(buffer.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
@@ -57,6 +56,18 @@ class TempDir {
   }
   [[nodiscard]] const fs::path& path() const { return path_; }
   [[nodiscard]] fs::path operator/(const std::string& name) const { return path_ / name; }
+
+  static fs::path default_base() {
+    const char* base = std::getenv("TMPDIR");
+    return base != nullptr && *base != '\0' ? fs::path(base) : fs::path("/tmp");
+  }
+  // /dev/shm when there is one: for tests that copy many megabytes many times, so that
+  // they neither wait for a disk nor load it for everyone else.
+  static fs::path memory_base() {
+    std::error_code error;
+    if (fs::is_directory("/dev/shm", error) && ::access("/dev/shm", W_OK) == 0) return "/dev/shm";
+    return default_base();
+  }
 
  private:
   fs::path path_;
@@ -91,6 +102,18 @@ inline void make_database(const fs::path& database, int rows = 100) {
            "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);"
            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < " +
                std::to_string(rows) + ") INSERT INTO t(v) SELECT printf('row %d', i) FROM n;");
+}
+
+// A database of about `mib` MiB (64 KiB pages of zeroes: quick to write), with an empty t.
+// Stomp tests use one: the longer each copy takes, the surer it is that the stomping owner
+// writes during it even on a loaded machine, so that no attempt can come out clean.
+inline constexpr int kStompedMib = 16;
+inline void make_large_database(const fs::path& database, int mib) {
+  exec_sql(database,
+           "PRAGMA page_size = 65536; CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);"
+           "CREATE TABLE blobs(b BLOB);"
+           "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < " +
+               std::to_string(mib) + ") INSERT INTO blobs SELECT zeroblob(1048576) FROM n;");
 }
 
 // Runs one query returning one integer, on a read-only connection; nullopt if anything fails
