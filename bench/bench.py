@@ -396,7 +396,8 @@ def machine_lines(scratch: Path, cli: Path) -> list[str]:
     return [
         f"- Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}",
         f"- CPU: {read_first('/proc/cpuinfo', 'model name')}, {os.cpu_count()} cores; RAM {ram}",
-        f"- Kernel: {platform.system()} {platform.release()}",
+        f"- Kernel: {platform.system()} {platform.release()}; load average at the start "
+        f"{' '.join(f'{x:.2f}' for x in os.getloadavg())} (other work on the machine adds noise)",
         f"- Bench folder: {scratch} on {filesystem_of(scratch)}",
         f"- Versions: {first_line([str(cli), '--version'])}; sqlite3 "
         f"{first_line(['sqlite3', '--version']).split(' ')[0]}; {first_line(['cp', '--version'])}",
