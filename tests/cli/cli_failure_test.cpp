@@ -233,3 +233,37 @@ TEST(CliSignals, SigtermMidBackupExits143AndLeavesNothing) {
 
 }  // namespace
 }  // namespace cli_test
+
+namespace cli_test {
+namespace {
+
+TEST(CliSignals, InterruptWithSeveralSourcesStopsAndSaysWhatWasNotAttempted) {
+  if (!owner_available()) GTEST_SKIP() << "sqlite_owner is not built";
+  TempDir dir(TempDir::memory_base());
+  fs::create_directory(dir / "out");
+  make_database(dir / "first.sqlite", 5);
+  make_large_database(dir / "stomped.sqlite", kStompedMib);
+  make_database(dir / "last.sqlite", 7);
+  Owner owner(dir / "stomped.sqlite", "stomp");
+  ASSERT_TRUE(owner.ready()) << owner.output();
+  Child cli(kCliExe, {"--debug", "--copy-retry", "1000000", (dir / "first.sqlite").string(),
+                      (dir / "stomped.sqlite").string(), (dir / "last.sqlite").string(),
+                      (dir / "out").string()});
+  const bool retrying =
+      cli.read_until([](const std::string& err) { return contains(err, "copying again"); });
+  ASSERT_TRUE(retrying) << cli.err_so_far();
+  cli.send(SIGINT);
+  const Result result = cli.finish();
+  EXPECT_EQ(result.exit_code, 130) << describe(result);
+  // The one before the signal is kept; the interrupted one and the one after are not there.
+  EXPECT_EQ(list_folder(dir / "out"), std::vector<std::string>{"first.sqlite"});
+  const auto lines = lines_of(result.err);
+  ASSERT_FALSE(lines.empty());
+  EXPECT_EQ(lines.back(),
+            "sqlite_backup: backed up 1 of 3; failed: " + (dir / "stomped.sqlite").string() +
+                "; not attempted (interrupted by SIGINT): " + (dir / "last.sqlite").string())
+      << result.err;
+}
+
+}  // namespace
+}  // namespace cli_test
