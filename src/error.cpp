@@ -37,6 +37,8 @@ std::string quoted(const std::filesystem::path& path) {
   for (char c : text) {
     if (c == '\'') {
       out += "'\\''";
+    } else if (c == '\n') {
+      out += "\\n";  // every error is one line, whatever the file is called
     } else {
       out += c;
     }

@@ -38,6 +38,17 @@ void run_verification(sql::Database& db, Verify verify, const std::filesystem::p
               verify == Verify::quick ? "quick_check" : "integrity_check", quoted(source), problems);
 }
 
+// Replaying a large WAL or checking a large database takes a while: let SQLite look at the
+// cancel flag every few thousand instructions (it then fails with SQLITE_INTERRUPT, which
+// sql::classify() turns into ErrorKind::cancelled).
+void allow_cancellation(sql::Database& db, const Options& options) {
+  if (options.cancel == nullptr) return;
+  sqlite3_progress_handler(
+      db.get(), 10000,
+      [](void* flag) -> int { return static_cast<const std::atomic<bool>*>(flag)->load() ? 1 : 0; },
+      const_cast<std::atomic<bool>*>(options.cancel));  // SQLite's API takes void*; only read
+}
+
 // Owns a sqlite3_backup; finish() is what releases it, and reports the final result.
 class BackupHandle {
  public:
@@ -81,6 +92,7 @@ sql::Database open_for_reading(const std::filesystem::path& database, const Conn
 DatabaseFacts recover_in_place(const std::filesystem::path& staged, const Options& options,
                                const std::filesystem::path& source) {
   sql::Database db = open_for_reading(staged, options.sqlite_connect_kwargs, false, source);
+  allow_cancellation(db, options);
   // The copy is private until commit_file() fsyncs it once; SQLite's own syncs during the
   // replay would only make the disk wait several times for the same bytes.
   db.exec("PRAGMA synchronous=OFF", "cannot configure the snapshot of");
@@ -153,6 +165,7 @@ void backup_api_copy(sql::Database& from, sql::Database& to, const Options& opti
 
 Connection copy_into_memory(sql::Database& from, const Options& options) {
   sql::Database memory(":memory:", SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, "", from.path());
+  allow_cancellation(memory, options);
   backup_api_copy(from, memory, options);
   run_verification(memory, options.verify, from.path());
   return Connection(memory.release());
