@@ -228,8 +228,8 @@ Options options_from(const CommandLine& command, const InterruptHandlers& interr
                    : command.verify == "full" ? Verify::full
                                               : Verify::none;
   options.cancel = &interrupts.cancel_flag();
-  options.overwrite =
-      false;  // the library refuses a file that appeared after our checks, atomically
+  // Never replace: the library also refuses, atomically, a file that appears after our checks.
+  options.overwrite = false;
   return options;
 }
 
