@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Builds sqlite_backup and runs every test with ctest: the README's test command (.ci/run runs it).
+#
+#   scripts/test.sh                 everything
+#   scripts/test.sh -L package      extra arguments go to ctest (here: only the package tests)
+#
+# Works from any folder, in a fresh clone, as root on Debian 12 (installs what is missing).
+# Environment:
+#   BUILD_DIR     build folder (default: <clone>/build)
+#   BUILD_TYPE    CMake build type (default: RelWithDebInfo)
+#   JOBS          parallel compile jobs (default: nproc)
+#   CTEST_JOBS    tests run at once (default: 2)
+#   TEST_TIMEOUT  seconds for the whole ctest run before it is stopped (default: 1500)
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+build_dir=${BUILD_DIR:-$repo/build}
+build_type=${BUILD_TYPE:-RelWithDebInfo}
+jobs=${JOBS:-$(nproc 2>/dev/null || echo 2)}
+ctest_jobs=${CTEST_JOBS:-2}
+test_timeout=${TEST_TIMEOUT:-1500}
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "dependencies (scripts/install-deps.sh)"
+"$repo/scripts/install-deps.sh"
+
+step "configure $build_dir ($build_type)"
+generator=()
+# A build folder keeps the generator it was made with; choose one only for a new folder.
+if [[ ! -f $build_dir/CMakeCache.txt ]] && command -v ninja >/dev/null; then
+  generator=(-G Ninja)
+fi
+cmake -S "$repo" -B "$build_dir" "${generator[@]}" -DCMAKE_BUILD_TYPE="$build_type"
+
+step "build (-j$jobs)"
+cmake --build "$build_dir" --config "$build_type" -j "$jobs"
+
+step "test (ctest -j$ctest_jobs, at most ${test_timeout}s in all)"
+log=$build_dir/ctest.log
+set +e
+# timeout signals ctest's whole process group, so no test process outlives the limit.
+timeout --kill-after=30 "$test_timeout" \
+  ctest --test-dir "$build_dir" --build-config "$build_type" --output-on-failure \
+    --no-tests=error --timeout 600 -j "$ctest_jobs" "$@" 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+
+step "summary"
+if ((status == 124 || status == 137)); then
+  echo "ctest did not finish within ${test_timeout}s and was stopped (raise TEST_TIMEOUT?); log: $log"
+else
+  # ctest's own summary: the pass ratio, the time per label, the failed tests.
+  sed -n '/tests passed, /,$p' "$log"
+fi
+if ((status == 0)); then
+  echo "scripts/test.sh: all tests passed"
+else
+  echo "scripts/test.sh: FAILED (ctest exit status $status); full log: $log"
+fi
+exit "$status"
