@@ -30,9 +30,14 @@ std::string errno_text(int error) { return std::strerror(error); }
   throw std::runtime_error(operation + " " + path.string() + ": " + errno_text(error));
 }
 
+// Resolved once per process: tests point TMPDIR at a private folder to watch the library's
+// temporaries, and our own helpers (child output, captures) must not land there.
 fs::path temp_base() {
-  const char* base = std::getenv("TMPDIR");
-  return base != nullptr && *base != '\0' ? fs::path(base) : fs::path("/tmp");
+  static const fs::path base = [] {
+    const char* value = std::getenv("TMPDIR");
+    return value != nullptr && *value != '\0' ? fs::path(value) : fs::path("/tmp");
+  }();
+  return base;
 }
 
 fs::path make_temp_dir(const fs::path& parent, const std::string& prefix) {
@@ -226,6 +231,31 @@ bool wait_for_file(const fs::path& path, std::chrono::milliseconds timeout, Chil
   return false;
 }
 
+OwnerProcess::OwnerProcess(const fs::path& owner_exe, const fs::path& database, const std::string& mode,
+                           int rows)
+    : child_({owner_exe.string(), "--db", database.string(), "--mode", mode, "--rows", std::to_string(rows),
+              "--ready", (ready_dir_ / "ready").string()}) {
+  ready_ = wait_for_file(ready_dir_ / "ready", std::chrono::seconds(60), &child_);
+}
+
+OwnerProcess::~OwnerProcess() {
+  if (stopped_) return;
+  child_.send_signal(SIGTERM);
+  child_.wait(std::chrono::seconds(20));
+}
+
+ProcessResult OwnerProcess::kill_hard() {
+  stopped_ = true;
+  child_.send_signal(SIGKILL);
+  return child_.wait();
+}
+
+ProcessResult OwnerProcess::stop() {
+  stopped_ = true;
+  child_.send_signal(SIGTERM);
+  return child_.wait(std::chrono::seconds(20));
+}
+
 // ---- Databases ----------------------------------------------------------------------
 
 void exec_sql(const fs::path& database, const std::string& sql) {
@@ -275,6 +305,23 @@ long long count_rows(sqlite3* db, const std::string& table) {
     throw std::runtime_error("count rows of " + table + ": " + (db != nullptr ? sqlite3_errmsg(db) : "no connection"));
   }
   return *count;
+}
+
+namespace {
+constexpr const char* kDigestSql =
+    "SELECT coalesce(group_concat(id || ':' || v, '|'), '') FROM (SELECT id, v FROM t ORDER BY id)";
+}
+
+std::string table_digest(const fs::path& database) {
+  const auto digest = query_text(database, kDigestSql);
+  if (!digest) throw std::runtime_error("read table t of " + database.string() + ": query failed");
+  return *digest;
+}
+
+std::string table_digest(sqlite3* db) {
+  const auto digest = query_text(db, kDigestSql);
+  if (!digest) throw std::runtime_error(std::string("read table t: ") + (db != nullptr ? sqlite3_errmsg(db) : "no connection"));
+  return *digest;
 }
 
 // ---- Files and folders --------------------------------------------------------------
@@ -346,6 +393,23 @@ std::vector<std::string> list_names(const fs::path& folder) {
 
 bool is_root() { return ::geteuid() == 0; }
 
+ScopedEnv::ScopedEnv(std::string name, const std::optional<std::string>& value) : name_(std::move(name)) {
+  if (const char* old = std::getenv(name_.c_str()); old != nullptr) previous_ = old;
+  if (value) {
+    ::setenv(name_.c_str(), value->c_str(), 1);
+  } else {
+    ::unsetenv(name_.c_str());
+  }
+}
+
+ScopedEnv::~ScopedEnv() {
+  if (previous_) {
+    ::setenv(name_.c_str(), previous_->c_str(), 1);
+  } else {
+    ::unsetenv(name_.c_str());
+  }
+}
+
 ScopedUmask::ScopedUmask(mode_t mask) : previous_(::umask(mask)) {}
 ScopedUmask::~ScopedUmask() { ::umask(previous_); }
 
@@ -369,13 +433,28 @@ TmpfsMount::TmpfsMount(TmpfsMount&& other) noexcept
   other.mount_point_.clear();
 }
 
-TmpfsMount::~TmpfsMount() {
+TmpfsMount& TmpfsMount::operator=(TmpfsMount&& other) noexcept {
+  if (this != &other) {
+    unmount();
+    parent_ = std::move(other.parent_);
+    mount_point_ = std::move(other.mount_point_);
+    other.parent_.clear();
+    other.mount_point_.clear();
+  }
+  return *this;
+}
+
+TmpfsMount::~TmpfsMount() { unmount(); }
+
+void TmpfsMount::unmount() noexcept {
   if (mount_point_.empty()) return;
   // MNT_DETACH: even if a leaked descriptor keeps it busy, the folder is freed and the
   // memory goes away with the last user.
   ::umount2(mount_point_.c_str(), MNT_DETACH);
   std::error_code ignored;
   fs::remove_all(parent_, ignored);
+  parent_.clear();
+  mount_point_.clear();
 }
 
 bool TmpfsMount::remount_read_only() {

@@ -20,7 +20,8 @@ namespace sqlite_backup::testing {
 
 namespace fs = std::filesystem;
 
-// A fresh folder under $TMPDIR (or /tmp), removed with everything in it on destruction
+// A fresh folder under $TMPDIR (or /tmp; read once, at the first use, so that tests can
+// later point TMPDIR at a folder of their own for the library under test), removed with everything in it on destruction
 // (permissions are restored first, so tests may chmod 000 things inside).
 class TempDir {
  public:
@@ -84,6 +85,33 @@ class ChildProcess {
 bool wait_for_file(const fs::path& path, std::chrono::milliseconds timeout = std::chrono::seconds(60),
                    ChildProcess* must_stay_alive = nullptr);
 
+// A running tests/support/sqlite_owner holding `database` in `mode` (see its --help). The
+// ready file lives in a private folder, never beside the database, so the source folder only
+// holds what the owner's SQLite made. The constructor waits for the state; check ready().
+// The destructor stops it with SIGTERM (SIGKILL if it lingers).
+class OwnerProcess {
+ public:
+  OwnerProcess(const fs::path& owner_exe, const fs::path& database, const std::string& mode, int rows);
+  OwnerProcess(const OwnerProcess&) = delete;
+  OwnerProcess& operator=(const OwnerProcess&) = delete;
+  ~OwnerProcess();
+
+  [[nodiscard]] bool ready() const noexcept { return ready_; }
+  [[nodiscard]] pid_t pid() const noexcept { return child_.pid(); }
+  // SIGKILL and reap: the owner dies without closing anything (hot journals, leftover WALs).
+  ProcessResult kill_hard();
+  // SIGTERM and reap: the owner closes its connection cleanly.
+  ProcessResult stop();
+  // stderr so far, for failure messages.
+  [[nodiscard]] std::string output() const { return child_.stderr_so_far(); }
+
+ private:
+  TempDir ready_dir_{"sqlite_backup_owner"};
+  ChildProcess child_;
+  bool ready_ = false;
+  bool stopped_ = false;
+};
+
 // ---- Databases --------------------------------------------------------------------
 
 // Runs `sql` (several statements allowed) on `database`, creating it if needed.
@@ -104,6 +132,10 @@ std::optional<std::string> query_text(::sqlite3* db, const std::string& sql);
 // count(*) of `table`; throws when it cannot be read.
 long long count_rows(const fs::path& database, const std::string& table = "t");
 long long count_rows(::sqlite3* db, const std::string& table = "t");
+
+// Every row of t as "id:v|id:v|..." in id order: equal digests mean equal data.
+std::string table_digest(const fs::path& database);
+std::string table_digest(::sqlite3* db);
 
 // ---- Files and folders ------------------------------------------------------------
 
@@ -132,6 +164,19 @@ std::vector<std::string> list_names(const fs::path& folder);
 
 bool is_root();
 
+// Sets (or, with nullopt, unsets) an environment variable for its lifetime.
+class ScopedEnv {
+ public:
+  ScopedEnv(std::string name, const std::optional<std::string>& value);
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+  ~ScopedEnv();
+
+ private:
+  std::string name_;
+  std::optional<std::string> previous_;
+};
+
 // Sets the process umask for its lifetime, restores the old one afterwards.
 class ScopedUmask {
  public:
@@ -150,7 +195,7 @@ class TmpfsMount {
  public:
   static std::optional<TmpfsMount> try_mount(std::uint64_t size_bytes);
   TmpfsMount(TmpfsMount&& other) noexcept;
-  TmpfsMount& operator=(TmpfsMount&&) = delete;
+  TmpfsMount& operator=(TmpfsMount&& other) noexcept;
   TmpfsMount(const TmpfsMount&) = delete;
   TmpfsMount& operator=(const TmpfsMount&) = delete;
   ~TmpfsMount();
@@ -163,6 +208,7 @@ class TmpfsMount {
 
  private:
   TmpfsMount(fs::path parent, fs::path mount_point) : parent_(std::move(parent)), mount_point_(std::move(mount_point)) {}
+  void unmount() noexcept;
   fs::path parent_;
   fs::path mount_point_;
 };

@@ -1,0 +1,296 @@
+// The public API's shape and its basic contracts: how calls read, what they return, the
+// reference's `core` helpers, the report and logging.
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+#include <sqlite_backup/log.hpp>
+#include <sqlite_backup/sqlite_backup.hpp>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <map>
+#include <mutex>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "test_support.hpp"
+
+namespace {
+
+namespace fs = std::filesystem;
+namespace sb = sqlite_backup;
+using namespace sqlite_backup::testing;
+
+const fs::path kOwnerExe = SQLITE_BACKUP_OWNER_EXE;
+
+// Every test runs the library with TMPDIR pointing at a private folder and checks, at the
+// end, that the library left nothing there: temporary files are always removed.
+class ApiTest : public ::testing::Test {
+ protected:
+  void TearDown() override {
+    EXPECT_TRUE(list_names(staging_.path()).empty())
+        << "temporary files left in TMPDIR: " << ::testing::PrintToString(list_names(staging_.path()));
+  }
+
+  TempDir dir_;
+  TempDir staging_{"sqlite_backup_tmpdir"};
+  ScopedEnv tmpdir_{"TMPDIR", staging_.path().string()};
+};
+
+// The on-disk header says which journal the file uses: bytes 18 and 19 are 1 for rollback
+// (DELETE) journals and 2 for WAL.
+std::pair<int, int> header_journal_bytes(const fs::path& database) {
+  const std::string header = read_file(database).substr(0, 100);
+  return {static_cast<unsigned char>(header.at(18)), static_cast<unsigned char>(header.at(19))};
+}
+
+TEST_F(ApiTest, DesignatedInitializerCallReadsLikeThePythonCall) {
+  create_database(dir_ / "source.sqlite", 25);
+  const auto result = sb::sqlite_backup(dir_ / "source.sqlite", dir_ / "copy.sqlite", {.wal_checkpoint = false});
+  EXPECT_FALSE(result.has_value());
+  EXPECT_EQ(count_rows(dir_ / "copy.sqlite"), 25);
+}
+
+TEST(ApiShape, OptionsBeginWithTheReferenceParametersInOrder) {
+  static_assert(std::is_aggregate_v<sb::Options>);
+  // Designated initializers only compile when they follow the declaration order.
+  constexpr auto designated = [] {
+    return sb::Options{.wal_checkpoint = false, .copy_use_tempdir = false, .copy_retry = 7, .copy_retry_strict = false};
+  };
+  const sb::Options named = designated();
+  EXPECT_FALSE(named.wal_checkpoint);
+  EXPECT_FALSE(named.copy_use_tempdir);
+  EXPECT_EQ(named.copy_retry, 7);
+  EXPECT_FALSE(named.copy_retry_strict);
+  // Positional initialization pins the order at run time too (bool, bool, int, bool).
+  const sb::Options positional{true, false, 9, false};
+  EXPECT_TRUE(positional.wal_checkpoint);
+  EXPECT_FALSE(positional.copy_use_tempdir);
+  EXPECT_EQ(positional.copy_retry, 9);
+  EXPECT_FALSE(positional.copy_retry_strict);
+  // The reference's defaults.
+  const sb::Options defaults{};
+  EXPECT_TRUE(defaults.wal_checkpoint);
+  EXPECT_TRUE(defaults.copy_use_tempdir);
+  EXPECT_EQ(defaults.copy_retry, 100);
+  EXPECT_TRUE(defaults.copy_retry_strict);
+  EXPECT_FALSE(static_cast<bool>(defaults.copy_function));
+}
+
+TEST_F(ApiTest, MemoryDestinationReturnsAnOpenInMemoryConnectionWithTheRows) {
+  create_database(dir_ / "source.sqlite", 42);
+  auto connection = sb::sqlite_backup(dir_ / "source.sqlite");
+  ASSERT_TRUE(connection.has_value());
+  ASSERT_TRUE(static_cast<bool>(*connection));
+  EXPECT_EQ(count_rows(connection->get()), 42);
+  EXPECT_EQ(table_digest(connection->get()), table_digest(dir_ / "source.sqlite"));
+  // An in-memory database has no file name.
+  EXPECT_EQ(query_text(connection->get(), "SELECT file FROM pragma_database_list WHERE name = 'main'"), "");
+}
+
+TEST_F(ApiTest, ConnectionReleaseHandsOwnershipToTheCaller) {
+  create_database(dir_ / "source.sqlite", 10);
+  auto connection = sb::sqlite_backup(dir_ / "source.sqlite");
+  ASSERT_TRUE(connection.has_value());
+  sqlite3* const lent = connection->get();
+  ASSERT_NE(lent, nullptr);
+
+  sb::Connection moved = std::move(*connection);
+  EXPECT_EQ(connection->get(), nullptr);  // NOLINT(bugprone-use-after-move): the contract under test
+  EXPECT_EQ(moved.get(), lent);
+
+  sqlite3* const owned = moved.release();
+  EXPECT_EQ(owned, lent);
+  EXPECT_EQ(moved.get(), nullptr);
+  EXPECT_FALSE(static_cast<bool>(moved));
+  EXPECT_EQ(count_rows(owned), 10);  // still open: release() did not close it
+  EXPECT_EQ(sqlite3_close(owned), SQLITE_OK);
+}
+
+TEST_F(ApiTest, FileDestinationFromALiveWalSourceIsOneFileInRollbackMode) {
+  const fs::path source_dir = dir_ / "source";
+  const fs::path out_dir = dir_ / "out";
+  fs::create_directories(source_dir);
+  fs::create_directories(out_dir);
+  OwnerProcess owner(kOwnerExe, source_dir / "live.sqlite", "wal-hold", 300);
+  ASSERT_TRUE(owner.ready()) << owner.output();
+  ASSERT_EQ(header_journal_bytes(source_dir / "live.sqlite"), std::make_pair(2, 2)) << "source is not in WAL mode";
+
+  const auto result = sb::sqlite_backup(source_dir / "live.sqlite", out_dir / "copy.sqlite");
+  EXPECT_FALSE(result.has_value());
+  EXPECT_EQ(list_names(out_dir), std::vector<std::string>{"copy.sqlite"}) << "no -wal/-shm/-journal beside it";
+  EXPECT_EQ(header_journal_bytes(out_dir / "copy.sqlite"), std::make_pair(1, 1)) << "not journal_mode=DELETE";
+  EXPECT_EQ(query_text(out_dir / "copy.sqlite", "PRAGMA journal_mode"), "delete");
+  EXPECT_EQ(count_rows(out_dir / "copy.sqlite"), 300);
+  // Reading it did not create side files either: it really is a self-contained database.
+  EXPECT_EQ(list_names(out_dir), std::vector<std::string>{"copy.sqlite"});
+}
+
+TEST_F(ApiTest, ReportIsFilledIn) {
+  create_database(dir_ / "source.sqlite", 500);
+  sb::Report report;
+  sb::sqlite_backup(dir_ / "source.sqlite", dir_ / "copy.sqlite", {.report = &report});
+  EXPECT_GE(report.attempts, 1);
+  EXPECT_EQ(report.bytes, fs::file_size(dir_ / "copy.sqlite"));
+  EXPECT_GT(report.bytes, 0U);
+  EXPECT_EQ(report.page_size, query_int(dir_ / "copy.sqlite", "PRAGMA page_size"));
+  EXPECT_EQ(static_cast<long long>(report.pages), query_int(dir_ / "copy.sqlite", "PRAGMA page_count"));
+  EXPECT_EQ(report.bytes, report.pages * static_cast<std::uint64_t>(report.page_size));
+  EXPECT_TRUE(report.validated);
+  EXPECT_EQ(report.source, dir_ / "source.sqlite");
+  EXPECT_EQ(report.destination, dir_ / "copy.sqlite");
+
+  sb::Report memory_report;
+  const auto connection = sb::sqlite_backup(dir_ / "source.sqlite", std::nullopt, {.report = &memory_report});
+  EXPECT_GE(memory_report.attempts, 1);
+  EXPECT_GT(memory_report.bytes, 0U);
+  EXPECT_GT(memory_report.pages, 0U);
+  EXPECT_EQ(memory_report.page_size, report.page_size);
+  EXPECT_TRUE(memory_report.destination.empty());
+}
+
+// ---- The reference's core helpers ---------------------------------------------------
+
+TEST_F(ApiTest, GlobDatabaseFilesListsTheDatabaseThenWalAndJournalButNeverShm) {
+  const fs::path db = dir_ / "app.db";
+  write_file(db, "x");
+  EXPECT_EQ(sb::glob_database_files(db), std::vector<fs::path>{db});
+
+  write_file(dir_ / "app.db-shm", "x");
+  EXPECT_EQ(sb::glob_database_files(db), std::vector<fs::path>{db}) << "-shm must never be copied";
+
+  write_file(dir_ / "app.db-wal", "x");
+  write_file(dir_ / "app.db-journal", "x");
+  write_file(dir_ / "other.db-wal", "x");  // another database's side file
+  const auto files = sb::glob_database_files(db);
+  ASSERT_FALSE(files.empty());
+  EXPECT_EQ(files.front(), db) << "the database comes first";
+  std::vector<fs::path> sorted(files.begin(), files.end());
+  std::sort(sorted.begin(), sorted.end());
+  EXPECT_EQ(sorted, (std::vector<fs::path>{db, dir_ / "app.db-journal", dir_ / "app.db-wal"}));
+}
+
+TEST_F(ApiTest, AtomicCopyOfAQuietFileCopiesItAndReportsSuccess) {
+  const std::string contents = random_bytes(300'000);
+  write_file(dir_ / "quiet.bin", contents);
+  write_file(dir_ / "copy.bin", "old, longer content that must be truncated away entirely............");
+  EXPECT_TRUE(sb::atomic_copy(dir_ / "quiet.bin", dir_ / "copy.bin"));
+  EXPECT_EQ(read_file(dir_ / "copy.bin"), contents);
+  EXPECT_TRUE(sb::atomic_copy(dir_ / "quiet.bin", dir_ / "fresh.bin"));
+  EXPECT_EQ(read_file(dir_ / "fresh.bin"), contents);
+}
+
+TEST_F(ApiTest, SqliteConnectImmutableOpensACopyReadOnly) {
+  create_database(dir_ / "copy.sqlite", 12);
+  const auto before = folder_state(dir_.path());
+  sb::Connection connection = sb::sqlite_connect_immutable(dir_ / "copy.sqlite");
+  ASSERT_TRUE(static_cast<bool>(connection));
+  EXPECT_EQ(count_rows(connection.get()), 12);
+  EXPECT_EQ(sqlite3_db_readonly(connection.get(), "main"), 1);
+  char* message = nullptr;
+  const int rc = sqlite3_exec(connection.get(), "INSERT INTO t(v) VALUES ('nope')", nullptr, nullptr, &message);
+  sqlite3_free(message);
+  EXPECT_EQ(rc & 0xFF, SQLITE_READONLY);
+  connection = sb::Connection();  // closes it
+  EXPECT_EQ(describe_difference(before, folder_state(dir_.path())), "");
+}
+
+TEST_F(ApiTest, CopyAllFilesCopiesTheSetIntoTheFolder) {
+  const fs::path source_dir = dir_ / "source";
+  const fs::path into = dir_ / "into";
+  fs::create_directories(source_dir);
+  fs::create_directories(into);
+  OwnerProcess owner(kOwnerExe, source_dir / "live.sqlite", "wal-hold", 50);
+  ASSERT_TRUE(owner.ready()) << owner.output();
+  const auto files = sb::glob_database_files(source_dir / "live.sqlite");
+  EXPECT_TRUE(sb::copy_all_files(files, into));
+  EXPECT_EQ(list_names(into), (std::vector<std::string>{"live.sqlite", "live.sqlite-wal"}));
+  EXPECT_EQ(count_rows(into / "live.sqlite"), 50);  // SQLite recovers the copied WAL
+}
+
+// ---- Logging ------------------------------------------------------------------------
+
+TEST(Logging, ParseLogLevelUsesPythonsNumericScale) {
+  EXPECT_EQ(sb::parse_log_level("10"), sb::LogLevel::debug);
+  EXPECT_EQ(sb::parse_log_level("20"), sb::LogLevel::info);
+  EXPECT_EQ(sb::parse_log_level("30"), sb::LogLevel::warning);
+  EXPECT_EQ(sb::parse_log_level("40"), sb::LogLevel::error);
+  EXPECT_EQ(sb::parse_log_level("25"), sb::LogLevel::info) << "between levels rounds down";
+  EXPECT_EQ(sb::parse_log_level("garbage"), sb::LogLevel::warning);
+  EXPECT_EQ(sb::parse_log_level(""), sb::LogLevel::warning);
+}
+
+// Captures the log records of one test, restoring the process-wide settings afterwards.
+class LoggingTest : public ApiTest {
+ protected:
+  void SetUp() override {
+    saved_level_ = sb::log_level();
+    sb::set_log_sink([this](const sb::LogRecord& record) {
+      const std::lock_guard lock(mutex_);
+      records_.push_back({record.level, std::string(record.message)});
+    });
+  }
+  void TearDown() override {
+    sb::set_log_sink({});
+    sb::set_log_level(saved_level_);
+    ApiTest::TearDown();
+  }
+  std::vector<std::pair<sb::LogLevel, std::string>> records() {
+    const std::lock_guard lock(mutex_);
+    return records_;
+  }
+
+  sb::LogLevel saved_level_ = sb::LogLevel::warning;
+  std::mutex mutex_;
+  std::vector<std::pair<sb::LogLevel, std::string>> records_;
+};
+
+std::string lower(std::string text) {
+  std::transform(text.begin(), text.end(), text.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return text;
+}
+
+TEST_F(LoggingTest, DebugLevelReportsCopyingAndAttemptsToTheSink) {
+  create_database(dir_ / "source.sqlite", 20);
+  sb::set_log_level(sb::LogLevel::debug);
+  EXPECT_EQ(sb::log_level(), sb::LogLevel::debug);
+  sb::sqlite_backup(dir_ / "source.sqlite", dir_ / "copy.sqlite");
+  const auto captured = records();
+  const bool has_debug_about_copying = std::any_of(captured.begin(), captured.end(), [](const auto& record) {
+    const std::string text = lower(record.second);
+    return record.first == sb::LogLevel::debug &&
+           (text.find("cop") != std::string::npos || text.find("attempt") != std::string::npos);
+  });
+  EXPECT_TRUE(has_debug_about_copying) << "no debug record mentions copying or attempts; got "
+                                       << captured.size() << " records";
+}
+
+TEST_F(LoggingTest, WarningLevelDropsDebugRecords) {
+  create_database(dir_ / "source.sqlite", 20);
+  sb::set_log_level(sb::LogLevel::warning);
+  sb::sqlite_backup(dir_ / "source.sqlite", dir_ / "copy.sqlite");
+  for (const auto& [level, message] : records()) {
+    EXPECT_GE(static_cast<int>(level), static_cast<int>(sb::LogLevel::warning)) << message;
+  }
+}
+
+TEST_F(ApiTest, TheLibraryWritesNothingToStdout) {
+  create_database(dir_ / "source.sqlite", 20);
+  const sb::LogLevel saved_level = sb::log_level();
+  sb::set_log_sink({});  // the default sink, at the chattiest level
+  sb::set_log_level(sb::LogLevel::debug);
+  CaptureFd capture(STDOUT_FILENO);
+  sb::sqlite_backup(dir_ / "source.sqlite", dir_ / "copy.sqlite");
+  auto connection = sb::sqlite_backup(dir_ / "source.sqlite");
+  try {
+    sb::sqlite_backup(dir_ / "missing.sqlite", dir_ / "other.sqlite");
+  } catch (const std::exception&) {
+  }
+  const std::string written = capture.finish();
+  sb::set_log_level(saved_level);
+  EXPECT_EQ(written, "");
+}
+
+}  // namespace

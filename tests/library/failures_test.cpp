@@ -1,0 +1,427 @@
+// How the library fails: wrong arguments, bad sources, a full disk, cancellation, unstable
+// sources and copy_function. Each failure must be the documented exception type and kind,
+// name the path, and leave no destination and no temporary file behind.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sqlite_backup/sqlite_backup.hpp>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <future>
+#include <map>
+#include <mutex>
+#include <regex>
+#include <string>
+#include <system_error>
+#include <vector>
+
+#include "test_support.hpp"
+
+namespace {
+
+namespace fs = std::filesystem;
+namespace sb = sqlite_backup;
+using namespace sqlite_backup::testing;
+
+const fs::path kOwnerExe = SQLITE_BACKUP_OWNER_EXE;
+
+class FailuresTest : public ::testing::Test {
+ protected:
+  void SetUp() override { fs::create_directories(out_dir_); }
+  void TearDown() override {
+    EXPECT_TRUE(list_names(staging_.path()).empty())
+        << "temporary files left in TMPDIR: " << ::testing::PrintToString(list_names(staging_.path()));
+  }
+
+  TempDir dir_;
+  TempDir staging_{"sqlite_backup_tmpdir"};
+  ScopedEnv tmpdir_{"TMPDIR", staging_.path().string()};
+  fs::path out_dir_ = dir_ / "out";
+};
+
+std::string kind_name(sb::ErrorKind kind) {
+  switch (kind) {
+    case sb::ErrorKind::invalid_source: return "invalid_source";
+    case sb::ErrorKind::unstable_source: return "unstable_source";
+    case sb::ErrorKind::io: return "io";
+    case sb::ErrorKind::destination: return "destination";
+    case sb::ErrorKind::sqlite: return "sqlite";
+    case sb::ErrorKind::verification_failed: return "verification_failed";
+    case sb::ErrorKind::cancelled: return "cancelled";
+  }
+  return "?";
+}
+
+// Runs `call`, expecting SqliteBackupError of `kind` whose message names `path`.
+// Returns the message (empty when the expectation failed).
+template <typename Call>
+std::string expect_backup_error(Call&& call, sb::ErrorKind kind, const fs::path& path) {
+  try {
+    call();
+    ADD_FAILURE() << "no exception; expected SqliteBackupError(" << kind_name(kind) << ")";
+  } catch (const sb::SqliteBackupError& error) {
+    EXPECT_EQ(kind_name(error.kind()), kind_name(kind)) << error.what();
+    EXPECT_NE(std::string(error.what()).find(path.string()), std::string::npos)
+        << "the message does not name " << path << ": " << error.what();
+    EXPECT_EQ(std::string(error.what()).find('\n'), std::string::npos) << "not one line: " << error.what();
+    return error.what();
+  } catch (const std::exception& error) {
+    ADD_FAILURE() << "expected SqliteBackupError(" << kind_name(kind) << "), got another exception: " << error.what();
+  }
+  return {};
+}
+
+// ---- Wrong arguments ------------------------------------------------------------------
+
+TEST_F(FailuresTest, MissingSourceIsAFilesystemErrorCarryingThePath) {
+  const fs::path missing = dir_ / "missing.sqlite";
+  try {
+    sb::sqlite_backup(missing, out_dir_ / "copy.sqlite");
+    ADD_FAILURE() << "no exception";
+  } catch (const fs::filesystem_error& error) {
+    EXPECT_EQ(error.code(), std::make_error_code(std::errc::no_such_file_or_directory)) << error.what();
+    EXPECT_EQ(error.path1(), missing);
+  }
+  try {
+    (void)sb::sqlite_backup(missing);
+    ADD_FAILURE() << "no exception (memory destination)";
+  } catch (const fs::filesystem_error& error) {
+    EXPECT_EQ(error.code(), std::make_error_code(std::errc::no_such_file_or_directory));
+    EXPECT_EQ(error.path1(), missing);
+  }
+  EXPECT_TRUE(list_names(out_dir_).empty());
+}
+
+void expect_same_file_refused(const fs::path& source, const fs::path& destination) {
+  const std::string bytes = read_file(source);
+  try {
+    sb::sqlite_backup(source, destination);
+    ADD_FAILURE() << "no exception for " << source << " -> " << destination;
+  } catch (const std::invalid_argument& error) {
+    EXPECT_NE(std::string(error.what()).find("can't be the same"), std::string::npos) << error.what();
+  }
+  EXPECT_EQ(read_file(source), bytes) << "the source was changed";
+}
+
+TEST_F(FailuresTest, SameSourceAndDestinationIsRefused) {
+  create_database(dir_ / "db.sqlite", 10);
+  expect_same_file_refused(dir_ / "db.sqlite", dir_ / "db.sqlite");
+  expect_same_file_refused(dir_ / "db.sqlite", dir_ / "." / "db.sqlite");
+}
+
+TEST_F(FailuresTest, SameFileThroughASymlinkIsRefused) {
+  create_database(dir_ / "db.sqlite", 10);
+  fs::create_symlink(dir_ / "db.sqlite", dir_ / "link.sqlite");
+  expect_same_file_refused(dir_ / "db.sqlite", dir_ / "link.sqlite");
+  expect_same_file_refused(dir_ / "link.sqlite", dir_ / "db.sqlite");
+  EXPECT_TRUE(fs::is_symlink(dir_ / "link.sqlite"));
+}
+
+TEST_F(FailuresTest, SameFileThroughAHardLinkIsRefused) {
+  create_database(dir_ / "db.sqlite", 10);
+  fs::create_hard_link(dir_ / "db.sqlite", dir_ / "hard.sqlite");
+  expect_same_file_refused(dir_ / "db.sqlite", dir_ / "hard.sqlite");
+  EXPECT_EQ(fs::hard_link_count(dir_ / "db.sqlite"), 2U) << "the hard link was replaced";
+}
+
+// ---- Bad sources: each fails cleanly, leaving the destination folder empty -------------
+
+TEST_F(FailuresTest, NotADatabaseIsInvalidSource) {
+  write_file(dir_ / "junk.sqlite", random_bytes(64 * 1024));
+  expect_backup_error([&] { sb::sqlite_backup(dir_ / "junk.sqlite", out_dir_ / "copy.sqlite"); },
+                      sb::ErrorKind::invalid_source, dir_ / "junk.sqlite");
+  EXPECT_TRUE(list_names(out_dir_).empty()) << ::testing::PrintToString(list_names(out_dir_));
+  expect_backup_error([&] { (void)sb::sqlite_backup(dir_ / "junk.sqlite"); }, sb::ErrorKind::invalid_source,
+                      dir_ / "junk.sqlite");
+}
+
+TEST_F(FailuresTest, TruncatedDatabaseIsInvalidSource) {
+  exec_sql(dir_ / "whole.sqlite",
+           "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);"
+           "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000)"
+           " INSERT INTO t(v) SELECT hex(randomblob(100)) FROM n;");
+  const std::string whole = read_file(dir_ / "whole.sqlite");
+  write_file(dir_ / "truncated.sqlite", whole.substr(0, whole.size() / 2));
+  expect_backup_error([&] { sb::sqlite_backup(dir_ / "truncated.sqlite", out_dir_ / "copy.sqlite"); },
+                      sb::ErrorKind::invalid_source, dir_ / "truncated.sqlite");
+  EXPECT_TRUE(list_names(out_dir_).empty()) << ::testing::PrintToString(list_names(out_dir_));
+}
+
+TEST_F(FailuresTest, FolderAsSourceIsInvalidSource) {
+  fs::create_directories(dir_ / "folder.sqlite");
+  expect_backup_error([&] { sb::sqlite_backup(dir_ / "folder.sqlite", out_dir_ / "copy.sqlite"); },
+                      sb::ErrorKind::invalid_source, dir_ / "folder.sqlite");
+  EXPECT_TRUE(list_names(out_dir_).empty()) << ::testing::PrintToString(list_names(out_dir_));
+}
+
+TEST_F(FailuresTest, FifoAsSourceFailsWithoutHanging) {
+  const fs::path fifo = dir_ / "pipe.sqlite";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  auto outcome = std::async(std::launch::async, [&]() -> std::string {
+    try {
+      sb::sqlite_backup(fifo, out_dir_ / "copy.sqlite");
+      return "no exception";
+    } catch (const sb::SqliteBackupError& error) {
+      const bool names_path = std::string(error.what()).find(fifo.string()) != std::string::npos;
+      if (error.kind() != sb::ErrorKind::invalid_source) return "kind " + kind_name(error.kind()) + ": " + error.what();
+      return names_path ? "" : std::string("message does not name the FIFO: ") + error.what();
+    } catch (const std::exception& error) {
+      return std::string("other exception: ") + error.what();
+    }
+  });
+  if (outcome.wait_for(std::chrono::seconds(20)) != std::future_status::ready) {
+    ADD_FAILURE() << "the backup hangs on a FIFO with no writer";
+    // Release the blocked reader: a writer that opens and closes gives it end-of-file.
+    const int writer = ::open(fifo.c_str(), O_WRONLY);
+    if (writer >= 0) ::close(writer);
+  }
+  EXPECT_EQ(outcome.get(), "");
+  EXPECT_TRUE(list_names(out_dir_).empty()) << ::testing::PrintToString(list_names(out_dir_));
+}
+
+TEST_F(FailuresTest, EmptyFileIsAnEmptyDatabase) {
+  write_file(dir_ / "empty.sqlite", "");
+  sb::sqlite_backup(dir_ / "empty.sqlite", out_dir_ / "copy.sqlite");
+  EXPECT_EQ(query_int(out_dir_ / "copy.sqlite", "SELECT count(*) FROM sqlite_schema"), 0);
+  auto memory = sb::sqlite_backup(dir_ / "empty.sqlite");
+  ASSERT_TRUE(memory.has_value());
+  EXPECT_EQ(query_int(memory->get(), "SELECT count(*) FROM sqlite_schema"), 0);
+  EXPECT_EQ(read_file(dir_ / "empty.sqlite"), "") << "the source was written";
+}
+
+// Root reads any file whatever its mode, so the check runs in a child that dropped to the
+// unprivileged user "nobody" (65534) when we are root.
+TEST_F(FailuresTest, UnreadableSourceIsAnIoErrorNamingIt) {
+  const fs::path shared = dir_ / "shared";
+  fs::create_directories(shared / "out");
+  fs::create_directories(shared / "tmp");
+  create_database(shared / "secret.sqlite", 10);
+  fs::permissions(shared / "secret.sqlite", fs::perms::none);
+  if (!is_root()) {
+    expect_backup_error([&] { sb::sqlite_backup(shared / "secret.sqlite", shared / "out" / "copy.sqlite"); },
+                        sb::ErrorKind::io, shared / "secret.sqlite");
+    EXPECT_TRUE(list_names(shared / "out").empty());
+    return;
+  }
+  for (const fs::path& folder : {dir_.path(), shared, shared / "out", shared / "tmp"}) {
+    fs::permissions(folder, fs::perms::all);
+  }
+  const fs::path verdict = shared / "tmp" / "verdict";
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    std::string result;
+    if (::setgid(65534) != 0 || ::setuid(65534) != 0) ::_exit(90);
+    ::setenv("TMPDIR", (shared / "tmp").c_str(), 1);
+    try {
+      sb::sqlite_backup(shared / "secret.sqlite", shared / "out" / "copy.sqlite");
+      result = "no exception";
+    } catch (const sb::SqliteBackupError& error) {
+      if (error.kind() != sb::ErrorKind::io) {
+        result = "kind " + kind_name(error.kind()) + ": " + error.what();
+      } else if (std::string(error.what()).find((shared / "secret.sqlite").string()) == std::string::npos) {
+        result = std::string("message does not name the source: ") + error.what();
+      }
+    } catch (const std::exception& error) {
+      result = std::string("other exception: ") + error.what();
+    }
+    try {
+      write_file(verdict, result.empty() ? "ok" : result);
+    } catch (...) {
+      ::_exit(91);
+    }
+    ::_exit(0);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "child status " << status;
+  EXPECT_EQ(read_file(verdict), "ok");
+  fs::remove(verdict);
+  EXPECT_TRUE(list_names(shared / "out").empty()) << ::testing::PrintToString(list_names(shared / "out"));
+  EXPECT_TRUE(list_names(shared / "tmp").empty()) << ::testing::PrintToString(list_names(shared / "tmp"));
+}
+
+TEST_F(FailuresTest, DiskFullAtTheDestinationIsAnIoErrorAndLeavesNothing) {
+  auto tmpfs = TmpfsMount::try_mount(1024 * 1024);
+  if (!tmpfs) GTEST_SKIP() << "needs root and tmpfs to make a 1 MiB filesystem (is_root=" << is_root() << ")";
+  exec_sql(dir_ / "big.sqlite",
+           "CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB);"
+           "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 4096)"
+           " INSERT INTO t(v) SELECT randomblob(1000) FROM n;");
+  ASSERT_GE(fs::file_size(dir_ / "big.sqlite"), 4U * 1024 * 1024);
+  const fs::path destination = *tmpfs / "copy.sqlite";
+  expect_backup_error([&] { sb::sqlite_backup(dir_ / "big.sqlite", destination); }, sb::ErrorKind::io, destination);
+  EXPECT_TRUE(list_names(tmpfs->path()).empty()) << ::testing::PrintToString(list_names(tmpfs->path()));
+}
+
+// ---- Cancellation -----------------------------------------------------------------------
+
+TEST_F(FailuresTest, CancelDuringTheCopyStopsWithNoDestinationAndNoLeftovers) {
+  create_database(dir_ / "source.sqlite", 200);
+  std::atomic<bool> cancel{false};
+  int calls = 0;
+  sb::Options options{.copy_function = [&](const fs::path& from, const fs::path& to) {
+                        ++calls;
+                        const bool quiet = sb::atomic_copy(from, to);
+                        cancel = true;  // as a SIGINT arriving mid-copy would
+                        return quiet;
+                      },
+                      .cancel = &cancel};
+  expect_backup_error([&] { sb::sqlite_backup(dir_ / "source.sqlite", out_dir_ / "copy.sqlite", options); },
+                      sb::ErrorKind::cancelled, dir_ / "source.sqlite");
+  EXPECT_GE(calls, 1) << "copy_function was not used";
+  EXPECT_TRUE(list_names(out_dir_).empty()) << ::testing::PrintToString(list_names(out_dir_));
+
+  cancel = false;
+  expect_backup_error([&] { (void)sb::sqlite_backup(dir_ / "source.sqlite", std::nullopt, options); },
+                      sb::ErrorKind::cancelled, dir_ / "source.sqlite");
+}
+
+TEST_F(FailuresTest, CancelFromProgressStopsTheBackup) {
+  create_database(dir_ / "source.sqlite", 200);
+  std::atomic<bool> cancel{false};
+  sb::Options options{.on_progress = [&](const sb::CopyProgress&) { cancel = true; }, .cancel = &cancel};
+  expect_backup_error([&] { sb::sqlite_backup(dir_ / "source.sqlite", out_dir_ / "copy.sqlite", options); },
+                      sb::ErrorKind::cancelled, dir_ / "source.sqlite");
+  EXPECT_TRUE(cancel.load()) << "on_progress was never called";
+  EXPECT_TRUE(list_names(out_dir_).empty()) << ::testing::PrintToString(list_names(out_dir_));
+}
+
+// ---- Overwrite ----------------------------------------------------------------------------
+
+TEST_F(FailuresTest, OverwriteReplacesAnExistingDestinationAtomically) {
+  create_database(dir_ / "source.sqlite", 30);
+  create_database(out_dir_ / "copy.sqlite", 3);
+  const auto old_inode = folder_state(out_dir_).at("copy.sqlite").inode;
+  sb::sqlite_backup(dir_ / "source.sqlite", out_dir_ / "copy.sqlite", {.overwrite = true});
+  EXPECT_EQ(count_rows(out_dir_ / "copy.sqlite"), 30);
+  EXPECT_NE(folder_state(out_dir_).at("copy.sqlite").inode, old_inode) << "rewritten in place, not renamed over";
+  EXPECT_EQ(list_names(out_dir_), std::vector<std::string>{"copy.sqlite"});
+}
+
+TEST_F(FailuresTest, OverwriteFalseRefusesAnExistingDestination) {
+  create_database(dir_ / "source.sqlite", 30);
+  write_file(out_dir_ / "copy.sqlite", "precious old data");
+  expect_backup_error(
+      [&] { sb::sqlite_backup(dir_ / "source.sqlite", out_dir_ / "copy.sqlite", {.overwrite = false}); },
+      sb::ErrorKind::destination, out_dir_ / "copy.sqlite");
+  EXPECT_EQ(read_file(out_dir_ / "copy.sqlite"), "precious old data");
+  EXPECT_EQ(list_names(out_dir_), std::vector<std::string>{"copy.sqlite"});
+}
+
+TEST_F(FailuresTest, AFailedBackupLeavesTheOldDestinationIntact) {
+  write_file(dir_ / "junk.sqlite", random_bytes(32 * 1024));
+  create_database(out_dir_ / "copy.sqlite", 3);
+  const std::string old_bytes = read_file(out_dir_ / "copy.sqlite");
+  expect_backup_error([&] { sb::sqlite_backup(dir_ / "junk.sqlite", out_dir_ / "copy.sqlite", {.overwrite = true}); },
+                      sb::ErrorKind::invalid_source, dir_ / "junk.sqlite");
+  EXPECT_EQ(read_file(out_dir_ / "copy.sqlite"), old_bytes);
+  EXPECT_EQ(list_names(out_dir_), std::vector<std::string>{"copy.sqlite"});
+
+  std::atomic<bool> cancel{false};
+  create_database(dir_ / "good.sqlite", 30);
+  sb::Options options{.on_progress = [&](const sb::CopyProgress&) { cancel = true; }, .cancel = &cancel};
+  expect_backup_error([&] { sb::sqlite_backup(dir_ / "good.sqlite", out_dir_ / "copy.sqlite", options); },
+                      sb::ErrorKind::cancelled, dir_ / "good.sqlite");
+  EXPECT_EQ(read_file(out_dir_ / "copy.sqlite"), old_bytes);
+  EXPECT_EQ(list_names(out_dir_), std::vector<std::string>{"copy.sqlite"});
+}
+
+// ---- copy_function and unstable sources ----------------------------------------------------
+
+// Copies faithfully but claims every file changed during its copy.
+bool copy_but_report_changed(const fs::path& from, const fs::path& to) {
+  sb::atomic_copy(from, to);
+  return false;
+}
+
+TEST_F(FailuresTest, StrictModeGivesUpAfterCopyRetryAttemptsNamingTheCount) {
+  create_database(dir_ / "source.sqlite", 50);
+  const std::string message = expect_backup_error(
+      [&] {
+        sb::sqlite_backup(dir_ / "source.sqlite", out_dir_ / "copy.sqlite",
+                          {.copy_retry = 3, .copy_function = copy_but_report_changed});
+      },
+      sb::ErrorKind::unstable_source, dir_ / "source.sqlite");
+  EXPECT_TRUE(std::regex_search(message, std::regex(R"(\b3\b)"))) << "the retry count is not named: " << message;
+  EXPECT_TRUE(list_names(out_dir_).empty()) << ::testing::PrintToString(list_names(out_dir_));
+}
+
+TEST_F(FailuresTest, LenientModeUsesTheLastCopyAfterCopyRetryAttempts) {
+  create_database(dir_ / "source.sqlite", 50);
+  sb::Report report;
+  sb::sqlite_backup(dir_ / "source.sqlite", out_dir_ / "copy.sqlite",
+                    {.copy_retry = 3, .copy_retry_strict = false, .copy_function = copy_but_report_changed,
+                     .report = &report});
+  EXPECT_EQ(count_rows(out_dir_ / "copy.sqlite"), 50);
+  EXPECT_FALSE(report.validated);
+  EXPECT_EQ(report.attempts, 3);
+  auto memory = sb::sqlite_backup(dir_ / "source.sqlite", std::nullopt,
+                                  {.copy_retry = 3, .copy_retry_strict = false, .copy_function = copy_but_report_changed});
+  ASSERT_TRUE(memory.has_value());
+  EXPECT_EQ(count_rows(memory->get()), 50);
+}
+
+class CallCounter {
+ public:
+  explicit CallCounter(bool answer) : answer_(answer) {}
+  sb::CopyFunction function() {
+    return [this](const fs::path& from, const fs::path& to) {
+      sb::atomic_copy(from, to);
+      const std::lock_guard lock(mutex_);
+      ++calls_[from.filename().string()];
+      return answer_;
+    };
+  }
+  std::map<std::string, int> calls() {
+    const std::lock_guard lock(mutex_);
+    return calls_;
+  }
+
+ private:
+  bool answer_;
+  std::mutex mutex_;
+  std::map<std::string, int> calls_;
+};
+
+TEST_F(FailuresTest, CopyFunctionCopiesEveryFileOfTheSetOnEveryAttempt) {
+  const fs::path source_dir = dir_ / "source";
+  fs::create_directories(source_dir);
+  OwnerProcess owner(kOwnerExe, source_dir / "live.sqlite", "wal-hold", 100);
+  ASSERT_TRUE(owner.ready()) << owner.output();
+
+  CallCounter quiet(true);
+  sb::Report report;
+  sb::sqlite_backup(source_dir / "live.sqlite", out_dir_ / "quiet.sqlite",
+                    {.copy_function = quiet.function(), .report = &report});
+  EXPECT_EQ(count_rows(out_dir_ / "quiet.sqlite"), 100);
+  EXPECT_EQ(quiet.calls(), (std::map<std::string, int>{{"live.sqlite", report.attempts},
+                                                        {"live.sqlite-wal", report.attempts}}))
+      << "attempts: " << report.attempts;
+
+  CallCounter noisy(false);
+  sb::sqlite_backup(source_dir / "live.sqlite", out_dir_ / "noisy.sqlite",
+                    {.copy_retry = 4, .copy_retry_strict = false, .copy_function = noisy.function()});
+  EXPECT_EQ(count_rows(out_dir_ / "noisy.sqlite"), 100);
+  const auto calls = noisy.calls();
+  EXPECT_EQ(calls.count("live.sqlite-shm"), 0U) << "-shm must never be copied";
+  for (const std::string name : {"live.sqlite", "live.sqlite-wal"}) {
+    const int count = calls.count(name) != 0 ? calls.at(name) : 0;
+    EXPECT_GE(count, 4) << name << " was not copied on every one of the 4 attempts";
+  }
+}
+
+TEST_F(FailuresTest, ASourceThatNeverSettlesIsUnstable) {
+  const fs::path source = dir_ / "stomped.sqlite";
+  OwnerProcess stomper(kOwnerExe, source, "stomp", 3000);
+  ASSERT_TRUE(stomper.ready()) << stomper.output();
+  const std::string message = expect_backup_error(
+      [&] { sb::sqlite_backup(source, out_dir_ / "copy.sqlite", {.copy_retry = 5}); }, sb::ErrorKind::unstable_source,
+      source);
+  EXPECT_TRUE(std::regex_search(message, std::regex(R"(\b5\b)"))) << "the retry count is not named: " << message;
+  EXPECT_TRUE(list_names(out_dir_).empty()) << ::testing::PrintToString(list_names(out_dir_));
+}
+
+}  // namespace

@@ -1,0 +1,159 @@
+// Backups of databases that a real, separate process owns right now (tests/support/
+// sqlite_owner): rows only in the WAL, exclusive locks, an owner killed mid-transaction.
+// Every test also proves the source folder is left exactly as it was.
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+#include <sqlite_backup/sqlite_backup.hpp>
+
+#include <string>
+#include <vector>
+
+#include "test_support.hpp"
+
+namespace {
+
+namespace fs = std::filesystem;
+namespace sb = sqlite_backup;
+using namespace sqlite_backup::testing;
+
+const fs::path kOwnerExe = SQLITE_BACKUP_OWNER_EXE;
+
+class OwnersTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    fs::create_directories(source_dir_);
+    fs::create_directories(out_dir_);
+  }
+  void TearDown() override {
+    EXPECT_TRUE(list_names(staging_.path()).empty())
+        << "temporary files left in TMPDIR: " << ::testing::PrintToString(list_names(staging_.path()));
+  }
+
+  TempDir dir_;
+  TempDir staging_{"sqlite_backup_tmpdir"};
+  ScopedEnv tmpdir_{"TMPDIR", staging_.path().string()};
+  fs::path source_dir_ = dir_ / "source";
+  fs::path out_dir_ = dir_ / "out";
+  fs::path source_ = source_dir_ / "live.sqlite";
+};
+
+// Copies only the main database file elsewhere and counts what SQLite sees in it: proves
+// the rows really are somewhere else (the WAL, or a journal), so the test is not vacuous.
+long long rows_in_main_file_alone(const fs::path& database, const fs::path& scratch) {
+  fs::create_directories(scratch);
+  fs::copy_file(database, scratch / "main-only.sqlite");
+  return query_int(scratch / "main-only.sqlite", "SELECT count(*) FROM t").value_or(0);
+}
+
+bool reading_fails_with_busy(const fs::path& database) {
+  sqlite3* db = nullptr;
+  sqlite3_open_v2(database.c_str(), &db, SQLITE_OPEN_READONLY, nullptr);
+  const int rc = sqlite3_exec(db, "SELECT count(*) FROM t", nullptr, nullptr, nullptr);
+  sqlite3_close(db);
+  return rc == SQLITE_BUSY;
+}
+
+TEST_F(OwnersTest, WalOwnerWithRowsOnlyInTheWalToFileAndMemoryLeavesTheSourceFolderUntouched) {
+  OwnerProcess owner(kOwnerExe, source_, "wal-hold", 1000);
+  ASSERT_TRUE(owner.ready()) << owner.output();
+  ASSERT_TRUE(fs::exists(source_dir_ / "live.sqlite-wal"));
+  ASSERT_EQ(rows_in_main_file_alone(source_, dir_ / "scratch"), 0) << "rows are not only in the WAL";
+  const FolderState before = folder_state(source_dir_);
+
+  sb::sqlite_backup(source_, out_dir_ / "copy.sqlite");
+  EXPECT_EQ(count_rows(out_dir_ / "copy.sqlite"), 1000);
+  auto memory = sb::sqlite_backup(source_);
+  ASSERT_TRUE(memory.has_value());
+  EXPECT_EQ(count_rows(memory->get()), 1000);
+  EXPECT_EQ(table_digest(memory->get()), table_digest(out_dir_ / "copy.sqlite"));
+
+  EXPECT_EQ(describe_difference(before, folder_state(source_dir_)), "")
+      << "the backup wrote into the source folder";
+}
+
+TEST_F(OwnersTest, ExclusiveWalOwnerIsBackedUpWithoutTakingLocks) {
+  OwnerProcess owner(kOwnerExe, source_, "exclusive", 700);
+  ASSERT_TRUE(owner.ready()) << owner.output();
+  ASSERT_TRUE(reading_fails_with_busy(source_)) << "the owner does not hold an exclusive lock";
+  const FolderState before = folder_state(source_dir_);
+  ASSERT_EQ(before.count("live.sqlite-shm"), 0U) << "exclusive WAL keeps its index in memory";
+
+  sb::sqlite_backup(source_, out_dir_ / "copy.sqlite");
+  EXPECT_EQ(count_rows(out_dir_ / "copy.sqlite"), 700);
+  auto memory = sb::sqlite_backup(source_);
+  ASSERT_TRUE(memory.has_value());
+  EXPECT_EQ(count_rows(memory->get()), 700);
+
+  EXPECT_EQ(describe_difference(before, folder_state(source_dir_)), "");
+}
+
+TEST_F(OwnersTest, ExclusiveRollbackOwnerIsBackedUpWithoutTakingLocks) {
+  OwnerProcess owner(kOwnerExe, source_, "rollback-exclusive", 400);
+  ASSERT_TRUE(owner.ready()) << owner.output();
+  ASSERT_TRUE(reading_fails_with_busy(source_)) << "the owner does not hold an exclusive lock";
+  const FolderState before = folder_state(source_dir_);
+
+  sb::sqlite_backup(source_, out_dir_ / "copy.sqlite");
+  EXPECT_EQ(count_rows(out_dir_ / "copy.sqlite"), 400);
+  EXPECT_EQ(query_text(out_dir_ / "copy.sqlite", "PRAGMA integrity_check"), "ok");
+
+  EXPECT_EQ(describe_difference(before, folder_state(source_dir_)), "");
+}
+
+TEST_F(OwnersTest, HotJournalIsRolledBackInTheCopyNeverInTheSource) {
+  OwnerProcess owner(kOwnerExe, source_, "hot-journal", 300);
+  ASSERT_TRUE(owner.ready()) << owner.output();
+  owner.kill_hard();
+  ASSERT_TRUE(fs::exists(source_dir_ / "live.sqlite-journal"));
+  const FolderState before = folder_state(source_dir_);
+  const std::string journal_bytes = read_file(source_dir_ / "live.sqlite-journal");
+  const std::string database_bytes = read_file(source_);
+
+  sb::sqlite_backup(source_, out_dir_ / "copy.sqlite");
+  const fs::path copy = out_dir_ / "copy.sqlite";
+  EXPECT_EQ(count_rows(copy), 300);
+  EXPECT_EQ(query_int(copy, "SELECT count(*) FROM t WHERE v LIKE 'row %'"), 300) << "committed rows";
+  EXPECT_EQ(query_int(copy, "SELECT count(*) FROM t WHERE v LIKE 'rewritten %'"), 0)
+      << "the half-done transaction leaked into the snapshot";
+  EXPECT_EQ(query_text(copy, "PRAGMA integrity_check"), "ok");
+
+  auto memory = sb::sqlite_backup(source_);
+  ASSERT_TRUE(memory.has_value());
+  EXPECT_EQ(table_digest(memory->get()), table_digest(copy));
+
+  // The source keeps its hot journal: rolling it back is the owner's business, not ours.
+  EXPECT_EQ(describe_difference(before, folder_state(source_dir_)), "");
+  EXPECT_EQ(read_file(source_dir_ / "live.sqlite-journal"), journal_bytes);
+  EXPECT_EQ(read_file(source_), database_bytes);
+}
+
+TEST_F(OwnersTest, FileDestinationMatchesTheMemoryPathIncludingHeaderSettings) {
+  exec_sql(source_,
+           "PRAGMA page_size=8192; PRAGMA auto_vacuum=INCREMENTAL; PRAGMA user_version=7;"
+           "PRAGMA application_id=4660; CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);"
+           "CREATE INDEX t_v ON t(v); INSERT INTO t(v) VALUES ('before the owner');");
+  ASSERT_EQ(query_int(source_, "PRAGMA page_size"), 8192);
+  ASSERT_EQ(query_int(source_, "PRAGMA auto_vacuum"), 2);
+  OwnerProcess owner(kOwnerExe, source_, "wal-hold", 2000);
+  ASSERT_TRUE(owner.ready()) << owner.output();
+  ASSERT_EQ(rows_in_main_file_alone(source_, dir_ / "scratch"), 1) << "new rows are not only in the WAL";
+
+  const fs::path copy = out_dir_ / "copy.sqlite";
+  sb::sqlite_backup(source_, copy);
+  auto memory = sb::sqlite_backup(source_);
+  ASSERT_TRUE(memory.has_value());
+
+  const std::vector<std::pair<std::string, long long>> expected = {
+      {"page_size", 8192}, {"auto_vacuum", 2}, {"user_version", 7}, {"application_id", 4660}};
+  for (const auto& [pragma, value] : expected) {
+    EXPECT_EQ(query_int(copy, "PRAGMA " + pragma), value) << "file destination, PRAGMA " << pragma;
+    EXPECT_EQ(query_int(memory->get(), "PRAGMA " + pragma), value) << "memory destination, PRAGMA " << pragma;
+  }
+  EXPECT_EQ(count_rows(copy), 2001);
+  EXPECT_EQ(table_digest(copy), table_digest(memory->get()));
+  EXPECT_EQ(query_text(copy, "SELECT group_concat(name) FROM (SELECT name FROM sqlite_schema ORDER BY name)"),
+            query_text(memory->get(), "SELECT group_concat(name) FROM (SELECT name FROM sqlite_schema ORDER BY name)"));
+  EXPECT_EQ(query_text(copy, "PRAGMA integrity_check"), "ok");
+}
+
+}  // namespace

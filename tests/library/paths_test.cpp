@@ -1,0 +1,122 @@
+// Where the files are and who may touch them: awkward names, symlinks, read-only sources
+// and the destination's permission bits.
+#include <gtest/gtest.h>
+#include <sqlite_backup/sqlite_backup.hpp>
+#include <sys/stat.h>
+
+#include <string>
+#include <vector>
+
+#include "test_support.hpp"
+
+namespace {
+
+namespace fs = std::filesystem;
+namespace sb = sqlite_backup;
+using namespace sqlite_backup::testing;
+
+const fs::path kOwnerExe = SQLITE_BACKUP_OWNER_EXE;
+
+class PathsTest : public ::testing::Test {
+ protected:
+  void TearDown() override {
+    EXPECT_TRUE(list_names(staging_.path()).empty())
+        << "temporary files left in TMPDIR: " << ::testing::PrintToString(list_names(staging_.path()));
+  }
+
+  TempDir dir_;
+  TempDir staging_{"sqlite_backup_tmpdir"};
+  ScopedEnv tmpdir_{"TMPDIR", staging_.path().string()};
+};
+
+// Characters that mean something in a SQLite file: URI ('?', '#', '%'), spaces and non-ASCII.
+TEST_F(PathsTest, NamesWithUriCharactersSpacesAndUnicodeWork) {
+  const fs::path folder = dir_ / "a folder ?x=1 #frag %20 ü 数据";
+  const fs::path out = dir_ / "out %41 ?mode=ro #1 é";
+  fs::create_directories(folder);
+  fs::create_directories(out);
+  const fs::path source = folder / "my db ?immutable=1#x%2F ü.sqlite";
+  OwnerProcess owner(kOwnerExe, source, "wal-hold", 150);
+  ASSERT_TRUE(owner.ready()) << owner.output();
+  const FolderState before = folder_state(folder);
+
+  const fs::path destination = out / "copy ?vfs=unix-none #2 %zz ✓.sqlite";
+  sb::sqlite_backup(source, destination);
+  EXPECT_EQ(count_rows(destination), 150);
+  EXPECT_EQ(list_names(out), std::vector<std::string>{destination.filename().string()});
+  auto memory = sb::sqlite_backup(source);
+  ASSERT_TRUE(memory.has_value());
+  EXPECT_EQ(count_rows(memory->get()), 150);
+  EXPECT_EQ(describe_difference(before, folder_state(folder)), "");
+}
+
+TEST_F(PathsTest, SymlinkedSourceFolderAndSymlinkedSourceFileWork) {
+  const fs::path real = dir_ / "real";
+  fs::create_directories(real);
+  OwnerProcess owner(kOwnerExe, real / "live.sqlite", "wal-hold", 80);
+  ASSERT_TRUE(owner.ready()) << owner.output();
+  fs::create_directory_symlink(real, dir_ / "linked");
+  fs::create_symlink(real / "live.sqlite", dir_ / "file-link.sqlite");
+  const FolderState before = folder_state(real);
+
+  // Through the folder link the -wal is found beside the database as named.
+  sb::sqlite_backup(dir_ / "linked" / "live.sqlite", dir_ / "via-folder.sqlite");
+  EXPECT_EQ(count_rows(dir_ / "via-folder.sqlite"), 80);
+  // Through a link to the file itself the -wal lives beside the target, not the link.
+  sb::sqlite_backup(dir_ / "file-link.sqlite", dir_ / "via-file.sqlite");
+  EXPECT_EQ(count_rows(dir_ / "via-file.sqlite"), 80);
+  EXPECT_EQ(describe_difference(before, folder_state(real)), "");
+}
+
+// A read-only source: the folder and file are 0555/0444 and, when we are root (who ignores
+// permission bits), on a tmpfs remounted read-only, so that any write attempt fails with
+// EROFS. The source also keeps a WAL and -shm left by an owner that died.
+TEST_F(PathsTest, ReadOnlySourceFolderAndFileAreBackedUpWithoutChanges) {
+  std::optional<TmpfsMount> tmpfs;
+  fs::path folder = dir_ / "readonly";
+  if (is_root()) {
+    tmpfs = TmpfsMount::try_mount(16 * 1024 * 1024);
+    if (!tmpfs) GTEST_SKIP() << "as root, permission bits do not stop us; needs a tmpfs mount to make a read-only source";
+    folder = *tmpfs / "readonly";
+  }
+  fs::create_directories(folder);
+  {
+    OwnerProcess owner(kOwnerExe, folder / "live.sqlite", "wal-hold", 250);
+    ASSERT_TRUE(owner.ready()) << owner.output();
+    owner.kill_hard();  // leaves live.sqlite-wal (all the rows) and live.sqlite-shm behind
+  }
+  ASSERT_TRUE(fs::exists(folder / "live.sqlite-wal"));
+  for (const auto& entry : fs::directory_iterator(folder)) {
+    fs::permissions(entry.path(), fs::perms::owner_read | fs::perms::group_read | fs::perms::others_read);
+  }
+  fs::permissions(folder, fs::perms::owner_read | fs::perms::owner_exec | fs::perms::group_read |
+                              fs::perms::group_exec | fs::perms::others_read | fs::perms::others_exec);
+  if (tmpfs) {
+    ASSERT_TRUE(tmpfs->remount_read_only()) << "remount read-only failed";
+  }
+  const FolderState before = folder_state(folder);
+
+  sb::sqlite_backup(folder / "live.sqlite", dir_ / "copy.sqlite");
+  EXPECT_EQ(count_rows(dir_ / "copy.sqlite"), 250);
+  auto memory = sb::sqlite_backup(folder / "live.sqlite");
+  ASSERT_TRUE(memory.has_value());
+  EXPECT_EQ(count_rows(memory->get()), 250);
+  EXPECT_EQ(describe_difference(before, folder_state(folder)), "");
+}
+
+TEST_F(PathsTest, DestinationGetsTheSourcePermissionBitsNotTheUmasks) {
+  const ScopedUmask umask(022);
+  create_database(dir_ / "private.sqlite", 10);
+  fs::permissions(dir_ / "private.sqlite", fs::perms::owner_read | fs::perms::owner_write);
+  sb::sqlite_backup(dir_ / "private.sqlite", dir_ / "copy.sqlite");
+  EXPECT_EQ(fs::status(dir_ / "copy.sqlite").permissions() & fs::perms::mask,
+            fs::perms::owner_read | fs::perms::owner_write);
+
+  create_database(dir_ / "group.sqlite", 10);
+  fs::permissions(dir_ / "group.sqlite", fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read);
+  sb::sqlite_backup(dir_ / "group.sqlite", dir_ / "group-copy.sqlite");
+  EXPECT_EQ(fs::status(dir_ / "group-copy.sqlite").permissions() & fs::perms::mask,
+            fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read);
+}
+
+}  // namespace
