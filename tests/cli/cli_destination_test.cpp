@@ -10,19 +10,19 @@ namespace {
 
 TEST(CliDestination, ExistingFolderMeansFolderSlashSourceName) {
   TempDir dir;
-  make_database(dir / "source.sqlite", 40);
+  create_database(dir / "source.sqlite", 40);
   fs::create_directory(dir / "backups");
   const Result result = run_cli({(dir / "source.sqlite").string(), (dir / "backups").string()});
   ASSERT_EQ(result.exit_code, 0) << describe(result);
-  EXPECT_EQ(list_folder(dir / "backups"), std::vector<std::string>{"source.sqlite"});
-  EXPECT_EQ(row_count(dir / "backups" / "source.sqlite"), 40);
+  EXPECT_EQ(list_names(dir / "backups"), std::vector<std::string>{"source.sqlite"});
+  EXPECT_EQ(count_rows(dir / "backups" / "source.sqlite"), 40);
   EXPECT_TRUE(contains(result.err, "to " + (dir / "backups" / "source.sqlite").string()))
       << result.err;
 }
 
 TEST(CliDestination, ExistingFileIsRefusedAndLeftUntouched) {
   TempDir dir;
-  make_database(dir / "source.sqlite");
+  create_database(dir / "source.sqlite", 100);
   write_file(dir / "precious.sqlite", "old data that must survive");
   const auto mtime_before = fs::last_write_time(dir / "precious.sqlite");
   const std::string destination = (dir / "precious.sqlite").string();
@@ -32,13 +32,12 @@ TEST(CliDestination, ExistingFileIsRefusedAndLeftUntouched) {
   EXPECT_TRUE(contains(result.err, "already exists")) << result.err;
   EXPECT_EQ(read_file(dir / "precious.sqlite"), "old data that must survive");
   EXPECT_EQ(fs::last_write_time(dir / "precious.sqlite"), mtime_before);
-  EXPECT_EQ(list_folder(dir.path()),
-            (std::vector<std::string>{"precious.sqlite", "source.sqlite"}));
+  EXPECT_EQ(list_names(dir.path()), (std::vector<std::string>{"precious.sqlite", "source.sqlite"}));
 }
 
 TEST(CliDestination, DanglingSymlinkIsRefusedAndNotFollowed) {
   TempDir dir;
-  make_database(dir / "source.sqlite");
+  create_database(dir / "source.sqlite", 100);
   fs::create_symlink(dir / "elsewhere.sqlite", dir / "link.sqlite");
   const std::string destination = (dir / "link.sqlite").string();
   const Result result = run_cli({(dir / "source.sqlite").string(), destination});
@@ -49,18 +48,18 @@ TEST(CliDestination, DanglingSymlinkIsRefusedAndNotFollowed) {
 
 TEST(CliDestination, MissingParentFolderIsRefused) {
   TempDir dir;
-  make_database(dir / "source.sqlite");
+  create_database(dir / "source.sqlite", 100);
   const std::string destination = (dir / "no" / "such" / "copy.sqlite").string();
   const Result result = run_cli({(dir / "source.sqlite").string(), destination});
   EXPECT_EQ(result.exit_code, 1) << describe(result);
   EXPECT_EQ(one_error_line_naming(result, destination), "") << describe(result);
   EXPECT_TRUE(contains(result.err, "does not exist")) << result.err;
-  EXPECT_EQ(list_folder(dir.path()), std::vector<std::string>{"source.sqlite"});
+  EXPECT_EQ(list_names(dir.path()), std::vector<std::string>{"source.sqlite"});
 }
 
 TEST(CliDestination, FolderAlreadyHoldingTheNameIsRefused) {
   TempDir dir;
-  make_database(dir / "source.sqlite");
+  create_database(dir / "source.sqlite", 100);
   fs::create_directory(dir / "backups");
   write_file(dir / "backups" / "source.sqlite", "an older backup");
   const Result result = run_cli({(dir / "source.sqlite").string(), (dir / "backups").string()});
@@ -68,24 +67,24 @@ TEST(CliDestination, FolderAlreadyHoldingTheNameIsRefused) {
   EXPECT_EQ(one_error_line_naming(result, (dir / "backups" / "source.sqlite").string()), "")
       << describe(result);
   EXPECT_EQ(read_file(dir / "backups" / "source.sqlite"), "an older backup");
-  EXPECT_EQ(list_folder(dir / "backups"), std::vector<std::string>{"source.sqlite"});
+  EXPECT_EQ(list_names(dir / "backups"), std::vector<std::string>{"source.sqlite"});
 }
 
 TEST(CliDestination, SourceAsItsOwnDestinationIsRefused) {
   TempDir dir;
-  make_database(dir / "source.sqlite", 10);
+  create_database(dir / "source.sqlite", 10);
   const std::string source = (dir / "source.sqlite").string();
   const Result result = run_cli({source, dir.path().string()});
   EXPECT_EQ(result.exit_code, 1) << describe(result);
   EXPECT_EQ(one_error_line_naming(result, source), "") << describe(result);
-  EXPECT_EQ(row_count(source), 10);
+  EXPECT_EQ(count_rows(source), 10);
 }
 
 // `-`: the finished database on stdout.
 TEST(CliStdout, StreamsAValidDatabaseIntoAPipe) {
   TempDir dir;
   TempDir staging;  // TMPDIR of the child: where `-` stages its snapshot
-  make_database(dir / "source.sqlite", 500);
+  create_database(dir / "source.sqlite", 500);
   RunSettings settings;
   settings.environment["TMPDIR"] = staging.path().string();
   const Result result = run_cli({(dir / "source.sqlite").string(), "-"}, settings);
@@ -93,9 +92,9 @@ TEST(CliStdout, StreamsAValidDatabaseIntoAPipe) {
   ASSERT_GE(result.out.size(), 100u);
   EXPECT_EQ(result.out.substr(0, 16), std::string("SQLite format 3\0", 16));
   write_file(dir / "streamed.sqlite", result.out);
-  EXPECT_EQ(row_count(dir / "streamed.sqlite"), 500);
+  EXPECT_EQ(count_rows(dir / "streamed.sqlite"), 500);
   EXPECT_TRUE(integrity_ok(dir / "streamed.sqlite"));
-  EXPECT_TRUE(list_folder(staging.path()).empty()) << "the staged snapshot is removed";
+  EXPECT_TRUE(list_names(staging.path()).empty()) << "the staged snapshot is removed";
   EXPECT_EQ(lines_of(result.err).size(), 1u) << result.err;
 }
 
@@ -109,7 +108,7 @@ TEST(CliStdout, RefusesATerminal) {
   const int slave = ::open(::ptsname(master), O_RDWR | O_NOCTTY | O_CLOEXEC);
   ASSERT_GE(slave, 0);
   TempDir dir;
-  make_database(dir / "source.sqlite");
+  create_database(dir / "source.sqlite", 100);
   RunSettings settings;
   settings.stdout_fd = slave;
   const Result result = run_cli({(dir / "source.sqlite").string(), "-"}, settings);
@@ -121,7 +120,7 @@ TEST(CliStdout, RefusesATerminal) {
 
 TEST(CliStdout, WithJsonIsAUsageError) {
   TempDir dir;
-  make_database(dir / "source.sqlite");
+  create_database(dir / "source.sqlite", 100);
   const Result result = run_cli({"--json", (dir / "source.sqlite").string(), "-"});
   EXPECT_EQ(result.exit_code, 2) << describe(result);
   EXPECT_EQ(one_error_line_naming(result, "--json"), "") << describe(result);
@@ -130,8 +129,8 @@ TEST(CliStdout, WithJsonIsAUsageError) {
 
 TEST(CliStdout, WithSeveralSourcesIsAUsageError) {
   TempDir dir;
-  make_database(dir / "a.sqlite");
-  make_database(dir / "b.sqlite");
+  create_database(dir / "a.sqlite", 100);
+  create_database(dir / "b.sqlite", 100);
   const Result result = run_cli({(dir / "a.sqlite").string(), (dir / "b.sqlite").string(), "-"});
   EXPECT_EQ(result.exit_code, 2) << describe(result);
   EXPECT_EQ(lines_of(result.err).size(), 1u) << result.err;
@@ -141,8 +140,8 @@ TEST(CliStdout, WithSeveralSourcesIsAUsageError) {
 // Several sources into one folder.
 TEST(CliSeveralSources, CarriesOnPastFailuresAndSummarises) {
   TempDir dir;
-  make_database(dir / "one.sqlite", 11);
-  make_database(dir / "two.sqlite", 22);
+  create_database(dir / "one.sqlite", 11);
+  create_database(dir / "two.sqlite", 22);
   write_file(dir / "junk.sqlite", std::string(8192, 'j'));
   fs::create_directory(dir / "out");
   const Result result = run_cli({"--json", (dir / "one.sqlite").string(),
@@ -150,9 +149,9 @@ TEST(CliSeveralSources, CarriesOnPastFailuresAndSummarises) {
                                  (dir / "two.sqlite").string(), (dir / "out").string()});
   // Two different failure classes (3: not a database, 2: missing source) -> 1.
   EXPECT_EQ(result.exit_code, 1) << describe(result);
-  EXPECT_EQ(list_folder(dir / "out"), (std::vector<std::string>{"one.sqlite", "two.sqlite"}));
-  EXPECT_EQ(row_count(dir / "out" / "one.sqlite"), 11);
-  EXPECT_EQ(row_count(dir / "out" / "two.sqlite"), 22);
+  EXPECT_EQ(list_names(dir / "out"), (std::vector<std::string>{"one.sqlite", "two.sqlite"}));
+  EXPECT_EQ(count_rows(dir / "out" / "one.sqlite"), 11);
+  EXPECT_EQ(count_rows(dir / "out" / "two.sqlite"), 22);
   const auto lines = lines_of(result.err);
   ASSERT_FALSE(lines.empty());
   EXPECT_EQ(lines.back(),
@@ -171,40 +170,40 @@ TEST(CliSeveralSources, CarriesOnPastFailuresAndSummarises) {
 
 TEST(CliSeveralSources, SharedFailureClassIsTheExitCode) {
   TempDir dir;
-  make_database(dir / "good.sqlite");
+  create_database(dir / "good.sqlite", 100);
   write_file(dir / "junk1.sqlite", std::string(4096, 'a'));
   write_file(dir / "junk2.sqlite", std::string(4096, 'b'));
   fs::create_directory(dir / "out");
   const Result result = run_cli({(dir / "junk1.sqlite").string(), (dir / "good.sqlite").string(),
                                  (dir / "junk2.sqlite").string(), (dir / "out").string()});
   EXPECT_EQ(result.exit_code, 3) << describe(result);
-  EXPECT_EQ(list_folder(dir / "out"), std::vector<std::string>{"good.sqlite"});
+  EXPECT_EQ(list_names(dir / "out"), std::vector<std::string>{"good.sqlite"});
   EXPECT_TRUE(contains(result.err, "backed up 1 of 3")) << result.err;
 }
 
 TEST(CliSeveralSources, AllGoodExitsZero) {
   TempDir dir;
-  make_database(dir / "a.sqlite", 1);
-  make_database(dir / "b.sqlite", 2);
+  create_database(dir / "a.sqlite", 1);
+  create_database(dir / "b.sqlite", 2);
   fs::create_directory(dir / "out");
   const Result result =
       run_cli({(dir / "a.sqlite").string(), (dir / "b.sqlite").string(), (dir / "out").string()});
   ASSERT_EQ(result.exit_code, 0) << describe(result);
-  EXPECT_EQ(row_count(dir / "out" / "a.sqlite"), 1);
-  EXPECT_EQ(row_count(dir / "out" / "b.sqlite"), 2);
+  EXPECT_EQ(count_rows(dir / "out" / "a.sqlite"), 1);
+  EXPECT_EQ(count_rows(dir / "out" / "b.sqlite"), 2);
   EXPECT_TRUE(contains(result.err, "sqlite_backup: backed up 2 of 2\n")) << result.err;
 }
 
 TEST(CliSeveralSources, DestinationMustBeAnExistingFolder) {
   TempDir dir;
-  make_database(dir / "a.sqlite");
-  make_database(dir / "b.sqlite");
+  create_database(dir / "a.sqlite", 100);
+  create_database(dir / "b.sqlite", 100);
   const std::string destination = (dir / "not-there").string();
   const Result result =
       run_cli({(dir / "a.sqlite").string(), (dir / "b.sqlite").string(), destination});
   EXPECT_EQ(result.exit_code, 1) << describe(result);
   EXPECT_EQ(one_error_line_naming(result, destination), "") << describe(result);
-  EXPECT_EQ(list_folder(dir.path()), (std::vector<std::string>{"a.sqlite", "b.sqlite"}));
+  EXPECT_EQ(list_names(dir.path()), (std::vector<std::string>{"a.sqlite", "b.sqlite"}));
 }
 
 }  // namespace
@@ -216,7 +215,7 @@ namespace {
 TEST(CliStdout, ReaderThatGoesAwayIsAnIoErrorNotASilentDeath) {
   TempDir dir;
   TempDir staging;
-  make_database(dir / "source.sqlite", 20000);  // more than a pipe holds
+  create_database(dir / "source.sqlite", 20000);  // more than a pipe holds
   int pipe_fds[2];
   ASSERT_EQ(::pipe2(pipe_fds, O_CLOEXEC), 0);
   ::close(pipe_fds[0]);  // nobody will ever read
@@ -229,7 +228,7 @@ TEST(CliStdout, ReaderThatGoesAwayIsAnIoErrorNotASilentDeath) {
   EXPECT_EQ(result.exit_code, 5) << describe(result);
   EXPECT_EQ(lines_of(result.err).size(), 1u) << result.err;
   EXPECT_TRUE(contains(result.err, "sqlite_backup: error: ")) << result.err;
-  EXPECT_TRUE(list_folder(staging.path()).empty()) << "the staged snapshot is removed";
+  EXPECT_TRUE(list_names(staging.path()).empty()) << "the staged snapshot is removed";
 }
 
 }  // namespace

@@ -20,7 +20,7 @@ TEST(CliUsage, MissingSource) {
   EXPECT_EQ(result.exit_code, 2) << describe(result);
   EXPECT_EQ(one_error_line_naming(result, source), "") << describe(result);
   EXPECT_TRUE(contains(result.err, "does not exist")) << result.err;
-  EXPECT_TRUE(list_folder(dir.path()).empty());
+  EXPECT_TRUE(list_names(dir.path()).empty());
 }
 
 TEST(CliUsage, SourceIsAFolder) {
@@ -31,7 +31,7 @@ TEST(CliUsage, SourceIsAFolder) {
   EXPECT_EQ(result.exit_code, 2) << describe(result);
   EXPECT_EQ(one_error_line_naming(result, source), "") << describe(result);
   EXPECT_TRUE(contains(result.err, "is a folder")) << result.err;
-  EXPECT_EQ(list_folder(dir.path()), std::vector<std::string>{"folder.sqlite"});
+  EXPECT_EQ(list_names(dir.path()), std::vector<std::string>{"folder.sqlite"});
 }
 
 TEST(CliUsage, SourceIsAFifo) {
@@ -41,41 +41,41 @@ TEST(CliUsage, SourceIsAFifo) {
   const Result result = run_cli({source, (dir / "copy.sqlite").string()});
   EXPECT_EQ(result.exit_code, 2) << describe(result);
   EXPECT_EQ(one_error_line_naming(result, source), "") << describe(result);
-  EXPECT_EQ(list_folder(dir.path()), std::vector<std::string>{"fifo.sqlite"});
+  EXPECT_EQ(list_names(dir.path()), std::vector<std::string>{"fifo.sqlite"});
 }
 
 TEST(CliUsage, UnknownFlag) {
   TempDir dir;
-  make_database(dir / "source.sqlite");
+  create_database(dir / "source.sqlite", 100);
   const Result result =
       run_cli({"--frobnicate", (dir / "source.sqlite").string(), (dir / "copy.sqlite").string()});
   EXPECT_EQ(result.exit_code, 2) << describe(result);
   EXPECT_EQ(one_error_line_naming(result, "--frobnicate"), "") << describe(result);
-  EXPECT_EQ(list_folder(dir.path()), std::vector<std::string>{"source.sqlite"});
+  EXPECT_EQ(list_names(dir.path()), std::vector<std::string>{"source.sqlite"});
 }
 
 TEST(CliUsage, CopyRetryMustBeAtLeastOne) {
   TempDir dir;
-  make_database(dir / "source.sqlite");
+  create_database(dir / "source.sqlite", 100);
   for (const char* value : {"0", "-3", "many"}) {
     const Result result = run_cli(
         {"--copy-retry", value, (dir / "source.sqlite").string(), (dir / "copy.sqlite").string()});
     EXPECT_EQ(result.exit_code, 2) << value << ": " << describe(result);
     EXPECT_EQ(one_error_line_naming(result, "--copy-retry"), "") << describe(result);
   }
-  EXPECT_EQ(list_folder(dir.path()), std::vector<std::string>{"source.sqlite"});
+  EXPECT_EQ(list_names(dir.path()), std::vector<std::string>{"source.sqlite"});
 }
 
 TEST(CliUsage, NeedsASourceAndADestination) {
   TempDir dir;
-  make_database(dir / "source.sqlite");
+  create_database(dir / "source.sqlite", 100);
   for (const std::vector<std::string>& args :
        {std::vector<std::string>{}, std::vector<std::string>{(dir / "source.sqlite").string()}}) {
     const Result result = run_cli(args);
     EXPECT_EQ(result.exit_code, 2) << describe(result);
     EXPECT_EQ(one_error_line_naming(result, "DESTINATION"), "") << describe(result);
   }
-  EXPECT_EQ(list_folder(dir.path()), std::vector<std::string>{"source.sqlite"});
+  EXPECT_EQ(list_names(dir.path()), std::vector<std::string>{"source.sqlite"});
 }
 
 // ---- 0: an empty file is an empty database, as SQLite sees it -----------------------------
@@ -98,7 +98,7 @@ TEST(CliExitCodes, NotADatabaseIsThree) {
   const Result result = run_cli({source, (dir / "out").string()});
   EXPECT_EQ(result.exit_code, 3) << describe(result);
   EXPECT_EQ(one_error_line_naming(result, source), "") << describe(result);
-  EXPECT_TRUE(list_folder(dir / "out").empty()) << "no partial destination, no temporary leftovers";
+  EXPECT_TRUE(list_names(dir / "out").empty()) << "no partial destination, no temporary leftovers";
 }
 
 // ---- 4: the source never holds still -------------------------------------------------------
@@ -108,14 +108,14 @@ TEST(CliExitCodes, UnstableSourceIsFour) {
   TempDir dir(TempDir::memory_base());
   fs::create_directory(dir / "out");
   make_large_database(dir / "stomped.sqlite", kStompedMib);
-  Owner owner(dir / "stomped.sqlite", "stomp");
+  OwnerProcess owner(kOwnerExe, dir / "stomped.sqlite", "stomp", 100);
   ASSERT_TRUE(owner.ready()) << owner.output();
   const std::string source = (dir / "stomped.sqlite").string();
   const Result result = run_cli({"--copy-retry", "3", source, (dir / "out").string()});
   EXPECT_EQ(result.exit_code, 4) << describe(result);
   EXPECT_EQ(one_error_line_naming(result, source), "") << describe(result);
   EXPECT_TRUE(contains(result.err, "3 times")) << result.err;
-  EXPECT_TRUE(list_folder(dir / "out").empty());
+  EXPECT_TRUE(list_names(dir / "out").empty());
 }
 
 // ---- 5: I/O errors ---------------------------------------------------------------------
@@ -152,7 +152,7 @@ class FullOrLockedFolder {
 
 TEST(CliExitCodes, DestinationFolderFullOrUnwritableIsFive) {
   TempDir dir;
-  make_database(dir / "big.sqlite", 20000);  // well over 64 KiB
+  create_database(dir / "big.sqlite", 20000);  // well over 64 KiB
   const fs::path out = dir / "out";
   FullOrLockedFolder folder(out);
   if (!folder.usable()) GTEST_SKIP() << folder.why_not();
@@ -160,7 +160,7 @@ TEST(CliExitCodes, DestinationFolderFullOrUnwritableIsFive) {
   const Result result = run_cli({source, out.string()});
   EXPECT_EQ(result.exit_code, 5) << describe(result);
   EXPECT_EQ(one_error_line_naming(result, out.string()), "") << describe(result);
-  EXPECT_TRUE(list_folder(out).empty()) << "no partial destination, no temporary leftovers";
+  EXPECT_TRUE(list_names(out).empty()) << "no partial destination, no temporary leftovers";
 }
 
 // ---- 6: --verify failed --------------------------------------------------------------------
@@ -185,7 +185,7 @@ TEST(CliExitCodes, VerifyFailureIsSixAndWritesNothing) {
   EXPECT_EQ(result.exit_code, 6) << describe(result);
   EXPECT_EQ(one_error_line_naming(result, source), "") << describe(result);
   EXPECT_TRUE(contains(result.err, "integrity_check")) << result.err;
-  EXPECT_TRUE(list_folder(dir / "out").empty()) << "no destination, no temporary leftovers";
+  EXPECT_TRUE(list_names(dir / "out").empty()) << "no destination, no temporary leftovers";
   // Without --verify the same source is copied as it is.
   const Result unverified = run_cli({source, (dir / "out").string()});
   EXPECT_EQ(unverified.exit_code, 0) << describe(unverified);
@@ -199,7 +199,7 @@ void expect_clean_interrupt(int signal_number, int expected_exit_code,
   TempDir dir(TempDir::memory_base());
   fs::create_directory(dir / "out");
   make_large_database(dir / "stomped.sqlite", kStompedMib);
-  Owner owner(dir / "stomped.sqlite", "stomp");
+  OwnerProcess owner(kOwnerExe, dir / "stomped.sqlite", "stomp", 100);
   ASSERT_TRUE(owner.ready()) << owner.output();
   const std::string source = (dir / "stomped.sqlite").string();
   Child cli(kCliExe, {"--debug", "--copy-retry", "1000000", source, (dir / "out").string()});
@@ -221,7 +221,7 @@ void expect_clean_interrupt(int signal_number, int expected_exit_code,
       << user_lines[0];
   EXPECT_TRUE(contains(user_lines[0], source)) << user_lines[0];
   EXPECT_TRUE(contains(user_lines[0], "nothing was written")) << user_lines[0];
-  EXPECT_TRUE(list_folder(dir / "out").empty()) << "no destination, no temporary leftovers";
+  EXPECT_TRUE(list_names(dir / "out").empty()) << "no destination, no temporary leftovers";
 }
 
 TEST(CliSignals, SigintMidBackupExits130AndLeavesNothing) {
@@ -242,10 +242,10 @@ TEST(CliSignals, InterruptWithSeveralSourcesStopsAndSaysWhatWasNotAttempted) {
   if (!owner_available()) GTEST_SKIP() << "sqlite_owner is not built";
   TempDir dir(TempDir::memory_base());
   fs::create_directory(dir / "out");
-  make_database(dir / "first.sqlite", 5);
+  create_database(dir / "first.sqlite", 5);
   make_large_database(dir / "stomped.sqlite", kStompedMib);
-  make_database(dir / "last.sqlite", 7);
-  Owner owner(dir / "stomped.sqlite", "stomp");
+  create_database(dir / "last.sqlite", 7);
+  OwnerProcess owner(kOwnerExe, dir / "stomped.sqlite", "stomp", 100);
   ASSERT_TRUE(owner.ready()) << owner.output();
   Child cli(kCliExe, {"--debug", "--copy-retry", "1000000", (dir / "first.sqlite").string(),
                       (dir / "stomped.sqlite").string(), (dir / "last.sqlite").string(),
@@ -257,7 +257,7 @@ TEST(CliSignals, InterruptWithSeveralSourcesStopsAndSaysWhatWasNotAttempted) {
   const Result result = cli.finish();
   EXPECT_EQ(result.exit_code, 130) << describe(result);
   // The one before the signal is kept; the interrupted one and the one after are not there.
-  EXPECT_EQ(list_folder(dir / "out"), std::vector<std::string>{"first.sqlite"});
+  EXPECT_EQ(list_names(dir / "out"), std::vector<std::string>{"first.sqlite"});
   const auto lines = lines_of(result.err);
   ASSERT_FALSE(lines.empty());
   EXPECT_EQ(lines.back(),

@@ -1,13 +1,12 @@
 // Helpers for the command-line tests: run the real sqlite_backup binary as a child process
-// with captured stdout/stderr (or a pseudo-terminal), make real databases, start real owner
-// processes, and look at folders afterwards. Header-only, used by tests/cli/*.cpp only.
+// whose stderr we can watch line by line while it runs (pipes, or a pseudo-terminal), and
+// temporary folders that may live in memory. Databases, files and owner processes come from
+// tests/support. Header-only, used by tests/cli/*.cpp only.
 #pragma once
 
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <sqlite3.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -15,17 +14,15 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdlib>
-#include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <functional>
-#include <map>
-#include <optional>
-#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <map>
 #include <vector>
+
+#include "test_support.hpp"
 
 extern char** environ;
 
@@ -33,10 +30,26 @@ namespace cli_test {
 
 namespace fs = std::filesystem;
 
+// From tests/support: real databases, files and folders, owner processes.
+using sqlite_backup::testing::count_rows;
+using sqlite_backup::testing::create_database;
+using sqlite_backup::testing::exec_sql;
+using sqlite_backup::testing::list_names;
+using sqlite_backup::testing::OwnerProcess;
+using sqlite_backup::testing::query_int;
+using sqlite_backup::testing::query_text;
+using sqlite_backup::testing::read_file;
+using sqlite_backup::testing::write_file;
+
+inline bool integrity_ok(const fs::path& database) {
+  return query_text(database, "PRAGMA integrity_check") == "ok";
+}
+
 inline const fs::path kCliExe = SQLITE_BACKUP_CLI_EXE;
 inline const fs::path kOwnerExe = SQLITE_BACKUP_OWNER_EXE;
 
-// A fresh folder, removed with everything in it at the end of the test.
+// A fresh folder, removed with everything in it at the end of the test. (Not tests/support's
+// TempDir: some tests here need one on /dev/shm.)
 class TempDir {
  public:
   TempDir() : TempDir(default_base()) {}
@@ -73,37 +86,6 @@ class TempDir {
   fs::path path_;
 };
 
-// Names in `folder`, sorted (hidden ones too: that is where temporary files would hide).
-inline std::vector<std::string> list_folder(const fs::path& folder) {
-  std::vector<std::string> names;
-  for (const auto& entry : fs::directory_iterator(folder))
-    names.push_back(entry.path().filename().string());
-  std::sort(names.begin(), names.end());
-  return names;
-}
-
-inline void exec_sql(const fs::path& database, const std::string& sql) {
-  sqlite3* db = nullptr;
-  if (sqlite3_open(database.c_str(), &db) != SQLITE_OK) {
-    sqlite3_close(db);
-    throw std::runtime_error("cannot open " + database.string());
-  }
-  char* message = nullptr;
-  const int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &message);
-  std::string text = message != nullptr ? message : "";
-  sqlite3_free(message);
-  sqlite3_close(db);
-  if (rc != SQLITE_OK) throw std::runtime_error("sql failed on " + database.string() + ": " + text);
-}
-
-// A rollback-journal database with table t(id INTEGER PRIMARY KEY, v TEXT) holding `rows` rows.
-inline void make_database(const fs::path& database, int rows = 100) {
-  exec_sql(database,
-           "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);"
-           "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < " +
-               std::to_string(rows) + ") INSERT INTO t(v) SELECT printf('row %d', i) FROM n;");
-}
-
 // A database of about `mib` MiB (64 KiB pages of zeroes: quick to write), with an empty t.
 // Stomp tests use one: the longer each copy takes, the surer it is that the stomping owner
 // writes during it even on a loaded machine, so that no attempt can come out clean.
@@ -114,55 +96,6 @@ inline void make_large_database(const fs::path& database, int mib) {
            "CREATE TABLE blobs(b BLOB);"
            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < " +
                std::to_string(mib) + ") INSERT INTO blobs SELECT zeroblob(1048576) FROM n;");
-}
-
-// Runs one query returning one integer, on a read-only connection; nullopt if anything fails
-// (not a database, no such table, ...).
-inline std::optional<long long> query_int(const fs::path& database, const std::string& sql) {
-  sqlite3* db = nullptr;
-  std::optional<long long> value;
-  if (sqlite3_open_v2(database.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
-    sqlite3_stmt* statement = nullptr;
-    if (sqlite3_prepare_v2(db, sql.c_str(), -1, &statement, nullptr) == SQLITE_OK &&
-        sqlite3_step(statement) == SQLITE_ROW) {
-      value = sqlite3_column_int64(statement, 0);
-    }
-    sqlite3_finalize(statement);
-  }
-  sqlite3_close(db);
-  return value;
-}
-
-inline std::optional<long long> row_count(const fs::path& database) {
-  return query_int(database, "SELECT count(*) FROM t");
-}
-
-inline bool integrity_ok(const fs::path& database) {
-  sqlite3* db = nullptr;
-  bool ok = false;
-  if (sqlite3_open_v2(database.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
-    sqlite3_stmt* statement = nullptr;
-    if (sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &statement, nullptr) == SQLITE_OK &&
-        sqlite3_step(statement) == SQLITE_ROW) {
-      const auto* text = reinterpret_cast<const char*>(sqlite3_column_text(statement, 0));
-      ok = text != nullptr && std::string(text) == "ok";
-    }
-    sqlite3_finalize(statement);
-  }
-  sqlite3_close(db);
-  return ok;
-}
-
-inline std::string read_file(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream out;
-  out << in.rdbuf();
-  return out.str();
-}
-
-inline void write_file(const fs::path& path, const std::string& contents) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out << contents;
 }
 
 // Non-empty lines of `text` ('\r' also ends a line: progress bars redraw with it).
@@ -351,49 +284,6 @@ inline std::string describe(const Result& result) {
                                    : result.out) +
          "\n--- stderr ---\n" + result.err;
 }
-
-// Waits (bounded) for `path` to exist: an owner writes it once it reached its state.
-inline bool wait_for_file(const fs::path& path,
-                          std::chrono::seconds timeout = std::chrono::seconds(30)) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    std::error_code ignored;
-    if (fs::exists(path, ignored)) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  return false;
-}
-
-// A running sqlite_owner (tests/support): holds a database in a given state until the end
-// of the test, then is stopped with SIGTERM (SIGKILL if it lingers).
-class Owner {
- public:
-  Owner(const fs::path& database, const std::string& mode, int rows = 100)
-      : ready_(database.string() + ".ready"),
-        child_(kOwnerExe, {"--db", database.string(), "--mode", mode, "--rows",
-                           std::to_string(rows), "--ready", ready_.string()}) {
-    ready_reached_ = wait_for_file(ready_);
-  }
-  Owner(const Owner&) = delete;
-  Owner& operator=(const Owner&) = delete;
-  ~Owner() {
-    child_.send(SIGTERM);
-    child_.finish();
-    std::error_code ignored;
-    fs::remove(ready_, ignored);
-  }
-  [[nodiscard]] bool ready() const { return ready_reached_; }
-  [[nodiscard]] std::string output() const { return child_.err_so_far(); }
-
- private:
-  fs::path ready_;
-  Child child_;
-  bool ready_reached_ = false;
-};
-
-}  // namespace cli_test
-
-namespace cli_test {
 
 // The contract of every failure: exactly one line on stderr, "sqlite_backup: error: ...",
 // naming `path`. Returns a description of what is wrong, empty when all is well.

@@ -60,15 +60,15 @@ class CliEveryFlag : public ::testing::TestWithParam<FlagCase> {};
 // Each flag (both spellings of the negatable ones) is accepted and still yields a good copy.
 TEST_P(CliEveryFlag, IsAcceptedAndTheBackupIsGood) {
   TempDir dir;
-  make_database(dir / "source.sqlite", 50);
+  create_database(dir / "source.sqlite", 50);
   std::vector<std::string> args = GetParam().flags;
   args.push_back((dir / "source.sqlite").string());
   args.push_back((dir / "copy.sqlite").string());
   const Result result = run_cli(args);
   ASSERT_EQ(result.exit_code, 0) << describe(result);
-  EXPECT_EQ(row_count(dir / "copy.sqlite"), 50);
+  EXPECT_EQ(count_rows(dir / "copy.sqlite"), 50);
   EXPECT_TRUE(integrity_ok(dir / "copy.sqlite"));
-  EXPECT_EQ(list_folder(dir.path()), (std::vector<std::string>{"copy.sqlite", "source.sqlite"}));
+  EXPECT_EQ(list_names(dir.path()), (std::vector<std::string>{"copy.sqlite", "source.sqlite"}));
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -99,7 +99,7 @@ INSTANTIATE_TEST_SUITE_P(
 
 TEST(CliOutput, SuccessPrintsExactlyTheBackedUpLine) {
   TempDir dir;
-  make_database(dir / "source.sqlite");
+  create_database(dir / "source.sqlite", 100);
   const std::string source = (dir / "source.sqlite").string();
   const std::string destination = (dir / "copy.sqlite").string();
   const Result result = run_cli({source, destination});
@@ -110,7 +110,7 @@ TEST(CliOutput, SuccessPrintsExactlyTheBackedUpLine) {
 
 TEST(CliOutput, DebugShowsWhatWasCopiedAndTheAttempts) {
   TempDir dir;
-  make_database(dir / "source.sqlite");
+  create_database(dir / "source.sqlite", 100);
   const Result result =
       run_cli({"--debug", (dir / "source.sqlite").string(), (dir / "copy.sqlite").string()});
   ASSERT_EQ(result.exit_code, 0) << describe(result);
@@ -125,7 +125,7 @@ TEST(CliOutput, DebugShowsWhatWasCopiedAndTheAttempts) {
 
 TEST(CliOutput, SqliteBackupLogsIsHonouredWithoutDebug) {
   TempDir dir;
-  make_database(dir / "source.sqlite");
+  create_database(dir / "source.sqlite", 100);
   RunSettings settings;
   settings.environment["SQLITE_BACKUP_LOGS"] = "10";
   const Result result =
@@ -136,7 +136,7 @@ TEST(CliOutput, SqliteBackupLogsIsHonouredWithoutDebug) {
 
 TEST(CliOutput, NoCopyUseTempdirWarnsThatTheLiveDatabaseIsReadDirectly) {
   TempDir dir;
-  make_database(dir / "source.sqlite");
+  create_database(dir / "source.sqlite", 100);
   const std::string source = (dir / "source.sqlite").string();
   const Result result = run_cli({"--no-copy-use-tempdir", source, (dir / "copy.sqlite").string()});
   ASSERT_EQ(result.exit_code, 0) << describe(result);
@@ -152,7 +152,7 @@ TEST(CliOutput, NoCopyUseTempdirWarnsThatTheLiveDatabaseIsReadDirectly) {
 
 TEST(CliJson, OneRecordPerBackupWithEveryField) {
   TempDir dir;
-  make_database(dir / "source.sqlite", 200);
+  create_database(dir / "source.sqlite", 200);
   const std::string source = (dir / "source.sqlite").string();
   const std::string destination = (dir / "copy.sqlite").string();
   const Result result = run_cli({"--json", source, destination});
@@ -179,7 +179,7 @@ TEST(CliJson, OneRecordPerBackupWithEveryField) {
 TEST(CliJson, EscapesPathsProperly) {
   TempDir dir;
   const std::string name = "we\"ird\\na\tme.sqlite";
-  make_database(dir / name);
+  create_database(dir / name, 100);
   fs::create_directory(dir / "out");
   const Result result = run_cli({"--json", (dir / name).string(), (dir / "out").string()});
   ASSERT_EQ(result.exit_code, 0) << describe(result);
@@ -202,7 +202,7 @@ TEST(CliJson, FailureRecordCarriesTheError) {
 
 TEST(CliVerify, GoodDatabaseIsVerifiedAndSaysHow) {
   TempDir dir;
-  make_database(dir / "source.sqlite", 300);
+  create_database(dir / "source.sqlite", 300);
   const std::string source = (dir / "source.sqlite").string();
   const Result full = run_cli({"--json", "--verify", source, (dir / "full.sqlite").string()});
   ASSERT_EQ(full.exit_code, 0) << describe(full);
@@ -211,29 +211,29 @@ TEST(CliVerify, GoodDatabaseIsVerifiedAndSaysHow) {
       run_cli({"--json", "--verify=quick", source, (dir / "quick.sqlite").string()});
   ASSERT_EQ(quick.exit_code, 0) << describe(quick);
   EXPECT_TRUE(contains(quick.out, "\"verified\":\"quick\"")) << quick.out;
-  EXPECT_EQ(row_count(dir / "full.sqlite"), 300);
-  EXPECT_EQ(row_count(dir / "quick.sqlite"), 300);
+  EXPECT_EQ(count_rows(dir / "full.sqlite"), 300);
+  EXPECT_EQ(count_rows(dir / "quick.sqlite"), 300);
 }
 
 TEST(CliVerify, LevelAfterASpaceIsExplainedNotTakenForASource) {
   TempDir dir;
-  make_database(dir / "source.sqlite");
+  create_database(dir / "source.sqlite", 100);
   fs::create_directory(dir / "out");
   const Result result =
       run_cli({"--verify", "quick", (dir / "source.sqlite").string(), (dir / "out").string()});
   EXPECT_EQ(result.exit_code, 2) << describe(result);
   EXPECT_EQ(one_error_line_naming(result, "--verify=quick"), "") << describe(result);
-  EXPECT_TRUE(list_folder(dir / "out").empty());
+  EXPECT_TRUE(list_names(dir / "out").empty());
 }
 
 TEST(CliVerify, RejectsAnUnknownLevel) {
   TempDir dir;
-  make_database(dir / "source.sqlite");
+  create_database(dir / "source.sqlite", 100);
   const Result result = run_cli(
       {"--verify=thorough", (dir / "source.sqlite").string(), (dir / "copy.sqlite").string()});
   EXPECT_EQ(result.exit_code, 2) << describe(result);
   EXPECT_EQ(one_error_line_naming(result, "--verify"), "") << describe(result);
-  EXPECT_EQ(list_folder(dir.path()), std::vector<std::string>{"source.sqlite"});
+  EXPECT_EQ(list_names(dir.path()), std::vector<std::string>{"source.sqlite"});
 }
 
 // Defaults that only show in behaviour. Strict retrying: CliExitCodes.UnstableSourceIsFour
@@ -245,7 +245,7 @@ TEST(CliDefaults, CopyRetryIsOneHundredAttempts) {
   TempDir dir(TempDir::memory_base());
   fs::create_directory(dir / "out");
   make_large_database(dir / "stomped.sqlite", kStompedMib);
-  Owner owner(dir / "stomped.sqlite", "stomp");
+  OwnerProcess owner(kOwnerExe, dir / "stomped.sqlite", "stomp", 100);
   ASSERT_TRUE(owner.ready()) << owner.output();
   Child cli(kCliExe, {"--debug", (dir / "stomped.sqlite").string(), (dir / "out").string()});
   const bool retrying =
@@ -254,7 +254,7 @@ TEST(CliDefaults, CopyRetryIsOneHundredAttempts) {
   const Result result = cli.finish();
   ASSERT_TRUE(retrying) << describe(result);
   EXPECT_EQ(result.exit_code, 143) << describe(result);
-  EXPECT_TRUE(list_folder(dir / "out").empty());
+  EXPECT_TRUE(list_names(dir / "out").empty());
 }
 
 TEST(CliDefaults, NoCopyRetryStrictKeepsTheLastCopy) {
@@ -262,27 +262,28 @@ TEST(CliDefaults, NoCopyRetryStrictKeepsTheLastCopy) {
   TempDir dir(TempDir::memory_base());
   fs::create_directory(dir / "out");
   make_large_database(dir / "stomped.sqlite", kStompedMib);
-  Owner owner(dir / "stomped.sqlite", "stomp");
+  OwnerProcess owner(kOwnerExe, dir / "stomped.sqlite", "stomp", 100);
   ASSERT_TRUE(owner.ready()) << owner.output();
   const Result result = run_cli({"--json", "--copy-retry", "2", "--no-copy-retry-strict",
                                  (dir / "stomped.sqlite").string(), (dir / "out").string()});
   ASSERT_EQ(result.exit_code, 0) << describe(result);
   EXPECT_TRUE(contains(result.out, "\"attempts\":2,")) << result.out;
   EXPECT_TRUE(contains(result.out, "\"validated\":false")) << result.out;
-  EXPECT_EQ(list_folder(dir / "out"), std::vector<std::string>{"stomped.sqlite"});
+  EXPECT_EQ(list_names(dir / "out"), std::vector<std::string>{"stomped.sqlite"});
 }
 
 TEST(CliDefaults, CopyUseTempdirReadsADatabaseWhoseOwnerHoldsAnExclusiveLock) {
   if (!owner_available()) GTEST_SKIP() << "sqlite_owner is not built";
   TempDir dir;
   fs::create_directory(dir / "out");
-  Owner owner(dir / "locked.sqlite", "exclusive", 120);
+  OwnerProcess owner(kOwnerExe, dir / "locked.sqlite", "exclusive", 120);
   ASSERT_TRUE(owner.ready()) << owner.output();
   const Result result = run_cli({(dir / "locked.sqlite").string(), (dir / "out").string()});
   ASSERT_EQ(result.exit_code, 0) << describe(result);
-  EXPECT_EQ(row_count(dir / "out" / "locked.sqlite"), 120) << "the rows that live only in the -wal";
+  EXPECT_EQ(count_rows(dir / "out" / "locked.sqlite"), 120)
+      << "the rows that live only in the -wal";
   // wal_checkpoint is on by default: nothing but the database beside it.
-  EXPECT_EQ(list_folder(dir / "out"), std::vector<std::string>{"locked.sqlite"});
+  EXPECT_EQ(list_names(dir / "out"), std::vector<std::string>{"locked.sqlite"});
 }
 
 // A pseudo-terminal for the child's stderr or stdout; skips the test when there is none.
@@ -330,7 +331,7 @@ TEST(CliProgress, DrawnOnATerminalWithProgressAndErasedAtTheEnd) {
   Terminal terminal;
   if (!terminal.usable()) GTEST_SKIP() << "no pseudo-terminal available (posix_openpt failed)";
   TempDir dir;
-  make_database(dir / "source.sqlite", 2000);
+  create_database(dir / "source.sqlite", 2000);
   RunSettings settings;
   settings.stderr_fd = terminal.slave();
   const Result result = run_cli(
@@ -349,7 +350,7 @@ TEST(CliProgress, NotDrawnForSmallSourcesByDefaultNorWhenAsked) {
   Terminal terminal;
   if (!terminal.usable()) GTEST_SKIP() << "no pseudo-terminal available (posix_openpt failed)";
   TempDir dir;
-  make_database(dir / "source.sqlite", 2000);
+  create_database(dir / "source.sqlite", 2000);
   RunSettings settings;
   settings.stderr_fd = terminal.slave();
   const Result automatic =
@@ -384,7 +385,7 @@ TEST(CliProgress, DrawnByDefaultOnATerminalForALargeSource) {
 
 TEST(CliProgress, NeverDrawnIntoAPipe) {
   TempDir dir;
-  make_database(dir / "source.sqlite", 2000);
+  create_database(dir / "source.sqlite", 2000);
   const Result result =
       run_cli({"--progress", (dir / "source.sqlite").string(), (dir / "copy.sqlite").string()});
   ASSERT_EQ(result.exit_code, 0) << describe(result);
