@@ -15,6 +15,7 @@
 #include <regex>
 #include <string>
 #include <system_error>
+#include <thread>
 #include <vector>
 
 #include "test_support.hpp"
@@ -413,14 +414,65 @@ TEST_F(FailuresTest, CopyFunctionCopiesEveryFileOfTheSetOnEveryAttempt) {
   }
 }
 
+// The stomper rewrites the header's change counter in a loop, but on a loaded machine it
+// may simply not be scheduled during a short copy (and then the copy is rightly clean).
+// So the copy function waits, after copying, until the counter has moved: an observable
+// proof that the source changed during every attempt, whatever the scheduler did.
+std::uint32_t change_counter(const fs::path& database) {
+  const std::string header = read_file(database).substr(0, 28);
+  std::uint32_t value = 0;
+  for (int i = 24; i < 28; ++i) value = (value << 8) | static_cast<unsigned char>(header.at(static_cast<std::size_t>(i)));
+  return value;
+}
+
+bool wait_for_counter_change(const fs::path& database, std::uint32_t seen) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (change_counter(database) == seen) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::yield();
+  }
+  return true;
+}
+
 TEST_F(FailuresTest, ASourceThatNeverSettlesIsUnstable) {
   const fs::path source = dir_ / "stomped.sqlite";
   OwnerProcess stomper(kOwnerExe, source, "stomp", 3000);
   ASSERT_TRUE(stomper.ready()) << stomper.output();
+  bool stomper_moved = true;
+  int calls = 0;
+  auto copy_while_stomped = [&](const fs::path& from, const fs::path& to) {
+    ++calls;
+    const std::uint32_t seen = change_counter(from);
+    const bool quiet = sb::atomic_copy(from, to);
+    stomper_moved = stomper_moved && wait_for_counter_change(from, seen);
+    return quiet;
+  };
   const std::string message = expect_backup_error(
-      [&] { sb::sqlite_backup(source, out_dir_ / "copy.sqlite", {.copy_retry = 5}); }, sb::ErrorKind::unstable_source,
-      source);
+      [&] { sb::sqlite_backup(source, out_dir_ / "copy.sqlite", {.copy_retry = 5, .copy_function = copy_while_stomped}); },
+      sb::ErrorKind::unstable_source, source);
+  ASSERT_TRUE(stomper_moved) << "the stomper stopped changing the source";
+  EXPECT_EQ(calls, 5);
   EXPECT_TRUE(std::regex_search(message, std::regex(R"(\b5\b)"))) << "the retry count is not named: " << message;
+  EXPECT_TRUE(list_names(out_dir_).empty()) << ::testing::PrintToString(list_names(out_dir_));
+}
+
+// The same, with a copy function that claims every copy was quiet: the library's own
+// whole-set validation (SQLite's header markers) must notice the change by itself.
+TEST_F(FailuresTest, AnUnsettledSourceIsCaughtEvenWhenTheCopyFunctionSaysQuiet) {
+  const fs::path source = dir_ / "stomped.sqlite";
+  OwnerProcess stomper(kOwnerExe, source, "stomp", 3000);
+  ASSERT_TRUE(stomper.ready()) << stomper.output();
+  bool stomper_moved = true;
+  auto copy_and_claim_quiet = [&](const fs::path& from, const fs::path& to) {
+    const std::uint32_t seen = change_counter(from);
+    sb::atomic_copy(from, to);
+    stomper_moved = stomper_moved && wait_for_counter_change(from, seen);
+    return true;
+  };
+  expect_backup_error(
+      [&] { sb::sqlite_backup(source, out_dir_ / "copy.sqlite", {.copy_retry = 5, .copy_function = copy_and_claim_quiet}); },
+      sb::ErrorKind::unstable_source, source);
+  ASSERT_TRUE(stomper_moved) << "the stomper stopped changing the source";
   EXPECT_TRUE(list_names(out_dir_).empty()) << ::testing::PrintToString(list_names(out_dir_));
 }
 
