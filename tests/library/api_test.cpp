@@ -4,6 +4,7 @@
 #include <sqlite3.h>
 #include <sqlite_backup/log.hpp>
 #include <sqlite_backup/sqlite_backup.hpp>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -148,6 +149,70 @@ TEST_F(ApiTest, ReportIsFilledIn) {
   EXPECT_GT(memory_report.pages, 0U);
   EXPECT_EQ(memory_report.page_size, report.page_size);
   EXPECT_TRUE(memory_report.destination.empty());
+}
+
+TEST_F(ApiTest, WithoutTempdirTheBackupApiReadsTheLiveDatabase) {
+  const fs::path source_dir = dir_ / "source";
+  fs::create_directories(source_dir);
+  OwnerProcess owner(kOwnerExe, source_dir / "live.sqlite", "wal-hold", 120);
+  ASSERT_TRUE(owner.ready()) << owner.output();
+  sb::sqlite_backup(source_dir / "live.sqlite", dir_ / "copy.sqlite", {.copy_use_tempdir = false});
+  EXPECT_EQ(count_rows(dir_ / "copy.sqlite"), 120);
+  EXPECT_EQ(list_names(dir_.path()), (std::vector<std::string>{"copy.sqlite", "source"}));
+  auto memory = sb::sqlite_backup(source_dir / "live.sqlite", std::nullopt, {.copy_use_tempdir = false});
+  ASSERT_TRUE(memory.has_value());
+  EXPECT_EQ(count_rows(memory->get()), 120);
+}
+
+TEST_F(ApiTest, BackupKwargsStepThroughThePagesWithProgress) {
+  create_database(dir_ / "source.sqlite", 3000);
+  const auto pages = query_int(dir_ / "source.sqlite", "PRAGMA page_count");
+  ASSERT_TRUE(pages.has_value());
+  ASSERT_GT(*pages, 4);
+  int steps = 0;
+  int last_remaining = -1;
+  int last_total = -1;
+  sb::Options options;
+  options.sqlite_backup_kwargs.pages = 1;
+  options.sqlite_backup_kwargs.progress = [&](int remaining, int total) {
+    ++steps;
+    last_remaining = remaining;
+    last_total = total;
+  };
+  auto memory = sb::sqlite_backup(dir_ / "source.sqlite", std::nullopt, options);
+  ASSERT_TRUE(memory.has_value());
+  EXPECT_EQ(count_rows(memory->get()), 3000);
+  EXPECT_GE(steps, *pages) << "one page per step";
+  EXPECT_EQ(last_remaining, 0);
+  EXPECT_EQ(last_total, *pages);
+}
+
+TEST_F(ApiTest, BackupToFdStreamsAWholeDatabase) {
+  create_database(dir_ / "source.sqlite", 64);
+  {
+    const int fd = ::open((dir_ / "streamed.sqlite").c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    ASSERT_GE(fd, 0);
+    sb::sqlite_backup_to_fd(dir_ / "source.sqlite", fd);
+    EXPECT_EQ(::fcntl(fd, F_GETFD), FD_CLOEXEC) << "the descriptor was closed";
+    ::close(fd);
+  }
+  EXPECT_EQ(count_rows(dir_ / "streamed.sqlite"), 64);
+  EXPECT_EQ(query_text(dir_ / "streamed.sqlite", "PRAGMA integrity_check"), "ok");
+}
+
+TEST_F(ApiTest, VerifyChecksTheResultAndSaysSoInTheReport) {
+  create_database(dir_ / "source.sqlite", 64);
+  sb::Report report;
+  sb::sqlite_backup(dir_ / "source.sqlite", dir_ / "copy.sqlite", {.verify = sb::Verify::full, .report = &report});
+  EXPECT_EQ(report.verified, sb::Verify::full);
+  EXPECT_EQ(count_rows(dir_ / "copy.sqlite"), 64);
+}
+
+TEST_F(ApiTest, OutOfRangeCopyRetryIsAnInvalidArgument) {
+  create_database(dir_ / "source.sqlite", 5);
+  EXPECT_THROW(sb::sqlite_backup(dir_ / "source.sqlite", dir_ / "copy.sqlite", {.copy_retry = 0}),
+               std::invalid_argument);
+  EXPECT_FALSE(fs::exists(dir_ / "copy.sqlite"));
 }
 
 // ---- The reference's core helpers ---------------------------------------------------
