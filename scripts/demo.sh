@@ -81,11 +81,11 @@ def commit_batch(events, payload_bytes):
     db.execute("COMMIT")
     publish(committed, str(batch))
 
-for _ in range(300):           # about 30 MB to start with, so that a copy takes a while
-    commit_batch(50, 2000)
+for _ in range(400):           # about 20 MB to start with, so that a copy takes a while
+    commit_batch(50, 1000)
 publish(ready, "ready")
 while True:                     # until the demo stops us
-    commit_batch(50, 2000)
+    commit_batch(50, 1000)
 PY
 # The invariant check of one snapshot; prints one line and fails if anything is off.
 cat >"$work/check.py" <<'PY'
@@ -129,9 +129,12 @@ for ((i = 1; i <= snapshots; i++)); do
 done
 
 step "stream one to stdout (sqlite_backup SOURCE - | gzip)"
+committed_before=$(cat "$work/committed")
+echo "+ sqlite_backup $database - | gzip -1 > streamed.db.gz"
 "$cli" "$database" - | gzip -1 >"$work/snapshots/streamed.db.gz"
 gzip -dc "$work/snapshots/streamed.db.gz" >"$work/snapshots/streamed.db"
-python3 "$work/check.py" "$work/snapshots/streamed.db" "streamed" 0 || failures=$((failures + 1))
+python3 "$work/check.py" "$work/snapshots/streamed.db" "streamed" "$committed_before" ||
+  failures=$((failures + 1))
 
 step "stop the writer"
 kill -TERM "$writer_pid"

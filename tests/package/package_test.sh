@@ -126,6 +126,12 @@ case $step in
     root=$out/root
     run dpkg-deb --extract "$deb" "$root"
     "$root/usr/bin/sqlite_backup" --version
+    if command -v pkg-config >/dev/null; then
+      packaged_include=$(PKG_CONFIG_PATH=$(dirname "$(compgen -G "$root/usr/lib*/pkgconfig/sqlite_backup.pc" | head -n1)") \
+        pkg-config --variable=includedir sqlite_backup)
+      [[ -f $packaged_include/sqlite_backup/sqlite_backup.hpp ]] ||
+        fail "the packaged sqlite_backup.pc points at $packaged_include, which has no header"
+    fi
     build_and_run_consumer "$out/consumer" -DCMAKE_PREFIX_PATH="$root/usr" \
       -DCMAKE_BUILD_TYPE="${BUILD_CONFIG:-Release}"
     ;;
