@@ -1,16 +1,16 @@
 // The public API's shape and its basic contracts: how calls read, what they return, the
 // reference's `core` helpers, the report and logging.
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sqlite3.h>
-#include <sqlite_backup/log.hpp>
-#include <sqlite_backup/sqlite_backup.hpp>
-#include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
 #include <map>
 #include <mutex>
+#include <sqlite_backup/log.hpp>
+#include <sqlite_backup/sqlite_backup.hpp>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -31,7 +31,8 @@ class ApiTest : public ::testing::Test {
  protected:
   void TearDown() override {
     EXPECT_TRUE(list_names(staging_.path()).empty())
-        << "temporary files left in TMPDIR: " << ::testing::PrintToString(list_names(staging_.path()));
+        << "temporary files left in TMPDIR: "
+        << ::testing::PrintToString(list_names(staging_.path()));
   }
 
   TempDir dir_;
@@ -48,7 +49,8 @@ std::pair<int, int> header_journal_bytes(const fs::path& database) {
 
 TEST_F(ApiTest, DesignatedInitializerCallReadsLikeThePythonCall) {
   create_database(dir_ / "source.sqlite", 25);
-  const auto result = sb::sqlite_backup(dir_ / "source.sqlite", dir_ / "copy.sqlite", {.wal_checkpoint = false});
+  const auto result =
+      sb::sqlite_backup(dir_ / "source.sqlite", dir_ / "copy.sqlite", {.wal_checkpoint = false});
   EXPECT_FALSE(result.has_value());
   EXPECT_EQ(count_rows(dir_ / "copy.sqlite"), 25);
 }
@@ -57,7 +59,10 @@ TEST(ApiShape, OptionsBeginWithTheReferenceParametersInOrder) {
   static_assert(std::is_aggregate_v<sb::Options>);
   // Designated initializers only compile when they follow the declaration order.
   constexpr auto designated = [] {
-    return sb::Options{.wal_checkpoint = false, .copy_use_tempdir = false, .copy_retry = 7, .copy_retry_strict = false};
+    return sb::Options{.wal_checkpoint = false,
+                       .copy_use_tempdir = false,
+                       .copy_retry = 7,
+                       .copy_retry_strict = false};
   };
   const sb::Options named = designated();
   EXPECT_FALSE(named.wal_checkpoint);
@@ -87,7 +92,9 @@ TEST_F(ApiTest, MemoryDestinationReturnsAnOpenInMemoryConnectionWithTheRows) {
   EXPECT_EQ(count_rows(connection->get()), 42);
   EXPECT_EQ(table_digest(connection->get()), table_digest(dir_ / "source.sqlite"));
   // An in-memory database has no file name.
-  EXPECT_EQ(query_text(connection->get(), "SELECT file FROM pragma_database_list WHERE name = 'main'"), "");
+  EXPECT_EQ(
+      query_text(connection->get(), "SELECT file FROM pragma_database_list WHERE name = 'main'"),
+      "");
 }
 
 TEST_F(ApiTest, ConnectionReleaseHandsOwnershipToTheCaller) {
@@ -98,7 +105,8 @@ TEST_F(ApiTest, ConnectionReleaseHandsOwnershipToTheCaller) {
   ASSERT_NE(lent, nullptr);
 
   sb::Connection moved = std::move(*connection);
-  EXPECT_EQ(connection->get(), nullptr);  // NOLINT(bugprone-use-after-move): the contract under test
+  EXPECT_EQ(connection->get(),
+            nullptr);  // NOLINT(bugprone-use-after-move): the contract under test
   EXPECT_EQ(moved.get(), lent);
 
   sqlite3* const owned = moved.release();
@@ -116,12 +124,15 @@ TEST_F(ApiTest, FileDestinationFromALiveWalSourceIsOneFileInRollbackMode) {
   fs::create_directories(out_dir);
   OwnerProcess owner(kOwnerExe, source_dir / "live.sqlite", "wal-hold", 300);
   ASSERT_TRUE(owner.ready()) << owner.output();
-  ASSERT_EQ(header_journal_bytes(source_dir / "live.sqlite"), std::make_pair(2, 2)) << "source is not in WAL mode";
+  ASSERT_EQ(header_journal_bytes(source_dir / "live.sqlite"), std::make_pair(2, 2))
+      << "source is not in WAL mode";
 
   const auto result = sb::sqlite_backup(source_dir / "live.sqlite", out_dir / "copy.sqlite");
   EXPECT_FALSE(result.has_value());
-  EXPECT_EQ(list_names(out_dir), std::vector<std::string>{"copy.sqlite"}) << "no -wal/-shm/-journal beside it";
-  EXPECT_EQ(header_journal_bytes(out_dir / "copy.sqlite"), std::make_pair(1, 1)) << "not journal_mode=DELETE";
+  EXPECT_EQ(list_names(out_dir), std::vector<std::string>{"copy.sqlite"})
+      << "no -wal/-shm/-journal beside it";
+  EXPECT_EQ(header_journal_bytes(out_dir / "copy.sqlite"), std::make_pair(1, 1))
+      << "not journal_mode=DELETE";
   EXPECT_EQ(query_text(out_dir / "copy.sqlite", "PRAGMA journal_mode"), "delete");
   EXPECT_EQ(count_rows(out_dir / "copy.sqlite"), 300);
   // Reading it did not create side files either: it really is a self-contained database.
@@ -136,14 +147,16 @@ TEST_F(ApiTest, ReportIsFilledIn) {
   EXPECT_EQ(report.bytes, fs::file_size(dir_ / "copy.sqlite"));
   EXPECT_GT(report.bytes, 0U);
   EXPECT_EQ(report.page_size, query_int(dir_ / "copy.sqlite", "PRAGMA page_size"));
-  EXPECT_EQ(static_cast<long long>(report.pages), query_int(dir_ / "copy.sqlite", "PRAGMA page_count"));
+  EXPECT_EQ(static_cast<long long>(report.pages),
+            query_int(dir_ / "copy.sqlite", "PRAGMA page_count"));
   EXPECT_EQ(report.bytes, report.pages * static_cast<std::uint64_t>(report.page_size));
   EXPECT_TRUE(report.validated);
   EXPECT_EQ(report.source, dir_ / "source.sqlite");
   EXPECT_EQ(report.destination, dir_ / "copy.sqlite");
 
   sb::Report memory_report;
-  const auto connection = sb::sqlite_backup(dir_ / "source.sqlite", std::nullopt, {.report = &memory_report});
+  const auto connection =
+      sb::sqlite_backup(dir_ / "source.sqlite", std::nullopt, {.report = &memory_report});
   EXPECT_GE(memory_report.attempts, 1);
   EXPECT_GT(memory_report.bytes, 0U);
   EXPECT_GT(memory_report.pages, 0U);
@@ -159,7 +172,8 @@ TEST_F(ApiTest, WithoutTempdirTheBackupApiReadsTheLiveDatabase) {
   sb::sqlite_backup(source_dir / "live.sqlite", dir_ / "copy.sqlite", {.copy_use_tempdir = false});
   EXPECT_EQ(count_rows(dir_ / "copy.sqlite"), 120);
   EXPECT_EQ(list_names(dir_.path()), (std::vector<std::string>{"copy.sqlite", "source"}));
-  auto memory = sb::sqlite_backup(source_dir / "live.sqlite", std::nullopt, {.copy_use_tempdir = false});
+  auto memory =
+      sb::sqlite_backup(source_dir / "live.sqlite", std::nullopt, {.copy_use_tempdir = false});
   ASSERT_TRUE(memory.has_value());
   EXPECT_EQ(count_rows(memory->get()), 120);
 }
@@ -190,7 +204,8 @@ TEST_F(ApiTest, BackupKwargsStepThroughThePagesWithProgress) {
 TEST_F(ApiTest, BackupToFdStreamsAWholeDatabase) {
   create_database(dir_ / "source.sqlite", 64);
   {
-    const int fd = ::open((dir_ / "streamed.sqlite").c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    const int fd =
+        ::open((dir_ / "streamed.sqlite").c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     ASSERT_GE(fd, 0);
     sb::sqlite_backup_to_fd(dir_ / "source.sqlite", fd);
     EXPECT_EQ(::fcntl(fd, F_GETFD), FD_CLOEXEC) << "the descriptor was closed";
@@ -203,7 +218,8 @@ TEST_F(ApiTest, BackupToFdStreamsAWholeDatabase) {
 TEST_F(ApiTest, VerifyChecksTheResultAndSaysSoInTheReport) {
   create_database(dir_ / "source.sqlite", 64);
   sb::Report report;
-  sb::sqlite_backup(dir_ / "source.sqlite", dir_ / "copy.sqlite", {.verify = sb::Verify::full, .report = &report});
+  sb::sqlite_backup(dir_ / "source.sqlite", dir_ / "copy.sqlite",
+                    {.verify = sb::Verify::full, .report = &report});
   EXPECT_EQ(report.verified, sb::Verify::full);
   EXPECT_EQ(count_rows(dir_ / "copy.sqlite"), 64);
 }
@@ -239,7 +255,8 @@ TEST_F(ApiTest, GlobDatabaseFilesListsTheDatabaseThenWalAndJournalButNeverShm) {
 TEST_F(ApiTest, AtomicCopyOfAQuietFileCopiesItAndReportsSuccess) {
   const std::string contents = random_bytes(300'000);
   write_file(dir_ / "quiet.bin", contents);
-  write_file(dir_ / "copy.bin", "old, longer content that must be truncated away entirely............");
+  write_file(dir_ / "copy.bin",
+             "old, longer content that must be truncated away entirely............");
   EXPECT_TRUE(sb::atomic_copy(dir_ / "quiet.bin", dir_ / "copy.bin"));
   EXPECT_EQ(read_file(dir_ / "copy.bin"), contents);
   EXPECT_TRUE(sb::atomic_copy(dir_ / "quiet.bin", dir_ / "fresh.bin"));
@@ -254,7 +271,8 @@ TEST_F(ApiTest, SqliteConnectImmutableOpensACopyReadOnly) {
   EXPECT_EQ(count_rows(connection.get()), 12);
   EXPECT_EQ(sqlite3_db_readonly(connection.get(), "main"), 1);
   char* message = nullptr;
-  const int rc = sqlite3_exec(connection.get(), "INSERT INTO t(v) VALUES ('nope')", nullptr, nullptr, &message);
+  const int rc = sqlite3_exec(connection.get(), "INSERT INTO t(v) VALUES ('nope')", nullptr,
+                              nullptr, &message);
   sqlite3_free(message);
   EXPECT_EQ(rc & 0xFF, SQLITE_READONLY);
   connection = sb::Connection();  // closes it
@@ -323,13 +341,14 @@ TEST_F(LoggingTest, DebugLevelReportsCopyingAndAttemptsToTheSink) {
   EXPECT_EQ(sb::log_level(), sb::LogLevel::debug);
   sb::sqlite_backup(dir_ / "source.sqlite", dir_ / "copy.sqlite");
   const auto captured = records();
-  const bool has_debug_about_copying = std::any_of(captured.begin(), captured.end(), [](const auto& record) {
-    const std::string text = lower(record.second);
-    return record.first == sb::LogLevel::debug &&
-           (text.find("cop") != std::string::npos || text.find("attempt") != std::string::npos);
-  });
-  EXPECT_TRUE(has_debug_about_copying) << "no debug record mentions copying or attempts; got "
-                                       << captured.size() << " records";
+  const bool has_debug_about_copying =
+      std::any_of(captured.begin(), captured.end(), [](const auto& record) {
+        const std::string text = lower(record.second);
+        return record.first == sb::LogLevel::debug &&
+               (text.find("cop") != std::string::npos || text.find("attempt") != std::string::npos);
+      });
+  EXPECT_TRUE(has_debug_about_copying)
+      << "no debug record mentions copying or attempts; got " << captured.size() << " records";
 }
 
 TEST_F(LoggingTest, WarningLevelDropsDebugRecords) {

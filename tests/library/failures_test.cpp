@@ -3,7 +3,6 @@
 // name the path, and leave no destination and no temporary file behind.
 #include <fcntl.h>
 #include <gtest/gtest.h>
-#include <sqlite_backup/sqlite_backup.hpp>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -13,6 +12,7 @@
 #include <map>
 #include <mutex>
 #include <regex>
+#include <sqlite_backup/sqlite_backup.hpp>
 #include <string>
 #include <system_error>
 #include <thread>
@@ -33,7 +33,8 @@ class FailuresTest : public ::testing::Test {
   void SetUp() override { fs::create_directories(out_dir_); }
   void TearDown() override {
     EXPECT_TRUE(list_names(staging_.path()).empty())
-        << "temporary files left in TMPDIR: " << ::testing::PrintToString(list_names(staging_.path()));
+        << "temporary files left in TMPDIR: "
+        << ::testing::PrintToString(list_names(staging_.path()));
   }
 
   TempDir dir_;
@@ -44,13 +45,20 @@ class FailuresTest : public ::testing::Test {
 
 std::string kind_name(sb::ErrorKind kind) {
   switch (kind) {
-    case sb::ErrorKind::invalid_source: return "invalid_source";
-    case sb::ErrorKind::unstable_source: return "unstable_source";
-    case sb::ErrorKind::io: return "io";
-    case sb::ErrorKind::destination: return "destination";
-    case sb::ErrorKind::sqlite: return "sqlite";
-    case sb::ErrorKind::verification_failed: return "verification_failed";
-    case sb::ErrorKind::cancelled: return "cancelled";
+    case sb::ErrorKind::invalid_source:
+      return "invalid_source";
+    case sb::ErrorKind::unstable_source:
+      return "unstable_source";
+    case sb::ErrorKind::io:
+      return "io";
+    case sb::ErrorKind::destination:
+      return "destination";
+    case sb::ErrorKind::sqlite:
+      return "sqlite";
+    case sb::ErrorKind::verification_failed:
+      return "verification_failed";
+    case sb::ErrorKind::cancelled:
+      return "cancelled";
   }
   return "?";
 }
@@ -66,10 +74,12 @@ std::string expect_backup_error(Call&& call, sb::ErrorKind kind, const fs::path&
     EXPECT_EQ(kind_name(error.kind()), kind_name(kind)) << error.what();
     EXPECT_NE(std::string(error.what()).find(path.string()), std::string::npos)
         << "the message does not name " << path << ": " << error.what();
-    EXPECT_EQ(std::string(error.what()).find('\n'), std::string::npos) << "not one line: " << error.what();
+    EXPECT_EQ(std::string(error.what()).find('\n'), std::string::npos)
+        << "not one line: " << error.what();
     return error.what();
   } catch (const std::exception& error) {
-    ADD_FAILURE() << "expected SqliteBackupError(" << kind_name(kind) << "), got another exception: " << error.what();
+    ADD_FAILURE() << "expected SqliteBackupError(" << kind_name(kind)
+                  << "), got another exception: " << error.what();
   }
   return {};
 }
@@ -82,7 +92,8 @@ TEST_F(FailuresTest, MissingSourceIsAFilesystemErrorCarryingThePath) {
     sb::sqlite_backup(missing, out_dir_ / "copy.sqlite");
     ADD_FAILURE() << "no exception";
   } catch (const fs::filesystem_error& error) {
-    EXPECT_EQ(error.code(), std::make_error_code(std::errc::no_such_file_or_directory)) << error.what();
+    EXPECT_EQ(error.code(), std::make_error_code(std::errc::no_such_file_or_directory))
+        << error.what();
     EXPECT_EQ(error.path1(), missing);
   }
   try {
@@ -101,7 +112,8 @@ void expect_same_file_refused(const fs::path& source, const fs::path& destinatio
     sb::sqlite_backup(source, destination);
     ADD_FAILURE() << "no exception for " << source << " -> " << destination;
   } catch (const std::invalid_argument& error) {
-    EXPECT_NE(std::string(error.what()).find("can't be the same"), std::string::npos) << error.what();
+    EXPECT_NE(std::string(error.what()).find("can't be the same"), std::string::npos)
+        << error.what();
   }
   EXPECT_EQ(read_file(source), bytes) << "the source was changed";
 }
@@ -134,8 +146,8 @@ TEST_F(FailuresTest, NotADatabaseIsInvalidSource) {
   expect_backup_error([&] { sb::sqlite_backup(dir_ / "junk.sqlite", out_dir_ / "copy.sqlite"); },
                       sb::ErrorKind::invalid_source, dir_ / "junk.sqlite");
   EXPECT_TRUE(list_names(out_dir_).empty()) << ::testing::PrintToString(list_names(out_dir_));
-  expect_backup_error([&] { (void)sb::sqlite_backup(dir_ / "junk.sqlite"); }, sb::ErrorKind::invalid_source,
-                      dir_ / "junk.sqlite");
+  expect_backup_error([&] { (void)sb::sqlite_backup(dir_ / "junk.sqlite"); },
+                      sb::ErrorKind::invalid_source, dir_ / "junk.sqlite");
 }
 
 TEST_F(FailuresTest, TruncatedDatabaseIsInvalidSource) {
@@ -145,8 +157,9 @@ TEST_F(FailuresTest, TruncatedDatabaseIsInvalidSource) {
            " INSERT INTO t(v) SELECT hex(randomblob(100)) FROM n;");
   const std::string whole = read_file(dir_ / "whole.sqlite");
   write_file(dir_ / "truncated.sqlite", whole.substr(0, whole.size() / 2));
-  expect_backup_error([&] { sb::sqlite_backup(dir_ / "truncated.sqlite", out_dir_ / "copy.sqlite"); },
-                      sb::ErrorKind::invalid_source, dir_ / "truncated.sqlite");
+  expect_backup_error(
+      [&] { sb::sqlite_backup(dir_ / "truncated.sqlite", out_dir_ / "copy.sqlite"); },
+      sb::ErrorKind::invalid_source, dir_ / "truncated.sqlite");
   EXPECT_TRUE(list_names(out_dir_).empty()) << ::testing::PrintToString(list_names(out_dir_));
 }
 
@@ -166,7 +179,8 @@ TEST_F(FailuresTest, FifoAsSourceFailsWithoutHanging) {
       return "no exception";
     } catch (const sb::SqliteBackupError& error) {
       const bool names_path = std::string(error.what()).find(fifo.string()) != std::string::npos;
-      if (error.kind() != sb::ErrorKind::invalid_source) return "kind " + kind_name(error.kind()) + ": " + error.what();
+      if (error.kind() != sb::ErrorKind::invalid_source)
+        return "kind " + kind_name(error.kind()) + ": " + error.what();
       return names_path ? "" : std::string("message does not name the FIFO: ") + error.what();
     } catch (const std::exception& error) {
       return std::string("other exception: ") + error.what();
@@ -201,8 +215,9 @@ TEST_F(FailuresTest, UnreadableSourceIsAnIoErrorNamingIt) {
   create_database(shared / "secret.sqlite", 10);
   fs::permissions(shared / "secret.sqlite", fs::perms::none);
   if (!is_root()) {
-    expect_backup_error([&] { sb::sqlite_backup(shared / "secret.sqlite", shared / "out" / "copy.sqlite"); },
-                        sb::ErrorKind::io, shared / "secret.sqlite");
+    expect_backup_error(
+        [&] { sb::sqlite_backup(shared / "secret.sqlite", shared / "out" / "copy.sqlite"); },
+        sb::ErrorKind::io, shared / "secret.sqlite");
     EXPECT_TRUE(list_names(shared / "out").empty());
     return;
   }
@@ -222,7 +237,8 @@ TEST_F(FailuresTest, UnreadableSourceIsAnIoErrorNamingIt) {
     } catch (const sb::SqliteBackupError& error) {
       if (error.kind() != sb::ErrorKind::io) {
         result = "kind " + kind_name(error.kind()) + ": " + error.what();
-      } else if (std::string(error.what()).find((shared / "secret.sqlite").string()) == std::string::npos) {
+      } else if (std::string(error.what()).find((shared / "secret.sqlite").string()) ==
+                 std::string::npos) {
         result = std::string("message does not name the source: ") + error.what();
       }
     } catch (const std::exception& error) {
@@ -240,21 +256,26 @@ TEST_F(FailuresTest, UnreadableSourceIsAnIoErrorNamingIt) {
   ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "child status " << status;
   EXPECT_EQ(read_file(verdict), "ok");
   fs::remove(verdict);
-  EXPECT_TRUE(list_names(shared / "out").empty()) << ::testing::PrintToString(list_names(shared / "out"));
-  EXPECT_TRUE(list_names(shared / "tmp").empty()) << ::testing::PrintToString(list_names(shared / "tmp"));
+  EXPECT_TRUE(list_names(shared / "out").empty())
+      << ::testing::PrintToString(list_names(shared / "out"));
+  EXPECT_TRUE(list_names(shared / "tmp").empty())
+      << ::testing::PrintToString(list_names(shared / "tmp"));
 }
 
 TEST_F(FailuresTest, DiskFullAtTheDestinationIsAnIoErrorAndLeavesNothing) {
   auto tmpfs = TmpfsMount::try_mount(1024 * 1024);
-  if (!tmpfs) GTEST_SKIP() << "needs root and tmpfs to make a 1 MiB filesystem (is_root=" << is_root() << ")";
+  if (!tmpfs)
+    GTEST_SKIP() << "needs root and tmpfs to make a 1 MiB filesystem (is_root=" << is_root() << ")";
   exec_sql(dir_ / "big.sqlite",
            "CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB);"
            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 4096)"
            " INSERT INTO t(v) SELECT randomblob(1000) FROM n;");
   ASSERT_GE(fs::file_size(dir_ / "big.sqlite"), 4U * 1024 * 1024);
   const fs::path destination = *tmpfs / "copy.sqlite";
-  expect_backup_error([&] { sb::sqlite_backup(dir_ / "big.sqlite", destination); }, sb::ErrorKind::io, destination);
-  EXPECT_TRUE(list_names(tmpfs->path()).empty()) << ::testing::PrintToString(list_names(tmpfs->path()));
+  expect_backup_error([&] { sb::sqlite_backup(dir_ / "big.sqlite", destination); },
+                      sb::ErrorKind::io, destination);
+  EXPECT_TRUE(list_names(tmpfs->path()).empty())
+      << ::testing::PrintToString(list_names(tmpfs->path()));
 }
 
 // ---- Cancellation -----------------------------------------------------------------------
@@ -263,29 +284,34 @@ TEST_F(FailuresTest, CancelDuringTheCopyStopsWithNoDestinationAndNoLeftovers) {
   create_database(dir_ / "source.sqlite", 200);
   std::atomic<bool> cancel{false};
   int calls = 0;
-  sb::Options options{.copy_function = [&](const fs::path& from, const fs::path& to) {
-                        ++calls;
-                        const bool quiet = sb::atomic_copy(from, to);
-                        cancel = true;  // as a SIGINT arriving mid-copy would
-                        return quiet;
-                      },
+  sb::Options options{.copy_function =
+                          [&](const fs::path& from, const fs::path& to) {
+                            ++calls;
+                            const bool quiet = sb::atomic_copy(from, to);
+                            cancel = true;  // as a SIGINT arriving mid-copy would
+                            return quiet;
+                          },
                       .cancel = &cancel};
-  expect_backup_error([&] { sb::sqlite_backup(dir_ / "source.sqlite", out_dir_ / "copy.sqlite", options); },
-                      sb::ErrorKind::cancelled, dir_ / "source.sqlite");
+  expect_backup_error(
+      [&] { sb::sqlite_backup(dir_ / "source.sqlite", out_dir_ / "copy.sqlite", options); },
+      sb::ErrorKind::cancelled, dir_ / "source.sqlite");
   EXPECT_GE(calls, 1) << "copy_function was not used";
   EXPECT_TRUE(list_names(out_dir_).empty()) << ::testing::PrintToString(list_names(out_dir_));
 
   cancel = false;
-  expect_backup_error([&] { (void)sb::sqlite_backup(dir_ / "source.sqlite", std::nullopt, options); },
-                      sb::ErrorKind::cancelled, dir_ / "source.sqlite");
+  expect_backup_error(
+      [&] { (void)sb::sqlite_backup(dir_ / "source.sqlite", std::nullopt, options); },
+      sb::ErrorKind::cancelled, dir_ / "source.sqlite");
 }
 
 TEST_F(FailuresTest, CancelFromProgressStopsTheBackup) {
   create_database(dir_ / "source.sqlite", 200);
   std::atomic<bool> cancel{false};
-  sb::Options options{.on_progress = [&](const sb::CopyProgress&) { cancel = true; }, .cancel = &cancel};
-  expect_backup_error([&] { sb::sqlite_backup(dir_ / "source.sqlite", out_dir_ / "copy.sqlite", options); },
-                      sb::ErrorKind::cancelled, dir_ / "source.sqlite");
+  sb::Options options{.on_progress = [&](const sb::CopyProgress&) { cancel = true; },
+                      .cancel = &cancel};
+  expect_backup_error(
+      [&] { sb::sqlite_backup(dir_ / "source.sqlite", out_dir_ / "copy.sqlite", options); },
+      sb::ErrorKind::cancelled, dir_ / "source.sqlite");
   EXPECT_TRUE(cancel.load()) << "on_progress was never called";
   EXPECT_TRUE(list_names(out_dir_).empty()) << ::testing::PrintToString(list_names(out_dir_));
 }
@@ -298,7 +324,8 @@ TEST_F(FailuresTest, OverwriteReplacesAnExistingDestinationAtomically) {
   const auto old_inode = folder_state(out_dir_).at("copy.sqlite").inode;
   sb::sqlite_backup(dir_ / "source.sqlite", out_dir_ / "copy.sqlite", {.overwrite = true});
   EXPECT_EQ(count_rows(out_dir_ / "copy.sqlite"), 30);
-  EXPECT_NE(folder_state(out_dir_).at("copy.sqlite").inode, old_inode) << "rewritten in place, not renamed over";
+  EXPECT_NE(folder_state(out_dir_).at("copy.sqlite").inode, old_inode)
+      << "rewritten in place, not renamed over";
   EXPECT_EQ(list_names(out_dir_), std::vector<std::string>{"copy.sqlite"});
 }
 
@@ -306,7 +333,9 @@ TEST_F(FailuresTest, OverwriteFalseRefusesAnExistingDestination) {
   create_database(dir_ / "source.sqlite", 30);
   write_file(out_dir_ / "copy.sqlite", "precious old data");
   expect_backup_error(
-      [&] { sb::sqlite_backup(dir_ / "source.sqlite", out_dir_ / "copy.sqlite", {.overwrite = false}); },
+      [&] {
+        sb::sqlite_backup(dir_ / "source.sqlite", out_dir_ / "copy.sqlite", {.overwrite = false});
+      },
       sb::ErrorKind::destination, out_dir_ / "copy.sqlite");
   EXPECT_EQ(read_file(out_dir_ / "copy.sqlite"), "precious old data");
   EXPECT_EQ(list_names(out_dir_), std::vector<std::string>{"copy.sqlite"});
@@ -316,16 +345,21 @@ TEST_F(FailuresTest, AFailedBackupLeavesTheOldDestinationIntact) {
   write_file(dir_ / "junk.sqlite", random_bytes(32 * 1024));
   create_database(out_dir_ / "copy.sqlite", 3);
   const std::string old_bytes = read_file(out_dir_ / "copy.sqlite");
-  expect_backup_error([&] { sb::sqlite_backup(dir_ / "junk.sqlite", out_dir_ / "copy.sqlite", {.overwrite = true}); },
-                      sb::ErrorKind::invalid_source, dir_ / "junk.sqlite");
+  expect_backup_error(
+      [&] {
+        sb::sqlite_backup(dir_ / "junk.sqlite", out_dir_ / "copy.sqlite", {.overwrite = true});
+      },
+      sb::ErrorKind::invalid_source, dir_ / "junk.sqlite");
   EXPECT_EQ(read_file(out_dir_ / "copy.sqlite"), old_bytes);
   EXPECT_EQ(list_names(out_dir_), std::vector<std::string>{"copy.sqlite"});
 
   std::atomic<bool> cancel{false};
   create_database(dir_ / "good.sqlite", 30);
-  sb::Options options{.on_progress = [&](const sb::CopyProgress&) { cancel = true; }, .cancel = &cancel};
-  expect_backup_error([&] { sb::sqlite_backup(dir_ / "good.sqlite", out_dir_ / "copy.sqlite", options); },
-                      sb::ErrorKind::cancelled, dir_ / "good.sqlite");
+  sb::Options options{.on_progress = [&](const sb::CopyProgress&) { cancel = true; },
+                      .cancel = &cancel};
+  expect_backup_error(
+      [&] { sb::sqlite_backup(dir_ / "good.sqlite", out_dir_ / "copy.sqlite", options); },
+      sb::ErrorKind::cancelled, dir_ / "good.sqlite");
   EXPECT_EQ(read_file(out_dir_ / "copy.sqlite"), old_bytes);
   EXPECT_EQ(list_names(out_dir_), std::vector<std::string>{"copy.sqlite"});
 }
@@ -346,7 +380,8 @@ TEST_F(FailuresTest, StrictModeGivesUpAfterCopyRetryAttemptsNamingTheCount) {
                           {.copy_retry = 3, .copy_function = copy_but_report_changed});
       },
       sb::ErrorKind::unstable_source, dir_ / "source.sqlite");
-  EXPECT_TRUE(std::regex_search(message, std::regex(R"(\b3\b)"))) << "the retry count is not named: " << message;
+  EXPECT_TRUE(std::regex_search(message, std::regex(R"(\b3\b)")))
+      << "the retry count is not named: " << message;
   EXPECT_TRUE(list_names(out_dir_).empty()) << ::testing::PrintToString(list_names(out_dir_));
 }
 
@@ -354,13 +389,16 @@ TEST_F(FailuresTest, LenientModeUsesTheLastCopyAfterCopyRetryAttempts) {
   create_database(dir_ / "source.sqlite", 50);
   sb::Report report;
   sb::sqlite_backup(dir_ / "source.sqlite", out_dir_ / "copy.sqlite",
-                    {.copy_retry = 3, .copy_retry_strict = false, .copy_function = copy_but_report_changed,
+                    {.copy_retry = 3,
+                     .copy_retry_strict = false,
+                     .copy_function = copy_but_report_changed,
                      .report = &report});
   EXPECT_EQ(count_rows(out_dir_ / "copy.sqlite"), 50);
   EXPECT_FALSE(report.validated);
   EXPECT_EQ(report.attempts, 3);
-  auto memory = sb::sqlite_backup(dir_ / "source.sqlite", std::nullopt,
-                                  {.copy_retry = 3, .copy_retry_strict = false, .copy_function = copy_but_report_changed});
+  auto memory = sb::sqlite_backup(
+      dir_ / "source.sqlite", std::nullopt,
+      {.copy_retry = 3, .copy_retry_strict = false, .copy_function = copy_but_report_changed});
   ASSERT_TRUE(memory.has_value());
   EXPECT_EQ(count_rows(memory->get()), 50);
 }
@@ -399,12 +437,13 @@ TEST_F(FailuresTest, CopyFunctionCopiesEveryFileOfTheSetOnEveryAttempt) {
                     {.copy_function = quiet.function(), .report = &report});
   EXPECT_EQ(count_rows(out_dir_ / "quiet.sqlite"), 100);
   EXPECT_EQ(quiet.calls(), (std::map<std::string, int>{{"live.sqlite", report.attempts},
-                                                        {"live.sqlite-wal", report.attempts}}))
+                                                       {"live.sqlite-wal", report.attempts}}))
       << "attempts: " << report.attempts;
 
   CallCounter noisy(false);
-  sb::sqlite_backup(source_dir / "live.sqlite", out_dir_ / "noisy.sqlite",
-                    {.copy_retry = 4, .copy_retry_strict = false, .copy_function = noisy.function()});
+  sb::sqlite_backup(
+      source_dir / "live.sqlite", out_dir_ / "noisy.sqlite",
+      {.copy_retry = 4, .copy_retry_strict = false, .copy_function = noisy.function()});
   EXPECT_EQ(count_rows(out_dir_ / "noisy.sqlite"), 100);
   const auto calls = noisy.calls();
   EXPECT_EQ(calls.count("live.sqlite-shm"), 0U) << "-shm must never be copied";
@@ -421,7 +460,8 @@ TEST_F(FailuresTest, CopyFunctionCopiesEveryFileOfTheSetOnEveryAttempt) {
 std::uint32_t change_counter(const fs::path& database) {
   const std::string header = read_file(database).substr(0, 28);
   std::uint32_t value = 0;
-  for (int i = 24; i < 28; ++i) value = (value << 8) | static_cast<unsigned char>(header.at(static_cast<std::size_t>(i)));
+  for (int i = 24; i < 28; ++i)
+    value = (value << 8) | static_cast<unsigned char>(header.at(static_cast<std::size_t>(i)));
   return value;
 }
 
@@ -448,11 +488,15 @@ TEST_F(FailuresTest, ASourceThatNeverSettlesIsUnstable) {
     return quiet;
   };
   const std::string message = expect_backup_error(
-      [&] { sb::sqlite_backup(source, out_dir_ / "copy.sqlite", {.copy_retry = 5, .copy_function = copy_while_stomped}); },
+      [&] {
+        sb::sqlite_backup(source, out_dir_ / "copy.sqlite",
+                          {.copy_retry = 5, .copy_function = copy_while_stomped});
+      },
       sb::ErrorKind::unstable_source, source);
   ASSERT_TRUE(stomper_moved) << "the stomper stopped changing the source";
   EXPECT_EQ(calls, 5);
-  EXPECT_TRUE(std::regex_search(message, std::regex(R"(\b5\b)"))) << "the retry count is not named: " << message;
+  EXPECT_TRUE(std::regex_search(message, std::regex(R"(\b5\b)")))
+      << "the retry count is not named: " << message;
   EXPECT_TRUE(list_names(out_dir_).empty()) << ::testing::PrintToString(list_names(out_dir_));
 }
 
@@ -470,7 +514,10 @@ TEST_F(FailuresTest, AnUnsettledSourceIsCaughtEvenWhenTheCopyFunctionSaysQuiet) 
     return true;
   };
   expect_backup_error(
-      [&] { sb::sqlite_backup(source, out_dir_ / "copy.sqlite", {.copy_retry = 5, .copy_function = copy_and_claim_quiet}); },
+      [&] {
+        sb::sqlite_backup(source, out_dir_ / "copy.sqlite",
+                          {.copy_retry = 5, .copy_function = copy_and_claim_quiet});
+      },
       sb::ErrorKind::unstable_source, source);
   ASSERT_TRUE(stomper_moved) << "the stomper stopped changing the source";
   EXPECT_TRUE(list_names(out_dir_).empty()) << ::testing::PrintToString(list_names(out_dir_));

@@ -3,8 +3,8 @@
 // Every test also proves the source folder is left exactly as it was.
 #include <gtest/gtest.h>
 #include <sqlite3.h>
-#include <sqlite_backup/sqlite_backup.hpp>
 
+#include <sqlite_backup/sqlite_backup.hpp>
 #include <string>
 #include <vector>
 
@@ -26,7 +26,8 @@ class OwnersTest : public ::testing::Test {
   }
   void TearDown() override {
     EXPECT_TRUE(list_names(staging_.path()).empty())
-        << "temporary files left in TMPDIR: " << ::testing::PrintToString(list_names(staging_.path()));
+        << "temporary files left in TMPDIR: "
+        << ::testing::PrintToString(list_names(staging_.path()));
   }
 
   TempDir dir_;
@@ -57,7 +58,8 @@ TEST_F(OwnersTest, WalOwnerWithRowsOnlyInTheWalToFileAndMemoryLeavesTheSourceFol
   OwnerProcess owner(kOwnerExe, source_, "wal-hold", 1000);
   ASSERT_TRUE(owner.ready()) << owner.output();
   ASSERT_TRUE(fs::exists(source_dir_ / "live.sqlite-wal"));
-  ASSERT_EQ(rows_in_main_file_alone(source_, dir_ / "scratch"), 0) << "rows are not only in the WAL";
+  ASSERT_EQ(rows_in_main_file_alone(source_, dir_ / "scratch"), 0)
+      << "rows are not only in the WAL";
   const FolderState before = folder_state(source_dir_);
 
   sb::sqlite_backup(source_, out_dir_ / "copy.sqlite");
@@ -112,7 +114,8 @@ TEST_F(OwnersTest, HotJournalIsRolledBackInTheCopyNeverInTheSource) {
   sb::sqlite_backup(source_, out_dir_ / "copy.sqlite");
   const fs::path copy = out_dir_ / "copy.sqlite";
   EXPECT_EQ(count_rows(copy), 300);
-  EXPECT_EQ(query_int(copy, "SELECT count(*) FROM t WHERE v LIKE 'row %'"), 300) << "committed rows";
+  EXPECT_EQ(query_int(copy, "SELECT count(*) FROM t WHERE v LIKE 'row %'"), 300)
+      << "committed rows";
   EXPECT_EQ(query_int(copy, "SELECT count(*) FROM t WHERE v LIKE 'rewritten %'"), 0)
       << "the half-done transaction leaked into the snapshot";
   EXPECT_EQ(query_text(copy, "PRAGMA integrity_check"), "ok");
@@ -136,7 +139,8 @@ TEST_F(OwnersTest, FileDestinationMatchesTheMemoryPathIncludingHeaderSettings) {
   ASSERT_EQ(query_int(source_, "PRAGMA auto_vacuum"), 2);
   OwnerProcess owner(kOwnerExe, source_, "wal-hold", 2000);
   ASSERT_TRUE(owner.ready()) << owner.output();
-  ASSERT_EQ(rows_in_main_file_alone(source_, dir_ / "scratch"), 1) << "new rows are not only in the WAL";
+  ASSERT_EQ(rows_in_main_file_alone(source_, dir_ / "scratch"), 1)
+      << "new rows are not only in the WAL";
 
   const fs::path copy = out_dir_ / "copy.sqlite";
   sb::sqlite_backup(source_, copy);
@@ -147,12 +151,16 @@ TEST_F(OwnersTest, FileDestinationMatchesTheMemoryPathIncludingHeaderSettings) {
       {"page_size", 8192}, {"auto_vacuum", 2}, {"user_version", 7}, {"application_id", 4660}};
   for (const auto& [pragma, value] : expected) {
     EXPECT_EQ(query_int(copy, "PRAGMA " + pragma), value) << "file destination, PRAGMA " << pragma;
-    EXPECT_EQ(query_int(memory->get(), "PRAGMA " + pragma), value) << "memory destination, PRAGMA " << pragma;
+    EXPECT_EQ(query_int(memory->get(), "PRAGMA " + pragma), value)
+        << "memory destination, PRAGMA " << pragma;
   }
   EXPECT_EQ(count_rows(copy), 2001);
   EXPECT_EQ(table_digest(copy), table_digest(memory->get()));
-  EXPECT_EQ(query_text(copy, "SELECT group_concat(name) FROM (SELECT name FROM sqlite_schema ORDER BY name)"),
-            query_text(memory->get(), "SELECT group_concat(name) FROM (SELECT name FROM sqlite_schema ORDER BY name)"));
+  EXPECT_EQ(
+      query_text(copy,
+                 "SELECT group_concat(name) FROM (SELECT name FROM sqlite_schema ORDER BY name)"),
+      query_text(memory->get(),
+                 "SELECT group_concat(name) FROM (SELECT name FROM sqlite_schema ORDER BY name)"));
   EXPECT_EQ(query_text(copy, "PRAGMA integrity_check"), "ok");
 }
 

@@ -1,9 +1,9 @@
 // Where the files are and who may touch them: awkward names, symlinks, read-only sources
 // and the destination's permission bits.
 #include <gtest/gtest.h>
-#include <sqlite_backup/sqlite_backup.hpp>
 #include <sys/stat.h>
 
+#include <sqlite_backup/sqlite_backup.hpp>
 #include <string>
 #include <vector>
 
@@ -21,7 +21,8 @@ class PathsTest : public ::testing::Test {
  protected:
   void TearDown() override {
     EXPECT_TRUE(list_names(staging_.path()).empty())
-        << "temporary files left in TMPDIR: " << ::testing::PrintToString(list_names(staging_.path()));
+        << "temporary files left in TMPDIR: "
+        << ::testing::PrintToString(list_names(staging_.path()));
   }
 
   TempDir dir_;
@@ -50,21 +51,35 @@ TEST_F(PathsTest, NamesWithUriCharactersSpacesAndUnicodeWork) {
   EXPECT_EQ(describe_difference(before, folder_state(folder)), "");
 }
 
-TEST_F(PathsTest, SymlinkedSourceFolderAndSymlinkedSourceFileWork) {
+TEST_F(PathsTest, SymlinkedSourceFolderWorks) {
   const fs::path real = dir_ / "real";
   fs::create_directories(real);
   OwnerProcess owner(kOwnerExe, real / "live.sqlite", "wal-hold", 80);
   ASSERT_TRUE(owner.ready()) << owner.output();
   fs::create_directory_symlink(real, dir_ / "linked");
+  const FolderState before = folder_state(real);
+
+  sb::sqlite_backup(dir_ / "linked" / "live.sqlite", dir_ / "via-folder.sqlite");
+  EXPECT_EQ(query_int(dir_ / "via-folder.sqlite", "SELECT count(*) FROM t"), 80);
+  EXPECT_EQ(describe_difference(before, folder_state(real)), "");
+}
+
+// SQLite resolves a symlinked database file and keeps its -wal beside the target, not
+// beside the link: a backup through the link must find that WAL (all rows live there).
+TEST_F(PathsTest, SymlinkedSourceFileFindsTheWalBesideItsTarget) {
+  const fs::path real = dir_ / "real";
+  fs::create_directories(real);
+  OwnerProcess owner(kOwnerExe, real / "live.sqlite", "wal-hold", 80);
+  ASSERT_TRUE(owner.ready()) << owner.output();
   fs::create_symlink(real / "live.sqlite", dir_ / "file-link.sqlite");
   const FolderState before = folder_state(real);
 
-  // Through the folder link the -wal is found beside the database as named.
-  sb::sqlite_backup(dir_ / "linked" / "live.sqlite", dir_ / "via-folder.sqlite");
-  EXPECT_EQ(count_rows(dir_ / "via-folder.sqlite"), 80);
-  // Through a link to the file itself the -wal lives beside the target, not the link.
   sb::sqlite_backup(dir_ / "file-link.sqlite", dir_ / "via-file.sqlite");
-  EXPECT_EQ(count_rows(dir_ / "via-file.sqlite"), 80);
+  EXPECT_EQ(query_int(dir_ / "via-file.sqlite", "SELECT count(*) FROM t"), 80)
+      << "the rows in " << (real / "live.sqlite-wal") << " are missing from the snapshot";
+  auto memory = sb::sqlite_backup(dir_ / "file-link.sqlite");
+  ASSERT_TRUE(memory.has_value());
+  EXPECT_EQ(query_int(memory->get(), "SELECT count(*) FROM t"), 80);
   EXPECT_EQ(describe_difference(before, folder_state(real)), "");
 }
 
@@ -76,7 +91,9 @@ TEST_F(PathsTest, ReadOnlySourceFolderAndFileAreBackedUpWithoutChanges) {
   fs::path folder = dir_ / "readonly";
   if (is_root()) {
     tmpfs = TmpfsMount::try_mount(16 * 1024 * 1024);
-    if (!tmpfs) GTEST_SKIP() << "as root, permission bits do not stop us; needs a tmpfs mount to make a read-only source";
+    if (!tmpfs)
+      GTEST_SKIP() << "as root, permission bits do not stop us; needs a tmpfs mount to make a "
+                      "read-only source";
     folder = *tmpfs / "readonly";
   }
   fs::create_directories(folder);
@@ -87,10 +104,12 @@ TEST_F(PathsTest, ReadOnlySourceFolderAndFileAreBackedUpWithoutChanges) {
   }
   ASSERT_TRUE(fs::exists(folder / "live.sqlite-wal"));
   for (const auto& entry : fs::directory_iterator(folder)) {
-    fs::permissions(entry.path(), fs::perms::owner_read | fs::perms::group_read | fs::perms::others_read);
+    fs::permissions(entry.path(),
+                    fs::perms::owner_read | fs::perms::group_read | fs::perms::others_read);
   }
   fs::permissions(folder, fs::perms::owner_read | fs::perms::owner_exec | fs::perms::group_read |
-                              fs::perms::group_exec | fs::perms::others_read | fs::perms::others_exec);
+                              fs::perms::group_exec | fs::perms::others_read |
+                              fs::perms::others_exec);
   if (tmpfs) {
     ASSERT_TRUE(tmpfs->remount_read_only()) << "remount read-only failed";
   }
@@ -113,7 +132,8 @@ TEST_F(PathsTest, DestinationGetsTheSourcePermissionBitsNotTheUmasks) {
             fs::perms::owner_read | fs::perms::owner_write);
 
   create_database(dir_ / "group.sqlite", 10);
-  fs::permissions(dir_ / "group.sqlite", fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read);
+  fs::permissions(dir_ / "group.sqlite",
+                  fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read);
   sb::sqlite_backup(dir_ / "group.sqlite", dir_ / "group-copy.sqlite");
   EXPECT_EQ(fs::status(dir_ / "group-copy.sqlite").permissions() & fs::perms::mask,
             fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read);

@@ -22,17 +22,21 @@ constexpr const char* kUsage =
     "Owns the SQLite database PATH in the state MODE, writes FILE (atomically, its content is\n"
     "our pid) once that state is reached, and stays there.\n"
     "\n"
-    "Modes (N defaults to 100; the table is t(id INTEGER PRIMARY KEY, v TEXT), created if missing):\n"
-    "  wal-hold            journal_mode=WAL, wal_autocheckpoint=0, inserts N rows, which therefore\n"
+    "Modes (N defaults to 100; the table is t(id INTEGER PRIMARY KEY, v TEXT), created if "
+    "missing):\n"
+    "  wal-hold            journal_mode=WAL, wal_autocheckpoint=0, inserts N rows, which "
+    "therefore\n"
     "                      live only in PATH-wal; holds the connection open until SIGTERM/SIGINT\n"
     "  exclusive           as wal-hold, with locking_mode=EXCLUSIVE held (no -shm; others get\n"
     "                      SQLITE_BUSY)\n"
     "  rollback-exclusive  journal_mode=DELETE, locking_mode=EXCLUSIVE, inserts N rows, holds\n"
     "  hot-journal         journal_mode=DELETE, cache_size=10; commits N rows, then begins a\n"
-    "                      transaction rewriting every row, which spills into PATH while PATH-journal\n"
+    "                      transaction rewriting every row, which spills into PATH while "
+    "PATH-journal\n"
     "                      holds the originals; writes FILE and waits to be SIGKILLed (exits 3 on\n"
     "                      SIGTERM without committing)\n"
-    "  stomp               creates PATH with N rows if missing, then (no SQLite) rewrites the header's\n"
+    "  stomp               creates PATH with N rows if missing, then (no SQLite) rewrites the "
+    "header's\n"
     "                      change counter (bytes 24-27) in a tight loop until SIGTERM/SIGINT\n"
     "\n"
     "Exit status: 0 after a clean stop on SIGTERM/SIGINT, 1 on errors (message on stderr), 2 on\n"
@@ -75,7 +79,8 @@ Arguments parse(int argc, char** argv) {
     } else if (flag == "--rows") {
       char* end = nullptr;
       args.rows = std::strtol(value.c_str(), &end, 10);
-      if (end == value.c_str() || *end != '\0' || args.rows < 0) usage_error("--rows needs a count >= 0: " + value);
+      if (end == value.c_str() || *end != '\0' || args.rows < 0)
+        usage_error("--rows needs a count >= 0: " + value);
     } else if (flag == "--ready") {
       args.ready = value;
     } else {
@@ -131,7 +136,9 @@ class Database {
   sqlite3* db_ = nullptr;
 };
 
-void create_table(Database& db) { db.exec("CREATE TABLE IF NOT EXISTS t(id INTEGER PRIMARY KEY, v TEXT)"); }
+void create_table(Database& db) {
+  db.exec("CREATE TABLE IF NOT EXISTS t(id INTEGER PRIMARY KEY, v TEXT)");
+}
 
 // Inserts in batches of committed transactions: several commits, like a real owner.
 // `padding` makes rows wide enough to fill many pages when a test needs that.
@@ -139,8 +146,9 @@ void insert_rows(Database& db, long rows, bool padded) {
   const long batch = 500;
   for (long done = 0; done < rows; done += batch) {
     const long count = rows - done < batch ? rows - done : batch;
-    const std::string value = padded ? "'row ' || (i + " + std::to_string(done) + ") || ' ' || hex(randomblob(400))"
-                                     : "'row ' || (i + " + std::to_string(done) + ")";
+    const std::string value =
+        padded ? "'row ' || (i + " + std::to_string(done) + ") || ' ' || hex(randomblob(400))"
+               : "'row ' || (i + " + std::to_string(done) + ")";
     db.exec("BEGIN; WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < " +
             std::to_string(count) + ") INSERT INTO t(v) SELECT " + value + " FROM n; COMMIT;");
   }
@@ -148,7 +156,8 @@ void insert_rows(Database& db, long rows, bool padded) {
 
 void expect_pragma(Database& db, const std::string& pragma, const std::string& expected) {
   const std::string actual = db.text("PRAGMA " + pragma);
-  if (actual != expected) die("PRAGMA " + pragma + " is '" + actual + "', expected '" + expected + "'");
+  if (actual != expected)
+    die("PRAGMA " + pragma + " is '" + actual + "', expected '" + expected + "'");
 }
 
 // Written under a temporary name, then renamed: a test polling for FILE never sees it half done.
@@ -236,7 +245,8 @@ int die_mid_transaction(const Arguments& args) {
   if (read_whole(args.db) == committed) {
     die("hot-journal: the transaction did not spill into " + args.db + " (use more --rows)");
   }
-  if (::access((args.db + "-journal").c_str(), F_OK) != 0) die("hot-journal: no " + args.db + "-journal");
+  if (::access((args.db + "-journal").c_str(), F_OK) != 0)
+    die("hot-journal: no " + args.db + "-journal");
   announce_ready(args.ready);
   wait_for_stop();
   // Asked to stop politely: leave without committing (SQLite rolls back on close).
@@ -272,7 +282,8 @@ int stomp(const Arguments& args) {
     counter[1] = static_cast<unsigned char>(value >> 16);
     counter[2] = static_cast<unsigned char>(value >> 8);
     counter[3] = static_cast<unsigned char>(value);
-    if (::pwrite(fd, counter, sizeof counter, 24) != static_cast<ssize_t>(sizeof counter) && errno != EINTR) {
+    if (::pwrite(fd, counter, sizeof counter, 24) != static_cast<ssize_t>(sizeof counter) &&
+        errno != EINTR) {
       die("write the change counter of " + args.db + ": " + std::strerror(errno));
     }
   }

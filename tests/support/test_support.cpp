@@ -10,9 +10,9 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <cstdio>
 #include <fstream>
 #include <iostream>
 #include <random>
@@ -51,8 +51,8 @@ fs::path make_temp_dir(const fs::path& parent, const std::string& prefix) {
 void restore_permissions(const fs::path& root) noexcept {
   std::error_code ignored;
   fs::permissions(root, fs::perms::owner_all, fs::perm_options::add, ignored);
-  for (auto it = fs::recursive_directory_iterator(root, fs::directory_options::skip_permission_denied,
-                                                  ignored);
+  for (auto it = fs::recursive_directory_iterator(
+           root, fs::directory_options::skip_permission_denied, ignored);
        !ignored && it != fs::recursive_directory_iterator(); it.increment(ignored)) {
     if (it->is_symlink(ignored)) continue;
     fs::permissions(it->path(), fs::perms::owner_all, fs::perm_options::add, ignored);
@@ -104,8 +104,9 @@ ProcessResult result_from_status(int status) {
 }
 
 template <typename Bind>
-std::optional<typename std::invoke_result_t<Bind, sqlite3_stmt*>> query_one(sqlite3* db, const std::string& sql,
-                                                                             Bind&& read_column) {
+std::optional<typename std::invoke_result_t<Bind, sqlite3_stmt*>> query_one(sqlite3* db,
+                                                                            const std::string& sql,
+                                                                            Bind&& read_column) {
   sqlite3_stmt* statement = nullptr;
   std::optional<std::invoke_result_t<Bind, sqlite3_stmt*>> value;
   if (sqlite3_prepare_v2(db, sql.c_str(), -1, &statement, nullptr) == SQLITE_OK &&
@@ -149,9 +150,11 @@ TempDir::~TempDir() {
 
 std::string describe(const ProcessResult& result) {
   std::string text = "exit code " + std::to_string(result.exit_code);
-  if (result.term_signal != 0) text += " (killed by signal " + std::to_string(result.term_signal) + ")";
-  text += "\n--- stdout ---\n" +
-          (result.out.size() > 2000 ? "(" + std::to_string(result.out.size()) + " bytes)" : result.out);
+  if (result.term_signal != 0)
+    text += " (killed by signal " + std::to_string(result.term_signal) + ")";
+  text +=
+      "\n--- stdout ---\n" +
+      (result.out.size() > 2000 ? "(" + std::to_string(result.out.size()) + " bytes)" : result.out);
   text += "\n--- stderr ---\n" + result.err;
   return text;
 }
@@ -220,7 +223,8 @@ std::string ChildProcess::stderr_so_far() const {
   return read_file(output_dir_ / "stderr");
 }
 
-bool wait_for_file(const fs::path& path, std::chrono::milliseconds timeout, ChildProcess* must_stay_alive) {
+bool wait_for_file(const fs::path& path, std::chrono::milliseconds timeout,
+                   ChildProcess* must_stay_alive) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   while (std::chrono::steady_clock::now() < deadline) {
     std::error_code ignored;
@@ -231,10 +235,10 @@ bool wait_for_file(const fs::path& path, std::chrono::milliseconds timeout, Chil
   return false;
 }
 
-OwnerProcess::OwnerProcess(const fs::path& owner_exe, const fs::path& database, const std::string& mode,
-                           int rows)
-    : child_({owner_exe.string(), "--db", database.string(), "--mode", mode, "--rows", std::to_string(rows),
-              "--ready", (ready_dir_ / "ready").string()}) {
+OwnerProcess::OwnerProcess(const fs::path& owner_exe, const fs::path& database,
+                           const std::string& mode, int rows)
+    : child_({owner_exe.string(), "--db", database.string(), "--mode", mode, "--rows",
+              std::to_string(rows), "--ready", (ready_dir_ / "ready").string()}) {
   ready_ = wait_for_file(ready_dir_ / "ready", std::chrono::seconds(60), &child_);
 }
 
@@ -278,8 +282,8 @@ void create_database(const fs::path& database, int rows) {
            "PRAGMA journal_mode=DELETE;"
            "CREATE TABLE IF NOT EXISTS t(id INTEGER PRIMARY KEY, v TEXT);"
            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < " +
-               std::to_string(rows) +
-               ") INSERT INTO t(v) SELECT 'row ' || i FROM n WHERE " + std::to_string(rows) + " > 0;");
+               std::to_string(rows) + ") INSERT INTO t(v) SELECT 'row ' || i FROM n WHERE " +
+               std::to_string(rows) + " > 0;");
 }
 
 std::optional<long long> query_int(const fs::path& database, const std::string& sql) {
@@ -288,21 +292,26 @@ std::optional<long long> query_int(const fs::path& database, const std::string& 
 std::optional<std::string> query_text(const fs::path& database, const std::string& sql) {
   return query_one_file(database, sql, read_text);
 }
-std::optional<long long> query_int(sqlite3* db, const std::string& sql) { return query_one(db, sql, read_int); }
+std::optional<long long> query_int(sqlite3* db, const std::string& sql) {
+  return query_one(db, sql, read_int);
+}
 std::optional<std::string> query_text(sqlite3* db, const std::string& sql) {
   return query_one(db, sql, read_text);
 }
 
 long long count_rows(const fs::path& database, const std::string& table) {
   const auto count = query_int(database, "SELECT count(*) FROM \"" + table + "\"");
-  if (!count) throw std::runtime_error("count rows of " + table + " in " + database.string() + ": query failed");
+  if (!count)
+    throw std::runtime_error("count rows of " + table + " in " + database.string() +
+                             ": query failed");
   return *count;
 }
 
 long long count_rows(sqlite3* db, const std::string& table) {
   const auto count = query_int(db, "SELECT count(*) FROM \"" + table + "\"");
   if (!count) {
-    throw std::runtime_error("count rows of " + table + ": " + (db != nullptr ? sqlite3_errmsg(db) : "no connection"));
+    throw std::runtime_error("count rows of " + table + ": " +
+                             (db != nullptr ? sqlite3_errmsg(db) : "no connection"));
   }
   return *count;
 }
@@ -320,7 +329,9 @@ std::string table_digest(const fs::path& database) {
 
 std::string table_digest(sqlite3* db) {
   const auto digest = query_text(db, kDigestSql);
-  if (!digest) throw std::runtime_error(std::string("read table t: ") + (db != nullptr ? sqlite3_errmsg(db) : "no connection"));
+  if (!digest)
+    throw std::runtime_error(std::string("read table t: ") +
+                             (db != nullptr ? sqlite3_errmsg(db) : "no connection"));
   return *digest;
 }
 
@@ -356,7 +367,8 @@ FolderState folder_state(const fs::path& folder) {
     EntryState& item = state[entry.path().filename().string()];
     item.type = fs::symlink_status(entry.path()).type();
     item.size = static_cast<std::uintmax_t>(info.st_size);
-    item.mtime_ns = static_cast<std::int64_t>(info.st_mtim.tv_sec) * 1'000'000'000 + info.st_mtim.tv_nsec;
+    item.mtime_ns =
+        static_cast<std::int64_t>(info.st_mtim.tv_sec) * 1'000'000'000 + info.st_mtim.tv_nsec;
     item.mode = info.st_mode;
     item.inode = info.st_ino;
   }
@@ -371,9 +383,9 @@ std::string describe_difference(const FolderState& before, const FolderState& af
       text += "removed: " + name + "\n";
     } else if (!(found->second == state)) {
       text += "changed: " + name + " (size " + std::to_string(state.size) + " -> " +
-              std::to_string(found->second.size) + ", mtime_ns " + std::to_string(state.mtime_ns) + " -> " +
-              std::to_string(found->second.mtime_ns) + ", inode " + std::to_string(state.inode) + " -> " +
-              std::to_string(found->second.inode) + ")\n";
+              std::to_string(found->second.size) + ", mtime_ns " + std::to_string(state.mtime_ns) +
+              " -> " + std::to_string(found->second.mtime_ns) + ", inode " +
+              std::to_string(state.inode) + " -> " + std::to_string(found->second.inode) + ")\n";
     }
   }
   for (const auto& [name, state] : after) {
@@ -384,7 +396,8 @@ std::string describe_difference(const FolderState& before, const FolderState& af
 
 std::vector<std::string> list_names(const fs::path& folder) {
   std::vector<std::string> names;
-  for (const auto& entry : fs::directory_iterator(folder)) names.push_back(entry.path().filename().string());
+  for (const auto& entry : fs::directory_iterator(folder))
+    names.push_back(entry.path().filename().string());
   std::sort(names.begin(), names.end());
   return names;
 }
@@ -393,7 +406,8 @@ std::vector<std::string> list_names(const fs::path& folder) {
 
 bool is_root() { return ::geteuid() == 0; }
 
-ScopedEnv::ScopedEnv(std::string name, const std::optional<std::string>& value) : name_(std::move(name)) {
+ScopedEnv::ScopedEnv(std::string name, const std::optional<std::string>& value)
+    : name_(std::move(name)) {
   if (const char* old = std::getenv(name_.c_str()); old != nullptr) previous_ = old;
   if (value) {
     ::setenv(name_.c_str(), value->c_str(), 1);
@@ -458,8 +472,8 @@ void TmpfsMount::unmount() noexcept {
 }
 
 bool TmpfsMount::remount_read_only() {
-  return ::mount("tmpfs", mount_point_.c_str(), "tmpfs", MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV,
-                 nullptr) == 0;
+  return ::mount("tmpfs", mount_point_.c_str(), "tmpfs",
+                 MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, nullptr) == 0;
 }
 
 // ---- CaptureFd ----------------------------------------------------------------------

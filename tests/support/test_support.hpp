@@ -21,8 +21,8 @@ namespace sqlite_backup::testing {
 namespace fs = std::filesystem;
 
 // A fresh folder under $TMPDIR (or /tmp; read once, at the first use, so that tests can
-// later point TMPDIR at a folder of their own for the library under test), removed with everything in it on destruction
-// (permissions are restored first, so tests may chmod 000 things inside).
+// later point TMPDIR at a folder of their own for the library under test), removed with everything
+// in it on destruction (permissions are restored first, so tests may chmod 000 things inside).
 class TempDir {
  public:
   explicit TempDir(const std::string& prefix = "sqlite_backup_test");
@@ -82,7 +82,8 @@ class ChildProcess {
 
 // Polls for `path` to exist (an owner process writes it once it reached its state).
 // Returns false after `timeout`, or as soon as `must_stay_alive` (if given) has died.
-bool wait_for_file(const fs::path& path, std::chrono::milliseconds timeout = std::chrono::seconds(60),
+bool wait_for_file(const fs::path& path,
+                   std::chrono::milliseconds timeout = std::chrono::seconds(60),
                    ChildProcess* must_stay_alive = nullptr);
 
 // A running tests/support/sqlite_owner holding `database` in `mode` (see its --help). The
@@ -91,7 +92,8 @@ bool wait_for_file(const fs::path& path, std::chrono::milliseconds timeout = std
 // The destructor stops it with SIGTERM (SIGKILL if it lingers).
 class OwnerProcess {
  public:
-  OwnerProcess(const fs::path& owner_exe, const fs::path& database, const std::string& mode, int rows);
+  OwnerProcess(const fs::path& owner_exe, const fs::path& database, const std::string& mode,
+               int rows);
   OwnerProcess(const OwnerProcess&) = delete;
   OwnerProcess& operator=(const OwnerProcess&) = delete;
   ~OwnerProcess();
@@ -207,7 +209,8 @@ class TmpfsMount {
   bool remount_read_only();
 
  private:
-  TmpfsMount(fs::path parent, fs::path mount_point) : parent_(std::move(parent)), mount_point_(std::move(mount_point)) {}
+  TmpfsMount(fs::path parent, fs::path mount_point)
+      : parent_(std::move(parent)), mount_point_(std::move(mount_point)) {}
   void unmount() noexcept;
   fs::path parent_;
   fs::path mount_point_;
