@@ -82,8 +82,13 @@ case $step in
     build=$WORK_DIR/pkg_config
     rm -rf "$build" && mkdir -p "$build"
     # shellcheck disable=SC2046  # word splitting of pkg-config's output is the point
+    rpath=()
+    if compgen -G "$prefix/lib*/libsqlite_backup.so" >/dev/null; then
+      # A shared library outside the loader's paths: as any user of that prefix would.
+      rpath=("-Wl,-rpath,$(pkg-config --variable=libdir sqlite_backup)")
+    fi
     run "$CXX_COMPILER" -std=c++20 -o "$build/consumer" "$consumer_src/main.cpp" \
-      $(pkg-config --cflags --libs sqlite_backup sqlite3)
+      $(pkg-config --cflags --libs sqlite_backup sqlite3) "${rpath[@]}"
     run "$build/consumer" "$build/run"
     ;;
 
