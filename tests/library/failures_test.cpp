@@ -278,6 +278,40 @@ TEST_F(FailuresTest, DiskFullAtTheDestinationIsAnIoErrorAndLeavesNothing) {
       << ::testing::PrintToString(list_names(tmpfs->path()));
 }
 
+TEST_F(FailuresTest, SourceDeletedDuringTheCopyIsAnIoErrorNamingIt) {
+  create_database(dir_ / "doomed.sqlite", 50);
+  auto copy_then_delete_source = [](const fs::path& from, const fs::path& to) {
+    const bool quiet = sb::atomic_copy(from, to);
+    fs::remove(from);  // the owner deleted its database while we copied
+    return quiet;
+  };
+  expect_backup_error(
+      [&] {
+        sb::sqlite_backup(dir_ / "doomed.sqlite", out_dir_ / "copy.sqlite",
+                          {.copy_function = copy_then_delete_source});
+      },
+      sb::ErrorKind::io, dir_ / "doomed.sqlite");
+  EXPECT_TRUE(list_names(out_dir_).empty()) << ::testing::PrintToString(list_names(out_dir_));
+}
+
+TEST_F(FailuresTest, DestinationInAMissingFolderIsRefused) {
+  create_database(dir_ / "source.sqlite", 5);
+  const fs::path destination = dir_ / "no such folder" / "copy.sqlite";
+  expect_backup_error([&] { sb::sqlite_backup(dir_ / "source.sqlite", destination); },
+                      sb::ErrorKind::destination, destination);
+  EXPECT_FALSE(fs::exists(dir_ / "no such folder"));
+}
+
+TEST_F(FailuresTest, DestinationThatIsAFolderIsRefused) {
+  create_database(dir_ / "source.sqlite", 5);
+  fs::create_directories(out_dir_ / "folder.sqlite" / "inside");
+  expect_backup_error(
+      [&] { sb::sqlite_backup(dir_ / "source.sqlite", out_dir_ / "folder.sqlite"); },
+      sb::ErrorKind::destination, out_dir_ / "folder.sqlite");
+  EXPECT_EQ(list_names(out_dir_), std::vector<std::string>{"folder.sqlite"});
+  EXPECT_EQ(list_names(out_dir_ / "folder.sqlite"), std::vector<std::string>{"inside"});
+}
+
 // ---- Cancellation -----------------------------------------------------------------------
 
 TEST_F(FailuresTest, CancelDuringTheCopyStopsWithNoDestinationAndNoLeftovers) {
