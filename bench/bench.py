@@ -56,6 +56,7 @@ def log(message: str) -> None:
 @dataclass
 class Run:
     seconds: float
+    cpu_seconds: float  # user + system, the command and the children it waited for
     exit_code: int
     stderr: str
 
@@ -72,11 +73,11 @@ def run_timed(argv: list[str], stderr_path: Path) -> Run:
     ]
     started = time.perf_counter()
     pid = os.posix_spawn(argv[0], argv, os.environ, file_actions=file_actions)
-    _, status = os.waitpid(pid, 0)
+    _, status, usage = os.wait4(pid, 0)
     seconds = time.perf_counter() - started
     exit_code = os.waitstatus_to_exitcode(status)
     stderr = stderr_path.read_text(errors="replace").strip() if exit_code != 0 else ""
-    return Run(seconds, exit_code, stderr)
+    return Run(seconds, usage.ru_utime + usage.ru_stime, exit_code, stderr)
 
 
 def run_with_peak_rss(argv: list[str], stderr_path: Path) -> tuple[Run, int | None]:
@@ -229,6 +230,10 @@ def median_seconds(tool: Tool) -> float | None:
     return statistics.median(r.seconds for r in tool.runs) if tool.runs and not tool.failure else None
 
 
+def median_cpu_seconds(tool: Tool) -> float | None:
+    return statistics.median(r.cpu_seconds for r in tool.runs) if tool.runs and not tool.failure else None
+
+
 def peak_rss_mib(tool: Tool) -> float | None:
     return None if tool.failure or tool.peak_rss_kib is None else tool.peak_rss_kib / 1024
 
@@ -276,8 +281,8 @@ class SizeResult:
 
 
 def results_table(results: list[SizeResult]) -> list[str]:
-    lines = ["| Source (db + WAL) | Command | Median | Min | × cp | × sqlite3 .backup | Peak RSS |",
-             "|---|---|--:|--:|--:|--:|--:|"]
+    lines = ["| Source (db + WAL) | Command | Median | Min | × cp | × sqlite3 .backup | CPU | Peak RSS |",
+             "|---|---|--:|--:|--:|--:|--:|--:|"]
     for result in results:
         cp = result.tool(result.baseline_key)
         backup = result.tool("sqlite3")
@@ -287,14 +292,14 @@ def results_table(results: list[SizeResult]) -> list[str]:
             title = f"{result.title} ({result.rounds} rounds)" if first else ""
             first = False
             if tool.failure:
-                lines.append(f"| {title} | {name} | FAILED: {tool.failure} | | | | |")
+                lines.append(f"| {title} | {name} | FAILED: {tool.failure} | | | | | |")
                 continue
             lines.append("| " + " | ".join([
                 title, name, format_seconds(median_seconds(tool)),
                 format_seconds(min(r.seconds for r in tool.runs)),
                 format_ratio(median_ratio(tool, cp)) if cp else "n/a",
                 format_ratio(median_ratio(tool, backup)) if backup else "n/a",
-                format_rss(peak_rss_mib(tool))]) + " |")
+                format_seconds(median_cpu_seconds(tool)), format_rss(peak_rss_mib(tool))]) + " |")
     return lines
 
 
@@ -628,8 +633,8 @@ def main() -> int:
 
         report += [
             "Median and minimum wall time over interleaved rounds (one warm-up round first, page "
-            "cache warm); ratios are medians of per-round ratios; peak RSS is GNU time's %M in the "
-            "warm-up round. The source's owner holds its WAL open "
+            "cache warm); ratios are medians of per-round ratios; CPU is the median user + system time; peak RSS is GNU "
+            "time's %M in the warm-up round. The source's owner holds its WAL open "
             "throughout. Only ours and cp + sync fsync their output. On XFS, × cp is against "
             "cp --reflink=never.", "",
             *results_table(plain + ([xfs_result] if xfs_result else [])), "",
