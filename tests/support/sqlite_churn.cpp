@@ -2,9 +2,10 @@
 //
 //   sqlite_churn prime --db PATH --mb M --journal wal|delete [--page-size N] [--seed S]
 //   sqlite_churn write --db PATH --status FILE [--journal wal|delete|persist|truncate]
-//                [--locking exclusive] [--autocheckpoint N] [--cache-size N] [--txn-pages small|large]
+//                [--locking exclusive] [--autocheckpoint N] [--cache-size N] [--txn-pages
+//                small|large]
 //                [--big-every-ms N --big-mb M|MIN-MAX] [--self-checkpoint-pct P] [--max-sleep-us U]
-//                [--writer-id N] [--seed S]
+//                [--writer-id N] [--seed S] [--busy-timeout-ms MS] [--transactions N]
 //   sqlite_churn checkpoint --db PATH [--modes truncate,restart,passive,full] [--status FILE]
 //   sqlite_churn check --db PATH [--min-seq K] [--max-seq K2] [--scratch DIR]
 //
@@ -28,7 +29,8 @@
 // 4 stale, 64 usage error. It checks a private copy (database plus any -wal/-journal beside it),
 // so it never changes the file it is given.
 //
-// write and checkpoint run until SIGTERM/SIGINT (exit 0), or until their parent process dies.
+// write and checkpoint run until SIGTERM/SIGINT (exit 0), or until their parent process dies;
+// write --transactions N stops after N commits (for tests that need an exact history).
 #include <fcntl.h>
 #include <signal.h>
 #include <sqlite3.h>
@@ -144,7 +146,8 @@ class Database {
     if (rc != SQLITE_OK) {
       const std::string reason = message != nullptr ? message : sqlite3_errstr(rc);
       sqlite3_free(message);
-      throw SqlError(sqlite3_extended_errcode(db_), "exec '" + sql + "' on " + path_.string() + ": " + reason);
+      throw SqlError(sqlite3_extended_errcode(db_),
+                     "exec '" + sql + "' on " + path_.string() + ": " + reason);
     }
   }
 
@@ -161,7 +164,8 @@ class Statement {
  public:
   Statement(const Database& db, const std::string& sql) : db_(&db), sql_(sql) {
     const int rc = sqlite3_prepare_v2(db.get(), sql.c_str(), -1, &stmt_, nullptr);
-    if (rc != SQLITE_OK) throw SqlError(sqlite3_extended_errcode(db.get()), db.error_text("prepare '" + sql + "'"));
+    if (rc != SQLITE_OK)
+      throw SqlError(sqlite3_extended_errcode(db.get()), db.error_text("prepare '" + sql + "'"));
   }
   Statement(const Statement&) = delete;
   Statement& operator=(const Statement&) = delete;
@@ -176,7 +180,8 @@ class Statement {
     return *this;
   }
   Statement& bind_blob(int index, const std::vector<unsigned char>& value) {
-    check_bind(sqlite3_bind_blob(stmt_, index, value.data(), static_cast<int>(value.size()), SQLITE_STATIC));
+    check_bind(sqlite3_bind_blob(stmt_, index, value.data(), static_cast<int>(value.size()),
+                                 SQLITE_STATIC));
     return *this;
   }
 
@@ -203,7 +208,9 @@ class Statement {
 
   [[nodiscard]] std::int64_t int64(int column) const { return sqlite3_column_int64(stmt_, column); }
   [[nodiscard]] double real(int column) const { return sqlite3_column_double(stmt_, column); }
-  [[nodiscard]] bool is_null(int column) const { return sqlite3_column_type(stmt_, column) == SQLITE_NULL; }
+  [[nodiscard]] bool is_null(int column) const {
+    return sqlite3_column_type(stmt_, column) == SQLITE_NULL;
+  }
   [[nodiscard]] std::string text(int column) const {
     const auto* p = sqlite3_column_text(stmt_, column);
     return p != nullptr ? reinterpret_cast<const char*>(p) : "";
@@ -257,7 +264,8 @@ class Arguments {
   // Every option given must have been asked for, so a typo is a usage error, not a silent default.
   void reject_unknown() const {
     for (const auto& [key, value] : values_) {
-      if (std::find(used_.begin(), used_.end(), key) == used_.end()) throw UsageError("unknown option --" + key);
+      if (std::find(used_.begin(), used_.end(), key) == used_.end())
+        throw UsageError("unknown option --" + key);
     }
   }
   static std::int64_t parse_integer(const std::string& name, const std::string& text) {
@@ -294,7 +302,8 @@ std::pair<double, double> parse_range(const std::string& name, const std::string
 }
 
 std::string lower(std::string text) {
-  std::transform(text.begin(), text.end(), text.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  std::transform(text.begin(), text.end(), text.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
   return text;
 }
 
@@ -340,7 +349,8 @@ class StatusFile {
   StatusFile() = default;
   explicit StatusFile(const fs::path& path) {
     const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (fd < 0) throw std::runtime_error("open status file " + path.string() + ": " + std::strerror(errno));
+    if (fd < 0)
+      throw std::runtime_error("open status file " + path.string() + ": " + std::strerror(errno));
     struct stat info {};
     if (fstat(fd, &info) != 0 || (static_cast<std::size_t>(info.st_size) < kStatusBytes &&
                                   ftruncate(fd, static_cast<off_t>(kStatusBytes)) != 0)) {
@@ -351,7 +361,8 @@ class StatusFile {
     void* map = mmap(nullptr, kStatusBytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     const int error = errno;
     ::close(fd);
-    if (map == MAP_FAILED) throw std::runtime_error("mmap status file " + path.string() + ": " + std::strerror(error));
+    if (map == MAP_FAILED)
+      throw std::runtime_error("mmap status file " + path.string() + ": " + std::strerror(error));
     slots_ = static_cast<std::int64_t*>(map);
   }
   StatusFile(const StatusFile&) = delete;
@@ -382,7 +393,8 @@ int command_prime(Arguments& args) {
   if (journal != "wal" && journal != "delete") throw UsageError("--journal must be wal or delete");
   if (mb <= 0) throw UsageError("--mb must be positive");
 
-  const std::int64_t nblobs = std::max<std::int64_t>(8, static_cast<std::int64_t>(mb * 1024 * 1024) / kBlobSize);
+  const std::int64_t nblobs =
+      std::max<std::int64_t>(8, static_cast<std::int64_t>(mb * 1024 * 1024) / kBlobSize);
   Database db(db_path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
   // page_size only takes effect before the first table exists.
   if (page_size) db.exec("PRAGMA page_size=" + std::to_string(*page_size));
@@ -392,21 +404,25 @@ int command_prime(Arguments& args) {
   db.exec("BEGIN");
   {
     Statement insert_account(db, "INSERT INTO accounts(id, balance) VALUES(?, ?)");
-    for (int id = 1; id <= kAccounts; ++id) insert_account.bind(1, std::int64_t{id}).bind(2, kInitialBalance).run();
+    for (int id = 1; id <= kAccounts; ++id)
+      insert_account.bind(1, std::int64_t{id}).bind(2, kInitialBalance).run();
     Statement insert_blob(db, "INSERT INTO blobs(id, last_seq, crc, payload) VALUES(?, 0, ?, ?)");
     std::mt19937_64 rng(seed);
     std::vector<unsigned char> payload(kBlobSize);
     for (std::int64_t id = 1; id <= nblobs; ++id) {
       for (auto& byte : payload) byte = static_cast<unsigned char>(rng());
-      insert_blob.bind(1, id).bind(2, std::int64_t{crc32(payload.data(), payload.size())}).bind_blob(3, payload).run();
+      insert_blob.bind(1, id)
+          .bind(2, std::int64_t{crc32(payload.data(), payload.size())})
+          .bind_blob(3, payload)
+          .run();
     }
     Statement insert_meta(db, "INSERT INTO meta(id, last_seq, nblobs) VALUES(0, 0, ?)");
     insert_meta.bind(1, nblobs).run();
   }
   db.exec("COMMIT");
   if (journal == "wal") db.exec("PRAGMA journal_mode=WAL");
-  std::printf("primed %s: %lld blobs of %d bytes, journal %s\n", db_path.c_str(), static_cast<long long>(nblobs),
-              kBlobSize, journal.c_str());
+  std::printf("primed %s: %lld blobs of %d bytes, journal %s\n", db_path.c_str(),
+              static_cast<long long>(nblobs), kBlobSize, journal.c_str());
   return 0;
 }
 
@@ -447,7 +463,8 @@ class Writer {
   std::int64_t transaction(bool big) {
     begin_.run();
     try {
-      if (!read_meta_.step()) throw std::runtime_error("meta row missing in " + db_.path().string());
+      if (!read_meta_.step())
+        throw std::runtime_error("meta row missing in " + db_.path().string());
       const std::int64_t seq = read_meta_.int64(0) + 1;
       const std::int64_t nblobs = read_meta_.int64(1);
       read_meta_.reset();
@@ -455,7 +472,8 @@ class Writer {
 
       const int transfers = uniform(settings_.min_transfers, settings_.max_transfers);
       for (int i = 0; i < transfers; ++i) {
-        const std::int64_t from = uniform(1, kAccounts), to = uniform(1, kAccounts), amount = uniform(1, 100);
+        const std::int64_t from = uniform(1, kAccounts), to = uniform(1, kAccounts),
+                           amount = uniform(1, 100);
         debit_.bind(1, amount).bind(2, from).run();
         credit_.bind(1, amount).bind(2, to).run();
         insert_xfer_.bind(1, seq).bind(2, from).bind(3, to).bind(4, amount).run();
@@ -463,7 +481,8 @@ class Writer {
 
       std::int64_t blob_count = 0;
       if (big) {
-        const double mb = std::uniform_real_distribution<double>(settings_.big_mb.first, settings_.big_mb.second)(rng_);
+        const double mb = std::uniform_real_distribution<double>(settings_.big_mb.first,
+                                                                 settings_.big_mb.second)(rng_);
         blob_count = static_cast<std::int64_t>(mb * 1024 * 1024) / kBlobSize;
       } else {
         blob_count = uniform(settings_.min_blobs, settings_.max_blobs);
@@ -481,7 +500,9 @@ class Writer {
 
       std::vector<unsigned char> pad(static_cast<std::size_t>(uniform(16, 300)));
       for (auto& byte : pad) byte = static_cast<unsigned char>(rng_());
-      const double now = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+      const double now =
+          std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
+              .count();
       insert_log_.bind(1, seq)
           .bind(2, settings_.writer_id)
           .bind(3, now)
@@ -510,7 +531,9 @@ class Writer {
       std::this_thread::sleep_for(std::chrono::microseconds(uniform(0, settings_.max_sleep_us)));
     }
   }
-  bool chance(double fraction) { return std::uniform_real_distribution<double>(0, 1)(rng_) < fraction; }
+  bool chance(double fraction) {
+    return std::uniform_real_distribution<double>(0, 1)(rng_) < fraction;
+  }
   std::int64_t uniform(std::int64_t low, std::int64_t high) {
     return std::uniform_int_distribution<std::int64_t>(low, high)(rng_);
   }
@@ -551,8 +574,8 @@ class Writer {
   std::mt19937_64 rng_;
   StatusFile& status_;
   std::vector<unsigned char> payload_ = std::vector<unsigned char>(kBlobSize);
-  Statement begin_, commit_, rollback_, read_meta_, debit_, credit_, insert_xfer_, update_blob_, insert_bw_,
-      insert_log_, update_meta_;
+  Statement begin_, commit_, rollback_, read_meta_, debit_, credit_, insert_xfer_, update_blob_,
+      insert_bw_, insert_log_, update_meta_;
 };
 
 std::uint64_t default_seed() {
@@ -577,18 +600,22 @@ int command_write(Arguments& args) {
   WriterSettings settings;
   settings.big_every_ms = args.optional_integer("big-every-ms");
   if (const auto big_mb = args.get("big-mb")) settings.big_mb = parse_range("big-mb", *big_mb);
-  settings.self_checkpoint_fraction = static_cast<double>(args.integer("self-checkpoint-pct", 0)) / 100.0;
+  settings.self_checkpoint_fraction =
+      static_cast<double>(args.integer("self-checkpoint-pct", 0)) / 100.0;
   settings.max_sleep_us = static_cast<int>(args.integer("max-sleep-us", 2000));
   settings.writer_id = args.integer("writer-id", 1);
   const auto seed_arg = args.optional_integer("seed");
   const auto busy_timeout_ms = static_cast<int>(args.integer("busy-timeout-ms", 5000));
+  const auto transaction_limit = args.optional_integer("transactions");
   args.reject_unknown();
   if (txn_pages == "small") {
-    settings.min_transfers = 1, settings.max_transfers = 4, settings.min_blobs = 1, settings.max_blobs = 3;
+    settings.min_transfers = 1, settings.max_transfers = 4, settings.min_blobs = 1,
+    settings.max_blobs = 3;
   } else if (txn_pages == "large") {
     // 10-40 transfers and 6-30 blobs of 4 pages each: 30-130 pages, more than a cache of 64
     // pages holds, so the pager spills into the database file before COMMIT.
-    settings.min_transfers = 10, settings.max_transfers = 40, settings.min_blobs = 6, settings.max_blobs = 30;
+    settings.min_transfers = 10, settings.max_transfers = 40, settings.min_blobs = 6,
+    settings.max_blobs = 30;
   } else {
     throw UsageError("--txn-pages must be small or large");
   }
@@ -603,7 +630,9 @@ int command_write(Arguments& args) {
   if (journal) {
     const std::string wanted = lower(*journal);
     const std::string got = lower(pragma_text(db, "journal_mode=" + wanted));
-    if (got != wanted) throw std::runtime_error("set journal_mode=" + wanted + " on " + db_path.string() + ": got " + got);
+    if (got != wanted)
+      throw std::runtime_error("set journal_mode=" + wanted + " on " + db_path.string() + ": got " +
+                               got);
   }
   if (autocheckpoint) db.exec("PRAGMA wal_autocheckpoint=" + std::to_string(*autocheckpoint));
   if (cache_size) db.exec("PRAGMA cache_size=" + std::to_string(*cache_size));
@@ -613,21 +642,24 @@ int command_write(Arguments& args) {
     db.exec("BEGIN IMMEDIATE; COMMIT");
   }
 
-  Writer writer(db, settings, seed_arg ? static_cast<std::uint64_t>(*seed_arg) : default_seed(), status);
+  Writer writer(db, settings, seed_arg ? static_cast<std::uint64_t>(*seed_arg) : default_seed(),
+                status);
   status.set(kReady, 1);
   std::int64_t transactions = 0, busy = 0, checkpoints = 0, big_transactions = 0;
   using Clock = std::chrono::steady_clock;
   auto next_big = Clock::time_point::max();
   // The next big transaction is due after big_every_ms, jittered so it lands at varying points
   // of the backups' copy loops.
-  std::mt19937_64 schedule_rng(seed_arg ? static_cast<std::uint64_t>(*seed_arg) + 1 : default_seed());
+  std::mt19937_64 schedule_rng(seed_arg ? static_cast<std::uint64_t>(*seed_arg) + 1
+                                        : default_seed());
   const auto jittered = [&](double low, double high) {
     const double factor = std::uniform_real_distribution<double>(low, high)(schedule_rng);
-    return Clock::now() + std::chrono::milliseconds(static_cast<std::int64_t>(factor * static_cast<double>(*settings.big_every_ms)));
+    return Clock::now() + std::chrono::milliseconds(static_cast<std::int64_t>(
+                              factor * static_cast<double>(*settings.big_every_ms)));
   };
   if (settings.big_every_ms) next_big = jittered(0.3, 1.0);
 
-  while (!stop.stop_requested()) {
+  while (!stop.stop_requested() && (!transaction_limit || transactions < *transaction_limit)) {
     const bool big = Clock::now() >= next_big;
     std::int64_t seq = 0;
     try {
@@ -646,7 +678,8 @@ int command_write(Arguments& args) {
     }
     if (settings.self_checkpoint_fraction > 0 && writer.chance(settings.self_checkpoint_fraction)) {
       try {
-        if (pragma_text(db, "wal_checkpoint(TRUNCATE)") == "0") status.set(kCheckpoints, ++checkpoints);
+        if (pragma_text(db, "wal_checkpoint(TRUNCATE)") == "0")
+          status.set(kCheckpoints, ++checkpoints);
       } catch (const SqlError& error) {
         if (!error.busy()) throw;
       }
@@ -660,7 +693,8 @@ int command_write(Arguments& args) {
 
 int command_checkpoint(Arguments& args) {
   const fs::path db_path = args.required("db");
-  const std::string modes_text = lower(args.get("modes").value_or("truncate,restart,truncate,passive,full"));
+  const std::string modes_text =
+      lower(args.get("modes").value_or("truncate,restart,truncate,passive,full"));
   const auto status_path = args.get("status");
   const auto busy_timeout_ms = static_cast<int>(args.integer("busy-timeout-ms", 100));
   const auto max_sleep_us = args.integer("max-sleep-us", 3000);
@@ -687,7 +721,8 @@ int command_checkpoint(Arguments& args) {
   std::mt19937_64 rng(default_seed());
   std::int64_t done = 0, busy = 0;
   while (!stop.stop_requested()) {
-    const std::string& mode = modes[std::uniform_int_distribution<std::size_t>(0, modes.size() - 1)(rng)];
+    const std::string& mode =
+        modes[std::uniform_int_distribution<std::size_t>(0, modes.size() - 1)(rng)];
     try {
       // The first column is 0 when the checkpoint ran to completion, 1 when it was blocked.
       if (pragma_text(db, "wal_checkpoint(" + mode + ")") == "0") {
@@ -700,7 +735,8 @@ int command_checkpoint(Arguments& args) {
       out.set(kBusyRetries, ++busy);
     }
     if (max_sleep_us > 0) {
-      std::this_thread::sleep_for(std::chrono::microseconds(std::uniform_int_distribution<std::int64_t>(0, max_sleep_us)(rng)));
+      std::this_thread::sleep_for(std::chrono::microseconds(
+          std::uniform_int_distribution<std::int64_t>(0, max_sleep_us)(rng)));
     }
   }
   return 0;
@@ -720,7 +756,8 @@ class PrivateCopy {
   PrivateCopy(const fs::path& database, const fs::path& scratch_parent) {
     std::string pattern = (scratch_parent / "sqlite_churn_check-XXXXXX").string();
     if (mkdtemp(pattern.data()) == nullptr) {
-      throw std::runtime_error("mkdtemp in " + scratch_parent.string() + ": " + std::strerror(errno));
+      throw std::runtime_error("mkdtemp in " + scratch_parent.string() + ": " +
+                               std::strerror(errno));
     }
     folder_ = pattern;
     copy_ = folder_ / database.filename();
@@ -754,7 +791,8 @@ std::vector<std::string> invariant_problems(const Database& db, std::int64_t& k)
   std::vector<std::string> problems;
   std::int64_t nblobs = 0;
   {
-    Statement meta(db, "SELECT last_seq, nblobs, (SELECT COUNT(*) FROM meta) FROM meta WHERE id = 0");
+    Statement meta(db,
+                   "SELECT last_seq, nblobs, (SELECT COUNT(*) FROM meta) FROM meta WHERE id = 0");
     if (!meta.step() || meta.int64(2) != 1) {
       problems.push_back("meta row missing");
       return problems;
@@ -767,8 +805,9 @@ std::vector<std::string> invariant_problems(const Database& db, std::int64_t& k)
     log.step();
     const std::int64_t count = log.int64(0), low = log.int64(1), high = log.int64(2);
     if (count != k || (k > 0 && (low != 1 || high != k))) {
-      problems.push_back("log is not 1..K: meta.last_seq=" + std::to_string(k) + " log count=" + std::to_string(count) +
-                         " min=" + std::to_string(low) + " max=" + std::to_string(high));
+      problems.push_back("log is not 1..K: meta.last_seq=" + std::to_string(k) +
+                         " log count=" + std::to_string(count) + " min=" + std::to_string(low) +
+                         " max=" + std::to_string(high));
     }
   }
   {
@@ -776,51 +815,59 @@ std::vector<std::string> invariant_problems(const Database& db, std::int64_t& k)
     accounts.step();
     const auto total = static_cast<std::int64_t>(accounts.real(1));
     if (accounts.int64(0) != kAccounts || total != kTotalBalance) {
-      problems.push_back("SUM(balance)=" + std::to_string(total) + " over " + std::to_string(accounts.int64(0)) +
-                         " accounts, expected " + std::to_string(kTotalBalance) + " over " + std::to_string(kAccounts));
+      problems.push_back("SUM(balance)=" + std::to_string(total) + " over " +
+                         std::to_string(accounts.int64(0)) + " accounts, expected " +
+                         std::to_string(kTotalBalance) + " over " + std::to_string(kAccounts));
     }
   }
   {
-    Statement xfer(db, "SELECT COUNT(DISTINCT seq), COALESCE(MAX(seq), 0), COALESCE(MIN(seq), 1) FROM xfer");
+    Statement xfer(
+        db, "SELECT COUNT(DISTINCT seq), COALESCE(MAX(seq), 0), COALESCE(MIN(seq), 1) FROM xfer");
     xfer.step();
     if (xfer.int64(0) != k || xfer.int64(1) != k || (k > 0 && xfer.int64(2) != 1)) {
       problems.push_back("xfer covers " + std::to_string(xfer.int64(0)) + " transactions, seq " +
-                         std::to_string(xfer.int64(2)) + ".." + std::to_string(xfer.int64(1)) + ", expected 1.." +
-                         std::to_string(k));
+                         std::to_string(xfer.int64(2)) + ".." + std::to_string(xfer.int64(1)) +
+                         ", expected 1.." + std::to_string(k));
     }
   }
   {
-    Statement balances(db,
-                       "SELECT COUNT(*), MIN(a.id) FROM accounts a"
-                       " LEFT JOIN (SELECT b AS id, SUM(amt) AS s FROM xfer GROUP BY b) i ON i.id = a.id"
-                       " LEFT JOIN (SELECT a AS id, SUM(amt) AS s FROM xfer GROUP BY a) o ON o.id = a.id"
-                       " WHERE a.balance != ?1 + COALESCE(i.s, 0) - COALESCE(o.s, 0)");
+    Statement balances(
+        db,
+        "SELECT COUNT(*), MIN(a.id) FROM accounts a"
+        " LEFT JOIN (SELECT b AS id, SUM(amt) AS s FROM xfer GROUP BY b) i ON i.id = a.id"
+        " LEFT JOIN (SELECT a AS id, SUM(amt) AS s FROM xfer GROUP BY a) o ON o.id = a.id"
+        " WHERE a.balance != ?1 + COALESCE(i.s, 0) - COALESCE(o.s, 0)");
     balances.bind(1, kInitialBalance);
     balances.step();
     if (balances.int64(0) != 0) {
-      problems.push_back(std::to_string(balances.int64(0)) + " balances differ from replaying xfer 1.." +
-                         std::to_string(k) + " (e.g. account " + std::to_string(balances.int64(1)) + ")");
+      problems.push_back(std::to_string(balances.int64(0)) +
+                         " balances differ from replaying xfer 1.." + std::to_string(k) +
+                         " (e.g. account " + std::to_string(balances.int64(1)) + ")");
     }
   }
   {
-    Statement bw(db, "SELECT COUNT(DISTINCT seq), COALESCE(MAX(seq), 0), COALESCE(MIN(seq), 1) FROM bw");
+    Statement bw(
+        db, "SELECT COUNT(DISTINCT seq), COALESCE(MAX(seq), 0), COALESCE(MIN(seq), 1) FROM bw");
     bw.step();
     if (bw.int64(0) != k || bw.int64(1) != k || (k > 0 && bw.int64(2) != 1)) {
-      problems.push_back("bw covers " + std::to_string(bw.int64(0)) + " transactions, seq " + std::to_string(bw.int64(2)) +
-                         ".." + std::to_string(bw.int64(1)) + ", expected 1.." + std::to_string(k));
+      problems.push_back("bw covers " + std::to_string(bw.int64(0)) + " transactions, seq " +
+                         std::to_string(bw.int64(2)) + ".." + std::to_string(bw.int64(1)) +
+                         ", expected 1.." + std::to_string(k));
     }
   }
   if (const std::int64_t rows = scalar(db, "SELECT COUNT(*) FROM blobs"); rows != nblobs) {
     problems.push_back(std::to_string(rows) + " blob rows, expected " + std::to_string(nblobs));
   }
   {
-    Statement last_writer(db,
-                          "SELECT COUNT(*), MIN(b.id) FROM blobs b"
-                          " LEFT JOIN (SELECT blob_id, MAX(seq) AS m FROM bw GROUP BY blob_id) w ON w.blob_id = b.id"
-                          " WHERE b.last_seq != COALESCE(w.m, 0)");
+    Statement last_writer(
+        db,
+        "SELECT COUNT(*), MIN(b.id) FROM blobs b"
+        " LEFT JOIN (SELECT blob_id, MAX(seq) AS m FROM bw GROUP BY blob_id) w ON w.blob_id = b.id"
+        " WHERE b.last_seq != COALESCE(w.m, 0)");
     last_writer.step();
     if (last_writer.int64(0) != 0) {
-      problems.push_back(std::to_string(last_writer.int64(0)) + " blobs whose last_seq disagrees with bw (e.g. blob " +
+      problems.push_back(std::to_string(last_writer.int64(0)) +
+                         " blobs whose last_seq disagrees with bw (e.g. blob " +
                          std::to_string(last_writer.int64(1)) + ")");
     }
   }
@@ -834,14 +881,15 @@ std::vector<std::string> invariant_problems(const Database& db, std::int64_t& k)
       }
     }
     if (bad != 0) {
-      problems.push_back(std::to_string(bad) + " blobs fail crc32 (e.g. blob " + std::to_string(first_bad) + ")");
+      problems.push_back(std::to_string(bad) + " blobs fail crc32 (e.g. blob " +
+                         std::to_string(first_bad) + ")");
     }
   }
   return problems;
 }
 
-Verdict check_snapshot(const fs::path& database, std::int64_t min_seq, std::optional<std::int64_t> max_seq,
-                       const fs::path& scratch) {
+Verdict check_snapshot(const fs::path& database, std::int64_t min_seq,
+                       std::optional<std::int64_t> max_seq, const fs::path& scratch) {
   Verdict verdict;
   const auto fail = [&](const char* outcome, std::string detail) {
     verdict.outcome = outcome;
@@ -850,12 +898,14 @@ Verdict check_snapshot(const fs::path& database, std::int64_t min_seq, std::opti
   };
   std::error_code error;
   const auto size = fs::file_size(database, error);
-  if (error) return fail("corrupt", "no snapshot file " + database.string() + ": " + error.message());
+  if (error)
+    return fail("corrupt", "no snapshot file " + database.string() + ": " + error.message());
   if (size == 0) return fail("corrupt", "snapshot " + database.string() + " is empty (0 bytes)");
   {
     std::FILE* file = std::fopen(database.c_str(), "rb");
     std::array<char, 16> magic{};
-    const bool read = file != nullptr && std::fread(magic.data(), 1, magic.size(), file) == magic.size();
+    const bool read =
+        file != nullptr && std::fread(magic.data(), 1, magic.size(), file) == magic.size();
     if (file != nullptr) std::fclose(file);
     if (!read || std::memcmp(magic.data(), "SQLite format 3", 16) != 0) {
       return fail("corrupt", "not an SQLite database header (" + std::to_string(size) + " bytes)");
@@ -870,7 +920,8 @@ Verdict check_snapshot(const fs::path& database, std::int64_t min_seq, std::opti
       while (integrity.step()) lines.push_back(integrity.text(0));
       if (lines != std::vector<std::string>{"ok"}) {
         std::string joined;
-        for (std::size_t i = 0; i < lines.size() && i < 3; ++i) joined += (i > 0 ? " | " : "") + lines[i];
+        for (std::size_t i = 0; i < lines.size() && i < 3; ++i)
+          joined += (i > 0 ? " | " : "") + lines[i];
         return fail("corrupt", "integrity_check: " + joined);
       }
     }
@@ -878,11 +929,13 @@ Verdict check_snapshot(const fs::path& database, std::int64_t min_seq, std::opti
     try {
       problems = invariant_problems(db, verdict.k);
     } catch (const SqlError& query_error) {
-      return fail("corrupt", std::string("query failed (not a snapshot of the workload?): ") + query_error.what());
+      return fail("corrupt", std::string("query failed (not a snapshot of the workload?): ") +
+                                 query_error.what());
     }
     if (!problems.empty()) {
       std::string joined;
-      for (std::size_t i = 0; i < problems.size() && i < 4; ++i) joined += (i > 0 ? "; " : "") + problems[i];
+      for (std::size_t i = 0; i < problems.size() && i < 4; ++i)
+        joined += (i > 0 ? "; " : "") + problems[i];
       return fail("inconsistent", joined);
     }
   } catch (const SqlError& open_error) {
@@ -893,7 +946,8 @@ Verdict check_snapshot(const fs::path& database, std::int64_t min_seq, std::opti
                              " committed before the backup started");
   }
   if (max_seq && verdict.k > *max_seq) {
-    return fail("inconsistent", "K=" + std::to_string(verdict.k) + " > " + std::to_string(*max_seq) +
+    return fail("inconsistent", "K=" + std::to_string(verdict.k) + " > " +
+                                    std::to_string(*max_seq) +
                                     ", later than any transaction ever started");
   }
   return verdict;
@@ -904,7 +958,8 @@ int command_check(Arguments& args) {
   const std::int64_t min_seq = args.integer("min-seq", 0);
   const auto max_seq = args.optional_integer("max-seq");
   const char* tmpdir = std::getenv("TMPDIR");
-  const fs::path scratch = args.get("scratch").value_or(tmpdir != nullptr && *tmpdir != '\0' ? tmpdir : "/tmp");
+  const fs::path scratch =
+      args.get("scratch").value_or(tmpdir != nullptr && *tmpdir != '\0' ? tmpdir : "/tmp");
   args.reject_unknown();
   const Verdict verdict = check_snapshot(db_path, min_seq, max_seq, scratch);
   std::printf("K=%lld\n%s%s%s\n", static_cast<long long>(verdict.k), verdict.outcome.c_str(),
@@ -921,13 +976,16 @@ void usage(std::FILE* out) {
       "usage:\n"
       "  sqlite_churn prime --db PATH --mb M --journal wal|delete [--page-size N] [--seed S]\n"
       "  sqlite_churn write --db PATH --status FILE [--journal wal|delete|persist|truncate]\n"
-      "      [--locking exclusive] [--autocheckpoint N] [--cache-size N] [--txn-pages small|large]\n"
+      "      [--locking exclusive] [--autocheckpoint N] [--cache-size N] [--txn-pages "
+      "small|large]\n"
       "      [--big-every-ms N --big-mb M|MIN-MAX] [--self-checkpoint-pct P] [--max-sleep-us U]\n"
-      "      [--writer-id N] [--seed S] [--busy-timeout-ms MS]\n"
-      "  sqlite_churn checkpoint --db PATH [--modes truncate,restart,passive,full] [--status FILE]\n"
+      "      [--writer-id N] [--seed S] [--busy-timeout-ms MS] [--transactions N]\n"
+      "  sqlite_churn checkpoint --db PATH [--modes truncate,restart,passive,full] [--status "
+      "FILE]\n"
       "      [--busy-timeout-ms MS] [--max-sleep-us U]\n"
       "  sqlite_churn check --db PATH [--min-seq K] [--max-seq K2] [--scratch DIR]\n"
-      "status file: int64 at byte 0 committed seq, 8 pending seq, 16 transactions, 24 busy retries,\n"
+      "status file: int64 at byte 0 committed seq, 8 pending seq, 16 transactions, 24 busy "
+      "retries,\n"
       "  32 checkpoints, 40 big transactions, 48 ready (atomic stores into a shared mapping)\n"
       "check prints K=<seq> and ok / corrupt: / inconsistent: / stale: ...; exit 0 ok, 2 corrupt,\n"
       "  3 inconsistent, 4 stale, 64 usage\n",

@@ -1,0 +1,160 @@
+// Bounded torture runs: real writer processes (tests/support/sqlite_churn) commit
+// invariant-keeping transactions while the test backs the database up again and again. Every
+// snapshot must be ok: the backup succeeds, the snapshot passes integrity_check, it is exactly
+// the state after one committed transaction K (no torn copy, no lost WAL content), K is at least
+// what was committed before the backup began and at most what had been started by its end,
+// nothing is left beside the destination or in the temporary folder, and no file appears in the
+// source folder other than the ones SQLite's own writers make.
+//
+// Each test is one kind of workload. Defaults: 20 backups or 8 s of backups per scenario, on a
+// 12 MiB database; SQLITE_BACKUP_STRESS_BACKUPS and SQLITE_BACKUP_STRESS_SECONDS raise them for
+// longer manual runs (e.g. 500 backups, 300 s).
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <iomanip>
+#include <iostream>
+
+#include "stress_harness.hpp"
+
+namespace stress {
+namespace {
+
+// At least this many backups must run, or the scenario proved nothing.
+constexpr int kMinimumBackups = 5;
+
+void expect_every_backup_ok(const Scenario& scenario, const ScenarioResult& result) {
+  const std::string summary = summarize(scenario, result);
+  std::cout << summary << std::endl;
+  for (const auto& error : result.harness_errors)
+    ADD_FAILURE() << "[" << scenario.name << "] harness: " << error;
+  for (const auto& record : result.backups) {
+    EXPECT_EQ(record.outcome, "ok")
+        << "[" << scenario.name << "] backup #" << record.index << " via " << record.via
+        << " after " << std::fixed << std::setprecision(3) << record.seconds
+        << " s: " << record.detail;
+  }
+  EXPECT_TRUE(result.source_litter.empty())
+      << "[" << scenario.name << "] the backups created files in the source folder: " << [&] {
+           std::string names;
+           for (const auto& name : result.source_litter) names += name + "; ";
+           return names;
+         }();
+  const int wanted = std::min(kMinimumBackups, backups_per_scenario());
+  EXPECT_GE(static_cast<int>(result.backups.size()), wanted)
+      << "[" << scenario.name << "] too few backups ran to stress anything: " << summary;
+  // The point is backing up while writers commit: most backups must have overlapped a commit.
+  EXPECT_GE(result.backups_overlapping_commits, static_cast<int>(result.backups.size()) / 2)
+      << "[" << scenario.name << "] the writers were mostly idle during the backups: " << summary;
+  EXPECT_GE(result.checkpoints_during, scenario.min_checkpoints)
+      << "[" << scenario.name << "] too few explicit checkpoints while backing up: " << summary;
+  EXPECT_GE(result.big_transactions_during, scenario.min_big_transactions)
+      << "[" << scenario.name << "] too few big transactions while backing up: " << summary;
+}
+
+void require_executables() {
+  ASSERT_FALSE(kChurnExe.empty()) << "sqlite_churn was not built (tests/support/sqlite_churn.cpp)";
+}
+
+TEST(LiveBackupStress, WalTwoWritersDefaultAutocheckpoint) {
+  require_executables();
+  const Scenario scenario{
+      .name = "wal",
+      .prime_journal = "wal",
+      .writers = {{}, {}},
+      .allowed_source_suffixes = {"-wal", "-shm"},
+      .via = Via::library_and_memory,
+  };
+  expect_every_backup_ok(scenario, run_scenario(scenario));
+}
+
+TEST(LiveBackupStress, WalWithCheckpointerResettingTheWal) {
+  require_executables();
+  ASSERT_FALSE(kCliExe.empty()) << "the sqlite_backup CLI was not built";
+  // wal_autocheckpoint=4 plus a process looping TRUNCATE/RESTART/PASSIVE/FULL checkpoints:
+  // the WAL is checkpointed and restarted constantly, the case where copying the database and
+  // the WAL one after the other pairs a pre-checkpoint database with a post-reset WAL.
+  const Scenario scenario{
+      .name = "wal-ckpt",
+      .prime_journal = "wal",
+      .writers = {{"--autocheckpoint", "4"}, {"--autocheckpoint", "4"}},
+      .checkpointer = true,
+      .allowed_source_suffixes = {"-wal", "-shm"},
+      .via = Via::library_and_cli,
+      .min_checkpoints = 10,
+  };
+  expect_every_backup_ok(scenario, run_scenario(scenario));
+}
+
+TEST(LiveBackupStress, RollbackJournalWithTransactionsSpillingBeforeCommit) {
+  require_executables();
+  // journal_mode=DELETE with cache_size=64 and 30-130 page transactions: the pager writes into
+  // the database file before COMMIT, so a copy taken mid-transaction holds uncommitted pages and
+  // a hot journal that must be rolled back.
+  const std::vector<std::string> flags = {"--journal",   "delete", "--cache-size",   "64",
+                                          "--txn-pages", "large",  "--max-sleep-us", "3000"};
+  const Scenario scenario{
+      .name = "rollback",
+      .prime_journal = "delete",
+      .writers = {flags, flags},
+      .allowed_source_suffixes = {"-journal"},
+      .via = Via::library,
+  };
+  expect_every_backup_ok(scenario, run_scenario(scenario));
+}
+
+TEST(LiveBackupStress, PersistAndTruncateJournals) {
+  require_executables();
+  ASSERT_FALSE(kCliExe.empty()) << "the sqlite_backup CLI was not built";
+  // PERSIST leaves a journal whose header is zeroed after each commit; TRUNCATE leaves an
+  // empty one: neither is hot, and both must be told apart from a hot journal.
+  const std::vector<std::string> large = {"--cache-size",   "64",  "--txn-pages", "large",
+                                          "--max-sleep-us", "3000"};
+  std::vector<std::string> persist = {"--journal", "persist"};
+  std::vector<std::string> truncate = {"--journal", "truncate"};
+  persist.insert(persist.end(), large.begin(), large.end());
+  truncate.insert(truncate.end(), large.begin(), large.end());
+  const Scenario scenario{
+      .name = "persist",
+      .prime_journal = "delete",
+      .writers = {persist, truncate},
+      .allowed_source_suffixes = {"-journal"},
+      .via = Via::cli,
+  };
+  expect_every_backup_ok(scenario, run_scenario(scenario));
+}
+
+TEST(LiveBackupStress, WalExclusiveLockingHeldByTheOnlyWriter) {
+  require_executables();
+  ASSERT_FALSE(kCliExe.empty()) << "the sqlite_backup CLI was not built";
+  // locking_mode=EXCLUSIVE: the writer keeps its wal-index in heap memory (no -shm) and every
+  // other connection gets SQLITE_BUSY; it TRUNCATE-checkpoints after ~5% of its transactions.
+  // Unlike a lock-based tool, ours must still succeed every time.
+  const Scenario scenario{
+      .name = "exclusive",
+      .prime_journal = "wal",
+      .writers = {{"--locking", "exclusive", "--journal", "wal", "--self-checkpoint-pct", "5"}},
+      .allowed_source_suffixes = {"-wal"},
+      .via = Via::cli,
+      .min_checkpoints = 2,
+  };
+  expect_every_backup_ok(scenario, run_scenario(scenario));
+}
+
+TEST(LiveBackupStress, WalWithBigTransactions) {
+  require_executables();
+  // One writer commits 3-8 MiB transactions every ~0.4 s beside small ones: the WAL grows past
+  // the autocheckpoint threshold in one commit and big frames sets are in flight during copies.
+  const Scenario scenario{
+      .name = "big-txn",
+      .prime_journal = "wal",
+      .writers = {{}, {"--big-every-ms", "400", "--big-mb", "3-8"}},
+      .allowed_source_suffixes = {"-wal", "-shm"},
+      .via = Via::library,
+      .min_big_transactions = 3,
+  };
+  expect_every_backup_ok(scenario, run_scenario(scenario));
+}
+
+}  // namespace
+}  // namespace stress

@@ -1,0 +1,129 @@
+// The stress harness: real sqlite_churn writer processes keep committing invariant-keeping
+// transactions to a database while the test backs it up over and over, and every snapshot is
+// checked by `sqlite_churn check` against what the writers had committed before the backup
+// began (not stale) and what they had started by its end (not from the future).
+//
+// Used by tests/stress/*.cpp only. A scenario names the workload (journal mode, writers and
+// their flags, a checkpointer) and how the backup runs (library, CLI, memory destination).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <cstdlib>
+#include <filesystem>
+#include <memory>
+#include <set>
+#include <sqlite_backup/sqlite_backup.hpp>
+#include <string>
+#include <test_support.hpp>
+#include <vector>
+
+namespace stress {
+
+namespace fs = std::filesystem;
+
+inline const fs::path kChurnExe = SQLITE_BACKUP_CHURN_EXE;
+// SQLITE_BACKUP_STRESS_CLI replaces the CLI (any program taking SOURCE DESTINATION), e.g. to
+// see the harness catch a naive `cp`, or to compare another tool.
+inline const fs::path kCliExe = [] {
+  const char* other = std::getenv("SQLITE_BACKUP_STRESS_CLI");
+  return other != nullptr && *other != '\0' ? fs::path(other) : fs::path(SQLITE_BACKUP_CLI_EXE);
+}();
+
+// Offsets (in int64 slots) of the counters a sqlite_churn process publishes in its status file.
+enum class StatusField : std::size_t {
+  committed = 0,
+  pending = 1,
+  transactions = 2,
+  busy_retries = 3,
+  checkpoints = 4,
+  big_transactions = 5,
+  ready = 6,
+};
+
+// A read-only shared mapping of one status file. The writer stores aligned int64 values
+// atomically; load() reads them atomically, so a value is never torn.
+class StatusView {
+ public:
+  // Creates the file (zero-filled) before the process that writes it starts.
+  explicit StatusView(const fs::path& path);
+  StatusView(const StatusView&) = delete;
+  StatusView& operator=(const StatusView&) = delete;
+  ~StatusView();
+  [[nodiscard]] std::int64_t load(StatusField field) const;
+  [[nodiscard]] const fs::path& path() const noexcept { return path_; }
+
+ private:
+  fs::path path_;
+  const std::int64_t* slots_ = nullptr;
+};
+
+// How each backup of a scenario is taken.
+enum class Via {
+  library,             // sqlite_backup::sqlite_backup(src, dst) in this process
+  cli,                 // the sqlite_backup executable
+  library_and_cli,     // alternately
+  library_and_memory,  // alternately to a file and into memory (then serialized for the check)
+};
+
+struct Scenario {
+  std::string name;
+  std::string prime_journal;  // "wal" or "delete"
+  std::vector<std::vector<std::string>>
+      writers;                // extra `sqlite_churn write` flags, one per writer
+  bool checkpointer = false;  // plus a `sqlite_churn checkpoint` loop
+  std::set<std::string>
+      allowed_source_suffixes;  // beside "" (the database): "-wal", "-shm", "-journal"
+  Via via = Via::library;
+  // Evidence that the run exercised what the scenario is about, required during the backups.
+  std::int64_t min_checkpoints = 0;  // completed explicit checkpoints (any process)
+  std::int64_t min_big_transactions = 0;
+};
+
+// Backups per scenario and seconds for its backup loop: defaults, or the environment
+// variables SQLITE_BACKUP_STRESS_BACKUPS / SQLITE_BACKUP_STRESS_SECONDS for longer runs.
+int backups_per_scenario();
+double seconds_per_scenario();
+
+// One backup's classification, as torture-style outcomes.
+struct BackupRecord {
+  int index = 0;
+  std::string via;  // "library", "cli", "memory"
+  std::string
+      outcome;  // ok, tool-error, corrupt, inconsistent, stale, leftover, wal-header, temp-leftover
+  std::string detail;
+  std::int64_t k = -1;
+  std::int64_t required_min = 0;  // committed before the backup began (or K of an earlier snapshot)
+  std::int64_t upper = 0;         // highest seq any writer had started when the backup ended
+  double seconds = 0;
+};
+
+struct ScenarioResult {
+  std::vector<BackupRecord> backups;
+  std::int64_t transactions_during = 0;  // commits by all writers while the backups ran
+  std::int64_t checkpoints_during = 0;
+  std::int64_t big_transactions_during = 0;
+  int backups_overlapping_commits = 0;  // a writer committed between the backup's start and end
+  std::vector<std::string>
+      source_litter;  // names created in the source folder outside the allowed set
+  std::vector<std::string> harness_errors;  // writer died, final source check failed, ...
+  double loop_seconds = 0;
+};
+
+// Runs the scenario and returns what happened; harness problems land in harness_errors.
+ScenarioResult run_scenario(const Scenario& scenario);
+
+// A one-line-per-outcome summary ("wal: 20 backups, ok=20, median 0.03 s, ...").
+std::string summarize(const Scenario& scenario, const ScenarioResult& result);
+
+// Runs `sqlite_churn check` on `database`; returns {exit code, K, verdict line}.
+struct CheckResult {
+  int exit_code = -1;
+  std::int64_t k = -1;
+  std::string verdict;  // "ok", "corrupt: ...", ...
+  std::string raw;      // everything it printed, for failure messages
+};
+CheckResult check_snapshot(const fs::path& database, std::int64_t min_seq, std::int64_t max_seq,
+                           const fs::path& scratch);
+
+}  // namespace stress
