@@ -278,6 +278,23 @@ TEST_F(FailuresTest, DiskFullAtTheDestinationIsAnIoErrorAndLeavesNothing) {
       << ::testing::PrintToString(list_names(tmpfs->path()));
 }
 
+// A memory destination stages its copy in TMPDIR: a full TMPDIR is an I/O error naming
+// it, and the partial staging copy is removed.
+TEST_F(FailuresTest, FullTemporaryFolderIsAnIoErrorAndLeavesNothing) {
+  auto tmpfs = TmpfsMount::try_mount(1024 * 1024);
+  if (!tmpfs)
+    GTEST_SKIP() << "needs root and tmpfs to make a 1 MiB filesystem (is_root=" << is_root() << ")";
+  exec_sql(dir_ / "big.sqlite",
+           "CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB);"
+           "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 4096)"
+           " INSERT INTO t(v) SELECT randomblob(1000) FROM n;");
+  const ScopedEnv small_tmpdir("TMPDIR", tmpfs->path().string());
+  expect_backup_error([&] { (void)sb::sqlite_backup(dir_ / "big.sqlite"); }, sb::ErrorKind::io,
+                      tmpfs->path());
+  EXPECT_TRUE(list_names(tmpfs->path()).empty())
+      << ::testing::PrintToString(list_names(tmpfs->path()));
+}
+
 TEST_F(FailuresTest, SourceDeletedDuringTheCopyIsAnIoErrorNamingIt) {
   create_database(dir_ / "doomed.sqlite", 50);
   auto copy_then_delete_source = [](const fs::path& from, const fs::path& to) {
