@@ -63,6 +63,24 @@ class Run:
 
 GNU_TIME = "/usr/bin/time"
 
+# Processes to end if the run is interrupted: the command being timed, the sources' owners.
+in_flight: set[int] = set()
+owners: list[subprocess.Popen] = []
+
+
+def end_leftover_processes() -> None:
+    for pid in list(in_flight):
+        try:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
+        in_flight.discard(pid)
+    for owner in owners:
+        if owner.poll() is None:
+            owner.kill()
+            owner.wait()
+
 
 def run_timed(argv: list[str], stderr_path: Path) -> Run:
     """Spawns argv (stdout to /dev/null), waits for it, and returns its wall time."""
@@ -73,7 +91,9 @@ def run_timed(argv: list[str], stderr_path: Path) -> Run:
     ]
     started = time.perf_counter()
     pid = os.posix_spawn(argv[0], argv, os.environ, file_actions=file_actions)
+    in_flight.add(pid)
     _, status, usage = os.wait4(pid, 0)
+    in_flight.discard(pid)
     seconds = time.perf_counter() - started
     exit_code = os.waitstatus_to_exitcode(status)
     stderr = stderr_path.read_text(errors="replace").strip() if exit_code != 0 else ""
@@ -131,6 +151,7 @@ class LiveSource:
             [str(maker), "--db", str(self.database), "--db-bytes", str(int(db_mib * MiB)),
              "--wal-bytes", str(int(wal_mib * MiB))],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        owners.append(self.owner)
         # The owner prints one line once the WAL is in place; it then holds it until stdin closes.
         line = self.owner.stdout.readline().split()
         if not line or line[0] != "ready":
@@ -440,7 +461,16 @@ class XfsMount:
 
     def close(self) -> None:
         if self.mounted:
-            subprocess.run(["umount", str(self.mountpoint)], check=False)
+            # A process that was killed a moment ago may still hold a file open: retry briefly,
+            # then detach lazily so the mount never outlives the run.
+            for _ in range(20):
+                if subprocess.run(["umount", str(self.mountpoint)], capture_output=True,
+                                  check=False).returncode == 0:
+                    break
+                time.sleep(0.25)
+            else:
+                log(f"{self.mountpoint} stayed busy; detaching it lazily (umount -l)")
+                subprocess.run(["umount", "-l", str(self.mountpoint)], check=False)
             self.mounted = False
         self.image.unlink(missing_ok=True)
 
@@ -644,6 +674,7 @@ def main() -> int:
         report += targets_table(plain, xfs_result, xfs_note)
         report += run_micro(args, scratch)
     finally:
+        end_leftover_processes()
         for source in sources:
             source.close()
         if xfs_mount is not None:
