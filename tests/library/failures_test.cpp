@@ -278,6 +278,27 @@ TEST_F(FailuresTest, DiskFullAtTheDestinationIsAnIoErrorAndLeavesNothing) {
       << ::testing::PrintToString(list_names(tmpfs->path()));
 }
 
+TEST_F(FailuresTest, DiskFullKeepsTheOldDestinationIntact) {
+  auto tmpfs = TmpfsMount::try_mount(1024 * 1024);
+  if (!tmpfs)
+    GTEST_SKIP() << "needs root and tmpfs to make a 1 MiB filesystem (is_root=" << is_root() << ")";
+  exec_sql(dir_ / "big.sqlite",
+           "CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB);"
+           "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 4096)"
+           " INSERT INTO t(v) SELECT randomblob(1000) FROM n;");
+  const fs::path destination = *tmpfs / "copy.sqlite";
+  create_database(destination, 5);
+  const std::string old_bytes = read_file(destination);
+  try {
+    sb::sqlite_backup(dir_ / "big.sqlite", destination);
+    ADD_FAILURE() << "a 4 MiB backup fitted into 1 MiB";
+  } catch (const sb::SqliteBackupError& error) {
+    EXPECT_EQ(kind_name(error.kind()), kind_name(sb::ErrorKind::io)) << error.what();
+  }
+  EXPECT_EQ(list_names(tmpfs->path()), std::vector<std::string>{"copy.sqlite"});
+  EXPECT_EQ(read_file(destination), old_bytes);
+}
+
 // A memory destination stages its copy in TMPDIR: a full TMPDIR is an I/O error naming
 // it, and the partial staging copy is removed.
 TEST_F(FailuresTest, FullTemporaryFolderIsAnIoErrorAndLeavesNothing) {
