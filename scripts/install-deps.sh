@@ -12,6 +12,7 @@ packages=(
   time                          # /usr/bin/time -v: peak RSS in the benchmark
   xfsprogs                      # reflink benchmark and tests on a loop-mounted XFS (skipped without)
   util-linux e2fsprogs dpkg-dev file
+  groff-base                    # renders (and so checks) the man page, docs/sqlite_backup.1
 )
 
 missing=()
