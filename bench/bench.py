@@ -384,6 +384,11 @@ def targets_table(plain: list[SizeResult], xfs: SizeResult | None, xfs_note: str
 
     lines = ["| Target (issue 4) | Measured | Result |", "|---|---|---|"]
     lines += [f"| {name} | {value} | {verdict(ok)} |" for name, value, ok in rows]
+    # Context for the cp targets: ours fsyncs its result (it must be durable), plain cp does not.
+    durable = [f"{r.title}: {format_ratio(median_ratio(r.tool('ours'), r.tool('cp-sync')))}"
+               for r in plain if r.tool("cp-sync") is not None]
+    if durable:
+        lines += ["", "Ours against the durable floor, cp + sync: " + "; ".join(durable) + "."]
     return lines
 
 
