@@ -94,9 +94,17 @@ fs::path temporary_folder() {
 
 // Copies the source into `staging` (validated unless the caller accepts otherwise) and lets
 // SQLite recover it there. Returns the staged database path.
+// SQLite keeps the -wal and -journal beside the file a symlink points to, not beside the
+// link; so do we.
+fs::path resolve_source(const fs::path& source) {
+  std::error_code error;
+  fs::path resolved = fs::canonical(source, error);
+  return error ? source : resolved;
+}
+
 fs::path snapshot_into(const fs::path& source, const io::StagingDir& staging, const Options& options,
-                       Report& report, bool start_writeback) {
-  const discover::DatabaseFiles files(source);
+                       Report& report, const fs::path& destination_for_errors) {
+  const discover::DatabaseFiles files(resolve_source(source));
   const fs::path staged = staging.path() / (source.filename().empty() ? fs::path("database")
                                                                        : source.filename());
   snapshot::Settings settings;
@@ -104,7 +112,8 @@ fs::path snapshot_into(const fs::path& source, const io::StagingDir& staging, co
   settings.copy_function = options.copy_function;
   settings.cancel = options.cancel;
   settings.on_progress = options.on_progress;
-  settings.start_writeback = start_writeback;
+  settings.start_writeback = !destination_for_errors.empty();
+  settings.destination_for_errors = destination_for_errors;
   const snapshot::Outcome outcome = snapshot::copy_consistent_set(files, staged, settings);
   report.attempts = outcome.attempts;
   report.validated = outcome.validated;
@@ -200,7 +209,7 @@ std::optional<Connection> sqlite_backup(const fs::path& source, std::optional<fs
     // place with no second copy.
     const fs::path parent = destination->parent_path().empty() ? fs::path(".") : destination->parent_path();
     const io::StagingDir staging(parent, destination->filename().native());
-    const fs::path staged = snapshot_into(source, staging, options, report, /*start_writeback=*/true);
+    const fs::path staged = snapshot_into(source, staging, options, report, *destination);
     const finalize::DatabaseFacts facts = finalize::recover_in_place(staged, options, source);
     const auto mode = io::stat_path(source);
     if (options.cancel != nullptr && options.cancel->load()) {
@@ -214,7 +223,7 @@ std::optional<Connection> sqlite_backup(const fs::path& source, std::optional<fs
   }
 
   const io::StagingDir staging(temporary_folder(), source.filename().native());
-  const fs::path staged = snapshot_into(source, staging, options, report, false);
+  const fs::path staged = snapshot_into(source, staging, options, report, {});
   Options recover_options = options;
   recover_options.verify = Verify::none;  // verified once, in memory
   finalize::recover_in_place(staged, recover_options, source);
@@ -236,7 +245,7 @@ void sqlite_backup_to_fd(const fs::path& source, int fd, const Options& options)
   fs::path staged;
   finalize::DatabaseFacts facts;
   if (options.copy_use_tempdir) {
-    staged = snapshot_into(source, staging, options, report, false);
+    staged = snapshot_into(source, staging, options, report, {});
     facts = finalize::recover_in_place(staged, options, source);
   } else {
     staged = staging.path() / "snapshot";

@@ -39,11 +39,12 @@ StagingDir::~StagingDir() {
 void commit_file(const std::filesystem::path& staged, const std::filesystem::path& destination,
                  mode_t permissions, bool replace) {
   {
+    // Errors name the destination: the staging file is ours, the user knows the destination.
     UniqueFd fd(::open(staged.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!fd) throw_errno(errno, "cannot open", staged);
+    if (!fd) throw_errno(errno, "cannot open the finished copy for", destination);
     // fchmod, not the umask: the copy must be no more readable than the source was.
-    if (::fchmod(fd.get(), permissions) != 0) throw_errno(errno, "cannot set permissions of", staged);
-    sync_fd(fd.get(), staged);
+    if (::fchmod(fd.get(), permissions) != 0) throw_errno(errno, "cannot set permissions of", destination);
+    sync_fd(fd.get(), destination);
   }
   if (replace) {
     if (::rename(staged.c_str(), destination.c_str()) != 0) {

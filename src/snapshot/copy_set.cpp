@@ -55,14 +55,17 @@ std::uint64_t copy_member(const std::filesystem::path& source, io::UniqueFd in,
     vanished = true;
     return 0;
   }
+  const std::filesystem::path& shown = settings.destination_for_errors.empty()
+                                          ? staged
+                                          : settings.destination_for_errors;
   io::UniqueFd out(::open(staged.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
-  if (!out) io::throw_errno(errno, "cannot create", staged);
+  if (!out) io::throw_errno(errno, "cannot create a temporary file for", shown);
   const auto observer = [&](std::uint64_t done) {
     if (settings.cancel != nullptr && settings.cancel->load(std::memory_order_relaxed)) return false;
     if (settings.on_progress) settings.on_progress({done_before + done, total, attempt});
     return true;
   };
-  const io::CopyOutcome outcome = io::copy_file_contents(in.get(), source, out.get(), staged, observer,
+  const io::CopyOutcome outcome = io::copy_file_contents(in.get(), source, out.get(), shown, observer,
                                                             settings.start_writeback);
   throw_if_cancelled(settings, source);
   log_debug("copied {} ({} bytes, {})", quoted(source), outcome.bytes, io::to_string(outcome.method));

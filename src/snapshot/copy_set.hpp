@@ -19,6 +19,9 @@ struct Settings {
   const std::atomic<bool>* cancel = nullptr;
   std::function<void(const CopyProgress&)> on_progress;
   bool start_writeback = false;          // the copy will be fsynced: start writing it out early
+  // What write errors name: the user's destination rather than our staging file (empty: the
+  // staging file).
+  std::filesystem::path destination_for_errors;
 };
 
 struct Outcome {
