@@ -82,51 +82,31 @@ CopyOutcome copy_file_contents(int source_fd, const std::filesystem::path& sourc
     return outcome;
   }
 
+  // The two in-kernel methods share one loop: chunk by chunk to end of file; a method the
+  // filesystems refuse on the first chunk hands over to the next one.
   std::uint64_t done = 0;
-  bool try_copy_file_range = true;
-  bool try_sendfile = true;
-  while (try_copy_file_range) {
-    const ssize_t n = ::copy_file_range(source_fd, nullptr, destination_fd, nullptr, kChunk, 0);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      if (done == 0 && is_unsupported(errno)) {
-        try_copy_file_range = false;
-        break;
+  const auto in_kernel = [&](CopyMethod method, auto&& copy_chunk) -> bool {
+    for (;;) {
+      const ssize_t n = copy_chunk();
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        if (done == 0 && is_unsupported(errno)) return false;
+        throw_copy_error(errno, source_path, destination_path);
       }
-      throw_copy_error(errno, source_path, destination_path);
+      if (n == 0 || !after_chunk(done += static_cast<std::uint64_t>(n))) {
+        outcome.method = method;
+        outcome.bytes = done;
+        return true;
+      }
     }
-    if (n == 0) {
-      outcome.method = CopyMethod::copy_file_range;
-      outcome.bytes = done;
-      return outcome;
-    }
-    done += static_cast<std::uint64_t>(n);
-    if (!after_chunk(done)) {
-      outcome.bytes = done;
-      return outcome;
-    }
+  };
+  if (in_kernel(CopyMethod::copy_file_range, [&] {
+        return ::copy_file_range(source_fd, nullptr, destination_fd, nullptr, kChunk, 0);
+      })) {
+    return outcome;
   }
-
-  while (try_sendfile) {
-    const ssize_t n = ::sendfile(destination_fd, source_fd, nullptr, kChunk);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      if (done == 0 && is_unsupported(errno)) {
-        try_sendfile = false;
-        break;
-      }
-      throw_copy_error(errno, source_path, destination_path);
-    }
-    if (n == 0) {
-      outcome.method = CopyMethod::sendfile;
-      outcome.bytes = done;
-      return outcome;
-    }
-    done += static_cast<std::uint64_t>(n);
-    if (!after_chunk(done)) {
-      outcome.bytes = done;
-      return outcome;
-    }
+  if (in_kernel(CopyMethod::sendfile, [&] { return ::sendfile(destination_fd, source_fd, nullptr, kChunk); })) {
+    return outcome;
   }
 
   constexpr std::size_t kBuffer = std::size_t{1} << 20;
