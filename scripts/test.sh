@@ -50,8 +50,9 @@ step "summary"
 if ((status == 124 || status == 137)); then
   echo "ctest did not finish within ${test_timeout}s and was stopped (raise TEST_TIMEOUT?); log: $log"
 else
-  # ctest's own summary: the pass ratio, the time per label, the failed tests.
-  sed -n '/tests passed, /,$p' "$log"
+  # ctest's own summary lines, repeated here because failure output can push them far up.
+  sed -n -e '/tests passed, /p' -e '/^Total Test time/p' \
+    -e '/The following tests FAILED/,/^Errors while running CTest/p' "$log"
 fi
 if ((status == 0)); then
   echo "scripts/test.sh: all tests passed"
