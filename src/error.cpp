@@ -1,6 +1,6 @@
 #include <sqlite3.h>
-#include <sqlite_backup/sqlite_backup.hpp>
 
+#include <sqlite_backup/sqlite_backup.hpp>
 #include <utility>
 
 namespace sqlite_backup {

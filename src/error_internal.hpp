@@ -4,9 +4,9 @@
 
 #include <fmt/format.h>
 #include <fmt/std.h>
-#include <sqlite_backup/sqlite_backup.hpp>
 
 #include <filesystem>
+#include <sqlite_backup/sqlite_backup.hpp>
 #include <string>
 
 namespace sqlite_backup::detail {

@@ -1,5 +1,3 @@
-#include "log_internal.hpp"
-
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -7,6 +5,8 @@
 #include <ctime>
 #include <filesystem>
 #include <mutex>
+
+#include "log_internal.hpp"
 
 namespace sqlite_backup {
 namespace {
@@ -32,10 +32,14 @@ SinkSlot& sink_slot() {
 
 const char* level_name(LogLevel level) noexcept {
   switch (level) {
-    case LogLevel::debug: return "DEBUG";
-    case LogLevel::info: return "INFO";
-    case LogLevel::warning: return "WARNING";
-    case LogLevel::error: return "ERROR";
+    case LogLevel::debug:
+      return "DEBUG";
+    case LogLevel::info:
+      return "INFO";
+    case LogLevel::warning:
+      return "WARNING";
+    case LogLevel::error:
+      return "ERROR";
   }
   return "LOG";
 }

@@ -2,9 +2,9 @@
 #pragma once
 
 #include <fmt/format.h>
-#include <sqlite_backup/log.hpp>
 
 #include <source_location>
+#include <sqlite_backup/log.hpp>
 #include <string>
 
 namespace sqlite_backup::detail {

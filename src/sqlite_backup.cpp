@@ -1,12 +1,11 @@
 // The public entry points: argument checks, then the pipeline
 //   discover -> snapshot (copy + validate) -> finalize (recover, verify, commit).
-#include <sqlite_backup/sqlite_backup.hpp>
-
 #include <fcntl.h>
 #include <sqlite3.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <sqlite_backup/sqlite_backup.hpp>
 #include <system_error>
 
 #include "discover/database_files.hpp"
@@ -36,7 +35,8 @@ void check_options(const Options& options) {
                                 std::to_string(options.copy_retry) + ")");
   }
   if (options.sqlite_backup_kwargs.pages == 0) {
-    throw std::invalid_argument("sqlite_backup: sqlite_backup_kwargs.pages must not be 0 (-1 means all)");
+    throw std::invalid_argument(
+        "sqlite_backup: sqlite_backup_kwargs.pages must not be 0 (-1 means all)");
   }
 }
 
@@ -57,7 +57,8 @@ void check_destination(const fs::path& source, const fs::path& destination, bool
   const auto destination_stat = io::stat_path(destination);
   const bool same_by_identity =
       source_stat && destination_stat && source_stat->same_file(*destination_stat);
-  if (same_by_identity || fs::weakly_canonical(source, error) == fs::weakly_canonical(destination, error)) {
+  if (same_by_identity ||
+      fs::weakly_canonical(source, error) == fs::weakly_canonical(destination, error)) {
     throw std::invalid_argument("sqlite_backup: 'source' and 'destination' can't be the same (" +
                                 quoted(source) + " and " + quoted(destination) + ")");
   }
@@ -81,8 +82,9 @@ void check_destination(const fs::path& source, const fs::path& destination, bool
   }
   const fs::path parent = destination.has_parent_path() ? destination.parent_path() : fs::path(".");
   if (!fs::is_directory(parent, error)) {
-    throw_error(ErrorKind::destination, destination, "cannot write {}: its folder {} does not exist",
-                quoted(destination), quoted(parent));
+    throw_error(ErrorKind::destination, destination,
+                "cannot write {}: its folder {} does not exist", quoted(destination),
+                quoted(parent));
   }
 }
 
@@ -102,11 +104,12 @@ fs::path resolve_source(const fs::path& source) {
   return error ? source : resolved;
 }
 
-fs::path snapshot_into(const fs::path& source, const io::StagingDir& staging, const Options& options,
-                       Report& report, const fs::path& destination_for_errors) {
+fs::path snapshot_into(const fs::path& source, const io::StagingDir& staging,
+                       const Options& options, Report& report,
+                       const fs::path& destination_for_errors) {
   const discover::DatabaseFiles files(resolve_source(source));
-  const fs::path staged = staging.path() / (source.filename().empty() ? fs::path("database")
-                                                                       : source.filename());
+  const fs::path staged =
+      staging.path() / (source.filename().empty() ? fs::path("database") : source.filename());
   snapshot::Settings settings;
   settings.attempts = options.copy_retry;
   settings.copy_function = options.copy_function;
@@ -119,13 +122,15 @@ fs::path snapshot_into(const fs::path& source, const io::StagingDir& staging, co
   report.validated = outcome.validated;
   if (!outcome.validated) {
     if (options.copy_retry_strict) {
-      throw_error(ErrorKind::unstable_source, source,
-                  "cannot snapshot {}: failed to copy all files without any of them changing {} times "
-                  "(last: {})",
-                  quoted(source), options.copy_retry, outcome.last_reason);
+      throw_error(
+          ErrorKind::unstable_source, source,
+          "cannot snapshot {}: failed to copy all files without any of them changing {} times "
+          "(last: {})",
+          quoted(source), options.copy_retry, outcome.last_reason);
     }
-    log_warning("{} kept changing for {} attempts ({}); using the last copy, which may be inconsistent",
-                quoted(source), options.copy_retry, outcome.last_reason);
+    log_warning(
+        "{} kept changing for {} attempts ({}); using the last copy, which may be inconsistent",
+        quoted(source), options.copy_retry, outcome.last_reason);
   }
   return staged;
 }
@@ -160,21 +165,26 @@ finalize::DatabaseFacts facts_of(sqlite3* db) {
   return facts;
 }
 
-std::optional<Connection> backup_live(const fs::path& source, const std::optional<fs::path>& destination,
-                                      const Options& options, std::chrono::steady_clock::time_point started) {
+std::optional<Connection> backup_live(const fs::path& source,
+                                      const std::optional<fs::path>& destination,
+                                      const Options& options,
+                                      std::chrono::steady_clock::time_point started) {
   Report report;
   report.attempts = 1;
-  sql::Database from = finalize::open_for_reading(source, options.sqlite_connect_kwargs, true, source);
+  sql::Database from =
+      finalize::open_for_reading(source, options.sqlite_connect_kwargs, true, source);
   if (!destination) {
     Connection memory = finalize::copy_into_memory(from, options);
     fill_report(report, source, {}, facts_of(memory.get()), options, started);
     return memory;
   }
-  const io::StagingDir staging(destination->parent_path().empty() ? fs::path(".") : destination->parent_path(),
-                               destination->filename().native());
+  const io::StagingDir staging(
+      destination->parent_path().empty() ? fs::path(".") : destination->parent_path(),
+      destination->filename().native());
   const fs::path staged = staging.path() / destination->filename();
   {
-    sql::Database to(sql::file_uri(staged), SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_URI, "",
+    sql::Database to(sql::file_uri(staged),
+                     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_URI, "",
                      *destination);
     finalize::backup_api_copy(from, to, options);
     to.close();
@@ -197,9 +207,10 @@ std::optional<Connection> sqlite_backup(const fs::path& source, std::optional<fs
   if (destination) check_destination(source, *destination, options.overwrite);
 
   if (!options.copy_use_tempdir) {
-    log_warning("copy_use_tempdir is off: reading the live database {} directly; this takes locks "
-                "and may fail while the owner writes",
-                quoted(source));
+    log_warning(
+        "copy_use_tempdir is off: reading the live database {} directly; this takes locks "
+        "and may fail while the owner writes",
+        quoted(source));
     return backup_live(source, destination, options, started);
   }
 
@@ -207,18 +218,20 @@ std::optional<Connection> sqlite_backup(const fs::path& source, std::optional<fs
   if (destination) {
     // Staged beside the destination: same filesystem, so the finished file is renamed into
     // place with no second copy.
-    const fs::path parent = destination->parent_path().empty() ? fs::path(".") : destination->parent_path();
+    const fs::path parent =
+        destination->parent_path().empty() ? fs::path(".") : destination->parent_path();
     const io::StagingDir staging(parent, destination->filename().native());
     const fs::path staged = snapshot_into(source, staging, options, report, *destination);
     const finalize::DatabaseFacts facts = finalize::recover_in_place(staged, options, source);
     const auto mode = io::stat_path(source);
     if (options.cancel != nullptr && options.cancel->load()) {
-      throw_error(ErrorKind::cancelled, source, "backup of {} cancelled; nothing was written", quoted(source));
+      throw_error(ErrorKind::cancelled, source, "backup of {} cancelled; nothing was written",
+                  quoted(source));
     }
     io::commit_file(staged, *destination, mode ? (mode->mode & 0666) : 0600, options.overwrite);
     fill_report(report, source, *destination, facts, options, started);
-    log_info("backed up {} to {} ({} pages, {} attempt(s))", quoted(source), quoted(*destination), facts.pages,
-             report.attempts);
+    log_info("backed up {} to {} ({} pages, {} attempt(s))", quoted(source), quoted(*destination),
+             facts.pages, report.attempts);
     return std::nullopt;
   }
 
@@ -227,12 +240,14 @@ std::optional<Connection> sqlite_backup(const fs::path& source, std::optional<fs
   Options recover_options = options;
   recover_options.verify = Verify::none;  // verified once, in memory
   finalize::recover_in_place(staged, recover_options, source);
-  sql::Database copy = finalize::open_for_reading(staged, options.sqlite_connect_kwargs, true, source);
+  sql::Database copy =
+      finalize::open_for_reading(staged, options.sqlite_connect_kwargs, true, source);
   Connection memory = finalize::copy_into_memory(copy, options);
   const finalize::DatabaseFacts facts = facts_of(memory.get());
   copy.close();
   fill_report(report, source, {}, facts, options, started);
-  log_info("backed up {} into memory ({} pages, {} attempt(s))", quoted(source), facts.pages, report.attempts);
+  log_info("backed up {} into memory ({} pages, {} attempt(s))", quoted(source), facts.pages,
+           report.attempts);
   return memory;
 }
 
@@ -260,7 +275,8 @@ void sqlite_backup_to_fd(const fs::path& source, int fd, const Options& options)
     return options.cancel == nullptr || !options.cancel->load();
   });
   if (options.cancel != nullptr && options.cancel->load()) {
-    throw_error(ErrorKind::cancelled, source, "backup of {} cancelled while streaming", quoted(source));
+    throw_error(ErrorKind::cancelled, source, "backup of {} cancelled while streaming",
+                quoted(source));
   }
   fill_report(report, source, {}, facts, options, started);
 }
@@ -287,13 +303,14 @@ bool copy_all_files(const std::vector<fs::path>& source_files, const fs::path& t
   snapshot::Settings settings;
   settings.attempts = retry;
   settings.copy_function = copy_function;
-  return snapshot::copy_consistent_set(files, temporary_dest / source_files.front().filename(), settings)
+  return snapshot::copy_consistent_set(files, temporary_dest / source_files.front().filename(),
+                                       settings)
       .validated;
 }
 
 Connection sqlite_connect_immutable(const fs::path& database) {
-  sql::Database db(sql::file_uri(database, "mode=ro&immutable=1"), SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, "",
-                   database);
+  sql::Database db(sql::file_uri(database, "mode=ro&immutable=1"),
+                   SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, "", database);
   db.query_int("SELECT count(*) FROM sqlite_schema", "cannot read");
   return Connection(db.release());
 }

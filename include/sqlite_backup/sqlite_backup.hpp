@@ -12,14 +12,13 @@
 // thread-safe.
 #pragma once
 
-#include <sqlite_backup/log.hpp>
-
 #include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
 #include <optional>
+#include <sqlite_backup/log.hpp>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -30,13 +29,13 @@ namespace sqlite_backup {
 
 // What went wrong, coarse enough for a caller (or the CLI's exit code) to act on.
 enum class ErrorKind {
-  invalid_source,     // not a database, truncated, a folder, a FIFO, ...
-  unstable_source,    // the files kept changing for copy_retry attempts (strict mode)
-  io,                 // reading the source or writing the destination failed (ENOSPC, EACCES, ...)
-  destination,        // the destination is refused (exists, no parent folder, ...)
-  sqlite,             // SQLite refused an operation on the snapshot
-  verification_failed,// --verify: integrity_check/quick_check of the result failed
-  cancelled,          // Options::cancel was set (the CLI sets it on SIGINT/SIGTERM)
+  invalid_source,   // not a database, truncated, a folder, a FIFO, ...
+  unstable_source,  // the files kept changing for copy_retry attempts (strict mode)
+  io,               // reading the source or writing the destination failed (ENOSPC, EACCES, ...)
+  destination,      // the destination is refused (exists, no parent folder, ...)
+  sqlite,           // SQLite refused an operation on the snapshot
+  verification_failed,  // --verify: integrity_check/quick_check of the result failed
+  cancelled,            // Options::cancel was set (the CLI sets it on SIGINT/SIGTERM)
 };
 
 // Thrown for every failure other than a missing source (std::filesystem::filesystem_error)
@@ -76,10 +75,10 @@ class Connection {
 
 // The reference's `sqlite_connect_kwargs`: how the source (or its private copy) is opened.
 struct ConnectOptions {
-  int open_flags = 0;                      // extra SQLITE_OPEN_* flags, OR'd in
-  std::string vfs;                         // empty: SQLite's default VFS
+  int open_flags = 0;                            // extra SQLITE_OPEN_* flags, OR'd in
+  std::string vfs;                               // empty: SQLite's default VFS
   std::chrono::milliseconds busy_timeout{5000};  // as Python's timeout=5.0
-  std::string uri_parameters;              // extra "key=value&..." appended to the file: URI
+  std::string uri_parameters;                    // extra "key=value&..." appended to the file: URI
 };
 
 // Progress of a copy through SQLite's backup API: (remaining pages, total pages).
@@ -88,10 +87,10 @@ using BackupProgress = std::function<void(int remaining, int total)>;
 // The reference's `sqlite_backup_kwargs`: passed to sqlite3_backup_* when the backup API runs
 // (memory destinations and copy_use_tempdir = false).
 struct BackupOptions {
-  int pages = -1;                          // pages per sqlite3_backup_step(); -1: all at once
-  BackupProgress progress;                 // called after each step
-  std::string name = "main";               // schema of the source to copy
-  std::chrono::milliseconds sleep{250};    // pause after a step that found the source busy
+  int pages = -1;                        // pages per sqlite3_backup_step(); -1: all at once
+  BackupProgress progress;               // called after each step
+  std::string name = "main";             // schema of the source to copy
+  std::chrono::milliseconds sleep{250};  // pause after a step that found the source busy
 };
 
 // Copies one file; returns false when the source changed while it was being copied.
@@ -114,26 +113,27 @@ struct Report {
   std::uint64_t bytes = 0;            // size of the resulting database
   std::uint64_t pages = 0;
   int page_size = 0;
-  int attempts = 0;                   // whole-set copy attempts (1 = first try was clean)
-  bool validated = true;              // false only when copy_retry_strict = false gave up
+  int attempts = 0;       // whole-set copy attempts (1 = first try was clean)
+  bool validated = true;  // false only when copy_retry_strict = false gave up
   Verify verified = Verify::none;
   std::chrono::nanoseconds duration{0};
 };
 
 struct Options {
-  bool wal_checkpoint = true;     // leave no -wal/-shm beside the destination
-  bool copy_use_tempdir = true;   // snapshot by copying (no locks); false: backup API on the live file
-  int copy_retry = 100;           // whole-set copy attempts before giving up (>= 1)
+  bool wal_checkpoint = true;  // leave no -wal/-shm beside the destination
+  bool copy_use_tempdir =
+      true;              // snapshot by copying (no locks); false: backup API on the live file
+  int copy_retry = 100;  // whole-set copy attempts before giving up (>= 1)
   bool copy_retry_strict = true;  // give up with SqliteBackupError (else: use the last copy, warn)
   ConnectOptions sqlite_connect_kwargs{};
   BackupOptions sqlite_backup_kwargs{};
-  CopyFunction copy_function{};   // empty: atomic_copy
+  CopyFunction copy_function{};  // empty: atomic_copy
 
   // Beyond the reference.
-  Verify verify = Verify::none;   // integrity check of the result before it is committed
+  Verify verify = Verify::none;  // integrity check of the result before it is committed
   std::function<void(const CopyProgress&)> on_progress{};  // called from the calling thread
   const std::atomic<bool>* cancel = nullptr;  // when it turns true the backup stops, cleanly
-  Report* report = nullptr;       // filled in on success
+  Report* report = nullptr;                   // filled in on success
   // Replace an existing destination file (atomically, by rename). The CLI sets false.
   bool overwrite = true;
 };
@@ -149,9 +149,9 @@ struct Options {
 // through a symlink or a hard link) or an option is out of range; SqliteBackupError
 // for everything else. On any error nothing is left at the destination and no
 // temporary file remains.
-std::optional<Connection> sqlite_backup(const std::filesystem::path& source,
-                                        std::optional<std::filesystem::path> destination = std::nullopt,
-                                        const Options& options = {});
+std::optional<Connection> sqlite_backup(
+    const std::filesystem::path& source,
+    std::optional<std::filesystem::path> destination = std::nullopt, const Options& options = {});
 
 // Snapshots `source` and writes the finished single-file database to the open file
 // descriptor `fd` (a pipe, a socket, a file), e.g. for a compressor. Staged in the
@@ -174,8 +174,8 @@ std::vector<std::filesystem::path> glob_database_files(const std::filesystem::pa
 // copy is validated as one consistent snapshot (see src/validate/). Returns whether it
 // was; on false the last (unvalidated) copy is left in place. Throws on I/O errors.
 bool copy_all_files(const std::vector<std::filesystem::path>& source_files,
-                    const std::filesystem::path& temporary_dest, const CopyFunction& copy_function = {},
-                    int retry = 100);
+                    const std::filesystem::path& temporary_dest,
+                    const CopyFunction& copy_function = {}, int retry = 100);
 
 // Opens `database` read-only with immutable=1: SQLite then takes no locks and ignores
 // other writers. Only for files nobody is writing (a private copy): never use it on a

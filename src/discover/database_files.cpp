@@ -1,7 +1,6 @@
 #include "discover/database_files.hpp"
 
 #include <sqlite_backup/sqlite_backup.hpp>
-
 #include <system_error>
 
 namespace sqlite_backup {

@@ -25,7 +25,8 @@ void throw_if_cancelled(const Options& options, const std::filesystem::path& sou
 
 void run_verification(sql::Database& db, Verify verify, const std::filesystem::path& source) {
   if (verify == Verify::none) return;
-  const char* pragma = verify == Verify::quick ? "PRAGMA quick_check(10)" : "PRAGMA integrity_check(10)";
+  const char* pragma =
+      verify == Verify::quick ? "PRAGMA quick_check(10)" : "PRAGMA integrity_check(10)";
   sql::Statement check(db, pragma, "cannot verify the snapshot of");
   std::string problems;
   while (check.step()) {
@@ -34,8 +35,9 @@ void run_verification(sql::Database& db, Verify verify, const std::filesystem::p
     if (!problems.empty()) problems += "; ";
     problems += line;
   }
-  throw_error(ErrorKind::verification_failed, source, "verification ({}) of the snapshot of {} failed: {}",
-              verify == Verify::quick ? "quick_check" : "integrity_check", quoted(source), problems);
+  throw_error(
+      ErrorKind::verification_failed, source, "verification ({}) of the snapshot of {} failed: {}",
+      verify == Verify::quick ? "quick_check" : "integrity_check", quoted(source), problems);
 }
 
 // Replaying a large WAL or checking a large database takes a while: let SQLite look at the
@@ -99,9 +101,11 @@ DatabaseFacts recover_in_place(const std::filesystem::path& staged, const Option
   // The first statement makes SQLite look at the copy: it replays the WAL (rebuilding the
   // index the missing -shm held) or rolls back a hot journal. A file that is not a
   // database, or is cut short, fails here.
-  const std::string mode = db.query_text("PRAGMA journal_mode=DELETE", "cannot recover the snapshot of");
+  const std::string mode =
+      db.query_text("PRAGMA journal_mode=DELETE", "cannot recover the snapshot of");
   if (mode != "delete") {
-    throw_error(ErrorKind::sqlite, source, "cannot switch the snapshot of {} to journal_mode=DELETE (still {})",
+    throw_error(ErrorKind::sqlite, source,
+                "cannot switch the snapshot of {} to journal_mode=DELETE (still {})",
                 quoted(source), mode);
   }
   // Reading the schema checks the header and page 1 (a truncated file whose header counts
@@ -115,10 +119,13 @@ DatabaseFacts recover_in_place(const std::filesystem::path& staged, const Option
   throw_if_cancelled(options, source);
   run_verification(db, options.verify, source);
   DatabaseFacts facts;
-  facts.page_size = static_cast<int>(db.query_int("PRAGMA page_size", "cannot read the snapshot of"));
-  facts.pages = static_cast<std::uint64_t>(db.query_int("PRAGMA page_count", "cannot read the snapshot of"));
+  facts.page_size =
+      static_cast<int>(db.query_int("PRAGMA page_size", "cannot read the snapshot of"));
+  facts.pages =
+      static_cast<std::uint64_t>(db.query_int("PRAGMA page_count", "cannot read the snapshot of"));
   db.close();
-  log_debug("recovered the snapshot of {}: {} pages of {} bytes", quoted(source), facts.pages, facts.page_size);
+  log_debug("recovered the snapshot of {}: {} pages of {} bytes", quoted(source), facts.pages,
+            facts.page_size);
   return facts;
 }
 

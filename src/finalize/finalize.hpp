@@ -2,10 +2,9 @@
 // backup-API copies (memory destinations, and the live mode without a copy).
 #pragma once
 
-#include <sqlite_backup/sqlite_backup.hpp>
-
 #include <cstdint>
 #include <filesystem>
+#include <sqlite_backup/sqlite_backup.hpp>
 
 #include "sqlite/handle.hpp"
 

@@ -1,9 +1,9 @@
 #include "io/copy.hpp"
 
+#include <fcntl.h>
 #include <linux/fs.h>
 #include <sys/ioctl.h>
 #include <sys/sendfile.h>
-#include <fcntl.h>
 #include <unistd.h>
 
 #include <array>
@@ -51,10 +51,14 @@ void start_writeback_of(int fd, std::uint64_t from, std::uint64_t to) {
 
 const char* to_string(CopyMethod method) noexcept {
   switch (method) {
-    case CopyMethod::reflink: return "reflink";
-    case CopyMethod::copy_file_range: return "copy_file_range";
-    case CopyMethod::sendfile: return "sendfile";
-    case CopyMethod::read_write: return "read/write";
+    case CopyMethod::reflink:
+      return "reflink";
+    case CopyMethod::copy_file_range:
+      return "copy_file_range";
+    case CopyMethod::sendfile:
+      return "sendfile";
+    case CopyMethod::read_write:
+      return "read/write";
   }
   return "?";
 }
@@ -77,7 +81,8 @@ CopyOutcome copy_file_contents(int source_fd, const std::filesystem::path& sourc
   if (::ioctl(destination_fd, FICLONE, source_fd) == 0) {
     outcome.method = CopyMethod::reflink;
     outcome.bytes = stat_fd(destination_fd, destination_path).size;
-    if (::lseek(destination_fd, 0, SEEK_END) < 0) throw_errno(errno, "cannot seek", destination_path);
+    if (::lseek(destination_fd, 0, SEEK_END) < 0)
+      throw_errno(errno, "cannot seek", destination_path);
     report(observer, outcome.bytes);
     return outcome;
   }
@@ -105,7 +110,8 @@ CopyOutcome copy_file_contents(int source_fd, const std::filesystem::path& sourc
       })) {
     return outcome;
   }
-  if (in_kernel(CopyMethod::sendfile, [&] { return ::sendfile(destination_fd, source_fd, nullptr, kChunk); })) {
+  if (in_kernel(CopyMethod::sendfile,
+                [&] { return ::sendfile(destination_fd, source_fd, nullptr, kChunk); })) {
     return outcome;
   }
 
@@ -119,7 +125,8 @@ CopyOutcome copy_file_contents(int source_fd, const std::filesystem::path& sourc
       throw_errno(errno, "cannot read", source_path);
     }
     if (n == 0) break;
-    write_all(destination_fd, std::span(buffer.get(), static_cast<std::size_t>(n)), destination_path);
+    write_all(destination_fd, std::span(buffer.get(), static_cast<std::size_t>(n)),
+              destination_path);
     done += static_cast<std::uint64_t>(n);
     since_report += static_cast<std::uint64_t>(n);
     if (since_report >= kChunk) {

@@ -61,20 +61,21 @@ UniqueFd open_source_file(const std::filesystem::path& path) {
   if (!fd) {
     if (errno == ENOENT) return {};
     if (errno == EISDIR) {
-      throw_error(ErrorKind::invalid_source, path, "cannot read {}: it is a folder, not a database file",
-                  quoted(path));
+      throw_error(ErrorKind::invalid_source, path,
+                  "cannot read {}: it is a folder, not a database file", quoted(path));
     }
     throw_errno(errno, "cannot open", path);
   }
   const FileStat st = stat_fd(fd.get(), path);
   if (S_ISDIR(st.mode)) {
-    throw_error(ErrorKind::invalid_source, path, "cannot read {}: it is a folder, not a database file",
-                quoted(path));
+    throw_error(ErrorKind::invalid_source, path,
+                "cannot read {}: it is a folder, not a database file", quoted(path));
   }
   if (!S_ISREG(st.mode)) {
-    throw_error(ErrorKind::invalid_source, path,
-                "cannot read {}: not a regular file (a FIFO, socket or device), not a database file",
-                quoted(path));
+    throw_error(
+        ErrorKind::invalid_source, path,
+        "cannot read {}: not a regular file (a FIFO, socket or device), not a database file",
+        quoted(path));
   }
   const int flags = ::fcntl(fd.get(), F_GETFL);
   if (flags < 0 || ::fcntl(fd.get(), F_SETFL, flags & ~O_NONBLOCK) != 0) {
@@ -87,8 +88,8 @@ std::size_t read_at(int fd, std::span<std::byte> buffer, std::uint64_t offset,
                     const std::filesystem::path& path_for_errors) {
   std::size_t done = 0;
   while (done < buffer.size()) {
-    const ssize_t n = ::pread(fd, buffer.data() + done, buffer.size() - done,
-                              static_cast<off_t>(offset + done));
+    const ssize_t n =
+        ::pread(fd, buffer.data() + done, buffer.size() - done, static_cast<off_t>(offset + done));
     if (n < 0) {
       if (errno == EINTR) continue;
       throw_errno(errno, "cannot read", path_for_errors);
@@ -99,7 +100,8 @@ std::size_t read_at(int fd, std::span<std::byte> buffer, std::uint64_t offset,
   return done;
 }
 
-void write_all(int fd, std::span<const std::byte> data, const std::filesystem::path& path_for_errors) {
+void write_all(int fd, std::span<const std::byte> data,
+               const std::filesystem::path& path_for_errors) {
   while (!data.empty()) {
     const ssize_t n = ::write(fd, data.data(), data.size());
     if (n < 0) {

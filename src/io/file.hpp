@@ -68,12 +68,14 @@ UniqueFd open_source_file(const std::filesystem::path& path);
 std::size_t read_at(int fd, std::span<std::byte> buffer, std::uint64_t offset,
                     const std::filesystem::path& path_for_errors);
 
-void write_all(int fd, std::span<const std::byte> data, const std::filesystem::path& path_for_errors);
+void write_all(int fd, std::span<const std::byte> data,
+               const std::filesystem::path& path_for_errors);
 
 // fsync of a file or folder, with the path in the error.
 void sync_fd(int fd, const std::filesystem::path& path_for_errors);
 void sync_directory(const std::filesystem::path& directory);
 
-[[noreturn]] void throw_errno(int error, const std::string& operation, const std::filesystem::path& path);
+[[noreturn]] void throw_errno(int error, const std::string& operation,
+                              const std::filesystem::path& path);
 
 }  // namespace sqlite_backup::io

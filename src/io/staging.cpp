@@ -43,14 +43,16 @@ void commit_file(const std::filesystem::path& staged, const std::filesystem::pat
     UniqueFd fd(::open(staged.c_str(), O_RDONLY | O_CLOEXEC));
     if (!fd) throw_errno(errno, "cannot open the finished copy for", destination);
     // fchmod, not the umask: the copy must be no more readable than the source was.
-    if (::fchmod(fd.get(), permissions) != 0) throw_errno(errno, "cannot set permissions of", destination);
+    if (::fchmod(fd.get(), permissions) != 0)
+      throw_errno(errno, "cannot set permissions of", destination);
     sync_fd(fd.get(), destination);
   }
   if (replace) {
     if (::rename(staged.c_str(), destination.c_str()) != 0) {
       throw_errno(errno, "cannot rename the snapshot to", destination);
     }
-  } else if (::renameat2(AT_FDCWD, staged.c_str(), AT_FDCWD, destination.c_str(), RENAME_NOREPLACE) != 0) {
+  } else if (::renameat2(AT_FDCWD, staged.c_str(), AT_FDCWD, destination.c_str(),
+                         RENAME_NOREPLACE) != 0) {
     const int error = errno;
     if (error == EEXIST) {
       throw_error(ErrorKind::destination, destination,
@@ -63,14 +65,15 @@ void commit_file(const std::filesystem::path& staged, const std::filesystem::pat
     if (::link(staged.c_str(), destination.c_str()) != 0) {
       if (errno == EEXIST) {
         throw_error(ErrorKind::destination, destination,
-                    "refusing to write {}: it already exists (not overwriting)", quoted(destination));
+                    "refusing to write {}: it already exists (not overwriting)",
+                    quoted(destination));
       }
       throw_errno(errno, "cannot link the snapshot to", destination);
     }
     ::unlink(staged.c_str());
   }
   sync_directory(destination.parent_path().empty() ? std::filesystem::path(".")
-                                                    : destination.parent_path());
+                                                   : destination.parent_path());
 }
 
 }  // namespace sqlite_backup::io

@@ -49,26 +49,28 @@ struct Member {
 // until commit gives it the source's bits.
 std::uint64_t copy_member(const std::filesystem::path& source, io::UniqueFd in,
                           const std::filesystem::path& staged, const Settings& settings,
-                          std::uint64_t done_before, std::uint64_t total, int attempt, bool& vanished) {
+                          std::uint64_t done_before, std::uint64_t total, int attempt,
+                          bool& vanished) {
   if (!in) in = io::open_source_file(source);
   if (!in) {
     vanished = true;
     return 0;
   }
-  const std::filesystem::path& shown = settings.destination_for_errors.empty()
-                                          ? staged
-                                          : settings.destination_for_errors;
+  const std::filesystem::path& shown =
+      settings.destination_for_errors.empty() ? staged : settings.destination_for_errors;
   io::UniqueFd out(::open(staged.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
   if (!out) io::throw_errno(errno, "cannot create a temporary file for", shown);
   const auto observer = [&](std::uint64_t done) {
-    if (settings.cancel != nullptr && settings.cancel->load(std::memory_order_relaxed)) return false;
+    if (settings.cancel != nullptr && settings.cancel->load(std::memory_order_relaxed))
+      return false;
     if (settings.on_progress) settings.on_progress({done_before + done, total, attempt});
     return true;
   };
-  const io::CopyOutcome outcome = io::copy_file_contents(in.get(), source, out.get(), shown, observer,
-                                                            settings.start_writeback);
+  const io::CopyOutcome outcome = io::copy_file_contents(in.get(), source, out.get(), shown,
+                                                         observer, settings.start_writeback);
   throw_if_cancelled(settings, source);
-  log_debug("copied {} ({} bytes, {})", quoted(source), outcome.bytes, io::to_string(outcome.method));
+  log_debug("copied {} ({} bytes, {})", quoted(source), outcome.bytes,
+            io::to_string(outcome.method));
   return outcome.bytes;
 }
 
@@ -78,8 +80,8 @@ void remove_staged(const std::vector<Member>& members) {
 
 }  // namespace
 
-Outcome copy_consistent_set(const discover::DatabaseFiles& source, const std::filesystem::path& staged,
-                            const Settings& settings) {
+Outcome copy_consistent_set(const discover::DatabaseFiles& source,
+                            const std::filesystem::path& staged, const Settings& settings) {
   const discover::DatabaseFiles staged_files(staged);
   Outcome outcome;
   for (int attempt = 1; attempt <= settings.attempts; ++attempt) {
@@ -92,10 +94,11 @@ Outcome copy_consistent_set(const discover::DatabaseFiles& source, const std::fi
     // still reads the whole file (see judge()).
     io::UniqueFd held_journal = io::open_source_file(source.journal);
     const validate::SetState before = validate::capture(source);
-    if (held_journal && !(before.journal.exists &&
-                          before.journal.stat.same_file(io::stat_fd(held_journal.get(), source.journal)))) {
+    if (held_journal && !(before.journal.exists && before.journal.stat.same_file(io::stat_fd(
+                                                       held_journal.get(), source.journal)))) {
       outcome.last_reason = "the journal changed as we opened it";
-      log_debug("attempt {} of {}: {}; copying again", attempt, settings.attempts, outcome.last_reason);
+      log_debug("attempt {} of {}: {}; copying again", attempt, settings.attempts,
+                outcome.last_reason);
       continue;
     }
     if (!before.database.exists) {
@@ -128,9 +131,10 @@ Outcome copy_consistent_set(const discover::DatabaseFiles& source, const std::fi
         continue;
       }
       bool vanished = false;
-      io::UniqueFd held = member.source == &source.journal ? std::move(held_journal) : io::UniqueFd();
-      done += copy_member(*member.source, std::move(held), member.staged, settings, done, total, attempt,
-                          vanished);
+      io::UniqueFd held =
+          member.source == &source.journal ? std::move(held_journal) : io::UniqueFd();
+      done += copy_member(*member.source, std::move(held), member.staged, settings, done, total,
+                          attempt, vanished);
       if (vanished) copies_settled = false;
     }
     outcome.bytes = done;
@@ -151,7 +155,8 @@ Outcome copy_consistent_set(const discover::DatabaseFiles& source, const std::fi
                      "the database changed during the copy (contents differ)"};
         } else {
           const validate::SetState after = validate::capture(source);
-          verdict = validate::judge(before, after, staged_wal, staged_journal, staged_files.journal);
+          verdict =
+              validate::judge(before, after, staged_wal, staged_journal, staged_files.journal);
         }
       }
     } else {
@@ -160,7 +165,8 @@ Outcome copy_consistent_set(const discover::DatabaseFiles& source, const std::fi
     }
     if (verdict.consistent) {
       outcome.validated = true;
-      log_debug("attempt {}: the copy of {} is one consistent state", attempt, quoted(source.database));
+      log_debug("attempt {}: the copy of {} is one consistent state", attempt,
+                quoted(source.database));
       return outcome;
     }
     outcome.last_reason = verdict.reason;

@@ -2,23 +2,22 @@
 // until validate::judge() accepts a copy as one consistent state.
 #pragma once
 
-#include <sqlite_backup/sqlite_backup.hpp>
-
 #include <atomic>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <sqlite_backup/sqlite_backup.hpp>
 
 #include "discover/database_files.hpp"
 
 namespace sqlite_backup::snapshot {
 
 struct Settings {
-  int attempts = 100;                    // whole-set attempts (copy_retry)
-  CopyFunction copy_function;            // empty: our descriptor copy
+  int attempts = 100;          // whole-set attempts (copy_retry)
+  CopyFunction copy_function;  // empty: our descriptor copy
   const std::atomic<bool>* cancel = nullptr;
   std::function<void(const CopyProgress&)> on_progress;
-  bool start_writeback = false;          // the copy will be fsynced: start writing it out early
+  bool start_writeback = false;  // the copy will be fsynced: start writing it out early
   // What write errors name: the user's destination rather than our staging file (empty: the
   // staging file).
   std::filesystem::path destination_for_errors;
@@ -36,7 +35,7 @@ struct Outcome {
 // private folder: side files go beside it under the matching names). Never writes to or
 // locks the source. Throws SqliteBackupError for I/O errors, a source that is not a regular
 // file or that vanished, and cancellation.
-Outcome copy_consistent_set(const discover::DatabaseFiles& source, const std::filesystem::path& staged,
-                            const Settings& settings);
+Outcome copy_consistent_set(const discover::DatabaseFiles& source,
+                            const std::filesystem::path& staged, const Settings& settings);
 
 }  // namespace sqlite_backup::snapshot

@@ -38,7 +38,7 @@ void throw_result(int result, sqlite3* db, std::string_view operation,
                   const std::filesystem::path& path) {
   // The connection's message is more specific than sqlite3_errstr() when it is about this result.
   const char* message = (db != nullptr && sqlite3_errcode(db) == result) ? sqlite3_errmsg(db)
-                                                                          : sqlite3_errstr(result);
+                                                                         : sqlite3_errstr(result);
   detail::throw_error(classify(result), path, "{} {}: {} (SQLite error {})", operation,
                       detail::quoted(path), message, result);
 }
@@ -46,7 +46,8 @@ void throw_result(int result, sqlite3* db, std::string_view operation,
 Database::Database(const std::string& filename, int flags, const std::string& vfs,
                    const std::filesystem::path& path_for_errors)
     : path_(path_for_errors) {
-  const int rc = sqlite3_open_v2(filename.c_str(), &db_, flags, vfs.empty() ? nullptr : vfs.c_str());
+  const int rc =
+      sqlite3_open_v2(filename.c_str(), &db_, flags, vfs.empty() ? nullptr : vfs.c_str());
   if (rc != SQLITE_OK) {
     // Copy the message out before the destructor closes the handle that holds it.
     const int result = db_ != nullptr ? sqlite3_extended_errcode(db_) : rc;
@@ -95,8 +96,10 @@ std::int64_t Database::query_int(const std::string& sql, std::string_view operat
 
 Statement::Statement(Database& db, const std::string& sql, std::string_view operation)
     : db_(db), operation_(operation) {
-  const int rc = sqlite3_prepare_v2(db.get(), sql.c_str(), static_cast<int>(sql.size()), &stmt_, nullptr);
-  if (rc != SQLITE_OK) throw_result(sqlite3_extended_errcode(db.get()), db.get(), operation_, db.path());
+  const int rc =
+      sqlite3_prepare_v2(db.get(), sql.c_str(), static_cast<int>(sql.size()), &stmt_, nullptr);
+  if (rc != SQLITE_OK)
+    throw_result(sqlite3_extended_errcode(db.get()), db.get(), operation_, db.path());
 }
 
 Statement::~Statement() { sqlite3_finalize(stmt_); }

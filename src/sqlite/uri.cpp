@@ -8,8 +8,8 @@ std::string file_uri(const std::filesystem::path& path, const std::string& query
   std::string uri = "file:";
   for (const unsigned char c : absolute) {
     const bool unreserved = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-                            (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_' || c == '~' ||
-                            c == '/';
+                            (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_' ||
+                            c == '~' || c == '/';
     if (unreserved) {
       uri += static_cast<char>(c);
     } else {

@@ -20,13 +20,15 @@ std::uint32_t big_endian_u32(const MemberState& member, std::size_t offset) noex
          std::uint32_t{p[3]};
 }
 
-bool same_bytes(const MemberState& a, const MemberState& b, std::size_t from, std::size_t to) noexcept {
+bool same_bytes(const MemberState& a, const MemberState& b, std::size_t from,
+                std::size_t to) noexcept {
   if (a.header_bytes < to || b.header_bytes < to) return a.header_bytes == b.header_bytes;
   return std::memcmp(a.header.data() + from, b.header.data() + from, to - from) == 0;
 }
 
 bool is_all_zero(const MemberState& member, std::size_t bytes) noexcept {
-  return std::all_of(member.header.begin(), member.header.begin() + static_cast<std::ptrdiff_t>(bytes),
+  return std::all_of(member.header.begin(),
+                     member.header.begin() + static_cast<std::ptrdiff_t>(bytes),
                      [](std::byte b) { return b == std::byte{0}; });
 }
 
@@ -50,11 +52,11 @@ bool same_journal_transaction(const MemberState& a, const MemberState& b) noexce
 }
 
 std::string describe(const char* name, const MemberState& before, const MemberState& after) {
-  if (before.exists && !after.exists) return fmt::format("the {} was deleted during the copy", name);
+  if (before.exists && !after.exists)
+    return fmt::format("the {} was deleted during the copy", name);
   if (!before.exists && after.exists) return fmt::format("a {} appeared during the copy", name);
   return fmt::format("the {} was replaced by another file during the copy", name);
 }
-
 
 // The change counter page 1 had when transaction T began, from T's journal: the first
 // record of page 1 holds its original. A journal is a sequence of segments, each a header
@@ -72,7 +74,8 @@ std::optional<std::uint32_t> original_change_counter(const std::filesystem::path
   };
   std::uint64_t offset = 0;
   while (offset + kJournalHeaderSize <= size) {
-    if (io::read_at(fd.get(), std::as_writable_bytes(std::span(header)), offset, journal) < header.size() ||
+    if (io::read_at(fd.get(), std::as_writable_bytes(std::span(header)), offset, journal) <
+            header.size() ||
         std::memcmp(header.data(), kJournalMagic.data(), kJournalMagic.size()) != 0) {
       return std::nullopt;
     }
@@ -82,12 +85,14 @@ std::optional<std::uint32_t> original_change_counter(const std::filesystem::path
     if (sector < 32 || page < 512 || page > 65536) return std::nullopt;
     const std::uint64_t record = page + 8;
     const std::uint64_t first = offset + sector;
-    const std::uint64_t count = declared == 0xffffffffU ? (size > first ? (size - first) / record : 0) : declared;
+    const std::uint64_t count =
+        declared == 0xffffffffU ? (size > first ? (size - first) / record : 0) : declared;
     std::array<unsigned char, 4 + 28> head{};  // page number + page bytes up to the counter
     for (std::uint64_t i = 0; i < count; ++i) {
       const std::uint64_t at = first + i * record;
       if (at + record > size) return std::nullopt;
-      if (io::read_at(fd.get(), std::as_writable_bytes(std::span(head)), at, journal) < head.size()) {
+      if (io::read_at(fd.get(), std::as_writable_bytes(std::span(head)), at, journal) <
+          head.size()) {
         return std::nullopt;
       }
       if (be32(&head[0]) == 1) return be32(&head[4 + 24]);
@@ -106,7 +111,8 @@ MemberState capture_member(const std::filesystem::path& path, std::size_t header
   if (!fd) return member;
   member.exists = true;
   member.stat = io::stat_fd(fd.get(), path);
-  member.header_bytes = io::read_at(fd.get(), std::span(member.header.data(), header_size), 0, path);
+  member.header_bytes =
+      io::read_at(fd.get(), std::span(member.header.data(), header_size), 0, path);
   return member;
 }
 
@@ -172,8 +178,9 @@ Verdict judge(const SetState& before, const SetState& after, const MemberState& 
       verdict.reason = "the copied WAL does not start with the header seen before the copy";
       return verdict;
     }
-    if (before.journal.exists && !(before.journal.stat.same_contents_hint(after.journal.stat) &&
-                                   same_bytes(before.journal, after.journal, 0, kJournalHeaderSize))) {
+    if (before.journal.exists &&
+        !(before.journal.stat.same_contents_hint(after.journal.stat) &&
+          same_bytes(before.journal, after.journal, 0, kJournalHeaderSize))) {
       verdict.reason = "a -journal beside the WAL changed during the copy";
       return verdict;
     }
@@ -217,8 +224,10 @@ Verdict judge(const SetState& before, const SetState& after, const MemberState& 
       // writes page 1 early in its commit); the original is in T's journal.
       const std::optional<std::uint32_t> original = original_change_counter(staged_journal_path);
       const std::uint32_t counter_after = big_endian_u32(after.database, 24);
-      const bool unlinked = !after.journal.exists || !after.journal.stat.same_file(before.journal.stat);
-      const bool intact_in_place = !unlinked && after.journal.stat.size >= staged_journal.stat.size &&
+      const bool unlinked =
+          !after.journal.exists || !after.journal.stat.same_file(before.journal.stat);
+      const bool intact_in_place = !unlinked &&
+                                   after.journal.stat.size >= staged_journal.stat.size &&
                                    after.journal.header_bytes >= kJournalHeaderSize &&
                                    is_all_zero(after.journal, kJournalHeaderSize);
       if (!original || counter_after != *original + 1 || journal_is_hot(after.journal) ||
@@ -250,9 +259,9 @@ Verdict judge(const SetState& before, const SetState& after, const MemberState& 
   // coarsely as the kernel's clock. So the caller compares contents, which can.
   if (big_endian_u32(before.database, 24) != big_endian_u32(after.database, 24) ||
       before.database.stat.size != after.database.stat.size) {
-    verdict.reason = fmt::format("a transaction committed during the copy (change counter {} -> {})",
-                                 big_endian_u32(before.database, 24),
-                                 big_endian_u32(after.database, 24));
+    verdict.reason =
+        fmt::format("a transaction committed during the copy (change counter {} -> {})",
+                    big_endian_u32(before.database, 24), big_endian_u32(after.database, 24));
     return verdict;
   }
   verdict.consistent = true;
