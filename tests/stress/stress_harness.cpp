@@ -13,6 +13,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <future>
 #include <sstream>
 #include <stdexcept>
@@ -195,8 +196,10 @@ std::string take_backup(const std::string& via, const fs::path& source,
 
 // Byte 18 and 19 of the header: 1 for rollback-journal databases, 2 for WAL.
 bool header_says_wal(const fs::path& database) {
-  const std::string bytes = sqlite_backup::testing::read_file(database);
-  return bytes.size() >= 20 && (bytes[18] == 2 || bytes[19] == 2);
+  std::ifstream file(database, std::ios::binary);
+  char header[20] = {};
+  file.read(header, sizeof header);
+  return file.gcount() == sizeof header && (header[18] == 2 || header[19] == 2);
 }
 
 std::string join(const std::vector<std::string>& names) {
@@ -356,6 +359,7 @@ ScenarioResult run_scenario(const Scenario& scenario) {
                scenario.min_big_transactions;
   };
   std::int64_t best_k = 0;
+  std::set<std::string> litter_seen;
   const auto loop_start = Clock::now();
   {
     // The library (and the CLI, which inherits it) stage their copies in the temporary folder:
@@ -384,11 +388,14 @@ ScenarioResult run_scenario(const Scenario& scenario) {
       if (max_over_writers(workers, StatusField::committed) > committed_at_start)
         ++result.backups_overlapping_commits;
 
-      for (const auto& name : watch.drain()) {
-        if (allowed.count(name) == 0 &&
-            std::find(result.source_litter.begin(), result.source_litter.end(), name) ==
-                result.source_litter.end()) {
-          result.source_litter.push_back(name + " (during backup #" + std::to_string(index) + ")");
+      // Created at any moment (inotify) or present now (listing): only SQLite's own files.
+      std::vector<std::string> source_names = watch.drain();
+      const std::vector<std::string> listed = list_names(source_folder);
+      source_names.insert(source_names.end(), listed.begin(), listed.end());
+      for (const auto& name : source_names) {
+        if (allowed.count(name) == 0 && litter_seen.insert(name).second) {
+          result.source_litter.push_back(name + " (seen after backup #" + std::to_string(index) +
+                                         ")");
         }
       }
       const std::vector<std::string> temporary_leftovers = list_names(staging);

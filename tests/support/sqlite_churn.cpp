@@ -346,8 +346,10 @@ constexpr std::size_t kStatusBytes = 4096;
 
 class StatusFile {
  public:
-  StatusFile() = default;
-  explicit StatusFile(const fs::path& path) {
+  // Without a path (checkpoint --status is optional) every set() is a no-op.
+  explicit StatusFile(const std::optional<fs::path>& optional_path) {
+    if (!optional_path) return;
+    const fs::path& path = *optional_path;
     const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0)
       throw std::runtime_error("open status file " + path.string() + ": " + std::strerror(errno));
@@ -385,7 +387,13 @@ class StatusFile {
 
 int command_prime(Arguments& args) {
   const fs::path db_path = args.required("db");
-  const double mb = parse_range("mb", args.required("mb")).first;
+  const std::string mb_text = args.required("mb");
+  double mb = 0;
+  try {
+    mb = std::stod(mb_text);
+  } catch (const std::exception&) {
+    throw UsageError("option --mb expects a number, got '" + mb_text + "'");
+  }
   const std::string journal = lower(args.required("journal"));
   const auto page_size = args.optional_integer("page-size");
   const auto seed = static_cast<std::uint64_t>(args.integer("seed", 1));
@@ -711,13 +719,10 @@ int command_checkpoint(Arguments& args) {
   }
 
   StopCondition stop;
-  StatusFile status;
-  std::optional<StatusFile> status_storage;
-  if (status_path) status_storage.emplace(*status_path);
-  StatusFile& out = status_storage ? *status_storage : status;
+  StatusFile status(status_path);
   Database db(db_path, SQLITE_OPEN_READWRITE);
   sqlite3_busy_timeout(db.get(), busy_timeout_ms);
-  out.set(kReady, 1);
+  status.set(kReady, 1);
   std::mt19937_64 rng(default_seed());
   std::int64_t done = 0, busy = 0;
   while (!stop.stop_requested()) {
@@ -726,13 +731,13 @@ int command_checkpoint(Arguments& args) {
     try {
       // The first column is 0 when the checkpoint ran to completion, 1 when it was blocked.
       if (pragma_text(db, "wal_checkpoint(" + mode + ")") == "0") {
-        out.set(kCheckpoints, ++done);
+        status.set(kCheckpoints, ++done);
       } else {
-        out.set(kBusyRetries, ++busy);
+        status.set(kBusyRetries, ++busy);
       }
     } catch (const SqlError& error) {
       if (!error.busy()) throw;
-      out.set(kBusyRetries, ++busy);
+      status.set(kBusyRetries, ++busy);
     }
     if (max_sleep_us > 0) {
       std::this_thread::sleep_for(std::chrono::microseconds(
