@@ -43,10 +43,10 @@ InterruptHandlers::~InterruptHandlers() {
   sigaction(SIGPIPE, &g_previous_pipe, nullptr);
 }
 
-const std::atomic<bool>& InterruptHandlers::cancel_flag() const noexcept { return g_cancel; }
+const std::atomic<bool>& InterruptHandlers::cancel_flag() noexcept { return g_cancel; }
 
-bool InterruptHandlers::interrupted() const noexcept { return g_cancel.load(); }
+bool InterruptHandlers::interrupted() noexcept { return g_cancel.load(); }
 
-int InterruptHandlers::signal_number() const noexcept { return g_signal.load(); }
+int InterruptHandlers::signal_number() noexcept { return g_signal.load(); }
 
 }  // namespace sqlite_backup::cli

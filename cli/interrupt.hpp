@@ -13,12 +13,14 @@ class InterruptHandlers {
                         // report)
   InterruptHandlers(const InterruptHandlers&) = delete;
   InterruptHandlers& operator=(const InterruptHandlers&) = delete;
+  InterruptHandlers(InterruptHandlers&&) = delete;
+  InterruptHandlers& operator=(InterruptHandlers&&) = delete;
   ~InterruptHandlers();  // restores the previous dispositions
 
-  [[nodiscard]] const std::atomic<bool>& cancel_flag() const noexcept;
-  [[nodiscard]] bool interrupted() const noexcept;
+  [[nodiscard]] static const std::atomic<bool>& cancel_flag() noexcept;
+  [[nodiscard]] static bool interrupted() noexcept;
   // The first signal received, 0 if none.
-  [[nodiscard]] int signal_number() const noexcept;
+  [[nodiscard]] static int signal_number() noexcept;
 };
 
 }  // namespace sqlite_backup::cli

@@ -16,20 +16,20 @@ std::size_t utf8_sequence_length(std::string_view text) {
   if (lead < 0x80) return 1;
   if (lead >= 0xc2 && lead <= 0xdf) {
     length = 2;
-    code_point = lead & 0x1fu;
+    code_point = lead & 0x1fU;
   } else if (lead >= 0xe0 && lead <= 0xef) {
     length = 3;
-    code_point = lead & 0x0fu;
+    code_point = lead & 0x0fU;
   } else if (lead >= 0xf0 && lead <= 0xf4) {
     length = 4;
-    code_point = lead & 0x07u;
+    code_point = lead & 0x07U;
   } else {
     return 0;
   }
   if (text.size() < length) return 0;
   for (std::size_t i = 1; i < length; ++i) {
-    if ((byte(i) & 0xc0u) != 0x80u) return 0;
-    code_point = (code_point << 6) | (byte(i) & 0x3fu);
+    if ((byte(i) & 0xc0U) != 0x80U) return 0;
+    code_point = (code_point << 6) | (byte(i) & 0x3fU);
   }
   const bool overlong =
       (length == 3 && code_point < 0x800) || (length == 4 && code_point < 0x10000);
@@ -108,8 +108,7 @@ std::string json_record(const std::string& source, const std::string& destinatio
   } else {
     const int exit_code = failure != nullptr ? failure->exit_code : kFailure;
     const std::string message = failure != nullptr ? failure->message : "unknown error";
-    out +=
-        fmt::format(",\"ok\":false,\"exit_code\":{},\"error\":{}", exit_code, json_string(message));
+    out += fmt::format(R"(,"ok":false,"exit_code":{},"error":{})", exit_code, json_string(message));
   }
   return out + "}";
 }

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <csignal>
 #include <cstdio>
 #include <limits>
@@ -73,7 +74,7 @@ const char* signal_name(int signal_number) {
 // "{false}" after negatable flags; this shows the command as people type it.
 class HelpFormatter : public CLI::Formatter {
  public:
-  std::string make_usage(const CLI::App*, std::string name) const override {
+  std::string make_usage(const CLI::App* /*app*/, std::string name) const override {
     return "Usage: " + name + " [OPTIONS] SOURCE_DATABASE... DESTINATION\n";
   }
   std::string make_option_name(const CLI::Option* option, bool is_positional) const override {
@@ -309,94 +310,107 @@ Outcome back_up_one(const CommandLine& command, const std::string& source_argume
   return outcome;
 }
 
-int run(const CommandLine& command, const InterruptHandlers& interrupts) {
-  if (command.debug) set_log_level(LogLevel::debug);  // else the library honours SQLITE_BACKUP_LOGS
-
+// Whole-command checks, made before anything is written: a usage error (exit 2) or, with
+// several sources, a DESTINATION that is not a folder (exit 1).
+std::optional<Failure> check_command(const CommandLine& command) {
   const bool streaming = command.destination == kStandardOutput;
   const bool several = command.sources.size() > 1;
-  std::optional<Failure> usage;
-  const auto verify_level_taken_as_path = [&] {
-    for (const auto& source : command.sources) {
-      std::error_code error;
-      if ((source == "quick" || source == "full") && !fs::exists(source, error)) return true;
-    }
-    return false;
-  };
-  if (!command.verify.empty() && verify_level_taken_as_path()) {
+  const bool verify_level_taken_as_path =
+      !command.verify.empty() &&
+      std::any_of(command.sources.begin(), command.sources.end(), [](const std::string& source) {
+        std::error_code error;
+        return (source == "quick" || source == "full") && !fs::exists(source, error);
+      });
+  if (verify_level_taken_as_path) {
     // "--verify quick" gives "quick" to SOURCE_DATABASE: the level needs "=".
-    usage = Failure{kUsage,
-                    "write the verification level with '=' (--verify=quick or --verify=full); "
-                    "'quick'/'full' after a space is taken as a SOURCE_DATABASE"};
-  } else if (streaming && several) {
-    usage = Failure{kUsage, "- (stdout) takes exactly one SOURCE_DATABASE"};
-  } else if (streaming && command.json) {
-    usage =
-        Failure{kUsage, "--json cannot be used with - as DESTINATION: stdout carries the database"};
-  } else if (streaming && ::isatty(STDOUT_FILENO) == 1) {
-    usage = Failure{kUsage,
-                    "refusing to write the database to a terminal (stdout); redirect it, "
-                    "e.g. '| zstd > backup.sqlite.zst', or give a DESTINATION path"};
-  } else if (!several) {
-    usage = check_source(command.sources.front());
-  } else {
-    usage = check_destination_folder(command.destination);
+    return Failure{kUsage,
+                   "write the verification level with '=' (--verify=quick or --verify=full); "
+                   "'quick'/'full' after a space is taken as a SOURCE_DATABASE"};
   }
-  if (usage) {
-    print_error(*usage);
-    return usage->exit_code;
+  if (streaming && several) return Failure{kUsage, "- (stdout) takes exactly one SOURCE_DATABASE"};
+  if (streaming && command.json) {
+    return Failure{kUsage,
+                   "--json cannot be used with - as DESTINATION: stdout carries the database"};
+  }
+  if (streaming && ::isatty(STDOUT_FILENO) == 1) {
+    return Failure{kUsage,
+                   "refusing to write the database to a terminal (stdout); redirect it, "
+                   "e.g. '| zstd > backup.sqlite.zst', or give a DESTINATION path"};
+  }
+  if (several) return check_destination_folder(command.destination);
+  return check_source(command.sources.front());
+}
+
+void report_outcome(const CommandLine& command, const Outcome& outcome) {
+  if (outcome.failure) {
+    print_error(*outcome.failure);
+  } else {
+    const bool streaming = command.destination == kStandardOutput;
+    fmt::print(stderr, "Backed up {} to {}\n", printable(outcome.source),
+               streaming ? std::string("standard output") : printable(outcome.destination));
+  }
+  if (command.json) {
+    fmt::print(stdout, "{}\n",
+               json_record(outcome.source, outcome.destination,
+                           outcome.report ? &*outcome.report : nullptr,
+                           outcome.failure ? &*outcome.failure : nullptr));
+    std::fflush(stdout);  // one record per backup, as it happens, for whoever reads the pipe
+  }
+}
+
+// "sqlite_backup: backed up N of M; failed: a, b; not attempted (interrupted by SIGINT): c"
+void print_summary(std::size_t total, std::size_t succeeded, const std::vector<std::string>& failed,
+                   const std::vector<std::string>& skipped, int signal_number) {
+  const auto shown = [](const std::vector<std::string>& paths) {
+    std::vector<std::string> out;
+    for (const auto& path : paths) out.push_back(display_path(path));
+    return fmt::format("{}", fmt::join(out, ", "));
+  };
+  std::string summary = fmt::format("sqlite_backup: backed up {} of {}", succeeded, total);
+  if (!failed.empty()) summary += "; failed: " + shown(failed);
+  if (!skipped.empty()) {
+    summary += fmt::format("; not attempted (interrupted by {}): {}", signal_name(signal_number),
+                           shown(skipped));
+  }
+  fmt::print(stderr, "{}\n", summary);
+}
+
+int run(const CommandLine& command, const InterruptHandlers& interrupts) {
+  if (command.debug) set_log_level(LogLevel::debug);  // else the library honours SQLITE_BACKUP_LOGS
+  if (auto refusal = check_command(command)) {
+    print_error(*refusal);
+    return refusal->exit_code;
   }
 
-  std::vector<Outcome> outcomes;
+  const bool several = command.sources.size() > 1;
+  std::vector<std::string> failed;
   std::vector<std::string> skipped;
+  std::vector<int> failure_codes;
   for (const std::string& source : command.sources) {
     if (interrupts.interrupted()) {
       skipped.push_back(source);
       continue;
     }
-    Outcome outcome = back_up_one(command, source, several, interrupts);
+    const Outcome outcome = back_up_one(command, source, several, interrupts);
+    report_outcome(command, outcome);
     if (outcome.failure) {
-      print_error(*outcome.failure);
-    } else {
-      fmt::print(stderr, "Backed up {} to {}\n", printable(source),
-                 streaming ? std::string("standard output") : printable(outcome.destination));
+      failed.push_back(source);
+      failure_codes.push_back(outcome.failure->exit_code);
     }
-    if (command.json) {
-      fmt::print(stdout, "{}\n",
-                 json_record(outcome.source, outcome.destination,
-                             outcome.report ? &*outcome.report : nullptr,
-                             outcome.failure ? &*outcome.failure : nullptr));
-      std::fflush(stdout);  // one record per backup, as it happens, for whoever reads the pipe
-    }
-    outcomes.push_back(std::move(outcome));
+  }
+  if (several) {
+    const std::size_t attempted = command.sources.size() - skipped.size();
+    print_summary(command.sources.size(), attempted - failed.size(), failed, skipped,
+                  interrupts.signal_number());
   }
 
-  std::vector<std::string> failed;
-  std::optional<int> shared_code;
-  bool codes_differ = false;
-  for (const auto& outcome : outcomes) {
-    if (!outcome.failure) continue;
-    failed.push_back(display_path(outcome.source));
-    if (shared_code && *shared_code != outcome.failure->exit_code) codes_differ = true;
-    if (!shared_code) shared_code = outcome.failure->exit_code;
-  }
-  const std::size_t succeeded = outcomes.size() - failed.size();
-  if (several) {
-    std::string summary =
-        fmt::format("sqlite_backup: backed up {} of {}", succeeded, command.sources.size());
-    if (!failed.empty()) summary += fmt::format("; failed: {}", fmt::join(failed, ", "));
-    if (!skipped.empty()) {
-      std::vector<std::string> shown;
-      for (const auto& source : skipped) shown.push_back(display_path(source));
-      summary += fmt::format("; not attempted (interrupted by {}): {}",
-                             signal_name(interrupts.signal_number()), fmt::join(shown, ", "));
-    }
-    fmt::print(stderr, "{}\n", summary);
-  }
   if (interrupts.interrupted() && (!skipped.empty() || !failed.empty())) {
     return exit_code_for_signal(interrupts.signal_number());
   }
-  if (failed.empty()) return kSuccess;
-  return codes_differ ? kFailure : *shared_code;
+  if (failure_codes.empty()) return kSuccess;
+  const bool shared = std::all_of(failure_codes.begin(), failure_codes.end(),
+                                  [&](int code) { return code == failure_codes.front(); });
+  return shared ? failure_codes.front() : kFailure;
 }
 
 }  // namespace

@@ -11,7 +11,7 @@
 namespace sqlite_backup::cli {
 
 // Sources at least this large (database + -wal + -journal) get a bar by default.
-inline constexpr std::uint64_t kAutoProgressThreshold = 64ull << 20;
+inline constexpr std::uint64_t kAutoProgressThreshold = 64ULL << 20;
 
 // Sum of the sizes of the files that make up the database at `source` (0 if unknown).
 std::uint64_t database_files_size(const std::filesystem::path& source);
@@ -21,6 +21,8 @@ class ProgressBar {
   explicit ProgressBar(std::string label);
   ProgressBar(const ProgressBar&) = delete;
   ProgressBar& operator=(const ProgressBar&) = delete;
+  ProgressBar(ProgressBar&&) = delete;
+  ProgressBar& operator=(ProgressBar&&) = delete;
   ~ProgressBar();  // erases the bar
 
   // Called by the library (Options::on_progress) from the backing-up thread.
