@@ -16,10 +16,10 @@
 #include <cstdlib>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <stdexcept>
 #include <string>
 #include <thread>
-#include <map>
 #include <vector>
 
 #include "test_support.hpp"
