@@ -2,12 +2,12 @@
 // backs it up to a file and into memory, and checks both copies hold its rows.
 // Exits 0 on success; prints what differed otherwise.
 #include <sqlite3.h>
-#include <sqlite_backup/sqlite_backup.hpp>
 
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <optional>
+#include <sqlite_backup/sqlite_backup.hpp>
 #include <string>
 
 namespace {
@@ -34,7 +34,8 @@ int count_rows(sqlite3* db) {
 
 int main(int argc, char** argv) {
   namespace fs = std::filesystem;
-  const fs::path folder = argc > 1 ? fs::path(argv[1]) : fs::temp_directory_path() / "sqlite_backup_consumer";
+  const fs::path folder =
+      argc > 1 ? fs::path(argv[1]) : fs::temp_directory_path() / "sqlite_backup_consumer";
   fs::remove_all(folder);
   fs::create_directories(folder);
   const fs::path source = folder / "source.sqlite";
@@ -42,9 +43,10 @@ int main(int argc, char** argv) {
 
   sqlite3* db = nullptr;
   check_sqlite(sqlite3_open(source.c_str(), &db), db, "open the source");
-  const std::string fill = "PRAGMA journal_mode=WAL; CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);"
-                           "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < " +
-                           std::to_string(kRows) + ") INSERT INTO t(v) SELECT 'row ' || i FROM n;";
+  const std::string fill =
+      "PRAGMA journal_mode=WAL; CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);"
+      "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < " +
+      std::to_string(kRows) + ") INSERT INTO t(v) SELECT 'row ' || i FROM n;";
   check_sqlite(sqlite3_exec(db, fill.c_str(), nullptr, nullptr, nullptr), db, "fill the source");
 
   // The source stays open (its rows may still be in the -wal) while we back it up.
@@ -60,8 +62,9 @@ int main(int argc, char** argv) {
   sqlite3_close(copy);
   const int memory_rows = memory && *memory ? count_rows(memory->get()) : -1;
 
-  std::printf("consumer: backup file has %d rows, memory copy %d rows (%d expected), %d attempt(s)\n",
-              file_rows, memory_rows, kRows, report.attempts);
+  std::printf(
+      "consumer: backup file has %d rows, memory copy %d rows (%d expected), %d attempt(s)\n",
+      file_rows, memory_rows, kRows, report.attempts);
   fs::remove_all(folder);
   return file_rows == kRows && memory_rows == kRows ? 0 : 1;
 }
