@@ -155,8 +155,11 @@ case $step in
     [[ -x ${CLI_EXE:-} ]] || skip "no sqlite_backup executable to compare the options with"
     options=$("$CLI_EXE" --help | grep -oE -- '--[a-z][a-z-]*' | sort -u)
     [[ -n $options ]] || fail "sqlite_backup --help listed no options"
+    # The OPTIONS section's item tags: the lines indented like a .TP tag (not the text below).
+    tags=$(sed -n '/^OPTIONS$/,/^[A-Z]/p' <<<"$text" | grep -E '^ {7}-' || true)
     for option in $options; do
-      grep -qF -- "$option" <<<"$text" || fail "$page does not document $option (listed by --help)"
+      grep -qE -- "(^|[ ,])$option([ ,=[]|\$)" <<<"$tags" ||
+        fail "$page has no OPTIONS item for $option (listed by --help)"
     done
     for needle in SQLITE_BACKUP_LOGS places.sqlite History zstd '0 3 \* \* \*' 130 143; do
       grep -q -- "$needle" <<<"$text" || fail "$page does not mention $needle"
