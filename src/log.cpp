@@ -54,10 +54,10 @@ void write_to_stderr(const LogRecord& record) noexcept {
   localtime_r(&seconds, &local);
   char stamp[32];
   std::strftime(stamp, sizeof stamp, "%Y-%m-%d %H:%M:%S", &local);
-  const std::string file = std::filesystem::path(record.where.file_name()).filename().string();
+  const std::string file = std::filesystem::path(record.file).filename().string();
   // One fprintf per event so that concurrent events do not interleave within a line.
-  std::fprintf(stderr, "[%s %s.%03d sqlite_backup %s:%u] %.*s\n", level_name(record.level), stamp,
-               static_cast<int>(millis), file.c_str(), record.where.line(),
+  std::fprintf(stderr, "[%s %s.%03d sqlite_backup %s:%d] %.*s\n", level_name(record.level), stamp,
+               static_cast<int>(millis), file.c_str(), record.line,
                static_cast<int>(record.message.size()), record.message.data());
 }
 
@@ -96,8 +96,8 @@ bool log_enabled(LogLevel level) noexcept {
   return static_cast<int>(level) >= level_storage().load(std::memory_order_relaxed);
 }
 
-void log_emit(LogLevel level, const std::string& message, std::source_location where) noexcept {
-  const LogRecord record{level, message, where};
+void log_emit(LogLevel level, const std::string& message, const char* file, int line) noexcept {
+  const LogRecord record{level, message, file, line};
   auto& slot = sink_slot();
   std::lock_guard lock(slot.mutex);
   if (slot.sink) {

@@ -3,23 +3,24 @@
 
 #include <fmt/format.h>
 
-#include <source_location>
 #include <sqlite_backup/log.hpp>
 #include <string>
 
 namespace sqlite_backup::detail {
 
 [[nodiscard]] bool log_enabled(LogLevel level) noexcept;
-void log_emit(LogLevel level, const std::string& message, std::source_location where) noexcept;
+void log_emit(LogLevel level, const std::string& message, const char* file, int line) noexcept;
 
 template <typename... Args>
 struct log_at {
-  // A struct (not a function) so that the source_location default argument can follow a pack.
+  // A struct (not a function) so that the defaulted place arguments can follow a pack.
+  // __builtin_FILE/LINE rather than std::source_location: clang 14 with libstdc++ 12 (Debian's
+  // clang-tidy) lacks the latter.
   log_at(LogLevel level, fmt::format_string<Args...> format, Args&&... args,
-         std::source_location where = std::source_location::current()) {
+         const char* file = __builtin_FILE(), int line = __builtin_LINE()) {
     if (!log_enabled(level)) return;
     try {
-      log_emit(level, fmt::format(format, std::forward<Args>(args)...), where);
+      log_emit(level, fmt::format(format, std::forward<Args>(args)...), file, line);
     } catch (...) {  // logging must never turn a backup into a failure
     }
   }
@@ -29,27 +30,27 @@ log_at(LogLevel, fmt::format_string<Args...>, Args&&...) -> log_at<Args...>;
 
 template <typename... Args>
 struct log_debug : log_at<Args...> {
-  log_debug(fmt::format_string<Args...> f, Args&&... a,
-            std::source_location w = std::source_location::current())
-      : log_at<Args...>(LogLevel::debug, f, std::forward<Args>(a)..., w) {}
+  log_debug(fmt::format_string<Args...> f, Args&&... a, const char* file = __builtin_FILE(),
+            int line = __builtin_LINE())
+      : log_at<Args...>(LogLevel::debug, f, std::forward<Args>(a)..., file, line) {}
 };
 template <typename... Args>
 log_debug(fmt::format_string<Args...>, Args&&...) -> log_debug<Args...>;
 
 template <typename... Args>
 struct log_info : log_at<Args...> {
-  log_info(fmt::format_string<Args...> f, Args&&... a,
-           std::source_location w = std::source_location::current())
-      : log_at<Args...>(LogLevel::info, f, std::forward<Args>(a)..., w) {}
+  log_info(fmt::format_string<Args...> f, Args&&... a, const char* file = __builtin_FILE(),
+           int line = __builtin_LINE())
+      : log_at<Args...>(LogLevel::info, f, std::forward<Args>(a)..., file, line) {}
 };
 template <typename... Args>
 log_info(fmt::format_string<Args...>, Args&&...) -> log_info<Args...>;
 
 template <typename... Args>
 struct log_warning : log_at<Args...> {
-  log_warning(fmt::format_string<Args...> f, Args&&... a,
-              std::source_location w = std::source_location::current())
-      : log_at<Args...>(LogLevel::warning, f, std::forward<Args>(a)..., w) {}
+  log_warning(fmt::format_string<Args...> f, Args&&... a, const char* file = __builtin_FILE(),
+              int line = __builtin_LINE())
+      : log_at<Args...>(LogLevel::warning, f, std::forward<Args>(a)..., file, line) {}
 };
 template <typename... Args>
 log_warning(fmt::format_string<Args...>, Args&&...) -> log_warning<Args...>;

@@ -270,7 +270,7 @@ void sqlite_backup_to_fd(const fs::path& source, int fd, const Options& options)
     facts.pages = 0;
   }
   const io::UniqueFd in = io::open_source_file(staged);
-  const fs::path output = "(output)";
+  const fs::path output = fmt::format("(file descriptor {})", fd);
   io::copy_file_contents(in.get(), staged, fd, output, [&](std::uint64_t) {
     return options.cancel == nullptr || !options.cancel->load();
   });

@@ -6,7 +6,6 @@
 #pragma once
 
 #include <functional>
-#include <source_location>
 #include <string_view>
 
 namespace sqlite_backup {
@@ -16,7 +15,8 @@ enum class LogLevel : int { debug = 10, info = 20, warning = 30, error = 40 };
 struct LogRecord {
   LogLevel level;
   std::string_view message;
-  std::source_location where;
+  const char* file;  // source file of the library that logged the event
+  int line;
 };
 
 using LogSink = std::function<void(const LogRecord&)>;

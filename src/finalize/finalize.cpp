@@ -136,6 +136,9 @@ void backup_api_copy(sql::Database& from, sql::Database& to, const Options& opti
   auto busy_since = std::chrono::steady_clock::time_point{};
   bool busy = false;
   int step = 0;
+  // on_progress speaks in bytes; the backup API in pages.
+  const auto page_size =
+      static_cast<std::uint64_t>(from.query_int("PRAGMA page_size", "cannot read"));
   for (;;) {
     throw_if_cancelled(options, from.path());
     const int rc = sqlite3_backup_step(handle.get(), backup.pages);
@@ -144,6 +147,10 @@ void backup_api_copy(sql::Database& from, sql::Database& to, const Options& opti
     const int total = sqlite3_backup_pagecount(handle.get());
     log_debug("backup step {}: {} of {} pages remaining", step, remaining, total);
     if (backup.progress) backup.progress(remaining, total);
+    if (options.on_progress) {
+      options.on_progress({static_cast<std::uint64_t>(total - remaining) * page_size,
+                           static_cast<std::uint64_t>(total) * page_size, 1});
+    }
     if (rc == SQLITE_DONE) break;
     if (rc == SQLITE_OK) {
       busy = false;
