@@ -22,8 +22,9 @@ constexpr std::size_t kChunk = std::size_t{32} << 20;
 
 bool is_unsupported(int error) noexcept {
   // Errors that mean "this method does not apply here", not "the data cannot be read".
-  return error == ENOSYS || error == EXDEV || error == EINVAL || error == EOPNOTSUPP ||
-         error == ENOTSUP || error == ETXTBSY || error == EPERM || error == EBADF;
+  return error == ENOSYS || error == EXDEV || error == EINVAL ||
+         error == EOPNOTSUPP ||  // (ENOTSUP is the same value on Linux)
+         error == ETXTBSY || error == EPERM || error == EBADF;
 }
 
 bool report(const ChunkObserver& observer, std::uint64_t done) {
