@@ -4,6 +4,8 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstring>
+#include <optional>
 #include <random>
 #include <thread>
 
@@ -38,6 +40,25 @@ void back_off(int attempt) {
   const int ceiling_us = 1000 << exponent;  // 2 ms .. 32 ms
   std::uniform_int_distribution<int> pick(ceiling_us / 4, ceiling_us);
   std::this_thread::sleep_for(std::chrono::microseconds(pick(random)));
+}
+
+// In rollback mode a copy validates only if its window starts inside one transaction and
+// ends before the journal is taken away (see validate/set_state.cpp). The best moment to
+// start is therefore right when a transaction begins: watch the journal header (28 bytes,
+// read-only) until its nonce changes, for at most 40 ms, then copy at once.
+void await_next_transaction(const std::filesystem::path& journal,
+                            const validate::MemberState& seen) {
+  using clock = std::chrono::steady_clock;
+  const auto deadline = clock::now() + std::chrono::milliseconds(40);
+  while (clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+    const validate::MemberState now =
+        validate::capture_member(journal, validate::kJournalHeaderSize);
+    if (now.exists != seen.exists || now.header_bytes != seen.header_bytes ||
+        std::memcmp(now.header.data() + 12, seen.header.data() + 12, 8) != 0) {
+      return;
+    }
+  }
 }
 
 struct Member {
@@ -84,10 +105,19 @@ Outcome copy_consistent_set(const discover::DatabaseFiles& source,
                             const std::filesystem::path& staged, const Settings& settings) {
   const discover::DatabaseFiles staged_files(staged);
   Outcome outcome;
+  // Set when an attempt in rollback mode (no live WAL, a -journal present) is rejected.
+  std::optional<validate::MemberState> last_journal;
   for (int attempt = 1; attempt <= settings.attempts; ++attempt) {
     throw_if_cancelled(settings, source.database);
-    if (attempt > 1) back_off(attempt);
+    if (attempt > 1) {
+      if (last_journal) {
+        await_next_transaction(source.journal, *last_journal);
+      } else {
+        back_off(attempt);
+      }
+    }
     outcome.attempts = attempt;
+    last_journal.reset();
 
     // The journal is opened before the first look and read through this descriptor after
     // the database: should its transaction commit meanwhile and delete it, the descriptor
@@ -170,6 +200,7 @@ Outcome copy_consistent_set(const discover::DatabaseFiles& source,
       return outcome;
     }
     outcome.last_reason = verdict.reason;
+    if (before.journal.exists && !validate::has_live_wal(before)) last_journal = before.journal;
     log_debug("attempt {} of {}: {}; copying again", attempt, settings.attempts, verdict.reason);
   }
   return outcome;
