@@ -43,13 +43,18 @@ void expect_every_backup_ok(const Scenario& scenario, const ScenarioResult& resu
   const int wanted = std::min(kMinimumBackups, backups_per_scenario());
   EXPECT_GE(static_cast<int>(result.backups.size()), wanted)
       << "[" << scenario.name << "] too few backups ran to stress anything: " << summary;
-  // The point is backing up while writers commit: most backups must have overlapped a commit.
-  EXPECT_GE(result.backups_overlapping_commits, static_cast<int>(result.backups.size()) / 2)
+  // The point is backing up while writers commit: many backups must overlap a commit (not all:
+  // a big transaction holds the write lock, and rollback-journal writers commit slowly).
+  EXPECT_GE(result.backups_overlapping_commits,
+            std::max(1, static_cast<int>(result.backups.size()) / 4))
       << "[" << scenario.name << "] the writers were mostly idle during the backups: " << summary;
   EXPECT_GE(result.checkpoints_during, scenario.min_checkpoints)
       << "[" << scenario.name << "] too few explicit checkpoints while backing up: " << summary;
   EXPECT_GE(result.big_transactions_during, scenario.min_big_transactions)
       << "[" << scenario.name << "] too few big transactions while backing up: " << summary;
+  EXPECT_GE(result.cache_spills_during, scenario.min_cache_spills)
+      << "[" << scenario.name
+      << "] too few pages spilled before COMMIT while backing up: " << summary;
 }
 
 void require_executables() {
@@ -99,6 +104,7 @@ TEST(LiveBackupStress, RollbackJournalWithTransactionsSpillingBeforeCommit) {
       .writers = {flags, flags},
       .allowed_source_suffixes = {"-journal"},
       .via = Via::library,
+      .min_cache_spills = 100,
   };
   expect_every_backup_ok(scenario, run_scenario(scenario));
 }
@@ -120,6 +126,7 @@ TEST(LiveBackupStress, PersistAndTruncateJournals) {
       .writers = {persist, truncate},
       .allowed_source_suffixes = {"-journal"},
       .via = Via::cli,
+      .min_cache_spills = 100,
   };
   expect_every_backup_ok(scenario, run_scenario(scenario));
 }

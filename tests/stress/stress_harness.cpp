@@ -352,11 +352,14 @@ ScenarioResult run_scenario(const Scenario& scenario) {
   const std::int64_t transactions_before = sum_over_all(workers, StatusField::transactions);
   const std::int64_t checkpoints_before = sum_over_all(workers, StatusField::checkpoints);
   const std::int64_t big_before = sum_over_all(workers, StatusField::big_transactions);
+  const std::int64_t spills_before = sum_over_all(workers, StatusField::cache_spills);
   const auto evidence_missing = [&] {
     return sum_over_all(workers, StatusField::checkpoints) - checkpoints_before <
                scenario.min_checkpoints ||
            sum_over_all(workers, StatusField::big_transactions) - big_before <
-               scenario.min_big_transactions;
+               scenario.min_big_transactions ||
+           sum_over_all(workers, StatusField::cache_spills) - spills_before <
+               scenario.min_cache_spills;
   };
   std::int64_t best_k = 0;
   std::set<std::string> litter_seen;
@@ -447,6 +450,7 @@ ScenarioResult run_scenario(const Scenario& scenario) {
   result.checkpoints_during = sum_over_all(workers, StatusField::checkpoints) - checkpoints_before;
   result.big_transactions_during =
       sum_over_all(workers, StatusField::big_transactions) - big_before;
+  result.cache_spills_during = sum_over_all(workers, StatusField::cache_spills) - spills_before;
 
   stop_workers(workers, result.harness_errors);
   // The workload itself must hold: the source, once quiet, satisfies every invariant.
@@ -480,6 +484,8 @@ std::string summarize(const Scenario& scenario, const ScenarioResult& result) {
   text << ", " << result.backups_overlapping_commits << " backups overlapped a commit";
   if (result.checkpoints_during > 0)
     text << ", " << result.checkpoints_during << " explicit checkpoints";
+  if (result.cache_spills_during > 0)
+    text << ", " << result.cache_spills_during << " pages spilled before COMMIT";
   if (result.big_transactions_during > 0)
     text << ", " << result.big_transactions_during << " big transactions";
   return text.str();

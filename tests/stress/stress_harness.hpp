@@ -39,6 +39,7 @@ enum class StatusField : std::size_t {
   checkpoints = 4,
   big_transactions = 5,
   ready = 6,
+  cache_spills = 7,
 };
 
 // A read-only shared mapping of one status file. The writer stores aligned int64 values
@@ -78,6 +79,7 @@ struct Scenario {
   // Evidence that the run exercised what the scenario is about, required during the backups.
   std::int64_t min_checkpoints = 0;  // completed explicit checkpoints (any process)
   std::int64_t min_big_transactions = 0;
+  std::int64_t min_cache_spills = 0;  // pages written to the file before COMMIT
 };
 
 // Backups per scenario and seconds for its backup loop: defaults, or the environment
@@ -103,6 +105,7 @@ struct ScenarioResult {
   std::int64_t transactions_during = 0;  // commits by all writers while the backups ran
   std::int64_t checkpoints_during = 0;
   std::int64_t big_transactions_during = 0;
+  std::int64_t cache_spills_during = 0;
   int backups_overlapping_commits = 0;  // a writer committed between the backup's start and end
   std::vector<std::string>
       source_litter;  // names created in the source folder outside the allowed set

@@ -22,7 +22,8 @@
 // never sees a torn value. Offsets (bytes): 0 committed seq (after COMMIT returned), 8 pending
 // seq (the seq of the transaction in progress, published before its first write), 16 committed
 // transactions, 24 busy retries, 32 completed checkpoints, 40 big transactions, 48 ready flag
-// (1 once the process has opened the database). The file is created/extended to 4096 bytes.
+// (1 once the process has opened the database), 56 pages spilled into the database file before
+// a COMMIT (SQLITE_DBSTATUS_CACHE_SPILL, cumulative). The file is created/extended to 4096 bytes.
 //
 // check prints two lines, "K=<seq>" (-1 when unknown) and the verdict ("ok", "corrupt: ...",
 // "inconsistent: ...", "stale: ..."), and exits 0 only for ok; 2 corrupt, 3 inconsistent,
@@ -341,6 +342,7 @@ enum StatusField : std::size_t {
   kCheckpoints = 4,
   kBigTransactions = 5,
   kReady = 6,
+  kCacheSpills = 7,
 };
 constexpr std::size_t kStatusBytes = 4096;
 
@@ -680,6 +682,13 @@ int command_write(Arguments& args) {
     }
     status.set(kCommitted, seq);
     status.set(kTransactions, ++transactions);
+    // Dirty pages written into the database file before COMMIT (a small cache_size and large
+    // transactions): the evidence that copies of this file can hold uncommitted pages.
+    int spilled = 0, highwater = 0;
+    if (sqlite3_db_status(db.get(), SQLITE_DBSTATUS_CACHE_SPILL, &spilled, &highwater, 0) ==
+        SQLITE_OK) {
+      status.set(kCacheSpills, spilled);
+    }
     if (big) {
       status.set(kBigTransactions, ++big_transactions);
       next_big = jittered(0.5, 1.5);
@@ -991,7 +1000,8 @@ void usage(std::FILE* out) {
       "  sqlite_churn check --db PATH [--min-seq K] [--max-seq K2] [--scratch DIR]\n"
       "status file: int64 at byte 0 committed seq, 8 pending seq, 16 transactions, 24 busy "
       "retries,\n"
-      "  32 checkpoints, 40 big transactions, 48 ready (atomic stores into a shared mapping)\n"
+      "  32 checkpoints, 40 big transactions, 48 ready, 56 cache spills (atomic stores into a\n"
+      "  shared mapping)\n"
       "check prints K=<seq> and ok / corrupt: / inconsistent: / stale: ...; exit 0 ok, 2 corrupt,\n"
       "  3 inconsistent, 4 stale, 64 usage\n",
       out);
