@@ -15,30 +15,13 @@
 #include <type_traits>
 #include <vector>
 
-#include "test_support.hpp"
+#include "library_fixture.hpp"
 
 namespace {
 
-namespace fs = std::filesystem;
-namespace sb = sqlite_backup;
 using namespace sqlite_backup::testing;
 
-const fs::path kOwnerExe = SQLITE_BACKUP_OWNER_EXE;
-
-// Every test runs the library with TMPDIR pointing at a private folder and checks, at the
-// end, that the library left nothing there: temporary files are always removed.
-class ApiTest : public ::testing::Test {
- protected:
-  void TearDown() override {
-    EXPECT_TRUE(list_names(staging_.path()).empty())
-        << "temporary files left in TMPDIR: "
-        << ::testing::PrintToString(list_names(staging_.path()));
-  }
-
-  TempDir dir_;
-  TempDir staging_{"sqlite_backup_tmpdir"};
-  ScopedEnv tmpdir_{"TMPDIR", staging_.path().string()};
-};
+class ApiTest : public LibraryTest {};
 
 // The on-disk header says which journal the file uses: bytes 18 and 19 are 1 for rollback
 // (DELETE) journals and 2 for WAL.
@@ -118,10 +101,8 @@ TEST_F(ApiTest, ConnectionReleaseHandsOwnershipToTheCaller) {
 }
 
 TEST_F(ApiTest, FileDestinationFromALiveWalSourceIsOneFileInRollbackMode) {
-  const fs::path source_dir = dir_ / "source";
-  const fs::path out_dir = dir_ / "out";
-  fs::create_directories(source_dir);
-  fs::create_directories(out_dir);
+  const fs::path source_dir = make_folder(dir_ / "source");
+  const fs::path out_dir = make_folder(dir_ / "out");
   OwnerProcess owner(kOwnerExe, source_dir / "live.sqlite", "wal-hold", 300);
   ASSERT_TRUE(owner.ready()) << owner.output();
   ASSERT_EQ(header_journal_bytes(source_dir / "live.sqlite"), std::make_pair(2, 2))
@@ -165,8 +146,7 @@ TEST_F(ApiTest, ReportIsFilledIn) {
 }
 
 TEST_F(ApiTest, WithoutTempdirTheBackupApiReadsTheLiveDatabase) {
-  const fs::path source_dir = dir_ / "source";
-  fs::create_directories(source_dir);
+  const fs::path source_dir = make_folder(dir_ / "source");
   OwnerProcess owner(kOwnerExe, source_dir / "live.sqlite", "wal-hold", 120);
   ASSERT_TRUE(owner.ready()) << owner.output();
   sb::sqlite_backup(source_dir / "live.sqlite", dir_ / "copy.sqlite", {.copy_use_tempdir = false});
@@ -280,10 +260,8 @@ TEST_F(ApiTest, SqliteConnectImmutableOpensACopyReadOnly) {
 }
 
 TEST_F(ApiTest, CopyAllFilesCopiesTheSetIntoTheFolder) {
-  const fs::path source_dir = dir_ / "source";
-  const fs::path into = dir_ / "into";
-  fs::create_directories(source_dir);
-  fs::create_directories(into);
+  const fs::path source_dir = make_folder(dir_ / "source");
+  const fs::path into = make_folder(dir_ / "into");
   OwnerProcess owner(kOwnerExe, source_dir / "live.sqlite", "wal-hold", 50);
   ASSERT_TRUE(owner.ready()) << owner.output();
   const auto files = sb::glob_database_files(source_dir / "live.sqlite");

@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <array>
 #include <atomic>
 #include <future>
 #include <map>
@@ -14,53 +15,36 @@
 #include <regex>
 #include <sqlite_backup/sqlite_backup.hpp>
 #include <string>
+#include <string_view>
 #include <system_error>
 #include <thread>
+#include <utility>
 #include <vector>
 
-#include "test_support.hpp"
+#include "library_fixture.hpp"
 
 namespace {
 
-namespace fs = std::filesystem;
-namespace sb = sqlite_backup;
 using namespace sqlite_backup::testing;
 
-const fs::path kOwnerExe = SQLITE_BACKUP_OWNER_EXE;
+class FailuresTest : public OutFolderTest {};
 
-class FailuresTest : public ::testing::Test {
- protected:
-  void SetUp() override { fs::create_directories(out_dir_); }
-  void TearDown() override {
-    EXPECT_TRUE(list_names(staging_.path()).empty())
-        << "temporary files left in TMPDIR: "
-        << ::testing::PrintToString(list_names(staging_.path()));
-  }
-
-  TempDir dir_;
-  TempDir staging_{"sqlite_backup_tmpdir"};
-  ScopedEnv tmpdir_{"TMPDIR", staging_.path().string()};
-  fs::path out_dir_ = dir_ / "out";
-};
-
+// ErrorKind as its name, so that a wrong kind reads as words in a failure message. A kind
+// missing from the table still gets a name of its own (its number), so no two kinds compare equal.
 std::string kind_name(sb::ErrorKind kind) {
-  switch (kind) {
-    case sb::ErrorKind::invalid_source:
-      return "invalid_source";
-    case sb::ErrorKind::unstable_source:
-      return "unstable_source";
-    case sb::ErrorKind::io:
-      return "io";
-    case sb::ErrorKind::destination:
-      return "destination";
-    case sb::ErrorKind::sqlite:
-      return "sqlite";
-    case sb::ErrorKind::verification_failed:
-      return "verification_failed";
-    case sb::ErrorKind::cancelled:
-      return "cancelled";
+  using enum sb::ErrorKind;
+  static constexpr auto kNames = std::to_array<std::pair<sb::ErrorKind, std::string_view>>(
+      {{invalid_source, "invalid_source"},
+       {unstable_source, "unstable_source"},
+       {io, "io"},
+       {destination, "destination"},
+       {sqlite, "sqlite"},
+       {verification_failed, "verification_failed"},
+       {cancelled, "cancelled"}});
+  for (const auto& [value, name] : kNames) {
+    if (value == kind) return std::string(name);
   }
-  return "?";
+  return "ErrorKind(" + std::to_string(static_cast<int>(kind)) + ")";
 }
 
 // Runs `call`, expecting SqliteBackupError of `kind` whose message names `path`.
@@ -262,14 +246,20 @@ TEST_F(FailuresTest, UnreadableSourceIsAnIoErrorNamingIt) {
       << ::testing::PrintToString(list_names(shared / "tmp"));
 }
 
+// 4096 rows of 1000 random bytes: more than 4 MiB, too big for the 1 MiB tmpfs of the
+// disk-full tests.
+void create_4mib_database(const fs::path& database) {
+  exec_sql(database,
+           "CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB);"
+           "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 4096)"
+           " INSERT INTO t(v) SELECT randomblob(1000) FROM n;");
+}
+
 TEST_F(FailuresTest, DiskFullAtTheDestinationIsAnIoErrorAndLeavesNothing) {
   auto tmpfs = TmpfsMount::try_mount(1024 * 1024);
   if (!tmpfs)
     GTEST_SKIP() << "needs root and tmpfs to make a 1 MiB filesystem (is_root=" << is_root() << ")";
-  exec_sql(dir_ / "big.sqlite",
-           "CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB);"
-           "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 4096)"
-           " INSERT INTO t(v) SELECT randomblob(1000) FROM n;");
+  create_4mib_database(dir_ / "big.sqlite");
   ASSERT_GE(fs::file_size(dir_ / "big.sqlite"), 4U * 1024 * 1024);
   const fs::path destination = *tmpfs / "copy.sqlite";
   expect_backup_error([&] { sb::sqlite_backup(dir_ / "big.sqlite", destination); },
@@ -282,10 +272,7 @@ TEST_F(FailuresTest, DiskFullKeepsTheOldDestinationIntact) {
   auto tmpfs = TmpfsMount::try_mount(1024 * 1024);
   if (!tmpfs)
     GTEST_SKIP() << "needs root and tmpfs to make a 1 MiB filesystem (is_root=" << is_root() << ")";
-  exec_sql(dir_ / "big.sqlite",
-           "CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB);"
-           "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 4096)"
-           " INSERT INTO t(v) SELECT randomblob(1000) FROM n;");
+  create_4mib_database(dir_ / "big.sqlite");
   const fs::path destination = *tmpfs / "copy.sqlite";
   create_database(destination, 5);
   const std::string old_bytes = read_file(destination);
@@ -305,10 +292,7 @@ TEST_F(FailuresTest, FullTemporaryFolderIsAnIoErrorAndLeavesNothing) {
   auto tmpfs = TmpfsMount::try_mount(1024 * 1024);
   if (!tmpfs)
     GTEST_SKIP() << "needs root and tmpfs to make a 1 MiB filesystem (is_root=" << is_root() << ")";
-  exec_sql(dir_ / "big.sqlite",
-           "CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB);"
-           "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 4096)"
-           " INSERT INTO t(v) SELECT randomblob(1000) FROM n;");
+  create_4mib_database(dir_ / "big.sqlite");
   const ScopedEnv small_tmpdir("TMPDIR", tmpfs->path().string());
   expect_backup_error([&] { (void)sb::sqlite_backup(dir_ / "big.sqlite"); }, sb::ErrorKind::io,
                       tmpfs->path());
@@ -498,8 +482,7 @@ class CallCounter {
 };
 
 TEST_F(FailuresTest, CopyFunctionCopiesEveryFileOfTheSetOnEveryAttempt) {
-  const fs::path source_dir = dir_ / "source";
-  fs::create_directories(source_dir);
+  const fs::path source_dir = make_folder(dir_ / "source");
   OwnerProcess owner(kOwnerExe, source_dir / "live.sqlite", "wal-hold", 100);
   ASSERT_TRUE(owner.ready()) << owner.output();
 

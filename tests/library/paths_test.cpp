@@ -7,35 +7,18 @@
 #include <string>
 #include <vector>
 
-#include "test_support.hpp"
+#include "library_fixture.hpp"
 
 namespace {
 
-namespace fs = std::filesystem;
-namespace sb = sqlite_backup;
 using namespace sqlite_backup::testing;
 
-const fs::path kOwnerExe = SQLITE_BACKUP_OWNER_EXE;
-
-class PathsTest : public ::testing::Test {
- protected:
-  void TearDown() override {
-    EXPECT_TRUE(list_names(staging_.path()).empty())
-        << "temporary files left in TMPDIR: "
-        << ::testing::PrintToString(list_names(staging_.path()));
-  }
-
-  TempDir dir_;
-  TempDir staging_{"sqlite_backup_tmpdir"};
-  ScopedEnv tmpdir_{"TMPDIR", staging_.path().string()};
-};
+class PathsTest : public LibraryTest {};
 
 // Characters that mean something in a SQLite file: URI ('?', '#', '%'), spaces and non-ASCII.
 TEST_F(PathsTest, NamesWithUriCharactersSpacesAndUnicodeWork) {
-  const fs::path folder = dir_ / "a folder ?x=1 #frag %20 ü 数据";
-  const fs::path out = dir_ / "out %41 ?mode=ro #1 é";
-  fs::create_directories(folder);
-  fs::create_directories(out);
+  const fs::path folder = make_folder(dir_ / "a folder ?x=1 #frag %20 ü 数据");
+  const fs::path out = make_folder(dir_ / "out %41 ?mode=ro #1 é");
   const fs::path source = folder / "my db ?immutable=1#x%2F ü.sqlite";
   OwnerProcess owner(kOwnerExe, source, "wal-hold", 150);
   ASSERT_TRUE(owner.ready()) << owner.output();
@@ -52,8 +35,7 @@ TEST_F(PathsTest, NamesWithUriCharactersSpacesAndUnicodeWork) {
 }
 
 TEST_F(PathsTest, SymlinkedSourceFolderWorks) {
-  const fs::path real = dir_ / "real";
-  fs::create_directories(real);
+  const fs::path real = make_folder(dir_ / "real");
   OwnerProcess owner(kOwnerExe, real / "live.sqlite", "wal-hold", 80);
   ASSERT_TRUE(owner.ready()) << owner.output();
   fs::create_directory_symlink(real, dir_ / "linked");
@@ -67,8 +49,7 @@ TEST_F(PathsTest, SymlinkedSourceFolderWorks) {
 // SQLite resolves a symlinked database file and keeps its -wal beside the target, not
 // beside the link: a backup through the link must find that WAL (all rows live there).
 TEST_F(PathsTest, SymlinkedSourceFileFindsTheWalBesideItsTarget) {
-  const fs::path real = dir_ / "real";
-  fs::create_directories(real);
+  const fs::path real = make_folder(dir_ / "real");
   OwnerProcess owner(kOwnerExe, real / "live.sqlite", "wal-hold", 80);
   ASSERT_TRUE(owner.ready()) << owner.output();
   fs::create_symlink(real / "live.sqlite", dir_ / "file-link.sqlite");

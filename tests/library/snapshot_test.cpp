@@ -13,35 +13,13 @@
 #include <thread>
 #include <vector>
 
-#include "test_support.hpp"
+#include "library_fixture.hpp"
 
 namespace {
 
-namespace fs = std::filesystem;
-namespace sb = sqlite_backup;
 using namespace sqlite_backup::testing;
 
-const fs::path kOwnerExe = SQLITE_BACKUP_OWNER_EXE;
-
-class SnapshotTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    fs::create_directories(source_dir_);
-    fs::create_directories(out_dir_);
-  }
-  void TearDown() override {
-    EXPECT_TRUE(list_names(staging_.path()).empty())
-        << "temporary files left in TMPDIR: "
-        << ::testing::PrintToString(list_names(staging_.path()));
-  }
-
-  TempDir dir_;
-  TempDir staging_{"sqlite_backup_tmpdir"};
-  ScopedEnv tmpdir_{"TMPDIR", staging_.path().string()};
-  fs::path source_dir_ = dir_ / "source";
-  fs::path out_dir_ = dir_ / "out";
-  fs::path source_ = source_dir_ / "live.sqlite";
-};
+class SnapshotTest : public SourceFolderTest {};
 
 // A second writer on the source (as another process of the owner's application would be).
 // Busy timeout: the owner holds no lock while idle, but be patient anyway.
