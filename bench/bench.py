@@ -210,7 +210,8 @@ def check_backup(source: LiveSource, backup: Path, delete_mode: bool) -> str:
 # One size: interleaved rounds
 
 
-def measure(tools: list[Tool], source: LiveSource, out_root: Path, rounds: int) -> None:
+def measure(tools: list[Tool], source: LiveSource, out_root: Path, rounds: int,
+            settle=lambda: None) -> None:
     stderr_path = out_root / "stderr.txt"
     for round_index in range(rounds + 1):  # round 0 warms the page cache and is not counted
         for tool in tools:
@@ -235,7 +236,11 @@ def measure(tools: list[Tool], source: LiveSource, out_root: Path, rounds: int) 
             elif round_index > 0:
                 tool.runs.append(run)
             shutil.rmtree(out)
-            os.sync()  # nobody's writeback spills into the next command's time
+            # Nobody's writeback spills into the next command's time. Twice: on a loop mount the
+            # first sync only moves the data into the backing file's page cache.
+            os.sync()
+            os.sync()
+            settle()
         if round_index == 0:
             log(f"warm-up done; {rounds} rounds of {len(tools)} commands")
 
@@ -451,12 +456,20 @@ class XfsMount:
         for program in ("mkfs.xfs", "mount", "umount", "losetup"):
             if shutil.which(program) is None:
                 raise RuntimeError(f"{program} is not installed (package xfsprogs/util-linux)")
+        # Allocated up front (and not discarded by mkfs: -K), so that the backing filesystem
+        # does not allocate blocks under the loop device in the middle of a timed command.
         with open(self.image, "wb") as image:
-            image.truncate(size_bytes)
-        self._run(["mkfs.xfs", "-q", "-m", "reflink=1", str(self.image)])
+            os.posix_fallocate(image.fileno(), 0, size_bytes)
+        self._run(["mkfs.xfs", "-q", "-K", "-m", "reflink=1", str(self.image)])
         self.mountpoint.mkdir()
         self._run(["mount", "-o", "loop", str(self.image), str(self.mountpoint)])
         self.mounted = True
+
+    def settle(self) -> None:
+        """Waits for XFS's background work (freeing the last destination's blocks, CoW remaps):
+        freezing a filesystem flushes all of it, so the next command starts on a quiet one."""
+        subprocess.run(["fsfreeze", "--freeze", str(self.mountpoint)], check=False)
+        subprocess.run(["fsfreeze", "--unfreeze", str(self.mountpoint)], check=False)
 
     @staticmethod
     def _run(argv: list[str]) -> None:
@@ -505,6 +518,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--output", type=Path,
                         help="also write the report here (default: BUILD_DIR/bench-latest.md)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder (debugging)")
+    parser.add_argument("--raw", action="store_true",
+                        help="also list every round's wall time (ms) per command")
     parser.add_argument("--no-build", action="store_true", help=argparse.SUPPRESS)  # bench/run's
     parser.add_argument("--no-deps", action="store_true", help=argparse.SUPPRESS)   # bench/run's
     args = parser.parse_args()
@@ -661,7 +676,7 @@ def main() -> int:
                 out_root.mkdir()
                 tools = make_xfs_tools(cli)
                 rounds = rounds_for(args, xfs_mib)
-                measure(tools, source, out_root, rounds)
+                measure(tools, source, out_root, rounds, settle=xfs_mount.settle)
                 xfs_result = SizeResult(f"XFS loop: {source.describe()}", source.set_bytes, rounds,
                                         tools, baseline_key="cp-never")
                 source.close()
@@ -677,6 +692,12 @@ def main() -> int:
         if xfs_result is None:
             report += [f"XFS reflink case: {xfs_note}.", ""]
         report += targets_table(plain, xfs_result, xfs_note)
+        if args.raw:
+            report += ["", "Every round's wall time (ms), in order:", ""]
+            for result in plain + ([xfs_result] if xfs_result else []):
+                for tool in result.tools:
+                    times = " ".join(f"{r.seconds * 1000:.1f}" for r in tool.runs)
+                    report.append(f"- {result.title}, {tool.label}: {times or tool.failure}")
         report += run_micro(args, scratch)
     finally:
         end_leftover_processes()
