@@ -57,8 +57,9 @@ class ChurnCheckerTest : public ::testing::Test {
   fs::path copy(const fs::path& from, const std::string& name) {
     const fs::path to = dir_ / name;
     const ProcessResult result = run_process({"/bin/cp", from.string(), to.string()});
-    if (result.exit_code != 0)
+    if (result.exit_code != 0) {
       throw std::runtime_error("cp " + from.string() + " " + to.string() + ": " + describe(result));
+    }
     return to;
   }
 

@@ -26,8 +26,9 @@ constexpr int kMinimumBackups = 5;
 void expect_every_backup_ok(const Scenario& scenario, const ScenarioResult& result) {
   const std::string summary = summarize(scenario, result);
   std::cout << summary << std::endl;
-  for (const auto& error : result.harness_errors)
+  for (const auto& error : result.harness_errors) {
     ADD_FAILURE() << "[" << scenario.name << "] harness: " << error;
+  }
   for (const auto& record : result.backups) {
     EXPECT_EQ(record.outcome, "ok")
         << "[" << scenario.name << "] backup #" << record.index << " via " << record.via

@@ -134,8 +134,9 @@ void stop_workers(std::vector<Worker>& workers, std::vector<std::string>& harnes
   }
   for (auto& worker : workers) {
     const ProcessResult result = worker.process->wait(std::chrono::seconds(20));
-    if (result.exit_code != 0)
+    if (result.exit_code != 0) {
       harness_errors.push_back(worker.label + " ended badly: " + describe(result));
+    }
   }
 }
 
@@ -208,92 +209,44 @@ std::string join(const std::vector<std::string>& names) {
   return text;
 }
 
-}  // namespace
-
-// ---------------------------------------------------------------------------------- StatusView
-
-StatusView::StatusView(const fs::path& path) : path_(path) {
-  write_file(path, std::string(kStatusBytes, '\0'));
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) fail("open status file", path, errno);
-  void* map = mmap(nullptr, kStatusBytes, PROT_READ, MAP_SHARED, fd, 0);
-  const int error = errno;
-  ::close(fd);
-  if (map == MAP_FAILED) fail("mmap status file", path, error);
-  slots_ = static_cast<const std::int64_t*>(map);
-}
-
-StatusView::~StatusView() {
-  if (slots_ != nullptr) munmap(const_cast<std::int64_t*>(slots_), kStatusBytes);
-}
-
-std::int64_t StatusView::load(StatusField field) const {
-  return __atomic_load_n(&slots_[static_cast<std::size_t>(field)], __ATOMIC_ACQUIRE);
-}
-
-// ---------------------------------------------------------------------------------- settings
-
-int backups_per_scenario() {
-  const std::string text = env_or("SQLITE_BACKUP_STRESS_BACKUPS");
-  const int value = text.empty() ? 20 : std::atoi(text.c_str());
-  return value > 0 ? value : 20;
-}
-
-double seconds_per_scenario() {
-  const std::string text = env_or("SQLITE_BACKUP_STRESS_SECONDS");
-  const double value = text.empty() ? 8.0 : std::atof(text.c_str());
-  return value > 0 ? value : 8.0;
-}
-
-// ---------------------------------------------------------------------------------- check
-
-CheckResult check_snapshot(const fs::path& database, std::int64_t min_seq, std::int64_t max_seq,
-                           const fs::path& scratch) {
-  std::vector<std::string> argv = {kChurnExe.string(), "check",         "--db",
-                                   database.string(),  "--min-seq",     std::to_string(min_seq),
-                                   "--scratch",        scratch.string()};
-  if (max_seq >= 0) {
-    argv.insert(argv.end(), {"--max-seq", std::to_string(max_seq)});
+// Sets the outcome of a backup from its error (empty: it reported success), the snapshot's
+// check, and what it left beside the destination and in the temporary folder.
+void classify(BackupRecord& record, const std::string& error, const fs::path& destination,
+              const std::vector<std::string>& beside,
+              const std::vector<std::string>& temporary_leftovers, const fs::path& scratch) {
+  if (!error.empty()) {
+    record.outcome = "tool-error";
+    record.detail = error;
+  } else if (!fs::exists(destination)) {
+    record.outcome = "tool-error";
+    record.detail = "backup reported success but " + destination.string() + " does not exist";
+  } else {
+    const CheckResult check =
+        stress::check_snapshot(destination, record.required_min, record.upper, scratch);
+    record.k = check.k;
+    record.outcome = check.exit_code == 0 ? "ok" : check.verdict.substr(0, check.verdict.find(':'));
+    record.detail = check.exit_code == 0 ? "" : check.verdict;
+    if (record.outcome == "ok" && !beside.empty()) {
+      record.outcome = "leftover";
+      record.detail = "left beside the destination: " + join(beside);
+    } else if (record.outcome == "ok" && !temporary_leftovers.empty()) {
+      record.outcome = "temp-leftover";
+      record.detail = "left in the temporary folder: " + join(temporary_leftovers);
+    } else if (record.outcome == "ok" && header_says_wal(destination)) {
+      record.outcome = "wal-header";
+      record.detail =
+          "snapshot is in WAL mode (header bytes 18/19 = 2), expected journal_mode=DELETE";
+    }
   }
-  const ProcessResult result = run_process(argv, kCheckTimeout);
-  CheckResult check;
-  check.exit_code = result.exit_code;
-  check.raw = describe(result);
-  std::istringstream lines(result.out);
-  std::string first;
-  std::getline(lines, first);
-  std::getline(lines, check.verdict);
-  if (first.rfind("K=", 0) == 0) check.k = std::atoll(first.c_str() + 2);
-  if (check.verdict.empty()) check.verdict = "checker crashed: " + check.raw;
-  return check;
+  if (record.outcome != "ok") {
+    record.detail += " [K=" + std::to_string(record.k) + ", committed before start " +
+                     std::to_string(record.required_min) + ", started by end " +
+                     std::to_string(record.upper) + "]";
+  }
 }
 
-// ---------------------------------------------------------------------------------- scenario
-
-ScenarioResult run_scenario(const Scenario& scenario) {
-  ScenarioResult result;
-  TempDir root("sqlite_backup_stress_" + scenario.name);
-  const fs::path source_folder = root / "src";
-  const fs::path backups_folder = root / "bk";
-  const fs::path scratch = root / "scratch";
-  const fs::path staging = root / "tmp";
-  for (const auto& folder : {source_folder, backups_folder, scratch, staging})
-    fs::create_directories(folder);
-  const fs::path source = source_folder / kSourceName;
-
-  const ProcessResult primed =
-      run_process({kChurnExe.string(), "prime", "--db", source.string(), "--mb",
-                   std::to_string(kDatabaseMiB), "--journal", scenario.prime_journal});
-  if (primed.exit_code != 0) {
-    result.harness_errors.push_back("sqlite_churn prime failed: " + describe(primed));
-    return result;
-  }
-
-  std::set<std::string> allowed{kSourceName};
-  for (const auto& suffix : scenario.allowed_source_suffixes)
-    allowed.insert(std::string(kSourceName) + suffix);
-  CreationWatch watch(source_folder);
-
+std::vector<Worker> start_workers(const Scenario& scenario, const fs::path& root,
+                                  const fs::path& source) {
   std::vector<Worker> workers;
   for (std::size_t i = 0; i < scenario.writers.size(); ++i) {
     Worker worker;
@@ -321,30 +274,138 @@ ScenarioResult run_scenario(const Scenario& scenario) {
                                  "--status", worker.status->path().string()});
     workers.push_back(std::move(worker));
   }
+  return workers;
+}
 
-  // Warm-up: every writer has committed a few transactions (WAL grown, journals in use) and
-  // the checkpointer is running: the observable state the backups must face.
+// Returns once every writer has committed a few transactions (WAL grown, journals in use) and
+// the checkpointer is running, the observable state the backups must face; or what went wrong.
+std::string warm_up(std::vector<Worker>& workers) {
   const auto warm_up_deadline = Clock::now() + kWarmUpTimeout;
   for (;;) {
     const std::string dead = dead_worker_report(workers);
-    if (!dead.empty()) {
-      result.harness_errors.push_back("during warm-up: " + dead);
-      stop_workers(workers, result.harness_errors);
-      return result;
-    }
+    if (!dead.empty()) return "during warm-up: " + dead;
     const bool warm = std::all_of(workers.begin(), workers.end(), [](const Worker& worker) {
       return worker.writer ? worker.status->load(StatusField::transactions) >= kWarmUpTransactions
                            : worker.status->load(StatusField::ready) == 1;
     });
-    if (warm) break;
+    if (warm) return {};
     if (Clock::now() > warm_up_deadline) {
-      result.harness_errors.push_back(
-          "writers did not commit " + std::to_string(kWarmUpTransactions) +
-          " transactions each within " + std::to_string(kWarmUpTimeout.count()) + " s");
-      stop_workers(workers, result.harness_errors);
-      return result;
+      return "writers did not commit " + std::to_string(kWarmUpTransactions) +
+             " transactions each within " + std::to_string(kWarmUpTimeout.count()) + " s";
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------- StatusView
+
+StatusView::StatusView(const fs::path& path) : path_(path) {
+  write_file(path, std::string(kStatusBytes, '\0'));
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) fail("open status file", path, errno);
+  void* map = mmap(nullptr, kStatusBytes, PROT_READ, MAP_SHARED, fd, 0);
+  const int error = errno;
+  ::close(fd);
+  if (map == MAP_FAILED) fail("mmap status file", path, error);
+  slots_ = static_cast<const std::int64_t*>(map);
+}
+
+StatusView::~StatusView() {
+  if (slots_ != nullptr) munmap(const_cast<std::int64_t*>(slots_), kStatusBytes);
+}
+
+std::int64_t StatusView::load(StatusField field) const {
+  return __atomic_load_n(&slots_[static_cast<std::size_t>(field)], __ATOMIC_ACQUIRE);
+}
+
+// ---------------------------------------------------------------------------------- settings
+
+namespace {
+
+// A positive number from the environment, or `fallback` when unset; anything else is an error
+// (a typo must not silently shrink a long manual run back to the defaults).
+double positive_from_env(const char* name, double fallback) {
+  const std::string text = env_or(name);
+  if (text.empty()) return fallback;
+  char* end = nullptr;
+  const double value = std::strtod(text.c_str(), &end);
+  if (end == text.c_str() || *end != '\0' || !(value > 0)) {
+    throw std::runtime_error("environment variable " + std::string(name) +
+                             " must be a positive number, got '" + text + "'");
+  }
+  return value;
+}
+
+}  // namespace
+
+int backups_per_scenario() {
+  return static_cast<int>(positive_from_env("SQLITE_BACKUP_STRESS_BACKUPS", 20));
+}
+
+double seconds_per_scenario() { return positive_from_env("SQLITE_BACKUP_STRESS_SECONDS", 8.0); }
+
+// ---------------------------------------------------------------------------------- check
+
+CheckResult check_snapshot(const fs::path& database, std::int64_t min_seq, std::int64_t max_seq,
+                           const fs::path& scratch) {
+  std::vector<std::string> argv = {kChurnExe.string(), "check",         "--db",
+                                   database.string(),  "--min-seq",     std::to_string(min_seq),
+                                   "--scratch",        scratch.string()};
+  if (max_seq >= 0) {
+    argv.insert(argv.end(), {"--max-seq", std::to_string(max_seq)});
+  }
+  const ProcessResult result = run_process(argv, kCheckTimeout);
+  CheckResult check;
+  check.exit_code = result.exit_code;
+  check.raw = describe(result);
+  std::istringstream lines(result.out);
+  std::string first;
+  std::getline(lines, first);
+  std::getline(lines, check.verdict);
+  if (first.rfind("K=", 0) == 0) {
+    check.k = std::strtoll(first.c_str() + 2, nullptr, 10);
+  }
+  if (check.verdict.empty()) {
+    check.verdict = "checker crashed: " + check.raw;
+  }
+  return check;
+}
+
+// ---------------------------------------------------------------------------------- scenario
+
+ScenarioResult run_scenario(const Scenario& scenario) {
+  ScenarioResult result;
+  TempDir root("sqlite_backup_stress_" + scenario.name);
+  const fs::path source_folder = root / "src";
+  const fs::path backups_folder = root / "bk";
+  const fs::path scratch = root / "scratch";
+  const fs::path staging = root / "tmp";
+  for (const auto& folder : {source_folder, backups_folder, scratch, staging}) {
+    fs::create_directories(folder);
+  }
+  const fs::path source = source_folder / kSourceName;
+
+  const ProcessResult primed =
+      run_process({kChurnExe.string(), "prime", "--db", source.string(), "--mb",
+                   std::to_string(kDatabaseMiB), "--journal", scenario.prime_journal});
+  if (primed.exit_code != 0) {
+    result.harness_errors.push_back("sqlite_churn prime failed: " + describe(primed));
+    return result;
+  }
+
+  std::set<std::string> allowed{kSourceName};
+  for (const auto& suffix : scenario.allowed_source_suffixes) {
+    allowed.insert(std::string(kSourceName) + suffix);
+  }
+  CreationWatch watch(source_folder);
+
+  std::vector<Worker> workers = start_workers(scenario, root.path(), source);
+  if (const std::string problem = warm_up(workers); !problem.empty()) {
+    result.harness_errors.push_back(problem);
+    stop_workers(workers, result.harness_errors);
+    return result;
   }
 
   const int backups = backups_per_scenario();
@@ -388,15 +449,16 @@ ScenarioResult run_scenario(const Scenario& scenario) {
       const std::string error = take_backup(record.via, source, destination);
       record.seconds = seconds_since(started);
       record.upper = max_over_writers(workers, StatusField::pending);
-      if (max_over_writers(workers, StatusField::committed) > committed_at_start)
+      if (max_over_writers(workers, StatusField::committed) > committed_at_start) {
         ++result.backups_overlapping_commits;
+      }
 
       // Created at any moment (inotify) or present now (listing): only SQLite's own files.
       std::vector<std::string> source_names = watch.drain();
       const std::vector<std::string> listed = list_names(source_folder);
       source_names.insert(source_names.end(), listed.begin(), listed.end());
       for (const auto& name : source_names) {
-        if (allowed.count(name) == 0 && litter_seen.insert(name).second) {
+        if (!allowed.contains(name) && litter_seen.insert(name).second) {
           result.source_litter.push_back(name + " (seen after backup #" + std::to_string(index) +
                                          ")");
         }
@@ -405,39 +467,8 @@ ScenarioResult run_scenario(const Scenario& scenario) {
       std::vector<std::string> beside = list_names(folder);
       beside.erase(std::remove(beside.begin(), beside.end(), kSnapshotName), beside.end());
 
-      if (!error.empty()) {
-        record.outcome = "tool-error";
-        record.detail = error;
-      } else if (!fs::exists(destination)) {
-        record.outcome = "tool-error";
-        record.detail = "backup reported success but " + destination.string() + " does not exist";
-      } else {
-        const CheckResult check =
-            check_snapshot(destination, record.required_min, record.upper, scratch);
-        record.k = check.k;
-        const auto colon = check.verdict.find(':');
-        record.outcome = check.exit_code == 0 ? "ok" : check.verdict.substr(0, colon);
-        record.detail = check.exit_code == 0 ? "" : check.verdict;
-        if (record.outcome == "ok") {
-          best_k = std::max(best_k, check.k);
-          if (!beside.empty()) {
-            record.outcome = "leftover";
-            record.detail = "left beside the destination: " + join(beside);
-          } else if (!temporary_leftovers.empty()) {
-            record.outcome = "temp-leftover";
-            record.detail = "left in the temporary folder: " + join(temporary_leftovers);
-          } else if (header_says_wal(destination)) {
-            record.outcome = "wal-header";
-            record.detail =
-                "snapshot is in WAL mode (header bytes 18/19 = 2), expected journal_mode=DELETE";
-          }
-        }
-      }
-      if (record.outcome != "ok") {
-        record.detail += " [K=" + std::to_string(record.k) + ", committed before start " +
-                         std::to_string(record.required_min) + ", started by end " +
-                         std::to_string(record.upper) + "]";
-      }
+      classify(record, error, destination, beside, temporary_leftovers, scratch);
+      if (record.outcome == "ok") best_k = std::max(best_k, record.k);
       result.backups.push_back(record);
       std::error_code ignored;
       fs::remove_all(folder, ignored);
@@ -482,12 +513,15 @@ std::string summarize(const Scenario& scenario, const ScenarioResult& result) {
   text.precision(1);
   text << "; " << result.transactions_during << " commits in " << result.loop_seconds << " s";
   text << ", " << result.backups_overlapping_commits << " backups overlapped a commit";
-  if (result.checkpoints_during > 0)
+  if (result.checkpoints_during > 0) {
     text << ", " << result.checkpoints_during << " explicit checkpoints";
-  if (result.cache_spills_during > 0)
+  }
+  if (result.cache_spills_during > 0) {
     text << ", " << result.cache_spills_during << " pages spilled before COMMIT";
-  if (result.big_transactions_during > 0)
+  }
+  if (result.big_transactions_during > 0) {
     text << ", " << result.big_transactions_during << " big transactions";
+  }
   return text.str();
 }
 

@@ -265,8 +265,9 @@ class Arguments {
   // Every option given must have been asked for, so a typo is a usage error, not a silent default.
   void reject_unknown() const {
     for (const auto& [key, value] : values_) {
-      if (std::find(used_.begin(), used_.end(), key) == used_.end())
+      if (std::find(used_.begin(), used_.end(), key) == used_.end()) {
         throw UsageError("unknown option --" + key);
+      }
     }
   }
   static std::int64_t parse_integer(const std::string& name, const std::string& text) {
@@ -414,8 +415,9 @@ int command_prime(Arguments& args) {
   db.exec("BEGIN");
   {
     Statement insert_account(db, "INSERT INTO accounts(id, balance) VALUES(?, ?)");
-    for (int id = 1; id <= kAccounts; ++id)
+    for (int id = 1; id <= kAccounts; ++id) {
       insert_account.bind(1, std::int64_t{id}).bind(2, kInitialBalance).run();
+    }
     Statement insert_blob(db, "INSERT INTO blobs(id, last_seq, crc, payload) VALUES(?, 0, ?, ?)");
     std::mt19937_64 rng(seed);
     std::vector<unsigned char> payload(kBlobSize);
@@ -473,8 +475,9 @@ class Writer {
   std::int64_t transaction(bool big) {
     begin_.run();
     try {
-      if (!read_meta_.step())
+      if (!read_meta_.step()) {
         throw std::runtime_error("meta row missing in " + db_.path().string());
+      }
       const std::int64_t seq = read_meta_.int64(0) + 1;
       const std::int64_t nblobs = read_meta_.int64(1);
       read_meta_.reset();
@@ -482,8 +485,9 @@ class Writer {
 
       const int transfers = uniform(settings_.min_transfers, settings_.max_transfers);
       for (int i = 0; i < transfers; ++i) {
-        const std::int64_t from = uniform(1, kAccounts), to = uniform(1, kAccounts),
-                           amount = uniform(1, 100);
+        const std::int64_t from = uniform(1, kAccounts);
+        const std::int64_t to = uniform(1, kAccounts);
+        const std::int64_t amount = uniform(1, 100);
         debit_.bind(1, amount).bind(2, from).run();
         credit_.bind(1, amount).bind(2, to).run();
         insert_xfer_.bind(1, seq).bind(2, from).bind(3, to).bind(4, amount).run();
@@ -655,7 +659,10 @@ int command_write(Arguments& args) {
   Writer writer(db, settings, seed_arg ? static_cast<std::uint64_t>(*seed_arg) : default_seed(),
                 status);
   status.set(kReady, 1);
-  std::int64_t transactions = 0, busy = 0, checkpoints = 0, big_transactions = 0;
+  std::int64_t transactions = 0;
+  std::int64_t busy = 0;
+  std::int64_t checkpoints = 0;
+  std::int64_t big_transactions = 0;
   using Clock = std::chrono::steady_clock;
   auto next_big = Clock::time_point::max();
   // The next big transaction is due after big_every_ms, jittered so it lands at varying points
@@ -684,7 +691,8 @@ int command_write(Arguments& args) {
     status.set(kTransactions, ++transactions);
     // Dirty pages written into the database file before COMMIT (a small cache_size and large
     // transactions): the evidence that copies of this file can hold uncommitted pages.
-    int spilled = 0, highwater = 0;
+    int spilled = 0;
+    int highwater = 0;
     if (sqlite3_db_status(db.get(), SQLITE_DBSTATUS_CACHE_SPILL, &spilled, &highwater, 0) ==
         SQLITE_OK) {
       status.set(kCacheSpills, spilled);
@@ -695,8 +703,9 @@ int command_write(Arguments& args) {
     }
     if (settings.self_checkpoint_fraction > 0 && writer.chance(settings.self_checkpoint_fraction)) {
       try {
-        if (pragma_text(db, "wal_checkpoint(TRUNCATE)") == "0")
+        if (pragma_text(db, "wal_checkpoint(TRUNCATE)") == "0") {
           status.set(kCheckpoints, ++checkpoints);
+        }
       } catch (const SqlError& error) {
         if (!error.busy()) throw;
       }
@@ -733,7 +742,8 @@ int command_checkpoint(Arguments& args) {
   sqlite3_busy_timeout(db.get(), busy_timeout_ms);
   status.set(kReady, 1);
   std::mt19937_64 rng(default_seed());
-  std::int64_t done = 0, busy = 0;
+  std::int64_t done = 0;
+  std::int64_t busy = 0;
   while (!stop.stop_requested()) {
     const std::string& mode =
         modes[std::uniform_int_distribution<std::size_t>(0, modes.size() - 1)(rng)];
@@ -817,7 +827,9 @@ std::vector<std::string> invariant_problems(const Database& db, std::int64_t& k)
   {
     Statement log(db, "SELECT COUNT(*), MIN(seq), MAX(seq) FROM log");
     log.step();
-    const std::int64_t count = log.int64(0), low = log.int64(1), high = log.int64(2);
+    const std::int64_t count = log.int64(0);
+    const std::int64_t low = log.int64(1);
+    const std::int64_t high = log.int64(2);
     if (count != k || (k > 0 && (low != 1 || high != k))) {
       problems.push_back("log is not 1..K: meta.last_seq=" + std::to_string(k) +
                          " log count=" + std::to_string(count) + " min=" + std::to_string(low) +
@@ -887,7 +899,8 @@ std::vector<std::string> invariant_problems(const Database& db, std::int64_t& k)
   }
   {
     Statement blobs(db, "SELECT id, crc, payload FROM blobs");
-    std::int64_t bad = 0, first_bad = 0;
+    std::int64_t bad = 0;
+    std::int64_t first_bad = 0;
     while (blobs.step()) {
       const auto [data, size] = blobs.blob(2);
       if (static_cast<std::int64_t>(crc32(data, size)) != blobs.int64(1)) {
