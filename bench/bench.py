@@ -516,7 +516,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--no-micro", action="store_true", help="skip the Google Benchmark part")
     parser.add_argument("--no-extras", action="store_true",
                         help="only ours, cp and sqlite3 .backup (no cp + sync, cp + cmp)")
-    parser.add_argument("--build-dir", type=Path, required=True, help="the CMake build folder")
+    parser.add_argument("--build-dir", type=Path,
+                        default=Path(os.environ.get("BENCH_BUILD_DIR") or
+                                     Path(__file__).resolve().parent.parent / "build" / "bench"),
+                        help="the CMake build folder (bench/run passes it; default "
+                             "$BENCH_BUILD_DIR or build/bench)")
     parser.add_argument("--cli", type=Path,
                         help="the sqlite_backup binary to measure (default: BUILD_DIR/cli/sqlite_backup)")
     parser.add_argument("--output", type=Path,
