@@ -240,11 +240,16 @@ std::optional<Connection> sqlite_backup(const fs::path& source, std::optional<fs
   Options recover_options = options;
   recover_options.verify = Verify::none;  // verified once, in memory
   finalize::recover_in_place(staged, recover_options, source);
-  sql::Database copy =
-      finalize::open_for_reading(staged, options.sqlite_connect_kwargs, true, source);
-  Connection memory = finalize::copy_into_memory(copy, options);
+  Connection memory;
+  if (finalize::wants_backup_api(options.sqlite_backup_kwargs)) {
+    sql::Database copy =
+        finalize::open_for_reading(staged, options.sqlite_connect_kwargs, true, source);
+    memory = finalize::copy_into_memory(copy, options);
+    copy.close();
+  } else {
+    memory = finalize::load_into_memory(staged, options, source);
+  }
   const finalize::DatabaseFacts facts = facts_of(memory.get());
-  copy.close();
   fill_report(report, source, {}, facts, options, started);
   log_info("backed up {} into memory ({} pages, {} attempt(s))", quoted(source), facts.pages,
            report.attempts);

@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "error_internal.hpp"
+#include "io/file.hpp"
 #include "log_internal.hpp"
 #include "sqlite/uri.hpp"
 
@@ -182,6 +183,40 @@ Connection copy_into_memory(sql::Database& from, const Options& options) {
   allow_cancellation(memory, options);
   backup_api_copy(from, memory, options);
   run_verification(memory, options.verify, from.path());
+  return Connection(memory.release());
+}
+
+bool wants_backup_api(const BackupOptions& backup) noexcept {
+  return backup.pages != -1 || static_cast<bool>(backup.progress) || backup.name != "main";
+}
+
+Connection load_into_memory(const std::filesystem::path& staged, const Options& options,
+                            const std::filesystem::path& source) {
+  const io::UniqueFd fd = io::open_source_file(staged);
+  if (!fd) io::throw_errno(ENOENT, "cannot read the snapshot of", source);
+  const std::uint64_t size = io::stat_fd(fd.get(), staged).size;
+  // SQLite owns the buffer from sqlite3_deserialize() on (FREEONCLOSE), also when it fails.
+  auto* buffer = static_cast<std::byte*>(sqlite3_malloc64(size == 0 ? 1 : size));
+  if (buffer == nullptr) {
+    throw_error(ErrorKind::io, source, "cannot load the snapshot of {} into memory: out of memory",
+                quoted(source));
+  }
+  std::size_t got = 0;
+  try {
+    got = io::read_at(fd.get(), std::span(buffer, static_cast<std::size_t>(size)), 0, staged);
+  } catch (...) {
+    sqlite3_free(buffer);
+    throw;
+  }
+  sql::Database memory(":memory:", SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, "", source);
+  const int rc =
+      sqlite3_deserialize(memory.get(), "main", reinterpret_cast<unsigned char*>(buffer),
+                          static_cast<sqlite3_int64>(got), static_cast<sqlite3_int64>(size),
+                          SQLITE_DESERIALIZE_FREEONCLOSE | SQLITE_DESERIALIZE_RESIZEABLE);
+  if (rc != SQLITE_OK)
+    sql::throw_result(rc, memory.get(), "cannot load into memory the snapshot of", source);
+  allow_cancellation(memory, options);
+  run_verification(memory, options.verify, source);
   return Connection(memory.release());
 }
 

@@ -36,4 +36,14 @@ void backup_api_copy(sql::Database& from, sql::Database& to, const Options& opti
 // A new in-memory database holding a copy of `from`.
 Connection copy_into_memory(sql::Database& from, const Options& options);
 
+// Whether the caller asked for anything only the backup API gives (steps of some pages, a
+// progress callback, another schema); otherwise a memory destination is loaded in one read.
+bool wants_backup_api(const BackupOptions& backup) noexcept;
+
+// A new in-memory database holding the (recovered, self-contained) database file `staged`,
+// read in one pass and handed to SQLite with sqlite3_deserialize: one copy of the bytes,
+// where the backup API would copy page by page through two page caches.
+Connection load_into_memory(const std::filesystem::path& staged, const Options& options,
+                            const std::filesystem::path& source);
+
 }  // namespace sqlite_backup::finalize

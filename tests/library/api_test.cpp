@@ -74,10 +74,17 @@ TEST_F(ApiTest, MemoryDestinationReturnsAnOpenInMemoryConnectionWithTheRows) {
   ASSERT_TRUE(static_cast<bool>(*connection));
   EXPECT_EQ(count_rows(connection->get()), 42);
   EXPECT_EQ(table_digest(connection->get()), table_digest(dir_ / "source.sqlite"));
-  // An in-memory database has no file name.
-  EXPECT_EQ(
-      query_text(connection->get(), "SELECT file FROM pragma_database_list WHERE name = 'main'"),
-      "");
+  // In memory: either a plain ":memory:" database (no file name) or one loaded with
+  // sqlite3_deserialize, which lives in SQLite's "memdb" VFS.
+  const std::string file =
+      query_text(connection->get(), "SELECT file FROM pragma_database_list WHERE name = 'main'")
+          .value_or("");
+  char* vfs_name = nullptr;
+  sqlite3_file_control(connection->get(), "main", SQLITE_FCNTL_VFSNAME, &vfs_name);
+  const std::string vfs = vfs_name != nullptr ? vfs_name : "";
+  sqlite3_free(vfs_name);
+  EXPECT_TRUE(file.empty() || vfs.find("memdb") != std::string::npos) << file << " / " << vfs;
+  EXPECT_FALSE(fs::exists(file)) << "an in-memory database must not be backed by a file";
 }
 
 TEST_F(ApiTest, ConnectionReleaseHandsOwnershipToTheCaller) {
