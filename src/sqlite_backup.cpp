@@ -55,17 +55,15 @@ void check_destination(const fs::path& source, const fs::path& destination, bool
   std::error_code error;
   const auto source_stat = io::stat_path(source);
   const auto destination_stat = io::stat_path(destination);
-  const bool same_by_identity =
-      source_stat && destination_stat && source_stat->same_file(*destination_stat);
-  if (same_by_identity ||
-      fs::weakly_canonical(source, error) == fs::weakly_canonical(destination, error)) {
+  const std::string canonical_source = fs::weakly_canonical(source, error).native();
+  const std::string canonical_destination = fs::weakly_canonical(destination, error).native();
+  if ((source_stat && destination_stat && source_stat->same_file(*destination_stat)) ||
+      canonical_source == canonical_destination) {
     throw std::invalid_argument("sqlite_backup: 'source' and 'destination' can't be the same (" +
                                 quoted(source) + " and " + quoted(destination) + ")");
   }
-  const fs::path canonical_source = fs::weakly_canonical(source, error);
-  const fs::path canonical_destination = fs::weakly_canonical(destination, error);
   for (const char* suffix : {"-wal", "-journal", "-shm"}) {
-    if (canonical_destination.native() == canonical_source.native() + suffix) {
+    if (canonical_destination == canonical_source + suffix) {
       throw std::invalid_argument("sqlite_backup: 'destination' " + quoted(destination) +
                                   " is a side file of the source; refusing to write it");
     }
@@ -165,6 +163,28 @@ finalize::DatabaseFacts facts_of(sqlite3* db) {
   return facts;
 }
 
+fs::path folder_of(const fs::path& destination) {
+  return destination.parent_path().empty() ? fs::path(".") : destination.parent_path();
+}
+
+// The last stage for file destinations: SQLite recovers the staged copy, which then appears
+// at the destination atomically with the source's permission bits.
+void finish_into(const fs::path& staged, const fs::path& source, const fs::path& destination,
+                 const Options& options, Report& report,
+                 std::chrono::steady_clock::time_point started) {
+  const finalize::DatabaseFacts facts = finalize::recover_in_place(staged, options, source);
+  if (options.cancel != nullptr && options.cancel->load()) {
+    throw_error(ErrorKind::cancelled, source, "backup of {} cancelled; nothing was written",
+                quoted(source));
+  }
+  const auto source_stat = io::stat_path(source);
+  io::commit_file(staged, destination, source_stat ? (source_stat->mode & 0666) : 0600,
+                  options.overwrite);
+  fill_report(report, source, destination, facts, options, started);
+  log_info("backed up {} to {} ({} pages, {} attempt(s))", quoted(source), quoted(destination),
+           facts.pages, report.attempts);
+}
+
 std::optional<Connection> backup_live(const fs::path& source,
                                       const std::optional<fs::path>& destination,
                                       const Options& options,
@@ -178,9 +198,7 @@ std::optional<Connection> backup_live(const fs::path& source,
     fill_report(report, source, {}, facts_of(memory.get()), options, started);
     return memory;
   }
-  const io::StagingDir staging(
-      destination->parent_path().empty() ? fs::path(".") : destination->parent_path(),
-      destination->filename().native());
+  const io::StagingDir staging(folder_of(*destination), destination->filename().native());
   const fs::path staged = staging.path() / destination->filename();
   {
     sql::Database to(sql::file_uri(staged),
@@ -190,10 +208,7 @@ std::optional<Connection> backup_live(const fs::path& source,
     to.close();
   }
   from.close();
-  const finalize::DatabaseFacts facts = finalize::recover_in_place(staged, options, source);
-  const auto mode = io::stat_path(source);
-  io::commit_file(staged, *destination, mode ? (mode->mode & 0666) : 0600, options.overwrite);
-  fill_report(report, source, *destination, facts, options, started);
+  finish_into(staged, source, *destination, options, report, started);
   return std::nullopt;
 }
 
@@ -207,7 +222,8 @@ std::optional<Connection> sqlite_backup(const fs::path& source, std::optional<fs
   if (destination) check_destination(source, *destination, options.overwrite);
 
   if (!options.copy_use_tempdir) {
-    log_warning(
+    // info, not warning: the caller chose this (the CLI prints its own warning).
+    log_info(
         "copy_use_tempdir is off: reading the live database {} directly; this takes locks "
         "and may fail while the owner writes",
         quoted(source));
@@ -218,20 +234,9 @@ std::optional<Connection> sqlite_backup(const fs::path& source, std::optional<fs
   if (destination) {
     // Staged beside the destination: same filesystem, so the finished file is renamed into
     // place with no second copy.
-    const fs::path parent =
-        destination->parent_path().empty() ? fs::path(".") : destination->parent_path();
-    const io::StagingDir staging(parent, destination->filename().native());
+    const io::StagingDir staging(folder_of(*destination), destination->filename().native());
     const fs::path staged = snapshot_into(source, staging, options, report, *destination);
-    const finalize::DatabaseFacts facts = finalize::recover_in_place(staged, options, source);
-    const auto mode = io::stat_path(source);
-    if (options.cancel != nullptr && options.cancel->load()) {
-      throw_error(ErrorKind::cancelled, source, "backup of {} cancelled; nothing was written",
-                  quoted(source));
-    }
-    io::commit_file(staged, *destination, mode ? (mode->mode & 0666) : 0600, options.overwrite);
-    fill_report(report, source, *destination, facts, options, started);
-    log_info("backed up {} to {} ({} pages, {} attempt(s))", quoted(source), quoted(*destination),
-             facts.pages, report.attempts);
+    finish_into(staged, source, *destination, options, report, started);
     return std::nullopt;
   }
 
@@ -271,8 +276,10 @@ void sqlite_backup_to_fd(const fs::path& source, int fd, const Options& options)
     staged = staging.path() / "snapshot";
     Options live = options;
     live.overwrite = true;
+    live.report = &report;
     backup_live(source, staged, live, started);
-    facts.pages = 0;
+    facts.pages = report.pages;
+    facts.page_size = report.page_size;
   }
   const io::UniqueFd in = io::open_source_file(staged);
   const fs::path output = fmt::format("(file descriptor {})", fd);
