@@ -7,8 +7,8 @@
 // source folder other than the ones SQLite's own writers make.
 //
 // Each test is one kind of workload. Defaults: 20 backups or 8 s of backups per scenario, on a
-// 12 MiB database; SQLITE_BACKUP_STRESS_BACKUPS and SQLITE_BACKUP_STRESS_SECONDS raise them for
-// longer manual runs (e.g. 500 backups, 300 s).
+// 12 MiB database; SQLITE_BACKUP_STRESS_BACKUPS, SQLITE_BACKUP_STRESS_SECONDS and
+// SQLITE_BACKUP_STRESS_MB raise them for longer manual runs (e.g. 500 backups, 300 s, 64 MiB).
 #include <gtest/gtest.h>
 
 #include <algorithm>

@@ -34,7 +34,6 @@ using Clock = std::chrono::steady_clock;
 namespace {
 
 constexpr std::size_t kStatusBytes = 4096;
-constexpr double kDatabaseMiB = 12;
 constexpr int kWarmUpTransactions = 5;
 constexpr auto kWarmUpTimeout = std::chrono::seconds(30);
 constexpr auto kBackupTimeout = std::chrono::seconds(60);
@@ -346,6 +345,8 @@ int backups_per_scenario() {
 
 double seconds_per_scenario() { return positive_from_env("SQLITE_BACKUP_STRESS_SECONDS", 8.0); }
 
+double database_mib() { return positive_from_env("SQLITE_BACKUP_STRESS_MB", 12.0); }
+
 // ---------------------------------------------------------------------------------- check
 
 CheckResult check_snapshot(const fs::path& database, std::int64_t min_seq, std::int64_t max_seq,
@@ -389,7 +390,7 @@ ScenarioResult run_scenario(const Scenario& scenario) {
 
   const ProcessResult primed =
       run_process({kChurnExe.string(), "prime", "--db", source.string(), "--mb",
-                   std::to_string(kDatabaseMiB), "--journal", scenario.prime_journal});
+                   std::to_string(database_mib()), "--journal", scenario.prime_journal});
   if (primed.exit_code != 0) {
     result.harness_errors.push_back("sqlite_churn prime failed: " + describe(primed));
     return result;

@@ -82,10 +82,12 @@ struct Scenario {
   std::int64_t min_cache_spills = 0;  // pages written to the file before COMMIT
 };
 
-// Backups per scenario and seconds for its backup loop: defaults, or the environment
-// variables SQLITE_BACKUP_STRESS_BACKUPS / SQLITE_BACKUP_STRESS_SECONDS for longer runs.
+// Backups per scenario, seconds for its backup loop and the primed database's size: defaults
+// (20, 8 s, 12 MiB), or the environment variables SQLITE_BACKUP_STRESS_BACKUPS,
+// SQLITE_BACKUP_STRESS_SECONDS and SQLITE_BACKUP_STRESS_MB for longer or larger runs.
 int backups_per_scenario();
 double seconds_per_scenario();
+double database_mib();
 
 // One backup's classification, as torture-style outcomes.
 struct BackupRecord {
