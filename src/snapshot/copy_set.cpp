@@ -43,19 +43,22 @@ void back_off(int attempt) {
 }
 
 // In rollback mode a copy validates only if its window starts inside one transaction and
-// ends before the journal is taken away (see validate/set_state.cpp). The best moment to
-// start is therefore right when a transaction begins: watch the journal header (28 bytes,
-// read-only) until its nonce changes, for at most 40 ms, then copy at once.
+// ends before the journal is taken away (see validate/set_state.cpp), or if no transaction
+// touches the database during the copy and the comparison after it. When such windows are
+// rare (writers committing back to back), the best moment to start is when a transaction
+// has just begun: watch the journal header (28 bytes, read-only, every 0.2 ms) until it is
+// hot with a nonce other than the last one seen, for at most 40 ms, then copy at once.
 void await_next_transaction(const std::filesystem::path& journal,
                             const validate::MemberState& seen) {
   using clock = std::chrono::steady_clock;
   const auto deadline = clock::now() + std::chrono::milliseconds(40);
+  const bool seen_hot = validate::journal_is_hot(seen);
   while (clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::microseconds(200));
     const validate::MemberState now =
         validate::capture_member(journal, validate::kJournalHeaderSize);
-    if (now.exists != seen.exists || now.header_bytes != seen.header_bytes ||
-        std::memcmp(now.header.data() + 12, seen.header.data() + 12, 8) != 0) {
+    if (validate::journal_is_hot(now) &&
+        !(seen_hot && std::memcmp(now.header.data() + 12, seen.header.data() + 12, 8) == 0)) {
       return;
     }
   }
@@ -105,7 +108,7 @@ Outcome copy_consistent_set(const discover::DatabaseFiles& source,
                             const std::filesystem::path& staged, const Settings& settings) {
   const discover::DatabaseFiles staged_files(staged);
   Outcome outcome;
-  // Set when an attempt in rollback mode (no live WAL, a -journal present) is rejected.
+  // Set when an attempt in rollback mode (no live WAL) is rejected: the journal it saw.
   std::optional<validate::MemberState> last_journal;
   for (int attempt = 1; attempt <= settings.attempts; ++attempt) {
     throw_if_cancelled(settings, source.database);
@@ -200,7 +203,7 @@ Outcome copy_consistent_set(const discover::DatabaseFiles& source,
       return outcome;
     }
     outcome.last_reason = verdict.reason;
-    if (before.journal.exists && !validate::has_live_wal(before)) last_journal = before.journal;
+    if (!validate::has_live_wal(before)) last_journal = before.journal;
     log_debug("attempt {} of {}: {}; copying again", attempt, settings.attempts, verdict.reason);
   }
   return outcome;

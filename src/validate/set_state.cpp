@@ -36,14 +36,6 @@ bool same_identity(const MemberState& a, const MemberState& b) noexcept {
   return a.exists == b.exists && (!a.exists || a.stat.same_file(b.stat));
 }
 
-// A journal is hot (SQLite will roll the database back from it when the copy is opened)
-// when it starts with the journal magic. A PERSIST journal between transactions has a
-// zeroed header and a TRUNCATE one is empty: neither is hot.
-bool journal_is_hot(const MemberState& journal) noexcept {
-  return journal.exists && journal.header_bytes >= kJournalHeaderSize &&
-         std::memcmp(journal.header.data(), kJournalMagic.data(), kJournalMagic.size()) == 0;
-}
-
 // Same transaction's journal: SQLite writes a fresh random nonce (offset 12) and the
 // database size at its start (16) into every new journal header. The record count at 8
 // may legitimately grow while the transaction spills more pages, so it is not compared.
@@ -128,6 +120,14 @@ bool has_live_wal(const SetState& state) noexcept {
   const std::uint32_t magic = big_endian_u32(state.wal, 0);
   return state.wal.exists && state.wal.header_bytes >= kWalHeaderSize &&
          (magic == 0x377f0682 || magic == 0x377f0683);
+}
+
+// A journal is hot (SQLite will roll the database back from it when the copy is opened)
+// when it starts with the journal magic. A PERSIST journal between transactions has a
+// zeroed header and a TRUNCATE one is empty: neither is hot.
+bool journal_is_hot(const MemberState& journal) noexcept {
+  return journal.exists && journal.header_bytes >= kJournalHeaderSize &&
+         std::memcmp(journal.header.data(), kJournalMagic.data(), kJournalMagic.size()) == 0;
 }
 
 Verdict judge(const SetState& before, const SetState& after, const MemberState& staged_wal,

@@ -61,6 +61,9 @@ Verdict judge(const SetState& before, const SetState& after, const MemberState& 
 // Whether the WAL in this state has a valid header, i.e. holds a live generation of frames.
 bool has_live_wal(const SetState& state) noexcept;
 
+// Whether this -journal is hot: a write transaction is in progress (or died in progress).
+bool journal_is_hot(const MemberState& journal) noexcept;
+
 // Byte-for-byte comparison of the source database with its copy; the sure check for the
 // cases where no marker changes with every write (see judge()).
 bool same_contents(const std::filesystem::path& source, const std::filesystem::path& copy);
