@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 #include <fmt/std.h>
 
+#include <atomic>
 #include <filesystem>
 #include <sqlite_backup/sqlite_backup.hpp>
 #include <string>
@@ -18,6 +19,19 @@ template <typename... Args>
 [[noreturn]] void throw_error(ErrorKind kind, const std::filesystem::path& path,
                               fmt::format_string<Args...> format, Args&&... args) {
   throw SqliteBackupError(kind, fmt::format(format, std::forward<Args>(args)...), path);
+}
+
+// Cancellation, checked in one way everywhere: Options::cancel may be null.
+[[nodiscard]] inline bool cancelled(const std::atomic<bool>* cancel) noexcept {
+  return cancel != nullptr && cancel->load(std::memory_order_relaxed);
+}
+
+inline void throw_if_cancelled(const std::atomic<bool>* cancel,
+                               const std::filesystem::path& source) {
+  if (cancelled(cancel)) {
+    throw_error(ErrorKind::cancelled, source, "backup of {} cancelled; nothing was written",
+                quoted(source));
+  }
 }
 
 }  // namespace sqlite_backup::detail

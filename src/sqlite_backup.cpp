@@ -173,10 +173,7 @@ void finish_into(const fs::path& staged, const fs::path& source, const fs::path&
                  const Options& options, Report& report,
                  std::chrono::steady_clock::time_point started) {
   const finalize::DatabaseFacts facts = finalize::recover_in_place(staged, options, source);
-  if (options.cancel != nullptr && options.cancel->load()) {
-    throw_error(ErrorKind::cancelled, source, "backup of {} cancelled; nothing was written",
-                quoted(source));
-  }
+  detail::throw_if_cancelled(options.cancel, source);
   const auto source_stat = io::stat_path(source);
   io::commit_file(staged, destination, source_stat ? (source_stat->mode & 0666) : 0600,
                   options.overwrite);
@@ -283,13 +280,9 @@ void sqlite_backup_to_fd(const fs::path& source, int fd, const Options& options)
   }
   const io::UniqueFd in = io::open_source_file(staged);
   const fs::path output = fmt::format("(file descriptor {})", fd);
-  io::copy_file_contents(in.get(), staged, fd, output, [&](std::uint64_t) {
-    return options.cancel == nullptr || !options.cancel->load();
-  });
-  if (options.cancel != nullptr && options.cancel->load()) {
-    throw_error(ErrorKind::cancelled, source, "backup of {} cancelled while streaming",
-                quoted(source));
-  }
+  io::copy_file_contents(in.get(), staged, fd, output,
+                         [&](std::uint64_t) { return !detail::cancelled(options.cancel); });
+  detail::throw_if_cancelled(options.cancel, source);
   fill_report(report, source, {}, facts, options, started);
 }
 

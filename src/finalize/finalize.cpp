@@ -17,13 +17,6 @@ using detail::log_debug;
 using detail::quoted;
 using detail::throw_error;
 
-void throw_if_cancelled(const Options& options, const std::filesystem::path& source) {
-  if (options.cancel != nullptr && options.cancel->load(std::memory_order_relaxed)) {
-    throw_error(ErrorKind::cancelled, source, "backup of {} cancelled; nothing was written",
-                quoted(source));
-  }
-}
-
 void run_verification(sql::Database& db, Verify verify, const std::filesystem::path& source) {
   if (verify == Verify::none) return;
   const char* pragma =
@@ -117,7 +110,7 @@ DatabaseFacts recover_in_place(const std::filesystem::path& staged, const Option
     // with SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE leave nothing behind either.
     db.query_text("PRAGMA wal_checkpoint(TRUNCATE)", "cannot checkpoint the snapshot of");
   }
-  throw_if_cancelled(options, source);
+  detail::throw_if_cancelled(options.cancel, source);
   run_verification(db, options.verify, source);
   DatabaseFacts facts;
   facts.page_size =
@@ -141,7 +134,7 @@ void backup_api_copy(sql::Database& from, sql::Database& to, const Options& opti
   const auto page_size =
       static_cast<std::uint64_t>(from.query_int("PRAGMA page_size", "cannot read"));
   for (;;) {
-    throw_if_cancelled(options, from.path());
+    detail::throw_if_cancelled(options.cancel, from.path());
     const int rc = sqlite3_backup_step(handle.get(), backup.pages);
     ++step;
     const int remaining = sqlite3_backup_remaining(handle.get());

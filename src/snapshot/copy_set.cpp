@@ -22,13 +22,6 @@ using detail::log_debug;
 using detail::quoted;
 using detail::throw_error;
 
-void throw_if_cancelled(const Settings& settings, const std::filesystem::path& source) {
-  if (settings.cancel != nullptr && settings.cancel->load(std::memory_order_relaxed)) {
-    throw_error(ErrorKind::cancelled, source, "backup of {} cancelled; nothing was written",
-                quoted(source));
-  }
-}
-
 // Waits before attempt `attempt` (2, 3, ...). A checkpoint or commit that spoiled the last
 // attempt is usually over within a millisecond, so the first retries come at once; later
 // ones back off exponentially to 32 ms with jitter, so that a steadily writing owner is not
@@ -85,14 +78,13 @@ std::uint64_t copy_member(const std::filesystem::path& source, io::UniqueFd in,
   io::UniqueFd out(::open(staged.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
   if (!out) io::throw_errno(errno, "cannot create a temporary file for", shown);
   const auto observer = [&](std::uint64_t done) {
-    if (settings.cancel != nullptr && settings.cancel->load(std::memory_order_relaxed))
-      return false;
+    if (detail::cancelled(settings.cancel)) return false;
     if (settings.on_progress) settings.on_progress({done_before + done, total, attempt});
     return true;
   };
   const io::CopyOutcome outcome = io::copy_file_contents(in.get(), source, out.get(), shown,
                                                          observer, settings.start_writeback);
-  throw_if_cancelled(settings, source);
+  detail::throw_if_cancelled(settings.cancel, source);
   log_debug("copied {} ({} bytes, {})", quoted(source), outcome.bytes,
             io::to_string(outcome.method));
   return outcome.bytes;
@@ -111,7 +103,7 @@ Outcome copy_consistent_set(const discover::DatabaseFiles& source,
   // Set when an attempt in rollback mode (no live WAL) is rejected: the journal it saw.
   std::optional<validate::MemberState> last_journal;
   for (int attempt = 1; attempt <= settings.attempts; ++attempt) {
-    throw_if_cancelled(settings, source.database);
+    detail::throw_if_cancelled(settings.cancel, source.database);
     if (attempt > 1) {
       if (last_journal) {
         await_next_transaction(source.journal, *last_journal);
@@ -160,7 +152,7 @@ Outcome copy_consistent_set(const discover::DatabaseFiles& source,
         // The caller's copy says itself whether the file changed under it; the whole-set
         // judgement below still applies on top.
         if (!settings.copy_function(*member.source, member.staged)) copies_settled = false;
-        throw_if_cancelled(settings, source.database);
+        detail::throw_if_cancelled(settings.cancel, source.database);
         continue;
       }
       bool vanished = false;
