@@ -9,10 +9,9 @@ namespace cli_test {
 namespace {
 
 TEST(CliDestination, ExistingFolderMeansFolderSlashSourceName) {
-  TempDir dir;
-  create_database(dir / "source.sqlite", 40);
+  const SourceFolder dir(40);
   fs::create_directory(dir / "backups");
-  const Result result = run_cli({(dir / "source.sqlite").string(), (dir / "backups").string()});
+  const Result result = run_cli({dir.source(), (dir / "backups").string()});
   ASSERT_EQ(result.exit_code, 0) << describe(result);
   EXPECT_EQ(list_names(dir / "backups"), std::vector<std::string>{"source.sqlite"});
   EXPECT_EQ(count_rows(dir / "backups" / "source.sqlite"), 40);
@@ -21,14 +20,12 @@ TEST(CliDestination, ExistingFolderMeansFolderSlashSourceName) {
 }
 
 TEST(CliDestination, ExistingFileIsRefusedAndLeftUntouched) {
-  TempDir dir;
-  create_database(dir / "source.sqlite", 100);
+  const SourceFolder dir(100);
   write_file(dir / "precious.sqlite", "old data that must survive");
   const auto mtime_before = fs::last_write_time(dir / "precious.sqlite");
   const std::string destination = (dir / "precious.sqlite").string();
-  const Result result = run_cli({(dir / "source.sqlite").string(), destination});
-  EXPECT_EQ(result.exit_code, 1) << describe(result);
-  EXPECT_EQ(one_error_line_naming(result, destination), "") << describe(result);
+  const Result result = run_cli({dir.source(), destination});
+  expect_failure(result, 1, destination);
   EXPECT_TRUE(contains(result.err, "already exists")) << result.err;
   EXPECT_EQ(read_file(dir / "precious.sqlite"), "old data that must survive");
   EXPECT_EQ(fs::last_write_time(dir / "precious.sqlite"), mtime_before);
@@ -36,58 +33,48 @@ TEST(CliDestination, ExistingFileIsRefusedAndLeftUntouched) {
 }
 
 TEST(CliDestination, DanglingSymlinkIsRefusedAndNotFollowed) {
-  TempDir dir;
-  create_database(dir / "source.sqlite", 100);
+  const SourceFolder dir(100);
   fs::create_symlink(dir / "elsewhere.sqlite", dir / "link.sqlite");
   const std::string destination = (dir / "link.sqlite").string();
-  const Result result = run_cli({(dir / "source.sqlite").string(), destination});
-  EXPECT_EQ(result.exit_code, 1) << describe(result);
-  EXPECT_EQ(one_error_line_naming(result, destination), "") << describe(result);
+  const Result result = run_cli({dir.source(), destination});
+  expect_failure(result, 1, destination);
   EXPECT_FALSE(fs::exists(dir / "elsewhere.sqlite"));
 }
 
 TEST(CliDestination, MissingParentFolderIsRefused) {
-  TempDir dir;
-  create_database(dir / "source.sqlite", 100);
+  const SourceFolder dir(100);
   const std::string destination = (dir / "no" / "such" / "copy.sqlite").string();
-  const Result result = run_cli({(dir / "source.sqlite").string(), destination});
-  EXPECT_EQ(result.exit_code, 1) << describe(result);
-  EXPECT_EQ(one_error_line_naming(result, destination), "") << describe(result);
+  const Result result = run_cli({dir.source(), destination});
+  expect_failure(result, 1, destination);
   EXPECT_TRUE(contains(result.err, "does not exist")) << result.err;
   EXPECT_EQ(list_names(dir.path()), std::vector<std::string>{"source.sqlite"});
 }
 
 TEST(CliDestination, FolderAlreadyHoldingTheNameIsRefused) {
-  TempDir dir;
-  create_database(dir / "source.sqlite", 100);
+  const SourceFolder dir(100);
   fs::create_directory(dir / "backups");
   write_file(dir / "backups" / "source.sqlite", "an older backup");
-  const Result result = run_cli({(dir / "source.sqlite").string(), (dir / "backups").string()});
-  EXPECT_EQ(result.exit_code, 1) << describe(result);
-  EXPECT_EQ(one_error_line_naming(result, (dir / "backups" / "source.sqlite").string()), "")
-      << describe(result);
+  const Result result = run_cli({dir.source(), (dir / "backups").string()});
+  expect_failure(result, 1, (dir / "backups" / "source.sqlite").string());
   EXPECT_EQ(read_file(dir / "backups" / "source.sqlite"), "an older backup");
   EXPECT_EQ(list_names(dir / "backups"), std::vector<std::string>{"source.sqlite"});
 }
 
 TEST(CliDestination, SourceAsItsOwnDestinationIsRefused) {
-  TempDir dir;
-  create_database(dir / "source.sqlite", 10);
-  const std::string source = (dir / "source.sqlite").string();
+  const SourceFolder dir(10);
+  const std::string source = dir.source();
   const Result result = run_cli({source, dir.path().string()});
-  EXPECT_EQ(result.exit_code, 1) << describe(result);
-  EXPECT_EQ(one_error_line_naming(result, source), "") << describe(result);
+  expect_failure(result, 1, source);
   EXPECT_EQ(count_rows(source), 10);
 }
 
 // `-`: the finished database on stdout.
 TEST(CliStdout, StreamsAValidDatabaseIntoAPipe) {
-  TempDir dir;
+  const SourceFolder dir(500);
   TempDir staging;  // TMPDIR of the child: where `-` stages its snapshot
-  create_database(dir / "source.sqlite", 500);
   RunSettings settings;
   settings.environment["TMPDIR"] = staging.path().string();
-  const Result result = run_cli({(dir / "source.sqlite").string(), "-"}, settings);
+  const Result result = run_cli({dir.source(), "-"}, settings);
   ASSERT_EQ(result.exit_code, 0) << describe(result);
   ASSERT_GE(result.out.size(), 100u);
   EXPECT_EQ(result.out.substr(0, 16), std::string("SQLite format 3\0", 16));
@@ -107,23 +94,19 @@ TEST(CliStdout, RefusesATerminal) {
   }
   const int slave = ::open(::ptsname(master), O_RDWR | O_NOCTTY | O_CLOEXEC);
   ASSERT_GE(slave, 0);
-  TempDir dir;
-  create_database(dir / "source.sqlite", 100);
+  const SourceFolder dir(100);
   RunSettings settings;
   settings.stdout_fd = slave;
-  const Result result = run_cli({(dir / "source.sqlite").string(), "-"}, settings);
+  const Result result = run_cli({dir.source(), "-"}, settings);
   ::close(slave);
   ::close(master);
-  EXPECT_EQ(result.exit_code, 2) << describe(result);
-  EXPECT_EQ(one_error_line_naming(result, "terminal"), "") << describe(result);
+  expect_failure(result, 2, "terminal");
 }
 
 TEST(CliStdout, WithJsonIsAUsageError) {
-  TempDir dir;
-  create_database(dir / "source.sqlite", 100);
-  const Result result = run_cli({"--json", (dir / "source.sqlite").string(), "-"});
-  EXPECT_EQ(result.exit_code, 2) << describe(result);
-  EXPECT_EQ(one_error_line_naming(result, "--json"), "") << describe(result);
+  const SourceFolder dir(100);
+  const Result result = run_cli({"--json", dir.source(), "-"});
+  expect_failure(result, 2, "--json");
   EXPECT_TRUE(result.out.empty());
 }
 
@@ -201,8 +184,7 @@ TEST(CliSeveralSources, DestinationMustBeAnExistingFolder) {
   const std::string destination = (dir / "not-there").string();
   const Result result =
       run_cli({(dir / "a.sqlite").string(), (dir / "b.sqlite").string(), destination});
-  EXPECT_EQ(result.exit_code, 1) << describe(result);
-  EXPECT_EQ(one_error_line_naming(result, destination), "") << describe(result);
+  expect_failure(result, 1, destination);
   EXPECT_EQ(list_names(dir.path()), (std::vector<std::string>{"a.sqlite", "b.sqlite"}));
 }
 
@@ -213,16 +195,15 @@ namespace cli_test {
 namespace {
 
 TEST(CliStdout, ReaderThatGoesAwayIsAnIoErrorNotASilentDeath) {
-  TempDir dir;
+  const SourceFolder dir(20000);  // more than a pipe holds
   TempDir staging;
-  create_database(dir / "source.sqlite", 20000);  // more than a pipe holds
   int pipe_fds[2];
   ASSERT_EQ(::pipe2(pipe_fds, O_CLOEXEC), 0);
   ::close(pipe_fds[0]);  // nobody will ever read
   RunSettings settings;
   settings.stdout_fd = pipe_fds[1];
   settings.environment["TMPDIR"] = staging.path().string();
-  const Result result = run_cli({(dir / "source.sqlite").string(), "-"}, settings);
+  const Result result = run_cli({dir.source(), "-"}, settings);
   ::close(pipe_fds[1]);
   EXPECT_EQ(result.killed_by, 0) << "SIGPIPE must not kill it silently";
   EXPECT_EQ(result.exit_code, 5) << describe(result);

@@ -9,16 +9,13 @@
 namespace cli_test {
 namespace {
 
-bool owner_available() { return !kOwnerExe.empty() && fs::exists(kOwnerExe); }
-
 // ---- 2: usage errors -------------------------------------------------------------------
 
 TEST(CliUsage, MissingSource) {
   TempDir dir;
   const std::string source = (dir / "missing.sqlite").string();
   const Result result = run_cli({source, (dir / "copy.sqlite").string()});
-  EXPECT_EQ(result.exit_code, 2) << describe(result);
-  EXPECT_EQ(one_error_line_naming(result, source), "") << describe(result);
+  expect_failure(result, 2, source);
   EXPECT_TRUE(contains(result.err, "does not exist")) << result.err;
   EXPECT_TRUE(list_names(dir.path()).empty());
 }
@@ -28,8 +25,7 @@ TEST(CliUsage, SourceIsAFolder) {
   fs::create_directory(dir / "folder.sqlite");
   const std::string source = (dir / "folder.sqlite").string();
   const Result result = run_cli({source, (dir / "copy.sqlite").string()});
-  EXPECT_EQ(result.exit_code, 2) << describe(result);
-  EXPECT_EQ(one_error_line_naming(result, source), "") << describe(result);
+  expect_failure(result, 2, source);
   EXPECT_TRUE(contains(result.err, "is a folder")) << result.err;
   EXPECT_EQ(list_names(dir.path()), std::vector<std::string>{"folder.sqlite"});
 }
@@ -39,27 +35,22 @@ TEST(CliUsage, SourceIsAFifo) {
   ASSERT_EQ(::mkfifo((dir / "fifo.sqlite").c_str(), 0600), 0);
   const std::string source = (dir / "fifo.sqlite").string();
   const Result result = run_cli({source, (dir / "copy.sqlite").string()});
-  EXPECT_EQ(result.exit_code, 2) << describe(result);
-  EXPECT_EQ(one_error_line_naming(result, source), "") << describe(result);
+  expect_failure(result, 2, source);
   EXPECT_EQ(list_names(dir.path()), std::vector<std::string>{"fifo.sqlite"});
 }
 
 TEST(CliUsage, UnknownFlag) {
-  TempDir dir;
-  create_database(dir / "source.sqlite", 100);
-  const Result result =
-      run_cli({"--frobnicate", (dir / "source.sqlite").string(), (dir / "copy.sqlite").string()});
-  EXPECT_EQ(result.exit_code, 2) << describe(result);
-  EXPECT_EQ(one_error_line_naming(result, "--frobnicate"), "") << describe(result);
+  const SourceFolder dir(100);
+  const Result result = run_cli({"--frobnicate", dir.source(), (dir / "copy.sqlite").string()});
+  expect_failure(result, 2, "--frobnicate");
   EXPECT_EQ(list_names(dir.path()), std::vector<std::string>{"source.sqlite"});
 }
 
 TEST(CliUsage, CopyRetryMustBeAtLeastOne) {
-  TempDir dir;
-  create_database(dir / "source.sqlite", 100);
+  const SourceFolder dir(100);
   for (const char* value : {"0", "-3", "many"}) {
-    const Result result = run_cli(
-        {"--copy-retry", value, (dir / "source.sqlite").string(), (dir / "copy.sqlite").string()});
+    const Result result =
+        run_cli({"--copy-retry", value, dir.source(), (dir / "copy.sqlite").string()});
     EXPECT_EQ(result.exit_code, 2) << value << ": " << describe(result);
     EXPECT_EQ(one_error_line_naming(result, "--copy-retry"), "") << describe(result);
   }
@@ -67,13 +58,11 @@ TEST(CliUsage, CopyRetryMustBeAtLeastOne) {
 }
 
 TEST(CliUsage, NeedsASourceAndADestination) {
-  TempDir dir;
-  create_database(dir / "source.sqlite", 100);
+  const SourceFolder dir(100);
   for (const std::vector<std::string>& args :
-       {std::vector<std::string>{}, std::vector<std::string>{(dir / "source.sqlite").string()}}) {
+       {std::vector<std::string>{}, std::vector<std::string>{dir.source()}}) {
     const Result result = run_cli(args);
-    EXPECT_EQ(result.exit_code, 2) << describe(result);
-    EXPECT_EQ(one_error_line_naming(result, "DESTINATION"), "") << describe(result);
+    expect_failure(result, 2, "DESTINATION");
   }
   EXPECT_EQ(list_names(dir.path()), std::vector<std::string>{"source.sqlite"});
 }
@@ -96,8 +85,7 @@ TEST(CliExitCodes, NotADatabaseIsThree) {
   fs::create_directory(dir / "out");
   const std::string source = (dir / "notes.sqlite").string();
   const Result result = run_cli({source, (dir / "out").string()});
-  EXPECT_EQ(result.exit_code, 3) << describe(result);
-  EXPECT_EQ(one_error_line_naming(result, source), "") << describe(result);
+  expect_failure(result, 3, source);
   EXPECT_TRUE(list_names(dir / "out").empty()) << "no partial destination, no temporary leftovers";
 }
 
@@ -105,17 +93,13 @@ TEST(CliExitCodes, NotADatabaseIsThree) {
 
 TEST(CliExitCodes, UnstableSourceIsFour) {
   if (!owner_available()) GTEST_SKIP() << "sqlite_owner is not built";
-  TempDir dir(TempDir::memory_base());
-  fs::create_directory(dir / "out");
-  make_large_database(dir / "stomped.sqlite", kStompedMib);
-  OwnerProcess owner(kOwnerExe, dir / "stomped.sqlite", "stomp", 100);
-  ASSERT_TRUE(owner.ready()) << owner.output();
-  const std::string source = (dir / "stomped.sqlite").string();
-  const Result result = run_cli({"--copy-retry", "3", source, (dir / "out").string()});
-  EXPECT_EQ(result.exit_code, 4) << describe(result);
-  EXPECT_EQ(one_error_line_naming(result, source), "") << describe(result);
+  const StompedSource stomped;
+  ASSERT_TRUE(stomped.owner().ready()) << stomped.owner().output();
+  const std::string source = stomped.source();
+  const Result result = run_cli({"--copy-retry", "3", source, stomped.out().string()});
+  expect_failure(result, 4, source);
   EXPECT_TRUE(contains(result.err, "3 times")) << result.err;
-  EXPECT_TRUE(list_names(dir / "out").empty());
+  EXPECT_TRUE(list_names(stomped.out()).empty());
 }
 
 // ---- 5: I/O errors ---------------------------------------------------------------------
@@ -158,8 +142,7 @@ TEST(CliExitCodes, DestinationFolderFullOrUnwritableIsFive) {
   if (!folder.usable()) GTEST_SKIP() << folder.why_not();
   const std::string source = (dir / "big.sqlite").string();
   const Result result = run_cli({source, out.string()});
-  EXPECT_EQ(result.exit_code, 5) << describe(result);
-  EXPECT_EQ(one_error_line_naming(result, out.string()), "") << describe(result);
+  expect_failure(result, 5, out.string());
   EXPECT_TRUE(list_names(out).empty()) << "no partial destination, no temporary leftovers";
 }
 
@@ -182,8 +165,7 @@ TEST(CliExitCodes, VerifyFailureIsSixAndWritesNothing) {
   fs::create_directory(dir / "out");
   const std::string source = (dir / "damaged.sqlite").string();
   const Result result = run_cli({"--verify", source, (dir / "out").string()});
-  EXPECT_EQ(result.exit_code, 6) << describe(result);
-  EXPECT_EQ(one_error_line_naming(result, source), "") << describe(result);
+  expect_failure(result, 6, source);
   EXPECT_TRUE(contains(result.err, "integrity_check")) << result.err;
   EXPECT_TRUE(list_names(dir / "out").empty()) << "no destination, no temporary leftovers";
   // Without --verify the same source is copied as it is.
@@ -193,19 +175,18 @@ TEST(CliExitCodes, VerifyFailureIsSixAndWritesNothing) {
 
 // ---- 130 / 143: interrupted ---------------------------------------------------------------
 
+// The library's debug line when an attempt was spoiled and it tries again.
+bool says_copying_again(const std::string& err) { return contains(err, "copying again"); }
+
 void expect_clean_interrupt(int signal_number, int expected_exit_code,
                             const std::string& signal_name) {
   if (!owner_available()) GTEST_SKIP() << "sqlite_owner is not built";
-  TempDir dir(TempDir::memory_base());
-  fs::create_directory(dir / "out");
-  make_large_database(dir / "stomped.sqlite", kStompedMib);
-  OwnerProcess owner(kOwnerExe, dir / "stomped.sqlite", "stomp", 100);
-  ASSERT_TRUE(owner.ready()) << owner.output();
-  const std::string source = (dir / "stomped.sqlite").string();
-  Child cli(kCliExe, {"--debug", "--copy-retry", "1000000", source, (dir / "out").string()});
+  const StompedSource stomped;
+  ASSERT_TRUE(stomped.owner().ready()) << stomped.owner().output();
+  const std::string source = stomped.source();
+  Child cli(kCliExe, {"--debug", "--copy-retry", "1000000", source, stomped.out().string()});
   // Observable state: the backup is retrying, in the middle of its work.
-  const bool retrying =
-      cli.read_until([](const std::string& err) { return contains(err, "copying again"); });
+  const bool retrying = cli.read_until(says_copying_again);
   ASSERT_TRUE(retrying) << cli.err_so_far();
   cli.send(signal_number);
   const Result result = cli.finish();
@@ -221,7 +202,7 @@ void expect_clean_interrupt(int signal_number, int expected_exit_code,
       << user_lines[0];
   EXPECT_TRUE(contains(user_lines[0], source)) << user_lines[0];
   EXPECT_TRUE(contains(user_lines[0], "nothing was written")) << user_lines[0];
-  EXPECT_TRUE(list_names(dir / "out").empty()) << "no destination, no temporary leftovers";
+  EXPECT_TRUE(list_names(stomped.out()).empty()) << "no destination, no temporary leftovers";
 }
 
 TEST(CliSignals, SigintMidBackupExits130AndLeavesNothing) {
@@ -240,28 +221,24 @@ namespace {
 
 TEST(CliSignals, InterruptWithSeveralSourcesStopsAndSaysWhatWasNotAttempted) {
   if (!owner_available()) GTEST_SKIP() << "sqlite_owner is not built";
-  TempDir dir(TempDir::memory_base());
-  fs::create_directory(dir / "out");
+  const StompedSource stomped;
+  const TempDir& dir = stomped.dir();
   create_database(dir / "first.sqlite", 5);
-  make_large_database(dir / "stomped.sqlite", kStompedMib);
   create_database(dir / "last.sqlite", 7);
-  OwnerProcess owner(kOwnerExe, dir / "stomped.sqlite", "stomp", 100);
-  ASSERT_TRUE(owner.ready()) << owner.output();
+  ASSERT_TRUE(stomped.owner().ready()) << stomped.owner().output();
   Child cli(kCliExe, {"--debug", "--copy-retry", "1000000", (dir / "first.sqlite").string(),
-                      (dir / "stomped.sqlite").string(), (dir / "last.sqlite").string(),
-                      (dir / "out").string()});
-  const bool retrying =
-      cli.read_until([](const std::string& err) { return contains(err, "copying again"); });
+                      stomped.source(), (dir / "last.sqlite").string(), stomped.out().string()});
+  const bool retrying = cli.read_until(says_copying_again);
   ASSERT_TRUE(retrying) << cli.err_so_far();
   cli.send(SIGINT);
   const Result result = cli.finish();
   EXPECT_EQ(result.exit_code, 130) << describe(result);
   // The one before the signal is kept; the interrupted one and the one after are not there.
-  EXPECT_EQ(list_names(dir / "out"), std::vector<std::string>{"first.sqlite"});
+  EXPECT_EQ(list_names(stomped.out()), std::vector<std::string>{"first.sqlite"});
   const auto lines = lines_of(result.err);
   ASSERT_FALSE(lines.empty());
   EXPECT_EQ(lines.back(),
-            "sqlite_backup: backed up 1 of 3; failed: " + (dir / "stomped.sqlite").string() +
+            "sqlite_backup: backed up 1 of 3; failed: " + stomped.source() +
                 "; not attempted (interrupted by SIGINT): " + (dir / "last.sqlite").string())
       << result.err;
 }

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -48,6 +49,8 @@ inline bool integrity_ok(const fs::path& database) {
 inline const fs::path kCliExe = SQLITE_BACKUP_CLI_EXE;
 inline const fs::path kOwnerExe = SQLITE_BACKUP_OWNER_EXE;
 
+inline bool owner_available() { return !kOwnerExe.empty() && fs::exists(kOwnerExe); }
+
 // A fresh folder, removed with everything in it at the end of the test. (Not tests/support's
 // TempDir: some tests here need one on /dev/shm.)
 class TempDir {
@@ -86,6 +89,14 @@ class TempDir {
   fs::path path_;
 };
 
+// A fresh folder holding source.sqlite, a database with `rows` rows in t: where most tests
+// start.
+class SourceFolder : public TempDir {
+ public:
+  explicit SourceFolder(int rows) { create_database(*this / "source.sqlite", rows); }
+  [[nodiscard]] std::string source() const { return (*this / "source.sqlite").string(); }
+};
+
 // A database of about `mib` MiB (64 KiB pages of zeroes: quick to write), with an empty t.
 // Stomp tests use one: the longer each copy takes, the surer it is that the stomping owner
 // writes during it even on a loaded machine, so that no attempt can come out clean.
@@ -97,6 +108,31 @@ inline void make_large_database(const fs::path& database, int mib) {
            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < " +
                std::to_string(mib) + ") INSERT INTO blobs SELECT zeroblob(1048576) FROM n;");
 }
+
+// A large database in a fresh in-memory folder, beside an empty folder "out" to back it up
+// into, with an owner stomping on its header so that no copy of it ever validates. Check
+// owner_available() first, and owner().ready() before backing it up.
+class StompedSource {
+ public:
+  StompedSource() : owner_(kOwnerExe, make_database(dir_), "stomp", 100) {}
+  StompedSource(const StompedSource&) = delete;
+  StompedSource& operator=(const StompedSource&) = delete;
+
+  [[nodiscard]] const TempDir& dir() const { return dir_; }
+  [[nodiscard]] fs::path out() const { return dir_ / "out"; }
+  [[nodiscard]] std::string source() const { return (dir_ / "stomped.sqlite").string(); }
+  [[nodiscard]] const OwnerProcess& owner() const { return owner_; }
+
+ private:
+  static fs::path make_database(const TempDir& dir) {
+    fs::create_directory(dir / "out");
+    make_large_database(dir / "stomped.sqlite", kStompedMib);
+    return dir / "stomped.sqlite";
+  }
+
+  TempDir dir_{TempDir::memory_base()};  // declared first: the owner's database lives in it
+  OwnerProcess owner_;
+};
 
 // Non-empty lines of `text` ('\r' also ends a line: progress bars redraw with it).
 inline std::vector<std::string> lines_of(const std::string& text) {
@@ -295,6 +331,13 @@ inline std::string one_error_line_naming(const Result& result, const std::string
     return "the line does not start with 'sqlite_backup: error: '";
   if (!contains(lines[0], path)) return "the line does not name " + path;
   return {};
+}
+
+// The two checks every refusal makes: the documented exit code, and one error line on stderr
+// naming `path`.
+inline void expect_failure(const Result& result, int exit_code, const std::string& path) {
+  EXPECT_EQ(result.exit_code, exit_code) << describe(result);
+  EXPECT_EQ(one_error_line_naming(result, path), "") << describe(result);
 }
 
 }  // namespace cli_test

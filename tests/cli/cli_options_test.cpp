@@ -10,8 +10,6 @@
 namespace cli_test {
 namespace {
 
-bool owner_available() { return !kOwnerExe.empty() && fs::exists(kOwnerExe); }
-
 TEST(CliHelp, ExplainsEveryFlagTheDestinationRulesAndTheExitCodes) {
   const Result result = run_cli({"--help"});
   ASSERT_EQ(result.exit_code, 0) << describe(result);
@@ -59,10 +57,9 @@ class CliEveryFlag : public ::testing::TestWithParam<FlagCase> {};
 
 // Each flag (both spellings of the negatable ones) is accepted and still yields a good copy.
 TEST_P(CliEveryFlag, IsAcceptedAndTheBackupIsGood) {
-  TempDir dir;
-  create_database(dir / "source.sqlite", 50);
+  const SourceFolder dir(50);
   std::vector<std::string> args = GetParam().flags;
-  args.push_back((dir / "source.sqlite").string());
+  args.push_back(dir.source());
   args.push_back((dir / "copy.sqlite").string());
   const Result result = run_cli(args);
   ASSERT_EQ(result.exit_code, 0) << describe(result);
@@ -98,9 +95,8 @@ INSTANTIATE_TEST_SUITE_P(
     });
 
 TEST(CliOutput, SuccessPrintsExactlyTheBackedUpLine) {
-  TempDir dir;
-  create_database(dir / "source.sqlite", 100);
-  const std::string source = (dir / "source.sqlite").string();
+  const SourceFolder dir(100);
+  const std::string source = dir.source();
   const std::string destination = (dir / "copy.sqlite").string();
   const Result result = run_cli({source, destination});
   ASSERT_EQ(result.exit_code, 0) << describe(result);
@@ -109,35 +105,30 @@ TEST(CliOutput, SuccessPrintsExactlyTheBackedUpLine) {
 }
 
 TEST(CliOutput, DebugShowsWhatWasCopiedAndTheAttempts) {
-  TempDir dir;
-  create_database(dir / "source.sqlite", 100);
-  const Result result =
-      run_cli({"--debug", (dir / "source.sqlite").string(), (dir / "copy.sqlite").string()});
+  const SourceFolder dir(100);
+  const Result result = run_cli({"--debug", dir.source(), (dir / "copy.sqlite").string()});
   ASSERT_EQ(result.exit_code, 0) << describe(result);
   EXPECT_TRUE(contains(result.err, "DEBUG")) << result.err;
-  EXPECT_TRUE(contains(result.err, "copied " + (dir / "source.sqlite").string())) << result.err;
+  EXPECT_TRUE(contains(result.err, "copied " + dir.source())) << result.err;
   EXPECT_TRUE(contains(result.err, "attempt 1")) << result.err;
   // Without --debug (and with no SQLITE_BACKUP_LOGS) none of it shows.
-  const Result quiet = run_cli({(dir / "source.sqlite").string(), (dir / "quiet.sqlite").string()});
+  const Result quiet = run_cli({dir.source(), (dir / "quiet.sqlite").string()});
   ASSERT_EQ(quiet.exit_code, 0) << describe(quiet);
   EXPECT_FALSE(contains(quiet.err, "DEBUG")) << quiet.err;
 }
 
 TEST(CliOutput, SqliteBackupLogsIsHonouredWithoutDebug) {
-  TempDir dir;
-  create_database(dir / "source.sqlite", 100);
+  const SourceFolder dir(100);
   RunSettings settings;
   settings.environment["SQLITE_BACKUP_LOGS"] = "10";
-  const Result result =
-      run_cli({(dir / "source.sqlite").string(), (dir / "copy.sqlite").string()}, settings);
+  const Result result = run_cli({dir.source(), (dir / "copy.sqlite").string()}, settings);
   ASSERT_EQ(result.exit_code, 0) << describe(result);
   EXPECT_TRUE(contains(result.err, "DEBUG")) << result.err;
 }
 
 TEST(CliOutput, NoCopyUseTempdirWarnsThatTheLiveDatabaseIsReadDirectly) {
-  TempDir dir;
-  create_database(dir / "source.sqlite", 100);
-  const std::string source = (dir / "source.sqlite").string();
+  const SourceFolder dir(100);
+  const std::string source = dir.source();
   const Result result = run_cli({"--no-copy-use-tempdir", source, (dir / "copy.sqlite").string()});
   ASSERT_EQ(result.exit_code, 0) << describe(result);
   EXPECT_TRUE(contains(result.err,
@@ -151,9 +142,8 @@ TEST(CliOutput, NoCopyUseTempdirWarnsThatTheLiveDatabaseIsReadDirectly) {
 }
 
 TEST(CliJson, OneRecordPerBackupWithEveryField) {
-  TempDir dir;
-  create_database(dir / "source.sqlite", 200);
-  const std::string source = (dir / "source.sqlite").string();
+  const SourceFolder dir(200);
+  const std::string source = dir.source();
   const std::string destination = (dir / "copy.sqlite").string();
   const Result result = run_cli({"--json", source, destination});
   ASSERT_EQ(result.exit_code, 0) << describe(result);
@@ -201,9 +191,8 @@ TEST(CliJson, FailureRecordCarriesTheError) {
 }
 
 TEST(CliVerify, GoodDatabaseIsVerifiedAndSaysHow) {
-  TempDir dir;
-  create_database(dir / "source.sqlite", 300);
-  const std::string source = (dir / "source.sqlite").string();
+  const SourceFolder dir(300);
+  const std::string source = dir.source();
   const Result full = run_cli({"--json", "--verify", source, (dir / "full.sqlite").string()});
   ASSERT_EQ(full.exit_code, 0) << describe(full);
   EXPECT_TRUE(contains(full.out, "\"verified\":\"full\"")) << full.out;
@@ -216,23 +205,18 @@ TEST(CliVerify, GoodDatabaseIsVerifiedAndSaysHow) {
 }
 
 TEST(CliVerify, LevelAfterASpaceIsExplainedNotTakenForASource) {
-  TempDir dir;
-  create_database(dir / "source.sqlite", 100);
+  const SourceFolder dir(100);
   fs::create_directory(dir / "out");
-  const Result result =
-      run_cli({"--verify", "quick", (dir / "source.sqlite").string(), (dir / "out").string()});
-  EXPECT_EQ(result.exit_code, 2) << describe(result);
-  EXPECT_EQ(one_error_line_naming(result, "--verify=quick"), "") << describe(result);
+  const Result result = run_cli({"--verify", "quick", dir.source(), (dir / "out").string()});
+  expect_failure(result, 2, "--verify=quick");
   EXPECT_TRUE(list_names(dir / "out").empty());
 }
 
 TEST(CliVerify, RejectsAnUnknownLevel) {
-  TempDir dir;
-  create_database(dir / "source.sqlite", 100);
-  const Result result = run_cli(
-      {"--verify=thorough", (dir / "source.sqlite").string(), (dir / "copy.sqlite").string()});
-  EXPECT_EQ(result.exit_code, 2) << describe(result);
-  EXPECT_EQ(one_error_line_naming(result, "--verify"), "") << describe(result);
+  const SourceFolder dir(100);
+  const Result result =
+      run_cli({"--verify=thorough", dir.source(), (dir / "copy.sqlite").string()});
+  expect_failure(result, 2, "--verify");
   EXPECT_EQ(list_names(dir.path()), std::vector<std::string>{"source.sqlite"});
 }
 
@@ -242,34 +226,28 @@ TEST(CliVerify, RejectsAnUnknownLevel) {
 // would need the stomping owner to win every single race on a loaded machine).
 TEST(CliDefaults, CopyRetryIsOneHundredAttempts) {
   if (!owner_available()) GTEST_SKIP() << "sqlite_owner is not built";
-  TempDir dir(TempDir::memory_base());
-  fs::create_directory(dir / "out");
-  make_large_database(dir / "stomped.sqlite", kStompedMib);
-  OwnerProcess owner(kOwnerExe, dir / "stomped.sqlite", "stomp", 100);
-  ASSERT_TRUE(owner.ready()) << owner.output();
-  Child cli(kCliExe, {"--debug", (dir / "stomped.sqlite").string(), (dir / "out").string()});
+  const StompedSource stomped;
+  ASSERT_TRUE(stomped.owner().ready()) << stomped.owner().output();
+  Child cli(kCliExe, {"--debug", stomped.source(), stomped.out().string()});
   const bool retrying =
       cli.read_until([](const std::string& err) { return contains(err, " of 100: "); });
   cli.send(SIGTERM);
   const Result result = cli.finish();
   ASSERT_TRUE(retrying) << describe(result);
   EXPECT_EQ(result.exit_code, 143) << describe(result);
-  EXPECT_TRUE(list_names(dir / "out").empty());
+  EXPECT_TRUE(list_names(stomped.out()).empty());
 }
 
 TEST(CliDefaults, NoCopyRetryStrictKeepsTheLastCopy) {
   if (!owner_available()) GTEST_SKIP() << "sqlite_owner is not built";
-  TempDir dir(TempDir::memory_base());
-  fs::create_directory(dir / "out");
-  make_large_database(dir / "stomped.sqlite", kStompedMib);
-  OwnerProcess owner(kOwnerExe, dir / "stomped.sqlite", "stomp", 100);
-  ASSERT_TRUE(owner.ready()) << owner.output();
+  const StompedSource stomped;
+  ASSERT_TRUE(stomped.owner().ready()) << stomped.owner().output();
   const Result result = run_cli({"--json", "--copy-retry", "2", "--no-copy-retry-strict",
-                                 (dir / "stomped.sqlite").string(), (dir / "out").string()});
+                                 stomped.source(), stomped.out().string()});
   ASSERT_EQ(result.exit_code, 0) << describe(result);
   EXPECT_TRUE(contains(result.out, "\"attempts\":2,")) << result.out;
   EXPECT_TRUE(contains(result.out, "\"validated\":false")) << result.out;
-  EXPECT_EQ(list_names(dir / "out"), std::vector<std::string>{"stomped.sqlite"});
+  EXPECT_EQ(list_names(stomped.out()), std::vector<std::string>{"stomped.sqlite"});
 }
 
 TEST(CliDefaults, CopyUseTempdirReadsADatabaseWhoseOwnerHoldsAnExclusiveLock) {
@@ -330,12 +308,11 @@ class Terminal {
 TEST(CliProgress, DrawnOnATerminalWithProgressAndErasedAtTheEnd) {
   Terminal terminal;
   if (!terminal.usable()) GTEST_SKIP() << "no pseudo-terminal available (posix_openpt failed)";
-  TempDir dir;
-  create_database(dir / "source.sqlite", 2000);
+  const SourceFolder dir(2000);
   RunSettings settings;
   settings.stderr_fd = terminal.slave();
-  const Result result = run_cli(
-      {"--progress", (dir / "source.sqlite").string(), (dir / "copy.sqlite").string()}, settings);
+  const Result result =
+      run_cli({"--progress", dir.source(), (dir / "copy.sqlite").string()}, settings);
   const std::string screen = terminal.drain();
   ASSERT_EQ(result.exit_code, 0) << describe(result) << screen;
   // (A terminal turns "\n" into "\r\n", so look for the bar's own carriage return.)
@@ -349,15 +326,13 @@ TEST(CliProgress, DrawnOnATerminalWithProgressAndErasedAtTheEnd) {
 TEST(CliProgress, NotDrawnForSmallSourcesByDefaultNorWhenAsked) {
   Terminal terminal;
   if (!terminal.usable()) GTEST_SKIP() << "no pseudo-terminal available (posix_openpt failed)";
-  TempDir dir;
-  create_database(dir / "source.sqlite", 2000);
+  const SourceFolder dir(2000);
   RunSettings settings;
   settings.stderr_fd = terminal.slave();
-  const Result automatic =
-      run_cli({(dir / "source.sqlite").string(), (dir / "auto.sqlite").string()}, settings);
+  const Result automatic = run_cli({dir.source(), (dir / "auto.sqlite").string()}, settings);
   ASSERT_EQ(automatic.exit_code, 0) << describe(automatic);
-  const Result refused = run_cli(
-      {"--no-progress", (dir / "source.sqlite").string(), (dir / "no.sqlite").string()}, settings);
+  const Result refused =
+      run_cli({"--no-progress", dir.source(), (dir / "no.sqlite").string()}, settings);
   ASSERT_EQ(refused.exit_code, 0) << describe(refused);
   const std::string screen = terminal.drain();
   EXPECT_FALSE(contains(screen, "%")) << "a small source gets no bar by default: " << screen;
@@ -384,10 +359,8 @@ TEST(CliProgress, DrawnByDefaultOnATerminalForALargeSource) {
 }
 
 TEST(CliProgress, NeverDrawnIntoAPipe) {
-  TempDir dir;
-  create_database(dir / "source.sqlite", 2000);
-  const Result result =
-      run_cli({"--progress", (dir / "source.sqlite").string(), (dir / "copy.sqlite").string()});
+  const SourceFolder dir(2000);
+  const Result result = run_cli({"--progress", dir.source(), (dir / "copy.sqlite").string()});
   ASSERT_EQ(result.exit_code, 0) << describe(result);
   EXPECT_FALSE(contains(result.err, "\r")) << result.err;
   EXPECT_FALSE(contains(result.err, "%")) << result.err;

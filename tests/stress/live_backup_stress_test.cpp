@@ -23,7 +23,13 @@ namespace {
 // At least this many backups must run, or the scenario proved nothing.
 constexpr int kMinimumBackups = 5;
 
-void expect_every_backup_ok(const Scenario& scenario, const ScenarioResult& result) {
+// Runs the scenario (once the programs it needs are built) and checks every backup it took.
+void run_and_expect_every_backup_ok(const Scenario& scenario) {
+  ASSERT_FALSE(kChurnExe.empty()) << "sqlite_churn was not built (tests/support/sqlite_churn.cpp)";
+  if (uses_cli(scenario.via)) {
+    ASSERT_FALSE(kCliExe.empty()) << "the sqlite_backup CLI was not built";
+  }
+  const ScenarioResult result = run_scenario(scenario);
   const std::string summary = summarize(scenario, result);
   std::cout << summary << std::endl;
   for (const auto& error : result.harness_errors) {
@@ -58,12 +64,7 @@ void expect_every_backup_ok(const Scenario& scenario, const ScenarioResult& resu
       << "] too few pages spilled before COMMIT while backing up: " << summary;
 }
 
-void require_executables() {
-  ASSERT_FALSE(kChurnExe.empty()) << "sqlite_churn was not built (tests/support/sqlite_churn.cpp)";
-}
-
 TEST(LiveBackupStress, WalTwoWritersDefaultAutocheckpoint) {
-  require_executables();
   const Scenario scenario{
       .name = "wal",
       .prime_journal = "wal",
@@ -71,12 +72,10 @@ TEST(LiveBackupStress, WalTwoWritersDefaultAutocheckpoint) {
       .allowed_source_suffixes = {"-wal", "-shm"},
       .via = Via::library_and_memory,
   };
-  expect_every_backup_ok(scenario, run_scenario(scenario));
+  run_and_expect_every_backup_ok(scenario);
 }
 
 TEST(LiveBackupStress, WalWithCheckpointerResettingTheWal) {
-  require_executables();
-  ASSERT_FALSE(kCliExe.empty()) << "the sqlite_backup CLI was not built";
   // wal_autocheckpoint=4 plus a process looping TRUNCATE/RESTART/PASSIVE/FULL checkpoints:
   // the WAL is checkpointed and restarted constantly, the case where copying the database and
   // the WAL one after the other pairs a pre-checkpoint database with a post-reset WAL.
@@ -89,16 +88,14 @@ TEST(LiveBackupStress, WalWithCheckpointerResettingTheWal) {
       .via = Via::library_and_cli,
       .min_checkpoints = 10,
   };
-  expect_every_backup_ok(scenario, run_scenario(scenario));
+  run_and_expect_every_backup_ok(scenario);
 }
 
 TEST(LiveBackupStress, RollbackJournalWithTransactionsSpillingBeforeCommit) {
-  require_executables();
   // journal_mode=DELETE with cache_size=64 and 30-130 page transactions: the pager writes into
   // the database file before COMMIT, so a copy taken mid-transaction holds uncommitted pages and
   // a hot journal that must be rolled back.
-  const std::vector<std::string> flags = {"--journal",   "delete", "--cache-size",   "64",
-                                          "--txn-pages", "large",  "--max-sleep-us", "3000"};
+  const std::vector<std::string> flags = spilling_writer_flags("delete");
   const Scenario scenario{
       .name = "rollback",
       .prime_journal = "delete",
@@ -107,34 +104,24 @@ TEST(LiveBackupStress, RollbackJournalWithTransactionsSpillingBeforeCommit) {
       .via = Via::library,
       .min_cache_spills = 100,
   };
-  expect_every_backup_ok(scenario, run_scenario(scenario));
+  run_and_expect_every_backup_ok(scenario);
 }
 
 TEST(LiveBackupStress, PersistAndTruncateJournals) {
-  require_executables();
-  ASSERT_FALSE(kCliExe.empty()) << "the sqlite_backup CLI was not built";
   // PERSIST leaves a journal whose header is zeroed after each commit; TRUNCATE leaves an
   // empty one: neither is hot, and both must be told apart from a hot journal.
-  const std::vector<std::string> large = {"--cache-size",   "64",  "--txn-pages", "large",
-                                          "--max-sleep-us", "3000"};
-  std::vector<std::string> persist = {"--journal", "persist"};
-  std::vector<std::string> truncate = {"--journal", "truncate"};
-  persist.insert(persist.end(), large.begin(), large.end());
-  truncate.insert(truncate.end(), large.begin(), large.end());
   const Scenario scenario{
       .name = "persist",
       .prime_journal = "delete",
-      .writers = {persist, truncate},
+      .writers = {spilling_writer_flags("persist"), spilling_writer_flags("truncate")},
       .allowed_source_suffixes = {"-journal"},
       .via = Via::cli,
       .min_cache_spills = 100,
   };
-  expect_every_backup_ok(scenario, run_scenario(scenario));
+  run_and_expect_every_backup_ok(scenario);
 }
 
 TEST(LiveBackupStress, WalExclusiveLockingHeldByTheOnlyWriter) {
-  require_executables();
-  ASSERT_FALSE(kCliExe.empty()) << "the sqlite_backup CLI was not built";
   // locking_mode=EXCLUSIVE: the writer keeps its wal-index in heap memory (no -shm) and every
   // other connection gets SQLITE_BUSY; it TRUNCATE-checkpoints after ~5% of its transactions.
   // Unlike a lock-based tool, ours must still succeed every time.
@@ -146,11 +133,10 @@ TEST(LiveBackupStress, WalExclusiveLockingHeldByTheOnlyWriter) {
       .via = Via::cli,
       .min_checkpoints = 2,
   };
-  expect_every_backup_ok(scenario, run_scenario(scenario));
+  run_and_expect_every_backup_ok(scenario);
 }
 
 TEST(LiveBackupStress, WalWithBigTransactions) {
-  require_executables();
   // One writer commits 3-8 MiB transactions every ~0.4 s beside small ones: the WAL grows past
   // the autocheckpoint threshold in one commit and big frames sets are in flight during copies.
   const Scenario scenario{
@@ -161,7 +147,7 @@ TEST(LiveBackupStress, WalWithBigTransactions) {
       .via = Via::library,
       .min_big_transactions = 3,
   };
-  expect_every_backup_ok(scenario, run_scenario(scenario));
+  run_and_expect_every_backup_ok(scenario);
 }
 
 }  // namespace

@@ -139,6 +139,17 @@ void stop_workers(std::vector<Worker>& workers, std::vector<std::string>& harnes
   }
 }
 
+}  // namespace
+
+bool uses_cli(Via via) { return via == Via::cli || via == Via::library_and_cli; }
+
+std::vector<std::string> spilling_writer_flags(const std::string& journal) {
+  return {"--journal",   journal, "--cache-size",   "64",
+          "--txn-pages", "large", "--max-sleep-us", "3000"};
+}
+
+namespace {
+
 std::string via_name(Via via, int index) {
   switch (via) {
     case Via::library:

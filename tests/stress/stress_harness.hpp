@@ -31,6 +31,9 @@ inline const fs::path kCliExe = [] {
 }();
 
 // Offsets (in int64 slots) of the counters a sqlite_churn process publishes in its status file.
+// The layout is sqlite_churn's (its own StatusField in tests/support/sqlite_churn.cpp): the two
+// must change together. It is written out again here, not shared, so that the writer program
+// does not depend on the test harness.
 enum class StatusField : std::size_t {
   committed = 0,
   pending = 1,
@@ -81,6 +84,14 @@ struct Scenario {
   std::int64_t min_big_transactions = 0;
   std::int64_t min_cache_spills = 0;  // pages written to the file before COMMIT
 };
+
+// Whether the scenario's backups run the sqlite_backup executable (some or all of them).
+bool uses_cli(Via via);
+
+// `sqlite_churn write` flags for a rollback-journal writer (`journal`: delete, persist,
+// truncate) whose 30-130 page transactions overflow a 64-page cache, so that the pager writes
+// into the database file before COMMIT.
+std::vector<std::string> spilling_writer_flags(const std::string& journal);
 
 // Backups per scenario, seconds for its backup loop and the primed database's size: defaults
 // (20, 8 s, 12 MiB), or the environment variables SQLITE_BACKUP_STRESS_BACKUPS,
