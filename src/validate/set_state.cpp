@@ -203,7 +203,7 @@ Verdict judge(const SetState& before, const SetState& after, const MemberState& 
     // before and after: T neither committed nor was followed by another transaction. We
     // copied the journal after the database, so it holds the original of every page T
     // had written by then; opening our copy rolls T back, giving the state before T, which
-    // is the last committed state. (Frames past a torn journal tail fail their checksums
+    // is the last committed state. (Records past a torn journal tail fail their checksums
     // and end the rollback, as in crash recovery.)
     //
     // T may also end during the copy: we hold a descriptor on its journal from before the
