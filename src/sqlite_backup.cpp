@@ -23,7 +23,6 @@ namespace sqlite_backup {
 namespace {
 
 namespace fs = std::filesystem;
-using detail::log_debug;
 using detail::log_info;
 using detail::log_warning;
 using detail::quoted;
@@ -106,7 +105,7 @@ fs::path snapshot_into(const fs::path& source, const io::StagingDir& staging,
                        const Options& options, Report& report,
                        const fs::path& destination_for_errors) {
   const discover::DatabaseFiles files(resolve_source(source));
-  const fs::path staged =
+  fs::path staged =
       staging.path() / (source.filename().empty() ? fs::path("database") : source.filename());
   snapshot::Settings settings;
   settings.attempts = options.copy_retry;
@@ -196,7 +195,7 @@ std::optional<Connection> backup_live(const fs::path& source,
     return memory;
   }
   const io::StagingDir staging(folder_of(*destination), destination->filename().native());
-  const fs::path staged = staging.path() / destination->filename();
+  fs::path staged = staging.path() / destination->filename();
   {
     sql::Database to(sql::file_uri(staged),
                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_URI, "",

@@ -57,6 +57,8 @@ class BackupHandle {
   }
   BackupHandle(const BackupHandle&) = delete;
   BackupHandle& operator=(const BackupHandle&) = delete;
+  BackupHandle(BackupHandle&&) = delete;
+  BackupHandle& operator=(BackupHandle&&) = delete;
   ~BackupHandle() {
     if (handle_ != nullptr) sqlite3_backup_finish(handle_);
   }

@@ -8,6 +8,7 @@
 #include <optional>
 #include <random>
 #include <thread>
+#include <utility>
 
 #include "error_internal.hpp"
 #include "io/copy.hpp"
@@ -94,6 +95,55 @@ void remove_staged(const std::vector<Member>& members) {
   for (const auto& member : members) ::unlink(member.staged.c_str());
 }
 
+// Copies each member in order; false when a member vanished or the caller's copy function
+// reported a change. `bytes` is set to what was copied.
+bool copy_members(const std::vector<Member>& members, io::UniqueFd held_journal,
+                  const discover::DatabaseFiles& source, const Settings& settings,
+                  std::uint64_t total, int attempt, std::uint64_t& bytes) {
+  bool copies_settled = true;
+  std::uint64_t done = 0;
+  for (const auto& member : members) {
+    if (settings.copy_function) {
+      // The caller's copy says itself whether the file changed under it; the whole-set
+      // judgement still applies on top.
+      if (!settings.copy_function(*member.source, member.staged)) copies_settled = false;
+      detail::throw_if_cancelled(settings.cancel, source.database);
+      continue;
+    }
+    bool vanished = false;
+    // Only the journal member takes the descriptor held since before the first look.
+    io::UniqueFd held = member.source == &source.journal
+                            ? std::exchange(held_journal, io::UniqueFd())
+                            : io::UniqueFd();
+    done += copy_member(*member.source, std::move(held), member.staged, settings, done, total,
+                        attempt, vanished);
+    if (vanished) copies_settled = false;
+  }
+  bytes = done;
+  return copies_settled;
+}
+
+// The second look at the source, and the content comparison where judge() asks for one.
+// The comparison happens before the last look, so that the look also covers it.
+validate::Verdict judge_copy(const discover::DatabaseFiles& source,
+                             const discover::DatabaseFiles& staged_files,
+                             const validate::SetState& before) {
+  const validate::MemberState staged_wal =
+      validate::capture_member(staged_files.wal, validate::kWalHeaderSize);
+  const validate::MemberState staged_journal =
+      validate::capture_member(staged_files.journal, validate::kJournalHeaderSize);
+  const auto judge_against = [&](const validate::SetState& after) {
+    return validate::judge(before, after, staged_wal, staged_journal, staged_files.journal);
+  };
+  validate::Verdict verdict = judge_against(validate::capture(source));
+  if (!verdict.consistent || verdict.need != validate::Need::content_comparison) return verdict;
+  if (!validate::same_contents(source.database, staged_files.database)) {
+    return {false, validate::Need::nothing_more,
+            "the database changed during the copy (contents differ)"};
+  }
+  return judge_against(validate::capture(source));
+}
+
 }  // namespace
 
 Outcome copy_consistent_set(const discover::DatabaseFiles& source,
@@ -131,7 +181,6 @@ Outcome copy_consistent_set(const discover::DatabaseFiles& source,
                   "cannot read {}: the database was deleted while it was being copied",
                   quoted(source.database));
     }
-    outcome.source_mode = before.database.stat.mode & 0666;
 
     // Database first, then the WAL, then the journal: judge() relies on this order.
     std::vector<Member> members{{&source.database, staged_files.database}};
@@ -145,49 +194,15 @@ Outcome copy_consistent_set(const discover::DatabaseFiles& source,
     if (before.wal.exists) total += before.wal.stat.size;
     if (before.journal.exists) total += before.journal.stat.size;
 
-    bool copies_settled = true;
-    std::uint64_t done = 0;
-    for (const auto& member : members) {
-      if (settings.copy_function) {
-        // The caller's copy says itself whether the file changed under it; the whole-set
-        // judgement below still applies on top.
-        if (!settings.copy_function(*member.source, member.staged)) copies_settled = false;
-        detail::throw_if_cancelled(settings.cancel, source.database);
-        continue;
-      }
-      bool vanished = false;
-      io::UniqueFd held =
-          member.source == &source.journal ? std::move(held_journal) : io::UniqueFd();
-      done += copy_member(*member.source, std::move(held), member.staged, settings, done, total,
-                          attempt, vanished);
-      if (vanished) copies_settled = false;
-    }
-    outcome.bytes = done;
+    const bool copies_settled = copy_members(members, std::move(held_journal), source, settings,
+                                             total, attempt, outcome.bytes);
 
-    validate::Verdict verdict;
-    if (copies_settled) {
-      const validate::MemberState staged_wal =
-          validate::capture_member(staged_files.wal, validate::kWalHeaderSize);
-      const validate::MemberState staged_journal =
-          validate::capture_member(staged_files.journal, validate::kJournalHeaderSize);
-      // The content comparison (when needed) happens before the second look, so that the
-      // second look also covers the time spent comparing.
-      const validate::SetState middle = validate::capture(source);
-      verdict = validate::judge(before, middle, staged_wal, staged_journal, staged_files.journal);
-      if (verdict.consistent && verdict.need == validate::Need::content_comparison) {
-        if (!validate::same_contents(source.database, staged_files.database)) {
-          verdict = {false, validate::Need::nothing_more,
-                     "the database changed during the copy (contents differ)"};
-        } else {
-          const validate::SetState after = validate::capture(source);
-          verdict =
-              validate::judge(before, after, staged_wal, staged_journal, staged_files.journal);
-        }
-      }
-    } else {
-      verdict.reason = settings.copy_function ? "the copy function reported a change"
-                                              : "a file vanished while it was being copied";
-    }
+    const validate::Verdict verdict =
+        copies_settled ? judge_copy(source, staged_files, before)
+                       : validate::Verdict{false, validate::Need::nothing_more,
+                                           settings.copy_function
+                                               ? "the copy function reported a change"
+                                               : "a file vanished while it was being copied"};
     if (verdict.consistent) {
       outcome.validated = true;
       log_debug("attempt {}: the copy of {} is one consistent state", attempt,

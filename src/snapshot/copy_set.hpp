@@ -25,10 +25,9 @@ struct Settings {
 
 struct Outcome {
   int attempts = 0;
-  bool validated = false;     // false: every attempt saw a change; the last copy is staged anyway
-  std::string last_reason;    // why the last rejected attempt was rejected
-  mode_t source_mode = 0600;  // permission bits of the source database
-  std::uint64_t bytes = 0;    // bytes copied by the accepted (or last) attempt
+  bool validated = false;   // false: every attempt saw a change; the last copy is staged anyway
+  std::string last_reason;  // why the last rejected attempt was rejected
+  std::uint64_t bytes = 0;  // bytes copied by the accepted (or last) attempt
 };
 
 // Copies the database at `source` and its -wal/-journal into `staged` (a database path in a

@@ -63,6 +63,8 @@ class Statement {
   Statement(Database& db, const std::string& sql, std::string_view operation);
   Statement(const Statement&) = delete;
   Statement& operator=(const Statement&) = delete;
+  Statement(Statement&&) = delete;
+  Statement& operator=(Statement&&) = delete;
   ~Statement();
   // true: a row is ready; false: done. Throws on error.
   bool step();
