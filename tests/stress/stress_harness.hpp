@@ -8,6 +8,7 @@
 #pragma once
 
 #include <chrono>
+#include <churn_status.hpp>
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>
@@ -30,20 +31,8 @@ inline const fs::path kCliExe = [] {
   return other != nullptr && *other != '\0' ? fs::path(other) : fs::path(SQLITE_BACKUP_CLI_EXE);
 }();
 
-// Offsets (in int64 slots) of the counters a sqlite_churn process publishes in its status file.
-// The layout is sqlite_churn's (its own StatusField in tests/support/sqlite_churn.cpp): the two
-// must change together. It is written out again here, not shared, so that the writer program
-// does not depend on the test harness.
-enum class StatusField : std::size_t {
-  committed = 0,
-  pending = 1,
-  transactions = 2,
-  busy_retries = 3,
-  checkpoints = 4,
-  big_transactions = 5,
-  ready = 6,
-  cache_spills = 7,
-};
+// The status file's layout is shared with the writer (tests/support/churn_status.hpp).
+using sqlite_backup::testing::churn::StatusField;
 
 // A read-only shared mapping of one status file. The writer stores aligned int64 values
 // atomically; load() reads them atomically, so a value is never torn.

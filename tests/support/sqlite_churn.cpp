@@ -59,6 +59,8 @@
 #include <thread>
 #include <vector>
 
+#include "churn_status.hpp"
+
 namespace {
 
 namespace fs = std::filesystem;
@@ -335,17 +337,8 @@ class StopCondition {
 
 // ---------------------------------------------------------------------------------- status file
 
-enum StatusField : std::size_t {
-  kCommitted = 0,
-  kPending = 1,
-  kTransactions = 2,
-  kBusyRetries = 3,
-  kCheckpoints = 4,
-  kBigTransactions = 5,
-  kReady = 6,
-  kCacheSpills = 7,
-};
-constexpr std::size_t kStatusBytes = 4096;
+using sqlite_backup::testing::churn::kStatusBytes;
+using sqlite_backup::testing::churn::StatusField;
 
 class StatusFile {
  public:
@@ -379,7 +372,8 @@ class StatusFile {
   // An aligned 8-byte atomic store into a shared mapping: a reader of the same page sees the
   // old or the new value, never a mix. A no-op without a status file.
   void set(StatusField field, std::int64_t value) {
-    if (slots_ != nullptr) __atomic_store_n(&slots_[field], value, __ATOMIC_RELEASE);
+    if (slots_ != nullptr)
+      __atomic_store_n(&slots_[static_cast<std::size_t>(field)], value, __ATOMIC_RELEASE);
   }
 
  private:
@@ -481,7 +475,7 @@ class Writer {
       const std::int64_t seq = read_meta_.int64(0) + 1;
       const std::int64_t nblobs = read_meta_.int64(1);
       read_meta_.reset();
-      status_.set(kPending, seq);
+      status_.set(StatusField::pending, seq);
 
       const int transfers = uniform(settings_.min_transfers, settings_.max_transfers);
       for (int i = 0; i < transfers; ++i) {
@@ -658,7 +652,7 @@ int command_write(Arguments& args) {
 
   Writer writer(db, settings, seed_arg ? static_cast<std::uint64_t>(*seed_arg) : default_seed(),
                 status);
-  status.set(kReady, 1);
+  status.set(StatusField::ready, 1);
   std::int64_t transactions = 0;
   std::int64_t busy = 0;
   std::int64_t checkpoints = 0;
@@ -683,28 +677,28 @@ int command_write(Arguments& args) {
       seq = writer.transaction(big);
     } catch (const SqlError& error) {
       if (!error.busy()) throw;
-      status.set(kBusyRetries, ++busy);
+      status.set(StatusField::busy_retries, ++busy);
       writer.maybe_sleep();
       continue;
     }
-    status.set(kCommitted, seq);
-    status.set(kTransactions, ++transactions);
+    status.set(StatusField::committed, seq);
+    status.set(StatusField::transactions, ++transactions);
     // Dirty pages written into the database file before COMMIT (a small cache_size and large
     // transactions): the evidence that copies of this file can hold uncommitted pages.
     int spilled = 0;
     int highwater = 0;
     if (sqlite3_db_status(db.get(), SQLITE_DBSTATUS_CACHE_SPILL, &spilled, &highwater, 0) ==
         SQLITE_OK) {
-      status.set(kCacheSpills, spilled);
+      status.set(StatusField::cache_spills, spilled);
     }
     if (big) {
-      status.set(kBigTransactions, ++big_transactions);
+      status.set(StatusField::big_transactions, ++big_transactions);
       next_big = jittered(0.5, 1.5);
     }
     if (settings.self_checkpoint_fraction > 0 && writer.chance(settings.self_checkpoint_fraction)) {
       try {
         if (pragma_text(db, "wal_checkpoint(TRUNCATE)") == "0") {
-          status.set(kCheckpoints, ++checkpoints);
+          status.set(StatusField::checkpoints, ++checkpoints);
         }
       } catch (const SqlError& error) {
         if (!error.busy()) throw;
@@ -740,7 +734,7 @@ int command_checkpoint(Arguments& args) {
   StatusFile status(status_path);
   Database db(db_path, SQLITE_OPEN_READWRITE);
   sqlite3_busy_timeout(db.get(), busy_timeout_ms);
-  status.set(kReady, 1);
+  status.set(StatusField::ready, 1);
   std::mt19937_64 rng(default_seed());
   std::int64_t done = 0;
   std::int64_t busy = 0;
@@ -750,13 +744,13 @@ int command_checkpoint(Arguments& args) {
     try {
       // The first column is 0 when the checkpoint ran to completion, 1 when it was blocked.
       if (pragma_text(db, "wal_checkpoint(" + mode + ")") == "0") {
-        status.set(kCheckpoints, ++done);
+        status.set(StatusField::checkpoints, ++done);
       } else {
-        status.set(kBusyRetries, ++busy);
+        status.set(StatusField::busy_retries, ++busy);
       }
     } catch (const SqlError& error) {
       if (!error.busy()) throw;
-      status.set(kBusyRetries, ++busy);
+      status.set(StatusField::busy_retries, ++busy);
     }
     if (max_sleep_us > 0) {
       std::this_thread::sleep_for(std::chrono::microseconds(
