@@ -36,21 +36,35 @@ void back_off(int attempt) {
   std::this_thread::sleep_for(std::chrono::microseconds(pick(random)));
 }
 
-// In rollback mode a copy validates only if its window starts inside one transaction and
-// ends before the journal is taken away (see validate/set_state.cpp), or if no transaction
-// touches the database during the copy and the comparison after it. When such windows are
-// rare (writers committing back to back), the best moment to start is when a transaction
-// has just begun: watch the journal header (28 bytes, read-only, every 0.2 ms) until it is
-// hot with a nonce other than the last one seen, for at most 40 ms, then copy at once.
-void await_next_transaction(const std::filesystem::path& journal,
-                            const validate::MemberState& seen) {
+// When attempts keep colliding with the owner, the best moment to start the next one is
+// right after the marker that spoiled the last one has changed: then the copy has the whole
+// of the owner's next cycle.
+// - Rollback mode: a copy validates only if its window starts inside one transaction (or a
+//   quiet moment), so start when a transaction has just begun: the journal is hot with a
+//   nonce other than the last one seen.
+// - WAL mode: a copy validates only within one WAL generation, so start right after a
+//   checkpoint restarted the WAL: its 32-byte header differs from the last one seen.
+// Either wait reads a header (read-only) every 0.2 ms and gives up after 40 ms.
+enum class Cycle { transaction, wal_generation };
+
+void await_next_cycle(const discover::DatabaseFiles& source, Cycle cycle,
+                      const validate::MemberState& seen) {
   using clock = std::chrono::steady_clock;
   const auto deadline = clock::now() + std::chrono::milliseconds(40);
   const bool seen_hot = validate::journal_is_hot(seen);
   while (clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::microseconds(200));
+    if (cycle == Cycle::wal_generation) {
+      const validate::MemberState now =
+          validate::capture_member(source.wal, validate::kWalHeaderSize);
+      if (now.exists != seen.exists || now.header_bytes != seen.header_bytes ||
+          std::memcmp(now.header.data(), seen.header.data(), validate::kWalHeaderSize) != 0) {
+        return;
+      }
+      continue;
+    }
     const validate::MemberState now =
-        validate::capture_member(journal, validate::kJournalHeaderSize);
+        validate::capture_member(source.journal, validate::kJournalHeaderSize);
     if (validate::journal_is_hot(now) &&
         !(seen_hot && std::memcmp(now.header.data() + 12, seen.header.data() + 12, 8) == 0)) {
       return;
@@ -150,19 +164,20 @@ Outcome copy_consistent_set(const discover::DatabaseFiles& source,
                             const std::filesystem::path& staged, const Settings& settings) {
   const discover::DatabaseFiles staged_files(staged);
   Outcome outcome;
-  // Set when an attempt in rollback mode (no live WAL) is rejected: the journal it saw.
-  std::optional<validate::MemberState> last_journal;
+  // Set when an attempt is rejected: which cycle of the owner's to wait for, and the marker
+  // (journal or WAL header) the attempt saw.
+  std::optional<std::pair<Cycle, validate::MemberState>> last_seen;
   for (int attempt = 1; attempt <= settings.attempts; ++attempt) {
     detail::throw_if_cancelled(settings.cancel, source.database);
     if (attempt > 1) {
-      if (last_journal) {
-        await_next_transaction(source.journal, *last_journal);
+      if (last_seen) {
+        await_next_cycle(source, last_seen->first, last_seen->second);
       } else {
         back_off(attempt);
       }
     }
     outcome.attempts = attempt;
-    last_journal.reset();
+    last_seen.reset();
 
     // The journal is opened before the first look and read through this descriptor after
     // the database: should its transaction commit meanwhile and delete it, the descriptor
@@ -210,7 +225,9 @@ Outcome copy_consistent_set(const discover::DatabaseFiles& source,
       return outcome;
     }
     outcome.last_reason = verdict.reason;
-    if (!validate::has_live_wal(before)) last_journal = before.journal;
+    // A -wal file (even an empty one) means WAL mode; without one, rollback mode.
+    last_seen = before.wal.exists ? std::pair{Cycle::wal_generation, before.wal}
+                                  : std::pair{Cycle::transaction, before.journal};
     log_debug("attempt {} of {}: {}; copying again", attempt, settings.attempts, verdict.reason);
   }
   return outcome;
