@@ -52,16 +52,19 @@ trap 'exit 143' TERM
 mkdir "$work/live" "$work/snapshots"
 database=$work/live/app.db
 
-# The writer: WAL mode, a checkpoint every 100 pages (so the database file itself changes
-# under our copies), one transaction per batch: 50 events plus the batch's own row.
+# The writer: WAL mode with SQLite's default autocheckpoint (so checkpoints change the
+# database file and restart the WAL under our copies, every ~80 commits), a commit every
+# couple of milliseconds, one transaction per batch: 50 events plus the batch's own row.
+# (A writer that restarts its WAL faster than the database can be copied defeats every
+# attempt: see "Known limitations" in the README.)
 # Invariant of every committed state: count(events) = 50 * count(batches).
 cat >"$work/writer.py" <<'PY'
-import os, sqlite3, sys
+import os, sqlite3, sys, time
 
 database, ready, committed = sys.argv[1:4]
 db = sqlite3.connect(database, isolation_level=None)
 db.execute("PRAGMA journal_mode=WAL")
-db.execute("PRAGMA wal_autocheckpoint=100")
+db.execute("PRAGMA wal_autocheckpoint=1000")
 db.execute("CREATE TABLE batches(batch INTEGER PRIMARY KEY, events INTEGER NOT NULL)")
 db.execute("CREATE TABLE events(id INTEGER PRIMARY KEY, batch INTEGER NOT NULL, payload BLOB NOT NULL)")
 
@@ -86,6 +89,7 @@ for _ in range(400):           # about 20 MB to start with, so that a copy takes
 publish(ready, "ready")
 while True:                     # until the demo stops us
     commit_batch(50, 1000)
+    time.sleep(0.002)
 PY
 # The invariant check of one snapshot; prints one line and fails if anything is off.
 cat >"$work/check.py" <<'PY'
