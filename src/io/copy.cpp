@@ -6,8 +6,10 @@
 #include <sys/sendfile.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
+#include <cstring>
 #include <memory>
 
 #include "error_internal.hpp"
@@ -16,9 +18,10 @@
 namespace sqlite_backup::io {
 namespace {
 
-// Large enough that the syscall overhead vanishes, small enough that progress and
-// cancellation stay responsive (a few milliseconds per chunk from the page cache).
-constexpr std::size_t kChunk = std::size_t{32} << 20;
+// Large enough that the syscall overhead vanishes, small enough that progress, cancellation
+// and the caller's look at the source between chunks (the snapshot stage watches for a
+// commit) come every millisecond or so from the page cache.
+constexpr std::size_t kChunk = std::size_t{4} << 20;
 
 bool is_unsupported(int error) noexcept {
   // Errors that mean "this method does not apply here", not "the data cannot be read".
@@ -137,6 +140,61 @@ CopyOutcome copy_file_contents(int source_fd, const std::filesystem::path& sourc
   }
   outcome.method = CopyMethod::read_write;
   outcome.bytes = done;
+  return outcome;
+}
+
+RefreshOutcome refresh_file_contents(int source_fd, const std::filesystem::path& source_path,
+                                     int copy_fd, const std::filesystem::path& copy_path,
+                                     const ChunkObserver& observer) {
+  // 1 MiB keeps both buffers small (peak memory stays flat whatever the database size) and
+  // limits what one difference costs to rewrite.
+  constexpr std::size_t kBuffer = std::size_t{1} << 20;
+  auto source_buffer = std::make_unique<std::byte[]>(kBuffer);
+  auto copy_buffer = std::make_unique<std::byte[]>(kBuffer);
+  RefreshOutcome outcome;
+  for (;;) {
+    const std::uint64_t offset = outcome.bytes;
+    const std::size_t n = read_at(source_fd, std::span(source_buffer.get(), kBuffer), offset,
+                                  source_path);
+    const std::size_t m = read_at(copy_fd, std::span(copy_buffer.get(), n), offset, copy_path);
+    if (m != n || std::memcmp(source_buffer.get(), copy_buffer.get(), n) != 0) {
+      // A writer changes a few pages here and there: rewrite only the runs of 4 KiB blocks
+      // that differ (SQLite pages are 512 B to 64 KiB and aligned, so 4 KiB blocks hold
+      // whole small pages or parts of large ones; either way only changed bytes move).
+      constexpr std::size_t kBlock = 4096;
+      std::size_t at = 0;
+      while (at < n) {
+        const auto differs = [&](std::size_t from) {
+          const std::size_t len = std::min(kBlock, n - from);
+          return from >= m || std::memcmp(source_buffer.get() + from, copy_buffer.get() + from,
+                                          std::min(len, m - from)) != 0 ||
+                 from + len > m;
+        };
+        if (!differs(at)) {
+          at += kBlock;
+          continue;
+        }
+        std::size_t end = at;
+        while (end < n && differs(end)) end += kBlock;
+        end = std::min(end, n);
+        write_all_at(copy_fd, std::span<const std::byte>(source_buffer.get() + at, end - at),
+                     offset + at, copy_path);
+        outcome.bytes_rewritten += end - at;
+        at = end;
+      }
+    }
+    outcome.bytes += n;
+    if (n < kBuffer) break;
+    if (!report(observer, outcome.bytes)) return outcome;
+  }
+  const std::uint64_t copy_size = stat_fd(copy_fd, copy_path).size;
+  if (copy_size > outcome.bytes) {
+    if (::ftruncate(copy_fd, static_cast<off_t>(outcome.bytes)) != 0) {
+      throw_errno(errno, "cannot truncate", copy_path);
+    }
+    outcome.bytes_rewritten += copy_size - outcome.bytes;
+  }
+  report(observer, outcome.bytes);
   return outcome;
 }
 

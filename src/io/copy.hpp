@@ -29,6 +29,21 @@ CopyOutcome copy_file_contents(int source_fd, const std::filesystem::path& sourc
                                int destination_fd, const std::filesystem::path& destination_path,
                                const ChunkObserver& observer = {}, bool start_writeback = false);
 
+struct RefreshOutcome {
+  std::uint64_t bytes = 0;            // bytes of the source read (its size as it ended)
+  std::uint64_t bytes_rewritten = 0;  // bytes of the copy that differed and were rewritten
+};
+
+// Brings an earlier copy up to date: reads the whole source to its end of file, compares it
+// chunk by chunk with `copy_fd`, rewrites in place only the chunks that differ, and cuts the
+// copy to the source's length. Afterwards every byte of the copy is what the source held
+// when that byte was read, exactly as after a fresh copy; and when nothing had to be
+// rewritten, the pass also proved the earlier copy equal to the source at each point it
+// read. Costs two reads instead of a write of the whole file.
+RefreshOutcome refresh_file_contents(int source_fd, const std::filesystem::path& source_path,
+                                     int copy_fd, const std::filesystem::path& copy_path,
+                                     const ChunkObserver& observer = {});
+
 const char* to_string(CopyMethod method) noexcept;
 
 }  // namespace sqlite_backup::io

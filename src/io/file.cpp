@@ -112,6 +112,19 @@ void write_all(int fd, std::span<const std::byte> data,
   }
 }
 
+void write_all_at(int fd, std::span<const std::byte> data, std::uint64_t offset,
+                  const std::filesystem::path& path_for_errors) {
+  while (!data.empty()) {
+    const ssize_t n = ::pwrite(fd, data.data(), data.size(), static_cast<off_t>(offset));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw_errno(errno, "cannot write", path_for_errors);
+    }
+    data = data.subspan(static_cast<std::size_t>(n));
+    offset += static_cast<std::uint64_t>(n);
+  }
+}
+
 void sync_fd(int fd, const std::filesystem::path& path_for_errors) {
   if (::fsync(fd) != 0) throw_errno(errno, "cannot sync", path_for_errors);
 }

@@ -70,6 +70,8 @@ std::size_t read_at(int fd, std::span<std::byte> buffer, std::uint64_t offset,
 
 void write_all(int fd, std::span<const std::byte> data,
                const std::filesystem::path& path_for_errors);
+void write_all_at(int fd, std::span<const std::byte> data, std::uint64_t offset,
+                  const std::filesystem::path& path_for_errors);
 
 // fsync of a file or folder, with the path in the error.
 void sync_fd(int fd, const std::filesystem::path& path_for_errors);

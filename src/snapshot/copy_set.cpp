@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstring>
+#include <functional>
 #include <optional>
 #include <random>
 #include <thread>
@@ -39,9 +40,10 @@ void back_off(int attempt) {
 // When attempts keep colliding with the owner, the best moment to start the next one is
 // right after the marker that spoiled the last one has changed: then the copy has the whole
 // of the owner's next cycle.
-// - Rollback mode: a copy validates only if its window starts inside one transaction (or a
-//   quiet moment), so start when a transaction has just begun: the journal is hot with a
-//   nonce other than the last one seen.
+// - Rollback mode: a copy validates only if its window starts inside one transaction T (or a
+//   quiet moment) and ends before a successor writes, so start when a journal has just
+//   turned hot with a nonce other than the last one seen (T synced it and is about to write
+//   the database).
 // - WAL mode: a copy validates only within one WAL generation, so start right after a
 //   checkpoint restarted the WAL: its 32-byte header differs from the last one seen.
 // Either wait reads a header (read-only) every 0.2 ms and gives up after 40 ms.
@@ -77,81 +79,173 @@ struct Member {
   std::filesystem::path staged;
 };
 
-// Our copy: the staged file is created new (O_EXCL: a leftover would mean a bug), mode 0600
-// until commit gives it the source's bits.
-std::uint64_t copy_member(const std::filesystem::path& source, io::UniqueFd in,
-                          const std::filesystem::path& staged, const Settings& settings,
-                          std::uint64_t done_before, std::uint64_t total, int attempt,
-                          bool& vanished) {
+// What one member's copy did: a fresh copy, or a refresh of the copy an earlier attempt left
+// (see io::refresh_file_contents).
+struct MemberCopy {
+  std::uint64_t bytes = 0;
+  bool vanished = false;
+  bool refreshed = false;
+  std::uint64_t bytes_rewritten = 0;
+};
+
+const std::filesystem::path& shown_path(const std::filesystem::path& staged,
+                                        const Settings& settings) {
+  return settings.destination_for_errors.empty() ? staged : settings.destination_for_errors;
+}
+
+// Our copy: a new staged file is created with O_EXCL (a leftover would mean a bug), mode
+// 0600 until commit gives it the source's bits. With `refresh`, a staged file an earlier
+// attempt left is brought up to date instead of written again.
+MemberCopy copy_member(const std::filesystem::path& source, io::UniqueFd in,
+                       const std::filesystem::path& staged, const Settings& settings,
+                       std::uint64_t done_before, std::uint64_t total, int attempt,
+                       bool refresh, const std::function<void()>& between_chunks = {}) {
+  MemberCopy result;
   if (!in) in = io::open_source_file(source);
   if (!in) {
-    vanished = true;
-    return 0;
+    result.vanished = true;
+    return result;
   }
-  const std::filesystem::path& shown =
-      settings.destination_for_errors.empty() ? staged : settings.destination_for_errors;
-  io::UniqueFd out(::open(staged.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
-  if (!out) io::throw_errno(errno, "cannot create a temporary file for", shown);
+  const std::filesystem::path& shown = shown_path(staged, settings);
   const auto observer = [&](std::uint64_t done) {
     if (detail::cancelled(settings.cancel)) return false;
     if (settings.on_progress) settings.on_progress({done_before + done, total, attempt});
+    if (between_chunks) between_chunks();
     return true;
   };
+  if (refresh) {
+    io::UniqueFd earlier(::open(staged.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW));
+    if (earlier) {
+      const io::RefreshOutcome outcome =
+          io::refresh_file_contents(in.get(), source, earlier.get(), shown, observer);
+      detail::throw_if_cancelled(settings.cancel, source);
+      log_debug("refreshed the copy of {} ({} bytes read, {} rewritten)", quoted(source),
+                outcome.bytes, outcome.bytes_rewritten);
+      result.bytes = outcome.bytes;
+      result.refreshed = true;
+      result.bytes_rewritten = outcome.bytes_rewritten;
+      return result;
+    }
+    if (errno != ENOENT) io::throw_errno(errno, "cannot open the temporary file", shown);
+  }
+  io::UniqueFd out(::open(staged.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+  if (!out) io::throw_errno(errno, "cannot create a temporary file for", shown);
   const io::CopyOutcome outcome = io::copy_file_contents(in.get(), source, out.get(), shown,
                                                          observer, settings.start_writeback);
   detail::throw_if_cancelled(settings.cancel, source);
   log_debug("copied {} ({} bytes, {})", quoted(source), outcome.bytes,
             io::to_string(outcome.method));
-  return outcome.bytes;
+  result.bytes = outcome.bytes;
+  return result;
+}
+
+// Copies T's journal (whose header is `journal`) once T has reached its commit, as the
+// database header `database` (read before this call) shows (see
+// validate::journal_in_commit_phase): then the copy is complete and stays valid however T's
+// journal ends. True when that worked; otherwise nothing is left staged.
+bool copy_journal_in_commit_phase(const discover::DatabaseFiles& source,
+                                  const discover::DatabaseFiles& staged_files,
+                                  const validate::MemberState& journal,
+                                  const validate::MemberState& database,
+                                  const Settings& settings) {
+  io::UniqueFd in = io::open_source_file(source.journal);
+  if (!in || !io::stat_fd(in.get(), source.journal).same_file(journal.stat)) return false;
+  const std::filesystem::path& shown = shown_path(staged_files.journal, settings);
+  {
+    io::UniqueFd out(
+        ::open(staged_files.journal.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+    if (!out) io::throw_errno(errno, "cannot create a temporary file for", shown);
+    io::copy_file_contents(in.get(), source.journal, out.get(), shown);
+  }
+  // Still T's journal, unchanged in identity and header, after we read it: nothing of it was
+  // cut or reused while we read (a successor can only start after T's journal ended).
+  const validate::MemberState now =
+      validate::capture_member(source.journal, validate::kJournalHeaderSize);
+  if (now.exists && now.stat.same_file(journal.stat) &&
+      validate::same_journal_transaction(journal, now) &&
+      validate::journal_in_commit_phase(database, staged_files.journal)) {
+    return true;
+  }
+  ::unlink(staged_files.journal.c_str());
+  return false;
 }
 
 void remove_staged(const std::vector<Member>& members) {
   for (const auto& member : members) ::unlink(member.staged.c_str());
 }
 
-// Copies each member in order; false when a member vanished or the caller's copy function
-// reported a change. `bytes` is set to what was copied.
-bool copy_members(const std::vector<Member>& members, io::UniqueFd held_journal,
-                  const discover::DatabaseFiles& source, const Settings& settings,
-                  std::uint64_t total, int attempt, std::uint64_t& bytes) {
-  bool copies_settled = true;
-  std::uint64_t done = 0;
+struct SetCopy {
+  bool settled = true;  // false when a member vanished or the caller's copy reported a change
+  std::uint64_t bytes = 0;
+  // The database pass was a refresh that found the earlier copy equal throughout: it was a
+  // content comparison too.
+  bool database_proved_equal = false;
+};
+
+// Copies each member in order (refreshing the database copy when `refresh_database`).
+// `while_copying_database` runs between chunks of the database; a journal member is skipped
+// when `journal_already_copied` says so by then.
+SetCopy copy_members(const std::vector<Member>& members, io::UniqueFd held_journal,
+                     const discover::DatabaseFiles& source, const Settings& settings,
+                     std::uint64_t total, int attempt, bool refresh_database,
+                     const std::function<void()>& while_copying_database,
+                     const bool& journal_already_copied) {
+  SetCopy copy;
   for (const auto& member : members) {
     if (settings.copy_function) {
       // The caller's copy says itself whether the file changed under it; the whole-set
       // judgement still applies on top.
-      if (!settings.copy_function(*member.source, member.staged)) copies_settled = false;
+      if (!settings.copy_function(*member.source, member.staged)) copy.settled = false;
       detail::throw_if_cancelled(settings.cancel, source.database);
       continue;
     }
-    bool vanished = false;
+    const bool is_database = member.source == &source.database;
+    const bool is_journal = member.source == &source.journal;
+    if (is_journal && journal_already_copied) continue;
     // Only the journal member takes the descriptor held since before the first look.
-    io::UniqueFd held = member.source == &source.journal
-                            ? std::exchange(held_journal, io::UniqueFd())
-                            : io::UniqueFd();
-    done += copy_member(*member.source, std::move(held), member.staged, settings, done, total,
-                        attempt, vanished);
-    if (vanished) copies_settled = false;
+    io::UniqueFd held = is_journal ? std::exchange(held_journal, io::UniqueFd()) : io::UniqueFd();
+    const MemberCopy done = copy_member(
+        *member.source, std::move(held), member.staged, settings, copy.bytes, total, attempt,
+        is_database && refresh_database, is_database ? while_copying_database : nullptr);
+    copy.bytes += done.bytes;
+    if (done.vanished) copy.settled = false;
+    if (is_database) copy.database_proved_equal = done.refreshed && done.bytes_rewritten == 0;
   }
-  bytes = done;
-  return copies_settled;
+  return copy;
 }
 
-// The second look at the source, and the content comparison where judge() asks for one.
-// The comparison happens before the last look, so that the look also covers it.
+// The second look at the source, and the content comparison where
+// judge() asks for one. The comparison is itself a refresh pass: when it finds differences
+// it has already brought the copy up to date for the next attempt. It happens before the
+// last look, so that the look also covers it.
 validate::Verdict judge_copy(const discover::DatabaseFiles& source,
                              const discover::DatabaseFiles& staged_files,
-                             const validate::SetState& before) {
+                             const validate::SetState& before, bool database_proved_equal,
+                             bool journal_copied_in_commit_phase, const Settings& settings) {
   const validate::MemberState staged_wal =
       validate::capture_member(staged_files.wal, validate::kWalHeaderSize);
   const validate::MemberState staged_journal =
       validate::capture_member(staged_files.journal, validate::kJournalHeaderSize);
-  const auto judge_against = [&](const validate::SetState& after) {
-    return validate::judge(before, after, staged_wal, staged_journal, staged_files.journal);
+  const auto judge_against = [&](const validate::SetState& state) {
+    return validate::judge(before, state, staged_wal, staged_journal, staged_files.journal,
+                           journal_copied_in_commit_phase);
   };
   validate::Verdict verdict = judge_against(validate::capture(source));
-  if (!verdict.consistent || verdict.need != validate::Need::content_comparison) return verdict;
-  if (!validate::same_contents(source.database, staged_files.database)) {
+  if (!verdict.consistent || verdict.need != validate::Need::content_comparison ||
+      database_proved_equal) {
+    return verdict;
+  }
+  const io::UniqueFd source_fd = io::open_source_file(source.database);
+  io::UniqueFd copy_fd(::open(staged_files.database.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW));
+  if (!copy_fd) {
+    io::throw_errno(errno, "cannot open the temporary file",
+                    shown_path(staged_files.database, settings));
+  }
+  if (!source_fd) return {false, validate::Need::nothing_more, "the database was deleted"};
+  const io::RefreshOutcome comparison =
+      io::refresh_file_contents(source_fd.get(), source.database, copy_fd.get(),
+                                shown_path(staged_files.database, settings));
+  if (comparison.bytes_rewritten != 0) {
     return {false, validate::Need::nothing_more,
             "the database changed during the copy (contents differ)"};
   }
@@ -197,28 +291,56 @@ Outcome copy_consistent_set(const discover::DatabaseFiles& source,
                   quoted(source.database));
     }
 
-    // Database first, then the WAL, then the journal: judge() relies on this order.
+    // A retry refreshes the database copy the last attempt left rather than writing it again
+    // (a caller's copy function always copies afresh).
+    const bool refresh_database = attempt > 1 && !settings.copy_function;
+    remove_staged({{&source.wal, staged_files.wal}, {&source.journal, staged_files.journal}});
+    if (!refresh_database) remove_staged({{&source.database, staged_files.database}});
+
+    // A transaction T in progress (hot journal): once its commit has begun writing the
+    // database, its journal is complete and can be copied whole at that moment, before the
+    // database copy ends; then T may end (and a successor reuse a PERSIST or TRUNCATE
+    // journal) during the copy without spoiling it. Checked before the copy and between its
+    // chunks, by the change counter, which T's commit moves first.
+    const bool watch_for_commit =
+        held_journal && !settings.copy_function && validate::journal_is_hot(before.journal);
+    bool journal_copied_in_commit_phase =
+        watch_for_commit && copy_journal_in_commit_phase(source, staged_files, before.journal,
+                                                         before.database, settings);
+    const std::function<void()> watch = [&] {
+      if (!watch_for_commit || journal_copied_in_commit_phase) return;
+      const validate::MemberState database =
+          validate::capture_member(source.database, validate::kDatabaseHeaderSize);
+      if (!validate::same_change_counter(database, before.database)) {
+        journal_copied_in_commit_phase = copy_journal_in_commit_phase(
+            source, staged_files, before.journal, database, settings);
+      }
+    };
+
+    // Database first, then the WAL, then the journal (unless already copied): judge()
+    // relies on this order.
     std::vector<Member> members{{&source.database, staged_files.database}};
     if (before.wal.exists) members.push_back({&source.wal, staged_files.wal});
     if (held_journal) members.push_back({&source.journal, staged_files.journal});
-    remove_staged({{&source.database, staged_files.database},
-                   {&source.wal, staged_files.wal},
-                   {&source.journal, staged_files.journal}});
 
     std::uint64_t total = before.database.stat.size;
     if (before.wal.exists) total += before.wal.stat.size;
     if (before.journal.exists) total += before.journal.stat.size;
 
-    const bool copies_settled = copy_members(members, std::move(held_journal), source, settings,
-                                             total, attempt, outcome.bytes);
+    const SetCopy copy = copy_members(members, std::move(held_journal), source, settings, total,
+                                      attempt, refresh_database, watch,
+                                      journal_copied_in_commit_phase);
+    outcome.bytes = copy.bytes;
 
     const validate::Verdict verdict =
-        copies_settled ? judge_copy(source, staged_files, before)
-                       : validate::Verdict{false, validate::Need::nothing_more,
-                                           settings.copy_function
-                                               ? "the copy function reported a change"
-                                               : "a file vanished while it was being copied"};
+        copy.settled
+            ? judge_copy(source, staged_files, before, copy.database_proved_equal,
+                         journal_copied_in_commit_phase, settings)
+            : validate::Verdict{false, validate::Need::nothing_more,
+                                settings.copy_function ? "the copy function reported a change"
+                                                       : "a file vanished while it was being copied"};
     if (verdict.consistent) {
+      if (verdict.discard_staged_journal) ::unlink(staged_files.journal.c_str());
       outcome.validated = true;
       log_debug("attempt {}: the copy of {} is one consistent state", attempt,
                 quoted(source.database));

@@ -36,12 +36,6 @@ bool same_identity(const MemberState& a, const MemberState& b) noexcept {
   return a.exists == b.exists && (!a.exists || a.stat.same_file(b.stat));
 }
 
-// Same transaction's journal: SQLite writes a fresh random nonce (offset 12) and the
-// database size at its start (16) into every new journal header. The record count at 8
-// may legitimately grow while the transaction spills more pages, so it is not compared.
-bool same_journal_transaction(const MemberState& a, const MemberState& b) noexcept {
-  return journal_is_hot(a) && journal_is_hot(b) && same_bytes(a, b, 12, kJournalHeaderSize);
-}
 
 std::string describe(const char* name, const MemberState& before, const MemberState& after) {
   if (before.exists && !after.exists)
@@ -97,6 +91,20 @@ std::optional<std::uint32_t> original_change_counter(const std::filesystem::path
 
 }  // namespace
 
+bool same_journal_transaction(const MemberState& a, const MemberState& b) noexcept {
+  return journal_is_hot(a) && journal_is_hot(b) && same_bytes(a, b, 12, kJournalHeaderSize);
+}
+
+bool same_change_counter(const MemberState& a, const MemberState& b) noexcept {
+  return big_endian_u32(a, 24) == big_endian_u32(b, 24);
+}
+
+bool journal_in_commit_phase(const MemberState& database,
+                             const std::filesystem::path& staged_journal) {
+  const std::optional<std::uint32_t> original = original_change_counter(staged_journal);
+  return original && big_endian_u32(database, 24) == *original + 1;
+}
+
 MemberState capture_member(const std::filesystem::path& path, std::size_t header_size) {
   MemberState member;
   const io::UniqueFd fd = io::open_source_file(path);
@@ -131,7 +139,8 @@ bool journal_is_hot(const MemberState& journal) noexcept {
 }
 
 Verdict judge(const SetState& before, const SetState& after, const MemberState& staged_wal,
-              const MemberState& staged_journal, const std::filesystem::path& staged_journal_path) {
+              const MemberState& staged_journal, const std::filesystem::path& staged_journal_path,
+              bool journal_copied_in_commit_phase) {
   Verdict verdict;
   // The set itself must be the same files: a deleted, created or renamed-over member means
   // the owner closed, changed journal mode, or someone replaced the database.
@@ -147,11 +156,9 @@ Verdict judge(const SetState& before, const SetState& after, const MemberState& 
     verdict.reason = describe("-wal file", before.wal, after.wal);
     return verdict;
   }
-  // (A hot journal may legitimately be deleted at the end: see the rollback case below.)
-  if (!journal_is_hot(before.journal) && !same_identity(before.journal, after.journal)) {
-    verdict.reason = describe("-journal file", before.journal, after.journal);
-    return verdict;
-  }
+  // The -journal comes and goes with every transaction in rollback mode (DELETE mode
+  // creates and deletes it, TRUNCATE empties it, PERSIST zeroes its header): its identity
+  // alone says nothing, and each case below reads what it needs from its header.
 
   if (has_live_wal(before)) {
     // WAL mode with a live generation of frames. Writers only append frames to the WAL;
@@ -215,6 +222,12 @@ Verdict judge(const SetState& before, const SetState& after, const MemberState& 
     // may have been cut under our reader unless it is still at least as long as our copy.
     // Not caught: a successor that began, spilled pages and rolled back entirely between
     // T's commit and the end of our database copy (it leaves no trace in any header).
+    //
+    // When the journal was copied before the database, in T's commit phase (see
+    // journal_in_commit_phase()), that copy already holds every record T will ever write,
+    // so what becomes of the journal afterwards (deleted, truncated, zeroed, its space
+    // reused by a successor) no longer matters: only that exactly one commit (T's) happened
+    // and no successor is writing the database at the end.
     if (!same_journal_transaction(before.journal, staged_journal)) {
       verdict.reason = "the copied journal is not the transaction seen before the copy";
       return verdict;
@@ -231,7 +244,7 @@ Verdict judge(const SetState& before, const SetState& after, const MemberState& 
                                    after.journal.header_bytes >= kJournalHeaderSize &&
                                    is_all_zero(after.journal, kJournalHeaderSize);
       if (!original || counter_after != *original + 1 || journal_is_hot(after.journal) ||
-          !(unlinked || intact_in_place)) {
+          !(journal_copied_in_commit_phase || unlinked || intact_in_place)) {
         verdict.reason = fmt::format(
             "the transaction in progress ended during the copy and another one may have written "
             "(change counter {} -> {})",
@@ -243,20 +256,26 @@ Verdict judge(const SetState& before, const SetState& after, const MemberState& 
     return verdict;
   }
 
+  // No hot journal at either end. A transaction may have begun meanwhile and still be
+  // journaling (with synchronous on, SQLite writes the journal magic only when it syncs the
+  // journal, right before its first write to the database file; until then the header is
+  // not hot): that changes the journal but not the database, so the journal's own bytes and
+  // identity are not compared here. What rules the database writes out:
+  // - A hot journal at the end would mean a transaction syncing or writing the database now.
   if (journal_is_hot(after.journal)) {
-    verdict.reason = "a write transaction began during the copy";
+    verdict.reason = "a write transaction began writing the database during the copy";
     return verdict;
   }
-  if (before.journal.exists && !same_bytes(before.journal, after.journal, 0, kJournalHeaderSize)) {
-    verdict.reason = "the journal changed during the copy";
-    return verdict;
-  }
-  // No transaction was visible at either end. In rollback mode every commit increments
-  // the change counter (offset 24) before it completes, so a different counter proves a
-  // commit; the same counter does not prove the opposite (an owner in exclusive locking
-  // mode, or WAL mode, does not bump it for every transaction; a whole transaction may
-  // also fit between our two looks). Timestamps cannot close that gap: they tick as
-  // coarsely as the kernel's clock. So the caller compares contents, which can.
+  // - In rollback mode every commit increments the change counter (offset 24) with its first
+  //   write of page 1, so a different counter proves a commit; the same counter does not
+  //   prove the opposite (an owner in exclusive locking mode, or WAL mode, does not bump it
+  //   for every transaction). A transaction that spilled pages and then rolled back within
+  //   the copy leaves no header trace either. Timestamps cannot close those gaps: they tick
+  //   as coarsely as the kernel's clock. So the caller compares contents, which can: every
+  //   page of the copy must equal the source's page read afterwards, while no journal is hot
+  //   at either end of that comparison. A commit (counted or not) that changed a page we
+  //   had copied before it shows as a difference; an uncommitted spill cannot persist across
+  //   a moment with no hot journal, so a page equal at both reads was not a spilled one.
   if (big_endian_u32(before.database, 24) != big_endian_u32(after.database, 24) ||
       before.database.stat.size != after.database.stat.size) {
     verdict.reason =
@@ -266,6 +285,9 @@ Verdict judge(const SetState& before, const SetState& after, const MemberState& 
   }
   verdict.consistent = true;
   verdict.need = Need::content_comparison;
+  // The copy already is the committed state; a journal copied beside it (PERSIST's zeroed
+  // one, or one a new transaction began after our database copy) must not be replayed.
+  verdict.discard_staged_journal = true;
   return verdict;
 }
 

@@ -51,12 +51,35 @@ struct Verdict {
   bool consistent = false;
   Need need = Need::nothing_more;  // when consistent: what must still be checked
   std::string reason;              // why not (for the debug log and the final error)
+  bool discard_staged_journal = false;  // when consistent: delete the copied -journal
 };
 
 // Judges a copy taken between `before` and `after`; `staged_wal` and `staged_journal` are
 // the markers of the copies themselves, `staged_journal_path` the copied journal.
+// Whether two journal headers are both hot and belong to the same transaction: SQLite writes
+// a fresh random nonce (offset 12) and the database size at its start (16) into every new
+// journal header. The record count at 8 may legitimately grow while the transaction spills
+// more pages, so it is not compared.
+bool same_journal_transaction(const MemberState& a, const MemberState& b) noexcept;
+
+// `journal_copied_in_commit_phase`: the staged journal was copied before the database, while
+// journal_in_commit_phase() held (otherwise it was copied after the database).
 Verdict judge(const SetState& before, const SetState& after, const MemberState& staged_wal,
-              const MemberState& staged_journal, const std::filesystem::path& staged_journal_path);
+              const MemberState& staged_journal, const std::filesystem::path& staged_journal_path,
+              bool journal_copied_in_commit_phase = false);
+
+// Whether the transaction whose journal was copied to `staged_journal` had reached its commit
+// when `database` (the source's header) was read: page 1 then shows the counter T's journal
+// recorded as original, plus one. Page 1 reaches the database file only in the commit:
+// the b-tree keeps it referenced for the whole write transaction, so the page cache never
+// spills it, and the commit writes the dirty pages in page order after syncing the journal
+// for the last time. So a journal copied after that point holds every record of T.
+// (Owners in exclusive locking mode do not bump the counter: this never holds for them.)
+bool journal_in_commit_phase(const MemberState& database,
+                             const std::filesystem::path& staged_journal);
+
+// Whether two database headers carry the same change counter (offset 24).
+bool same_change_counter(const MemberState& a, const MemberState& b) noexcept;
 
 // Whether the WAL in this state has a valid header, i.e. holds a live generation of frames.
 bool has_live_wal(const SetState& state) noexcept;

@@ -8,6 +8,8 @@
 
 #include <atomic>
 #include <functional>
+#include <mutex>
+#include <optional>
 #include <sqlite_backup/sqlite_backup.hpp>
 #include <string>
 #include <thread>
@@ -152,6 +154,115 @@ TEST_F(SnapshotTest, RollbackCommitInTheMiddleOfTheDatabaseCopyIsCaught) {
   EXPECT_EQ(query_int(out_dir_ / "copy.sqlite", "SELECT count(*) FROM t WHERE v = 'rewritten'"),
             4000);
   EXPECT_GE(report.attempts, 2);
+}
+
+// Collects the library's debug records while it lives.
+class DebugLog {
+ public:
+  DebugLog() : saved_level_(sb::log_level()) {
+    sb::set_log_level(sb::LogLevel::debug);
+    sb::set_log_sink([this](const sb::LogRecord& record) {
+      const std::lock_guard lock(mutex_);
+      text_ += record.message + "\n";
+    });
+  }
+  DebugLog(const DebugLog&) = delete;
+  DebugLog& operator=(const DebugLog&) = delete;
+  ~DebugLog() {
+    sb::set_log_sink({});
+    sb::set_log_level(saved_level_);
+  }
+  std::string text() {
+    const std::lock_guard lock(mutex_);
+    return text_;
+  }
+
+ private:
+  sb::LogLevel saved_level_;
+  std::mutex mutex_;
+  std::string text_;
+};
+
+// A rejected attempt leaves its copy of the database behind, and the next attempt brings it
+// up to date (rewriting only what differs) instead of copying the whole file again. The
+// commit here lands after the first copy is complete, so that copy is rejected (the change
+// counter moved) and the retry must pick up exactly the committed state.
+TEST_F(SnapshotTest, RetryRefreshesTheEarlierCopyToTheNewState) {
+  create_database(source_, 300);
+  DebugLog log;
+  bool committed = false;
+  sb::Report report;
+  sb::sqlite_backup(source_, out_dir_ / "copy.sqlite",
+                    {.on_progress =
+                         [&](const sb::CopyProgress& progress) {
+                           if (progress.attempt == 1 && !committed &&
+                               progress.bytes_done >= fs::file_size(source_)) {
+                             committed = true;
+                             write_as_another_writer(source_, kInsert500);
+                           }
+                         },
+                     .report = &report});
+  ASSERT_TRUE(committed);
+  EXPECT_EQ(report.attempts, 2);
+  EXPECT_NE(log.text().find("refreshed the copy of"), std::string::npos) << log.text();
+  EXPECT_EQ(count_rows(out_dir_ / "copy.sqlite"), 800);
+  EXPECT_EQ(query_text(out_dir_ / "copy.sqlite", "PRAGMA integrity_check"), "ok");
+}
+
+// The refresh reads the source to its end as it is then: a database that shrank between
+// attempts (VACUUM after a large delete) must leave a copy of its new length, not the old
+// tail behind the new pages.
+TEST_F(SnapshotTest, RetryAfterTheSourceShrankCutsTheCopyToTheNewLength) {
+  exec_sql(source_,
+           "PRAGMA journal_mode=DELETE; CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);"
+           "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000)"
+           " INSERT INTO t(v) SELECT hex(randomblob(300)) FROM n;");
+  const auto size_before = fs::file_size(source_);
+  bool shrank = false;
+  sb::Report report;
+  sb::sqlite_backup(source_, out_dir_ / "copy.sqlite",
+                    {.on_progress =
+                         [&](const sb::CopyProgress& progress) {
+                           if (progress.attempt == 1 && !shrank &&
+                               progress.bytes_done >= size_before) {
+                             shrank = true;
+                             write_as_another_writer(source_, "DELETE FROM t WHERE id > 100; VACUUM;");
+                           }
+                         },
+                     .report = &report});
+  ASSERT_TRUE(shrank);
+  ASSERT_LT(fs::file_size(source_), size_before / 4);
+  EXPECT_EQ(report.attempts, 2);
+  EXPECT_EQ(fs::file_size(out_dir_ / "copy.sqlite"), fs::file_size(source_));
+  EXPECT_EQ(count_rows(out_dir_ / "copy.sqlite"), 100);
+  EXPECT_EQ(query_text(out_dir_ / "copy.sqlite", "PRAGMA integrity_check"), "ok");
+}
+
+// A transaction that begins during the copy but has not written the database yet (its
+// journal exists, without the magic SQLite writes only when it syncs the journal before
+// touching the database) changes nothing we copied: the copy is accepted at once, and the
+// uncommitted row is not in it. (Rejecting it made every attempt fail while a writer was
+// between commits, which with busy writers is nearly always.)
+TEST_F(SnapshotTest, TransactionThatBeganButHasNotWrittenTheDatabaseDoesNotSpoilTheCopy) {
+  create_database(source_, 300);
+  std::optional<OwnerProcess> writer;
+  sb::Report report;
+  sb::sqlite_backup(source_, out_dir_ / "copy.sqlite",
+                    {.copy_retry = 1,
+                     .on_progress =
+                         [&](const sb::CopyProgress& progress) {
+                           if (!writer && progress.bytes_done >= fs::file_size(source_)) {
+                             writer.emplace(kOwnerExe, source_, "open-transaction", 0);
+                           }
+                         },
+                     .report = &report});
+  ASSERT_TRUE(writer && writer->ready()) << (writer ? writer->output() : "not started");
+  ASSERT_TRUE(fs::exists(source_dir_ / "live.sqlite-journal"));
+  EXPECT_EQ(report.attempts, 1);
+  EXPECT_EQ(count_rows(out_dir_ / "copy.sqlite"), 300);
+  EXPECT_EQ(query_int(out_dir_ / "copy.sqlite", "SELECT count(*) FROM t WHERE v LIKE '%uncommitted%'"),
+            0);
+  EXPECT_FALSE(fs::exists(out_dir_ / "copy.sqlite-journal"));
 }
 
 // Distinct calls may run concurrently on distinct destinations (the header promises it),

@@ -35,6 +35,10 @@ constexpr const char* kUsage =
     "PATH-journal\n"
     "                      holds the originals; writes FILE and waits to be SIGKILLed (exits 3 on\n"
     "                      SIGTERM without committing)\n"
+    "  open-transaction    journal_mode=DELETE, synchronous=FULL; inserts N rows (committed), then\n"
+    "                      begins a transaction that updates one row and leaves it open: PATH-journal\n"
+    "                      exists but is not hot yet (SQLite writes its magic only when it syncs it\n"
+    "                      before writing PATH), and PATH is unchanged; rolls back on SIGTERM/SIGINT\n"
     "  stomp               creates PATH with N rows if missing, then (no SQLite) rewrites the "
     "header's\n"
     "                      change counter (bytes 24-27) in a tight loop until SIGTERM/SIGINT\n"
@@ -254,6 +258,29 @@ int die_mid_transaction(const Arguments& args) {
   return 3;
 }
 
+int hold_open_transaction(const Arguments& args) {
+  Database db(args.db);
+  expect_pragma(db, "journal_mode=DELETE", "delete");
+  db.exec("PRAGMA synchronous=FULL");
+  create_table(db);
+  insert_rows(db, args.rows, false);
+  const std::string committed = read_whole(args.db);
+  db.exec("BEGIN IMMEDIATE; UPDATE t SET v = v || ' (uncommitted)' WHERE id = 1;");
+  // The state the tests need: a journal being written, not yet hot, and the database file
+  // untouched. Refuse to announce anything else.
+  const std::string journal = read_whole(args.db + "-journal");
+  if (journal.size() < 28 || journal.compare(0, 8, std::string(8, '\0')) != 0) {
+    die("open-transaction: " + args.db + "-journal is missing or already hot");
+  }
+  if (read_whole(args.db) != committed) {
+    die("open-transaction: the transaction wrote into " + args.db + " before its commit");
+  }
+  announce_ready(args.ready);
+  wait_for_stop();
+  db.close();  // rolls the open transaction back
+  return 0;
+}
+
 int stomp(const Arguments& args) {
   if (::access(args.db.c_str(), F_OK) != 0) {
     Database db(args.db);
@@ -301,6 +328,7 @@ int main(int argc, char** argv) {
   if (args.mode == "exclusive") return hold_wal(args, true);
   if (args.mode == "rollback-exclusive") return hold_rollback_exclusive(args);
   if (args.mode == "hot-journal") return die_mid_transaction(args);
+  if (args.mode == "open-transaction") return hold_open_transaction(args);
   if (args.mode == "stomp") return stomp(args);
   usage_error("unknown mode " + args.mode);
 }
