@@ -154,8 +154,8 @@ RefreshOutcome refresh_file_contents(int source_fd, const std::filesystem::path&
   RefreshOutcome outcome;
   for (;;) {
     const std::uint64_t offset = outcome.bytes;
-    const std::size_t n = read_at(source_fd, std::span(source_buffer.get(), kBuffer), offset,
-                                  source_path);
+    const std::size_t n =
+        read_at(source_fd, std::span(source_buffer.get(), kBuffer), offset, source_path);
     const std::size_t m = read_at(copy_fd, std::span(copy_buffer.get(), n), offset, copy_path);
     if (m != n || std::memcmp(source_buffer.get(), copy_buffer.get(), n) != 0) {
       // A writer changes a few pages here and there: rewrite only the runs of 4 KiB blocks
@@ -166,8 +166,9 @@ RefreshOutcome refresh_file_contents(int source_fd, const std::filesystem::path&
       while (at < n) {
         const auto differs = [&](std::size_t from) {
           const std::size_t len = std::min(kBlock, n - from);
-          return from >= m || std::memcmp(source_buffer.get() + from, copy_buffer.get() + from,
-                                          std::min(len, m - from)) != 0 ||
+          return from >= m ||
+                 std::memcmp(source_buffer.get() + from, copy_buffer.get() + from,
+                             std::min(len, m - from)) != 0 ||
                  from + len > m;
         };
         if (!differs(at)) {

@@ -98,8 +98,8 @@ const std::filesystem::path& shown_path(const std::filesystem::path& staged,
 // attempt left is brought up to date instead of written again.
 MemberCopy copy_member(const std::filesystem::path& source, io::UniqueFd in,
                        const std::filesystem::path& staged, const Settings& settings,
-                       std::uint64_t done_before, std::uint64_t total, int attempt,
-                       bool refresh, const std::function<void()>& between_chunks = {}) {
+                       std::uint64_t done_before, std::uint64_t total, int attempt, bool refresh,
+                       const std::function<void()>& between_chunks = {}) {
   MemberCopy result;
   if (!in) in = io::open_source_file(source);
   if (!in) {
@@ -146,8 +146,7 @@ MemberCopy copy_member(const std::filesystem::path& source, io::UniqueFd in,
 bool copy_journal_in_commit_phase(const discover::DatabaseFiles& source,
                                   const discover::DatabaseFiles& staged_files,
                                   const validate::MemberState& journal,
-                                  const validate::MemberState& database,
-                                  const Settings& settings) {
+                                  const validate::MemberState& database, const Settings& settings) {
   io::UniqueFd in = io::open_source_file(source.journal);
   if (!in || !io::stat_fd(in.get(), source.journal).same_file(journal.stat)) return false;
   const std::filesystem::path& shown = shown_path(staged_files.journal, settings);
@@ -204,9 +203,9 @@ SetCopy copy_members(const std::vector<Member>& members, io::UniqueFd held_journ
     if (is_journal && journal_already_copied) continue;
     // Only the journal member takes the descriptor held since before the first look.
     io::UniqueFd held = is_journal ? std::exchange(held_journal, io::UniqueFd()) : io::UniqueFd();
-    const MemberCopy done = copy_member(
-        *member.source, std::move(held), member.staged, settings, copy.bytes, total, attempt,
-        is_database && refresh_database, is_database ? while_copying_database : nullptr);
+    const MemberCopy done = copy_member(*member.source, std::move(held), member.staged, settings,
+                                        copy.bytes, total, attempt, is_database && refresh_database,
+                                        is_database ? while_copying_database : nullptr);
     copy.bytes += done.bytes;
     if (done.vanished) copy.settled = false;
     if (is_database) copy.database_proved_equal = done.refreshed && done.bytes_rewritten == 0;
@@ -242,9 +241,8 @@ validate::Verdict judge_copy(const discover::DatabaseFiles& source,
                     shown_path(staged_files.database, settings));
   }
   if (!source_fd) return {false, validate::Need::nothing_more, "the database was deleted"};
-  const io::RefreshOutcome comparison =
-      io::refresh_file_contents(source_fd.get(), source.database, copy_fd.get(),
-                                shown_path(staged_files.database, settings));
+  const io::RefreshOutcome comparison = io::refresh_file_contents(
+      source_fd.get(), source.database, copy_fd.get(), shown_path(staged_files.database, settings));
   if (comparison.bytes_rewritten != 0) {
     return {false, validate::Need::nothing_more,
             "the database changed during the copy (contents differ)"};
@@ -312,8 +310,8 @@ Outcome copy_consistent_set(const discover::DatabaseFiles& source,
       const validate::MemberState database =
           validate::capture_member(source.database, validate::kDatabaseHeaderSize);
       if (!validate::same_change_counter(database, before.database)) {
-        journal_copied_in_commit_phase = copy_journal_in_commit_phase(
-            source, staged_files, before.journal, database, settings);
+        journal_copied_in_commit_phase =
+            copy_journal_in_commit_phase(source, staged_files, before.journal, database, settings);
       }
     };
 
@@ -327,18 +325,18 @@ Outcome copy_consistent_set(const discover::DatabaseFiles& source,
     if (before.wal.exists) total += before.wal.stat.size;
     if (before.journal.exists) total += before.journal.stat.size;
 
-    const SetCopy copy = copy_members(members, std::move(held_journal), source, settings, total,
-                                      attempt, refresh_database, watch,
-                                      journal_copied_in_commit_phase);
+    const SetCopy copy =
+        copy_members(members, std::move(held_journal), source, settings, total, attempt,
+                     refresh_database, watch, journal_copied_in_commit_phase);
     outcome.bytes = copy.bytes;
 
     const validate::Verdict verdict =
-        copy.settled
-            ? judge_copy(source, staged_files, before, copy.database_proved_equal,
-                         journal_copied_in_commit_phase, settings)
-            : validate::Verdict{false, validate::Need::nothing_more,
-                                settings.copy_function ? "the copy function reported a change"
-                                                       : "a file vanished while it was being copied"};
+        copy.settled ? judge_copy(source, staged_files, before, copy.database_proved_equal,
+                                  journal_copied_in_commit_phase, settings)
+                     : validate::Verdict{false, validate::Need::nothing_more,
+                                         settings.copy_function
+                                             ? "the copy function reported a change"
+                                             : "a file vanished while it was being copied"};
     if (verdict.consistent) {
       if (verdict.discard_staged_journal) ::unlink(staged_files.journal.c_str());
       outcome.validated = true;

@@ -36,7 +36,6 @@ bool same_identity(const MemberState& a, const MemberState& b) noexcept {
   return a.exists == b.exists && (!a.exists || a.stat.same_file(b.stat));
 }
 
-
 std::string describe(const char* name, const MemberState& before, const MemberState& after) {
   if (before.exists && !after.exists)
     return fmt::format("the {} was deleted during the copy", name);

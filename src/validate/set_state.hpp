@@ -49,8 +49,8 @@ enum class Need { nothing_more, content_comparison };
 
 struct Verdict {
   bool consistent = false;
-  Need need = Need::nothing_more;  // when consistent: what must still be checked
-  std::string reason;              // why not (for the debug log and the final error)
+  Need need = Need::nothing_more;       // when consistent: what must still be checked
+  std::string reason;                   // why not (for the debug log and the final error)
   bool discard_staged_journal = false;  // when consistent: delete the copied -journal
 };
 

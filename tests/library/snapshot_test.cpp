@@ -163,7 +163,7 @@ class DebugLog {
     sb::set_log_level(sb::LogLevel::debug);
     sb::set_log_sink([this](const sb::LogRecord& record) {
       const std::lock_guard lock(mutex_);
-      text_ += record.message + "\n";
+      text_.append(record.message).append("\n");
     });
   }
   DebugLog(const DebugLog&) = delete;
@@ -220,16 +220,16 @@ TEST_F(SnapshotTest, RetryAfterTheSourceShrankCutsTheCopyToTheNewLength) {
   const auto size_before = fs::file_size(source_);
   bool shrank = false;
   sb::Report report;
-  sb::sqlite_backup(source_, out_dir_ / "copy.sqlite",
-                    {.on_progress =
-                         [&](const sb::CopyProgress& progress) {
-                           if (progress.attempt == 1 && !shrank &&
-                               progress.bytes_done >= size_before) {
-                             shrank = true;
-                             write_as_another_writer(source_, "DELETE FROM t WHERE id > 100; VACUUM;");
-                           }
-                         },
-                     .report = &report});
+  sb::sqlite_backup(
+      source_, out_dir_ / "copy.sqlite",
+      {.on_progress =
+           [&](const sb::CopyProgress& progress) {
+             if (progress.attempt == 1 && !shrank && progress.bytes_done >= size_before) {
+               shrank = true;
+               write_as_another_writer(source_, "DELETE FROM t WHERE id > 100; VACUUM;");
+             }
+           },
+       .report = &report});
   ASSERT_TRUE(shrank);
   ASSERT_LT(fs::file_size(source_), size_before / 4);
   EXPECT_EQ(report.attempts, 2);
@@ -260,9 +260,73 @@ TEST_F(SnapshotTest, TransactionThatBeganButHasNotWrittenTheDatabaseDoesNotSpoil
   ASSERT_TRUE(fs::exists(source_dir_ / "live.sqlite-journal"));
   EXPECT_EQ(report.attempts, 1);
   EXPECT_EQ(count_rows(out_dir_ / "copy.sqlite"), 300);
-  EXPECT_EQ(query_int(out_dir_ / "copy.sqlite", "SELECT count(*) FROM t WHERE v LIKE '%uncommitted%'"),
-            0);
+  EXPECT_EQ(
+      query_int(out_dir_ / "copy.sqlite", "SELECT count(*) FROM t WHERE v LIKE '%uncommitted%'"),
+      0);
   EXPECT_FALSE(fs::exists(out_dir_ / "copy.sqlite-journal"));
+}
+
+// The owner (tests/support/sqlite_owner pause-in-commit) stops inside a commit on a
+// PERSIST journal: its journal is hot and complete, page 1 already carries the new change
+// counter. The backup starts there, and the owner finishes its commit (zeroing the journal's
+// header, as PERSIST does) while the database is being copied. Copied after the database, the
+// journal would no longer be the transaction's, and the attempt would have to be thrown away;
+// copied first, in the commit phase, it is complete and rolls our copy back to the state
+// before the transaction.
+TEST_F(SnapshotTest, TransactionCaughtInItsCommitIsRolledBackWithItsJournalCopiedFirst) {
+  OwnerProcess owner(kOwnerExe, source_, "pause-in-commit", 12000);
+  ASSERT_TRUE(owner.ready()) << owner.output();
+  ASSERT_TRUE(owner.resume_until(".2")) << owner.output();
+  bool finished = false;
+  sb::Report report;
+  sb::sqlite_backup(source_, out_dir_ / "copy.sqlite",
+                    {.copy_retry = 1,
+                     .on_progress =
+                         [&](const sb::CopyProgress&) {
+                           if (!finished) finished = owner.resume_until(".3");
+                         },
+                     .report = &report});
+  ASSERT_TRUE(finished) << owner.output();
+  EXPECT_EQ(report.attempts, 1);
+  EXPECT_EQ(count_rows(out_dir_ / "copy.sqlite"), 12000);
+  EXPECT_EQ(query_int(out_dir_ / "copy.sqlite", "SELECT count(*) FROM t WHERE v LIKE 'rewritten%'"),
+            0);
+  EXPECT_EQ(query_text(out_dir_ / "copy.sqlite", "PRAGMA integrity_check"), "ok");
+}
+
+// Same owner, caught earlier: its journal is hot but the commit has not written the database
+// yet. During our copy the commit writes page 1 (the backup must notice between two chunks
+// and copy the journal then, while it is complete), and then finishes and zeroes the
+// journal's header before our copy ends.
+TEST_F(SnapshotTest, TransactionReachingItsCommitDuringTheCopyHasItsJournalCopiedThen) {
+  OwnerProcess owner(kOwnerExe, source_, "pause-in-commit", 12000);
+  ASSERT_TRUE(owner.ready()) << owner.output();
+  int chunks = 0;
+  bool reached_commit = false;
+  bool finished = false;
+  sb::Report report;
+  sb::sqlite_backup(source_, out_dir_ / "copy.sqlite",
+                    {.copy_retry = 1,
+                     .on_progress =
+                         [&](const sb::CopyProgress&) {
+                           ++chunks;
+                           if (!reached_commit) {
+                             reached_commit = owner.resume_until(".2");
+                           } else if (!finished) {
+                             finished = owner.resume_until(".3");
+                           }
+                         },
+                     .report = &report});
+  if (!finished && chunks < 2) {
+    GTEST_SKIP() << "the database was copied in one step (a reflink clone?): no moment "
+                    "between chunks to let the owner's commit advance";
+  }
+  ASSERT_TRUE(reached_commit && finished) << owner.output();
+  EXPECT_EQ(report.attempts, 1);
+  EXPECT_EQ(count_rows(out_dir_ / "copy.sqlite"), 12000);
+  EXPECT_EQ(query_int(out_dir_ / "copy.sqlite", "SELECT count(*) FROM t WHERE v LIKE 'rewritten%'"),
+            0);
+  EXPECT_EQ(query_text(out_dir_ / "copy.sqlite", "PRAGMA integrity_check"), "ok");
 }
 
 // Distinct calls may run concurrently on distinct destinations (the header promises it),

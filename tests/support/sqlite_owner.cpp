@@ -35,10 +35,23 @@ constexpr const char* kUsage =
     "PATH-journal\n"
     "                      holds the originals; writes FILE and waits to be SIGKILLed (exits 3 on\n"
     "                      SIGTERM without committing)\n"
-    "  open-transaction    journal_mode=DELETE, synchronous=FULL; inserts N rows (committed), then\n"
-    "                      begins a transaction that updates one row and leaves it open: PATH-journal\n"
-    "                      exists but is not hot yet (SQLite writes its magic only when it syncs it\n"
-    "                      before writing PATH), and PATH is unchanged; rolls back on SIGTERM/SIGINT\n"
+    "  open-transaction    journal_mode=DELETE, synchronous=FULL; inserts N rows (committed), "
+    "then\n"
+    "                      begins a transaction that updates one row and leaves it open: "
+    "PATH-journal\n"
+    "                      exists but is not hot yet (SQLite writes its magic only when it syncs "
+    "it\n"
+    "                      before writing PATH), and PATH is unchanged; rolls back on "
+    "SIGTERM/SIGINT\n"
+    "  pause-in-commit     journal_mode=PERSIST; commits N wide rows, then commits a transaction\n"
+    "                      rewriting every 8th row, pausing inside that commit twice: before its\n"
+    "                      first write to PATH (journal synced and hot, change counter not moved;\n"
+    "                      writes FILE) and right after writing page 1 (counter moved, journal "
+    "still\n"
+    "                      hot; writes FILE.2). SIGUSR1 resumes each pause; once the commit is "
+    "done\n"
+    "                      (journal header zeroed) it writes FILE.3 and holds until "
+    "SIGTERM/SIGINT\n"
     "  stomp               creates PATH with N rows if missing, then (no SQLite) rewrites the "
     "header's\n"
     "                      change counter (bytes 24-27) in a tight loop until SIGTERM/SIGINT\n"
@@ -281,6 +294,152 @@ int hold_open_transaction(const Arguments& args) {
   return 0;
 }
 
+// ---- pause-in-commit: a VFS shim that stops the commit at chosen writes ----------------
+//
+// The shim forwards everything to the default VFS; only xWrite on the main database file
+// looks at whether the commit is armed. Version-1 I/O methods suffice (rollback mode needs
+// no shared memory, and without xFetch SQLite does not memory-map).
+
+struct PausingFile {
+  sqlite3_file base;   // must come first: SQLite hands us this pointer
+  sqlite3_file* real;  // the default VFS's file, allocated right behind this struct
+  bool main_database;
+};
+
+sqlite3_vfs* g_real_vfs = nullptr;
+sqlite3_vfs g_pausing_vfs;
+bool g_commit_armed = false;
+int g_pauses_done = 0;
+std::string g_ready_file;
+
+sqlite3_file* real_of(sqlite3_file* file) { return reinterpret_cast<PausingFile*>(file)->real; }
+
+// Waits for SIGUSR1; a stop signal meanwhile ends the process at once, mid-commit (the
+// journal stays hot, as after a crash).
+void pause_until_resumed(const std::string& ready) {
+  announce_ready(ready);
+  sigset_t signals = stop_signals();
+  sigaddset(&signals, SIGUSR1);
+  int received = 0;
+  while (sigwait(&signals, &received) != 0) {
+  }
+  if (received != SIGUSR1) std::_Exit(3);
+}
+
+int pausing_write(sqlite3_file* file, const void* data, int amount, sqlite3_int64 offset) {
+  auto* self = reinterpret_cast<PausingFile*>(file);
+  const bool watched = self->main_database && g_commit_armed;
+  if (watched && g_pauses_done == 0) {
+    g_pauses_done = 1;
+    pause_until_resumed(g_ready_file);
+  }
+  const int rc = self->real->pMethods->xWrite(self->real, data, amount, offset);
+  if (watched && g_pauses_done == 1 && offset == 0) {
+    g_pauses_done = 2;
+    pause_until_resumed(g_ready_file + ".2");
+  }
+  return rc;
+}
+
+int pausing_close(sqlite3_file* file) {
+  sqlite3_file* real = real_of(file);
+  return real->pMethods != nullptr ? real->pMethods->xClose(real) : SQLITE_OK;
+}
+int pausing_read(sqlite3_file* f, void* data, int amount, sqlite3_int64 offset) {
+  return real_of(f)->pMethods->xRead(real_of(f), data, amount, offset);
+}
+int pausing_truncate(sqlite3_file* f, sqlite3_int64 size) {
+  return real_of(f)->pMethods->xTruncate(real_of(f), size);
+}
+int pausing_sync(sqlite3_file* f, int flags) {
+  return real_of(f)->pMethods->xSync(real_of(f), flags);
+}
+int pausing_file_size(sqlite3_file* f, sqlite3_int64* size) {
+  return real_of(f)->pMethods->xFileSize(real_of(f), size);
+}
+int pausing_lock(sqlite3_file* f, int level) {
+  return real_of(f)->pMethods->xLock(real_of(f), level);
+}
+int pausing_unlock(sqlite3_file* f, int level) {
+  return real_of(f)->pMethods->xUnlock(real_of(f), level);
+}
+int pausing_check_reserved(sqlite3_file* f, int* out) {
+  return real_of(f)->pMethods->xCheckReservedLock(real_of(f), out);
+}
+int pausing_file_control(sqlite3_file* f, int op, void* arg) {
+  return real_of(f)->pMethods->xFileControl(real_of(f), op, arg);
+}
+int pausing_sector_size(sqlite3_file* f) { return real_of(f)->pMethods->xSectorSize(real_of(f)); }
+int pausing_device_characteristics(sqlite3_file* f) {
+  return real_of(f)->pMethods->xDeviceCharacteristics(real_of(f));
+}
+
+const sqlite3_io_methods kPausingMethods = {1,
+                                            pausing_close,
+                                            pausing_read,
+                                            pausing_write,
+                                            pausing_truncate,
+                                            pausing_sync,
+                                            pausing_file_size,
+                                            pausing_lock,
+                                            pausing_unlock,
+                                            pausing_check_reserved,
+                                            pausing_file_control,
+                                            pausing_sector_size,
+                                            pausing_device_characteristics,
+                                            nullptr,
+                                            nullptr,
+                                            nullptr,
+                                            nullptr,
+                                            nullptr,
+                                            nullptr};
+
+int pausing_open(sqlite3_vfs*, sqlite3_filename name, sqlite3_file* file, int flags,
+                 int* out_flags) {
+  auto* self = reinterpret_cast<PausingFile*>(file);
+  self->real = reinterpret_cast<sqlite3_file*>(self + 1);
+  self->main_database = (flags & SQLITE_OPEN_MAIN_DB) != 0;
+  self->base.pMethods = nullptr;
+  const int rc = g_real_vfs->xOpen(g_real_vfs, name, self->real, flags, out_flags);
+  // SQLite calls xClose only when pMethods is set; set it whenever the real file needs one.
+  if (self->real->pMethods != nullptr) self->base.pMethods = &kPausingMethods;
+  return rc;
+}
+
+void register_pausing_vfs() {
+  g_real_vfs = sqlite3_vfs_find(nullptr);
+  if (g_real_vfs == nullptr) die("pause-in-commit: no default VFS");
+  g_pausing_vfs = *g_real_vfs;
+  g_pausing_vfs.zName = "pausing";
+  g_pausing_vfs.szOsFile = static_cast<int>(sizeof(PausingFile)) + g_real_vfs->szOsFile;
+  g_pausing_vfs.xOpen = pausing_open;
+  g_pausing_vfs.pNext = nullptr;
+  if (sqlite3_vfs_register(&g_pausing_vfs, 1) != SQLITE_OK) die("pause-in-commit: register VFS");
+}
+
+int pause_in_commit(const Arguments& args) {
+  sigset_t resume;
+  sigemptyset(&resume);
+  sigaddset(&resume, SIGUSR1);
+  sigprocmask(SIG_BLOCK, &resume, nullptr);
+  register_pausing_vfs();
+  g_ready_file = args.ready;
+  Database db(args.db);
+  expect_pragma(db, "journal_mode=PERSIST", "persist");
+  db.exec("PRAGMA synchronous=FULL");
+  create_table(db);
+  insert_rows(db, args.rows, true);
+  db.exec("BEGIN; UPDATE t SET v = 'rewritten ' || v WHERE id % 8 = 0;");
+  g_commit_armed = true;
+  db.exec("COMMIT");
+  g_commit_armed = false;
+  if (g_pauses_done != 2) die("pause-in-commit: the commit did not pause at both points");
+  announce_ready(args.ready + ".3");
+  wait_for_stop();
+  db.close();
+  return 0;
+}
+
 int stomp(const Arguments& args) {
   if (::access(args.db.c_str(), F_OK) != 0) {
     Database db(args.db);
@@ -329,6 +488,7 @@ int main(int argc, char** argv) {
   if (args.mode == "rollback-exclusive") return hold_rollback_exclusive(args);
   if (args.mode == "hot-journal") return die_mid_transaction(args);
   if (args.mode == "open-transaction") return hold_open_transaction(args);
+  if (args.mode == "pause-in-commit") return pause_in_commit(args);
   if (args.mode == "stomp") return stomp(args);
   usage_error("unknown mode " + args.mode);
 }

@@ -242,6 +242,11 @@ OwnerProcess::OwnerProcess(const fs::path& owner_exe, const fs::path& database,
   ready_ = wait_for_file(ready_dir_ / "ready", std::chrono::seconds(60), &child_);
 }
 
+bool OwnerProcess::resume_until(const std::string& suffix) {
+  child_.send_signal(SIGUSR1);
+  return wait_for_file(ready_dir_ / ("ready" + suffix), std::chrono::seconds(60), &child_);
+}
+
 OwnerProcess::~OwnerProcess() {
   if (stopped_) return;
   child_.send_signal(SIGTERM);

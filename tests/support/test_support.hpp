@@ -106,6 +106,9 @@ class OwnerProcess {
   ProcessResult stop();
   // stderr so far, for failure messages.
   [[nodiscard]] std::string output() const { return child_.stderr_so_far(); }
+  // For owners that pause in steps (pause-in-commit): sends SIGUSR1 and waits for the ready
+  // file with `suffix` (".2", ".3") that announces the next state. False if it never came.
+  bool resume_until(const std::string& suffix);
 
  private:
   TempDir ready_dir_{"sqlite_backup_owner"};
