@@ -3,6 +3,7 @@
 #include <sqlite3.h>
 
 #include <chrono>
+#include <cstdio>
 #include <thread>
 
 #include "error_internal.hpp"
@@ -85,6 +86,35 @@ sql::Database open_for_reading(const std::filesystem::path& database, const Conn
   sql::Database db(sql::file_uri(database, query), flags, connect.vfs, source);
   db.set_busy_timeout(static_cast<int>(connect.busy_timeout.count()));
   return db;
+}
+
+void roll_back_through(const std::filesystem::path& staged,
+                       const std::vector<std::filesystem::path>& journals, const Options& options,
+                       const std::filesystem::path& source) {
+  const std::filesystem::path hot_journal = staged.string() + "-journal";
+  for (const auto& journal : journals) {
+    if (::rename(journal.c_str(), hot_journal.c_str()) != 0) {
+      io::throw_errno(errno, "cannot prepare the rollback of the snapshot of", source);
+    }
+    sql::Database db = open_for_reading(staged, options.sqlite_connect_kwargs, false, source);
+    allow_cancellation(db, options);
+    // Private until commit: the rollback need not wait for the disk.
+    db.exec("PRAGMA synchronous=OFF", "cannot configure the snapshot of");
+    db.query_int("SELECT count(*) FROM sqlite_schema", "cannot roll back the snapshot of");
+    db.close();
+    // SQLite deletes a journal it has played back; one still there was not taken as hot,
+    // and the copy would be missing that rollback.
+    if (io::stat_path(hot_journal)) {
+      throw_error(ErrorKind::sqlite, source,
+                  "cannot roll back the snapshot of {}: SQLite did not play back the journal of a "
+                  "transaction that committed during the copy",
+                  quoted(source));
+    }
+  }
+  if (!journals.empty()) {
+    log_debug("rolled the snapshot of {} back through {} journal(s)", quoted(source),
+              journals.size());
+  }
 }
 
 DatabaseFacts recover_in_place(const std::filesystem::path& staged, const Options& options,

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <sqlite_backup/sqlite_backup.hpp>
+#include <vector>
 
 #include "sqlite/handle.hpp"
 
@@ -23,6 +24,14 @@ struct DatabaseFacts {
 // the staged path.
 DatabaseFacts recover_in_place(const std::filesystem::path& staged, const Options& options,
                                const std::filesystem::path& source);
+
+// Rolls the staged copy back through each journal in `journals` (newest first), one after
+// the other: each is moved beside the copy as its -journal, and SQLite, opening the copy,
+// finds it hot and plays it back (checksums, original size), then deletes it. Errors name
+// `source`.
+void roll_back_through(const std::filesystem::path& staged,
+                       const std::vector<std::filesystem::path>& journals, const Options& options,
+                       const std::filesystem::path& source);
 
 // Opens a database for reading as the caller's connect options say (URI-escaped path).
 sql::Database open_for_reading(const std::filesystem::path& database, const ConnectOptions& connect,

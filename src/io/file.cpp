@@ -125,6 +125,24 @@ void write_all_at(int fd, std::span<const std::byte> data, std::uint64_t offset,
   }
 }
 
+bool sqlite_exclusive_lock_held(const std::filesystem::path& path) noexcept {
+  // SQLite's lock bytes (os_unix.c): PENDING at 1 GiB, RESERVED after it, then 510 SHARED
+  // bytes; EXCLUSIVE is a write lock over the SHARED range.
+  constexpr off_t kSharedFirst = 0x40000000 + 2;
+  constexpr off_t kSharedSize = 510;
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+  if (fd < 0) return false;
+  struct flock probe {};
+  probe.l_type = F_WRLCK;
+  probe.l_whence = SEEK_SET;
+  probe.l_start = kSharedFirst;
+  probe.l_len = kSharedSize;
+  probe.l_pid = 0;  // required by F_OFD_GETLK
+  const bool asked = ::fcntl(fd, F_OFD_GETLK, &probe) == 0;
+  ::close(fd);  // we hold no lock on it, so closing drops nothing of anyone's
+  return asked && probe.l_type == F_WRLCK;
+}
+
 void sync_fd(int fd, const std::filesystem::path& path_for_errors) {
   if (::fsync(fd) != 0) throw_errno(errno, "cannot sync", path_for_errors);
 }

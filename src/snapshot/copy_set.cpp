@@ -139,20 +139,19 @@ MemberCopy copy_member(const std::filesystem::path& source, io::UniqueFd in,
   return result;
 }
 
-// Copies T's journal (whose header is `journal`) once T has reached its commit, as the
-// database header `database` (read before this call) shows (see
-// validate::journal_in_commit_phase): then the copy is complete and stays valid however T's
-// journal ends. True when that worked; otherwise nothing is left staged.
-bool copy_journal_in_commit_phase(const discover::DatabaseFiles& source,
-                                  const discover::DatabaseFiles& staged_files,
-                                  const validate::MemberState& journal,
-                                  const validate::MemberState& database, const Settings& settings) {
+// Copies T's journal (whose header is `journal`) to `staged` if T has reached its commit, as
+// the database header `database` (read before the journal's) shows (see
+// validate::journal_in_commit_phase): then the copy is complete, and stays valid however T's
+// journal ends. Leaves nothing staged when that is not so.
+std::optional<validate::CommitJournal> copy_journal_in_commit_phase(
+    const discover::DatabaseFiles& source, const std::filesystem::path& staged,
+    const validate::MemberState& journal, const validate::MemberState& database,
+    const Settings& settings) {
   io::UniqueFd in = io::open_source_file(source.journal);
-  if (!in || !io::stat_fd(in.get(), source.journal).same_file(journal.stat)) return false;
-  const std::filesystem::path& shown = shown_path(staged_files.journal, settings);
+  if (!in || !io::stat_fd(in.get(), source.journal).same_file(journal.stat)) return std::nullopt;
+  const std::filesystem::path& shown = shown_path(staged, settings);
   {
-    io::UniqueFd out(
-        ::open(staged_files.journal.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+    io::UniqueFd out(::open(staged.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
     if (!out) io::throw_errno(errno, "cannot create a temporary file for", shown);
     io::copy_file_contents(in.get(), source.journal, out.get(), shown);
   }
@@ -161,12 +160,13 @@ bool copy_journal_in_commit_phase(const discover::DatabaseFiles& source,
   const validate::MemberState now =
       validate::capture_member(source.journal, validate::kJournalHeaderSize);
   if (now.exists && now.stat.same_file(journal.stat) &&
-      validate::same_journal_transaction(journal, now) &&
-      validate::journal_in_commit_phase(database, staged_files.journal)) {
-    return true;
+      validate::same_journal_transaction(journal, now)) {
+    if (const auto original = validate::journal_in_commit_phase(database, staged)) {
+      return validate::CommitJournal{staged, journal, *original};
+    }
   }
-  ::unlink(staged_files.journal.c_str());
-  return false;
+  ::unlink(staged.c_str());
+  return std::nullopt;
 }
 
 void remove_staged(const std::vector<Member>& members) {
@@ -220,14 +220,15 @@ SetCopy copy_members(const std::vector<Member>& members, io::UniqueFd held_journ
 validate::Verdict judge_copy(const discover::DatabaseFiles& source,
                              const discover::DatabaseFiles& staged_files,
                              const validate::SetState& before, bool database_proved_equal,
-                             bool journal_copied_in_commit_phase, const Settings& settings) {
+                             const std::vector<validate::CommitJournal>& commits,
+                             const Settings& settings) {
   const validate::MemberState staged_wal =
       validate::capture_member(staged_files.wal, validate::kWalHeaderSize);
   const validate::MemberState staged_journal =
       validate::capture_member(staged_files.journal, validate::kJournalHeaderSize);
   const auto judge_against = [&](const validate::SetState& state) {
     return validate::judge(before, state, staged_wal, staged_journal, staged_files.journal,
-                           journal_copied_in_commit_phase);
+                           commits);
   };
   validate::Verdict verdict = judge_against(validate::capture(source));
   if (!verdict.consistent || verdict.need != validate::Need::content_comparison ||
@@ -242,7 +243,9 @@ validate::Verdict judge_copy(const discover::DatabaseFiles& source,
   }
   if (!source_fd) return {false, validate::Need::nothing_more, "the database was deleted"};
   const io::RefreshOutcome comparison = io::refresh_file_contents(
-      source_fd.get(), source.database, copy_fd.get(), shown_path(staged_files.database, settings));
+      source_fd.get(), source.database, copy_fd.get(), shown_path(staged_files.database, settings),
+      [&](std::uint64_t) { return !detail::cancelled(settings.cancel); });
+  detail::throw_if_cancelled(settings.cancel, source.database);
   if (comparison.bytes_rewritten != 0) {
     return {false, validate::Need::nothing_more,
             "the database changed during the copy (contents differ)"};
@@ -295,24 +298,46 @@ Outcome copy_consistent_set(const discover::DatabaseFiles& source,
     remove_staged({{&source.wal, staged_files.wal}, {&source.journal, staged_files.journal}});
     if (!refresh_database) remove_staged({{&source.database, staged_files.database}});
 
-    // A transaction T in progress (hot journal): once its commit has begun writing the
-    // database, its journal is complete and can be copied whole at that moment, before the
-    // database copy ends; then T may end (and a successor reuse a PERSIST or TRUNCATE
-    // journal) during the copy without spoiling it. Checked before the copy and between its
-    // chunks, by the change counter, which T's commit moves first.
-    const bool watch_for_commit =
-        held_journal && !settings.copy_function && validate::journal_is_hot(before.journal);
-    bool journal_copied_in_commit_phase =
-        watch_for_commit && copy_journal_in_commit_phase(source, staged_files, before.journal,
-                                                         before.database, settings);
+    // Rollback mode: every commit (outside exclusive locking mode) moves the change counter
+    // with its first write to the database, page 1. Watching it before the copy and between
+    // its chunks, we copy the journal of each transaction seen committing while it is in its
+    // commit phase, complete (validate::journal_in_commit_phase); the copy is then judged as
+    // that chain of commits, and rolled back through them. Writers that commit faster than
+    // the database can be copied no longer spoil every attempt.
+    std::vector<validate::CommitJournal> commits;
+    bool journal_covered = false;  // by the chain: the journal is not copied after the database
+    const bool watch_commits =
+        settings.commit_chains && !settings.copy_function && !before.wal.exists;
+    std::uint32_t counter_seen = validate::change_counter(before.database);
+    const auto capture_commit = [&](const validate::MemberState& database) {
+      const validate::MemberState journal =
+          validate::capture_member(source.journal, validate::kJournalHeaderSize);
+      if (!validate::journal_is_hot(journal) ||
+          (!commits.empty() &&
+           validate::same_journal_transaction(commits.back().header, journal))) {
+        return;
+      }
+      const std::filesystem::path staged_commit =
+          staged_files.journal.string() + "." + std::to_string(commits.size() + 1);
+      if (auto commit =
+              copy_journal_in_commit_phase(source, staged_commit, journal, database, settings)) {
+        commits.push_back(std::move(*commit));
+        journal_covered = true;
+      }
+    };
+    const auto forget_commits = [&] {
+      for (const auto& commit : commits) ::unlink(commit.staged.c_str());
+      commits.clear();
+    };
+    if (watch_commits && validate::journal_is_hot(before.journal)) capture_commit(before.database);
     const std::function<void()> watch = [&] {
-      if (!watch_for_commit || journal_copied_in_commit_phase) return;
+      if (!watch_commits) return;
       const validate::MemberState database =
           validate::capture_member(source.database, validate::kDatabaseHeaderSize);
-      if (!validate::same_change_counter(database, before.database)) {
-        journal_copied_in_commit_phase =
-            copy_journal_in_commit_phase(source, staged_files, before.journal, database, settings);
-      }
+      const std::uint32_t counter = validate::change_counter(database);
+      if (counter == counter_seen) return;
+      counter_seen = counter;
+      capture_commit(database);
     };
 
     // Database first, then the WAL, then the journal (unless already copied): judge()
@@ -325,26 +350,33 @@ Outcome copy_consistent_set(const discover::DatabaseFiles& source,
     if (before.wal.exists) total += before.wal.stat.size;
     if (before.journal.exists) total += before.journal.stat.size;
 
-    const SetCopy copy =
-        copy_members(members, std::move(held_journal), source, settings, total, attempt,
-                     refresh_database, watch, journal_copied_in_commit_phase);
+    const SetCopy copy = copy_members(members, std::move(held_journal), source, settings, total,
+                                      attempt, refresh_database, watch, journal_covered);
     outcome.bytes = copy.bytes;
 
     const validate::Verdict verdict =
-        copy.settled ? judge_copy(source, staged_files, before, copy.database_proved_equal,
-                                  journal_copied_in_commit_phase, settings)
+        copy.settled ? judge_copy(source, staged_files, before, copy.database_proved_equal, commits,
+                                  settings)
                      : validate::Verdict{false, validate::Need::nothing_more,
                                          settings.copy_function
                                              ? "the copy function reported a change"
                                              : "a file vanished while it was being copied"};
     if (verdict.consistent) {
       if (verdict.discard_staged_journal) ::unlink(staged_files.journal.c_str());
+      for (auto commit = commits.rbegin(); commit != commits.rend(); ++commit) {
+        outcome.journals_to_roll_back.push_back(commit->staged);
+      }
+      if (!commits.empty()) {
+        log_debug("attempt {}: {} commit(s) during the copy, each journal copied in its commit",
+                  attempt, commits.size());
+      }
       outcome.validated = true;
       log_debug("attempt {}: the copy of {} is one consistent state", attempt,
                 quoted(source.database));
       return outcome;
     }
     outcome.last_reason = verdict.reason;
+    forget_commits();
     // A -wal file (even an empty one) means WAL mode; without one, rollback mode.
     last_seen = before.wal.exists ? std::pair{Cycle::wal_generation, before.wal}
                                   : std::pair{Cycle::transaction, before.journal};

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <functional>
 #include <sqlite_backup/sqlite_backup.hpp>
+#include <vector>
 
 #include "discover/database_files.hpp"
 
@@ -18,6 +19,9 @@ struct Settings {
   const std::atomic<bool>* cancel = nullptr;
   std::function<void(const CopyProgress&)> on_progress;
   bool start_writeback = false;  // the copy will be fsynced: start writing it out early
+  // Follow commits during the copy and hand back their journals to roll back through (see
+  // Outcome); off where the caller wants the set of files as it was (copy_all_files).
+  bool commit_chains = true;
   // What write errors name: the user's destination rather than our staging file (empty: the
   // staging file).
   std::filesystem::path destination_for_errors;
@@ -28,6 +32,10 @@ struct Outcome {
   bool validated = false;   // false: every attempt saw a change; the last copy is staged anyway
   std::string last_reason;  // why the last rejected attempt was rejected
   std::uint64_t bytes = 0;  // bytes copied by the accepted (or last) attempt
+  // Journals of transactions that committed during the accepted copy, newest first: the
+  // staged database must be rolled back through each, in this order, before it is opened
+  // for anything else (finalize::roll_back_through).
+  std::vector<std::filesystem::path> journals_to_roll_back;
 };
 
 // Copies the database at `source` and its -wal/-journal into `staged` (a database path in a

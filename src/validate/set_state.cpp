@@ -4,6 +4,7 @@
 #include <cstring>
 #include <memory>
 #include <span>
+#include <vector>
 
 #include "error_internal.hpp"
 
@@ -43,20 +44,109 @@ std::string describe(const char* name, const MemberState& before, const MemberSt
   return fmt::format("the {} was replaced by another file during the copy", name);
 }
 
+// An owner in locking_mode=EXCLUSIVE keeps SQLite's EXCLUSIVE lock between transactions, and
+// counts only some of its commits in the change counter (the first after taking the lock or
+// after a rollback); other owners hold EXCLUSIVE only inside a commit, with a hot journal
+// (or for an instant around it, which only costs a retry). Checks that count commits
+// cannot be used while this shows.
+bool uncounted_commits_possible(const SetState& state) noexcept {
+  return state.exclusive_lock_held && !journal_is_hot(state.journal);
+}
+
+// Transactions T1..Tk committed while we copied the database, and we copied each one's
+// journal in its commit phase, so each copy holds every record of its transaction (see
+// journal_in_commit_phase()). In rollback mode (not in exclusive locking mode, where the
+// counter does not move and no journal is ever taken as in its commit phase) every commit
+// increments page 1's change counter exactly once, and only the holder of the write lock
+// writes the database file, one transaction at a time. So the chain covers every write to
+// the database during the copy if the counters leave no gap:
+//   - T1 started from the counter seen before the copy (or was already committing then, its
+//     journal the hot one we saw, and the counter showed its own increment);
+//   - each Ti+1 started from Ti's counter plus one;
+//   - after the copy the counter is Tk's plus one, and no journal is hot unless it is still
+//     Tk's (a successor's hot journal would mean it may have spilled pages into the file).
+// Rolling our copy back through Tk, ..., T1 then restores, page by page, what each page held
+// before the first transaction that touched it during the copy, i.e. the state before T1:
+// every page of our copy holds either that or a later version written by one of the Ti,
+// whose original the rollback puts back. Not caught, as for the single-journal case: a
+// transaction that spilled pages and rolled back entirely within the copy. Owners that do
+// not count every commit (exclusive locking mode) are recognised by the lock they keep.
+Verdict judge_commit_chain(const SetState& before, const SetState& after,
+                           const std::vector<CommitJournal>& commits) {
+  Verdict verdict;
+  if (uncounted_commits_possible(before) || uncounted_commits_possible(after)) {
+    verdict.reason =
+        "the owner holds an exclusive lock between transactions (locking_mode=EXCLUSIVE), and "
+        "does not count every commit";
+    return verdict;
+  }
+  const std::uint32_t counter_before = big_endian_u32(before.database, 24);
+  const CommitJournal& first = commits.front();
+  if (journal_is_hot(before.journal)) {
+    // The transaction in progress when we began must be the first of the chain.
+    if (!same_journal_transaction(before.journal, first.header) ||
+        !(first.original_counter == counter_before ||
+          first.original_counter + 1 == counter_before)) {
+      verdict.reason = "the transaction in progress before the copy is not the first commit seen";
+      return verdict;
+    }
+  } else if (first.original_counter != counter_before) {
+    verdict.reason = fmt::format(
+        "a commit during the copy was missed (change counter {} before, first commit from {})",
+        counter_before, first.original_counter);
+    return verdict;
+  }
+  for (std::size_t i = 1; i < commits.size(); ++i) {
+    if (commits[i].original_counter != commits[i - 1].original_counter + 1) {
+      verdict.reason =
+          fmt::format("a commit during the copy was missed (change counter {} -> {})",
+                      commits[i - 1].original_counter + 1, commits[i].original_counter);
+      return verdict;
+    }
+  }
+  const CommitJournal& last = commits.back();
+  const std::uint32_t counter_after = big_endian_u32(after.database, 24);
+  if (counter_after != last.original_counter + 1) {
+    verdict.reason =
+        fmt::format("a commit after the last one seen during the copy (change counter {} -> {})",
+                    last.original_counter + 1, counter_after);
+    return verdict;
+  }
+  if (journal_is_hot(after.journal) && !same_journal_transaction(last.header, after.journal)) {
+    verdict.reason = "a write transaction began writing the database during the copy";
+    return verdict;
+  }
+  verdict.consistent = true;
+  return verdict;
+}
+
+// SQLite's record checksum: the segment's nonce plus every 200th byte of the page, from the
+// end (pager_cksum in pager.c).
+std::uint32_t record_checksum(std::uint32_t nonce, std::span<const unsigned char> page) noexcept {
+  std::uint32_t sum = nonce;
+  for (std::size_t i = page.size() - 200; i > 0 && i < page.size(); i -= 200) sum += page[i];
+  return sum;
+}
+
+std::uint32_t be32(const unsigned char* p) noexcept {
+  return (std::uint32_t{p[0]} << 24) | (std::uint32_t{p[1]} << 16) | (std::uint32_t{p[2]} << 8) |
+         std::uint32_t{p[3]};
+}
+
 // The change counter page 1 had when transaction T began, from T's journal: the first
 // record of page 1 holds its original. A journal is a sequence of segments, each a header
 // (padded to the sector size) followed by its records (page number, page, checksum); a
-// record count of 0xffffffff means "up to the end of the file". nullopt when T never
-// journaled page 1 (it has not reached its commit, which always does).
+// record count of 0xffffffff means "up to the end of the file". Records are read as SQLite
+// plays them back: each must carry its segment's checksum, and the first that does not (or
+// has page number 0) ends the journal; past it lies what earlier transactions left in a
+// reused file (PERSIST, exclusive locking), which must not be taken for T's. nullopt when T
+// never journaled page 1 (it has not reached its commit, which always does).
 std::optional<std::uint32_t> original_change_counter(const std::filesystem::path& journal) {
   const io::UniqueFd fd = io::open_source_file(journal);
   if (!fd) return std::nullopt;
   const std::uint64_t size = io::stat_fd(fd.get(), journal).size;
   std::array<unsigned char, kJournalHeaderSize> header{};
-  const auto be32 = [](const unsigned char* p) {
-    return (std::uint32_t{p[0]} << 24) | (std::uint32_t{p[1]} << 16) | (std::uint32_t{p[2]} << 8) |
-           std::uint32_t{p[3]};
-  };
+  std::vector<unsigned char> record;
   std::uint64_t offset = 0;
   while (offset + kJournalHeaderSize <= size) {
     if (io::read_at(fd.get(), std::as_writable_bytes(std::span(header)), offset, journal) <
@@ -65,27 +155,47 @@ std::optional<std::uint32_t> original_change_counter(const std::filesystem::path
       return std::nullopt;
     }
     const std::uint32_t declared = be32(&header[8]);
+    const std::uint32_t nonce = be32(&header[12]);
     const std::uint64_t sector = be32(&header[20]);
     const std::uint64_t page = be32(&header[24]);
     if (sector < 32 || page < 512 || page > 65536) return std::nullopt;
-    const std::uint64_t record = page + 8;
+    const std::uint64_t record_size = page + 8;
     const std::uint64_t first = offset + sector;
     const std::uint64_t count =
-        declared == 0xffffffffU ? (size > first ? (size - first) / record : 0) : declared;
-    std::array<unsigned char, 4 + 28> head{};  // page number + page bytes up to the counter
+        declared == 0xffffffffU ? (size > first ? (size - first) / record_size : 0) : declared;
+    record.resize(record_size);
     for (std::uint64_t i = 0; i < count; ++i) {
-      const std::uint64_t at = first + i * record;
-      if (at + record > size) return std::nullopt;
-      if (io::read_at(fd.get(), std::as_writable_bytes(std::span(head)), at, journal) <
-          head.size()) {
+      const std::uint64_t at = first + i * record_size;
+      if (at + record_size > size ||
+          io::read_at(fd.get(), std::as_writable_bytes(std::span(record)), at, journal) <
+              record_size) {
         return std::nullopt;
       }
-      if (be32(&head[0]) == 1) return be32(&head[4 + 24]);
+      const std::uint32_t page_number = be32(record.data());
+      const std::span<const unsigned char> data(record.data() + 4, page);
+      if (page_number == 0 || be32(record.data() + 4 + page) != record_checksum(nonce, data)) {
+        return std::nullopt;
+      }
+      if (page_number == 1) return be32(record.data() + 4 + 24);
     }
     if (declared == 0xffffffffU || count == 0) return std::nullopt;
-    offset = (first + count * record + sector - 1) / sector * sector;
+    offset = (first + count * record_size + sector - 1) / sector * sector;
   }
   return std::nullopt;
+}
+
+// Whether the journal ends with a super-journal name (a transaction over several attached
+// databases): SQLite then plays it back only while that super-journal file exists, which it
+// never does beside our copy, so the copy would silently not be rolled back.
+bool names_a_super_journal(const std::filesystem::path& journal) {
+  const io::UniqueFd fd = io::open_source_file(journal);
+  if (!fd) return false;
+  const std::uint64_t size = io::stat_fd(fd.get(), journal).size;
+  if (size < 16) return false;
+  std::array<unsigned char, 8> tail{};
+  return io::read_at(fd.get(), std::as_writable_bytes(std::span(tail)), size - 8, journal) ==
+             tail.size() &&
+         std::memcmp(tail.data(), kJournalMagic.data(), kJournalMagic.size()) == 0;
 }
 
 }  // namespace
@@ -94,14 +204,18 @@ bool same_journal_transaction(const MemberState& a, const MemberState& b) noexce
   return journal_is_hot(a) && journal_is_hot(b) && same_bytes(a, b, 12, kJournalHeaderSize);
 }
 
-bool same_change_counter(const MemberState& a, const MemberState& b) noexcept {
-  return big_endian_u32(a, 24) == big_endian_u32(b, 24);
+std::uint32_t change_counter(const MemberState& database) noexcept {
+  return big_endian_u32(database, 24);
 }
 
-bool journal_in_commit_phase(const MemberState& database,
-                             const std::filesystem::path& staged_journal) {
+std::optional<std::uint32_t> journal_in_commit_phase(const MemberState& database,
+                                                     const std::filesystem::path& staged_journal) {
   const std::optional<std::uint32_t> original = original_change_counter(staged_journal);
-  return original && big_endian_u32(database, 24) == *original + 1;
+  if (!original || change_counter(database) != *original + 1 ||
+      names_a_super_journal(staged_journal)) {
+    return std::nullopt;
+  }
+  return original;
 }
 
 MemberState capture_member(const std::filesystem::path& path, std::size_t header_size) {
@@ -118,6 +232,7 @@ MemberState capture_member(const std::filesystem::path& path, std::size_t header
 SetState capture(const discover::DatabaseFiles& files) {
   SetState state;
   state.database = capture_member(files.database, kDatabaseHeaderSize);
+  state.exclusive_lock_held = io::sqlite_exclusive_lock_held(files.database);
   state.wal = capture_member(files.wal, kWalHeaderSize);
   state.journal = capture_member(files.journal, kJournalHeaderSize);
   return state;
@@ -139,7 +254,7 @@ bool journal_is_hot(const MemberState& journal) noexcept {
 
 Verdict judge(const SetState& before, const SetState& after, const MemberState& staged_wal,
               const MemberState& staged_journal, const std::filesystem::path& staged_journal_path,
-              bool journal_copied_in_commit_phase) {
+              const std::vector<CommitJournal>& commits) {
   Verdict verdict;
   // The set itself must be the same files: a deleted, created or renamed-over member means
   // the owner closed, changed journal mode, or someone replaced the database.
@@ -201,6 +316,8 @@ Verdict judge(const SetState& before, const SetState& after, const MemberState& 
     return verdict;
   }
 
+  if (!commits.empty()) return judge_commit_chain(before, after, commits);
+
   if (journal_is_hot(before.journal)) {
     // A write transaction T was in progress (or its owner died in it). Only the holder of
     // the RESERVED lock writes the database file, so while T lasts every change to the
@@ -221,14 +338,15 @@ Verdict judge(const SetState& before, const SetState& after, const MemberState& 
     // may have been cut under our reader unless it is still at least as long as our copy.
     // Not caught: a successor that began, spilled pages and rolled back entirely between
     // T's commit and the end of our database copy (it leaves no trace in any header).
-    //
-    // When the journal was copied before the database, in T's commit phase (see
-    // journal_in_commit_phase()), that copy already holds every record T will ever write,
-    // so what becomes of the journal afterwards (deleted, truncated, zeroed, its space
-    // reused by a successor) no longer matters: only that exactly one commit (T's) happened
-    // and no successor is writing the database at the end.
+
     if (!same_journal_transaction(before.journal, staged_journal)) {
       verdict.reason = "the copied journal is not the transaction seen before the copy";
+      return verdict;
+    }
+    if (names_a_super_journal(staged_journal_path)) {
+      verdict.reason =
+          "the transaction in progress spans several databases (its journal names a "
+          "super-journal)";
       return verdict;
     }
     if (!same_journal_transaction(before.journal, after.journal)) {
@@ -243,7 +361,8 @@ Verdict judge(const SetState& before, const SetState& after, const MemberState& 
                                    after.journal.header_bytes >= kJournalHeaderSize &&
                                    is_all_zero(after.journal, kJournalHeaderSize);
       if (!original || counter_after != *original + 1 || journal_is_hot(after.journal) ||
-          !(journal_copied_in_commit_phase || unlinked || intact_in_place)) {
+          !(unlinked || intact_in_place) || uncounted_commits_possible(before) ||
+          uncounted_commits_possible(after)) {
         verdict.reason = fmt::format(
             "the transaction in progress ended during the copy and another one may have written "
             "(change counter {} -> {})",

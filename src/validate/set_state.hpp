@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "discover/database_files.hpp"
 #include "io/file.hpp"
@@ -35,6 +36,9 @@ struct SetState {
   MemberState database;
   MemberState wal;
   MemberState journal;
+  // Another process held SQLite's EXCLUSIVE lock on the database at the look (see
+  // io::sqlite_exclusive_lock_held).
+  bool exclusive_lock_held = false;
 };
 
 // Reads the markers of every member (stat + header) without opening anything for writing
@@ -54,32 +58,42 @@ struct Verdict {
   bool discard_staged_journal = false;  // when consistent: delete the copied -journal
 };
 
-// Judges a copy taken between `before` and `after`; `staged_wal` and `staged_journal` are
-// the markers of the copies themselves, `staged_journal_path` the copied journal.
 // Whether two journal headers are both hot and belong to the same transaction: SQLite writes
 // a fresh random nonce (offset 12) and the database size at its start (16) into every new
 // journal header. The record count at 8 may legitimately grow while the transaction spills
 // more pages, so it is not compared.
 bool same_journal_transaction(const MemberState& a, const MemberState& b) noexcept;
 
-// `journal_copied_in_commit_phase`: the staged journal was copied before the database, while
-// journal_in_commit_phase() held (otherwise it was copied after the database).
+// A journal copied while its transaction T was in its commit phase (see
+// journal_in_commit_phase()): it holds every record T will ever write.
+struct CommitJournal {
+  std::filesystem::path staged;        // our copy
+  MemberState header;                  // T's journal header when copied (nonce at 12)
+  std::uint32_t original_counter = 0;  // page 1's change counter before T
+};
+
+// Judges a copy taken between `before` and `after`; `staged_wal` and `staged_journal` are
+// the markers of the copies themselves, `staged_journal_path` the copied journal.
+// `commits`, oldest first, are the journals of transactions seen committing during the copy,
+// copied in their commit phase. When there are any, the copy is judged as that chain (a
+// journal copied after the database is not used) and, when consistent, it is the state
+// before the first of them once rolled back through all of them, newest first.
 Verdict judge(const SetState& before, const SetState& after, const MemberState& staged_wal,
               const MemberState& staged_journal, const std::filesystem::path& staged_journal_path,
-              bool journal_copied_in_commit_phase = false);
+              const std::vector<CommitJournal>& commits = {});
 
 // Whether the transaction whose journal was copied to `staged_journal` had reached its commit
-// when `database` (the source's header) was read: page 1 then shows the counter T's journal
-// recorded as original, plus one. Page 1 reaches the database file only in the commit:
-// the b-tree keeps it referenced for the whole write transaction, so the page cache never
-// spills it, and the commit writes the dirty pages in page order after syncing the journal
-// for the last time. So a journal copied after that point holds every record of T.
-// (Owners in exclusive locking mode do not bump the counter: this never holds for them.)
-bool journal_in_commit_phase(const MemberState& database,
-                             const std::filesystem::path& staged_journal);
+// when `database` (the source's header) was read, and if so the counter T's journal recorded
+// as original: page 1 then shows that counter plus one. Page 1 reaches the database file
+// only in the commit: the b-tree keeps it referenced for the whole write transaction, so the
+// page cache never spills it, and the commit writes the dirty pages in page order after
+// syncing the journal for the last time. So a journal copied after that point holds every
+// record of T. (Owners in exclusive locking mode do not bump the counter: never for them.)
+std::optional<std::uint32_t> journal_in_commit_phase(const MemberState& database,
+                                                     const std::filesystem::path& staged_journal);
 
-// Whether two database headers carry the same change counter (offset 24).
-bool same_change_counter(const MemberState& a, const MemberState& b) noexcept;
+// The change counter (offset 24) of a database header.
+std::uint32_t change_counter(const MemberState& database) noexcept;
 
 // Whether the WAL in this state has a valid header, i.e. holds a live generation of frames.
 bool has_live_wal(const SetState& state) noexcept;

@@ -329,6 +329,64 @@ TEST_F(SnapshotTest, TransactionReachingItsCommitDuringTheCopyHasItsJournalCopie
   EXPECT_EQ(query_text(out_dir_ / "copy.sqlite", "PRAGMA integrity_check"), "ok");
 }
 
+// Which committed states a pause-in-commit owner's database can be in, from the rows the
+// paused transaction ('rewritten', every 8th row) and the exclusive variant's second one
+// ('row' made 'ROW') changed: all of a transaction or none of it, in order.
+void expect_a_committed_state(const fs::path& copy, bool second_transaction_possible) {
+  const auto rewritten =
+      query_int(copy, "SELECT count(*) FROM t WHERE v LIKE 'rewritten%'").value_or(-1);
+  const auto second = query_int(copy, "SELECT count(*) FROM t WHERE v GLOB 'ROW *'").value_or(-1);
+  const bool committed = (rewritten == 0 && second == 0) || (rewritten == 1500 && second == 0) ||
+                         (second_transaction_possible && rewritten == 1500 && second == 1500);
+  EXPECT_TRUE(committed) << "torn snapshot: " << rewritten << " rows of the first transaction, "
+                         << second << " of the second";
+  EXPECT_EQ(count_rows(copy), 12000);
+  EXPECT_EQ(query_text(copy, "PRAGMA integrity_check"), "ok");
+}
+
+// In locking_mode=EXCLUSIVE, SQLite counts only the first commit under the lock in the change
+// counter. The owner pauses in that first commit; during our copy it finishes it and commits
+// a second transaction, uncounted. A chain of one journal would then look complete (counter
+// one past the journal's original, nothing hot) while the copy holds part of the second
+// transaction. The exclusive lock the owner keeps between transactions gives it away.
+TEST_F(SnapshotTest, UncountedCommitsOfAnExclusiveLockingOwnerAreNotTakenForAChain) {
+  OwnerProcess owner(kOwnerExe, source_, "pause-in-commit-exclusive", 12000);
+  ASSERT_TRUE(owner.ready()) << owner.output();
+  ASSERT_TRUE(owner.resume_until(".2")) << owner.output();
+  bool finished = false;
+  sb::Report report;
+  sb::sqlite_backup(source_, out_dir_ / "copy.sqlite",
+                    {.on_progress =
+                         [&](const sb::CopyProgress&) {
+                           if (!finished) finished = owner.resume_until(".3");
+                         },
+                     .report = &report});
+  ASSERT_TRUE(finished) << owner.output();
+  expect_a_committed_state(out_dir_ / "copy.sqlite", true);
+  EXPECT_GE(report.attempts, 2);
+}
+
+// A transaction over two attached databases leaves a super-journal name in its journal, and
+// SQLite plays such a journal back only while the super-journal exists, which it never does
+// beside our copy: rolled back "through" it, the copy would silently stay torn. The owner
+// pauses in such a commit (page 1 written) and finishes it during our copy.
+TEST_F(SnapshotTest, JournalNamingASuperJournalIsNotUsedForRollback) {
+  OwnerProcess owner(kOwnerExe, source_, "pause-in-commit-attached", 12000);
+  ASSERT_TRUE(owner.ready()) << owner.output();
+  ASSERT_TRUE(owner.resume_until(".2")) << owner.output();
+  bool finished = false;
+  sb::Report report;
+  sb::sqlite_backup(source_, out_dir_ / "copy.sqlite",
+                    {.on_progress =
+                         [&](const sb::CopyProgress&) {
+                           if (!finished) finished = owner.resume_until(".3");
+                         },
+                     .report = &report});
+  ASSERT_TRUE(finished) << owner.output();
+  expect_a_committed_state(out_dir_ / "copy.sqlite", false);
+  EXPECT_GE(report.attempts, 2);
+}
+
 // Distinct calls may run concurrently on distinct destinations (the header promises it),
 // with the process-wide log sink called from all of them.
 TEST_F(SnapshotTest, ConcurrentBackupsOfOneLiveSourceAreIndependent) {

@@ -52,6 +52,13 @@ constexpr const char* kUsage =
     "done\n"
     "                      (journal header zeroed) it writes FILE.3 and holds until "
     "SIGTERM/SIGINT\n"
+    "  pause-in-commit-exclusive  as pause-in-commit with locking_mode=EXCLUSIVE and\n"
+    "                      journal_mode=DELETE; after the paused commit it commits a second\n"
+    "                      transaction (every 8th row from id 1: 'row' becomes 'ROW', same "
+    "length)\n"
+    "                      that SQLite does not count in the change counter, then writes FILE.3\n"
+    "  pause-in-commit-attached  as pause-in-commit with journal_mode=DELETE; the transaction\n"
+    "                      also writes PATH-aux (attached), so its journal names a super-journal\n"
     "  stomp               creates PATH with N rows if missing, then (no SQLite) rewrites the "
     "header's\n"
     "                      change counter (bytes 24-27) in a tight loop until SIGTERM/SIGINT\n"
@@ -311,6 +318,7 @@ sqlite3_vfs g_pausing_vfs;
 bool g_commit_armed = false;
 int g_pauses_done = 0;
 std::string g_ready_file;
+std::string g_main_name;  // file name of PATH
 
 sqlite3_file* real_of(sqlite3_file* file) { return reinterpret_cast<PausingFile*>(file)->real; }
 
@@ -398,7 +406,11 @@ int pausing_open(sqlite3_vfs*, sqlite3_filename name, sqlite3_file* file, int fl
                  int* out_flags) {
   auto* self = reinterpret_cast<PausingFile*>(file);
   self->real = reinterpret_cast<sqlite3_file*>(self + 1);
-  self->main_database = (flags & SQLITE_OPEN_MAIN_DB) != 0;
+  // Only PATH itself (an attached database is a main-database file too).
+  const std::string opened = name != nullptr ? name : "";
+  self->main_database =
+      (flags & SQLITE_OPEN_MAIN_DB) != 0 && opened.size() >= g_main_name.size() &&
+      opened.compare(opened.size() - g_main_name.size(), std::string::npos, g_main_name) == 0;
   self->base.pMethods = nullptr;
   const int rc = g_real_vfs->xOpen(g_real_vfs, name, self->real, flags, out_flags);
   // SQLite calls xClose only when pMethods is set; set it whenever the real file needs one.
@@ -417,23 +429,47 @@ void register_pausing_vfs() {
   if (sqlite3_vfs_register(&g_pausing_vfs, 1) != SQLITE_OK) die("pause-in-commit: register VFS");
 }
 
-int pause_in_commit(const Arguments& args) {
+// `variant`: "" (journal_mode=PERSIST), "exclusive" (locking_mode=EXCLUSIVE, journal_mode=
+// DELETE; after the paused commit, a second one that SQLite does not count in the change
+// counter), "attached" (journal_mode=DELETE; the transaction also writes PATH-aux attached,
+// so its journal names a super-journal).
+int pause_in_commit(const Arguments& args, const std::string& variant) {
   sigset_t resume;
   sigemptyset(&resume);
   sigaddset(&resume, SIGUSR1);
   sigprocmask(SIG_BLOCK, &resume, nullptr);
   register_pausing_vfs();
   g_ready_file = args.ready;
+  g_main_name = args.db.substr(args.db.find_last_of('/') + 1);
   Database db(args.db);
-  expect_pragma(db, "journal_mode=PERSIST", "persist");
+  if (variant == "exclusive" || variant == "attached") {
+    expect_pragma(db, "journal_mode=DELETE", "delete");
+  } else {
+    expect_pragma(db, "journal_mode=PERSIST", "persist");
+  }
   db.exec("PRAGMA synchronous=FULL");
   create_table(db);
   insert_rows(db, args.rows, true);
+  if (variant == "attached") {
+    db.exec("ATTACH '" + args.db +
+            "-aux' AS aux; CREATE TABLE IF NOT EXISTS aux.u(x);"
+            "INSERT INTO aux.u VALUES(1)");
+  }
+  // Entering exclusive mode only now makes the paused commit the first under the lock: the
+  // one SQLite counts.
+  if (variant == "exclusive") expect_pragma(db, "locking_mode=EXCLUSIVE", "exclusive");
   db.exec("BEGIN; UPDATE t SET v = 'rewritten ' || v WHERE id % 8 = 0;");
+  if (variant == "attached") db.exec("UPDATE aux.u SET x = x + 1");
   g_commit_armed = true;
   db.exec("COMMIT");
   g_commit_armed = false;
   if (g_pauses_done != 2) die("pause-in-commit: the commit did not pause at both points");
+  // Same connection, same lock, no rollback since the counted commit, and nothing that
+  // changes page 1 (rows keep their length, so the file does not grow): SQLite leaves the
+  // change counter as it is for this one.
+  if (variant == "exclusive") {
+    db.exec("UPDATE t SET v = 'ROW' || substr(v, 4) WHERE id % 8 = 1;");
+  }
   announce_ready(args.ready + ".3");
   wait_for_stop();
   db.close();
@@ -488,7 +524,9 @@ int main(int argc, char** argv) {
   if (args.mode == "rollback-exclusive") return hold_rollback_exclusive(args);
   if (args.mode == "hot-journal") return die_mid_transaction(args);
   if (args.mode == "open-transaction") return hold_open_transaction(args);
-  if (args.mode == "pause-in-commit") return pause_in_commit(args);
+  if (args.mode == "pause-in-commit") return pause_in_commit(args, "");
+  if (args.mode == "pause-in-commit-exclusive") return pause_in_commit(args, "exclusive");
+  if (args.mode == "pause-in-commit-attached") return pause_in_commit(args, "attached");
   if (args.mode == "stomp") return stomp(args);
   usage_error("unknown mode " + args.mode);
 }
