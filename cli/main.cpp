@@ -43,6 +43,7 @@ struct CommandLine {
   bool copy_use_tempdir = Options{}.copy_use_tempdir;
   int copy_retry = Options{}.copy_retry;
   bool copy_retry_strict = Options{}.copy_retry_strict;
+  bool sync = Options{}.durable;
   std::string verify;  // "", "full" or "quick"
   bool progress = false;
   bool progress_given = false;  // false: decide by terminal and size
@@ -119,8 +120,9 @@ constexpr const char* kFooter = R"(DESTINATION
   -                   stream the finished database to stdout, e.g.
                         sqlite_backup places.sqlite - | zstd > places.sqlite.zst
                       (one source only; refused when stdout is a terminal; not with --json)
-  The destination appears atomically (written under a temporary name beside it, synced,
-  renamed) with the source's permission bits; after any failure nothing is left behind.
+  The destination appears atomically (written under a temporary name beside it, synced
+  unless --no-sync, renamed) with the source's permission bits; after any failure nothing is
+  left behind.
 
 SEVERAL SOURCES
   sqlite_backup A.sqlite B.sqlite FOLDER backs each source up into FOLDER (which must exist)
@@ -187,6 +189,10 @@ void build_app(CLI::App& app, CommandLine& command) {
          "(default: off)")
       ->check(CLI::IsMember({"full", "quick"}))
       ->option_text("[=full|quick]");
+  app.add_flag("--sync,!--no-sync", command.sync,
+               "Make the snapshot durable before exiting: fsync it and its folder (default: on); "
+               "--no-sync still writes it atomically, but a crash soon after may lose it "
+               "(for copies that are compressed, uploaded or discarded right away)");
   app.add_flag("--progress,!--no-progress", command.progress,
                "Draw a progress bar on stderr; only ever on a terminal (default: on for sources of "
                "64 MiB or more when stderr is a terminal)");
@@ -225,6 +231,7 @@ Options options_from(const CommandLine& command, const InterruptHandlers& interr
   options.copy_use_tempdir = command.copy_use_tempdir;
   options.copy_retry = command.copy_retry;
   options.copy_retry_strict = command.copy_retry_strict;
+  options.durable = command.sync;
   options.verify = command.verify == "quick"  ? Verify::quick
                    : command.verify == "full" ? Verify::full
                                               : Verify::none;

@@ -13,6 +13,7 @@ packages=(
   xfsprogs                      # reflink benchmark and tests on a loop-mounted XFS (skipped without)
   util-linux e2fsprogs dpkg-dev file
   groff-base                    # renders (and so checks) the man page, docs/sqlite_backup.1
+  strace                        # a test counts the fsyncs of a backup (skipped without)
 )
 
 missing=()

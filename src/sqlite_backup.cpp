@@ -112,7 +112,8 @@ fs::path snapshot_into(const fs::path& source, const io::StagingDir& staging,
   settings.copy_function = options.copy_function;
   settings.cancel = options.cancel;
   settings.on_progress = options.on_progress;
-  settings.start_writeback = !destination_for_errors.empty();
+  // Writeback started early only helps a copy that will be fsynced.
+  settings.start_writeback = options.durable && !destination_for_errors.empty();
   settings.destination_for_errors = destination_for_errors;
   const snapshot::Outcome outcome = snapshot::copy_consistent_set(files, staged, settings);
   finalize::roll_back_through(staged, outcome.journals_to_roll_back, options, source);
@@ -176,7 +177,7 @@ void finish_into(const fs::path& staged, const fs::path& source, const fs::path&
   detail::throw_if_cancelled(options.cancel, source);
   const auto source_stat = io::stat_path(source);
   io::commit_file(staged, destination, source_stat ? (source_stat->mode & 0666) : 0600,
-                  options.overwrite);
+                  options.overwrite, options.durable);
   fill_report(report, source, destination, facts, options, started);
   log_info("backed up {} to {} ({} pages, {} attempt(s))", quoted(source), quoted(destination),
            facts.pages, report.attempts);

@@ -136,12 +136,17 @@ struct Options {
   Report* report = nullptr;                   // filled in on success
   // Replace an existing destination file (atomically, by rename). The CLI sets false.
   bool overwrite = true;
+  // fsync the result and its folder before returning, so that it survives a crash. false
+  // keeps the temporary name and rename (never a partial destination) but lets the kernel
+  // write the data out later: for copies that are compressed or uploaded straight away, or
+  // kept on a scratch disk, where that wait buys nothing.
+  bool durable = true;
 };
 
 // Snapshots `source` (a database file, plus its -wal/-journal if present) and
 // - with a destination: writes it there atomically (temporary name beside it, fsync,
-//   rename, fsync of the folder) with the source's permission bits, in journal_mode=DELETE,
-//   and returns std::nullopt;
+//   rename, fsync of the folder; the fsyncs only when options.durable) with the source's
+//   permission bits, in journal_mode=DELETE, and returns std::nullopt;
 // - without one: returns an open in-memory database holding the snapshot.
 // The source is never written, and (copy_use_tempdir, the default) never locked.
 // Errors: std::filesystem::filesystem_error (no_such_file_or_directory) for a missing

@@ -37,7 +37,7 @@ StagingDir::~StagingDir() {
 }
 
 void commit_file(const std::filesystem::path& staged, const std::filesystem::path& destination,
-                 mode_t permissions, bool replace) {
+                 mode_t permissions, bool replace, bool durable) {
   {
     // Errors name the destination: the staging file is ours, the user knows the destination.
     UniqueFd fd(::open(staged.c_str(), O_RDONLY | O_CLOEXEC));
@@ -45,7 +45,7 @@ void commit_file(const std::filesystem::path& staged, const std::filesystem::pat
     // fchmod, not the umask: the copy must be no more readable than the source was.
     if (::fchmod(fd.get(), permissions) != 0)
       throw_errno(errno, "cannot set permissions of", destination);
-    sync_fd(fd.get(), destination);
+    if (durable) sync_fd(fd.get(), destination);
   }
   if (replace) {
     if (::rename(staged.c_str(), destination.c_str()) != 0) {
@@ -72,8 +72,10 @@ void commit_file(const std::filesystem::path& staged, const std::filesystem::pat
     }
     ::unlink(staged.c_str());
   }
-  sync_directory(destination.parent_path().empty() ? std::filesystem::path(".")
-                                                   : destination.parent_path());
+  if (durable) {
+    sync_directory(destination.parent_path().empty() ? std::filesystem::path(".")
+                                                     : destination.parent_path());
+  }
 }
 
 }  // namespace sqlite_backup::io

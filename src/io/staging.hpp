@@ -27,11 +27,12 @@ class StagingDir {
   std::filesystem::path path_;
 };
 
-// Makes `staged` appear at `destination` atomically and durably: sets its permission bits,
-// fsyncs it, renames it (replacing an existing file only when `replace`; otherwise an existing
-// destination, even one created a moment ago by someone else, is left alone and an error
-// thrown), then fsyncs the destination's folder so the new name survives a crash.
+// Makes `staged` appear at `destination` atomically and (when `durable`) durably: sets its
+// permission bits, fsyncs it, renames it (replacing an existing file only when `replace`;
+// otherwise an existing destination, even one created a moment ago by someone else, is left
+// alone and an error thrown), then fsyncs the destination's folder so the new name survives a
+// crash. Without `durable` both fsyncs are skipped; the rename is as atomic.
 void commit_file(const std::filesystem::path& staged, const std::filesystem::path& destination,
-                 mode_t permissions, bool replace);
+                 mode_t permissions, bool replace, bool durable = true);
 
 }  // namespace sqlite_backup::io

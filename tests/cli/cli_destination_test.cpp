@@ -212,5 +212,47 @@ TEST(CliStdout, ReaderThatGoesAwayIsAnIoErrorNotASilentDeath) {
   EXPECT_TRUE(list_names(staging.path()).empty()) << "the staged snapshot is removed";
 }
 
+// The fsyncs that make the snapshot durable, counted from outside by strace (the only way
+// to see a call that leaves no trace in the result): the default makes them, --no-sync none.
+// Runs where strace is installed and may trace (it needs ptrace); says why otherwise.
+int fsync_calls_of_a_backup(const SourceFolder& dir, const std::string& name,
+                            const std::vector<std::string>& flags, std::string& problem) {
+  const fs::path trace = dir / (name + ".strace");
+  std::vector<std::string> args{
+      "-f",           "-qq",           "-e", "trace=fsync,fdatasync,sync_file_range", "-o",
+      trace.string(), kCliExe.string()};
+  args.insert(args.end(), flags.begin(), flags.end());
+  args.push_back(dir.source());
+  args.push_back((dir / name).string());
+  Child child("/usr/bin/strace", args);
+  const Result result = child.finish();
+  if (result.exit_code != 0 || !fs::exists(dir / name)) {
+    problem = describe(result);
+    return -1;
+  }
+  int calls = 0;
+  for (const auto& line : lines_of(read_file(trace))) {
+    if (contains(line, "fsync(") || contains(line, "fdatasync(")) ++calls;
+  }
+  return calls;
+}
+
+TEST(CliDurability, TheSnapshotIsFsyncedWithItsFolderUnlessNoSyncIsGiven) {
+  if (!fs::exists("/usr/bin/strace")) GTEST_SKIP() << "strace is not installed";
+  const SourceFolder dir(500);
+  std::string problem;
+  const int durable = fsync_calls_of_a_backup(dir, "durable.sqlite", {}, problem);
+  if (durable < 0 && contains(problem, "ptrace")) {
+    GTEST_SKIP() << "strace may not trace here (ptrace refused): " << problem;
+  }
+  ASSERT_GE(durable, 0) << problem;
+  EXPECT_GE(durable, 2) << "expected an fsync of the snapshot and one of its folder";
+  const int quick = fsync_calls_of_a_backup(dir, "quick.sqlite", {"--no-sync"}, problem);
+  ASSERT_GE(quick, 0) << problem;
+  EXPECT_EQ(quick, 0) << "--no-sync still synced";
+  EXPECT_EQ(count_rows(dir / "quick.sqlite"), 500);
+  EXPECT_EQ(query_text(dir / "quick.sqlite", "PRAGMA integrity_check"), "ok");
+}
+
 }  // namespace
 }  // namespace cli_test

@@ -16,7 +16,8 @@ TEST(CliHelp, ExplainsEveryFlagTheDestinationRulesAndTheExitCodes) {
   for (const char* flag :
        {"--debug", "--wal-checkpoint", "--no-wal-checkpoint", "--copy-use-tempdir",
         "--no-copy-use-tempdir", "--copy-retry N", "--copy-retry-strict", "--no-copy-retry-strict",
-        "--verify [=full|quick]", "--progress", "--no-progress", "--json", "--version", "--help"}) {
+        "--verify [=full|quick]", "--sync", "--no-sync", "--progress", "--no-progress", "--json",
+        "--version", "--help"}) {
     EXPECT_TRUE(contains(result.out, flag)) << "--help does not mention " << flag << "\n"
                                             << result.out;
   }
@@ -76,7 +77,8 @@ INSTANTIATE_TEST_SUITE_P(
                       FlagCase{{"--copy-retry=1"}}, FlagCase{{"--copy-retry-strict"}},
                       FlagCase{{"--no-copy-retry-strict"}}, FlagCase{{"--verify"}},
                       FlagCase{{"--verify=full"}}, FlagCase{{"--verify=quick"}},
-                      FlagCase{{"--progress"}}, FlagCase{{"--no-progress"}}, FlagCase{{"--json"}}),
+                      FlagCase{{"--sync"}}, FlagCase{{"--no-sync"}}, FlagCase{{"--progress"}},
+                      FlagCase{{"--no-progress"}}, FlagCase{{"--json"}}),
     [](const ::testing::TestParamInfo<FlagCase>& param_info) {
       // "--copy-retry=1" -> "copy_retry_1": test names may hold only letters, digits and '_'.
       std::string name;
