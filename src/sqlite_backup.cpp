@@ -116,7 +116,9 @@ fs::path snapshot_into(const fs::path& source, const io::StagingDir& staging,
   settings.start_writeback = options.durable && !destination_for_errors.empty();
   settings.destination_for_errors = destination_for_errors;
   const snapshot::Outcome outcome = snapshot::copy_consistent_set(files, staged, settings);
-  finalize::roll_back_through(staged, outcome.journals_to_roll_back, options, source);
+  for (const snapshot::RollbackStep& step : outcome.journals_to_roll_back) {
+    finalize::roll_back(staged, step.journal, step.expected_change_counter, options, source);
+  }
   report.attempts = outcome.attempts;
   report.validated = outcome.validated;
   if (!outcome.validated) {
@@ -309,7 +311,7 @@ bool copy_all_files(const std::vector<fs::path>& source_files, const fs::path& t
   snapshot::Settings settings;
   settings.attempts = retry;
   settings.copy_function = copy_function;
-  settings.commit_chains = false;  // the caller gets the files themselves, to open as they are
+  settings.follow_commits = false;  // the caller gets the files themselves, to open as they are
   return snapshot::copy_consistent_set(files, temporary_dest / source_files.front().filename(),
                                        settings)
       .validated;

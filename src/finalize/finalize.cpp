@@ -2,8 +2,10 @@
 
 #include <sqlite3.h>
 
+#include <array>
 #include <chrono>
 #include <cstdio>
+#include <span>
 #include <thread>
 
 #include "error_internal.hpp"
@@ -88,33 +90,36 @@ sql::Database open_for_reading(const std::filesystem::path& database, const Conn
   return db;
 }
 
-void roll_back_through(const std::filesystem::path& staged,
-                       const std::vector<std::filesystem::path>& journals, const Options& options,
-                       const std::filesystem::path& source) {
+void roll_back(const std::filesystem::path& staged, const std::filesystem::path& journal,
+               std::uint32_t expected_change_counter, const Options& options,
+               const std::filesystem::path& source) {
   const std::filesystem::path hot_journal = staged.string() + "-journal";
-  for (const auto& journal : journals) {
-    if (::rename(journal.c_str(), hot_journal.c_str()) != 0) {
-      io::throw_errno(errno, "cannot prepare the rollback of the snapshot of", source);
-    }
+  if (::rename(journal.c_str(), hot_journal.c_str()) != 0) {
+    io::throw_errno(errno, "cannot prepare the rollback of the snapshot of", source);
+  }
+  {
     sql::Database db = open_for_reading(staged, options.sqlite_connect_kwargs, false, source);
     allow_cancellation(db, options);
     // Private until commit: the rollback need not wait for the disk.
     db.exec("PRAGMA synchronous=OFF", "cannot configure the snapshot of");
     db.query_int("SELECT count(*) FROM sqlite_schema", "cannot roll back the snapshot of");
     db.close();
-    // SQLite deletes a journal it has played back; one still there was not taken as hot,
-    // and the copy would be missing that rollback.
-    if (io::stat_path(hot_journal)) {
-      throw_error(ErrorKind::sqlite, source,
-                  "cannot roll back the snapshot of {}: SQLite did not play back the journal of a "
-                  "transaction that committed during the copy",
-                  quoted(source));
-    }
   }
-  if (!journals.empty()) {
-    log_debug("rolled the snapshot of {} back through {} journal(s)", quoted(source),
-              journals.size());
+  std::array<unsigned char, 28> header{};
+  const io::UniqueFd fd = io::open_source_file(staged);
+  const bool read = fd && io::read_at(fd.get(), std::as_writable_bytes(std::span(header)), 0,
+                                      staged) == header.size();
+  const std::uint32_t counter = read ? (std::uint32_t{header[24]} << 24) |
+                                           (std::uint32_t{header[25]} << 16) |
+                                           (std::uint32_t{header[26]} << 8) | header[27]
+                                     : 0;
+  if (io::stat_path(hot_journal) || counter != expected_change_counter) {
+    throw_error(ErrorKind::sqlite, source,
+                "cannot roll back the snapshot of {}: SQLite did not play back the journal of the "
+                "transaction that committed during the copy (change counter {}, expected {})",
+                quoted(source), counter, expected_change_counter);
   }
+  log_debug("rolled the snapshot of {} back to change counter {}", quoted(source), counter);
 }
 
 DatabaseFacts recover_in_place(const std::filesystem::path& staged, const Options& options,

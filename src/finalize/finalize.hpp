@@ -25,13 +25,15 @@ struct DatabaseFacts {
 DatabaseFacts recover_in_place(const std::filesystem::path& staged, const Options& options,
                                const std::filesystem::path& source);
 
-// Rolls the staged copy back through each journal in `journals` (newest first), one after
-// the other: each is moved beside the copy as its -journal, and SQLite, opening the copy,
-// finds it hot and plays it back (checksums, original size), then deletes it. Errors name
-// `source`.
-void roll_back_through(const std::filesystem::path& staged,
-                       const std::vector<std::filesystem::path>& journals, const Options& options,
-                       const std::filesystem::path& source);
+// Rolls the staged copy back through `journal` (a transaction that committed while it was
+// copied): the journal is moved beside the copy as its -journal, and SQLite, opening the
+// copy, finds it hot and plays it back (checksums, original size), then deletes it. SQLite
+// also deletes, silently, a journal it will not play back, so success is checked on the
+// result: page 1 must then show `expected_change_counter`, the transaction's original.
+// Errors name `source`.
+void roll_back(const std::filesystem::path& staged, const std::filesystem::path& journal,
+               std::uint32_t expected_change_counter, const Options& options,
+               const std::filesystem::path& source);
 
 // Opens a database for reading as the caller's connect options say (URI-escaped path).
 sql::Database open_for_reading(const std::filesystem::path& database, const ConnectOptions& connect,

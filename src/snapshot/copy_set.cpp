@@ -3,6 +3,8 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstring>
 #include <functional>
@@ -220,15 +222,15 @@ SetCopy copy_members(const std::vector<Member>& members, io::UniqueFd held_journ
 validate::Verdict judge_copy(const discover::DatabaseFiles& source,
                              const discover::DatabaseFiles& staged_files,
                              const validate::SetState& before, bool database_proved_equal,
-                             const std::vector<validate::CommitJournal>& commits,
-                             const Settings& settings) {
+                             validate::DuringCopy& during, const Settings& settings) {
   const validate::MemberState staged_wal =
       validate::capture_member(staged_files.wal, validate::kWalHeaderSize);
   const validate::MemberState staged_journal =
       validate::capture_member(staged_files.journal, validate::kJournalHeaderSize);
+  const auto staged_database = io::stat_path(staged_files.database);
+  during.staged_database_bytes = staged_database ? staged_database->size : 0;
   const auto judge_against = [&](const validate::SetState& state) {
-    return validate::judge(before, state, staged_wal, staged_journal, staged_files.journal,
-                           commits);
+    return validate::judge(before, state, staged_wal, staged_journal, staged_files.journal, during);
   };
   validate::Verdict verdict = judge_against(validate::capture(source));
   if (!verdict.consistent || verdict.need != validate::Need::content_comparison ||
@@ -300,44 +302,60 @@ Outcome copy_consistent_set(const discover::DatabaseFiles& source,
 
     // Rollback mode: every commit (outside exclusive locking mode) moves the change counter
     // with its first write to the database, page 1. Watching it before the copy and between
-    // its chunks, we copy the journal of each transaction seen committing while it is in its
+    // its chunks, we copy the journal of a transaction seen committing while it is in its
     // commit phase, complete (validate::journal_in_commit_phase); the copy is then judged as
-    // that chain of commits, and rolled back through them. Writers that commit faster than
-    // the database can be copied no longer spoil every attempt.
-    std::vector<validate::CommitJournal> commits;
-    bool journal_covered = false;  // by the chain: the journal is not copied after the database
+    // that commit and rolled back through it, so a transaction that ends during the copy no
+    // longer spoils the attempt, whatever its journal mode. Between chunks we also note every
+    // hot journal and whether the counter ever goes back (see validate::judge()).
+    validate::DuringCopy during;
+    bool journal_covered = false;  // by a commit: the journal is not copied after the database
     const bool watch_commits =
-        settings.commit_chains && !settings.copy_function && !before.wal.exists;
+        settings.follow_commits && !settings.copy_function && !before.wal.exists;
     std::uint32_t counter_seen = validate::change_counter(before.database);
-    const auto capture_commit = [&](const validate::MemberState& database) {
-      const validate::MemberState journal =
-          validate::capture_member(source.journal, validate::kJournalHeaderSize);
+    const auto note_hot_journal = [&](const validate::MemberState& journal) {
+      if (!validate::journal_is_hot(journal)) return;
+      std::array<std::byte, 8> nonce{};
+      std::memcpy(nonce.data(), journal.header.data() + 12, nonce.size());
+      if (std::find(during.hot_journals.begin(), during.hot_journals.end(), nonce) ==
+          during.hot_journals.end()) {
+        during.hot_journals.push_back(nonce);
+      }
+    };
+    const auto capture_commit = [&](const validate::MemberState& database,
+                                    const validate::MemberState& journal) {
       if (!validate::journal_is_hot(journal) ||
-          (!commits.empty() &&
-           validate::same_journal_transaction(commits.back().header, journal))) {
+          (!during.commits.empty() &&
+           validate::same_journal_transaction(during.commits.back().header, journal))) {
         return;
       }
       const std::filesystem::path staged_commit =
-          staged_files.journal.string() + "." + std::to_string(commits.size() + 1);
+          staged_files.journal.string() + "." + std::to_string(during.commits.size() + 1);
       if (auto commit =
               copy_journal_in_commit_phase(source, staged_commit, journal, database, settings)) {
-        commits.push_back(std::move(*commit));
+        during.commits.push_back(std::move(*commit));
         journal_covered = true;
       }
     };
     const auto forget_commits = [&] {
-      for (const auto& commit : commits) ::unlink(commit.staged.c_str());
-      commits.clear();
+      for (const auto& commit : during.commits) ::unlink(commit.staged.c_str());
+      during.commits.clear();
     };
-    if (watch_commits && validate::journal_is_hot(before.journal)) capture_commit(before.database);
+    if (watch_commits) note_hot_journal(before.journal);
+    if (watch_commits && validate::journal_is_hot(before.journal)) {
+      capture_commit(before.database, before.journal);
+    }
     const std::function<void()> watch = [&] {
       if (!watch_commits) return;
       const validate::MemberState database =
           validate::capture_member(source.database, validate::kDatabaseHeaderSize);
+      const validate::MemberState journal =
+          validate::capture_member(source.journal, validate::kJournalHeaderSize);
+      note_hot_journal(journal);
       const std::uint32_t counter = validate::change_counter(database);
       if (counter == counter_seen) return;
+      if (counter < counter_seen) during.counter_went_back = true;
       counter_seen = counter;
-      capture_commit(database);
+      capture_commit(database, journal);
     };
 
     // Database first, then the WAL, then the journal (unless already copied): judge()
@@ -355,20 +373,18 @@ Outcome copy_consistent_set(const discover::DatabaseFiles& source,
     outcome.bytes = copy.bytes;
 
     const validate::Verdict verdict =
-        copy.settled ? judge_copy(source, staged_files, before, copy.database_proved_equal, commits,
-                                  settings)
-                     : validate::Verdict{false, validate::Need::nothing_more,
-                                         settings.copy_function
-                                             ? "the copy function reported a change"
-                                             : "a file vanished while it was being copied"};
+        copy.settled
+            ? judge_copy(source, staged_files, before, copy.database_proved_equal, during, settings)
+            : validate::Verdict{false, validate::Need::nothing_more,
+                                settings.copy_function
+                                    ? "the copy function reported a change"
+                                    : "a file vanished while it was being copied"};
     if (verdict.consistent) {
       if (verdict.discard_staged_journal) ::unlink(staged_files.journal.c_str());
-      for (auto commit = commits.rbegin(); commit != commits.rend(); ++commit) {
-        outcome.journals_to_roll_back.push_back(commit->staged);
-      }
-      if (!commits.empty()) {
-        log_debug("attempt {}: {} commit(s) during the copy, each journal copied in its commit",
-                  attempt, commits.size());
+      for (const auto& commit : during.commits) {
+        outcome.journals_to_roll_back.push_back({commit.staged, commit.original_counter});
+        log_debug("attempt {}: a commit during the copy; its journal was copied in its commit",
+                  attempt);
       }
       outcome.validated = true;
       log_debug("attempt {}: the copy of {} is one consistent state", attempt,

@@ -19,12 +19,17 @@ struct Settings {
   const std::atomic<bool>* cancel = nullptr;
   std::function<void(const CopyProgress&)> on_progress;
   bool start_writeback = false;  // the copy will be fsynced: start writing it out early
-  // Follow commits during the copy and hand back their journals to roll back through (see
+  // Follow a commit during the copy and hand back its journal to roll back through (see
   // Outcome); off where the caller wants the set of files as it was (copy_all_files).
-  bool commit_chains = true;
+  bool follow_commits = true;
   // What write errors name: the user's destination rather than our staging file (empty: the
   // staging file).
   std::filesystem::path destination_for_errors;
+};
+
+struct RollbackStep {
+  std::filesystem::path journal;
+  std::uint32_t expected_change_counter = 0;
 };
 
 struct Outcome {
@@ -32,10 +37,10 @@ struct Outcome {
   bool validated = false;   // false: every attempt saw a change; the last copy is staged anyway
   std::string last_reason;  // why the last rejected attempt was rejected
   std::uint64_t bytes = 0;  // bytes copied by the accepted (or last) attempt
-  // Journals of transactions that committed during the accepted copy, newest first: the
-  // staged database must be rolled back through each, in this order, before it is opened
-  // for anything else (finalize::roll_back_through).
-  std::vector<std::filesystem::path> journals_to_roll_back;
+  // The journal of a transaction that committed during the accepted copy (at most one): the
+  // staged database must be rolled back through it before it is opened for anything else
+  // (finalize::roll_back_through), after which page 1 must show `expected_change_counter`.
+  std::vector<RollbackStep> journals_to_roll_back;
 };
 
 // Copies the database at `source` and its -wal/-journal into `staged` (a database path in a

@@ -53,66 +53,87 @@ bool uncounted_commits_possible(const SetState& state) noexcept {
   return state.exclusive_lock_held && !journal_is_hot(state.journal);
 }
 
-// Transactions T1..Tk committed while we copied the database, and we copied each one's
-// journal in its commit phase, so each copy holds every record of its transaction (see
-// journal_in_commit_phase()). In rollback mode (not in exclusive locking mode, where the
-// counter does not move and no journal is ever taken as in its commit phase) every commit
-// increments page 1's change counter exactly once, and only the holder of the write lock
-// writes the database file, one transaction at a time. So the chain covers every write to
-// the database during the copy if the counters leave no gap:
-//   - T1 started from the counter seen before the copy (or was already committing then, its
-//     journal the hot one we saw, and the counter showed its own increment);
-//   - each Ti+1 started from Ti's counter plus one;
-//   - after the copy the counter is Tk's plus one, and no journal is hot unless it is still
-//     Tk's (a successor's hot journal would mean it may have spilled pages into the file).
-// Rolling our copy back through Tk, ..., T1 then restores, page by page, what each page held
-// before the first transaction that touched it during the copy, i.e. the state before T1:
-// every page of our copy holds either that or a later version written by one of the Ti,
-// whose original the rollback puts back. Not caught, as for the single-journal case: a
-// transaction that spilled pages and rolled back entirely within the copy. Owners that do
-// not count every commit (exclusive locking mode) are recognised by the lock they keep.
-Verdict judge_commit_chain(const SetState& before, const SetState& after,
-                           const std::vector<CommitJournal>& commits) {
-  Verdict verdict;
+// Checks shared by the cases that roll our copy back through the journal of one
+// transaction T (whose journal header is `journal`). Empty when none applies, else why not:
+//  - no other transaction's journal was seen hot between the copy's chunks (it may have
+//    spilled pages into the file and rolled them back, invisible at the two looks);
+//  - the change counter never went back (a commit that failed after writing page 1, rolled
+//    back, would make a later commit look like T's);
+//  - our copy is not shorter than the database was when T began: a commit that shrinks the
+//    file (auto_vacuum, incremental_vacuum, VACUUM) moves pages without journaling their old
+//    places and cuts the file after its journal is done, so a copy that read the end after
+//    the cut cannot be rolled back (playback would leave those pages zero);
+//  - no sign of an owner that does not count every commit (exclusive locking mode).
+std::string rollback_obstacle(const SetState& before, const SetState& after,
+                              const MemberState& journal, const DuringCopy& during) {
+  for (const auto& nonce : during.hot_journals) {
+    if (std::memcmp(nonce.data(), journal.header.data() + 12, nonce.size()) != 0) {
+      return "another transaction began writing the database during the copy";
+    }
+  }
+  if (during.counter_went_back ||
+      big_endian_u32(after.database, 24) < big_endian_u32(before.database, 24)) {
+    return "the change counter went back during the copy (a commit was undone)";
+  }
+  const std::uint64_t original_bytes =
+      std::uint64_t{big_endian_u32(journal, 16)} * big_endian_u32(journal, 24);
+  if (during.staged_database_bytes < original_bytes) {
+    return fmt::format(
+        "the database shrank during the copy ({} bytes copied, {} when the transaction began)",
+        during.staged_database_bytes, original_bytes);
+  }
   if (uncounted_commits_possible(before) || uncounted_commits_possible(after)) {
-    verdict.reason =
-        "the owner holds an exclusive lock between transactions (locking_mode=EXCLUSIVE), and "
-        "does not count every commit";
+    return "the owner holds an exclusive lock between transactions (locking_mode=EXCLUSIVE) "
+           "and does not count every commit";
+  }
+  return {};
+}
+
+// Transaction T committed while we copied the database, and we copied T's journal in its
+// commit phase, so that copy holds every record of T (see journal_in_commit_phase()). In
+// rollback mode (outside exclusive locking mode, see rollback_obstacle()) every commit
+// increments page 1's change counter exactly once, and only the holder of the write lock
+// writes the database file. So T was the only writer during the copy if the counter went
+// from T's original (or T's own increment, T being the hot transaction we saw before) to
+// T's increment, and no other journal was hot meanwhile or at the end. Rolling our copy back
+// through T's journal then gives the state before T: every page of our copy holds either
+// that or T's version, whose original the rollback puts back (pages T took from the
+// freelist are not journaled, but they were free before T: their content does not matter).
+// Only one commit: with two, the second may take a page the first freed, and neither
+// journals it, so no rollback brings back what that page held before the first. Not caught:
+// a transaction that spilled pages and rolled back between two of our looks at the journal.
+Verdict judge_commit(const SetState& before, const SetState& after, const DuringCopy& during) {
+  Verdict verdict;
+  if (during.commits.size() > 1) {
+    verdict.reason = fmt::format("{} commits during the copy (only one can be rolled back safely)",
+                                 during.commits.size());
     return verdict;
   }
+  const CommitJournal& commit = during.commits.front();
+  verdict.reason = rollback_obstacle(before, after, commit.header, during);
+  if (!verdict.reason.empty()) return verdict;
   const std::uint32_t counter_before = big_endian_u32(before.database, 24);
-  const CommitJournal& first = commits.front();
   if (journal_is_hot(before.journal)) {
-    // The transaction in progress when we began must be the first of the chain.
-    if (!same_journal_transaction(before.journal, first.header) ||
-        !(first.original_counter == counter_before ||
-          first.original_counter + 1 == counter_before)) {
-      verdict.reason = "the transaction in progress before the copy is not the first commit seen";
+    // The transaction in progress when we began must be the one seen committing.
+    if (!same_journal_transaction(before.journal, commit.header) ||
+        !(commit.original_counter == counter_before ||
+          commit.original_counter + 1 == counter_before)) {
+      verdict.reason = "the transaction in progress before the copy is not the commit seen";
       return verdict;
     }
-  } else if (first.original_counter != counter_before) {
+  } else if (commit.original_counter != counter_before) {
     verdict.reason = fmt::format(
-        "a commit during the copy was missed (change counter {} before, first commit from {})",
-        counter_before, first.original_counter);
+        "a commit during the copy was missed (change counter {} before, the commit seen from {})",
+        counter_before, commit.original_counter);
     return verdict;
   }
-  for (std::size_t i = 1; i < commits.size(); ++i) {
-    if (commits[i].original_counter != commits[i - 1].original_counter + 1) {
-      verdict.reason =
-          fmt::format("a commit during the copy was missed (change counter {} -> {})",
-                      commits[i - 1].original_counter + 1, commits[i].original_counter);
-      return verdict;
-    }
-  }
-  const CommitJournal& last = commits.back();
   const std::uint32_t counter_after = big_endian_u32(after.database, 24);
-  if (counter_after != last.original_counter + 1) {
-    verdict.reason =
-        fmt::format("a commit after the last one seen during the copy (change counter {} -> {})",
-                    last.original_counter + 1, counter_after);
+  if (counter_after != commit.original_counter + 1) {
+    verdict.reason = fmt::format("another commit after the one seen (change counter {} -> {})",
+                                 commit.original_counter + 1, counter_after);
     return verdict;
   }
-  if (journal_is_hot(after.journal) && !same_journal_transaction(last.header, after.journal)) {
+  if (journal_is_hot(after.journal) && !same_journal_transaction(commit.header, after.journal)) {
     verdict.reason = "a write transaction began writing the database during the copy";
     return verdict;
   }
@@ -133,55 +154,79 @@ std::uint32_t be32(const unsigned char* p) noexcept {
          std::uint32_t{p[3]};
 }
 
-// The change counter page 1 had when transaction T began, from T's journal: the first
-// record of page 1 holds its original. A journal is a sequence of segments, each a header
-// (padded to the sector size) followed by its records (page number, page, checksum); a
-// record count of 0xffffffff means "up to the end of the file". Records are read as SQLite
-// plays them back: each must carry its segment's checksum, and the first that does not (or
-// has page number 0) ends the journal; past it lies what earlier transactions left in a
-// reused file (PERSIST, exclusive locking), which must not be taken for T's. nullopt when T
-// never journaled page 1 (it has not reached its commit, which always does).
-std::optional<std::uint32_t> original_change_counter(const std::filesystem::path& journal) {
+// What a journal holds, read as SQLite plays it back. A journal is a sequence of segments,
+// each a header (padded to the sector size) followed by its records (page number, page,
+// checksum); a record count of 0xffffffff means "up to the end of the file". Each record
+// must carry its segment's checksum, and the first that does not (or has page number 0) ends
+// the journal; past it lies what earlier transactions left in a reused file (PERSIST,
+// exclusive locking), which must not be taken for this transaction's.
+struct JournalScan {
+  // The change counter page 1 had when the transaction began (the first record of page 1
+  // holds its original); nullopt when the transaction has not journaled page 1 (it has not
+  // reached its commit, which always does).
+  std::optional<std::uint32_t> original_counter;
+  // Every record a segment header counts is there and valid (a journal synced for commit
+  // must be so; one still being written may end in a torn record).
+  bool intact = false;
+};
+
+JournalScan scan_journal(const std::filesystem::path& journal) {
+  JournalScan scan;
   const io::UniqueFd fd = io::open_source_file(journal);
-  if (!fd) return std::nullopt;
+  if (!fd) return scan;
   const std::uint64_t size = io::stat_fd(fd.get(), journal).size;
   std::array<unsigned char, kJournalHeaderSize> header{};
   std::vector<unsigned char> record;
   std::uint64_t offset = 0;
+  bool first_segment = true;
   while (offset + kJournalHeaderSize <= size) {
     if (io::read_at(fd.get(), std::as_writable_bytes(std::span(header)), offset, journal) <
             header.size() ||
         std::memcmp(header.data(), kJournalMagic.data(), kJournalMagic.size()) != 0) {
-      return std::nullopt;
+      // The end of the journal (SQLite stops at a segment without the magic too).
+      scan.intact = !first_segment;
+      return scan;
     }
+    first_segment = false;
     const std::uint32_t declared = be32(&header[8]);
     const std::uint32_t nonce = be32(&header[12]);
     const std::uint64_t sector = be32(&header[20]);
     const std::uint64_t page = be32(&header[24]);
-    if (sector < 32 || page < 512 || page > 65536) return std::nullopt;
+    if (sector < 32 || page < 512 || page > 65536) return scan;
     const std::uint64_t record_size = page + 8;
     const std::uint64_t first = offset + sector;
+    const bool to_end = declared == 0xffffffffU;
     const std::uint64_t count =
-        declared == 0xffffffffU ? (size > first ? (size - first) / record_size : 0) : declared;
+        to_end ? (size > first ? (size - first) / record_size : 0) : declared;
     record.resize(record_size);
     for (std::uint64_t i = 0; i < count; ++i) {
       const std::uint64_t at = first + i * record_size;
-      if (at + record_size > size ||
-          io::read_at(fd.get(), std::as_writable_bytes(std::span(record)), at, journal) <
-              record_size) {
-        return std::nullopt;
+      const bool readable = at + record_size <= size &&
+                            io::read_at(fd.get(), std::as_writable_bytes(std::span(record)), at,
+                                        journal) == record_size;
+      const std::uint32_t page_number = readable ? be32(record.data()) : 0;
+      if (!readable || page_number == 0 ||
+          be32(record.data() + 4 + page) !=
+              record_checksum(nonce, std::span<const unsigned char>(record.data() + 4, page))) {
+        scan.intact = to_end;  // a counted record missing or bad: not a whole journal
+        return scan;
       }
-      const std::uint32_t page_number = be32(record.data());
-      const std::span<const unsigned char> data(record.data() + 4, page);
-      if (page_number == 0 || be32(record.data() + 4 + page) != record_checksum(nonce, data)) {
-        return std::nullopt;
+      if (page_number == 1 && !scan.original_counter) {
+        scan.original_counter = be32(record.data() + 4 + 24);
       }
-      if (page_number == 1) return be32(record.data() + 4 + 24);
     }
-    if (declared == 0xffffffffU || count == 0) return std::nullopt;
+    if (to_end || count == 0) {
+      scan.intact = true;
+      return scan;
+    }
     offset = (first + count * record_size + sector - 1) / sector * sector;
   }
-  return std::nullopt;
+  scan.intact = !first_segment;
+  return scan;
+}
+
+std::optional<std::uint32_t> original_change_counter(const std::filesystem::path& journal) {
+  return scan_journal(journal).original_counter;
 }
 
 // Whether the journal ends with a super-journal name (a transaction over several attached
@@ -210,12 +255,14 @@ std::uint32_t change_counter(const MemberState& database) noexcept {
 
 std::optional<std::uint32_t> journal_in_commit_phase(const MemberState& database,
                                                      const std::filesystem::path& staged_journal) {
-  const std::optional<std::uint32_t> original = original_change_counter(staged_journal);
-  if (!original || change_counter(database) != *original + 1 ||
+  // Complete: every record its headers count is there and valid (it was synced for commit).
+  const JournalScan scan = scan_journal(staged_journal);
+  if (!scan.intact || !scan.original_counter ||
+      change_counter(database) != *scan.original_counter + 1 ||
       names_a_super_journal(staged_journal)) {
     return std::nullopt;
   }
-  return original;
+  return scan.original_counter;
 }
 
 MemberState capture_member(const std::filesystem::path& path, std::size_t header_size) {
@@ -254,7 +301,7 @@ bool journal_is_hot(const MemberState& journal) noexcept {
 
 Verdict judge(const SetState& before, const SetState& after, const MemberState& staged_wal,
               const MemberState& staged_journal, const std::filesystem::path& staged_journal_path,
-              const std::vector<CommitJournal>& commits) {
+              const DuringCopy& during) {
   Verdict verdict;
   // The set itself must be the same files: a deleted, created or renamed-over member means
   // the owner closed, changed journal mode, or someone replaced the database.
@@ -316,7 +363,7 @@ Verdict judge(const SetState& before, const SetState& after, const MemberState& 
     return verdict;
   }
 
-  if (!commits.empty()) return judge_commit_chain(before, after, commits);
+  if (!during.commits.empty()) return judge_commit(before, after, during);
 
   if (journal_is_hot(before.journal)) {
     // A write transaction T was in progress (or its owner died in it). Only the holder of
@@ -349,6 +396,8 @@ Verdict judge(const SetState& before, const SetState& after, const MemberState& 
           "super-journal)";
       return verdict;
     }
+    verdict.reason = rollback_obstacle(before, after, before.journal, during);
+    if (!verdict.reason.empty()) return verdict;
     if (!same_journal_transaction(before.journal, after.journal)) {
       // The counter page 1 shows before the copy may already carry T's own increment (T
       // writes page 1 early in its commit); the original is in T's journal.

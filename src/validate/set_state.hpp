@@ -72,15 +72,24 @@ struct CommitJournal {
   std::uint32_t original_counter = 0;  // page 1's change counter before T
 };
 
+// What the snapshot stage saw while it copied the database, beyond the two looks.
+struct DuringCopy {
+  // Journals of transactions seen committing, copied in their commit phase, oldest first.
+  std::vector<CommitJournal> commits;
+  // Bytes 12-20 (nonce, original size) of every distinct hot journal seen between chunks.
+  std::vector<std::array<std::byte, 8>> hot_journals;
+  bool counter_went_back = false;           // the change counter was seen lower than before
+  std::uint64_t staged_database_bytes = 0;  // the size of our copy of the database
+};
+
 // Judges a copy taken between `before` and `after`; `staged_wal` and `staged_journal` are
-// the markers of the copies themselves, `staged_journal_path` the copied journal.
-// `commits`, oldest first, are the journals of transactions seen committing during the copy,
-// copied in their commit phase. When there are any, the copy is judged as that chain (a
-// journal copied after the database is not used) and, when consistent, it is the state
-// before the first of them once rolled back through all of them, newest first.
+// the markers of the copies themselves, `staged_journal_path` the copied journal. When
+// `during.commits` holds a transaction seen committing, the copy is judged as that commit
+// (the journal copied after the database is not used) and, when consistent, is the state
+// before it once rolled back through its journal.
 Verdict judge(const SetState& before, const SetState& after, const MemberState& staged_wal,
               const MemberState& staged_journal, const std::filesystem::path& staged_journal_path,
-              const std::vector<CommitJournal>& commits = {});
+              const DuringCopy& during = {});
 
 // Whether the transaction whose journal was copied to `staged_journal` had reached its commit
 // when `database` (the source's header) was read, and if so the counter T's journal recorded

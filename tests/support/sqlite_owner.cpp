@@ -59,6 +59,14 @@ constexpr const char* kUsage =
     "                      that SQLite does not count in the change counter, then writes FILE.3\n"
     "  pause-in-commit-attached  as pause-in-commit with journal_mode=DELETE; the transaction\n"
     "                      also writes PATH-aux (attached), so its journal names a super-journal\n"
+    "  pause-in-shrinking-commit  as pause-in-commit (PERSIST) on an auto_vacuum=FULL database;\n"
+    "                      the paused transaction deletes the last three quarters of the rows, "
+    "and\n"
+    "                      its commit moves pages and cuts the file\n"
+    "  pause-in-two-commits  journal_mode=DELETE; table b of N 20000-byte blobs (h: a fingerprint\n"
+    "                      of each blob's ends), then two commits, each pausing as above: T1\n"
+    "                      deletes the even rows (FILE, FILE.2), T2 inserts N/2 new blobs into\n"
+    "                      the freed pages (FILE.3, FILE.4); FILE.5 once both are done\n"
     "  stomp               creates PATH with N rows if missing, then (no SQLite) rewrites the "
     "header's\n"
     "                      change counter (bytes 24-27) in a tight loop until SIGTERM/SIGINT\n"
@@ -316,16 +324,24 @@ struct PausingFile {
 sqlite3_vfs* g_real_vfs = nullptr;
 sqlite3_vfs g_pausing_vfs;
 bool g_commit_armed = false;
-int g_pauses_done = 0;
+int g_pauses_done = 0;  // in the armed commit: 1 before its first write, 2 after page 1
+int g_announced = 0;    // ready files written so far: FILE, then FILE.2, FILE.3, ...
 std::string g_ready_file;
+
+// Writes the next ready file of the sequence.
+void announce_next() {
+  ++g_announced;
+  announce_ready(g_announced == 1 ? g_ready_file
+                                  : g_ready_file + "." + std::to_string(g_announced));
+}
 std::string g_main_name;  // file name of PATH
 
 sqlite3_file* real_of(sqlite3_file* file) { return reinterpret_cast<PausingFile*>(file)->real; }
 
 // Waits for SIGUSR1; a stop signal meanwhile ends the process at once, mid-commit (the
 // journal stays hot, as after a crash).
-void pause_until_resumed(const std::string& ready) {
-  announce_ready(ready);
+void pause_until_resumed() {
+  announce_next();
   sigset_t signals = stop_signals();
   sigaddset(&signals, SIGUSR1);
   int received = 0;
@@ -339,12 +355,12 @@ int pausing_write(sqlite3_file* file, const void* data, int amount, sqlite3_int6
   const bool watched = self->main_database && g_commit_armed;
   if (watched && g_pauses_done == 0) {
     g_pauses_done = 1;
-    pause_until_resumed(g_ready_file);
+    pause_until_resumed();
   }
   const int rc = self->real->pMethods->xWrite(self->real, data, amount, offset);
   if (watched && g_pauses_done == 1 && offset == 0) {
     g_pauses_done = 2;
-    pause_until_resumed(g_ready_file + ".2");
+    pause_until_resumed();
   }
   return rc;
 }
@@ -433,6 +449,16 @@ void register_pausing_vfs() {
 // DELETE; after the paused commit, a second one that SQLite does not count in the change
 // counter), "attached" (journal_mode=DELETE; the transaction also writes PATH-aux attached,
 // so its journal names a super-journal).
+// Runs `sql` as one transaction whose COMMIT pauses twice (see pausing_write()).
+void commit_with_pauses(Database& db, const std::string& sql) {
+  db.exec("BEGIN; " + sql);
+  g_pauses_done = 0;
+  g_commit_armed = true;
+  db.exec("COMMIT");
+  g_commit_armed = false;
+  if (g_pauses_done != 2) die("pause-in-commit: the commit did not pause at both points");
+}
+
 int pause_in_commit(const Arguments& args, const std::string& variant) {
   sigset_t resume;
   sigemptyset(&resume);
@@ -442,12 +468,44 @@ int pause_in_commit(const Arguments& args, const std::string& variant) {
   g_ready_file = args.ready;
   g_main_name = args.db.substr(args.db.find_last_of('/') + 1);
   Database db(args.db);
-  if (variant == "exclusive" || variant == "attached") {
+  if (variant == "exclusive" || variant == "attached" || variant == "free-and-reuse") {
     expect_pragma(db, "journal_mode=DELETE", "delete");
   } else {
     expect_pragma(db, "journal_mode=PERSIST", "persist");
   }
   db.exec("PRAGMA synchronous=FULL");
+  if (variant == "free-and-reuse") {
+    // SQLite's default (Debian builds it with secure_delete on): freed pages are then left as
+    // they are instead of being zeroed, and so not journaled.
+    db.exec("PRAGMA secure_delete=OFF");
+    // Blobs of 20000 bytes live mostly in overflow pages; h fingerprints each blob's first
+    // and last bytes, so a row whose overflow chain holds another blob's pages shows.
+    db.exec("CREATE TABLE IF NOT EXISTS b(id INTEGER PRIMARY KEY, payload BLOB, h TEXT)");
+    for (long done = 0; done < args.rows; done += 100) {
+      db.exec(
+          "BEGIN; WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100)"
+          " INSERT INTO b(payload) SELECT randomblob(20000) FROM n;"
+          " UPDATE b SET h = hex(substr(payload, 1, 8)) || hex(substr(payload, 19993, 8))"
+          " WHERE h IS NULL; COMMIT;");
+    }
+    // T1 frees the even rows' overflow pages (freeing a page does not journal it); T2 takes
+    // those pages from the freelist for new blobs (a page free when a transaction starts is
+    // not journaled either).
+    commit_with_pauses(db, "DELETE FROM b WHERE id % 2 = 0;");
+    commit_with_pauses(db,
+                       "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < " +
+                           std::to_string(args.rows / 2) +
+                           ") INSERT INTO b(payload) SELECT randomblob(20000) FROM n;"
+                           " UPDATE b SET h = hex(substr(payload, 1, 8)) || "
+                           "hex(substr(payload, 19993, 8)) WHERE h IS NULL;");
+    announce_next();
+    wait_for_stop();
+    db.close();
+    return 0;
+  }
+  // auto_vacuum must be chosen before the first table: the shrink variant's commit then moves
+  // pages from the end into freed ones and cuts the file.
+  if (variant == "shrink") db.exec("PRAGMA auto_vacuum=FULL; PRAGMA secure_delete=OFF");
   create_table(db);
   insert_rows(db, args.rows, true);
   if (variant == "attached") {
@@ -458,19 +516,18 @@ int pause_in_commit(const Arguments& args, const std::string& variant) {
   // Entering exclusive mode only now makes the paused commit the first under the lock: the
   // one SQLite counts.
   if (variant == "exclusive") expect_pragma(db, "locking_mode=EXCLUSIVE", "exclusive");
-  db.exec("BEGIN; UPDATE t SET v = 'rewritten ' || v WHERE id % 8 = 0;");
-  if (variant == "attached") db.exec("UPDATE aux.u SET x = x + 1");
-  g_commit_armed = true;
-  db.exec("COMMIT");
-  g_commit_armed = false;
-  if (g_pauses_done != 2) die("pause-in-commit: the commit did not pause at both points");
+  std::string transaction = "UPDATE t SET v = 'rewritten ' || v WHERE id % 8 = 0;";
+  if (variant == "shrink")
+    transaction = "DELETE FROM t WHERE id > " + std::to_string(args.rows / 4) + ";";
+  if (variant == "attached") transaction += "UPDATE aux.u SET x = x + 1;";
+  commit_with_pauses(db, transaction);
   // Same connection, same lock, no rollback since the counted commit, and nothing that
   // changes page 1 (rows keep their length, so the file does not grow): SQLite leaves the
   // change counter as it is for this one.
   if (variant == "exclusive") {
     db.exec("UPDATE t SET v = 'ROW' || substr(v, 4) WHERE id % 8 = 1;");
   }
-  announce_ready(args.ready + ".3");
+  announce_next();
   wait_for_stop();
   db.close();
   return 0;
@@ -527,6 +584,8 @@ int main(int argc, char** argv) {
   if (args.mode == "pause-in-commit") return pause_in_commit(args, "");
   if (args.mode == "pause-in-commit-exclusive") return pause_in_commit(args, "exclusive");
   if (args.mode == "pause-in-commit-attached") return pause_in_commit(args, "attached");
+  if (args.mode == "pause-in-two-commits") return pause_in_commit(args, "free-and-reuse");
+  if (args.mode == "pause-in-shrinking-commit") return pause_in_commit(args, "shrink");
   if (args.mode == "stomp") return stomp(args);
   usage_error("unknown mode " + args.mode);
 }
