@@ -266,67 +266,38 @@ TEST_F(SnapshotTest, TransactionThatBeganButHasNotWrittenTheDatabaseDoesNotSpoil
   EXPECT_FALSE(fs::exists(out_dir_ / "copy.sqlite-journal"));
 }
 
-// The owner (tests/support/sqlite_owner pause-in-commit) stops inside a commit on a
-// PERSIST journal: its journal is hot and complete, page 1 already carries the new change
-// counter. The backup starts there, and the owner finishes its commit (zeroing the journal's
-// header, as PERSIST does) while the database is being copied. Copied after the database, the
-// journal would no longer be the transaction's, and the attempt would have to be thrown away;
-// copied first, in the commit phase, it is complete and rolls our copy back to the state
-// before the transaction.
-TEST_F(SnapshotTest, TransactionCaughtInItsCommitIsRolledBackWithItsJournalCopiedFirst) {
-  OwnerProcess owner(kOwnerExe, source_, "pause-in-commit", 12000);
-  ASSERT_TRUE(owner.ready()) << owner.output();
-  ASSERT_TRUE(owner.resume_until(".2")) << owner.output();
-  bool finished = false;
+// The pause-in-commit owners (tests/support/sqlite_owner) stop inside their commits and go
+// on, one ready file at a time, when told to. A backup taken while stepping one of them:
+// `before_copy` lists the ready files to step through before the backup starts; the k-th
+// progress report of the copy (one per chunk) steps through `at_chunk[k]`. The owner thus
+// commits at chosen moments of the copy, deterministically.
+struct SteppedBackup {
   sb::Report report;
-  sb::sqlite_backup(source_, out_dir_ / "copy.sqlite",
-                    {.copy_retry = 1,
-                     .on_progress =
-                         [&](const sb::CopyProgress&) {
-                           if (!finished) finished = owner.resume_until(".3");
-                         },
-                     .report = &report});
-  ASSERT_TRUE(finished) << owner.output();
-  EXPECT_EQ(report.attempts, 1);
-  EXPECT_EQ(count_rows(out_dir_ / "copy.sqlite"), 12000);
-  EXPECT_EQ(query_int(out_dir_ / "copy.sqlite", "SELECT count(*) FROM t WHERE v LIKE 'rewritten%'"),
-            0);
-  EXPECT_EQ(query_text(out_dir_ / "copy.sqlite", "PRAGMA integrity_check"), "ok");
-}
+  bool every_step_came = false;
+  int chunks = 0;  // progress reports seen
+};
 
-// Same owner, caught earlier: its journal is hot but the commit has not written the database
-// yet. During our copy the commit writes page 1 (the backup must notice between two chunks
-// and copy the journal then, while it is complete), and then finishes and zeroes the
-// journal's header before our copy ends.
-TEST_F(SnapshotTest, TransactionReachingItsCommitDuringTheCopyHasItsJournalCopiedThen) {
-  OwnerProcess owner(kOwnerExe, source_, "pause-in-commit", 12000);
-  ASSERT_TRUE(owner.ready()) << owner.output();
-  int chunks = 0;
-  bool reached_commit = false;
-  bool finished = false;
-  sb::Report report;
-  sb::sqlite_backup(source_, out_dir_ / "copy.sqlite",
-                    {.copy_retry = 1,
+SteppedBackup back_up_stepping(OwnerProcess& owner, const fs::path& source,
+                               const fs::path& destination,
+                               const std::vector<std::string>& before_copy,
+                               const std::vector<std::vector<std::string>>& at_chunk,
+                               int copy_retry = 100) {
+  SteppedBackup result;
+  bool steps_ok = owner.ready();
+  for (const auto& step : before_copy) steps_ok = steps_ok && owner.resume_until(step);
+  sb::sqlite_backup(source, destination,
+                    {.copy_retry = copy_retry,
                      .on_progress =
                          [&](const sb::CopyProgress&) {
-                           ++chunks;
-                           if (!reached_commit) {
-                             reached_commit = owner.resume_until(".2");
-                           } else if (!finished) {
-                             finished = owner.resume_until(".3");
+                           const auto chunk = static_cast<std::size_t>(result.chunks++);
+                           if (chunk >= at_chunk.size()) return;
+                           for (const auto& step : at_chunk[chunk]) {
+                             steps_ok = steps_ok && owner.resume_until(step);
                            }
                          },
-                     .report = &report});
-  if (!finished && chunks < 2) {
-    GTEST_SKIP() << "the database was copied in one step (a reflink clone?): no moment "
-                    "between chunks to let the owner's commit advance";
-  }
-  ASSERT_TRUE(reached_commit && finished) << owner.output();
-  EXPECT_EQ(report.attempts, 1);
-  EXPECT_EQ(count_rows(out_dir_ / "copy.sqlite"), 12000);
-  EXPECT_EQ(query_int(out_dir_ / "copy.sqlite", "SELECT count(*) FROM t WHERE v LIKE 'rewritten%'"),
-            0);
-  EXPECT_EQ(query_text(out_dir_ / "copy.sqlite", "PRAGMA integrity_check"), "ok");
+                     .report = &result.report});
+  result.every_step_came = steps_ok && static_cast<std::size_t>(result.chunks) >= at_chunk.size();
+  return result;
 }
 
 // Which committed states a pause-in-commit owner's database can be in, from the rows the
@@ -344,26 +315,55 @@ void expect_a_committed_state(const fs::path& copy, bool second_transaction_poss
   EXPECT_EQ(query_text(copy, "PRAGMA integrity_check"), "ok");
 }
 
-// In locking_mode=EXCLUSIVE, SQLite counts only the first commit under the lock in the change
-// counter. The owner pauses in that first commit; during our copy it finishes it and commits
-// a second transaction, uncounted. A chain of one journal would then look complete (counter
-// one past the journal's original, nothing hot) while the copy holds part of the second
-// transaction. The exclusive lock the owner keeps between transactions gives it away.
+// The owner stops inside a commit on a PERSIST journal: its journal is hot and complete, page
+// 1 already carries the new change counter. The backup starts there, and the owner finishes
+// its commit (zeroing the journal's header, as PERSIST does) while the database is being
+// copied. Copied after the database, the journal would no longer be the transaction's, and
+// the attempt would have to be thrown away; copied first, in the commit phase, it is complete
+// and rolls our copy back to the state before the transaction.
+TEST_F(SnapshotTest, TransactionCaughtInItsCommitIsRolledBackWithItsJournalCopiedFirst) {
+  OwnerProcess owner(kOwnerExe, source_, "pause-in-commit", 12000);
+  const SteppedBackup backup =
+      back_up_stepping(owner, source_, out_dir_ / "copy.sqlite", {".2"}, {{".3"}}, 1);
+  ASSERT_TRUE(backup.every_step_came) << owner.output();
+  EXPECT_EQ(backup.report.attempts, 1);
+  expect_a_committed_state(out_dir_ / "copy.sqlite", false);
+  EXPECT_EQ(query_int(out_dir_ / "copy.sqlite", "SELECT count(*) FROM t WHERE v LIKE 'rewritten%'"),
+            0);
+}
+
+// Same owner, caught earlier: its journal is hot but the commit has not written the database
+// yet. During our copy the commit writes page 1 (the backup must notice between two chunks
+// and copy the journal then, while it is complete), and then finishes and zeroes the
+// journal's header before our copy ends.
+TEST_F(SnapshotTest, TransactionReachingItsCommitDuringTheCopyHasItsJournalCopiedThen) {
+  OwnerProcess owner(kOwnerExe, source_, "pause-in-commit", 12000);
+  const SteppedBackup backup =
+      back_up_stepping(owner, source_, out_dir_ / "copy.sqlite", {}, {{".2"}, {".3"}}, 1);
+  if (backup.chunks < 2) {
+    GTEST_SKIP() << "the database was copied in one step (a reflink clone?): no moment "
+                    "between chunks to let the owner's commit advance";
+  }
+  ASSERT_TRUE(backup.every_step_came) << owner.output();
+  EXPECT_EQ(backup.report.attempts, 1);
+  expect_a_committed_state(out_dir_ / "copy.sqlite", false);
+  EXPECT_EQ(query_int(out_dir_ / "copy.sqlite", "SELECT count(*) FROM t WHERE v LIKE 'rewritten%'"),
+            0);
+}
+
+// In locking_mode=EXCLUSIVE, SQLite counts a commit in the change counter only when it
+// dirties page 1 anyway (or is the first under the lock). The owner pauses in that first
+// commit; during our copy it finishes it and commits a second transaction, uncounted. One
+// commit's journal would then look like the whole story (counter one past the journal's
+// original, nothing hot) while the copy holds part of the second transaction. The exclusive
+// lock the owner keeps between transactions gives it away.
 TEST_F(SnapshotTest, UncountedCommitsOfAnExclusiveLockingOwnerAreNotTakenForAChain) {
   OwnerProcess owner(kOwnerExe, source_, "pause-in-commit-exclusive", 12000);
-  ASSERT_TRUE(owner.ready()) << owner.output();
-  ASSERT_TRUE(owner.resume_until(".2")) << owner.output();
-  bool finished = false;
-  sb::Report report;
-  sb::sqlite_backup(source_, out_dir_ / "copy.sqlite",
-                    {.on_progress =
-                         [&](const sb::CopyProgress&) {
-                           if (!finished) finished = owner.resume_until(".3");
-                         },
-                     .report = &report});
-  ASSERT_TRUE(finished) << owner.output();
+  const SteppedBackup backup =
+      back_up_stepping(owner, source_, out_dir_ / "copy.sqlite", {".2"}, {{".3"}});
+  ASSERT_TRUE(backup.every_step_came) << owner.output();
   expect_a_committed_state(out_dir_ / "copy.sqlite", true);
-  EXPECT_GE(report.attempts, 2);
+  EXPECT_GE(backup.report.attempts, 2);
 }
 
 // A transaction over two attached databases leaves a super-journal name in its journal, and
@@ -372,19 +372,11 @@ TEST_F(SnapshotTest, UncountedCommitsOfAnExclusiveLockingOwnerAreNotTakenForACha
 // pauses in such a commit (page 1 written) and finishes it during our copy.
 TEST_F(SnapshotTest, JournalNamingASuperJournalIsNotUsedForRollback) {
   OwnerProcess owner(kOwnerExe, source_, "pause-in-commit-attached", 12000);
-  ASSERT_TRUE(owner.ready()) << owner.output();
-  ASSERT_TRUE(owner.resume_until(".2")) << owner.output();
-  bool finished = false;
-  sb::Report report;
-  sb::sqlite_backup(source_, out_dir_ / "copy.sqlite",
-                    {.on_progress =
-                         [&](const sb::CopyProgress&) {
-                           if (!finished) finished = owner.resume_until(".3");
-                         },
-                     .report = &report});
-  ASSERT_TRUE(finished) << owner.output();
+  const SteppedBackup backup =
+      back_up_stepping(owner, source_, out_dir_ / "copy.sqlite", {".2"}, {{".3"}});
+  ASSERT_TRUE(backup.every_step_came) << owner.output();
   expect_a_committed_state(out_dir_ / "copy.sqlite", false);
-  EXPECT_GE(report.attempts, 2);
+  EXPECT_GE(backup.report.attempts, 2);
 }
 
 // A commit that shrinks the file (auto_vacuum) moves pages from the end into freed places
@@ -394,18 +386,10 @@ TEST_F(SnapshotTest, JournalNamingASuperJournalIsNotUsedForRollback) {
 // during our copy.
 TEST_F(SnapshotTest, CommitThatShrinksTheFileDuringTheCopyIsNotRolledBack) {
   OwnerProcess owner(kOwnerExe, source_, "pause-in-shrinking-commit", 12000);
-  ASSERT_TRUE(owner.ready()) << owner.output();
-  ASSERT_TRUE(owner.resume_until(".2")) << owner.output();
   const auto size_before = fs::file_size(source_);
-  bool finished = false;
-  sb::Report report;
-  sb::sqlite_backup(source_, out_dir_ / "copy.sqlite",
-                    {.on_progress =
-                         [&](const sb::CopyProgress&) {
-                           if (!finished) finished = owner.resume_until(".3");
-                         },
-                     .report = &report});
-  ASSERT_TRUE(finished) << owner.output();
+  const SteppedBackup backup =
+      back_up_stepping(owner, source_, out_dir_ / "copy.sqlite", {".2"}, {{".3"}});
+  ASSERT_TRUE(backup.every_step_came) << owner.output();
   ASSERT_LT(fs::file_size(source_), size_before / 2) << "the commit did not shrink the file";
   const fs::path copy = out_dir_ / "copy.sqlite";
   EXPECT_EQ(query_text(copy, "PRAGMA integrity_check"), "ok");
@@ -421,30 +405,15 @@ TEST_F(SnapshotTest, CommitThatShrinksTheFileDuringTheCopyIsNotRolledBack) {
 // copies each journal in its commit phase; the copy must still not be accepted as such.
 TEST_F(SnapshotTest, TwoCommitsDuringTheCopyAreNotRolledBackThroughBothJournals) {
   OwnerProcess owner(kOwnerExe, source_, "pause-in-two-commits", 600);
-  ASSERT_TRUE(owner.ready()) << owner.output();
-  ASSERT_TRUE(owner.resume_until(".2")) << owner.output();  // T1 has written page 1
-  int calls = 0;
-  bool second_commit_seen = false;
-  bool finished = false;
-  sb::Report report;
-  sb::sqlite_backup(source_, out_dir_ / "copy.sqlite",
-                    {.on_progress =
-                         [&](const sb::CopyProgress&) {
-                           ++calls;
-                           if (calls == 1) {
-                             // T1 finishes; T2 runs up to the write of its page 1.
-                             second_commit_seen =
-                                 owner.resume_until(".3") && owner.resume_until(".4");
-                           } else if (!finished) {
-                             finished = owner.resume_until(".5");
-                           }
-                         },
-                     .report = &report});
-  if (!finished && calls < 2) {
+  // T1 has written page 1 before the copy; at the first chunk T1 finishes and T2 runs up to
+  // the write of its page 1; at the second, T2 finishes.
+  const SteppedBackup backup =
+      back_up_stepping(owner, source_, out_dir_ / "copy.sqlite", {".2"}, {{".3", ".4"}, {".5"}});
+  if (backup.chunks < 2) {
     GTEST_SKIP() << "the database was copied in one step (a reflink clone?): no moment "
                     "between chunks to let the owner's commits advance";
   }
-  ASSERT_TRUE(second_commit_seen && finished) << owner.output();
+  ASSERT_TRUE(backup.every_step_came) << owner.output();
   const fs::path copy = out_dir_ / "copy.sqlite";
   EXPECT_EQ(query_text(copy, "PRAGMA integrity_check"), "ok");
   EXPECT_EQ(query_int(copy,
