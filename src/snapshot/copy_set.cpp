@@ -255,6 +255,90 @@ validate::Verdict judge_copy(const discover::DatabaseFiles& source,
   return judge_against(validate::capture(source));
 }
 
+// Rollback mode: every commit (outside exclusive locking mode) moves the change counter with
+// its first write to the database, page 1. Looking at it before the copy and between its
+// chunks, the watch copies the journal of a transaction seen committing while it is in its
+// commit phase, complete (validate::journal_in_commit_phase); the attempt is then judged as
+// that commit and rolled back through it, so a transaction that ends during the copy no
+// longer spoils it, whatever its journal mode. It also notes every hot journal it sees and
+// whether the counter ever goes back (see validate::judge()). Idle in WAL mode and when the
+// caller's copy function copies.
+class CommitWatch {
+ public:
+  CommitWatch(const discover::DatabaseFiles& source, const discover::DatabaseFiles& staged_files,
+              const validate::SetState& before, const Settings& settings)
+      : source_(source),
+        staged_files_(staged_files),
+        before_(before),
+        settings_(settings),
+        enabled_(settings.follow_commits && !settings.copy_function && !before.wal.exists),
+        counter_seen_(validate::change_counter(before.database)) {}
+
+  void look_before_copy() {
+    if (!enabled_) return;
+    note_hot_journal(before_.journal);
+    capture_commit(before_.database, before_.journal);
+  }
+
+  void look_between_chunks() {
+    if (!enabled_) return;
+    const validate::MemberState database =
+        validate::capture_member(source_.database, validate::kDatabaseHeaderSize);
+    const validate::MemberState journal =
+        validate::capture_member(source_.journal, validate::kJournalHeaderSize);
+    note_hot_journal(journal);
+    const std::uint32_t counter = validate::change_counter(database);
+    if (counter == counter_seen_) return;
+    if (counter < counter_seen_) during_.counter_went_back = true;
+    counter_seen_ = counter;
+    capture_commit(database, journal);
+  }
+
+  // Whether a commit's journal was copied: then the journal is not copied after the database.
+  [[nodiscard]] const bool& journal_covered() const noexcept { return journal_covered_; }
+  validate::DuringCopy& during() noexcept { return during_; }
+
+  void forget_commits() noexcept {
+    for (const auto& commit : during_.commits) ::unlink(commit.staged.c_str());
+    during_.commits.clear();
+  }
+
+ private:
+  void note_hot_journal(const validate::MemberState& journal) {
+    if (!validate::journal_is_hot(journal)) return;
+    std::array<std::byte, 8> nonce{};
+    std::memcpy(nonce.data(), journal.header.data() + 12, nonce.size());
+    if (std::find(during_.hot_journals.begin(), during_.hot_journals.end(), nonce) ==
+        during_.hot_journals.end()) {
+      during_.hot_journals.push_back(nonce);
+    }
+  }
+
+  void capture_commit(const validate::MemberState& database, const validate::MemberState& journal) {
+    if (!validate::journal_is_hot(journal) ||
+        (!during_.commits.empty() &&
+         validate::same_journal_transaction(during_.commits.back().header, journal))) {
+      return;
+    }
+    const std::filesystem::path staged_commit =
+        staged_files_.journal.string() + "." + std::to_string(during_.commits.size() + 1);
+    if (auto commit =
+            copy_journal_in_commit_phase(source_, staged_commit, journal, database, settings_)) {
+      during_.commits.push_back(std::move(*commit));
+      journal_covered_ = true;
+    }
+  }
+
+  const discover::DatabaseFiles& source_;
+  const discover::DatabaseFiles& staged_files_;
+  const validate::SetState& before_;
+  const Settings& settings_;
+  const bool enabled_;
+  std::uint32_t counter_seen_;
+  validate::DuringCopy during_;
+  bool journal_covered_ = false;
+};
+
 }  // namespace
 
 Outcome copy_consistent_set(const discover::DatabaseFiles& source,
@@ -300,63 +384,8 @@ Outcome copy_consistent_set(const discover::DatabaseFiles& source,
     remove_staged({{&source.wal, staged_files.wal}, {&source.journal, staged_files.journal}});
     if (!refresh_database) remove_staged({{&source.database, staged_files.database}});
 
-    // Rollback mode: every commit (outside exclusive locking mode) moves the change counter
-    // with its first write to the database, page 1. Watching it before the copy and between
-    // its chunks, we copy the journal of a transaction seen committing while it is in its
-    // commit phase, complete (validate::journal_in_commit_phase); the copy is then judged as
-    // that commit and rolled back through it, so a transaction that ends during the copy no
-    // longer spoils the attempt, whatever its journal mode. Between chunks we also note every
-    // hot journal and whether the counter ever goes back (see validate::judge()).
-    validate::DuringCopy during;
-    bool journal_covered = false;  // by a commit: the journal is not copied after the database
-    const bool watch_commits =
-        settings.follow_commits && !settings.copy_function && !before.wal.exists;
-    std::uint32_t counter_seen = validate::change_counter(before.database);
-    const auto note_hot_journal = [&](const validate::MemberState& journal) {
-      if (!validate::journal_is_hot(journal)) return;
-      std::array<std::byte, 8> nonce{};
-      std::memcpy(nonce.data(), journal.header.data() + 12, nonce.size());
-      if (std::find(during.hot_journals.begin(), during.hot_journals.end(), nonce) ==
-          during.hot_journals.end()) {
-        during.hot_journals.push_back(nonce);
-      }
-    };
-    const auto capture_commit = [&](const validate::MemberState& database,
-                                    const validate::MemberState& journal) {
-      if (!validate::journal_is_hot(journal) ||
-          (!during.commits.empty() &&
-           validate::same_journal_transaction(during.commits.back().header, journal))) {
-        return;
-      }
-      const std::filesystem::path staged_commit =
-          staged_files.journal.string() + "." + std::to_string(during.commits.size() + 1);
-      if (auto commit =
-              copy_journal_in_commit_phase(source, staged_commit, journal, database, settings)) {
-        during.commits.push_back(std::move(*commit));
-        journal_covered = true;
-      }
-    };
-    const auto forget_commits = [&] {
-      for (const auto& commit : during.commits) ::unlink(commit.staged.c_str());
-      during.commits.clear();
-    };
-    if (watch_commits) note_hot_journal(before.journal);
-    if (watch_commits && validate::journal_is_hot(before.journal)) {
-      capture_commit(before.database, before.journal);
-    }
-    const std::function<void()> watch = [&] {
-      if (!watch_commits) return;
-      const validate::MemberState database =
-          validate::capture_member(source.database, validate::kDatabaseHeaderSize);
-      const validate::MemberState journal =
-          validate::capture_member(source.journal, validate::kJournalHeaderSize);
-      note_hot_journal(journal);
-      const std::uint32_t counter = validate::change_counter(database);
-      if (counter == counter_seen) return;
-      if (counter < counter_seen) during.counter_went_back = true;
-      counter_seen = counter;
-      capture_commit(database, journal);
-    };
+    CommitWatch watch(source, staged_files, before, settings);
+    watch.look_before_copy();
 
     // Database first, then the WAL, then the journal (unless already copied): judge()
     // relies on this order.
@@ -368,20 +397,21 @@ Outcome copy_consistent_set(const discover::DatabaseFiles& source,
     if (before.wal.exists) total += before.wal.stat.size;
     if (before.journal.exists) total += before.journal.stat.size;
 
-    const SetCopy copy = copy_members(members, std::move(held_journal), source, settings, total,
-                                      attempt, refresh_database, watch, journal_covered);
+    const SetCopy copy = copy_members(
+        members, std::move(held_journal), source, settings, total, attempt, refresh_database,
+        [&watch] { watch.look_between_chunks(); }, watch.journal_covered());
     outcome.bytes = copy.bytes;
 
     const validate::Verdict verdict =
-        copy.settled
-            ? judge_copy(source, staged_files, before, copy.database_proved_equal, during, settings)
-            : validate::Verdict{false, validate::Need::nothing_more,
-                                settings.copy_function
-                                    ? "the copy function reported a change"
-                                    : "a file vanished while it was being copied"};
+        copy.settled ? judge_copy(source, staged_files, before, copy.database_proved_equal,
+                                  watch.during(), settings)
+                     : validate::Verdict{false, validate::Need::nothing_more,
+                                         settings.copy_function
+                                             ? "the copy function reported a change"
+                                             : "a file vanished while it was being copied"};
     if (verdict.consistent) {
       if (verdict.discard_staged_journal) ::unlink(staged_files.journal.c_str());
-      for (const auto& commit : during.commits) {
+      for (const auto& commit : watch.during().commits) {
         outcome.journals_to_roll_back.push_back({commit.staged, commit.original_counter});
         log_debug("attempt {}: a commit during the copy; its journal was copied in its commit",
                   attempt);
@@ -392,7 +422,7 @@ Outcome copy_consistent_set(const discover::DatabaseFiles& source,
       return outcome;
     }
     outcome.last_reason = verdict.reason;
-    forget_commits();
+    watch.forget_commits();
     // A -wal file (even an empty one) means WAL mode; without one, rollback mode.
     last_seen = before.wal.exists ? std::pair{Cycle::wal_generation, before.wal}
                                   : std::pair{Cycle::transaction, before.journal};
