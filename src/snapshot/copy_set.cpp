@@ -42,10 +42,10 @@ void back_off(int attempt) {
 // When attempts keep colliding with the owner, the best moment to start the next one is
 // right after the marker that spoiled the last one has changed: then the copy has the whole
 // of the owner's next cycle.
-// - Rollback mode: a copy validates only if its window starts inside one transaction T (or a
-//   quiet moment) and ends before a successor writes, so start when a journal has just
-//   turned hot with a nonce other than the last one seen (T synced it and is about to write
-//   the database).
+// - Rollback mode: a copy validates when at most one transaction commits while it is read
+//   (see CommitWatch), so start right after a commit has completed (the change counter moved
+//   and no journal is hot): the copy then has until the transaction after the next one
+//   starts writing, about two of the owner's commit intervals.
 // - WAL mode: a copy validates only within one WAL generation, so start right after a
 //   checkpoint restarted the WAL: its 32-byte header differs from the last one seen.
 // Either wait reads a header (read-only) every 0.2 ms and gives up after 40 ms.
@@ -55,7 +55,10 @@ void await_next_cycle(const discover::DatabaseFiles& source, Cycle cycle,
                       const validate::MemberState& seen) {
   using clock = std::chrono::steady_clock;
   const auto deadline = clock::now() + std::chrono::milliseconds(40);
-  const bool seen_hot = validate::journal_is_hot(seen);
+  const std::uint32_t counter_at_start = cycle == Cycle::transaction
+                                             ? validate::change_counter(validate::capture_member(
+                                                   source.database, validate::kDatabaseHeaderSize))
+                                             : 0;
   while (clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::microseconds(200));
     if (cycle == Cycle::wal_generation) {
@@ -67,10 +70,12 @@ void await_next_cycle(const discover::DatabaseFiles& source, Cycle cycle,
       }
       continue;
     }
-    const validate::MemberState now =
-        validate::capture_member(source.journal, validate::kJournalHeaderSize);
-    if (validate::journal_is_hot(now) &&
-        !(seen_hot && std::memcmp(now.header.data() + 12, seen.header.data() + 12, 8) == 0)) {
+    // A commit has completed: the counter moved and no journal is hot any more.
+    const validate::MemberState database =
+        validate::capture_member(source.database, validate::kDatabaseHeaderSize);
+    if (validate::change_counter(database) != counter_at_start &&
+        !validate::journal_is_hot(
+            validate::capture_member(source.journal, validate::kJournalHeaderSize))) {
       return;
     }
   }
