@@ -140,6 +140,8 @@ CopyOutcome copy_file_contents(int source_fd, const std::filesystem::path& sourc
       if (!after_chunk(done)) break;
     }
   }
+  // The last, partial chunk is reported too: callers look at the source between chunks.
+  if (since_report > 0) after_chunk(done);
   outcome.method = CopyMethod::read_write;
   outcome.bytes = done;
   return outcome;

@@ -138,7 +138,17 @@ bool sqlite_exclusive_lock_held(const std::filesystem::path& path) noexcept {
   probe.l_start = kSharedFirst;
   probe.l_len = kSharedSize;
   probe.l_pid = 0;  // required by F_OFD_GETLK
-  const bool asked = ::fcntl(fd, F_OFD_GETLK, &probe) == 0;
+  bool asked = ::fcntl(fd, F_OFD_GETLK, &probe) == 0;
+  if (!asked && errno == EINVAL) {
+    // Kernels before 3.15 know no OFD locks; the classic query answers the same here, since
+    // this process holds no lock of its own on the file.
+    probe = {};
+    probe.l_type = F_WRLCK;
+    probe.l_whence = SEEK_SET;
+    probe.l_start = kSharedFirst;
+    probe.l_len = kSharedSize;
+    asked = ::fcntl(fd, F_GETLK, &probe) == 0;
+  }
   ::close(fd);  // we hold no lock on it, so closing drops nothing of anyone's
   return asked && probe.l_type == F_WRLCK;
 }

@@ -27,12 +27,6 @@ bool same_bytes(const MemberState& a, const MemberState& b, std::size_t from,
   return std::memcmp(a.header.data() + from, b.header.data() + from, to - from) == 0;
 }
 
-bool is_all_zero(const MemberState& member, std::size_t bytes) noexcept {
-  return std::all_of(member.header.begin(),
-                     member.header.begin() + static_cast<std::ptrdiff_t>(bytes),
-                     [](std::byte b) { return b == std::byte{0}; });
-}
-
 bool same_identity(const MemberState& a, const MemberState& b) noexcept {
   return a.exists == b.exists && (!a.exists || a.stat.same_file(b.stat));
 }
@@ -225,10 +219,6 @@ JournalScan scan_journal(const std::filesystem::path& journal) {
   return scan;
 }
 
-std::optional<std::uint32_t> original_change_counter(const std::filesystem::path& journal) {
-  return scan_journal(journal).original_counter;
-}
-
 // Whether the journal ends with a super-journal name (a transaction over several attached
 // databases): SQLite then plays it back only while that super-journal file exists, which it
 // never does beside our copy, so the copy would silently not be rolled back.
@@ -376,16 +366,10 @@ Verdict judge(const SetState& before, const SetState& after, const MemberState& 
     // is the last committed state. (Records past a torn journal tail fail their checksums
     // and end the rollback, as in crash recovery.)
     //
-    // T may also end during the copy: we hold a descriptor on its journal from before the
-    // first look, so if T deletes it (DELETE mode) we still read the whole file. What we
-    // need then is that T was the only writer all along: exactly one more commit (T's own;
-    // an owner in exclusive locking mode does not count its commits, so it fails this and
-    // waits for a window inside one transaction), and no successor holding a hot journal at
-    // the end. A journal truncated in place (TRUNCATE mode) or zeroed and reused (PERSIST)
-    // may have been cut under our reader unless it is still at least as long as our copy.
-    // Not caught: a successor that began, spilled pages and rolled back entirely between
-    // T's commit and the end of our database copy (it leaves no trace in any header).
-
+    // T may not end during the copy unless the watch saw it committing and copied its
+    // journal then (judge_commit()): a journal that ended otherwise may be a rollback, and
+    // the commit that followed (the counter moves just as if T had committed) would be half
+    // in our copy with no journal of its own to undo it.
     if (!same_journal_transaction(before.journal, staged_journal)) {
       verdict.reason = "the copied journal is not the transaction seen before the copy";
       return verdict;
@@ -399,25 +383,9 @@ Verdict judge(const SetState& before, const SetState& after, const MemberState& 
     verdict.reason = rollback_obstacle(before, after, before.journal, during);
     if (!verdict.reason.empty()) return verdict;
     if (!same_journal_transaction(before.journal, after.journal)) {
-      // The counter page 1 shows before the copy may already carry T's own increment (T
-      // writes page 1 early in its commit); the original is in T's journal.
-      const std::optional<std::uint32_t> original = original_change_counter(staged_journal_path);
-      const std::uint32_t counter_after = big_endian_u32(after.database, 24);
-      const bool unlinked =
-          !after.journal.exists || !after.journal.stat.same_file(before.journal.stat);
-      const bool intact_in_place = !unlinked &&
-                                   after.journal.stat.size >= staged_journal.stat.size &&
-                                   after.journal.header_bytes >= kJournalHeaderSize &&
-                                   is_all_zero(after.journal, kJournalHeaderSize);
-      if (!original || counter_after != *original + 1 || journal_is_hot(after.journal) ||
-          !(unlinked || intact_in_place) || uncounted_commits_possible(before) ||
-          uncounted_commits_possible(after)) {
-        verdict.reason = fmt::format(
-            "the transaction in progress ended during the copy and another one may have written "
-            "(change counter {} -> {})",
-            original.value_or(0), counter_after);
-        return verdict;
-      }
+      verdict.reason =
+          "the transaction in progress ended during the copy without being seen committing";
+      return verdict;
     }
     verdict.consistent = true;
     return verdict;
@@ -429,7 +397,7 @@ Verdict judge(const SetState& before, const SetState& after, const MemberState& 
   // not hot): that changes the journal but not the database, so the journal's own bytes and
   // identity are not compared here. What rules the database writes out:
   // - A hot journal at the end would mean a transaction syncing or writing the database now.
-  if (journal_is_hot(after.journal)) {
+  if (journal_is_hot(after.journal) || !during.hot_journals.empty()) {
     verdict.reason = "a write transaction began writing the database during the copy";
     return verdict;
   }

@@ -397,6 +397,20 @@ TEST_F(SnapshotTest, CommitThatShrinksTheFileDuringTheCopyIsNotRolledBack) {
   EXPECT_TRUE(rows == 12000 || rows == 3000) << rows << " rows";
 }
 
+// The transaction in progress when the copy starts (hot journal) is rolled back during the
+// copy, and another commits, between two looks: the counter then stands exactly where it
+// would if the first had committed, and the first's journal (held open, intact) would roll
+// back only its own pages, leaving the second's half copied. A journal that ended without
+// being seen in its commit phase must not be used.
+TEST_F(SnapshotTest, TransactionThatRolledBackIsNotTakenForTheCommitThatFollowed) {
+  OwnerProcess owner(kOwnerExe, source_, "rollback-then-commit", 12000);
+  const SteppedBackup backup =
+      back_up_stepping(owner, source_, out_dir_ / "copy.sqlite", {}, {{".2"}});
+  ASSERT_TRUE(backup.every_step_came) << owner.output();
+  expect_a_committed_state(out_dir_ / "copy.sqlite", false);
+  EXPECT_GE(backup.report.attempts, 2);
+}
+
 // Two commits during one copy cannot be undone from their journals: T1 frees pages without
 // journaling them (their content no longer matters after T1) and T2 fills them without
 // journaling them either (they were free when it began), so a copy that read them after T2,

@@ -63,6 +63,9 @@ constexpr const char* kUsage =
     "                      the paused transaction deletes the last three quarters of the rows, "
     "and\n"
     "                      its commit moves pages and cuts the file\n"
+    "  rollback-then-commit  journal_mode=DELETE, synchronous=OFF; N wide rows, then a transaction\n"
+    "                      that inserts rows and waits (its journal hot; FILE); on SIGUSR1 it rolls\n"
+    "                      back and another transaction rewrites every 8th row (FILE.2)\n"
     "  pause-in-two-commits  journal_mode=DELETE; table b of N 20000-byte blobs (h: a fingerprint\n"
     "                      of each blob's ends), then two commits, each pausing as above: T1\n"
     "                      deletes the even rows (FILE, FILE.2), T2 inserts N/2 new blobs into\n"
@@ -533,6 +536,30 @@ int pause_in_commit(const Arguments& args, const std::string& variant) {
   return 0;
 }
 
+// A transaction T that writes and is rolled back, then another, T2, that commits: T's journal
+// ends without T committing, and the change counter still moves by one.
+int rollback_then_commit(const Arguments& args) {
+  sigset_t resume;
+  sigemptyset(&resume);
+  sigaddset(&resume, SIGUSR1);
+  sigprocmask(SIG_BLOCK, &resume, nullptr);
+  g_ready_file = args.ready;
+  Database db(args.db);
+  expect_pragma(db, "journal_mode=DELETE", "delete");
+  create_table(db);
+  insert_rows(db, args.rows, true);
+  // synchronous=OFF: the journal is hot from T's first write (SQLite writes its magic at once).
+  db.exec("PRAGMA synchronous=OFF");
+  db.exec("BEGIN; INSERT INTO t(v) SELECT v FROM t WHERE id <= 50;");
+  pause_until_resumed();  // FILE: T's journal is hot
+  db.exec("ROLLBACK");
+  db.exec("UPDATE t SET v = 'rewritten ' || v WHERE id % 8 = 0;");
+  announce_next();  // FILE.2: T rolled back, T2 committed
+  wait_for_stop();
+  db.close();
+  return 0;
+}
+
 int stomp(const Arguments& args) {
   if (::access(args.db.c_str(), F_OK) != 0) {
     Database db(args.db);
@@ -586,6 +613,7 @@ int main(int argc, char** argv) {
   if (args.mode == "pause-in-commit-attached") return pause_in_commit(args, "attached");
   if (args.mode == "pause-in-two-commits") return pause_in_commit(args, "free-and-reuse");
   if (args.mode == "pause-in-shrinking-commit") return pause_in_commit(args, "shrink");
+  if (args.mode == "rollback-then-commit") return rollback_then_commit(args);
   if (args.mode == "stomp") return stomp(args);
   usage_error("unknown mode " + args.mode);
 }
