@@ -70,12 +70,15 @@ void await_next_cycle(const discover::DatabaseFiles& source, Cycle cycle,
       }
       continue;
     }
-    // A commit has completed: the counter moved and no journal is hot any more.
+    // A commit has completed: the counter moved, no journal is hot any more, and the writer
+    // let go of its exclusive lock (an owner in exclusive locking mode never does: then the
+    // wait runs out).
     const validate::MemberState database =
         validate::capture_member(source.database, validate::kDatabaseHeaderSize);
     if (validate::change_counter(database) != counter_at_start &&
         !validate::journal_is_hot(
-            validate::capture_member(source.journal, validate::kJournalHeaderSize))) {
+            validate::capture_member(source.journal, validate::kJournalHeaderSize)) &&
+        !io::sqlite_exclusive_lock_held(source.database)) {
       return;
     }
   }

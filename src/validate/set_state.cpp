@@ -38,13 +38,16 @@ std::string describe(const char* name, const MemberState& before, const MemberSt
   return fmt::format("the {} was replaced by another file during the copy", name);
 }
 
-// An owner in locking_mode=EXCLUSIVE keeps SQLite's EXCLUSIVE lock between transactions, and
-// counts only some of its commits in the change counter (the first after taking the lock or
-// after a rollback); other owners hold EXCLUSIVE only inside a commit, with a hot journal
-// (or for an instant around it, which only costs a retry). Checks that count commits
-// cannot be used while this shows.
-bool uncounted_commits_possible(const SetState& state) noexcept {
-  return state.exclusive_lock_held && !journal_is_hot(state.journal);
+// An owner in locking_mode=EXCLUSIVE keeps SQLite's EXCLUSIVE lock from its first write to
+// its close, and counts only some of its commits in the change counter (those that dirty
+// page 1 anyway, the first under the lock, the first after a rollback). Other owners hold
+// EXCLUSIVE only around a commit: from before its journal turns hot until just after the
+// journal is gone, a moment either side. So the lock held at both looks, with no hot
+// journal at one of them, marks an owner whose commits cannot be counted; a writer that
+// happens to be committing at both looks only costs a retry.
+bool uncounted_commits_possible(const SetState& before, const SetState& after) noexcept {
+  return before.exclusive_lock_held && after.exclusive_lock_held &&
+         (!journal_is_hot(before.journal) || !journal_is_hot(after.journal));
 }
 
 // Checks shared by the cases that roll our copy back through the journal of one
@@ -76,7 +79,7 @@ std::string rollback_obstacle(const SetState& before, const SetState& after,
         "the database shrank during the copy ({} bytes copied, {} when the transaction began)",
         during.staged_database_bytes, original_bytes);
   }
-  if (uncounted_commits_possible(before) || uncounted_commits_possible(after)) {
+  if (uncounted_commits_possible(before, after)) {
     return "the owner holds an exclusive lock between transactions (locking_mode=EXCLUSIVE) "
            "and does not count every commit";
   }
