@@ -643,6 +643,25 @@ def run_micro(args: argparse.Namespace, scratch: Path) -> list[str]:
     return out
 
 
+def run_checks(args: argparse.Namespace, scratch: Path) -> list[str]:
+    """What each of the snapshot's checks costs (bench/checks.cpp), when it was built."""
+    checks = args.build_dir / "bench" / "sqlite_backup_checks"
+    if args.no_micro or not checks.exists():
+        return []
+    argv = [str(checks), "--benchmark_min_time=0.05" if args.quick else "--benchmark_min_time=0.3"]
+    log(f"running {' '.join(argv)}")
+    result = subprocess.run(argv, capture_output=True, text=True, check=False,
+                            env={**os.environ, "BENCH_DIR": str(scratch)})
+    lines = [line for line in result.stdout.splitlines()
+             if line.startswith(("BM_", "Benchmark", "----"))]
+    out = ["", "The checks' own costs (bench/checks.cpp, Google Benchmark; N in MiB):", "", "```",
+           *lines, "```"]
+    if result.returncode != 0:
+        out.append(f"sqlite_backup_checks failed (exit {result.returncode}): "
+                   f"{result.stderr.strip().splitlines()[-1:]}")
+    return out
+
+
 def main() -> int:
     args = parse_args()
     # SIGTERM unwinds like Ctrl-C, so the owners, the mount and the scratch folder are cleaned up.
@@ -741,6 +760,7 @@ def main() -> int:
                     times = " ".join(f"{r.seconds * 1000:.1f}" for r in tool.runs)
                     report.append(f"- {result.title}, {tool.label}: {times or tool.failure}")
         report += run_micro(args, scratch)
+        report += run_checks(args, scratch)
     finally:
         end_leftover_processes()
         for source in sources:

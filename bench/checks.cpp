@@ -1,0 +1,170 @@
+// What each of the snapshot's checks costs, in process (Google Benchmark). README's "What
+// each check costs and catches" quotes these; the tests named there show what each catches.
+//   BM_LookAtTheSet         validate::capture: stat + header of database, -wal, -journal, and
+//                           the lock probe (taken before the first byte and after the last)
+//   BM_ExclusiveLockProbe   io::sqlite_exclusive_lock_held alone (F_OFD_GETLK)
+//   BM_LookBetweenChunks    what the commit watch reads between two copy chunks (two headers)
+//   BM_JournalScan/N        validate::journal_in_commit_phase on an N MiB hot journal (every
+//                           record's checksum)
+//   BM_ContentComparison/N  io::refresh_file_contents of two equal N MiB files (the quiet
+//                           path's comparison, and what a retry reads)
+//   BM_FreshCopy/N          io::copy_file_contents of N MiB into a new file, for scale
+// Built only with a static library: it calls internals that a shared one does not export.
+#include <benchmark/benchmark.h>
+#include <fcntl.h>
+#include <sqlite3.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <cstdlib>
+#include <filesystem>
+#include <stdexcept>
+#include <string>
+#include <system_error>
+
+#include "discover/database_files.hpp"
+#include "io/copy.hpp"
+#include "io/file.hpp"
+#include "live_db.hpp"
+#include "validate/set_state.hpp"
+
+namespace {
+
+namespace fs = std::filesystem;
+namespace sb = sqlite_backup;
+constexpr std::uint64_t kMiB = 1024 * 1024;
+
+// A scratch folder for the run, removed (with everything in it) when the process exits.
+class Scratch {
+ public:
+  Scratch() {
+    const char* base = std::getenv("BENCH_DIR");
+    std::string pattern =
+        (fs::path(base != nullptr ? base : "/var/tmp") / "sqlite_backup_checks.XXXXXX").string();
+    if (mkdtemp(pattern.data()) == nullptr) {
+      throw std::system_error(errno, std::generic_category(), "bench: creating " + pattern);
+    }
+    root_ = pattern;
+  }
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
+  ~Scratch() {
+    std::error_code ignored;
+    fs::remove_all(root_, ignored);
+  }
+  [[nodiscard]] const fs::path& root() const { return root_; }
+
+ private:
+  fs::path root_;
+};
+
+Scratch& scratch() {
+  static Scratch instance;
+  return instance;
+}
+
+// A rollback-mode database of about `mib` MiB (made once per size).
+fs::path database_of(std::int64_t mib) {
+  const fs::path path = scratch().root() / ("db-" + std::to_string(mib) + ".sqlite");
+  if (!fs::exists(path))
+    sqlite_backup_bench::make_database(path, static_cast<std::uint64_t>(mib) * kMiB);
+  return path;
+}
+
+void exec(sqlite3* db, const std::string& sql) {
+  char* message = nullptr;
+  if (sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &message) != SQLITE_OK) {
+    const std::string reason = message != nullptr ? message : "?";
+    sqlite3_free(message);
+    throw std::runtime_error("bench: " + sql + ": " + reason);
+  }
+}
+
+// A copy of a hot journal of about `mib` MiB: a transaction rewrites rows of a database
+// (synchronous=OFF writes the journal's magic at once) and its journal is copied while open.
+fs::path hot_journal_of(std::int64_t mib) {
+  const fs::path journal = scratch().root() / ("journal-" + std::to_string(mib));
+  if (fs::exists(journal)) return journal;
+  const fs::path database = scratch().root() / ("for-journal-" + std::to_string(mib) + ".sqlite");
+  sqlite_backup_bench::make_database(database, static_cast<std::uint64_t>(mib) * kMiB * 4);
+  sqlite3* db = nullptr;
+  if (sqlite3_open(database.c_str(), &db) != SQLITE_OK) throw std::runtime_error("bench: open");
+  exec(db, "PRAGMA journal_mode=DELETE; PRAGMA synchronous=OFF; PRAGMA cache_size=-1000000;");
+  // A quarter of the rows of a database four times the size: about `mib` MiB of originals.
+  exec(db, "BEGIN; UPDATE t SET v = randomblob(1000) WHERE id % 4 = 0;");
+  fs::copy_file(database.string() + "-journal", journal);
+  exec(db, "ROLLBACK");
+  sqlite3_close(db);
+  return journal;
+}
+
+void BM_LookAtTheSet(benchmark::State& state) {
+  const sb::discover::DatabaseFiles files(database_of(20));
+  for (auto _ : state) benchmark::DoNotOptimize(sb::validate::capture(files));
+}
+BENCHMARK(BM_LookAtTheSet)->Unit(benchmark::kMicrosecond);
+
+void BM_ExclusiveLockProbe(benchmark::State& state) {
+  const fs::path database = database_of(20);
+  for (auto _ : state) benchmark::DoNotOptimize(sb::io::sqlite_exclusive_lock_held(database));
+}
+BENCHMARK(BM_ExclusiveLockProbe)->Unit(benchmark::kMicrosecond);
+
+void BM_LookBetweenChunks(benchmark::State& state) {
+  const sb::discover::DatabaseFiles files(database_of(20));
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(
+        sb::validate::capture_member(files.database, sb::validate::kDatabaseHeaderSize));
+    benchmark::DoNotOptimize(
+        sb::validate::capture_member(files.journal, sb::validate::kJournalHeaderSize));
+  }
+}
+BENCHMARK(BM_LookBetweenChunks)->Unit(benchmark::kMicrosecond);
+
+void BM_JournalScan(benchmark::State& state) {
+  const fs::path journal = hot_journal_of(state.range(0));
+  const sb::validate::MemberState database =
+      sb::validate::capture_member(database_of(20), sb::validate::kDatabaseHeaderSize);
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(sb::validate::journal_in_commit_phase(database, journal));
+  }
+  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) *
+                          static_cast<std::int64_t>(fs::file_size(journal)));
+}
+BENCHMARK(BM_JournalScan)->Arg(1)->Unit(benchmark::kMicrosecond)->UseRealTime();
+
+void BM_ContentComparison(benchmark::State& state) {
+  const fs::path source = database_of(state.range(0));
+  const fs::path copy = scratch().root() / ("copy-" + std::to_string(state.range(0)));
+  fs::copy_file(source, copy, fs::copy_options::overwrite_existing);
+  const sb::io::UniqueFd in = sb::io::open_source_file(source);
+  const sb::io::UniqueFd out(::open(copy.c_str(), O_RDWR | O_CLOEXEC));
+  for (auto _ : state) {
+    const auto outcome = sb::io::refresh_file_contents(in.get(), source, out.get(), copy);
+    if (outcome.bytes_rewritten != 0) state.SkipWithError("the files differ");
+  }
+  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) *
+                          static_cast<std::int64_t>(fs::file_size(source)));
+}
+BENCHMARK(BM_ContentComparison)->Arg(20)->Arg(200)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+void BM_FreshCopy(benchmark::State& state) {
+  const fs::path source = database_of(state.range(0));
+  const fs::path copy = scratch().root() / ("fresh-" + std::to_string(state.range(0)));
+  const sb::io::UniqueFd in = sb::io::open_source_file(source);
+  for (auto _ : state) {
+    state.PauseTiming();
+    fs::remove(copy);
+    ::lseek(in.get(), 0, SEEK_SET);
+    const sb::io::UniqueFd out(::open(copy.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+    state.ResumeTiming();
+    benchmark::DoNotOptimize(sb::io::copy_file_contents(in.get(), source, out.get(), copy));
+  }
+  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) *
+                          static_cast<std::int64_t>(fs::file_size(source)));
+}
+BENCHMARK(BM_FreshCopy)->Arg(20)->Arg(200)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+}  // namespace
+
+BENCHMARK_MAIN();
