@@ -564,15 +564,21 @@ def wal_mib(args: argparse.Namespace, mib: float) -> float:
     return max(mib * args.wal_percent / 100, 1.0)
 
 
+def our_tools(cli: Path) -> list[Tool]:
+    """Our CLI, durable (the default) and with --no-sync, each writing DIR/backup.db."""
+    return [
+        Tool(key, label, lambda s, out, flags=flags: [str(cli), *flags, str(s.database),
+                                                       str(out / "backup.db")],
+             result_of=lambda s, out: out / "backup.db")
+        for key, label, flags in [("ours", "sqlite_backup (ours)", []),
+                                  ("ours-nosync", "sqlite_backup --no-sync (not durable)",
+                                   ["--no-sync"])]]
+
+
 def make_tools(cli: Path, extras: bool) -> list[Tool]:
     cp, sqlite3, sh = which("cp"), which("sqlite3"), which("sh")
     tools = [
-        Tool("ours", "sqlite_backup (ours)",
-             lambda s, out: [str(cli), str(s.database), str(out / "backup.db")],
-             result_of=lambda s, out: out / "backup.db"),
-        Tool("ours-nosync", "sqlite_backup --no-sync (not durable)",
-             lambda s, out: [str(cli), "--no-sync", str(s.database), str(out / "backup.db")],
-             result_of=lambda s, out: out / "backup.db"),
+        *our_tools(cli),
         Tool("cp", "cp (db + wal)", lambda s, out: [cp, str(s.database), str(s.wal), f"{out}/"]),
     ]
     if extras:
@@ -600,12 +606,7 @@ def make_xfs_tools(cli: Path, extras: bool) -> list[Tool]:
                                   'sync "$3/${1##*/}" "$3/${2##*/}"',
                         "sh", str(s.database), str(s.wal), str(out)])] if extras else []
     return [
-        Tool("ours", "sqlite_backup (ours)",
-             lambda s, out: [str(cli), str(s.database), str(out / "backup.db")],
-             result_of=lambda s, out: out / "backup.db"),
-        Tool("ours-nosync", "sqlite_backup --no-sync (not durable)",
-             lambda s, out: [str(cli), "--no-sync", str(s.database), str(out / "backup.db")],
-             result_of=lambda s, out: out / "backup.db"),
+        *our_tools(cli),
         Tool("cp-never", "cp --reflink=never",
              lambda s, out: [cp, "--reflink=never", str(s.database), str(s.wal), f"{out}/"]),
         *durable,

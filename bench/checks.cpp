@@ -16,16 +16,15 @@
 #include <unistd.h>
 
 #include <cstdint>
-#include <cstdlib>
 #include <filesystem>
 #include <stdexcept>
 #include <string>
-#include <system_error>
 
 #include "discover/database_files.hpp"
 #include "io/copy.hpp"
 #include "io/file.hpp"
 #include "live_db.hpp"
+#include "scratch.hpp"
 #include "validate/set_state.hpp"
 
 namespace {
@@ -34,32 +33,8 @@ namespace fs = std::filesystem;
 namespace sb = sqlite_backup;
 constexpr std::uint64_t kMiB = 1024 * 1024;
 
-// A scratch folder for the run, removed (with everything in it) when the process exits.
-class Scratch {
- public:
-  Scratch() {
-    const char* base = std::getenv("BENCH_DIR");
-    std::string pattern =
-        (fs::path(base != nullptr ? base : "/var/tmp") / "sqlite_backup_checks.XXXXXX").string();
-    if (mkdtemp(pattern.data()) == nullptr) {
-      throw std::system_error(errno, std::generic_category(), "bench: creating " + pattern);
-    }
-    root_ = pattern;
-  }
-  Scratch(const Scratch&) = delete;
-  Scratch& operator=(const Scratch&) = delete;
-  ~Scratch() {
-    std::error_code ignored;
-    fs::remove_all(root_, ignored);
-  }
-  [[nodiscard]] const fs::path& root() const { return root_; }
-
- private:
-  fs::path root_;
-};
-
-Scratch& scratch() {
-  static Scratch instance;
+sqlite_backup_bench::ScratchFolder& scratch() {
+  static sqlite_backup_bench::ScratchFolder instance("sqlite_backup_checks");
   return instance;
 }
 

@@ -50,8 +50,8 @@ sqlite3* open_database(const std::filesystem::path& path, int flags) {
 
 std::string insert_rows_sql(std::uint64_t rows) {
   return "INSERT INTO t(v) WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n "
-         "WHERE i < " + std::to_string(rows) + ") SELECT randomblob(" + std::to_string(kRowBytes) +
-         ") FROM n";
+         "WHERE i < " +
+         std::to_string(rows) + ") SELECT randomblob(" + std::to_string(kRowBytes) + ") FROM n";
 }
 
 }  // namespace
@@ -69,12 +69,14 @@ void make_database(const std::filesystem::path& database, std::uint64_t bytes) {
   sqlite3* db = open_database(database, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
   try {
     // No journal while filling: nothing here needs to survive a crash, and it halves the writes.
-    exec(db, "PRAGMA page_size = " + std::to_string(kPageSize) +
-                 "; PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;"
-                 "CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)",
+    exec(db,
+         "PRAGMA page_size = " + std::to_string(kPageSize) +
+             "; PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;"
+             "CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)",
          database);
     // Batches of about 1/64 of the target keep the overshoot small at every size.
-    const std::uint64_t rows_per_batch = std::clamp<std::uint64_t>(bytes / kPageSize / 16, 16, 4096);
+    const std::uint64_t rows_per_batch =
+        std::clamp<std::uint64_t>(bytes / kPageSize / 16, 16, 4096);
     const std::string insert = insert_rows_sql(rows_per_batch);
     while (static_cast<std::uint64_t>(query_int(db, "PRAGMA page_count", database)) * kPageSize <
            bytes) {

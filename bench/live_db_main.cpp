@@ -8,8 +8,6 @@
 // and keeps the connection open until its stdin reaches end of file (or it is killed), so
 // the WAL stays live, with an owner, while the benchmark runs. It exits without closing the
 // connection: closing would checkpoint the WAL away.
-#include "live_db.hpp"
-
 #include <unistd.h>
 
 #include <cstdint>
@@ -20,10 +18,13 @@
 #include <string>
 #include <string_view>
 
+#include "live_db.hpp"
+
 namespace {
 
 [[noreturn]] void usage(const char* why) {
-  std::fprintf(stderr, "bench_live_db: %s\nusage: bench_live_db --db PATH --db-bytes N --wal-bytes M\n",
+  std::fprintf(stderr,
+               "bench_live_db: %s\nusage: bench_live_db --db PATH --db-bytes N --wal-bytes M\n",
                why);
   std::exit(2);
 }

@@ -9,7 +9,6 @@
 // Sources live under $BENCH_DIR (default /var/tmp) and are removed at exit.
 #include <benchmark/benchmark.h>
 #include <signal.h>
-#include <sqlite_backup/sqlite_backup.hpp>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -18,44 +17,21 @@
 #include <cstdlib>
 #include <filesystem>
 #include <map>
+#include <sqlite_backup/sqlite_backup.hpp>
 #include <stdexcept>
 #include <string>
 #include <system_error>
 
 #include "live_db.hpp"
+#include "scratch.hpp"
 
 namespace {
 
 namespace fs = std::filesystem;
 constexpr std::uint64_t kMiB = 1024 * 1024;
 
-// A scratch folder for the run, removed (with everything in it) when the process exits.
-class Scratch {
- public:
-  Scratch() {
-    const char* base = std::getenv("BENCH_DIR");
-    std::string pattern = (fs::path(base != nullptr ? base : "/var/tmp") /
-                           "sqlite_backup_micro.XXXXXX").string();
-    if (mkdtemp(pattern.data()) == nullptr) {
-      throw std::system_error(errno, std::generic_category(),
-                              "bench: creating a scratch folder " + pattern);
-    }
-    root_ = pattern;
-  }
-  Scratch(const Scratch&) = delete;
-  Scratch& operator=(const Scratch&) = delete;
-  ~Scratch() {
-    std::error_code ignored;
-    fs::remove_all(root_, ignored);
-  }
-  [[nodiscard]] const fs::path& root() const { return root_; }
-
- private:
-  fs::path root_;
-};
-
-Scratch& scratch() {
-  static Scratch instance;
+sqlite_backup_bench::ScratchFolder& scratch() {
+  static sqlite_backup_bench::ScratchFolder instance("sqlite_backup_micro");
   return instance;
 }
 
@@ -97,8 +73,8 @@ const fs::path& source_of_mib(std::int64_t mib) {
   auto found = sources.find(mib);
   if (found == sources.end()) {
     const std::uint64_t db_bytes = static_cast<std::uint64_t>(mib) * kMiB;
-    found = sources.emplace(mib, make_source_with_wal(db_bytes, std::max(db_bytes / 10, kMiB)))
-                .first;
+    found =
+        sources.emplace(mib, make_source_with_wal(db_bytes, std::max(db_bytes / 10, kMiB))).first;
   }
   return found->second;
 }
@@ -146,7 +122,8 @@ void BM_CopyAllFiles(benchmark::State& state) {
     fs::create_directory(folder);
     state.ResumeTiming();
     const bool validated = sqlite_backup::copy_all_files(files, folder);
-    if (!validated) state.SkipWithError("copy_all_files: the copy of an idle source did not validate");
+    if (!validated)
+      state.SkipWithError("copy_all_files: the copy of an idle source did not validate");
   }
   remove_destination(folder);
   state.SetBytesProcessed(state.iterations() * static_cast<std::int64_t>(set_bytes(source)));

@@ -2,7 +2,6 @@
 
 #include <sqlite3.h>
 
-#include <array>
 #include <chrono>
 #include <cstdio>
 #include <span>
@@ -12,6 +11,7 @@
 #include "io/file.hpp"
 #include "log_internal.hpp"
 #include "sqlite/uri.hpp"
+#include "validate/set_state.hpp"
 
 namespace sqlite_backup::finalize {
 namespace {
@@ -105,14 +105,8 @@ void roll_back(const std::filesystem::path& staged, const std::filesystem::path&
     db.query_int("SELECT count(*) FROM sqlite_schema", "cannot roll back the snapshot of");
     db.close();
   }
-  std::array<unsigned char, 28> header{};
-  const io::UniqueFd fd = io::open_source_file(staged);
-  const bool read = fd && io::read_at(fd.get(), std::as_writable_bytes(std::span(header)), 0,
-                                      staged) == header.size();
-  const std::uint32_t counter = read ? (std::uint32_t{header[24]} << 24) |
-                                           (std::uint32_t{header[25]} << 16) |
-                                           (std::uint32_t{header[26]} << 8) | header[27]
-                                     : 0;
+  const std::uint32_t counter =
+      validate::change_counter(validate::capture_member(staged, validate::kDatabaseHeaderSize));
   if (io::stat_path(hot_journal) || counter != expected_change_counter) {
     throw_error(ErrorKind::sqlite, source,
                 "cannot roll back the snapshot of {}: SQLite did not play back the journal of the "

@@ -14,11 +14,14 @@ namespace {
 constexpr std::array<unsigned char, 8> kJournalMagic = {0xd9, 0xd5, 0x05, 0xf9,
                                                         0x20, 0xa1, 0x63, 0xd7};
 
-std::uint32_t big_endian_u32(const MemberState& member, std::size_t offset) noexcept {
-  if (member.header_bytes < offset + 4) return 0;
-  const auto* p = reinterpret_cast<const unsigned char*>(member.header.data() + offset);
+std::uint32_t be32(const unsigned char* p) noexcept {
   return (std::uint32_t{p[0]} << 24) | (std::uint32_t{p[1]} << 16) | (std::uint32_t{p[2]} << 8) |
          std::uint32_t{p[3]};
+}
+
+std::uint32_t big_endian_u32(const MemberState& member, std::size_t offset) noexcept {
+  if (member.header_bytes < offset + 4) return 0;
+  return be32(reinterpret_cast<const unsigned char*>(member.header.data() + offset));
 }
 
 bool same_bytes(const MemberState& a, const MemberState& b, std::size_t from,
@@ -144,11 +147,6 @@ std::uint32_t record_checksum(std::uint32_t nonce, std::span<const unsigned char
   std::uint32_t sum = nonce;
   for (std::size_t i = page.size() - 200; i > 0 && i < page.size(); i -= 200) sum += page[i];
   return sum;
-}
-
-std::uint32_t be32(const unsigned char* p) noexcept {
-  return (std::uint32_t{p[0]} << 24) | (std::uint32_t{p[1]} << 16) | (std::uint32_t{p[2]} << 8) |
-         std::uint32_t{p[3]};
 }
 
 // What a journal holds, read as SQLite plays it back. A journal is a sequence of segments,
@@ -427,21 +425,6 @@ Verdict judge(const SetState& before, const SetState& after, const MemberState& 
   // one, or one a new transaction began after our database copy) must not be replayed.
   verdict.discard_staged_journal = true;
   return verdict;
-}
-
-bool same_contents(const std::filesystem::path& source, const std::filesystem::path& copy) {
-  const io::UniqueFd a = io::open_source_file(source);
-  const io::UniqueFd b = io::open_source_file(copy);
-  if (!a || !b) return false;
-  constexpr std::size_t kChunk = std::size_t{1} << 20;
-  auto left = std::make_unique<std::byte[]>(kChunk);
-  auto right = std::make_unique<std::byte[]>(kChunk);
-  for (std::uint64_t offset = 0;; offset += kChunk) {
-    const std::size_t n = io::read_at(a.get(), std::span(left.get(), kChunk), offset, source);
-    const std::size_t m = io::read_at(b.get(), std::span(right.get(), kChunk), offset, copy);
-    if (n != m || std::memcmp(left.get(), right.get(), n) != 0) return false;
-    if (n < kChunk) return true;
-  }
 }
 
 }  // namespace sqlite_backup::validate

@@ -110,10 +110,6 @@ bool has_live_wal(const SetState& state) noexcept;
 // Whether this -journal is hot: a write transaction is in progress (or died in progress).
 bool journal_is_hot(const MemberState& journal) noexcept;
 
-// Byte-for-byte comparison of the source database with its copy; the sure check for the
-// cases where no marker changes with every write (see judge()).
-bool same_contents(const std::filesystem::path& source, const std::filesystem::path& copy);
-
 inline constexpr std::size_t kDatabaseHeaderSize = 100;
 inline constexpr std::size_t kWalHeaderSize = 32;
 inline constexpr std::size_t kJournalHeaderSize = 28;
