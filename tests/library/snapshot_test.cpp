@@ -411,6 +411,26 @@ TEST_F(SnapshotTest, TransactionThatRolledBackIsNotTakenForTheCommitThatFollowed
   EXPECT_GE(backup.report.attempts, 2);
 }
 
+// After the commit the copy will be rolled back through, a second transaction spills
+// uncommitted pages into the file while we copy it, and rolls back before the last look: at
+// both looks nothing shows it (the counter moved once, no journal is hot), and the
+// committed transaction's journal does not know those pages. The watch sees the second
+// transaction's hot journal between two chunks, and that must spoil the attempt.
+TEST_F(SnapshotTest, AnotherTransactionHotBetweenChunksSpoilsTheCommitCopy) {
+  OwnerProcess owner(kOwnerExe, source_, "pause-in-commit-then-spill", 12000);
+  const SteppedBackup backup =
+      back_up_stepping(owner, source_, out_dir_ / "copy.sqlite", {".2"}, {{".3"}, {".4"}});
+  if (backup.chunks < 2) {
+    GTEST_SKIP() << "the database was copied in one step (a reflink clone?): no moment "
+                    "between chunks to let the owner's transactions advance";
+  }
+  ASSERT_TRUE(backup.every_step_came) << owner.output();
+  expect_a_committed_state(out_dir_ / "copy.sqlite", false);
+  EXPECT_EQ(
+      query_int(out_dir_ / "copy.sqlite", "SELECT count(*) FROM t WHERE v LIKE 'uncommitted%'"), 0);
+  EXPECT_GE(backup.report.attempts, 2);
+}
+
 // Two commits during one copy cannot be undone from their journals: T1 frees pages without
 // journaling them (their content no longer matters after T1) and T2 fills them without
 // journaling them either (they were free when it began), so a copy that read them after T2,

@@ -63,8 +63,14 @@ constexpr const char* kUsage =
     "                      the paused transaction deletes the last three quarters of the rows, "
     "and\n"
     "                      its commit moves pages and cuts the file\n"
-    "  rollback-then-commit  journal_mode=DELETE, synchronous=OFF; N wide rows, then a transaction\n"
-    "                      that inserts rows and waits (its journal hot; FILE); on SIGUSR1 it rolls\n"
+    "  pause-in-commit-then-spill  as pause-in-commit with journal_mode=DELETE; after the paused\n"
+    "                      commit, a second transaction spills uncommitted rows ('uncommitted',\n"
+    "                      every 8th from id 1) into PATH and waits (FILE.3), then rolls back\n"
+    "                      on SIGUSR1 (FILE.4)\n"
+    "  rollback-then-commit  journal_mode=DELETE, synchronous=OFF; N wide rows, then a "
+    "transaction\n"
+    "                      that inserts rows and waits (its journal hot; FILE); on SIGUSR1 it "
+    "rolls\n"
     "                      back and another transaction rewrites every 8th row (FILE.2)\n"
     "  pause-in-two-commits  journal_mode=DELETE; table b of N 20000-byte blobs (h: a fingerprint\n"
     "                      of each blob's ends), then two commits, each pausing as above: T1\n"
@@ -471,7 +477,8 @@ int pause_in_commit(const Arguments& args, const std::string& variant) {
   g_ready_file = args.ready;
   g_main_name = args.db.substr(args.db.find_last_of('/') + 1);
   Database db(args.db);
-  if (variant == "exclusive" || variant == "attached" || variant == "free-and-reuse") {
+  if (variant == "exclusive" || variant == "attached" || variant == "free-and-reuse" ||
+      variant == "spill-after") {
     expect_pragma(db, "journal_mode=DELETE", "delete");
   } else {
     expect_pragma(db, "journal_mode=PERSIST", "persist");
@@ -524,6 +531,12 @@ int pause_in_commit(const Arguments& args, const std::string& variant) {
     transaction = "DELETE FROM t WHERE id > " + std::to_string(args.rows / 4) + ";";
   if (variant == "attached") transaction += "UPDATE aux.u SET x = x + 1;";
   commit_with_pauses(db, transaction);
+  if (variant == "spill-after") {
+    // T2 spills uncommitted pages into PATH (a tiny cache), waits, then rolls back.
+    db.exec("PRAGMA cache_size=10; BEGIN; UPDATE t SET v = 'uncommitted ' || v WHERE id % 8 = 1;");
+    pause_until_resumed();  // FILE.3: T2's pages are in PATH, its journal hot
+    db.exec("ROLLBACK");
+  }
   // Same connection, same lock, no rollback since the counted commit, and nothing that
   // changes page 1 (rows keep their length, so the file does not grow): SQLite leaves the
   // change counter as it is for this one.
@@ -614,6 +627,7 @@ int main(int argc, char** argv) {
   if (args.mode == "pause-in-two-commits") return pause_in_commit(args, "free-and-reuse");
   if (args.mode == "pause-in-shrinking-commit") return pause_in_commit(args, "shrink");
   if (args.mode == "rollback-then-commit") return rollback_then_commit(args);
+  if (args.mode == "pause-in-commit-then-spill") return pause_in_commit(args, "spill-after");
   if (args.mode == "stomp") return stomp(args);
   usage_error("unknown mode " + args.mode);
 }
