@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "error_internal.hpp"
+#include "finalize/apply_wal.hpp"
 #include "io/file.hpp"
 #include "log_internal.hpp"
 #include "sqlite/uri.hpp"
@@ -118,6 +119,15 @@ void roll_back(const std::filesystem::path& staged, const std::filesystem::path&
 
 DatabaseFacts recover_in_place(const std::filesystem::path& staged, const Options& options,
                                const std::filesystem::path& source) {
+  // SQLite would rebuild the WAL's index (reading every frame in small reads) and then
+  // checkpoint it (reading each page again); applying the committed frames ourselves reads
+  // the WAL twice in large windows and writes each page once. A caller's own VFS or URI
+  // parameters may change how SQLite reads the files, so SQLite keeps the job then.
+  const ConnectOptions& connect = options.sqlite_connect_kwargs;
+  const std::filesystem::path staged_wal = staged.string() + "-wal";
+  if (connect.vfs.empty() && connect.uri_parameters.empty() && io::stat_path(staged_wal)) {
+    apply_wal(staged, staged_wal, options.cancel, source);
+  }
   sql::Database db = open_for_reading(staged, options.sqlite_connect_kwargs, false, source);
   allow_cancellation(db, options);
   // The copy is private until commit_file() fsyncs it once; SQLite's own syncs during the

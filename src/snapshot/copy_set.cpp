@@ -109,7 +109,7 @@ const std::filesystem::path& shown_path(const std::filesystem::path& staged,
 MemberCopy copy_member(const std::filesystem::path& source, io::UniqueFd in,
                        const std::filesystem::path& staged, const Settings& settings,
                        std::uint64_t done_before, std::uint64_t total, int attempt, bool refresh,
-                       const std::function<void()>& between_chunks = {}) {
+                       bool start_writeback, const std::function<void()>& between_chunks = {}) {
   MemberCopy result;
   if (!in) in = io::open_source_file(source);
   if (!in) {
@@ -140,8 +140,8 @@ MemberCopy copy_member(const std::filesystem::path& source, io::UniqueFd in,
   }
   io::UniqueFd out(::open(staged.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
   if (!out) io::throw_errno(errno, "cannot create a temporary file for", shown);
-  const io::CopyOutcome outcome = io::copy_file_contents(in.get(), source, out.get(), shown,
-                                                         observer, settings.start_writeback);
+  const io::CopyOutcome outcome =
+      io::copy_file_contents(in.get(), source, out.get(), shown, observer, start_writeback);
   detail::throw_if_cancelled(settings.cancel, source);
   log_debug("copied {} ({} bytes, {})", quoted(source), outcome.bytes,
             io::to_string(outcome.method));
@@ -213,8 +213,11 @@ SetCopy copy_members(const std::vector<Member>& members, io::UniqueFd held_journ
     if (is_journal && journal_already_copied) continue;
     // Only the journal member takes the descriptor held since before the first look.
     io::UniqueFd held = is_journal ? std::exchange(held_journal, io::UniqueFd()) : io::UniqueFd();
+    // Only the database file is kept: a -wal or -journal copy is applied and deleted before
+    // the fsync, so writing it out early would only take the disk from the database.
     const MemberCopy done = copy_member(*member.source, std::move(held), member.staged, settings,
                                         copy.bytes, total, attempt, is_database && refresh_database,
+                                        is_database && settings.start_writeback,
                                         is_database ? while_copying_database : nullptr);
     copy.bytes += done.bytes;
     if (done.vanished) copy.settled = false;

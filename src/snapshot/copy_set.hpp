@@ -18,7 +18,7 @@ struct Settings {
   CopyFunction copy_function;  // empty: our descriptor copy
   const std::atomic<bool>* cancel = nullptr;
   std::function<void(const CopyProgress&)> on_progress;
-  bool start_writeback = false;  // the copy will be fsynced: start writing it out early
+  bool start_writeback = false;  // the database copy will be fsynced: start writing it out early
   // Follow a commit during the copy and hand back its journal to roll back through (see
   // Outcome); off where the caller wants the set of files as it was (copy_all_files).
   bool follow_commits = true;

@@ -336,6 +336,35 @@ TEST_F(LoggingTest, DebugLevelReportsCopyingAndAttemptsToTheSink) {
       << "no debug record mentions copying or attempts; got " << captured.size() << " records";
 }
 
+// The staged WAL of a live source is applied by the library itself (finalize/apply_wal),
+// not replayed by SQLite, for file and memory destinations alike; with a caller's own URI
+// parameters (which may change how SQLite reads the files) SQLite replays it.
+TEST_F(LoggingTest, ALiveWalIsAppliedByTheLibraryUnlessTheCallerConfiguresSqlitesOpen) {
+  const fs::path source_dir = make_folder(dir_ / "source");
+  OwnerProcess owner(kOwnerExe, source_dir / "live.sqlite", "wal-hold", 300);
+  ASSERT_TRUE(owner.ready()) << owner.output();
+  sb::set_log_level(sb::LogLevel::debug);
+  const auto mentions = [this](const std::string& text) {
+    const auto captured = records();
+    return std::count_if(captured.begin(), captured.end(), [&](const auto& record) {
+      return record.second.find(text) != std::string::npos;
+    });
+  };
+
+  sb::sqlite_backup(source_dir / "live.sqlite", dir_ / "copy.sqlite");
+  EXPECT_EQ(count_rows(dir_ / "copy.sqlite"), 300);
+  const auto memory = sb::sqlite_backup(source_dir / "live.sqlite");
+  ASSERT_TRUE(memory.has_value());
+  EXPECT_EQ(count_rows(memory->get()), 300);
+  EXPECT_EQ(mentions("applied the WAL of the snapshot"), 2);
+
+  sb::Options options;
+  options.sqlite_connect_kwargs.uri_parameters = "cache=private";
+  sb::sqlite_backup(source_dir / "live.sqlite", dir_ / "by_sqlite.sqlite", options);
+  EXPECT_EQ(count_rows(dir_ / "by_sqlite.sqlite"), 300);
+  EXPECT_EQ(mentions("applied the WAL of the snapshot"), 2) << "not SQLite's replay";
+}
+
 TEST_F(LoggingTest, WarningLevelDropsDebugRecords) {
   create_database(dir_ / "source.sqlite", 20);
   sb::set_log_level(sb::LogLevel::warning);

@@ -1,0 +1,348 @@
+#include "finalize/apply_wal.hpp"
+
+#include <fcntl.h>
+#include <limits.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <cstring>
+#include <span>
+#include <vector>
+
+#include "error_internal.hpp"
+#include "io/file.hpp"
+#include "log_internal.hpp"
+
+// The WAL format (https://www.sqlite.org/fileformat2.html#walformat), as SQLite reads it
+// when it recovers a WAL that has no -shm index (ours never has one: the -shm is not copied):
+//   header (32 bytes): magic 0x377f0682 or 0x377f0683 (low bit: checksum words big-endian),
+//     version 3007000, page size, checkpoint sequence, salt-1, salt-2, checksum of bytes 0-23;
+//   frames: a 24-byte header (page number, database size in pages after commit on a commit
+//     frame and 0 otherwise, the two salts, the cumulative checksum) and one page.
+// A frame counts while its salts match the header's and the checksum chain, seeded by the
+// header's checksum and running over each frame's first 8 header bytes and its page, holds.
+// Only frames up to the last valid commit frame are part of the database.
+
+namespace sqlite_backup::finalize {
+namespace {
+
+using detail::log_debug;
+using detail::quoted;
+
+constexpr std::size_t kWalHeader = 32;
+constexpr std::size_t kFrameHeader = 24;
+constexpr std::uint32_t kWalVersion = 3007000;
+// Reads of the WAL go through one buffer of about this size, so memory stays flat however
+// large the WAL is.
+constexpr std::size_t kWindow = std::size_t{1} << 20;
+
+std::uint32_t be32(const std::byte* p) noexcept {
+  return (std::to_integer<std::uint32_t>(p[0]) << 24) |
+         (std::to_integer<std::uint32_t>(p[1]) << 16) |
+         (std::to_integer<std::uint32_t>(p[2]) << 8) | std::to_integer<std::uint32_t>(p[3]);
+}
+
+std::uint32_t le32(const std::byte* p) noexcept {
+  return std::to_integer<std::uint32_t>(p[0]) | (std::to_integer<std::uint32_t>(p[1]) << 8) |
+         (std::to_integer<std::uint32_t>(p[2]) << 16) |
+         (std::to_integer<std::uint32_t>(p[3]) << 24);
+}
+
+// SQLite's WAL checksum: pairs of 32-bit words, read in the byte order the magic names,
+// folded into two running sums. `bytes.size()` is a multiple of 8.
+struct Checksum {
+  std::uint32_t s0 = 0;
+  std::uint32_t s1 = 0;
+  bool big_endian_words = true;
+
+  void add(std::span<const std::byte> bytes) noexcept {
+    const std::byte* p = bytes.data();
+    const std::byte* end = p + bytes.size();
+    std::uint32_t a = s0;
+    std::uint32_t b = s1;
+    if (big_endian_words) {
+      for (; p < end; p += 8) {
+        a += be32(p) + b;
+        b += be32(p + 4) + a;
+      }
+    } else {
+      for (; p < end; p += 8) {
+        a += le32(p) + b;
+        b += le32(p + 4) + a;
+      }
+    }
+    s0 = a;
+    s1 = b;
+  }
+  [[nodiscard]] bool matches(const std::byte* stored) const noexcept {
+    return s0 == be32(stored) && s1 == be32(stored + 4);
+  }
+};
+
+// The private staged files: errors name the source the user asked to back up.
+std::size_t read_some(int fd, std::span<std::byte> buffer, std::uint64_t offset,
+                      const std::filesystem::path& source) {
+  std::size_t done = 0;
+  while (done < buffer.size()) {
+    const ssize_t n =
+        ::pread(fd, buffer.data() + done, buffer.size() - done, static_cast<off_t>(offset + done));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      io::throw_errno(errno, "cannot read the WAL of the snapshot of", source);
+    }
+    if (n == 0) break;
+    done += static_cast<std::size_t>(n);
+  }
+  return done;
+}
+
+// Writes `count` pages that belong at consecutive page numbers from `first_page` on, each
+// taken from where `pages[i]` points, in as few system calls as the kernel allows.
+void write_run(int fd, std::uint32_t first_page, std::span<const std::byte* const> pages,
+               std::size_t page_size, const std::filesystem::path& source) {
+  std::array<iovec, IOV_MAX> vectors{};
+  std::size_t next = 0;
+  while (next < pages.size()) {
+    const std::size_t batch = std::min(pages.size() - next, vectors.size());
+    for (std::size_t i = 0; i < batch; ++i) {
+      // iovec wants a non-const pointer; pwritev only reads through it.
+      vectors[i] = {const_cast<std::byte*>(pages[next + i]), page_size};
+    }
+    const auto offset =
+        static_cast<off_t>((std::uint64_t{first_page} + next - 1) * std::uint64_t{page_size});
+    const ssize_t n = ::pwritev(fd, vectors.data(), static_cast<int>(batch), offset);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      io::throw_errno(errno, "cannot write the snapshot of", source);
+    }
+    // A short write ends inside some page: carry on from the first page not fully written.
+    const std::size_t whole_pages = static_cast<std::size_t>(n) / page_size;
+    if (whole_pages == 0) {
+      io::write_all_at(fd, std::span(pages[next], page_size), static_cast<std::uint64_t>(offset),
+                       source);
+      next += 1;
+    } else {
+      next += whole_pages;
+    }
+  }
+}
+
+struct WalHeader {
+  std::uint32_t page_size = 0;
+  std::array<std::byte, 8> salts{};
+  Checksum seed;
+};
+
+struct FrameScan {
+  std::vector<std::uint32_t> page_of_frame;  // index i: frame i + 1
+  std::uint64_t committed_frames = 0;
+  std::uint32_t pages_after_commit = 0;  // database size, in pages, at the last commit
+};
+
+class WalApplier {
+ public:
+  WalApplier(const std::filesystem::path& database, const std::filesystem::path& wal,
+             const std::atomic<bool>* cancel, const std::filesystem::path& source)
+      : database_(database), wal_path_(wal), cancel_(cancel), source_(source) {}
+
+  WalApplication run() {
+    wal_ = io::UniqueFd(::open(wal_path_.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+    if (!wal_) io::throw_errno(errno, "cannot open the WAL of the snapshot of", source_);
+    if (!read_header()) return result_;
+    db_ = io::UniqueFd(::open(database_.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW));
+    if (!db_) io::throw_errno(errno, "cannot open the snapshot of", source_);
+    if (!database_matches()) return result_;
+    const FrameScan scan = scan_frames();
+    result_.committed_frames = scan.committed_frames;
+    if (scan.committed_frames > 0 && !apply(scan)) return result_;
+    if (::unlink(wal_path_.c_str()) != 0)
+      io::throw_errno(errno, "cannot remove the WAL of the snapshot of", source_);
+    result_.applied = true;
+    log_debug(
+        "applied the WAL of the snapshot of {}: {} valid frames, {} up to the last commit, "
+        "{} pages written",
+        quoted(source_), result_.valid_frames, result_.committed_frames, result_.pages_written);
+    return result_;
+  }
+
+ private:
+  bool leave_for_sqlite(std::string why) {
+    result_.why_not = std::move(why);
+    log_debug("leaving the WAL of the snapshot of {} for SQLite to replay: {}", quoted(source_),
+              result_.why_not);
+    return false;
+  }
+
+  bool read_header() {
+    std::array<std::byte, kWalHeader> bytes{};
+    if (read_some(wal_.get(), bytes, 0, source_) < bytes.size()) {
+      return leave_for_sqlite("the WAL is shorter than its header");
+    }
+    const std::uint32_t magic = be32(bytes.data());
+    if ((magic & 0xfffffffeU) != 0x377f0682U) return leave_for_sqlite("no WAL magic");
+    header_.page_size = be32(bytes.data() + 8);
+    const std::uint32_t size = header_.page_size;
+    if (size < 512 || size > 65536 || (size & (size - 1)) != 0) {
+      return leave_for_sqlite("the WAL header names no valid page size");
+    }
+    header_.seed.big_endian_words = (magic & 1U) != 0;
+    header_.seed.add(std::span(bytes).first(24));
+    if (!header_.seed.matches(bytes.data() + 24)) {
+      return leave_for_sqlite("the WAL header's checksum does not match");
+    }
+    if (be32(bytes.data() + 4) != kWalVersion) return leave_for_sqlite("unknown WAL version");
+    std::memcpy(header_.salts.data(), bytes.data() + 16, header_.salts.size());
+    return true;
+  }
+
+  bool database_matches() {
+    database_size_ = io::stat_fd(db_.get(), source_).size;
+    std::array<std::byte, 100> bytes{};
+    if (database_size_ < bytes.size() || read_some(db_.get(), bytes, 0, source_) < bytes.size()) {
+      return leave_for_sqlite("the database file is shorter than its header");
+    }
+    const std::uint32_t stored = (std::to_integer<std::uint32_t>(bytes[16]) << 8) |
+                                 std::to_integer<std::uint32_t>(bytes[17]);
+    const std::uint32_t page_size = stored == 1 ? 65536 : stored;
+    if (page_size != header_.page_size) {
+      return leave_for_sqlite("the WAL's page size differs from the database's");
+    }
+    return true;
+  }
+
+  [[nodiscard]] std::size_t frame_size() const noexcept { return kFrameHeader + header_.page_size; }
+  [[nodiscard]] std::size_t frames_per_window() const noexcept {
+    return std::max<std::size_t>(1, kWindow / frame_size());
+  }
+  [[nodiscard]] std::uint64_t frame_offset(std::uint64_t frame) const noexcept {
+    return kWalHeader + (frame - 1) * frame_size();
+  }
+
+  // Walks the frames from the first, as SQLite's recovery does, up to the first that breaks
+  // the chain (a salt from another generation of the WAL, a torn or stale frame).
+  FrameScan scan_frames() {
+    FrameScan scan;
+    buffer_.resize(frames_per_window() * frame_size());
+    Checksum chain = header_.seed;
+    std::uint64_t frame = 1;
+    for (;;) {
+      detail::throw_if_cancelled(cancel_, source_);
+      const std::size_t got = read_some(wal_.get(), buffer_, frame_offset(frame), source_);
+      const std::size_t whole = got / frame_size();
+      for (std::size_t i = 0; i < whole; ++i, ++frame) {
+        const std::byte* header = buffer_.data() + i * frame_size();
+        const std::uint32_t page = be32(header);
+        if (page == 0 || std::memcmp(header + 8, header_.salts.data(), header_.salts.size()) != 0) {
+          return finish_scan(scan);
+        }
+        chain.add(std::span(header, 8));
+        chain.add(std::span(header + kFrameHeader, header_.page_size));
+        if (!chain.matches(header + 16)) return finish_scan(scan);
+        scan.page_of_frame.push_back(page);
+        if (const std::uint32_t pages_after = be32(header + 4); pages_after != 0) {
+          scan.committed_frames = frame;
+          scan.pages_after_commit = pages_after;
+        }
+      }
+      if (whole < frames_per_window()) return finish_scan(scan);
+    }
+  }
+
+  FrameScan& finish_scan(FrameScan& scan) {
+    result_.valid_frames = scan.page_of_frame.size();
+    scan.page_of_frame.resize(scan.committed_frames);
+    return scan;
+  }
+
+  bool apply(const FrameScan& scan) {
+    const std::uint64_t page_size = header_.page_size;
+    const std::uint64_t final_size = std::uint64_t{scan.pages_after_commit} * page_size;
+    // SQLite's checkpoint refuses (SQLITE_CORRUPT) a WAL whose database would outgrow
+    // everything the file and the WAL could fill; let it say so.
+    if (database_size_ < final_size &&
+        database_size_ + 65536 + scan.committed_frames * page_size < final_size) {
+      return leave_for_sqlite("the last commit's database size cannot be filled");
+    }
+    // The latest committed frame of each page, pages past the final size left out, in the
+    // order of the frames: the WAL is then read front to back once more.
+    struct Latest {
+      std::uint32_t page;
+      std::uint32_t frame;
+    };
+    std::vector<Latest> latest;
+    latest.reserve(scan.page_of_frame.size());
+    for (std::size_t i = 0; i < scan.page_of_frame.size(); ++i) {
+      if (scan.page_of_frame[i] <= scan.pages_after_commit) {
+        latest.push_back({scan.page_of_frame[i], static_cast<std::uint32_t>(i + 1)});
+      }
+    }
+    std::stable_sort(latest.begin(), latest.end(),
+                     [](const Latest& a, const Latest& b) { return a.page < b.page; });
+    // Of equal pages, stable_sort kept frame order: the last one is the latest.
+    const auto last_of_each =
+        std::unique(latest.rbegin(), latest.rend(),
+                    [](const Latest& a, const Latest& b) { return a.page == b.page; });
+    latest.erase(latest.begin(), last_of_each.base());
+    std::sort(latest.begin(), latest.end(),
+              [](const Latest& a, const Latest& b) { return a.frame < b.frame; });
+
+    std::vector<const std::byte*> run;
+    std::size_t next = 0;
+    while (next < latest.size()) {
+      detail::throw_if_cancelled(cancel_, source_);
+      // One read covers the frames from latest[next] to as many as fit in the buffer.
+      const std::uint64_t first_frame = latest[next].frame;
+      const std::uint64_t window_frames =
+          std::min<std::uint64_t>(frames_per_window(), scan.committed_frames - first_frame + 1);
+      const std::size_t want = static_cast<std::size_t>(window_frames * frame_size());
+      if (read_some(wal_.get(), std::span(buffer_).first(want), frame_offset(first_frame),
+                    source_) < want) {
+        io::throw_errno(EIO, "cannot read the WAL of the snapshot of", source_);
+      }
+      std::size_t end = next;
+      while (end < latest.size() && latest[end].frame < first_frame + window_frames) ++end;
+      // Pages at consecutive page numbers go out in one pwritev (a transaction's new pages
+      // usually are).
+      for (std::size_t i = next; i < end;) {
+        run.clear();
+        const std::uint32_t first_page = latest[i].page;
+        do {
+          run.push_back(buffer_.data() + (latest[i].frame - first_frame) * frame_size() +
+                        kFrameHeader);
+          ++i;
+        } while (i < end && latest[i].page == first_page + run.size());
+        write_run(db_.get(), first_page, run, header_.page_size, source_);
+      }
+      result_.pages_written += end - next;
+      next = end;
+    }
+    // As the checkpoint does: the file ends where the last commit says the database ends.
+    if (::ftruncate(db_.get(), static_cast<off_t>(final_size)) != 0) {
+      io::throw_errno(errno, "cannot resize the snapshot of", source_);
+    }
+    return true;
+  }
+
+  const std::filesystem::path& database_;
+  const std::filesystem::path& wal_path_;
+  const std::atomic<bool>* cancel_;
+  const std::filesystem::path& source_;
+  io::UniqueFd wal_;
+  io::UniqueFd db_;
+  WalHeader header_;
+  std::uint64_t database_size_ = 0;
+  std::vector<std::byte> buffer_;
+  WalApplication result_;
+};
+
+}  // namespace
+
+WalApplication apply_wal(const std::filesystem::path& database, const std::filesystem::path& wal,
+                         const std::atomic<bool>* cancel, const std::filesystem::path& source) {
+  return WalApplier(database, wal, cancel, source).run();
+}
+
+}  // namespace sqlite_backup::finalize

@@ -1,0 +1,37 @@
+// Part of stage 4: moving the committed content of a staged WAL into the staged database
+// file ourselves, as SQLite's checkpoint would, instead of having SQLite rebuild its WAL
+// index page by page and then checkpoint.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <filesystem>
+#include <string>
+
+namespace sqlite_backup::finalize {
+
+struct WalApplication {
+  // false: the WAL is left, untouched, for SQLite to replay (why_not says why); nothing was
+  // written. true: its committed pages are in the database file and the WAL is deleted.
+  bool applied = false;
+  std::string why_not;
+  std::uint64_t valid_frames = 0;      // frames SQLite would accept (salts and checksums)
+  std::uint64_t committed_frames = 0;  // of those, up to the last commit frame
+  std::uint64_t pages_written = 0;     // distinct pages written into the database
+};
+
+// Applies `wal` to `database` (both private staged copies) exactly as SQLite recovers and
+// then fully checkpoints a WAL: the frames it would accept are those with the header's
+// salts and an unbroken chain of checksums; of those, the ones up to the last commit frame
+// count; the latest frame of each page wins; pages past the last commit's database size are
+// skipped and the file is cut (or extended) to that size. Then `wal` is deleted.
+//
+// Anything unusual (a WAL header SQLite would ignore or reject, a page size differing from
+// the database's, an empty or too-short database file) is left for SQLite: the result is then
+// `applied == false` and neither file was modified. I/O errors throw filesystem_error naming
+// `source`; cancellation throws SqliteBackupError(cancelled). Not thread-safe on the same
+// files.
+WalApplication apply_wal(const std::filesystem::path& database, const std::filesystem::path& wal,
+                         const std::atomic<bool>* cancel, const std::filesystem::path& source);
+
+}  // namespace sqlite_backup::finalize

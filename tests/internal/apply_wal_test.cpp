@@ -1,0 +1,266 @@
+// finalize::apply_wal against SQLite itself: the same WAL, applied by us and replayed by
+// SQLite, must give the same database file, byte for byte, once SQLite has switched each
+// to journal_mode=DELETE. Each WAL here comes from a real SQLite connection that is still
+// open (as a live owner's would be), in shapes that decide which frames count.
+#include "finalize/apply_wal.hpp"
+
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <stdexcept>
+#include <string>
+
+#include "test_support.hpp"
+
+namespace sqlite_backup::testing {
+namespace {
+
+// An open connection, as the owner of the database holds it: with automatic checkpoints
+// off, and never closed before the test has taken its copies (closing would checkpoint).
+class Owner {
+ public:
+  Owner(const fs::path& database, int page_size, const std::string& extra_pragmas = "") {
+    if (sqlite3_open(database.c_str(), &db_) != SQLITE_OK) {
+      throw std::runtime_error("cannot open " + database.string());
+    }
+    exec("PRAGMA page_size=" + std::to_string(page_size) + ";" + extra_pragmas +
+         "PRAGMA journal_mode=WAL; PRAGMA wal_autocheckpoint=0;"
+         "CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)");
+  }
+  Owner(const Owner&) = delete;
+  Owner& operator=(const Owner&) = delete;
+  ~Owner() { sqlite3_close(db_); }
+
+  void exec(const std::string& sql) const {
+    char* message = nullptr;
+    if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &message) != SQLITE_OK) {
+      const std::string why = message != nullptr ? message : "?";
+      sqlite3_free(message);
+      throw std::runtime_error(sql + ": " + why);
+    }
+  }
+  void insert(int rows, int bytes) const {
+    exec("INSERT INTO t(v) WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n LIMIT " +
+         std::to_string(rows) + ") SELECT randomblob(" + std::to_string(bytes) + ") FROM n");
+  }
+
+ private:
+  sqlite3* db_ = nullptr;
+};
+
+void copy_bytes(const fs::path& from, const fs::path& to) {
+  const std::string bytes = read_file(from);
+  std::ofstream out(to, std::ios::binary | std::ios::trunc);
+  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  if (!out.flush()) throw std::runtime_error("cannot write " + to.string());
+}
+
+// As recover_in_place() finishes a staged copy: SQLite opens it and leaves WAL mode.
+void switch_to_delete_mode(const fs::path& database) {
+  exec_sql(database, "PRAGMA journal_mode=DELETE");
+  if (fs::exists(database.string() + "-wal") || fs::exists(database.string() + "-shm")) {
+    throw std::runtime_error("SQLite left side files beside " + database.string());
+  }
+}
+
+// Two copies of the owner's database and WAL as they are now: one for us, one for SQLite.
+class TwoCopies {
+ public:
+  explicit TwoCopies(const fs::path& source) {
+    fs::create_directory(dir_ / "ours");
+    fs::create_directory(dir_ / "sqlite");
+    for (const char* side : {"ours", "sqlite"}) {
+      copy_bytes(source, dir_ / side / "db");
+      copy_bytes(source.string() + "-wal", dir_ / side / "db-wal");
+    }
+  }
+  [[nodiscard]] fs::path ours() const { return dir_ / "ours" / "db"; }
+  [[nodiscard]] fs::path theirs() const { return dir_ / "sqlite" / "db"; }
+  [[nodiscard]] fs::path our_wal() const { return dir_ / "ours" / "db-wal"; }
+
+  finalize::WalApplication apply_both() {
+    const finalize::WalApplication applied =
+        finalize::apply_wal(ours(), our_wal(), nullptr, "source.db");
+    switch_to_delete_mode(ours());
+    switch_to_delete_mode(theirs());
+    return applied;
+  }
+
+ private:
+  TempDir dir_{"sqlite_backup_apply_wal"};
+};
+
+void expect_same_database(const TwoCopies& copies) {
+  const std::string ours = read_file(copies.ours());
+  const std::string theirs = read_file(copies.theirs());
+  EXPECT_EQ(ours.size(), theirs.size());
+  EXPECT_TRUE(ours == theirs) << "the database files differ";
+  EXPECT_EQ(query_text(copies.ours(), "PRAGMA integrity_check"), "ok");
+}
+
+class ApplyWalPageSizes : public ::testing::TestWithParam<int> {};
+
+TEST_P(ApplyWalPageSizes, GivesTheDatabaseSqliteCheckpointWouldForNewAndRewrittenPages) {
+  TempDir dir;
+  const fs::path source = dir / "source.db";
+  Owner owner(source, GetParam());
+  owner.insert(400, 700);
+  for (int i = 0; i < 5; ++i) {
+    owner.insert(50, 900);
+    owner.exec("UPDATE t SET v = randomblob(800) WHERE id % 7 = " + std::to_string(i));
+  }
+  TwoCopies copies(source);
+  const finalize::WalApplication applied = copies.apply_both();
+  ASSERT_TRUE(applied.applied) << applied.why_not;
+  EXPECT_EQ(applied.valid_frames, applied.committed_frames);
+  // Pages rewritten by several transactions are written once, in their last version.
+  EXPECT_LT(applied.pages_written, applied.committed_frames);
+  EXPECT_FALSE(fs::exists(copies.our_wal()));
+  expect_same_database(copies);
+}
+
+// 512 and 65536 are the bounds; 65536 is also the size the database header stores as 1.
+INSTANTIATE_TEST_SUITE_P(PageSizes, ApplyWalPageSizes, ::testing::Values(512, 4096, 65536));
+
+TEST(ApplyWal, LeavesOutFramesOfATransactionThatHasNotCommitted) {
+  TempDir dir;
+  const fs::path source = dir / "source.db";
+  Owner owner(source, 4096);
+  owner.insert(200, 500);
+  // A transaction bigger than its page cache spills pages into the WAL before it commits.
+  owner.exec("PRAGMA cache_size=10; BEGIN");
+  owner.insert(2000, 1000);
+  TwoCopies copies(source);
+  owner.exec("ROLLBACK");
+  const finalize::WalApplication applied = copies.apply_both();
+  ASSERT_TRUE(applied.applied) << applied.why_not;
+  EXPECT_GT(applied.valid_frames, applied.committed_frames + 100);
+  expect_same_database(copies);
+  EXPECT_EQ(count_rows(copies.ours()), 200);
+}
+
+TEST(ApplyWal, IgnoresFramesLeftFromTheWalsEarlierGeneration) {
+  TempDir dir;
+  const fs::path source = dir / "source.db";
+  Owner owner(source, 4096);
+  owner.insert(3000, 1000);
+  // Once everything is checkpointed, the next writer starts the WAL over from its first
+  // frame with new salts: the old generation's frames stay in the file behind the new ones.
+  owner.exec("PRAGMA wal_checkpoint(PASSIVE)");
+  owner.exec("UPDATE t SET v = randomblob(1000) WHERE id = 1");
+  const auto wal_size = fs::file_size(source.string() + "-wal");
+  TwoCopies copies(source);
+  const finalize::WalApplication applied = copies.apply_both();
+  ASSERT_TRUE(applied.applied) << applied.why_not;
+  EXPECT_LT(applied.valid_frames, 10U);
+  EXPECT_GT(wal_size, 3000U * 1000U) << "the WAL did not keep the earlier generation";
+  expect_same_database(copies);
+}
+
+// Flips one byte of frame `frame` (1-based) at `offset_in_frame`, in our copy and SQLite's.
+void damage_frame(const TwoCopies& copies, std::uint64_t frame, std::uint64_t offset_in_frame) {
+  const std::uint64_t position = 32 + (frame - 1) * (24 + 4096) + offset_in_frame;
+  for (const fs::path& wal : {copies.our_wal(), fs::path(copies.theirs().string() + "-wal")}) {
+    std::fstream file(wal, std::ios::in | std::ios::out | std::ios::binary);
+    file.seekg(static_cast<std::streamoff>(position));
+    const char byte = static_cast<char>(file.get());
+    file.seekp(static_cast<std::streamoff>(position));
+    file.put(static_cast<char>(byte ^ 0x01));
+  }
+}
+
+// A WAL of 20 transactions of about 6 frames each.
+void write_twenty_transactions(const Owner& owner) {
+  for (int i = 0; i < 20; ++i) owner.insert(20, 1000);
+}
+
+TEST(ApplyWal, StopsWhereAFramesChecksumBreaksTheChain) {
+  TempDir dir;
+  const fs::path source = dir / "source.db";
+  Owner owner(source, 4096);
+  write_twenty_transactions(owner);
+  TwoCopies copies(source);
+  damage_frame(copies, 60, 24 + 100);  // a byte of the page: a torn write
+  const finalize::WalApplication applied = copies.apply_both();
+  ASSERT_TRUE(applied.applied) << applied.why_not;
+  EXPECT_EQ(applied.valid_frames, 59U);
+  expect_same_database(copies);
+}
+
+TEST(ApplyWal, StopsWhereAFramesSaltsAreNotTheHeaders) {
+  TempDir dir;
+  const fs::path source = dir / "source.db";
+  Owner owner(source, 4096);
+  write_twenty_transactions(owner);
+  TwoCopies copies(source);
+  // The checksum does not cover the salts: only the salt comparison catches this frame.
+  damage_frame(copies, 60, 8);
+  const finalize::WalApplication applied = copies.apply_both();
+  ASSERT_TRUE(applied.applied) << applied.why_not;
+  EXPECT_EQ(applied.valid_frames, 59U);
+  expect_same_database(copies);
+}
+
+TEST(ApplyWal, CutsTheFileWhereTheLastCommitEndsTheDatabase) {
+  TempDir dir;
+  const fs::path source = dir / "source.db";
+  Owner owner(source, 4096, "PRAGMA auto_vacuum=FULL;");
+  owner.insert(2000, 1000);
+  owner.exec("PRAGMA wal_checkpoint(TRUNCATE)");
+  // The database file is now large; this commit shrinks the database to a few pages.
+  owner.exec("DELETE FROM t WHERE id > 10");
+  const auto file_size = fs::file_size(source);
+  TwoCopies copies(source);
+  const finalize::WalApplication applied = copies.apply_both();
+  ASSERT_TRUE(applied.applied) << applied.why_not;
+  EXPECT_LT(fs::file_size(copies.ours()), file_size / 10);
+  expect_same_database(copies);
+}
+
+TEST(ApplyWal, LeavesAWalWithABrokenHeaderToSqliteUntouched) {
+  TempDir dir;
+  const fs::path source = dir / "source.db";
+  Owner owner(source, 4096);
+  owner.insert(100, 500);
+  TwoCopies copies(source);
+  {
+    std::fstream wal(copies.our_wal(), std::ios::in | std::ios::out | std::ios::binary);
+    wal.seekp(26);
+    wal.put('\x5a');  // inside the header's checksum
+  }
+  const std::string database_before = read_file(copies.ours());
+  const std::string wal_before = read_file(copies.our_wal());
+  const finalize::WalApplication applied =
+      finalize::apply_wal(copies.ours(), copies.our_wal(), nullptr, "source.db");
+  EXPECT_FALSE(applied.applied);
+  EXPECT_NE(applied.why_not.find("checksum"), std::string::npos) << applied.why_not;
+  EXPECT_EQ(read_file(copies.ours()), database_before);
+  EXPECT_EQ(read_file(copies.our_wal()), wal_before);
+}
+
+TEST(ApplyWal, LeavesAWalWhosePageSizeDiffersFromTheDatabasesToSqlite) {
+  TempDir dir;
+  const fs::path source = dir / "source.db";
+  Owner owner(source, 4096);
+  owner.insert(100, 500);
+  TwoCopies copies(source);
+  {
+    // The database header says 1024-byte pages; the WAL's frames hold 4096-byte ones.
+    std::fstream database(copies.ours(), std::ios::in | std::ios::out | std::ios::binary);
+    database.seekp(16);
+    database.put('\x04');
+    database.put('\x00');
+  }
+  const std::string wal_before = read_file(copies.our_wal());
+  const finalize::WalApplication applied =
+      finalize::apply_wal(copies.ours(), copies.our_wal(), nullptr, "source.db");
+  EXPECT_FALSE(applied.applied);
+  EXPECT_NE(applied.why_not.find("page size"), std::string::npos) << applied.why_not;
+  EXPECT_EQ(read_file(copies.our_wal()), wal_before);
+}
+
+}  // namespace
+}  // namespace sqlite_backup::testing
