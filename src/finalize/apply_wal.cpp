@@ -7,8 +7,11 @@
 
 #include <algorithm>
 #include <array>
+#include <bit>
 #include <cerrno>
 #include <cstring>
+#include <memory>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -35,20 +38,14 @@ using detail::quoted;
 constexpr std::size_t kWalHeader = 32;
 constexpr std::size_t kFrameHeader = 24;
 constexpr std::uint32_t kWalVersion = 3007000;
-// Reads of the WAL go through one buffer of about this size, so memory stays flat however
-// large the WAL is.
+// The WAL is looked at through one window of about this size at a time, so memory stays flat
+// however large the WAL is.
 constexpr std::size_t kWindow = std::size_t{1} << 20;
 
 std::uint32_t be32(const std::byte* p) noexcept {
   return (std::to_integer<std::uint32_t>(p[0]) << 24) |
          (std::to_integer<std::uint32_t>(p[1]) << 16) |
          (std::to_integer<std::uint32_t>(p[2]) << 8) | std::to_integer<std::uint32_t>(p[3]);
-}
-
-std::uint32_t le32(const std::byte* p) noexcept {
-  return std::to_integer<std::uint32_t>(p[0]) | (std::to_integer<std::uint32_t>(p[1]) << 8) |
-         (std::to_integer<std::uint32_t>(p[2]) << 16) |
-         (std::to_integer<std::uint32_t>(p[3]) << 24);
 }
 
 // SQLite's WAL checksum: pairs of 32-bit words, read in the byte order the magic names,
@@ -59,20 +56,22 @@ struct Checksum {
   bool big_endian_words = true;
 
   void add(std::span<const std::byte> bytes) noexcept {
+    // The two sums depend on each other word by word; what keeps this near memory speed is
+    // loading whole words (one load, and one byte swap where the order differs).
+    const bool swap = big_endian_words == (std::endian::native == std::endian::little);
     const std::byte* p = bytes.data();
     const std::byte* end = p + bytes.size();
     std::uint32_t a = s0;
     std::uint32_t b = s1;
-    if (big_endian_words) {
-      for (; p < end; p += 8) {
-        a += be32(p) + b;
-        b += be32(p + 4) + a;
+    std::array<std::uint32_t, 2> words{};
+    for (; p < end; p += 8) {
+      std::memcpy(words.data(), p, 8);
+      if (swap) {
+        words[0] = __builtin_bswap32(words[0]);
+        words[1] = __builtin_bswap32(words[1]);
       }
-    } else {
-      for (; p < end; p += 8) {
-        a += le32(p) + b;
-        b += le32(p + 4) + a;
-      }
+      a += words[0] + b;
+      b += words[1] + a;
     }
     s0 = a;
     s1 = b;
@@ -101,9 +100,10 @@ std::size_t read_some(int fd, std::span<std::byte> buffer, std::uint64_t offset,
 
 // Writes `count` pages that belong at consecutive page numbers from `first_page` on, each
 // taken from where `pages[i]` points, in as few system calls as the kernel allows.
+// `vectors` is scratch space (its size bounds the pages per call).
 void write_run(int fd, std::uint32_t first_page, std::span<const std::byte* const> pages,
-               std::size_t page_size, const std::filesystem::path& source) {
-  std::array<iovec, IOV_MAX> vectors{};
+               std::size_t page_size, std::span<iovec> vectors,
+               const std::filesystem::path& source) {
   std::size_t next = 0;
   while (next < pages.size()) {
     const std::size_t batch = std::min(pages.size() - next, vectors.size());
@@ -151,6 +151,7 @@ class WalApplier {
   WalApplication run() {
     wal_ = io::UniqueFd(::open(wal_path_.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
     if (!wal_) io::throw_errno(errno, "cannot open the WAL of the snapshot of", source_);
+    wal_size_ = io::stat_fd(wal_.get(), source_).size;
     if (!read_header()) return result_;
     db_ = io::UniqueFd(::open(database_.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW));
     if (!db_) io::throw_errno(errno, "cannot open the snapshot of", source_);
@@ -213,9 +214,25 @@ class WalApplier {
     return true;
   }
 
+  // The WAL's bytes [offset, offset + length), or fewer at its end: mapped, or read into a
+  // buffer where the filesystem cannot map. Valid until the next call.
+  std::span<const std::byte> view(std::uint64_t offset, std::size_t length) {
+    window_.reset();
+    window_.emplace(wal_.get(), wal_size_, offset, length);
+    if (!window_->failed()) return window_->bytes();
+    window_.reset();
+    if (!buffer_) buffer_ = std::make_unique_for_overwrite<std::byte[]>(window_bytes());
+    const std::size_t got =
+        read_some(wal_.get(), std::span(buffer_.get(), length), offset, source_);
+    return {buffer_.get(), got};
+  }
+
   [[nodiscard]] std::size_t frame_size() const noexcept { return kFrameHeader + header_.page_size; }
   [[nodiscard]] std::size_t frames_per_window() const noexcept {
     return std::max<std::size_t>(1, kWindow / frame_size());
+  }
+  [[nodiscard]] std::size_t window_bytes() const noexcept {
+    return frames_per_window() * frame_size();
   }
   [[nodiscard]] std::uint64_t frame_offset(std::uint64_t frame) const noexcept {
     return kWalHeader + (frame - 1) * frame_size();
@@ -225,15 +242,14 @@ class WalApplier {
   // the chain (a salt from another generation of the WAL, a torn or stale frame).
   FrameScan scan_frames() {
     FrameScan scan;
-    buffer_.resize(frames_per_window() * frame_size());
     Checksum chain = header_.seed;
     std::uint64_t frame = 1;
     for (;;) {
       detail::throw_if_cancelled(cancel_, source_);
-      const std::size_t got = read_some(wal_.get(), buffer_, frame_offset(frame), source_);
-      const std::size_t whole = got / frame_size();
+      const std::span<const std::byte> window = view(frame_offset(frame), window_bytes());
+      const std::size_t whole = window.size() / frame_size();
       for (std::size_t i = 0; i < whole; ++i, ++frame) {
-        const std::byte* header = buffer_.data() + i * frame_size();
+        const std::byte* header = window.data() + i * frame_size();
         const std::uint32_t page = be32(header);
         if (page == 0 || std::memcmp(header + 8, header_.salts.data(), header_.salts.size()) != 0) {
           return finish_scan(scan);
@@ -290,16 +306,18 @@ class WalApplier {
               [](const Latest& a, const Latest& b) { return a.frame < b.frame; });
 
     std::vector<const std::byte*> run;
+    vectors_.resize(IOV_MAX);
     std::size_t next = 0;
     while (next < latest.size()) {
       detail::throw_if_cancelled(cancel_, source_);
-      // One read covers the frames from latest[next] to as many as fit in the buffer.
+      // One window covers the frames from latest[next] on, as many as fit.
       const std::uint64_t first_frame = latest[next].frame;
       const std::uint64_t window_frames =
           std::min<std::uint64_t>(frames_per_window(), scan.committed_frames - first_frame + 1);
       const std::size_t want = static_cast<std::size_t>(window_frames * frame_size());
-      if (read_some(wal_.get(), std::span(buffer_).first(want), frame_offset(first_frame),
-                    source_) < want) {
+      const std::span<const std::byte> window = view(frame_offset(first_frame), want);
+      if (window.size() < want) {
+        // The scan read these frames a moment ago: our private file cannot have shrunk.
         io::throw_errno(EIO, "cannot read the WAL of the snapshot of", source_);
       }
       std::size_t end = next;
@@ -310,11 +328,11 @@ class WalApplier {
         run.clear();
         const std::uint32_t first_page = latest[i].page;
         do {
-          run.push_back(buffer_.data() + (latest[i].frame - first_frame) * frame_size() +
+          run.push_back(window.data() + (latest[i].frame - first_frame) * frame_size() +
                         kFrameHeader);
           ++i;
         } while (i < end && latest[i].page == first_page + run.size());
-        write_run(db_.get(), first_page, run, header_.page_size, source_);
+        write_run(db_.get(), first_page, run, header_.page_size, vectors_, source_);
       }
       result_.pages_written += end - next;
       next = end;
@@ -334,7 +352,10 @@ class WalApplier {
   io::UniqueFd db_;
   WalHeader header_;
   std::uint64_t database_size_ = 0;
-  std::vector<std::byte> buffer_;
+  std::uint64_t wal_size_ = 0;
+  std::optional<io::MappedWindow> window_;
+  std::unique_ptr<std::byte[]> buffer_;  // only where a window cannot be mapped
+  std::vector<iovec> vectors_;
   WalApplication result_;
 };
 

@@ -3,7 +3,6 @@
 #include <fcntl.h>
 #include <linux/fs.h>
 #include <sys/ioctl.h>
-#include <sys/mman.h>
 #include <sys/sendfile.h>
 #include <unistd.h>
 
@@ -147,44 +146,6 @@ CopyOutcome copy_file_contents(int source_fd, const std::filesystem::path& sourc
   return outcome;
 }
 
-namespace {
-
-// A read-only view of one window of our own staged copy, to compare against without reading
-// it into a buffer first (that read was a third of a refresh's time). Only ever our private
-// file: no one else can cut it under the mapping. One window at a time keeps what is mapped
-// (and so counted in the resident size) at a buffer's worth, whatever the file's size.
-class MappedWindow {
- public:
-  // `offset` must be a multiple of the page size. Empty past the end of the file, or when
-  // the window cannot be mapped (the caller then reads).
-  MappedWindow(int fd, std::uint64_t file_size, std::uint64_t offset, std::size_t length) {
-    if (offset >= file_size) return;
-    length_ = static_cast<std::size_t>(std::min<std::uint64_t>(length, file_size - offset));
-    void* data = ::mmap(nullptr, length_, PROT_READ, MAP_SHARED | MAP_POPULATE, fd,
-                        static_cast<off_t>(offset));
-    if (data == MAP_FAILED) {
-      length_ = 0;
-      failed_ = true;
-      return;
-    }
-    data_ = static_cast<const std::byte*>(data);
-  }
-  MappedWindow(const MappedWindow&) = delete;
-  MappedWindow& operator=(const MappedWindow&) = delete;
-  ~MappedWindow() {
-    if (data_ != nullptr) ::munmap(const_cast<std::byte*>(data_), length_);
-  }
-  [[nodiscard]] bool failed() const noexcept { return failed_; }
-  [[nodiscard]] std::span<const std::byte> bytes() const noexcept { return {data_, length_}; }
-
- private:
-  const std::byte* data_ = nullptr;
-  std::size_t length_ = 0;
-  bool failed_ = false;
-};
-
-}  // namespace
-
 RefreshOutcome refresh_file_contents(int source_fd, const std::filesystem::path& source_path,
                                      int copy_fd, const std::filesystem::path& copy_path,
                                      const ChunkObserver& observer) {
@@ -199,7 +160,8 @@ RefreshOutcome refresh_file_contents(int source_fd, const std::filesystem::path&
     const std::uint64_t offset = outcome.bytes;
     const std::size_t n =
         read_at(source_fd, std::span(source_buffer.get(), kBuffer), offset, source_path);
-    // What the copy holds there (rewrites only touch blocks already compared).
+    // What the copy holds there (rewrites only touch blocks already compared), mapped rather
+    // than read into a buffer first (that read was a third of a refresh's time).
     const MappedWindow window(copy_fd, copy_size, offset, n);
     std::span<const std::byte> held = window.bytes();
     if (window.failed()) {

@@ -1,8 +1,10 @@
 #include "io/file.hpp"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <utility>
 
@@ -82,6 +84,28 @@ UniqueFd open_source_file(const std::filesystem::path& path) {
     throw_errno(errno, "cannot set flags on", path);
   }
   return fd;
+}
+
+MappedWindow::MappedWindow(int fd, std::uint64_t file_size, std::uint64_t offset,
+                           std::size_t length) noexcept {
+  if (offset >= file_size || length == 0) return;
+  static const auto page = static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
+  const std::uint64_t start = offset - offset % page;
+  skip_ = static_cast<std::size_t>(offset - start);
+  length_ = static_cast<std::size_t>(std::min<std::uint64_t>(length, file_size - offset));
+  mapped_ = skip_ + length_;
+  void* data =
+      ::mmap(nullptr, mapped_, PROT_READ, MAP_SHARED | MAP_POPULATE, fd, static_cast<off_t>(start));
+  if (data == MAP_FAILED) {
+    mapped_ = skip_ = length_ = 0;
+    failed_ = true;
+    return;
+  }
+  mapping_ = static_cast<const std::byte*>(data);
+}
+
+MappedWindow::~MappedWindow() {
+  if (mapping_ != nullptr) ::munmap(const_cast<std::byte*>(mapping_), mapped_);
 }
 
 std::size_t read_at(int fd, std::span<std::byte> buffer, std::uint64_t offset,

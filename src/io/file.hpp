@@ -73,6 +73,34 @@ void write_all(int fd, std::span<const std::byte> data,
 void write_all_at(int fd, std::span<const std::byte> data, std::uint64_t offset,
                   const std::filesystem::path& path_for_errors);
 
+// A read-only view of `length` bytes at `offset` (any offset) of one of our own private files,
+// mapped (MAP_SHARED, populated up front) instead of read into a buffer: no copy, and no
+// fresh anonymous pages to fault in. Only for files no one else can cut under the mapping.
+// Mapping one window at a time keeps what is mapped (and so counted in the resident size)
+// bounded, whatever the file's size. Empty past the end of the file; failed() when the
+// window cannot be mapped (the caller then reads).
+class MappedWindow {
+ public:
+  MappedWindow(int fd, std::uint64_t file_size, std::uint64_t offset, std::size_t length) noexcept;
+  MappedWindow(const MappedWindow&) = delete;
+  MappedWindow& operator=(const MappedWindow&) = delete;
+  MappedWindow(MappedWindow&&) = delete;
+  MappedWindow& operator=(MappedWindow&&) = delete;
+  ~MappedWindow();
+  [[nodiscard]] bool failed() const noexcept { return failed_; }
+  [[nodiscard]] std::span<const std::byte> bytes() const noexcept {
+    return mapping_ == nullptr ? std::span<const std::byte>()
+                               : std::span(mapping_ + skip_, length_);
+  }
+
+ private:
+  const std::byte* mapping_ = nullptr;
+  std::size_t mapped_ = 0;  // bytes mapped, from the page boundary at or before `offset`
+  std::size_t skip_ = 0;    // offset - that boundary
+  std::size_t length_ = 0;
+  bool failed_ = false;
+};
+
 // Whether someone holds SQLite's EXCLUSIVE lock on the database file at `path` (a write
 // lock on the 510 shared-lock bytes just past 1 GiB, where the unix VFS places its POSIX
 // locks). Asks the kernel with F_OFD_GETLK, which only tests and takes no lock. false when
