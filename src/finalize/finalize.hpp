@@ -16,8 +16,9 @@ struct DatabaseFacts {
   int page_size = 0;
 };
 
-// Opens the staged copy with SQLite, which replays its WAL or rolls back its hot journal
-// (inside the private folder: the source is not involved), switches it to
+// Applies the staged copy's WAL (apply_wal(); SQLite replays it where that declines), then
+// opens the copy with SQLite, which rolls back a hot journal (inside the private folder:
+// the source is not involved), switches it to
 // journal_mode=DELETE so that it is one self-contained file, runs the reference's
 // wal_checkpoint(TRUNCATE) when asked, and the integrity check of options.verify. Afterwards
 // the folder holds the database file only. Errors name `source` (what the user knows), not
