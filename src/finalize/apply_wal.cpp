@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <limits.h>
+#include <sqlite3.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -46,6 +47,10 @@ std::uint32_t be32(const std::byte* p) noexcept {
   return (std::to_integer<std::uint32_t>(p[0]) << 24) |
          (std::to_integer<std::uint32_t>(p[1]) << 16) |
          (std::to_integer<std::uint32_t>(p[2]) << 8) | std::to_integer<std::uint32_t>(p[3]);
+}
+
+void put_be32(std::byte* p, std::uint32_t value) noexcept {
+  for (int i = 3; i >= 0; --i, value >>= 8) p[i] = static_cast<std::byte>(value & 0xffU);
 }
 
 // SQLite's WAL checksum: pairs of 32-bit words, read in the byte order the magic names,
@@ -159,6 +164,7 @@ class WalApplier {
     const FrameScan scan = scan_frames();
     result_.committed_frames = scan.committed_frames;
     if (scan.committed_frames > 0 && !apply(scan)) return result_;
+    leave_wal_mode();
     if (::unlink(wal_path_.c_str()) != 0)
       io::throw_errno(errno, "cannot remove the WAL of the snapshot of", source_);
     result_.applied = true;
@@ -342,6 +348,24 @@ class WalApplier {
       io::throw_errno(errno, "cannot resize the snapshot of", source_);
     }
     return true;
+  }
+
+  // What `PRAGMA journal_mode=DELETE` would then do to the checkpointed file: a rollback-mode
+  // commit of page 1 with the format bytes (18, 19) set from 2 (WAL) to 1, which, as every
+  // such commit, increments the change counter (24), marks the header valid for it (92) and
+  // stamps the writing library's version (96). Done here, SQLite finds a rollback-mode file
+  // when it opens the copy, and skips creating a -wal, a -shm and a -journal to get there.
+  void leave_wal_mode() {
+    std::array<std::byte, 100> header{};
+    if (read_some(db_.get(), header, 0, source_) < header.size()) return;  // SQLite decides
+    if (header[18] != std::byte{2} || header[19] != std::byte{2}) return;
+    header[18] = header[19] = std::byte{1};
+    const std::uint32_t counter = be32(header.data() + 24) + 1;
+    put_be32(header.data() + 24, counter);
+    put_be32(header.data() + 92, counter);
+    put_be32(header.data() + 96, static_cast<std::uint32_t>(sqlite3_libversion_number()));
+    io::write_all_at(db_.get(), header, 0, source_);
+    result_.left_wal_mode = true;
   }
 
   const std::filesystem::path& database_;

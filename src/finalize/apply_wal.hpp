@@ -18,13 +18,15 @@ struct WalApplication {
   std::uint64_t valid_frames = 0;      // frames SQLite would accept (salts and checksums)
   std::uint64_t committed_frames = 0;  // of those, up to the last commit frame
   std::uint64_t pages_written = 0;     // distinct pages written into the database
+  bool left_wal_mode = false;          // the header was switched to rollback mode, as below
 };
 
 // Applies `wal` to `database` (both private staged copies) exactly as SQLite recovers and
 // then fully checkpoints a WAL: the frames it would accept are those with the header's
 // salts and an unbroken chain of checksums; of those, the ones up to the last commit frame
 // count; the latest frame of each page wins; pages past the last commit's database size are
-// skipped and the file is cut (or extended) to that size. Then `wal` is deleted.
+// skipped and the file is cut (or extended) to that size. Then the header is switched out
+// of WAL mode as `PRAGMA journal_mode=DELETE` would switch it, and `wal` is deleted.
 //
 // Anything unusual (a WAL header SQLite would ignore or reject, a page size differing from
 // the database's, an empty or too-short database file) is left for SQLite: the result is then

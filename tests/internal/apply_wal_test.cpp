@@ -119,6 +119,8 @@ TEST_P(ApplyWalPageSizes, GivesTheDatabaseSqliteCheckpointWouldForNewAndRewritte
   // Pages rewritten by several transactions are written once, in their last version.
   EXPECT_LT(applied.pages_written, applied.committed_frames);
   EXPECT_FALSE(fs::exists(copies.our_wal()));
+  // The header left WAL mode as SQLite's switch to DELETE would have left it.
+  EXPECT_TRUE(applied.left_wal_mode);
   expect_same_database(copies);
 }
 
