@@ -157,13 +157,16 @@ class WalApplier {
     wal_ = io::UniqueFd(::open(wal_path_.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
     if (!wal_) io::throw_errno(errno, "cannot open the WAL of the snapshot of", source_);
     wal_size_ = io::stat_fd(wal_.get(), source_).size;
-    if (!read_header()) return result_;
     db_ = io::UniqueFd(::open(database_.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW));
     if (!db_) io::throw_errno(errno, "cannot open the snapshot of", source_);
-    if (!database_matches()) return result_;
-    const FrameScan scan = scan_frames();
-    result_.committed_frames = scan.committed_frames;
-    if (scan.committed_frames > 0 && !apply(scan)) return result_;
+    // SQLite's recovery reads nothing of a WAL no longer than its header (one a checkpoint
+    // truncated, or one just created): it holds no frames, whatever its bytes are.
+    if (wal_size_ > kWalHeader) {
+      if (!read_header() || !database_matches()) return result_;
+      const FrameScan scan = scan_frames();
+      result_.committed_frames = scan.committed_frames;
+      if (scan.committed_frames > 0 && !apply(scan)) return result_;
+    }
     leave_wal_mode();
     if (::unlink(wal_path_.c_str()) != 0)
       io::throw_errno(errno, "cannot remove the WAL of the snapshot of", source_);

@@ -222,6 +222,22 @@ TEST(ApplyWal, CutsTheFileWhereTheLastCommitEndsTheDatabase) {
   expect_same_database(copies);
 }
 
+TEST(ApplyWal, TakesAWalTruncatedByACheckpointAsEmpty) {
+  TempDir dir;
+  const fs::path source = dir / "source.db";
+  Owner owner(source, 4096);
+  owner.insert(300, 700);
+  owner.exec("PRAGMA wal_checkpoint(TRUNCATE)");
+  ASSERT_EQ(fs::file_size(source.string() + "-wal"), 0U);
+  TwoCopies copies(source);
+  const finalize::WalApplication applied = copies.apply_both();
+  ASSERT_TRUE(applied.applied) << applied.why_not;
+  EXPECT_EQ(applied.valid_frames, 0U);
+  EXPECT_TRUE(applied.left_wal_mode);
+  expect_same_database(copies);
+  EXPECT_EQ(count_rows(copies.ours()), 300);
+}
+
 TEST(ApplyWal, LeavesAWalWithABrokenHeaderToSqliteUntouched) {
   TempDir dir;
   const fs::path source = dir / "source.db";
