@@ -11,6 +11,7 @@
 #include <bit>
 #include <cerrno>
 #include <cstring>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <span>
@@ -141,10 +142,20 @@ struct WalHeader {
   Checksum seed;
 };
 
+// Bytes 16-19 of page 1: page size (big-endian, 1 meaning 65536), write and read versions.
+using Page1Fields = std::array<std::byte, 4>;
+
+std::uint32_t page_size_of(const Page1Fields& fields) noexcept {
+  const std::uint32_t stored =
+      (std::to_integer<std::uint32_t>(fields[0]) << 8) | std::to_integer<std::uint32_t>(fields[1]);
+  return stored == 1 ? 65536 : stored;
+}
+
 struct FrameScan {
   std::vector<std::uint32_t> page_of_frame;  // index i: frame i + 1
   std::uint64_t committed_frames = 0;
   std::uint32_t pages_after_commit = 0;  // database size, in pages, at the last commit
+  Page1Fields page1_fields{};            // as page 1 stands after the last commit
 };
 
 class WalApplier {
@@ -159,14 +170,18 @@ class WalApplier {
     wal_size_ = io::stat_fd(wal_.get(), source_).size;
     db_ = io::UniqueFd(::open(database_.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW));
     if (!db_) io::throw_errno(errno, "cannot open the snapshot of", source_);
+    if (!read_database_header()) return result_;
     // SQLite's recovery reads nothing of a WAL no longer than its header (one a checkpoint
     // truncated, or one just created): it holds no frames, whatever its bytes are.
+    FrameScan scan;
+    scan.page1_fields = database_page1_fields_;
     if (wal_size_ > kWalHeader) {
-      if (!read_header() || !database_matches()) return result_;
-      const FrameScan scan = scan_frames();
+      if (!read_header() || !page_sizes_match()) return result_;
+      scan = scan_frames();
       result_.committed_frames = scan.committed_frames;
-      if (scan.committed_frames > 0 && !apply(scan)) return result_;
     }
+    if (!page1_as_sqlite_writes_it(scan.page1_fields)) return result_;
+    if (scan.committed_frames > 0 && !apply(scan)) return result_;
     leave_wal_mode();
     if (::unlink(wal_path_.c_str()) != 0)
       io::throw_errno(errno, "cannot remove the WAL of the snapshot of", source_);
@@ -208,17 +223,39 @@ class WalApplier {
     return true;
   }
 
-  bool database_matches() {
+  bool read_database_header() {
     database_size_ = io::stat_fd(db_.get(), source_).size;
     std::array<std::byte, 100> bytes{};
     if (database_size_ < bytes.size() || read_some(db_.get(), bytes, 0, source_) < bytes.size()) {
       return leave_for_sqlite("the database file is shorter than its header");
     }
-    const std::uint32_t stored = (std::to_integer<std::uint32_t>(bytes[16]) << 8) |
-                                 std::to_integer<std::uint32_t>(bytes[17]);
-    const std::uint32_t page_size = stored == 1 ? 65536 : stored;
-    if (page_size != header_.page_size) {
+    std::memcpy(database_page1_fields_.data(), bytes.data() + 16, database_page1_fields_.size());
+    return true;
+  }
+
+  bool page_sizes_match() {
+    if (page_size_of(database_page1_fields_) != header_.page_size) {
       return leave_for_sqlite("the WAL's page size differs from the database's");
+    }
+    // Frame numbers are 32-bit in SQLite's index (and in ours).
+    if ((wal_size_ - kWalHeader) / frame_size() > std::numeric_limits<std::uint32_t>::max()) {
+      return leave_for_sqlite("the WAL holds more frames than SQLite can number");
+    }
+    return true;
+  }
+
+  // Page 1 as the last commit leaves it must be one SQLite itself writes in WAL mode: its
+  // page size the WAL's (else SQLite's checkpoint refuses the WAL as corrupt), and its format
+  // bytes both 2 (WAL), or both 1, which the switch to DELETE leaves alone. With mixed bytes
+  // SQLite's switch and ours (leave_wal_mode) would not write the same header.
+  bool page1_as_sqlite_writes_it(const Page1Fields& fields) {
+    if (page_size_of(fields) != header_.page_size && wal_size_ > kWalHeader) {
+      return leave_for_sqlite("page 1 names another page size than the WAL's");
+    }
+    const auto read_version = std::to_integer<int>(fields[2]);
+    const auto write_version = std::to_integer<int>(fields[3]);
+    if (read_version != write_version || (read_version != 1 && read_version != 2)) {
+      return leave_for_sqlite("page 1's file format bytes are not SQLite's");
     }
     return true;
   }
@@ -251,6 +288,8 @@ class WalApplier {
   // the chain (a salt from another generation of the WAL, a torn or stale frame).
   FrameScan scan_frames() {
     FrameScan scan;
+    scan.page1_fields = database_page1_fields_;
+    Page1Fields pending = database_page1_fields_;  // page 1 as the frames so far leave it
     Checksum chain = header_.seed;
     std::uint64_t frame = 1;
     for (;;) {
@@ -267,9 +306,11 @@ class WalApplier {
         chain.add(std::span(header + kFrameHeader, header_.page_size));
         if (!chain.matches(header + 16)) return finish_scan(scan);
         scan.page_of_frame.push_back(page);
+        if (page == 1) std::memcpy(pending.data(), header + kFrameHeader + 16, pending.size());
         if (const std::uint32_t pages_after = be32(header + 4); pages_after != 0) {
           scan.committed_frames = frame;
           scan.pages_after_commit = pages_after;
+          scan.page1_fields = pending;
         }
       }
       if (whole < frames_per_window()) return finish_scan(scan);
@@ -299,8 +340,11 @@ class WalApplier {
     };
     std::vector<Latest> latest;
     latest.reserve(scan.page_of_frame.size());
+    // Page 2^32 - 1 is the end marker of SQLite's checkpoint iterator: it never writes it.
+    constexpr std::uint32_t kIteratorEnd = std::numeric_limits<std::uint32_t>::max();
     for (std::size_t i = 0; i < scan.page_of_frame.size(); ++i) {
-      if (scan.page_of_frame[i] <= scan.pages_after_commit) {
+      if (scan.page_of_frame[i] <= scan.pages_after_commit &&
+          scan.page_of_frame[i] != kIteratorEnd) {
         latest.push_back({scan.page_of_frame[i], static_cast<std::uint32_t>(i + 1)});
       }
     }
@@ -379,6 +423,7 @@ class WalApplier {
   io::UniqueFd db_;
   WalHeader header_;
   std::uint64_t database_size_ = 0;
+  Page1Fields database_page1_fields_{};
   std::uint64_t wal_size_ = 0;
   std::optional<io::MappedWindow> window_;
   std::unique_ptr<std::byte[]> buffer_;  // only where a window cannot be mapped

@@ -259,6 +259,29 @@ TEST(ApplyWal, LeavesAWalWithABrokenHeaderToSqliteUntouched) {
   EXPECT_EQ(read_file(copies.our_wal()), wal_before);
 }
 
+// SQLite writes the format bytes (18, 19) both 2 or both 1. Mixed ones (a damaged page 1)
+// SQLite's switch to DELETE overwrites, while a copy without a WAL would keep them: such a
+// page 1 is left to SQLite.
+TEST(ApplyWal, LeavesAPage1WithMixedFormatBytesToSqlite) {
+  TempDir dir;
+  const fs::path source = dir / "source.db";
+  Owner owner(source, 4096);
+  owner.insert(50, 100);
+  owner.exec("PRAGMA wal_checkpoint(TRUNCATE)");
+  // A same-size rewrite of one row touches its leaf page only: page 1 stays out of the WAL.
+  owner.exec("UPDATE t SET v = randomblob(100) WHERE id = 7");
+  TwoCopies copies(source);
+  for (const fs::path& database : {copies.ours(), copies.theirs()}) {
+    std::fstream file(database, std::ios::in | std::ios::out | std::ios::binary);
+    file.seekp(19);
+    file.put('\x01');  // 18 stays 2
+  }
+  const finalize::WalApplication applied = copies.apply_both();
+  EXPECT_FALSE(applied.applied);
+  EXPECT_NE(applied.why_not.find("format bytes"), std::string::npos) << applied.why_not;
+  expect_same_database(copies);
+}
+
 TEST(ApplyWal, LeavesAWalWhosePageSizeDiffersFromTheDatabasesToSqlite) {
   TempDir dir;
   const fs::path source = dir / "source.db";
