@@ -252,9 +252,9 @@ class WalApplier {
     if (page_size_of(fields) != header_.page_size && wal_size_ > kWalHeader) {
       return leave_for_sqlite("page 1 names another page size than the WAL's");
     }
-    const auto read_version = std::to_integer<int>(fields[2]);
-    const auto write_version = std::to_integer<int>(fields[3]);
-    if (read_version != write_version || (read_version != 1 && read_version != 2)) {
+    const auto write_version = std::to_integer<int>(fields[2]);  // byte 18
+    const auto read_version = std::to_integer<int>(fields[3]);   // byte 19
+    if (write_version != read_version || (write_version != 1 && write_version != 2)) {
       return leave_for_sqlite("page 1's file format bytes are not SQLite's");
     }
     return true;
