@@ -348,9 +348,11 @@ class WalApplier {
         latest.push_back({scan.page_of_frame[i], static_cast<std::uint32_t>(i + 1)});
       }
     }
-    std::stable_sort(latest.begin(), latest.end(),
-                     [](const Latest& a, const Latest& b) { return a.page < b.page; });
-    // Of equal pages, stable_sort kept frame order: the last one is the latest.
+    // In place (std::sort needs no buffer, where stable_sort would take another copy).
+    std::sort(latest.begin(), latest.end(), [](const Latest& a, const Latest& b) {
+      return a.page < b.page || (a.page == b.page && a.frame < b.frame);
+    });
+    // Of equal pages, the last one is the latest.
     const auto last_of_each =
         std::unique(latest.rbegin(), latest.rend(),
                     [](const Latest& a, const Latest& b) { return a.page == b.page; });
@@ -391,7 +393,11 @@ class WalApplier {
       next = end;
     }
     // As the checkpoint does: the file ends where the last commit says the database ends.
-    if (::ftruncate(db_.get(), static_cast<off_t>(final_size)) != 0) {
+    // Only when it does not already: XFS marks a file truncated even to its own size, and
+    // then writes all its dirty pages out when it is closed (measured: 0.65 s of a 1.1 GiB
+    // backup whose WAL had grown the file to exactly that size).
+    if (io::stat_fd(db_.get(), source_).size != final_size &&
+        ::ftruncate(db_.get(), static_cast<off_t>(final_size)) != 0) {
       io::throw_errno(errno, "cannot resize the snapshot of", source_);
     }
     return true;
