@@ -9,6 +9,10 @@
 //   BM_ContentComparison/N  io::refresh_file_contents of two equal N MiB files (the quiet
 //                           path's comparison, and what a retry reads)
 //   BM_FreshCopy/N          io::copy_file_contents of N MiB into a new file, for scale
+//   BM_ApplyWal/N           finalize::apply_wal of an N MiB WAL onto a 200 MiB database (the
+//                           frames' checksums, each page written once, the header switched)
+//   BM_SqliteReplay/N       the same pair recovered by SQLite instead: opening the copy and
+//                           PRAGMA journal_mode=DELETE (index rebuild, checkpoint, switch)
 // Built only with a static library: it calls internals that a shared one does not export.
 #include <benchmark/benchmark.h>
 #include <fcntl.h>
@@ -21,6 +25,7 @@
 #include <string>
 
 #include "discover/database_files.hpp"
+#include "finalize/apply_wal.hpp"
 #include "io/copy.hpp"
 #include "io/file.hpp"
 #include "live_db.hpp"
@@ -139,6 +144,69 @@ void BM_FreshCopy(benchmark::State& state) {
                           static_cast<std::int64_t>(fs::file_size(source)));
 }
 BENCHMARK(BM_FreshCopy)->Arg(20)->Arg(200)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// A 200 MiB database with a WAL of about `mib` MiB on top, copied while its owner held it
+// (made once per size), and the working copy each iteration starts from.
+struct WalPair {
+  fs::path database;
+  fs::path wal;
+};
+
+WalPair wal_pair_of(std::int64_t mib) {
+  const fs::path folder = scratch().root() / ("wal-pair-" + std::to_string(mib));
+  const WalPair pair{folder / "template.sqlite", folder / "template.sqlite-wal"};
+  if (fs::exists(pair.wal)) return pair;
+  fs::create_directories(folder);
+  const fs::path source = folder / "source.sqlite";
+  sqlite_backup_bench::make_database(source, 200 * kMiB);
+  sqlite_backup_bench::WalOwner owner(source);
+  owner.grow_wal_to(static_cast<std::uint64_t>(mib) * kMiB);
+  fs::copy_file(source, pair.database);
+  fs::copy_file(source.string() + "-wal", pair.wal);
+  return pair;
+}
+
+WalPair fresh_copy_of(const WalPair& pair) {
+  const WalPair work{pair.database.parent_path() / "work.sqlite",
+                     pair.database.parent_path() / "work.sqlite-wal"};
+  fs::copy_file(pair.database, work.database, fs::copy_options::overwrite_existing);
+  fs::copy_file(pair.wal, work.wal, fs::copy_options::overwrite_existing);
+  return work;
+}
+
+void BM_ApplyWal(benchmark::State& state) {
+  const WalPair pair = wal_pair_of(state.range(0));
+  for (auto _ : state) {
+    state.PauseTiming();
+    const WalPair work = fresh_copy_of(pair);
+    state.ResumeTiming();
+    if (!sb::finalize::apply_wal(work.database, work.wal, nullptr, "bench").applied) {
+      state.SkipWithError("apply_wal left the WAL to SQLite");
+    }
+  }
+  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) *
+                          static_cast<std::int64_t>(fs::file_size(pair.wal)));
+}
+BENCHMARK(BM_ApplyWal)->Arg(20)->Iterations(7)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+void BM_SqliteReplay(benchmark::State& state) {
+  const WalPair pair = wal_pair_of(state.range(0));
+  for (auto _ : state) {
+    state.PauseTiming();
+    const WalPair work = fresh_copy_of(pair);
+    state.ResumeTiming();
+    sqlite3* db = nullptr;
+    if (sqlite3_open_v2(work.database.c_str(), &db, SQLITE_OPEN_READWRITE, nullptr) != SQLITE_OK) {
+      sqlite3_close(db);
+      throw std::runtime_error("bench: cannot open " + work.database.string());
+    }
+    exec(db, "PRAGMA synchronous=OFF; PRAGMA journal_mode=DELETE");
+    sqlite3_close(db);
+  }
+  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) *
+                          static_cast<std::int64_t>(fs::file_size(pair.wal)));
+}
+BENCHMARK(BM_SqliteReplay)->Arg(20)->Iterations(7)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 }  // namespace
 
