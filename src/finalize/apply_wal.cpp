@@ -1,7 +1,6 @@
 #include "finalize/apply_wal.hpp"
 
 #include <fcntl.h>
-#include <limits.h>
 #include <sqlite3.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -10,6 +9,7 @@
 #include <array>
 #include <bit>
 #include <cerrno>
+#include <climits>
 #include <cstring>
 #include <limits>
 #include <memory>
@@ -183,8 +183,9 @@ class WalApplier {
     if (!page1_as_sqlite_writes_it(scan.page1_fields)) return result_;
     if (scan.committed_frames > 0 && !apply(scan)) return result_;
     leave_wal_mode();
-    if (::unlink(wal_path_.c_str()) != 0)
+    if (::unlink(wal_path_.c_str()) != 0) {
       io::throw_errno(errno, "cannot remove the WAL of the snapshot of", source_);
+    }
     result_.applied = true;
     log_debug(
         "applied the WAL of the snapshot of {}: {} valid frames, {} up to the last commit, "
@@ -369,7 +370,7 @@ class WalApplier {
       const std::uint64_t first_frame = latest[next].frame;
       const std::uint64_t window_frames =
           std::min<std::uint64_t>(frames_per_window(), scan.committed_frames - first_frame + 1);
-      const std::size_t want = static_cast<std::size_t>(window_frames * frame_size());
+      const auto want = static_cast<std::size_t>(window_frames * frame_size());
       const std::span<const std::byte> window = view(frame_offset(first_frame), want);
       if (window.size() < want) {
         // The scan read these frames a moment ago: our private file cannot have shrunk.
