@@ -87,21 +87,15 @@ struct Checksum {
   }
 };
 
-// The private staged files: errors name the source the user asked to back up.
-std::size_t read_some(int fd, std::span<std::byte> buffer, std::uint64_t offset,
-                      const std::filesystem::path& source) {
-  std::size_t done = 0;
-  while (done < buffer.size()) {
-    const ssize_t n =
-        ::pread(fd, buffer.data() + done, buffer.size() - done, static_cast<off_t>(offset + done));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      io::throw_errno(errno, "cannot read the WAL of the snapshot of", source);
-    }
-    if (n == 0) break;
-    done += static_cast<std::size_t>(n);
-  }
-  return done;
+// The staged files are private: errors name the source the user asked to back up.
+std::size_t read_wal(int fd, std::span<std::byte> buffer, std::uint64_t offset,
+                     const std::filesystem::path& source) {
+  return io::read_at(fd, buffer, offset, source, "cannot read the WAL of the snapshot of");
+}
+
+std::size_t read_database(int fd, std::span<std::byte> buffer, std::uint64_t offset,
+                          const std::filesystem::path& source) {
+  return io::read_at(fd, buffer, offset, source, "cannot read the snapshot of");
 }
 
 // Writes `count` pages that belong at consecutive page numbers from `first_page` on, each
@@ -204,7 +198,7 @@ class WalApplier {
 
   bool read_header() {
     std::array<std::byte, kWalHeader> bytes{};
-    if (read_some(wal_.get(), bytes, 0, source_) < bytes.size()) {
+    if (read_wal(wal_.get(), bytes, 0, source_) < bytes.size()) {
       return leave_for_sqlite("the WAL is shorter than its header");
     }
     const std::uint32_t magic = be32(bytes.data());
@@ -227,7 +221,8 @@ class WalApplier {
   bool read_database_header() {
     database_size_ = io::stat_fd(db_.get(), source_).size;
     std::array<std::byte, 100> bytes{};
-    if (database_size_ < bytes.size() || read_some(db_.get(), bytes, 0, source_) < bytes.size()) {
+    if (database_size_ < bytes.size() ||
+        read_database(db_.get(), bytes, 0, source_) < bytes.size()) {
       return leave_for_sqlite("the database file is shorter than its header");
     }
     std::memcpy(database_page1_fields_.data(), bytes.data() + 16, database_page1_fields_.size());
@@ -269,8 +264,7 @@ class WalApplier {
     if (!window_->failed()) return window_->bytes();
     window_.reset();
     if (!buffer_) buffer_ = std::make_unique_for_overwrite<std::byte[]>(window_bytes());
-    const std::size_t got =
-        read_some(wal_.get(), std::span(buffer_.get(), length), offset, source_);
+    const std::size_t got = read_wal(wal_.get(), std::span(buffer_.get(), length), offset, source_);
     return {buffer_.get(), got};
   }
 
@@ -411,7 +405,7 @@ class WalApplier {
   // when it opens the copy, and skips creating a -wal, a -shm and a -journal to get there.
   void leave_wal_mode() {
     std::array<std::byte, 100> header{};
-    if (read_some(db_.get(), header, 0, source_) < header.size()) return;  // SQLite decides
+    if (read_database(db_.get(), header, 0, source_) < header.size()) return;  // SQLite decides
     if (header[18] != std::byte{2} || header[19] != std::byte{2}) return;
     header[18] = header[19] = std::byte{1};
     const std::uint32_t counter = be32(header.data() + 24) + 1;

@@ -109,14 +109,14 @@ MappedWindow::~MappedWindow() {
 }
 
 std::size_t read_at(int fd, std::span<std::byte> buffer, std::uint64_t offset,
-                    const std::filesystem::path& path_for_errors) {
+                    const std::filesystem::path& path_for_errors, const char* operation) {
   std::size_t done = 0;
   while (done < buffer.size()) {
     const ssize_t n =
         ::pread(fd, buffer.data() + done, buffer.size() - done, static_cast<off_t>(offset + done));
     if (n < 0) {
       if (errno == EINTR) continue;
-      throw_errno(errno, "cannot read", path_for_errors);
+      throw_errno(errno, operation, path_for_errors);
     }
     if (n == 0) break;
     done += static_cast<std::size_t>(n);

@@ -65,8 +65,10 @@ FileStat stat_fd(int fd, const std::filesystem::path& path_for_errors);
 UniqueFd open_source_file(const std::filesystem::path& path);
 
 // Reads up to buffer.size() bytes at offset; returns the count (short only at end of file).
+// Errors throw filesystem_error "<operation> <path_for_errors>: <reason>".
 std::size_t read_at(int fd, std::span<std::byte> buffer, std::uint64_t offset,
-                    const std::filesystem::path& path_for_errors);
+                    const std::filesystem::path& path_for_errors,
+                    const char* operation = "cannot read");
 
 void write_all(int fd, std::span<const std::byte> data,
                const std::filesystem::path& path_for_errors);
