@@ -180,7 +180,8 @@ void BM_ApplyWal(benchmark::State& state) {
     state.PauseTiming();
     const WalPair work = fresh_copy_of(pair);
     state.ResumeTiming();
-    if (!sb::finalize::apply_wal(work.database, work.wal, nullptr, "bench").applied) {
+    if (!sb::finalize::apply_wal(work.database, work.wal, nullptr, "bench", work.database)
+             .applied) {
       state.SkipWithError("apply_wal left the WAL to SQLite");
     }
   }

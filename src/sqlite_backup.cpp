@@ -175,7 +175,8 @@ fs::path folder_of(const fs::path& destination) {
 void finish_into(const fs::path& staged, const fs::path& source, const fs::path& destination,
                  const Options& options, Report& report,
                  std::chrono::steady_clock::time_point started) {
-  const finalize::DatabaseFacts facts = finalize::recover_in_place(staged, options, source);
+  const finalize::DatabaseFacts facts =
+      finalize::recover_in_place(staged, options, source, destination);
   detail::throw_if_cancelled(options.cancel, source);
   const auto source_stat = io::stat_path(source);
   io::commit_file(staged, destination, source_stat ? (source_stat->mode & 0666) : 0600,

@@ -103,7 +103,7 @@ std::size_t read_database(int fd, std::span<std::byte> buffer, std::uint64_t off
 // `vectors` is scratch space (its size bounds the pages per call).
 void write_run(int fd, std::uint32_t first_page, std::span<const std::byte* const> pages,
                std::size_t page_size, std::span<iovec> vectors,
-               const std::filesystem::path& source) {
+               const std::filesystem::path& written) {
   std::size_t next = 0;
   while (next < pages.size()) {
     const std::size_t batch = std::min(pages.size() - next, vectors.size());
@@ -116,13 +116,13 @@ void write_run(int fd, std::uint32_t first_page, std::span<const std::byte* cons
     const ssize_t n = ::pwritev(fd, vectors.data(), static_cast<int>(batch), offset);
     if (n < 0) {
       if (errno == EINTR) continue;
-      io::throw_errno(errno, "cannot write the snapshot of", source);
+      io::throw_errno(errno, "cannot write", written);
     }
     // A short write ends inside some page: carry on from the first page not fully written.
     const std::size_t whole_pages = static_cast<std::size_t>(n) / page_size;
     if (whole_pages == 0) {
       io::write_all_at(fd, std::span(pages[next], page_size), static_cast<std::uint64_t>(offset),
-                       source);
+                       written);
       next += 1;
     } else {
       next += whole_pages;
@@ -155,8 +155,9 @@ struct FrameScan {
 class WalApplier {
  public:
   WalApplier(const std::filesystem::path& database, const std::filesystem::path& wal,
-             const std::atomic<bool>* cancel, const std::filesystem::path& source)
-      : database_(database), wal_path_(wal), cancel_(cancel), source_(source) {}
+             const std::atomic<bool>* cancel, const std::filesystem::path& source,
+             const std::filesystem::path& written)
+      : database_(database), wal_path_(wal), cancel_(cancel), source_(source), written_(written) {}
 
   WalApplication run() {
     wal_ = io::UniqueFd(::open(wal_path_.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
@@ -382,7 +383,7 @@ class WalApplier {
                         kFrameHeader);
           ++i;
         } while (i < end && latest[i].page == first_page + run.size());
-        write_run(db_.get(), first_page, run, header_.page_size, vectors_, source_);
+        write_run(db_.get(), first_page, run, header_.page_size, vectors_, written_);
       }
       result_.pages_written += end - next;
       next = end;
@@ -393,7 +394,7 @@ class WalApplier {
     // backup whose WAL had grown the file to exactly that size).
     if (io::stat_fd(db_.get(), source_).size != final_size &&
         ::ftruncate(db_.get(), static_cast<off_t>(final_size)) != 0) {
-      io::throw_errno(errno, "cannot resize the snapshot of", source_);
+      io::throw_errno(errno, "cannot write", written_);
     }
     return true;
   }
@@ -412,7 +413,7 @@ class WalApplier {
     put_be32(header.data() + 24, counter);
     put_be32(header.data() + 92, counter);
     put_be32(header.data() + 96, static_cast<std::uint32_t>(sqlite3_libversion_number()));
-    io::write_all_at(db_.get(), header, 0, source_);
+    io::write_all_at(db_.get(), header, 0, written_);
     result_.left_wal_mode = true;
   }
 
@@ -420,6 +421,7 @@ class WalApplier {
   const std::filesystem::path& wal_path_;
   const std::atomic<bool>* cancel_;
   const std::filesystem::path& source_;
+  const std::filesystem::path& written_;
   io::UniqueFd wal_;
   io::UniqueFd db_;
   WalHeader header_;
@@ -435,8 +437,9 @@ class WalApplier {
 }  // namespace
 
 WalApplication apply_wal(const std::filesystem::path& database, const std::filesystem::path& wal,
-                         const std::atomic<bool>* cancel, const std::filesystem::path& source) {
-  return WalApplier(database, wal, cancel, source).run();
+                         const std::atomic<bool>* cancel, const std::filesystem::path& source,
+                         const std::filesystem::path& written) {
+  return WalApplier(database, wal, cancel, source, written).run();
 }
 
 }  // namespace sqlite_backup::finalize

@@ -30,10 +30,12 @@ struct WalApplication {
 //
 // Anything unusual (a WAL header SQLite would ignore or reject, a page size differing from
 // the database's, an empty or too-short database file) is left for SQLite: the result is then
-// `applied == false` and neither file was modified. I/O errors throw filesystem_error naming
-// `source`; cancellation throws SqliteBackupError(cancelled). Not thread-safe on the same
-// files.
+// `applied == false` and neither file was modified. Errors throw SqliteBackupError: reading
+// names `source`, writing names `written` (the destination the copy becomes, where a full
+// disk is the user's to fix); cancellation is ErrorKind::cancelled. Not thread-safe on the
+// same files.
 WalApplication apply_wal(const std::filesystem::path& database, const std::filesystem::path& wal,
-                         const std::atomic<bool>* cancel, const std::filesystem::path& source);
+                         const std::atomic<bool>* cancel, const std::filesystem::path& source,
+                         const std::filesystem::path& written);
 
 }  // namespace sqlite_backup::finalize

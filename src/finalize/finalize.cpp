@@ -118,7 +118,8 @@ void roll_back(const std::filesystem::path& staged, const std::filesystem::path&
 }
 
 DatabaseFacts recover_in_place(const std::filesystem::path& staged, const Options& options,
-                               const std::filesystem::path& source) {
+                               const std::filesystem::path& source,
+                               const std::filesystem::path& destination_for_errors) {
   // SQLite would rebuild the WAL's index (reading every frame in small reads) and then
   // checkpoint it (reading each page again); applying the committed frames ourselves reads
   // the WAL twice in large windows and writes each page once. A caller's own VFS or URI
@@ -126,7 +127,8 @@ DatabaseFacts recover_in_place(const std::filesystem::path& staged, const Option
   const ConnectOptions& connect = options.sqlite_connect_kwargs;
   const std::filesystem::path staged_wal = staged.string() + "-wal";
   if (connect.vfs.empty() && connect.uri_parameters.empty() && io::stat_path(staged_wal)) {
-    apply_wal(staged, staged_wal, options.cancel, source);
+    apply_wal(staged, staged_wal, options.cancel, source,
+              destination_for_errors.empty() ? staged : destination_for_errors);
   }
   sql::Database db = open_for_reading(staged, options.sqlite_connect_kwargs, false, source);
   allow_cancellation(db, options);

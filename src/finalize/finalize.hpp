@@ -22,9 +22,11 @@ struct DatabaseFacts {
 // journal_mode=DELETE so that it is one self-contained file, runs the reference's
 // wal_checkpoint(TRUNCATE) when asked, and the integrity check of options.verify. Afterwards
 // the folder holds the database file only. Errors name `source` (what the user knows), not
-// the staged path.
+// the staged path; failed writes name `destination_for_errors` (where a full disk is), or
+// the staged path when there is none (memory destinations).
 DatabaseFacts recover_in_place(const std::filesystem::path& staged, const Options& options,
-                               const std::filesystem::path& source);
+                               const std::filesystem::path& source,
+                               const std::filesystem::path& destination_for_errors = {});
 
 // Rolls the staged copy back through `journal` (a transaction that committed while it was
 // copied): the journal is moved beside the copy as its -journal, and SQLite, opening the

@@ -83,7 +83,7 @@ class TwoCopies {
 
   finalize::WalApplication apply_both() {
     const finalize::WalApplication applied =
-        finalize::apply_wal(ours(), our_wal(), nullptr, "source.db");
+        finalize::apply_wal(ours(), our_wal(), nullptr, "source.db", ours());
     switch_to_delete_mode(ours());
     switch_to_delete_mode(theirs());
     return applied;
@@ -252,7 +252,7 @@ TEST(ApplyWal, LeavesAWalWithABrokenHeaderToSqliteUntouched) {
   const std::string database_before = read_file(copies.ours());
   const std::string wal_before = read_file(copies.our_wal());
   const finalize::WalApplication applied =
-      finalize::apply_wal(copies.ours(), copies.our_wal(), nullptr, "source.db");
+      finalize::apply_wal(copies.ours(), copies.our_wal(), nullptr, "source.db", copies.ours());
   EXPECT_FALSE(applied.applied);
   EXPECT_NE(applied.why_not.find("checksum"), std::string::npos) << applied.why_not;
   EXPECT_EQ(read_file(copies.ours()), database_before);
@@ -297,7 +297,7 @@ TEST(ApplyWal, LeavesAWalWhosePageSizeDiffersFromTheDatabasesToSqlite) {
   }
   const std::string wal_before = read_file(copies.our_wal());
   const finalize::WalApplication applied =
-      finalize::apply_wal(copies.ours(), copies.our_wal(), nullptr, "source.db");
+      finalize::apply_wal(copies.ours(), copies.our_wal(), nullptr, "source.db", copies.ours());
   EXPECT_FALSE(applied.applied);
   EXPECT_NE(applied.why_not.find("page size"), std::string::npos) << applied.why_not;
   EXPECT_EQ(read_file(copies.our_wal()), wal_before);

@@ -286,6 +286,31 @@ TEST_F(FailuresTest, DiskFullKeepsTheOldDestinationIntact) {
   EXPECT_EQ(read_file(destination), old_bytes);
 }
 
+// The disk can also fill after the copy, while the WAL's pages are written into the
+// database copy: the error names the destination there too, and nothing is left.
+TEST_F(FailuresTest, DiskFullWhileTheWalIsAppliedIsAnIoErrorNamingTheDestination) {
+  const fs::path source = dir_ / "live.sqlite";
+  OwnerProcess owner(kOwnerExe, source, "wal-hold", 30000);  // every row only in the WAL
+  ASSERT_TRUE(owner.ready()) << owner.output();
+  sb::sqlite_backup(source, dir_ / "reference.sqlite");
+  const std::uint64_t database = fs::file_size(source);
+  const std::uint64_t wal = fs::file_size(source.string() + "-wal");
+  const std::uint64_t result = fs::file_size(dir_ / "reference.sqlite");
+  ASSERT_GT(result, database + 256 * 1024) << "the WAL does not grow the database";
+  // Room for the copies of the database and the WAL, and half of what the WAL adds.
+  const std::uint64_t room = (database + wal + (result - database) / 2 + 4095) / 4096 * 4096;
+  auto tmpfs = TmpfsMount::try_mount(room);
+  if (!tmpfs) {
+    GTEST_SKIP() << "needs root and tmpfs to make a small filesystem (is_root=" << is_root() << ")";
+  }
+  const fs::path destination = *tmpfs / "copy.sqlite";
+  const std::string message = expect_backup_error([&] { sb::sqlite_backup(source, destination); },
+                                                  sb::ErrorKind::io, destination);
+  EXPECT_NE(message.find("No space left"), std::string::npos) << message;
+  EXPECT_TRUE(list_names(tmpfs->path()).empty())
+      << ::testing::PrintToString(list_names(tmpfs->path()));
+}
+
 // A memory destination stages its copy in TMPDIR: a full TMPDIR is an I/O error naming
 // it, and the partial staging copy is removed.
 TEST_F(FailuresTest, FullTemporaryFolderIsAnIoErrorAndLeavesNothing) {
