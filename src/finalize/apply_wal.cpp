@@ -136,20 +136,20 @@ struct WalHeader {
   Checksum seed;
 };
 
-// Bytes 16-19 of page 1: page size (big-endian, 1 meaning 65536), write and read versions.
-using Page1Fields = std::array<std::byte, 4>;
+// The database header, the first 100 bytes of page 1 (https://www.sqlite.org/fileformat.html).
+using DatabaseHeader = std::array<std::byte, 100>;
 
-std::uint32_t page_size_of(const Page1Fields& fields) noexcept {
-  const std::uint32_t stored =
-      (std::to_integer<std::uint32_t>(fields[0]) << 8) | std::to_integer<std::uint32_t>(fields[1]);
-  return stored == 1 ? 65536 : stored;
+std::uint32_t page_size_of(const DatabaseHeader& header) noexcept {
+  const std::uint32_t stored = (std::to_integer<std::uint32_t>(header[16]) << 8) |
+                               std::to_integer<std::uint32_t>(header[17]);
+  return stored == 1 ? 65536 : stored;  // 65536 does not fit in the two bytes
 }
 
 struct FrameScan {
   std::vector<std::uint32_t> page_of_frame;  // index i: frame i + 1
   std::uint64_t committed_frames = 0;
   std::uint32_t pages_after_commit = 0;  // database size, in pages, at the last commit
-  Page1Fields page1_fields{};            // as page 1 stands after the last commit
+  DatabaseHeader page1{};                // as page 1 starts after the last commit
 };
 
 class WalApplier {
@@ -169,13 +169,23 @@ class WalApplier {
     // SQLite's recovery reads nothing of a WAL no longer than its header (one a checkpoint
     // truncated, or one just created): it holds no frames, whatever its bytes are.
     FrameScan scan;
-    scan.page1_fields = database_page1_fields_;
+    scan.page1 = database_header_;
     if (wal_size_ > kWalHeader) {
       if (!read_header() || !page_sizes_match()) return result_;
       scan = scan_frames();
       result_.committed_frames = scan.committed_frames;
+      // A WAL full of frames none of which is valid is legal (a restarted WAL whose first
+      // frame was not written yet), but it is also what a file in another format looks like
+      // (a VFS that encrypts pages): SQLite decides.
+      if (result_.valid_frames == 0 && wal_size_ >= kWalHeader + frame_size()) {
+        return leave_for_sqlite_result("no frame of the WAL is valid");
+      }
     }
-    if (!page1_as_sqlite_writes_it(scan.page1_fields)) return result_;
+    const std::uint64_t final_size =
+        scan.committed_frames > 0
+            ? std::uint64_t{scan.pages_after_commit} * page_size_of(scan.page1)
+            : database_size_;
+    if (!page1_as_sqlite_writes_it(scan.page1, final_size)) return result_;
     if (scan.committed_frames > 0 && !apply(scan)) return result_;
     leave_wal_mode();
     if (::unlink(wal_path_.c_str()) != 0) {
@@ -190,6 +200,11 @@ class WalApplier {
   }
 
  private:
+  WalApplication leave_for_sqlite_result(std::string why) {
+    leave_for_sqlite(std::move(why));
+    return result_;
+  }
+
   bool leave_for_sqlite(std::string why) {
     result_.why_not = std::move(why);
     log_debug("leaving the WAL of the snapshot of {} for SQLite to replay: {}", quoted(source_),
@@ -226,12 +241,12 @@ class WalApplier {
         read_database(db_.get(), bytes, 0, source_) < bytes.size()) {
       return leave_for_sqlite("the database file is shorter than its header");
     }
-    std::memcpy(database_page1_fields_.data(), bytes.data() + 16, database_page1_fields_.size());
+    database_header_ = bytes;
     return true;
   }
 
   bool page_sizes_match() {
-    if (page_size_of(database_page1_fields_) != header_.page_size) {
+    if (page_size_of(database_header_) != header_.page_size) {
       return leave_for_sqlite("the WAL's page size differs from the database's");
     }
     // Frame numbers are 32-bit in SQLite's index (and in ours).
@@ -245,14 +260,30 @@ class WalApplier {
   // page size the WAL's (else SQLite's checkpoint refuses the WAL as corrupt), and its format
   // bytes both 2 (WAL), or both 1, which the switch to DELETE leaves alone. With mixed bytes
   // SQLite's switch and ours (leave_wal_mode) would not write the same header.
-  bool page1_as_sqlite_writes_it(const Page1Fields& fields) {
-    if (page_size_of(fields) != header_.page_size && wal_size_ > kWalHeader) {
+  //
+  // And when the header is to leave WAL mode (leave_wal_mode()), our switch must write what
+  // SQLite's write transaction would: that transaction trusts the in-header database size
+  // (28) only when the header is valid for the change counter (92 equal to 24), and rewrites
+  // it otherwise; with auto_vacuum=FULL (52 set, 64 clear) its commit also vacuums away any
+  // free pages (36). Ours keeps all of these as they are, so they must be what SQLite keeps.
+  bool page1_as_sqlite_writes_it(const DatabaseHeader& page1, std::uint64_t final_size) {
+    if (page_size_of(page1) != header_.page_size && wal_size_ > kWalHeader) {
       return leave_for_sqlite("page 1 names another page size than the WAL's");
     }
-    const auto write_version = std::to_integer<int>(fields[2]);  // byte 18
-    const auto read_version = std::to_integer<int>(fields[3]);   // byte 19
+    const auto write_version = std::to_integer<int>(page1[18]);
+    const auto read_version = std::to_integer<int>(page1[19]);
     if (write_version != read_version || (write_version != 1 && write_version != 2)) {
       return leave_for_sqlite("page 1's file format bytes are not SQLite's");
+    }
+    if (write_version == 2) {
+      if (be32(page1.data() + 24) != be32(page1.data() + 92) ||
+          std::uint64_t{be32(page1.data() + 28)} * page_size_of(page1) != final_size) {
+        return leave_for_sqlite("page 1's database size is not the file's");
+      }
+      if (be32(page1.data() + 52) != 0 && be32(page1.data() + 64) == 0 &&
+          be32(page1.data() + 36) != 0) {
+        return leave_for_sqlite("free pages that auto_vacuum=FULL would remove");
+      }
     }
     return true;
   }
@@ -284,8 +315,8 @@ class WalApplier {
   // the chain (a salt from another generation of the WAL, a torn or stale frame).
   FrameScan scan_frames() {
     FrameScan scan;
-    scan.page1_fields = database_page1_fields_;
-    Page1Fields pending = database_page1_fields_;  // page 1 as the frames so far leave it
+    scan.page1 = database_header_;
+    DatabaseHeader pending = database_header_;  // page 1 as the frames so far leave it
     Checksum chain = header_.seed;
     std::uint64_t frame = 1;
     for (;;) {
@@ -302,11 +333,11 @@ class WalApplier {
         chain.add(std::span(header + kFrameHeader, header_.page_size));
         if (!chain.matches(header + 16)) return finish_scan(scan);
         scan.page_of_frame.push_back(page);
-        if (page == 1) std::memcpy(pending.data(), header + kFrameHeader + 16, pending.size());
+        if (page == 1) std::memcpy(pending.data(), header + kFrameHeader, pending.size());
         if (const std::uint32_t pages_after = be32(header + 4); pages_after != 0) {
           scan.committed_frames = frame;
           scan.pages_after_commit = pages_after;
-          scan.page1_fields = pending;
+          scan.page1 = pending;
         }
       }
       if (whole < frames_per_window()) return finish_scan(scan);
@@ -426,7 +457,7 @@ class WalApplier {
   io::UniqueFd db_;
   WalHeader header_;
   std::uint64_t database_size_ = 0;
-  Page1Fields database_page1_fields_{};
+  DatabaseHeader database_header_{};
   std::uint64_t wal_size_ = 0;
   std::optional<io::MappedWindow> window_;
   std::unique_ptr<std::byte[]> buffer_;  // only where a window cannot be mapped

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdio>
 #include <span>
+#include <string_view>
 #include <thread>
 
 #include "error_internal.hpp"
@@ -78,6 +79,16 @@ class BackupHandle {
   sqlite3_backup* handle_;
 };
 
+// Whether SQLite reads the staged files as the plain files of the documented format: the
+// caller named no VFS and no URI parameters, and the process's default VFS is SQLite's
+// built-in one (a host application may have made its own the default: page encryption or
+// checksums change the bytes on disk).
+bool sqlite_reads_plain_files(const ConnectOptions& connect) {
+  if (!connect.vfs.empty() || !connect.uri_parameters.empty()) return false;
+  const sqlite3_vfs* vfs = sqlite3_vfs_find(nullptr);
+  return vfs != nullptr && vfs->zName != nullptr && std::string_view(vfs->zName) == "unix";
+}
+
 }  // namespace
 
 sql::Database open_for_reading(const std::filesystem::path& database, const ConnectOptions& connect,
@@ -122,11 +133,12 @@ DatabaseFacts recover_in_place(const std::filesystem::path& staged, const Option
                                const std::filesystem::path& destination_for_errors) {
   // SQLite would rebuild the WAL's index (reading every frame in small reads) and then
   // checkpoint it (reading each page again); applying the committed frames ourselves reads
-  // the WAL twice in large windows and writes each page once. A caller's own VFS or URI
-  // parameters may change how SQLite reads the files, so SQLite keeps the job then.
-  const ConnectOptions& connect = options.sqlite_connect_kwargs;
+  // the WAL twice in large windows and writes each page once. SQLite keeps the job where it
+  // reads the files in a way of its own (see sqlite_reads_plain_files), and where a hot
+  // journal was staged beside the WAL: SQLite rolls that back first, then reads the WAL.
   const std::filesystem::path staged_wal = staged.string() + "-wal";
-  if (connect.vfs.empty() && connect.uri_parameters.empty() && io::stat_path(staged_wal)) {
+  if (sqlite_reads_plain_files(options.sqlite_connect_kwargs) && io::stat_path(staged_wal) &&
+      !io::stat_path(staged.string() + "-journal")) {
     apply_wal(staged, staged_wal, options.cancel, source,
               destination_for_errors.empty() ? staged : destination_for_errors);
   }

@@ -42,6 +42,7 @@ class Owner {
       throw std::runtime_error(sql + ": " + why);
     }
   }
+  [[nodiscard]] sqlite3* handle() const noexcept { return db_; }
   void insert(int rows, int bytes) const {
     exec("INSERT INTO t(v) WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n LIMIT " +
          std::to_string(rows) + ") SELECT randomblob(" + std::to_string(bytes) + ") FROM n");
@@ -206,6 +207,22 @@ TEST(ApplyWal, StopsWhereAFramesSaltsAreNotTheHeaders) {
   expect_same_database(copies);
 }
 
+// No valid frame at all, in a WAL that has frames, is legal but rare (a restarted WAL
+// whose first frame is not written yet); it is also what pages stored in another format
+// look like (a VFS that encrypts them). SQLite decides.
+TEST(ApplyWal, LeavesAWalWithoutASingleValidFrameToSqlite) {
+  TempDir dir;
+  const fs::path source = dir / "source.db";
+  Owner owner(source, 4096);
+  write_twenty_transactions(owner);
+  TwoCopies copies(source);
+  damage_frame(copies, 1, 24 + 100);
+  const finalize::WalApplication applied = copies.apply_both();
+  EXPECT_FALSE(applied.applied);
+  EXPECT_NE(applied.why_not.find("no frame"), std::string::npos) << applied.why_not;
+  expect_same_database(copies);
+}
+
 TEST(ApplyWal, CutsTheFileWhereTheLastCommitEndsTheDatabase) {
   TempDir dir;
   const fs::path source = dir / "source.db";
@@ -279,6 +296,52 @@ TEST(ApplyWal, LeavesAPage1WithMixedFormatBytesToSqlite) {
   const finalize::WalApplication applied = copies.apply_both();
   EXPECT_FALSE(applied.applied);
   EXPECT_NE(applied.why_not.find("format bytes"), std::string::npos) << applied.why_not;
+  expect_same_database(copies);
+}
+
+// Patches the 4-byte big-endian field at `offset` of both copies' database header.
+void patch_header(const TwoCopies& copies, std::streamoff offset, std::uint32_t value) {
+  for (const fs::path& database : {copies.ours(), copies.theirs()}) {
+    std::fstream file(database, std::ios::in | std::ios::out | std::ios::binary);
+    file.seekp(offset);
+    for (int shift = 24; shift >= 0; shift -= 8)
+      file.put(static_cast<char>((value >> shift) & 0xff));
+  }
+}
+
+// SQLite trusts the in-header database size (28) only while the header is valid for the
+// change counter (92 equal to 24); its switch to DELETE rewrites it otherwise. Our switch
+// makes the header valid, so a stale size would become trusted: such a header is SQLite's.
+TEST(ApplyWal, LeavesAHeaderWhoseDatabaseSizeSqliteWouldRewriteToSqlite) {
+  TempDir dir;
+  const fs::path source = dir / "source.db";
+  Owner owner(source, 4096);
+  owner.insert(100, 500);
+  owner.exec("PRAGMA wal_checkpoint(TRUNCATE)");
+  TwoCopies copies(source);
+  patch_header(copies, 92, 12345);  // not the change counter: 28 is not to be trusted
+  patch_header(copies, 28, 2);
+  const finalize::WalApplication applied = copies.apply_both();
+  EXPECT_FALSE(applied.applied);
+  EXPECT_NE(applied.why_not.find("database size"), std::string::npos) << applied.why_not;
+  expect_same_database(copies);
+}
+
+// With auto_vacuum=FULL, the commit of SQLite's switch to DELETE also removes free pages
+// (an owner whose autovacuum_pages callback kept them); ours would keep them.
+TEST(ApplyWal, LeavesFreePagesOfAFullAutoVacuumDatabaseToSqlite) {
+  TempDir dir;
+  const fs::path source = dir / "source.db";
+  Owner owner(source, 4096, "PRAGMA auto_vacuum=FULL;");
+  sqlite3_autovacuum_pages(
+      owner.handle(), [](void*, const char*, unsigned, unsigned, unsigned) { return 0U; }, nullptr,
+      nullptr);
+  owner.insert(200, 1000);
+  owner.exec("DELETE FROM t WHERE id > 20");
+  TwoCopies copies(source);
+  const finalize::WalApplication applied = copies.apply_both();
+  EXPECT_FALSE(applied.applied);
+  EXPECT_NE(applied.why_not.find("auto_vacuum"), std::string::npos) << applied.why_not;
   expect_same_database(copies);
 }
 
