@@ -170,7 +170,8 @@ RefreshOutcome refresh_file_contents(int source_fd, const std::filesystem::path&
           copy_buffer.get(), read_at(copy_fd, std::span(copy_buffer.get(), n), offset, copy_path));
     }
     const std::size_t m = held.size();
-    if (m != n || std::memcmp(source_buffer.get(), held.data(), n) != 0) {
+    // (An empty window has no address: memcmp may not be given it, even for no bytes.)
+    if (m != n || (n != 0 && std::memcmp(source_buffer.get(), held.data(), n) != 0)) {
       // A writer changes a few pages here and there: rewrite only the runs of 4 KiB blocks
       // that differ (SQLite pages are 512 B to 64 KiB and aligned, so 4 KiB blocks hold
       // whole small pages or parts of large ones; either way only changed bytes move).
