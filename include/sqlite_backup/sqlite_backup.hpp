@@ -100,6 +100,9 @@ using CopyFunction =
 enum class Verify { none, quick, full };
 
 // Byte-level progress of the snapshot copy (the CLI draws its progress bar from this).
+// Reported after each chunk; the last report of an attempt whose copy completed has
+// bytes_done == bytes_total (files may have grown while they were copied, or a journal been
+// copied earlier, at its commit).
 struct CopyProgress {
   std::uint64_t bytes_done = 0;
   std::uint64_t bytes_total = 0;  // sum of the source files' sizes when the attempt began

@@ -412,6 +412,11 @@ Outcome copy_consistent_set(const discover::DatabaseFiles& source,
         members, std::move(held_journal), source, settings, total, attempt, refresh_database,
         [&watch] { watch.look_between_chunks(); }, watch.journal_covered());
     outcome.bytes = copy.bytes;
+    // The sizes at the first look are only an estimate (a file grew, or a journal was copied
+    // earlier, at its commit, and skipped here): the copy is complete, so say so.
+    if (settings.on_progress && copy.settled) {
+      settings.on_progress({copy.bytes, copy.bytes, attempt});
+    }
 
     const validate::Verdict verdict =
         copy.settled ? judge_copy(source, staged_files, before, copy.database_proved_equal,

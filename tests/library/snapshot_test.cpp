@@ -275,6 +275,7 @@ struct SteppedBackup {
   sb::Report report;
   bool every_step_came = false;
   int chunks = 0;  // progress reports seen
+  sb::CopyProgress last_progress;
 };
 
 SteppedBackup back_up_stepping(OwnerProcess& owner, const fs::path& source,
@@ -288,7 +289,8 @@ SteppedBackup back_up_stepping(OwnerProcess& owner, const fs::path& source,
   sb::sqlite_backup(source, destination,
                     {.copy_retry = copy_retry,
                      .on_progress =
-                         [&](const sb::CopyProgress&) {
+                         [&](const sb::CopyProgress& progress) {
+                           result.last_progress = progress;
                            const auto chunk = static_cast<std::size_t>(result.chunks++);
                            if (chunk >= at_chunk.size()) return;
                            for (const auto& step : at_chunk[chunk]) {
@@ -349,6 +351,9 @@ TEST_F(SnapshotTest, TransactionReachingItsCommitDuringTheCopyHasItsJournalCopie
   expect_a_committed_state(out_dir_ / "copy.sqlite", false);
   EXPECT_EQ(query_int(out_dir_ / "copy.sqlite", "SELECT count(*) FROM t WHERE v LIKE 'rewritten%'"),
             0);
+  // The journal counted at the first look was copied with its commit, not after the
+  // database: progress still ends complete.
+  EXPECT_EQ(backup.last_progress.bytes_done, backup.last_progress.bytes_total);
 }
 
 // In locking_mode=EXCLUSIVE, SQLite counts a commit in the change counter only when it
