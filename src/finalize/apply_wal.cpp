@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "error_internal.hpp"
+#include "io/big_endian.hpp"
 #include "io/file.hpp"
 #include "log_internal.hpp"
 
@@ -44,15 +45,8 @@ constexpr std::uint32_t kWalVersion = 3007000;
 // however large the WAL is.
 constexpr std::size_t kWindow = std::size_t{1} << 20;
 
-std::uint32_t be32(const std::byte* p) noexcept {
-  return (std::to_integer<std::uint32_t>(p[0]) << 24) |
-         (std::to_integer<std::uint32_t>(p[1]) << 16) |
-         (std::to_integer<std::uint32_t>(p[2]) << 8) | std::to_integer<std::uint32_t>(p[3]);
-}
-
-void put_be32(std::byte* p, std::uint32_t value) noexcept {
-  for (int i = 3; i >= 0; --i, value >>= 8) p[i] = static_cast<std::byte>(value & 0xffU);
-}
+using io::load_be32;
+using io::store_be32;
 
 // SQLite's WAL checksum: pairs of 32-bit words, read in the byte order the magic names,
 // folded into two running sums. `bytes.size()` is a multiple of 8.
@@ -83,7 +77,7 @@ struct Checksum {
     s1 = b;
   }
   [[nodiscard]] bool matches(const std::byte* stored) const noexcept {
-    return s0 == be32(stored) && s1 == be32(stored + 4);
+    return s0 == load_be32(stored) && s1 == load_be32(stored + 4);
   }
 };
 
@@ -186,8 +180,8 @@ class WalApplier {
             ? std::uint64_t{scan.pages_after_commit} * page_size_of(scan.page1)
             : database_size_;
     if (!page1_as_sqlite_writes_it(scan.page1, final_size)) return result_;
-    if (scan.committed_frames > 0 && !apply(scan)) return result_;
-    leave_wal_mode();
+    if (scan.committed_frames > 0 && !apply(scan, final_size)) return result_;
+    leave_wal_mode(scan.page1);
     if (::unlink(wal_path_.c_str()) != 0) {
       io::throw_errno(errno, "cannot remove the WAL of the snapshot of", source_);
     }
@@ -217,9 +211,9 @@ class WalApplier {
     if (read_wal(wal_.get(), bytes, 0, source_) < bytes.size()) {
       return leave_for_sqlite("the WAL is shorter than its header");
     }
-    const std::uint32_t magic = be32(bytes.data());
+    const std::uint32_t magic = load_be32(bytes.data());
     if ((magic & 0xfffffffeU) != 0x377f0682U) return leave_for_sqlite("no WAL magic");
-    header_.page_size = be32(bytes.data() + 8);
+    header_.page_size = load_be32(bytes.data() + 8);
     const std::uint32_t size = header_.page_size;
     if (size < 512 || size > 65536 || (size & (size - 1)) != 0) {
       return leave_for_sqlite("the WAL header names no valid page size");
@@ -229,7 +223,7 @@ class WalApplier {
     if (!header_.seed.matches(bytes.data() + 24)) {
       return leave_for_sqlite("the WAL header's checksum does not match");
     }
-    if (be32(bytes.data() + 4) != kWalVersion) return leave_for_sqlite("unknown WAL version");
+    if (load_be32(bytes.data() + 4) != kWalVersion) return leave_for_sqlite("unknown WAL version");
     std::memcpy(header_.salts.data(), bytes.data() + 16, header_.salts.size());
     return true;
   }
@@ -276,12 +270,12 @@ class WalApplier {
       return leave_for_sqlite("page 1's file format bytes are not SQLite's");
     }
     if (write_version == 2) {
-      if (be32(page1.data() + 24) != be32(page1.data() + 92) ||
-          std::uint64_t{be32(page1.data() + 28)} * page_size_of(page1) != final_size) {
+      if (load_be32(page1.data() + 24) != load_be32(page1.data() + 92) ||
+          std::uint64_t{load_be32(page1.data() + 28)} * page_size_of(page1) != final_size) {
         return leave_for_sqlite("page 1's database size is not the file's");
       }
-      if (be32(page1.data() + 52) != 0 && be32(page1.data() + 64) == 0 &&
-          be32(page1.data() + 36) != 0) {
+      if (load_be32(page1.data() + 52) != 0 && load_be32(page1.data() + 64) == 0 &&
+          load_be32(page1.data() + 36) != 0) {
         return leave_for_sqlite("free pages that auto_vacuum=FULL would remove");
       }
     }
@@ -325,7 +319,7 @@ class WalApplier {
       const std::size_t whole = window.size() / frame_size();
       for (std::size_t i = 0; i < whole; ++i, ++frame) {
         const std::byte* header = window.data() + i * frame_size();
-        const std::uint32_t page = be32(header);
+        const std::uint32_t page = load_be32(header);
         if (page == 0 || std::memcmp(header + 8, header_.salts.data(), header_.salts.size()) != 0) {
           return finish_scan(scan);
         }
@@ -334,7 +328,7 @@ class WalApplier {
         if (!chain.matches(header + 16)) return finish_scan(scan);
         scan.page_of_frame.push_back(page);
         if (page == 1) std::memcpy(pending.data(), header + kFrameHeader, pending.size());
-        if (const std::uint32_t pages_after = be32(header + 4); pages_after != 0) {
+        if (const std::uint32_t pages_after = load_be32(header + 4); pages_after != 0) {
           scan.committed_frames = frame;
           scan.pages_after_commit = pages_after;
           scan.page1 = pending;
@@ -350,9 +344,8 @@ class WalApplier {
     return scan;
   }
 
-  bool apply(const FrameScan& scan) {
+  bool apply(const FrameScan& scan, std::uint64_t final_size) {
     const std::uint64_t page_size = header_.page_size;
-    const std::uint64_t final_size = std::uint64_t{scan.pages_after_commit} * page_size;
     // SQLite's checkpoint refuses (SQLITE_CORRUPT) a WAL whose database would outgrow
     // everything the file and the WAL could fill; let it say so.
     if (database_size_ < final_size &&
@@ -435,15 +428,15 @@ class WalApplier {
   // such commit, increments the change counter (24), marks the header valid for it (92) and
   // stamps the writing library's version (96). Done here, SQLite finds a rollback-mode file
   // when it opens the copy, and skips creating a -wal, a -shm and a -journal to get there.
-  void leave_wal_mode() {
-    std::array<std::byte, 100> header{};
-    if (read_database(db_.get(), header, 0, source_) < header.size()) return;  // SQLite decides
+  // `header` is page 1's as the file now starts (the last committed page-1 frame, or the
+  // database's own when no frame rewrote page 1).
+  void leave_wal_mode(DatabaseHeader header) {
     if (header[18] != std::byte{2} || header[19] != std::byte{2}) return;
     header[18] = header[19] = std::byte{1};
-    const std::uint32_t counter = be32(header.data() + 24) + 1;
-    put_be32(header.data() + 24, counter);
-    put_be32(header.data() + 92, counter);
-    put_be32(header.data() + 96, static_cast<std::uint32_t>(sqlite3_libversion_number()));
+    const std::uint32_t counter = load_be32(header.data() + 24) + 1;
+    store_be32(header.data() + 24, counter);
+    store_be32(header.data() + 92, counter);
+    store_be32(header.data() + 96, static_cast<std::uint32_t>(sqlite3_libversion_number()));
     io::write_all_at(db_.get(), header, 0, written_);
     result_.left_wal_mode = true;
   }

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "error_internal.hpp"
+#include "io/big_endian.hpp"
 
 namespace sqlite_backup::validate {
 namespace {
@@ -14,14 +15,11 @@ namespace {
 constexpr std::array<unsigned char, 8> kJournalMagic = {0xd9, 0xd5, 0x05, 0xf9,
                                                         0x20, 0xa1, 0x63, 0xd7};
 
-std::uint32_t be32(const unsigned char* p) noexcept {
-  return (std::uint32_t{p[0]} << 24) | (std::uint32_t{p[1]} << 16) | (std::uint32_t{p[2]} << 8) |
-         std::uint32_t{p[3]};
-}
+using io::load_be32;
 
 std::uint32_t big_endian_u32(const MemberState& member, std::size_t offset) noexcept {
   if (member.header_bytes < offset + 4) return 0;
-  return be32(reinterpret_cast<const unsigned char*>(member.header.data() + offset));
+  return load_be32(member.header.data() + offset);
 }
 
 bool same_bytes(const MemberState& a, const MemberState& b, std::size_t from,
@@ -183,10 +181,10 @@ JournalScan scan_journal(const std::filesystem::path& journal) {
       return scan;
     }
     first_segment = false;
-    const std::uint32_t declared = be32(&header[8]);
-    const std::uint32_t nonce = be32(&header[12]);
-    const std::uint64_t sector = be32(&header[20]);
-    const std::uint64_t page = be32(&header[24]);
+    const std::uint32_t declared = load_be32(&header[8]);
+    const std::uint32_t nonce = load_be32(&header[12]);
+    const std::uint64_t sector = load_be32(&header[20]);
+    const std::uint64_t page = load_be32(&header[24]);
     if (sector < 32 || page < 512 || page > 65536) return scan;
     const std::uint64_t record_size = page + 8;
     const std::uint64_t first = offset + sector;
@@ -199,15 +197,15 @@ JournalScan scan_journal(const std::filesystem::path& journal) {
       const bool readable = at + record_size <= size &&
                             io::read_at(fd.get(), std::as_writable_bytes(std::span(record)), at,
                                         journal) == record_size;
-      const std::uint32_t page_number = readable ? be32(record.data()) : 0;
+      const std::uint32_t page_number = readable ? load_be32(record.data()) : 0;
       if (!readable || page_number == 0 ||
-          be32(record.data() + 4 + page) !=
+          load_be32(record.data() + 4 + page) !=
               record_checksum(nonce, std::span<const unsigned char>(record.data() + 4, page))) {
         scan.intact = to_end;  // a counted record missing or bad: not a whole journal
         return scan;
       }
       if (page_number == 1 && !scan.original_counter) {
-        scan.original_counter = be32(record.data() + 4 + 24);
+        scan.original_counter = load_be32(record.data() + 4 + 24);
       }
     }
     if (to_end || count == 0) {
