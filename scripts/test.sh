@@ -60,15 +60,15 @@ if ((sanitize)); then
   cmake -S "$repo" -B "$sanitize_dir" "${generator[@]}" -DCMAKE_BUILD_TYPE=Debug \
     -DSQLITE_BACKUP_SANITIZE=ON -DSQLITE_BACKUP_BUILD_BENCH=OFF -DSQLITE_BACKUP_INSTALL=OFF
   cmake --build "$sanitize_dir" -j "$jobs"
-  # The package tests install and rebuild consumers: the first pass covers them. The fsync
-  # test traces the CLI with strace, and LeakSanitizer cannot run under ptrace.
-  step "sanitizers: test (ctest -j$ctest_jobs; package tests and the strace test excluded)"
+  # The package tests install and rebuild consumers: the first pass covers them. The strace
+  # tests trace the CLI, and LeakSanitizer cannot run under ptrace.
+  step "sanitizers: test (ctest -j$ctest_jobs; package tests and the strace tests excluded)"
   sanitize_log=$sanitize_dir/ctest.log
   set +e
   ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     timeout --kill-after=30 "$test_timeout" \
     ctest --test-dir "$sanitize_dir" --output-on-failure --no-tests=ignore --timeout 600 \
-      -j "$ctest_jobs" -LE package -E '^CliDurability\.' "$@" 2>&1 | tee "$sanitize_log"
+      -j "$ctest_jobs" -LE package -E '^(CliDurability|WalSourceTrace)\.' "$@" 2>&1 | tee "$sanitize_log"
   sanitizer_status=${PIPESTATUS[0]}
   set -e
 fi

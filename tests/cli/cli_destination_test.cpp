@@ -3,6 +3,10 @@
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
+#include <optional>
+#include <string>
+#include <vector>
+
 #include "cli_harness.hpp"
 
 namespace cli_test {
@@ -212,26 +216,38 @@ TEST(CliStdout, ReaderThatGoesAwayIsAnIoErrorNotASilentDeath) {
   EXPECT_TRUE(list_names(staging.path()).empty()) << "the staged snapshot is removed";
 }
 
-// The fsyncs that make the snapshot durable, counted from outside by strace (the only way
-// to see a call that leaves no trace in the result): the default makes them, --no-sync none.
-// Runs where strace is installed and may trace (it needs ptrace); says why otherwise.
-int fsync_calls_of_a_backup(const SourceFolder& dir, const std::string& name,
-                            const std::vector<std::string>& flags, std::string& problem) {
-  const fs::path trace = dir / (name + ".strace");
-  std::vector<std::string> args{
-      "-f",           "-qq",           "-e", "trace=fsync,fdatasync,sync_file_range", "-o",
-      trace.string(), kCliExe.string()};
+// Calls that leave no trace in the result, seen from outside by strace: a backup of `source`
+// into `destination` traced for `calls` (-y: each descriptor shown with its path). Returns
+// the trace's lines, or nullopt with `problem` set when strace or the backup failed.
+// Runs where strace is installed and may trace (it needs ptrace); callers say why otherwise.
+std::optional<std::vector<std::string>> traced_backup(const std::string& source,
+                                                      const fs::path& destination,
+                                                      const std::vector<std::string>& flags,
+                                                      const std::string& calls,
+                                                      std::string& problem) {
+  const fs::path trace = destination.string() + ".strace";
+  std::vector<std::string> args{"-f", "-y",           "-qq",           "-e", "trace=" + calls,
+                                "-o", trace.string(), kCliExe.string()};
   args.insert(args.end(), flags.begin(), flags.end());
-  args.push_back(dir.source());
-  args.push_back((dir / name).string());
+  args.push_back(source);
+  args.push_back(destination.string());
   Child child("/usr/bin/strace", args);
   const Result result = child.finish();
-  if (result.exit_code != 0 || !fs::exists(dir / name)) {
+  if (result.exit_code != 0 || !fs::exists(destination)) {
     problem = describe(result);
-    return -1;
+    return std::nullopt;
   }
+  return lines_of(read_file(trace));
+}
+
+// The fsyncs that make the snapshot durable: the default makes them, --no-sync none.
+int fsync_calls_of_a_backup(const SourceFolder& dir, const std::string& name,
+                            const std::vector<std::string>& flags, std::string& problem) {
+  const auto lines =
+      traced_backup(dir.source(), dir / name, flags, "fsync,fdatasync,sync_file_range", problem);
+  if (!lines) return -1;
   int calls = 0;
-  for (const auto& line : lines_of(read_file(trace))) {
+  for (const auto& line : *lines) {
     if (contains(line, "fsync(") || contains(line, "fdatasync(")) ++calls;
   }
   return calls;
@@ -252,6 +268,56 @@ TEST(CliDurability, TheSnapshotIsFsyncedWithItsFolderUnlessNoSyncIsGiven) {
   EXPECT_EQ(quick, 0) << "--no-sync still synced";
   EXPECT_EQ(count_rows(dir / "quick.sqlite"), 500);
   EXPECT_EQ(query_text(dir / "quick.sqlite", "PRAGMA integrity_check"), "ok");
+}
+
+// A live WAL source: the staged copy of its WAL is applied and deleted before the fsync, so
+// only the database copy is handed to the disk early (sync_file_range); and the database
+// copy, which applying the WAL has grown to exactly the last commit's size, is not cut to
+// that size again (XFS writes out all of a file that was cut when it is closed).
+class WalSourceTrace : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!fs::exists("/usr/bin/strace")) GTEST_SKIP() << "strace is not installed";
+    if (!owner_available()) GTEST_SKIP() << "tests/support/sqlite_owner was not built";
+    owner_.emplace(kOwnerExe, source_, "wal-hold", 20000);
+    ASSERT_TRUE(owner_->ready()) << owner_->output();
+    ASSERT_GT(fs::file_size(source_.string() + "-wal"), 0U);
+    std::string problem;
+    auto lines = traced_backup(source_.string(), dir_ / "copy.sqlite", {},
+                               "sync_file_range,ftruncate", problem);
+    if (!lines && contains(problem, "ptrace")) {
+      GTEST_SKIP() << "strace may not trace here (ptrace refused): " << problem;
+    }
+    ASSERT_TRUE(lines) << problem;
+    lines_ = std::move(*lines);
+    EXPECT_EQ(count_rows(dir_ / "copy.sqlite"), 20000);
+  }
+  [[nodiscard]] std::vector<std::string> calls_of(const std::string& name) const {
+    std::vector<std::string> out;
+    for (const auto& line : lines_) {
+      if (contains(line, name + "(")) out.push_back(line);
+    }
+    return out;
+  }
+
+  TempDir dir_;
+  fs::path source_ = dir_ / "live.sqlite";
+  std::optional<OwnerProcess> owner_;
+  std::vector<std::string> lines_;
+};
+
+TEST_F(WalSourceTrace, OnlyTheDatabaseCopyIsWrittenBackEarly) {
+  const auto calls = calls_of("sync_file_range");
+  ASSERT_FALSE(calls.empty()) << "the durable default starts writing the copy out early";
+  for (const auto& call : calls) {
+    EXPECT_TRUE(contains(call, "live.sqlite>")) << call;
+    EXPECT_FALSE(contains(call, "-wal>")) << call;
+  }
+}
+
+TEST_F(WalSourceTrace, ADatabaseCopyOfTheRightSizeIsNotCut) {
+  const auto calls = calls_of("ftruncate");
+  EXPECT_TRUE(calls.empty()) << ::testing::PrintToString(calls);
 }
 
 }  // namespace
