@@ -282,16 +282,14 @@ class WalApplier {
     return true;
   }
 
-  // The WAL's bytes [offset, offset + length), or fewer at its end: mapped, or read into a
-  // buffer where the filesystem cannot map. Valid until the next call.
+  // The WAL's bytes [offset, offset + length), or fewer at its end. Valid until the next
+  // call.
   std::span<const std::byte> view(std::uint64_t offset, std::size_t length) {
-    window_.reset();
-    window_.emplace(wal_.get(), wal_size_, offset, length);
-    if (!window_->failed()) return window_->bytes();
-    window_.reset();
-    if (!buffer_) buffer_ = std::make_unique_for_overwrite<std::byte[]>(window_bytes());
-    const std::size_t got = read_wal(wal_.get(), std::span(buffer_.get(), length), offset, source_);
-    return {buffer_.get(), got};
+    if (!windows_) {
+      windows_.emplace(wal_.get(), wal_size_, window_bytes(), source_,
+                       "cannot read the WAL of the snapshot of");
+    }
+    return windows_->view(offset, length);
   }
 
   [[nodiscard]] std::size_t frame_size() const noexcept { return kFrameHeader + header_.page_size; }
@@ -452,8 +450,7 @@ class WalApplier {
   std::uint64_t database_size_ = 0;
   DatabaseHeader database_header_{};
   std::uint64_t wal_size_ = 0;
-  std::optional<io::MappedWindow> window_;
-  std::unique_ptr<std::byte[]> buffer_;  // only where a window cannot be mapped
+  std::optional<io::FileWindows> windows_;  // made once the page size (the window) is known
   std::vector<iovec> vectors_;
   WalApplication result_;
 };

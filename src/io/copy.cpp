@@ -154,21 +154,15 @@ RefreshOutcome refresh_file_contents(int source_fd, const std::filesystem::path&
   constexpr std::size_t kBuffer = std::size_t{1} << 20;
   auto source_buffer = std::make_unique<std::byte[]>(kBuffer);
   const std::uint64_t copy_size = stat_fd(copy_fd, copy_path).size;
-  std::unique_ptr<std::byte[]> copy_buffer;  // only if a window cannot be mapped
+  // What the copy holds is mapped rather than read into a buffer first (that read was a
+  // third of a refresh's time); rewrites only touch blocks already compared.
+  FileWindows copy(copy_fd, copy_size, kBuffer, copy_path);
   RefreshOutcome outcome;
   for (;;) {
     const std::uint64_t offset = outcome.bytes;
     const std::size_t n =
         read_at(source_fd, std::span(source_buffer.get(), kBuffer), offset, source_path);
-    // What the copy holds there (rewrites only touch blocks already compared), mapped rather
-    // than read into a buffer first (that read was a third of a refresh's time).
-    const MappedWindow window(copy_fd, copy_size, offset, n);
-    std::span<const std::byte> held = window.bytes();
-    if (window.failed()) {
-      if (!copy_buffer) copy_buffer = std::make_unique<std::byte[]>(kBuffer);
-      held = std::span<const std::byte>(
-          copy_buffer.get(), read_at(copy_fd, std::span(copy_buffer.get(), n), offset, copy_path));
-    }
+    const std::span<const std::byte> held = copy.view(offset, n);
     const std::size_t m = held.size();
     // (An empty window has no address: memcmp may not be given it, even for no bytes.)
     if (m != n || (n != 0 && std::memcmp(source_buffer.get(), held.data(), n) != 0)) {

@@ -86,26 +86,39 @@ UniqueFd open_source_file(const std::filesystem::path& path) {
   return fd;
 }
 
-MappedWindow::MappedWindow(int fd, std::uint64_t file_size, std::uint64_t offset,
-                           std::size_t length) noexcept {
-  if (offset >= file_size || length == 0) return;
-  static const auto page = static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
-  const std::uint64_t start = offset - offset % page;
-  skip_ = static_cast<std::size_t>(offset - start);
-  length_ = static_cast<std::size_t>(std::min<std::uint64_t>(length, file_size - offset));
-  mapped_ = skip_ + length_;
-  void* data =
-      ::mmap(nullptr, mapped_, PROT_READ, MAP_SHARED | MAP_POPULATE, fd, static_cast<off_t>(start));
-  if (data == MAP_FAILED) {
-    mapped_ = skip_ = length_ = 0;
-    failed_ = true;
-    return;
-  }
-  mapping_ = static_cast<const std::byte*>(data);
+FileWindows::FileWindows(int fd, std::uint64_t file_size, std::size_t max_window,
+                         std::filesystem::path path_for_errors, const char* operation)
+    : fd_(fd),
+      file_size_(file_size),
+      max_window_(max_window),
+      path_for_errors_(std::move(path_for_errors)),
+      operation_(operation) {}
+
+FileWindows::~FileWindows() { unmap(); }
+
+void FileWindows::unmap() noexcept {
+  if (mapping_ != nullptr) ::munmap(const_cast<std::byte*>(mapping_), mapped_);
+  mapping_ = nullptr;
+  mapped_ = 0;
 }
 
-MappedWindow::~MappedWindow() {
-  if (mapping_ != nullptr) ::munmap(const_cast<std::byte*>(mapping_), mapped_);
+std::span<const std::byte> FileWindows::view(std::uint64_t offset, std::size_t length) {
+  unmap();
+  if (offset >= file_size_ || length == 0) return {};
+  length = static_cast<std::size_t>(std::min<std::uint64_t>(length, file_size_ - offset));
+  static const auto page = static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
+  const std::uint64_t start = offset - offset % page;
+  const auto skip = static_cast<std::size_t>(offset - start);
+  void* data = ::mmap(nullptr, skip + length, PROT_READ, MAP_SHARED | MAP_POPULATE, fd_,
+                      static_cast<off_t>(start));
+  if (data != MAP_FAILED) {
+    mapping_ = static_cast<const std::byte*>(data);
+    mapped_ = skip + length;
+    return {mapping_ + skip, length};
+  }
+  if (!buffer_) buffer_ = std::make_unique_for_overwrite<std::byte[]>(max_window_);
+  const std::span<std::byte> into(buffer_.get(), std::min(length, max_window_));
+  return into.first(read_at(fd_, into, offset, path_for_errors_, operation_));
 }
 
 std::size_t read_at(int fd, std::span<std::byte> buffer, std::uint64_t offset,
@@ -157,22 +170,18 @@ bool sqlite_exclusive_lock_held(const std::filesystem::path& path) noexcept {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
   if (fd < 0) return false;
   struct flock probe {};
-  probe.l_type = F_WRLCK;
-  probe.l_whence = SEEK_SET;
-  probe.l_start = kSharedFirst;
-  probe.l_len = kSharedSize;
-  probe.l_pid = 0;  // required by F_OFD_GETLK
-  bool asked = ::fcntl(fd, F_OFD_GETLK, &probe) == 0;
-  if (!asked && errno == EINVAL) {
-    // Kernels before 3.15 know no OFD locks; the classic query answers the same here, since
-    // this process holds no lock of its own on the file.
-    probe = {};
+  const auto ask = [&](int command) {
+    probe = {};  // l_pid 0, as F_OFD_GETLK requires
     probe.l_type = F_WRLCK;
     probe.l_whence = SEEK_SET;
     probe.l_start = kSharedFirst;
     probe.l_len = kSharedSize;
-    asked = ::fcntl(fd, F_GETLK, &probe) == 0;
-  }
+    return ::fcntl(fd, command, &probe) == 0;
+  };
+  bool asked = ask(F_OFD_GETLK);
+  // Kernels before 3.15 know no OFD locks; the classic query answers the same here, since
+  // this process holds no lock of its own on the file.
+  if (!asked && errno == EINVAL) asked = ask(F_GETLK);
   ::close(fd);  // we hold no lock on it, so closing drops nothing of anyone's
   return asked && probe.l_type == F_WRLCK;
 }

@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -75,32 +76,37 @@ void write_all(int fd, std::span<const std::byte> data,
 void write_all_at(int fd, std::span<const std::byte> data, std::uint64_t offset,
                   const std::filesystem::path& path_for_errors);
 
-// A read-only view of `length` bytes at `offset` (any offset) of one of our own private files,
-// mapped (MAP_SHARED, populated up front) instead of read into a buffer: no copy, and no
-// fresh anonymous pages to fault in. Only for files no one else can cut under the mapping.
-// Mapping one window at a time keeps what is mapped (and so counted in the resident size)
-// bounded, whatever the file's size. Empty past the end of the file; failed() when the
-// window cannot be mapped (the caller then reads).
-class MappedWindow {
+// Read-only views of one of our own private files, one window at a time: mapped
+// (MAP_SHARED, populated up front) instead of read into a buffer, so no copy and no fresh
+// anonymous pages to fault in; read into a buffer (made once, `max_window` bytes) where the
+// filesystem cannot map. Only for files no one else can cut under a mapping. One window at
+// a time keeps what is mapped (and so counted in the resident size) bounded, whatever the
+// file's size. Read errors throw SqliteBackupError "<operation> <path_for_errors>: <reason>".
+class FileWindows {
  public:
-  MappedWindow(int fd, std::uint64_t file_size, std::uint64_t offset, std::size_t length) noexcept;
-  MappedWindow(const MappedWindow&) = delete;
-  MappedWindow& operator=(const MappedWindow&) = delete;
-  MappedWindow(MappedWindow&&) = delete;
-  MappedWindow& operator=(MappedWindow&&) = delete;
-  ~MappedWindow();
-  [[nodiscard]] bool failed() const noexcept { return failed_; }
-  [[nodiscard]] std::span<const std::byte> bytes() const noexcept {
-    return mapping_ == nullptr ? std::span<const std::byte>()
-                               : std::span(mapping_ + skip_, length_);
-  }
+  FileWindows(int fd, std::uint64_t file_size, std::size_t max_window,
+              std::filesystem::path path_for_errors, const char* operation = "cannot read");
+  FileWindows(const FileWindows&) = delete;
+  FileWindows& operator=(const FileWindows&) = delete;
+  FileWindows(FileWindows&&) = delete;
+  FileWindows& operator=(FileWindows&&) = delete;
+  ~FileWindows();
+
+  // The bytes [offset, offset + length) (length <= max_window), fewer at the end of the
+  // file, none past it. Valid until the next view() or the destruction.
+  std::span<const std::byte> view(std::uint64_t offset, std::size_t length);
 
  private:
+  void unmap() noexcept;
+
+  int fd_;
+  std::uint64_t file_size_;
+  std::size_t max_window_;
+  std::filesystem::path path_for_errors_;
+  const char* operation_;
   const std::byte* mapping_ = nullptr;
-  std::size_t mapped_ = 0;  // bytes mapped, from the page boundary at or before `offset`
-  std::size_t skip_ = 0;    // offset - that boundary
-  std::size_t length_ = 0;
-  bool failed_ = false;
+  std::size_t mapped_ = 0;  // bytes mapped, from the page boundary at or before the offset
+  std::unique_ptr<std::byte[]> buffer_;  // only once a window could not be mapped
 };
 
 // Whether someone holds SQLite's EXCLUSIVE lock on the database file at `path` (a write
