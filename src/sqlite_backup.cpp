@@ -13,6 +13,7 @@
 #include "finalize/finalize.hpp"
 #include "io/copy.hpp"
 #include "io/file.hpp"
+#include "io/private_descriptors.hpp"
 #include "io/staging.hpp"
 #include "log_internal.hpp"
 #include "snapshot/copy_set.hpp"
@@ -91,8 +92,6 @@ fs::path temporary_folder() {
   return error ? fs::path("/tmp") : folder;
 }
 
-// Copies the source into `staging` (validated unless the caller accepts otherwise) and lets
-// SQLite recover it there. Returns the staged database path.
 // SQLite keeps the -wal and -journal beside the file a symlink points to, not beside the
 // link; so do we.
 fs::path resolve_source(const fs::path& source) {
@@ -101,6 +100,10 @@ fs::path resolve_source(const fs::path& source) {
   return error ? source : resolved;
 }
 
+// Copies the source into `staging` (validated unless the caller accepts otherwise) and rolls
+// the copy back through a transaction that committed while it was read. Returns the staged
+// database path. The source is read on a thread with a descriptor table of its own, so that
+// closing its files never drops the calling process's own SQLite locks on them.
 fs::path snapshot_into(const fs::path& source, const io::StagingDir& staging,
                        const Options& options, Report& report,
                        const fs::path& destination_for_errors) {
@@ -115,7 +118,9 @@ fs::path snapshot_into(const fs::path& source, const io::StagingDir& staging,
   // Writeback started early only helps a copy that will be fsynced.
   settings.start_writeback = options.durable && !destination_for_errors.empty();
   settings.destination_for_errors = destination_for_errors;
-  const snapshot::Outcome outcome = snapshot::copy_consistent_set(files, staged, settings);
+  snapshot::Outcome outcome;
+  io::with_private_descriptor_table(
+      [&] { outcome = snapshot::copy_consistent_set(files, staged, settings); });
   for (const snapshot::RollbackStep& step : outcome.journals_to_roll_back) {
     finalize::roll_back(staged, step.journal, step.expected_change_counter, options, source);
   }
@@ -170,6 +175,16 @@ fs::path folder_of(const fs::path& destination) {
   return destination.parent_path().empty() ? fs::path(".") : destination.parent_path();
 }
 
+// Writes the database `from` into the new file `to` through SQLite's backup API (steps,
+// progress and schema as sqlite_backup_kwargs say).
+void copy_file_through_backup_api(sql::Database& from, const fs::path& to, const Options& options,
+                                  const fs::path& destination) {
+  sql::Database copy(sql::file_uri(to),
+                     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_URI, "", destination);
+  finalize::backup_api_copy(from, copy.get(), options, destination);
+  copy.close();
+}
+
 // The last stage for file destinations: SQLite recovers the staged copy, which then appears
 // at the destination atomically with the source's permission bits.
 void finish_into(const fs::path& staged, const fs::path& source, const fs::path& destination,
@@ -177,6 +192,21 @@ void finish_into(const fs::path& staged, const fs::path& source, const fs::path&
                  std::chrono::steady_clock::time_point started) {
   const finalize::DatabaseFacts facts =
       finalize::recover_in_place(staged, options, source, destination);
+  if (options.copy_use_tempdir && finalize::wants_backup_api(options.sqlite_backup_kwargs)) {
+    // The caller asked for what only the backup API gives (progress, steps, a schema): the
+    // reference copies its snapshot into the destination through it, and so do we, from the
+    // recovered copy into a second one beside it.
+    const fs::path through_api = staged.string() + ".backup-api";
+    {
+      sql::Database from =
+          finalize::open_for_reading(staged, options.sqlite_connect_kwargs, true, source);
+      copy_file_through_backup_api(from, through_api, options, destination);
+      from.close();
+    }
+    if (::rename(through_api.c_str(), staged.c_str()) != 0) {
+      io::throw_errno(errno, "cannot write", destination);
+    }
+  }
   detail::throw_if_cancelled(options.cancel, source);
   const auto source_stat = io::stat_path(source);
   io::commit_file(staged, destination, source_stat ? (source_stat->mode & 0666) : 0600,
@@ -186,31 +216,64 @@ void finish_into(const fs::path& staged, const fs::path& source, const fs::path&
            facts.pages, report.attempts);
 }
 
-std::optional<Connection> backup_live(const fs::path& source,
-                                      const std::optional<fs::path>& destination,
-                                      const Options& options,
-                                      std::chrono::steady_clock::time_point started) {
-  Report report;
+// copy_use_tempdir = false into a file: the backup API reads the live source directly.
+void backup_live_into_file(const fs::path& source, const fs::path& destination,
+                           const Options& options, Report& report,
+                           std::chrono::steady_clock::time_point started) {
   report.attempts = 1;
   sql::Database from =
       finalize::open_for_reading(source, options.sqlite_connect_kwargs, true, source);
-  if (!destination) {
-    Connection memory = finalize::copy_into_memory(from, options);
-    fill_report(report, source, {}, facts_of(memory.get()), options, started);
-    return memory;
-  }
-  const io::StagingDir staging(folder_of(*destination), destination->filename().native());
-  fs::path staged = staging.path() / destination->filename();
-  {
-    sql::Database to(sql::file_uri(staged),
-                     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_URI, "",
-                     *destination);
-    finalize::backup_api_copy(from, to, options);
-    to.close();
-  }
+  const io::StagingDir staging(folder_of(destination), destination.filename().native());
+  const fs::path staged = staging.path() / destination.filename();
+  copy_file_through_backup_api(from, staged, options, destination);
   from.close();
-  finish_into(staged, source, *destination, options, report, started);
-  return std::nullopt;
+  finish_into(staged, source, destination, options, report, started);
+}
+
+// The memory destination: the snapshot replaces the main database of `target`.
+void snapshot_into_connection(const fs::path& source, sqlite3* target, const Options& options,
+                              std::chrono::steady_clock::time_point started) {
+  Report report;
+  if (!options.copy_use_tempdir) {
+    report.attempts = 1;
+    sql::Database from =
+        finalize::open_for_reading(source, options.sqlite_connect_kwargs, true, source);
+    finalize::copy_into(from, target, options, source);
+    from.close();
+  } else {
+    const io::StagingDir staging(temporary_folder(), source.filename().native());
+    const fs::path staged = snapshot_into(source, staging, options, report, {});
+    Options recover_options = options;
+    recover_options.verify = Verify::none;  // verified once, in memory
+    finalize::recover_in_place(staged, recover_options, source);
+    if (finalize::wants_backup_api(options.sqlite_backup_kwargs)) {
+      sql::Database copy =
+          finalize::open_for_reading(staged, options.sqlite_connect_kwargs, true, source);
+      finalize::copy_into(copy, target, options, source);
+      copy.close();
+    } else {
+      finalize::load_into(target, staged, options, source);
+    }
+  }
+  const finalize::DatabaseFacts facts = facts_of(target);
+  fill_report(report, source, {}, facts, options, started);
+  log_info("backed up {} into memory ({} pages, {} attempt(s))", quoted(source), facts.pages,
+           report.attempts);
+}
+
+// atomic_copy's work: copies src to dst and tells whether src stayed the same throughout.
+bool copy_and_compare(const fs::path& src, const fs::path& dst) {
+  const io::UniqueFd in = io::open_source_file(src);
+  if (!in) {
+    throw fs::filesystem_error("atomic_copy: cannot open source", src,
+                               std::make_error_code(std::errc::no_such_file_or_directory));
+  }
+  const io::FileStat before = io::stat_fd(in.get(), src);
+  io::UniqueFd out(::open(dst.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+  if (!out) io::throw_errno(errno, "cannot create", dst);
+  io::copy_file_contents(in.get(), src, out.get(), dst);
+  const auto after = io::stat_path(src);
+  return after && before.same_contents_hint(*after);
 }
 
 }  // namespace
@@ -228,38 +291,34 @@ std::optional<Connection> sqlite_backup(const fs::path& source, std::optional<fs
         "copy_use_tempdir is off: reading the live database {} directly; this takes locks "
         "and may fail while the owner writes",
         quoted(source));
-    return backup_live(source, destination, options, started);
   }
 
+  if (!destination) {
+    sql::Database memory(":memory:", SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, "", source);
+    snapshot_into_connection(source, memory.get(), options, started);
+    return Connection(memory.release());
+  }
   Report report;
-  if (destination) {
-    // Staged beside the destination: same filesystem, so the finished file is renamed into
-    // place with no second copy.
-    const io::StagingDir staging(folder_of(*destination), destination->filename().native());
-    const fs::path staged = snapshot_into(source, staging, options, report, *destination);
-    finish_into(staged, source, *destination, options, report, started);
+  if (!options.copy_use_tempdir) {
+    backup_live_into_file(source, *destination, options, report, started);
     return std::nullopt;
   }
+  // Staged beside the destination: same filesystem, so the finished file is renamed into
+  // place with no second copy.
+  const io::StagingDir staging(folder_of(*destination), destination->filename().native());
+  const fs::path staged = snapshot_into(source, staging, options, report, *destination);
+  finish_into(staged, source, *destination, options, report, started);
+  return std::nullopt;
+}
 
-  const io::StagingDir staging(temporary_folder(), source.filename().native());
-  const fs::path staged = snapshot_into(source, staging, options, report, {});
-  Options recover_options = options;
-  recover_options.verify = Verify::none;  // verified once, in memory
-  finalize::recover_in_place(staged, recover_options, source);
-  Connection memory;
-  if (finalize::wants_backup_api(options.sqlite_backup_kwargs)) {
-    sql::Database copy =
-        finalize::open_for_reading(staged, options.sqlite_connect_kwargs, true, source);
-    memory = finalize::copy_into_memory(copy, options);
-    copy.close();
-  } else {
-    memory = finalize::load_into_memory(staged, options, source);
+void sqlite_backup_to_connection(const fs::path& source, sqlite3* target, const Options& options) {
+  const auto started = std::chrono::steady_clock::now();
+  if (target == nullptr) {
+    throw std::invalid_argument("sqlite_backup_to_connection: the target connection is null");
   }
-  const finalize::DatabaseFacts facts = facts_of(memory.get());
-  fill_report(report, source, {}, facts, options, started);
-  log_info("backed up {} into memory ({} pages, {} attempt(s))", quoted(source), facts.pages,
-           report.attempts);
-  return memory;
+  check_source_exists(source);
+  check_options(options);
+  snapshot_into_connection(source, target, options, started);
 }
 
 void sqlite_backup_to_fd(const fs::path& source, int fd, const Options& options) {
@@ -275,12 +334,12 @@ void sqlite_backup_to_fd(const fs::path& source, int fd, const Options& options)
     facts = finalize::recover_in_place(staged, options, source);
   } else {
     staged = staging.path() / "snapshot";
-    Options live = options;
-    live.overwrite = true;
-    live.report = &report;
-    backup_live(source, staged, live, started);
-    facts.pages = report.pages;
-    facts.page_size = report.page_size;
+    sql::Database from =
+        finalize::open_for_reading(source, options.sqlite_connect_kwargs, true, source);
+    copy_file_through_backup_api(from, staged, options, staged);
+    from.close();
+    report.attempts = 1;
+    facts = finalize::recover_in_place(staged, options, source);
   }
   const io::UniqueFd in = io::open_source_file(staged);
   const fs::path output = fmt::format("(file descriptor {})", fd);
@@ -291,17 +350,9 @@ void sqlite_backup_to_fd(const fs::path& source, int fd, const Options& options)
 }
 
 bool atomic_copy(const fs::path& src, const fs::path& dst) {
-  const io::UniqueFd in = io::open_source_file(src);
-  if (!in) {
-    throw fs::filesystem_error("atomic_copy: cannot open source", src,
-                               std::make_error_code(std::errc::no_such_file_or_directory));
-  }
-  const io::FileStat before = io::stat_fd(in.get(), src);
-  io::UniqueFd out(::open(dst.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
-  if (!out) io::throw_errno(errno, "cannot create", dst);
-  io::copy_file_contents(in.get(), src, out.get(), dst);
-  const auto after = io::stat_path(src);
-  return after && before.same_contents_hint(*after);
+  bool unchanged = false;
+  io::with_private_descriptor_table([&] { unchanged = copy_and_compare(src, dst); });
+  return unchanged;
 }
 
 bool copy_all_files(const std::vector<fs::path>& source_files, const fs::path& temporary_dest,
@@ -313,9 +364,13 @@ bool copy_all_files(const std::vector<fs::path>& source_files, const fs::path& t
   settings.attempts = retry;
   settings.copy_function = copy_function;
   settings.follow_commits = false;  // the caller gets the files themselves, to open as they are
-  return snapshot::copy_consistent_set(files, temporary_dest / source_files.front().filename(),
-                                       settings)
-      .validated;
+  bool validated = false;
+  io::with_private_descriptor_table([&] {
+    validated = snapshot::copy_consistent_set(
+                    files, temporary_dest / source_files.front().filename(), settings)
+                    .validated;
+  });
+  return validated;
 }
 
 Connection sqlite_connect_immutable(const fs::path& database) {

@@ -81,11 +81,15 @@ struct ConnectOptions {
   std::string uri_parameters;                    // extra "key=value&..." appended to the file: URI
 };
 
-// Progress of a copy through SQLite's backup API: (remaining pages, total pages).
-using BackupProgress = std::function<void(int remaining, int total)>;
+// Progress of a copy through SQLite's backup API, as Python's Connection.backup reports it:
+// (result of the last sqlite3_backup_step(): SQLITE_OK, SQLITE_DONE, SQLITE_BUSY, ...;
+// remaining pages; total pages).
+using BackupProgress = std::function<void(int status, int remaining, int total)>;
 
-// The reference's `sqlite_backup_kwargs`: passed to sqlite3_backup_* when the backup API runs
-// (memory destinations and copy_use_tempdir = false).
+// The reference's `sqlite_backup_kwargs`: passed to sqlite3_backup_* when the backup API runs.
+// It runs with copy_use_tempdir = false, and otherwise only when one of these differs from
+// its default (the snapshot is then copied through it once more, as the reference does);
+// with the defaults the recovered snapshot is renamed into place or loaded in one read.
 struct BackupOptions {
   int pages = -1;                        // pages per sqlite3_backup_step(); -1: all at once
   BackupProgress progress;               // called after each step
@@ -160,6 +164,16 @@ struct Options {
 std::optional<Connection> sqlite_backup(
     const std::filesystem::path& source,
     std::optional<std::filesystem::path> destination = std::nullopt, const Options& options = {});
+
+// Snapshots `source` into `target`, an open connection the caller owns (for instance the
+// handle of a Python sqlite3.Connection): its main database is replaced by the snapshot,
+// held in memory (sqlite3_deserialize; through the backup API when sqlite_backup_kwargs ask
+// for it or copy_use_tempdir is false). The target must be idle (no open transaction or
+// statement). Staged in the temporary directory; errors as sqlite_backup(), plus
+// std::invalid_argument for a null target. Thread safety: `target` must not be used by
+// another thread during the call.
+void sqlite_backup_to_connection(const std::filesystem::path& source, sqlite3* target,
+                                 const Options& options = {});
 
 // Snapshots `source` and writes the finished single-file database to the open file
 // descriptor `fd` (a pipe, a socket, a file), e.g. for a compressor. Staged in the

@@ -1,5 +1,6 @@
-// Stage 4 of the pipeline: turning a validated copy into the finished database, and the
-// backup-API copies (memory destinations, and the live mode without a copy).
+// Stage 4 of the pipeline: turning a validated copy into the finished database, and handing
+// it to a connection (memory destinations: one read and sqlite3_deserialize, or the backup
+// API when its options are asked for; the live mode without a copy).
 #pragma once
 
 #include <cstdint>
@@ -42,22 +43,27 @@ void roll_back(const std::filesystem::path& staged, const std::filesystem::path&
 sql::Database open_for_reading(const std::filesystem::path& database, const ConnectOptions& connect,
                                bool read_only, const std::filesystem::path& source);
 
-// Copies `from` into `to` with SQLite's online backup API, as BackupOptions say (pages per
-// step, progress, schema name, pause when the source is busy). A source that stays busy
-// longer than connect.busy_timeout ends in SqliteBackupError.
-void backup_api_copy(sql::Database& from, sql::Database& to, const Options& options);
+// Copies `from` into the connection `to` with SQLite's online backup API, as BackupOptions
+// say (pages per step, progress, schema name, pause when the source is busy). A source that
+// stays busy longer than connect.busy_timeout ends in SqliteBackupError. Errors about the
+// target name `to_for_errors` (or the source's path when empty).
+void backup_api_copy(sql::Database& from, sqlite3* to, const Options& options,
+                     const std::filesystem::path& to_for_errors = {});
 
-// A new in-memory database holding a copy of `from`.
-Connection copy_into_memory(sql::Database& from, const Options& options);
+// Replaces the main database of `target` (a connection the caller owns) with a copy of `from`
+// through the backup API, then runs options.verify on it. Errors name `source`.
+void copy_into(sql::Database& from, sqlite3* target, const Options& options,
+               const std::filesystem::path& source);
 
 // Whether the caller asked for anything only the backup API gives (steps of some pages, a
 // progress callback, another schema); otherwise a memory destination is loaded in one read.
 bool wants_backup_api(const BackupOptions& backup) noexcept;
 
-// A new in-memory database holding the (recovered, self-contained) database file `staged`,
-// read in one pass and handed to SQLite with sqlite3_deserialize: one copy of the bytes,
-// where the backup API would copy page by page through two page caches.
-Connection load_into_memory(const std::filesystem::path& staged, const Options& options,
-                            const std::filesystem::path& source);
+// Replaces the main database of `target` with the (recovered, self-contained) database file
+// `staged`, read in one pass into memory SQLite owns and handed over with sqlite3_deserialize:
+// one copy of the bytes, where the backup API would copy page by page through two page
+// caches. Then runs options.verify on it. Errors name `source`.
+void load_into(sqlite3* target, const std::filesystem::path& staged, const Options& options,
+               const std::filesystem::path& source);
 
 }  // namespace sqlite_backup::finalize

@@ -95,11 +95,13 @@ std::int64_t Database::query_int(const std::string& sql, std::string_view operat
 }
 
 Statement::Statement(Database& db, const std::string& sql, std::string_view operation)
-    : db_(db), operation_(operation) {
-  const int rc =
-      sqlite3_prepare_v2(db.get(), sql.c_str(), static_cast<int>(sql.size()), &stmt_, nullptr);
-  if (rc != SQLITE_OK)
-    throw_result(sqlite3_extended_errcode(db.get()), db.get(), operation_, db.path());
+    : Statement(db.get(), sql, operation, db.path()) {}
+
+Statement::Statement(sqlite3* db, const std::string& sql, std::string_view operation,
+                     std::filesystem::path path_for_errors)
+    : db_(db), path_(std::move(path_for_errors)), operation_(operation) {
+  const int rc = sqlite3_prepare_v2(db, sql.c_str(), static_cast<int>(sql.size()), &stmt_, nullptr);
+  if (rc != SQLITE_OK) throw_result(sqlite3_extended_errcode(db), db, operation_, path_);
 }
 
 Statement::~Statement() { sqlite3_finalize(stmt_); }
@@ -108,7 +110,7 @@ bool Statement::step() {
   const int rc = sqlite3_step(stmt_);
   if (rc == SQLITE_ROW) return true;
   if (rc == SQLITE_DONE) return false;
-  throw_result(sqlite3_extended_errcode(db_.get()), db_.get(), operation_, db_.path());
+  throw_result(sqlite3_extended_errcode(db_), db_, operation_, path_);
 }
 
 std::string Statement::column_text(int column) const {

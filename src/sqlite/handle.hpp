@@ -61,6 +61,9 @@ class Database {
 class Statement {
  public:
   Statement(Database& db, const std::string& sql, std::string_view operation);
+  // On a handle owned elsewhere (a caller's connection); errors name `path_for_errors`.
+  Statement(sqlite3* db, const std::string& sql, std::string_view operation,
+            std::filesystem::path path_for_errors);
   Statement(const Statement&) = delete;
   Statement& operator=(const Statement&) = delete;
   Statement(Statement&&) = delete;
@@ -72,7 +75,8 @@ class Statement {
   [[nodiscard]] std::int64_t column_int(int column) const;
 
  private:
-  Database& db_;
+  sqlite3* db_;
+  std::filesystem::path path_;
   sqlite3_stmt* stmt_ = nullptr;
   std::string operation_;
 };

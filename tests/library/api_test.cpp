@@ -1,3 +1,7 @@
+#include <sys/stat.h>
+
+#include <fstream>
+#include <sstream>
 // The public API's shape and its basic contracts: how calls read, what they return, the
 // reference's `core` helpers, the report and logging.
 #include <fcntl.h>
@@ -173,10 +177,12 @@ TEST_F(ApiTest, BackupKwargsStepThroughThePagesWithProgress) {
   int steps = 0;
   int last_remaining = -1;
   int last_total = -1;
+  int last_status = -1;
   sb::Options options;
   options.sqlite_backup_kwargs.pages = 1;
-  options.sqlite_backup_kwargs.progress = [&](int remaining, int total) {
+  options.sqlite_backup_kwargs.progress = [&](int status, int remaining, int total) {
     ++steps;
+    last_status = status;
     last_remaining = remaining;
     last_total = total;
   };
@@ -184,8 +190,47 @@ TEST_F(ApiTest, BackupKwargsStepThroughThePagesWithProgress) {
   ASSERT_TRUE(memory.has_value());
   EXPECT_EQ(count_rows(memory->get()), 3000);
   EXPECT_GE(steps, *pages) << "one page per step";
+  EXPECT_EQ(last_status, SQLITE_DONE);
   EXPECT_EQ(last_remaining, 0);
   EXPECT_EQ(last_total, *pages);
+}
+
+// The reference copies its snapshot into a file destination through the backup API, so a
+// progress callback given for a file destination is called too.
+TEST_F(ApiTest, BackupProgressIsReportedForFileDestinations) {
+  create_database(dir_ / "source.sqlite", 3000);
+  int steps = 0;
+  int last_status = -1;
+  int last_remaining = -1;
+  sb::Options options;
+  options.sqlite_backup_kwargs.pages = 2;
+  options.sqlite_backup_kwargs.progress = [&](int status, int remaining, int /*total*/) {
+    ++steps;
+    last_status = status;
+    last_remaining = remaining;
+  };
+  sb::sqlite_backup(dir_ / "source.sqlite", dir_ / "copy.sqlite", options);
+  EXPECT_GT(steps, 1);
+  EXPECT_EQ(last_status, SQLITE_DONE);
+  EXPECT_EQ(last_remaining, 0);
+  EXPECT_EQ(count_rows(dir_ / "copy.sqlite"), 3000);
+  EXPECT_EQ(list_names(dir_.path()), (std::vector<std::string>{"copy.sqlite", "source.sqlite"}));
+}
+
+// The memory snapshot can go into a connection the caller opened (a Python sqlite3
+// connection's handle, for one): its main database becomes the snapshot, writable.
+TEST_F(ApiTest, SnapshotIntoTheCallersOwnConnection) {
+  create_database(dir_ / "source.sqlite", 500);
+  sqlite3* target = nullptr;
+  ASSERT_EQ(sqlite3_open(":memory:", &target), SQLITE_OK);
+  sb::sqlite_backup_to_connection(dir_ / "source.sqlite", target);
+  EXPECT_EQ(count_rows(target), 500);
+  EXPECT_EQ(sqlite3_exec(target, "INSERT INTO t (v) VALUES ('more')", nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  EXPECT_EQ(count_rows(target), 501);
+  sqlite3_close(target);
+  EXPECT_THROW(sb::sqlite_backup_to_connection(dir_ / "source.sqlite", nullptr),
+               std::invalid_argument);
 }
 
 TEST_F(ApiTest, BackupToFdStreamsAWholeDatabase) {
@@ -392,3 +437,57 @@ TEST_F(ApiTest, TheLibraryWritesNothingToStdout) {
 }
 
 }  // namespace
+
+namespace {
+
+// The POSIX (process-associated) record locks this process holds on `file`, from /proc/locks:
+// "1: POSIX  ADVISORY  READ 1234 fd:01:5678 1073741826 1073742335".
+std::vector<std::string> own_posix_locks_on(const fs::path& file) {
+  struct stat st {};
+  if (::stat(file.c_str(), &st) != 0) return {};
+  const std::string inode_suffix = ":" + std::to_string(st.st_ino);
+  const std::string pid = std::to_string(::getpid());
+  std::vector<std::string> locks;
+  std::ifstream table("/proc/locks");
+  for (std::string line; std::getline(table, line);) {
+    std::istringstream fields(line);
+    std::string number, kind, advisory, type, owner, device_inode;
+    fields >> number >> kind;
+    if (kind == "->") fields >> kind;  // a waiting lock
+    fields >> advisory >> type >> owner >> device_inode;
+    if (kind == "POSIX" && owner == pid && device_inode.size() > inode_suffix.size() &&
+        device_inode.ends_with(inode_suffix)) {
+      // Without the ordinal in front: it changes as other processes lock and unlock.
+      locks.push_back(line.substr(line.find(':') + 1));
+    }
+  }
+  return locks;
+}
+
+}  // namespace
+
+// A program that backs up a database it has open itself keeps its SQLite locks: closing any
+// descriptor of a file drops all of the process's POSIX locks on it, so the library must
+// never close a source descriptor in the caller's descriptor table.
+TEST_F(ApiTest, TheCallersOwnSqliteLocksOnTheSourceSurviveABackup) {
+  const fs::path source = dir_ / "source.sqlite";
+  create_database(source, 200);
+  sqlite3* own = nullptr;
+  ASSERT_EQ(sqlite3_open(source.c_str(), &own), SQLITE_OK);
+  // A read transaction: SQLite holds a SHARED lock (a POSIX read lock) until COMMIT.
+  ASSERT_EQ(sqlite3_exec(own, "BEGIN; SELECT count(*) FROM t;", nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  const auto held = own_posix_locks_on(source);
+  ASSERT_FALSE(held.empty()) << "SQLite took no POSIX lock; the test cannot see anything";
+
+  sb::sqlite_backup(source, dir_ / "to-file.sqlite");
+  EXPECT_EQ(own_posix_locks_on(source), held) << "after a backup to a file";
+  auto memory = sb::sqlite_backup(source);
+  EXPECT_EQ(own_posix_locks_on(source), held) << "after a backup into memory";
+  EXPECT_TRUE(sb::atomic_copy(source, dir_ / "atomic.sqlite"));
+  EXPECT_EQ(own_posix_locks_on(source), held) << "after atomic_copy";
+
+  EXPECT_EQ(sqlite3_exec(own, "COMMIT", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(own);
+  EXPECT_EQ(count_rows(dir_ / "to-file.sqlite"), 200);
+}
