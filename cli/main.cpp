@@ -17,6 +17,7 @@
 #include <variant>
 #include <vector>
 
+#include "command_line.hpp"
 #include "exit_code.hpp"
 #include "interrupt.hpp"
 #include "json_record.hpp"
@@ -421,10 +422,8 @@ int run(const CommandLine& command, const InterruptHandlers& interrupts) {
 }
 
 }  // namespace
-}  // namespace sqlite_backup::cli
 
-int main(int argc, char** argv) {
-  using namespace sqlite_backup::cli;
+int run_command_line(int argc, char** argv) {
   try {
     // First, so that a signal during a long backup always reaches the library's cancel flag.
     const InterruptHandlers interrupts;
@@ -443,3 +442,5 @@ int main(int argc, char** argv) {
     return kFailure;
   }
 }
+
+}  // namespace sqlite_backup::cli

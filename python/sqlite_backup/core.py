@@ -1,0 +1,201 @@
+"""The reference's ``sqlite_backup.core``: ``sqlite_backup`` and its helpers, on the C++ engine.
+
+What differs from the reference is listed in the project's README (section "Python").
+"""
+
+import errno
+import os
+import sqlite3
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterator, List, Optional, Union
+from urllib.parse import quote
+
+from . import _native
+from .log import logger, sync_level
+
+PathIsh = Union[str, Path]
+CopyFunction = Callable[[str, str], bool]
+
+COPY_RETRY_DEFAULT = 100
+
+SqliteBackupError = _native.SqliteBackupError
+SqliteBackupError.__module__ = __name__
+
+# What sqlite3.connect() and Connection.backup() accept (Python 3.11). The engine uses
+# `timeout` (how long a busy source is waited for) and the backup ones; the others only shape
+# a Python connection object, and the reference passed them to a connection it threw away.
+_CONNECT_KWARGS = frozenset(
+    {"timeout", "detect_types", "isolation_level", "check_same_thread", "factory",
+     "cached_statements", "uri"}
+)
+_BACKUP_KWARGS = frozenset({"pages", "progress", "name", "sleep"})
+
+
+def _encode(path: PathIsh) -> bytes:
+    return os.fsencode(path)
+
+
+def _call_options(
+    *,
+    wal_checkpoint: bool,
+    copy_use_tempdir: bool,
+    copy_retry: int,
+    copy_retry_strict: bool,
+    sqlite_connect_kwargs: Optional[Dict[str, Any]],
+    sqlite_backup_kwargs: Optional[Dict[str, Any]],
+    copy_function: Optional[CopyFunction],
+) -> Any:
+    if isinstance(copy_retry, bool) or not isinstance(copy_retry, int):
+        raise TypeError(f"'copy_retry' must be an int, not {type(copy_retry).__name__}")
+    if copy_retry < 0:
+        raise ValueError(f"'copy_retry' must not be negative (got {copy_retry})")
+    if copy_function is not None and not callable(copy_function):
+        raise TypeError("'copy_function' must be callable")
+    connect = dict(sqlite_connect_kwargs or {})
+    unknown = sorted(set(connect) - _CONNECT_KWARGS)
+    if unknown:
+        raise TypeError(f"'{unknown[0]}' is an invalid keyword argument for sqlite3.connect()")
+    backup = dict(sqlite_backup_kwargs or {})
+    unknown = sorted(set(backup) - _BACKUP_KWARGS)
+    if unknown:
+        raise TypeError(f"backup() got an unexpected keyword argument '{unknown[0]}'")
+
+    options = _native.CallOptions()
+    options.wal_checkpoint = bool(wal_checkpoint)
+    options.copy_use_tempdir = bool(copy_use_tempdir)
+    # The reference's loop runs `while retry >= 0`: copy_retry retries after a first attempt.
+    options.attempts = copy_retry + 1
+    options.copy_retry = copy_retry
+    options.copy_retry_strict = bool(copy_retry_strict)
+    options.timeout = float(connect.get("timeout", 5.0))
+    pages = int(backup.get("pages", -1))
+    options.pages = -1 if pages <= 0 else pages  # as Connection.backup: 0 or less means all
+    progress = backup.get("progress")
+    if progress is not None and not callable(progress):
+        raise TypeError("progress argument must be a callable")
+    options.progress = progress
+    name = backup.get("name", "main")
+    if not isinstance(name, str):
+        raise TypeError(f"backup() argument 'name' must be str, not {type(name).__name__}")
+    options.name = name
+    options.sleep = float(backup.get("sleep", 0.250))
+    options.copy_function = copy_function
+    return options
+
+
+def sqlite_backup(
+    source: PathIsh,
+    destination: Optional[PathIsh] = None,
+    *,
+    wal_checkpoint: bool = True,
+    copy_use_tempdir: bool = True,
+    copy_retry: int = COPY_RETRY_DEFAULT,
+    copy_retry_strict: bool = True,
+    sqlite_connect_kwargs: Optional[Dict[str, Any]] = None,
+    sqlite_backup_kwargs: Optional[Dict[str, Any]] = None,
+    copy_function: Optional[CopyFunction] = None,
+) -> Optional[sqlite3.Connection]:
+    """'Snapshots' the source database (with its -wal/-journal) as one committed state.
+
+    Without a 'destination' it returns a new in-memory ``sqlite3.Connection`` (of this
+    interpreter's own ``sqlite3`` module) holding the snapshot; with one, it writes the
+    snapshot there atomically (a temporary name beside it, fsync, rename) and returns None.
+
+    The source is copied without locks and without writing to its folder; copies are taken
+    until one is proven to be a single committed state, up to 'copy_retry' retries; with
+    'copy_retry_strict' (the default) it then raises SqliteBackupError, otherwise it logs a
+    warning and uses the last copy. 'copy_use_tempdir=False' reads the live database with
+    SQLite's backup API instead (takes locks; may fail while the owner writes).
+    'wal_checkpoint' leaves no -wal/-shm beside the destination (the result is always a
+    single file in journal_mode=DELETE). 'sqlite_connect_kwargs' ('timeout', ...) and
+    'sqlite_backup_kwargs' ('pages', 'progress', 'name', 'sleep') mean what they mean to
+    ``sqlite3.connect`` and ``Connection.backup``; 'copy_function(src, dst) -> bool' copies
+    one file and says whether it stayed unchanged meanwhile.
+
+    The GIL is released while it works; Ctrl-C (KeyboardInterrupt) cancels cleanly. Raises
+    FileNotFoundError (missing source), ValueError (source and destination are the same
+    file), SqliteBackupError (everything else; ``.kind`` and ``.path`` say what and where),
+    or what a callback raised.
+    """
+    source_path = Path(source)
+    if not source_path.exists():
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(source_path))
+    if destination is not None:
+        if not isinstance(destination, (str, Path)):
+            raise ValueError(
+                "Unexpected 'destination' type, expected path like object, "
+                f"got {type(destination)}"
+            )
+        if source_path == Path(destination):
+            raise ValueError(f"'source' and 'destination' '{source_path}' can't be the same")
+    options = _call_options(
+        wal_checkpoint=wal_checkpoint,
+        copy_use_tempdir=copy_use_tempdir,
+        copy_retry=copy_retry,
+        copy_retry_strict=copy_retry_strict,
+        sqlite_connect_kwargs=sqlite_connect_kwargs,
+        sqlite_backup_kwargs=sqlite_backup_kwargs,
+        copy_function=copy_function,
+    )
+    sync_level()
+    if destination is None:
+        logger.debug("snapshotting '%s' into memory", source_path)
+        connection: sqlite3.Connection = _native.backup_to_memory(
+            _encode(source_path), lambda: sqlite3.connect(":memory:"), options
+        )
+        return connection
+    logger.debug("snapshotting '%s' to '%s'", source_path, destination)
+    _native.backup_to_file(_encode(source_path), _encode(destination), options)
+    return None
+
+
+def atomic_copy(src: str, dest: str) -> bool:
+    """Copies src to dest; returns True when src did not change while it was copied (same
+    file, size and modification time), False otherwise. Raises OSError subclasses."""
+    return bool(_native.atomic_copy(_encode(src), _encode(dest)))
+
+
+def glob_database_files(source_database: Path) -> List[Path]:
+    """The database and its -wal and -journal files that exist (never -shm, which SQLite
+    rebuilds from the WAL)."""
+    return [Path(os.fsdecode(file)) for file in _native.glob_database_files(_encode(source_database))]
+
+
+def copy_all_files(
+    source_files: List[Path],
+    temporary_dest: Path,
+    copy_function: Optional[CopyFunction] = None,
+    retry: int = COPY_RETRY_DEFAULT,
+) -> bool:
+    """Copies the database files (as glob_database_files lists them; the first is the
+    database) into the folder 'temporary_dest', retrying the whole set up to 'retry' times
+    until a copy is proven to be one committed state. Returns whether it was; the last copy
+    is left in the folder either way."""
+    if not Path(temporary_dest).is_dir():
+        raise ValueError(f"Expected a directory, received {temporary_dest}")
+    if not source_files:
+        raise ValueError("copy_all_files: no files given")
+    if isinstance(retry, bool) or not isinstance(retry, int) or retry < 0:
+        raise ValueError(f"'retry' must be a non-negative int (got {retry!r})")
+    sync_level()
+    return bool(
+        _native.copy_all_files(
+            [_encode(file) for file in source_files],
+            _encode(temporary_dest),
+            copy_function,
+            retry + 1,
+        )
+    )
+
+
+@contextmanager
+def sqlite_connect_immutable(db: PathIsh) -> Iterator[sqlite3.Connection]:
+    """Opens 'db' read-only with immutable=1 (no locks, no change detection): only for files
+    nobody writes, such as a finished snapshot. Yields a sqlite3.Connection, closed after."""
+    uri = "file:" + quote(os.fsencode(os.path.abspath(db))) + "?mode=ro&immutable=1"
+    conn = sqlite3.connect(uri, uri=True)
+    try:
+        yield conn
+    finally:
+        conn.close()

@@ -1,0 +1,495 @@
+// sqlite_backup._native: the C++ engine for the Python package (python/sqlite_backup/).
+//
+// The Python modules keep the reference's signatures, defaults and argument checks; this
+// module only runs the library and turns its errors into the exceptions the reference raises.
+// Every long call releases the GIL and runs on a thread of its own, while the calling thread
+// wakes every few milliseconds to let Python run its signal handlers: a KeyboardInterrupt
+// there cancels the backup (Options::cancel), which removes what it staged, and is re-raised.
+// Python callbacks (copy_function, progress) take the GIL back for their call; an exception
+// raised in one cancels the backup and comes out of the call unchanged.
+#include <pybind11/functional.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+#include <sqlite3.h>
+
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <exception>
+#include <filesystem>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <sqlite_backup/log.hpp>
+#include <sqlite_backup/sqlite_backup.hpp>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "command_line.hpp"
+
+namespace py = pybind11;
+namespace fs = std::filesystem;
+namespace sb = sqlite_backup;
+
+namespace {
+
+// Paths cross the boundary as bytes (os.fsencode), so that every name the OS accepts works,
+// including names that are not valid UTF-8.
+fs::path to_path(const py::bytes& encoded) { return fs::path(std::string(encoded)); }
+py::object from_path(const fs::path& path) {
+  return py::module_::import("os").attr("fsdecode")(py::bytes(path.native()));
+}
+
+// sqlite_backup.SqliteBackupError, created at import and never released: a static py::object
+// would be released after the interpreter is gone.
+py::handle g_backup_error_type;
+
+// What an error message needs to know of the call that failed.
+struct ErrorContext {
+  fs::path source;
+  int copy_retry = -1;  // >= 0: a source that kept changing gets the reference's message
+};
+
+const char* kind_name(sb::ErrorKind kind) {
+  switch (kind) {
+    case sb::ErrorKind::invalid_source:
+      return "invalid_source";
+    case sb::ErrorKind::unstable_source:
+      return "unstable_source";
+    case sb::ErrorKind::io:
+      return "io";
+    case sb::ErrorKind::destination:
+      return "destination";
+    case sb::ErrorKind::sqlite:
+      return "sqlite";
+    case sb::ErrorKind::verification_failed:
+      return "verification_failed";
+    case sb::ErrorKind::cancelled:
+      return "cancelled";
+  }
+  return "unknown";
+}
+
+// Thrown through the library when a Python callback raised; the Python error itself waits
+// in the call's CallbackErrors and is raised once the library has unwound.
+struct PythonCallbackRaised : std::runtime_error {
+  PythonCallbackRaised() : std::runtime_error("a Python callback raised an exception") {}
+};
+
+// State shared by one call and the callbacks it hands to the library.
+struct CallState {
+  std::atomic<bool> cancel{false};
+  std::mutex mutex;
+  std::optional<py::error_already_set> callback_error;  // destroyed with the GIL held
+
+  // Called with the GIL held, from inside a callback's catch block.
+  void remember(py::error_already_set&& error) {
+    const std::lock_guard lock(mutex);
+    if (!callback_error) callback_error.emplace(std::move(error));
+    cancel = true;
+  }
+};
+
+[[noreturn]] void raise_error(py::handle type, const std::string& message, py::dict attributes) {
+  py::object error = type(message);
+  for (auto item : attributes) error.attr(item.first) = item.second;
+  PyErr_SetObject(type.ptr(), error.ptr());
+  throw py::error_already_set();
+}
+
+[[noreturn]] void raise_unstable(const sb::SqliteBackupError& error, const ErrorContext& context);
+
+// The library's errors as the reference raises them. Called with the GIL held.
+[[noreturn]] void raise_translated(std::exception_ptr failure, const ErrorContext& context) {
+  try {
+    std::rethrow_exception(failure);
+  } catch (const fs::filesystem_error& error) {
+    const int code = error.code().value();
+    const py::object os = py::module_::import("os");
+    const py::object type = py::module_::import("builtins").attr("OSError");
+    // OSError(errno, strerror, filename) becomes FileNotFoundError, PermissionError, ...
+    PyErr_SetObject(type.ptr(),
+                    type(code, os.attr("strerror")(code), from_path(error.path1())).ptr());
+    throw py::error_already_set();
+  } catch (const std::invalid_argument& error) {
+    PyErr_SetString(PyExc_ValueError, error.what());
+    throw py::error_already_set();
+  } catch (const sb::SqliteBackupError& error) {
+    if (error.kind() == sb::ErrorKind::unstable_source && context.copy_retry >= 0) {
+      raise_unstable(error, context);
+    }
+    py::dict attributes;
+    attributes["kind"] = kind_name(error.kind());
+    attributes["path"] = error.path().empty() ? py::none() : from_path(error.path());
+    raise_error(g_backup_error_type, error.what(), attributes);
+  } catch (const py::error_already_set&) {
+    throw;
+  } catch (const std::bad_alloc&) {
+    throw;  // pybind11 turns it into MemoryError
+  } catch (const std::exception& error) {
+    raise_error(g_backup_error_type, error.what(), py::dict());
+  }
+}
+
+// Runs `work` on its own thread with the GIL released, polling Python's signal handlers from
+// the main thread, and raises what it threw (or what a callback or a signal handler raised).
+template <typename Work>
+void run_without_gil(CallState& state, const ErrorContext& context, Work&& work) {
+  const py::object threading = py::module_::import("threading");
+  const bool on_main_thread =
+      threading.attr("current_thread")().is(threading.attr("main_thread")());
+  std::exception_ptr failure;
+  std::optional<py::error_already_set> signal_error;
+  {
+    py::gil_scoped_release released;
+    std::mutex mutex;
+    std::condition_variable finished;
+    bool done = false;
+    std::thread runner([&] {
+      try {
+        work();
+      } catch (...) {
+        failure = std::current_exception();
+      }
+      const std::lock_guard lock(mutex);
+      done = true;
+      finished.notify_all();
+    });
+    std::unique_lock lock(mutex);
+    while (!finished.wait_for(lock, std::chrono::milliseconds(20), [&] { return done; })) {
+      if (!on_main_thread || signal_error) continue;
+      lock.unlock();
+      {
+        py::gil_scoped_acquire acquired;
+        if (PyErr_CheckSignals() != 0) {
+          // KeyboardInterrupt (or whatever the handler raised): stop the backup, which then
+          // removes what it staged, and raise this once it has.
+          signal_error.emplace();
+          state.cancel = true;
+        }
+      }
+      lock.lock();
+    }
+    lock.unlock();
+    runner.join();
+  }
+  if (signal_error) throw std::move(*signal_error);
+  if (state.callback_error) {
+    py::error_already_set error = std::move(*state.callback_error);
+    state.callback_error.reset();
+    throw error;
+  }
+  if (failure) raise_translated(failure, context);
+}
+
+// The Python copy_function(src: str, dst: str) -> bool, called by the library's copy loop.
+sb::CopyFunction wrap_copy_function(const py::object& function, CallState& state) {
+  if (function.is_none()) return {};
+  return [function, &state](const fs::path& src, const fs::path& dst) -> bool {
+    py::gil_scoped_acquire acquired;
+    try {
+      return py::bool_(function(from_path(src), from_path(dst)));
+    } catch (py::error_already_set& error) {
+      state.remember(std::move(error));
+      throw PythonCallbackRaised();
+    }
+  };
+}
+
+sb::BackupProgress wrap_progress(const py::object& progress, CallState& state) {
+  if (progress.is_none()) return {};
+  return [progress, &state](int status, int remaining, int total) {
+    py::gil_scoped_acquire acquired;
+    try {
+      progress(status, remaining, total);
+    } catch (py::error_already_set& error) {
+      state.remember(std::move(error));
+      throw PythonCallbackRaised();
+    }
+  };
+}
+
+// The keyword arguments core.py has already checked, as the library's Options.
+struct CallOptions {
+  bool wal_checkpoint = true;
+  bool copy_use_tempdir = true;
+  int attempts = 101;
+  int copy_retry = 100;  // as the caller gave it, for the message
+  bool copy_retry_strict = true;
+  double timeout = 5.0;
+  int pages = -1;
+  py::object progress = py::none();
+  std::string name = "main";
+  double sleep = 0.250;
+  py::object copy_function = py::none();
+};
+
+sb::Options to_options(const CallOptions& call, CallState& state) {
+  sb::Options options;
+  options.wal_checkpoint = call.wal_checkpoint;
+  options.copy_use_tempdir = call.copy_use_tempdir;
+  options.copy_retry = call.attempts;
+  options.copy_retry_strict = call.copy_retry_strict;
+  options.sqlite_connect_kwargs.busy_timeout =
+      std::chrono::milliseconds(static_cast<long long>(call.timeout * 1000.0));
+  options.sqlite_backup_kwargs.pages = call.pages;
+  options.sqlite_backup_kwargs.progress = wrap_progress(call.progress, state);
+  options.sqlite_backup_kwargs.name = call.name;
+  options.sqlite_backup_kwargs.sleep =
+      std::chrono::milliseconds(static_cast<long long>(call.sleep * 1000.0));
+  options.copy_function = wrap_copy_function(call.copy_function, state);
+  options.cancel = &state.cancel;
+  return options;
+}
+
+// The reference's message for a source that kept changing, which callers match on, with the
+// library's reason for the last rejected attempt after it.
+[[noreturn]] void raise_unstable(const sb::SqliteBackupError& error, const ErrorContext& context) {
+  const std::string what = error.what();
+  const auto last = what.find("(last: ");
+  std::string message = "cannot snapshot " + context.source.string() +
+                        ": this failed to copy all files without any of them changing " +
+                        std::to_string(context.copy_retry) +
+                        " times; increase 'copy_retry' or disable 'copy_retry_strict'";
+  if (last != std::string::npos) message += " " + what.substr(last);
+  py::dict attributes;
+  attributes["kind"] = "unstable_source";
+  attributes["path"] = from_path(context.source);
+  raise_error(g_backup_error_type, message, attributes);
+}
+
+void backup_to_file(const py::bytes& source, const py::bytes& destination,
+                    const CallOptions& call) {
+  CallState state;
+  const sb::Options options = to_options(call, state);
+  const fs::path from = to_path(source);
+  const fs::path to = to_path(destination);
+  run_without_gil(state, {from, call.copy_retry}, [&] { sb::sqlite_backup(from, to, options); });
+}
+
+// ---- Memory snapshots into the caller's own sqlite3.Connection ------------------------------
+//
+// The snapshot goes straight into the handle of a connection the interpreter's own sqlite3
+// module opened (sqlite3_deserialize on memory SQLite owns: one copy of the bytes). Python
+// does not expose that handle; SQLite does, to an auto-extension, which it runs for every
+// connection opened in the process. Armed for the current thread only, around the one
+// connect() call, it records the handle that connect() opened. The handle is then proved to
+// be that connection's: a marker written through Python must read back through the handle.
+// Where any of this fails (another SQLite library in the interpreter, say), the snapshot is
+// handed over through Connection.deserialize instead: correct, with one more copy.
+
+thread_local sqlite3* g_captured = nullptr;
+thread_local bool g_capturing = false;
+std::atomic<bool> g_capture_enabled{true};
+
+int capture_new_connection(sqlite3* db, char** /*error*/, const sqlite3_api_routines* /*api*/) {
+  if (g_capturing && g_captured == nullptr) g_captured = db;
+  return SQLITE_OK;
+}
+
+void register_capture() {
+  static const int registered = [] {
+    // SQLite declares the entry point as void(*)(void) and calls it with its real signature.
+    return sqlite3_auto_extension(reinterpret_cast<void (*)()>(&capture_new_connection));  // NOLINT
+  }();
+  (void)registered;
+}
+
+// Opens the connection with `connect` and returns it with its proven handle (or null).
+std::pair<py::object, sqlite3*> connect_and_capture(const py::object& connect) {
+  sqlite3* handle = nullptr;
+  py::object connection;
+  if (g_capture_enabled) {
+    register_capture();
+    g_captured = nullptr;
+    g_capturing = true;
+    try {
+      connection = connect();
+    } catch (...) {
+      g_capturing = false;
+      throw;
+    }
+    g_capturing = false;
+    handle = std::exchange(g_captured, nullptr);
+  } else {
+    connection = connect();
+  }
+  if (handle == nullptr) return {connection, nullptr};
+  std::mt19937 random{std::random_device{}()};
+  const int marker = std::uniform_int_distribution<int>(1, 0x7fffffff)(random);
+  connection.attr("execute")("PRAGMA user_version = " + std::to_string(marker));
+  sqlite3_stmt* statement = nullptr;
+  int seen = 0;
+  if (sqlite3_prepare_v2(handle, "PRAGMA user_version", -1, &statement, nullptr) == SQLITE_OK &&
+      sqlite3_step(statement) == SQLITE_ROW) {
+    seen = sqlite3_column_int(statement, 0);
+  }
+  sqlite3_finalize(statement);
+  connection.attr("execute")("PRAGMA user_version = 0");
+  return {connection, seen == marker ? handle : nullptr};
+}
+
+py::object backup_to_memory(const py::bytes& source, const py::object& connect,
+                            const CallOptions& call) {
+  CallState state;
+  const sb::Options options = to_options(call, state);
+  const fs::path from = to_path(source);
+  auto [connection, handle] = connect_and_capture(connect);
+  const py::object logger = py::module_::import("sqlite_backup.log").attr("logger");
+  if (handle != nullptr) {
+    logger.attr("debug")("the snapshot goes straight into the new connection's handle");
+    run_without_gil(state, {from, call.copy_retry},
+                    [&] { sb::sqlite_backup_to_connection(from, handle, options); });
+    return connection;
+  }
+  logger.attr("debug")(
+      "the new connection's handle could not be proven; the snapshot is handed over through "
+      "Connection.deserialize (one more copy)");
+  std::optional<sb::Connection> memory;
+  run_without_gil(state, {from, call.copy_retry},
+                  [&] { memory = sb::sqlite_backup(from, std::nullopt, options); });
+  sqlite3_int64 size = 0;
+  unsigned char* image = sqlite3_serialize(memory->get(), "main", &size, SQLITE_SERIALIZE_NOCOPY);
+  py::bytes bytes;
+  if (image != nullptr) {
+    bytes = py::bytes(reinterpret_cast<const char*>(image), static_cast<std::size_t>(size));
+  } else {
+    image = sqlite3_serialize(memory->get(), "main", &size, 0);
+    if (image == nullptr) throw std::bad_alloc();
+    bytes = py::bytes(reinterpret_cast<const char*>(image), static_cast<std::size_t>(size));
+    sqlite3_free(image);
+  }
+  memory.reset();
+  connection.attr("deserialize")(bytes);
+  return connection;
+}
+
+// ---- The reference's core helpers -----------------------------------------------------------
+
+bool atomic_copy(const py::bytes& src, const py::bytes& dst) {
+  CallState state;
+  bool unchanged = false;
+  const fs::path from = to_path(src);
+  const fs::path to = to_path(dst);
+  run_without_gil(state, {from}, [&] { unchanged = sb::atomic_copy(from, to); });
+  return unchanged;
+}
+
+py::list glob_database_files(const py::bytes& source) {
+  py::list files;
+  for (const fs::path& file : sb::glob_database_files(to_path(source))) {
+    files.append(py::bytes(file.native()));
+  }
+  return files;
+}
+
+bool copy_all_files(const std::vector<py::bytes>& source_files, const py::bytes& temporary_dest,
+                    const py::object& copy_function, int attempts) {
+  CallState state;
+  std::vector<fs::path> files;
+  files.reserve(source_files.size());
+  for (const auto& file : source_files) files.push_back(to_path(file));
+  const fs::path folder = to_path(temporary_dest);
+  const sb::CopyFunction copy = wrap_copy_function(copy_function, state);
+  bool validated = false;
+  run_without_gil(state, {files.empty() ? fs::path() : files.front()},
+                  [&] { validated = sb::copy_all_files(files, folder, copy, attempts); });
+  return validated;
+}
+
+// ---- Logging ----------------------------------------------------------------------------------
+
+// The sink holds a Python callable; it may outlive the interpreter (log.py clears it at exit,
+// but a static destructor runs later), so it is released only while Python still runs.
+void set_log_sink(const py::object& sink) {
+  if (sink.is_none()) {
+    sb::set_log_sink({});
+    return;
+  }
+  std::shared_ptr<py::object> callable(new py::object(sink), [](py::object* object) {
+    if (Py_IsInitialized() != 0) {
+      py::gil_scoped_acquire acquired;
+      delete object;
+    }
+  });
+  sb::set_log_sink([callable](const sb::LogRecord& record) {
+    if (Py_IsInitialized() == 0) return;
+    py::gil_scoped_acquire acquired;
+    try {
+      (*callable)(static_cast<int>(record.level), std::string(record.message),
+                  record.file != nullptr ? record.file : "", record.line);
+    } catch (py::error_already_set& error) {
+      error.discard_as_unraisable("sqlite_backup log sink");
+    }
+  });
+}
+
+int run_command_line(const std::vector<std::string>& arguments) {
+  std::vector<std::string> owned(arguments);
+  std::vector<char*> argv;
+  argv.reserve(owned.size() + 1);
+  for (auto& argument : owned) argv.push_back(argument.data());
+  argv.push_back(nullptr);
+  int code = 0;
+  {
+    py::gil_scoped_release released;
+    code = sqlite_backup::cli::run_command_line(static_cast<int>(owned.size()), argv.data());
+    std::fflush(stdout);
+    std::fflush(stderr);
+  }
+  return code;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_native, module) {
+  module.doc() = "The C++ engine of the sqlite_backup package (use the package's modules).";
+  module.attr("__version__") = SQLITE_BACKUP_VERSION;
+  module.attr("sqlite_version") = sqlite3_libversion();
+
+  py::object runtime_error = py::module_::import("builtins").attr("RuntimeError");
+  g_backup_error_type = PyErr_NewExceptionWithDoc(
+      "sqlite_backup.core.SqliteBackupError",
+      "Generic error for the sqlite_backup module; .kind says what went wrong, .path where.",
+      runtime_error.ptr(), nullptr);
+  if (!g_backup_error_type) throw py::error_already_set();
+  module.attr("SqliteBackupError") = g_backup_error_type;
+
+  py::class_<CallOptions>(module, "CallOptions")
+      .def(py::init<>())
+      .def_readwrite("wal_checkpoint", &CallOptions::wal_checkpoint)
+      .def_readwrite("copy_use_tempdir", &CallOptions::copy_use_tempdir)
+      .def_readwrite("attempts", &CallOptions::attempts)
+      .def_readwrite("copy_retry", &CallOptions::copy_retry)
+      .def_readwrite("copy_retry_strict", &CallOptions::copy_retry_strict)
+      .def_readwrite("timeout", &CallOptions::timeout)
+      .def_readwrite("pages", &CallOptions::pages)
+      .def_readwrite("progress", &CallOptions::progress)
+      .def_readwrite("name", &CallOptions::name)
+      .def_readwrite("sleep", &CallOptions::sleep)
+      .def_readwrite("copy_function", &CallOptions::copy_function);
+
+  module.def("backup_to_file", &backup_to_file, py::arg("source"), py::arg("destination"),
+             py::arg("options"));
+  module.def("backup_to_memory", &backup_to_memory, py::arg("source"), py::arg("connect"),
+             py::arg("options"));
+  module.def("atomic_copy", &atomic_copy, py::arg("src"), py::arg("dst"));
+  module.def("glob_database_files", &glob_database_files, py::arg("source"));
+  module.def("copy_all_files", &copy_all_files, py::arg("source_files"), py::arg("temporary_dest"),
+             py::arg("copy_function"), py::arg("attempts"));
+  module.def("set_log_sink", &set_log_sink, py::arg("sink"));
+  module.def(
+      "set_log_level",
+      [](int level) { sb::set_log_level(sb::parse_log_level(std::to_string(level))); },
+      py::arg("level"));
+  module.def("run_command_line", &run_command_line, py::arg("argv"));
+  module.def(
+      "set_handle_capture", [](bool enabled) { g_capture_enabled = enabled; }, py::arg("enabled"),
+      "Tests only: with False, memory snapshots take the Connection.deserialize path.");
+}
