@@ -9,6 +9,8 @@ packages=(
   libcli11-dev libfmt-dev       # command line parsing, formatting
   googletest libgtest-dev libgmock-dev libbenchmark-dev
   python3                       # test helpers that play the database's owner
+  python3-dev pybind11-dev      # the Python package (SQLITE_BACKUP_PYTHON=ON), for /usr/bin/python3
+  python3-pytest                # its tests
   time                          # /usr/bin/time -v: peak RSS in the benchmark
   xfsprogs                      # reflink benchmark and tests on a loop-mounted XFS (skipped without)
   util-linux e2fsprogs dpkg-dev file

@@ -34,7 +34,9 @@ generator=()
 if [[ ! -f $build_dir/CMakeCache.txt ]] && command -v ninja >/dev/null; then
   generator=(-G Ninja)
 fi
-cmake -S "$repo" -B "$build_dir" "${generator[@]}" -DCMAKE_BUILD_TYPE="$build_type"
+# The Python package too: its pytest suite runs under ctest (label "python").
+cmake -S "$repo" -B "$build_dir" "${generator[@]}" -DCMAKE_BUILD_TYPE="$build_type" \
+  -DSQLITE_BACKUP_PYTHON=ON
 
 step "build (-j$jobs)"
 cmake --build "$build_dir" --config "$build_type" -j "$jobs"
@@ -58,10 +60,12 @@ if ((sanitize)); then
     generator=(-G Ninja)
   fi
   cmake -S "$repo" -B "$sanitize_dir" "${generator[@]}" -DCMAKE_BUILD_TYPE=Debug \
-    -DSQLITE_BACKUP_SANITIZE=ON -DSQLITE_BACKUP_BUILD_BENCH=OFF -DSQLITE_BACKUP_INSTALL=OFF
+    -DSQLITE_BACKUP_SANITIZE=ON -DSQLITE_BACKUP_BUILD_BENCH=OFF -DSQLITE_BACKUP_INSTALL=OFF \
+    -DSQLITE_BACKUP_PYTHON=OFF
   cmake --build "$sanitize_dir" -j "$jobs"
   # The package tests install and rebuild consumers: the first pass covers them. The strace
-  # tests trace the CLI, and LeakSanitizer cannot run under ptrace.
+  # tests trace the CLI, and LeakSanitizer cannot run under ptrace. The Python package is not
+  # built here: an ASan extension would need libasan preloaded into the interpreter.
   step "sanitizers: test (ctest -j$ctest_jobs; package tests and the strace tests excluded)"
   sanitize_log=$sanitize_dir/ctest.log
   set +e

@@ -99,7 +99,7 @@ struct CallState {
 [[noreturn]] void raise_error(py::handle type, const std::string& message, py::dict attributes) {
   py::object error = type(message);
   for (auto item : attributes) error.attr(item.first) = item.second;
-  PyErr_SetObject(type.ptr(), error.ptr());
+  PyErr_SetObject(reinterpret_cast<PyObject*>(Py_TYPE(error.ptr())), error.ptr());
   throw py::error_already_set();
 }
 
@@ -114,8 +114,9 @@ struct CallState {
     const py::object os = py::module_::import("os");
     const py::object type = py::module_::import("builtins").attr("OSError");
     // OSError(errno, strerror, filename) becomes FileNotFoundError, PermissionError, ...
-    PyErr_SetObject(type.ptr(),
-                    type(code, os.attr("strerror")(code), from_path(error.path1())).ptr());
+    const py::object instance = type(code, os.attr("strerror")(code), from_path(error.path1()));
+    // Raised as its own type: pybind11 insists that the raised type is the normalized one.
+    PyErr_SetObject(reinterpret_cast<PyObject*>(Py_TYPE(instance.ptr())), instance.ptr());
     throw py::error_already_set();
   } catch (const std::invalid_argument& error) {
     PyErr_SetString(PyExc_ValueError, error.what());

@@ -44,7 +44,34 @@ void run_verification(sqlite3* db, Verify verify, const std::filesystem::path& s
 
 // Replaying a large WAL or checking a large database takes a while: let SQLite look at the
 // cancel flag every few thousand instructions (it then fails with SQLITE_INTERRUPT, which
-// sql::classify() turns into ErrorKind::cancelled).
+// sql::classify() turns into ErrorKind::cancelled). The handler is removed again when the
+// guard goes: the connection may be the caller's and outlive the flag.
+class CancellationHandler {
+ public:
+  CancellationHandler(sqlite3* db, const Options& options) : db_(db) {
+    if (options.cancel == nullptr) return;
+    sqlite3_progress_handler(
+        db_, 10000,
+        [](void* flag) -> int {
+          return static_cast<const std::atomic<bool>*>(flag)->load() ? 1 : 0;
+        },
+        const_cast<std::atomic<bool>*>(options.cancel));  // SQLite's API takes void*; only read
+    installed_ = true;
+  }
+  CancellationHandler(const CancellationHandler&) = delete;
+  CancellationHandler& operator=(const CancellationHandler&) = delete;
+  CancellationHandler(CancellationHandler&&) = delete;
+  CancellationHandler& operator=(CancellationHandler&&) = delete;
+  ~CancellationHandler() {
+    if (installed_) sqlite3_progress_handler(db_, 0, nullptr, nullptr);
+  }
+
+ private:
+  sqlite3* db_;
+  bool installed_ = false;
+};
+
+// The same for our own connections, which are closed before the flag goes.
 void allow_cancellation(sqlite3* db, const Options& options) {
   if (options.cancel == nullptr) return;
   sqlite3_progress_handler(
@@ -232,7 +259,7 @@ void backup_api_copy(sql::Database& from, sqlite3* to, const Options& options,
 
 void copy_into(sql::Database& from, sqlite3* target, const Options& options,
                const std::filesystem::path& source) {
-  allow_cancellation(target, options);
+  const CancellationHandler cancellation(target, options);
   backup_api_copy(from, target, options, source);
   run_verification(target, options.verify, source);
 }
@@ -296,7 +323,7 @@ void load_into(sqlite3* target, const std::filesystem::path& staged, const Optio
                           SQLITE_DESERIALIZE_FREEONCLOSE | SQLITE_DESERIALIZE_RESIZEABLE);
   if (rc != SQLITE_OK)
     sql::throw_result(rc, target, "cannot load into memory the snapshot of", source);
-  allow_cancellation(target, options);
+  const CancellationHandler cancellation(target, options);
   run_verification(target, options.verify, source);
 }
 

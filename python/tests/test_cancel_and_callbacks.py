@@ -1,0 +1,142 @@
+"""Ctrl-C, exceptions raised in callbacks, and the GIL while the engine works."""
+
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterator, List, Optional
+
+import pytest
+
+import sqlite_backup
+from sqlite_backup.core import atomic_copy
+
+from conftest import make_database, names
+
+
+class Boom(Exception):
+    pass
+
+
+@pytest.fixture
+def interrupt_handled() -> Iterator[threading.Event]:
+    """SIGINT handled as Python does by default (KeyboardInterrupt), noting that it ran."""
+    handled = threading.Event()
+
+    def handler(signum: int, frame: Any) -> None:
+        handled.set()
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, handler)
+    yield handled
+    signal.signal(signal.SIGINT, previous)
+
+
+@pytest.mark.parametrize("to_file", [False, True])
+def test_ctrl_c_cancels_cleanly_and_leaves_nothing(folder: Path, to_file: bool,
+                                                   interrupt_handled: threading.Event) -> None:
+    source = make_database(folder / "db.sqlite", 2000)
+    (folder / "out").mkdir()
+    destination: Optional[Path] = folder / "out" / "copy.sqlite" if to_file else None
+
+    def copy_then_interrupt(src: str, dst: str) -> bool:
+        # Ctrl-C arrives while the engine copies; the copy goes on until Python's handler has
+        # run in the calling thread (which it can only do if that thread released the GIL).
+        os.kill(os.getpid(), signal.SIGINT)
+        assert interrupt_handled.wait(30), "the signal handler never ran during the backup"
+        return atomic_copy(src, dst)
+
+    with pytest.raises(KeyboardInterrupt):
+        sqlite_backup.sqlite_backup(source, destination, copy_function=copy_then_interrupt)
+    assert names(folder / "out") == set()
+    assert names(folder) == {"db.sqlite", "out", "tmpdir"}  # the fixture checks tmpdir
+
+
+@pytest.mark.parametrize("to_file", [False, True])
+def test_an_exception_in_copy_function_comes_out_of_the_call(folder: Path,
+                                                             to_file: bool) -> None:
+    source = make_database(folder / "db.sqlite", 100)
+    (folder / "out").mkdir()
+    raised = Boom("from the copy function")
+
+    def failing_copy(src: str, dst: str) -> bool:
+        raise raised
+
+    with pytest.raises(Boom) as caught:
+        sqlite_backup.sqlite_backup(source, folder / "out" / "x" if to_file else None,
+                                    copy_function=failing_copy)
+    assert caught.value is raised
+    assert names(folder / "out") == set()
+
+
+@pytest.mark.parametrize("to_file", [False, True])
+def test_an_exception_in_progress_comes_out_of_the_call(folder: Path, to_file: bool) -> None:
+    source = make_database(folder / "db.sqlite", 3000)
+    (folder / "out").mkdir()
+    calls = []
+
+    def progress(status: int, remaining: int, total: int) -> None:
+        calls.append(remaining)
+        if len(calls) == 2:
+            raise Boom("from progress")
+
+    with pytest.raises(Boom):
+        sqlite_backup.sqlite_backup(source, folder / "out" / "x" if to_file else None,
+                                    sqlite_backup_kwargs={"pages": 1, "progress": progress})
+    assert len(calls) == 2, "the backup went on after the callback raised"
+    assert names(folder / "out") == set()
+
+
+def test_callbacks_run_while_the_calling_thread_has_released_the_gil(folder: Path) -> None:
+    source = make_database(folder / "db.sqlite", 100)
+    started = threading.Event()
+    other_thread_ran = threading.Event()
+    callback_threads = set()
+
+    def other() -> None:
+        if started.wait(30):
+            other_thread_ran.set()  # Python code on a third thread, during the backup
+
+    def copy(src: str, dst: str) -> bool:
+        callback_threads.add(threading.get_ident())
+        started.set()
+        assert other_thread_ran.wait(30)
+        return atomic_copy(src, dst)
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    conn = sqlite_backup.sqlite_backup(source, copy_function=copy)
+    thread.join()
+    assert conn is not None and conn.execute("SELECT count(*) FROM t").fetchone() == (100,)
+    assert threading.get_ident() not in callback_threads
+
+
+def test_other_threads_run_python_while_the_engine_works(folder: Path) -> None:
+    source = make_database(folder / "db.sqlite", 1_000_000)  # about 19 MB: tens of milliseconds
+    ticks: List[float] = []
+    stop = False
+
+    def spin() -> None:
+        while not stop:
+            ticks.append(time.monotonic())
+
+    thread = threading.Thread(target=spin)
+    thread.start()
+    try:
+        started = time.monotonic()
+        conn = sqlite_backup.sqlite_backup(source)
+        ended = time.monotonic()
+    finally:
+        stop = True
+        thread.join()
+    assert conn is not None
+    # Had the call kept the GIL, the spinning thread could have run only at its edges: before
+    # the call reached the engine, and once Python's switch interval (5 ms) made the calling
+    # thread give the GIL up after it. So count only ticks well inside the call.
+    interval = sys.getswitchinterval()
+    inside = [t for t in ticks if started + 2 * interval < t < ended - 2 * interval]
+    if ended - started < 6 * interval:
+        pytest.skip(f"the backup took {ended - started:.3f} s: too short to tell")
+    assert inside, "no other Python thread ran while the engine worked: the GIL was held"

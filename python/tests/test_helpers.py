@@ -1,0 +1,88 @@
+"""The reference's core helpers: atomic_copy, glob_database_files, copy_all_files,
+sqlite_connect_immutable."""
+
+import os
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from sqlite_backup.core import (
+    atomic_copy,
+    copy_all_files,
+    glob_database_files,
+    sqlite_connect_immutable,
+)
+
+from conftest import make_database, names
+
+
+def test_atomic_copy_copies_and_reports_an_unchanged_source(folder: Path) -> None:
+    source = make_database(folder / "db.sqlite", 100)
+    assert atomic_copy(str(source), str(folder / "copy")) is True
+    assert (folder / "copy").read_bytes() == source.read_bytes()
+
+
+def test_atomic_copy_of_a_missing_file_raises_file_not_found(folder: Path) -> None:
+    with pytest.raises(FileNotFoundError) as caught:
+        atomic_copy(str(folder / "missing"), str(folder / "copy"))
+    assert caught.value.filename == str(folder / "missing")
+
+
+def test_glob_lists_the_database_and_its_side_files_but_never_shm(wal_owner: Path) -> None:
+    files = glob_database_files(wal_owner)
+    assert all(isinstance(f, Path) for f in files)
+    assert [f.name for f in files] == ["db.sqlite", "db.sqlite-wal"]
+    assert (wal_owner.parent / "db.sqlite-shm").exists()
+
+
+def test_copy_all_files_copies_a_consistent_set(wal_owner: Path, folder: Path) -> None:
+    (folder / "copy").mkdir()
+    assert copy_all_files(glob_database_files(wal_owner), folder / "copy") is True
+    assert names(folder / "copy") == {"db.sqlite", "db.sqlite-wal"}
+    conn = sqlite3.connect(folder / "copy" / "db.sqlite")
+    assert conn.execute("SELECT count(*) FROM t").fetchone() == (1000,)
+    conn.close()
+
+
+def test_copy_all_files_counts_retries_and_calls_the_copy_function(wal_owner: Path,
+                                                                   folder: Path) -> None:
+    (folder / "copy").mkdir()
+    calls = []
+
+    def never_settles(src: str, dst: str) -> bool:
+        calls.append(Path(src).name)
+        atomic_copy(src, dst)
+        return False
+
+    assert copy_all_files(glob_database_files(wal_owner), folder / "copy", never_settles, 2) is False
+    assert calls == ["db.sqlite", "db.sqlite-wal"] * 3
+
+
+def test_copy_all_files_wants_a_folder(folder: Path) -> None:
+    source = make_database(folder / "db.sqlite", 1)
+    with pytest.raises(ValueError):
+        copy_all_files([source], folder / "missing")
+
+
+@pytest.mark.parametrize("name", ["with space.sqlite", "q?uestion#hash%25.sqlite", "ünï©ødé.db"])
+def test_immutable_connection_on_awkward_names(folder: Path, name: str) -> None:
+    source = make_database(folder / name, 7)
+    with sqlite_connect_immutable(source) as conn:
+        assert isinstance(conn, sqlite3.Connection)
+        assert conn.execute("SELECT count(*) FROM t").fetchone() == (7,)
+    with pytest.raises(sqlite3.ProgrammingError):
+        conn.execute("SELECT 1")  # closed on exit
+    assert names(folder) == {name, "tmpdir"}
+
+
+def test_a_name_that_is_not_utf8_works(folder: Path) -> None:
+    import sqlite_backup
+
+    raw = os.fsencode(str(folder)) + b"/caf\xe9.sqlite"
+    source = Path(os.fsdecode(raw))
+    make_database(source, 5)
+    conn = sqlite_backup.sqlite_backup(source)
+    assert conn is not None and conn.execute("SELECT count(*) FROM t").fetchone() == (5,)
+    sqlite_backup.sqlite_backup(source, Path(os.fsdecode(raw + b".copy")))
+    assert os.path.exists(raw + b".copy")

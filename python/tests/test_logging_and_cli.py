@@ -1,0 +1,116 @@
+"""sqlite_backup.log and `python3 -m sqlite_backup`."""
+
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import List
+
+import pytest
+
+import sqlite_backup
+from sqlite_backup import log
+
+from conftest import make_database, names
+
+
+def test_the_logger_is_named_sqlite_backup_and_setup_sets_its_level() -> None:
+    assert isinstance(log.logger, logging.Logger)
+    assert log.logger.name == "sqlite_backup"
+    before = log.logger.level
+    try:
+        assert log.setup(logging.DEBUG) is log.logger
+        assert log.logger.level == logging.DEBUG
+        log.setup(logging.ERROR)
+        assert log.logger.level == logging.ERROR
+        assert sum(isinstance(h, log._StderrHandler) for h in log.logger.handlers) == 1
+    finally:
+        log.setup(before)
+
+
+def test_the_level_comes_from_the_environment() -> None:
+    code = "import sqlite_backup.log as l; print(l.logger.level)"
+    for value, expected in (("10", "10"), ("40", "40"), ("", "30"), ("nonsense", "30")):
+        env = dict(os.environ, SQLITE_BACKUP_LOGS=value)
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                             text=True, check=True)
+        assert out.stdout.strip() == expected
+
+
+class Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: List[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def test_the_engines_records_reach_the_logger(folder: Path) -> None:
+    source = make_database(folder / "db.sqlite", 10)
+    collect = Collect()
+    log.logger.addHandler(collect)
+    before = log.logger.level
+    try:
+        log.logger.setLevel(logging.DEBUG)  # set through logging itself, not setup()
+        sqlite_backup.sqlite_backup(source)
+        engine = [r for r in collect.records if r.filename.endswith(".cpp")]
+        assert engine, "no record of the C++ engine reached the logger"
+        assert any("into memory" in r.getMessage() for r in engine)
+        collect.records.clear()
+        log.logger.setLevel(logging.WARNING)
+        sqlite_backup.sqlite_backup(source)
+        assert not [r for r in collect.records if r.levelno < logging.WARNING]
+    finally:
+        log.logger.removeHandler(collect)
+        log.logger.setLevel(before)
+
+
+def run_module(*arguments: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "sqlite_backup", *arguments], cwd=cwd,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_python_m_backs_up_as_the_cli_does(wal_owner: Path, folder: Path) -> None:
+    (folder / "out").mkdir()
+    done = run_module("--debug", str(wal_owner), str(folder / "out"), cwd=folder)
+    assert done.returncode == 0, done.stderr
+    assert f"Backed up {wal_owner} to {folder / 'out' / 'db.sqlite'}" in done.stderr
+    assert names(folder / "out") == {"db.sqlite"}
+    # Refused: an existing file is never overwritten (exit 1, one line).
+    again = run_module(str(wal_owner), str(folder / "out" / "db.sqlite"), cwd=folder)
+    assert again.returncode == 1
+    assert len(again.stderr.strip().splitlines()) == 1
+    # Usage errors exit 2, as click did in the reference.
+    assert run_module(str(folder / "missing"), str(folder), cwd=folder).returncode == 2
+    assert run_module("--no-such-flag", cwd=folder).returncode == 2
+
+
+def test_python_m_prints_what_the_executable_prints(folder: Path) -> None:
+    cli = os.environ.get("SQLITE_BACKUP_CLI_EXE")
+    if not cli:
+        pytest.skip("the sqlite_backup executable was not built (SQLITE_BACKUP_BUILD_CLI=OFF)")
+    module_help = run_module("--help", cwd=folder)
+    executable_help = subprocess.run([cli, "--help"], capture_output=True, text=True)
+    assert module_help.returncode == executable_help.returncode == 0
+    assert module_help.stdout == executable_help.stdout
+    source = make_database(folder / "db.sqlite", 10)
+    for arguments in (["--copy-retry", "0", str(source), str(folder / "x")],
+                      [str(source), str(folder / "nowhere" / "x")]):
+        module = run_module(*arguments, cwd=folder)
+        executable = subprocess.run([cli, *arguments], capture_output=True, text=True)
+        assert (module.returncode, module.stderr) == (executable.returncode, executable.stderr)
+
+
+def test_python_m_streams_to_stdout(folder: Path) -> None:
+    source = make_database(folder / "db.sqlite", 25)
+    with open(folder / "streamed.sqlite", "wb") as out:
+        done = subprocess.run([sys.executable, "-m", "sqlite_backup", str(source), "-"],
+                              stdout=out, stderr=subprocess.PIPE, timeout=120)
+    assert done.returncode == 0, done.stderr
+    import sqlite3
+
+    conn = sqlite3.connect(folder / "streamed.sqlite")
+    assert conn.execute("SELECT count(*) FROM t").fetchone() == (25,)
+    conn.close()

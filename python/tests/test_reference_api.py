@@ -1,0 +1,234 @@
+"""The reference's documented behaviour, as its users rely on it."""
+
+import inspect
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+import sqlite_backup
+import sqlite_backup.core
+from sqlite_backup import SqliteBackupError
+from sqlite_backup.core import atomic_copy, sqlite_connect_immutable
+
+from conftest import make_database, names
+
+
+def test_the_reference_modules_and_names_are_there() -> None:
+    for name in ("sqlite_backup", "SqliteBackupError", "atomic_copy", "glob_database_files",
+                 "copy_all_files", "sqlite_connect_immutable"):
+        assert getattr(sqlite_backup, name) is getattr(sqlite_backup.core, name)
+    assert issubclass(SqliteBackupError, RuntimeError)
+    assert SqliteBackupError.__module__ == "sqlite_backup.core"
+    from sqlite_backup.core import sqlite_backup as from_core  # the scripts' import
+
+    assert from_core is sqlite_backup.sqlite_backup
+
+
+def test_the_signature_and_defaults_are_the_references() -> None:
+    signature = inspect.signature(sqlite_backup.sqlite_backup)
+    expected = [
+        ("source", inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.empty),
+        ("destination", inspect.Parameter.POSITIONAL_OR_KEYWORD, None),
+        ("wal_checkpoint", inspect.Parameter.KEYWORD_ONLY, True),
+        ("copy_use_tempdir", inspect.Parameter.KEYWORD_ONLY, True),
+        ("copy_retry", inspect.Parameter.KEYWORD_ONLY, 100),
+        ("copy_retry_strict", inspect.Parameter.KEYWORD_ONLY, True),
+        ("sqlite_connect_kwargs", inspect.Parameter.KEYWORD_ONLY, None),
+        ("sqlite_backup_kwargs", inspect.Parameter.KEYWORD_ONLY, None),
+        ("copy_function", inspect.Parameter.KEYWORD_ONLY, None),
+    ]
+    assert [(p.name, p.kind, p.default) for p in signature.parameters.values()] == expected
+
+
+def test_memory_snapshot_is_a_genuine_writable_connection(wal_owner: Path) -> None:
+    conn = sqlite_backup.sqlite_backup(wal_owner)
+    assert isinstance(conn, sqlite3.Connection)
+    assert type(conn) is sqlite3.Connection
+    assert conn.execute("SELECT count(*) FROM t").fetchone() == (1000,)  # the WAL's rows too
+    conn.execute("INSERT INTO t (v) VALUES ('new')")
+    conn.commit()
+    conn.row_factory = sqlite3.Row
+    row = conn.execute("SELECT count(*) AS n FROM t").fetchone()
+    assert row["n"] == 1001
+    conn.text_factory = bytes
+    assert conn.execute("SELECT v FROM t WHERE id = 1").fetchone()["v"] == b"row 0"
+    conn.close()
+
+
+def test_paths_may_be_str_or_pathlib(wal_owner: Path, folder: Path) -> None:
+    conn = sqlite_backup.sqlite_backup(str(wal_owner))
+    assert conn is not None and conn.execute("SELECT count(*) FROM t").fetchone() == (1000,)
+    assert sqlite_backup.sqlite_backup(str(wal_owner), str(folder / "a.sqlite")) is None
+    assert sqlite_backup.sqlite_backup(wal_owner, folder / "b.sqlite") is None
+    for name in ("a.sqlite", "b.sqlite"):
+        with sqlite3.connect(folder / name) as copy:
+            assert copy.execute("SELECT count(*) FROM t").fetchone() == (1000,)
+        copy.close()
+
+
+def test_file_destination_returns_none_and_is_one_file(wal_owner: Path, folder: Path) -> None:
+    (folder / "out").mkdir()
+    destination = folder / "out" / "db.sqlite"
+    assert sqlite_backup.sqlite_backup(wal_owner, destination, wal_checkpoint=True) is None
+    assert names(folder / "out") == {"db.sqlite"}
+    with sqlite_connect_immutable(destination) as conn:
+        assert conn.execute("SELECT count(*) FROM t").fetchone() == (1000,)
+    assert names(folder / "out") == {"db.sqlite"}
+    # Nothing was written into the owner's folder.
+    assert names(wal_owner.parent) == {"db.sqlite", "db.sqlite-wal", "db.sqlite-shm"}
+
+
+def test_without_checkpoint_there_is_no_wal_either(wal_owner: Path, folder: Path) -> None:
+    (folder / "out").mkdir()
+    destination = folder / "out" / "db.sqlite"
+    sqlite_backup.sqlite_backup(wal_owner, destination, wal_checkpoint=False)
+    assert names(folder / "out") == {"db.sqlite"}
+    with sqlite_connect_immutable(destination) as conn:
+        assert conn.execute("SELECT count(*) FROM t").fetchone() == (1000,)
+
+
+def test_missing_source_raises_file_not_found_with_the_filename(folder: Path) -> None:
+    missing = str(folder / "db.sqlite")
+    with pytest.raises(FileNotFoundError) as caught:
+        sqlite_backup.sqlite_backup(missing)
+    assert caught.value.filename == missing
+    assert "No such file or directory" in caught.value.strerror
+
+
+def test_same_source_and_destination_raises_value_error(wal_owner: Path, folder: Path) -> None:
+    with pytest.raises(ValueError) as caught:
+        sqlite_backup.sqlite_backup(wal_owner, wal_owner)
+    assert "'source' and 'destination'" in str(caught.value)
+    assert "can't be the same" in str(caught.value)
+    # Also through a symlink, which the reference did not see.
+    link = folder / "link.sqlite"
+    link.symlink_to(wal_owner)
+    with pytest.raises(ValueError) as caught:
+        sqlite_backup.sqlite_backup(wal_owner, link)
+    assert "can't be the same" in str(caught.value)
+
+
+def test_strict_retries_raise_the_references_message(wal_owner: Path) -> None:
+    calls = []
+
+    def atomic_copy_failed(src: str, dest: str) -> bool:
+        assert isinstance(src, str) and isinstance(dest, str)
+        calls.append(Path(src).name)
+        atomic_copy(src, dest)
+        return False
+
+    with pytest.raises(SqliteBackupError) as caught:
+        sqlite_backup.sqlite_backup(wal_owner, copy_retry_strict=True,
+                                    copy_function=atomic_copy_failed)
+    assert "this failed to copy all files without any of them changing 100 times" in str(
+        caught.value)
+    assert caught.value.kind == "unstable_source"
+    # The reference's loop: a first attempt and copy_retry retries, every file each time.
+    assert calls == ["db.sqlite", "db.sqlite-wal"] * 101
+
+
+@pytest.mark.parametrize("copy_retry", [0, 3])
+def test_retries_are_counted_as_the_reference_counts_them(wal_owner: Path,
+                                                          copy_retry: int) -> None:
+    attempts = []
+
+    def copy(src: str, dest: str) -> bool:
+        if Path(src).name == "db.sqlite":
+            attempts.append(1)
+        atomic_copy(src, dest)
+        return False
+
+    with pytest.raises(SqliteBackupError) as caught:
+        sqlite_backup.sqlite_backup(wal_owner, copy_retry=copy_retry, copy_function=copy)
+    assert f"changing {copy_retry} times" in str(caught.value)
+    assert len(attempts) == copy_retry + 1
+
+
+def test_non_strict_retries_use_the_last_copy(wal_owner: Path) -> None:
+    conn = sqlite_backup.sqlite_backup(
+        wal_owner, copy_retry=2, copy_retry_strict=False,
+        copy_function=lambda src, dst: atomic_copy(src, dst) and False)
+    assert conn is not None
+    assert conn.execute("SELECT count(*) FROM t").fetchone() == (1000,)
+
+
+def test_a_copy_function_that_copies_is_used(wal_owner: Path) -> None:
+    copied = []
+
+    def copy(src: str, dest: str) -> bool:
+        copied.append(Path(src).name)
+        return atomic_copy(src, dest)
+
+    conn = sqlite_backup.sqlite_backup(wal_owner, copy_function=copy)
+    assert copied == ["db.sqlite", "db.sqlite-wal"]
+    assert conn is not None and conn.execute("SELECT count(*) FROM t").fetchone() == (1000,)
+
+
+def test_backup_kwargs_mean_what_they_mean_to_connection_backup(folder: Path) -> None:
+    source = make_database(folder / "db.sqlite", 3000)
+    pages = sqlite3.connect(source).execute("PRAGMA page_count").fetchone()[0]
+    for destination in (None, folder / "copy.sqlite"):
+        reports = []
+        result = sqlite_backup.sqlite_backup(
+            source, destination,
+            sqlite_backup_kwargs={"pages": 2, "progress": lambda *a: reports.append(a),
+                                  "name": "main", "sleep": 0.01})
+        assert len(reports) == (pages + 1) // 2
+        assert reports[-1] == (sqlite3.SQLITE_DONE, 0, pages)
+        assert all(status == sqlite3.SQLITE_OK for status, _, _ in reports[:-1])
+        conn = result or sqlite3.connect(destination)
+        assert conn.execute("SELECT count(*) FROM t").fetchone() == (3000,)
+        conn.close()
+    # One call with all pages when pages is -1 or 0, as Connection.backup does.
+    reports = []
+    sqlite_backup.sqlite_backup(source, sqlite_backup_kwargs={"pages": 0,
+                                                              "progress": lambda *a: reports.append(a)})
+    assert reports == [(sqlite3.SQLITE_DONE, 0, pages)]
+
+
+def test_unknown_kwargs_are_refused_as_sqlite3_refuses_them(folder: Path) -> None:
+    source = make_database(folder / "db.sqlite", 10)
+    with pytest.raises(TypeError):
+        sqlite_backup.sqlite_backup(source, sqlite_connect_kwargs={"nonsense": 1})
+    with pytest.raises(TypeError):
+        sqlite_backup.sqlite_backup(source, sqlite_backup_kwargs={"nonsense": 1})
+    with pytest.raises(TypeError):
+        sqlite_backup.sqlite_backup(source, sqlite_backup_kwargs={"progress": 3})
+    # What sqlite3.connect takes is accepted.
+    conn = sqlite_backup.sqlite_backup(
+        source, sqlite_connect_kwargs={"timeout": 2.5, "uri": False, "check_same_thread": False})
+    assert conn is not None and conn.execute("SELECT count(*) FROM t").fetchone() == (10,)
+
+
+def test_copy_use_tempdir_false_reads_the_live_database(wal_owner: Path, folder: Path) -> None:
+    conn = sqlite_backup.sqlite_backup(wal_owner, copy_use_tempdir=False)
+    assert conn is not None and conn.execute("SELECT count(*) FROM t").fetchone() == (1000,)
+    sqlite_backup.sqlite_backup(wal_owner, folder / "copy.sqlite", copy_use_tempdir=False)
+    with sqlite_connect_immutable(folder / "copy.sqlite") as copy:
+        assert copy.execute("SELECT count(*) FROM t").fetchone() == (1000,)
+
+
+def test_a_bad_source_raises_sqlite_backup_error(folder: Path) -> None:
+    bad = folder / "not-a-database"
+    bad.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(SqliteBackupError) as caught:
+        sqlite_backup.sqlite_backup(bad)
+    assert caught.value.kind == "invalid_source"
+    assert str(bad) in str(caught.value)
+    assert names(folder) == {"not-a-database", "tmpdir"}
+
+
+def test_both_memory_paths_give_the_same_snapshot(wal_owner: Path) -> None:
+    from sqlite_backup import _native
+
+    direct = sqlite_backup.sqlite_backup(wal_owner)
+    _native.set_handle_capture(False)
+    try:
+        through_deserialize = sqlite_backup.sqlite_backup(wal_owner)
+    finally:
+        _native.set_handle_capture(True)
+    assert direct is not None and through_deserialize is not None
+    query = "SELECT group_concat(id || ':' || v) FROM t"
+    assert direct.execute(query).fetchone() == through_deserialize.execute(query).fetchone()
+    through_deserialize.execute("INSERT INTO t (v) VALUES ('writable')")
