@@ -20,7 +20,8 @@ set(CPACK_PACKAGE_DESCRIPTION
   "commits the result atomically and durably.\n"
   "\n"
   "This package holds the sqlite_backup command, its manual page, and the C++20 library\n"
-  "with its headers, CMake package (find_package(sqlite_backup)) and pkg-config file.")
+  "with its headers, CMake package (find_package(sqlite_backup)) and pkg-config file;\n"
+  "when built with SQLITE_BACKUP_PYTHON=ON, also the Python 3 package sqlite_backup.")
 string(REPLACE ";" "" CPACK_PACKAGE_DESCRIPTION "${CPACK_PACKAGE_DESCRIPTION}")
 set(CPACK_GENERATOR "DEB")
 set(CPACK_PACKAGE_CHECKSUM "SHA256")
@@ -37,6 +38,11 @@ set(CPACK_DEBIAN_COMPRESSION_TYPE "xz")
 # Building against the static library (through the CMake package or pkg-config) needs the
 # headers and link libraries of its private dependencies; running the CLI does not.
 set(CPACK_DEBIAN_PACKAGE_RECOMMENDS "libsqlite3-dev, libfmt-dev")
+if(TARGET sqlite_backup_python)
+  # The extension module is built for this one interpreter version.
+  string(APPEND CPACK_DEBIAN_PACKAGE_RECOMMENDS
+    ", python3 (>= ${SQLITE_BACKUP_PYTHON_VERSION}~), python3 (<< ${SQLITE_BACKUP_PYTHON_VERSION}.99)")
+endif()
 
 find_program(SQLITE_BACKUP_DPKG_SHLIBDEPS dpkg-shlibdeps)
 mark_as_advanced(SQLITE_BACKUP_DPKG_SHLIBDEPS)

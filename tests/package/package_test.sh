@@ -30,6 +30,23 @@ build_and_run_consumer() {
   run "$build/consumer" "$build/run"
 }
 
+# Imports the Python package from `site` (and nothing from the build tree) and takes a memory
+# snapshot with it.
+check_python_package() {
+  local site=$1 scratch
+  scratch=$(mktemp -d)
+  (cd "$scratch" && PYTHONPATH=$site "$PYTHON_EXE" -c '
+import sqlite3, sys, sqlite_backup
+assert sqlite_backup.__file__.startswith(sys.argv[1]), sqlite_backup.__file__
+db = sqlite3.connect("db.sqlite"); db.execute("CREATE TABLE t (x)"); db.execute("INSERT INTO t VALUES (1)")
+db.commit(); db.close()
+snapshot = sqlite_backup.sqlite_backup("db.sqlite")
+assert isinstance(snapshot, sqlite3.Connection) and snapshot.execute("SELECT x FROM t").fetchone() == (1,)
+print("imported", sqlite_backup.__file__)
+' "$site") || { rm -rf "$scratch"; fail "the installed Python package does not work from $site"; }
+  rm -rf "$scratch"
+}
+
 case $step in
   install)
     rm -rf "$prefix"
@@ -49,6 +66,13 @@ case $step in
       fail "the exported targets mention sqlite_backup_warnings"
     fi
     "$prefix/bin/sqlite_backup" --version
+    if [[ -n ${PYTHON_EXE:-} ]]; then
+      # The Python package lands where the interpreter looks below this prefix (its platlib).
+      site=$prefix/${PYTHON_PLATLIB_BELOW_PREFIX:?}
+      compgen -G "$site/sqlite_backup/_native*.so" >/dev/null ||
+        fail "cmake --install left no Python engine in $site/sqlite_backup"
+      check_python_package "$site"
+    fi
     echo "installed into $prefix"
     ;;
 
@@ -139,6 +163,14 @@ case $step in
     fi
     build_and_run_consumer "$out/consumer" -DCMAKE_PREFIX_PATH="$root/usr" \
       -DCMAKE_BUILD_TYPE="${BUILD_CONFIG:-Release}"
+    if [[ -n ${PYTHON_EXE:-} ]]; then
+      # Where Debian's own Python packages go, on /usr/bin/python3's path once installed.
+      grep -Eq ' ./usr/lib/python3/dist-packages/sqlite_backup/_native.*\.so$' <<<"$contents" ||
+        fail "the .deb has no Python package in /usr/lib/python3/dist-packages"
+      "$PYTHON_EXE" -c 'import sys; sys.exit("/usr/lib/python3/dist-packages" not in sys.path)' ||
+        fail "/usr/lib/python3/dist-packages is not on $PYTHON_EXE's path"
+      check_python_package "$root/usr/lib/python3/dist-packages"
+    fi
     ;;
 
   man_page)
