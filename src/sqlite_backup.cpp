@@ -17,6 +17,7 @@
 #include "io/staging.hpp"
 #include "log_internal.hpp"
 #include "snapshot/copy_set.hpp"
+#include "snapshot/memory_copy.hpp"
 #include "sqlite/uri.hpp"
 #include "validate/set_state.hpp"
 
@@ -100,16 +101,12 @@ fs::path resolve_source(const fs::path& source) {
   return error ? source : resolved;
 }
 
-// Copies the source into `staging` (validated unless the caller accepts otherwise) and rolls
-// the copy back through a transaction that committed while it was read. Returns the staged
-// database path. The source is read on a thread with a descriptor table of its own, so that
-// closing its files never drops the calling process's own SQLite locks on them.
-fs::path snapshot_into(const fs::path& source, const io::StagingDir& staging,
-                       const Options& options, Report& report,
-                       const fs::path& destination_for_errors) {
-  const discover::DatabaseFiles files(resolve_source(source));
-  fs::path staged =
-      staging.path() / (source.filename().empty() ? fs::path("database") : source.filename());
+fs::path staged_path(const io::StagingDir& staging, const fs::path& source) {
+  return staging.path() / (source.filename().empty() ? fs::path("database") : source.filename());
+}
+
+snapshot::Settings snapshot_settings(const Options& options,
+                                     const fs::path& destination_for_errors) {
   snapshot::Settings settings;
   settings.attempts = options.copy_retry;
   settings.copy_function = options.copy_function;
@@ -118,6 +115,49 @@ fs::path snapshot_into(const fs::path& source, const io::StagingDir& staging,
   // Writeback started early only helps a copy that will be fsynced.
   settings.start_writeback = options.durable && !destination_for_errors.empty();
   settings.destination_for_errors = destination_for_errors;
+  return settings;
+}
+
+// The memory destination of a source with a live WAL: the database is read straight into
+// memory SQLite will own (no staged copy written and read back), its WAL applied there.
+// Returns false, having delivered nothing, when the general path must take the source (see
+// snapshot::copy_live_wal_set_into_memory); `staging` is then as it was.
+bool snapshot_straight_into(sqlite3* target, const fs::path& source, const io::StagingDir& staging,
+                            const Options& options, Report& report) {
+  if (options.copy_function || finalize::wants_backup_api(options.sqlite_backup_kwargs)) {
+    return false;
+  }
+  const discover::DatabaseFiles files(resolve_source(source));
+  const fs::path staged = staged_path(staging, source);
+  const fs::path staged_wal = staged.string() + "-wal";
+  const snapshot::Settings settings = snapshot_settings(options, {});
+  std::optional<snapshot::MemoryCopy> copy;
+  io::with_private_descriptor_table(
+      [&] { copy = snapshot::copy_live_wal_set_into_memory(files, staged_wal, settings); });
+  if (!copy) return false;
+  report.attempts = 1;
+  report.validated = true;
+  if (!finalize::recover_into(target, std::move(copy->database), staged, staged_wal, options,
+                              source)) {
+    // A WAL for SQLite to replay: the database was written beside it.
+    Options recover_options = options;
+    recover_options.verify = Verify::none;  // verified once, in memory
+    finalize::recover_in_place(staged, recover_options, source);
+    finalize::load_into(target, staged, options, source);
+  }
+  return true;
+}
+
+// Copies the source into `staging` (validated unless the caller accepts otherwise) and rolls
+// the copy back through a transaction that committed while it was read. Returns the staged
+// database path. The source is read on a thread with a descriptor table of its own, so that
+// closing its files never drops the calling process's own SQLite locks on them.
+fs::path snapshot_into(const fs::path& source, const io::StagingDir& staging,
+                       const Options& options, Report& report,
+                       const fs::path& destination_for_errors) {
+  const discover::DatabaseFiles files(resolve_source(source));
+  fs::path staged = staged_path(staging, source);
+  snapshot::Settings settings = snapshot_settings(options, destination_for_errors);
   snapshot::Outcome outcome;
   io::with_private_descriptor_table(
       [&] { outcome = snapshot::copy_consistent_set(files, staged, settings); });
@@ -242,6 +282,12 @@ void snapshot_into_connection(const fs::path& source, sqlite3* target, const Opt
     from.close();
   } else {
     const io::StagingDir staging(temporary_folder(), source.filename().native());
+    if (snapshot_straight_into(target, source, staging, options, report)) {
+      const finalize::DatabaseFacts facts = facts_of(target);
+      fill_report(report, source, {}, facts, options, started);
+      log_info("backed up {} into memory ({} pages)", quoted(source), facts.pages);
+      return;
+    }
     const fs::path staged = snapshot_into(source, staging, options, report, {});
     Options recover_options = options;
     recover_options.verify = Verify::none;  // verified once, in memory

@@ -4,8 +4,10 @@
 #pragma once
 
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <span>
 #include <string>
 
 namespace sqlite_backup::finalize {
@@ -19,6 +21,28 @@ struct WalApplication {
   std::uint64_t committed_frames = 0;  // of those, up to the last commit frame
   std::uint64_t pages_written = 0;     // distinct pages written into the database
   bool left_wal_mode = false;          // the header was switched to rollback mode, as below
+};
+
+// Where the database being recovered lives: a staged file (FileImage, apply_wal.cpp) or memory
+// SQLite will own (MemoryImage, memory_image.hpp). Errors throw SqliteBackupError.
+class DatabaseImage {
+ public:
+  DatabaseImage() = default;
+  DatabaseImage(const DatabaseImage&) = delete;
+  DatabaseImage& operator=(const DatabaseImage&) = delete;
+  DatabaseImage(DatabaseImage&&) = delete;
+  DatabaseImage& operator=(DatabaseImage&&) = delete;
+  virtual ~DatabaseImage() = default;
+
+  [[nodiscard]] virtual std::uint64_t size() = 0;
+  // Up to buffer.size() bytes at offset; fewer only at the end.
+  virtual std::size_t read(std::span<std::byte> buffer, std::uint64_t offset) = 0;
+  virtual void write(std::span<const std::byte> bytes, std::uint64_t offset) = 0;
+  // Pages that belong at consecutive page numbers from `first_page` (1-based) on.
+  virtual void write_pages(std::uint32_t first_page, std::span<const std::byte* const> pages,
+                           std::size_t page_size) = 0;
+  // Cuts or extends (with zeros) to `size` bytes.
+  virtual void resize(std::uint64_t size) = 0;
 };
 
 // Applies `wal` to `database` (both private staged copies) exactly as SQLite recovers and
@@ -37,5 +61,10 @@ struct WalApplication {
 WalApplication apply_wal(const std::filesystem::path& database, const std::filesystem::path& wal,
                          const std::atomic<bool>* cancel, const std::filesystem::path& source,
                          const std::filesystem::path& written);
+
+// The same, into a database image held elsewhere (memory); `wal` is still a staged file, and
+// is deleted when applied.
+WalApplication apply_wal(DatabaseImage& database, const std::filesystem::path& wal,
+                         const std::atomic<bool>* cancel, const std::filesystem::path& source);
 
 }  // namespace sqlite_backup::finalize

@@ -1,11 +1,13 @@
 #include "finalize/finalize.hpp"
 
+#include <fcntl.h>
 #include <sqlite3.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <span>
 #include <string_view>
 #include <thread>
@@ -270,59 +272,91 @@ bool wants_backup_api(const BackupOptions& backup) noexcept {
 
 namespace {
 
-// Memory SQLite will own, filled from a file. Fresh anonymous memory costs a page fault per
-// 4 KiB on first touch, which dominates loading a large image (about 2.5 ms per MiB on the
-// virtual machines measured, against 0.1 ms per MiB with transparent huge pages): ask for
-// huge pages before the first touch. Advice only; where the kernel gives none, it is slower.
-class SqliteBuffer {
+// A database image in memory SQLite will own, as apply_wal() writes it.
+class MemoryImage final : public DatabaseImage {
  public:
-  explicit SqliteBuffer(std::uint64_t size)
-      : data_(static_cast<std::byte*>(sqlite3_malloc64(size == 0 ? 1 : size))), size_(size) {
-    if (data_ == nullptr) return;
-    const auto page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
-    const auto begin = (reinterpret_cast<std::uintptr_t>(data_) + page - 1) / page * page;
-    const auto end = (reinterpret_cast<std::uintptr_t>(data_) + size) / page * page;
-    if (end > begin) {
-      ::madvise(reinterpret_cast<void*>(begin), end - begin,
-                MADV_HUGEPAGE);  // NOLINT(performance-no-int-to-ptr)
+  MemoryImage(io::SqliteMemory& memory, const std::filesystem::path& source)
+      : memory_(memory), source_(source) {}
+  std::uint64_t size() override { return memory_.size(); }
+  std::size_t read(std::span<std::byte> buffer, std::uint64_t offset) override {
+    if (offset >= memory_.size()) return 0;
+    const auto n =
+        static_cast<std::size_t>(std::min<std::uint64_t>(buffer.size(), memory_.size() - offset));
+    std::memcpy(buffer.data(), memory_.data() + offset, n);
+    return n;
+  }
+  void write(std::span<const std::byte> bytes, std::uint64_t offset) override {
+    grow_to(offset + bytes.size());
+    std::memcpy(memory_.data() + offset, bytes.data(), bytes.size());
+  }
+  void write_pages(std::uint32_t first_page, std::span<const std::byte* const> pages,
+                   std::size_t page_size) override {
+    const std::uint64_t first = (std::uint64_t{first_page} - 1) * page_size;
+    grow_to(first + pages.size() * page_size);
+    for (std::size_t i = 0; i < pages.size(); ++i) {
+      std::memcpy(memory_.data() + first + i * page_size, pages[i], page_size);
     }
   }
-  SqliteBuffer(const SqliteBuffer&) = delete;
-  SqliteBuffer& operator=(const SqliteBuffer&) = delete;
-  SqliteBuffer(SqliteBuffer&&) = delete;
-  SqliteBuffer& operator=(SqliteBuffer&&) = delete;
-  ~SqliteBuffer() { sqlite3_free(data_); }
-
-  [[nodiscard]] std::byte* get() const noexcept { return data_; }
-  [[nodiscard]] std::uint64_t size() const noexcept { return size_; }
-  // SQLite frees it from here on (sqlite3_deserialize with FREEONCLOSE, also on failure).
-  std::byte* release() noexcept { return std::exchange(data_, nullptr); }
+  void resize(std::uint64_t size) override { memory_.resize(size, source_); }
 
  private:
-  std::byte* data_;
-  std::uint64_t size_;
+  // As a file grows when written past its end: zeros in between. Room for a quarter more at
+  // once, so that a WAL growing the database page by page does not reallocate each time.
+  void grow_to(std::uint64_t end) {
+    if (end <= memory_.size()) return;
+    if (end > memory_.capacity())
+      memory_.reserve(std::max(end, memory_.capacity() / 4 * 5), source_);
+    memory_.resize(end, source_);
+  }
+
+  io::SqliteMemory& memory_;
+  const std::filesystem::path& source_;
 };
 
+// Hands `memory` to `target` (SQLite owns it from here on, also when this fails).
+void deserialize_into(sqlite3* target, io::SqliteMemory memory,
+                      const std::filesystem::path& source) {
+  const auto size = static_cast<sqlite3_int64>(memory.size());
+  const auto capacity = static_cast<sqlite3_int64>(memory.capacity());
+  const int rc =
+      sqlite3_deserialize(target, "main", reinterpret_cast<unsigned char*>(memory.release()), size,
+                          capacity, SQLITE_DESERIALIZE_FREEONCLOSE | SQLITE_DESERIALIZE_RESIZEABLE);
+  if (rc != SQLITE_OK)
+    sql::throw_result(rc, target, "cannot load into memory the snapshot of", source);
+}
+
 }  // namespace
+
+bool recover_into(sqlite3* target, io::SqliteMemory database, const std::filesystem::path& staged,
+                  const std::filesystem::path& staged_wal, const Options& options,
+                  const std::filesystem::path& source) {
+  if (sqlite_reads_plain_files(options.sqlite_connect_kwargs)) {
+    MemoryImage image(database, source);
+    if (apply_wal(image, staged_wal, options.cancel, source).applied) {
+      deserialize_into(target, std::move(database), source);
+      const CancellationHandler cancellation(target, options);
+      // Reading the schema checks the header and page 1, as opening a staged copy does.
+      sql::Statement schema(target, "SELECT count(*) FROM sqlite_schema",
+                            "cannot read the snapshot of", source);
+      schema.step();
+      run_verification(target, options.verify, source);
+      return true;
+    }
+  }
+  // SQLite replays this WAL: it needs the database as a file beside it.
+  const io::UniqueFd out(::open(staged.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+  if (!out) io::throw_errno(errno, "cannot create a temporary file for", source);
+  io::write_all(out.get(), std::span<const std::byte>(database.data(), database.size()), staged);
+  return false;
+}
 
 void load_into(sqlite3* target, const std::filesystem::path& staged, const Options& options,
                const std::filesystem::path& source) {
   const io::UniqueFd fd = io::open_source_file(staged);
   if (!fd) io::throw_errno(ENOENT, "cannot read the snapshot of", source);
-  const std::uint64_t size = io::stat_fd(fd.get(), staged).size;
-  SqliteBuffer buffer(size);
-  if (buffer.get() == nullptr) {
-    throw_error(ErrorKind::io, source, "cannot load the snapshot of {} into memory: out of memory",
-                quoted(source));
-  }
-  const std::size_t got =
-      io::read_at(fd.get(), std::span(buffer.get(), static_cast<std::size_t>(size)), 0, staged);
-  const int rc =
-      sqlite3_deserialize(target, "main", reinterpret_cast<unsigned char*>(buffer.release()),
-                          static_cast<sqlite3_int64>(got), static_cast<sqlite3_int64>(size),
-                          SQLITE_DESERIALIZE_FREEONCLOSE | SQLITE_DESERIALIZE_RESIZEABLE);
-  if (rc != SQLITE_OK)
-    sql::throw_result(rc, target, "cannot load into memory the snapshot of", source);
+  io::SqliteMemory memory;
+  io::read_file_into(fd.get(), staged, memory, {});
+  deserialize_into(target, std::move(memory), source);
   const CancellationHandler cancellation(target, options);
   run_verification(target, options.verify, source);
 }

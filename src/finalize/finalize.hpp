@@ -8,6 +8,7 @@
 #include <sqlite_backup/sqlite_backup.hpp>
 #include <vector>
 
+#include "io/sqlite_memory.hpp"
 #include "sqlite/handle.hpp"
 
 namespace sqlite_backup::finalize {
@@ -65,5 +66,16 @@ bool wants_backup_api(const BackupOptions& backup) noexcept;
 // caches. Then runs options.verify on it. Errors name `source`.
 void load_into(sqlite3* target, const std::filesystem::path& staged, const Options& options,
                const std::filesystem::path& source);
+
+// Recovers a database read into memory (snapshot::copy_live_wal_set_into_memory) there: its
+// staged WAL `staged_wal` is applied to the memory image, the header switched out of WAL
+// mode, and the image handed to `target` with sqlite3_deserialize, then read (the schema) and
+// verified as options.verify says. Returns false, having changed nothing of `target`, when
+// the WAL is one to leave to SQLite (apply_wal() declines it, or the caller's connect options
+// make SQLite read files its own way): the image is then written to `staged`, beside the WAL,
+// for recover_in_place() and load_into(). Errors name `source`.
+bool recover_into(sqlite3* target, io::SqliteMemory database, const std::filesystem::path& staged,
+                  const std::filesystem::path& staged_wal, const Options& options,
+                  const std::filesystem::path& source);
 
 }  // namespace sqlite_backup::finalize

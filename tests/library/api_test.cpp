@@ -491,3 +491,49 @@ TEST_F(ApiTest, TheCallersOwnSqliteLocksOnTheSourceSurviveABackup) {
   sqlite3_close(own);
   EXPECT_EQ(count_rows(dir_ / "to-file.sqlite"), 200);
 }
+
+namespace {
+
+std::string serialized(sqlite3* db) {
+  sqlite3_int64 size = 0;
+  unsigned char* bytes = sqlite3_serialize(db, "main", &size, 0);
+  std::string image(reinterpret_cast<const char*>(bytes), static_cast<std::size_t>(size));
+  sqlite3_free(bytes);
+  return image;
+}
+
+}  // namespace
+
+// A memory snapshot of a live-WAL source is read straight into memory (no staged database
+// written and read back) and is, byte for byte, the file the same snapshot makes on disk;
+// so is the memory snapshot SQLite replays (a caller's URI parameters) from a staged pair.
+TEST_F(LoggingTest, AMemorySnapshotOfALiveWalIsReadStraightIntoMemoryAndEqualsTheFile) {
+  const fs::path source_dir = make_folder(dir_ / "source");
+  OwnerProcess owner(kOwnerExe, source_dir / "live.sqlite", "wal-hold", 3000);
+  ASSERT_TRUE(owner.ready()) << owner.output();
+  sb::set_log_level(sb::LogLevel::debug);
+  const auto mentions = [this](const std::string& text) {
+    const auto captured = records();
+    return std::count_if(captured.begin(), captured.end(), [&](const auto& record) {
+      return record.second.find(text) != std::string::npos;
+    });
+  };
+  sb::sqlite_backup(source_dir / "live.sqlite", dir_ / "copy.sqlite");
+  const std::string file_image = read_file(dir_ / "copy.sqlite");
+
+  const auto memory = sb::sqlite_backup(source_dir / "live.sqlite");
+  ASSERT_TRUE(memory.has_value());
+  EXPECT_EQ(mentions("straight into memory"), 1);
+  EXPECT_EQ(count_rows(memory->get()), 3000);
+  EXPECT_TRUE(serialized(memory->get()) == file_image) << "memory and file snapshots differ";
+  EXPECT_EQ(query_text(memory->get(), "PRAGMA integrity_check"), "ok");
+  EXPECT_EQ(query_text(memory->get(), "PRAGMA journal_mode"), "memory");
+
+  sb::Options options;
+  options.sqlite_connect_kwargs.uri_parameters = "cache=private";
+  const auto replayed = sb::sqlite_backup(source_dir / "live.sqlite", std::nullopt, options);
+  ASSERT_TRUE(replayed.has_value());
+  EXPECT_EQ(mentions("straight into memory"), 2);
+  EXPECT_EQ(count_rows(replayed->get()), 3000);
+  EXPECT_EQ(query_text(replayed->get(), "PRAGMA integrity_check"), "ok");
+}

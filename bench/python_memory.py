@@ -1,0 +1,153 @@
+#!/usr/bin/env python3
+"""In-memory snapshots from Python: the package against the reference's method.
+
+    bench/run-python [--db-mib 200] [--wal-mib 20] [--rounds 7]
+
+The source is made by bench_live_db, which stays its owner (a live WAL, autocheckpoint off).
+Each round runs every method once, interleaved, each in a fresh /usr/bin/python3 process:
+
+  reference   the reference's method: copy the database and its -wal into a temporary
+              folder, open the copy, Connection.backup into sqlite3.connect(":memory:")
+  ours        sqlite_backup.sqlite_backup(SRC): the snapshot goes straight into the handle
+              of a new sqlite3.Connection (one read into huge-page-advised memory)
+  ours, deserialize   the same through the fallback path: Connection.deserialize of a copy
+  ours, to a file     sqlite_backup.sqlite_backup(SRC, DST) with its fsync, for comparison
+
+Time is measured inside the child around the one call (interpreter start-up excluded); peak
+memory is the child's VmHWM (the high-water mark of its own address space; a fresh exec
+starts a new one). Every result is checked (row count equals the source's).
+"""
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+CHILD = r"""
+import json, os, shutil, sqlite3, sys, tempfile, time
+method, source, scratch = sys.argv[1], sys.argv[2], sys.argv[3]
+
+def vm(field):
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+
+if method != "reference":
+    import sqlite_backup
+    from sqlite_backup import _native
+    if method == "deserialize":
+        _native.set_handle_capture(False)
+baseline = vm("VmRSS")
+started = time.perf_counter()
+if method == "reference":
+    with tempfile.TemporaryDirectory(dir=scratch) as folder:
+        for name in os.listdir(os.path.dirname(source)):
+            if name.startswith(os.path.basename(source)) and not name.endswith("-shm"):
+                shutil.copy(os.path.join(os.path.dirname(source), name), folder)
+        memory = sqlite3.connect(":memory:")
+        with sqlite3.connect(os.path.join(folder, os.path.basename(source))) as copy:
+            copy.backup(memory)
+        copy.close()
+    result = memory
+elif method == "file":
+    destination = os.path.join(scratch, "out.sqlite")
+    sqlite_backup.sqlite_backup(source, destination)
+    result = None
+else:
+    result = sqlite_backup.sqlite_backup(source)
+elapsed = time.perf_counter() - started
+if result is None:
+    result = sqlite3.connect(destination)
+rows = result.execute("SELECT count(*) FROM t").fetchone()[0]
+result.close()
+if method == "file":
+    os.remove(destination)
+print(json.dumps({"seconds": elapsed, "peak_kib": vm("VmHWM"), "baseline_kib": baseline,
+                  "rows": rows}))
+"""
+
+METHODS = [
+    ("reference", "reference's method (copy + Connection.backup)"),
+    ("ours", "sqlite_backup (into the connection's handle)"),
+    ("deserialize", "sqlite_backup, deserialize fallback"),
+    ("file", "sqlite_backup to a file (durable), for comparison"),
+]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--build-dir", type=Path, required=True)
+    parser.add_argument("--db-mib", type=int, default=200)
+    parser.add_argument("--wal-mib", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--python", default="/usr/bin/python3")
+    parser.add_argument("--scratch", type=Path, default=Path(os.environ.get("BENCH_DIR", "/var/tmp")))
+    args = parser.parse_args()
+
+    maker = args.build_dir / "bench" / "bench_live_db"
+    package = args.build_dir / "python"
+    if not (package / "sqlite_backup").is_dir():
+        sys.exit(f"no Python package in {package} (configure with -DSQLITE_BACKUP_PYTHON=ON)")
+    scratch = Path(tempfile.mkdtemp(prefix="sqlite_backup_pybench-", dir=args.scratch))
+    owner = None
+    try:
+        (scratch / "src").mkdir()
+        source = scratch / "src" / "db.sqlite"
+        print(f"making {args.db_mib} MiB + {args.wal_mib} MiB WAL in {scratch}", file=sys.stderr)
+        owner = subprocess.Popen(
+            [str(maker), "--db", str(source), "--db-bytes", str(args.db_mib << 20),
+             "--wal-bytes", str(args.wal_mib << 20)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        ready = owner.stdout.readline().split()
+        if not ready or ready[0] != "ready":
+            sys.exit("bench_live_db failed")
+        db_bytes = source.stat().st_size
+        wal_bytes = Path(str(source) + "-wal").stat().st_size
+        env = dict(os.environ, PYTHONPATH=str(package))
+        results = {method: [] for method, _ in METHODS}
+        for round_number in range(args.rounds + 1):  # round 0 warms the page cache
+            for method, _ in METHODS:
+                out = subprocess.run([args.python, "-c", CHILD, method, str(source), str(scratch)],
+                                     env=env, capture_output=True, text=True, check=True)
+                record = json.loads(out.stdout)
+                if round_number > 0:
+                    results[method].append(record)
+            print(f"round {round_number} done", file=sys.stderr)
+        rows = {r["rows"] for records in results.values() for r in records}
+        if len(rows) != 1:
+            sys.exit(f"the methods disagree on the row count: {rows}")
+        reference = statistics.median(r["seconds"] for r in results["reference"])
+        print(f"\n### In-memory snapshot from Python: {db_bytes / 2**20:.0f} MiB + "
+              f"{wal_bytes / 2**20:.0f} MiB WAL (live owner), {args.rounds} rounds\n")
+        print("| Method | Median | Min | × reference | Peak RSS | Peak ÷ database |")
+        print("|---|--:|--:|--:|--:|--:|")
+        for method, label in METHODS:
+            seconds = [r["seconds"] for r in results[method]]
+            peak = max(r["peak_kib"] for r in results[method]) * 1024
+            median = statistics.median(seconds)
+            print(f"| {label} | {median * 1000:.0f} ms | {min(seconds) * 1000:.0f} ms | "
+                  f"{median / reference:.3f}× | {peak / 2**20:.0f} MiB | {peak / db_bytes:.2f} |")
+        ours = statistics.median(r["seconds"] for r in results["ours"])
+        ours_peak = max(r["peak_kib"] for r in results["ours"]) * 1024
+        print(f"\nTargets (issue 10): at least 10× the reference's speed: "
+              f"{reference / ours:.1f}× — {'PASS' if reference / ours >= 10 else 'FAIL'}; "
+              f"peak memory at most 1.2× the database: {ours_peak / db_bytes:.2f}× — "
+              f"{'PASS' if ours_peak <= 1.2 * db_bytes else 'FAIL'}")
+        return 0
+    finally:
+        if owner is not None:
+            owner.kill()
+            owner.wait()
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

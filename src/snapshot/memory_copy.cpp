@@ -1,0 +1,74 @@
+#include "snapshot/memory_copy.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include "error_internal.hpp"
+#include "io/copy.hpp"
+#include "io/file.hpp"
+#include "log_internal.hpp"
+#include "validate/set_state.hpp"
+
+namespace sqlite_backup::snapshot {
+
+using detail::log_debug;
+using detail::quoted;
+
+std::optional<MemoryCopy> copy_live_wal_set_into_memory(const discover::DatabaseFiles& source,
+                                                        const std::filesystem::path& staged_wal,
+                                                        const Settings& settings) {
+  if (settings.copy_function) return std::nullopt;
+  detail::throw_if_cancelled(settings.cancel, source.database);
+  const validate::SetState before = validate::capture(source);
+  if (!validate::has_live_wal(before) || before.journal.exists) return std::nullopt;
+
+  const std::uint64_t total = before.database.stat.size + before.wal.stat.size;
+  const auto observer = [&](std::uint64_t offset) {
+    return [&settings, offset, total](std::uint64_t done) {
+      if (detail::cancelled(settings.cancel)) return false;
+      if (settings.on_progress) settings.on_progress({offset + done, total, 1});
+      return true;
+    };
+  };
+  MemoryCopy copy;
+  // The database first, then the WAL: judge() relies on this order.
+  const io::UniqueFd database = io::open_source_file(source.database);
+  if (!database || !io::stat_fd(database.get(), source.database).same_file(before.database.stat)) {
+    return std::nullopt;
+  }
+  const std::uint64_t database_bytes =
+      io::read_file_into(database.get(), source.database, copy.database, observer(0));
+  detail::throw_if_cancelled(settings.cancel, source.database);
+
+  const io::UniqueFd wal = io::open_source_file(source.wal);
+  if (!wal) return std::nullopt;
+  std::uint64_t wal_bytes = 0;
+  {
+    io::UniqueFd out(::open(staged_wal.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+    if (!out) io::throw_errno(errno, "cannot create a temporary file for", staged_wal);
+    wal_bytes = io::copy_file_contents(wal.get(), source.wal, out.get(), staged_wal,
+                                       observer(database_bytes))
+                    .bytes;
+  }
+  detail::throw_if_cancelled(settings.cancel, source.database);
+
+  validate::DuringCopy during;
+  during.staged_database_bytes = database_bytes;
+  const validate::Verdict verdict =
+      validate::judge(before, validate::capture(source),
+                      validate::capture_member(staged_wal, validate::kWalHeaderSize),
+                      validate::MemberState{}, std::filesystem::path{}, during);
+  if (!verdict.consistent || verdict.need != validate::Need::nothing_more) {
+    log_debug("the copy of {} into memory is not one state ({}); copying through files instead",
+              quoted(source.database), verdict.reason);
+    ::unlink(staged_wal.c_str());
+    return std::nullopt;
+  }
+  copy.bytes = database_bytes + wal_bytes;
+  if (settings.on_progress) settings.on_progress({copy.bytes, copy.bytes, 1});
+  log_debug("read {} straight into memory ({} bytes) and its WAL ({} bytes): one consistent state",
+            quoted(source.database), database_bytes, wal_bytes);
+  return copy;
+}
+
+}  // namespace sqlite_backup::snapshot
