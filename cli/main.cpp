@@ -68,7 +68,16 @@ void print_warning(const std::string& message) {
 }
 
 const char* signal_name(int signal_number) {
-  return signal_number == SIGTERM ? "SIGTERM" : "SIGINT";
+  switch (signal_number) {
+    case SIGHUP:
+      return "SIGHUP";
+    case SIGQUIT:
+      return "SIGQUIT";
+    case SIGTERM:
+      return "SIGTERM";
+    default:
+      return "SIGINT";
+  }
 }
 
 // CLI11's default help prints "[DESTINATION]" (it is parsed by hand, see parse()) and
@@ -121,7 +130,7 @@ constexpr const char* kFooter = R"(DESTINATION
                         sqlite_backup places.sqlite - | zstd > places.sqlite.zst
                       (one source only; refused when stdout is a terminal; not with --json)
   The destination appears atomically (written under a temporary name beside it, synced
-  unless --no-sync, renamed) with the source's permission bits; after any failure nothing is
+  unless --no-sync, renamed) with the source's read and write bits; after any failure nothing is
   left behind.
 
 SEVERAL SOURCES
@@ -142,7 +151,8 @@ EXIT CODES
   5    I/O error reading the source or writing the destination (disk full, permission denied,
        source deleted meanwhile)
   6    --verify found the snapshot damaged (nothing is written)
-  130  interrupted by SIGINT, 143 interrupted by SIGTERM (nothing is written))";
+  129, 130, 131, 143  interrupted by SIGHUP, SIGINT, SIGQUIT, SIGTERM (nothing is written;
+       signals are honoured until the result is committed))";
 
 void build_app(CLI::App& app, CommandLine& command) {
   app.formatter(std::make_shared<HelpFormatter>());

@@ -35,7 +35,7 @@ enum class ErrorKind {
   destination,      // the destination is refused (exists, no parent folder, ...)
   sqlite,           // SQLite refused an operation on the snapshot
   verification_failed,  // --verify: integrity_check/quick_check of the result failed
-  cancelled,            // Options::cancel was set (the CLI sets it on SIGINT/SIGTERM)
+  cancelled,            // Options::cancel was set (the CLI sets it on SIGHUP/INT/QUIT/TERM)
 };
 
 // Thrown for every failure other than a missing source (std::filesystem::filesystem_error)
@@ -135,8 +135,10 @@ struct Options {
   // Beyond the reference.
   Verify verify = Verify::none;  // integrity check of the result before it is committed
   std::function<void(const CopyProgress&)> on_progress{};  // called from the calling thread
-  const std::atomic<bool>* cancel = nullptr;  // when it turns true the backup stops, cleanly
-  Report* report = nullptr;                   // filled in on success
+  // When it turns true the backup stops, cleanly; honoured until the result is committed (a
+  // flag set during the final fsync and rename is seen too late: the backup completes).
+  const std::atomic<bool>* cancel = nullptr;
+  Report* report = nullptr;  // filled in on success
   // Replace an existing destination file (atomically, by rename). The CLI sets false.
   bool overwrite = true;
   // fsync the result and its folder before returning, so that it survives a crash. false
@@ -149,7 +151,7 @@ struct Options {
 // Snapshots `source` (a database file, plus its -wal/-journal if present) and
 // - with a destination: writes it there atomically (temporary name beside it, fsync,
 //   rename, fsync of the folder; the fsyncs only when options.durable) with the source's
-//   permission bits, in journal_mode=DELETE, and returns std::nullopt;
+//   read and write permission bits, in journal_mode=DELETE, and returns std::nullopt;
 // - without one: returns an open in-memory database holding the snapshot.
 // The source is never written, and (copy_use_tempdir, the default) never locked.
 // Errors: std::filesystem::filesystem_error (no_such_file_or_directory) for a missing

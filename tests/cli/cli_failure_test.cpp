@@ -213,6 +213,16 @@ TEST(CliSignals, SigtermMidBackupExits143AndLeavesNothing) {
   expect_clean_interrupt(SIGTERM, 143, "SIGTERM");
 }
 
+// A closed terminal (HUP) and ^\ (QUIT) stop a backup just as cleanly: by default they would
+// end the process on the spot and leave its staging folder beside the destination.
+TEST(CliSignals, SighupMidBackupExits129AndLeavesNothing) {
+  expect_clean_interrupt(SIGHUP, 129, "SIGHUP");
+}
+
+TEST(CliSignals, SigquitMidBackupExits131AndLeavesNothing) {
+  expect_clean_interrupt(SIGQUIT, 131, "SIGQUIT");
+}
+
 }  // namespace
 }  // namespace cli_test
 
