@@ -51,6 +51,11 @@ void check_source_exists(const fs::path& source) {
 // Refuses destinations that are the source (by name, symlink or hard link) or one of its
 // side files, and those that cannot be written as asked.
 void check_destination(const fs::path& source, const fs::path& destination, bool overwrite) {
+  if (destination.empty()) {
+    // Names no file: refused now rather than after a whole backup fails at the rename.
+    throw_error(ErrorKind::destination, destination,
+                "refusing to write '': the destination is an empty path");
+  }
   std::error_code error;
   const auto source_stat = io::stat_path(source);
   const auto destination_stat = io::stat_path(destination);

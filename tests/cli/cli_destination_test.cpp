@@ -45,6 +45,16 @@ TEST(CliDestination, DanglingSymlinkIsRefusedAndNotFollowed) {
   EXPECT_FALSE(fs::exists(dir / "elsewhere.sqlite"));
 }
 
+// "" names no file: refused before anything is read (--debug would log each copy), not after
+// a whole backup that then fails at the rename (it was exit 5).
+TEST(CliDestination, EmptyDestinationIsRefusedBeforeAnythingIsRead) {
+  const SourceFolder dir(100);
+  const Result result = run_cli({"--debug", dir.source(), ""});
+  expect_failure(result, 1, "''");
+  EXPECT_TRUE(contains(result.err, "empty path")) << result.err;
+  EXPECT_EQ(list_names(dir.path()), std::vector<std::string>{"source.sqlite"});
+}
+
 TEST(CliDestination, MissingParentFolderIsRefused) {
   const SourceFolder dir(100);
   const std::string destination = (dir / "no" / "such" / "copy.sqlite").string();

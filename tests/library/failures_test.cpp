@@ -349,6 +349,16 @@ TEST_F(FailuresTest, DestinationInAMissingFolderIsRefused) {
   EXPECT_FALSE(fs::exists(dir_ / "no such folder"));
 }
 
+// An empty path names no file: refused before anything is staged or read (it was a whole
+// backup ending in a failed rename).
+TEST_F(FailuresTest, EmptyDestinationIsRefusedUpFront) {
+  create_database(dir_ / "source.sqlite", 5);
+  const std::string message =
+      expect_backup_error([&] { sb::sqlite_backup(dir_ / "source.sqlite", fs::path()); },
+                          sb::ErrorKind::destination, "''");
+  EXPECT_NE(message.find("empty path"), std::string::npos) << message;
+}
+
 TEST_F(FailuresTest, DestinationThatIsAFolderIsRefused) {
   create_database(dir_ / "source.sqlite", 5);
   fs::create_directories(out_dir_ / "folder.sqlite" / "inside");
