@@ -122,7 +122,8 @@ fs::path snapshot_into(const fs::path& source, const io::StagingDir& staging,
   settings.destination_for_errors = destination_for_errors;
   const snapshot::Outcome outcome = snapshot::copy_consistent_set(files, staged, settings);
   for (const snapshot::RollbackStep& step : outcome.journals_to_roll_back) {
-    finalize::roll_back(staged, step.journal, step.expected_change_counter, options, source);
+    finalize::roll_back(staged, step.journal, step.expected_change_counter, options, source,
+                        destination_for_errors);
   }
   report.attempts = outcome.attempts;
   report.validated = outcome.validated;
@@ -207,9 +208,8 @@ std::optional<Connection> backup_live(const fs::path& source,
   const io::StagingDir staging(folder_of(*destination), destination->filename().native());
   fs::path staged = staging.path() / destination->filename();
   {
-    sql::Database to(sql::file_uri(staged),
-                     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_URI, "",
-                     *destination);
+    sql::Database to(sql::openable_file(staged, "", ""),
+                     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_URI, *destination);
     finalize::backup_api_copy(from, to, options);
     to.close();
   }

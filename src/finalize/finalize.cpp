@@ -92,25 +92,30 @@ bool sqlite_reads_plain_files(const ConnectOptions& connect) {
 }  // namespace
 
 sql::Database open_for_reading(const std::filesystem::path& database, const ConnectOptions& connect,
-                               bool read_only, const std::filesystem::path& source) {
+                               bool read_only, const std::filesystem::path& source,
+                               const std::filesystem::path& open_path_for_errors) {
   std::string query = read_only ? "mode=ro" : "mode=rw";
   if (!connect.uri_parameters.empty()) query += "&" + connect.uri_parameters;
   const int flags = (read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE) | SQLITE_OPEN_URI |
                     connect.open_flags;
-  sql::Database db(sql::file_uri(database, query), flags, connect.vfs, source);
+  sql::Database db(sql::openable_file(database, query, connect.vfs), flags, source,
+                   open_path_for_errors);
   db.set_busy_timeout(static_cast<int>(connect.busy_timeout.count()));
   return db;
 }
 
 void roll_back(const std::filesystem::path& staged, const std::filesystem::path& journal,
                std::uint32_t expected_change_counter, const Options& options,
-               const std::filesystem::path& source) {
+               const std::filesystem::path& source,
+               const std::filesystem::path& destination_for_errors) {
   const std::filesystem::path hot_journal = staged.string() + "-journal";
   if (::rename(journal.c_str(), hot_journal.c_str()) != 0) {
     io::throw_errno(errno, "cannot prepare the rollback of the snapshot of", source);
   }
   {
-    sql::Database db = open_for_reading(staged, options.sqlite_connect_kwargs, false, source);
+    sql::Database db =
+        open_for_reading(staged, options.sqlite_connect_kwargs, false, source,
+                         destination_for_errors.empty() ? staged : destination_for_errors);
     allow_cancellation(db, options);
     // Private until commit: the rollback need not wait for the disk.
     db.exec("PRAGMA synchronous=OFF", "cannot configure the snapshot of");
@@ -142,7 +147,11 @@ DatabaseFacts recover_in_place(const std::filesystem::path& staged, const Option
     apply_wal(staged, staged_wal, options.cancel, source,
               destination_for_errors.empty() ? staged : destination_for_errors);
   }
-  sql::Database db = open_for_reading(staged, options.sqlite_connect_kwargs, false, source);
+  // A staged copy that cannot even be opened is a problem of where it is staged (the
+  // destination's folder, or the temporary one), not of the source: the error names that.
+  sql::Database db =
+      open_for_reading(staged, options.sqlite_connect_kwargs, false, source,
+                       destination_for_errors.empty() ? staged : destination_for_errors);
   allow_cancellation(db, options);
   // The copy is private until commit_file() fsyncs it once; SQLite's own syncs during the
   // replay would only make the disk wait several times for the same bytes.
