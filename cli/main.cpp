@@ -300,13 +300,6 @@ Outcome back_up_one(const CommandLine& command, const std::string& source_argume
     }
     outcome.destination = std::get<fs::path>(resolved).native();
   }
-  if (!command.copy_use_tempdir) {
-    print_warning(
-        fmt::format("--no-copy-use-tempdir: reading the live database {} directly; "
-                    "this takes locks and may fail while its owner writes",
-                    display_path(source_argument)));
-  }
-
   Report report;
   Options options = options_from(command, interrupts);
   options.report = &report;
@@ -328,9 +321,21 @@ Outcome back_up_one(const CommandLine& command, const std::string& source_argume
         interrupts.interrupted()
             ? interrupted_failure(interrupts, source_argument, outcome.destination, streaming)
             : describe_current_exception(interrupts.signal_number());
+    if (!command.copy_use_tempdir && !interrupts.interrupted()) {
+      // One line per failure: what the warning would have said, said in the error itself.
+      outcome.failure->message +=
+          " (--no-copy-use-tempdir: the live database was read directly, with locks)";
+    }
     return outcome;
   }
   bar.reset();
+  if (!command.copy_use_tempdir) {
+    // After the fact, so that a failure stays one line (the error says it there).
+    print_warning(
+        fmt::format("--no-copy-use-tempdir: read the live database {} directly; "
+                    "this takes locks and may fail while its owner writes",
+                    display_path(source_argument)));
+  }
   outcome.report = report;
   return outcome;
 }

@@ -134,13 +134,34 @@ TEST(CliOutput, NoCopyUseTempdirWarnsThatTheLiveDatabaseIsReadDirectly) {
   const Result result = run_cli({"--no-copy-use-tempdir", source, (dir / "copy.sqlite").string()});
   ASSERT_EQ(result.exit_code, 0) << describe(result);
   EXPECT_TRUE(contains(result.err,
-                       "sqlite_backup: warning: --no-copy-use-tempdir: reading the live database " +
+                       "sqlite_backup: warning: --no-copy-use-tempdir: read the live database " +
                            source + " directly"))
       << result.err;
   // The default takes no such risk and says nothing.
   const Result quiet = run_cli({source, (dir / "default.sqlite").string()});
   ASSERT_EQ(quiet.exit_code, 0) << describe(quiet);
   EXPECT_FALSE(contains(quiet.err, "warning")) << quiet.err;
+}
+
+// A failure is one line, also in the live mode (the warning printed first made it two), and
+// a rollback-mode source's folder gets nothing: SQLite reads it read-only.
+TEST(CliOutput, NoCopyUseTempdirFailureIsOneLineAndTheSourceFolderIsLeftAlone) {
+  TempDir dir;
+  fs::create_directory(dir / "source");
+  write_file(dir / "source" / "notes.sqlite", std::string(8192, 'n'));
+  const std::string source = (dir / "source" / "notes.sqlite").string();
+  const Result failed = run_cli({"--no-copy-use-tempdir", source, (dir / "copy.sqlite").string()});
+  expect_failure(failed, 3, source);
+  EXPECT_TRUE(contains(failed.err, "--no-copy-use-tempdir")) << failed.err;
+  EXPECT_FALSE(fs::exists(dir / "copy.sqlite"));
+
+  create_database(dir / "source" / "rollback.sqlite", 50);
+  const Result done =
+      run_cli({"--no-copy-use-tempdir", (dir / "source" / "rollback.sqlite").string(),
+               (dir / "copy.sqlite").string()});
+  ASSERT_EQ(done.exit_code, 0) << describe(done);
+  EXPECT_EQ(list_names(dir / "source"),
+            (std::vector<std::string>{"notes.sqlite", "rollback.sqlite"}));
 }
 
 TEST(CliJson, OneRecordPerBackupWithEveryField) {
