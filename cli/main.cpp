@@ -147,11 +147,12 @@ EXIT CODES
   1    failure not listed below, and every refused destination (exists, missing parent,
        empty path, ...)
   2    usage error (bad flag, missing source, source is a folder, `-` to a terminal, ...)
-  3    the source is not a usable database (not a database, truncated, corrupt)
-  4    the source kept changing for --copy-retry attempts (see --no-copy-retry-strict)
+  3    the source is not a usable database (not a database, truncated, schema unreadable)
+  4    the source kept changing for --copy-retry attempts (with --no-copy-retry-strict: the
+       last copy was damaged, so it was not kept)
   5    I/O error reading the source or writing the destination (disk full, permission denied,
        source deleted meanwhile)
-  6    --verify found the snapshot damaged (nothing is written)
+  6    --verify found the snapshot damaged, also a page it could not read (nothing is written)
   129, 130, 131, 143  interrupted by SIGHUP, SIGINT, SIGQUIT, SIGTERM (nothing is written;
        signals are honoured until the result is committed))";
 
@@ -192,7 +193,8 @@ void build_app(CLI::App& app, CommandLine& command) {
   app.add_flag(
       "--copy-retry-strict,!--no-copy-retry-strict", command.copy_retry_strict,
       "Fail (exit 4) when no copy was consistent after --copy-retry attempts (default: on); "
-      "--no-copy-retry-strict keeps the last copy with a warning");
+      "--no-copy-retry-strict keeps the last copy with a warning once it opens and passes "
+      "quick_check");
   app.add_flag(
          "--verify{full}", command.verify,
          "Check the snapshot before it is committed: --verify or --verify=full runs "

@@ -106,9 +106,13 @@ fs::path resolve_source(const fs::path& source) {
   return error ? source : resolved;
 }
 
+// With `unvalidated_reason`, a copy kept unvalidated (copy_retry_strict off) is not warned
+// about here: the reason is handed back, for recover_checked() to warn once the copy proved
+// readable (a damaged one fails instead, with one message, not a warning and an error).
 fs::path snapshot_into(const fs::path& source, const io::StagingDir& staging,
                        const Options& options, Report& report,
-                       const fs::path& destination_for_errors) {
+                       const fs::path& destination_for_errors,
+                       std::string* unvalidated_reason = nullptr) {
   const discover::DatabaseFiles files(resolve_source(source));
   fs::path staged =
       staging.path() / (source.filename().empty() ? fs::path("database") : source.filename());
@@ -135,9 +139,14 @@ fs::path snapshot_into(const fs::path& source, const io::StagingDir& staging,
           "(last: {})",
           quoted(source), options.copy_retry, outcome.last_reason);
     }
-    log_warning(
-        "{} kept changing for {} attempts ({}); using the last copy, which may be inconsistent",
-        quoted(source), options.copy_retry, outcome.last_reason);
+    if (unvalidated_reason != nullptr) {
+      *unvalidated_reason = outcome.last_reason;
+    } else {
+      log_warning(
+          "{} kept changing for {} attempts ({}); using the last copy, which may be "
+          "inconsistent",
+          quoted(source), options.copy_retry, outcome.last_reason);
+    }
   }
   return staged;
 }
@@ -176,18 +185,55 @@ fs::path folder_of(const fs::path& destination) {
   return destination.parent_path().empty() ? fs::path(".") : destination.parent_path();
 }
 
+// recover_in_place() for a copy snapshot_into() may have left unvalidated (copy_retry_strict
+// off): that copy may be torn, so it is checked (quick_check at least, besides the schema
+// read every copy gets) before anything is committed, and a damaged one is not committed:
+// the source kept changing (ErrorKind::unstable_source), not a bad source.
+finalize::DatabaseFacts recover_checked(const fs::path& staged, const fs::path& source,
+                                        const Options& options, const Report& report,
+                                        const fs::path& destination_for_errors,
+                                        const std::string& unvalidated_reason) {
+  if (report.validated) {
+    return finalize::recover_in_place(staged, options, source, destination_for_errors);
+  }
+  Options checked = options;
+  if (checked.verify == Verify::none) checked.verify = Verify::quick;
+  try {
+    finalize::DatabaseFacts facts =
+        finalize::recover_in_place(staged, checked, source, destination_for_errors);
+    log_warning(
+        "{} kept changing for {} attempts ({}); using the last copy, which opens and passes "
+        "{} but may not be one committed state",
+        quoted(source), options.copy_retry, unvalidated_reason,
+        checked.verify == Verify::quick ? "quick_check" : "integrity_check");
+    return facts;
+  } catch (const SqliteBackupError& error) {
+    const bool damaged =
+        error.kind() == ErrorKind::invalid_source ||
+        (error.kind() == ErrorKind::verification_failed && options.verify == Verify::none);
+    if (!damaged) throw;
+    throw_error(ErrorKind::unstable_source, source,
+                "cannot snapshot {}: it kept changing for {} attempts, and the last copy, kept "
+                "because copy_retry_strict is off, is damaged, so nothing was written ({})",
+                quoted(source), options.copy_retry, error.what());
+  }
+}
+
 // The last stage for file destinations: SQLite recovers the staged copy, which then appears
 // at the destination atomically with the source's permission bits.
 void finish_into(const fs::path& staged, const fs::path& source, const fs::path& destination,
                  const Options& options, Report& report,
-                 std::chrono::steady_clock::time_point started) {
+                 std::chrono::steady_clock::time_point started,
+                 const std::string& unvalidated_reason = {}) {
   const finalize::DatabaseFacts facts =
-      finalize::recover_in_place(staged, options, source, destination);
+      recover_checked(staged, source, options, report, destination, unvalidated_reason);
   detail::throw_if_cancelled(options.cancel, source);
   const auto source_stat = io::stat_path(source);
   io::commit_file(staged, destination, source_stat ? (source_stat->mode & 0666) : 0600,
                   options.overwrite, options.durable);
   fill_report(report, source, destination, facts, options, started);
+  if (!report.validated && options.verify == Verify::none) report.verified = Verify::quick;
+  if (options.report != nullptr) *options.report = report;
   log_info("backed up {} to {} ({} pages, {} attempt(s))", quoted(source), quoted(destination),
            facts.pages, report.attempts);
 }
@@ -241,8 +287,10 @@ std::optional<Connection> sqlite_backup(const fs::path& source, std::optional<fs
     // Staged beside the destination: same filesystem, so the finished file is renamed into
     // place with no second copy.
     const io::StagingDir staging(folder_of(*destination), destination->filename().native());
-    const fs::path staged = snapshot_into(source, staging, options, report, *destination);
-    finish_into(staged, source, *destination, options, report, started);
+    std::string unvalidated_reason;
+    const fs::path staged =
+        snapshot_into(source, staging, options, report, *destination, &unvalidated_reason);
+    finish_into(staged, source, *destination, options, report, started, unvalidated_reason);
     return std::nullopt;
   }
 
@@ -276,8 +324,9 @@ void sqlite_backup_to_fd(const fs::path& source, int fd, const Options& options)
   fs::path staged;
   finalize::DatabaseFacts facts;
   if (options.copy_use_tempdir) {
-    staged = snapshot_into(source, staging, options, report, {});
-    facts = finalize::recover_in_place(staged, options, source);
+    std::string unvalidated_reason;
+    staged = snapshot_into(source, staging, options, report, {}, &unvalidated_reason);
+    facts = recover_checked(staged, source, options, report, {}, unvalidated_reason);
   } else {
     staged = staging.path() / "snapshot";
     Options live = options;

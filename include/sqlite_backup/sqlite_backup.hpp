@@ -127,7 +127,11 @@ struct Options {
   bool copy_use_tempdir =
       true;              // snapshot by copying (no locks); false: backup API on the live file
   int copy_retry = 100;  // whole-set copy attempts before giving up (>= 1)
-  bool copy_retry_strict = true;  // give up with SqliteBackupError (else: use the last copy, warn)
+  // true: give up with SqliteBackupError(unstable_source). false: use the last copy, with a
+  // warning, once SQLite opens it, reads its schema and passes quick_check (or the check of
+  // .verify); a damaged last copy is not used (unstable_source). (For file and fd
+  // destinations; memory destinations keep the last copy as before.)
+  bool copy_retry_strict = true;
   ConnectOptions sqlite_connect_kwargs{};
   BackupOptions sqlite_backup_kwargs{};
   CopyFunction copy_function{};  // empty: atomic_copy

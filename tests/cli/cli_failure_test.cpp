@@ -173,6 +173,35 @@ TEST(CliExitCodes, VerifyFailureIsSixAndWritesNothing) {
   EXPECT_EQ(unverified.exit_code, 0) << describe(unverified);
 }
 
+// A page SQLite cannot even parse makes the check itself fail with SQLITE_CORRUPT rather
+// than list problems; it is the same finding, and the same exit code (it was 3).
+void overwrite_page_3_with_noise(const fs::path& database) {
+  std::string bytes = read_file(database);
+  const std::size_t page_size =
+      (static_cast<unsigned char>(bytes[16]) << 8) | static_cast<unsigned char>(bytes[17]);
+  ASSERT_GE(bytes.size(), 4 * page_size);
+  for (std::size_t i = 2 * page_size; i < 3 * page_size; ++i) bytes[i] = static_cast<char>(0xff);
+  write_file(database, bytes);
+}
+
+TEST(CliExitCodes, VerifyRunningIntoACorruptPageIsSixToo) {
+  TempDir dir;
+  exec_sql(dir / "corrupt.sqlite",
+           "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);"
+           "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < 500)"
+           "  INSERT INTO t(v) SELECT printf('%.200c', 'x') FROM n;"
+           "CREATE INDEX i ON t(v);");  // page 3: the root of index i
+  overwrite_page_3_with_noise(dir / "corrupt.sqlite");
+  fs::create_directory(dir / "out");
+  const std::string source = (dir / "corrupt.sqlite").string();
+  for (const char* verify : {"--verify", "--verify=quick"}) {
+    const Result result = run_cli({verify, source, (dir / "out").string()});
+    expect_failure(result, 6, source);
+    EXPECT_TRUE(contains(result.err, "malformed")) << result.err;
+    EXPECT_TRUE(list_names(dir / "out").empty()) << "no destination, no temporary leftovers";
+  }
+}
+
 // ---- 130 / 143: interrupted ---------------------------------------------------------------
 
 // The library's debug line when an attempt was spoiled and it tries again.
