@@ -109,13 +109,19 @@ fs::path resolve_source(const fs::path& source) {
 // With `unvalidated_reason`, a copy kept unvalidated (copy_retry_strict off) is not warned
 // about here: the reason is handed back, for recover_checked() to warn once the copy proved
 // readable (a damaged one fails instead, with one message, not a warning and an error).
+// The name a file is staged under in `staging`: `name`, unless that is empty or the name of
+// the staging folder's own lock file (see io::StagingDir), which it must not replace.
+fs::path staged_name(const io::StagingDir& staging, const fs::path& name) {
+  const bool usable = !name.empty() && name != io::StagingDir::kOwnerLockName;
+  return staging.path() / (usable ? name : fs::path("database"));
+}
+
 fs::path snapshot_into(const fs::path& source, const io::StagingDir& staging,
                        const Options& options, Report& report,
                        const fs::path& destination_for_errors,
                        std::string* unvalidated_reason = nullptr) {
   const discover::DatabaseFiles files(resolve_source(source));
-  fs::path staged =
-      staging.path() / (source.filename().empty() ? fs::path("database") : source.filename());
+  fs::path staged = staged_name(staging, source.filename());
   snapshot::Settings settings;
   settings.attempts = options.copy_retry;
   settings.copy_function = options.copy_function;
@@ -252,7 +258,7 @@ std::optional<Connection> backup_live(const fs::path& source,
     return memory;
   }
   const io::StagingDir staging(folder_of(*destination), destination->filename().native());
-  fs::path staged = staging.path() / destination->filename();
+  fs::path staged = staged_name(staging, destination->filename());
   {
     sql::Database to(sql::openable_file(staged, "", ""),
                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_URI, *destination);

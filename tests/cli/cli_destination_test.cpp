@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
+#include <algorithm>
 #include <optional>
 #include <string>
 #include <vector>
@@ -121,6 +122,37 @@ TEST(CliStdout, DeepTemporaryFolderWorks) {
   ASSERT_EQ(result.exit_code, 0) << describe(result);
   EXPECT_EQ(count_rows(out), 300);
   EXPECT_TRUE(list_names(deep).empty());
+}
+
+// The staging folder's own lock file has a name of its own; a source of that name is staged
+// under another. Staged under it, the copy replaced the lock file, and the next run beside
+// took that unlocked copy for the lock of a dead run and removed the live run's folder.
+TEST(CliDestination, SourceNamedLikeTheStagingLockFileKeepsItsFolderLocked) {
+  if (!owner_available()) GTEST_SKIP() << "sqlite_owner is not built";
+  const TempDir dir(TempDir::memory_base());
+  const fs::path source = dir / ".sqlite_backup-owner.lock";
+  make_large_database(source, kStompedMib);
+  fs::create_directory(dir / "out");
+  const OwnerProcess stomper(kOwnerExe, source, "stomp", 100);
+  ASSERT_TRUE(stomper.ready()) << stomper.output();
+  Child live(kCliExe,
+             {"--debug", "--copy-retry", "1000000", source.string(), (dir / "out").string()});
+  ASSERT_TRUE(live.read_until([](const std::string& err) {
+    return contains(err, "copying again");
+  })) << live.err_so_far();
+  const SourceFolder small(20);
+  const Result next = run_cli({small.source(), (dir / "out" / "next.sqlite").string()});
+  ASSERT_EQ(next.exit_code, 0) << describe(next);
+  const auto names = list_names(dir / "out");
+  EXPECT_EQ(
+      std::count_if(names.begin(), names.end(),
+                    [](const std::string& name) { return contains(name, ".sqlite_backup-"); }),
+      1)
+      << "the live run's staging folder was removed: " << ::testing::PrintToString(names);
+  live.send(SIGINT);
+  const Result live_result = live.finish();
+  EXPECT_EQ(live_result.exit_code, 130) << "its folder was left alone: " << describe(live_result);
+  EXPECT_EQ(list_names(dir / "out"), std::vector<std::string>{"next.sqlite"});
 }
 
 TEST(CliDestination, MissingParentFolderIsRefused) {
