@@ -106,9 +106,6 @@ fs::path resolve_source(const fs::path& source) {
   return error ? source : resolved;
 }
 
-// With `unvalidated_reason`, a copy kept unvalidated (copy_retry_strict off) is not warned
-// about here: the reason is handed back, for recover_checked() to warn once the copy proved
-// readable (a damaged one fails instead, with one message, not a warning and an error).
 // The name a file is staged under in `staging`: `name`, unless that is empty or the name of
 // the staging folder's own lock file (see io::StagingDir), which it must not replace.
 fs::path staged_name(const io::StagingDir& staging, const fs::path& name) {
@@ -116,6 +113,9 @@ fs::path staged_name(const io::StagingDir& staging, const fs::path& name) {
   return staging.path() / (usable ? name : fs::path("database"));
 }
 
+// With `unvalidated_reason`, a copy kept unvalidated (copy_retry_strict off) is not warned
+// about here: the reason is handed back, for recover_checked() to warn once the copy proved
+// readable (a damaged one fails instead, with one message, not a warning and an error).
 fs::path snapshot_into(const fs::path& source, const io::StagingDir& staging,
                        const Options& options, Report& report,
                        const fs::path& destination_for_errors,
