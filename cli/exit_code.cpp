@@ -36,7 +36,16 @@ bool starts_with(std::string_view text, std::string_view prefix) {
 }  // namespace
 
 int exit_code_for_signal(int signal_number) {
-  return signal_number == SIGTERM ? kInterruptedBySigterm : kInterruptedBySigint;
+  switch (signal_number) {
+    case SIGHUP:
+      return kInterruptedBySighup;
+    case SIGQUIT:
+      return kInterruptedBySigquit;
+    case SIGTERM:
+      return kInterruptedBySigterm;
+    default:
+      return kInterruptedBySigint;
+  }
 }
 
 std::string one_line(std::string_view text) {

@@ -16,7 +16,10 @@ enum ExitCode : int {
   kUnstableSource = 4,  // the source kept changing for --copy-retry attempts
   kIo = 5,              // reading the source or writing the destination failed
   kVerifyFailed = 6,    // --verify found the result damaged
+  // 128 + the signal's number, as a shell reports a process the signal killed.
+  kInterruptedBySighup = 129,
   kInterruptedBySigint = 130,
+  kInterruptedBySigquit = 131,
   kInterruptedBySigterm = 143,
 };
 
@@ -28,10 +31,11 @@ struct Failure {
 };
 
 // Call only inside a catch block: classifies the exception being handled.
-// `interrupt_signal` (0 if none) picks 130 or 143 for a cancelled backup.
+// `interrupt_signal` (0 if none) picks 129, 130, 131 or 143 for a cancelled backup.
 Failure describe_current_exception(int interrupt_signal);
 
-// Exit code for a backup interrupted by `signal_number` (SIGINT -> 130, SIGTERM -> 143).
+// Exit code for a backup interrupted by `signal_number`: 128 + its number (SIGHUP -> 129,
+// SIGINT -> 130, SIGQUIT -> 131, SIGTERM -> 143).
 int exit_code_for_signal(int signal_number);
 
 // `text` made fit for one line of a terminal: control characters become spaces and the

@@ -1,5 +1,6 @@
 #include "interrupt.hpp"
 
+#include <array>
 #include <csignal>
 
 namespace sqlite_backup::cli {
@@ -10,8 +11,11 @@ std::atomic<bool> g_cancel{false};
 std::atomic<int> g_signal{0};
 static_assert(std::atomic<bool>::is_always_lock_free && std::atomic<int>::is_always_lock_free);
 
-struct sigaction g_previous_int {};
-struct sigaction g_previous_term {};
+// Every signal that by default ends the process without a chance to clean up, and that a
+// user or a session sends to say "stop": a closed terminal (HUP), ^C (INT), ^\ (QUIT), kill
+// (TERM). Each stops the backup through the cancel flag, so the staging folder is removed.
+constexpr std::array<int, 4> kStopSignals = {SIGHUP, SIGINT, SIGQUIT, SIGTERM};
+std::array<struct sigaction, kStopSignals.size()> g_previous_stop{};
 struct sigaction g_previous_pipe {};
 
 extern "C" void on_interrupt(int signal_number) {
@@ -29,8 +33,9 @@ InterruptHandlers::InterruptHandlers() {
   // SA_RESTART: an interrupted read or write resumes; the library notices the flag at its
   // next check instead of failing with EINTR somewhere unexpected.
   action.sa_flags = SA_RESTART;
-  sigaction(SIGINT, &action, &g_previous_int);
-  sigaction(SIGTERM, &action, &g_previous_term);
+  for (std::size_t i = 0; i < kStopSignals.size(); ++i) {
+    sigaction(kStopSignals[i], &action, &g_previous_stop[i]);
+  }
   struct sigaction ignore {};
   ignore.sa_handler = SIG_IGN;
   sigemptyset(&ignore.sa_mask);
@@ -38,8 +43,9 @@ InterruptHandlers::InterruptHandlers() {
 }
 
 InterruptHandlers::~InterruptHandlers() {
-  sigaction(SIGINT, &g_previous_int, nullptr);
-  sigaction(SIGTERM, &g_previous_term, nullptr);
+  for (std::size_t i = 0; i < kStopSignals.size(); ++i) {
+    sigaction(kStopSignals[i], &g_previous_stop[i], nullptr);
+  }
   sigaction(SIGPIPE, &g_previous_pipe, nullptr);
 }
 

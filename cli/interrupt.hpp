@@ -1,4 +1,4 @@
-// SIGINT/SIGTERM: the handler only records the signal; the library sees the flag
+// SIGHUP/SIGINT/SIGQUIT/SIGTERM: the handler only records the signal; the library sees the flag
 // (Options::cancel), stops at its next check, removes what it staged and throws
 // ErrorKind::cancelled, so an interrupted backup leaves nothing behind.
 #pragma once

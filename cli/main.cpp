@@ -69,7 +69,16 @@ void print_warning(const std::string& message) {
 }
 
 const char* signal_name(int signal_number) {
-  return signal_number == SIGTERM ? "SIGTERM" : "SIGINT";
+  switch (signal_number) {
+    case SIGHUP:
+      return "SIGHUP";
+    case SIGQUIT:
+      return "SIGQUIT";
+    case SIGTERM:
+      return "SIGTERM";
+    default:
+      return "SIGINT";
+  }
 }
 
 // CLI11's default help prints "[DESTINATION]" (it is parsed by hand, see parse()) and
@@ -122,7 +131,7 @@ constexpr const char* kFooter = R"(DESTINATION
                         sqlite_backup places.sqlite - | zstd > places.sqlite.zst
                       (one source only; refused when stdout is a terminal; not with --json)
   The destination appears atomically (written under a temporary name beside it, synced
-  unless --no-sync, renamed) with the source's permission bits; after any failure nothing is
+  unless --no-sync, renamed) with the source's read and write bits; after any failure nothing is
   left behind.
 
 SEVERAL SOURCES
@@ -136,14 +145,17 @@ ENVIRONMENT
 
 EXIT CODES
   0    success
-  1    failure not listed below, and every refused destination (exists, missing parent, ...)
+  1    failure not listed below, and every refused destination (exists, missing parent,
+       empty path, ...)
   2    usage error (bad flag, missing source, source is a folder, `-` to a terminal, ...)
-  3    the source is not a usable database (not a database, truncated, corrupt)
-  4    the source kept changing for --copy-retry attempts (see --no-copy-retry-strict)
+  3    the source is not a usable database (not a database, truncated, schema unreadable)
+  4    the source kept changing for --copy-retry attempts (with --no-copy-retry-strict: the
+       last copy was damaged, so it was not kept)
   5    I/O error reading the source or writing the destination (disk full, permission denied,
        source deleted meanwhile)
-  6    --verify found the snapshot damaged (nothing is written)
-  130  interrupted by SIGINT, 143 interrupted by SIGTERM (nothing is written))";
+  6    --verify found the snapshot damaged, also a page it could not read (nothing is written)
+  129, 130, 131, 143  interrupted by SIGHUP, SIGINT, SIGQUIT, SIGTERM (nothing is written;
+       signals are honoured until the result is committed))";
 
 void build_app(CLI::App& app, CommandLine& command) {
   app.formatter(std::make_shared<HelpFormatter>());
@@ -182,7 +194,8 @@ void build_app(CLI::App& app, CommandLine& command) {
   app.add_flag(
       "--copy-retry-strict,!--no-copy-retry-strict", command.copy_retry_strict,
       "Fail (exit 4) when no copy was consistent after --copy-retry attempts (default: on); "
-      "--no-copy-retry-strict keeps the last copy with a warning");
+      "--no-copy-retry-strict keeps the last copy with a warning once it opens and passes "
+      "quick_check");
   app.add_flag(
          "--verify{full}", command.verify,
          "Check the snapshot before it is committed: --verify or --verify=full runs "
@@ -197,9 +210,10 @@ void build_app(CLI::App& app, CommandLine& command) {
   app.add_flag("--progress,!--no-progress", command.progress,
                "Draw a progress bar on stderr; only ever on a terminal (default: on for sources of "
                "64 MiB or more when stderr is a terminal)");
-  app.add_flag("--json", command.json,
-               "Print one JSON object per backup on stdout (source, destination, bytes, pages, "
-               "page_size, attempts, duration_s, verified, ok, error); not with -");
+  app.add_flag(
+      "--json", command.json,
+      "Print one JSON object per named source on stdout (source, destination, bytes, pages, "
+      "page_size, attempts, duration_s, verified, ok, error); not with -");
 }
 
 std::optional<Failure> parse(CLI::App& app, CommandLine& command, int argc, char** argv,
@@ -259,37 +273,36 @@ Failure interrupted_failure(const InterruptHandlers& interrupts, const std::stri
   return {exit_code_for_signal(signal_number), std::move(message)};
 }
 
-Outcome back_up_one(const CommandLine& command, const std::string& source_argument, bool several,
+// The path a backup of `source` would have been written to, for --json records of
+// refusals: FOLDER/<name> for a folder, else DESTINATION itself.
+std::string intended_destination(const fs::path& source, const std::string& destination) {
+  std::error_code error;
+  const fs::path folder = destination;
+  return fs::is_directory(folder, error) ? (folder / source.filename()).native() : destination;
+}
+
+Outcome back_up_one(const CommandLine& command, const std::string& source_argument,
                     const InterruptHandlers& interrupts) {
   Outcome outcome{source_argument, {}, {}, {}};
   const fs::path source = source_argument;
   const bool streaming = command.destination == kStandardOutput;
-  if (several) {  // a single source was checked before anything started
-    if (auto refusal = check_source(source)) {
-      outcome.failure = std::move(refusal);
-      return outcome;
-    }
+  // Checked here, per source, rather than for the whole command: a missing source, a folder
+  // or a FIFO is this source's outcome, and --json prints a record for it like any other.
+  if (auto refusal = check_source(source)) {
+    if (!streaming) outcome.destination = intended_destination(source, command.destination);
+    outcome.failure = std::move(refusal);
+    return outcome;
   }
   if (!streaming) {
     auto resolved = resolve_destination(source, command.destination);
     if (auto* refusal = std::get_if<Failure>(&resolved)) {
       // Still name the path it would have been written to, for --json.
-      std::error_code error;
-      const fs::path folder = command.destination;
-      outcome.destination =
-          fs::is_directory(folder, error) ? (folder / source.filename()).native() : folder.native();
+      outcome.destination = intended_destination(source, command.destination);
       outcome.failure = std::move(*refusal);
       return outcome;
     }
     outcome.destination = std::get<fs::path>(resolved).native();
   }
-  if (!command.copy_use_tempdir) {
-    print_warning(
-        fmt::format("--no-copy-use-tempdir: reading the live database {} directly; "
-                    "this takes locks and may fail while its owner writes",
-                    display_path(source_argument)));
-  }
-
   Report report;
   Options options = options_from(command, interrupts);
   options.report = &report;
@@ -311,15 +324,28 @@ Outcome back_up_one(const CommandLine& command, const std::string& source_argume
         interrupts.interrupted()
             ? interrupted_failure(interrupts, source_argument, outcome.destination, streaming)
             : describe_current_exception(interrupts.signal_number());
+    if (!command.copy_use_tempdir && !interrupts.interrupted()) {
+      // One line per failure: what the warning would have said, said in the error itself.
+      outcome.failure->message +=
+          " (--no-copy-use-tempdir: the live database was read directly, with locks)";
+    }
     return outcome;
   }
   bar.reset();
+  if (!command.copy_use_tempdir) {
+    // After the fact, so that a failure stays one line (the error says it there).
+    print_warning(
+        fmt::format("--no-copy-use-tempdir: read the live database {} directly; "
+                    "this takes locks and may fail while its owner writes",
+                    display_path(source_argument)));
+  }
   outcome.report = report;
   return outcome;
 }
 
-// Whole-command checks, made before anything is written: a usage error (exit 2) or, with
-// several sources, a DESTINATION that is not a folder (exit 1).
+// Whole-command checks, made before anything is read or written: a usage error (exit 2), an
+// empty DESTINATION or, with several sources, a DESTINATION that is not a folder (exit 1).
+// Each source is checked when its turn comes (back_up_one).
 std::optional<Failure> check_command(const CommandLine& command) {
   const bool streaming = command.destination == kStandardOutput;
   const bool several = command.sources.size() > 1;
@@ -345,8 +371,14 @@ std::optional<Failure> check_command(const CommandLine& command) {
                    "refusing to write the database to a terminal (stdout); redirect it, "
                    "e.g. '| zstd > backup.sqlite.zst', or give a DESTINATION path"};
   }
+  if (command.destination.empty()) {
+    // No file can have this name: refused now, not after a whole backup ends at the rename.
+    return Failure{kFailure,
+                   "refusing to write '': DESTINATION is an empty path (give a new file, an "
+                   "existing folder, or - for stdout)"};
+  }
   if (several) return check_destination_folder(command.destination);
-  return check_source(command.sources.front());
+  return std::nullopt;
 }
 
 void report_outcome(const CommandLine& command, const Outcome& outcome) {
@@ -387,6 +419,15 @@ int run(const CommandLine& command, const InterruptHandlers& interrupts) {
   if (command.debug) set_log_level(LogLevel::debug);  // else the library honours SQLITE_BACKUP_LOGS
   if (auto refusal = check_command(command)) {
     print_error(*refusal);
+    // --json promises a record per named source, also when none was attempted (stdout carries
+    // no records with -, which --json refuses).
+    if (command.json && command.destination != kStandardOutput) {
+      for (const std::string& source : command.sources) {
+        fmt::print(stdout, "{}\n",
+                   json_record(source, intended_destination(source, command.destination), nullptr,
+                               &*refusal));
+      }
+    }
     return refusal->exit_code;
   }
 
@@ -399,7 +440,7 @@ int run(const CommandLine& command, const InterruptHandlers& interrupts) {
       skipped.push_back(source);
       continue;
     }
-    const Outcome outcome = back_up_one(command, source, several, interrupts);
+    const Outcome outcome = back_up_one(command, source, interrupts);
     report_outcome(command, outcome);
     if (outcome.failure) {
       failed.push_back(source);

@@ -53,6 +53,11 @@ void check_source_exists(const fs::path& source) {
 // Refuses destinations that are the source (by name, symlink or hard link) or one of its
 // side files, and those that cannot be written as asked.
 void check_destination(const fs::path& source, const fs::path& destination, bool overwrite) {
+  if (destination.empty()) {
+    // Names no file: refused now rather than after a whole backup fails at the rename.
+    throw_error(ErrorKind::destination, destination,
+                "refusing to write '': the destination is an empty path");
+  }
   std::error_code error;
   const auto source_stat = io::stat_path(source);
   const auto destination_stat = io::stat_path(destination);
@@ -101,8 +106,11 @@ fs::path resolve_source(const fs::path& source) {
   return error ? source : resolved;
 }
 
-fs::path staged_path(const io::StagingDir& staging, const fs::path& source) {
-  return staging.path() / (source.filename().empty() ? fs::path("database") : source.filename());
+// The name a file is staged under in `staging`: `name`, unless that is empty or the name of
+// the staging folder's own lock file (see io::StagingDir), which it must not replace.
+fs::path staged_name(const io::StagingDir& staging, const fs::path& name) {
+  const bool usable = !name.empty() && name != io::StagingDir::kOwnerLockName;
+  return staging.path() / (usable ? name : fs::path("database"));
 }
 
 snapshot::Settings snapshot_settings(const Options& options,
@@ -128,7 +136,7 @@ bool snapshot_straight_into(sqlite3* target, const fs::path& source, const io::S
     return false;
   }
   const discover::DatabaseFiles files(resolve_source(source));
-  const fs::path staged = staged_path(staging, source);
+  const fs::path staged = staged_name(staging, source.filename());
   const fs::path staged_wal = staged.string() + "-wal";
   const snapshot::Settings settings = snapshot_settings(options, {});
   std::optional<snapshot::MemoryCopy> copy;
@@ -152,17 +160,22 @@ bool snapshot_straight_into(sqlite3* target, const fs::path& source, const io::S
 // the copy back through a transaction that committed while it was read. Returns the staged
 // database path. The source is read on a thread with a descriptor table of its own, so that
 // closing its files never drops the calling process's own SQLite locks on them.
+// With `unvalidated_reason`, a copy kept unvalidated (copy_retry_strict off) is not warned
+// about here: the reason is handed back, for recover_checked() to warn once the copy proved
+// readable (a damaged one fails instead, with one message, not a warning and an error).
 fs::path snapshot_into(const fs::path& source, const io::StagingDir& staging,
                        const Options& options, Report& report,
-                       const fs::path& destination_for_errors) {
+                       const fs::path& destination_for_errors,
+                       std::string* unvalidated_reason = nullptr) {
   const discover::DatabaseFiles files(resolve_source(source));
-  fs::path staged = staged_path(staging, source);
+  fs::path staged = staged_name(staging, source.filename());
   snapshot::Settings settings = snapshot_settings(options, destination_for_errors);
   snapshot::Outcome outcome;
   io::with_private_descriptor_table(
       [&] { outcome = snapshot::copy_consistent_set(files, staged, settings); });
   for (const snapshot::RollbackStep& step : outcome.journals_to_roll_back) {
-    finalize::roll_back(staged, step.journal, step.expected_change_counter, options, source);
+    finalize::roll_back(staged, step.journal, step.expected_change_counter, options, source,
+                        destination_for_errors);
   }
   report.attempts = outcome.attempts;
   report.validated = outcome.validated;
@@ -174,9 +187,14 @@ fs::path snapshot_into(const fs::path& source, const io::StagingDir& staging,
           "(last: {})",
           quoted(source), options.copy_retry, outcome.last_reason);
     }
-    log_warning(
-        "{} kept changing for {} attempts ({}); using the last copy, which may be inconsistent",
-        quoted(source), options.copy_retry, outcome.last_reason);
+    if (unvalidated_reason != nullptr) {
+      *unvalidated_reason = outcome.last_reason;
+    } else {
+      log_warning(
+          "{} kept changing for {} attempts ({}); using the last copy, which may be "
+          "inconsistent",
+          quoted(source), options.copy_retry, outcome.last_reason);
+    }
   }
   return staged;
 }
@@ -219,19 +237,54 @@ fs::path folder_of(const fs::path& destination) {
 // progress and schema as sqlite_backup_kwargs say).
 void copy_file_through_backup_api(sql::Database& from, const fs::path& to, const Options& options,
                                   const fs::path& destination) {
-  sql::Database copy(sql::file_uri(to),
-                     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_URI, "", destination);
+  sql::Database copy(sql::openable_file(to, "", ""),
+                     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_URI, destination);
   finalize::backup_api_copy(from, copy.get(), options, destination);
   copy.close();
+}
+
+// recover_in_place() for a copy snapshot_into() may have left unvalidated (copy_retry_strict
+// off): that copy may be torn, so it is checked (quick_check at least, besides the schema
+// read every copy gets) before anything is committed, and a damaged one is not committed:
+// the source kept changing (ErrorKind::unstable_source), not a bad source.
+finalize::DatabaseFacts recover_checked(const fs::path& staged, const fs::path& source,
+                                        const Options& options, const Report& report,
+                                        const fs::path& destination_for_errors,
+                                        const std::string& unvalidated_reason) {
+  if (report.validated) {
+    return finalize::recover_in_place(staged, options, source, destination_for_errors);
+  }
+  Options checked = options;
+  if (checked.verify == Verify::none) checked.verify = Verify::quick;
+  try {
+    finalize::DatabaseFacts facts =
+        finalize::recover_in_place(staged, checked, source, destination_for_errors);
+    log_warning(
+        "{} kept changing for {} attempts ({}); using the last copy, which opens and passes "
+        "{} but may not be one committed state",
+        quoted(source), options.copy_retry, unvalidated_reason,
+        checked.verify == Verify::quick ? "quick_check" : "integrity_check");
+    return facts;
+  } catch (const SqliteBackupError& error) {
+    const bool damaged =
+        error.kind() == ErrorKind::invalid_source ||
+        (error.kind() == ErrorKind::verification_failed && options.verify == Verify::none);
+    if (!damaged) throw;
+    throw_error(ErrorKind::unstable_source, source,
+                "cannot snapshot {}: it kept changing for {} attempts, and the last copy, kept "
+                "because copy_retry_strict is off, is damaged, so nothing was written ({})",
+                quoted(source), options.copy_retry, error.what());
+  }
 }
 
 // The last stage for file destinations: SQLite recovers the staged copy, which then appears
 // at the destination atomically with the source's permission bits.
 void finish_into(const fs::path& staged, const fs::path& source, const fs::path& destination,
                  const Options& options, Report& report,
-                 std::chrono::steady_clock::time_point started) {
+                 std::chrono::steady_clock::time_point started,
+                 const std::string& unvalidated_reason = {}) {
   const finalize::DatabaseFacts facts =
-      finalize::recover_in_place(staged, options, source, destination);
+      recover_checked(staged, source, options, report, destination, unvalidated_reason);
   if (options.copy_use_tempdir && finalize::wants_backup_api(options.sqlite_backup_kwargs)) {
     // The caller asked for what only the backup API gives (progress, steps, a schema): the
     // reference copies its snapshot into the destination through it, and so do we, from the
@@ -252,6 +305,8 @@ void finish_into(const fs::path& staged, const fs::path& source, const fs::path&
   io::commit_file(staged, destination, source_stat ? (source_stat->mode & 0666) : 0600,
                   options.overwrite, options.durable);
   fill_report(report, source, destination, facts, options, started);
+  if (!report.validated && options.verify == Verify::none) report.verified = Verify::quick;
+  if (options.report != nullptr) *options.report = report;
   log_info("backed up {} to {} ({} pages, {} attempt(s))", quoted(source), quoted(destination),
            facts.pages, report.attempts);
 }
@@ -264,7 +319,7 @@ void backup_live_into_file(const fs::path& source, const fs::path& destination,
   sql::Database from =
       finalize::open_for_reading(source, options.sqlite_connect_kwargs, true, source);
   const io::StagingDir staging(folder_of(destination), destination.filename().native());
-  const fs::path staged = staging.path() / destination.filename();
+  const fs::path staged = staged_name(staging, destination.filename());
   copy_file_through_backup_api(from, staged, options, destination);
   from.close();
   finish_into(staged, source, destination, options, report, started);
@@ -288,10 +343,12 @@ void snapshot_into_connection(const fs::path& source, sqlite3* target, const Opt
       log_info("backed up {} into memory ({} pages)", quoted(source), facts.pages);
       return;
     }
-    const fs::path staged = snapshot_into(source, staging, options, report, {});
+    std::string unvalidated_reason;
+    const fs::path staged =
+        snapshot_into(source, staging, options, report, {}, &unvalidated_reason);
     Options recover_options = options;
     recover_options.verify = Verify::none;  // verified once, in memory
-    finalize::recover_in_place(staged, recover_options, source);
+    recover_checked(staged, source, recover_options, report, {}, unvalidated_reason);
     if (finalize::wants_backup_api(options.sqlite_backup_kwargs)) {
       sql::Database copy =
           finalize::open_for_reading(staged, options.sqlite_connect_kwargs, true, source);
@@ -352,8 +409,10 @@ std::optional<Connection> sqlite_backup(const fs::path& source, std::optional<fs
   // Staged beside the destination: same filesystem, so the finished file is renamed into
   // place with no second copy.
   const io::StagingDir staging(folder_of(*destination), destination->filename().native());
-  const fs::path staged = snapshot_into(source, staging, options, report, *destination);
-  finish_into(staged, source, *destination, options, report, started);
+  std::string unvalidated_reason;
+  const fs::path staged =
+      snapshot_into(source, staging, options, report, *destination, &unvalidated_reason);
+  finish_into(staged, source, *destination, options, report, started, unvalidated_reason);
   return std::nullopt;
 }
 
@@ -376,8 +435,9 @@ void sqlite_backup_to_fd(const fs::path& source, int fd, const Options& options)
   fs::path staged;
   finalize::DatabaseFacts facts;
   if (options.copy_use_tempdir) {
-    staged = snapshot_into(source, staging, options, report, {});
-    facts = finalize::recover_in_place(staged, options, source);
+    std::string unvalidated_reason;
+    staged = snapshot_into(source, staging, options, report, {}, &unvalidated_reason);
+    facts = recover_checked(staged, source, options, report, {}, unvalidated_reason);
   } else {
     staged = staging.path() / "snapshot";
     sql::Database from =

@@ -35,7 +35,7 @@ enum class ErrorKind {
   destination,      // the destination is refused (exists, no parent folder, ...)
   sqlite,           // SQLite refused an operation on the snapshot
   verification_failed,  // --verify: integrity_check/quick_check of the result failed
-  cancelled,            // Options::cancel was set (the CLI sets it on SIGINT/SIGTERM)
+  cancelled,            // Options::cancel was set (the CLI sets it on SIGHUP/INT/QUIT/TERM)
 };
 
 // Thrown for every failure other than a missing source (std::filesystem::filesystem_error)
@@ -131,16 +131,27 @@ struct Options {
   bool copy_use_tempdir =
       true;              // snapshot by copying (no locks); false: backup API on the live file
   int copy_retry = 100;  // whole-set copy attempts before giving up (>= 1)
-  bool copy_retry_strict = true;  // give up with SqliteBackupError (else: use the last copy, warn)
+  // true: give up with SqliteBackupError(unstable_source). false: use the last copy, with a
+  // warning, once SQLite opens it, reads its schema and passes quick_check (or the check of
+  // .verify); a damaged last copy is not used (unstable_source). Every destination.
+  bool copy_retry_strict = true;
   ConnectOptions sqlite_connect_kwargs{};
   BackupOptions sqlite_backup_kwargs{};
-  CopyFunction copy_function{};  // empty: atomic_copy
+  // Copies one file for the snapshot (the reference's copy_function); called once per file of
+  // the set in every attempt, and its false spoils the attempt. Empty: the library's own
+  // copy (reflink, copy_file_range, ...), which can also refresh an earlier attempt's copy
+  // and read a live-WAL database straight into memory. Either way the set is judged whole.
+  CopyFunction copy_function{};
 
   // Beyond the reference.
   Verify verify = Verify::none;  // integrity check of the result before it is committed
-  std::function<void(const CopyProgress&)> on_progress{};  // called from the calling thread
-  const std::atomic<bool>* cancel = nullptr;  // when it turns true the backup stops, cleanly
-  Report* report = nullptr;                   // filled in on success
+  // Called after each chunk; like copy_function, from a thread the library starts while the
+  // calling thread waits (the source is read there: see sqlite_backup()).
+  std::function<void(const CopyProgress&)> on_progress{};
+  // When it turns true the backup stops, cleanly; honoured until the result is committed (a
+  // flag set during the final fsync and rename is seen too late: the backup completes).
+  const std::atomic<bool>* cancel = nullptr;
+  Report* report = nullptr;  // filled in on success
   // Replace an existing destination file (atomically, by rename). The CLI sets false.
   bool overwrite = true;
   // fsync the result and its folder before returning, so that it survives a crash. false
@@ -153,9 +164,11 @@ struct Options {
 // Snapshots `source` (a database file, plus its -wal/-journal if present) and
 // - with a destination: writes it there atomically (temporary name beside it, fsync,
 //   rename, fsync of the folder; the fsyncs only when options.durable) with the source's
-//   permission bits, in journal_mode=DELETE, and returns std::nullopt;
+//   read and write permission bits, in journal_mode=DELETE, and returns std::nullopt;
 // - without one: returns an open in-memory database holding the snapshot.
-// The source is never written, and (copy_use_tempdir, the default) never locked.
+// The source is never written, and (copy_use_tempdir, the default) never locked; it is read
+// on a thread with a descriptor table of its own, so that the calling process keeps its own
+// SQLite locks on the source (closing any descriptor of a file drops them all otherwise).
 // Errors: std::filesystem::filesystem_error (no_such_file_or_directory) for a missing
 // source; std::invalid_argument when source and destination are the same file (also
 // through a symlink or a hard link) or an option is out of range; SqliteBackupError

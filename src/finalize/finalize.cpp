@@ -31,17 +31,27 @@ void run_verification(sqlite3* db, Verify verify, const std::filesystem::path& s
   if (verify == Verify::none) return;
   const char* pragma =
       verify == Verify::quick ? "PRAGMA quick_check(10)" : "PRAGMA integrity_check(10)";
-  sql::Statement check(db, pragma, "cannot verify the snapshot of", source);
+  const char* check_name = verify == Verify::quick ? "quick_check" : "integrity_check";
   std::string problems;
-  while (check.step()) {
-    const std::string line = check.column_text(0);
-    if (line == "ok") return;
-    if (!problems.empty()) problems += "; ";
-    problems += line;
+  try {
+    sql::Statement check(db, pragma, "cannot verify the snapshot of", source);
+    while (check.step()) {
+      const std::string line = check.column_text(0);
+      if (line == "ok") return;
+      if (!problems.empty()) problems += "; ";
+      problems += line;
+    }
+  } catch (const SqliteBackupError& error) {
+    // Damage the check runs into (SQLite gives up with SQLITE_CORRUPT on a page it cannot
+    // parse) is what the check is there to find, just as the damage it lists: both are a
+    // failed verification. A copy SQLite could not open or recover at all failed earlier,
+    // as an invalid source.
+    if (error.kind() != ErrorKind::invalid_source) throw;
+    problems = error.what();
   }
-  throw_error(
-      ErrorKind::verification_failed, source, "verification ({}) of the snapshot of {} failed: {}",
-      verify == Verify::quick ? "quick_check" : "integrity_check", quoted(source), problems);
+  throw_error(ErrorKind::verification_failed, source,
+              "verification ({}) of the snapshot of {} failed: {}", check_name, quoted(source),
+              problems);
 }
 
 // Replaying a large WAL or checking a large database takes a while: let SQLite look at the
@@ -124,25 +134,30 @@ bool sqlite_reads_plain_files(const ConnectOptions& connect) {
 }  // namespace
 
 sql::Database open_for_reading(const std::filesystem::path& database, const ConnectOptions& connect,
-                               bool read_only, const std::filesystem::path& source) {
+                               bool read_only, const std::filesystem::path& source,
+                               const std::filesystem::path& open_path_for_errors) {
   std::string query = read_only ? "mode=ro" : "mode=rw";
   if (!connect.uri_parameters.empty()) query += "&" + connect.uri_parameters;
   const int flags = (read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE) | SQLITE_OPEN_URI |
                     connect.open_flags;
-  sql::Database db(sql::file_uri(database, query), flags, connect.vfs, source);
+  sql::Database db(sql::openable_file(database, query, connect.vfs), flags, source,
+                   open_path_for_errors);
   db.set_busy_timeout(static_cast<int>(connect.busy_timeout.count()));
   return db;
 }
 
 void roll_back(const std::filesystem::path& staged, const std::filesystem::path& journal,
                std::uint32_t expected_change_counter, const Options& options,
-               const std::filesystem::path& source) {
+               const std::filesystem::path& source,
+               const std::filesystem::path& destination_for_errors) {
   const std::filesystem::path hot_journal = staged.string() + "-journal";
   if (::rename(journal.c_str(), hot_journal.c_str()) != 0) {
     io::throw_errno(errno, "cannot prepare the rollback of the snapshot of", source);
   }
   {
-    sql::Database db = open_for_reading(staged, options.sqlite_connect_kwargs, false, source);
+    sql::Database db =
+        open_for_reading(staged, options.sqlite_connect_kwargs, false, source,
+                         destination_for_errors.empty() ? staged : destination_for_errors);
     allow_cancellation(db.get(), options);
     // Private until commit: the rollback need not wait for the disk.
     db.exec("PRAGMA synchronous=OFF", "cannot configure the snapshot of");
@@ -174,7 +189,11 @@ DatabaseFacts recover_in_place(const std::filesystem::path& staged, const Option
     apply_wal(staged, staged_wal, options.cancel, source,
               destination_for_errors.empty() ? staged : destination_for_errors);
   }
-  sql::Database db = open_for_reading(staged, options.sqlite_connect_kwargs, false, source);
+  // A staged copy that cannot even be opened is a problem of where it is staged (the
+  // destination's folder, or the temporary one), not of the source: the error names that.
+  sql::Database db =
+      open_for_reading(staged, options.sqlite_connect_kwargs, false, source,
+                       destination_for_errors.empty() ? staged : destination_for_errors);
   allow_cancellation(db.get(), options);
   // The copy is private until commit_file() fsyncs it once; SQLite's own syncs during the
   // replay would only make the disk wait several times for the same bytes.

@@ -38,11 +38,15 @@ DatabaseFacts recover_in_place(const std::filesystem::path& staged, const Option
 // Errors name `source`.
 void roll_back(const std::filesystem::path& staged, const std::filesystem::path& journal,
                std::uint32_t expected_change_counter, const Options& options,
-               const std::filesystem::path& source);
+               const std::filesystem::path& source,
+               const std::filesystem::path& destination_for_errors = {});
 
-// Opens a database for reading as the caller's connect options say (URI-escaped path).
+// Opens a database for reading as the caller's connect options say (URI-escaped path, of
+// any length: see sql::openable_file). Errors name `source`, but a failure to open names
+// `open_path_for_errors` when given.
 sql::Database open_for_reading(const std::filesystem::path& database, const ConnectOptions& connect,
-                               bool read_only, const std::filesystem::path& source);
+                               bool read_only, const std::filesystem::path& source,
+                               const std::filesystem::path& open_path_for_errors = {});
 
 // Copies `from` into the connection `to` with SQLite's online backup API, as BackupOptions
 // say (pages per step, progress, schema name, pause when the source is busy). A source that

@@ -1,5 +1,6 @@
 #include "io/staging.hpp"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -14,19 +15,111 @@
 #include "io/file.hpp"
 
 namespace sqlite_backup::io {
+namespace {
 
-StagingDir::StagingDir(const std::filesystem::path& parent, std::string_view name_hint) {
-  std::string hint(name_hint.substr(0, 64));
-  std::string templ = (parent / ("." + hint + ".sqlite_backup-XXXXXX")).native();
-  std::vector<char> buffer(templ.begin(), templ.end());
-  buffer.push_back('\0');
-  if (::mkdtemp(buffer.data()) == nullptr) {
-    throw_errno(errno, "cannot create a temporary folder in", parent);
-  }
-  path_ = buffer.data();
+constexpr std::string_view kStagingMarker = ".sqlite_backup-";
+constexpr std::size_t kRandomPartSize = 6;  // mkdtemp's XXXXXX
+
+// Takes a write lock on the whole of `fd` without waiting; false when someone holds one (or
+// the filesystem takes no locks: errno says which).
+// An OFD lock belongs to this open file description: no other descriptor this process opens
+// or closes on the file affects it, and it goes when the description does (the process's
+// death included). Kernels before 3.15 know no OFD locks: the classic lock serves there.
+bool try_lock_whole_file(int fd) noexcept {
+  struct flock lock {};
+  lock.l_type = F_WRLCK;
+  lock.l_whence = SEEK_SET;
+  if (::fcntl(fd, F_OFD_SETLK, &lock) == 0) return true;
+  if (errno != EINVAL) return false;
+  lock = {};
+  lock.l_type = F_WRLCK;
+  lock.l_whence = SEEK_SET;
+  return ::fcntl(fd, F_SETLK, &lock) == 0;
 }
 
-StagingDir::StagingDir(StagingDir&& other) noexcept : path_(std::move(other.path_)) {
+// ".<hint>.sqlite_backup-XXXXXX", as StagingDir names its folders.
+bool is_staging_folder_name(std::string_view name) {
+  if (name.size() < 1 + kStagingMarker.size() + kRandomPartSize || name.front() != '.') {
+    return false;
+  }
+  const std::size_t marker_at = name.size() - kRandomPartSize - kStagingMarker.size();
+  return name.substr(marker_at, kStagingMarker.size()) == kStagingMarker;
+}
+
+}  // namespace
+
+int remove_abandoned_staging_folders(const std::filesystem::path& parent) noexcept {
+  int removed = 0;
+  try {
+    const UniqueFd parent_fd(::open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!parent_fd) return 0;
+    DIR* listing = ::fdopendir(::dup(parent_fd.get()));
+    if (listing == nullptr) return 0;
+    std::vector<std::string> candidates;
+    while (const dirent* entry = ::readdir(listing)) {
+      if (is_staging_folder_name(entry->d_name)) candidates.emplace_back(entry->d_name);
+    }
+    ::closedir(listing);
+    for (const std::string& name : candidates) {
+      // Ours only: a real folder (not a symlink to one) of this user.
+      struct stat folder_stat {};
+      if (::fstatat(parent_fd.get(), name.c_str(), &folder_stat, AT_SYMLINK_NOFOLLOW) != 0 ||
+          !S_ISDIR(folder_stat.st_mode) || folder_stat.st_uid != ::geteuid()) {
+        continue;
+      }
+      const UniqueFd folder_fd(
+          ::openat(parent_fd.get(), name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+      if (!folder_fd) continue;
+      // No lock file: its owner may be between creating the folder and locking it. Kept.
+      const UniqueFd lock_fd(::openat(folder_fd.get(), StagingDir::kOwnerLockName,
+                                      O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY));
+      if (!lock_fd || !try_lock_whole_file(lock_fd.get())) continue;  // in use
+      // The lock is ours now, held while we remove: its owner is dead, and an owner that
+      // had just created the lock file will fail to take it and make another folder.
+      std::error_code ignored;
+      if (std::filesystem::remove_all(parent / name, ignored) > 0 && !ignored) ++removed;
+    }
+  } catch (...) {
+    // Tidying only: never the reason a backup fails.
+  }
+  return removed;
+}
+
+StagingDir::StagingDir(const std::filesystem::path& parent, std::string_view name_hint) {
+  // Folders that processes killed outright left here (see the class comment).
+  remove_abandoned_staging_folders(parent);
+  std::string hint(name_hint.substr(0, 64));
+  const std::string templ = (parent / ("." + hint + ".sqlite_backup-XXXXXX")).native();
+  for (;;) {
+    std::vector<char> buffer(templ.begin(), templ.end());
+    buffer.push_back('\0');
+    if (::mkdtemp(buffer.data()) == nullptr) {
+      throw_errno(errno, "cannot create a temporary folder in", parent);
+    }
+    const std::filesystem::path folder = buffer.data();
+    const std::filesystem::path lock_path = folder / kOwnerLockName;
+    UniqueFd lock(::open(lock_path.c_str(),
+                         O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY, 0600));
+    if (!lock) {
+      const int error = errno;
+      std::error_code ignored;
+      std::filesystem::remove_all(folder, ignored);
+      throw_errno(error, "cannot create a temporary file in", parent);
+    }
+    if (try_lock_whole_file(lock.get()) || (errno != EAGAIN && errno != EACCES)) {
+      // Locked; or a filesystem that takes no locks, where no one else can take it either,
+      // so the folder is never taken for abandoned (nor removed after a SIGKILL).
+      path_ = folder;
+      owner_lock_ = std::move(lock);
+      return;
+    }
+    // Another process's tidying took the lock in the instant before ours (it took the
+    // folder for abandoned) and is removing it: leave it that, and make another.
+  }
+}
+
+StagingDir::StagingDir(StagingDir&& other) noexcept
+    : path_(std::move(other.path_)), owner_lock_(std::move(other.owner_lock_)) {
   other.path_.clear();
 }
 
@@ -34,6 +127,7 @@ StagingDir::~StagingDir() {
   if (path_.empty()) return;
   std::error_code ignored;
   std::filesystem::remove_all(path_, ignored);
+  // owner_lock_ is closed after this body: the folder is gone before its lock is.
 }
 
 void commit_file(const std::filesystem::path& staged, const std::filesystem::path& destination,

@@ -6,14 +6,26 @@
 #include <filesystem>
 #include <string_view>
 
+#include "io/file.hpp"
+
 namespace sqlite_backup::io {
 
 // A fresh mode-0700 folder, created beside the destination (same filesystem, so the result
 // can be renamed into place) or in the temporary directory. Removed with everything in it
 // by the destructor unless released: nothing is left behind by a failure or an exception.
+//
+// A process killed outright (SIGKILL, a crash, a power cut) cannot remove its folder, so
+// every folder carries proof of life: an OFD lock (F_OFD_SETLK) on the file kOwnerLockName
+// inside it, held from just after the folder is made until it is removed. The kernel drops
+// the lock when its owner dies. Before making its own folder, a StagingDir removes every
+// folder of ours beside it whose lock it can take (its owner is provably gone) and keeps
+// every other one (in use, or with no lock file: see remove_abandoned_staging_folders()).
 class StagingDir {
  public:
-  // Creates "<parent>/.<name_hint>.sqlite_backup-XXXXXX".
+  static constexpr const char* kOwnerLockName = ".sqlite_backup-owner.lock";
+
+  // Removes abandoned staging folders in `parent`, then creates
+  // "<parent>/.<name_hint>.sqlite_backup-XXXXXX" and takes its lock.
   StagingDir(const std::filesystem::path& parent, std::string_view name_hint);
   StagingDir(StagingDir&& other) noexcept;
   StagingDir& operator=(StagingDir&&) = delete;
@@ -25,7 +37,15 @@ class StagingDir {
 
  private:
   std::filesystem::path path_;
+  UniqueFd owner_lock_;  // closed after the folder is removed
 };
+
+// Removes the folders "<parent>/.<anything>.sqlite_backup-XXXXXX" of this user whose
+// owner lock file exists and can be locked (F_OFD_SETLK, which never waits): their owner is
+// dead. A folder whose lock is held is in use, and one without a lock file may be in the
+// instant between its creation and its lock: both are kept. Errors are ignored (this is
+// tidying, not the backup). Returns how many were removed.
+int remove_abandoned_staging_folders(const std::filesystem::path& parent) noexcept;
 
 // Makes `staged` appear at `destination` atomically and (when `durable`) durably: sets its
 // permission bits, fsyncs it, renames it (replacing an existing file only when `replace`;

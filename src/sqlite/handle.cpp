@@ -46,6 +46,17 @@ void throw_result(int result, sqlite3* db, std::string_view operation,
 Database::Database(const std::string& filename, int flags, const std::string& vfs,
                    const std::filesystem::path& path_for_errors)
     : path_(path_for_errors) {
+  open(filename, flags, vfs, path_);
+}
+
+Database::Database(OpenableFile file, int flags, const std::filesystem::path& path_for_errors,
+                   const std::filesystem::path& open_path_for_errors)
+    : path_(path_for_errors), folder_(std::move(file.folder)) {
+  open(file.uri, flags, file.vfs, open_path_for_errors.empty() ? path_ : open_path_for_errors);
+}
+
+void Database::open(const std::string& filename, int flags, const std::string& vfs,
+                    const std::filesystem::path& open_path_for_errors) {
   const int rc =
       sqlite3_open_v2(filename.c_str(), &db_, flags, vfs.empty() ? nullptr : vfs.c_str());
   if (rc != SQLITE_OK) {
@@ -53,14 +64,17 @@ Database::Database(const std::string& filename, int flags, const std::string& vf
     const int result = db_ != nullptr ? sqlite3_extended_errcode(db_) : rc;
     std::string message = db_ != nullptr ? sqlite3_errmsg(db_) : sqlite3_errstr(rc);
     sqlite3_close_v2(std::exchange(db_, nullptr));
-    detail::throw_error(classify(result), path_, "cannot open {} with SQLite: {} (SQLite error {})",
-                        detail::quoted(path_), message, result);
+    detail::throw_error(classify(result), open_path_for_errors,
+                        "cannot open {} with SQLite: {} (SQLite error {})",
+                        detail::quoted(open_path_for_errors), message, result);
   }
   sqlite3_extended_result_codes(db_, 1);
 }
 
 Database::Database(Database&& other) noexcept
-    : db_(std::exchange(other.db_, nullptr)), path_(std::move(other.path_)) {}
+    : db_(std::exchange(other.db_, nullptr)),
+      path_(std::move(other.path_)),
+      folder_(std::move(other.folder_)) {}
 
 Database::~Database() {
   if (db_ != nullptr) sqlite3_close_v2(db_);

@@ -6,6 +6,8 @@
 #include <string>
 #include <string_view>
 
+#include "sqlite/long_path.hpp"
+
 struct sqlite3;
 struct sqlite3_stmt;
 
@@ -33,6 +35,12 @@ class Database {
   // before the result is checked: SQLite allocates one even when the open fails.
   Database(const std::string& filename, int flags, const std::string& vfs,
            const std::filesystem::path& path_for_errors);
+  // Opens `file` (see openable_file(); flags must contain SQLITE_OPEN_URI) and keeps its
+  // folder descriptor until the connection is closed. A failure to open names
+  // `open_path_for_errors` when given (the file the user knows, e.g. the destination a
+  // staged copy is for), else `path_for_errors`, which later errors name.
+  Database(OpenableFile file, int flags, const std::filesystem::path& path_for_errors,
+           const std::filesystem::path& open_path_for_errors = {});
   Database(Database&& other) noexcept;
   Database& operator=(Database&&) = delete;
   Database(const Database&) = delete;
@@ -40,7 +48,8 @@ class Database {
   ~Database();
 
   [[nodiscard]] sqlite3* get() const noexcept { return db_; }
-  // Gives up ownership (the caller closes the handle).
+  // Gives up ownership (the caller closes the handle). Not for a connection opened through
+  // a folder descriptor (its name would stop working when this object goes).
   [[nodiscard]] sqlite3* release() noexcept;
   [[nodiscard]] const std::filesystem::path& path() const noexcept { return path_; }
 
@@ -54,8 +63,12 @@ class Database {
   void close();
 
  private:
+  void open(const std::string& filename, int flags, const std::string& vfs,
+            const std::filesystem::path& open_path_for_errors);
+
   sqlite3* db_ = nullptr;
   std::filesystem::path path_;
+  io::UniqueFd folder_;  // declared after db_: closed only after the connection
 };
 
 class Statement {

@@ -81,8 +81,11 @@ std::string rollback_obstacle(const SetState& before, const SetState& after,
         during.staged_database_bytes, original_bytes);
   }
   if (uncounted_commits_possible(before, after)) {
-    return "the owner holds an exclusive lock between transactions (locking_mode=EXCLUSIVE) "
-           "and does not count every commit";
+    // Only what was seen: the lock at both looks is either a commit in progress each time
+    // (any owner) or an owner in exclusive locking mode; the two cannot be told apart here.
+    return "another process held SQLite's EXCLUSIVE lock on the database at both looks, with "
+           "no hot journal at one of them (a commit in progress each time, or an owner in "
+           "locking_mode=EXCLUSIVE, whose commits are not all counted)";
   }
   return {};
 }
@@ -281,11 +284,25 @@ bool has_live_wal(const SetState& state) noexcept {
 }
 
 // A journal is hot (SQLite will roll the database back from it when the copy is opened)
-// when it starts with the journal magic. A PERSIST journal between transactions has a
-// zeroed header and a TRUNCATE one is empty: neither is hot.
+// when it starts with the journal magic and its header gives a sector size and a page size
+// SQLite accepts: powers of two, 32..65536 and 512..65536 (readJournalHdr() in pager.c ends
+// the playback at a header that does not, before touching the database, and deletes the
+// journal). A PERSIST journal between transactions has a zeroed header and a TRUNCATE one is
+// empty: neither is hot. Nor is a leftover with the magic followed by noise (a crashed or
+// foreign writer's): SQLite reads the database as it is, so must we, and none of the
+// header's other fields (nonce, original size) may be taken for a transaction's. SQLite
+// writes the whole header, sizes included, before (sync mode) or with (no-sync mode) the
+// magic, so a live writer's hot journal always passes.
 bool journal_is_hot(const MemberState& journal) noexcept {
-  return journal.exists && journal.header_bytes >= kJournalHeaderSize &&
-         std::memcmp(journal.header.data(), kJournalMagic.data(), kJournalMagic.size()) == 0;
+  if (!journal.exists || journal.header_bytes < kJournalHeaderSize ||
+      std::memcmp(journal.header.data(), kJournalMagic.data(), kJournalMagic.size()) != 0) {
+    return false;
+  }
+  const auto power_of_two_within = [](std::uint32_t value, std::uint32_t low, std::uint32_t high) {
+    return value >= low && value <= high && (value & (value - 1)) == 0;
+  };
+  return power_of_two_within(big_endian_u32(journal, 20), 32, 65536) &&
+         power_of_two_within(big_endian_u32(journal, 24), 512, 65536);
 }
 
 Verdict judge(const SetState& before, const SetState& after, const MemberState& staged_wal,

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
+#include <algorithm>
 #include <optional>
 #include <string>
 #include <vector>
@@ -43,6 +44,115 @@ TEST(CliDestination, DanglingSymlinkIsRefusedAndNotFollowed) {
   const Result result = run_cli({dir.source(), destination});
   expect_failure(result, 1, destination);
   EXPECT_FALSE(fs::exists(dir / "elsewhere.sqlite"));
+}
+
+// "" names no file: refused before anything is read (--debug would log each copy), not after
+// a whole backup that then fails at the rename (it was exit 5).
+TEST(CliDestination, EmptyDestinationIsRefusedBeforeAnythingIsRead) {
+  const SourceFolder dir(100);
+  const Result result = run_cli({"--debug", dir.source(), ""});
+  expect_failure(result, 1, "''");
+  EXPECT_TRUE(contains(result.err, "empty path")) << result.err;
+  EXPECT_EQ(list_names(dir.path()), std::vector<std::string>{"source.sqlite"});
+}
+
+// A folder path longer than SQLite's own limit (512 bytes after resolving links) that the OS
+// accepts: the staged copy inside it must still be opened by SQLite (it failed with exit 5,
+// "cannot open <SOURCE> with SQLite: unable to open database file", naming the wrong file).
+fs::path make_deep_folder(const fs::path& base, std::size_t at_least) {
+  fs::path folder = base;
+  while (folder.native().size() < at_least) folder /= std::string(200, 'd');
+  fs::create_directories(folder);
+  return folder;
+}
+
+// The test's own SQLite cannot open the deep result either: checks read a copy of it.
+fs::path checkable_copy(const fs::path& deep_file, const TempDir& dir) {
+  const fs::path copy = dir / ("check-" + deep_file.filename().string());
+  fs::copy_file(deep_file, copy, fs::copy_options::overwrite_existing);
+  return copy;
+}
+
+TEST(CliDestination, DeepDestinationFolderWorks) {
+  const SourceFolder dir(300);
+  const fs::path deep = make_deep_folder(dir / "deep", 700);
+  const Result result = run_cli({dir.source(), deep.string()});
+  ASSERT_EQ(result.exit_code, 0) << describe(result);
+  EXPECT_EQ(count_rows(checkable_copy(deep / "source.sqlite", dir)), 300);
+  EXPECT_EQ(list_names(deep), std::vector<std::string>{"source.sqlite"});
+  // The live mode opens its copy with SQLite there too.
+  const Result live =
+      run_cli({"--no-copy-use-tempdir", dir.source(), (deep / "live.sqlite").string()});
+  ASSERT_EQ(live.exit_code, 0) << describe(live);
+  EXPECT_EQ(count_rows(checkable_copy(deep / "live.sqlite", dir)), 300);
+  EXPECT_EQ(list_names(deep), (std::vector<std::string>{"live.sqlite", "source.sqlite"}));
+}
+
+// A crashed writer's hot journal: SQLite rolls the staged copy back through the staged
+// journal, a longer name still.
+TEST(CliDestination, DeepDestinationFolderWorksWithAHotJournalToRollBack) {
+  if (!owner_available()) GTEST_SKIP() << "sqlite_owner is not built";
+  TempDir dir;
+  const fs::path source = dir / "crashed.sqlite";
+  {
+    OwnerProcess owner(kOwnerExe, source, "hot-journal", 300);
+    ASSERT_TRUE(owner.ready()) << owner.output();
+  }  // killed inside its transaction: the journal stays, hot
+  const fs::path deep = make_deep_folder(dir / "deep", 700);
+  const Result result = run_cli({source.string(), deep.string()});
+  ASSERT_EQ(result.exit_code, 0) << describe(result);
+  const fs::path result_copy = checkable_copy(deep / "crashed.sqlite", dir);
+  EXPECT_EQ(count_rows(result_copy), 300);
+  EXPECT_EQ(query_int(result_copy, "SELECT count(*) FROM t WHERE v LIKE 'rewritten%'"), 0);
+  EXPECT_TRUE(integrity_ok(result_copy));
+  EXPECT_EQ(list_names(deep), std::vector<std::string>{"crashed.sqlite"});
+}
+
+TEST(CliStdout, DeepTemporaryFolderWorks) {
+  const SourceFolder dir(300);
+  const fs::path deep = make_deep_folder(dir / "tmp", 700);
+  const fs::path out = dir / "streamed.sqlite";
+  const int fd = ::open(out.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  ASSERT_GE(fd, 0);
+  RunSettings settings;
+  settings.stdout_fd = fd;
+  settings.environment = {{"TMPDIR", deep.string()}};
+  const Result result = run_cli({dir.source(), "-"}, settings);
+  ::close(fd);
+  ASSERT_EQ(result.exit_code, 0) << describe(result);
+  EXPECT_EQ(count_rows(out), 300);
+  EXPECT_TRUE(list_names(deep).empty());
+}
+
+// The staging folder's own lock file has a name of its own; a source of that name is staged
+// under another. Staged under it, the copy replaced the lock file, and the next run beside
+// took that unlocked copy for the lock of a dead run and removed the live run's folder.
+TEST(CliDestination, SourceNamedLikeTheStagingLockFileKeepsItsFolderLocked) {
+  if (!owner_available()) GTEST_SKIP() << "sqlite_owner is not built";
+  const TempDir dir(TempDir::memory_base());
+  const fs::path source = dir / ".sqlite_backup-owner.lock";
+  make_large_database(source, kStompedMib);
+  fs::create_directory(dir / "out");
+  const OwnerProcess stomper(kOwnerExe, source, "stomp", 100);
+  ASSERT_TRUE(stomper.ready()) << stomper.output();
+  Child live(kCliExe,
+             {"--debug", "--copy-retry", "1000000", source.string(), (dir / "out").string()});
+  ASSERT_TRUE(live.read_until([](const std::string& err) {
+    return contains(err, "copying again");
+  })) << live.err_so_far();
+  const SourceFolder small(20);
+  const Result next = run_cli({small.source(), (dir / "out" / "next.sqlite").string()});
+  ASSERT_EQ(next.exit_code, 0) << describe(next);
+  const auto names = list_names(dir / "out");
+  EXPECT_EQ(
+      std::count_if(names.begin(), names.end(),
+                    [](const std::string& name) { return contains(name, ".sqlite_backup-"); }),
+      1)
+      << "the live run's staging folder was removed: " << ::testing::PrintToString(names);
+  live.send(SIGINT);
+  const Result live_result = live.finish();
+  EXPECT_EQ(live_result.exit_code, 130) << "its folder was left alone: " << describe(live_result);
+  EXPECT_EQ(list_names(dir / "out"), std::vector<std::string>{"next.sqlite"});
 }
 
 TEST(CliDestination, MissingParentFolderIsRefused) {

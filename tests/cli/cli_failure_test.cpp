@@ -173,6 +173,35 @@ TEST(CliExitCodes, VerifyFailureIsSixAndWritesNothing) {
   EXPECT_EQ(unverified.exit_code, 0) << describe(unverified);
 }
 
+// A page SQLite cannot even parse makes the check itself fail with SQLITE_CORRUPT rather
+// than list problems; it is the same finding, and the same exit code (it was 3).
+void overwrite_page_3_with_noise(const fs::path& database) {
+  std::string bytes = read_file(database);
+  const std::size_t page_size =
+      (static_cast<unsigned char>(bytes[16]) << 8) | static_cast<unsigned char>(bytes[17]);
+  ASSERT_GE(bytes.size(), 4 * page_size);
+  for (std::size_t i = 2 * page_size; i < 3 * page_size; ++i) bytes[i] = static_cast<char>(0xff);
+  write_file(database, bytes);
+}
+
+TEST(CliExitCodes, VerifyRunningIntoACorruptPageIsSixToo) {
+  TempDir dir;
+  exec_sql(dir / "corrupt.sqlite",
+           "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);"
+           "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < 500)"
+           "  INSERT INTO t(v) SELECT printf('%.200c', 'x') FROM n;"
+           "CREATE INDEX i ON t(v);");  // page 3: the root of index i
+  overwrite_page_3_with_noise(dir / "corrupt.sqlite");
+  fs::create_directory(dir / "out");
+  const std::string source = (dir / "corrupt.sqlite").string();
+  for (const char* verify : {"--verify", "--verify=quick"}) {
+    const Result result = run_cli({verify, source, (dir / "out").string()});
+    expect_failure(result, 6, source);
+    EXPECT_TRUE(contains(result.err, "malformed")) << result.err;
+    EXPECT_TRUE(list_names(dir / "out").empty()) << "no destination, no temporary leftovers";
+  }
+}
+
 // ---- 130 / 143: interrupted ---------------------------------------------------------------
 
 // The library's debug line when an attempt was spoiled and it tries again.
@@ -211,6 +240,66 @@ TEST(CliSignals, SigintMidBackupExits130AndLeavesNothing) {
 
 TEST(CliSignals, SigtermMidBackupExits143AndLeavesNothing) {
   expect_clean_interrupt(SIGTERM, 143, "SIGTERM");
+}
+
+// A closed terminal (HUP) and ^\ (QUIT) stop a backup just as cleanly: by default they would
+// end the process on the spot and leave its staging folder beside the destination.
+TEST(CliSignals, SighupMidBackupExits129AndLeavesNothing) {
+  expect_clean_interrupt(SIGHUP, 129, "SIGHUP");
+}
+
+TEST(CliSignals, SigquitMidBackupExits131AndLeavesNothing) {
+  expect_clean_interrupt(SIGQUIT, 131, "SIGQUIT");
+}
+
+// The staging folders in `folder` (".<name>.sqlite_backup-XXXXXX").
+std::vector<std::string> staging_folders_in(const fs::path& folder) {
+  std::vector<std::string> found;
+  for (const auto& name : list_names(folder)) {
+    if (contains(name, ".sqlite_backup-")) found.push_back(name);
+  }
+  return found;
+}
+
+// SIGKILL cannot be handled: a run killed so leaves its staging folder. The next run beside
+// it removes it (its owner's lock died with it), and keeps the folder of a run still going.
+TEST(CliSignals, FolderOfARunKilledOutrightIsRemovedByTheNextOneButNotThatOfALiveRun) {
+  if (!owner_available()) GTEST_SKIP() << "sqlite_owner is not built";
+  const StompedSource stomped;
+  ASSERT_TRUE(stomped.owner().ready()) << stomped.owner().output();
+  const std::vector<std::string> retry_forever = {"--debug", "--copy-retry", "1000000"};
+  const auto backup_of_stomped = [&](const std::string& name) {
+    std::vector<std::string> args = retry_forever;
+    args.push_back(stomped.source());
+    args.push_back((stomped.out() / name).string());
+    return args;
+  };
+
+  // A run that keeps going (its folder is in use throughout), then one killed outright (its
+  // own start left the live run's folder alone).
+  Child live(kCliExe, backup_of_stomped("live.sqlite"));
+  ASSERT_TRUE(live.read_until(says_copying_again)) << live.err_so_far();
+  const auto live_folder = staging_folders_in(stomped.out());
+  ASSERT_EQ(live_folder.size(), 1u);
+  Child killed(kCliExe, backup_of_stomped("killed.sqlite"));
+  ASSERT_TRUE(killed.read_until(says_copying_again)) << killed.err_so_far();
+  killed.send(SIGKILL);
+  EXPECT_EQ(killed.finish().killed_by, SIGKILL);
+  auto left_by_killed = staging_folders_in(stomped.out());
+  ASSERT_EQ(left_by_killed.size(), 2u) << "SIGKILL leaves the folder (nothing can remove it)";
+  EXPECT_TRUE(contains(left_by_killed[0] + left_by_killed[1], "killed.sqlite"));
+
+  // Any later run beside them tidies up.
+  const SourceFolder small(20);
+  const Result next = run_cli({small.source(), (stomped.out() / "next.sqlite").string()});
+  ASSERT_EQ(next.exit_code, 0) << describe(next);
+  const auto after_next = staging_folders_in(stomped.out());
+  EXPECT_EQ(after_next, live_folder) << "the killed run's folder is gone, the live run's kept";
+
+  live.send(SIGINT);
+  const Result live_result = live.finish();
+  EXPECT_EQ(live_result.exit_code, 130) << describe(live_result);
+  EXPECT_EQ(list_names(stomped.out()), std::vector<std::string>{"next.sqlite"});
 }
 
 }  // namespace

@@ -211,7 +211,9 @@ class Child {
       ::dup2(out_fd, STDOUT_FILENO);
       ::dup2(err_fd, STDERR_FILENO);
       // Fresh signal state: gtest or the parent may have changed dispositions.
+      ::signal(SIGHUP, SIG_DFL);
       ::signal(SIGINT, SIG_DFL);
+      ::signal(SIGQUIT, SIG_DFL);
       ::signal(SIGTERM, SIG_DFL);
       ::signal(SIGPIPE, SIG_DFL);
       ::execve(argv[0], argv.data(), env.data());

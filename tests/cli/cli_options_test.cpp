@@ -134,13 +134,34 @@ TEST(CliOutput, NoCopyUseTempdirWarnsThatTheLiveDatabaseIsReadDirectly) {
   const Result result = run_cli({"--no-copy-use-tempdir", source, (dir / "copy.sqlite").string()});
   ASSERT_EQ(result.exit_code, 0) << describe(result);
   EXPECT_TRUE(contains(result.err,
-                       "sqlite_backup: warning: --no-copy-use-tempdir: reading the live database " +
+                       "sqlite_backup: warning: --no-copy-use-tempdir: read the live database " +
                            source + " directly"))
       << result.err;
   // The default takes no such risk and says nothing.
   const Result quiet = run_cli({source, (dir / "default.sqlite").string()});
   ASSERT_EQ(quiet.exit_code, 0) << describe(quiet);
   EXPECT_FALSE(contains(quiet.err, "warning")) << quiet.err;
+}
+
+// A failure is one line, also in the live mode (the warning printed first made it two), and
+// a rollback-mode source's folder gets nothing: SQLite reads it read-only.
+TEST(CliOutput, NoCopyUseTempdirFailureIsOneLineAndTheSourceFolderIsLeftAlone) {
+  TempDir dir;
+  fs::create_directory(dir / "source");
+  write_file(dir / "source" / "notes.sqlite", std::string(8192, 'n'));
+  const std::string source = (dir / "source" / "notes.sqlite").string();
+  const Result failed = run_cli({"--no-copy-use-tempdir", source, (dir / "copy.sqlite").string()});
+  expect_failure(failed, 3, source);
+  EXPECT_TRUE(contains(failed.err, "--no-copy-use-tempdir")) << failed.err;
+  EXPECT_FALSE(fs::exists(dir / "copy.sqlite"));
+
+  create_database(dir / "source" / "rollback.sqlite", 50);
+  const Result done =
+      run_cli({"--no-copy-use-tempdir", (dir / "source" / "rollback.sqlite").string(),
+               (dir / "copy.sqlite").string()});
+  ASSERT_EQ(done.exit_code, 0) << describe(done);
+  EXPECT_EQ(list_names(dir / "source"),
+            (std::vector<std::string>{"notes.sqlite", "rollback.sqlite"}));
 }
 
 TEST(CliJson, OneRecordPerBackupWithEveryField) {
@@ -190,6 +211,36 @@ TEST(CliJson, FailureRecordCarriesTheError) {
   EXPECT_TRUE(contains(records[0], "\"ok\":false")) << records[0];
   EXPECT_TRUE(contains(records[0], "\"error\":\"")) << records[0];
   EXPECT_TRUE(contains(records[0], "junk.sqlite")) << records[0];
+}
+
+// One record per named source, whatever stopped it: a source refused before any backup began
+// (missing, a folder, a FIFO) gets one too, as does each source of a refused command.
+TEST(CliJson, EverySourceRefusedUpFrontGetsARecord) {
+  TempDir dir;
+  fs::create_directory(dir / "folder.sqlite");
+  ASSERT_EQ(::mkfifo((dir / "fifo.sqlite").c_str(), 0600), 0);
+  for (const char* name : {"missing.sqlite", "folder.sqlite", "fifo.sqlite"}) {
+    const std::string source = (dir / name).string();
+    const Result result = run_cli({"--json", source, (dir / "copy.sqlite").string()});
+    EXPECT_EQ(result.exit_code, 2) << name << ": " << describe(result);
+    const auto records = lines_of(result.out);
+    ASSERT_EQ(records.size(), 1u) << name << ": " << describe(result);
+    EXPECT_TRUE(contains(records[0], "\"source\":\"" + source + "\"")) << records[0];
+    EXPECT_TRUE(contains(records[0], "\"ok\":false,\"exit_code\":2")) << records[0];
+    EXPECT_EQ(one_error_line_naming(result, source), "") << describe(result);
+  }
+  create_database(dir / "a.sqlite", 5);
+  create_database(dir / "b.sqlite", 5);
+  const Result several = run_cli({"--json", (dir / "a.sqlite").string(),
+                                  (dir / "b.sqlite").string(), (dir / "not-a-folder").string()});
+  EXPECT_EQ(several.exit_code, 1) << describe(several);
+  const auto records = lines_of(several.out);
+  ASSERT_EQ(records.size(), 2u) << describe(several);
+  EXPECT_TRUE(contains(records[0], "a.sqlite") && contains(records[0], "\"ok\":false"))
+      << records[0];
+  EXPECT_TRUE(contains(records[1], "b.sqlite") && contains(records[1], "\"ok\":false"))
+      << records[1];
+  EXPECT_FALSE(fs::exists(dir / "copy.sqlite"));
 }
 
 TEST(CliVerify, GoodDatabaseIsVerifiedAndSaysHow) {

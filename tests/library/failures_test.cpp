@@ -349,6 +349,16 @@ TEST_F(FailuresTest, DestinationInAMissingFolderIsRefused) {
   EXPECT_FALSE(fs::exists(dir_ / "no such folder"));
 }
 
+// An empty path names no file: refused before anything is staged or read (it was a whole
+// backup ending in a failed rename).
+TEST_F(FailuresTest, EmptyDestinationIsRefusedUpFront) {
+  create_database(dir_ / "source.sqlite", 5);
+  const std::string message =
+      expect_backup_error([&] { sb::sqlite_backup(dir_ / "source.sqlite", fs::path()); },
+                          sb::ErrorKind::destination, "''");
+  EXPECT_NE(message.find("empty path"), std::string::npos) << message;
+}
+
 TEST_F(FailuresTest, DestinationThatIsAFolderIsRefused) {
   create_database(dir_ / "source.sqlite", 5);
   fs::create_directories(out_dir_ / "folder.sqlite" / "inside");
@@ -482,6 +492,51 @@ TEST_F(FailuresTest, LenientModeUsesTheLastCopyAfterCopyRetryAttempts) {
       {.copy_retry = 3, .copy_retry_strict = false, .copy_function = copy_but_report_changed});
   ASSERT_TRUE(memory.has_value());
   EXPECT_EQ(count_rows(memory->get()), 50);
+}
+
+// A copy function that reports a change every time (so no copy validates) and leaves the
+// database copy torn: every page after page 1 overwritten, page 1 (header, schema) intact.
+bool copy_torn_and_report_changed(const fs::path& from, const fs::path& to) {
+  sb::atomic_copy(from, to);
+  if (from.filename() == "source.sqlite") {
+    std::string bytes = read_file(to);
+    const std::size_t page_size =
+        (static_cast<unsigned char>(bytes[16]) << 8) | static_cast<unsigned char>(bytes[17]);
+    for (std::size_t i = page_size; i < bytes.size(); ++i) bytes[i] = static_cast<char>(0xff);
+    write_file(to, bytes);
+  }
+  return false;
+}
+
+// copy_retry_strict off keeps the last copy, but not one that is damaged: that is checked
+// (the schema, and quick_check) before anything is committed, and reported as the source
+// that kept changing (it committed a database that did not open: "malformed").
+TEST_F(FailuresTest, LenientModeDoesNotCommitADamagedLastCopy) {
+  create_database(dir_ / "source.sqlite", 500);
+  const std::string message = expect_backup_error(
+      [&] {
+        sb::sqlite_backup(dir_ / "source.sqlite", out_dir_ / "copy.sqlite",
+                          {.copy_retry = 1,
+                           .copy_retry_strict = false,
+                           .copy_function = copy_torn_and_report_changed});
+      },
+      sb::ErrorKind::unstable_source, dir_ / "source.sqlite");
+  EXPECT_NE(message.find("damaged"), std::string::npos) << message;
+  EXPECT_TRUE(list_names(out_dir_).empty()) << ::testing::PrintToString(list_names(out_dir_));
+}
+
+// The copy it keeps did pass that check, and the report says so.
+TEST_F(FailuresTest, LenientModeChecksTheLastCopyItKeeps) {
+  create_database(dir_ / "source.sqlite", 50);
+  sb::Report report;
+  sb::sqlite_backup(dir_ / "source.sqlite", out_dir_ / "copy.sqlite",
+                    {.copy_retry = 2,
+                     .copy_retry_strict = false,
+                     .copy_function = copy_but_report_changed,
+                     .report = &report});
+  EXPECT_FALSE(report.validated);
+  EXPECT_EQ(report.verified, sb::Verify::quick);
+  EXPECT_EQ(count_rows(out_dir_ / "copy.sqlite"), 50);
 }
 
 class CallCounter {

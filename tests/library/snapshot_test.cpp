@@ -10,6 +10,7 @@
 #include <functional>
 #include <mutex>
 #include <optional>
+#include <random>
 #include <sqlite_backup/sqlite_backup.hpp>
 #include <string>
 #include <thread>
@@ -264,6 +265,47 @@ TEST_F(SnapshotTest, TransactionThatBeganButHasNotWrittenTheDatabaseDoesNotSpoil
       query_int(out_dir_ / "copy.sqlite", "SELECT count(*) FROM t WHERE v LIKE '%uncommitted%'"),
       0);
   EXPECT_FALSE(fs::exists(out_dir_ / "copy.sqlite-journal"));
+}
+
+// A crashed or foreign writer's leftover: a -journal with the journal magic followed by noise,
+// and nothing writing to either file. SQLite reads the database as it is (the header's page
+// and sector sizes are not ones it accepts, so it plays nothing back); the backup must give
+// that state, at the first attempt, and not take the noise for a transaction's header (it
+// gave up with exit 4: "the database shrank ... (45056 bytes copied, 949149614216398096 when
+// the transaction began)").
+TEST_F(SnapshotTest, LeftoverJournalOfMagicAndNoiseIsNotTakenForATransaction) {
+  create_database(source_, 300);
+  std::mt19937 noise(12);  // fixed seed: the same noise every run
+  std::string journal("\xd9\xd5\x05\xf9\x20\xa1\x63\xd7", 8);
+  for (int i = 0; i < 8192; ++i) journal += static_cast<char>(noise() & 0xffU);
+  const auto be32 = [&](std::size_t at) {
+    std::uint32_t value = 0;
+    for (std::size_t i = 0; i < 4; ++i)
+      value = (value << 8) | static_cast<unsigned char>(journal[at + i]);
+    return value;
+  };
+  const auto power_of_two = [](std::uint32_t v) { return v != 0 && (v & (v - 1)) == 0; };
+  ASSERT_FALSE(power_of_two(be32(24)) && be32(24) >= 512 && be32(24) <= 65536)
+      << "the noise happens to hold a valid page size: pick another seed";
+  const fs::path source_journal = source_dir_ / "live.sqlite-journal";
+  write_file(source_journal, journal);
+
+  // What SQLite reads from the same two files (a copy of them: SQLite, opening them for
+  // writing as an owner would, deletes the journal).
+  const fs::path sqlite_view = make_folder(dir_ / "sqlite-view");
+  fs::copy_file(source_, sqlite_view / "live.sqlite");
+  fs::copy_file(source_journal, sqlite_view / "live.sqlite-journal");
+  exec_sql(sqlite_view / "live.sqlite", "SELECT count(*) FROM sqlite_schema");
+  const auto rows_sqlite_reads = count_rows(sqlite_view / "live.sqlite");
+  ASSERT_EQ(rows_sqlite_reads, 300);
+
+  sb::Report report;
+  sb::sqlite_backup(source_, out_dir_ / "copy.sqlite", {.copy_retry = 3, .report = &report});
+  EXPECT_EQ(report.attempts, 1);
+  EXPECT_EQ(count_rows(out_dir_ / "copy.sqlite"), rows_sqlite_reads);
+  EXPECT_EQ(query_text(out_dir_ / "copy.sqlite", "PRAGMA integrity_check"), "ok");
+  EXPECT_EQ(list_names(out_dir_), std::vector<std::string>{"copy.sqlite"});
+  EXPECT_EQ(read_file(source_journal), journal) << "the source's journal is left alone";
 }
 
 // The pause-in-commit owners (tests/support/sqlite_owner) stop inside their commits and go

@@ -1,0 +1,83 @@
+// validate::judge() and its markers on hand-made states: what counts as a hot journal, and
+// that each reason it gives is true of the states it was given.
+#include "validate/set_state.hpp"
+
+#include <gtest/gtest.h>
+
+#include <array>
+#include <cstdint>
+#include <cstring>
+#include <string>
+
+namespace sqlite_backup::validate {
+namespace {
+
+constexpr std::array<unsigned char, 8> kMagic = {0xd9, 0xd5, 0x05, 0xf9, 0x20, 0xa1, 0x63, 0xd7};
+
+void put_be32(MemberState& member, std::size_t offset, std::uint32_t value) {
+  for (std::size_t i = 0; i < 4; ++i) {
+    member.header[offset + i] = static_cast<std::byte>(value >> (24 - 8 * i));
+  }
+}
+
+// A journal header as SQLite writes it: magic, record count, nonce, original page count,
+// sector size, page size.
+MemberState journal_header(std::uint32_t nonce, std::uint32_t original_pages,
+                           std::uint32_t sector_size, std::uint32_t page_size) {
+  MemberState journal;
+  journal.exists = true;
+  journal.header_bytes = kJournalHeaderSize;
+  std::memcpy(journal.header.data(), kMagic.data(), kMagic.size());
+  put_be32(journal, 8, 1);
+  put_be32(journal, 12, nonce);
+  put_be32(journal, 16, original_pages);
+  put_be32(journal, 20, sector_size);
+  put_be32(journal, 24, page_size);
+  return journal;
+}
+
+MemberState database_header(std::uint32_t change_counter) {
+  MemberState database;
+  database.exists = true;
+  database.header_bytes = kDatabaseHeaderSize;
+  put_be32(database, 24, change_counter);
+  return database;
+}
+
+TEST(JournalIsHot, OnlyWithAHeaderSqliteWouldPlayBack) {
+  EXPECT_TRUE(journal_is_hot(journal_header(7, 10, 512, 4096)));
+  EXPECT_TRUE(journal_is_hot(journal_header(7, 10, 65536, 65536)));
+  // The magic followed by noise: SQLite stops at such a header and plays nothing back.
+  EXPECT_FALSE(journal_is_hot(journal_header(0x8bd3a1f2, 0xd2c4e0a7, 0x3ae1c07b, 0x9c0d44e1)));
+  EXPECT_FALSE(journal_is_hot(journal_header(7, 10, 512, 4095)));     // page size not a power of 2
+  EXPECT_FALSE(journal_is_hot(journal_header(7, 10, 512, 256)));      // page size too small
+  EXPECT_FALSE(journal_is_hot(journal_header(7, 10, 512, 131072)));   // page size too large
+  EXPECT_FALSE(journal_is_hot(journal_header(7, 10, 16, 4096)));      // sector size too small
+  EXPECT_FALSE(journal_is_hot(journal_header(7, 10, 131072, 4096)));  // sector size too large
+  EXPECT_FALSE(journal_is_hot(journal_header(7, 10, 500, 4096)));  // sector size not a power of 2
+}
+
+// A writer in the default locking mode holds EXCLUSIVE only around each commit; the two looks
+// can each land in one (journal hot at the first, not yet hot at the second). The reason
+// must not claim the owner keeps the lock between transactions: nothing seen says so.
+TEST(Judge, ExclusiveLockAtBothLooksIsNotCalledExclusiveLockingMode) {
+  SetState before;
+  before.database = database_header(41);
+  before.journal = journal_header(7, 10, 512, 4096);
+  before.exclusive_lock_held = true;
+  SetState after = before;
+  after.journal = journal_header(7, 10, 512, 4096);
+  after.journal.header[0] = std::byte{0};  // the next commit's journal, not synced yet
+  DuringCopy during;
+  during.staged_database_bytes = 10 * 4096;
+  const Verdict verdict =
+      judge(before, after, {}, before.journal, "/nonexistent/staged-journal", during);
+  ASSERT_FALSE(verdict.consistent);
+  EXPECT_EQ(verdict.reason.find("holds an exclusive lock between transactions"), std::string::npos)
+      << verdict.reason;
+  EXPECT_NE(verdict.reason.find("at both looks"), std::string::npos) << verdict.reason;
+  EXPECT_NE(verdict.reason.find("a commit in progress"), std::string::npos) << verdict.reason;
+}
+
+}  // namespace
+}  // namespace sqlite_backup::validate
