@@ -30,8 +30,8 @@ if [[ ! -f $build_dir/CMakeCache.txt ]] && command -v ninja >/dev/null; then
 fi
 # Only the command: the demo needs neither the tests nor the benchmarks.
 cmake -S "$repo" -B "$build_dir" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release \
-  -DSQLITE_BACKUP_BUILD_TESTS=OFF -DSQLITE_BACKUP_BUILD_BENCH=OFF >/dev/null
-cmake --build "$build_dir" --config Release --target sqlite_backup_cli -j "$jobs"
+  -DSQLITE_BACKUP_BUILD_TESTS=OFF -DSQLITE_BACKUP_BUILD_BENCH=OFF -DSQLITE_BACKUP_PYTHON=ON >/dev/null
+cmake --build "$build_dir" --config Release --target sqlite_backup_cli sqlite_backup_python -j "$jobs"
 cli=$build_dir/cli/sqlite_backup
 [[ -x $cli ]] || cli=$build_dir/cli/Release/sqlite_backup   # multi-config generators
 [[ -x $cli ]] || { echo "demo: no sqlite_backup executable under $build_dir/cli" >&2; exit 1; }
@@ -140,6 +140,30 @@ gzip -dc "$work/snapshots/streamed.db.gz" >"$work/snapshots/streamed.db"
 python3 "$work/check.py" "$work/snapshots/streamed.db" "streamed" "$committed_before" ||
   failures=$((failures + 1))
 
+step "the Python package: a memory snapshot, as the reference's users take one"
+committed_before=$(cat "$work/committed")
+echo "+ PYTHONPATH=$build_dir/python /usr/bin/python3 -c 'conn = sqlite_backup(\"$database\")'"
+PYTHONPATH=$build_dir/python /usr/bin/python3 - "$database" "$committed_before" <<'PY' ||
+import sqlite3, sys, time
+from sqlite_backup import sqlite_backup
+
+database, committed_before = sys.argv[1], int(sys.argv[2])
+started = time.perf_counter()
+conn = sqlite_backup(database)  # a genuine sqlite3.Connection holding the snapshot, in memory
+elapsed = time.perf_counter() - started
+assert isinstance(conn, sqlite3.Connection)
+integrity = conn.execute("PRAGMA integrity_check").fetchone()[0]
+batches, last = conn.execute("SELECT count(*), max(batch) FROM batches").fetchone()
+events = conn.execute("SELECT count(*) FROM events").fetchone()[0]
+complete = events == 50 * batches and last == batches
+print(f"  in memory ({elapsed * 1000:.0f} ms): {batches} batches, {events} events, "
+      f"complete={complete}, integrity_check={integrity}, "
+      f"at least the {committed_before} batches committed before it began: "
+      f"{batches >= committed_before}")
+sys.exit(0 if integrity == "ok" and complete and batches >= committed_before else 1)
+PY
+  failures=$((failures + 1))
+
 step "stop the writer"
 kill -TERM "$writer_pid"
 wait "$writer_pid" 2>/dev/null || true
@@ -158,4 +182,5 @@ if ((failures > 0)); then
   exit 1
 fi
 echo
-echo "demo: $snapshots snapshots of a database under constant writes, plus one streamed: all consistent."
+echo "demo: $snapshots snapshots of a database under constant writes, plus one streamed and one"
+echo "      into memory from Python: all consistent."
