@@ -182,6 +182,9 @@ class WalApplier {
     if (!page1_as_sqlite_writes_it(scan.page1, final_size)) return result_;
     if (scan.committed_frames > 0 && !apply(scan, final_size)) return result_;
     leave_wal_mode(scan.page1);
+    // Written in full (a write error some filesystems report only at close) before the WAL
+    // that holds the same pages is removed.
+    db_.close(written_);
     if (::unlink(wal_path_.c_str()) != 0) {
       io::throw_errno(errno, "cannot remove the WAL of the snapshot of", source_);
     }

@@ -25,6 +25,14 @@ UniqueFd::~UniqueFd() {
 
 int UniqueFd::release() noexcept { return std::exchange(fd_, -1); }
 
+void UniqueFd::close(const std::filesystem::path& path_for_errors) {
+  if (fd_ < 0) return;
+  // EINTR: Linux has released the descriptor all the same, and has nothing more to report.
+  if (::close(release()) != 0 && errno != EINTR) {
+    throw_errno(errno, "cannot close", path_for_errors);
+  }
+}
+
 void throw_errno(int error, const std::string& operation, const std::filesystem::path& path) {
   // ENOSPC, EACCES, EIO, ... all end as the same kind of error: the caller's message says which.
   throw_error(ErrorKind::io, path, "{} {}: {}", operation, quoted(path),

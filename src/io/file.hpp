@@ -14,8 +14,9 @@
 
 namespace sqlite_backup::io {
 
-// Owns a file descriptor; closes it on destruction (errors from close are ignored there:
-// callers that care about write errors call sync() first).
+// Owns a file descriptor; closes it on destruction, where an error from close(2) is ignored
+// (a destructor cannot report it). A file we wrote is finished with close() instead, or is
+// fsynced first: some filesystems (NFS, FUSE, a full quota) report a failed write only then.
 class UniqueFd {
  public:
   UniqueFd() noexcept = default;
@@ -29,6 +30,11 @@ class UniqueFd {
   [[nodiscard]] int get() const noexcept { return fd_; }
   [[nodiscard]] int release() noexcept;
   explicit operator bool() const noexcept { return fd_ >= 0; }
+
+  // Closes the descriptor now and reports a failure: throws SqliteBackupError(io)
+  // "cannot close <path_for_errors>: <reason>". Empty afterwards either way (Linux frees the
+  // descriptor even when close fails, so it is never closed twice). No-op when empty.
+  void close(const std::filesystem::path& path_for_errors);
 
  private:
   int fd_ = -1;

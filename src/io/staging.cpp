@@ -46,6 +46,7 @@ void commit_file(const std::filesystem::path& staged, const std::filesystem::pat
     if (::fchmod(fd.get(), permissions) != 0)
       throw_errno(errno, "cannot set permissions of", destination);
     if (durable) sync_fd(fd.get(), destination);
+    fd.close(destination);
   }
   if (replace) {
     if (::rename(staged.c_str(), destination.c_str()) != 0) {

@@ -129,6 +129,7 @@ MemberCopy copy_member(const std::filesystem::path& source, io::UniqueFd in,
       const io::RefreshOutcome outcome =
           io::refresh_file_contents(in.get(), source, earlier.get(), shown, observer);
       detail::throw_if_cancelled(settings.cancel, source);
+      earlier.close(shown);  // with --no-sync, no fsync will report a failed write
       log_debug("refreshed the copy of {} ({} bytes read, {} rewritten)", quoted(source),
                 outcome.bytes, outcome.bytes_rewritten);
       result.bytes = outcome.bytes;
@@ -143,6 +144,7 @@ MemberCopy copy_member(const std::filesystem::path& source, io::UniqueFd in,
   const io::CopyOutcome outcome =
       io::copy_file_contents(in.get(), source, out.get(), shown, observer, start_writeback);
   detail::throw_if_cancelled(settings.cancel, source);
+  out.close(shown);  // with --no-sync, no fsync will report a failed write
   log_debug("copied {} ({} bytes, {})", quoted(source), outcome.bytes,
             io::to_string(outcome.method));
   result.bytes = outcome.bytes;
@@ -164,6 +166,7 @@ std::optional<validate::CommitJournal> copy_journal_in_commit_phase(
     io::UniqueFd out(::open(staged.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
     if (!out) io::throw_errno(errno, "cannot create a temporary file for", shown);
     io::copy_file_contents(in.get(), source.journal, out.get(), shown);
+    out.close(shown);
   }
   // Still T's journal, unchanged in identity and header, after we read it: nothing of it was
   // cut or reused while we read (a successor can only start after T's journal ended).
@@ -259,6 +262,7 @@ validate::Verdict judge_copy(const discover::DatabaseFiles& source,
       source_fd.get(), source.database, copy_fd.get(), shown_path(staged_files.database, settings),
       [&](std::uint64_t) { return !detail::cancelled(settings.cancel); });
   detail::throw_if_cancelled(settings.cancel, source.database);
+  copy_fd.close(shown_path(staged_files.database, settings));
   if (comparison.bytes_rewritten != 0) {
     return {false, validate::Need::nothing_more,
             "the database changed during the copy (contents differ)"};
