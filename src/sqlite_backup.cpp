@@ -91,8 +91,6 @@ fs::path temporary_folder() {
   return error ? fs::path("/tmp") : folder;
 }
 
-// Copies the source into `staging` (validated unless the caller accepts otherwise) and lets
-// SQLite recover it there. Returns the staged database path.
 // SQLite keeps the -wal and -journal beside the file a symlink points to, not beside the
 // link; so do we.
 fs::path resolve_source(const fs::path& source) {
@@ -101,6 +99,9 @@ fs::path resolve_source(const fs::path& source) {
   return error ? source : resolved;
 }
 
+// Copies the source into `staging` (validated unless the caller accepts otherwise) and rolls
+// the copy back through a transaction that committed while it was copied. Returns the staged
+// database path; finalize::recover_in_place() then lets SQLite recover it there.
 fs::path snapshot_into(const fs::path& source, const io::StagingDir& staging,
                        const Options& options, Report& report,
                        const fs::path& destination_for_errors) {

@@ -61,18 +61,18 @@ struct FileStat {
 
 FileStat to_file_stat(const struct stat& st) noexcept;
 
-// stat() of a path; nullopt when it does not exist; throws filesystem_error otherwise.
+// stat() of a path; nullopt when it does not exist; throws SqliteBackupError(io) otherwise.
 std::optional<FileStat> stat_path(const std::filesystem::path& path);
 FileStat stat_fd(int fd, const std::filesystem::path& path_for_errors);
 
 // Opens an existing regular file read-only without blocking on FIFOs and without following
 // the open into devices. Returns an empty UniqueFd when it does not exist (ENOENT).
-// Throws filesystem_error for anything else, and SqliteBackupError(invalid_source) when
+// Throws SqliteBackupError(io) for anything else, and SqliteBackupError(invalid_source) when
 // it is not a regular file.
 UniqueFd open_source_file(const std::filesystem::path& path);
 
 // Reads up to buffer.size() bytes at offset; returns the count (short only at end of file).
-// Errors throw filesystem_error "<operation> <path_for_errors>: <reason>".
+// Errors throw SqliteBackupError(io) "<operation> <path_for_errors>: <reason>".
 std::size_t read_at(int fd, std::span<std::byte> buffer, std::uint64_t offset,
                     const std::filesystem::path& path_for_errors,
                     const char* operation = "cannot read");
