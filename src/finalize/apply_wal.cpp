@@ -103,6 +103,7 @@ void write_run(int fd, std::uint32_t first_page, std::span<const std::byte* cons
     const std::size_t batch = std::min(pages.size() - next, vectors.size());
     for (std::size_t i = 0; i < batch; ++i) {
       // iovec wants a non-const pointer; pwritev only reads through it.
+      // NOLINTNEXTLINE(cppcoreguidelines-pro-type-const-cast)
       vectors[i] = {const_cast<std::byte*>(pages[next + i]), page_size};
     }
     const auto offset =

@@ -47,14 +47,16 @@ void allow_cancellation(sql::Database& db, const Options& options) {
   sqlite3_progress_handler(
       db.get(), 10000,
       [](void* flag) -> int { return static_cast<const std::atomic<bool>*>(flag)->load() ? 1 : 0; },
-      const_cast<std::atomic<bool>*>(options.cancel));  // SQLite's API takes void*; only read
+      // SQLite's C API takes void*; the handler above only reads through it.
+      // NOLINTNEXTLINE(cppcoreguidelines-pro-type-const-cast)
+      const_cast<std::atomic<bool>*>(options.cancel));
 }
 
 // Owns a sqlite3_backup; finish() is what releases it, and reports the final result.
 class BackupHandle {
  public:
   BackupHandle(sql::Database& to, sql::Database& from, const std::string& schema)
-      : to_(to), handle_(sqlite3_backup_init(to.get(), "main", from.get(), schema.c_str())) {
+      : handle_(sqlite3_backup_init(to.get(), "main", from.get(), schema.c_str())) {
     if (handle_ == nullptr) {
       sql::throw_result(sqlite3_extended_errcode(to.get()), to.get(), "cannot start the backup of",
                         from.path());
@@ -67,7 +69,7 @@ class BackupHandle {
   ~BackupHandle() {
     if (handle_ != nullptr) sqlite3_backup_finish(handle_);
   }
-  sqlite3_backup* get() const noexcept { return handle_; }
+  [[nodiscard]] sqlite3_backup* get() const noexcept { return handle_; }
   int finish() noexcept {
     const int rc = sqlite3_backup_finish(handle_);
     handle_ = nullptr;
@@ -75,7 +77,6 @@ class BackupHandle {
   }
 
  private:
-  sql::Database& to_;
   sqlite3_backup* handle_;
 };
 
@@ -244,7 +245,8 @@ Connection load_into_memory(const std::filesystem::path& staged, const Options& 
   if (!fd) io::throw_errno(ENOENT, "cannot read the snapshot of", source);
   const std::uint64_t size = io::stat_fd(fd.get(), staged).size;
   // SQLite owns the buffer from sqlite3_deserialize() on (FREEONCLOSE), also when it fails.
-  auto* buffer = static_cast<std::byte*>(sqlite3_malloc64(size == 0 ? 1 : size));
+  void* const memory_block = sqlite3_malloc64(size == 0 ? 1 : size);
+  auto* buffer = static_cast<std::byte*>(memory_block);
   if (buffer == nullptr) {
     throw_error(ErrorKind::io, source, "cannot load the snapshot of {} into memory: out of memory",
                 quoted(source));
@@ -258,11 +260,12 @@ Connection load_into_memory(const std::filesystem::path& staged, const Options& 
   }
   sql::Database memory(":memory:", SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, "", source);
   const int rc =
-      sqlite3_deserialize(memory.get(), "main", reinterpret_cast<unsigned char*>(buffer),
+      sqlite3_deserialize(memory.get(), "main", static_cast<unsigned char*>(memory_block),
                           static_cast<sqlite3_int64>(got), static_cast<sqlite3_int64>(size),
                           SQLITE_DESERIALIZE_FREEONCLOSE | SQLITE_DESERIALIZE_RESIZEABLE);
-  if (rc != SQLITE_OK)
+  if (rc != SQLITE_OK) {
     sql::throw_result(rc, memory.get(), "cannot load into memory the snapshot of", source);
+  }
   allow_cancellation(memory, options);
   run_verification(memory, options.verify, source);
   return Connection(memory.release());

@@ -105,7 +105,7 @@ FileWindows::FileWindows(int fd, std::uint64_t file_size, std::size_t max_window
 FileWindows::~FileWindows() { unmap(); }
 
 void FileWindows::unmap() noexcept {
-  if (mapping_ != nullptr) ::munmap(const_cast<std::byte*>(mapping_), mapped_);
+  if (mapping_ != nullptr) ::munmap(mapping_, mapped_);
   mapping_ = nullptr;
   mapped_ = 0;
 }
@@ -120,12 +120,12 @@ std::span<const std::byte> FileWindows::view(std::uint64_t offset, std::size_t l
   void* data = ::mmap(nullptr, skip + length, PROT_READ, MAP_SHARED | MAP_POPULATE, fd_,
                       static_cast<off_t>(start));
   if (data != MAP_FAILED) {
-    mapping_ = static_cast<const std::byte*>(data);
+    mapping_ = data;
     mapped_ = skip + length;
-    return {mapping_ + skip, length};
+    return {static_cast<const std::byte*>(data) + skip, length};
   }
-  if (!buffer_) buffer_ = std::make_unique_for_overwrite<std::byte[]>(max_window_);
-  const std::span<std::byte> into(buffer_.get(), std::min(length, max_window_));
+  if (buffer_.empty()) buffer_.resize(max_window_);
+  const std::span<std::byte> into(buffer_.data(), std::min(length, max_window_));
   return into.first(read_at(fd_, into, offset, path_for_errors_, operation_));
 }
 

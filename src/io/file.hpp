@@ -6,11 +6,11 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
-#include <memory>
 #include <optional>
 #include <span>
 #include <string>
 #include <system_error>
+#include <vector>
 
 namespace sqlite_backup::io {
 
@@ -110,9 +110,9 @@ class FileWindows {
   std::size_t max_window_;
   std::filesystem::path path_for_errors_;
   const char* operation_;
-  const std::byte* mapping_ = nullptr;
-  std::size_t mapped_ = 0;  // bytes mapped, from the page boundary at or before the offset
-  std::unique_ptr<std::byte[]> buffer_;  // only once a window could not be mapped
+  void* mapping_ = nullptr;        // mapped read-only
+  std::size_t mapped_ = 0;         // bytes mapped, from the page boundary at or before the offset
+  std::vector<std::byte> buffer_;  // only once a window could not be mapped
 };
 
 // Whether someone holds SQLite's EXCLUSIVE lock on the database file at `path` (a write
