@@ -44,8 +44,8 @@ void throw_result(int result, sqlite3* db, std::string_view operation,
 }
 
 Database::Database(const std::string& filename, int flags, const std::string& vfs,
-                   const std::filesystem::path& path_for_errors)
-    : path_(path_for_errors) {
+                   std::filesystem::path path_for_errors)
+    : path_(std::move(path_for_errors)) {
   const int rc =
       sqlite3_open_v2(filename.c_str(), &db_, flags, vfs.empty() ? nullptr : vfs.c_str());
   if (rc != SQLITE_OK) {

@@ -32,7 +32,7 @@ class Database {
   // Opens `filename` (a file: URI when flags contain SQLITE_OPEN_URI). The handle is owned
   // before the result is checked: SQLite allocates one even when the open fails.
   Database(const std::string& filename, int flags, const std::string& vfs,
-           const std::filesystem::path& path_for_errors);
+           std::filesystem::path path_for_errors);
   Database(Database&& other) noexcept;
   Database& operator=(Database&&) = delete;
   Database(const Database&) = delete;
