@@ -240,7 +240,7 @@ std::optional<Failure> parse(CLI::App& app, CommandLine& command, int argc, char
   return std::nullopt;
 }
 
-Options options_from(const CommandLine& command, const InterruptHandlers& interrupts) {
+Options options_from(const CommandLine& command) {
   Options options;
   options.wal_checkpoint = command.wal_checkpoint;
   options.copy_use_tempdir = command.copy_use_tempdir;
@@ -250,7 +250,7 @@ Options options_from(const CommandLine& command, const InterruptHandlers& interr
   options.verify = command.verify == "quick"  ? Verify::quick
                    : command.verify == "full" ? Verify::full
                                               : Verify::none;
-  options.cancel = &interrupts.cancel_flag();
+  options.cancel = &InterruptHandlers::cancel_flag();
   // Never replace: the library also refuses, atomically, a file that appears after our checks.
   options.overwrite = false;
   return options;
@@ -263,9 +263,9 @@ bool should_draw_progress(const CommandLine& command, const fs::path& source) {
   return !command.debug && database_files_size(source) >= kAutoProgressThreshold;
 }
 
-Failure interrupted_failure(const InterruptHandlers& interrupts, const std::string& source,
-                            const std::string& destination, bool streaming) {
-  const int signal_number = interrupts.signal_number();
+Failure interrupted_failure(const std::string& source, const std::string& destination,
+                            bool streaming) {
+  const int signal_number = InterruptHandlers::signal_number();
   std::string message = fmt::format("interrupted by {}: the backup of {} was stopped; ",
                                     signal_name(signal_number), display_path(source));
   message += streaming ? std::string("the data on stdout is incomplete")
@@ -281,8 +281,7 @@ std::string intended_destination(const fs::path& source, const std::string& dest
   return fs::is_directory(folder, error) ? (folder / source.filename()).native() : destination;
 }
 
-Outcome back_up_one(const CommandLine& command, const std::string& source_argument,
-                    const InterruptHandlers& interrupts) {
+Outcome back_up_one(const CommandLine& command, const std::string& source_argument) {
   Outcome outcome{source_argument, {}, {}, {}};
   const fs::path source = source_argument;
   const bool streaming = command.destination == kStandardOutput;
@@ -304,7 +303,7 @@ Outcome back_up_one(const CommandLine& command, const std::string& source_argume
     outcome.destination = std::get<fs::path>(resolved).native();
   }
   Report report;
-  Options options = options_from(command, interrupts);
+  Options options = options_from(command);
   options.report = &report;
   std::optional<ProgressBar> bar;
   if (should_draw_progress(command, source)) {
@@ -320,11 +319,10 @@ Outcome back_up_one(const CommandLine& command, const std::string& source_argume
   } catch (...) {
     bar.reset();
     // Whatever the library was doing when the signal came, the user asked it to stop.
-    outcome.failure =
-        interrupts.interrupted()
-            ? interrupted_failure(interrupts, source_argument, outcome.destination, streaming)
-            : describe_current_exception(interrupts.signal_number());
-    if (!command.copy_use_tempdir && !interrupts.interrupted()) {
+    outcome.failure = InterruptHandlers::interrupted()
+                          ? interrupted_failure(source_argument, outcome.destination, streaming)
+                          : describe_current_exception(InterruptHandlers::signal_number());
+    if (!command.copy_use_tempdir && !InterruptHandlers::interrupted()) {
       // One line per failure: what the warning would have said, said in the error itself.
       outcome.failure->message +=
           " (--no-copy-use-tempdir: the live database was read directly, with locks)";
@@ -403,6 +401,7 @@ void print_summary(std::size_t total, std::size_t succeeded, const std::vector<s
                    const std::vector<std::string>& skipped, int signal_number) {
   const auto shown = [](const std::vector<std::string>& paths) {
     std::vector<std::string> out;
+    out.reserve(paths.size());
     for (const auto& path : paths) out.push_back(display_path(path));
     return fmt::format("{}", fmt::join(out, ", "));
   };
@@ -415,7 +414,8 @@ void print_summary(std::size_t total, std::size_t succeeded, const std::vector<s
   fmt::print(stderr, "{}\n", summary);
 }
 
-int run(const CommandLine& command, const InterruptHandlers& interrupts) {
+// The signal handlers (InterruptHandlers) must be installed first.
+int run(const CommandLine& command) {
   if (command.debug) set_log_level(LogLevel::debug);  // else the library honours SQLITE_BACKUP_LOGS
   if (auto refusal = check_command(command)) {
     print_error(*refusal);
@@ -436,11 +436,11 @@ int run(const CommandLine& command, const InterruptHandlers& interrupts) {
   std::vector<std::string> skipped;
   std::vector<int> failure_codes;
   for (const std::string& source : command.sources) {
-    if (interrupts.interrupted()) {
+    if (InterruptHandlers::interrupted()) {
       skipped.push_back(source);
       continue;
     }
-    const Outcome outcome = back_up_one(command, source, interrupts);
+    const Outcome outcome = back_up_one(command, source);
     report_outcome(command, outcome);
     if (outcome.failure) {
       failed.push_back(source);
@@ -450,11 +450,11 @@ int run(const CommandLine& command, const InterruptHandlers& interrupts) {
   if (several) {
     const std::size_t attempted = command.sources.size() - skipped.size();
     print_summary(command.sources.size(), attempted - failed.size(), failed, skipped,
-                  interrupts.signal_number());
+                  InterruptHandlers::signal_number());
   }
 
-  if (interrupts.interrupted() && (!skipped.empty() || !failed.empty())) {
-    return exit_code_for_signal(interrupts.signal_number());
+  if (InterruptHandlers::interrupted() && (!skipped.empty() || !failed.empty())) {
+    return exit_code_for_signal(InterruptHandlers::signal_number());
   }
   if (failure_codes.empty()) return kSuccess;
   const bool shared = std::all_of(failure_codes.begin(), failure_codes.end(),
@@ -477,7 +477,7 @@ int run_command_line(int argc, char** argv) {
       return failure->exit_code;
     }
     if (exit_now >= 0) return exit_now;
-    return run(command, interrupts);
+    return run(command);
   } catch (...) {
     print_error(describe_current_exception(0));
     return kFailure;

@@ -16,6 +16,9 @@ packages=(
   util-linux e2fsprogs dpkg-dev file
   groff-base                    # renders (and so checks) the man page, docs/sqlite_backup.1
   strace                        # a test counts the fsyncs of a backup (skipped without)
+  clang-14                      # the second compiler of scripts/test.sh (warnings as errors)
+  clang-format-14               # scripts/check-format.sh (the version decides the format)
+  clang-tidy-14                 # scripts/tidy.sh
 )
 
 missing=()

@@ -1,18 +1,30 @@
 #!/usr/bin/env bash
-# Builds sqlite_backup and runs every test with ctest: the README's test command (.ci/run runs it).
+# Checks, builds and tests sqlite_backup: the README's test command (.ci/run runs it).
 #
 #   scripts/test.sh                 everything
 #   scripts/test.sh -L package      extra arguments go to ctest (here: only the package tests)
 #
+# The steps, in order: install packages; format check (scripts/check-format.sh); gcc build
+# with warnings as errors; clang-tidy (scripts/tidy.sh); every test (ctest); a clang build
+# with warnings as errors and its fast tests; the sanitizer build and its tests.
 # Works from any folder, in a fresh clone, as root on Debian 12 (installs what is missing).
-# Environment:
+# Environment (each step switch is 1 by default; 0 skips the step):
 #   BUILD_DIR     build folder (default: <clone>/build)
 #   BUILD_TYPE    CMake build type (default: RelWithDebInfo)
 #   JOBS          parallel compile jobs (default: nproc)
 #   CTEST_JOBS    tests run at once (default: 2)
 #   TEST_TIMEOUT  seconds for the whole ctest run before it is stopped (default: 1500)
-#   SANITIZE      1 (default): afterwards, build again with AddressSanitizer and UBSan (Debug,
-#                 in <build folder>-sanitize) and run the tests there too; 0: skip that
+#   FORMAT        1: check the formatting with clang-format-14 (scripts/check-format.sh)
+#   WERROR        1: compiler warnings are errors in the gcc and clang builds
+#                 (-DSQLITE_BACKUP_WERROR=ON)
+#   TIDY          1: clang-tidy-14 over src/ and cli/ (scripts/tidy.sh), with the gcc build's
+#                 compile_commands.json
+#   CLANG         1: build again with clang-14 (Debug, no benchmarks, in <build folder>-clang)
+#                 and run the library, cli and internal tests there
+#   SANITIZE      1: build again with AddressSanitizer and UBSan (Debug, in
+#                 <build folder>-sanitize) and run the tests there too
+# A failed format check or clang-tidy run does not stop the later steps; the summary names
+# every step that failed, and the exit status is nonzero if any did.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -22,62 +34,118 @@ jobs=${JOBS:-$(nproc 2>/dev/null || echo 2)}
 ctest_jobs=${CTEST_JOBS:-2}
 test_timeout=${TEST_TIMEOUT:-1500}
 sanitize=${SANITIZE:-1}
+format=${FORMAT:-1}
+werror=${WERROR:-1}
+tidy=${TIDY:-1}
+clang=${CLANG:-1}
+werror_flag=-DSQLITE_BACKUP_WERROR=$( ((werror)) && echo ON || echo OFF)
 
 step() { printf '\n==> %s\n' "$*"; }
+# Seconds each step took, for the summary: `timed NAME command...`.
+timings=()
+timed() {
+  local name=$1 started=$SECONDS rc=0
+  shift
+  "$@" || rc=$?
+  timings+=("$name $((SECONDS - started))s")
+  return "$rc"
+}
+# Ninja for a new build folder (a folder keeps the generator it was made with).
+generator_for() {
+  if [[ ! -f $1/CMakeCache.txt ]] && command -v ninja >/dev/null; then echo "-GNinja"; fi
+}
+failed_steps=()
 
 step "dependencies (scripts/install-deps.sh)"
 "$repo/scripts/install-deps.sh"
 
-step "configure $build_dir ($build_type)"
-generator=()
-# A build folder keeps the generator it was made with; choose one only for a new folder.
-if [[ ! -f $build_dir/CMakeCache.txt ]] && command -v ninja >/dev/null; then
-  generator=(-G Ninja)
+if ((format)); then
+  step "format (scripts/check-format.sh)"
+  timed format "$repo/scripts/check-format.sh" || failed_steps+=("format (fix: scripts/check-format.sh --fix)")
 fi
-# The Python package too: its pytest suite runs under ctest (label "python").
-cmake -S "$repo" -B "$build_dir" "${generator[@]}" -DCMAKE_BUILD_TYPE="$build_type" \
-  -DSQLITE_BACKUP_PYTHON=ON
+
+step "configure $build_dir ($build_type)"
+# compile_commands.json: what clang-tidy compiles each file with. The Python package too: its
+# pytest suite runs under ctest (label "python").
+# shellcheck disable=SC2046
+cmake -S "$repo" -B "$build_dir" $(generator_for "$build_dir") -DCMAKE_BUILD_TYPE="$build_type" \
+  -DCMAKE_EXPORT_COMPILE_COMMANDS=ON "$werror_flag" -DSQLITE_BACKUP_PYTHON=ON
 
 step "build (-j$jobs)"
-cmake --build "$build_dir" --config "$build_type" -j "$jobs"
+timed build cmake --build "$build_dir" --config "$build_type" -j "$jobs"
+
+if ((tidy)); then
+  step "clang-tidy (scripts/tidy.sh, -j$jobs)"
+  timed tidy env BUILD_DIR="$build_dir" JOBS="$jobs" "$repo/scripts/tidy.sh" ||
+    failed_steps+=("clang-tidy")
+fi
 
 step "test (ctest -j$ctest_jobs, at most ${test_timeout}s in all)"
 log=$build_dir/ctest.log
 set +e
+tests_started=$SECONDS
 # timeout signals ctest's whole process group, so no test process outlives the limit.
 timeout --kill-after=30 "$test_timeout" \
   ctest --test-dir "$build_dir" --build-config "$build_type" --output-on-failure \
     --no-tests=error --timeout 600 -j "$ctest_jobs" "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
+timings+=("tests $((SECONDS - tests_started))s")
+
+if ((clang)); then
+  clang_dir=$build_dir-clang
+  step "clang: configure and build $clang_dir (clang-14, Debug, $werror_flag)"
+  # shellcheck disable=SC2046
+  CC=clang-14 CXX=clang++-14 cmake -S "$repo" -B "$clang_dir" $(generator_for "$clang_dir") \
+    -DCMAKE_BUILD_TYPE=Debug "$werror_flag" -DSQLITE_BACKUP_BUILD_BENCH=OFF \
+    -DSQLITE_BACKUP_INSTALL=OFF
+  if timed clang-build cmake --build "$clang_dir" -j "$jobs"; then
+    # The fast labels: the stress and package tests gain little from a second compiler.
+    step "clang: test (ctest -j$ctest_jobs -L 'library|cli|internal')"
+    clang_log=$clang_dir/ctest.log
+    set +e
+    clang_started=$SECONDS
+    timeout --kill-after=30 "$test_timeout" \
+      ctest --test-dir "$clang_dir" --output-on-failure --no-tests=ignore --timeout 600 \
+        -j "$ctest_jobs" -L 'library|cli|internal' "$@" 2>&1 | tee "$clang_log"
+    clang_status=${PIPESTATUS[0]}
+    set -e
+    timings+=("clang-tests $((SECONDS - clang_started))s")
+    ((clang_status == 0)) || failed_steps+=("clang tests (ctest exit status $clang_status; log: $clang_log)")
+  else
+    failed_steps+=("clang build")
+  fi
+fi
 
 sanitizer_status=0
 if ((sanitize)); then
   sanitize_dir=$build_dir-sanitize
   step "sanitizers: configure and build $sanitize_dir (Debug, AddressSanitizer + UBSan)"
-  generator=()
-  if [[ ! -f $sanitize_dir/CMakeCache.txt ]] && command -v ninja >/dev/null; then
-    generator=(-G Ninja)
-  fi
-  cmake -S "$repo" -B "$sanitize_dir" "${generator[@]}" -DCMAKE_BUILD_TYPE=Debug \
+  # The Python package is not built here: an ASan extension would need libasan preloaded
+  # into the interpreter.
+  # shellcheck disable=SC2046
+  cmake -S "$repo" -B "$sanitize_dir" $(generator_for "$sanitize_dir") -DCMAKE_BUILD_TYPE=Debug \
     -DSQLITE_BACKUP_SANITIZE=ON -DSQLITE_BACKUP_BUILD_BENCH=OFF -DSQLITE_BACKUP_INSTALL=OFF \
     -DSQLITE_BACKUP_PYTHON=OFF
-  cmake --build "$sanitize_dir" -j "$jobs"
+  timed sanitize-build cmake --build "$sanitize_dir" -j "$jobs"
   # The package tests install and rebuild consumers: the first pass covers them. The strace
   # tests trace the CLI, and LeakSanitizer cannot run under ptrace. The Python package is not
   # built here: an ASan extension would need libasan preloaded into the interpreter.
   step "sanitizers: test (ctest -j$ctest_jobs; package tests and the strace tests excluded)"
   sanitize_log=$sanitize_dir/ctest.log
   set +e
+  sanitize_started=$SECONDS
   ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     timeout --kill-after=30 "$test_timeout" \
     ctest --test-dir "$sanitize_dir" --output-on-failure --no-tests=ignore --timeout 600 \
       -j "$ctest_jobs" -LE package -E '^(CliDurability|WalSourceTrace)\.' "$@" 2>&1 | tee "$sanitize_log"
   sanitizer_status=${PIPESTATUS[0]}
   set -e
+  timings+=("sanitize-tests $((SECONDS - sanitize_started))s")
 fi
 
 step "summary"
+echo "time per step: ${timings[*]}"
 if ((sanitize)); then
   echo "sanitizer pass: $(sed -n '/tests passed, /p' "$sanitize_log")"
 fi
@@ -88,13 +156,18 @@ else
   sed -n -e '/tests passed, /p' -e '/^Total Test time/p' \
     -e '/The following tests FAILED/,/^Errors while running CTest/p' "$log"
 fi
-if ((status == 0 && sanitizer_status == 0)); then
-  echo "scripts/test.sh: all tests passed"
+for failed in "${failed_steps[@]}"; do
+  echo "scripts/test.sh: FAILED: $failed"
+done
+if ((status == 0 && sanitizer_status == 0 && ${#failed_steps[@]} == 0)); then
+  echo "scripts/test.sh: all checks and tests passed"
 elif ((status != 0)); then
   echo "scripts/test.sh: FAILED (ctest exit status $status); full log: $log"
-else
+elif ((sanitizer_status != 0)); then
   echo "scripts/test.sh: FAILED under the sanitizers (ctest exit status $sanitizer_status);" \
     "full log: $sanitize_log"
 fi
 ((status != 0)) && exit "$status"
-exit "$sanitizer_status"
+((sanitizer_status != 0)) && exit "$sanitizer_status"
+((${#failed_steps[@]} == 0)) || exit 1
+exit 0

@@ -1,3 +1,4 @@
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -52,12 +53,12 @@ void write_to_stderr(const LogRecord& record) noexcept {
       std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
   std::tm local{};
   localtime_r(&seconds, &local);
-  char stamp[32];
-  std::strftime(stamp, sizeof stamp, "%Y-%m-%d %H:%M:%S", &local);
+  std::array<char, 32> stamp{};
+  std::strftime(stamp.data(), stamp.size(), "%Y-%m-%d %H:%M:%S", &local);
   const std::string file = std::filesystem::path(record.file).filename().string();
   // One fprintf per event so that concurrent events do not interleave within a line.
-  std::fprintf(stderr, "[%s %s.%03d sqlite_backup %s:%d] %.*s\n", level_name(record.level), stamp,
-               static_cast<int>(millis), file.c_str(), record.line,
+  std::fprintf(stderr, "[%s %s.%03d sqlite_backup %s:%d] %.*s\n", level_name(record.level),
+               stamp.data(), static_cast<int>(millis), file.c_str(), record.line,
                static_cast<int>(record.message.size()), record.message.data());
 }
 

@@ -375,6 +375,7 @@ bool copy_and_compare(const fs::path& src, const fs::path& dst) {
   io::UniqueFd out(::open(dst.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
   if (!out) io::throw_errno(errno, "cannot create", dst);
   io::copy_file_contents(in.get(), src, out.get(), dst);
+  out.close(dst);
   const auto after = io::stat_path(src);
   return after && before.same_contents_hint(*after);
 }

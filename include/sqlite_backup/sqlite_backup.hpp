@@ -137,10 +137,13 @@ struct Options {
   bool copy_retry_strict = true;
   ConnectOptions sqlite_connect_kwargs{};
   BackupOptions sqlite_backup_kwargs{};
-  // Copies one file for the snapshot (the reference's copy_function); called once per file of
-  // the set in every attempt, and its false spoils the attempt. Empty: the library's own
-  // copy (reflink, copy_file_range, ...), which can also refresh an earlier attempt's copy
-  // and read a live-WAL database straight into memory. Either way the set is judged whole.
+  // Copies one file for the snapshot (the reference's copy_function); called for each file of
+  // the set on every attempt, and its false spoils the attempt; either way each attempt is
+  // validated as a whole set. Empty: the library's own copy through the open source
+  // descriptor (reflink, copy_file_range, ...), which also follows a commit during the copy
+  // (its journal copied in its commit phase), on a retry rewrites only the blocks of the
+  // database that differ, and reads a live-WAL database straight into memory for memory
+  // destinations.
   CopyFunction copy_function{};
 
   // Beyond the reference.
@@ -197,7 +200,11 @@ void sqlite_backup_to_fd(const std::filesystem::path& source, int fd, const Opti
 
 // Copies src to dst (created or truncated; fast paths: reflink, copy_file_range, sendfile)
 // and reports whether src stayed the same file with the same size and modification time
-// throughout. Throws std::filesystem::filesystem_error on I/O errors.
+// throughout. Errors, as sqlite_backup()'s: std::filesystem::filesystem_error
+// (no_such_file_or_directory) when src does not exist; SqliteBackupError for everything
+// else, of kind invalid_source when src is not a regular file (a folder, a FIFO) and of kind
+// io for I/O errors (src unreadable, dst not creatable, a failed read or write), naming the
+// path.
 bool atomic_copy(const std::filesystem::path& src, const std::filesystem::path& dst);
 
 // The files that make up the database at `source`: the database itself, then its

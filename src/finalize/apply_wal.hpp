@@ -43,6 +43,9 @@ class DatabaseImage {
                            std::size_t page_size) = 0;
   // Cuts or extends (with zeros) to `size` bytes.
   virtual void resize(std::uint64_t size) = 0;
+  // Everything written is where it belongs (a file is closed, reporting a write error some
+  // filesystems report only then); nothing is written after it.
+  virtual void finish() = 0;
 };
 
 // Applies `wal` to `database` (both private staged copies) exactly as SQLite recovers and

@@ -89,7 +89,9 @@ void allow_cancellation(sqlite3* db, const Options& options) {
   sqlite3_progress_handler(
       db, 10000,
       [](void* flag) -> int { return static_cast<const std::atomic<bool>*>(flag)->load() ? 1 : 0; },
-      const_cast<std::atomic<bool>*>(options.cancel));  // SQLite's API takes void*; only read
+      // SQLite's C API takes void*; the handler above only reads through it.
+      // NOLINTNEXTLINE(cppcoreguidelines-pro-type-const-cast)
+      const_cast<std::atomic<bool>*>(options.cancel));
 }
 
 // Owns a sqlite3_backup; finish() is what releases it, and reports the final result.
@@ -110,7 +112,7 @@ class BackupHandle {
   ~BackupHandle() {
     if (handle_ != nullptr) sqlite3_backup_finish(handle_);
   }
-  sqlite3_backup* get() const noexcept { return handle_; }
+  [[nodiscard]] sqlite3_backup* get() const noexcept { return handle_; }
   int finish() noexcept {
     const int rc = sqlite3_backup_finish(handle_);
     handle_ = nullptr;
@@ -317,6 +319,7 @@ class MemoryImage final : public DatabaseImage {
     }
   }
   void resize(std::uint64_t size) override { memory_.resize(size, source_); }
+  void finish() override {}
 
  private:
   // As a file grows when written past its end: zeros in between. Room for a quarter more at

@@ -10,8 +10,8 @@
 #include <array>
 #include <cerrno>
 #include <cstring>
-#include <memory>
 #include <span>
+#include <vector>
 
 #include "error_internal.hpp"
 #include "io/file.hpp"
@@ -86,8 +86,9 @@ CopyOutcome copy_file_contents(int source_fd, const std::filesystem::path& sourc
   if (::ioctl(destination_fd, FICLONE, source_fd) == 0) {
     outcome.method = CopyMethod::reflink;
     outcome.bytes = stat_fd(destination_fd, destination_path).size;
-    if (::lseek(destination_fd, 0, SEEK_END) < 0)
+    if (::lseek(destination_fd, 0, SEEK_END) < 0) {
       throw_errno(errno, "cannot seek", destination_path);
+    }
     report(observer, outcome.bytes);
     return outcome;
   }
@@ -121,16 +122,16 @@ CopyOutcome copy_file_contents(int source_fd, const std::filesystem::path& sourc
   }
 
   constexpr std::size_t kBuffer = std::size_t{1} << 20;
-  auto buffer = std::make_unique<std::byte[]>(kBuffer);
+  std::vector<std::byte> buffer(kBuffer);
   std::uint64_t since_report = 0;
   for (;;) {
-    const ssize_t n = ::read(source_fd, buffer.get(), kBuffer);
+    const ssize_t n = ::read(source_fd, buffer.data(), kBuffer);
     if (n < 0) {
       if (errno == EINTR) continue;
       throw_errno(errno, "cannot read", source_path);
     }
     if (n == 0) break;
-    write_all(destination_fd, std::span(buffer.get(), static_cast<std::size_t>(n)),
+    write_all(destination_fd, std::span(buffer.data(), static_cast<std::size_t>(n)),
               destination_path);
     done += static_cast<std::uint64_t>(n);
     since_report += static_cast<std::uint64_t>(n);
@@ -152,7 +153,7 @@ RefreshOutcome refresh_file_contents(int source_fd, const std::filesystem::path&
   // 1 MiB keeps the buffers small (peak memory stays flat whatever the database size) and
   // limits what one difference costs to rewrite.
   constexpr std::size_t kBuffer = std::size_t{1} << 20;
-  auto source_buffer = std::make_unique<std::byte[]>(kBuffer);
+  std::vector<std::byte> source_buffer(kBuffer);
   const std::uint64_t copy_size = stat_fd(copy_fd, copy_path).size;
   // What the copy holds is mapped rather than read into a buffer first (that read was a
   // third of a refresh's time); rewrites only touch blocks already compared.
@@ -161,11 +162,11 @@ RefreshOutcome refresh_file_contents(int source_fd, const std::filesystem::path&
   for (;;) {
     const std::uint64_t offset = outcome.bytes;
     const std::size_t n =
-        read_at(source_fd, std::span(source_buffer.get(), kBuffer), offset, source_path);
+        read_at(source_fd, std::span(source_buffer.data(), kBuffer), offset, source_path);
     const std::span<const std::byte> held = copy.view(offset, n);
     const std::size_t m = held.size();
     // (An empty window has no address: memcmp may not be given it, even for no bytes.)
-    if (m != n || (n != 0 && std::memcmp(source_buffer.get(), held.data(), n) != 0)) {
+    if (m != n || (n != 0 && std::memcmp(source_buffer.data(), held.data(), n) != 0)) {
       // A writer changes a few pages here and there: rewrite only the runs of 4 KiB blocks
       // that differ (SQLite pages are 512 B to 64 KiB and aligned, so 4 KiB blocks hold
       // whole small pages or parts of large ones; either way only changed bytes move).
@@ -173,7 +174,7 @@ RefreshOutcome refresh_file_contents(int source_fd, const std::filesystem::path&
       const auto differs = [&](std::size_t from) {
         const std::size_t len = std::min(kBlock, n - from);
         return from + len > m ||
-               std::memcmp(source_buffer.get() + from, held.data() + from, len) != 0;
+               std::memcmp(source_buffer.data() + from, held.data() + from, len) != 0;
       };
       std::size_t at = 0;
       while (at < n) {
@@ -184,7 +185,7 @@ RefreshOutcome refresh_file_contents(int source_fd, const std::filesystem::path&
         std::size_t end = at;
         while (end < n && differs(end)) end += kBlock;
         end = std::min(end, n);
-        write_all_at(copy_fd, std::span<const std::byte>(source_buffer.get() + at, end - at),
+        write_all_at(copy_fd, std::span<const std::byte>(source_buffer.data() + at, end - at),
                      offset + at, copy_path);
         outcome.bytes_rewritten += end - at;
         at = end;

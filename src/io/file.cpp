@@ -25,6 +25,14 @@ UniqueFd::~UniqueFd() {
 
 int UniqueFd::release() noexcept { return std::exchange(fd_, -1); }
 
+void UniqueFd::close(const std::filesystem::path& path_for_errors) {
+  if (fd_ < 0) return;
+  // EINTR: Linux has released the descriptor all the same, and has nothing more to report.
+  if (::close(release()) != 0 && errno != EINTR) {
+    throw_errno(errno, "cannot close", path_for_errors);
+  }
+}
+
 void throw_errno(int error, const std::string& operation, const std::filesystem::path& path) {
   // ENOSPC, EACCES, EIO, ... all end as the same kind of error: the caller's message says which.
   throw_error(ErrorKind::io, path, "{} {}: {}", operation, quoted(path),
@@ -97,7 +105,7 @@ FileWindows::FileWindows(int fd, std::uint64_t file_size, std::size_t max_window
 FileWindows::~FileWindows() { unmap(); }
 
 void FileWindows::unmap() noexcept {
-  if (mapping_ != nullptr) ::munmap(const_cast<std::byte*>(mapping_), mapped_);
+  if (mapping_ != nullptr) ::munmap(mapping_, mapped_);
   mapping_ = nullptr;
   mapped_ = 0;
 }
@@ -112,12 +120,12 @@ std::span<const std::byte> FileWindows::view(std::uint64_t offset, std::size_t l
   void* data = ::mmap(nullptr, skip + length, PROT_READ, MAP_SHARED | MAP_POPULATE, fd_,
                       static_cast<off_t>(start));
   if (data != MAP_FAILED) {
-    mapping_ = static_cast<const std::byte*>(data);
+    mapping_ = data;
     mapped_ = skip + length;
-    return {mapping_ + skip, length};
+    return {static_cast<const std::byte*>(data) + skip, length};
   }
-  if (!buffer_) buffer_ = std::make_unique_for_overwrite<std::byte[]>(max_window_);
-  const std::span<std::byte> into(buffer_.get(), std::min(length, max_window_));
+  if (buffer_.empty()) buffer_.resize(max_window_);
+  const std::span<std::byte> into(buffer_.data(), std::min(length, max_window_));
   return into.first(read_at(fd_, into, offset, path_for_errors_, operation_));
 }
 

@@ -6,16 +6,17 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
-#include <memory>
 #include <optional>
 #include <span>
 #include <string>
 #include <system_error>
+#include <vector>
 
 namespace sqlite_backup::io {
 
-// Owns a file descriptor; closes it on destruction (errors from close are ignored there:
-// callers that care about write errors call sync() first).
+// Owns a file descriptor; closes it on destruction, where an error from close(2) is ignored
+// (a destructor cannot report it). A file we wrote is finished with close() instead, or is
+// fsynced first: some filesystems (NFS, FUSE, a full quota) report a failed write only then.
 class UniqueFd {
  public:
   UniqueFd() noexcept = default;
@@ -29,6 +30,11 @@ class UniqueFd {
   [[nodiscard]] int get() const noexcept { return fd_; }
   [[nodiscard]] int release() noexcept;
   explicit operator bool() const noexcept { return fd_ >= 0; }
+
+  // Closes the descriptor now and reports a failure: throws SqliteBackupError(io)
+  // "cannot close <path_for_errors>: <reason>". Empty afterwards either way (Linux frees the
+  // descriptor even when close fails, so it is never closed twice). No-op when empty.
+  void close(const std::filesystem::path& path_for_errors);
 
  private:
   int fd_ = -1;
@@ -55,18 +61,18 @@ struct FileStat {
 
 FileStat to_file_stat(const struct stat& st) noexcept;
 
-// stat() of a path; nullopt when it does not exist; throws filesystem_error otherwise.
+// stat() of a path; nullopt when it does not exist; throws SqliteBackupError(io) otherwise.
 std::optional<FileStat> stat_path(const std::filesystem::path& path);
 FileStat stat_fd(int fd, const std::filesystem::path& path_for_errors);
 
 // Opens an existing regular file read-only without blocking on FIFOs and without following
 // the open into devices. Returns an empty UniqueFd when it does not exist (ENOENT).
-// Throws filesystem_error for anything else, and SqliteBackupError(invalid_source) when
+// Throws SqliteBackupError(io) for anything else, and SqliteBackupError(invalid_source) when
 // it is not a regular file.
 UniqueFd open_source_file(const std::filesystem::path& path);
 
 // Reads up to buffer.size() bytes at offset; returns the count (short only at end of file).
-// Errors throw filesystem_error "<operation> <path_for_errors>: <reason>".
+// Errors throw SqliteBackupError(io) "<operation> <path_for_errors>: <reason>".
 std::size_t read_at(int fd, std::span<std::byte> buffer, std::uint64_t offset,
                     const std::filesystem::path& path_for_errors,
                     const char* operation = "cannot read");
@@ -104,9 +110,9 @@ class FileWindows {
   std::size_t max_window_;
   std::filesystem::path path_for_errors_;
   const char* operation_;
-  const std::byte* mapping_ = nullptr;
-  std::size_t mapped_ = 0;  // bytes mapped, from the page boundary at or before the offset
-  std::unique_ptr<std::byte[]> buffer_;  // only once a window could not be mapped
+  void* mapping_ = nullptr;        // mapped read-only
+  std::size_t mapped_ = 0;         // bytes mapped, from the page boundary at or before the offset
+  std::vector<std::byte> buffer_;  // only once a window could not be mapped
 };
 
 // Whether someone holds SQLite's EXCLUSIVE lock on the database file at `path` (a write

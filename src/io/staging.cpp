@@ -137,9 +137,11 @@ void commit_file(const std::filesystem::path& staged, const std::filesystem::pat
     UniqueFd fd(::open(staged.c_str(), O_RDONLY | O_CLOEXEC));
     if (!fd) throw_errno(errno, "cannot open the finished copy for", destination);
     // fchmod, not the umask: the copy must be no more readable than the source was.
-    if (::fchmod(fd.get(), permissions) != 0)
+    if (::fchmod(fd.get(), permissions) != 0) {
       throw_errno(errno, "cannot set permissions of", destination);
+    }
     if (durable) sync_fd(fd.get(), destination);
+    fd.close(destination);
   }
   if (replace) {
     if (::rename(staged.c_str(), destination.c_str()) != 0) {

@@ -129,6 +129,7 @@ MemberCopy copy_member(const std::filesystem::path& source, io::UniqueFd in,
       const io::RefreshOutcome outcome =
           io::refresh_file_contents(in.get(), source, earlier.get(), shown, observer);
       detail::throw_if_cancelled(settings.cancel, source);
+      earlier.close(shown);  // with --no-sync, no fsync will report a failed write
       log_debug("refreshed the copy of {} ({} bytes read, {} rewritten)", quoted(source),
                 outcome.bytes, outcome.bytes_rewritten);
       result.bytes = outcome.bytes;
@@ -143,6 +144,7 @@ MemberCopy copy_member(const std::filesystem::path& source, io::UniqueFd in,
   const io::CopyOutcome outcome =
       io::copy_file_contents(in.get(), source, out.get(), shown, observer, start_writeback);
   detail::throw_if_cancelled(settings.cancel, source);
+  out.close(shown);  // with --no-sync, no fsync will report a failed write
   log_debug("copied {} ({} bytes, {})", quoted(source), outcome.bytes,
             io::to_string(outcome.method));
   result.bytes = outcome.bytes;
@@ -164,6 +166,7 @@ std::optional<validate::CommitJournal> copy_journal_in_commit_phase(
     io::UniqueFd out(::open(staged.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
     if (!out) io::throw_errno(errno, "cannot create a temporary file for", shown);
     io::copy_file_contents(in.get(), source.journal, out.get(), shown);
+    out.close(shown);
   }
   // Still T's journal, unchanged in identity and header, after we read it: nothing of it was
   // cut or reused while we read (a successor can only start after T's journal ended).
@@ -259,6 +262,7 @@ validate::Verdict judge_copy(const discover::DatabaseFiles& source,
       source_fd.get(), source.database, copy_fd.get(), shown_path(staged_files.database, settings),
       [&](std::uint64_t) { return !detail::cancelled(settings.cancel); });
   detail::throw_if_cancelled(settings.cancel, source.database);
+  copy_fd.close(shown_path(staged_files.database, settings));
   if (comparison.bytes_rewritten != 0) {
     return {false, validate::Need::nothing_more,
             "the database changed during the copy (contents differ)"};
@@ -350,15 +354,98 @@ class CommitWatch {
   bool journal_covered_ = false;
 };
 
+// Which cycle of the owner's to wait for before the next attempt, and the marker (journal or
+// WAL header) the rejected attempt saw.
+using LastSeen = std::optional<std::pair<Cycle, validate::MemberState>>;
+
+// One whole-set attempt of copy_consistent_set(): the first look, the copy of every member,
+// the judgement. On success sets outcome.validated (and the journals to roll back through);
+// otherwise outcome.last_reason, and returns what to wait for before the next attempt
+// (nothing when the attempt ended before the copy).
+LastSeen copy_set_once(const discover::DatabaseFiles& source,
+                       const discover::DatabaseFiles& staged_files, const Settings& settings,
+                       int attempt, Outcome& outcome) {
+  // The journal is opened before the first look and read through this descriptor after
+  // the database: should its transaction commit meanwhile and delete it, the descriptor
+  // still reads the whole file (see judge()).
+  io::UniqueFd held_journal = io::open_source_file(source.journal);
+  const validate::SetState before = validate::capture(source);
+  if (held_journal && !(before.journal.exists && before.journal.stat.same_file(io::stat_fd(
+                                                     held_journal.get(), source.journal)))) {
+    outcome.last_reason = "the journal changed as we opened it";
+    log_debug("attempt {} of {}: {}; copying again", attempt, settings.attempts,
+              outcome.last_reason);
+    return std::nullopt;
+  }
+  if (!before.database.exists) {
+    throw_error(ErrorKind::io, source.database,
+                "cannot read {}: the database was deleted while it was being copied",
+                quoted(source.database));
+  }
+
+  // A retry refreshes the database copy the last attempt left rather than writing it again
+  // (a caller's copy function always copies afresh).
+  const bool refresh_database = attempt > 1 && !settings.copy_function;
+  remove_staged({{&source.wal, staged_files.wal}, {&source.journal, staged_files.journal}});
+  if (!refresh_database) remove_staged({{&source.database, staged_files.database}});
+
+  CommitWatch watch(source, staged_files, before, settings);
+  watch.look_before_copy();
+
+  // Database first, then the WAL, then the journal (unless already copied): judge()
+  // relies on this order.
+  std::vector<Member> members{{&source.database, staged_files.database}};
+  if (before.wal.exists) members.push_back({&source.wal, staged_files.wal});
+  if (held_journal) members.push_back({&source.journal, staged_files.journal});
+
+  std::uint64_t total = before.database.stat.size;
+  if (before.wal.exists) total += before.wal.stat.size;
+  if (before.journal.exists) total += before.journal.stat.size;
+
+  const SetCopy copy = copy_members(
+      members, std::move(held_journal), source, settings, total, attempt, refresh_database,
+      [&watch] { watch.look_between_chunks(); }, watch.journal_covered());
+  outcome.bytes = copy.bytes;
+  // The sizes at the first look are only an estimate (a file grew, or a journal was copied
+  // earlier, at its commit, and skipped here): the copy is complete, so say so.
+  if (settings.on_progress && copy.settled) {
+    settings.on_progress({copy.bytes, copy.bytes, attempt});
+  }
+
+  const validate::Verdict verdict =
+      copy.settled
+          ? judge_copy(source, staged_files, before, copy.database_proved_equal, watch.during(),
+                       settings)
+          : validate::Verdict{false, validate::Need::nothing_more,
+                              settings.copy_function ? "the copy function reported a change"
+                                                     : "a file vanished while it was being copied"};
+  if (verdict.consistent) {
+    if (verdict.discard_staged_journal) ::unlink(staged_files.journal.c_str());
+    for (const auto& commit : watch.during().commits) {
+      outcome.journals_to_roll_back.push_back({commit.staged, commit.original_counter});
+      log_debug("attempt {}: a commit during the copy; its journal was copied in its commit",
+                attempt);
+    }
+    outcome.validated = true;
+    log_debug("attempt {}: the copy of {} is one consistent state", attempt,
+              quoted(source.database));
+    return std::nullopt;
+  }
+  outcome.last_reason = verdict.reason;
+  watch.forget_commits();
+  log_debug("attempt {} of {}: {}; copying again", attempt, settings.attempts, verdict.reason);
+  // A -wal file (even an empty one) means WAL mode; without one, rollback mode.
+  return before.wal.exists ? std::pair{Cycle::wal_generation, before.wal}
+                           : std::pair{Cycle::transaction, before.journal};
+}
+
 }  // namespace
 
 Outcome copy_consistent_set(const discover::DatabaseFiles& source,
                             const std::filesystem::path& staged, const Settings& settings) {
   const discover::DatabaseFiles staged_files(staged);
   Outcome outcome;
-  // Set when an attempt is rejected: which cycle of the owner's to wait for, and the marker
-  // (journal or WAL header) the attempt saw.
-  std::optional<std::pair<Cycle, validate::MemberState>> last_seen;
+  LastSeen last_seen;  // set when an attempt is rejected
   for (int attempt = 1; attempt <= settings.attempts; ++attempt) {
     detail::throw_if_cancelled(settings.cancel, source.database);
     if (attempt > 1) {
@@ -369,80 +456,8 @@ Outcome copy_consistent_set(const discover::DatabaseFiles& source,
       }
     }
     outcome.attempts = attempt;
-    last_seen.reset();
-
-    // The journal is opened before the first look and read through this descriptor after
-    // the database: should its transaction commit meanwhile and delete it, the descriptor
-    // still reads the whole file (see judge()).
-    io::UniqueFd held_journal = io::open_source_file(source.journal);
-    const validate::SetState before = validate::capture(source);
-    if (held_journal && !(before.journal.exists && before.journal.stat.same_file(io::stat_fd(
-                                                       held_journal.get(), source.journal)))) {
-      outcome.last_reason = "the journal changed as we opened it";
-      log_debug("attempt {} of {}: {}; copying again", attempt, settings.attempts,
-                outcome.last_reason);
-      continue;
-    }
-    if (!before.database.exists) {
-      throw_error(ErrorKind::io, source.database,
-                  "cannot read {}: the database was deleted while it was being copied",
-                  quoted(source.database));
-    }
-
-    // A retry refreshes the database copy the last attempt left rather than writing it again
-    // (a caller's copy function always copies afresh).
-    const bool refresh_database = attempt > 1 && !settings.copy_function;
-    remove_staged({{&source.wal, staged_files.wal}, {&source.journal, staged_files.journal}});
-    if (!refresh_database) remove_staged({{&source.database, staged_files.database}});
-
-    CommitWatch watch(source, staged_files, before, settings);
-    watch.look_before_copy();
-
-    // Database first, then the WAL, then the journal (unless already copied): judge()
-    // relies on this order.
-    std::vector<Member> members{{&source.database, staged_files.database}};
-    if (before.wal.exists) members.push_back({&source.wal, staged_files.wal});
-    if (held_journal) members.push_back({&source.journal, staged_files.journal});
-
-    std::uint64_t total = before.database.stat.size;
-    if (before.wal.exists) total += before.wal.stat.size;
-    if (before.journal.exists) total += before.journal.stat.size;
-
-    const SetCopy copy = copy_members(
-        members, std::move(held_journal), source, settings, total, attempt, refresh_database,
-        [&watch] { watch.look_between_chunks(); }, watch.journal_covered());
-    outcome.bytes = copy.bytes;
-    // The sizes at the first look are only an estimate (a file grew, or a journal was copied
-    // earlier, at its commit, and skipped here): the copy is complete, so say so.
-    if (settings.on_progress && copy.settled) {
-      settings.on_progress({copy.bytes, copy.bytes, attempt});
-    }
-
-    const validate::Verdict verdict =
-        copy.settled ? judge_copy(source, staged_files, before, copy.database_proved_equal,
-                                  watch.during(), settings)
-                     : validate::Verdict{false, validate::Need::nothing_more,
-                                         settings.copy_function
-                                             ? "the copy function reported a change"
-                                             : "a file vanished while it was being copied"};
-    if (verdict.consistent) {
-      if (verdict.discard_staged_journal) ::unlink(staged_files.journal.c_str());
-      for (const auto& commit : watch.during().commits) {
-        outcome.journals_to_roll_back.push_back({commit.staged, commit.original_counter});
-        log_debug("attempt {}: a commit during the copy; its journal was copied in its commit",
-                  attempt);
-      }
-      outcome.validated = true;
-      log_debug("attempt {}: the copy of {} is one consistent state", attempt,
-                quoted(source.database));
-      return outcome;
-    }
-    outcome.last_reason = verdict.reason;
-    watch.forget_commits();
-    // A -wal file (even an empty one) means WAL mode; without one, rollback mode.
-    last_seen = before.wal.exists ? std::pair{Cycle::wal_generation, before.wal}
-                                  : std::pair{Cycle::transaction, before.journal};
-    log_debug("attempt {} of {}: {}; copying again", attempt, settings.attempts, verdict.reason);
+    last_seen = copy_set_once(source, staged_files, settings, attempt, outcome);
+    if (outcome.validated) return outcome;
   }
   return outcome;
 }

@@ -39,7 +39,7 @@ struct Outcome {
   std::uint64_t bytes = 0;  // bytes copied by the accepted (or last) attempt
   // The journal of a transaction that committed during the accepted copy (at most one): the
   // staged database must be rolled back through it before it is opened for anything else
-  // (finalize::roll_back_through), after which page 1 must show `expected_change_counter`.
+  // (finalize::roll_back), after which page 1 must show `expected_change_counter`.
   std::vector<RollbackStep> journals_to_roll_back;
 };
 

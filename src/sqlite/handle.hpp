@@ -34,12 +34,12 @@ class Database {
   // Opens `filename` (a file: URI when flags contain SQLITE_OPEN_URI). The handle is owned
   // before the result is checked: SQLite allocates one even when the open fails.
   Database(const std::string& filename, int flags, const std::string& vfs,
-           const std::filesystem::path& path_for_errors);
+           std::filesystem::path path_for_errors);
   // Opens `file` (see openable_file(); flags must contain SQLITE_OPEN_URI) and keeps its
   // folder descriptor until the connection is closed. A failure to open names
   // `open_path_for_errors` when given (the file the user knows, e.g. the destination a
   // staged copy is for), else `path_for_errors`, which later errors name.
-  Database(OpenableFile file, int flags, const std::filesystem::path& path_for_errors,
+  Database(OpenableFile file, int flags, std::filesystem::path path_for_errors,
            const std::filesystem::path& open_path_for_errors = {});
   Database(Database&& other) noexcept;
   Database& operator=(Database&&) = delete;

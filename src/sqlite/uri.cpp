@@ -1,9 +1,11 @@
 #include "sqlite/uri.hpp"
 
+#include <string_view>
+
 namespace sqlite_backup::sql {
 
 std::string file_uri(const std::filesystem::path& path, const std::string& query) {
-  static constexpr char kHex[] = "0123456789ABCDEF";
+  static constexpr std::string_view kHex = "0123456789ABCDEF";
   const std::string absolute = std::filesystem::absolute(path).lexically_normal().native();
   std::string uri = "file:";
   for (const unsigned char c : absolute) {

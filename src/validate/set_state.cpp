@@ -33,8 +33,9 @@ bool same_identity(const MemberState& a, const MemberState& b) noexcept {
 }
 
 std::string describe(const char* name, const MemberState& before, const MemberState& after) {
-  if (before.exists && !after.exists)
+  if (before.exists && !after.exists) {
     return fmt::format("the {} was deleted during the copy", name);
+  }
   if (!before.exists && after.exists) return fmt::format("a {} appeared during the copy", name);
   return fmt::format("the {} was replaced by another file during the copy", name);
 }

@@ -369,6 +369,96 @@ TEST_F(FailuresTest, DestinationThatIsAFolderIsRefused) {
   EXPECT_EQ(list_names(out_dir_ / "folder.sqlite"), std::vector<std::string>{"inside"});
 }
 
+// ---- atomic_copy's errors ----------------------------------------------------------------
+
+// Runs `call` as the unprivileged user nobody (in a child process, when we are root: root
+// reads any file whatever its permission bits) and returns what expect_backup_error would
+// check, as words: "ok", or what went wrong.
+template <typename Call>
+std::string io_error_verdict_as_nobody(Call&& call, const fs::path& named,
+                                       const fs::path& verdict_file) {
+  const auto verdict = [&]() -> std::string {
+    try {
+      call();
+      return "no exception";
+    } catch (const sb::SqliteBackupError& error) {
+      if (error.kind() != sb::ErrorKind::io) {
+        return "kind " + kind_name(error.kind()) + ": " + error.what();
+      }
+      if (std::string(error.what()).find(named.string()) == std::string::npos) {
+        return std::string("message does not name ") + named.string() + ": " + error.what();
+      }
+      return "ok";
+    } catch (const std::exception& error) {
+      return std::string("other exception: ") + error.what();
+    }
+  };
+  if (!is_root()) return verdict();
+  const pid_t child = ::fork();
+  if (child < 0) return "fork failed";
+  if (child == 0) {
+    if (::setgid(65534) != 0 || ::setuid(65534) != 0) ::_exit(90);
+    const std::string result = verdict();
+    try {
+      write_file(verdict_file, result);
+    } catch (...) {
+      ::_exit(91);
+    }
+    ::_exit(0);
+  }
+  int status = 0;
+  if (::waitpid(child, &status, 0) != child || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    return "child status " + std::to_string(status);
+  }
+  std::string result = read_file(verdict_file);
+  fs::remove(verdict_file);
+  return result;
+}
+
+// The contract in sqlite_backup.hpp: a missing source is a filesystem_error, as for
+// sqlite_backup(); every other I/O error is SqliteBackupError(io) naming the path.
+TEST_F(FailuresTest, AtomicCopyOfAMissingSourceIsAFilesystemError) {
+  const fs::path missing = dir_ / "missing.bin";
+  try {
+    sb::atomic_copy(missing, out_dir_ / "copy.bin");
+    ADD_FAILURE() << "no exception";
+  } catch (const fs::filesystem_error& error) {
+    EXPECT_EQ(error.code(), std::make_error_code(std::errc::no_such_file_or_directory))
+        << error.what();
+    EXPECT_EQ(error.path1(), missing);
+  }
+  EXPECT_TRUE(list_names(out_dir_).empty()) << ::testing::PrintToString(list_names(out_dir_));
+}
+
+TEST_F(FailuresTest, AtomicCopyOfAnUnreadableSourceIsAnIoErrorNamingIt) {
+  // Everyone may write into `shared` (the unprivileged child too); only the source is closed.
+  const fs::path shared = make_folder(dir_ / "shared");
+  for (const fs::path& folder : {dir_.path(), shared}) fs::permissions(folder, fs::perms::all);
+  write_file(shared / "secret.bin", "contents");
+  fs::permissions(shared / "secret.bin", fs::perms::none);
+  EXPECT_EQ(io_error_verdict_as_nobody(
+                [&] { sb::atomic_copy(shared / "secret.bin", shared / "copy.bin"); },
+                shared / "secret.bin", shared / "verdict"),
+            "ok");
+  EXPECT_FALSE(fs::exists(shared / "copy.bin"));
+  // A path through a regular file cannot be opened by anyone (ENOTDIR).
+  expect_backup_error([&] { sb::atomic_copy(shared / "secret.bin" / "x", out_dir_ / "copy.bin"); },
+                      sb::ErrorKind::io, shared / "secret.bin" / "x");
+  EXPECT_TRUE(list_names(out_dir_).empty()) << ::testing::PrintToString(list_names(out_dir_));
+}
+
+TEST_F(FailuresTest, AtomicCopyToAnUncreatableDestinationIsAnIoErrorNamingIt) {
+  write_file(dir_ / "source.bin", "contents");
+  const fs::path in_missing_folder = dir_ / "no such folder" / "copy.bin";
+  expect_backup_error([&] { sb::atomic_copy(dir_ / "source.bin", in_missing_folder); },
+                      sb::ErrorKind::io, in_missing_folder);
+  EXPECT_FALSE(fs::exists(dir_ / "no such folder"));
+  make_folder(out_dir_ / "folder.bin");
+  expect_backup_error([&] { sb::atomic_copy(dir_ / "source.bin", out_dir_ / "folder.bin"); },
+                      sb::ErrorKind::io, out_dir_ / "folder.bin");
+  EXPECT_EQ(list_names(out_dir_), std::vector<std::string>{"folder.bin"});
+}
+
 // ---- Cancellation -----------------------------------------------------------------------
 
 TEST_F(FailuresTest, CancelDuringTheCopyStopsWithNoDestinationAndNoLeftovers) {
