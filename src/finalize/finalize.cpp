@@ -56,18 +56,25 @@ void run_verification(sqlite3* db, Verify verify, const std::filesystem::path& s
 
 // Replaying a large WAL or checking a large database takes a while: let SQLite look at the
 // cancel flag every few thousand instructions (it then fails with SQLITE_INTERRUPT, which
-// sql::classify() turns into ErrorKind::cancelled). The handler is removed again when the
-// guard goes: the connection may be the caller's and outlive the flag.
+// sql::classify() turns into ErrorKind::cancelled). For our own connections, which are closed
+// before the flag goes.
+void allow_cancellation(sqlite3* db, const Options& options) {
+  if (options.cancel == nullptr) return;
+  sqlite3_progress_handler(
+      db, 10000,
+      [](void* flag) -> int { return static_cast<const std::atomic<bool>*>(flag)->load() ? 1 : 0; },
+      // SQLite's C API takes void*; the handler above only reads through it.
+      // NOLINTNEXTLINE(cppcoreguidelines-pro-type-const-cast)
+      const_cast<std::atomic<bool>*>(options.cancel));
+}
+
+// The same for a connection that may be the caller's and outlive the flag: the handler is
+// removed again when the guard goes.
 class CancellationHandler {
  public:
   CancellationHandler(sqlite3* db, const Options& options) : db_(db) {
     if (options.cancel == nullptr) return;
-    sqlite3_progress_handler(
-        db_, 10000,
-        [](void* flag) -> int {
-          return static_cast<const std::atomic<bool>*>(flag)->load() ? 1 : 0;
-        },
-        const_cast<std::atomic<bool>*>(options.cancel));  // SQLite's API takes void*; only read
+    allow_cancellation(db_, options);
     installed_ = true;
   }
   CancellationHandler(const CancellationHandler&) = delete;
@@ -82,17 +89,6 @@ class CancellationHandler {
   sqlite3* db_;
   bool installed_ = false;
 };
-
-// The same for our own connections, which are closed before the flag goes.
-void allow_cancellation(sqlite3* db, const Options& options) {
-  if (options.cancel == nullptr) return;
-  sqlite3_progress_handler(
-      db, 10000,
-      [](void* flag) -> int { return static_cast<const std::atomic<bool>*>(flag)->load() ? 1 : 0; },
-      // SQLite's C API takes void*; the handler above only reads through it.
-      // NOLINTNEXTLINE(cppcoreguidelines-pro-type-const-cast)
-      const_cast<std::atomic<bool>*>(options.cancel));
-}
 
 // Owns a sqlite3_backup; finish() is what releases it, and reports the final result.
 class BackupHandle {
@@ -326,8 +322,9 @@ class MemoryImage final : public DatabaseImage {
   // once, so that a WAL growing the database page by page does not reallocate each time.
   void grow_to(std::uint64_t end) {
     if (end <= memory_.size()) return;
-    if (end > memory_.capacity())
+    if (end > memory_.capacity()) {
       memory_.reserve(std::max(end, memory_.capacity() / 4 * 5), source_);
+    }
     memory_.resize(end, source_);
   }
 
@@ -340,11 +337,12 @@ void deserialize_into(sqlite3* target, io::SqliteMemory memory,
                       const std::filesystem::path& source) {
   const auto size = static_cast<sqlite3_int64>(memory.size());
   const auto capacity = static_cast<sqlite3_int64>(memory.capacity());
-  const int rc =
-      sqlite3_deserialize(target, "main", reinterpret_cast<unsigned char*>(memory.release()), size,
-                          capacity, SQLITE_DESERIALIZE_FREEONCLOSE | SQLITE_DESERIALIZE_RESIZEABLE);
-  if (rc != SQLITE_OK)
+  const int rc = sqlite3_deserialize(
+      target, "main", static_cast<unsigned char*>(static_cast<void*>(memory.release())), size,
+      capacity, SQLITE_DESERIALIZE_FREEONCLOSE | SQLITE_DESERIALIZE_RESIZEABLE);
+  if (rc != SQLITE_OK) {
     sql::throw_result(rc, target, "cannot load into memory the snapshot of", source);
+  }
 }
 
 }  // namespace

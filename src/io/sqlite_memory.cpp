@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
 #include <span>
 #include <utility>
 
@@ -19,13 +20,12 @@ namespace {
 constexpr std::size_t kChunk = std::size_t{4} << 20;
 
 void advise_huge_pages(std::byte* from, std::byte* to) noexcept {
-  const auto page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
-  const auto begin = (reinterpret_cast<std::uintptr_t>(from) + page - 1) / page * page;
-  const auto end = reinterpret_cast<std::uintptr_t>(to) / page * page;
-  if (end > begin) {
-    // NOLINTNEXTLINE(performance-no-int-to-ptr): madvise wants the page-aligned address back
-    ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
-  }
+  const auto page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+  void* begin = from;
+  auto space = static_cast<std::size_t>(to - from);
+  // madvise() takes whole pages: from the first page boundary on, whole pages only.
+  if (std::align(page, page, begin, space) == nullptr) return;
+  ::madvise(begin, space / page * page, MADV_HUGEPAGE);
 }
 
 }  // namespace
