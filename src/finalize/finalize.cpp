@@ -17,6 +17,7 @@
 #include "finalize/apply_wal.hpp"
 #include "io/file.hpp"
 #include "log_internal.hpp"
+#include "sqlite/backup.hpp"
 #include "sqlite/uri.hpp"
 #include "validate/set_state.hpp"
 
@@ -88,35 +89,6 @@ class CancellationHandler {
  private:
   sqlite3* db_;
   bool installed_ = false;
-};
-
-// Owns a sqlite3_backup; finish() is what releases it, and reports the final result.
-class BackupHandle {
- public:
-  BackupHandle(sqlite3* to, sql::Database& from, const std::string& schema,
-               const std::filesystem::path& to_for_errors)
-      : handle_(sqlite3_backup_init(to, "main", from.get(), schema.c_str())) {
-    if (handle_ == nullptr) {
-      sql::throw_result(sqlite3_extended_errcode(to), to, "cannot start the backup of",
-                        to_for_errors.empty() ? from.path() : to_for_errors);
-    }
-  }
-  BackupHandle(const BackupHandle&) = delete;
-  BackupHandle& operator=(const BackupHandle&) = delete;
-  BackupHandle(BackupHandle&&) = delete;
-  BackupHandle& operator=(BackupHandle&&) = delete;
-  ~BackupHandle() {
-    if (handle_ != nullptr) sqlite3_backup_finish(handle_);
-  }
-  [[nodiscard]] sqlite3_backup* get() const noexcept { return handle_; }
-  int finish() noexcept {
-    const int rc = sqlite3_backup_finish(handle_);
-    handle_ = nullptr;
-    return rc;
-  }
-
- private:
-  sqlite3_backup* handle_;
 };
 
 // Whether SQLite reads the staged files as the plain files of the documented format: the
@@ -230,7 +202,7 @@ DatabaseFacts recover_in_place(const std::filesystem::path& staged, const Option
 void backup_api_copy(sql::Database& from, sqlite3* to, const Options& options,
                      const std::filesystem::path& to_for_errors) {
   const BackupOptions& backup = options.sqlite_backup_kwargs;
-  BackupHandle handle(to, from, backup.name, to_for_errors);
+  sql::Backup handle(to, from, backup.name, to_for_errors);
   const auto busy_limit = options.sqlite_connect_kwargs.busy_timeout;
   auto busy_since = std::chrono::steady_clock::time_point{};
   bool busy = false;

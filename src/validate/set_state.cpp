@@ -306,108 +306,90 @@ bool journal_is_hot(const MemberState& journal) noexcept {
          power_of_two_within(big_endian_u32(journal, 24), 512, 65536);
 }
 
-Verdict judge(const SetState& before, const SetState& after, const MemberState& staged_wal,
-              const MemberState& staged_journal, const std::filesystem::path& staged_journal_path,
-              const DuringCopy& during) {
+namespace {
+
+// WAL mode with a live generation of frames.
+Verdict judge_live_wal(const SetState& before, const SetState& after,
+                       const MemberState& staged_wal) {
   Verdict verdict;
-  // The set itself must be the same files: a deleted, created or renamed-over member means
-  // the owner closed, changed journal mode, or someone replaced the database.
-  if (!after.database.exists) {
-    verdict.reason = "the database file was deleted during the copy";
+  // Writers only append frames to the WAL;
+  // the database file is written only by checkpoints, which copy into it pages from
+  // frames of the current generation that were committed before the checkpoint began.
+  // The generation ends only when the WAL is restarted or truncated, and that rewrites
+  // the WAL header with salt-1 incremented and a new checkpoint sequence: an identical
+  // 32-byte header before and after means one generation throughout. We copy the
+  // database first and the WAL second, to its end as it is then; so every page a
+  // checkpoint wrote into the database while we copied it comes from a frame that was
+  // already in the WAL when we started copying the WAL, and is in our copy of it.
+  // Replaying our WAL (SQLite does, when the copy is opened) overwrites each such page
+  // with that frame's version or a later committed one: the result is the state at the
+  // last commit frame we copied. Frames after it (a transaction in flight, a torn tail)
+  // fail the salt/checksum chain and SQLite ignores them. Sizes and times of both files
+  // change all the time here and say nothing; they are not consulted.
+  if (!same_bytes(before.wal, after.wal, 0, kWalHeaderSize)) {
+    verdict.reason = fmt::format(
+        "the WAL was restarted by a checkpoint during the copy (checkpoint sequence {} -> {})",
+        big_endian_u32(before.wal, 12), big_endian_u32(after.wal, 12));
     return verdict;
   }
-  if (!same_identity(before.database, after.database)) {
-    verdict.reason = describe("database file", before.database, after.database);
+  if (!same_bytes(before.wal, staged_wal, 0, kWalHeaderSize)) {
+    verdict.reason = "the copied WAL does not start with the header seen before the copy";
     return verdict;
   }
-  if (!same_identity(before.wal, after.wal)) {
-    verdict.reason = describe("-wal file", before.wal, after.wal);
+  if (before.journal.exists &&
+      !(before.journal.stat.same_contents_hint(after.journal.stat) &&
+        same_bytes(before.journal, after.journal, 0, kJournalHeaderSize))) {
+    verdict.reason = "a -journal beside the WAL changed during the copy";
     return verdict;
   }
-  // The -journal comes and goes with every transaction in rollback mode (DELETE mode
-  // creates and deletes it, TRUNCATE empties it, PERSIST zeroes its header): its identity
-  // alone says nothing, and each case below reads what it needs from its header.
+  verdict.consistent = true;
+  return verdict;
+}
 
-  if (has_live_wal(before)) {
-    // WAL mode with a live generation of frames. Writers only append frames to the WAL;
-    // the database file is written only by checkpoints, which copy into it pages from
-    // frames of the current generation that were committed before the checkpoint began.
-    // The generation ends only when the WAL is restarted or truncated, and that rewrites
-    // the WAL header with salt-1 incremented and a new checkpoint sequence: an identical
-    // 32-byte header before and after means one generation throughout. We copy the
-    // database first and the WAL second, to its end as it is then; so every page a
-    // checkpoint wrote into the database while we copied it comes from a frame that was
-    // already in the WAL when we started copying the WAL, and is in our copy of it.
-    // Replaying our WAL (SQLite does, when the copy is opened) overwrites each such page
-    // with that frame's version or a later committed one: the result is the state at the
-    // last commit frame we copied. Frames after it (a transaction in flight, a torn tail)
-    // fail the salt/checksum chain and SQLite ignores them. Sizes and times of both files
-    // change all the time here and say nothing; they are not consulted.
-    if (!same_bytes(before.wal, after.wal, 0, kWalHeaderSize)) {
-      verdict.reason = fmt::format(
-          "the WAL was restarted by a checkpoint during the copy (checkpoint sequence {} -> {})",
-          big_endian_u32(before.wal, 12), big_endian_u32(after.wal, 12));
-      return verdict;
-    }
-    if (!same_bytes(before.wal, staged_wal, 0, kWalHeaderSize)) {
-      verdict.reason = "the copied WAL does not start with the header seen before the copy";
-      return verdict;
-    }
-    if (before.journal.exists &&
-        !(before.journal.stat.same_contents_hint(after.journal.stat) &&
-          same_bytes(before.journal, after.journal, 0, kJournalHeaderSize))) {
-      verdict.reason = "a -journal beside the WAL changed during the copy";
-      return verdict;
-    }
-    verdict.consistent = true;
+// A write transaction T was in progress at the first look (or its owner died in it).
+Verdict judge_hot_journal(const SetState& before, const SetState& after,
+                          const MemberState& staged_journal,
+                          const std::filesystem::path& staged_journal_path,
+                          const DuringCopy& during) {
+  Verdict verdict;
+  // Only the holder of
+  // the RESERVED lock writes the database file, so while T lasts every change to the
+  // database is T's, and SQLite journals each page's original before it overwrites the
+  // page (in program order, which is what we see through the page cache). Same nonce
+  // before and after: T neither committed nor was followed by another transaction. We
+  // copied the journal after the database, so it holds the original of every page T
+  // had written by then; opening our copy rolls T back, giving the state before T, which
+  // is the last committed state. (Records past a torn journal tail fail their checksums
+  // and end the rollback, as in crash recovery.)
+  //
+  // T may not end during the copy unless the watch saw it committing and copied its
+  // journal then (judge_commit()): a journal that ended otherwise may be a rollback, and
+  // the commit that followed (the counter moves just as if T had committed) would be half
+  // in our copy with no journal of its own to undo it.
+  if (!same_journal_transaction(before.journal, staged_journal)) {
+    verdict.reason = "the copied journal is not the transaction seen before the copy";
     return verdict;
   }
-
-  // No live WAL: rollback-journal mode, or WAL mode with an empty WAL (after a TRUNCATE
-  // checkpoint, or with no connection open).
-  if (has_live_wal(after) || (before.wal.exists && before.wal.stat.size != after.wal.stat.size)) {
-    verdict.reason = "a writer started a new WAL during the copy";
+  if (names_a_super_journal(staged_journal_path)) {
+    verdict.reason =
+        "the transaction in progress spans several databases (its journal names a "
+        "super-journal)";
     return verdict;
   }
-
-  if (!during.commits.empty()) return judge_commit(before, after, during);
-
-  if (journal_is_hot(before.journal)) {
-    // A write transaction T was in progress (or its owner died in it). Only the holder of
-    // the RESERVED lock writes the database file, so while T lasts every change to the
-    // database is T's, and SQLite journals each page's original before it overwrites the
-    // page (in program order, which is what we see through the page cache). Same nonce
-    // before and after: T neither committed nor was followed by another transaction. We
-    // copied the journal after the database, so it holds the original of every page T
-    // had written by then; opening our copy rolls T back, giving the state before T, which
-    // is the last committed state. (Records past a torn journal tail fail their checksums
-    // and end the rollback, as in crash recovery.)
-    //
-    // T may not end during the copy unless the watch saw it committing and copied its
-    // journal then (judge_commit()): a journal that ended otherwise may be a rollback, and
-    // the commit that followed (the counter moves just as if T had committed) would be half
-    // in our copy with no journal of its own to undo it.
-    if (!same_journal_transaction(before.journal, staged_journal)) {
-      verdict.reason = "the copied journal is not the transaction seen before the copy";
-      return verdict;
-    }
-    if (names_a_super_journal(staged_journal_path)) {
-      verdict.reason =
-          "the transaction in progress spans several databases (its journal names a "
-          "super-journal)";
-      return verdict;
-    }
-    verdict.reason = rollback_obstacle(before, after, before.journal, during);
-    if (!verdict.reason.empty()) return verdict;
-    if (!same_journal_transaction(before.journal, after.journal)) {
-      verdict.reason =
-          "the transaction in progress ended during the copy without being seen committing";
-      return verdict;
-    }
-    verdict.consistent = true;
+  verdict.reason = rollback_obstacle(before, after, before.journal, during);
+  if (!verdict.reason.empty()) return verdict;
+  if (!same_journal_transaction(before.journal, after.journal)) {
+    verdict.reason =
+        "the transaction in progress ended during the copy without being seen committing";
     return verdict;
   }
+  verdict.consistent = true;
+  return verdict;
+}
 
+// Rollback mode (or an empty WAL), no hot journal at the first look, no commit seen.
+Verdict judge_quiet(const SetState& before, const SetState& after, const DuringCopy& during) {
+  Verdict verdict;
   // No hot journal at either end. A transaction may have begun meanwhile and still be
   // journaling (with synchronous on, SQLite writes the journal magic only when it syncs the
   // journal, right before its first write to the database file; until then the header is
@@ -441,6 +423,47 @@ Verdict judge(const SetState& before, const SetState& after, const MemberState& 
   // one, or one a new transaction began after our database copy) must not be replayed.
   verdict.discard_staged_journal = true;
   return verdict;
+}
+
+}  // namespace
+
+Verdict judge(const SetState& before, const SetState& after, const MemberState& staged_wal,
+              const MemberState& staged_journal, const std::filesystem::path& staged_journal_path,
+              const DuringCopy& during) {
+  Verdict verdict;
+  // The set itself must be the same files: a deleted, created or renamed-over member means
+  // the owner closed, changed journal mode, or someone replaced the database.
+  if (!after.database.exists) {
+    verdict.reason = "the database file was deleted during the copy";
+    return verdict;
+  }
+  if (!same_identity(before.database, after.database)) {
+    verdict.reason = describe("database file", before.database, after.database);
+    return verdict;
+  }
+  if (!same_identity(before.wal, after.wal)) {
+    verdict.reason = describe("-wal file", before.wal, after.wal);
+    return verdict;
+  }
+  // The -journal comes and goes with every transaction in rollback mode (DELETE mode
+  // creates and deletes it, TRUNCATE empties it, PERSIST zeroes its header): its identity
+  // alone says nothing, and each case below reads what it needs from its header.
+
+  if (has_live_wal(before)) return judge_live_wal(before, after, staged_wal);
+
+  // No live WAL: rollback-journal mode, or WAL mode with an empty WAL (after a TRUNCATE
+  // checkpoint, or with no connection open).
+  if (has_live_wal(after) || (before.wal.exists && before.wal.stat.size != after.wal.stat.size)) {
+    verdict.reason = "a writer started a new WAL during the copy";
+    return verdict;
+  }
+
+  if (!during.commits.empty()) return judge_commit(before, after, during);
+
+  if (journal_is_hot(before.journal)) {
+    return judge_hot_journal(before, after, staged_journal, staged_journal_path, during);
+  }
+  return judge_quiet(before, after, during);
 }
 
 }  // namespace sqlite_backup::validate
