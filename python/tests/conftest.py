@@ -86,11 +86,17 @@ def own_posix_locks(path: Path) -> List[str]:
     inode = f":{path.stat().st_ino}"
     pid = str(os.getpid())
     locks = []
-    with open("/proc/locks") as table:
-        for line in table:
-            fields = line.split()
-            if fields[1] == "->":
-                fields = fields[1:]
-            if fields[1] == "POSIX" and fields[4] == pid and fields[5].endswith(inode):
-                locks.append(" ".join(fields[1:]))
-    return locks
+    # One read() of the whole table: the kernel builds it page by page, and a table read in
+    # several calls while other processes lock and unlock can repeat or skip lines.
+    fd = os.open("/proc/locks", os.O_RDONLY)
+    try:
+        table = os.read(fd, 1 << 22).decode()
+    finally:
+        os.close(fd)
+    for line in table.splitlines():
+        fields = line.split()
+        if fields[1] == "->":
+            fields = fields[1:]
+        if fields[1] == "POSIX" and fields[4] == pid and fields[5].endswith(inode):
+            locks.append(" ".join(fields[1:]))
+    return sorted(set(locks))

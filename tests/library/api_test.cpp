@@ -1,6 +1,5 @@
 #include <sys/stat.h>
 
-#include <fstream>
 #include <sstream>
 // The public API's shape and its basic contracts: how calls read, what they return, the
 // reference's `core` helpers, the report and logging.
@@ -13,6 +12,7 @@
 #include <cctype>
 #include <map>
 #include <mutex>
+#include <set>
 #include <sqlite_backup/log.hpp>
 #include <sqlite_backup/sqlite_backup.hpp>
 #include <string>
@@ -442,14 +442,22 @@ namespace {
 
 // The POSIX (process-associated) record locks this process holds on `file`, from /proc/locks:
 // "1: POSIX  ADVISORY  READ 1234 fd:01:5678 1073741826 1073742335".
-std::vector<std::string> own_posix_locks_on(const fs::path& file) {
+std::set<std::string> own_posix_locks_on(const fs::path& file) {
   struct stat st {};
   if (::stat(file.c_str(), &st) != 0) return {};
   const std::string inode_suffix = ":" + std::to_string(st.st_ino);
   const std::string pid = std::to_string(::getpid());
-  std::vector<std::string> locks;
-  std::ifstream table("/proc/locks");
-  for (std::string line; std::getline(table, line);) {
+  // One read() of the whole table: the kernel builds it page by page, and a table read in
+  // several calls while other processes lock and unlock can repeat or skip lines.
+  std::string table(std::size_t{1} << 22, '\0');
+  const int fd = ::open("/proc/locks", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return {};
+  const ssize_t got = ::read(fd, table.data(), table.size());
+  ::close(fd);
+  table.resize(got > 0 ? static_cast<std::size_t>(got) : 0);
+  std::set<std::string> locks;
+  std::istringstream lines(table);
+  for (std::string line; std::getline(lines, line);) {
     std::istringstream fields(line);
     std::string number, kind, advisory, type, owner, device_inode;
     fields >> number >> kind;
@@ -458,7 +466,7 @@ std::vector<std::string> own_posix_locks_on(const fs::path& file) {
     if (kind == "POSIX" && owner == pid && device_inode.size() > inode_suffix.size() &&
         device_inode.ends_with(inode_suffix)) {
       // Without the ordinal in front: it changes as other processes lock and unlock.
-      locks.push_back(line.substr(line.find(':') + 1));
+      locks.insert(line.substr(line.find(':') + 1));
     }
   }
   return locks;
