@@ -5,9 +5,12 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
+#include <exception>
 #include <memory>
 #include <span>
+#include <thread>
 #include <utility>
 
 #include "error_internal.hpp"
@@ -75,10 +78,79 @@ std::byte* SqliteMemory::release() noexcept {
   return std::exchange(data_, nullptr);
 }
 
+namespace {
+
+// From this size on a second thread reads the upper half at the same time: the first touch
+// of fresh memory (a page fault, the kernel zeroing the page) and the kernel's copy happen in
+// the reading thread, so two threads on two cores load a large file in about half the time.
+constexpr std::uint64_t kParallelFrom = std::uint64_t{32} << 20;
+// The halves meet on a huge-page boundary, so that no huge page is faulted in by both.
+constexpr std::uint64_t kHugePage = std::uint64_t{2} << 20;
+
+// Reads [from, to) of the file into base + from, in chunks; adds each chunk to `progress`;
+// stops early when `stop` is set or the file ends. Returns where it stopped.
+std::uint64_t read_range(int fd, const std::filesystem::path& path, std::byte* base,
+                         std::uint64_t from, std::uint64_t to, std::atomic<std::uint64_t>& progress,
+                         const std::atomic<bool>& stop,
+                         const std::function<bool()>& after_chunk = {}) {
+  std::uint64_t done = from;
+  while (done < to && !stop.load(std::memory_order_relaxed)) {
+    const std::size_t want = std::min<std::uint64_t>(kChunk, to - done);
+    const std::size_t got = read_at(fd, std::span(base + done, want), done, path);
+    done += got;
+    progress += got;
+    if (got < want) break;
+    if (after_chunk && !after_chunk()) break;
+  }
+  return done;
+}
+
+}  // namespace
+
 std::uint64_t read_file_into(int fd, const std::filesystem::path& path, SqliteMemory& memory,
                              const std::function<bool(std::uint64_t)>& keep_going) {
+  const std::uint64_t size = stat_fd(fd, path).size;
+  memory.reserve(std::max<std::uint64_t>(size, 1), path);
   std::uint64_t done = 0;
-  memory.reserve(std::max<std::uint64_t>(stat_fd(fd, path).size, 1), path);
+  if (size >= kParallelFrom && std::thread::hardware_concurrency() > 1) {
+    const std::uint64_t half = size / 2 / kHugePage * kHugePage;
+    std::atomic<std::uint64_t> progress{0};
+    std::atomic<bool> stop{false};
+    std::exception_ptr failure;
+    std::uint64_t upper_end = half;
+    std::thread upper([&] {
+      try {
+        upper_end = read_range(fd, path, memory.data(), half, size, progress, stop);
+      } catch (...) {
+        failure = std::current_exception();
+        stop = true;
+      }
+    });
+    std::uint64_t lower_end = 0;
+    try {
+      lower_end = read_range(fd, path, memory.data(), 0, half, progress, stop, [&] {
+        if (keep_going && !keep_going(progress.load())) stop = true;
+        return !stop.load();
+      });
+    } catch (...) {
+      stop = true;
+      upper.join();
+      throw;
+    }
+    upper.join();
+    if (failure) std::rethrow_exception(failure);
+    if (stop || lower_end < half || upper_end < size) {
+      // Cancelled, or the file shrank while it was read: what follows its end is not the file.
+      done = lower_end < half ? lower_end : upper_end;
+      memory.set_filled(done);
+      return done;
+    }
+    done = size;
+    if (keep_going && !keep_going(done)) {
+      memory.set_filled(done);
+      return done;
+    }
+  }
   for (;;) {
     if (done == memory.capacity()) {
       // At the size the file had when we began: one more byte tells whether it grew since.
