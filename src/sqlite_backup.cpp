@@ -120,6 +120,7 @@ snapshot::Settings snapshot_settings(const Options& options,
   settings.copy_function = options.copy_function;
   settings.cancel = options.cancel;
   settings.on_progress = options.on_progress;
+  settings.source_lock = options.source_lock;
   // Writeback started early only helps a copy that will be fsynced.
   settings.start_writeback = options.durable && !destination_for_errors.empty();
   settings.destination_for_errors = destination_for_errors;
@@ -132,7 +133,9 @@ snapshot::Settings snapshot_settings(const Options& options,
 // snapshot::copy_live_wal_set_into_memory); `staging` is then as it was.
 bool snapshot_straight_into(sqlite3* target, const fs::path& source, const io::StagingDir& staging,
                             const Options& options, Report& report) {
-  if (options.copy_function || finalize::wants_backup_api(options.sqlite_backup_kwargs)) {
+  // (SourceLock::always: the general path locks every attempt.)
+  if (options.copy_function || finalize::wants_backup_api(options.sqlite_backup_kwargs) ||
+      options.source_lock == SourceLock::always) {
     return false;
   }
   const discover::DatabaseFiles files(resolve_source(source));

@@ -103,6 +103,17 @@ using CopyFunction =
 
 enum class Verify { none, quick, full };
 
+// Whether the snapshot may cooperate with SQLite's locking as a reader would (writing nothing):
+// a shared lock that keeps the owner's commits (rollback journal) or checkpoints (WAL) out
+// for the length of one copy. The owner's SQLite waits for it in its busy handler, as for any
+// reader; an owner without a busy handler gets SQLITE_BUSY instead. Validation stays the
+// proof of every snapshot either way.
+enum class SourceLock {
+  never,        // never lock: an owner that commits faster than a copy takes can outrun us
+  when_needed,  // lock-free first; from the 4th attempt on, lock for each attempt (default)
+  always,       // lock for every attempt
+};
+
 // Byte-level progress of the snapshot copy (the CLI draws its progress bar from this).
 // Reported after each chunk; the last report of an attempt whose copy completed has
 // bytes_done == bytes_total (files may have grown while they were copied, or a journal been
@@ -148,6 +159,7 @@ struct Options {
 
   // Beyond the reference.
   Verify verify = Verify::none;  // integrity check of the result before it is committed
+  SourceLock source_lock = SourceLock::when_needed;  // see SourceLock
   // Called after each chunk; like copy_function, from a thread the library starts while the
   // calling thread waits (the source is read there: see sqlite_backup()).
   std::function<void(const CopyProgress&)> on_progress{};

@@ -170,11 +170,16 @@ void write_all_at(int fd, std::span<const std::byte> data, std::uint64_t offset,
   }
 }
 
-bool sqlite_exclusive_lock_held(const std::filesystem::path& path) noexcept {
-  // SQLite's lock bytes (os_unix.c): PENDING at 1 GiB, RESERVED after it, then 510 SHARED
-  // bytes; EXCLUSIVE is a write lock over the SHARED range.
-  constexpr off_t kSharedFirst = 0x40000000 + 2;
-  constexpr off_t kSharedSize = 510;
+namespace {
+
+// SQLite's lock bytes (os_unix.c): PENDING at 1 GiB, RESERVED after it, then 510 SHARED
+// bytes; EXCLUSIVE is a write lock over the SHARED range, RESERVED one on its byte.
+constexpr off_t kReservedByte = 0x40000000 + 1;
+constexpr off_t kSharedFirst = 0x40000000 + 2;
+constexpr off_t kSharedSize = 510;
+
+// Whether another lock owner holds a write lock over [start, start + length) of `path`.
+bool write_lock_held(const std::filesystem::path& path, off_t start, off_t length) noexcept {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
   if (fd < 0) return false;
   struct flock probe {};
@@ -182,8 +187,8 @@ bool sqlite_exclusive_lock_held(const std::filesystem::path& path) noexcept {
     probe = {};  // l_pid 0, as F_OFD_GETLK requires
     probe.l_type = F_WRLCK;
     probe.l_whence = SEEK_SET;
-    probe.l_start = kSharedFirst;
-    probe.l_len = kSharedSize;
+    probe.l_start = start;
+    probe.l_len = length;
     return ::fcntl(fd, command, &probe) == 0;
   };
   bool asked = ask(F_OFD_GETLK);
@@ -192,6 +197,16 @@ bool sqlite_exclusive_lock_held(const std::filesystem::path& path) noexcept {
   if (!asked && errno == EINVAL) asked = ask(F_GETLK);
   ::close(fd);  // we hold no lock on it, so closing drops nothing of anyone's
   return asked && probe.l_type == F_WRLCK;
+}
+
+}  // namespace
+
+bool sqlite_exclusive_lock_held(const std::filesystem::path& path) noexcept {
+  return write_lock_held(path, kSharedFirst, kSharedSize);
+}
+
+bool sqlite_reserved_lock_held(const std::filesystem::path& path) noexcept {
+  return write_lock_held(path, kReservedByte, 1);
 }
 
 void sync_fd(int fd, const std::filesystem::path& path_for_errors) {

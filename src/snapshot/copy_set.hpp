@@ -22,6 +22,8 @@ struct Settings {
   // Follow a commit during the copy and hand back its journal to roll back through (see
   // Outcome); off where the caller wants the set of files as it was (copy_all_files).
   bool follow_commits = true;
+  // When an attempt takes a reader's lock on the source (see io::ReaderLock).
+  SourceLock source_lock = SourceLock::when_needed;
   // What write errors name: the user's destination rather than our staging file (empty: the
   // staging file).
   std::filesystem::path destination_for_errors;

@@ -1,0 +1,51 @@
+#include "io/reader_lock.hpp"
+
+#include <fcntl.h>
+
+#include <utility>
+
+namespace sqlite_backup::io {
+namespace {
+
+// SQLite's lock bytes (os.h, os_unix.c).
+constexpr off_t kPendingByte = 0x40000000;
+constexpr off_t kSharedFirst = kPendingByte + 2;
+constexpr off_t kSharedSize = 510;
+// The WAL index's locks (wal.c): WALINDEX_LOCK_OFFSET 120, then WRITE, CKPT, RECOVER and the
+// read locks 0..4; read lock 0 is byte 123.
+constexpr off_t kWalReadLockZero = 120 + 3;
+
+bool set_lock(int fd, short type, off_t start, off_t length) noexcept {
+  struct flock lock {};  // l_pid 0, as OFD locks require
+  lock.l_type = type;
+  lock.l_whence = SEEK_SET;
+  lock.l_start = start;
+  lock.l_len = length;
+  return ::fcntl(fd, F_OFD_SETLK, &lock) == 0;
+}
+
+UniqueFd open_for_locking(const std::filesystem::path& path) noexcept {
+  // Read-only, never created: taking a read lock needs no more, and nothing is written.
+  return UniqueFd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY));
+}
+
+}  // namespace
+
+std::optional<ReaderLock> ReaderLock::try_shared(const std::filesystem::path& database) {
+  UniqueFd fd = open_for_locking(database);
+  if (!fd) return std::nullopt;
+  if (!set_lock(fd.get(), F_RDLCK, kPendingByte, 1)) return std::nullopt;
+  const bool shared = set_lock(fd.get(), F_RDLCK, kSharedFirst, kSharedSize);
+  set_lock(fd.get(), F_UNLCK, kPendingByte, 1);
+  if (!shared) return std::nullopt;
+  return ReaderLock(std::move(fd));
+}
+
+std::optional<ReaderLock> ReaderLock::try_wal_read_mark_zero(const std::filesystem::path& shm) {
+  UniqueFd fd = open_for_locking(shm);
+  if (!fd) return std::nullopt;
+  if (!set_lock(fd.get(), F_RDLCK, kWalReadLockZero, 1)) return std::nullopt;
+  return ReaderLock(std::move(fd));
+}
+
+}  // namespace sqlite_backup::io
