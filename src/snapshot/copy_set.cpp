@@ -10,6 +10,7 @@
 #include <functional>
 #include <optional>
 #include <random>
+#include <string_view>
 #include <thread>
 #include <utility>
 
@@ -396,7 +397,8 @@ AttemptLock take_reader_lock(const discover::DatabaseFiles& source, const Settin
                      : io::ReaderLock::try_shared(source.database);
     if (taken.lock) {
       taken.shared = !wal;
-      log_debug("holding {} for this attempt", wal ? "read-lock 0 of the -shm" : "a SHARED lock");
+      const std::string_view which = wal ? "read-lock 0 of the -shm" : "a SHARED lock";
+      log_debug("holding {} for this attempt", which);
       return taken;
     }
     if (std::chrono::steady_clock::now() >= deadline) {
