@@ -45,7 +45,8 @@ struct CommandLine {
   int copy_retry = Options{}.copy_retry;
   bool copy_retry_strict = Options{}.copy_retry_strict;
   bool sync = Options{}.durable;
-  std::string verify;  // "", "full" or "quick"
+  std::string verify;                       // "", "full" or "quick"
+  std::string source_lock = "when-needed";  // never, when-needed or always
   bool progress = false;
   bool progress_given = false;  // false: decide by terminal and size
   bool json = false;
@@ -203,6 +204,15 @@ void build_app(CLI::App& app, CommandLine& command) {
          "(default: off)")
       ->check(CLI::IsMember({"full", "quick"}))
       ->option_text("[=full|quick]");
+  app.add_option("--source-lock", command.source_lock,
+                 "Cooperate with SQLite's locking as a reader would, writing nothing: hold a "
+                 "shared lock on the source for one copy, so that the owner's commits (rollback "
+                 "journal) or checkpoints (WAL) wait for it in their busy handler. when-needed: "
+                 "only after 3 lock-free attempts failed (default); always: every attempt; "
+                 "never: not at all (an owner that commits faster than one copy can then make "
+                 "the backup give up)")
+      ->check(CLI::IsMember({"never", "when-needed", "always"}))
+      ->option_text("never|when-needed|always");
   app.add_flag("--sync,!--no-sync", command.sync,
                "Make the snapshot durable before exiting: fsync it and its folder (default: on); "
                "--no-sync still writes it atomically, but a crash soon after may lose it "
@@ -247,6 +257,9 @@ Options options_from(const CommandLine& command) {
   options.copy_retry = command.copy_retry;
   options.copy_retry_strict = command.copy_retry_strict;
   options.durable = command.sync;
+  options.source_lock = command.source_lock == "never"    ? SourceLock::never
+                        : command.source_lock == "always" ? SourceLock::always
+                                                          : SourceLock::when_needed;
   options.verify = command.verify == "quick"  ? Verify::quick
                    : command.verify == "full" ? Verify::full
                                               : Verify::none;

@@ -173,8 +173,7 @@ void write_all_at(int fd, std::span<const std::byte> data, std::uint64_t offset,
 namespace {
 
 // SQLite's lock bytes (os_unix.c): PENDING at 1 GiB, RESERVED after it, then 510 SHARED
-// bytes; EXCLUSIVE is a write lock over the SHARED range, RESERVED one on its byte.
-constexpr off_t kReservedByte = 0x40000000 + 1;
+// bytes; EXCLUSIVE is a write lock over the SHARED range.
 constexpr off_t kSharedFirst = 0x40000000 + 2;
 constexpr off_t kSharedSize = 510;
 
@@ -203,10 +202,6 @@ bool write_lock_held(const std::filesystem::path& path, off_t start, off_t lengt
 
 bool sqlite_exclusive_lock_held(const std::filesystem::path& path) noexcept {
   return write_lock_held(path, kSharedFirst, kSharedSize);
-}
-
-bool sqlite_reserved_lock_held(const std::filesystem::path& path) noexcept {
-  return write_lock_held(path, kReservedByte, 1);
 }
 
 void sync_fd(int fd, const std::filesystem::path& path_for_errors) {

@@ -121,10 +121,6 @@ class FileWindows {
 // the file cannot be opened or the question not asked (other VFSes lock elsewhere).
 bool sqlite_exclusive_lock_held(const std::filesystem::path& path) noexcept;
 
-// Whether someone holds SQLite's RESERVED lock on it (a write lock on the byte after
-// PENDING): a writer that follows SQLite's locks is in a write transaction. Asked the same way.
-bool sqlite_reserved_lock_held(const std::filesystem::path& path) noexcept;
-
 // fsync of a file or folder, with the path in the error.
 void sync_fd(int fd, const std::filesystem::path& path_for_errors);
 void sync_directory(const std::filesystem::path& directory);

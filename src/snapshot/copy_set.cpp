@@ -373,17 +373,13 @@ bool locks_this_attempt(const Settings& settings, int attempt) noexcept {
   return false;
 }
 
-struct AttemptLock {
-  std::optional<io::ReaderLock> lock;
-  bool shared = false;  // SQLite's SHARED lock on the database (rollback mode)
-};
-
 // The reader's lock the source's journal mode calls for (see io::ReaderLock): read-lock 0 of
 // the -shm with a live WAL, SHARED on the database otherwise. A writer holds PENDING and then
 // EXCLUSIVE only for the end of its commit, a checkpoint read-lock 0 only while it writes back:
 // wait for them a little (polling: the kernel offers no timed wait for a record lock), then
 // go without the lock for this attempt.
-AttemptLock take_reader_lock(const discover::DatabaseFiles& source, const Settings& settings) {
+std::optional<io::ReaderLock> take_reader_lock(const discover::DatabaseFiles& source,
+                                               const Settings& settings) {
   validate::SetState mode;
   mode.wal = validate::capture_member(source.wal, validate::kWalHeaderSize);
   const bool wal = validate::has_live_wal(mode);
@@ -392,18 +388,16 @@ AttemptLock take_reader_lock(const discover::DatabaseFiles& source, const Settin
   auto pause = std::chrono::microseconds(250);
   for (;;) {
     detail::throw_if_cancelled(settings.cancel, source.database);
-    AttemptLock taken;
-    taken.lock = wal ? io::ReaderLock::try_wal_read_mark_zero(shm)
-                     : io::ReaderLock::try_shared(source.database);
-    if (taken.lock) {
-      taken.shared = !wal;
+    std::optional<io::ReaderLock> taken = wal ? io::ReaderLock::try_wal_read_mark_zero(shm)
+                                              : io::ReaderLock::try_shared(source.database);
+    if (taken) {
       const std::string_view which = wal ? "read-lock 0 of the -shm" : "a SHARED lock";
       log_debug("holding {} for this attempt", which);
       return taken;
     }
     if (std::chrono::steady_clock::now() >= deadline) {
       log_debug("could not take a reader's lock; copying without one");
-      return {};
+      return std::nullopt;
     }
     std::this_thread::sleep_for(pause);
     pause = std::min(pause * 2, std::chrono::microseconds(8000));
@@ -420,7 +414,7 @@ using LastSeen = std::optional<std::pair<Cycle, validate::MemberState>>;
 // (nothing when the attempt ended before the copy).
 LastSeen copy_set_once(const discover::DatabaseFiles& source,
                        const discover::DatabaseFiles& staged_files, const Settings& settings,
-                       int attempt, bool shared_lock_held, Outcome& outcome) {
+                       int attempt, Outcome& outcome) {
   // The journal is opened before the first look and read through this descriptor after
   // the database: should its transaction commit meanwhile and delete it, the descriptor
   // still reads the whole file (see judge()).
@@ -446,7 +440,6 @@ LastSeen copy_set_once(const discover::DatabaseFiles& source,
   if (!refresh_database) remove_staged({{&source.database, staged_files.database}});
 
   CommitWatch watch(source, staged_files, before, settings);
-  watch.during().shared_lock_held = shared_lock_held;
   watch.look_before_copy();
 
   // Database first, then the WAL, then the journal (unless already copied): judge()
@@ -515,9 +508,9 @@ Outcome copy_consistent_set(const discover::DatabaseFiles& source,
     outcome.attempts = attempt;
     // Held from before the first look until the attempt is judged (content comparison
     // included), then released.
-    const AttemptLock lock =
-        locks_this_attempt(settings, attempt) ? take_reader_lock(source, settings) : AttemptLock{};
-    last_seen = copy_set_once(source, staged_files, settings, attempt, lock.shared, outcome);
+    const std::optional<io::ReaderLock> lock =
+        locks_this_attempt(settings, attempt) ? take_reader_lock(source, settings) : std::nullopt;
+    last_seen = copy_set_once(source, staged_files, settings, attempt, outcome);
     if (outcome.validated) return outcome;
   }
   return outcome;

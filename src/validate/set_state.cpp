@@ -273,7 +273,6 @@ SetState capture(const discover::DatabaseFiles& files) {
   SetState state;
   state.database = capture_member(files.database, kDatabaseHeaderSize);
   state.exclusive_lock_held = io::sqlite_exclusive_lock_held(files.database);
-  state.reserved_lock_held = io::sqlite_reserved_lock_held(files.database);
   state.wal = capture_member(files.wal, kWalHeaderSize);
   state.journal = capture_member(files.journal, kJournalHeaderSize);
   return state;
@@ -397,19 +396,9 @@ Verdict judge_quiet(const SetState& before, const SetState& after, const DuringC
   // not hot): that changes the journal but not the database, so the journal's own bytes and
   // identity are not compared here. What rules the database writes out:
   // - A hot journal at the end would mean a transaction syncing or writing the database now.
-  //   Unless we held SQLite's SHARED lock throughout and the journal's writer follows SQLite's
-  //   locks: such a writer holds RESERVED while it journals and must hold EXCLUSIVE (a write
-  //   lock on the very bytes our lock reads) to write the database file, even to spill one
-  //   page, so the kernel kept it out of the file for the whole copy; its journal turned hot
-  //   while it waits for us, its pages still in its cache. That writer is seen holding
-  //   RESERVED at the second look. A hot journal without a RESERVED holder (a writer that
-  //   takes no locks) spoils the copy as before. A journal seen hot only between chunks and
-  //   gone at the end ended without a commit (the counter below did not move) and wrote
-  //   nothing lasting: the content comparison finds any page it had changed when we read it.
-  const bool hot_journal_seen = journal_is_hot(after.journal) || !during.hot_journals.empty();
-  const bool writer_kept_out =
-      during.shared_lock_held && (!journal_is_hot(after.journal) || after.reserved_lock_held);
-  if (hot_journal_seen && !writer_kept_out) {
+  //   (Under our SHARED lock (io::ReaderLock) none turns hot: SQLite's writer takes EXCLUSIVE
+  //   before it syncs its journal, and waits for us there.)
+  if (journal_is_hot(after.journal) || !during.hot_journals.empty()) {
     verdict.reason = "a write transaction began writing the database during the copy";
     return verdict;
   }

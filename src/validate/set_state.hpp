@@ -39,8 +39,6 @@ struct SetState {
   // Another process held SQLite's EXCLUSIVE lock on the database at the look (see
   // io::sqlite_exclusive_lock_held).
   bool exclusive_lock_held = false;
-  // Another process held SQLite's RESERVED lock (io::sqlite_reserved_lock_held).
-  bool reserved_lock_held = false;
 };
 
 // Reads the markers of every member (stat + header) without opening anything for writing
@@ -80,10 +78,7 @@ struct DuringCopy {
   std::vector<CommitJournal> commits;
   // Bytes 12-20 (nonce, original size) of every distinct hot journal seen between chunks.
   std::vector<std::array<std::byte, 8>> hot_journals;
-  bool counter_went_back = false;  // the change counter was seen lower than before
-  // We held SQLite's SHARED lock on the database (io::ReaderLock) from before the first look
-  // until after the last read of the attempt.
-  bool shared_lock_held = false;
+  bool counter_went_back = false;           // the change counter was seen lower than before
   std::uint64_t staged_database_bytes = 0;  // the size of our copy of the database
 };
 

@@ -419,5 +419,19 @@ TEST(CliProgress, NeverDrawnIntoAPipe) {
   EXPECT_FALSE(contains(result.err, "%")) << result.err;
 }
 
+TEST(CliSourceLock, EveryPolicyBacksUpAndAnUnknownOneIsAUsageError) {
+  const SourceFolder dir(200);
+  for (const std::string policy : {"never", "when-needed", "always"}) {
+    const fs::path destination = dir / (policy + ".sqlite");
+    const Result result = run_cli({"--source-lock=" + policy, dir.source(), destination.string()});
+    ASSERT_EQ(result.exit_code, 0) << policy << ": " << describe(result);
+    EXPECT_EQ(count_rows(destination), 200) << policy;
+  }
+  const Result bad =
+      run_cli({"--source-lock=sometimes", dir.source(), (dir / "bad.sqlite").string()});
+  expect_failure(bad, 2, "--source-lock");
+  EXPECT_FALSE(fs::exists(dir / "bad.sqlite"));
+}
+
 }  // namespace
 }  // namespace cli_test

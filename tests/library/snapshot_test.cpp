@@ -3,10 +3,15 @@
 // (called per file, database first) lets another writer commit or checkpoint right after
 // the database file was copied and before the -wal is. The reference checks each file on
 // its own and would accept such a torn set; we must notice and copy again.
+#include <fcntl.h>
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <sqlite3.h>
+#include <unistd.h>
 
 #include <atomic>
+#include <chrono>
+#include <cstring>
 #include <functional>
 #include <mutex>
 #include <optional>
@@ -547,3 +552,88 @@ TEST_F(SnapshotTest, ConcurrentBackupsOfOneLiveSourceAreIndependent) {
 }
 
 }  // namespace
+
+namespace {
+
+// Whether another process holds SQLite's PENDING lock on `database` (a write lock on the byte at
+// 1 GiB): a writer in its commit, waiting for readers to let go so that it can take EXCLUSIVE.
+bool pending_lock_held(const fs::path& database) {
+  const int fd = ::open(database.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  struct flock probe {};
+  probe.l_type = F_WRLCK;
+  probe.l_whence = SEEK_SET;
+  probe.l_start = 0x40000000;
+  probe.l_len = 1;
+  const bool asked = ::fcntl(fd, F_OFD_GETLK, &probe) == 0;
+  ::close(fd);
+  return asked && probe.l_type == F_WRLCK;
+}
+
+}  // namespace
+
+// Under the reader's lock (SourceLock), an owner that commits during the copy waits in its
+// busy handler (holding PENDING: SQLite takes EXCLUSIVE before it syncs its journal) until the
+// copy is judged; the backup takes the committed state in one attempt, and the owner's commit
+// then completes, without SQLITE_BUSY.
+TEST_F(SnapshotTest, UnderTheReaderLockACommitWaitsForTheCopy) {
+  OwnerProcess owner(kOwnerExe, source_, "commit-on-signal", 300);
+  ASSERT_TRUE(owner.ready()) << owner.output();
+  sb::Options options;
+  options.source_lock = sb::SourceLock::always;
+  options.copy_retry = 1;
+  bool owner_waited = false;
+  options.copy_function = [&](const fs::path& from, const fs::path& to) {
+    if (from.filename() == source_.filename() && !owner_waited) {
+      owner.resume();  // COMMIT now, in the middle of our copy
+      const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+      while (!pending_lock_held(source_) && std::chrono::steady_clock::now() < deadline) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));  // polling for a state
+      }
+      owner_waited = pending_lock_held(source_);
+    }
+    return sb::atomic_copy(from, to);
+  };
+  sb::Report report;
+  options.report = &report;
+  sb::sqlite_backup(source_, out_dir_ / "copy.sqlite", options);
+  EXPECT_TRUE(owner_waited) << "the owner's commit never waited for our lock";
+  EXPECT_EQ(report.attempts, 1);
+  EXPECT_EQ(count_rows(out_dir_ / "copy.sqlite"), 300);
+  EXPECT_EQ(query_int(out_dir_ / "copy.sqlite",
+                      "SELECT count(*) FROM t WHERE v LIKE '%(committed on signal)'"),
+            0);
+  ASSERT_TRUE(owner.wait_until(".2")) << "the owner's commit did not complete: " << owner.output();
+  EXPECT_EQ(query_int(source_, "SELECT count(*) FROM t WHERE v LIKE '%(committed on signal)'"),
+            300);
+}
+
+// The same commit without the lock (SourceLock::never) lands in the middle of the copy, and
+// the one attempt is refused: what the lock is for.
+TEST_F(SnapshotTest, WithoutTheReaderLockTheSameCommitSpoilsTheAttempt) {
+  OwnerProcess owner(kOwnerExe, source_, "commit-on-signal", 300);
+  ASSERT_TRUE(owner.ready()) << owner.output();
+  sb::Options options;
+  options.source_lock = sb::SourceLock::never;
+  options.copy_retry = 1;
+  bool committed = false;
+  options.copy_function = [&](const fs::path& from, const fs::path& to) {
+    if (from.filename() == source_.filename() && !committed) {
+      committed = owner.resume_until(".2");  // the commit completes before we copy
+    }
+    if (!fs::exists(from)) {  // the commit deleted its journal: there is none to copy
+      write_file(to, "");
+      return true;
+    }
+    return sb::atomic_copy(from, to);
+  };
+  try {
+    sb::sqlite_backup(source_, out_dir_ / "copy.sqlite", options);
+    ADD_FAILURE() << "a copy taken across a commit was accepted";
+  } catch (const sb::SqliteBackupError& error) {
+    EXPECT_EQ(error.kind(), sb::ErrorKind::unstable_source) << error.what();
+    EXPECT_THAT(error.what(), ::testing::HasSubstr("committed during the copy"));
+  }
+  EXPECT_TRUE(committed) << owner.output();
+  EXPECT_TRUE(list_names(out_dir_).empty());
+}

@@ -43,6 +43,11 @@ constexpr const char* kUsage =
     "it\n"
     "                      before writing PATH), and PATH is unchanged; rolls back on "
     "SIGTERM/SIGINT\n"
+    "  commit-on-signal    journal_mode=DELETE, synchronous=FULL; inserts N rows (committed), "
+    "then\n"
+    "                      updates every row in a transaction it leaves open (writes FILE); on\n"
+    "                      SIGUSR1 it commits, waiting in a busy handler for readers, and writes\n"
+    "                      FILE.2 once the commit is done; holds until SIGTERM/SIGINT\n"
     "  pause-in-commit     journal_mode=PERSIST; commits N wide rows, then commits a transaction\n"
     "                      rewriting every 8th row, pausing inside that commit twice: before its\n"
     "                      first write to PATH (journal synced and hot, change counter not moved;\n"
@@ -293,6 +298,36 @@ int die_mid_transaction(const Arguments& args) {
   // Asked to stop politely: leave without committing (SQLite rolls back on close).
   db.close();
   return 3;
+}
+
+// commit-on-signal: a transaction that commits only when told to, and then has to wait for
+// whoever holds a SHARED lock (a reader, or our backup), as SQLite's writers do.
+int commit_on_signal(const Arguments& args) {
+  sigset_t resume;  // blocked before it can arrive: sigwait() takes it below
+  sigemptyset(&resume);
+  sigaddset(&resume, SIGUSR1);
+  sigprocmask(SIG_BLOCK, &resume, nullptr);
+  Database db(args.db);
+  expect_pragma(db, "journal_mode=DELETE", "delete");
+  db.exec("PRAGMA synchronous=FULL");
+  create_table(db);
+  insert_rows(db, args.rows, false);
+  db.exec("BEGIN IMMEDIATE; UPDATE t SET v = v || ' (committed on signal)';");
+  announce_ready(args.ready);
+  sigset_t signals = stop_signals();
+  sigaddset(&signals, SIGUSR1);
+  int received = 0;
+  while (sigwait(&signals, &received) != 0) {
+  }
+  if (received != SIGUSR1) return 3;
+  // A busy handler, as an application has: the commit waits for readers, never fails on them
+  // (a failure here, SQLITE_BUSY among them, ends the owner with an error).
+  db.exec("PRAGMA busy_timeout=60000");
+  db.exec("COMMIT");
+  announce_ready(args.ready.empty() ? args.ready : args.ready + ".2");
+  wait_for_stop();
+  db.close();
+  return 0;
 }
 
 int hold_open_transaction(const Arguments& args) {
@@ -621,6 +656,7 @@ int main(int argc, char** argv) {
   if (args.mode == "rollback-exclusive") return hold_rollback_exclusive(args);
   if (args.mode == "hot-journal") return die_mid_transaction(args);
   if (args.mode == "open-transaction") return hold_open_transaction(args);
+  if (args.mode == "commit-on-signal") return commit_on_signal(args);
   if (args.mode == "pause-in-commit") return pause_in_commit(args, "");
   if (args.mode == "pause-in-commit-exclusive") return pause_in_commit(args, "exclusive");
   if (args.mode == "pause-in-commit-attached") return pause_in_commit(args, "attached");

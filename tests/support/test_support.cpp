@@ -244,6 +244,12 @@ OwnerProcess::OwnerProcess(const fs::path& owner_exe, const fs::path& database,
 
 bool OwnerProcess::resume_until(const std::string& suffix) {
   child_.send_signal(SIGUSR1);
+  return wait_until(suffix);
+}
+
+void OwnerProcess::resume() { child_.send_signal(SIGUSR1); }
+
+bool OwnerProcess::wait_until(const std::string& suffix) {
   return wait_for_file(ready_dir_ / ("ready" + suffix), std::chrono::seconds(60), &child_);
 }
 

@@ -109,6 +109,10 @@ class OwnerProcess {
   // For owners that pause in steps (pause-in-commit): sends SIGUSR1 and waits for the ready
   // file with `suffix` (".2", ".3") that announces the next state. False if it never came.
   bool resume_until(const std::string& suffix);
+  // The two halves of resume_until(), for a state that comes only once the test has done
+  // something else: SIGUSR1 now, and later the wait for the ready file with `suffix`.
+  void resume();
+  bool wait_until(const std::string& suffix);
 
  private:
   TempDir ready_dir_{"sqlite_backup_owner"};
