@@ -121,8 +121,9 @@ class HelpFormatter : public CLI::Formatter {
 
 constexpr const char* kDescription =
     "Takes a transaction-consistent snapshot of a live SQLite database that another program\n"
-    "may be writing right now, without writing to it or locking it, and writes the snapshot\n"
-    "to DESTINATION (a single file in journal_mode=DELETE).\n";
+    "may be writing right now, without writing to it (and without locking it unless it must:\n"
+    "see --source-lock), and writes the snapshot to DESTINATION (a single file in\n"
+    "journal_mode=DELETE).\n";
 
 constexpr const char* kFooter = R"(DESTINATION
   an existing folder  the snapshot goes to FOLDER/<source file name>, which must not exist
@@ -181,11 +182,11 @@ void build_app(CLI::App& app, CommandLine& command) {
   app.add_flag("--wal-checkpoint,!--no-wal-checkpoint", command.wal_checkpoint,
                "Checkpoint the destination (wal_checkpoint(TRUNCATE)) so that no -wal/-shm is left "
                "beside it (default: on)");
-  app.add_flag(
-      "--copy-use-tempdir,!--no-copy-use-tempdir", command.copy_use_tempdir,
-      "Snapshot by copying the files privately, taking no lock on the source (default: on); "
-      "--no-copy-use-tempdir runs SQLite's backup API on the live database instead: "
-      "it takes locks and may fail while the owner writes");
+  app.add_flag("--copy-use-tempdir,!--no-copy-use-tempdir", command.copy_use_tempdir,
+               "Snapshot by copying the files privately (locking the source only as --source-lock "
+               "says) (default: on); "
+               "--no-copy-use-tempdir runs SQLite's backup API on the live database instead: "
+               "it takes locks and may fail while the owner writes");
   app.add_option(
          "--copy-retry", command.copy_retry,
          "Copy the whole set of files (database, -wal, -journal) up to N times until one copy "

@@ -1,5 +1,6 @@
 // sqlite_backup: transaction-consistent snapshots of a live SQLite database
-// that another program owns, without touching (or locking) the source.
+// that another program owns, without writing to the source (and, unless it must, without
+// locking it: see SourceLock).
 //
 // The one call most programs need:
 //
@@ -181,7 +182,8 @@ struct Options {
 //   rename, fsync of the folder; the fsyncs only when options.durable) with the source's
 //   read and write permission bits, in journal_mode=DELETE, and returns std::nullopt;
 // - without one: returns an open in-memory database holding the snapshot.
-// The source is never written, and (copy_use_tempdir, the default) never locked; it is read
+// The source is never written, and (copy_use_tempdir, the default) locked only as
+// options.source_lock allows, as a reader would; it is read
 // on a thread with a descriptor table of its own, so that the calling process keeps its own
 // SQLite locks on the source (closing any descriptor of a file drops them all otherwise).
 // Errors: std::filesystem::filesystem_error (no_such_file_or_directory) for a missing
