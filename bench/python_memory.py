@@ -7,7 +7,8 @@ The source is made by bench_live_db, which stays its owner (a live WAL, autochec
 Each round runs every method once, interleaved, each in a fresh /usr/bin/python3 process:
 
   reference   the reference's method: copy the database and its -wal into a temporary
-              folder, open the copy, Connection.backup into sqlite3.connect(":memory:")
+              folder as its atomic_copy does (shutil.copy, then filecmp.cmp of source and
+              copy), open the copy, Connection.backup into sqlite3.connect(":memory:")
   ours        sqlite_backup.sqlite_backup(SRC): the snapshot goes straight into the handle
               of a new sqlite3.Connection (one read into huge-page-advised memory)
   ours, deserialize   the same through the fallback path: Connection.deserialize of a copy
@@ -47,10 +48,15 @@ if method != "reference":
 baseline = vm("VmRSS")
 started = time.perf_counter()
 if method == "reference":
+    import filecmp
     with tempfile.TemporaryDirectory(dir=scratch) as folder:
         for name in os.listdir(os.path.dirname(source)):
             if name.startswith(os.path.basename(source)) and not name.endswith("-shm"):
-                shutil.copy(os.path.join(os.path.dirname(source), name), folder)
+                # The reference's atomic_copy: copy, then filecmp.cmp(src, copy), which
+                # compares the bytes (shutil.copy gives the copy a new mtime).
+                src = os.path.join(os.path.dirname(source), name)
+                copied = shutil.copy(src, folder)
+                filecmp.cmp(src, copied)
         memory = sqlite3.connect(":memory:")
         with sqlite3.connect(os.path.join(folder, os.path.basename(source))) as copy:
             copy.backup(memory)
