@@ -14,7 +14,8 @@ Each round runs every method once, interleaved, each in a fresh /usr/bin/python3
   ours, deserialize   the same through the fallback path: Connection.deserialize of a copy
   ours, to a file     sqlite_backup.sqlite_backup(SRC, DST) with its fsync, for comparison
 
-Time is measured inside the child around the one call (interpreter start-up excluded); peak
+Time is measured inside the child around the one call (interpreter start-up excluded), with a
+sync between methods so that one's writeback does not land in the next one's time; peak
 memory is the child's VmHWM (the high-water mark of its own address space; a fresh exec
 starts a new one). Every result is checked (row count equals the source's).
 """
@@ -128,6 +129,10 @@ def main() -> int:
                 out = subprocess.run([args.python, "-c", CHILD, method, str(source), str(scratch)],
                                      env=env, capture_output=True, text=True, check=True)
                 record = json.loads(out.stdout)
+                # Outside the timed part, as bench/run does: the previous method's writeback
+                # (the reference's temporary copies, our file destination) must not land in
+                # the next method's time.
+                os.sync()
                 if round_number > 0:
                     results[method].append(record)
             print(f"round {round_number} done", file=sys.stderr)
