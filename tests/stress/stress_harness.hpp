@@ -72,6 +72,9 @@ struct Scenario {
   std::int64_t min_checkpoints = 0;  // completed explicit checkpoints (any process)
   std::int64_t min_big_transactions = 0;
   std::int64_t min_cache_spills = 0;  // pages written to the file before COMMIT
+  // The primed database's size in MiB; 0: database_mib(). A larger one makes each copy take
+  // longer than the writers' commits are apart.
+  double database_mib = 0;
 };
 
 // Whether the scenario's backups run the sqlite_backup executable (some or all of them).
