@@ -353,6 +353,13 @@ class LoggingTest : public ApiTest {
     const std::lock_guard lock(mutex_);
     return records_;
   }
+  // How many records so far contain `text`.
+  std::ptrdiff_t mentions(const std::string& text) {
+    const auto captured = records();
+    return std::count_if(captured.begin(), captured.end(), [&](const auto& record) {
+      return record.second.find(text) != std::string::npos;
+    });
+  }
 
   sb::LogLevel saved_level_ = sb::LogLevel::warning;
   std::mutex mutex_;
@@ -389,12 +396,6 @@ TEST_F(LoggingTest, ALiveWalIsAppliedByTheLibraryUnlessTheCallerConfiguresSqlite
   OwnerProcess owner(kOwnerExe, source_dir / "live.sqlite", "wal-hold", 300);
   ASSERT_TRUE(owner.ready()) << owner.output();
   sb::set_log_level(sb::LogLevel::debug);
-  const auto mentions = [this](const std::string& text) {
-    const auto captured = records();
-    return std::count_if(captured.begin(), captured.end(), [&](const auto& record) {
-      return record.second.find(text) != std::string::npos;
-    });
-  };
 
   sb::sqlite_backup(source_dir / "live.sqlite", dir_ / "copy.sqlite");
   EXPECT_EQ(count_rows(dir_ / "copy.sqlite"), 300);
@@ -520,12 +521,6 @@ TEST_F(LoggingTest, AMemorySnapshotOfALiveWalIsReadStraightIntoMemoryAndEqualsTh
   OwnerProcess owner(kOwnerExe, source_dir / "live.sqlite", "wal-hold", 3000);
   ASSERT_TRUE(owner.ready()) << owner.output();
   sb::set_log_level(sb::LogLevel::debug);
-  const auto mentions = [this](const std::string& text) {
-    const auto captured = records();
-    return std::count_if(captured.begin(), captured.end(), [&](const auto& record) {
-      return record.second.find(text) != std::string::npos;
-    });
-  };
   sb::sqlite_backup(source_dir / "live.sqlite", dir_ / "copy.sqlite");
   const std::string file_image = read_file(dir_ / "copy.sqlite");
 
@@ -571,10 +566,7 @@ TEST_F(LoggingTest, ALargeLiveWalDatabaseReadInTwoHalvesEqualsTheFileSnapshot) {
   sb::sqlite_backup(source, dir_ / "copy.sqlite");
   const auto memory = sb::sqlite_backup(source);
   ASSERT_TRUE(memory.has_value());
-  const auto captured = records();
-  EXPECT_TRUE(std::any_of(captured.begin(), captured.end(), [](const auto& record) {
-    return record.second.find("straight into memory") != std::string::npos;
-  }));
+  EXPECT_GT(mentions("straight into memory"), 0);
   EXPECT_TRUE(serialized(memory->get()) == read_file(dir_ / "copy.sqlite"))
       << "memory and file snapshots differ";
   EXPECT_EQ(query_int(memory->get(), "SELECT count(*) FROM big"), 10500);
