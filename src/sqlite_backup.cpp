@@ -127,6 +127,18 @@ snapshot::Settings snapshot_settings(const Options& options,
   return settings;
 }
 
+// What the finalize stage takes of the caller's options.
+finalize::Settings finalize_settings(const Options& options) {
+  finalize::Settings settings;
+  settings.connect = options.sqlite_connect_kwargs;
+  settings.backup = options.sqlite_backup_kwargs;
+  settings.verify = options.verify;
+  settings.wal_checkpoint = options.wal_checkpoint;
+  settings.cancel = options.cancel;
+  settings.on_progress = options.on_progress;
+  return settings;
+}
+
 // The memory destination of a source with a live WAL: the database is read straight into
 // memory SQLite will own (no staged copy written and read back), its WAL applied there.
 // Returns false, having delivered nothing, when the general path must take the source (see
@@ -148,13 +160,14 @@ bool snapshot_straight_into(sqlite3* target, const fs::path& source, const io::S
   if (!copy) return false;
   report.attempts = 1;
   report.validated = true;
-  if (!finalize::recover_into(target, std::move(copy->database), staged, staged_wal, options,
+  const finalize::Settings finishing = finalize_settings(options);
+  if (!finalize::recover_into(target, std::move(copy->database), staged, staged_wal, finishing,
                               source)) {
     // A WAL for SQLite to replay: the database was written beside it.
-    Options recover_options = options;
-    recover_options.verify = Verify::none;  // verified once, in memory
-    finalize::recover_in_place(staged, recover_options, source);
-    finalize::load_into(target, staged, options, source);
+    finalize::Settings recovering = finishing;
+    recovering.verify = Verify::none;  // verified once, in memory
+    finalize::recover_in_place(staged, recovering, source);
+    finalize::load_into(target, staged, finishing, source);
   }
   return true;
 }
@@ -177,8 +190,8 @@ fs::path snapshot_into(const fs::path& source, const io::StagingDir& staging,
   io::with_private_descriptor_table(
       [&] { outcome = snapshot::copy_consistent_set(files, staged, settings); });
   for (const snapshot::RollbackStep& step : outcome.journals_to_roll_back) {
-    finalize::roll_back(staged, step.journal, step.expected_change_counter, options, source,
-                        destination_for_errors);
+    finalize::roll_back(staged, step.journal, step.expected_change_counter,
+                        finalize_settings(options), source, destination_for_errors);
   }
   report.attempts = outcome.attempts;
   report.validated = outcome.validated;
@@ -242,7 +255,7 @@ void copy_file_through_backup_api(sql::Database& from, const fs::path& to, const
                                   const fs::path& destination) {
   sql::Database copy(sql::openable_file(to, "", ""),
                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_URI, destination);
-  finalize::backup_api_copy(from, copy.get(), options, destination);
+  finalize::backup_api_copy(from, copy.get(), finalize_settings(options), destination);
   copy.close();
 }
 
@@ -251,13 +264,14 @@ void copy_file_through_backup_api(sql::Database& from, const fs::path& to, const
 // read every copy gets) before anything is committed, and a damaged one is not committed:
 // the source kept changing (ErrorKind::unstable_source), not a bad source.
 finalize::DatabaseFacts recover_checked(const fs::path& staged, const fs::path& source,
-                                        const Options& options, const Report& report,
+                                        const finalize::Settings& settings, int copy_retry,
+                                        const Report& report,
                                         const fs::path& destination_for_errors,
                                         const std::string& unvalidated_reason) {
   if (report.validated) {
-    return finalize::recover_in_place(staged, options, source, destination_for_errors);
+    return finalize::recover_in_place(staged, settings, source, destination_for_errors);
   }
-  Options checked = options;
+  finalize::Settings checked = settings;
   if (checked.verify == Verify::none) checked.verify = Verify::quick;
   try {
     finalize::DatabaseFacts facts =
@@ -265,18 +279,18 @@ finalize::DatabaseFacts recover_checked(const fs::path& staged, const fs::path& 
     log_warning(
         "{} kept changing for {} attempts ({}); using the last copy, which opens and passes "
         "{} but may not be one committed state",
-        quoted(source), options.copy_retry, unvalidated_reason,
+        quoted(source), copy_retry, unvalidated_reason,
         checked.verify == Verify::quick ? "quick_check" : "integrity_check");
     return facts;
   } catch (const SqliteBackupError& error) {
     const bool damaged =
         error.kind() == ErrorKind::invalid_source ||
-        (error.kind() == ErrorKind::verification_failed && options.verify == Verify::none);
+        (error.kind() == ErrorKind::verification_failed && settings.verify == Verify::none);
     if (!damaged) throw;
     throw_error(ErrorKind::unstable_source, source,
                 "cannot snapshot {}: it kept changing for {} attempts, and the last copy, kept "
                 "because copy_retry_strict is off, is damaged, so nothing was written ({})",
-                quoted(source), options.copy_retry, error.what());
+                quoted(source), copy_retry, error.what());
   }
 }
 
@@ -287,7 +301,8 @@ void finish_into(const fs::path& staged, const fs::path& source, const fs::path&
                  std::chrono::steady_clock::time_point started,
                  const std::string& unvalidated_reason = {}) {
   const finalize::DatabaseFacts facts =
-      recover_checked(staged, source, options, report, destination, unvalidated_reason);
+      recover_checked(staged, source, finalize_settings(options), options.copy_retry, report,
+                      destination, unvalidated_reason);
   if (options.copy_use_tempdir && finalize::wants_backup_api(options.sqlite_backup_kwargs)) {
     // The caller asked for what only the backup API gives (progress, steps, a schema): the
     // reference copies its snapshot into the destination through it, and so do we, from the
@@ -332,11 +347,12 @@ void backup_live_into_file(const fs::path& source, const fs::path& destination,
 void snapshot_into_connection(const fs::path& source, sqlite3* target, const Options& options,
                               std::chrono::steady_clock::time_point started) {
   Report report;
+  const finalize::Settings finishing = finalize_settings(options);
   if (!options.copy_use_tempdir) {
     report.attempts = 1;
     sql::Database from =
         finalize::open_for_reading(source, options.sqlite_connect_kwargs, true, source);
-    finalize::copy_into(from, target, options, source);
+    finalize::copy_into(from, target, finishing, source);
     from.close();
   } else {
     const io::StagingDir staging(temporary_folder(), source.filename().native());
@@ -349,16 +365,16 @@ void snapshot_into_connection(const fs::path& source, sqlite3* target, const Opt
     std::string unvalidated_reason;
     const fs::path staged =
         snapshot_into(source, staging, options, report, {}, &unvalidated_reason);
-    Options recover_options = options;
-    recover_options.verify = Verify::none;  // verified once, in memory
-    recover_checked(staged, source, recover_options, report, {}, unvalidated_reason);
+    finalize::Settings recovering = finishing;
+    recovering.verify = Verify::none;  // verified once, in memory
+    recover_checked(staged, source, recovering, options.copy_retry, report, {}, unvalidated_reason);
     if (finalize::wants_backup_api(options.sqlite_backup_kwargs)) {
       sql::Database copy =
           finalize::open_for_reading(staged, options.sqlite_connect_kwargs, true, source);
-      finalize::copy_into(copy, target, options, source);
+      finalize::copy_into(copy, target, finishing, source);
       copy.close();
     } else {
-      finalize::load_into(target, staged, options, source);
+      finalize::load_into(target, staged, finishing, source);
     }
   }
   const finalize::DatabaseFacts facts = facts_of(target);
@@ -441,7 +457,8 @@ void sqlite_backup_to_fd(const fs::path& source, int fd, const Options& options)
   if (options.copy_use_tempdir) {
     std::string unvalidated_reason;
     staged = snapshot_into(source, staging, options, report, {}, &unvalidated_reason);
-    facts = recover_checked(staged, source, options, report, {}, unvalidated_reason);
+    facts = recover_checked(staged, source, finalize_settings(options), options.copy_retry, report,
+                            {}, unvalidated_reason);
   } else {
     staged = staging.path() / "snapshot";
     sql::Database from =
@@ -449,7 +466,7 @@ void sqlite_backup_to_fd(const fs::path& source, int fd, const Options& options)
     copy_file_through_backup_api(from, staged, options, staged);
     from.close();
     report.attempts = 1;
-    facts = finalize::recover_in_place(staged, options, source);
+    facts = finalize::recover_in_place(staged, finalize_settings(options), source);
   }
   const io::UniqueFd in = io::open_source_file(staged);
   const fs::path output = fmt::format("(file descriptor {})", fd);

@@ -59,23 +59,23 @@ void run_verification(sqlite3* db, Verify verify, const std::filesystem::path& s
 // cancel flag every few thousand instructions (it then fails with SQLITE_INTERRUPT, which
 // sql::classify() turns into ErrorKind::cancelled). For our own connections, which are closed
 // before the flag goes.
-void allow_cancellation(sqlite3* db, const Options& options) {
-  if (options.cancel == nullptr) return;
+void allow_cancellation(sqlite3* db, const Settings& settings) {
+  if (settings.cancel == nullptr) return;
   sqlite3_progress_handler(
       db, 10000,
       [](void* flag) -> int { return static_cast<const std::atomic<bool>*>(flag)->load() ? 1 : 0; },
       // SQLite's C API takes void*; the handler above only reads through it.
       // NOLINTNEXTLINE(cppcoreguidelines-pro-type-const-cast)
-      const_cast<std::atomic<bool>*>(options.cancel));
+      const_cast<std::atomic<bool>*>(settings.cancel));
 }
 
 // The same for a connection that may be the caller's and outlive the flag: the handler is
 // removed again when the guard goes.
 class CancellationHandler {
  public:
-  CancellationHandler(sqlite3* db, const Options& options) : db_(db) {
-    if (options.cancel == nullptr) return;
-    allow_cancellation(db_, options);
+  CancellationHandler(sqlite3* db, const Settings& settings) : db_(db) {
+    if (settings.cancel == nullptr) return;
+    allow_cancellation(db_, settings);
     installed_ = true;
   }
   CancellationHandler(const CancellationHandler&) = delete;
@@ -117,7 +117,7 @@ sql::Database open_for_reading(const std::filesystem::path& database, const Conn
 }
 
 void roll_back(const std::filesystem::path& staged, const std::filesystem::path& journal,
-               std::uint32_t expected_change_counter, const Options& options,
+               std::uint32_t expected_change_counter, const Settings& settings,
                const std::filesystem::path& source,
                const std::filesystem::path& destination_for_errors) {
   const std::filesystem::path hot_journal = staged.string() + "-journal";
@@ -126,9 +126,9 @@ void roll_back(const std::filesystem::path& staged, const std::filesystem::path&
   }
   {
     sql::Database db =
-        open_for_reading(staged, options.sqlite_connect_kwargs, false, source,
+        open_for_reading(staged, settings.connect, false, source,
                          destination_for_errors.empty() ? staged : destination_for_errors);
-    allow_cancellation(db.get(), options);
+    allow_cancellation(db.get(), settings);
     // Private until commit: the rollback need not wait for the disk.
     db.exec("PRAGMA synchronous=OFF", "cannot configure the snapshot of");
     db.query_int("SELECT count(*) FROM sqlite_schema", "cannot roll back the snapshot of");
@@ -145,7 +145,7 @@ void roll_back(const std::filesystem::path& staged, const std::filesystem::path&
   log_debug("rolled the snapshot of {} back to change counter {}", quoted(source), counter);
 }
 
-DatabaseFacts recover_in_place(const std::filesystem::path& staged, const Options& options,
+DatabaseFacts recover_in_place(const std::filesystem::path& staged, const Settings& settings,
                                const std::filesystem::path& source,
                                const std::filesystem::path& destination_for_errors) {
   // SQLite would rebuild the WAL's index (reading every frame in small reads) and then
@@ -154,17 +154,17 @@ DatabaseFacts recover_in_place(const std::filesystem::path& staged, const Option
   // reads the files in a way of its own (see sqlite_reads_plain_files), and where a hot
   // journal was staged beside the WAL: SQLite rolls that back first, then reads the WAL.
   const std::filesystem::path staged_wal = staged.string() + "-wal";
-  if (sqlite_reads_plain_files(options.sqlite_connect_kwargs) && io::stat_path(staged_wal) &&
+  if (sqlite_reads_plain_files(settings.connect) && io::stat_path(staged_wal) &&
       !io::stat_path(staged.string() + "-journal")) {
-    apply_wal(staged, staged_wal, options.cancel, source,
+    apply_wal(staged, staged_wal, settings.cancel, source,
               destination_for_errors.empty() ? staged : destination_for_errors);
   }
   // A staged copy that cannot even be opened is a problem of where it is staged (the
   // destination's folder, or the temporary one), not of the source: the error names that.
   sql::Database db =
-      open_for_reading(staged, options.sqlite_connect_kwargs, false, source,
+      open_for_reading(staged, settings.connect, false, source,
                        destination_for_errors.empty() ? staged : destination_for_errors);
-  allow_cancellation(db.get(), options);
+  allow_cancellation(db.get(), settings);
   // The copy is private until commit_file() fsyncs it once; SQLite's own syncs during the
   // replay would only make the disk wait several times for the same bytes.
   db.exec("PRAGMA synchronous=OFF", "cannot configure the snapshot of");
@@ -181,13 +181,13 @@ DatabaseFacts recover_in_place(const std::filesystem::path& staged, const Option
   // Reading the schema checks the header and page 1 (a truncated file whose header counts
   // more pages than it has is reported as malformed here).
   db.query_int("SELECT count(*) FROM sqlite_schema", "cannot read the snapshot of");
-  if (options.wal_checkpoint) {
+  if (settings.wal_checkpoint) {
     // A no-op in DELETE mode; kept because the reference guarantees it, and so that builds
     // with SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE leave nothing behind either.
     db.query_text("PRAGMA wal_checkpoint(TRUNCATE)", "cannot checkpoint the snapshot of");
   }
-  detail::throw_if_cancelled(options.cancel, source);
-  run_verification(db.get(), options.verify, source);
+  detail::throw_if_cancelled(settings.cancel, source);
+  run_verification(db.get(), settings.verify, source);
   DatabaseFacts facts;
   facts.page_size =
       static_cast<int>(db.query_int("PRAGMA page_size", "cannot read the snapshot of"));
@@ -199,11 +199,11 @@ DatabaseFacts recover_in_place(const std::filesystem::path& staged, const Option
   return facts;
 }
 
-void backup_api_copy(sql::Database& from, sqlite3* to, const Options& options,
+void backup_api_copy(sql::Database& from, sqlite3* to, const Settings& settings,
                      const std::filesystem::path& to_for_errors) {
-  const BackupOptions& backup = options.sqlite_backup_kwargs;
+  const BackupOptions& backup = settings.backup;
   sql::Backup handle(to, from, backup.name, to_for_errors);
-  const auto busy_limit = options.sqlite_connect_kwargs.busy_timeout;
+  const auto busy_limit = settings.connect.busy_timeout;
   auto busy_since = std::chrono::steady_clock::time_point{};
   bool busy = false;
   int step = 0;
@@ -211,16 +211,16 @@ void backup_api_copy(sql::Database& from, sqlite3* to, const Options& options,
   const auto page_size =
       static_cast<std::uint64_t>(from.query_int("PRAGMA page_size", "cannot read"));
   for (;;) {
-    detail::throw_if_cancelled(options.cancel, from.path());
+    detail::throw_if_cancelled(settings.cancel, from.path());
     const int rc = sqlite3_backup_step(handle.get(), backup.pages);
     ++step;
     const int remaining = sqlite3_backup_remaining(handle.get());
     const int total = sqlite3_backup_pagecount(handle.get());
     log_debug("backup step {}: {} of {} pages remaining", step, remaining, total);
     if (backup.progress) backup.progress(rc, remaining, total);
-    if (options.on_progress) {
-      options.on_progress({static_cast<std::uint64_t>(total - remaining) * page_size,
-                           static_cast<std::uint64_t>(total) * page_size, 1});
+    if (settings.on_progress) {
+      settings.on_progress({static_cast<std::uint64_t>(total - remaining) * page_size,
+                            static_cast<std::uint64_t>(total) * page_size, 1});
     }
     if (rc == SQLITE_DONE) break;
     if (rc == SQLITE_OK) {
@@ -248,11 +248,11 @@ void backup_api_copy(sql::Database& from, sqlite3* to, const Options& options,
   if (rc != SQLITE_OK) sql::throw_result(rc, to, "cannot finish the backup of", from.path());
 }
 
-void copy_into(sql::Database& from, sqlite3* target, const Options& options,
+void copy_into(sql::Database& from, sqlite3* target, const Settings& settings,
                const std::filesystem::path& source) {
-  const CancellationHandler cancellation(target, options);
-  backup_api_copy(from, target, options, source);
-  run_verification(target, options.verify, source);
+  const CancellationHandler cancellation(target, settings);
+  backup_api_copy(from, target, settings, source);
+  run_verification(target, settings.verify, source);
 }
 
 bool wants_backup_api(const BackupOptions& backup) noexcept {
@@ -320,18 +320,18 @@ void deserialize_into(sqlite3* target, io::SqliteMemory memory,
 }  // namespace
 
 bool recover_into(sqlite3* target, io::SqliteMemory database, const std::filesystem::path& staged,
-                  const std::filesystem::path& staged_wal, const Options& options,
+                  const std::filesystem::path& staged_wal, const Settings& settings,
                   const std::filesystem::path& source) {
-  if (sqlite_reads_plain_files(options.sqlite_connect_kwargs)) {
+  if (sqlite_reads_plain_files(settings.connect)) {
     MemoryImage image(database, source);
-    if (apply_wal(image, staged_wal, options.cancel, source).applied) {
+    if (apply_wal(image, staged_wal, settings.cancel, source).applied) {
       deserialize_into(target, std::move(database), source);
-      const CancellationHandler cancellation(target, options);
+      const CancellationHandler cancellation(target, settings);
       // Reading the schema checks the header and page 1, as opening a staged copy does.
       sql::Statement schema(target, "SELECT count(*) FROM sqlite_schema",
                             "cannot read the snapshot of", source);
       schema.step();
-      run_verification(target, options.verify, source);
+      run_verification(target, settings.verify, source);
       return true;
     }
   }
@@ -342,15 +342,15 @@ bool recover_into(sqlite3* target, io::SqliteMemory database, const std::filesys
   return false;
 }
 
-void load_into(sqlite3* target, const std::filesystem::path& staged, const Options& options,
+void load_into(sqlite3* target, const std::filesystem::path& staged, const Settings& settings,
                const std::filesystem::path& source) {
   const io::UniqueFd fd = io::open_source_file(staged);
   if (!fd) io::throw_errno(ENOENT, "cannot read the snapshot of", source);
   io::SqliteMemory memory;
   io::read_file_into(fd.get(), staged, memory, {});
   deserialize_into(target, std::move(memory), source);
-  const CancellationHandler cancellation(target, options);
-  run_verification(target, options.verify, source);
+  const CancellationHandler cancellation(target, settings);
+  run_verification(target, settings.verify, source);
 }
 
 }  // namespace sqlite_backup::finalize

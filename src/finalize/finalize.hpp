@@ -3,8 +3,10 @@
 // API when its options are asked for; the live mode without a copy).
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <sqlite_backup/sqlite_backup.hpp>
 #include <vector>
 
@@ -12,6 +14,17 @@
 #include "sqlite/handle.hpp"
 
 namespace sqlite_backup::finalize {
+
+// What this stage needs of the caller's Options, and nothing more: the entry points build it
+// (sqlite_backup.cpp, finalize_settings()) and set each field for the step at hand.
+struct Settings {
+  ConnectOptions connect{};      // how SQLite opens the copy (the reference's connect kwargs)
+  BackupOptions backup{};        // pages per step, progress, schema, pause (backup-API copies)
+  Verify verify = Verify::none;  // the integrity check of the result
+  bool wal_checkpoint = true;    // the reference's wal_checkpoint(TRUNCATE) on the result
+  const std::atomic<bool>* cancel = nullptr;
+  std::function<void(const CopyProgress&)> on_progress{};  // bytes of backup-API copies
+};
 
 struct DatabaseFacts {
   std::uint64_t pages = 0;
@@ -22,11 +35,11 @@ struct DatabaseFacts {
 // opens the copy with SQLite, which rolls back a hot journal (inside the private folder:
 // the source is not involved), switches it to
 // journal_mode=DELETE so that it is one self-contained file, runs the reference's
-// wal_checkpoint(TRUNCATE) when asked, and the integrity check of options.verify. Afterwards
+// wal_checkpoint(TRUNCATE) when asked, and the integrity check of settings.verify. Afterwards
 // the folder holds the database file only. Errors name `source` (what the user knows), not
 // the staged path; failed writes name `destination_for_errors` (where a full disk is), or
 // the staged path when there is none (memory destinations).
-DatabaseFacts recover_in_place(const std::filesystem::path& staged, const Options& options,
+DatabaseFacts recover_in_place(const std::filesystem::path& staged, const Settings& settings,
                                const std::filesystem::path& source,
                                const std::filesystem::path& destination_for_errors = {});
 
@@ -37,7 +50,7 @@ DatabaseFacts recover_in_place(const std::filesystem::path& staged, const Option
 // result: page 1 must then show `expected_change_counter`, the transaction's original.
 // Errors name `source`.
 void roll_back(const std::filesystem::path& staged, const std::filesystem::path& journal,
-               std::uint32_t expected_change_counter, const Options& options,
+               std::uint32_t expected_change_counter, const Settings& settings,
                const std::filesystem::path& source,
                const std::filesystem::path& destination_for_errors = {});
 
@@ -50,14 +63,14 @@ sql::Database open_for_reading(const std::filesystem::path& database, const Conn
 
 // Copies `from` into the connection `to` with SQLite's online backup API, as BackupOptions
 // say (pages per step, progress, schema name, pause when the source is busy). A source that
-// stays busy longer than connect.busy_timeout ends in SqliteBackupError. Errors about the
+// stays busy longer than settings.connect.busy_timeout ends in SqliteBackupError. Errors about the
 // target name `to_for_errors` (or the source's path when empty).
-void backup_api_copy(sql::Database& from, sqlite3* to, const Options& options,
+void backup_api_copy(sql::Database& from, sqlite3* to, const Settings& settings,
                      const std::filesystem::path& to_for_errors = {});
 
 // Replaces the main database of `target` (a connection the caller owns) with a copy of `from`
-// through the backup API, then runs options.verify on it. Errors name `source`.
-void copy_into(sql::Database& from, sqlite3* target, const Options& options,
+// through the backup API, then runs settings.verify on it. Errors name `source`.
+void copy_into(sql::Database& from, sqlite3* target, const Settings& settings,
                const std::filesystem::path& source);
 
 // Whether the caller asked for anything only the backup API gives (steps of some pages, a
@@ -67,19 +80,19 @@ bool wants_backup_api(const BackupOptions& backup) noexcept;
 // Replaces the main database of `target` with the (recovered, self-contained) database file
 // `staged`, read in one pass into memory SQLite owns and handed over with sqlite3_deserialize:
 // one copy of the bytes, where the backup API would copy page by page through two page
-// caches. Then runs options.verify on it. Errors name `source`.
-void load_into(sqlite3* target, const std::filesystem::path& staged, const Options& options,
+// caches. Then runs settings.verify on it. Errors name `source`.
+void load_into(sqlite3* target, const std::filesystem::path& staged, const Settings& settings,
                const std::filesystem::path& source);
 
 // Recovers a database read into memory (snapshot::copy_live_wal_set_into_memory) there: its
 // staged WAL `staged_wal` is applied to the memory image, the header switched out of WAL
 // mode, and the image handed to `target` with sqlite3_deserialize, then read (the schema) and
-// verified as options.verify says. Returns false, having changed nothing of `target`, when
+// verified as settings.verify says. Returns false, having changed nothing of `target`, when
 // the WAL is one to leave to SQLite (apply_wal() declines it, or the caller's connect options
 // make SQLite read files its own way): the image is then written to `staged`, beside the WAL,
 // for recover_in_place() and load_into(). Errors name `source`.
 bool recover_into(sqlite3* target, io::SqliteMemory database, const std::filesystem::path& staged,
-                  const std::filesystem::path& staged_wal, const Options& options,
+                  const std::filesystem::path& staged_wal, const Settings& settings,
                   const std::filesystem::path& source);
 
 }  // namespace sqlite_backup::finalize

@@ -53,7 +53,7 @@ class RecoverBoth {
       const std::lock_guard lock(mutex);
       log.emplace_back(record.message);
     });
-    finalize::recover_in_place(ours(), Options{}, "source.db");
+    finalize::recover_in_place(ours(), finalize::Settings{}, "source.db");
     set_log_sink({});
     set_log_level(saved);
     exec_sql(theirs(), "PRAGMA journal_mode=DELETE");
