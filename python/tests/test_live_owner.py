@@ -29,11 +29,10 @@ def committed_so_far(db: Path) -> int:
         reader.close()
 
 
-# WAL owners at full speed. Rollback-journal owners at an application's pace (the torture
-# harness's writers commit 120-170 times a second): flat out (over 1000 commits a second
-# here) more than one commit lands in nearly every copy, and the backup gives up (README,
-# Known limitations).
-@pytest.mark.parametrize("mode,rate", [("wal", "0"), ("delete", "150")])
+# Writers at full speed (over 1000 commits a second here): in rollback mode more than one
+# commit lands in nearly every lock-free copy, and the reader's lock (the default, after three
+# lock-free attempts) is what lets every backup finish.
+@pytest.mark.parametrize("mode,rate", [("wal", "0"), ("delete", "0")])
 def test_snapshots_under_a_writer_process_are_consistent(folder: Path, mode: str,
                                                          rate: str) -> None:
     (folder / "live").mkdir()
