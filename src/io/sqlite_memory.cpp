@@ -1,14 +1,12 @@
 #include "io/sqlite_memory.hpp"
 
 #include <sqlite3.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <exception>
-#include <memory>
 #include <span>
 #include <thread>
 #include <utility>
@@ -21,15 +19,6 @@ namespace {
 
 // Chunks of the read: the caller looks at cancellation between them.
 constexpr std::size_t kChunk = std::size_t{4} << 20;
-
-void advise_huge_pages(std::byte* from, std::byte* to) noexcept {
-  const auto page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
-  void* begin = from;
-  auto space = static_cast<std::size_t>(to - from);
-  // madvise() takes whole pages: from the first page boundary on, whole pages only.
-  if (std::align(page, page, begin, space) == nullptr) return;
-  ::madvise(begin, space / page * page, MADV_HUGEPAGE);
-}
 
 }  // namespace
 
@@ -52,15 +41,12 @@ SqliteMemory::~SqliteMemory() { sqlite3_free(data_); }
 
 void SqliteMemory::reserve(std::uint64_t capacity, const std::filesystem::path& source) {
   if (capacity <= capacity_) return;
-  // The new part is untouched: advise it before anything writes there. A realloc of a large
-  // block moves it with mremap, which keeps the pages already touched.
   auto* grown = static_cast<std::byte*>(sqlite3_realloc64(data_, capacity));
   if (grown == nullptr) {
     detail::throw_error(ErrorKind::io, source,
                         "cannot load the snapshot of {} into memory: out of memory ({} bytes)",
                         detail::quoted(source), capacity);
   }
-  advise_huge_pages(grown + capacity_, grown + capacity);
   data_ = grown;
   capacity_ = capacity;
 }
@@ -84,7 +70,8 @@ namespace {
 // of fresh memory (a page fault, the kernel zeroing the page) and the kernel's copy happen in
 // the reading thread, so two threads on two cores load a large file in about half the time.
 constexpr std::uint64_t kParallelFrom = std::uint64_t{32} << 20;
-// The halves meet on a huge-page boundary, so that no huge page is faulted in by both.
+// The halves meet on a 2 MiB boundary: a huge page, where the kernel uses them, is never
+// faulted in by both threads.
 constexpr std::uint64_t kHugePage = std::uint64_t{2} << 20;
 
 // Reads [from, to) of the file into base + from, in chunks; adds each chunk to `progress`;

@@ -8,11 +8,15 @@
 
 namespace sqlite_backup::io {
 
-// A growable buffer from sqlite3_malloc64, advised MADV_HUGEPAGE before its first touch.
-// Fresh anonymous memory costs a page fault per 4 KiB on first touch, which dominates
-// loading a large image (measured on the virtual machines here: about 2.5 ms per MiB, against
-// 0.1 ms per MiB with transparent huge pages). Advice only: where the kernel gives no huge
-// pages it is slower, not wrong. Move-only; frees what it still owns.
+// A growable buffer from sqlite3_malloc64. Growing it may copy it (sqlite3_realloc64 does
+// here): reserve what is needed up front; memory reserved but never touched costs nothing.
+//
+// Not advised MADV_HUGEPAGE, by measurement on the virtual machines this is built on: writing
+// 200 MiB of fresh memory once took 25 ms with huge pages right after another process had
+// freed some, but 196-445 ms after a pause of a second or two, against a steady 106-157 ms
+// with 4 KiB pages; a memory snapshot of 201 MiB + 20 MiB WAL took 48-55 ms back to back and
+// 270-480 ms after a pause with the advice, 81-97 ms either way without. Move-only; frees
+// what it still owns.
 class SqliteMemory {
  public:
   SqliteMemory() noexcept = default;
