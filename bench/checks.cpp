@@ -28,6 +28,7 @@
 #include "finalize/apply_wal.hpp"
 #include "io/copy.hpp"
 #include "io/file.hpp"
+#include "io/reader_lock.hpp"
 #include "live_db.hpp"
 #include "scratch.hpp"
 #include "validate/set_state.hpp"

@@ -343,6 +343,26 @@ void backup_live_into_file(const fs::path& source, const fs::path& destination,
   finish_into(staged, source, destination, options, report, started);
 }
 
+// The memory destination through staged files: the general copy loop (retries, a commit
+// during the copy rolled back), the copy recovered there and loaded into `target`.
+void snapshot_through_files(sqlite3* target, const fs::path& source, const io::StagingDir& staging,
+                            const Options& options, const finalize::Settings& finishing,
+                            Report& report) {
+  std::string unvalidated_reason;
+  const fs::path staged = snapshot_into(source, staging, options, report, {}, &unvalidated_reason);
+  finalize::Settings recovering = finishing;
+  recovering.verify = Verify::none;  // verified once, in memory
+  recover_checked(staged, source, recovering, options.copy_retry, report, {}, unvalidated_reason);
+  if (finalize::wants_backup_api(options.sqlite_backup_kwargs)) {
+    sql::Database copy =
+        finalize::open_for_reading(staged, options.sqlite_connect_kwargs, true, source);
+    finalize::copy_into(copy, target, finishing, source);
+    copy.close();
+  } else {
+    finalize::load_into(target, staged, finishing, source);
+  }
+}
+
 // The memory destination: the snapshot replaces the main database of `target`.
 void snapshot_into_connection(const fs::path& source, sqlite3* target, const Options& options,
                               std::chrono::steady_clock::time_point started) {
@@ -356,25 +376,8 @@ void snapshot_into_connection(const fs::path& source, sqlite3* target, const Opt
     from.close();
   } else {
     const io::StagingDir staging(temporary_folder(), source.filename().native());
-    if (snapshot_straight_into(target, source, staging, options, report)) {
-      const finalize::DatabaseFacts facts = facts_of(target);
-      fill_report(report, source, {}, facts, options, started);
-      log_info("backed up {} into memory ({} pages)", quoted(source), facts.pages);
-      return;
-    }
-    std::string unvalidated_reason;
-    const fs::path staged =
-        snapshot_into(source, staging, options, report, {}, &unvalidated_reason);
-    finalize::Settings recovering = finishing;
-    recovering.verify = Verify::none;  // verified once, in memory
-    recover_checked(staged, source, recovering, options.copy_retry, report, {}, unvalidated_reason);
-    if (finalize::wants_backup_api(options.sqlite_backup_kwargs)) {
-      sql::Database copy =
-          finalize::open_for_reading(staged, options.sqlite_connect_kwargs, true, source);
-      finalize::copy_into(copy, target, finishing, source);
-      copy.close();
-    } else {
-      finalize::load_into(target, staged, finishing, source);
+    if (!snapshot_straight_into(target, source, staging, options, report)) {
+      snapshot_through_files(target, source, staging, options, finishing, report);
     }
   }
   const finalize::DatabaseFacts facts = facts_of(target);

@@ -189,30 +189,32 @@ void run_without_gil(CallState& state, const ErrorContext& context, Work&& work)
   if (failure) raise_translated(failure, context);
 }
 
+// Runs `call` (a call of a Python callback) on the library's thread with the GIL taken; an
+// exception it raises is kept for the caller and stops the backup.
+template <typename Call>
+auto call_python(CallState& state, Call&& call) {
+  py::gil_scoped_acquire acquired;
+  try {
+    return call();
+  } catch (py::error_already_set& error) {
+    state.remember(std::move(error));
+    throw PythonCallbackRaised();
+  }
+}
+
 // The Python copy_function(src: str, dst: str) -> bool, called by the library's copy loop.
 sb::CopyFunction wrap_copy_function(const py::object& function, CallState& state) {
   if (function.is_none()) return {};
-  return [function, &state](const fs::path& src, const fs::path& dst) -> bool {
-    py::gil_scoped_acquire acquired;
-    try {
-      return py::bool_(function(from_path(src), from_path(dst)));
-    } catch (py::error_already_set& error) {
-      state.remember(std::move(error));
-      throw PythonCallbackRaised();
-    }
+  return [function, &state](const fs::path& src, const fs::path& dst) {
+    return call_python(state,
+                       [&] { return bool(py::bool_(function(from_path(src), from_path(dst)))); });
   };
 }
 
 sb::BackupProgress wrap_progress(const py::object& progress, CallState& state) {
   if (progress.is_none()) return {};
   return [progress, &state](int status, int remaining, int total) {
-    py::gil_scoped_acquire acquired;
-    try {
-      progress(status, remaining, total);
-    } catch (py::error_already_set& error) {
-      state.remember(std::move(error));
-      throw PythonCallbackRaised();
-    }
+    call_python(state, [&] { progress(status, remaining, total); });
   };
 }
 

@@ -170,40 +170,6 @@ void write_all_at(int fd, std::span<const std::byte> data, std::uint64_t offset,
   }
 }
 
-namespace {
-
-// SQLite's lock bytes (os_unix.c): PENDING at 1 GiB, RESERVED after it, then 510 SHARED
-// bytes; EXCLUSIVE is a write lock over the SHARED range.
-constexpr off_t kSharedFirst = 0x40000000 + 2;
-constexpr off_t kSharedSize = 510;
-
-// Whether another lock owner holds a write lock over [start, start + length) of `path`.
-bool write_lock_held(const std::filesystem::path& path, off_t start, off_t length) noexcept {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
-  if (fd < 0) return false;
-  struct flock probe {};
-  const auto ask = [&](int command) {
-    probe = {};  // l_pid 0, as F_OFD_GETLK requires
-    probe.l_type = F_WRLCK;
-    probe.l_whence = SEEK_SET;
-    probe.l_start = start;
-    probe.l_len = length;
-    return ::fcntl(fd, command, &probe) == 0;
-  };
-  bool asked = ask(F_OFD_GETLK);
-  // Kernels before 3.15 know no OFD locks; the classic query answers the same here, since
-  // this process holds no lock of its own on the file.
-  if (!asked && errno == EINVAL) asked = ask(F_GETLK);
-  ::close(fd);  // we hold no lock on it, so closing drops nothing of anyone's
-  return asked && probe.l_type == F_WRLCK;
-}
-
-}  // namespace
-
-bool sqlite_exclusive_lock_held(const std::filesystem::path& path) noexcept {
-  return write_lock_held(path, kSharedFirst, kSharedSize);
-}
-
 void sync_fd(int fd, const std::filesystem::path& path_for_errors) {
   if (::fsync(fd) != 0) throw_errno(errno, "cannot sync", path_for_errors);
 }

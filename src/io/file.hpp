@@ -115,12 +115,6 @@ class FileWindows {
   std::vector<std::byte> buffer_;  // only once a window could not be mapped
 };
 
-// Whether someone holds SQLite's EXCLUSIVE lock on the database file at `path` (a write
-// lock on the 510 shared-lock bytes just past 1 GiB, where the unix VFS places its POSIX
-// locks). Asks the kernel with F_OFD_GETLK, which only tests and takes no lock. false when
-// the file cannot be opened or the question not asked (other VFSes lock elsewhere).
-bool sqlite_exclusive_lock_held(const std::filesystem::path& path) noexcept;
-
 // fsync of a file or folder, with the path in the error.
 void sync_fd(int fd, const std::filesystem::path& path_for_errors);
 void sync_directory(const std::filesystem::path& directory);

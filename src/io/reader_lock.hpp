@@ -1,4 +1,5 @@
-// Cooperating with SQLite's own locking as a reader would, writing nothing.
+// SQLite's own locks on the source: asking who holds one, and taking one as a reader would,
+// writing nothing. The one place that knows SQLite's lock bytes.
 //
 // SQLite's unix VFS locks with fcntl() record locks on fixed bytes. A reader of a rollback-
 // journal database holds a read lock on the 510 SHARED bytes past 1 GiB; a writer needs a
@@ -19,6 +20,12 @@
 #include "io/file.hpp"
 
 namespace sqlite_backup::io {
+
+// Whether someone holds SQLite's EXCLUSIVE lock on the database file at `path` (a write
+// lock on the 510 shared-lock bytes just past 1 GiB, where the unix VFS places its POSIX
+// locks). Asks the kernel with F_OFD_GETLK, which only tests and takes no lock. false when
+// the file cannot be opened or the question not asked (other VFSes lock elsewhere).
+bool sqlite_exclusive_lock_held(const std::filesystem::path& path) noexcept;
 
 class ReaderLock {
  public:

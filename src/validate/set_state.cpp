@@ -8,6 +8,7 @@
 
 #include "error_internal.hpp"
 #include "io/big_endian.hpp"
+#include "io/reader_lock.hpp"
 
 namespace sqlite_backup::validate {
 namespace {
