@@ -140,35 +140,27 @@ finalize::Settings finalize_settings(const Options& options) {
 }
 
 // The memory destination of a source with a live WAL: the database is read straight into
-// memory SQLite will own (no staged copy written and read back), its WAL applied there.
-// Returns false, having delivered nothing, when the general path must take the source (see
-// snapshot::copy_live_wal_set_into_memory); `staging` is then as it was.
-bool snapshot_straight_into(sqlite3* target, const fs::path& source, const io::StagingDir& staging,
-                            const Options& options, Report& report) {
-  // (SourceLock::always: the general path locks every attempt.)
+// memory SQLite will own and its WAL applied there as it is read (nothing staged, each byte
+// of the result written once). Returns false, having delivered nothing, when the general path
+// must take the source (see snapshot::copy_live_wal_set_into_memory).
+bool snapshot_straight_into(sqlite3* target, const fs::path& source, const Options& options,
+                            Report& report) {
+  // (SourceLock::always: the general path locks every attempt. A VFS of the caller's: only
+  // SQLite may read its files.)
   if (options.copy_function || finalize::wants_backup_api(options.sqlite_backup_kwargs) ||
-      options.source_lock == SourceLock::always) {
+      options.source_lock == SourceLock::always ||
+      !finalize::sqlite_reads_plain_files(options.sqlite_connect_kwargs)) {
     return false;
   }
   const discover::DatabaseFiles files(resolve_source(source));
-  const fs::path staged = staged_name(staging, source.filename());
-  const fs::path staged_wal = staged.string() + "-wal";
   const snapshot::Settings settings = snapshot_settings(options, {});
   std::optional<snapshot::MemoryCopy> copy;
   io::with_private_descriptor_table(
-      [&] { copy = snapshot::copy_live_wal_set_into_memory(files, staged_wal, settings); });
+      [&] { copy = snapshot::copy_live_wal_set_into_memory(files, settings); });
   if (!copy) return false;
   report.attempts = 1;
   report.validated = true;
-  const finalize::Settings finishing = finalize_settings(options);
-  if (!finalize::recover_into(target, std::move(copy->database), staged, staged_wal, finishing,
-                              source)) {
-    // A WAL for SQLite to replay: the database was written beside it.
-    finalize::Settings recovering = finishing;
-    recovering.verify = Verify::none;  // verified once, in memory
-    finalize::recover_in_place(staged, recovering, source);
-    finalize::load_into(target, staged, finishing, source);
-  }
+  finalize::load_image_into(target, std::move(copy->database), finalize_settings(options), source);
   return true;
 }
 
@@ -374,11 +366,9 @@ void snapshot_into_connection(const fs::path& source, sqlite3* target, const Opt
         finalize::open_for_reading(source, options.sqlite_connect_kwargs, true, source);
     finalize::copy_into(from, target, finishing, source);
     from.close();
-  } else {
+  } else if (!snapshot_straight_into(target, source, options, report)) {
     const io::StagingDir staging(temporary_folder(), source.filename().native());
-    if (!snapshot_straight_into(target, source, staging, options, report)) {
-      snapshot_through_files(target, source, staging, options, finishing, report);
-    }
+    snapshot_through_files(target, source, staging, options, finishing, report);
   }
   const finalize::DatabaseFacts facts = facts_of(target);
   fill_report(report, source, {}, facts, options, started);

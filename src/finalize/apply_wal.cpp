@@ -82,11 +82,6 @@ struct Checksum {
 };
 
 // The staged files are private: errors name the source the user asked to back up.
-std::size_t read_wal(int fd, std::span<std::byte> buffer, std::uint64_t offset,
-                     const std::filesystem::path& source) {
-  return io::read_at(fd, buffer, offset, source, "cannot read the WAL of the snapshot of");
-}
-
 std::size_t read_database(int fd, std::span<std::byte> buffer, std::uint64_t offset,
                           const std::filesystem::path& source) {
   return io::read_at(fd, buffer, offset, source, "cannot read the snapshot of");
@@ -189,14 +184,19 @@ struct FrameScan {
 
 class WalApplier {
  public:
-  WalApplier(DatabaseImage& database, const std::filesystem::path& wal,
-             const std::atomic<bool>* cancel, const std::filesystem::path& source)
-      : db_(database), wal_path_(wal), cancel_(cancel), source_(source) {}
+  // `wal` is read through `wal_fd`; `live`: it is the source's own WAL, which its owner may
+  // append to, restart or cut while we read it (see apply_live_wal()).
+  WalApplier(DatabaseImage& database, int wal_fd, bool live, const std::atomic<bool>* cancel,
+             const std::filesystem::path& source)
+      : db_(database),
+        wal_(wal_fd),
+        live_(live),
+        read_failure_(live ? "cannot read the WAL of" : "cannot read the WAL of the snapshot of"),
+        cancel_(cancel),
+        source_(source) {}
 
   WalApplication run() {
-    wal_ = io::UniqueFd(::open(wal_path_.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
-    if (!wal_) io::throw_errno(errno, "cannot open the WAL of the snapshot of", source_);
-    wal_size_ = io::stat_fd(wal_.get(), source_).size;
+    wal_size_ = io::stat_fd(wal_, source_).size;
     if (!read_database_header()) return result_;
     // SQLite's recovery reads nothing of a WAL no longer than its header (one a checkpoint
     // truncated, or one just created): it holds no frames, whatever its bytes are.
@@ -220,12 +220,7 @@ class WalApplier {
     if (!page1_as_sqlite_writes_it(scan.page1, final_size)) return result_;
     if (scan.committed_frames > 0 && !apply(scan, final_size)) return result_;
     leave_wal_mode(scan.page1);
-    // Written in full (a write error some filesystems report only at close) before the WAL
-    // that holds the same pages is removed.
     db_.finish();
-    if (::unlink(wal_path_.c_str()) != 0) {
-      io::throw_errno(errno, "cannot remove the WAL of the snapshot of", source_);
-    }
     result_.applied = true;
     log_debug(
         "applied the WAL of the snapshot of {}: {} valid frames, {} up to the last commit, "
@@ -249,7 +244,7 @@ class WalApplier {
 
   bool read_header() {
     std::array<std::byte, kWalHeader> bytes{};
-    if (read_wal(wal_.get(), bytes, 0, source_) < bytes.size()) {
+    if (io::read_at(wal_, bytes, 0, source_, read_failure_) < bytes.size()) {
       return leave_for_sqlite("the WAL is shorter than its header");
     }
     const std::uint32_t magic = load_be32(bytes.data());
@@ -266,6 +261,7 @@ class WalApplier {
     }
     if (load_be32(bytes.data() + 4) != kWalVersion) return leave_for_sqlite("unknown WAL version");
     std::memcpy(header_.salts.data(), bytes.data() + 16, header_.salts.size());
+    std::memcpy(result_.wal_header.data(), bytes.data(), bytes.size());
     return true;
   }
 
@@ -326,8 +322,9 @@ class WalApplier {
   // call.
   std::span<const std::byte> view(std::uint64_t offset, std::size_t length) {
     if (!windows_) {
-      windows_.emplace(wal_.get(), wal_size_, window_bytes(), source_,
-                       "cannot read the WAL of the snapshot of");
+      // A live WAL is read, never mapped: its owner may cut it under a mapping (SIGBUS).
+      windows_.emplace(wal_, wal_size_, window_bytes(), source_, read_failure_,
+                       live_ ? io::FileWindows::Access::read : io::FileWindows::Access::map);
     }
     return windows_->view(offset, length);
   }
@@ -378,6 +375,7 @@ class WalApplier {
 
   FrameScan& finish_scan(FrameScan& scan) {
     result_.valid_frames = scan.page_of_frame.size();
+    result_.wal_bytes = kWalHeader + result_.valid_frames * frame_size();
     scan.page_of_frame.resize(scan.committed_frames);
     return scan;
   }
@@ -429,8 +427,11 @@ class WalApplier {
       const auto want = static_cast<std::size_t>(window_frames * frame_size());
       const std::span<const std::byte> window = view(frame_offset(first_frame), want);
       if (window.size() < want) {
-        // The scan read these frames a moment ago: our private file cannot have shrunk.
-        io::throw_errno(EIO, "cannot read the WAL of the snapshot of", source_);
+        // The scan read these frames a moment ago. Our private file cannot have shrunk; the
+        // source's WAL can (a checkpoint truncated it): the pages written so far are then of
+        // no use, and the caller drops the image.
+        if (live_) return leave_for_sqlite("the WAL was cut while it was read");
+        io::throw_errno(EIO, read_failure_, source_);
       }
       std::size_t end = next;
       while (end < latest.size() && latest[end].frame < first_frame + window_frames) ++end;
@@ -473,10 +474,11 @@ class WalApplier {
   }
 
   DatabaseImage& db_;
-  const std::filesystem::path& wal_path_;
+  int wal_;
+  bool live_;
+  const char* read_failure_;
   const std::atomic<bool>* cancel_;
   const std::filesystem::path& source_;
-  io::UniqueFd wal_;
   WalHeader header_;
   std::uint64_t database_size_ = 0;
   DatabaseHeader database_header_{};
@@ -491,12 +493,20 @@ WalApplication apply_wal(const std::filesystem::path& database, const std::files
                          const std::atomic<bool>* cancel, const std::filesystem::path& source,
                          const std::filesystem::path& written) {
   FileImage image(database, source, written);
-  return WalApplier(image, wal, cancel, source).run();
+  const io::UniqueFd fd(::open(wal.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+  if (!fd) io::throw_errno(errno, "cannot open the WAL of the snapshot of", source);
+  WalApplication result = WalApplier(image, fd.get(), false, cancel, source).run();
+  // Only once the database is written in full (FileImage::finish() reports a write error
+  // some filesystems report only at close) does the WAL that holds the same pages go.
+  if (result.applied && ::unlink(wal.c_str()) != 0) {
+    io::throw_errno(errno, "cannot remove the WAL of the snapshot of", source);
+  }
+  return result;
 }
 
-WalApplication apply_wal(DatabaseImage& database, const std::filesystem::path& wal,
-                         const std::atomic<bool>* cancel, const std::filesystem::path& source) {
-  return WalApplier(database, wal, cancel, source).run();
+WalApplication apply_live_wal(DatabaseImage& database, int wal_fd, const std::atomic<bool>* cancel,
+                              const std::filesystem::path& source) {
+  return WalApplier(database, wal_fd, true, cancel, source).run();
 }
 
 }  // namespace sqlite_backup::finalize

@@ -18,9 +18,13 @@ struct WalApplication {
   bool applied = false;
   std::string why_not;
   std::uint64_t valid_frames = 0;      // frames SQLite would accept (salts and checksums)
+  std::uint64_t wal_bytes = 0;         // the WAL's header and those frames, in bytes
   std::uint64_t committed_frames = 0;  // of those, up to the last commit frame
   std::uint64_t pages_written = 0;     // distinct pages written into the database
   bool left_wal_mode = false;          // the header was switched to rollback mode, as below
+  // The WAL's 32-byte header as read (all zero when the WAL was no longer than that): the
+  // generation the frames came from, for the validation of a live WAL.
+  std::array<std::byte, 32> wal_header{};
 };
 
 // Where the database being recovered lives: a staged file (FileImage, apply_wal.cpp) or memory
@@ -65,9 +69,15 @@ WalApplication apply_wal(const std::filesystem::path& database, const std::files
                          const std::atomic<bool>* cancel, const std::filesystem::path& source,
                          const std::filesystem::path& written);
 
-// The same, into a database image held elsewhere (memory); `wal` is still a staged file, and
-// is deleted when applied.
-WalApplication apply_wal(DatabaseImage& database, const std::filesystem::path& wal,
-                         const std::atomic<bool>* cancel, const std::filesystem::path& source);
+// The same, into a database image held elsewhere (memory), straight from the source's own
+// WAL, read through `wal_fd` (never mapped, never written): the snapshot of a live WAL
+// written once, with no staged copy of the WAL written and read back. Its owner may append to
+// the WAL, restart it or cut it meanwhile, so what was read is proven only by the validation
+// that follows (result.wal_header is the generation read; the caller's look at the set after
+// this call must find the same header). A WAL cut under the reads ends in `applied == false`
+// with the image partly written: the caller drops it, as it does any attempt that does not
+// validate. Read errors name `source`.
+WalApplication apply_live_wal(DatabaseImage& database, int wal_fd, const std::atomic<bool>* cancel,
+                              const std::filesystem::path& source);
 
 }  // namespace sqlite_backup::finalize

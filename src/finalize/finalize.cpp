@@ -91,16 +91,6 @@ class CancellationHandler {
   bool installed_ = false;
 };
 
-// Whether SQLite reads the staged files as the plain files of the documented format: the
-// caller named no VFS and no URI parameters, and the process's default VFS is SQLite's
-// built-in one (a host application may have made its own the default: page encryption or
-// checksums change the bytes on disk).
-bool sqlite_reads_plain_files(const ConnectOptions& connect) {
-  if (!connect.vfs.empty() || !connect.uri_parameters.empty()) return false;
-  const sqlite3_vfs* vfs = sqlite3_vfs_find(nullptr);
-  return vfs != nullptr && vfs->zName != nullptr && std::string_view(vfs->zName) == "unix";
-}
-
 }  // namespace
 
 sql::Database open_for_reading(const std::filesystem::path& database, const ConnectOptions& connect,
@@ -255,54 +245,21 @@ void copy_into(sql::Database& from, sqlite3* target, const Settings& settings,
   run_verification(target, settings.verify, source);
 }
 
+// Whether SQLite reads the staged files as the plain files of the documented format: the
+// caller named no VFS and no URI parameters, and the process's default VFS is SQLite's
+// built-in one (a host application may have made its own the default: page encryption or
+// checksums change the bytes on disk).
+bool sqlite_reads_plain_files(const ConnectOptions& connect) {
+  if (!connect.vfs.empty() || !connect.uri_parameters.empty()) return false;
+  const sqlite3_vfs* vfs = sqlite3_vfs_find(nullptr);
+  return vfs != nullptr && vfs->zName != nullptr && std::string_view(vfs->zName) == "unix";
+}
+
 bool wants_backup_api(const BackupOptions& backup) noexcept {
   return backup.pages != -1 || static_cast<bool>(backup.progress) || backup.name != "main";
 }
 
 namespace {
-
-// A database image in memory SQLite will own, as apply_wal() writes it.
-class MemoryImage final : public DatabaseImage {
- public:
-  MemoryImage(io::SqliteMemory& memory, const std::filesystem::path& source)
-      : memory_(memory), source_(source) {}
-  std::uint64_t size() override { return memory_.size(); }
-  std::size_t read(std::span<std::byte> buffer, std::uint64_t offset) override {
-    if (offset >= memory_.size()) return 0;
-    const auto n =
-        static_cast<std::size_t>(std::min<std::uint64_t>(buffer.size(), memory_.size() - offset));
-    std::memcpy(buffer.data(), memory_.data() + offset, n);
-    return n;
-  }
-  void write(std::span<const std::byte> bytes, std::uint64_t offset) override {
-    grow_to(offset + bytes.size());
-    std::memcpy(memory_.data() + offset, bytes.data(), bytes.size());
-  }
-  void write_pages(std::uint32_t first_page, std::span<const std::byte* const> pages,
-                   std::size_t page_size) override {
-    const std::uint64_t first = (std::uint64_t{first_page} - 1) * page_size;
-    grow_to(first + pages.size() * page_size);
-    for (std::size_t i = 0; i < pages.size(); ++i) {
-      std::memcpy(memory_.data() + first + i * page_size, pages[i], page_size);
-    }
-  }
-  void resize(std::uint64_t size) override { memory_.resize(size, source_); }
-  void finish() override {}
-
- private:
-  // As a file grows when written past its end: zeros in between. Room for a quarter more at
-  // once, so that a WAL growing the database page by page does not reallocate each time.
-  void grow_to(std::uint64_t end) {
-    if (end <= memory_.size()) return;
-    if (end > memory_.capacity()) {
-      memory_.reserve(std::max(end, memory_.capacity() / 4 * 5), source_);
-    }
-    memory_.resize(end, source_);
-  }
-
-  io::SqliteMemory& memory_;
-  const std::filesystem::path& source_;
-};
 
 // Hands `memory` to `target` (SQLite owns it from here on, also when this fails).
 void deserialize_into(sqlite3* target, io::SqliteMemory memory,
@@ -319,27 +276,15 @@ void deserialize_into(sqlite3* target, io::SqliteMemory memory,
 
 }  // namespace
 
-bool recover_into(sqlite3* target, io::SqliteMemory database, const std::filesystem::path& staged,
-                  const std::filesystem::path& staged_wal, const Settings& settings,
-                  const std::filesystem::path& source) {
-  if (sqlite_reads_plain_files(settings.connect)) {
-    MemoryImage image(database, source);
-    if (apply_wal(image, staged_wal, settings.cancel, source).applied) {
-      deserialize_into(target, std::move(database), source);
-      const CancellationHandler cancellation(target, settings);
-      // Reading the schema checks the header and page 1, as opening a staged copy does.
-      sql::Statement schema(target, "SELECT count(*) FROM sqlite_schema",
-                            "cannot read the snapshot of", source);
-      schema.step();
-      run_verification(target, settings.verify, source);
-      return true;
-    }
-  }
-  // SQLite replays this WAL: it needs the database as a file beside it.
-  const io::UniqueFd out(::open(staged.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
-  if (!out) io::throw_errno(errno, "cannot create a temporary file for", source);
-  io::write_all(out.get(), std::span<const std::byte>(database.data(), database.size()), staged);
-  return false;
+void load_image_into(sqlite3* target, io::SqliteMemory database, const Settings& settings,
+                     const std::filesystem::path& source) {
+  deserialize_into(target, std::move(database), source);
+  const CancellationHandler cancellation(target, settings);
+  // Reading the schema checks the header and page 1, as opening a staged copy does.
+  sql::Statement schema(target, "SELECT count(*) FROM sqlite_schema", "cannot read the snapshot of",
+                        source);
+  schema.step();
+  run_verification(target, settings.verify, source);
 }
 
 void load_into(sqlite3* target, const std::filesystem::path& staged, const Settings& settings,

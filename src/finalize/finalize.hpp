@@ -84,15 +84,17 @@ bool wants_backup_api(const BackupOptions& backup) noexcept;
 void load_into(sqlite3* target, const std::filesystem::path& staged, const Settings& settings,
                const std::filesystem::path& source);
 
-// Recovers a database read into memory (snapshot::copy_live_wal_set_into_memory) there: its
-// staged WAL `staged_wal` is applied to the memory image, the header switched out of WAL
-// mode, and the image handed to `target` with sqlite3_deserialize, then read (the schema) and
-// verified as settings.verify says. Returns false, having changed nothing of `target`, when
-// the WAL is one to leave to SQLite (apply_wal() declines it, or the caller's connect options
-// make SQLite read files its own way): the image is then written to `staged`, beside the WAL,
-// for recover_in_place() and load_into(). Errors name `source`.
-bool recover_into(sqlite3* target, io::SqliteMemory database, const std::filesystem::path& staged,
-                  const std::filesystem::path& staged_wal, const Settings& settings,
-                  const std::filesystem::path& source);
+// Hands a database image already recovered in memory (snapshot::copy_live_wal_set_into_memory
+// applied its WAL there) to `target` with sqlite3_deserialize (SQLite owns the memory from
+// then on, also when this fails), then reads it (the schema) and verifies it as
+// settings.verify says. Errors name `source`.
+void load_image_into(sqlite3* target, io::SqliteMemory database, const Settings& settings,
+                     const std::filesystem::path& source);
+
+// Whether SQLite reads database files as the plain files of the documented format: the
+// caller named no VFS and no URI parameters, and the process's default VFS is SQLite's
+// built-in one (a host application may have made its own the default: page encryption or
+// checksums change the bytes on disk). Only then may a WAL be applied by us.
+bool sqlite_reads_plain_files(const ConnectOptions& connect);
 
 }  // namespace sqlite_backup::finalize

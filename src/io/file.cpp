@@ -95,12 +95,14 @@ UniqueFd open_source_file(const std::filesystem::path& path) {
 }
 
 FileWindows::FileWindows(int fd, std::uint64_t file_size, std::size_t max_window,
-                         std::filesystem::path path_for_errors, const char* operation)
+                         std::filesystem::path path_for_errors, const char* operation,
+                         Access access)
     : fd_(fd),
       file_size_(file_size),
       max_window_(max_window),
       path_for_errors_(std::move(path_for_errors)),
-      operation_(operation) {}
+      operation_(operation),
+      access_(access) {}
 
 FileWindows::~FileWindows() { unmap(); }
 
@@ -117,8 +119,10 @@ std::span<const std::byte> FileWindows::view(std::uint64_t offset, std::size_t l
   static const auto page = static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
   const std::uint64_t start = offset - offset % page;
   const auto skip = static_cast<std::size_t>(offset - start);
-  void* data = ::mmap(nullptr, skip + length, PROT_READ, MAP_SHARED | MAP_POPULATE, fd_,
-                      static_cast<off_t>(start));
+  void* data = access_ == Access::read
+                   ? MAP_FAILED
+                   : ::mmap(nullptr, skip + length, PROT_READ, MAP_SHARED | MAP_POPULATE, fd_,
+                            static_cast<off_t>(start));
   if (data != MAP_FAILED) {
     mapping_ = data;
     mapped_ = skip + length;

@@ -82,16 +82,22 @@ void write_all(int fd, std::span<const std::byte> data,
 void write_all_at(int fd, std::span<const std::byte> data, std::uint64_t offset,
                   const std::filesystem::path& path_for_errors);
 
-// Read-only views of one of our own private files, one window at a time: mapped
+// Read-only views of a file, one window at a time: for our own private files mapped
 // (MAP_SHARED, populated up front) instead of read into a buffer, so no copy and no fresh
 // anonymous pages to fault in; read into a buffer (made once, `max_window` bytes) where the
-// filesystem cannot map. Only for files no one else can cut under a mapping. One window at
+// filesystem cannot map, or the file is one someone else may cut (Access::read). One window at
 // a time keeps what is mapped (and so counted in the resident size) bounded, whatever the
 // file's size. Read errors throw SqliteBackupError "<operation> <path_for_errors>: <reason>".
 class FileWindows {
  public:
+  // map: mapped where the filesystem allows (our own private files); read: always read into
+  // the buffer (a file someone else may cut, where a mapped page past the new end would
+  // raise SIGBUS).
+  enum class Access { map, read };
+
   FileWindows(int fd, std::uint64_t file_size, std::size_t max_window,
-              std::filesystem::path path_for_errors, const char* operation = "cannot read");
+              std::filesystem::path path_for_errors, const char* operation = "cannot read",
+              Access access = Access::map);
   FileWindows(const FileWindows&) = delete;
   FileWindows& operator=(const FileWindows&) = delete;
   FileWindows(FileWindows&&) = delete;
@@ -110,6 +116,7 @@ class FileWindows {
   std::size_t max_window_;
   std::filesystem::path path_for_errors_;
   const char* operation_;
+  Access access_;
   void* mapping_ = nullptr;        // mapped read-only
   std::size_t mapped_ = 0;         // bytes mapped, from the page boundary at or before the offset
   std::vector<std::byte> buffer_;  // only once a window could not be mapped

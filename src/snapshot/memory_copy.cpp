@@ -3,7 +3,11 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
+
 #include "error_internal.hpp"
+#include "finalize/apply_wal.hpp"
+#include "finalize/memory_image.hpp"
 #include "io/copy.hpp"
 #include "io/file.hpp"
 #include "log_internal.hpp"
@@ -15,7 +19,6 @@ using detail::log_debug;
 using detail::quoted;
 
 std::optional<MemoryCopy> copy_live_wal_set_into_memory(const discover::DatabaseFiles& source,
-                                                        const std::filesystem::path& staged_wal,
                                                         const Settings& settings) {
   if (settings.copy_function) return std::nullopt;
   detail::throw_if_cancelled(settings.cancel, source.database);
@@ -23,12 +26,10 @@ std::optional<MemoryCopy> copy_live_wal_set_into_memory(const discover::Database
   if (!validate::has_live_wal(before) || before.journal.exists) return std::nullopt;
 
   const std::uint64_t total = before.database.stat.size + before.wal.stat.size;
-  const auto observer = [&](std::uint64_t offset) {
-    return [&settings, offset, total](std::uint64_t done) {
-      if (detail::cancelled(settings.cancel)) return false;
-      if (settings.on_progress) settings.on_progress({offset + done, total, 1});
-      return true;
-    };
+  const auto observer = [&settings, total](std::uint64_t done) {
+    if (detail::cancelled(settings.cancel)) return false;
+    if (settings.on_progress) settings.on_progress({done, total, 1});
+    return true;
   };
   MemoryCopy copy;
   // Room for the database as large as the WAL can make it (each frame adds at most a page),
@@ -41,37 +42,41 @@ std::optional<MemoryCopy> copy_live_wal_set_into_memory(const discover::Database
     return std::nullopt;
   }
   const std::uint64_t database_bytes =
-      io::read_file_into(database.get(), source.database, copy.database, observer(0));
+      io::read_file_into(database.get(), source.database, copy.database, observer);
   detail::throw_if_cancelled(settings.cancel, source.database);
 
   const io::UniqueFd wal = io::open_source_file(source.wal);
   if (!wal) return std::nullopt;
-  std::uint64_t wal_bytes = 0;
-  {
-    io::UniqueFd out(::open(staged_wal.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
-    if (!out) io::throw_errno(errno, "cannot create a temporary file for", staged_wal);
-    wal_bytes = io::copy_file_contents(wal.get(), source.wal, out.get(), staged_wal,
-                                       observer(database_bytes))
-                    .bytes;
+  // Reading the WAL is applying it: its committed frames go straight to their pages.
+  finalize::MemoryImage image(copy.database, source.database);
+  const finalize::WalApplication applied =
+      finalize::apply_live_wal(image, wal.get(), settings.cancel, source.database);
+  if (!applied.applied) {
+    log_debug("not applying the WAL of {} in memory ({}); copying through files instead",
+              quoted(source.database), applied.why_not);
+    return std::nullopt;
   }
-  detail::throw_if_cancelled(settings.cancel, source.database);
 
+  validate::MemberState wal_as_read;
+  wal_as_read.exists = true;
+  std::copy(applied.wal_header.begin(), applied.wal_header.end(), wal_as_read.header.begin());
+  wal_as_read.header_bytes = applied.wal_header.size();
   validate::DuringCopy during;
   during.staged_database_bytes = database_bytes;
   const validate::Verdict verdict =
-      validate::judge(before, validate::capture(source),
-                      validate::capture_member(staged_wal, validate::kWalHeaderSize),
-                      validate::MemberState{}, std::filesystem::path{}, during);
+      validate::judge(before, validate::capture(source), wal_as_read, validate::MemberState{},
+                      std::filesystem::path{}, during);
   if (!verdict.consistent || verdict.need != validate::Need::nothing_more) {
     log_debug("the copy of {} into memory is not one state ({}); copying through files instead",
               quoted(source.database), verdict.reason);
-    ::unlink(staged_wal.c_str());
     return std::nullopt;
   }
-  copy.bytes = database_bytes + wal_bytes;
+  copy.bytes = database_bytes + applied.wal_bytes;
   if (settings.on_progress) settings.on_progress({copy.bytes, copy.bytes, 1});
-  log_debug("read {} straight into memory ({} bytes) and its WAL ({} bytes): one consistent state",
-            quoted(source.database), database_bytes, wal_bytes);
+  log_debug(
+      "read {} straight into memory ({} bytes) and applied its WAL there ({} committed frames, "
+      "{} pages): one consistent state",
+      quoted(source.database), database_bytes, applied.committed_frames, applied.pages_written);
   return copy;
 }
 

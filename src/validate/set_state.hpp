@@ -83,7 +83,8 @@ struct DuringCopy {
 };
 
 // Judges a copy taken between `before` and `after`; `staged_wal` and `staged_journal` are
-// the markers of the copies themselves, `staged_journal_path` the copied journal. When
+// the markers of the copies themselves (`staged_wal`: the WAL's header as read, where its
+// frames were applied straight from the source), `staged_journal_path` the copied journal. When
 // `during.commits` holds a transaction seen committing, the copy is judged as that commit
 // (the journal copied after the database is not used) and, when consistent, is the state
 // before it once rolled back through its journal.

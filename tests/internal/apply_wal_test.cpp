@@ -14,43 +14,10 @@
 #include <string>
 
 #include "test_support.hpp"
+#include "wal_owner.hpp"
 
 namespace sqlite_backup::testing {
 namespace {
-
-// An open connection, as the owner of the database holds it: with automatic checkpoints
-// off, and never closed before the test has taken its copies (closing would checkpoint).
-class Owner {
- public:
-  Owner(const fs::path& database, int page_size, const std::string& extra_pragmas = "") {
-    if (sqlite3_open(database.c_str(), &db_) != SQLITE_OK) {
-      throw std::runtime_error("cannot open " + database.string());
-    }
-    exec("PRAGMA page_size=" + std::to_string(page_size) + ";" + extra_pragmas +
-         "PRAGMA journal_mode=WAL; PRAGMA wal_autocheckpoint=0;"
-         "CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)");
-  }
-  Owner(const Owner&) = delete;
-  Owner& operator=(const Owner&) = delete;
-  ~Owner() { sqlite3_close(db_); }
-
-  void exec(const std::string& sql) const {
-    char* message = nullptr;
-    if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &message) != SQLITE_OK) {
-      const std::string why = message != nullptr ? message : "?";
-      sqlite3_free(message);
-      throw std::runtime_error(sql + ": " + why);
-    }
-  }
-  [[nodiscard]] sqlite3* handle() const noexcept { return db_; }
-  void insert(int rows, int bytes) const {
-    exec("INSERT INTO t(v) WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n LIMIT " +
-         std::to_string(rows) + ") SELECT randomblob(" + std::to_string(bytes) + ") FROM n");
-  }
-
- private:
-  sqlite3* db_ = nullptr;
-};
 
 void copy_bytes(const fs::path& from, const fs::path& to) {
   const std::string bytes = read_file(from);
@@ -107,7 +74,7 @@ class ApplyWalPageSizes : public ::testing::TestWithParam<int> {};
 TEST_P(ApplyWalPageSizes, GivesTheDatabaseSqliteCheckpointWouldForNewAndRewrittenPages) {
   TempDir dir;
   const fs::path source = dir / "source.db";
-  Owner owner(source, GetParam());
+  WalOwner owner(source, GetParam());
   owner.insert(400, 700);
   for (int i = 0; i < 5; ++i) {
     owner.insert(50, 900);
@@ -131,7 +98,7 @@ INSTANTIATE_TEST_SUITE_P(PageSizes, ApplyWalPageSizes, ::testing::Values(512, 40
 TEST(ApplyWal, LeavesOutFramesOfATransactionThatHasNotCommitted) {
   TempDir dir;
   const fs::path source = dir / "source.db";
-  Owner owner(source, 4096);
+  WalOwner owner(source, 4096);
   owner.insert(200, 500);
   // A transaction bigger than its page cache spills pages into the WAL before it commits.
   owner.exec("PRAGMA cache_size=10; BEGIN");
@@ -148,7 +115,7 @@ TEST(ApplyWal, LeavesOutFramesOfATransactionThatHasNotCommitted) {
 TEST(ApplyWal, IgnoresFramesLeftFromTheWalsEarlierGeneration) {
   TempDir dir;
   const fs::path source = dir / "source.db";
-  Owner owner(source, 4096);
+  WalOwner owner(source, 4096);
   owner.insert(3000, 1000);
   // Once everything is checkpointed, the next writer starts the WAL over from its first
   // frame with new salts: the old generation's frames stay in the file behind the new ones.
@@ -176,14 +143,14 @@ void damage_frame(const TwoCopies& copies, std::uint64_t frame, std::uint64_t of
 }
 
 // A WAL of 20 transactions of about 6 frames each.
-void write_twenty_transactions(const Owner& owner) {
+void write_twenty_transactions(const WalOwner& owner) {
   for (int i = 0; i < 20; ++i) owner.insert(20, 1000);
 }
 
 TEST(ApplyWal, StopsWhereAFramesChecksumBreaksTheChain) {
   TempDir dir;
   const fs::path source = dir / "source.db";
-  Owner owner(source, 4096);
+  WalOwner owner(source, 4096);
   write_twenty_transactions(owner);
   TwoCopies copies(source);
   damage_frame(copies, 60, 24 + 100);  // a byte of the page: a torn write
@@ -196,7 +163,7 @@ TEST(ApplyWal, StopsWhereAFramesChecksumBreaksTheChain) {
 TEST(ApplyWal, StopsWhereAFramesSaltsAreNotTheHeaders) {
   TempDir dir;
   const fs::path source = dir / "source.db";
-  Owner owner(source, 4096);
+  WalOwner owner(source, 4096);
   write_twenty_transactions(owner);
   TwoCopies copies(source);
   // The checksum does not cover the salts: only the salt comparison catches this frame.
@@ -213,7 +180,7 @@ TEST(ApplyWal, StopsWhereAFramesSaltsAreNotTheHeaders) {
 TEST(ApplyWal, LeavesAWalWithoutASingleValidFrameToSqlite) {
   TempDir dir;
   const fs::path source = dir / "source.db";
-  Owner owner(source, 4096);
+  WalOwner owner(source, 4096);
   write_twenty_transactions(owner);
   TwoCopies copies(source);
   damage_frame(copies, 1, 24 + 100);
@@ -226,7 +193,7 @@ TEST(ApplyWal, LeavesAWalWithoutASingleValidFrameToSqlite) {
 TEST(ApplyWal, CutsTheFileWhereTheLastCommitEndsTheDatabase) {
   TempDir dir;
   const fs::path source = dir / "source.db";
-  Owner owner(source, 4096, "PRAGMA auto_vacuum=FULL;");
+  WalOwner owner(source, 4096, "PRAGMA auto_vacuum=FULL;");
   owner.insert(2000, 1000);
   owner.exec("PRAGMA wal_checkpoint(TRUNCATE)");
   // The database file is now large; this commit shrinks the database to a few pages.
@@ -242,7 +209,7 @@ TEST(ApplyWal, CutsTheFileWhereTheLastCommitEndsTheDatabase) {
 TEST(ApplyWal, TakesAWalTruncatedByACheckpointAsEmpty) {
   TempDir dir;
   const fs::path source = dir / "source.db";
-  Owner owner(source, 4096);
+  WalOwner owner(source, 4096);
   owner.insert(300, 700);
   owner.exec("PRAGMA wal_checkpoint(TRUNCATE)");
   ASSERT_EQ(fs::file_size(source.string() + "-wal"), 0U);
@@ -258,7 +225,7 @@ TEST(ApplyWal, TakesAWalTruncatedByACheckpointAsEmpty) {
 TEST(ApplyWal, LeavesAWalWithABrokenHeaderToSqliteUntouched) {
   TempDir dir;
   const fs::path source = dir / "source.db";
-  Owner owner(source, 4096);
+  WalOwner owner(source, 4096);
   owner.insert(100, 500);
   TwoCopies copies(source);
   {
@@ -282,7 +249,7 @@ TEST(ApplyWal, LeavesAWalWithABrokenHeaderToSqliteUntouched) {
 TEST(ApplyWal, LeavesAPage1WithMixedFormatBytesToSqlite) {
   TempDir dir;
   const fs::path source = dir / "source.db";
-  Owner owner(source, 4096);
+  WalOwner owner(source, 4096);
   owner.insert(50, 100);
   owner.exec("PRAGMA wal_checkpoint(TRUNCATE)");
   // A same-size rewrite of one row touches its leaf page only: page 1 stays out of the WAL.
@@ -315,7 +282,7 @@ void patch_header(const TwoCopies& copies, std::streamoff offset, std::uint32_t 
 TEST(ApplyWal, LeavesAHeaderWhoseDatabaseSizeSqliteWouldRewriteToSqlite) {
   TempDir dir;
   const fs::path source = dir / "source.db";
-  Owner owner(source, 4096);
+  WalOwner owner(source, 4096);
   owner.insert(100, 500);
   owner.exec("PRAGMA wal_checkpoint(TRUNCATE)");
   TwoCopies copies(source);
@@ -332,7 +299,7 @@ TEST(ApplyWal, LeavesAHeaderWhoseDatabaseSizeSqliteWouldRewriteToSqlite) {
 TEST(ApplyWal, LeavesFreePagesOfAFullAutoVacuumDatabaseToSqlite) {
   TempDir dir;
   const fs::path source = dir / "source.db";
-  Owner owner(source, 4096, "PRAGMA auto_vacuum=FULL;");
+  WalOwner owner(source, 4096, "PRAGMA auto_vacuum=FULL;");
   sqlite3_autovacuum_pages(
       owner.handle(), [](void*, const char*, unsigned, unsigned, unsigned) { return 0U; }, nullptr,
       nullptr);
@@ -348,7 +315,7 @@ TEST(ApplyWal, LeavesFreePagesOfAFullAutoVacuumDatabaseToSqlite) {
 TEST(ApplyWal, LeavesAWalWhosePageSizeDiffersFromTheDatabasesToSqlite) {
   TempDir dir;
   const fs::path source = dir / "source.db";
-  Owner owner(source, 4096);
+  WalOwner owner(source, 4096);
   owner.insert(100, 500);
   TwoCopies copies(source);
   {

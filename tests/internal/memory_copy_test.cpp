@@ -1,0 +1,179 @@
+// The memory snapshot of a live WAL (snapshot::copy_live_wal_set_into_memory and
+// finalize::apply_live_wal): the source's own WAL is applied to the image as it is read, with
+// nothing staged. What the owner does to its WAL between and during our reads is forced here
+// at exact points, from the progress callback of the database read or from the image's
+// writes, with a real SQLite connection as the owner.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <span>
+#include <string>
+
+#include "discover/database_files.hpp"
+#include "finalize/apply_wal.hpp"
+#include "finalize/memory_image.hpp"
+#include "io/file.hpp"
+#include "io/sqlite_memory.hpp"
+#include "snapshot/memory_copy.hpp"
+#include "test_support.hpp"
+#include "wal_owner.hpp"
+
+namespace sqlite_backup::testing {
+namespace {
+
+// The image handed to a fresh in-memory connection, as the memory destination hands it.
+long long rows_in(io::SqliteMemory image) {
+  sqlite3* db = nullptr;
+  sqlite3_open(":memory:", &db);
+  const auto size = static_cast<sqlite3_int64>(image.size());
+  const auto capacity = static_cast<sqlite3_int64>(image.capacity());
+  const int rc = sqlite3_deserialize(db, "main", reinterpret_cast<unsigned char*>(image.release()),
+                                     size, capacity,
+                                     SQLITE_DESERIALIZE_FREEONCLOSE | SQLITE_DESERIALIZE_RESIZEABLE);
+  const long long rows = rc == SQLITE_OK ? count_rows(db) : -1;
+  EXPECT_EQ(query_text(db, "PRAGMA integrity_check"), "ok");
+  sqlite3_close(db);
+  return rows;
+}
+
+io::SqliteMemory read_whole(const fs::path& file) {
+  const io::UniqueFd fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
+  io::SqliteMemory memory;
+  io::read_file_into(fd.get(), file, memory, {});
+  return memory;
+}
+
+// The same bytes as the staged path gives: a staged copy of the database and of the WAL,
+// with apply_wal() on the files.
+std::string applied_through_staged_files(const fs::path& source, const TempDir& dir) {
+  const fs::path database = dir / "staged.db";
+  const fs::path wal = dir / "staged.db-wal";
+  fs::copy_file(source, database);
+  fs::copy_file(source.string() + "-wal", wal);
+  EXPECT_TRUE(finalize::apply_wal(database, wal, nullptr, source, database).applied);
+  return read_file(database);
+}
+
+TEST(ApplyLiveWal, AppliesTheSourcesOwnWalAsTheStagedCopyWouldBeAppliedAndLeavesItAlone) {
+  TempDir dir;
+  const fs::path source = dir / "source.db";
+  WalOwner owner(source, 4096);
+  owner.insert(300, 900);
+  owner.exec("UPDATE t SET v = randomblob(700) WHERE id % 3 = 0");
+  const std::string wal_before = read_file(source.string() + "-wal");
+
+  io::SqliteMemory image = read_whole(source);
+  const io::UniqueFd wal(::open((source.string() + "-wal").c_str(), O_RDONLY | O_CLOEXEC));
+  finalize::MemoryImage memory(image, source);
+  const finalize::WalApplication applied = finalize::apply_live_wal(memory, wal.get(), nullptr, source);
+  ASSERT_TRUE(applied.applied) << applied.why_not;
+  EXPECT_TRUE(applied.left_wal_mode);
+  EXPECT_EQ(read_file(source.string() + "-wal"), wal_before) << "the source's WAL was changed";
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(image.data()), image.size()),
+            applied_through_staged_files(source, dir));
+  EXPECT_EQ(rows_in(std::move(image)), 300);
+}
+
+// The image's first write comes after the first window of the WAL was read: the owner's
+// checkpoint cuts the WAL to nothing (wal_checkpoint(TRUNCATE)) right then.
+class CuttingImage final : public finalize::DatabaseImage {
+ public:
+  CuttingImage(io::SqliteMemory& memory, fs::path wal) : inner_(memory, wal), wal_(std::move(wal)) {}
+  std::uint64_t size() override { return inner_.size(); }
+  std::size_t read(std::span<std::byte> buffer, std::uint64_t offset) override {
+    return inner_.read(buffer, offset);
+  }
+  void write(std::span<const std::byte> bytes, std::uint64_t offset) override {
+    inner_.write(bytes, offset);
+  }
+  void write_pages(std::uint32_t first_page, std::span<const std::byte* const> pages,
+                   std::size_t page_size) override {
+    if (!cut_) {
+      cut_ = true;
+      EXPECT_EQ(::truncate(wal_.c_str(), 0), 0);
+    }
+    inner_.write_pages(first_page, pages, page_size);
+  }
+  void resize(std::uint64_t size) override { inner_.resize(size); }
+  void finish() override {}
+
+ private:
+  finalize::MemoryImage inner_;
+  fs::path wal_;
+  bool cut_ = false;
+};
+
+TEST(ApplyLiveWal, AWalCutWhileItIsReadEndsTheAttemptRatherThanTheBackup) {
+  TempDir dir;
+  const fs::path source = dir / "source.db";
+  WalOwner owner(source, 4096);
+  owner.insert(1000, 3000);  // a WAL of several windows (1 MiB each)
+  ASSERT_GT(fs::file_size(source.string() + "-wal"), std::uintmax_t{3} << 20);
+
+  io::SqliteMemory image = read_whole(source);
+  const io::UniqueFd wal(::open((source.string() + "-wal").c_str(), O_RDONLY | O_CLOEXEC));
+  CuttingImage cutting(image, source.string() + "-wal");
+  finalize::WalApplication applied;
+  ASSERT_NO_THROW(applied = finalize::apply_live_wal(cutting, wal.get(), nullptr, source));
+  EXPECT_FALSE(applied.applied);
+  EXPECT_NE(applied.why_not.find("cut"), std::string::npos) << applied.why_not;
+}
+
+// Runs one memory attempt on `source`, calling `meanwhile` once, after the first chunk of the
+// database was read (the read goes on after it).
+std::optional<snapshot::MemoryCopy> attempt_with(const fs::path& source,
+                                                 const std::function<void()>& meanwhile) {
+  snapshot::Settings settings;
+  bool called = false;
+  settings.on_progress = [&](const CopyProgress& progress) {
+    if (!called && progress.bytes_done > 0) {
+      called = true;
+      meanwhile();
+    }
+  };
+  auto copy = snapshot::copy_live_wal_set_into_memory(discover::DatabaseFiles(source), settings);
+  EXPECT_TRUE(called);
+  return copy;
+}
+
+// A source of a few MiB, so that its database is read in several chunks.
+void fill(const WalOwner& owner) {
+  owner.insert(2000, 2000);
+  owner.exec("PRAGMA wal_checkpoint(TRUNCATE)");  // most of it in the database file
+  owner.insert(100, 2000);                        // and a live WAL
+}
+
+TEST(MemoryCopy, ACommitWhileTheDatabaseIsReadIsInTheSnapshot) {
+  TempDir dir;
+  const fs::path source = dir / "source.db";
+  WalOwner owner(source, 4096);
+  fill(owner);
+  auto copy = attempt_with(source, [&] { owner.insert(1, 100); });
+  ASSERT_TRUE(copy.has_value());
+  EXPECT_EQ(rows_in(std::move(copy->database)), 2101);
+}
+
+// The owner checkpoints everything into the database file (which we are reading, half of it
+// already read) and restarts the WAL, then commits again: the WAL we read next is a new
+// generation without the pages our half-read database lacks. Accepting it would be a torn
+// snapshot; the WAL header seen before the copy no longer matches.
+TEST(MemoryCopy, AWalRestartedWhileTheDatabaseIsReadIsNotAccepted) {
+  TempDir dir;
+  const fs::path source = dir / "source.db";
+  WalOwner owner(source, 4096);
+  fill(owner);
+  owner.exec("UPDATE t SET v = randomblob(2000) WHERE id <= 100");  // pages in the first chunk
+  const auto copy = attempt_with(source, [&] {
+    owner.exec("PRAGMA wal_checkpoint(RESTART)");
+    owner.insert(1, 100);
+  });
+  EXPECT_FALSE(copy.has_value());
+}
+
+}  // namespace
+}  // namespace sqlite_backup::testing
