@@ -124,6 +124,8 @@ snapshot::Settings snapshot_settings(const Options& options,
   // Writeback started early only helps a copy that will be fsynced.
   settings.start_writeback = options.durable && !destination_for_errors.empty();
   settings.destination_for_errors = destination_for_errors;
+  settings.apply_live_wal =
+      !options.copy_function && finalize::sqlite_reads_plain_files(options.sqlite_connect_kwargs);
   return settings;
 }
 

@@ -430,7 +430,10 @@ class WalApplier {
         // The scan read these frames a moment ago. Our private file cannot have shrunk; the
         // source's WAL can (a checkpoint truncated it): the pages written so far are then of
         // no use, and the caller drops the image.
-        if (live_) return leave_for_sqlite("the WAL was cut while it was read");
+        if (live_) {
+          result_.cut_while_read = true;
+          return leave_for_sqlite("the WAL was cut while it was read");
+        }
         io::throw_errno(EIO, read_failure_, source_);
       }
       std::size_t end = next;
@@ -507,6 +510,13 @@ WalApplication apply_wal(const std::filesystem::path& database, const std::files
 WalApplication apply_live_wal(DatabaseImage& database, int wal_fd, const std::atomic<bool>* cancel,
                               const std::filesystem::path& source) {
   return WalApplier(database, wal_fd, true, cancel, source).run();
+}
+
+WalApplication apply_live_wal(const std::filesystem::path& database, int wal_fd,
+                              const std::atomic<bool>* cancel, const std::filesystem::path& source,
+                              const std::filesystem::path& written) {
+  FileImage image(database, source, written);
+  return WalApplier(image, wal_fd, true, cancel, source).run();
 }
 
 }  // namespace sqlite_backup::finalize

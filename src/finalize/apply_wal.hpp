@@ -22,6 +22,9 @@ struct WalApplication {
   std::uint64_t committed_frames = 0;  // of those, up to the last commit frame
   std::uint64_t pages_written = 0;     // distinct pages written into the database
   bool left_wal_mode = false;          // the header was switched to rollback mode, as below
+  // A live WAL was cut while it was read (apply_live_wal): the image is partly written, and
+  // the attempt must be dropped.
+  bool cut_while_read = false;
   // The WAL's 32-byte header as read (all zero when the WAL was no longer than that): the
   // generation the frames came from, for the validation of a live WAL.
   std::array<std::byte, 32> wal_header{};
@@ -76,8 +79,13 @@ WalApplication apply_wal(const std::filesystem::path& database, const std::files
 // that follows (result.wal_header is the generation read; the caller's look at the set after
 // this call must find the same header). A WAL cut under the reads ends in `applied == false`
 // with the image partly written: the caller drops it, as it does any attempt that does not
-// validate. Read errors name `source`.
+// validate (result.cut_while_read). Read errors name `source`.
 WalApplication apply_live_wal(DatabaseImage& database, int wal_fd, const std::atomic<bool>* cancel,
                               const std::filesystem::path& source);
+
+// The same into a staged database file (write errors name `written`).
+WalApplication apply_live_wal(const std::filesystem::path& database, int wal_fd,
+                              const std::atomic<bool>* cancel, const std::filesystem::path& source,
+                              const std::filesystem::path& written);
 
 }  // namespace sqlite_backup::finalize

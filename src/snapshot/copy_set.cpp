@@ -15,6 +15,7 @@
 #include <utility>
 
 #include "error_internal.hpp"
+#include "finalize/apply_wal.hpp"
 #include "io/copy.hpp"
 #include "io/file.hpp"
 #include "io/reader_lock.hpp"
@@ -190,18 +191,50 @@ void remove_staged(const std::vector<Member>& members) {
 
 struct SetCopy {
   bool settled = true;  // false when a member vanished or the caller's copy reported a change
+  std::string unsettled_reason;
   std::uint64_t bytes = 0;
+  // The WAL's header as read where its frames were applied to the database copy straight
+  // from the source (no staged WAL to look at).
+  std::optional<validate::MemberState> wal_as_read;
   // The database pass was a refresh that found the earlier copy equal throughout: it was a
   // content comparison too.
   bool database_proved_equal = false;
 };
 
+// The WAL member of a live WAL, read once: its committed frames go straight into the
+// database copy `staged_database` (finalize::apply_live_wal), so no staged WAL is written and
+// read back, and each byte of the result is written once. Returns false, having written
+// nothing, when the WAL is one SQLite should replay: it is then staged as it is.
+bool apply_wal_member(const discover::DatabaseFiles& source,
+                      const std::filesystem::path& staged_database, const Settings& settings,
+                      SetCopy& copy) {
+  const io::UniqueFd wal = io::open_source_file(source.wal);
+  if (!wal) {
+    copy.settled = false;
+    copy.unsettled_reason = "the WAL vanished while it was being copied";
+    return true;
+  }
+  const finalize::WalApplication applied =
+      finalize::apply_live_wal(staged_database, wal.get(), settings.cancel, source.database,
+                               shown_path(staged_database, settings));
+  if (applied.cut_while_read) {
+    copy.settled = false;
+    copy.unsettled_reason = applied.why_not;
+    return true;
+  }
+  if (!applied.applied) return false;
+  copy.bytes += applied.wal_bytes;
+  copy.wal_as_read = validate::wal_as_read(applied.wal_header);
+  return true;
+}
+
 // Copies each member in order (refreshing the database copy when `refresh_database`).
 // `while_copying_database` runs between chunks of the database; a journal member is skipped
-// when `journal_already_copied` says so by then.
+// when `journal_already_copied` says so by then; a WAL is applied to the database copy
+// instead of staged when `apply_wal` (see Settings::apply_live_wal).
 SetCopy copy_members(const std::vector<Member>& members, io::UniqueFd held_journal,
                      const discover::DatabaseFiles& source, const Settings& settings,
-                     std::uint64_t total, int attempt, bool refresh_database,
+                     std::uint64_t total, int attempt, bool refresh_database, bool apply_wal,
                      const std::function<void()>& while_copying_database,
                      const bool& journal_already_copied) {
   SetCopy copy;
@@ -209,13 +242,21 @@ SetCopy copy_members(const std::vector<Member>& members, io::UniqueFd held_journ
     if (settings.copy_function) {
       // The caller's copy says itself whether the file changed under it; the whole-set
       // judgement still applies on top.
-      if (!settings.copy_function(*member.source, member.staged)) copy.settled = false;
+      if (!settings.copy_function(*member.source, member.staged)) {
+        copy.settled = false;
+        copy.unsettled_reason = "the copy function reported a change";
+      }
       detail::throw_if_cancelled(settings.cancel, source.database);
       continue;
     }
     const bool is_database = member.source == &source.database;
     const bool is_journal = member.source == &source.journal;
     if (is_journal && journal_already_copied) continue;
+    // (The database is always the first member.)
+    if (member.source == &source.wal && apply_wal &&
+        apply_wal_member(source, members.front().staged, settings, copy)) {
+      continue;
+    }
     // Only the journal member takes the descriptor held since before the first look.
     io::UniqueFd held = is_journal ? std::exchange(held_journal, io::UniqueFd()) : io::UniqueFd();
     // Only the database file is kept: a -wal or -journal copy is applied and deleted before
@@ -225,7 +266,10 @@ SetCopy copy_members(const std::vector<Member>& members, io::UniqueFd held_journ
                                         is_database && settings.start_writeback,
                                         is_database ? while_copying_database : nullptr);
     copy.bytes += done.bytes;
-    if (done.vanished) copy.settled = false;
+    if (done.vanished) {
+      copy.settled = false;
+      copy.unsettled_reason = "a file vanished while it was being copied";
+    }
     if (is_database) copy.database_proved_equal = done.refreshed && done.bytes_rewritten == 0;
   }
   return copy;
@@ -237,10 +281,12 @@ SetCopy copy_members(const std::vector<Member>& members, io::UniqueFd held_journ
 // last look, so that the look also covers it.
 validate::Verdict judge_copy(const discover::DatabaseFiles& source,
                              const discover::DatabaseFiles& staged_files,
-                             const validate::SetState& before, bool database_proved_equal,
+                             const validate::SetState& before, const SetCopy& copy,
                              validate::DuringCopy& during, const Settings& settings) {
+  const bool database_proved_equal = copy.database_proved_equal;
   const validate::MemberState staged_wal =
-      validate::capture_member(staged_files.wal, validate::kWalHeaderSize);
+      copy.wal_as_read ? *copy.wal_as_read
+                       : validate::capture_member(staged_files.wal, validate::kWalHeaderSize);
   const validate::MemberState staged_journal =
       validate::capture_member(staged_files.journal, validate::kJournalHeaderSize);
   const auto staged_database = io::stat_path(staged_files.database);
@@ -452,9 +498,11 @@ LastSeen copy_set_once(const discover::DatabaseFiles& source,
   if (before.wal.exists) total += before.wal.stat.size;
   if (before.journal.exists) total += before.journal.stat.size;
 
+  const bool apply_wal =
+      settings.apply_live_wal && validate::has_live_wal(before) && !before.journal.exists;
   const SetCopy copy = copy_members(
       members, std::move(held_journal), source, settings, total, attempt, refresh_database,
-      [&watch] { watch.look_between_chunks(); }, watch.journal_covered());
+      apply_wal, [&watch] { watch.look_between_chunks(); }, watch.journal_covered());
   outcome.bytes = copy.bytes;
   // The sizes at the first look are only an estimate (a file grew, or a journal was copied
   // earlier, at its commit, and skipped here): the copy is complete, so say so.
@@ -463,12 +511,8 @@ LastSeen copy_set_once(const discover::DatabaseFiles& source,
   }
 
   const validate::Verdict verdict =
-      copy.settled
-          ? judge_copy(source, staged_files, before, copy.database_proved_equal, watch.during(),
-                       settings)
-          : validate::Verdict{false, validate::Need::nothing_more,
-                              settings.copy_function ? "the copy function reported a change"
-                                                     : "a file vanished while it was being copied"};
+      copy.settled ? judge_copy(source, staged_files, before, copy, watch.during(), settings)
+                   : validate::Verdict{false, validate::Need::nothing_more, copy.unsettled_reason};
   if (verdict.consistent) {
     if (verdict.discard_staged_journal) ::unlink(staged_files.journal.c_str());
     for (const auto& commit : watch.during().commits) {

@@ -24,6 +24,11 @@ struct Settings {
   bool follow_commits = true;
   // When an attempt takes a reader's lock on the source (see io::ReaderLock).
   SourceLock source_lock = SourceLock::when_needed;
+  // A live WAL (with no journal beside it) is applied to the database copy as it is read
+  // (finalize::apply_live_wal) instead of being staged: set only where SQLite will read the
+  // copy as plain files (finalize::sqlite_reads_plain_files). A caller's copy function
+  // always stages.
+  bool apply_live_wal = false;
   // What write errors name: the user's destination rather than our staging file (empty: the
   // staging file).
   std::filesystem::path destination_for_errors;

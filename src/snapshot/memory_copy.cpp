@@ -3,8 +3,6 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-#include <algorithm>
-
 #include "error_internal.hpp"
 #include "finalize/apply_wal.hpp"
 #include "finalize/memory_image.hpp"
@@ -57,15 +55,11 @@ std::optional<MemoryCopy> copy_live_wal_set_into_memory(const discover::Database
     return std::nullopt;
   }
 
-  validate::MemberState wal_as_read;
-  wal_as_read.exists = true;
-  std::copy(applied.wal_header.begin(), applied.wal_header.end(), wal_as_read.header.begin());
-  wal_as_read.header_bytes = applied.wal_header.size();
   validate::DuringCopy during;
   during.staged_database_bytes = database_bytes;
   const validate::Verdict verdict =
-      validate::judge(before, validate::capture(source), wal_as_read, validate::MemberState{},
-                      std::filesystem::path{}, during);
+      validate::judge(before, validate::capture(source), validate::wal_as_read(applied.wal_header),
+                      validate::MemberState{}, std::filesystem::path{}, during);
   if (!verdict.consistent || verdict.need != validate::Need::nothing_more) {
     log_debug("the copy of {} into memory is not one state ({}); copying through files instead",
               quoted(source.database), verdict.reason);

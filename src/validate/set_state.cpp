@@ -270,6 +270,14 @@ MemberState capture_member(const std::filesystem::path& path, std::size_t header
   return member;
 }
 
+MemberState wal_as_read(const std::array<std::byte, kWalHeaderSize>& header) {
+  MemberState member;
+  member.exists = true;
+  std::copy(header.begin(), header.end(), member.header.begin());
+  member.header_bytes = header.size();
+  return member;
+}
+
 SetState capture(const discover::DatabaseFiles& files) {
   SetState state;
   state.database = capture_member(files.database, kDatabaseHeaderSize);

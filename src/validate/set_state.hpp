@@ -49,6 +49,15 @@ SetState capture(const discover::DatabaseFiles& files);
 // the markers speak of).
 MemberState capture_member(const std::filesystem::path& path, std::size_t header_size);
 
+inline constexpr std::size_t kDatabaseHeaderSize = 100;
+inline constexpr std::size_t kWalHeaderSize = 32;
+inline constexpr std::size_t kJournalHeaderSize = 28;
+
+// The markers of a WAL applied straight from the source rather than copied: its header as
+// the application read it (finalize::WalApplication::wal_header), to judge as the staged
+// copy's.
+MemberState wal_as_read(const std::array<std::byte, kWalHeaderSize>& header);
+
 enum class Need { nothing_more, content_comparison };
 
 struct Verdict {
@@ -110,9 +119,5 @@ bool has_live_wal(const SetState& state) noexcept;
 
 // Whether this -journal is hot: a write transaction is in progress (or died in progress).
 bool journal_is_hot(const MemberState& journal) noexcept;
-
-inline constexpr std::size_t kDatabaseHeaderSize = 100;
-inline constexpr std::size_t kWalHeaderSize = 32;
-inline constexpr std::size_t kJournalHeaderSize = 28;
 
 }  // namespace sqlite_backup::validate

@@ -3,6 +3,8 @@
 // nothing staged. What the owner does to its WAL between and during our reads is forced here
 // at exact points, from the progress callback of the database read or from the image's
 // writes, with a real SQLite connection as the owner.
+#include "snapshot/memory_copy.hpp"
+
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sqlite3.h>
@@ -19,7 +21,6 @@
 #include "finalize/memory_image.hpp"
 #include "io/file.hpp"
 #include "io/sqlite_memory.hpp"
-#include "snapshot/memory_copy.hpp"
 #include "test_support.hpp"
 #include "wal_owner.hpp"
 
@@ -32,9 +33,9 @@ long long rows_in(io::SqliteMemory image) {
   sqlite3_open(":memory:", &db);
   const auto size = static_cast<sqlite3_int64>(image.size());
   const auto capacity = static_cast<sqlite3_int64>(image.capacity());
-  const int rc = sqlite3_deserialize(db, "main", reinterpret_cast<unsigned char*>(image.release()),
-                                     size, capacity,
-                                     SQLITE_DESERIALIZE_FREEONCLOSE | SQLITE_DESERIALIZE_RESIZEABLE);
+  const int rc =
+      sqlite3_deserialize(db, "main", reinterpret_cast<unsigned char*>(image.release()), size,
+                          capacity, SQLITE_DESERIALIZE_FREEONCLOSE | SQLITE_DESERIALIZE_RESIZEABLE);
   const long long rows = rc == SQLITE_OK ? count_rows(db) : -1;
   EXPECT_EQ(query_text(db, "PRAGMA integrity_check"), "ok");
   sqlite3_close(db);
@@ -70,7 +71,8 @@ TEST(ApplyLiveWal, AppliesTheSourcesOwnWalAsTheStagedCopyWouldBeAppliedAndLeaves
   io::SqliteMemory image = read_whole(source);
   const io::UniqueFd wal(::open((source.string() + "-wal").c_str(), O_RDONLY | O_CLOEXEC));
   finalize::MemoryImage memory(image, source);
-  const finalize::WalApplication applied = finalize::apply_live_wal(memory, wal.get(), nullptr, source);
+  const finalize::WalApplication applied =
+      finalize::apply_live_wal(memory, wal.get(), nullptr, source);
   ASSERT_TRUE(applied.applied) << applied.why_not;
   EXPECT_TRUE(applied.left_wal_mode);
   EXPECT_EQ(read_file(source.string() + "-wal"), wal_before) << "the source's WAL was changed";
@@ -83,7 +85,8 @@ TEST(ApplyLiveWal, AppliesTheSourcesOwnWalAsTheStagedCopyWouldBeAppliedAndLeaves
 // checkpoint cuts the WAL to nothing (wal_checkpoint(TRUNCATE)) right then.
 class CuttingImage final : public finalize::DatabaseImage {
  public:
-  CuttingImage(io::SqliteMemory& memory, fs::path wal) : inner_(memory, wal), wal_(std::move(wal)) {}
+  CuttingImage(io::SqliteMemory& memory, fs::path wal)
+      : inner_(memory, wal), wal_(std::move(wal)) {}
   std::uint64_t size() override { return inner_.size(); }
   std::size_t read(std::span<std::byte> buffer, std::uint64_t offset) override {
     return inner_.read(buffer, offset);

@@ -14,7 +14,8 @@ namespace sqlite_backup::testing {
 // off, and never closed before the test has taken its copies (closing would checkpoint).
 class WalOwner {
  public:
-  WalOwner(const std::filesystem::path& database, int page_size, const std::string& extra_pragmas = "") {
+  WalOwner(const std::filesystem::path& database, int page_size,
+           const std::string& extra_pragmas = "") {
     if (sqlite3_open(database.c_str(), &db_) != SQLITE_OK) {
       throw std::runtime_error("cannot open " + database.string());
     }
