@@ -229,6 +229,31 @@ class WalApplier {
     return result_;
   }
 
+  // The first look (committed_pages_of_live_wal()): the frames are scanned, nothing is
+  // written.
+  std::optional<WalPages> look() {
+    wal_size_ = io::stat_fd(wal_, source_).size;
+    if (wal_size_ <= kWalHeader || !read_header() ||
+        (wal_size_ - kWalHeader) / frame_size() > std::numeric_limits<std::uint32_t>::max()) {
+      return std::nullopt;
+    }
+    const FrameScan scan = scan_frames();
+    if (scan.committed_frames == 0) return std::nullopt;
+    WalPages pages;
+    pages.wal_header = result_.wal_header;
+    pages.page_size = header_.page_size;
+    for (const std::uint32_t page : scan.page_of_frame) {
+      // (apply() never writes page 2^32 - 1: neither is it left out of the copy.)
+      if (page != 1 && page <= scan.pages_after_commit &&
+          page != std::numeric_limits<std::uint32_t>::max()) {
+        pages.pages.push_back(page);
+      }
+    }
+    std::sort(pages.pages.begin(), pages.pages.end());
+    pages.pages.erase(std::unique(pages.pages.begin(), pages.pages.end()), pages.pages.end());
+    return pages;
+  }
+
  private:
   WalApplication leave_for_sqlite_result(std::string why) {
     leave_for_sqlite(std::move(why));
@@ -517,6 +542,24 @@ WalApplication apply_live_wal(const std::filesystem::path& database, int wal_fd,
                               const std::filesystem::path& written) {
   FileImage image(database, source, written);
   return WalApplier(image, wal_fd, true, cancel, source).run();
+}
+
+std::optional<WalPages> committed_pages_of_live_wal(int wal_fd, const std::atomic<bool>* cancel,
+                                                    const std::filesystem::path& source) {
+  // The look writes nothing: no image is touched.
+  class NoImage final : public DatabaseImage {
+   public:
+    std::uint64_t size() override { return 0; }
+    std::size_t read(std::span<std::byte> /*buffer*/, std::uint64_t /*offset*/) override {
+      return 0;
+    }
+    void write(std::span<const std::byte> /*bytes*/, std::uint64_t /*offset*/) override {}
+    void write_pages(std::uint32_t /*first_page*/, std::span<const std::byte* const> /*pages*/,
+                     std::size_t /*page_size*/) override {}
+    void resize(std::uint64_t /*size*/) override {}
+    void finish() override {}
+  } none;
+  return WalApplier(none, wal_fd, true, cancel, source).look();
 }
 
 }  // namespace sqlite_backup::finalize

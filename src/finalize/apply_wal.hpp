@@ -7,8 +7,10 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <span>
 #include <string>
+#include <vector>
 
 namespace sqlite_backup::finalize {
 
@@ -82,6 +84,21 @@ WalApplication apply_wal(const std::filesystem::path& database, const std::files
 // validate (result.cut_while_read). Read errors name `source`.
 WalApplication apply_live_wal(DatabaseImage& database, int wal_fd, const std::atomic<bool>* cancel,
                               const std::filesystem::path& source);
+
+// A first look at the source's live WAL, before its database is read: the pages its committed
+// frames hold, which the copy of the database may leave out because apply_live_wal() will
+// write each of them. Frames committed in one generation of the WAL are never rewritten, so
+// the application after the database copy finds them all again, provided the WAL header it
+// reads is `wal_header` (the caller checks). Page 1 is never listed (the application reads the
+// copy's header). nullopt when the WAL has no committed frame or is not one this library
+// applies. Read errors name `source`.
+struct WalPages {
+  std::array<std::byte, 32> wal_header{};
+  std::uint32_t page_size = 0;
+  std::vector<std::uint32_t> pages;  // ascending, each once
+};
+std::optional<WalPages> committed_pages_of_live_wal(int wal_fd, const std::atomic<bool>* cancel,
+                                                    const std::filesystem::path& source);
 
 // The same into a staged database file (write errors name `written`).
 WalApplication apply_live_wal(const std::filesystem::path& database, int wal_fd,

@@ -10,6 +10,7 @@
 #include <array>
 #include <cerrno>
 #include <cstring>
+#include <functional>
 #include <span>
 #include <vector>
 
@@ -68,12 +69,107 @@ const char* to_string(CopyMethod method) noexcept {
   return "?";
 }
 
+namespace {
+
+// Where a copy stands in its source (`done`, skipped bytes included), moving both descriptors
+// past the ranges it leaves out (see copy_file_contents). Every method copies at the
+// descriptors' positions.
+class CopyCursor {
+ public:
+  CopyCursor(int source_fd, const std::filesystem::path& source_path, int destination_fd,
+             const std::filesystem::path& destination_path, std::span<const ByteRange> skip)
+      : source_fd_(source_fd),
+        source_path_(source_path),
+        destination_fd_(destination_fd),
+        destination_path_(destination_path),
+        skip_(skip) {}
+
+  // The bytes the next chunk may take at done(), at most `limit`, after moving past any range
+  // to leave out that starts there.
+  std::size_t next_chunk(std::size_t limit) {
+    bool moved = false;
+    while (next_skip_ < skip_.size() && skip_[next_skip_].begin <= done_) {
+      done_ = std::max(done_, skip_[next_skip_++].end);
+      moved = true;
+    }
+    if (moved) {
+      skipped_to_ = done_;
+      seek(source_fd_, source_path_);
+      seek(destination_fd_, destination_path_);
+    }
+    if (next_skip_ == skip_.size()) return limit;
+    return static_cast<std::size_t>(
+        std::min<std::uint64_t>(limit, skip_[next_skip_].begin - done_));
+  }
+  std::uint64_t advance(std::uint64_t copied) { return done_ += copied; }
+  [[nodiscard]] std::uint64_t done() const noexcept { return done_; }
+
+  // A last range left out up to the source's end leaves the copy short: it is extended (as a
+  // hole) to where the source ended.
+  void finish() {
+    if (skipped_to_ > 0 && stat_fd(destination_fd_, destination_path_).size < skipped_to_ &&
+        ::ftruncate(destination_fd_, static_cast<off_t>(skipped_to_)) != 0) {
+      throw_errno(errno, "cannot write", destination_path_);
+    }
+  }
+
+ private:
+  void seek(int fd, const std::filesystem::path& path) const {
+    if (::lseek(fd, static_cast<off_t>(done_), SEEK_SET) < 0) {
+      throw_errno(errno, "cannot seek", path);
+    }
+  }
+
+  int source_fd_;
+  const std::filesystem::path& source_path_;
+  int destination_fd_;
+  const std::filesystem::path& destination_path_;
+  std::span<const ByteRange> skip_;
+  std::size_t next_skip_ = 0;
+  std::uint64_t done_ = 0;
+  std::uint64_t skipped_to_ = 0;
+};
+
+// The last resort: read() and write() through a buffer. `after_chunk` is called about every
+// kChunk bytes, and once more at the end.
+std::uint64_t copy_by_read_write(CopyCursor& cursor, int source_fd,
+                                 const std::filesystem::path& source_path, int destination_fd,
+                                 const std::filesystem::path& destination_path,
+                                 const std::function<bool(std::uint64_t)>& after_chunk) {
+  constexpr std::size_t kBuffer = std::size_t{1} << 20;
+  std::vector<std::byte> buffer(kBuffer);
+  std::uint64_t since_report = 0;
+  for (;;) {
+    const ssize_t n = ::read(source_fd, buffer.data(), cursor.next_chunk(kBuffer));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw_errno(errno, "cannot read", source_path);
+    }
+    if (n == 0) break;
+    write_all(destination_fd, std::span(buffer.data(), static_cast<std::size_t>(n)),
+              destination_path);
+    cursor.advance(static_cast<std::uint64_t>(n));
+    since_report += static_cast<std::uint64_t>(n);
+    if (since_report >= kChunk) {
+      since_report = 0;
+      if (!after_chunk(cursor.done())) break;
+    }
+  }
+  cursor.finish();
+  // The last, partial chunk is reported too: callers look at the source between chunks.
+  if (since_report > 0) after_chunk(cursor.done());
+  return cursor.done();
+}
+
+}  // namespace
+
 CopyOutcome copy_file_contents(int source_fd, const std::filesystem::path& source_path,
                                int destination_fd, const std::filesystem::path& destination_path,
-                               const ChunkObserver& observer, bool start_writeback) {
+                               const ChunkObserver& observer, bool start_writeback,
+                               std::span<const ByteRange> skip) {
   CopyOutcome outcome;
   std::uint64_t written_back = 0;
-  const auto after_chunk = [&](std::uint64_t done) {
+  const std::function<bool(std::uint64_t)> after_chunk = [&](std::uint64_t done) {
     if (start_writeback) {
       start_writeback_of(destination_fd, written_back, done);
       written_back = done;
@@ -93,57 +189,38 @@ CopyOutcome copy_file_contents(int source_fd, const std::filesystem::path& sourc
     return outcome;
   }
 
+  CopyCursor cursor(source_fd, source_path, destination_fd, destination_path, skip);
   // The two in-kernel methods share one loop: chunk by chunk to end of file; a method the
   // filesystems refuse on the first chunk hands over to the next one.
-  std::uint64_t done = 0;
   const auto in_kernel = [&](CopyMethod method, auto&& copy_chunk) -> bool {
-    for (;;) {
-      const ssize_t n = copy_chunk();
+    for (bool first = true;; first = false) {
+      const ssize_t n = copy_chunk(cursor.next_chunk(kChunk));
       if (n < 0) {
         if (errno == EINTR) continue;
-        if (done == 0 && is_unsupported(errno)) return false;
+        if (first && is_unsupported(errno)) return false;
         throw_copy_error(errno, source_path, destination_path);
       }
-      if (n == 0 || !after_chunk(done += static_cast<std::uint64_t>(n))) {
+      if (n == 0 || !after_chunk(cursor.advance(static_cast<std::uint64_t>(n)))) {
+        cursor.finish();
         outcome.method = method;
-        outcome.bytes = done;
+        outcome.bytes = cursor.done();
         return true;
       }
     }
   };
-  if (in_kernel(CopyMethod::copy_file_range, [&] {
-        return ::copy_file_range(source_fd, nullptr, destination_fd, nullptr, kChunk, 0);
+  if (in_kernel(CopyMethod::copy_file_range, [&](std::size_t chunk) {
+        return ::copy_file_range(source_fd, nullptr, destination_fd, nullptr, chunk, 0);
       })) {
     return outcome;
   }
-  if (in_kernel(CopyMethod::sendfile,
-                [&] { return ::sendfile(destination_fd, source_fd, nullptr, kChunk); })) {
+  if (in_kernel(CopyMethod::sendfile, [&](std::size_t chunk) {
+        return ::sendfile(destination_fd, source_fd, nullptr, chunk);
+      })) {
     return outcome;
   }
-
-  constexpr std::size_t kBuffer = std::size_t{1} << 20;
-  std::vector<std::byte> buffer(kBuffer);
-  std::uint64_t since_report = 0;
-  for (;;) {
-    const ssize_t n = ::read(source_fd, buffer.data(), kBuffer);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      throw_errno(errno, "cannot read", source_path);
-    }
-    if (n == 0) break;
-    write_all(destination_fd, std::span(buffer.data(), static_cast<std::size_t>(n)),
-              destination_path);
-    done += static_cast<std::uint64_t>(n);
-    since_report += static_cast<std::uint64_t>(n);
-    if (since_report >= kChunk) {
-      since_report = 0;
-      if (!after_chunk(done)) break;
-    }
-  }
-  // The last, partial chunk is reported too: callers look at the source between chunks.
-  if (since_report > 0) after_chunk(done);
   outcome.method = CopyMethod::read_write;
-  outcome.bytes = done;
+  outcome.bytes = copy_by_read_write(cursor, source_fd, source_path, destination_fd,
+                                     destination_path, after_chunk);
   return outcome;
 }
 

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <span>
 
 namespace sqlite_backup::io {
 
@@ -18,6 +19,12 @@ struct CopyOutcome {
 // (the caller then throws: this layer knows nothing about cancellation).
 using ChunkObserver = std::function<bool(std::uint64_t bytes_done)>;
 
+// Bytes [begin, end) of a file.
+struct ByteRange {
+  std::uint64_t begin = 0;
+  std::uint64_t end = 0;
+};
+
 // Copies everything from the current start of `source_fd` to its end of file (the end as it
 // is when reached, not a size taken earlier: a growing file is read to its new end) into the
 // empty file `destination_fd`. Tries a reflink clone first (btrfs, XFS: the whole file
@@ -25,9 +32,13 @@ using ChunkObserver = std::function<bool(std::uint64_t bytes_done)>;
 // With `start_writeback`, each chunk is handed to the disk as soon as it is written
 // (sync_file_range, asynchronous), so that a final fsync() has little left to wait for and
 // the copy does not stall behind the kernel's dirty-page throttling.
+// `skip` (sorted, not overlapping, offsets from the start of the file; both descriptors at
+// offset 0) are ranges the caller will write itself: they are neither read nor written, and
+// stay holes in the copy, which still ends where the source ended. A clone ignores them.
 CopyOutcome copy_file_contents(int source_fd, const std::filesystem::path& source_path,
                                int destination_fd, const std::filesystem::path& destination_path,
-                               const ChunkObserver& observer = {}, bool start_writeback = false);
+                               const ChunkObserver& observer = {}, bool start_writeback = false,
+                               std::span<const ByteRange> skip = {});
 
 struct RefreshOutcome {
   std::uint64_t bytes = 0;            // bytes of the source read (its size as it ended)

@@ -10,6 +10,7 @@
 #include <functional>
 #include <optional>
 #include <random>
+#include <span>
 #include <string_view>
 #include <thread>
 #include <utility>
@@ -112,7 +113,8 @@ const std::filesystem::path& shown_path(const std::filesystem::path& staged,
 MemberCopy copy_member(const std::filesystem::path& source, io::UniqueFd in,
                        const std::filesystem::path& staged, const Settings& settings,
                        std::uint64_t done_before, std::uint64_t total, int attempt, bool refresh,
-                       bool start_writeback, const std::function<void()>& between_chunks = {}) {
+                       bool start_writeback, const std::function<void()>& between_chunks = {},
+                       std::span<const io::ByteRange> skip = {}) {
   MemberCopy result;
   if (!in) in = io::open_source_file(source);
   if (!in) {
@@ -145,7 +147,7 @@ MemberCopy copy_member(const std::filesystem::path& source, io::UniqueFd in,
   io::UniqueFd out(::open(staged.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
   if (!out) io::throw_errno(errno, "cannot create a temporary file for", shown);
   const io::CopyOutcome outcome =
-      io::copy_file_contents(in.get(), source, out.get(), shown, observer, start_writeback);
+      io::copy_file_contents(in.get(), source, out.get(), shown, observer, start_writeback, skip);
   detail::throw_if_cancelled(settings.cancel, source);
   out.close(shown);  // with --no-sync, no fsync will report a failed write
   log_debug("copied {} ({} bytes, {})", quoted(source), outcome.bytes,
@@ -207,7 +209,7 @@ struct SetCopy {
 // nothing, when the WAL is one SQLite should replay: it is then staged as it is.
 bool apply_wal_member(const discover::DatabaseFiles& source,
                       const std::filesystem::path& staged_database, const Settings& settings,
-                      SetCopy& copy) {
+                      const std::optional<finalize::WalPages>& first_look, SetCopy& copy) {
   const io::UniqueFd wal = io::open_source_file(source.wal);
   if (!wal) {
     copy.settled = false;
@@ -222,22 +224,59 @@ bool apply_wal_member(const discover::DatabaseFiles& source,
     copy.unsettled_reason = applied.why_not;
     return true;
   }
+  if (first_look && !(applied.applied && applied.wal_header == first_look->wal_header)) {
+    // The copy of the database left out pages this application was to write.
+    copy.settled = false;
+    copy.unsettled_reason = applied.applied ? "the WAL was restarted between its two looks"
+                                            : "the WAL is not one to apply: " + applied.why_not;
+    return true;
+  }
   if (!applied.applied) return false;
   copy.bytes += applied.wal_bytes;
   copy.wal_as_read = validate::wal_as_read(applied.wal_header);
   return true;
 }
 
+// The first look at a live WAL (finalize::committed_pages_of_live_wal) as the byte ranges of
+// the database that the copy may leave out, within the database's size at the first look.
+std::vector<io::ByteRange> pages_to_leave_out(const finalize::WalPages& wal,
+                                              std::uint64_t database_size) {
+  std::vector<io::ByteRange> ranges;
+  for (const std::uint32_t page : wal.pages) {
+    const std::uint64_t begin = std::uint64_t{page - 1} * wal.page_size;
+    const std::uint64_t end = std::min(begin + wal.page_size, database_size);
+    if (begin >= end) break;
+    if (!ranges.empty() && ranges.back().end == begin) {
+      ranges.back().end = end;
+    } else {
+      ranges.push_back({begin, end});
+    }
+  }
+  return ranges;
+}
+
 // Copies each member in order (refreshing the database copy when `refresh_database`).
 // `while_copying_database` runs between chunks of the database; a journal member is skipped
 // when `journal_already_copied` says so by then; a WAL is applied to the database copy
-// instead of staged when `apply_wal` (see Settings::apply_live_wal).
+// instead of staged when `apply_wal` (see Settings::apply_live_wal), and then a fresh copy
+// of the database leaves out the pages a first look at the WAL found there.
 SetCopy copy_members(const std::vector<Member>& members, io::UniqueFd held_journal,
-                     const discover::DatabaseFiles& source, const Settings& settings,
-                     std::uint64_t total, int attempt, bool refresh_database, bool apply_wal,
+                     const discover::DatabaseFiles& source, const validate::SetState& before,
+                     const Settings& settings, std::uint64_t total, int attempt,
+                     bool refresh_database, bool apply_wal,
                      const std::function<void()>& while_copying_database,
                      const bool& journal_already_copied) {
   SetCopy copy;
+  std::optional<finalize::WalPages> first_look;
+  if (apply_wal && !refresh_database && !settings.copy_function) {
+    if (const io::UniqueFd wal = io::open_source_file(source.wal)) {
+      first_look =
+          finalize::committed_pages_of_live_wal(wal.get(), settings.cancel, source.database);
+    }
+  }
+  const std::vector<io::ByteRange> left_out =
+      first_look ? pages_to_leave_out(*first_look, before.database.stat.size)
+                 : std::vector<io::ByteRange>{};
   for (const auto& member : members) {
     if (settings.copy_function) {
       // The caller's copy says itself whether the file changed under it; the whole-set
@@ -254,17 +293,18 @@ SetCopy copy_members(const std::vector<Member>& members, io::UniqueFd held_journ
     if (is_journal && journal_already_copied) continue;
     // (The database is always the first member.)
     if (member.source == &source.wal && apply_wal &&
-        apply_wal_member(source, members.front().staged, settings, copy)) {
+        apply_wal_member(source, members.front().staged, settings, first_look, copy)) {
       continue;
     }
     // Only the journal member takes the descriptor held since before the first look.
     io::UniqueFd held = is_journal ? std::exchange(held_journal, io::UniqueFd()) : io::UniqueFd();
     // Only the database file is kept: a -wal or -journal copy is applied and deleted before
     // the fsync, so writing it out early would only take the disk from the database.
-    const MemberCopy done = copy_member(*member.source, std::move(held), member.staged, settings,
-                                        copy.bytes, total, attempt, is_database && refresh_database,
-                                        is_database && settings.start_writeback,
-                                        is_database ? while_copying_database : nullptr);
+    const MemberCopy done = copy_member(
+        *member.source, std::move(held), member.staged, settings, copy.bytes, total, attempt,
+        is_database && refresh_database, is_database && settings.start_writeback,
+        is_database ? while_copying_database : nullptr,
+        is_database ? std::span(left_out) : std::span<const io::ByteRange>{});
     copy.bytes += done.bytes;
     if (done.vanished) {
       copy.settled = false;
@@ -501,7 +541,7 @@ LastSeen copy_set_once(const discover::DatabaseFiles& source,
   const bool apply_wal =
       settings.apply_live_wal && validate::has_live_wal(before) && !before.journal.exists;
   const SetCopy copy = copy_members(
-      members, std::move(held_journal), source, settings, total, attempt, refresh_database,
+      members, std::move(held_journal), source, before, settings, total, attempt, refresh_database,
       apply_wal, [&watch] { watch.look_between_chunks(); }, watch.journal_covered());
   outcome.bytes = copy.bytes;
   // The sizes at the first look are only an estimate (a file grew, or a journal was copied

@@ -10,6 +10,7 @@
 #include <sqlite3.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <filesystem>
 #include <optional>
@@ -79,6 +80,36 @@ TEST(ApplyLiveWal, AppliesTheSourcesOwnWalAsTheStagedCopyWouldBeAppliedAndLeaves
   EXPECT_EQ(std::string(reinterpret_cast<const char*>(image.data()), image.size()),
             applied_through_staged_files(source, dir));
   EXPECT_EQ(rows_in(std::move(image)), 300);
+}
+
+// The first look lists the pages of committed frames, each once, page 1 never, and leaves out
+// what a transaction still in progress has spilled into the WAL.
+TEST(ApplyLiveWal, TheFirstLookListsThePagesOfCommittedFramesOnly) {
+  TempDir dir;
+  const fs::path source = dir / "source.db";
+  WalOwner owner(source, 4096);
+  owner.insert(300, 900);
+  owner.exec("UPDATE t SET v = randomblob(700) WHERE id % 3 = 0");
+  const fs::path wal_path = source.string() + "-wal";
+  const io::UniqueFd wal(::open(wal_path.c_str(), O_RDONLY | O_CLOEXEC));
+  const auto committed = finalize::committed_pages_of_live_wal(wal.get(), nullptr, source);
+  ASSERT_TRUE(committed.has_value());
+  EXPECT_EQ(committed->page_size, 4096U);
+  ASSERT_FALSE(committed->pages.empty());
+  EXPECT_GT(committed->pages.front(), 1U);
+  EXPECT_TRUE(std::is_sorted(committed->pages.begin(), committed->pages.end()));
+  EXPECT_EQ(std::adjacent_find(committed->pages.begin(), committed->pages.end()),
+            committed->pages.end());
+
+  // A transaction bigger than its page cache spills pages past the database's end into the
+  // WAL before it commits: none of them is listed.
+  owner.exec("PRAGMA cache_size=10; BEGIN");
+  owner.insert(2000, 1000);
+  const auto with_spill = finalize::committed_pages_of_live_wal(wal.get(), nullptr, source);
+  owner.exec("ROLLBACK");
+  ASSERT_TRUE(with_spill.has_value());
+  EXPECT_EQ(with_spill->pages, committed->pages);
+  EXPECT_EQ(with_spill->wal_header, committed->wal_header);
 }
 
 // The image's first write comes after the first window of the WAL was read: the owner's
