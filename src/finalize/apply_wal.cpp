@@ -180,6 +180,8 @@ struct FrameScan {
   std::uint64_t committed_frames = 0;
   std::uint32_t pages_after_commit = 0;  // database size, in pages, at the last commit
   DatabaseHeader page1{};                // as page 1 starts after the last commit
+  bool page1_from_wal = false;           // a committed frame rewrote page 1
+  Checksum chain_at_commit;              // the chain after the last committed frame
 };
 
 class WalApplier {
@@ -187,8 +189,9 @@ class WalApplier {
   // `wal` is read through `wal_fd`; `live`: it is the source's own WAL, which its owner may
   // append to, restart or cut while we read it (see apply_live_wal()).
   WalApplier(DatabaseImage& database, int wal_fd, bool live, const std::atomic<bool>* cancel,
-             const std::filesystem::path& source)
-      : db_(database),
+             const std::filesystem::path& source, const WalPages* first_look = nullptr)
+      : first_look_(first_look),
+        db_(database),
         wal_(wal_fd),
         live_(live),
         read_failure_(live ? "cannot read the WAL of" : "cannot read the WAL of the snapshot of"),
@@ -242,6 +245,13 @@ class WalApplier {
     WalPages pages;
     pages.wal_header = result_.wal_header;
     pages.page_size = header_.page_size;
+    pages.page_of_frame = scan.page_of_frame;
+    pages.pages_after_commit = scan.pages_after_commit;
+    if (scan.page1_from_wal) {
+      pages.page1.emplace();
+      std::memcpy(pages.page1->data(), scan.page1.data(), pages.page1->size());
+    }
+    pages.checksum = {scan.chain_at_commit.s0, scan.chain_at_commit.s1};
     for (const std::uint32_t page : scan.page_of_frame) {
       // (apply() never writes page 2^32 - 1: neither is it left out of the copy.)
       if (page != 1 && page <= scan.pages_after_commit &&
@@ -371,8 +381,27 @@ class WalApplier {
     FrameScan scan;
     scan.page1 = database_header_;
     DatabaseHeader pending = database_header_;  // page 1 as the frames so far leave it
+    bool pending_from_wal = false;
     Checksum chain = header_.seed;
     std::uint64_t frame = 1;
+    // Frames committed in this generation are never rewritten: where a first look scanned
+    // them, go on from its last committed frame.
+    if (first_look_ != nullptr && first_look_->wal_header == result_.wal_header &&
+        !first_look_->page_of_frame.empty()) {
+      scan.page_of_frame = first_look_->page_of_frame;
+      scan.committed_frames = scan.page_of_frame.size();
+      scan.pages_after_commit = first_look_->pages_after_commit;
+      if (first_look_->page1) {
+        std::memcpy(pending.data(), first_look_->page1->data(), pending.size());
+        pending_from_wal = true;
+      }
+      scan.page1 = pending;
+      scan.page1_from_wal = pending_from_wal;
+      chain.s0 = first_look_->checksum[0];
+      chain.s1 = first_look_->checksum[1];
+      scan.chain_at_commit = chain;
+      frame = scan.committed_frames + 1;
+    }
     for (;;) {
       detail::throw_if_cancelled(cancel_, source_);
       const std::span<const std::byte> window = view(frame_offset(frame), window_bytes());
@@ -387,11 +416,16 @@ class WalApplier {
         chain.add(std::span(header + kFrameHeader, header_.page_size));
         if (!chain.matches(header + 16)) return finish_scan(scan);
         scan.page_of_frame.push_back(page);
-        if (page == 1) std::memcpy(pending.data(), header + kFrameHeader, pending.size());
+        if (page == 1) {
+          std::memcpy(pending.data(), header + kFrameHeader, pending.size());
+          pending_from_wal = true;
+        }
         if (const std::uint32_t pages_after = load_be32(header + 4); pages_after != 0) {
           scan.committed_frames = frame;
           scan.pages_after_commit = pages_after;
           scan.page1 = pending;
+          scan.page1_from_wal = pending_from_wal;
+          scan.chain_at_commit = chain;
         }
       }
       if (whole < frames_per_window()) return finish_scan(scan);
@@ -501,6 +535,7 @@ class WalApplier {
     result_.left_wal_mode = true;
   }
 
+  const WalPages* first_look_;
   DatabaseImage& db_;
   int wal_;
   bool live_;
@@ -533,15 +568,15 @@ WalApplication apply_wal(const std::filesystem::path& database, const std::files
 }
 
 WalApplication apply_live_wal(DatabaseImage& database, int wal_fd, const std::atomic<bool>* cancel,
-                              const std::filesystem::path& source) {
-  return WalApplier(database, wal_fd, true, cancel, source).run();
+                              const std::filesystem::path& source, const WalPages* first_look) {
+  return WalApplier(database, wal_fd, true, cancel, source, first_look).run();
 }
 
 WalApplication apply_live_wal(const std::filesystem::path& database, int wal_fd,
                               const std::atomic<bool>* cancel, const std::filesystem::path& source,
-                              const std::filesystem::path& written) {
+                              const std::filesystem::path& written, const WalPages* first_look) {
   FileImage image(database, source, written);
-  return WalApplier(image, wal_fd, true, cancel, source).run();
+  return WalApplier(image, wal_fd, true, cancel, source, first_look).run();
 }
 
 std::optional<WalPages> committed_pages_of_live_wal(int wal_fd, const std::atomic<bool>* cancel,

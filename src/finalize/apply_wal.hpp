@@ -74,17 +74,6 @@ WalApplication apply_wal(const std::filesystem::path& database, const std::files
                          const std::atomic<bool>* cancel, const std::filesystem::path& source,
                          const std::filesystem::path& written);
 
-// The same, into a database image held elsewhere (memory), straight from the source's own
-// WAL, read through `wal_fd` (never mapped, never written): the snapshot of a live WAL
-// written once, with no staged copy of the WAL written and read back. Its owner may append to
-// the WAL, restart it or cut it meanwhile, so what was read is proven only by the validation
-// that follows (result.wal_header is the generation read; the caller's look at the set after
-// this call must find the same header). A WAL cut under the reads ends in `applied == false`
-// with the image partly written: the caller drops it, as it does any attempt that does not
-// validate (result.cut_while_read). Read errors name `source`.
-WalApplication apply_live_wal(DatabaseImage& database, int wal_fd, const std::atomic<bool>* cancel,
-                              const std::filesystem::path& source);
-
 // A first look at the source's live WAL, before its database is read: the pages its committed
 // frames hold, which the copy of the database may leave out because apply_live_wal() will
 // write each of them. Frames committed in one generation of the WAL are never rewritten, so
@@ -96,13 +85,34 @@ struct WalPages {
   std::array<std::byte, 32> wal_header{};
   std::uint32_t page_size = 0;
   std::vector<std::uint32_t> pages;  // ascending, each once
+  // Where the scan stood at the last committed frame, so that apply_live_wal() goes on from
+  // there instead of reading those frames again for their checksums.
+  std::vector<std::uint32_t> page_of_frame;  // the committed frames' pages, in frame order
+  std::uint32_t pages_after_commit = 0;
+  std::optional<std::array<std::byte, 100>> page1;  // page 1 as a committed frame rewrote it
+  std::array<std::uint32_t, 2> checksum{};          // the chain at the last committed frame
 };
 std::optional<WalPages> committed_pages_of_live_wal(int wal_fd, const std::atomic<bool>* cancel,
                                                     const std::filesystem::path& source);
 
-// The same into a staged database file (write errors name `written`).
+// apply_wal(), into a database image held elsewhere (memory), straight from the source's own
+// WAL, read through `wal_fd` (never mapped, never written): the snapshot of a live WAL
+// written once, with no staged copy of the WAL written and read back. Its owner may append to
+// the WAL, restart it or cut it meanwhile, so what was read is proven only by the validation
+// that follows (result.wal_header is the generation read; the caller's look at the set after
+// this call must find the same header). A WAL cut under the reads ends in `applied == false`
+// with the image partly written: the caller drops it, as it does any attempt that does not
+// validate (result.cut_while_read). Read errors name `source`.
+WalApplication apply_live_wal(DatabaseImage& database, int wal_fd, const std::atomic<bool>* cancel,
+                              const std::filesystem::path& source,
+                              const WalPages* first_look = nullptr);
+
+// The same into a staged database file (write errors name `written`). With `first_look` (taken
+// in the same generation: the header read must be its wal_header, or the look is not used)
+// the frames it scanned are not scanned again.
 WalApplication apply_live_wal(const std::filesystem::path& database, int wal_fd,
                               const std::atomic<bool>* cancel, const std::filesystem::path& source,
-                              const std::filesystem::path& written);
+                              const std::filesystem::path& written,
+                              const WalPages* first_look = nullptr);
 
 }  // namespace sqlite_backup::finalize

@@ -77,16 +77,24 @@ namespace {
 class CopyCursor {
  public:
   CopyCursor(int source_fd, const std::filesystem::path& source_path, int destination_fd,
-             const std::filesystem::path& destination_path, std::span<const ByteRange> skip)
+             const std::filesystem::path& destination_path, const LateRanges* skip)
       : source_fd_(source_fd),
         source_path_(source_path),
         destination_fd_(destination_fd),
         destination_path_(destination_path),
-        skip_(skip) {}
+        late_(skip) {}
 
   // The bytes the next chunk may take at done(), at most `limit`, after moving past any range
   // to leave out that starts there.
   std::size_t next_chunk(std::size_t limit) {
+    if (late_ != nullptr) {
+      if (const std::vector<ByteRange>* published = late_->get()) {
+        late_ = nullptr;
+        skip_ = *published;
+        // What the copy has passed stays copied.
+        while (next_skip_ < skip_.size() && skip_[next_skip_].end <= done_) ++next_skip_;
+      }
+    }
     bool moved = false;
     while (next_skip_ < skip_.size() && skip_[next_skip_].begin <= done_) {
       done_ = std::max(done_, skip_[next_skip_++].end);
@@ -124,6 +132,7 @@ class CopyCursor {
   const std::filesystem::path& source_path_;
   int destination_fd_;
   const std::filesystem::path& destination_path_;
+  const LateRanges* late_;  // until its ranges are published
   std::span<const ByteRange> skip_;
   std::size_t next_skip_ = 0;
   std::uint64_t done_ = 0;
@@ -166,7 +175,7 @@ std::uint64_t copy_by_read_write(CopyCursor& cursor, int source_fd,
 CopyOutcome copy_file_contents(int source_fd, const std::filesystem::path& source_path,
                                int destination_fd, const std::filesystem::path& destination_path,
                                const ChunkObserver& observer, bool start_writeback,
-                               std::span<const ByteRange> skip) {
+                               const LateRanges* skip) {
   CopyOutcome outcome;
   std::uint64_t written_back = 0;
   const std::function<bool(std::uint64_t)> after_chunk = [&](std::uint64_t done) {

@@ -1,10 +1,12 @@
 // Copying one open file into another by the cheapest means the filesystems allow.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
-#include <span>
+#include <utility>
+#include <vector>
 
 namespace sqlite_backup::io {
 
@@ -25,6 +27,33 @@ struct ByteRange {
   std::uint64_t end = 0;
 };
 
+// Ranges a copy may leave out, found by another thread while the copy runs: published once;
+// the copy leaves out what of them it has not passed yet.
+class LateRanges {
+ public:
+  LateRanges() = default;
+  explicit LateRanges(std::vector<ByteRange> ranges) { publish(std::move(ranges)); }
+  LateRanges(const LateRanges&) = delete;
+  LateRanges& operator=(const LateRanges&) = delete;
+  LateRanges(LateRanges&&) = delete;
+  LateRanges& operator=(LateRanges&&) = delete;
+  ~LateRanges() = default;
+
+  // Sorted, not overlapping. Call at most once.
+  void publish(std::vector<ByteRange> ranges) noexcept {
+    ranges_ = std::move(ranges);
+    published_.store(true, std::memory_order_release);
+  }
+  // nullptr until published.
+  [[nodiscard]] const std::vector<ByteRange>* get() const noexcept {
+    return published_.load(std::memory_order_acquire) ? &ranges_ : nullptr;
+  }
+
+ private:
+  std::vector<ByteRange> ranges_;
+  std::atomic<bool> published_{false};
+};
+
 // Copies everything from the current start of `source_fd` to its end of file (the end as it
 // is when reached, not a size taken earlier: a growing file is read to its new end) into the
 // empty file `destination_fd`. Tries a reflink clone first (btrfs, XFS: the whole file
@@ -32,13 +61,14 @@ struct ByteRange {
 // With `start_writeback`, each chunk is handed to the disk as soon as it is written
 // (sync_file_range, asynchronous), so that a final fsync() has little left to wait for and
 // the copy does not stall behind the kernel's dirty-page throttling.
-// `skip` (sorted, not overlapping, offsets from the start of the file; both descriptors at
-// offset 0) are ranges the caller will write itself: they are neither read nor written, and
-// stay holes in the copy, which still ends where the source ended. A clone ignores them.
+// `skip` (offsets from the start of the file; both descriptors at offset 0) are ranges the
+// caller will write itself: once published, what of them the copy has not passed is neither
+// read nor written, and stays a hole in the copy, which still ends where the source ended. A
+// clone ignores them.
 CopyOutcome copy_file_contents(int source_fd, const std::filesystem::path& source_path,
                                int destination_fd, const std::filesystem::path& destination_path,
                                const ChunkObserver& observer = {}, bool start_writeback = false,
-                               std::span<const ByteRange> skip = {});
+                               const LateRanges* skip = nullptr);
 
 struct RefreshOutcome {
   std::uint64_t bytes = 0;            // bytes of the source read (its size as it ended)

@@ -32,8 +32,9 @@ std::string copy_leaving_out(const TempDir& dir, const std::string& source_bytes
   write_file(source, source_bytes);
   const io::UniqueFd in(::open(source.c_str(), O_RDONLY | O_CLOEXEC));
   io::UniqueFd out(::open(copy.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+  const io::LateRanges ranges(skip);
   const io::CopyOutcome outcome =
-      io::copy_file_contents(in.get(), source, out.get(), copy, {}, false, skip);
+      io::copy_file_contents(in.get(), source, out.get(), copy, {}, false, &ranges);
   out.close(copy);
   EXPECT_EQ(outcome.bytes, source_bytes.size());
   return read_file(copy);
@@ -52,10 +53,11 @@ TEST(CopyLeavingOut, LeavesTheRangesAsZerosAndCopiesEverythingElse) {
   const TempDir dir;
   const std::string source = patterned(kSize);
   // One inside a chunk, one across a chunk boundary (4 MiB), two adjacent ones.
-  const std::vector<io::ByteRange> skip{{8192, 16384},
-                                        {(std::uint64_t{4} << 20) - 4096, (std::uint64_t{4} << 20) + 8192},
-                                        {std::uint64_t{6} << 20, (std::uint64_t{6} << 20) + 4096},
-                                        {(std::uint64_t{6} << 20) + 4096, (std::uint64_t{6} << 20) + 12288}};
+  const std::vector<io::ByteRange> skip{
+      {8192, 16384},
+      {(std::uint64_t{4} << 20) - 4096, (std::uint64_t{4} << 20) + 8192},
+      {std::uint64_t{6} << 20, (std::uint64_t{6} << 20) + 4096},
+      {(std::uint64_t{6} << 20) + 4096, (std::uint64_t{6} << 20) + 12288}};
   const std::string copy = copy_leaving_out(dir, source, skip);
   ASSERT_EQ(copy.size(), source.size());
   EXPECT_TRUE(copy == expected(source, skip));
