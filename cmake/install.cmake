@@ -55,6 +55,24 @@ if(TARGET sqlite_backup_cli)
   install(TARGETS sqlite_backup_cli RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
   install(FILES ${PROJECT_SOURCE_DIR}/docs/sqlite_backup.1
     DESTINATION ${CMAKE_INSTALL_MANDIR}/man1)
+  # Off the machine (README, "Many machines"): the wrappers that send a snapshot to restic or
+  # to an rclone remote and leave nothing half-stored when a side of the pipe fails.
+  install(PROGRAMS ${PROJECT_SOURCE_DIR}/scripts/sqlite-backup-restic
+                   ${PROJECT_SOURCE_DIR}/scripts/sqlite-backup-rclone
+    DESTINATION ${CMAKE_INSTALL_BINDIR})
+  # The systemd service and timer (templated on a name: /etc/sqlite-backup/NAME.conf). Their
+  # ExecStart names the installed binary, so the unit is written at install time, when the
+  # prefix is final (cmake --install --prefix may change it). systemd looks in
+  # <prefix>/lib/systemd/system for /usr and /usr/local alike.
+  install(CODE "
+    set(SQLITE_BACKUP_UNIT_EXEC \"\${CMAKE_INSTALL_PREFIX}/${CMAKE_INSTALL_BINDIR}/sqlite_backup\")
+    configure_file(\"${PROJECT_SOURCE_DIR}/systemd/sqlite-backup@.service.in\"
+                   \"${PROJECT_BINARY_DIR}/systemd/sqlite-backup@.service\" @ONLY)")
+  install(FILES ${PROJECT_BINARY_DIR}/systemd/sqlite-backup@.service
+                ${PROJECT_SOURCE_DIR}/systemd/sqlite-backup@.timer
+    DESTINATION lib/systemd/system)
+  install(FILES ${PROJECT_SOURCE_DIR}/systemd/example.conf
+    DESTINATION ${CMAKE_INSTALL_DOCDIR}/examples RENAME sqlite-backup.conf)
 endif()
 
 # ---- CMake package: find_package(sqlite_backup) ----------------------------------------------

@@ -16,6 +16,8 @@ packages=(
   util-linux e2fsprogs dpkg-dev file
   groff-base                    # renders (and so checks) the man page, docs/sqlite_backup.1
   strace                        # a test counts the fsyncs of a backup (skipped without)
+  restic rclone                 # tests/offsite: snapshots streamed off the machine (skipped without)
+  systemd                       # systemd-analyze verify checks the shipped units (skipped without)
   clang-14                      # the second compiler of scripts/test.sh (warnings as errors)
   clang-format-14               # scripts/check-format.sh (the version decides the format)
   clang-tidy-14                 # scripts/tidy.sh

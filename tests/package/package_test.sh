@@ -53,9 +53,16 @@ case $step in
     run "$CMAKE_COMMAND" --install "$BINARY_DIR" --prefix "$prefix" ${BUILD_CONFIG:+--config "$BUILD_CONFIG"}
     # What a user of the package needs, wherever GNUInstallDirs put the library folder.
     for wanted in include/sqlite_backup/sqlite_backup.hpp include/sqlite_backup/log.hpp \
-                  bin/sqlite_backup share/man/man1/sqlite_backup.1; do
+                  bin/sqlite_backup share/man/man1/sqlite_backup.1 \
+                  bin/sqlite-backup-restic bin/sqlite-backup-rclone \
+                  lib/systemd/system/sqlite-backup@.service lib/systemd/system/sqlite-backup@.timer \
+                  share/doc/sqlite_backup/examples/sqlite-backup.conf; do
       [[ -f $prefix/$wanted ]] || fail "cmake --install left no $wanted in $prefix"
     done
+    # The service runs the binary installed beside it, in this prefix.
+    grep -qx "ExecStart=$prefix/bin/sqlite_backup \$OPTIONS -- \${SOURCE} \${DESTINATION}" \
+      "$prefix/lib/systemd/system/sqlite-backup@.service" ||
+      fail "the installed service's ExecStart is not $prefix/bin/sqlite_backup"
     for pattern in 'lib*/libsqlite_backup.*' 'lib*/cmake/sqlite_backup/sqlite_backupConfig.cmake' \
                    'lib*/cmake/sqlite_backup/sqlite_backupConfigVersion.cmake' \
                    'lib*/cmake/sqlite_backup/sqlite_backupTargets.cmake' 'lib*/pkgconfig/sqlite_backup.pc'; do
@@ -139,7 +146,10 @@ case $step in
                    ' ./usr/include/sqlite_backup/log.hpp$' ' ./usr/lib/.*libsqlite_backup\.(a|so)' \
                    ' ./usr/lib/.*cmake/sqlite_backup/sqlite_backupConfig\.cmake$' \
                    ' ./usr/lib/.*cmake/sqlite_backup/sqlite_backupTargets\.cmake$' \
-                   ' ./usr/lib/.*pkgconfig/sqlite_backup\.pc$' ' ./usr/share/man/man1/sqlite_backup\.1'; do
+                   ' ./usr/lib/.*pkgconfig/sqlite_backup\.pc$' ' ./usr/share/man/man1/sqlite_backup\.1' \
+                   ' ./usr/bin/sqlite-backup-restic$' ' ./usr/bin/sqlite-backup-rclone$' \
+                   ' ./usr/lib/systemd/system/sqlite-backup@\.service$' \
+                   ' ./usr/lib/systemd/system/sqlite-backup@\.timer$'; do
       grep -Eq "$pattern" <<<"$contents" || fail "the .deb has no file matching '$pattern'"
     done
     field() { dpkg-deb --field "$deb" "$1"; }
@@ -155,6 +165,8 @@ case $step in
     root=$out/root
     run dpkg-deb --extract "$deb" "$root"
     "$root/usr/bin/sqlite_backup" --version
+    grep -q '^ExecStart=/usr/bin/sqlite_backup ' "$root/usr/lib/systemd/system/sqlite-backup@.service" ||
+      fail "the packaged service does not run /usr/bin/sqlite_backup"
     if command -v pkg-config >/dev/null; then
       packaged_include=$(PKG_CONFIG_PATH=$(dirname "$(compgen -G "$root/usr/lib*/pkgconfig/sqlite_backup.pc" | head -n1)") \
         pkg-config --variable=includedir sqlite_backup)
