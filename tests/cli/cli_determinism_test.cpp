@@ -87,8 +87,8 @@ TEST_P(Determinism, AnUnchangedDatabaseGivesTheSameBytesToAFileAndToStdout) {
   const std::string first = snapshot_to_file(source, dir / "first.sqlite");
   ASSERT_FALSE(first.empty());
   EXPECT_TRUE(snapshot_to_file(source, dir / "second.sqlite") == first)
-      << "pages that differ: " << ::testing::PrintToString(differing_pages(
-                                      read_file(dir / "second.sqlite"), first));
+      << "pages that differ: "
+      << ::testing::PrintToString(differing_pages(read_file(dir / "second.sqlite"), first));
   const std::string streamed = snapshot_to_stdout(source);
   EXPECT_TRUE(streamed == first) << "pages that differ: "
                                  << ::testing::PrintToString(differing_pages(streamed, first));
@@ -106,9 +106,9 @@ TEST_P(Determinism, ASmallChangeChangesOnlyThePagesItTouchedAndPageOne) {
   const std::string wal_before = fs::exists(wal) ? read_file(wal) : std::string{};
   const std::string file_before = read_file(source);
   owner.exec("UPDATE t SET v = randomblob(300) WHERE id = 1234");
-  std::set<std::uint32_t> touched =
-      GetParam() == "WAL" ? pages_of_frames(read_file(wal), wal_before.size())
-                          : differing_pages(file_before, read_file(source));
+  std::set<std::uint32_t> touched = GetParam() == "WAL"
+                                        ? pages_of_frames(read_file(wal), wal_before.size())
+                                        : differing_pages(file_before, read_file(source));
   ASSERT_FALSE(touched.empty());
   touched.insert(1);
 

@@ -124,6 +124,53 @@ TEST(LiveBackupStress, RollbackWritersFasterThanOneCopyFinishUnderTheReaderLock)
   run_and_expect_every_backup_ok(scenario);
 }
 
+TEST(LiveBackupStress, AutoVacuumFullCutsAndRegrowsTheFileUnderTwoRollbackWriters) {
+  // Issue 11's auto_vacuum workload: with auto_vacuum=FULL every commit that frees pages (a
+  // blob rewritten) moves pages and cuts the file, and the next one grows it again, while two
+  // rollback-journal writers spill pages before COMMIT.
+  const std::vector<std::string> flags = spilling_writer_flags("delete");
+  const Scenario scenario{
+      .name = "autovacuum",
+      .prime_journal = "delete",
+      .prime_flags = {"--auto-vacuum", "full"},
+      .writers = {flags, flags},
+      .allowed_source_suffixes = {"-journal"},
+      .via = Via::library_and_cli,
+  };
+  run_and_expect_every_backup_ok(scenario);
+}
+
+TEST(LiveBackupStress, AutoVacuumFullInWalMode) {
+  // The same file cutting in WAL mode: checkpoints shrink and regrow the database file while
+  // the WAL holds the pages that say so.
+  const Scenario scenario{
+      .name = "autovacuum-wal",
+      .prime_journal = "wal",
+      .prime_flags = {"--auto-vacuum", "full"},
+      .writers = {{"--autocheckpoint", "8"}, {"--autocheckpoint", "8"}},
+      .allowed_source_suffixes = {"-wal", "-shm"},
+      .via = Via::library_and_memory,
+  };
+  run_and_expect_every_backup_ok(scenario);
+}
+
+TEST(LiveBackupStress, RollbackOwnerHoldingExclusiveLockingMode) {
+  // Issue 11's exclusive-locking rollback owner: it holds SQLite's EXCLUSIVE lock for good, so
+  // no reader's lock can be had, its journal persists (header zeroed after each commit) and
+  // its change counter stops moving. Every snapshot must still be one committed state. At
+  // this pace (a commit every 0-20 ms, a 4 MiB database) copies complete; an owner committing
+  // several times per copy still makes a backup give up (the README's known limitations).
+  const Scenario scenario{
+      .name = "rollback-exclusive",
+      .prime_journal = "delete",
+      .writers = {{"--journal", "delete", "--locking", "exclusive", "--max-sleep-us", "20000"}},
+      .allowed_source_suffixes = {"-journal"},
+      .via = Via::library_and_cli,
+      .database_mib = 4,
+  };
+  run_and_expect_every_backup_ok(scenario);
+}
+
 TEST(LiveBackupStress, PersistAndTruncateJournals) {
   // PERSIST leaves a journal whose header is zeroed after each commit; TRUNCATE leaves an
   // empty one: neither is hot, and both must be told apart from a hot journal.

@@ -399,10 +399,17 @@ ScenarioResult run_scenario(const Scenario& scenario) {
   }
   const fs::path source = source_folder / kSourceName;
 
-  const ProcessResult primed = run_process(
-      {kChurnExe.string(), "prime", "--db", source.string(), "--mb",
-       std::to_string(scenario.database_mib > 0 ? scenario.database_mib : database_mib()),
-       "--journal", scenario.prime_journal});
+  std::vector<std::string> prime = {
+      kChurnExe.string(),
+      "prime",
+      "--db",
+      source.string(),
+      "--mb",
+      std::to_string(scenario.database_mib > 0 ? scenario.database_mib : database_mib()),
+      "--journal",
+      scenario.prime_journal};
+  prime.insert(prime.end(), scenario.prime_flags.begin(), scenario.prime_flags.end());
+  const ProcessResult primed = run_process(prime);
   if (primed.exit_code != 0) {
     result.harness_errors.push_back("sqlite_churn prime failed: " + describe(primed));
     return result;

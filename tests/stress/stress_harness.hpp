@@ -61,7 +61,8 @@ enum class Via {
 
 struct Scenario {
   std::string name;
-  std::string prime_journal;  // "wal" or "delete"
+  std::string prime_journal;               // "wal" or "delete"
+  std::vector<std::string> prime_flags{};  // extra `sqlite_churn prime` flags
   std::vector<std::vector<std::string>>
       writers;                // extra `sqlite_churn write` flags, one per writer
   bool checkpointer = false;  // plus a `sqlite_churn checkpoint` loop

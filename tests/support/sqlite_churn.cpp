@@ -1,6 +1,7 @@
 // sqlite_churn: the workload of the stress tests, as one executable with four subcommands.
 //
-//   sqlite_churn prime --db PATH --mb M --journal wal|delete [--page-size N] [--seed S]
+//   sqlite_churn prime --db PATH --mb M --journal wal|delete [--page-size N]
+//                [--auto-vacuum none|full|incremental] [--seed S]
 //   sqlite_churn write --db PATH --status FILE [--journal wal|delete|persist|truncate]
 //                [--locking exclusive] [--autocheckpoint N] [--cache-size N] [--txn-pages
 //                small|large]
@@ -393,9 +394,13 @@ int command_prime(Arguments& args) {
   }
   const std::string journal = lower(args.required("journal"));
   const auto page_size = args.optional_integer("page-size");
+  const std::string auto_vacuum = lower(args.get("auto-vacuum").value_or("none"));
   const auto seed = static_cast<std::uint64_t>(args.integer("seed", 1));
   args.reject_unknown();
   if (journal != "wal" && journal != "delete") throw UsageError("--journal must be wal or delete");
+  if (auto_vacuum != "none" && auto_vacuum != "full" && auto_vacuum != "incremental") {
+    throw UsageError("--auto-vacuum must be none, full or incremental");
+  }
   if (mb <= 0) throw UsageError("--mb must be positive");
 
   const std::int64_t nblobs =
@@ -403,6 +408,9 @@ int command_prime(Arguments& args) {
   Database db(db_path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
   // page_size only takes effect before the first table exists.
   if (page_size) db.exec("PRAGMA page_size=" + std::to_string(*page_size));
+  // So does auto_vacuum: with FULL every commit that frees pages cuts the file, and the next
+  // one that needs pages grows it again.
+  db.exec("PRAGMA auto_vacuum=" + auto_vacuum);
   db.exec("PRAGMA journal_mode=DELETE");
   db.exec("PRAGMA synchronous=OFF");
   db.exec(kSchema);
@@ -995,7 +1003,8 @@ int command_check(Arguments& args) {
 void usage(std::FILE* out) {
   std::fputs(
       "usage:\n"
-      "  sqlite_churn prime --db PATH --mb M --journal wal|delete [--page-size N] [--seed S]\n"
+      "  sqlite_churn prime --db PATH --mb M --journal wal|delete [--page-size N]\n"
+      "      [--auto-vacuum none|full|incremental] [--seed S]\n"
       "  sqlite_churn write --db PATH --status FILE [--journal wal|delete|persist|truncate]\n"
       "      [--locking exclusive] [--autocheckpoint N] [--cache-size N] [--txn-pages "
       "small|large]\n"
