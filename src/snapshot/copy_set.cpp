@@ -44,47 +44,30 @@ void back_off(int attempt) {
 }
 
 // When attempts keep colliding with the owner, the best moment to start the next one is
-// right after the marker that spoiled the last one has changed: then the copy has the whole
-// of the owner's next cycle.
-// - Rollback mode: a copy validates when at most one transaction commits while it is read
-//   (see CommitWatch), so start right after a commit has completed (the change counter moved
-//   and no journal is hot): the copy then has until the transaction after the next one
-//   starts writing, about two of the owner's commit intervals.
-// - WAL mode: a copy validates only within one WAL generation, so start right after a
-//   checkpoint restarted the WAL: its 32-byte header differs from the last one seen.
-// Either wait reads a header (read-only) every 0.2 ms and gives up after 40 ms.
-enum class Cycle { transaction, wal_generation };
+// right after the marker that spoiled the last one has changed (validate::next_cycle_began
+// says when). This waits for it: a look (read-only) every 0.2 ms, for 40 ms at most.
+using validate::Cycle;
 
 void await_next_cycle(const discover::DatabaseFiles& source, Cycle cycle,
                       const validate::MemberState& seen) {
   using clock = std::chrono::steady_clock;
   const auto deadline = clock::now() + std::chrono::milliseconds(40);
-  const std::uint32_t counter_at_start = cycle == Cycle::transaction
-                                             ? validate::change_counter(validate::capture_member(
-                                                   source.database, validate::kDatabaseHeaderSize))
-                                             : 0;
+  // Only the members the cycle is told by are looked at.
+  const auto look = [&] {
+    validate::SetState now;
+    if (cycle == Cycle::wal_generation) {
+      now.wal = validate::capture_member(source.wal, validate::kWalHeaderSize);
+    } else {
+      now.database = validate::capture_member(source.database, validate::kDatabaseHeaderSize);
+      now.journal = validate::capture_member(source.journal, validate::kJournalHeaderSize);
+      now.exclusive_lock_held = io::sqlite_exclusive_lock_held(source.database);
+    }
+    return now;
+  };
+  const validate::SetState at_start = look();
   while (clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::microseconds(200));
-    if (cycle == Cycle::wal_generation) {
-      const validate::MemberState now =
-          validate::capture_member(source.wal, validate::kWalHeaderSize);
-      if (now.exists != seen.exists || now.header_bytes != seen.header_bytes ||
-          std::memcmp(now.header.data(), seen.header.data(), validate::kWalHeaderSize) != 0) {
-        return;
-      }
-      continue;
-    }
-    // A commit has completed: the counter moved, no journal is hot any more, and the writer
-    // let go of its exclusive lock (an owner in exclusive locking mode never does: then the
-    // wait runs out).
-    const validate::MemberState database =
-        validate::capture_member(source.database, validate::kDatabaseHeaderSize);
-    if (validate::change_counter(database) != counter_at_start &&
-        !validate::journal_is_hot(
-            validate::capture_member(source.journal, validate::kJournalHeaderSize)) &&
-        !io::sqlite_exclusive_lock_held(source.database)) {
-      return;
-    }
+    if (validate::next_cycle_began(cycle, seen, at_start, look())) return;
   }
 }
 
@@ -361,15 +344,36 @@ SetCopy copy_members(const std::vector<Member>& members, io::UniqueFd held_journ
   return copy;
 }
 
-// The second look at the source, and the content comparison where
-// judge() asks for one. The comparison is itself a refresh pass: when it finds differences
-// it has already brought the copy up to date for the next attempt. It happens before the
-// last look, so that the look also covers it.
+// Reads the copy against the source once more (the content comparison validate::judge asks
+// for in the quiet case). The comparison is itself a refresh pass: when it finds differences
+// it has already brought the copy up to date for the next attempt.
+validate::Comparison compare_contents(const discover::DatabaseFiles& source,
+                                      const std::filesystem::path& staged_database,
+                                      const Settings& settings) {
+  const io::UniqueFd source_fd = io::open_source_file(source.database);
+  io::UniqueFd copy_fd(::open(staged_database.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW));
+  if (!copy_fd) {
+    io::throw_errno(errno, "cannot open the temporary file", shown_path(staged_database, settings));
+  }
+  if (!source_fd) return validate::Comparison::source_gone;
+  const io::RefreshOutcome comparison = io::refresh_file_contents(
+      source_fd.get(), source.database, copy_fd.get(), shown_path(staged_database, settings),
+      [&](std::uint64_t) { return !detail::cancelled(settings.cancel); });
+  detail::throw_if_cancelled(settings.cancel, source.database);
+  copy_fd.close(shown_path(staged_database, settings));
+  return comparison.bytes_rewritten == 0 ? validate::Comparison::equal
+                                         : validate::Comparison::differs;
+}
+
+// The second look at the source, and the evidence validate::judge asks for: the markers of the
+// copies, and the content comparison where it needs one (made before a last look, so that the
+// look also covers it). Decides nothing itself.
 validate::Verdict judge_copy(const discover::DatabaseFiles& source,
                              const discover::DatabaseFiles& staged_files,
                              const validate::SetState& before, const SetCopy& copy,
                              validate::DuringCopy& during, const Settings& settings) {
-  const bool database_proved_equal = copy.database_proved_equal;
+  // A retry's refresh that rewrote nothing was itself a comparison.
+  if (copy.database_proved_equal) during.comparison = validate::Comparison::equal;
   const validate::MemberState staged_wal =
       copy.wal_as_read ? *copy.wal_as_read
                        : validate::capture_member(staged_files.wal, validate::kWalHeaderSize);
@@ -381,26 +385,8 @@ validate::Verdict judge_copy(const discover::DatabaseFiles& source,
     return validate::judge(before, state, staged_wal, staged_journal, staged_files.journal, during);
   };
   validate::Verdict verdict = judge_against(validate::capture(source));
-  if (!verdict.consistent || verdict.need != validate::Need::content_comparison ||
-      database_proved_equal) {
-    return verdict;
-  }
-  const io::UniqueFd source_fd = io::open_source_file(source.database);
-  io::UniqueFd copy_fd(::open(staged_files.database.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW));
-  if (!copy_fd) {
-    io::throw_errno(errno, "cannot open the temporary file",
-                    shown_path(staged_files.database, settings));
-  }
-  if (!source_fd) return {false, validate::Need::nothing_more, "the database was deleted"};
-  const io::RefreshOutcome comparison = io::refresh_file_contents(
-      source_fd.get(), source.database, copy_fd.get(), shown_path(staged_files.database, settings),
-      [&](std::uint64_t) { return !detail::cancelled(settings.cancel); });
-  detail::throw_if_cancelled(settings.cancel, source.database);
-  copy_fd.close(shown_path(staged_files.database, settings));
-  if (comparison.bytes_rewritten != 0) {
-    return {false, validate::Need::nothing_more,
-            "the database changed during the copy (contents differ)"};
-  }
+  if (verdict.need != validate::Need::content_comparison) return verdict;
+  during.comparison = compare_contents(source, staged_files.database, settings);
   return judge_against(validate::capture(source));
 }
 

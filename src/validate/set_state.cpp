@@ -287,6 +287,16 @@ SetState capture(const discover::DatabaseFiles& files) {
   return state;
 }
 
+bool next_cycle_began(Cycle cycle, const MemberState& seen, const SetState& at_start,
+                      const SetState& now) noexcept {
+  if (cycle == Cycle::wal_generation) {
+    return now.wal.exists != seen.exists || now.wal.header_bytes != seen.header_bytes ||
+           !same_bytes(now.wal, seen, 0, kWalHeaderSize);
+  }
+  return change_counter(now.database) != change_counter(at_start.database) &&
+         !journal_is_hot(now.journal) && !now.exclusive_lock_held;
+}
+
 bool has_live_wal(const SetState& state) noexcept {
   const std::uint32_t magic = big_endian_u32(state.wal, 0);
   return state.wal.exists && state.wal.header_bytes >= kWalHeaderSize &&
@@ -428,8 +438,20 @@ Verdict judge_quiet(const SetState& before, const SetState& after, const DuringC
                     big_endian_u32(before.database, 24), big_endian_u32(after.database, 24));
     return verdict;
   }
+  switch (during.comparison) {
+    case Comparison::differs:
+      verdict.reason = "the database changed during the copy (contents differ)";
+      return verdict;
+    case Comparison::source_gone:
+      verdict.reason = "the database was deleted";
+      return verdict;
+    case Comparison::not_made:
+      verdict.need = Need::content_comparison;
+      break;
+    case Comparison::equal:
+      break;
+  }
   verdict.consistent = true;
-  verdict.need = Need::content_comparison;
   // The copy already is the committed state; a journal copied beside it (PERSIST's zeroed
   // one, or one a new transaction began after our database copy) must not be replayed.
   verdict.discard_staged_journal = true;

@@ -58,6 +58,8 @@ inline constexpr std::size_t kJournalHeaderSize = 28;
 // copy's.
 MemberState wal_as_read(const std::array<std::byte, kWalHeaderSize>& header);
 
+// content_comparison: consistent if the copy equals the source read again (see Comparison);
+// the caller makes the comparison and asks again with its result in DuringCopy.
 enum class Need { nothing_more, content_comparison };
 
 struct Verdict {
@@ -81,8 +83,18 @@ struct CommitJournal {
   std::uint32_t original_counter = 0;  // page 1's change counter before T
 };
 
+// The content comparison judge() asks for in the quiet case (Need::content_comparison): the
+// copy read against the source once more, page by page.
+enum class Comparison {
+  not_made,
+  equal,    // every page of the copy equals the source's (also: a retry's refresh found so)
+  differs,  // some page differs (the refresh has already brought the copy up to date)
+  source_gone,
+};
+
 // What the snapshot stage saw while it copied the database, beyond the two looks.
 struct DuringCopy {
+  Comparison comparison = Comparison::not_made;
   // Journals of transactions seen committing, copied in their commit phase, oldest first.
   std::vector<CommitJournal> commits;
   // Bytes 12-20 (nonce, original size) of every distinct hot journal seen between chunks.
@@ -110,6 +122,23 @@ Verdict judge(const SetState& before, const SetState& after, const MemberState& 
 // record of T. (Owners in exclusive locking mode do not bump the counter: never for them.)
 std::optional<std::uint32_t> journal_in_commit_phase(const MemberState& database,
                                                      const std::filesystem::path& staged_journal);
+
+// The owner's cycles a rejected attempt may wait out before the next one, so that the next
+// copy has a whole cycle to itself:
+// - transaction (rollback mode): a copy validates when at most one transaction commits while
+//   it is read, so start right after a commit completed: the copy then has until the
+//   transaction after the next one starts writing, about two of the owner's commit intervals;
+// - wal_generation: a copy validates only within one WAL generation, so start right after a
+//   checkpoint restarted the WAL.
+enum class Cycle { transaction, wal_generation };
+
+// Whether `now` shows the cycle after the one that spoiled the last attempt has begun:
+// wal_generation: the WAL header differs from `seen` (the WAL as that attempt saw it);
+// transaction: a commit has completed since `at_start` (the change counter moved, no journal
+// is hot, and no one holds SQLite's EXCLUSIVE lock: an owner in exclusive locking mode never
+// lets go, and then the caller's wait runs out). Reads only the members the cycle is told by.
+bool next_cycle_began(Cycle cycle, const MemberState& seen, const SetState& at_start,
+                      const SetState& now) noexcept;
 
 // The change counter (offset 24) of a database header.
 std::uint32_t change_counter(const MemberState& database) noexcept;

@@ -79,5 +79,34 @@ TEST(Judge, ExclusiveLockAtBothLooksIsNotCalledExclusiveLockingMode) {
   EXPECT_NE(verdict.reason.find("a commit in progress"), std::string::npos) << verdict.reason;
 }
 
+// A quiet rollback-mode copy (no journal, the same counter at both looks): judge asks for the
+// content comparison, and decides on its result.
+TEST(Judge, AQuietCopyIsDecidedByTheContentComparison) {
+  SetState before;
+  before.database = database_header(41);
+  const SetState after = before;
+  DuringCopy during;
+  during.staged_database_bytes = 10 * 4096;
+
+  Verdict verdict = judge(before, after, {}, {}, {}, during);
+  EXPECT_TRUE(verdict.consistent);
+  EXPECT_EQ(verdict.need, Need::content_comparison);
+
+  during.comparison = Comparison::equal;
+  verdict = judge(before, after, {}, {}, {}, during);
+  EXPECT_TRUE(verdict.consistent);
+  EXPECT_EQ(verdict.need, Need::nothing_more);
+
+  during.comparison = Comparison::differs;
+  verdict = judge(before, after, {}, {}, {}, during);
+  EXPECT_FALSE(verdict.consistent);
+  EXPECT_NE(verdict.reason.find("contents differ"), std::string::npos) << verdict.reason;
+
+  during.comparison = Comparison::source_gone;
+  verdict = judge(before, after, {}, {}, {}, during);
+  EXPECT_FALSE(verdict.consistent);
+  EXPECT_NE(verdict.reason.find("deleted"), std::string::npos) << verdict.reason;
+}
+
 }  // namespace
 }  // namespace sqlite_backup::validate
