@@ -60,8 +60,8 @@ if(TARGET sqlite_backup_cli)
   install(PROGRAMS ${PROJECT_SOURCE_DIR}/scripts/sqlite-backup-restic
                    ${PROJECT_SOURCE_DIR}/scripts/sqlite-backup-rclone
     DESTINATION ${CMAKE_INSTALL_BINDIR})
-  # The systemd service and timer (templated on a name: /etc/sqlite-backup/NAME.conf). Their
-  # ExecStart names the installed binary, so the unit is written at install time, when the
+  # The systemd service and timer (templated on a name: /etc/sqlite-backup/NAME.conf; README,
+  # "Many machines"). Their ExecStart names the installed binary, so the unit is written at install time, when the
   # prefix is final (cmake --install --prefix may change it). systemd looks in
   # <prefix>/lib/systemd/system for /usr and /usr/local alike.
   install(CODE "

@@ -60,9 +60,23 @@ case $step in
       [[ -f $prefix/$wanted ]] || fail "cmake --install left no $wanted in $prefix"
     done
     # The service runs the binary installed beside it, in this prefix.
-    grep -qx "ExecStart=$prefix/bin/sqlite_backup \$OPTIONS -- \${SOURCE} \${DESTINATION}" \
+    grep -qx "ExecStart=$prefix/bin/sqlite_backup \$OPTIONS -- \${SOURCE} \${DESTINATION}.new" \
       "$prefix/lib/systemd/system/sqlite-backup@.service" ||
       fail "the installed service's ExecStart is not $prefix/bin/sqlite_backup"
+    # And systemd accepts the units as installed (an instance of each: they are templates),
+    # without a warning.
+    if command -v systemd-analyze >/dev/null; then
+      units=$WORK_DIR/installed-units
+      rm -rf "$units" && mkdir -p "$units"
+      cp "$prefix/lib/systemd/system/sqlite-backup@.service" "$units/sqlite-backup@example.service"
+      cp "$prefix/lib/systemd/system/sqlite-backup@.timer" "$units/sqlite-backup@example.timer"
+      verified=$(systemd-analyze verify --man=no "$units/sqlite-backup@example.service" \
+                   "$units/sqlite-backup@example.timer" 2>&1) ||
+        fail "systemd-analyze verify rejects the installed units: $verified"
+      [[ -z $verified ]] || fail "systemd-analyze verify warns about the installed units: $verified"
+    else
+      echo "install: systemd-analyze is not installed (Debian: systemd): the installed units are not verified" >&2
+    fi
     for pattern in 'lib*/libsqlite_backup.*' 'lib*/cmake/sqlite_backup/sqlite_backupConfig.cmake' \
                    'lib*/cmake/sqlite_backup/sqlite_backupConfigVersion.cmake' \
                    'lib*/cmake/sqlite_backup/sqlite_backupTargets.cmake' 'lib*/pkgconfig/sqlite_backup.pc'; do
