@@ -61,18 +61,28 @@ if(TARGET sqlite_backup_cli)
                    ${PROJECT_SOURCE_DIR}/scripts/sqlite-backup-rclone
     DESTINATION ${CMAKE_INSTALL_BINDIR})
   # The systemd service and timer (templated on a name: /etc/sqlite-backup/NAME.conf; README,
-  # "Many machines"). Their ExecStart names the installed binary, so the unit is written at install time, when the
-  # prefix is final (cmake --install --prefix may change it). systemd looks in
-  # <prefix>/lib/systemd/system for /usr and /usr/local alike.
+  # "Many machines"). Their ExecStart names the installed binary, so the unit (and the drop-ins
+  # that name the wrappers) are written at install time, when the prefix is final (cmake
+  # --install --prefix may change it). systemd looks in <prefix>/lib/systemd/system for /usr
+  # and /usr/local alike.
   install(CODE "
     set(SQLITE_BACKUP_UNIT_EXEC \"\${CMAKE_INSTALL_PREFIX}/${CMAKE_INSTALL_BINDIR}/sqlite_backup\")
+    set(SQLITE_BACKUP_UNIT_BINDIR \"\${CMAKE_INSTALL_PREFIX}/${CMAKE_INSTALL_BINDIR}\")
     configure_file(\"${PROJECT_SOURCE_DIR}/systemd/sqlite-backup@.service.in\"
-                   \"${PROJECT_BINARY_DIR}/systemd/sqlite-backup@.service\" @ONLY)")
+                   \"${PROJECT_BINARY_DIR}/systemd/sqlite-backup@.service\" @ONLY)
+    foreach(_tool restic rclone)
+      configure_file(\"${PROJECT_SOURCE_DIR}/systemd/override-\${_tool}.conf.in\"
+                     \"${PROJECT_BINARY_DIR}/systemd/override-\${_tool}.conf\" @ONLY)
+    endforeach()")
   install(FILES ${PROJECT_BINARY_DIR}/systemd/sqlite-backup@.service
                 ${PROJECT_SOURCE_DIR}/systemd/sqlite-backup@.timer
     DESTINATION lib/systemd/system)
   install(FILES ${PROJECT_SOURCE_DIR}/systemd/example.conf
     DESTINATION ${CMAKE_INSTALL_DOCDIR}/examples RENAME sqlite-backup.conf)
+  # Drop-ins that send the service's snapshot to restic or rclone instead of a file.
+  install(FILES ${PROJECT_BINARY_DIR}/systemd/override-restic.conf
+                ${PROJECT_BINARY_DIR}/systemd/override-rclone.conf
+    DESTINATION ${CMAKE_INSTALL_DOCDIR}/examples)
 endif()
 
 # ---- CMake package: find_package(sqlite_backup) ----------------------------------------------

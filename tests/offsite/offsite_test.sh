@@ -168,16 +168,32 @@ write_units() {
   cp "$SOURCE_DIR/systemd/sqlite-backup@.timer" "$work/sqlite-backup@example.timer"
 }
 
-# Runs what systemd runs for one start of the service, in its order (every ExecStartPre=, then
-# ExecStart=, then ExecStartPost=, stopping at the first failure not marked "-"), expanding the
-# environment file's variables as systemd does: ${NAME} is one argument (also inside a word),
-# $NAME splits on whitespace. Returns the failed command's status, or 0.
+# The drop-ins that send the service's snapshot to restic or rclone, as installed, with
+# ExecStart at the wrappers in this source tree.
+write_dropin() {
+  sed "s|@SQLITE_BACKUP_UNIT_BINDIR@|$SOURCE_DIR/scripts|" "$SOURCE_DIR/systemd/override-$1.conf.in" \
+    >"$work/override-$1.conf"
+}
+
+# Runs what systemd runs for one start of the service made of the unit file $1 and the drop-ins
+# after it (read in that order, where an empty assignment drops the commands before it): every
+# ExecStartPre=, then ExecStart=, then ExecStartPost=, stopping at the first failure not marked
+# "-". The environment file's variables expand as systemd expands them: ${NAME} is one argument
+# (also inside a word), $NAME splits on whitespace; %i is the instance "example", %H the host.
+# Returns the failed command's status, or 0.
 run_service() {
-  local unit=$1 key line ignore command_status
+  local key line ignore command_status commands
   for key in ExecStartPre ExecStart ExecStartPost; do
+    commands=()
     while IFS= read -r line; do
-      # Only what this emulation understands: no quotes, no specifiers, no other $ forms.
-      [[ $line =~ ^[-A-Za-z0-9_./@\$\{\}=\ ]+$ ]] || fail "cannot emulate $key=$line"
+      if [[ -z $line ]]; then commands=(); else commands+=("$line"); fi
+    done < <(sed -n "s/^$key=//p" "$@")
+    for line in "${commands[@]}"; do
+      # Only what this emulation understands: no quotes, no other specifiers or $ forms.
+      [[ $line =~ ^[-A-Za-z0-9_./@%\$\{\}=\ ]+$ ]] || fail "cannot emulate $key=$line"
+      line=${line//%i/example}
+      line=${line//%H/$(hostname)}
+      [[ $line != *%* ]] || fail "cannot emulate the specifiers of $key=$line"
       ignore=0
       if [[ $line == -* ]]; then ignore=1; line=${line#-}; fi
       line=$(sed -E 's/\$\{([A-Z_]+)\}/"${\1}"/g' <<<"$line")
@@ -185,7 +201,7 @@ run_service() {
       command_status=0
       eval "$line" || command_status=$?
       if ((command_status != 0 && !ignore)); then return "$command_status"; fi
-    done < <(sed -n "s/^$key=//p" "$unit")
+    done
   done
   return 0
 }
@@ -414,16 +430,49 @@ EOF
     write_units
     grep -q "^ExecStart=$CLI_EXE " "$work/sqlite-backup@example.service" || fail "ExecStart was not filled in"
     # --man=no: the man page is not installed here. Any warning (an unknown key, a command that
-    # is not executable) fails the step, not only an error.
-    capture systemd-analyze verify --man=no "$work/sqlite-backup@example.service" \
-      "$work/sqlite-backup@example.timer" >"$work/verify.out" 2>&1
-    cat "$work/verify.out" >&2
-    ((status == 0)) || fail "systemd-analyze verify failed ($status)"
-    [[ ! -s $work/verify.out ]] || fail "systemd-analyze verify warned: $(head -1 "$work/verify.out")"
+    # is not executable) fails the step, not only an error. The service with each drop-in too
+    # (a drop-in's [Service] merges into the unit's, as one file holding both).
+    write_dropin restic
+    write_dropin rclone
+    mkdir -p "$work/restic" "$work/rclone"
+    for tool in restic rclone; do
+      cat "$work/sqlite-backup@example.service" "$work/override-$tool.conf" \
+        >"$work/$tool/sqlite-backup@example.service"
+    done
+    for unit in "$work/sqlite-backup@example.service $work/sqlite-backup@example.timer" \
+                "$work/restic/sqlite-backup@example.service" "$work/rclone/sqlite-backup@example.service"; do
+      # shellcheck disable=SC2086  # two units in the first word
+      capture systemd-analyze verify --man=no $unit >"$work/verify.out" 2>&1
+      cat "$work/verify.out" >&2
+      ((status == 0)) || fail "systemd-analyze verify $unit failed ($status)"
+      [[ ! -s $work/verify.out ]] || fail "systemd-analyze verify $unit warned: $(head -1 "$work/verify.out")"
+    done
     grep -qx 'Type=oneshot' "$work/sqlite-backup@example.service" || fail "the service is not Type=oneshot"
     grep -qx 'Persistent=true' "$work/sqlite-backup@example.timer" || fail "the timer is not Persistent=true"
     grep -qx 'EnvironmentFile=/etc/sqlite-backup/%i.conf' "$work/sqlite-backup@example.service" ||
       fail "the service does not read /etc/sqlite-backup/%i.conf"
+    ;;
+
+  systemd_dropins)
+    # The service with each shipped drop-in, run as systemd would run it: the snapshot lands in
+    # restic, or at the rclone remote, and nowhere else.
+    need_restic
+    need_rclone
+    write_units
+    write_dropin restic
+    write_dropin rclone
+    sqlite3 "$work/app.sqlite" "CREATE TABLE t(v); INSERT INTO t VALUES (1), (2);"
+    export SOURCE=$work/app.sqlite DESTINATION=":local:$work/remote/app.sqlite" OPTIONS=--json
+    run_service "$work/sqlite-backup@example.service" "$work/override-restic.conf" ||
+      fail "the service with the restic drop-in failed ($?)"
+    expect_snapshots 1 "the service with the restic drop-in"
+    run restic dump latest --path /example.sqlite example.sqlite >"$work/restored.sqlite"
+    check_restored "$work/restored.sqlite" 2
+    run_service "$work/sqlite-backup@example.service" "$work/override-rclone.conf" ||
+      fail "the service with the rclone drop-in failed ($?)"
+    check_restored "$work/remote/app.sqlite" 2
+    [[ $(ls -A "$work/remote") == app.sqlite ]] || fail "the remote holds $(ls -A "$work/remote")"
+    [[ ! -e $work/remote/app.sqlite.new && ! -e $work/app.sqlite.new ]] || fail "a .new file was written"
     ;;
 
   systemd_runs)

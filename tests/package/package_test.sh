@@ -56,13 +56,19 @@ case $step in
                   bin/sqlite_backup share/man/man1/sqlite_backup.1 \
                   bin/sqlite-backup-restic bin/sqlite-backup-rclone \
                   lib/systemd/system/sqlite-backup@.service lib/systemd/system/sqlite-backup@.timer \
-                  share/doc/sqlite_backup/examples/sqlite-backup.conf; do
+                  share/doc/sqlite_backup/examples/sqlite-backup.conf \
+                  share/doc/sqlite_backup/examples/override-restic.conf \
+                  share/doc/sqlite_backup/examples/override-rclone.conf; do
       [[ -f $prefix/$wanted ]] || fail "cmake --install left no $wanted in $prefix"
     done
     # The service runs the binary installed beside it, in this prefix.
     grep -qx "ExecStart=$prefix/bin/sqlite_backup \$OPTIONS -- \${SOURCE} \${DESTINATION}.new" \
       "$prefix/lib/systemd/system/sqlite-backup@.service" ||
       fail "the installed service's ExecStart is not $prefix/bin/sqlite_backup"
+    for tool in restic rclone; do
+      grep -q "^ExecStart=$prefix/bin/sqlite-backup-$tool " "$prefix/share/doc/sqlite_backup/examples/override-$tool.conf" ||
+        fail "the installed $tool drop-in does not run $prefix/bin/sqlite-backup-$tool"
+    done
     # And systemd accepts the units as installed (an instance of each: they are templates),
     # without a warning.
     if command -v systemd-analyze >/dev/null; then
