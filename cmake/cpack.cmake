@@ -19,7 +19,10 @@ set(CPACK_PACKAGE_DESCRIPTION
   "SQLite's own on-disk markers that the copy is one committed state (or copies again), and\n"
   "commits the result atomically and durably.\n"
   "\n"
-  "This package holds the sqlite_backup command, its manual page, and the C++20 library\n"
+  "This package holds the sqlite_backup command, its manual page, the wrappers\n"
+  "sqlite-backup-restic and sqlite-backup-rclone (a snapshot streamed into restic or an\n"
+  "rclone remote, nothing stored unless all of it arrived), a templated systemd service\n"
+  "and timer (sqlite-backup@NAME), and the C++20 library\n"
   "with its headers, CMake package (find_package(sqlite_backup)) and pkg-config file;\n"
   "when built with SQLITE_BACKUP_PYTHON=ON, also the Python 3 package sqlite_backup.")
 string(REPLACE ";" "" CPACK_PACKAGE_DESCRIPTION "${CPACK_PACKAGE_DESCRIPTION}")
@@ -38,6 +41,8 @@ set(CPACK_DEBIAN_COMPRESSION_TYPE "xz")
 # Building against the static library (through the CMake package or pkg-config) needs the
 # headers and link libraries of its private dependencies; running the CLI does not.
 set(CPACK_DEBIAN_PACKAGE_RECOMMENDS "libsqlite3-dev, libfmt-dev")
+# What the wrappers and the service's drop-ins run.
+set(CPACK_DEBIAN_PACKAGE_SUGGESTS "restic, rclone")
 if(TARGET sqlite_backup_python)
   # The extension module is built for this one interpreter version.
   string(APPEND CPACK_DEBIAN_PACKAGE_RECOMMENDS
