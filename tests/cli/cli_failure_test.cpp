@@ -202,6 +202,42 @@ TEST(CliExitCodes, VerifyRunningIntoACorruptPageIsSixToo) {
   }
 }
 
+// ---- `-`: a snapshot that fails writes no byte --------------------------------------------
+
+// What a reader of `sqlite_backup SRC - | restic backup --stdin` gets when the snapshot fails
+// before it is finished and checked: nothing (restic then refuses the empty stream; the README's
+// "Many machines" rests on this). Each failure of the pipeline's stages, to a pipe.
+TEST(CliStdout, ASnapshotThatFailsWritesNoByte) {
+  TempDir dir;
+  TempDir staging;  // TMPDIR of the child: where `-` stages its snapshot
+  RunSettings settings;
+  settings.environment["TMPDIR"] = staging.path().string();
+  const auto expect_nothing_written = [&](const std::vector<std::string>& arguments, int exit_code,
+                                          const std::string& source) {
+    const Result result = run_cli(arguments, settings);
+    expect_failure(result, exit_code, source);
+    EXPECT_TRUE(result.out.empty())
+        << result.out.size() << " bytes on stdout; " << describe(result);
+    EXPECT_TRUE(list_names(staging.path()).empty()) << "the staged snapshot is removed";
+  };
+  // 2: no source. 3: not a database.
+  expect_nothing_written({(dir / "missing.sqlite").string(), "-"}, 2, "missing.sqlite");
+  write_file(dir / "notes.sqlite", std::string(200000, 'n'));  // more than a pipe holds
+  expect_nothing_written({(dir / "notes.sqlite").string(), "-"}, 3, "notes.sqlite");
+  // 6: --verify found the snapshot damaged, after it was taken and recovered.
+  make_database_with_a_bad_index(dir / "damaged.sqlite");
+  exec_sql(dir / "damaged.sqlite",
+           "CREATE TABLE pad(v); INSERT INTO pad WITH RECURSIVE "
+           "n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n LIMIT 100) "
+           "SELECT randomblob(2000) FROM n;");
+  expect_nothing_written({"--verify", (dir / "damaged.sqlite").string(), "-"}, 6, "damaged.sqlite");
+  // 4: the source never held still for --copy-retry copies.
+  if (!owner_available()) GTEST_SKIP() << "sqlite_owner is not built: exit 4 not checked";
+  const StompedSource stomped;
+  ASSERT_TRUE(stomped.owner().ready()) << stomped.owner().output();
+  expect_nothing_written({"--copy-retry", "3", stomped.source(), "-"}, 4, stomped.source());
+}
+
 // ---- 130 / 143: interrupted ---------------------------------------------------------------
 
 // The library's debug line when an attempt was spoiled and it tries again.
