@@ -207,6 +207,26 @@ run_service() {
 }
 
 case $step in
+  wrappers_usage)
+    # --help exits 0 and documents the exit codes; bad usage exits 64 with one line on stderr
+    # naming the problem; a program that is not there is named. No restic or rclone needed.
+    for wrapper in "$restic_wrapper" "$rclone_wrapper"; do
+      name=$(basename "$wrapper")
+      "$wrapper" --help >"$work/help" || fail "$name --help exited $?"
+      grep -q '^exit status:' "$work/help" || fail "$name --help documents no exit status"
+      for arguments in "--bogus x" "" "--sqlite-backup-option"; do
+        # shellcheck disable=SC2086  # the arguments are words
+        capture "$wrapper" $arguments 2>"$work/err"
+        ((status == 64)) || fail "$name $arguments exited $status, not 64"
+        [[ $(wc -l <"$work/err") == 1 ]] || fail "$name $arguments printed more than one line: $(cat "$work/err")"
+        grep -q "^$name: error: " "$work/err" || fail "$name $arguments: $(cat "$work/err")"
+      done
+      capture env SQLITE_BACKUP=/nonexistent/sqlite_backup "$wrapper" db.sqlite remote:db.sqlite 2>"$work/err"
+      ((status == 64)) || fail "$name with a missing sqlite_backup exited $status, not 64"
+      grep -q "/nonexistent/sqlite_backup" "$work/err" || fail "$name does not name the missing program: $(cat "$work/err")"
+    done
+    ;;
+
   restic_stream)
     need_restic
     start_writer "$work/app.sqlite"
