@@ -9,7 +9,7 @@
 //   BM_ContentComparison/N  io::refresh_file_contents of two equal N MiB files (the quiet
 //                           path's comparison, and what a retry reads)
 //   BM_FreshCopy/N          io::copy_file_contents of N MiB into a new file, for scale
-//   BM_ApplyWal/N           finalize::apply_wal of an N MiB WAL onto a 200 MiB database (the
+//   BM_ApplyWal/N           recover::apply_wal of an N MiB WAL onto a 200 MiB database (the
 //                           frames' checksums, each page written once, the header switched)
 //   BM_SqliteReplay/N       the same pair recovered by SQLite instead: opening the copy and
 //                           PRAGMA journal_mode=DELETE (index rebuild, checkpoint, switch)
@@ -25,11 +25,11 @@
 #include <string>
 
 #include "discover/database_files.hpp"
-#include "finalize/apply_wal.hpp"
 #include "io/copy.hpp"
 #include "io/file.hpp"
 #include "io/reader_lock.hpp"
 #include "live_db.hpp"
+#include "recover/apply_wal.hpp"
 #include "scratch.hpp"
 #include "validate/set_state.hpp"
 
@@ -181,8 +181,7 @@ void BM_ApplyWal(benchmark::State& state) {
     state.PauseTiming();
     const WalPair work = fresh_copy_of(pair);
     state.ResumeTiming();
-    if (!sb::finalize::apply_wal(work.database, work.wal, nullptr, "bench", work.database)
-             .applied) {
+    if (!sb::recover::apply_wal(work.database, work.wal, nullptr, "bench").applied) {
       state.SkipWithError("apply_wal left the WAL to SQLite");
     }
   }

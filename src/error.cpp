@@ -25,6 +25,8 @@ sqlite3* Connection::release() noexcept { return std::exchange(db_, nullptr); }
 
 }  // namespace sqlite_backup
 
+#include <algorithm>
+
 #include "error_internal.hpp"
 
 namespace sqlite_backup::detail {
@@ -44,6 +46,28 @@ std::string quoted(const std::filesystem::path& path) {
     }
   }
   return out + "'";
+}
+
+bool is_inside(const std::filesystem::path& path, const std::filesystem::path& folder) {
+  if (path.empty() || folder.empty()) return false;
+  const std::filesystem::path file = path.lexically_normal();
+  const std::filesystem::path within = folder.lexically_normal();
+  auto [in_folder, in_file] = std::mismatch(within.begin(), within.end(), file.begin(), file.end());
+  // (A trailing separator leaves an empty last element.)
+  return (in_folder == within.end() || in_folder->empty()) && in_file != file.end();
+}
+
+void rethrow_naming(const SqliteBackupError& error, const std::filesystem::path& shown) {
+  // Messages name their file as quoted() writes it (throw_error's callers all do): that is
+  // the text to replace, wherever the message has it.
+  std::string message = error.what();
+  const std::string from = quoted(error.path());
+  const std::string to = quoted(shown);
+  for (std::size_t at = message.find(from); at != std::string::npos;
+       at = message.find(from, at + to.size())) {
+    message.replace(at, from.size(), to);
+  }
+  throw SqliteBackupError(error.kind(), message, shown);
 }
 
 }  // namespace sqlite_backup::detail

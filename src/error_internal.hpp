@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <sqlite_backup/sqlite_backup.hpp>
 #include <string>
+#include <utility>
 
 namespace sqlite_backup::detail {
 
@@ -19,6 +20,27 @@ template <typename... Args>
 [[noreturn]] void throw_error(ErrorKind kind, const std::filesystem::path& path,
                               fmt::format_string<Args...> format, Args&&... args) {
   throw SqliteBackupError(kind, fmt::format(format, std::forward<Args>(args)...), path);
+}
+
+// Errors name the file that is the problem. Our private staged files are files the user
+// never sees, so the caller that staged them adds the context once, at the call site, where
+// it knows both: `work`'s errors that name a file inside `private_folder` are rethrown naming
+// `shown` (the destination the staged copy becomes, where a full disk or a missing
+// permission is the user's to fix). Other errors pass through as they are.
+[[noreturn]] void rethrow_naming(const SqliteBackupError& error,
+                                 const std::filesystem::path& shown);
+[[nodiscard]] bool is_inside(const std::filesystem::path& path,
+                             const std::filesystem::path& folder);
+
+template <typename Work>
+decltype(auto) naming_private_files_as(const std::filesystem::path& private_folder,
+                                       const std::filesystem::path& shown, Work&& work) {
+  try {
+    return std::forward<Work>(work)();
+  } catch (const SqliteBackupError& error) {
+    if (!is_inside(error.path(), private_folder)) throw;
+    rethrow_naming(error, shown);
+  }
 }
 
 // Cancellation, checked in one way everywhere: Options::cancel may be null.

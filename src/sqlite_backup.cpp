@@ -1,5 +1,5 @@
-// The public entry points: argument checks, then the pipeline
-//   discover -> snapshot (copy + validate) -> finalize (recover, verify, commit).
+// The public entry points: argument checks, then the one pipeline (run_pipeline())
+//   discover -> snapshot -> validate -> recover -> deliver (a file, memory or a descriptor).
 #include <fcntl.h>
 #include <sqlite3.h>
 #include <unistd.h>
@@ -7,17 +7,22 @@
 #include <chrono>
 #include <sqlite_backup/sqlite_backup.hpp>
 #include <system_error>
+#include <variant>
 
+#include "deliver/connection.hpp"
+#include "deliver/descriptor.hpp"
+#include "deliver/file.hpp"
 #include "discover/database_files.hpp"
 #include "error_internal.hpp"
-#include "finalize/finalize.hpp"
 #include "io/copy.hpp"
 #include "io/file.hpp"
 #include "io/private_descriptors.hpp"
 #include "io/staging.hpp"
 #include "log_internal.hpp"
+#include "recover/recover.hpp"
 #include "snapshot/copy_set.hpp"
 #include "snapshot/memory_copy.hpp"
+#include "sqlite/connect.hpp"
 #include "sqlite/uri.hpp"
 #include "validate/set_state.hpp"
 
@@ -113,8 +118,25 @@ fs::path staged_name(const io::StagingDir& staging, const fs::path& name) {
   return staging.path() / (usable ? name : fs::path("database"));
 }
 
-snapshot::Settings snapshot_settings(const Options& options,
-                                     const fs::path& destination_for_errors) {
+fs::path folder_of(const fs::path& destination) {
+  return destination.parent_path().empty() ? fs::path(".") : destination.parent_path();
+}
+
+// Where the pipeline ends: a file (atomically, beside which the copy is staged), a connection
+// (memory), or a descriptor (a stream).
+struct ToFile {
+  fs::path destination;
+};
+struct ToConnection {
+  sqlite3* target;
+};
+struct ToDescriptor {
+  int fd;
+};
+using Delivery = std::variant<ToFile, ToConnection, ToDescriptor>;
+
+// Each stage's settings, from the caller's Options: the stages never see Options itself.
+snapshot::Settings snapshot_settings(const Options& options, const Delivery& delivery) {
   snapshot::Settings settings;
   settings.attempts = options.copy_retry;
   settings.copy_function = options.copy_function;
@@ -122,158 +144,79 @@ snapshot::Settings snapshot_settings(const Options& options,
   settings.on_progress = options.on_progress;
   settings.source_lock = options.source_lock;
   // Writeback started early only helps a copy that will be fsynced.
-  settings.start_writeback = options.durable && !destination_for_errors.empty();
-  settings.destination_for_errors = destination_for_errors;
+  settings.start_writeback = options.durable && std::holds_alternative<ToFile>(delivery);
   settings.apply_live_wal =
-      !options.copy_function && finalize::sqlite_reads_plain_files(options.sqlite_connect_kwargs);
+      !options.copy_function && sql::sqlite_reads_plain_files(options.sqlite_connect_kwargs);
   return settings;
 }
 
-// What the finalize stage takes of the caller's options.
-finalize::Settings finalize_settings(const Options& options) {
-  finalize::Settings settings;
+recover::Settings recover_settings(const Options& options, const Delivery& delivery) {
+  recover::Settings settings;
+  settings.connect = options.sqlite_connect_kwargs;
+  // A memory destination is checked once, in memory, after delivery.
+  settings.verify = std::holds_alternative<ToConnection>(delivery) ? Verify::none : options.verify;
+  settings.wal_checkpoint = options.wal_checkpoint;
+  settings.cancel = options.cancel;
+  return settings;
+}
+
+deliver::Settings deliver_settings(const Options& options) {
+  deliver::Settings settings;
   settings.connect = options.sqlite_connect_kwargs;
   settings.backup = options.sqlite_backup_kwargs;
   settings.verify = options.verify;
-  settings.wal_checkpoint = options.wal_checkpoint;
   settings.cancel = options.cancel;
   settings.on_progress = options.on_progress;
   return settings;
 }
 
-// The memory destination of a source with a live WAL: the database is read straight into
-// memory SQLite will own and its WAL applied there as it is read (nothing staged, each byte
-// of the result written once). Returns false, having delivered nothing, when the general path
-// must take the source (see snapshot::copy_live_wal_set_into_memory).
-bool snapshot_straight_into(sqlite3* target, const fs::path& source, const Options& options,
-                            Report& report) {
-  // (SourceLock::always: the general path locks every attempt. A VFS of the caller's: only
-  // SQLite may read its files.)
-  if (options.copy_function || finalize::wants_backup_api(options.sqlite_backup_kwargs) ||
-      options.source_lock == SourceLock::always ||
-      !finalize::sqlite_reads_plain_files(options.sqlite_connect_kwargs)) {
-    return false;
-  }
+// Discover, snapshot and validate: copies the source into `staged` (validated unless the
+// caller accepts otherwise) and rolls the copy back through a transaction that committed
+// while it was read. The source is read on a thread with a descriptor table of its own, so
+// that closing its files never drops the calling process's own SQLite locks on them.
+// A copy kept unvalidated (copy_retry_strict off) is not warned about here: the reason is
+// handed back, for recover_checked() to warn once the copy proved readable (a damaged one
+// fails instead, with one message, not a warning and an error).
+std::string snapshot_into(const fs::path& source, const fs::path& staged, const Options& options,
+                          const Delivery& delivery, Report& report) {
   const discover::DatabaseFiles files(resolve_source(source));
-  const snapshot::Settings settings = snapshot_settings(options, {});
-  std::optional<snapshot::MemoryCopy> copy;
-  io::with_private_descriptor_table(
-      [&] { copy = snapshot::copy_live_wal_set_into_memory(files, settings); });
-  if (!copy) return false;
-  report.attempts = 1;
-  report.validated = true;
-  finalize::load_image_into(target, std::move(copy->database), finalize_settings(options), source);
-  return true;
-}
-
-// Copies the source into `staging` (validated unless the caller accepts otherwise) and rolls
-// the copy back through a transaction that committed while it was read. Returns the staged
-// database path. The source is read on a thread with a descriptor table of its own, so that
-// closing its files never drops the calling process's own SQLite locks on them.
-// With `unvalidated_reason`, a copy kept unvalidated (copy_retry_strict off) is not warned
-// about here: the reason is handed back, for recover_checked() to warn once the copy proved
-// readable (a damaged one fails instead, with one message, not a warning and an error).
-fs::path snapshot_into(const fs::path& source, const io::StagingDir& staging,
-                       const Options& options, Report& report,
-                       const fs::path& destination_for_errors,
-                       std::string* unvalidated_reason = nullptr) {
-  const discover::DatabaseFiles files(resolve_source(source));
-  fs::path staged = staged_name(staging, source.filename());
-  snapshot::Settings settings = snapshot_settings(options, destination_for_errors);
+  const snapshot::Settings settings = snapshot_settings(options, delivery);
   snapshot::Outcome outcome;
   io::with_private_descriptor_table(
       [&] { outcome = snapshot::copy_consistent_set(files, staged, settings); });
   for (const snapshot::RollbackStep& step : outcome.journals_to_roll_back) {
-    finalize::roll_back(staged, step.journal, step.expected_change_counter,
-                        finalize_settings(options), source, destination_for_errors);
+    recover::roll_back(staged, step.journal, step.expected_change_counter,
+                       recover_settings(options, delivery), source);
   }
   report.attempts = outcome.attempts;
   report.validated = outcome.validated;
-  if (!outcome.validated) {
-    if (options.copy_retry_strict) {
-      throw_error(
-          ErrorKind::unstable_source, source,
-          "cannot snapshot {}: failed to copy all files without any of them changing {} times "
-          "(last: {})",
-          quoted(source), options.copy_retry, outcome.last_reason);
-    }
-    if (unvalidated_reason != nullptr) {
-      *unvalidated_reason = outcome.last_reason;
-    } else {
-      log_warning(
-          "{} kept changing for {} attempts ({}); using the last copy, which may be "
-          "inconsistent",
-          quoted(source), options.copy_retry, outcome.last_reason);
-    }
+  if (!outcome.validated && options.copy_retry_strict) {
+    throw_error(
+        ErrorKind::unstable_source, source,
+        "cannot snapshot {}: failed to copy all files without any of them changing {} times "
+        "(last: {})",
+        quoted(source), options.copy_retry, outcome.last_reason);
   }
-  return staged;
+  return outcome.validated ? std::string() : outcome.last_reason;
 }
 
-void fill_report(Report& report, const fs::path& source, const fs::path& destination,
-                 const finalize::DatabaseFacts& facts, const Options& options,
-                 std::chrono::steady_clock::time_point started) {
-  report.source = source;
-  report.destination = destination;
-  report.page_size = facts.page_size;
-  report.pages = facts.pages;
-  report.bytes = facts.pages * static_cast<std::uint64_t>(facts.page_size);
-  report.verified = options.verify;
-  report.duration = std::chrono::steady_clock::now() - started;
-  if (options.report != nullptr) *options.report = report;
-}
-
-finalize::DatabaseFacts facts_of(sqlite3* db) {
-  const auto pragma = [db](const char* sql) -> std::int64_t {
-    sqlite3_stmt* statement = nullptr;
-    std::int64_t value = 0;
-    if (sqlite3_prepare_v2(db, sql, -1, &statement, nullptr) == SQLITE_OK &&
-        sqlite3_step(statement) == SQLITE_ROW) {
-      value = sqlite3_column_int64(statement, 0);
-    }
-    sqlite3_finalize(statement);
-    return value;
-  };
-  finalize::DatabaseFacts facts;
-  facts.page_size = static_cast<int>(pragma("PRAGMA page_size"));
-  facts.pages = static_cast<std::uint64_t>(pragma("PRAGMA page_count"));
-  return facts;
-}
-
-fs::path folder_of(const fs::path& destination) {
-  return destination.parent_path().empty() ? fs::path(".") : destination.parent_path();
-}
-
-// Writes the database `from` into the new file `to` through SQLite's backup API (steps,
-// progress and schema as sqlite_backup_kwargs say).
-void copy_file_through_backup_api(sql::Database& from, const fs::path& to, const Options& options,
-                                  const fs::path& destination) {
-  sql::Database copy(sql::openable_file(to, "", ""),
-                     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_URI, destination);
-  finalize::backup_api_copy(from, copy.get(), finalize_settings(options), destination);
-  copy.close();
-}
-
-// recover_in_place() for a copy snapshot_into() may have left unvalidated (copy_retry_strict
-// off): that copy may be torn, so it is checked (quick_check at least, besides the schema
-// read every copy gets) before anything is committed, and a damaged one is not committed:
-// the source kept changing (ErrorKind::unstable_source), not a bad source.
-finalize::DatabaseFacts recover_checked(const fs::path& staged, const fs::path& source,
-                                        const finalize::Settings& settings, int copy_retry,
-                                        const Report& report,
-                                        const fs::path& destination_for_errors,
-                                        const std::string& unvalidated_reason) {
-  if (report.validated) {
-    return finalize::recover_in_place(staged, settings, source, destination_for_errors);
-  }
-  finalize::Settings checked = settings;
+// Recover: recover::recover_in_place() for a copy snapshot_into() may have left unvalidated
+// (copy_retry_strict off): that copy may be torn, so it is checked (quick_check at least,
+// besides the schema read every copy gets) before anything is delivered, and a damaged one
+// is not delivered: the source kept changing (ErrorKind::unstable_source), not a bad source.
+recover::DatabaseFacts recover_checked(const fs::path& staged, const fs::path& source,
+                                       const recover::Settings& settings, const Options& options,
+                                       const Report& report,
+                                       const std::string& unvalidated_reason) {
+  if (report.validated) return recover::recover_in_place(staged, settings, source);
+  recover::Settings checked = settings;
   if (checked.verify == Verify::none) checked.verify = Verify::quick;
   try {
-    finalize::DatabaseFacts facts =
-        finalize::recover_in_place(staged, checked, source, destination_for_errors);
+    recover::DatabaseFacts facts = recover::recover_in_place(staged, checked, source);
     log_warning(
         "{} kept changing for {} attempts ({}); using the last copy, which opens and passes "
         "{} but may not be one committed state",
-        quoted(source), copy_retry, unvalidated_reason,
+        quoted(source), options.copy_retry, unvalidated_reason,
         checked.verify == Verify::quick ? "quick_check" : "integrity_check");
     return facts;
   } catch (const SqliteBackupError& error) {
@@ -284,98 +227,145 @@ finalize::DatabaseFacts recover_checked(const fs::path& staged, const fs::path& 
     throw_error(ErrorKind::unstable_source, source,
                 "cannot snapshot {}: it kept changing for {} attempts, and the last copy, kept "
                 "because copy_retry_strict is off, is damaged, so nothing was written ({})",
-                quoted(source), copy_retry, error.what());
+                quoted(source), options.copy_retry, error.what());
   }
 }
 
-// The last stage for file destinations: SQLite recovers the staged copy, which then appears
-// at the destination atomically with the source's permission bits.
-void finish_into(const fs::path& staged, const fs::path& source, const fs::path& destination,
-                 const Options& options, Report& report,
-                 std::chrono::steady_clock::time_point started,
-                 const std::string& unvalidated_reason = {}) {
-  const finalize::DatabaseFacts facts =
-      recover_checked(staged, source, finalize_settings(options), options.copy_retry, report,
-                      destination, unvalidated_reason);
-  if (options.copy_use_tempdir && finalize::wants_backup_api(options.sqlite_backup_kwargs)) {
-    // The caller asked for what only the backup API gives (progress, steps, a schema): the
-    // reference copies its snapshot into the destination through it, and so do we, from the
-    // recovered copy into a second one beside it.
-    const fs::path through_api = staged.string() + ".backup-api";
-    {
-      sql::Database from =
-          finalize::open_for_reading(staged, options.sqlite_connect_kwargs, true, source);
-      copy_file_through_backup_api(from, through_api, options, destination);
-      from.close();
-    }
-    if (::rename(through_api.c_str(), staged.c_str()) != 0) {
-      io::throw_errno(errno, "cannot write", destination);
-    }
-  }
-  detail::throw_if_cancelled(options.cancel, source);
-  const auto source_stat = io::stat_path(source);
-  io::commit_file(staged, destination, source_stat ? (source_stat->mode & 0666) : 0600,
-                  options.overwrite, options.durable);
-  fill_report(report, source, destination, facts, options, started);
-  if (!report.validated && options.verify == Verify::none) report.verified = Verify::quick;
-  if (options.report != nullptr) *options.report = report;
-  log_info("backed up {} to {} ({} pages, {} attempt(s))", quoted(source), quoted(destination),
-           facts.pages, report.attempts);
-}
-
-// copy_use_tempdir = false into a file: the backup API reads the live source directly.
-void backup_live_into_file(const fs::path& source, const fs::path& destination,
-                           const Options& options, Report& report,
-                           std::chrono::steady_clock::time_point started) {
-  report.attempts = 1;
-  sql::Database from =
-      finalize::open_for_reading(source, options.sqlite_connect_kwargs, true, source);
-  const io::StagingDir staging(folder_of(destination), destination.filename().native());
-  const fs::path staged = staged_name(staging, destination.filename());
-  copy_file_through_backup_api(from, staged, options, destination);
-  from.close();
-  finish_into(staged, source, destination, options, report, started);
-}
-
-// The memory destination through staged files: the general copy loop (retries, a commit
-// during the copy rolled back), the copy recovered there and loaded into `target`.
-void snapshot_through_files(sqlite3* target, const fs::path& source, const io::StagingDir& staging,
-                            const Options& options, const finalize::Settings& finishing,
+// The memory destination of a source with a live WAL, all in memory: the database is read
+// straight into memory SQLite will own and its WAL applied there as it is read (nothing
+// staged, each byte of the result written once). Returns false, having delivered nothing,
+// when the staged path must take the source (see snapshot::copy_live_wal_set_into_memory).
+bool snapshot_straight_into(sqlite3* target, const fs::path& source, const Options& options,
                             Report& report) {
-  std::string unvalidated_reason;
-  const fs::path staged = snapshot_into(source, staging, options, report, {}, &unvalidated_reason);
-  finalize::Settings recovering = finishing;
-  recovering.verify = Verify::none;  // verified once, in memory
-  recover_checked(staged, source, recovering, options.copy_retry, report, {}, unvalidated_reason);
-  if (finalize::wants_backup_api(options.sqlite_backup_kwargs)) {
-    sql::Database copy =
-        finalize::open_for_reading(staged, options.sqlite_connect_kwargs, true, source);
-    finalize::copy_into(copy, target, finishing, source);
-    copy.close();
-  } else {
-    finalize::load_into(target, staged, finishing, source);
+  // (SourceLock::always: the general path locks every attempt. A VFS of the caller's: only
+  // SQLite may read its files.)
+  if (options.copy_function || deliver::wants_backup_api(options.sqlite_backup_kwargs) ||
+      options.source_lock == SourceLock::always ||
+      !sql::sqlite_reads_plain_files(options.sqlite_connect_kwargs)) {
+    return false;
   }
+  const discover::DatabaseFiles files(resolve_source(source));
+  const snapshot::Settings settings = snapshot_settings(options, ToConnection{target});
+  std::optional<snapshot::MemoryCopy> copy;
+  io::with_private_descriptor_table(
+      [&] { copy = snapshot::copy_live_wal_set_into_memory(files, settings); });
+  if (!copy) return false;
+  report.attempts = 1;
+  report.validated = true;
+  deliver::load_image_into(target, std::move(copy->database), deliver_settings(options), source);
+  return true;
 }
 
-// The memory destination: the snapshot replaces the main database of `target`.
-void snapshot_into_connection(const fs::path& source, sqlite3* target, const Options& options,
-                              std::chrono::steady_clock::time_point started) {
-  Report report;
-  const finalize::Settings finishing = finalize_settings(options);
+// The stages up to a recovered copy in `staging`: snapshot, validate and recover, or, with
+// copy_use_tempdir off, SQLite's backup API reading the live source, then recovery. Returns
+// the staged database.
+fs::path staged_snapshot(const fs::path& source, const io::StagingDir& staging,
+                         const Options& options, const Delivery& delivery, Report& report,
+                         recover::DatabaseFacts& facts) {
+  const recover::Settings recovering = recover_settings(options, delivery);
   if (!options.copy_use_tempdir) {
     report.attempts = 1;
-    sql::Database from =
-        finalize::open_for_reading(source, options.sqlite_connect_kwargs, true, source);
-    finalize::copy_into(from, target, finishing, source);
+    fs::path staged = staging.path() / "snapshot";
+    sql::Database from = sql::open_for_reading(source, options.sqlite_connect_kwargs, true, source);
+    deliver::copy_file_through_backup_api(from, staged, deliver_settings(options));
     from.close();
-  } else if (!snapshot_straight_into(target, source, options, report)) {
-    const io::StagingDir staging(temporary_folder(), source.filename().native());
-    snapshot_through_files(target, source, staging, options, finishing, report);
+    facts = recover::recover_in_place(staged, recovering, source);
+    return staged;
   }
-  const finalize::DatabaseFacts facts = facts_of(target);
+  fs::path staged = staged_name(staging, source.filename());
+  const std::string unvalidated_reason = snapshot_into(source, staged, options, delivery, report);
+  facts = recover_checked(staged, source, recovering, options, report, unvalidated_reason);
+  if (std::holds_alternative<ToFile>(delivery) &&
+      deliver::wants_backup_api(options.sqlite_backup_kwargs)) {
+    deliver::rewrite_through_backup_api(staged, source, deliver_settings(options));
+  }
+  return staged;
+}
+
+recover::DatabaseFacts facts_of(sqlite3* db) {
+  const auto pragma = [db](const char* sql) -> std::int64_t {
+    sqlite3_stmt* statement = nullptr;
+    std::int64_t value = 0;
+    if (sqlite3_prepare_v2(db, sql, -1, &statement, nullptr) == SQLITE_OK &&
+        sqlite3_step(statement) == SQLITE_ROW) {
+      value = sqlite3_column_int64(statement, 0);
+    }
+    sqlite3_finalize(statement);
+    return value;
+  };
+  recover::DatabaseFacts facts;
+  facts.page_size = static_cast<int>(pragma("PRAGMA page_size"));
+  facts.pages = static_cast<std::uint64_t>(pragma("PRAGMA page_count"));
+  return facts;
+}
+
+void fill_report(Report& report, const fs::path& source, const fs::path& destination,
+                 const recover::DatabaseFacts& facts, const Options& options,
+                 std::chrono::steady_clock::time_point started) {
+  report.source = source;
+  report.destination = destination;
+  report.page_size = facts.page_size;
+  report.pages = facts.pages;
+  report.bytes = facts.pages * static_cast<std::uint64_t>(facts.page_size);
+  report.verified = options.verify;
+  // An unvalidated copy was checked with quick_check at least before it was delivered.
+  if (!report.validated && options.verify == Verify::none) report.verified = Verify::quick;
+  report.duration = std::chrono::steady_clock::now() - started;
+  if (options.report != nullptr) *options.report = report;
+}
+
+// The one orchestration of every entry point: discover, snapshot, validate, recover, deliver.
+void run_pipeline(const fs::path& source, const Delivery& delivery, const Options& options) {
+  const auto started = std::chrono::steady_clock::now();
+  Report report;
+  recover::DatabaseFacts facts;
+  if (const auto* memory = std::get_if<ToConnection>(&delivery)) {
+    if (!options.copy_use_tempdir) {
+      report.attempts = 1;
+      sql::Database from =
+          sql::open_for_reading(source, options.sqlite_connect_kwargs, true, source);
+      deliver::copy_into(from, memory->target, deliver_settings(options));
+      from.close();
+    } else if (!snapshot_straight_into(memory->target, source, options, report)) {
+      const io::StagingDir staging(temporary_folder(), source.filename().native());
+      const fs::path staged = staged_snapshot(source, staging, options, delivery, report, facts);
+      if (deliver::wants_backup_api(options.sqlite_backup_kwargs)) {
+        sql::Database copy =
+            sql::open_for_reading(staged, options.sqlite_connect_kwargs, true, source);
+        deliver::copy_into(copy, memory->target, deliver_settings(options));
+        copy.close();
+      } else {
+        deliver::load_into(memory->target, staged, deliver_settings(options), source);
+      }
+    }
+    facts = facts_of(memory->target);
+    fill_report(report, source, {}, facts, options, started);
+    log_info("backed up {} into memory ({} pages, {} attempt(s))", quoted(source), facts.pages,
+             report.attempts);
+    return;
+  }
+  if (const auto* file = std::get_if<ToFile>(&delivery)) {
+    // Staged beside the destination: same filesystem, so the finished file is renamed into
+    // place with no second copy. Errors about the staged files name the destination.
+    const io::StagingDir staging(folder_of(file->destination),
+                                 file->destination.filename().native());
+    const fs::path staged = detail::naming_private_files_as(staging.path(), file->destination, [&] {
+      return staged_snapshot(source, staging, options, delivery, report, facts);
+    });
+    deliver::to_file(staged, source, {file->destination, options.overwrite, options.durable},
+                     options.cancel);
+    fill_report(report, source, file->destination, facts, options, started);
+    log_info("backed up {} to {} ({} pages, {} attempt(s))", quoted(source),
+             quoted(file->destination), facts.pages, report.attempts);
+    return;
+  }
+  const int fd = std::get<ToDescriptor>(delivery).fd;
+  const io::StagingDir staging(temporary_folder(), source.filename().native());
+  const fs::path staged = staged_snapshot(source, staging, options, delivery, report, facts);
+  deliver::to_descriptor(staged, fd, source, options.cancel);
   fill_report(report, source, {}, facts, options, started);
-  log_info("backed up {} into memory ({} pages, {} attempt(s))", quoted(source), facts.pages,
-           report.attempts);
+  log_info("backed up {} to file descriptor {} ({} pages, {} attempt(s))", quoted(source), fd,
+           facts.pages, report.attempts);
 }
 
 // atomic_copy's work: copies src to dst and tells whether src stayed the same throughout.
@@ -398,11 +388,9 @@ bool copy_and_compare(const fs::path& src, const fs::path& dst) {
 
 std::optional<Connection> sqlite_backup(const fs::path& source, std::optional<fs::path> destination,
                                         const Options& options) {
-  const auto started = std::chrono::steady_clock::now();
   check_source_exists(source);
   check_options(options);
   if (destination) check_destination(source, *destination, options.overwrite);
-
   if (!options.copy_use_tempdir) {
     // info, not warning: the caller chose this (the CLI prints its own warning).
     log_info(
@@ -410,65 +398,28 @@ std::optional<Connection> sqlite_backup(const fs::path& source, std::optional<fs
         "and may fail while the owner writes",
         quoted(source));
   }
-
-  if (!destination) {
-    sql::Database memory(":memory:", SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, "", source);
-    snapshot_into_connection(source, memory.get(), options, started);
-    return Connection(memory.release());
-  }
-  Report report;
-  if (!options.copy_use_tempdir) {
-    backup_live_into_file(source, *destination, options, report, started);
+  if (destination) {
+    run_pipeline(source, ToFile{*destination}, options);
     return std::nullopt;
   }
-  // Staged beside the destination: same filesystem, so the finished file is renamed into
-  // place with no second copy.
-  const io::StagingDir staging(folder_of(*destination), destination->filename().native());
-  std::string unvalidated_reason;
-  const fs::path staged =
-      snapshot_into(source, staging, options, report, *destination, &unvalidated_reason);
-  finish_into(staged, source, *destination, options, report, started, unvalidated_reason);
-  return std::nullopt;
+  sql::Database memory(":memory:", SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, "", source);
+  run_pipeline(source, ToConnection{memory.get()}, options);
+  return Connection(memory.release());
 }
 
 void sqlite_backup_to_connection(const fs::path& source, sqlite3* target, const Options& options) {
-  const auto started = std::chrono::steady_clock::now();
   if (target == nullptr) {
     throw std::invalid_argument("sqlite_backup_to_connection: the target connection is null");
   }
   check_source_exists(source);
   check_options(options);
-  snapshot_into_connection(source, target, options, started);
+  run_pipeline(source, ToConnection{target}, options);
 }
 
 void sqlite_backup_to_fd(const fs::path& source, int fd, const Options& options) {
-  const auto started = std::chrono::steady_clock::now();
   check_source_exists(source);
   check_options(options);
-  const io::StagingDir staging(temporary_folder(), source.filename().native());
-  Report report;
-  fs::path staged;
-  finalize::DatabaseFacts facts;
-  if (options.copy_use_tempdir) {
-    std::string unvalidated_reason;
-    staged = snapshot_into(source, staging, options, report, {}, &unvalidated_reason);
-    facts = recover_checked(staged, source, finalize_settings(options), options.copy_retry, report,
-                            {}, unvalidated_reason);
-  } else {
-    staged = staging.path() / "snapshot";
-    sql::Database from =
-        finalize::open_for_reading(source, options.sqlite_connect_kwargs, true, source);
-    copy_file_through_backup_api(from, staged, options, staged);
-    from.close();
-    report.attempts = 1;
-    facts = finalize::recover_in_place(staged, finalize_settings(options), source);
-  }
-  const io::UniqueFd in = io::open_source_file(staged);
-  const fs::path output = fmt::format("(file descriptor {})", fd);
-  io::copy_file_contents(in.get(), staged, fd, output,
-                         [&](std::uint64_t) { return !detail::cancelled(options.cancel); });
-  detail::throw_if_cancelled(options.cancel, source);
-  fill_report(report, source, {}, facts, options, started);
+  run_pipeline(source, ToDescriptor{fd}, options);
 }
 
 bool atomic_copy(const fs::path& src, const fs::path& dst) {

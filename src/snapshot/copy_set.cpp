@@ -16,11 +16,11 @@
 #include <utility>
 
 #include "error_internal.hpp"
-#include "finalize/apply_wal.hpp"
 #include "io/copy.hpp"
 #include "io/file.hpp"
 #include "io/reader_lock.hpp"
 #include "log_internal.hpp"
+#include "recover/apply_wal.hpp"
 #include "validate/set_state.hpp"
 
 namespace sqlite_backup::snapshot {
@@ -85,11 +85,6 @@ struct MemberCopy {
   std::uint64_t bytes_rewritten = 0;
 };
 
-const std::filesystem::path& shown_path(const std::filesystem::path& staged,
-                                        const Settings& settings) {
-  return settings.destination_for_errors.empty() ? staged : settings.destination_for_errors;
-}
-
 // Our copy: a new staged file is created with O_EXCL (a leftover would mean a bug), mode
 // 0600 until commit gives it the source's bits. With `refresh`, a staged file an earlier
 // attempt left is brought up to date instead of written again.
@@ -104,7 +99,6 @@ MemberCopy copy_member(const std::filesystem::path& source, io::UniqueFd in,
     result.vanished = true;
     return result;
   }
-  const std::filesystem::path& shown = shown_path(staged, settings);
   const auto observer = [&](std::uint64_t done) {
     if (detail::cancelled(settings.cancel)) return false;
     if (settings.on_progress) settings.on_progress({done_before + done, total, attempt});
@@ -115,9 +109,9 @@ MemberCopy copy_member(const std::filesystem::path& source, io::UniqueFd in,
     io::UniqueFd earlier(::open(staged.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW));
     if (earlier) {
       const io::RefreshOutcome outcome =
-          io::refresh_file_contents(in.get(), source, earlier.get(), shown, observer);
+          io::refresh_file_contents(in.get(), source, earlier.get(), staged, observer);
       detail::throw_if_cancelled(settings.cancel, source);
-      earlier.close(shown);  // with --no-sync, no fsync will report a failed write
+      earlier.close(staged);  // with --no-sync, no fsync will report a failed write
       log_debug("refreshed the copy of {} ({} bytes read, {} rewritten)", quoted(source),
                 outcome.bytes, outcome.bytes_rewritten);
       result.bytes = outcome.bytes;
@@ -125,14 +119,14 @@ MemberCopy copy_member(const std::filesystem::path& source, io::UniqueFd in,
       result.bytes_rewritten = outcome.bytes_rewritten;
       return result;
     }
-    if (errno != ENOENT) io::throw_errno(errno, "cannot open the temporary file", shown);
+    if (errno != ENOENT) io::throw_errno(errno, "cannot open the temporary file", staged);
   }
   io::UniqueFd out(::open(staged.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
-  if (!out) io::throw_errno(errno, "cannot create a temporary file for", shown);
+  if (!out) io::throw_errno(errno, "cannot create a temporary file for", staged);
   const io::CopyOutcome outcome =
-      io::copy_file_contents(in.get(), source, out.get(), shown, observer, start_writeback, skip);
+      io::copy_file_contents(in.get(), source, out.get(), staged, observer, start_writeback, skip);
   detail::throw_if_cancelled(settings.cancel, source);
-  out.close(shown);  // with --no-sync, no fsync will report a failed write
+  out.close(staged);  // with --no-sync, no fsync will report a failed write
   log_debug("copied {} ({} bytes, {})", quoted(source), outcome.bytes,
             io::to_string(outcome.method));
   result.bytes = outcome.bytes;
@@ -145,16 +139,14 @@ MemberCopy copy_member(const std::filesystem::path& source, io::UniqueFd in,
 // journal ends. Leaves nothing staged when that is not so.
 std::optional<validate::CommitJournal> copy_journal_in_commit_phase(
     const discover::DatabaseFiles& source, const std::filesystem::path& staged,
-    const validate::MemberState& journal, const validate::MemberState& database,
-    const Settings& settings) {
+    const validate::MemberState& journal, const validate::MemberState& database) {
   io::UniqueFd in = io::open_source_file(source.journal);
   if (!in || !io::stat_fd(in.get(), source.journal).same_file(journal.stat)) return std::nullopt;
-  const std::filesystem::path& shown = shown_path(staged, settings);
   {
     io::UniqueFd out(::open(staged.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
-    if (!out) io::throw_errno(errno, "cannot create a temporary file for", shown);
-    io::copy_file_contents(in.get(), source.journal, out.get(), shown);
-    out.close(shown);
+    if (!out) io::throw_errno(errno, "cannot create a temporary file for", staged);
+    io::copy_file_contents(in.get(), source.journal, out.get(), staged);
+    out.close(staged);
   }
   // Still T's journal, unchanged in identity and header, after we read it: nothing of it was
   // cut or reused while we read (a successor can only start after T's journal ended).
@@ -187,21 +179,20 @@ struct SetCopy {
 };
 
 // The WAL member of a live WAL, read once: its committed frames go straight into the
-// database copy `staged_database` (finalize::apply_live_wal), so no staged WAL is written and
+// database copy `staged_database` (recover::apply_live_wal), so no staged WAL is written and
 // read back, and each byte of the result is written once. Returns false, having written
 // nothing, when the WAL is one SQLite should replay: it is then staged as it is.
 bool apply_wal_member(const discover::DatabaseFiles& source,
                       const std::filesystem::path& staged_database, const Settings& settings,
-                      const finalize::WalPages* first_look, SetCopy& copy) {
+                      const recover::WalPages* first_look, SetCopy& copy) {
   const io::UniqueFd wal = io::open_source_file(source.wal);
   if (!wal) {
     copy.settled = false;
     copy.unsettled_reason = "the WAL vanished while it was being copied";
     return true;
   }
-  const finalize::WalApplication applied =
-      finalize::apply_live_wal(staged_database, wal.get(), settings.cancel, source.database,
-                               shown_path(staged_database, settings), first_look);
+  const recover::WalApplication applied = recover::apply_live_wal(
+      staged_database, wal.get(), settings.cancel, source.database, first_look);
   if (applied.cut_while_read) {
     copy.settled = false;
     copy.unsettled_reason = applied.why_not;
@@ -225,10 +216,10 @@ bool apply_wal_member(const discover::DatabaseFiles& source,
 // scattered rewritten pages made a 200 MiB copy 45% slower).
 constexpr std::uint64_t kShortestLeftOut = std::uint64_t{64} << 10;
 
-// The first look at a live WAL (finalize::committed_pages_of_live_wal) as the byte ranges of
+// The first look at a live WAL (recover::committed_pages_of_live_wal) as the byte ranges of
 // the database that the copy may leave out: runs of at least kShortestLeftOut, within the
 // database's size at the first look.
-std::vector<io::ByteRange> pages_to_leave_out(const finalize::WalPages& wal,
+std::vector<io::ByteRange> pages_to_leave_out(const recover::WalPages& wal,
                                               std::uint64_t database_size) {
   std::vector<io::ByteRange> ranges;
   const auto close_run = [&ranges] {
@@ -251,7 +242,7 @@ std::vector<io::ByteRange> pages_to_leave_out(const finalize::WalPages& wal,
   return ranges;
 }
 
-// The first look at a live WAL (finalize::committed_pages_of_live_wal), on a thread of its own
+// The first look at a live WAL (recover::committed_pages_of_live_wal), on a thread of its own
 // while the database is copied (the copy is the kernel's work on the calling thread): the copy
 // leaves out the WAL's pages from the moment the look has found them (ranges()), and the
 // application after the copy scans only the frames the look did not see (result()). The
@@ -263,8 +254,8 @@ class FirstLook {
       : thread_([this, &source, database_size, &settings] {
           try {
             if (const io::UniqueFd wal = io::open_source_file(source.wal)) {
-              pages_ = finalize::committed_pages_of_live_wal(wal.get(), settings.cancel,
-                                                             source.database);
+              pages_ =
+                  recover::committed_pages_of_live_wal(wal.get(), settings.cancel, source.database);
             }
             if (pages_) ranges_.publish(pages_to_leave_out(*pages_, database_size));
           } catch (...) {
@@ -275,14 +266,14 @@ class FirstLook {
   [[nodiscard]] const io::LateRanges& ranges() const noexcept { return ranges_; }
 
   // Waits for the look, and rethrows what it threw; nullptr when it found nothing to use.
-  const finalize::WalPages* result() {
+  const recover::WalPages* result() {
     if (thread_.joinable()) thread_.join();
     if (failure_) std::rethrow_exception(failure_);
     return pages_ ? &*pages_ : nullptr;
   }
 
  private:
-  std::optional<finalize::WalPages> pages_;
+  std::optional<recover::WalPages> pages_;
   std::exception_ptr failure_;
   io::LateRanges ranges_;
   std::jthread thread_;  // last: started once the rest is in place
@@ -353,14 +344,14 @@ validate::Comparison compare_contents(const discover::DatabaseFiles& source,
   const io::UniqueFd source_fd = io::open_source_file(source.database);
   io::UniqueFd copy_fd(::open(staged_database.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW));
   if (!copy_fd) {
-    io::throw_errno(errno, "cannot open the temporary file", shown_path(staged_database, settings));
+    io::throw_errno(errno, "cannot open the temporary file", staged_database);
   }
   if (!source_fd) return validate::Comparison::source_gone;
-  const io::RefreshOutcome comparison = io::refresh_file_contents(
-      source_fd.get(), source.database, copy_fd.get(), shown_path(staged_database, settings),
-      [&](std::uint64_t) { return !detail::cancelled(settings.cancel); });
+  const io::RefreshOutcome comparison =
+      io::refresh_file_contents(source_fd.get(), source.database, copy_fd.get(), staged_database,
+                                [&](std::uint64_t) { return !detail::cancelled(settings.cancel); });
   detail::throw_if_cancelled(settings.cancel, source.database);
-  copy_fd.close(shown_path(staged_database, settings));
+  copy_fd.close(staged_database);
   return comparison.bytes_rewritten == 0 ? validate::Comparison::equal
                                          : validate::Comparison::differs;
 }
@@ -457,8 +448,7 @@ class CommitWatch {
     }
     const std::filesystem::path staged_commit =
         staged_files_.journal.string() + "." + std::to_string(during_.commits.size() + 1);
-    if (auto commit =
-            copy_journal_in_commit_phase(source_, staged_commit, journal, database, settings_)) {
+    if (auto commit = copy_journal_in_commit_phase(source_, staged_commit, journal, database)) {
       during_.commits.push_back(std::move(*commit));
       journal_covered_ = true;
     }

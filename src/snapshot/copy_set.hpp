@@ -25,13 +25,10 @@ struct Settings {
   // When an attempt takes a reader's lock on the source (see io::ReaderLock).
   SourceLock source_lock = SourceLock::when_needed;
   // A live WAL (with no journal beside it) is applied to the database copy as it is read
-  // (finalize::apply_live_wal) instead of being staged: set only where SQLite will read the
-  // copy as plain files (finalize::sqlite_reads_plain_files). A caller's copy function
-  // always stages.
+  // (recover::apply_live_wal) instead of being staged: set only where SQLite will read the
+  // copy as plain files (sql::sqlite_reads_plain_files). A caller's copy function always
+  // stages.
   bool apply_live_wal = false;
-  // What write errors name: the user's destination rather than our staging file (empty: the
-  // staging file).
-  std::filesystem::path destination_for_errors;
 };
 
 struct RollbackStep {
@@ -46,14 +43,15 @@ struct Outcome {
   std::uint64_t bytes = 0;  // bytes copied by the accepted (or last) attempt
   // The journal of a transaction that committed during the accepted copy (at most one): the
   // staged database must be rolled back through it before it is opened for anything else
-  // (finalize::roll_back), after which page 1 must show `expected_change_counter`.
+  // (recover::roll_back), after which page 1 must show `expected_change_counter`.
   std::vector<RollbackStep> journals_to_roll_back;
 };
 
 // Copies the database at `source` and its -wal/-journal into `staged` (a database path in a
 // private folder: side files go beside it under the matching names). Never writes to or
 // locks the source. Throws SqliteBackupError for I/O errors, a source that is not a regular
-// file or that vanished, and cancellation.
+// file or that vanished, and cancellation; errors writing the copies name the staged files
+// (the caller names them as its destination).
 Outcome copy_consistent_set(const discover::DatabaseFiles& source,
                             const std::filesystem::path& staged, const Settings& settings);
 

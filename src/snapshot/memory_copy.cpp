@@ -4,11 +4,11 @@
 #include <unistd.h>
 
 #include "error_internal.hpp"
-#include "finalize/apply_wal.hpp"
-#include "finalize/memory_image.hpp"
 #include "io/copy.hpp"
 #include "io/file.hpp"
 #include "log_internal.hpp"
+#include "recover/apply_wal.hpp"
+#include "recover/memory_image.hpp"
 #include "validate/set_state.hpp"
 
 namespace sqlite_backup::snapshot {
@@ -46,9 +46,9 @@ std::optional<MemoryCopy> copy_live_wal_set_into_memory(const discover::Database
   const io::UniqueFd wal = io::open_source_file(source.wal);
   if (!wal) return std::nullopt;
   // Reading the WAL is applying it: its committed frames go straight to their pages.
-  finalize::MemoryImage image(copy.database, source.database);
-  const finalize::WalApplication applied =
-      finalize::apply_live_wal(image, wal.get(), settings.cancel, source.database);
+  recover::MemoryImage image(copy.database, source.database);
+  const recover::WalApplication applied =
+      recover::apply_live_wal(image, wal.get(), settings.cancel, source.database);
   if (!applied.applied) {
     log_debug("not applying the WAL of {} in memory ({}); copying through files instead",
               quoted(source.database), applied.why_not);

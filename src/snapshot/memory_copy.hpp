@@ -1,6 +1,6 @@
 // Stage 2 for memory destinations of databases with a live WAL (what browsers and most apps
 // keep): the database is read straight into memory SQLite will own, and the committed frames
-// of the source's WAL are applied there as they are read (finalize::apply_live_wal), so each
+// of the source's WAL are applied there as they are read (recover::apply_live_wal), so each
 // byte of the result is written once and nothing is staged. Judged by the same rules, in the
 // same order, as copy_consistent_set(): the set is looked at before the first byte and after
 // the last, the database is read before the WAL.
@@ -27,7 +27,7 @@ struct MemoryCopy {
 // should replay) or when the attempt is not proven consistent: the caller then takes the
 // general path, which retries. Never writes to or locks the source, and writes no file. The
 // caller must have checked that SQLite reads the files plainly
-// (finalize::sqlite_reads_plain_files). Throws SqliteBackupError for I/O errors and
+// (sql::sqlite_reads_plain_files). Throws SqliteBackupError for I/O errors and
 // cancellation.
 std::optional<MemoryCopy> copy_live_wal_set_into_memory(const discover::DatabaseFiles& source,
                                                         const Settings& settings);

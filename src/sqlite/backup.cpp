@@ -6,12 +6,10 @@
 
 namespace sqlite_backup::sql {
 
-Backup::Backup(sqlite3* to, Database& from, const std::string& schema,
-               const std::filesystem::path& to_for_errors)
+Backup::Backup(sqlite3* to, Database& from, const std::string& schema)
     : handle_(sqlite3_backup_init(to, "main", from.get(), schema.c_str())) {
   if (handle_ == nullptr) {
-    throw_result(sqlite3_extended_errcode(to), to, "cannot start the backup of",
-                 to_for_errors.empty() ? from.path() : to_for_errors);
+    throw_result(sqlite3_extended_errcode(to), to, "cannot start the backup of", from.path());
   }
 }
 

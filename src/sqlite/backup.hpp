@@ -14,10 +14,9 @@ namespace sqlite_backup::sql {
 // finish() releases it and reports the final result; the destructor finishes it silently.
 class Backup {
  public:
-  // Throws SqliteBackupError naming `to_for_errors` (or `from`'s path when empty) when SQLite
-  // refuses to start (the target busy, or in a transaction, say).
-  Backup(sqlite3* to, Database& from, const std::string& schema,
-         const std::filesystem::path& to_for_errors);
+  // Throws SqliteBackupError naming `from`'s path when SQLite refuses to start (the target
+  // busy, or in a transaction, say).
+  Backup(sqlite3* to, Database& from, const std::string& schema);
   Backup(const Backup&) = delete;
   Backup& operator=(const Backup&) = delete;
   Backup(Backup&&) = delete;

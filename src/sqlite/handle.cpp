@@ -49,14 +49,13 @@ Database::Database(const std::string& filename, int flags, const std::string& vf
   open(filename, flags, vfs, path_);
 }
 
-Database::Database(OpenableFile file, int flags, std::filesystem::path path_for_errors,
-                   const std::filesystem::path& open_path_for_errors)
+Database::Database(OpenableFile file, int flags, std::filesystem::path path_for_errors)
     : path_(std::move(path_for_errors)), folder_(std::move(file.folder)) {
-  open(file.uri, flags, file.vfs, open_path_for_errors.empty() ? path_ : open_path_for_errors);
+  open(file.uri, flags, file.vfs, file.path);
 }
 
 void Database::open(const std::string& filename, int flags, const std::string& vfs,
-                    const std::filesystem::path& open_path_for_errors) {
+                    const std::filesystem::path& opened) {
   const int rc =
       sqlite3_open_v2(filename.c_str(), &db_, flags, vfs.empty() ? nullptr : vfs.c_str());
   if (rc != SQLITE_OK) {
@@ -64,9 +63,9 @@ void Database::open(const std::string& filename, int flags, const std::string& v
     const int result = db_ != nullptr ? sqlite3_extended_errcode(db_) : rc;
     std::string message = db_ != nullptr ? sqlite3_errmsg(db_) : sqlite3_errstr(rc);
     sqlite3_close_v2(std::exchange(db_, nullptr));
-    detail::throw_error(classify(result), open_path_for_errors,
-                        "cannot open {} with SQLite: {} (SQLite error {})",
-                        detail::quoted(open_path_for_errors), message, result);
+    detail::throw_error(classify(result), opened,
+                        "cannot open {} with SQLite: {} (SQLite error {})", detail::quoted(opened),
+                        message, result);
   }
   sqlite3_extended_result_codes(db_, 1);
 }

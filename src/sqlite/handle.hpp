@@ -36,11 +36,10 @@ class Database {
   Database(const std::string& filename, int flags, const std::string& vfs,
            std::filesystem::path path_for_errors);
   // Opens `file` (see openable_file(); flags must contain SQLITE_OPEN_URI) and keeps its
-  // folder descriptor until the connection is closed. A failure to open names
-  // `open_path_for_errors` when given (the file the user knows, e.g. the destination a
-  // staged copy is for), else `path_for_errors`, which later errors name.
-  Database(OpenableFile file, int flags, std::filesystem::path path_for_errors,
-           const std::filesystem::path& open_path_for_errors = {});
+  // folder descriptor until the connection is closed. A failure to open names the file
+  // (a staged copy that cannot be opened is a problem of where it is staged, which the
+  // caller may name as the destination it becomes); later errors name `path_for_errors`.
+  Database(OpenableFile file, int flags, std::filesystem::path path_for_errors);
   Database(Database&& other) noexcept;
   Database& operator=(Database&&) = delete;
   Database(const Database&) = delete;
@@ -64,7 +63,7 @@ class Database {
 
  private:
   void open(const std::string& filename, int flags, const std::string& vfs,
-            const std::filesystem::path& open_path_for_errors);
+            const std::filesystem::path& opened);
 
   sqlite3* db_ = nullptr;
   std::filesystem::path path_;

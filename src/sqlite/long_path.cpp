@@ -136,6 +136,7 @@ std::size_t resolved_length(const fs::path& path) {
 
 OpenableFile openable_file(const fs::path& path, const std::string& query, const std::string& vfs) {
   OpenableFile file;
+  file.path = path;
   file.vfs = vfs;
   if (resolved_length(path) <= kLongestPathForSqlite || !path.has_filename()) {
     file.uri = file_uri(path, query);

@@ -20,9 +20,10 @@ namespace sqlite_backup::sql {
 
 // What to hand sqlite3_open_v2() for one file.
 struct OpenableFile {
-  std::string uri;      // a file: URI (SQLITE_OPEN_URI)
-  std::string vfs;      // the VFS to open it through ("" = the default)
-  io::UniqueFd folder;  // keeps /proc/self/fd/N valid; must outlive the connection
+  std::filesystem::path path;  // the file, as the caller named it (a failure to open names it)
+  std::string uri;             // a file: URI (SQLITE_OPEN_URI)
+  std::string vfs;             // the VFS to open it through ("" = the default)
+  io::UniqueFd folder;         // keeps /proc/self/fd/N valid; must outlive the connection
 };
 
 // `path` as a file: URI with `query`, through `vfs` ("" = the default). A path SQLite can

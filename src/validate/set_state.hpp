@@ -54,7 +54,7 @@ inline constexpr std::size_t kWalHeaderSize = 32;
 inline constexpr std::size_t kJournalHeaderSize = 28;
 
 // The markers of a WAL applied straight from the source rather than copied: its header as
-// the application read it (finalize::WalApplication::wal_header), to judge as the staged
+// the application read it (recover::WalApplication::wal_header), to judge as the staged
 // copy's.
 MemberState wal_as_read(const std::array<std::byte, kWalHeaderSize>& header);
 

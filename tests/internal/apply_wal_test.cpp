@@ -1,8 +1,8 @@
-// finalize::apply_wal against SQLite itself: the same WAL, applied by us and replayed by
+// recover::apply_wal against SQLite itself: the same WAL, applied by us and replayed by
 // SQLite, must give the same database file, byte for byte, once SQLite has switched each
 // to journal_mode=DELETE. Each WAL here comes from a real SQLite connection that is still
 // open (as a live owner's would be), in shapes that decide which frames count.
-#include "finalize/apply_wal.hpp"
+#include "recover/apply_wal.hpp"
 
 #include <gtest/gtest.h>
 #include <sqlite3.h>
@@ -49,9 +49,9 @@ class TwoCopies {
   [[nodiscard]] fs::path theirs() const { return dir_ / "sqlite" / "db"; }
   [[nodiscard]] fs::path our_wal() const { return dir_ / "ours" / "db-wal"; }
 
-  finalize::WalApplication apply_both() {
-    const finalize::WalApplication applied =
-        finalize::apply_wal(ours(), our_wal(), nullptr, "source.db", ours());
+  recover::WalApplication apply_both() {
+    const recover::WalApplication applied =
+        recover::apply_wal(ours(), our_wal(), nullptr, "source.db");
     switch_to_delete_mode(ours());
     switch_to_delete_mode(theirs());
     return applied;
@@ -81,7 +81,7 @@ TEST_P(ApplyWalPageSizes, GivesTheDatabaseSqliteCheckpointWouldForNewAndRewritte
     owner.exec("UPDATE t SET v = randomblob(800) WHERE id % 7 = " + std::to_string(i));
   }
   TwoCopies copies(source);
-  const finalize::WalApplication applied = copies.apply_both();
+  const recover::WalApplication applied = copies.apply_both();
   ASSERT_TRUE(applied.applied) << applied.why_not;
   EXPECT_EQ(applied.valid_frames, applied.committed_frames);
   // Pages rewritten by several transactions are written once, in their last version.
@@ -105,7 +105,7 @@ TEST(ApplyWal, LeavesOutFramesOfATransactionThatHasNotCommitted) {
   owner.insert(2000, 1000);
   TwoCopies copies(source);
   owner.exec("ROLLBACK");
-  const finalize::WalApplication applied = copies.apply_both();
+  const recover::WalApplication applied = copies.apply_both();
   ASSERT_TRUE(applied.applied) << applied.why_not;
   EXPECT_GT(applied.valid_frames, applied.committed_frames + 100);
   expect_same_database(copies);
@@ -123,7 +123,7 @@ TEST(ApplyWal, IgnoresFramesLeftFromTheWalsEarlierGeneration) {
   owner.exec("UPDATE t SET v = randomblob(1000) WHERE id = 1");
   const auto wal_size = fs::file_size(source.string() + "-wal");
   TwoCopies copies(source);
-  const finalize::WalApplication applied = copies.apply_both();
+  const recover::WalApplication applied = copies.apply_both();
   ASSERT_TRUE(applied.applied) << applied.why_not;
   EXPECT_LT(applied.valid_frames, 10U);
   EXPECT_GT(wal_size, 3000U * 1000U) << "the WAL did not keep the earlier generation";
@@ -154,7 +154,7 @@ TEST(ApplyWal, StopsWhereAFramesChecksumBreaksTheChain) {
   write_twenty_transactions(owner);
   TwoCopies copies(source);
   damage_frame(copies, 60, 24 + 100);  // a byte of the page: a torn write
-  const finalize::WalApplication applied = copies.apply_both();
+  const recover::WalApplication applied = copies.apply_both();
   ASSERT_TRUE(applied.applied) << applied.why_not;
   EXPECT_EQ(applied.valid_frames, 59U);
   expect_same_database(copies);
@@ -168,7 +168,7 @@ TEST(ApplyWal, StopsWhereAFramesSaltsAreNotTheHeaders) {
   TwoCopies copies(source);
   // The checksum does not cover the salts: only the salt comparison catches this frame.
   damage_frame(copies, 60, 8);
-  const finalize::WalApplication applied = copies.apply_both();
+  const recover::WalApplication applied = copies.apply_both();
   ASSERT_TRUE(applied.applied) << applied.why_not;
   EXPECT_EQ(applied.valid_frames, 59U);
   expect_same_database(copies);
@@ -184,7 +184,7 @@ TEST(ApplyWal, LeavesAWalWithoutASingleValidFrameToSqlite) {
   write_twenty_transactions(owner);
   TwoCopies copies(source);
   damage_frame(copies, 1, 24 + 100);
-  const finalize::WalApplication applied = copies.apply_both();
+  const recover::WalApplication applied = copies.apply_both();
   EXPECT_FALSE(applied.applied);
   EXPECT_NE(applied.why_not.find("no frame"), std::string::npos) << applied.why_not;
   expect_same_database(copies);
@@ -200,7 +200,7 @@ TEST(ApplyWal, CutsTheFileWhereTheLastCommitEndsTheDatabase) {
   owner.exec("DELETE FROM t WHERE id > 10");
   const auto file_size = fs::file_size(source);
   TwoCopies copies(source);
-  const finalize::WalApplication applied = copies.apply_both();
+  const recover::WalApplication applied = copies.apply_both();
   ASSERT_TRUE(applied.applied) << applied.why_not;
   EXPECT_LT(fs::file_size(copies.ours()), file_size / 10);
   expect_same_database(copies);
@@ -214,7 +214,7 @@ TEST(ApplyWal, TakesAWalTruncatedByACheckpointAsEmpty) {
   owner.exec("PRAGMA wal_checkpoint(TRUNCATE)");
   ASSERT_EQ(fs::file_size(source.string() + "-wal"), 0U);
   TwoCopies copies(source);
-  const finalize::WalApplication applied = copies.apply_both();
+  const recover::WalApplication applied = copies.apply_both();
   ASSERT_TRUE(applied.applied) << applied.why_not;
   EXPECT_EQ(applied.valid_frames, 0U);
   EXPECT_TRUE(applied.left_wal_mode);
@@ -235,8 +235,8 @@ TEST(ApplyWal, LeavesAWalWithABrokenHeaderToSqliteUntouched) {
   }
   const std::string database_before = read_file(copies.ours());
   const std::string wal_before = read_file(copies.our_wal());
-  const finalize::WalApplication applied =
-      finalize::apply_wal(copies.ours(), copies.our_wal(), nullptr, "source.db", copies.ours());
+  const recover::WalApplication applied =
+      recover::apply_wal(copies.ours(), copies.our_wal(), nullptr, "source.db");
   EXPECT_FALSE(applied.applied);
   EXPECT_NE(applied.why_not.find("checksum"), std::string::npos) << applied.why_not;
   EXPECT_EQ(read_file(copies.ours()), database_before);
@@ -260,7 +260,7 @@ TEST(ApplyWal, LeavesAPage1WithMixedFormatBytesToSqlite) {
     file.seekp(19);
     file.put('\x01');  // 18 stays 2
   }
-  const finalize::WalApplication applied = copies.apply_both();
+  const recover::WalApplication applied = copies.apply_both();
   EXPECT_FALSE(applied.applied);
   EXPECT_NE(applied.why_not.find("format bytes"), std::string::npos) << applied.why_not;
   expect_same_database(copies);
@@ -288,7 +288,7 @@ TEST(ApplyWal, LeavesAHeaderWhoseDatabaseSizeSqliteWouldRewriteToSqlite) {
   TwoCopies copies(source);
   patch_header(copies, 92, 12345);  // not the change counter: 28 is not to be trusted
   patch_header(copies, 28, 2);
-  const finalize::WalApplication applied = copies.apply_both();
+  const recover::WalApplication applied = copies.apply_both();
   EXPECT_FALSE(applied.applied);
   EXPECT_NE(applied.why_not.find("database size"), std::string::npos) << applied.why_not;
   expect_same_database(copies);
@@ -306,7 +306,7 @@ TEST(ApplyWal, LeavesFreePagesOfAFullAutoVacuumDatabaseToSqlite) {
   owner.insert(200, 1000);
   owner.exec("DELETE FROM t WHERE id > 20");
   TwoCopies copies(source);
-  const finalize::WalApplication applied = copies.apply_both();
+  const recover::WalApplication applied = copies.apply_both();
   EXPECT_FALSE(applied.applied);
   EXPECT_NE(applied.why_not.find("auto_vacuum"), std::string::npos) << applied.why_not;
   expect_same_database(copies);
@@ -326,8 +326,8 @@ TEST(ApplyWal, LeavesAWalWhosePageSizeDiffersFromTheDatabasesToSqlite) {
     database.put('\x00');
   }
   const std::string wal_before = read_file(copies.our_wal());
-  const finalize::WalApplication applied =
-      finalize::apply_wal(copies.ours(), copies.our_wal(), nullptr, "source.db", copies.ours());
+  const recover::WalApplication applied =
+      recover::apply_wal(copies.ours(), copies.our_wal(), nullptr, "source.db");
   EXPECT_FALSE(applied.applied);
   EXPECT_NE(applied.why_not.find("page size"), std::string::npos) << applied.why_not;
   EXPECT_EQ(read_file(copies.our_wal()), wal_before);

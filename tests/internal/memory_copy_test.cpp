@@ -1,5 +1,5 @@
 // The memory snapshot of a live WAL (snapshot::copy_live_wal_set_into_memory and
-// finalize::apply_live_wal): the source's own WAL is applied to the image as it is read, with
+// recover::apply_live_wal): the source's own WAL is applied to the image as it is read, with
 // nothing staged. What the owner does to its WAL between and during our reads is forced here
 // at exact points, from the progress callback of the database read or from the image's
 // writes, with a real SQLite connection as the owner.
@@ -18,10 +18,10 @@
 #include <string>
 
 #include "discover/database_files.hpp"
-#include "finalize/apply_wal.hpp"
-#include "finalize/memory_image.hpp"
 #include "io/file.hpp"
 #include "io/sqlite_memory.hpp"
+#include "recover/apply_wal.hpp"
+#include "recover/memory_image.hpp"
 #include "test_support.hpp"
 #include "wal_owner.hpp"
 
@@ -57,7 +57,7 @@ std::string applied_through_staged_files(const fs::path& source, const TempDir& 
   const fs::path wal = dir / "staged.db-wal";
   fs::copy_file(source, database);
   fs::copy_file(source.string() + "-wal", wal);
-  EXPECT_TRUE(finalize::apply_wal(database, wal, nullptr, source, database).applied);
+  EXPECT_TRUE(recover::apply_wal(database, wal, nullptr, source).applied);
   return read_file(database);
 }
 
@@ -71,9 +71,9 @@ TEST(ApplyLiveWal, AppliesTheSourcesOwnWalAsTheStagedCopyWouldBeAppliedAndLeaves
 
   io::SqliteMemory image = read_whole(source);
   const io::UniqueFd wal(::open((source.string() + "-wal").c_str(), O_RDONLY | O_CLOEXEC));
-  finalize::MemoryImage memory(image, source);
-  const finalize::WalApplication applied =
-      finalize::apply_live_wal(memory, wal.get(), nullptr, source);
+  recover::MemoryImage memory(image, source);
+  const recover::WalApplication applied =
+      recover::apply_live_wal(memory, wal.get(), nullptr, source);
   ASSERT_TRUE(applied.applied) << applied.why_not;
   EXPECT_TRUE(applied.left_wal_mode);
   EXPECT_EQ(read_file(source.string() + "-wal"), wal_before) << "the source's WAL was changed";
@@ -92,7 +92,7 @@ TEST(ApplyLiveWal, TheFirstLookListsThePagesOfCommittedFramesOnly) {
   owner.exec("UPDATE t SET v = randomblob(700) WHERE id % 3 = 0");
   const fs::path wal_path = source.string() + "-wal";
   const io::UniqueFd wal(::open(wal_path.c_str(), O_RDONLY | O_CLOEXEC));
-  const auto committed = finalize::committed_pages_of_live_wal(wal.get(), nullptr, source);
+  const auto committed = recover::committed_pages_of_live_wal(wal.get(), nullptr, source);
   ASSERT_TRUE(committed.has_value());
   EXPECT_EQ(committed->page_size, 4096U);
   ASSERT_FALSE(committed->pages.empty());
@@ -105,7 +105,7 @@ TEST(ApplyLiveWal, TheFirstLookListsThePagesOfCommittedFramesOnly) {
   // WAL before it commits: none of them is listed.
   owner.exec("PRAGMA cache_size=10; BEGIN");
   owner.insert(2000, 1000);
-  const auto with_spill = finalize::committed_pages_of_live_wal(wal.get(), nullptr, source);
+  const auto with_spill = recover::committed_pages_of_live_wal(wal.get(), nullptr, source);
   owner.exec("ROLLBACK");
   ASSERT_TRUE(with_spill.has_value());
   EXPECT_EQ(with_spill->pages, committed->pages);
@@ -114,7 +114,7 @@ TEST(ApplyLiveWal, TheFirstLookListsThePagesOfCommittedFramesOnly) {
 
 // The image's first write comes after the first window of the WAL was read: the owner's
 // checkpoint cuts the WAL to nothing (wal_checkpoint(TRUNCATE)) right then.
-class CuttingImage final : public finalize::DatabaseImage {
+class CuttingImage final : public recover::DatabaseImage {
  public:
   CuttingImage(io::SqliteMemory& memory, fs::path wal)
       : inner_(memory, wal), wal_(std::move(wal)) {}
@@ -137,7 +137,7 @@ class CuttingImage final : public finalize::DatabaseImage {
   void finish() override {}
 
  private:
-  finalize::MemoryImage inner_;
+  recover::MemoryImage inner_;
   fs::path wal_;
   bool cut_ = false;
 };
@@ -152,8 +152,8 @@ TEST(ApplyLiveWal, AWalCutWhileItIsReadEndsTheAttemptRatherThanTheBackup) {
   io::SqliteMemory image = read_whole(source);
   const io::UniqueFd wal(::open((source.string() + "-wal").c_str(), O_RDONLY | O_CLOEXEC));
   CuttingImage cutting(image, source.string() + "-wal");
-  finalize::WalApplication applied;
-  ASSERT_NO_THROW(applied = finalize::apply_live_wal(cutting, wal.get(), nullptr, source));
+  recover::WalApplication applied;
+  ASSERT_NO_THROW(applied = recover::apply_live_wal(cutting, wal.get(), nullptr, source));
   EXPECT_FALSE(applied.applied);
   EXPECT_NE(applied.why_not.find("cut"), std::string::npos) << applied.why_not;
 }

@@ -1,5 +1,7 @@
-// finalize::recover_in_place against SQLite's own recovery of the same staged set: where the
+// recover::recover_in_place against SQLite's own recovery of the same staged set: where the
 // library applies the WAL itself and where it must leave the job to SQLite.
+#include "recover/recover.hpp"
+
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 
@@ -12,7 +14,6 @@
 #include <string>
 #include <vector>
 
-#include "finalize/finalize.hpp"
 #include "test_support.hpp"
 
 namespace sqlite_backup::testing {
@@ -53,7 +54,7 @@ class RecoverBoth {
       const std::lock_guard lock(mutex);
       log.emplace_back(record.message);
     });
-    finalize::recover_in_place(ours(), finalize::Settings{}, "source.db");
+    recover::recover_in_place(ours(), recover::Settings{}, "source.db");
     set_log_sink({});
     set_log_level(saved);
     exec_sql(theirs(), "PRAGMA journal_mode=DELETE");

@@ -388,7 +388,7 @@ TEST_F(LoggingTest, DebugLevelReportsCopyingAndAttemptsToTheSink) {
       << "no debug record mentions copying or attempts; got " << captured.size() << " records";
 }
 
-// The staged WAL of a live source is applied by the library itself (finalize/apply_wal),
+// The staged WAL of a live source is applied by the library itself (recover/apply_wal),
 // not replayed by SQLite, for file and memory destinations alike; with a caller's own URI
 // parameters (which may change how SQLite reads the files) SQLite replays it.
 TEST_F(LoggingTest, ALiveWalIsAppliedByTheLibraryUnlessTheCallerConfiguresSqlitesOpen) {

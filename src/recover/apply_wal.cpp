@@ -1,4 +1,4 @@
-#include "finalize/apply_wal.hpp"
+#include "recover/apply_wal.hpp"
 
 #include <fcntl.h>
 #include <sqlite3.h>
@@ -32,7 +32,7 @@
 // header's checksum and running over each frame's first 8 header bytes and its page, holds.
 // Only frames up to the last valid commit frame are part of the database.
 
-namespace sqlite_backup::finalize {
+namespace sqlite_backup::recover {
 namespace {
 
 using detail::log_debug;
@@ -120,15 +120,14 @@ void write_run(int fd, std::uint32_t first_page, std::span<const std::byte* cons
   }
 }
 
-// The staged database file. Reads name the source (what the user knows); writes name
-// `written`, the destination the copy becomes (where a full disk is the user's to fix).
+// The staged database file. Reads name the source (what the user knows); writes name the
+// staged file (where a full disk is: the caller names it as the destination it becomes).
 class FileImage final : public DatabaseImage {
  public:
-  FileImage(const std::filesystem::path& database, const std::filesystem::path& source,
-            const std::filesystem::path& written)
+  FileImage(const std::filesystem::path& database, const std::filesystem::path& source)
       : fd_(::open(database.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW)),
         source_(source),
-        written_(written) {
+        written_(database) {
     if (!fd_) io::throw_errno(errno, "cannot open the snapshot of", source_);
   }
   std::uint64_t size() override { return io::stat_fd(fd_.get(), source_).size; }
@@ -156,7 +155,7 @@ class FileImage final : public DatabaseImage {
  private:
   io::UniqueFd fd_;
   const std::filesystem::path& source_;
-  const std::filesystem::path& written_;
+  const std::filesystem::path& written_;  // the staged database
   std::vector<iovec> vectors_;
 };
 
@@ -553,9 +552,8 @@ class WalApplier {
 }  // namespace
 
 WalApplication apply_wal(const std::filesystem::path& database, const std::filesystem::path& wal,
-                         const std::atomic<bool>* cancel, const std::filesystem::path& source,
-                         const std::filesystem::path& written) {
-  FileImage image(database, source, written);
+                         const std::atomic<bool>* cancel, const std::filesystem::path& source) {
+  FileImage image(database, source);
   const io::UniqueFd fd(::open(wal.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
   if (!fd) io::throw_errno(errno, "cannot open the WAL of the snapshot of", source);
   WalApplication result = WalApplier(image, fd.get(), false, cancel, source).run();
@@ -574,8 +572,8 @@ WalApplication apply_live_wal(DatabaseImage& database, int wal_fd, const std::at
 
 WalApplication apply_live_wal(const std::filesystem::path& database, int wal_fd,
                               const std::atomic<bool>* cancel, const std::filesystem::path& source,
-                              const std::filesystem::path& written, const WalPages* first_look) {
-  FileImage image(database, source, written);
+                              const WalPages* first_look) {
+  FileImage image(database, source);
   return WalApplier(image, wal_fd, true, cancel, source, first_look).run();
 }
 
@@ -597,4 +595,4 @@ std::optional<WalPages> committed_pages_of_live_wal(int wal_fd, const std::atomi
   return WalApplier(none, wal_fd, true, cancel, source).look();
 }
 
-}  // namespace sqlite_backup::finalize
+}  // namespace sqlite_backup::recover

@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-namespace sqlite_backup::finalize {
+namespace sqlite_backup::recover {
 
 struct WalApplication {
   // false: the WAL is left, untouched, for SQLite to replay (why_not says why); nothing was
@@ -67,12 +67,11 @@ class DatabaseImage {
 // Anything unusual (a WAL header SQLite would ignore or reject, a page size differing from
 // the database's, an empty or too-short database file) is left for SQLite: the result is then
 // `applied == false` and neither file was modified. Errors throw SqliteBackupError: reading
-// names `source`, writing names `written` (the destination the copy becomes, where a full
-// disk is the user's to fix); cancellation is ErrorKind::cancelled. Not thread-safe on the
-// same files.
+// names `source`, writing names `database` (where a full disk is; the caller names it as the
+// destination it becomes); cancellation is ErrorKind::cancelled. Not thread-safe on the same
+// files.
 WalApplication apply_wal(const std::filesystem::path& database, const std::filesystem::path& wal,
-                         const std::atomic<bool>* cancel, const std::filesystem::path& source,
-                         const std::filesystem::path& written);
+                         const std::atomic<bool>* cancel, const std::filesystem::path& source);
 
 // A first look at the source's live WAL, before its database is read: the pages its committed
 // frames hold, which the copy of the database may leave out because apply_live_wal() will
@@ -107,12 +106,11 @@ WalApplication apply_live_wal(DatabaseImage& database, int wal_fd, const std::at
                               const std::filesystem::path& source,
                               const WalPages* first_look = nullptr);
 
-// The same into a staged database file (write errors name `written`). With `first_look` (taken
-// in the same generation: the header read must be its wal_header, or the look is not used)
-// the frames it scanned are not scanned again.
+// The same into a staged database file (write errors name `database`). With `first_look`
+// (taken in the same generation: the header read must be its wal_header, or the look is not
+// used) the frames it scanned are not scanned again.
 WalApplication apply_live_wal(const std::filesystem::path& database, int wal_fd,
                               const std::atomic<bool>* cancel, const std::filesystem::path& source,
-                              const std::filesystem::path& written,
                               const WalPages* first_look = nullptr);
 
-}  // namespace sqlite_backup::finalize
+}  // namespace sqlite_backup::recover

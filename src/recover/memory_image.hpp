@@ -6,10 +6,10 @@
 #include <cstring>
 #include <filesystem>
 
-#include "finalize/apply_wal.hpp"
 #include "io/sqlite_memory.hpp"
+#include "recover/apply_wal.hpp"
 
-namespace sqlite_backup::finalize {
+namespace sqlite_backup::recover {
 
 class MemoryImage final : public DatabaseImage {
  public:
@@ -53,4 +53,4 @@ class MemoryImage final : public DatabaseImage {
   const std::filesystem::path& source_;
 };
 
-}  // namespace sqlite_backup::finalize
+}  // namespace sqlite_backup::recover

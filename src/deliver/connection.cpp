@@ -1,0 +1,117 @@
+#include "deliver/connection.hpp"
+
+#include <sqlite3.h>
+
+#include <chrono>
+#include <thread>
+#include <utility>
+
+#include "error_internal.hpp"
+#include "io/file.hpp"
+#include "log_internal.hpp"
+#include "sqlite/backup.hpp"
+#include "sqlite/connect.hpp"
+
+namespace sqlite_backup::deliver {
+namespace {
+
+using detail::log_debug;
+using detail::quoted;
+using detail::throw_error;
+
+// Hands `memory` to `target` (SQLite owns it from here on, also when this fails).
+void deserialize_into(sqlite3* target, io::SqliteMemory memory,
+                      const std::filesystem::path& source) {
+  const auto size = static_cast<sqlite3_int64>(memory.size());
+  const auto capacity = static_cast<sqlite3_int64>(memory.capacity());
+  const int rc = sqlite3_deserialize(
+      target, "main", static_cast<unsigned char*>(static_cast<void*>(memory.release())), size,
+      capacity, SQLITE_DESERIALIZE_FREEONCLOSE | SQLITE_DESERIALIZE_RESIZEABLE);
+  if (rc != SQLITE_OK) {
+    sql::throw_result(rc, target, "cannot load into memory the snapshot of", source);
+  }
+}
+
+}  // namespace
+
+bool wants_backup_api(const BackupOptions& backup) noexcept {
+  return backup.pages != -1 || static_cast<bool>(backup.progress) || backup.name != "main";
+}
+
+void backup_api_copy(sql::Database& from, sqlite3* to, const Settings& settings) {
+  const BackupOptions& backup = settings.backup;
+  sql::Backup handle(to, from, backup.name);
+  const auto busy_limit = settings.connect.busy_timeout;
+  auto busy_since = std::chrono::steady_clock::time_point{};
+  bool busy = false;
+  int step = 0;
+  // on_progress speaks in bytes; the backup API in pages.
+  const auto page_size =
+      static_cast<std::uint64_t>(from.query_int("PRAGMA page_size", "cannot read"));
+  for (;;) {
+    detail::throw_if_cancelled(settings.cancel, from.path());
+    const int rc = sqlite3_backup_step(handle.get(), backup.pages);
+    ++step;
+    const int remaining = sqlite3_backup_remaining(handle.get());
+    const int total = sqlite3_backup_pagecount(handle.get());
+    log_debug("backup step {}: {} of {} pages remaining", step, remaining, total);
+    if (backup.progress) backup.progress(rc, remaining, total);
+    if (settings.on_progress) {
+      settings.on_progress({static_cast<std::uint64_t>(total - remaining) * page_size,
+                            static_cast<std::uint64_t>(total) * page_size, 1});
+    }
+    if (rc == SQLITE_DONE) break;
+    if (rc == SQLITE_OK) {
+      busy = false;
+      continue;
+    }
+    if (sql::is_retryable(rc)) {
+      const auto now = std::chrono::steady_clock::now();
+      if (!busy) {
+        busy = true;
+        busy_since = now;
+      } else if (now - busy_since > busy_limit) {
+        handle.finish();
+        throw_error(ErrorKind::sqlite, from.path(),
+                    "cannot back up {}: the database stayed locked by another connection for {} ms",
+                    quoted(from.path()), busy_limit.count());
+      }
+      std::this_thread::sleep_for(backup.sleep);
+      continue;
+    }
+    handle.finish();
+    sql::throw_result(rc, to, "cannot back up", from.path());
+  }
+  const int rc = handle.finish();
+  if (rc != SQLITE_OK) sql::throw_result(rc, to, "cannot finish the backup of", from.path());
+}
+
+void copy_into(sql::Database& from, sqlite3* target, const Settings& settings) {
+  const sql::CancellationHandler cancellation(target, settings.cancel);
+  backup_api_copy(from, target, settings);
+  sql::verify(target, settings.verify, from.path());
+}
+
+void load_image_into(sqlite3* target, io::SqliteMemory database, const Settings& settings,
+                     const std::filesystem::path& source) {
+  deserialize_into(target, std::move(database), source);
+  const sql::CancellationHandler cancellation(target, settings.cancel);
+  // Reading the schema checks the header and page 1, as opening a staged copy does.
+  sql::Statement schema(target, "SELECT count(*) FROM sqlite_schema", "cannot read the snapshot of",
+                        source);
+  schema.step();
+  sql::verify(target, settings.verify, source);
+}
+
+void load_into(sqlite3* target, const std::filesystem::path& staged, const Settings& settings,
+               const std::filesystem::path& source) {
+  const io::UniqueFd fd = io::open_source_file(staged);
+  if (!fd) io::throw_errno(ENOENT, "cannot read the snapshot of", source);
+  io::SqliteMemory memory;
+  io::read_file_into(fd.get(), staged, memory, {});
+  deserialize_into(target, std::move(memory), source);
+  const sql::CancellationHandler cancellation(target, settings.cancel);
+  sql::verify(target, settings.verify, source);
+}
+
+}  // namespace sqlite_backup::deliver
