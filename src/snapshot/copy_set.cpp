@@ -381,14 +381,12 @@ validate::Verdict judge_copy(const discover::DatabaseFiles& source,
   return judge_against(validate::capture(source));
 }
 
-// Rollback mode: every commit (outside exclusive locking mode) moves the change counter with
-// its first write to the database, page 1. Looking at it before the copy and between its
-// chunks, the watch copies the journal of a transaction seen committing while it is in its
-// commit phase, complete (validate::journal_in_commit_phase); the attempt is then judged as
-// that commit and rolled back through it, so a transaction that ends during the copy no
-// longer spoils it, whatever its journal mode. It also notes every hot journal it sees and
-// whether the counter ever goes back (see validate::judge()). Idle in WAL mode and when the
-// caller's copy function copies.
+// Rollback mode: the looks at the source's database header and journal, before the copy and
+// between its chunks, that let an attempt survive one commit during the copy. Each look is
+// handed to validate::record_look(), which keeps the evidence and says when a commit's
+// journal is to be copied; the copy is kept only when validate::journal_in_commit_phase()
+// finds it complete. The attempt is then judged as that commit and rolled back through it.
+// Idle in WAL mode and when the caller's copy function copies.
 class CommitWatch {
  public:
   CommitWatch(const discover::DatabaseFiles& source, const discover::DatabaseFiles& staged_files,
@@ -396,28 +394,16 @@ class CommitWatch {
       : source_(source),
         staged_files_(staged_files),
         before_(before),
-        settings_(settings),
-        enabled_(settings.follow_commits && !settings.copy_function && !before.wal.exists),
-        counter_seen_(validate::change_counter(before.database)) {}
+        enabled_(settings.follow_commits && !settings.copy_function && !before.wal.exists) {}
 
   void look_before_copy() {
-    if (!enabled_) return;
-    note_hot_journal(before_.journal);
-    capture_commit(before_.database, before_.journal);
+    if (enabled_) look(before_.database, before_.journal);
   }
 
   void look_between_chunks() {
     if (!enabled_) return;
-    const validate::MemberState database =
-        validate::capture_member(source_.database, validate::kDatabaseHeaderSize);
-    const validate::MemberState journal =
-        validate::capture_member(source_.journal, validate::kJournalHeaderSize);
-    note_hot_journal(journal);
-    const std::uint32_t counter = validate::change_counter(database);
-    if (counter == counter_seen_) return;
-    if (counter < counter_seen_) during_.counter_went_back = true;
-    counter_seen_ = counter;
-    capture_commit(database, journal);
+    look(validate::capture_member(source_.database, validate::kDatabaseHeaderSize),
+         validate::capture_member(source_.journal, validate::kJournalHeaderSize));
   }
 
   // Whether a commit's journal was copied: then the journal is not copied after the database.
@@ -430,22 +416,8 @@ class CommitWatch {
   }
 
  private:
-  void note_hot_journal(const validate::MemberState& journal) {
-    if (!validate::journal_is_hot(journal)) return;
-    std::array<std::byte, 8> nonce{};
-    std::memcpy(nonce.data(), journal.header.data() + 12, nonce.size());
-    if (std::find(during_.hot_journals.begin(), during_.hot_journals.end(), nonce) ==
-        during_.hot_journals.end()) {
-      during_.hot_journals.push_back(nonce);
-    }
-  }
-
-  void capture_commit(const validate::MemberState& database, const validate::MemberState& journal) {
-    if (!validate::journal_is_hot(journal) ||
-        (!during_.commits.empty() &&
-         validate::same_journal_transaction(during_.commits.back().header, journal))) {
-      return;
-    }
+  void look(const validate::MemberState& database, const validate::MemberState& journal) {
+    if (!validate::record_look(during_, database, journal)) return;
     const std::filesystem::path staged_commit =
         staged_files_.journal.string() + "." + std::to_string(during_.commits.size() + 1);
     if (auto commit = copy_journal_in_commit_phase(source_, staged_commit, journal, database)) {
@@ -457,9 +429,7 @@ class CommitWatch {
   const discover::DatabaseFiles& source_;
   const discover::DatabaseFiles& staged_files_;
   const validate::SetState& before_;
-  const Settings& settings_;
   const bool enabled_;
-  std::uint32_t counter_seen_;
   validate::DuringCopy during_;
   bool journal_covered_ = false;
 };

@@ -325,6 +325,29 @@ bool journal_is_hot(const MemberState& journal) noexcept {
          power_of_two_within(big_endian_u32(journal, 24), 512, 65536);
 }
 
+bool record_look(DuringCopy& during, const MemberState& database, const MemberState& journal) {
+  const bool hot = journal_is_hot(journal);
+  if (hot) {
+    std::array<std::byte, 8> nonce{};
+    std::memcpy(nonce.data(), journal.header.data() + 12, nonce.size());
+    if (std::find(during.hot_journals.begin(), during.hot_journals.end(), nonce) ==
+        during.hot_journals.end()) {
+      during.hot_journals.push_back(nonce);
+    }
+  }
+  // Every commit outside exclusive locking mode moves the counter with its first write to
+  // the database file: an unmoved counter means no commit has begun writing since the last
+  // look, so there is nothing new to capture.
+  const std::uint32_t counter = change_counter(database);
+  if (during.counter_seen) {
+    if (counter == *during.counter_seen) return false;
+    if (counter < *during.counter_seen) during.counter_went_back = true;
+  }
+  during.counter_seen = counter;
+  return hot && (during.commits.empty() ||
+                 !same_journal_transaction(during.commits.back().header, journal));
+}
+
 namespace {
 
 // WAL mode with a live generation of frames.

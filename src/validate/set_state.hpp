@@ -99,9 +99,19 @@ struct DuringCopy {
   std::vector<CommitJournal> commits;
   // Bytes 12-20 (nonce, original size) of every distinct hot journal seen between chunks.
   std::vector<std::array<std::byte, 8>> hot_journals;
-  bool counter_went_back = false;           // the change counter was seen lower than before
-  std::uint64_t staged_database_bytes = 0;  // the size of our copy of the database
+  bool counter_went_back = false;             // the change counter was seen lower than before
+  std::uint64_t staged_database_bytes = 0;    // the size of our copy of the database
+  std::optional<std::uint32_t> counter_seen;  // at the last look (record_look())
 };
+
+// A look at the source's database header and -journal before or between the chunks of a
+// rollback-mode copy, recorded in `during` as evidence for judge(): every distinct hot
+// journal, and a change counter that went back. Returns true when the look shows a commit
+// under way that is not captured yet (the counter moved since the last look, or this is the
+// first, and a hot journal of another transaction than the last captured one): snapshot/
+// should copy that journal now, and journal_in_commit_phase() then says whether the copy
+// holds the whole transaction (only then does it go into during.commits).
+bool record_look(DuringCopy& during, const MemberState& database, const MemberState& journal);
 
 // Judges a copy taken between `before` and `after`; `staged_wal` and `staged_journal` are
 // the markers of the copies themselves (`staged_wal`: the WAL's header as read, where its

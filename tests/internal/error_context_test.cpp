@@ -62,8 +62,9 @@ TEST(ErrorContextTest, ErrorsAboutOtherFilesPassThroughUntouched) {
 }
 
 TEST(ErrorContextTest, OtherExceptionsAndResultsPassThrough) {
-  EXPECT_THROW(detail::naming_private_files_as("/s", "/d", [] { throw std::invalid_argument("x"); }),
-               std::invalid_argument);
+  EXPECT_THROW(
+      detail::naming_private_files_as("/s", "/d", [] { throw std::invalid_argument("x"); }),
+      std::invalid_argument);
   EXPECT_EQ(detail::naming_private_files_as("/s", "/d", [] { return 7; }), 7);
 }
 

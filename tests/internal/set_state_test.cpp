@@ -7,6 +7,7 @@
 #include <array>
 #include <cstdint>
 #include <cstring>
+#include <optional>
 #include <string>
 
 namespace sqlite_backup::validate {
@@ -55,6 +56,36 @@ TEST(JournalIsHot, OnlyWithAHeaderSqliteWouldPlayBack) {
   EXPECT_FALSE(journal_is_hot(journal_header(7, 10, 16, 4096)));      // sector size too small
   EXPECT_FALSE(journal_is_hot(journal_header(7, 10, 131072, 4096)));  // sector size too large
   EXPECT_FALSE(journal_is_hot(journal_header(7, 10, 500, 4096)));  // sector size not a power of 2
+}
+
+// record_look(): the looks between chunks decide when a commit's journal is worth copying,
+// and keep the evidence judge() uses.
+TEST(RecordLook, AsksForAJournalOnlyWhenANewCommitIsUnderWay) {
+  DuringCopy during;
+  const MemberState no_journal;
+  // The first look: no commit under way, nothing to copy, the counter noted.
+  EXPECT_FALSE(record_look(during, database_header(5), no_journal));
+  EXPECT_EQ(during.counter_seen, std::optional<std::uint32_t>(5));
+  // Unmoved counter: nothing new, even with a hot journal (its commit has not begun writing).
+  EXPECT_FALSE(record_look(during, database_header(5), journal_header(7, 10, 512, 4096)));
+  ASSERT_EQ(during.hot_journals.size(), 1U);  // but the hot journal is noted
+  // The counter moved and a journal is hot: copy it.
+  const MemberState t7 = journal_header(7, 10, 512, 4096);
+  EXPECT_TRUE(record_look(during, database_header(6), t7));
+  during.commits.push_back(CommitJournal{"staged-journal.1", t7, 5});
+  // The same transaction again (counter moved on within it): already captured.
+  EXPECT_FALSE(record_look(during, database_header(7), t7));
+  // The next transaction: copy its journal too.
+  EXPECT_TRUE(record_look(during, database_header(8), journal_header(8, 10, 512, 4096)));
+  EXPECT_EQ(during.hot_journals.size(), 2U);
+  EXPECT_FALSE(during.counter_went_back);
+}
+
+TEST(RecordLook, NotesACounterThatWentBack) {
+  DuringCopy during;
+  EXPECT_FALSE(record_look(during, database_header(9), MemberState{}));
+  EXPECT_FALSE(record_look(during, database_header(4), MemberState{}));
+  EXPECT_TRUE(during.counter_went_back);
 }
 
 // A writer in the default locking mode holds EXCLUSIVE only around each commit; the two looks
