@@ -365,15 +365,17 @@ validate::Verdict judge_copy(const discover::DatabaseFiles& source,
                              validate::DuringCopy& during, const Settings& settings) {
   // A retry's refresh that rewrote nothing was itself a comparison.
   if (copy.database_proved_equal) during.comparison = validate::Comparison::equal;
-  const validate::MemberState staged_wal =
-      copy.wal_as_read ? *copy.wal_as_read
-                       : validate::capture_member(staged_files.wal, validate::kWalHeaderSize);
-  const validate::MemberState staged_journal =
-      validate::capture_member(staged_files.journal, validate::kJournalHeaderSize);
+  validate::CopiedSet copied;
+  copied.wal = copy.wal_as_read
+                   ? *copy.wal_as_read
+                   : validate::capture_member(staged_files.wal, validate::kWalHeaderSize);
+  copied.journal = validate::capture_member(staged_files.journal, validate::kJournalHeaderSize);
+  copied.journal_names_super_journal =
+      copied.journal.exists && validate::journal_names_a_super_journal(staged_files.journal);
   const auto staged_database = io::stat_path(staged_files.database);
   during.staged_database_bytes = staged_database ? staged_database->size : 0;
   const auto judge_against = [&](const validate::SetState& state) {
-    return validate::judge(before, state, staged_wal, staged_journal, staged_files.journal, during);
+    return validate::judge(before, state, copied, during);
   };
   validate::Verdict verdict = judge_against(validate::capture(source));
   if (verdict.need != validate::Need::content_comparison) return verdict;

@@ -57,9 +57,10 @@ std::optional<MemoryCopy> copy_live_wal_set_into_memory(const discover::Database
 
   validate::DuringCopy during;
   during.staged_database_bytes = database_bytes;
+  validate::CopiedSet copied;
+  copied.wal = validate::wal_as_read(applied.wal_header);
   const validate::Verdict verdict =
-      validate::judge(before, validate::capture(source), validate::wal_as_read(applied.wal_header),
-                      validate::MemberState{}, std::filesystem::path{}, during);
+      validate::judge(before, validate::capture(source), copied, during);
   if (!verdict.consistent || verdict.need != validate::Need::nothing_more) {
     log_debug("the copy of {} into memory is not one state ({}); copying through files instead",
               quoted(source.database), verdict.reason);

@@ -223,10 +223,9 @@ JournalScan scan_journal(const std::filesystem::path& journal) {
   return scan;
 }
 
-// Whether the journal ends with a super-journal name (a transaction over several attached
-// databases): SQLite then plays it back only while that super-journal file exists, which it
-// never does beside our copy, so the copy would silently not be rolled back.
-bool names_a_super_journal(const std::filesystem::path& journal) {
+}  // namespace
+
+bool journal_names_a_super_journal(const std::filesystem::path& journal) {
   const io::UniqueFd fd = io::open_source_file(journal);
   if (!fd) return false;
   const std::uint64_t size = io::stat_fd(fd.get(), journal).size;
@@ -236,8 +235,6 @@ bool names_a_super_journal(const std::filesystem::path& journal) {
              tail.size() &&
          std::memcmp(tail.data(), kJournalMagic.data(), kJournalMagic.size()) == 0;
 }
-
-}  // namespace
 
 bool same_journal_transaction(const MemberState& a, const MemberState& b) noexcept {
   return journal_is_hot(a) && journal_is_hot(b) && same_bytes(a, b, 12, kJournalHeaderSize);
@@ -253,7 +250,7 @@ std::optional<std::uint32_t> journal_in_commit_phase(const MemberState& database
   const JournalScan scan = scan_journal(staged_journal);
   if (!scan.intact || !scan.original_counter ||
       change_counter(database) != *scan.original_counter + 1 ||
-      names_a_super_journal(staged_journal)) {
+      journal_names_a_super_journal(staged_journal)) {
     return std::nullopt;
   }
   return scan.original_counter;
@@ -389,9 +386,7 @@ Verdict judge_live_wal(const SetState& before, const SetState& after,
 }
 
 // A write transaction T was in progress at the first look (or its owner died in it).
-Verdict judge_hot_journal(const SetState& before, const SetState& after,
-                          const MemberState& staged_journal,
-                          const std::filesystem::path& staged_journal_path,
+Verdict judge_hot_journal(const SetState& before, const SetState& after, const CopiedSet& copied,
                           const DuringCopy& during) {
   Verdict verdict;
   // Only the holder of
@@ -408,11 +403,11 @@ Verdict judge_hot_journal(const SetState& before, const SetState& after,
   // journal then (judge_commit()): a journal that ended otherwise may be a rollback, and
   // the commit that followed (the counter moves just as if T had committed) would be half
   // in our copy with no journal of its own to undo it.
-  if (!same_journal_transaction(before.journal, staged_journal)) {
+  if (!same_journal_transaction(before.journal, copied.journal)) {
     verdict.reason = "the copied journal is not the transaction seen before the copy";
     return verdict;
   }
-  if (names_a_super_journal(staged_journal_path)) {
+  if (copied.journal_names_super_journal) {
     verdict.reason =
         "the transaction in progress spans several databases (its journal names a "
         "super-journal)";
@@ -483,8 +478,7 @@ Verdict judge_quiet(const SetState& before, const SetState& after, const DuringC
 
 }  // namespace
 
-Verdict judge(const SetState& before, const SetState& after, const MemberState& staged_wal,
-              const MemberState& staged_journal, const std::filesystem::path& staged_journal_path,
+Verdict judge(const SetState& before, const SetState& after, const CopiedSet& copied,
               const DuringCopy& during) {
   Verdict verdict;
   // The set itself must be the same files: a deleted, created or renamed-over member means
@@ -505,7 +499,7 @@ Verdict judge(const SetState& before, const SetState& after, const MemberState& 
   // creates and deletes it, TRUNCATE empties it, PERSIST zeroes its header): its identity
   // alone says nothing, and each case below reads what it needs from its header.
 
-  if (has_live_wal(before)) return judge_live_wal(before, after, staged_wal);
+  if (has_live_wal(before)) return judge_live_wal(before, after, copied.wal);
 
   // No live WAL: rollback-journal mode, or WAL mode with an empty WAL (after a TRUNCATE
   // checkpoint, or with no connection open).
@@ -517,7 +511,7 @@ Verdict judge(const SetState& before, const SetState& after, const MemberState& 
   if (!during.commits.empty()) return judge_commit(before, after, during);
 
   if (journal_is_hot(before.journal)) {
-    return judge_hot_journal(before, after, staged_journal, staged_journal_path, during);
+    return judge_hot_journal(before, after, copied, during);
   }
   return judge_quiet(before, after, during);
 }

@@ -113,15 +113,29 @@ struct DuringCopy {
 // holds the whole transaction (only then does it go into during.commits).
 bool record_look(DuringCopy& during, const MemberState& database, const MemberState& journal);
 
-// Judges a copy taken between `before` and `after`; `staged_wal` and `staged_journal` are
-// the markers of the copies themselves (`staged_wal`: the WAL's header as read, where its
-// frames were applied straight from the source), `staged_journal_path` the copied journal. When
-// `during.commits` holds a transaction seen committing, the copy is judged as that commit
-// (the journal copied after the database is not used) and, when consistent, is the state
-// before it once rolled back through its journal.
-Verdict judge(const SetState& before, const SetState& after, const MemberState& staged_wal,
-              const MemberState& staged_journal, const std::filesystem::path& staged_journal_path,
+// What our copies themselves show, read by snapshot/ once the copy is made: the evidence
+// judge() holds against the source's looks.
+struct CopiedSet {
+  // The WAL's header as copied, or as read where its frames were applied straight from the
+  // source (wal_as_read()).
+  MemberState wal;
+  MemberState journal;  // the copied journal's header
+  // The copied journal ends with a super-journal name (journal_names_a_super_journal()).
+  bool journal_names_super_journal = false;
+};
+
+// Judges a copy taken between `before` and `after`, from what was seen only: it reads no
+// file. When `during.commits` holds a transaction seen committing, the copy is judged as that
+// commit (the journal copied after the database is not used) and, when consistent, is the
+// state before it once rolled back through its journal.
+Verdict judge(const SetState& before, const SetState& after, const CopiedSet& copied,
               const DuringCopy& during = {});
+
+// Whether the journal file ends with a super-journal name (a transaction over several
+// attached databases): SQLite then plays it back only while that super-journal file exists,
+// which it never does beside our copy, so the copy would silently not be rolled back. A
+// missing or short file names none.
+bool journal_names_a_super_journal(const std::filesystem::path& journal);
 
 // Whether the transaction whose journal was copied to `staged_journal` had reached its commit
 // when `database` (the source's header) was read, and if so the counter T's journal recorded

@@ -101,8 +101,7 @@ TEST(Judge, ExclusiveLockAtBothLooksIsNotCalledExclusiveLockingMode) {
   after.journal.header[0] = std::byte{0};  // the next commit's journal, not synced yet
   DuringCopy during;
   during.staged_database_bytes = 10 * 4096;
-  const Verdict verdict =
-      judge(before, after, {}, before.journal, "/nonexistent/staged-journal", during);
+  const Verdict verdict = judge(before, after, CopiedSet{{}, before.journal, false}, during);
   ASSERT_FALSE(verdict.consistent);
   EXPECT_EQ(verdict.reason.find("holds an exclusive lock between transactions"), std::string::npos)
       << verdict.reason;
@@ -119,22 +118,22 @@ TEST(Judge, AQuietCopyIsDecidedByTheContentComparison) {
   DuringCopy during;
   during.staged_database_bytes = 10 * 4096;
 
-  Verdict verdict = judge(before, after, {}, {}, {}, during);
+  Verdict verdict = judge(before, after, {}, during);
   EXPECT_TRUE(verdict.consistent);
   EXPECT_EQ(verdict.need, Need::content_comparison);
 
   during.comparison = Comparison::equal;
-  verdict = judge(before, after, {}, {}, {}, during);
+  verdict = judge(before, after, {}, during);
   EXPECT_TRUE(verdict.consistent);
   EXPECT_EQ(verdict.need, Need::nothing_more);
 
   during.comparison = Comparison::differs;
-  verdict = judge(before, after, {}, {}, {}, during);
+  verdict = judge(before, after, {}, during);
   EXPECT_FALSE(verdict.consistent);
   EXPECT_NE(verdict.reason.find("contents differ"), std::string::npos) << verdict.reason;
 
   during.comparison = Comparison::source_gone;
-  verdict = judge(before, after, {}, {}, {}, during);
+  verdict = judge(before, after, {}, during);
   EXPECT_FALSE(verdict.consistent);
   EXPECT_NE(verdict.reason.find("deleted"), std::string::npos) << verdict.reason;
 }
