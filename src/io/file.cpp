@@ -128,8 +128,12 @@ std::span<const std::byte> FileWindows::view(std::uint64_t offset, std::size_t l
     mapped_ = skip + length;
     return {static_cast<const std::byte*>(data) + skip, length};
   }
-  if (buffer_.empty()) buffer_.resize(max_window_);
-  const std::span<std::byte> into(buffer_.data(), std::min(length, max_window_));
+  if (!buffer_) {
+    // No larger than the file: a small WAL is read through a small buffer.
+    buffer_ = std::make_unique_for_overwrite<std::byte[]>(
+        static_cast<std::size_t>(std::min<std::uint64_t>(max_window_, file_size_)));
+  }
+  const std::span<std::byte> into(buffer_.get(), std::min(length, max_window_));
   return into.first(read_at(fd_, into, offset, path_for_errors_, operation_));
 }
 

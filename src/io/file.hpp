@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -119,7 +120,8 @@ class FileWindows {
   Access access_;
   void* mapping_ = nullptr;        // mapped read-only
   std::size_t mapped_ = 0;         // bytes mapped, from the page boundary at or before the offset
-  std::vector<std::byte> buffer_;  // only once a window could not be mapped
+  // Only once a window could not be mapped; left uninitialized, as the reads fill it.
+  std::unique_ptr<std::byte[]> buffer_;
 };
 
 // fsync of a file or folder, with the path in the error.

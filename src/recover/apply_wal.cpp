@@ -43,7 +43,7 @@ constexpr std::size_t kFrameHeader = 24;
 constexpr std::uint32_t kWalVersion = 3007000;
 // The WAL is looked at through one window of about this size at a time, so memory stays flat
 // however large the WAL is.
-constexpr std::size_t kWindow = std::size_t{1} << 20;
+constexpr std::size_t kWindow = std::size_t{256} << 10;
 
 using io::load_be32;
 using io::store_be32;
