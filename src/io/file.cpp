@@ -130,7 +130,7 @@ std::span<const std::byte> FileWindows::view(std::uint64_t offset, std::size_t l
   }
   if (!buffer_) {
     // No larger than the file: a small WAL is read through a small buffer.
-    buffer_ = std::make_unique_for_overwrite<std::byte[]>(
+    buffer_ = std::make_unique_for_overwrite<std::byte[]>(  // NOLINT(*-avoid-c-arrays)
         static_cast<std::size_t>(std::min<std::uint64_t>(max_window_, file_size_)));
   }
   const std::span<std::byte> into(buffer_.get(), std::min(length, max_window_));
