@@ -242,6 +242,12 @@ std::vector<io::ByteRange> pages_to_leave_out(const recover::WalPages& wal,
   return ranges;
 }
 
+// The first look pays for its thread only where pages can be left out of a copy worth the
+// name: below this, the application after the copy scans the WAL itself (measured on a 1 MiB
+// database with a 1 MiB WAL: 4% less time without the thread). The stress tests' 12 MiB
+// databases take the first look.
+constexpr std::uint64_t kFirstLookFrom = std::uint64_t{4} << 20;
+
 // The first look at a live WAL (recover::committed_pages_of_live_wal), on a thread of its own
 // while the database is copied (the copy is the kernel's work on the calling thread): the copy
 // leaves out the WAL's pages from the moment the look has found them (ranges()), and the
@@ -292,7 +298,8 @@ SetCopy copy_members(const std::vector<Member>& members, io::UniqueFd held_journ
                      const bool& journal_already_copied) {
   SetCopy copy;
   std::optional<FirstLook> look;
-  if (apply_wal && !refresh_database && !settings.copy_function) {
+  if (apply_wal && !refresh_database && !settings.copy_function &&
+      before.database.stat.size >= kFirstLookFrom) {
     look.emplace(source, before.database.stat.size, settings);
   }
   for (const auto& member : members) {
