@@ -387,6 +387,7 @@ class WalApplier {
     // them, go on from its last committed frame.
     if (first_look_ != nullptr && first_look_->wal_header == result_.wal_header &&
         !first_look_->page_of_frame.empty()) {
+      look_used_ = true;
       scan.page_of_frame = first_look_->page_of_frame;
       scan.committed_frames = scan.page_of_frame.size();
       scan.pages_after_commit = first_look_->pages_after_commit;
@@ -471,6 +472,14 @@ class WalApplier {
         std::unique(latest.rbegin(), latest.rend(),
                     [](const Latest& a, const Latest& b) { return a.page == b.page; });
     latest.erase(latest.begin(), last_of_each.base());
+    if (look_used_ && first_look_->written_through_frame > 0) {
+      // Written ahead, during the database copy, from this same frame (write_looked_pages()):
+      // frames of one generation are never rewritten, and the header is the look's.
+      std::erase_if(latest, [look = first_look_](const Latest& entry) {
+        return entry.frame <= look->written_through_frame &&
+               std::binary_search(look->pages.begin(), look->pages.end(), entry.page);
+      });
+    }
     std::sort(latest.begin(), latest.end(),
               [](const Latest& a, const Latest& b) { return a.frame < b.frame; });
 
@@ -535,6 +544,7 @@ class WalApplier {
   }
 
   const WalPages* first_look_;
+  bool look_used_ = false;  // the scan went on from first_look_ (same generation)
   DatabaseImage& db_;
   int wal_;
   bool live_;
@@ -575,6 +585,47 @@ WalApplication apply_live_wal(const std::filesystem::path& database, int wal_fd,
                               const WalPages* first_look) {
   FileImage image(database, source);
   return WalApplier(image, wal_fd, true, cancel, source, first_look).run();
+}
+
+bool write_looked_pages(const WalPages& look, int wal_fd, int database_fd,
+                        const std::function<bool(std::uint64_t end)>& copied_through,
+                        const std::atomic<bool>* cancel, const std::filesystem::path& source,
+                        const std::filesystem::path& database) {
+  const std::uint64_t page_size = look.page_size;
+  const std::uint64_t frame_size = kFrameHeader + page_size;
+  // The latest frame of each listed page, up to the look's last commit (as apply() picks).
+  std::vector<std::uint32_t> latest(look.pages.size(), 0);
+  for (std::size_t i = 0; i < look.page_of_frame.size(); ++i) {
+    const auto at = std::lower_bound(look.pages.begin(), look.pages.end(), look.page_of_frame[i]);
+    if (at != look.pages.end() && *at == look.page_of_frame[i]) {
+      latest[static_cast<std::size_t>(at - look.pages.begin())] = static_cast<std::uint32_t>(i + 1);
+    }
+  }
+  constexpr std::size_t kRunPages = 64;
+  std::vector<std::byte> run(kRunPages * page_size);
+  std::size_t next = 0;
+  while (next < look.pages.size()) {
+    detail::throw_if_cancelled(cancel, source);
+    std::size_t count = 1;
+    while (next + count < look.pages.size() && count < kRunPages &&
+           look.pages[next + count] == look.pages[next] + count) {
+      ++count;
+    }
+    const std::uint64_t begin = (std::uint64_t{look.pages[next]} - 1) * page_size;
+    if (!copied_through(begin + count * page_size)) return false;
+    for (std::size_t i = 0; i < count; ++i) {
+      const std::uint64_t frame = latest[next + i];
+      const std::span<std::byte> page(run.data() + i * page_size, page_size);
+      if (frame == 0 ||
+          io::read_at(wal_fd, page, kWalHeader + (frame - 1) * frame_size + kFrameHeader, source,
+                      "cannot read the WAL of") < page_size) {
+        return false;
+      }
+    }
+    io::write_all_at(database_fd, std::span(run.data(), count * page_size), begin, database);
+    next += count;
+  }
+  return true;
 }
 
 std::optional<WalPages> committed_pages_of_live_wal(int wal_fd, const std::atomic<bool>* cancel,

@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <span>
 #include <string>
@@ -90,9 +91,28 @@ struct WalPages {
   std::uint32_t pages_after_commit = 0;
   std::optional<std::array<std::byte, 100>> page1;  // page 1 as a committed frame rewrote it
   std::array<std::uint32_t, 2> checksum{};          // the chain at the last committed frame
+  // Set once write_looked_pages() wrote every listed page into the database copy, each from
+  // its latest frame up to this frame (the look's last committed frame); apply_live_wal()
+  // then writes only the pages a later frame changed. 0: nothing was written ahead.
+  std::uint32_t written_through_frame = 0;
 };
 std::optional<WalPages> committed_pages_of_live_wal(int wal_fd, const std::atomic<bool>* cancel,
                                                     const std::filesystem::path& source);
+
+// While the database is still being copied into `database_fd` (the staged copy), writes into
+// it the pages `look` lists, each from its latest frame up to the look's last commit, read
+// from the source's live WAL through `wal_fd`: in page order, each run of pages only once
+// `copied_through(end)` has returned true for the run's end (it waits until the copy has
+// passed that offset, so the copy never overwrites what was written here; false stops this,
+// having written what it had). Returns true when every listed page was written: the caller
+// then sets look.written_through_frame. A WAL read short (cut by its owner) stops it too:
+// what was written is then proven by nothing, and the application after the copy, which
+// finds the WAL changed, ends the attempt. Read errors name `source`, write errors
+// `database` (the staged copy); cancellation is ErrorKind::cancelled.
+bool write_looked_pages(const WalPages& look, int wal_fd, int database_fd,
+                        const std::function<bool(std::uint64_t end)>& copied_through,
+                        const std::atomic<bool>* cancel, const std::filesystem::path& source,
+                        const std::filesystem::path& database);
 
 // apply_wal(), into a database image held elsewhere (memory), straight from the source's own
 // WAL, read through `wal_fd` (never mapped, never written): the snapshot of a live WAL

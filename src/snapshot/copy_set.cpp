@@ -91,7 +91,8 @@ struct MemberCopy {
 MemberCopy copy_member(const std::filesystem::path& source, io::UniqueFd in,
                        const std::filesystem::path& staged, const Settings& settings,
                        std::uint64_t done_before, std::uint64_t total, int attempt, bool refresh,
-                       bool start_writeback, const std::function<void()>& between_chunks = {},
+                       bool start_writeback,
+                       const std::function<void(std::uint64_t)>& between_chunks = {},
                        const io::LateRanges* skip = nullptr) {
   MemberCopy result;
   if (!in) in = io::open_source_file(source);
@@ -102,7 +103,7 @@ MemberCopy copy_member(const std::filesystem::path& source, io::UniqueFd in,
   const auto observer = [&](std::uint64_t done) {
     if (detail::cancelled(settings.cancel)) return false;
     if (settings.on_progress) settings.on_progress({done_before + done, total, attempt});
-    if (between_chunks) between_chunks();
+    if (between_chunks) between_chunks(done);
     return true;
   };
   if (refresh) {
@@ -250,26 +251,47 @@ constexpr std::uint64_t kFirstLookFrom = std::uint64_t{4} << 20;
 
 // The first look at a live WAL (recover::committed_pages_of_live_wal), on a thread of its own
 // while the database is copied (the copy is the kernel's work on the calling thread): the copy
-// leaves out the WAL's pages from the moment the look has found them (ranges()), and the
-// application after the copy scans only the frames the look did not see (result()). The
-// destructor waits for the thread.
+// leaves out the WAL's pages from the moment the look has found them (ranges()), and the look
+// then writes those pages into the copy itself, each once the copy has passed it
+// (recover::write_looked_pages, following copied()), so that the application after the copy
+// scans only the frames the look did not see and writes only the pages they changed
+// (result()). The destructor stops the thread and waits for it.
 class FirstLook {
  public:
   FirstLook(const discover::DatabaseFiles& source, std::uint64_t database_size,
-            const Settings& settings)
-      : thread_([this, &source, database_size, &settings] {
+            const std::filesystem::path& staged_database, const Settings& settings)
+      : thread_([this, &source, database_size, &staged_database, &settings] {
           try {
-            if (const io::UniqueFd wal = io::open_source_file(source.wal)) {
+            const io::UniqueFd wal = io::open_source_file(source.wal);
+            if (wal) {
               pages_ =
                   recover::committed_pages_of_live_wal(wal.get(), settings.cancel, source.database);
             }
             if (pages_) ranges_.publish(pages_to_leave_out(*pages_, database_size));
+            if (pages_) write_ahead(wal.get(), staged_database, source, settings);
           } catch (...) {
             failure_ = std::current_exception();
           }
         }) {}
+  FirstLook(const FirstLook&) = delete;
+  FirstLook& operator=(const FirstLook&) = delete;
+  FirstLook(FirstLook&&) = delete;
+  FirstLook& operator=(FirstLook&&) = delete;
+  ~FirstLook() {
+    stop_.store(true);
+    copy_ended();
+    // (thread_, destroyed first, then joins.)
+  }
 
   [[nodiscard]] const io::LateRanges& ranges() const noexcept { return ranges_; }
+
+  // The copy of the database has passed `bytes` (skipped ranges included).
+  void copied(std::uint64_t bytes) noexcept {
+    copied_.store(bytes);
+    copied_.notify_all();
+  }
+  // The copy of the database is over (done, or given up): nothing waits for it any more.
+  void copy_ended() noexcept { copied(std::numeric_limits<std::uint64_t>::max()); }
 
   // Waits for the look, and rethrows what it threw; nullptr when it found nothing to use.
   const recover::WalPages* result() {
@@ -279,9 +301,33 @@ class FirstLook {
   }
 
  private:
+  // Waits until the copy has passed `end`; false when the look is to stop.
+  [[nodiscard]] bool wait_for_copy(std::uint64_t end) const {
+    for (std::uint64_t now = copied_.load(); now < end; now = copied_.load()) {
+      copied_.wait(now);
+    }
+    return !stop_.load();
+  }
+
+  void write_ahead(int wal_fd, const std::filesystem::path& staged_database,
+                   const discover::DatabaseFiles& source, const Settings& settings) {
+    // The copy creates the staged file before its first chunk.
+    if (!wait_for_copy(1)) return;
+    const io::UniqueFd database(::open(staged_database.c_str(), O_WRONLY | O_CLOEXEC | O_NOFOLLOW));
+    if (!database) return;  // the copy failed; the application writes every page
+    if (recover::write_looked_pages(
+            *pages_, wal_fd, database.get(),
+            [this](std::uint64_t end) { return wait_for_copy(end); }, settings.cancel,
+            source.database, staged_database)) {
+      pages_->written_through_frame = static_cast<std::uint32_t>(pages_->page_of_frame.size());
+    }
+  }
+
   std::optional<recover::WalPages> pages_;
   std::exception_ptr failure_;
   io::LateRanges ranges_;
+  std::atomic<std::uint64_t> copied_{0};
+  std::atomic<bool> stop_{false};
   std::jthread thread_;  // last: started once the rest is in place
 };
 
@@ -300,7 +346,7 @@ SetCopy copy_members(const std::vector<Member>& members, io::UniqueFd held_journ
   std::optional<FirstLook> look;
   if (apply_wal && !refresh_database && !settings.copy_function &&
       before.database.stat.size >= kFirstLookFrom) {
-    look.emplace(source, before.database.stat.size, settings);
+    look.emplace(source, before.database.stat.size, members.front().staged, settings);
   }
   for (const auto& member : members) {
     if (settings.copy_function) {
@@ -326,11 +372,16 @@ SetCopy copy_members(const std::vector<Member>& members, io::UniqueFd held_journ
     io::UniqueFd held = is_journal ? std::exchange(held_journal, io::UniqueFd()) : io::UniqueFd();
     // Only the database file is kept: a -wal or -journal copy is applied and deleted before
     // the fsync, so writing it out early would only take the disk from the database.
-    const MemberCopy done = copy_member(*member.source, std::move(held), member.staged, settings,
-                                        copy.bytes, total, attempt, is_database && refresh_database,
-                                        is_database && settings.start_writeback,
-                                        is_database ? while_copying_database : nullptr,
-                                        is_database && look ? &look->ranges() : nullptr);
+    const auto between_chunks = [&](std::uint64_t done) {
+      if (while_copying_database) while_copying_database();
+      if (look) look->copied(done);
+    };
+    const MemberCopy done = copy_member(
+        *member.source, std::move(held), member.staged, settings, copy.bytes, total, attempt,
+        is_database && refresh_database, is_database && settings.start_writeback,
+        is_database ? std::function<void(std::uint64_t)>(between_chunks) : nullptr,
+        is_database && look ? &look->ranges() : nullptr);
+    if (is_database && look) look->copy_ended();
     copy.bytes += done.bytes;
     if (done.vanished) {
       copy.settled = false;

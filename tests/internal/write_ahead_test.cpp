@@ -1,0 +1,139 @@
+// recover::write_looked_pages: the first look at a live WAL writes the pages it found into the
+// database copy while the copy runs, each only once the copy has passed it, and the
+// application after the copy then writes only what later frames changed. The result must be
+// byte for byte the plain application's, with a real SQLite connection as the WAL's owner.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+
+#include "io/file.hpp"
+#include "recover/apply_wal.hpp"
+#include "test_support.hpp"
+#include "wal_owner.hpp"
+
+namespace sqlite_backup::testing {
+namespace {
+
+constexpr int kPageSize = 4096;
+
+// A source whose database file holds 1,200 rows (about 300 pages) and whose live WAL rewrites
+// a third of them.
+class WriteAhead : public ::testing::Test {
+ protected:
+  WriteAhead() : owner_(dir_ / "source.db", kPageSize) {
+    owner_.insert(1200, 900);
+    owner_.exec("PRAGMA wal_checkpoint(TRUNCATE)");
+    owner_.exec("UPDATE t SET v = randomblob(900) WHERE id % 3 = 0");
+  }
+
+  [[nodiscard]] fs::path source() const { return dir_ / "source.db"; }
+  [[nodiscard]] fs::path wal_path() const { return source().string() + "-wal"; }
+
+  // The database file copied as the snapshot copies it (before any WAL page goes in).
+  fs::path copy_database(const std::string& name) const {
+    const fs::path copy = dir_ / name;
+    fs::copy_file(source(), copy);
+    return copy;
+  }
+
+  // What the plain application (staged copies of both files, apply_wal()) gives now.
+  std::string applied_plainly(const std::string& name) const {
+    const fs::path database = copy_database(name);
+    const fs::path wal = dir_ / (name + "-wal");
+    fs::copy_file(wal_path(), wal);
+    EXPECT_TRUE(recover::apply_wal(database, wal, nullptr, source()).applied);
+    return read_file(database);
+  }
+
+  recover::WalPages look(int wal_fd) const {
+    auto pages = recover::committed_pages_of_live_wal(wal_fd, nullptr, source());
+    EXPECT_TRUE(pages.has_value());
+    return pages.value_or(recover::WalPages{});
+  }
+
+  // write_looked_pages() into `copy`, the copy counted as having passed `copied` bytes.
+  static bool write_ahead(const recover::WalPages& pages, int wal_fd, const fs::path& copy,
+                          std::uint64_t copied) {
+    const io::UniqueFd database(::open(copy.c_str(), O_WRONLY | O_CLOEXEC));
+    EXPECT_TRUE(database);
+    return recover::write_looked_pages(
+        pages, wal_fd, database.get(), [copied](std::uint64_t end) { return end <= copied; },
+        nullptr, "source.db", copy);
+  }
+
+  TempDir dir_;
+  WalOwner owner_;
+};
+
+TEST_F(WriteAhead, PagesWrittenAheadAndTheRestAfterGiveThePlainApplication) {
+  const io::UniqueFd wal(::open(wal_path().c_str(), O_RDONLY | O_CLOEXEC));
+  recover::WalPages pages = look(wal.get());
+  ASSERT_FALSE(pages.pages.empty());
+  const fs::path copy = copy_database("ahead.db");
+  ASSERT_TRUE(write_ahead(pages, wal.get(), copy, UINT64_MAX));
+  pages.written_through_frame = static_cast<std::uint32_t>(pages.page_of_frame.size());
+  const recover::WalApplication applied =
+      recover::apply_live_wal(copy, wal.get(), nullptr, source(), &pages);
+  ASSERT_TRUE(applied.applied) << applied.why_not;
+  EXPECT_TRUE(read_file(copy) == applied_plainly("plain.db"));
+}
+
+// The application skips the pages written ahead: a page spoiled after the write-ahead stays
+// spoiled (it is not written twice), which is what makes the write-ahead save the work.
+TEST_F(WriteAhead, TheApplicationDoesNotWriteAPageWrittenAheadAgain) {
+  const io::UniqueFd wal(::open(wal_path().c_str(), O_RDONLY | O_CLOEXEC));
+  recover::WalPages pages = look(wal.get());
+  const fs::path copy = copy_database("ahead.db");
+  ASSERT_TRUE(write_ahead(pages, wal.get(), copy, UINT64_MAX));
+  pages.written_through_frame = static_cast<std::uint32_t>(pages.page_of_frame.size());
+  const std::uint64_t spoiled = (std::uint64_t{pages.pages.back()} - 1) * kPageSize;
+  {
+    const io::UniqueFd database(::open(copy.c_str(), O_WRONLY | O_CLOEXEC));
+    const std::string zeros(kPageSize, '\0');
+    ASSERT_EQ(::pwrite(database.get(), zeros.data(), zeros.size(), static_cast<off_t>(spoiled)),
+              kPageSize);
+  }
+  ASSERT_TRUE(recover::apply_live_wal(copy, wal.get(), nullptr, source(), &pages).applied);
+  EXPECT_TRUE(read_file(copy).substr(spoiled, kPageSize) == std::string(kPageSize, '\0'));
+}
+
+// A commit after the look rewrites pages already written ahead: the application writes them
+// again from the later frames (without the frame bound it would keep the look's version).
+TEST_F(WriteAhead, PagesACommitAfterTheLookChangedAreWrittenFromTheirLaterFrames) {
+  const io::UniqueFd wal(::open(wal_path().c_str(), O_RDONLY | O_CLOEXEC));
+  recover::WalPages pages = look(wal.get());
+  const fs::path copy = copy_database("ahead.db");
+  ASSERT_TRUE(write_ahead(pages, wal.get(), copy, UINT64_MAX));
+  pages.written_through_frame = static_cast<std::uint32_t>(pages.page_of_frame.size());
+  owner_.exec("UPDATE t SET v = randomblob(900) WHERE id % 3 = 0");  // the same pages again
+  const recover::WalApplication applied =
+      recover::apply_live_wal(copy, wal.get(), nullptr, source(), &pages);
+  ASSERT_TRUE(applied.applied) << applied.why_not;
+  EXPECT_GT(applied.committed_frames, pages.page_of_frame.size());
+  EXPECT_TRUE(read_file(copy) == applied_plainly("plain.db"));
+}
+
+// Nothing is written where the copy has not passed yet: the copy would overwrite it with the
+// database's older page. Stopped there, the write-ahead says it did not finish.
+TEST_F(WriteAhead, NothingIsWrittenBeyondWhereTheCopyStands) {
+  const io::UniqueFd wal(::open(wal_path().c_str(), O_RDONLY | O_CLOEXEC));
+  const recover::WalPages pages = look(wal.get());
+  ASSERT_GE(pages.pages.size(), 120U);
+  const fs::path copy = copy_database("ahead.db");
+  const std::string before = read_file(copy);
+  // The copy stands just after the 100th page of the list: the first run of pages (64 at
+  // most) is behind it, the second reaches past it.
+  const std::uint64_t copied = std::uint64_t{pages.pages[100]} * kPageSize;
+  EXPECT_FALSE(write_ahead(pages, wal.get(), copy, copied));
+  const std::string after = read_file(copy);
+  ASSERT_EQ(after.size(), before.size());
+  EXPECT_TRUE(after.substr(copied) == before.substr(copied)) << "written past the copy";
+  EXPECT_FALSE(after.substr(0, copied) == before.substr(0, copied)) << "nothing written before it";
+}
+
+}  // namespace
+}  // namespace sqlite_backup::testing
