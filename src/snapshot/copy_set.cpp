@@ -102,8 +102,9 @@ MemberCopy copy_member(const std::filesystem::path& source, io::UniqueFd in,
   }
   const auto observer = [&](std::uint64_t done) {
     if (detail::cancelled(settings.cancel)) return false;
-    if (settings.on_progress) settings.on_progress({done_before + done, total, attempt});
+    // (The looks between chunks first: the caller's progress callback may take its time.)
     if (between_chunks) between_chunks(done);
+    if (settings.on_progress) settings.on_progress({done_before + done, total, attempt});
     return true;
   };
   if (refresh) {

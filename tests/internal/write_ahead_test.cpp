@@ -6,12 +6,16 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <string>
+#include <thread>
 
+#include "discover/database_files.hpp"
 #include "io/file.hpp"
 #include "recover/apply_wal.hpp"
+#include "snapshot/copy_set.hpp"
 #include "test_support.hpp"
 #include "wal_owner.hpp"
 
@@ -133,6 +137,88 @@ TEST_F(WriteAhead, NothingIsWrittenBeyondWhereTheCopyStands) {
   ASSERT_EQ(after.size(), before.size());
   EXPECT_TRUE(after.substr(copied) == before.substr(copied)) << "written past the copy";
   EXPECT_FALSE(after.substr(0, copied) == before.substr(0, copied)) << "nothing written before it";
+}
+
+}  // namespace
+}  // namespace sqlite_backup::testing
+
+namespace sqlite_backup::testing {
+namespace {
+
+// The same through the snapshot's own threads: the copy of a 12 MiB database (three copy
+// chunks) is held after its first chunk, from the progress callback on the copying thread,
+// until the first look has written the last run of WAL pages that lies wholly within that
+// chunk. A look that wrote past the copy would meanwhile write pages the copy then
+// overwrites with the database's older ones; the copy would no longer be the plain
+// application's bytes.
+TEST(WriteAheadDuringTheCopy, FollowsTheCopyAndGivesThePlainApplicationsBytes) {
+  TempDir dir;
+  const fs::path source = dir / "source.db";
+  WalOwner owner(source, kPageSize);
+  owner.insert(12000, 900);
+  owner.exec("PRAGMA wal_checkpoint(TRUNCATE)");
+  owner.exec("UPDATE t SET v = randomblob(900) WHERE id % 7 = 3");
+  const fs::path wal_path = source.string() + "-wal";
+  constexpr std::uint64_t kFirstChunk = std::uint64_t{4} << 20;  // io::copy_file_contents'
+  ASSERT_GT(fs::file_size(source), 2 * kFirstChunk);
+
+  // The last page of the last run (as write_looked_pages forms runs: consecutive pages, 64
+  // at most) that ends within the first chunk, and the WAL's latest version of it.
+  const io::UniqueFd wal(::open(wal_path.c_str(), O_RDONLY | O_CLOEXEC));
+  const auto look = recover::committed_pages_of_live_wal(wal.get(), nullptr, source);
+  ASSERT_TRUE(look.has_value());
+  std::uint32_t last_in_chunk = 0;
+  for (std::size_t next = 0; next < look->pages.size();) {
+    std::size_t count = 1;
+    while (next + count < look->pages.size() && count < 64 &&
+           look->pages[next + count] == look->pages[next] + count) {
+      ++count;
+    }
+    const std::uint32_t last = look->pages[next + count - 1];
+    if (std::uint64_t{last} * kPageSize > kFirstChunk) break;
+    last_in_chunk = last;
+    next += count;
+  }
+  ASSERT_GT(last_in_chunk, 0U);
+  std::uint64_t frame = 0;
+  for (std::size_t i = 0; i < look->page_of_frame.size(); ++i) {
+    if (look->page_of_frame[i] == last_in_chunk) frame = i + 1;
+  }
+  std::string wal_version(kPageSize, '\0');
+  ASSERT_EQ(::pread(wal.get(), wal_version.data(), kPageSize,
+                    static_cast<off_t>(32 + (frame - 1) * (24 + kPageSize) + 24)),
+            kPageSize);
+
+  const fs::path staged = dir / "staging" / "source.db";
+  fs::create_directories(staged.parent_path());
+  snapshot::Settings settings;
+  settings.apply_live_wal = true;
+  bool held = false;
+  settings.on_progress = [&](const CopyProgress& progress) {
+    if (held || progress.bytes_done < kFirstChunk) return;
+    held = true;
+    // Polls the staged copy until the look has written that page (10 s at most: a look that
+    // never gets there fails the test below).
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (std::chrono::steady_clock::now() < until) {
+      const std::string now = read_file(staged).substr(
+          static_cast<std::size_t>((last_in_chunk - 1) * std::uint64_t{kPageSize}), kPageSize);
+      if (now == wal_version) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    ADD_FAILURE() << "the first look never wrote page " << last_in_chunk;
+  };
+  const snapshot::Outcome outcome =
+      snapshot::copy_consistent_set(discover::DatabaseFiles(source), staged, settings);
+  ASSERT_TRUE(held) << "the copy was never held after its first chunk";
+  ASSERT_TRUE(outcome.validated) << outcome.last_reason;
+
+  // The plain application: staged copies of both files, apply_wal().
+  const fs::path plain = dir / "plain.db";
+  fs::copy_file(source, plain);
+  fs::copy_file(wal_path, dir / "plain.db-wal");
+  ASSERT_TRUE(recover::apply_wal(plain, dir / "plain.db-wal", nullptr, source).applied);
+  EXPECT_TRUE(read_file(staged) == read_file(plain)) << "the copy is not the plain application";
 }
 
 }  // namespace
