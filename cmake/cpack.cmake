@@ -52,13 +52,15 @@ endif()
 find_program(SQLITE_BACKUP_DPKG_SHLIBDEPS dpkg-shlibdeps)
 mark_as_advanced(SQLITE_BACKUP_DPKG_SHLIBDEPS)
 if(SQLITE_BACKUP_DPKG_SHLIBDEPS AND TARGET sqlite_backup_cli)
-  # The exact shared libraries (and minimum versions) the CLI was linked against:
-  # libsqlite3-0, libfmt9, libstdc++6, libc6, ...
+  # The exact shared libraries (and minimum versions) the CLI was linked against: libsqlite3-0
+  # and libc6 (it carries fmt and the C++ runtime itself, see cli/CMakeLists.txt), and whatever
+  # else the Python extension module needs.
   set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
   # A shared libsqlite_backup is found in the package itself, not among installed packages.
   set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS_PRIVATE_DIRS "${PROJECT_BINARY_DIR}/src")
 else()
   # Without dpkg-shlibdeps (or without a binary to scan), state the runtime needs by hand.
+  # (libstdc++6 for the Python extension module and sanitizer builds.)
   set(CPACK_DEBIAN_PACKAGE_DEPENDS "libsqlite3-0, libstdc++6, libc6")
 endif()
 
