@@ -301,6 +301,9 @@ class WalApplier {
 
   bool read_database_header() {
     database_size_ = db_.size();
+    if (first_look_ != nullptr && first_look_->database_bytes_copied > 0) {
+      database_size_ = std::min(database_size_, first_look_->database_bytes_copied);
+    }
     std::array<std::byte, 100> bytes{};
     if (database_size_ < bytes.size() || db_.read(bytes, 0) < bytes.size()) {
       return leave_for_sqlite("the database file is shorter than its header");

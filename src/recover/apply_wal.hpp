@@ -95,6 +95,12 @@ struct WalPages {
   // its latest frame up to this frame (the look's last committed frame); apply_live_wal()
   // then writes only the pages a later frame changed. 0: nothing was written ahead.
   std::uint32_t written_through_frame = 0;
+  // The database copy's size when its copy ended, before write_looked_pages() could extend
+  // it with pages past that end (0: unknown, the file's own size counts). apply_live_wal()
+  // judges whether the WAL's last commit can be filled by this size, as SQLite judges it
+  // by the database file's: the pages written ahead must not make a WAL SQLite refuses
+  // look acceptable.
+  std::uint64_t database_bytes_copied = 0;
 };
 std::optional<WalPages> committed_pages_of_live_wal(int wal_fd, const std::atomic<bool>* cancel,
                                                     const std::filesystem::path& source);

@@ -293,12 +293,20 @@ class FirstLook {
   }
   // The copy of the database is over (done, or given up): nothing waits for it any more.
   void copy_ended() noexcept { copied(std::numeric_limits<std::uint64_t>::max()); }
+  // The copy is done, `database_bytes` long: what the application after it is to take as
+  // the database file's size, whatever the write-ahead adds past it.
+  void copy_ended(std::uint64_t database_bytes) noexcept {
+    database_bytes_copied_ = database_bytes;
+    copy_ended();
+  }
 
   // Waits for the look, and rethrows what it threw; nullptr when it found nothing to use.
   const recover::WalPages* result() {
     if (thread_.joinable()) thread_.join();
     if (failure_) std::rethrow_exception(failure_);
-    return pages_ ? &*pages_ : nullptr;
+    if (!pages_) return nullptr;
+    pages_->database_bytes_copied = database_bytes_copied_;
+    return &*pages_;
   }
 
  private:
@@ -314,12 +322,14 @@ class FirstLook {
                    const discover::DatabaseFiles& source, const Settings& settings) {
     // The copy creates the staged file before its first chunk.
     if (!wait_for_copy(1)) return;
-    const io::UniqueFd database(::open(staged_database.c_str(), O_WRONLY | O_CLOEXEC | O_NOFOLLOW));
+    io::UniqueFd database(::open(staged_database.c_str(), O_WRONLY | O_CLOEXEC | O_NOFOLLOW));
     if (!database) return;  // the copy failed; the application writes every page
-    if (recover::write_looked_pages(
-            *pages_, wal_fd, database.get(),
-            [this](std::uint64_t end) { return wait_for_copy(end); }, settings.cancel,
-            source.database, staged_database)) {
+    const bool written = recover::write_looked_pages(
+        *pages_, wal_fd, database.get(), [this](std::uint64_t end) { return wait_for_copy(end); },
+        settings.cancel, source.database, staged_database);
+    // With --no-sync no fsync follows: a write the disk refused shows only here.
+    database.close(staged_database);
+    if (written) {
       pages_->written_through_frame = static_cast<std::uint32_t>(pages_->page_of_frame.size());
     }
   }
@@ -328,6 +338,7 @@ class FirstLook {
   std::exception_ptr failure_;
   io::LateRanges ranges_;
   std::atomic<std::uint64_t> copied_{0};
+  std::uint64_t database_bytes_copied_ = 0;  // (read after the join)
   std::atomic<bool> stop_{false};
   std::jthread thread_;  // last: started once the rest is in place
 };
@@ -382,7 +393,7 @@ SetCopy copy_members(const std::vector<Member>& members, io::UniqueFd held_journ
         is_database && refresh_database, is_database && settings.start_writeback,
         is_database ? std::function<void(std::uint64_t)>(between_chunks) : nullptr,
         is_database && look ? &look->ranges() : nullptr);
-    if (is_database && look) look->copy_ended();
+    if (is_database && look) look->copy_ended(done.bytes);
     copy.bytes += done.bytes;
     if (done.vanished) {
       copy.settled = false;

@@ -139,6 +139,41 @@ TEST_F(WriteAhead, NothingIsWrittenBeyondWhereTheCopyStands) {
   EXPECT_FALSE(after.substr(0, copied) == before.substr(0, copied)) << "nothing written before it";
 }
 
+// A database copy too short for the WAL's last commit (here: cut to half), which SQLite's
+// checkpoint refuses as corrupt. Writing the WAL's last page ahead extends the copy to nearly
+// the commit's size; the application must still judge by the size the copy ended at, or it
+// would accept what SQLite refuses.
+TEST(WriteAheadOfAShortCopy, LeavesAWalWhoseLastCommitCannotBeFilledToSqlite) {
+  TempDir dir;
+  const fs::path source = dir / "source.db";
+  WalOwner owner(source, kPageSize);
+  owner.insert(1200, 900);
+  owner.exec("PRAGMA wal_checkpoint(TRUNCATE)");
+  owner.exec("UPDATE t SET v = randomblob(900) WHERE id = (SELECT max(id) FROM t)");
+  const io::UniqueFd wal(::open((source.string() + "-wal").c_str(), O_RDONLY | O_CLOEXEC));
+  auto look = recover::committed_pages_of_live_wal(wal.get(), nullptr, source);
+  ASSERT_TRUE(look.has_value());
+  const std::uint64_t final_size = std::uint64_t{look->pages_after_commit} * kPageSize;
+  ASSERT_GE(std::uint64_t{look->pages.back()} * kPageSize + 65536, final_size)
+      << "the WAL's last page is to lie near the commit's end";
+  const fs::path copy = dir / "copy.db";
+  fs::copy_file(source, copy);
+  fs::resize_file(copy, final_size / 2 / kPageSize * kPageSize);
+  look->database_bytes_copied = fs::file_size(copy);
+  {
+    const io::UniqueFd database(::open(copy.c_str(), O_WRONLY | O_CLOEXEC));
+    ASSERT_TRUE(recover::write_looked_pages(
+        *look, wal.get(), database.get(), [](std::uint64_t) { return true; }, nullptr, source,
+        copy));
+  }
+  look->written_through_frame = static_cast<std::uint32_t>(look->page_of_frame.size());
+  ASSERT_GT(fs::file_size(copy), final_size - 65536) << "the write-ahead extended the copy";
+  const recover::WalApplication applied =
+      recover::apply_live_wal(copy, wal.get(), nullptr, source, &*look);
+  EXPECT_FALSE(applied.applied);
+  EXPECT_NE(applied.why_not.find("cannot be filled"), std::string::npos) << applied.why_not;
+}
+
 }  // namespace
 }  // namespace sqlite_backup::testing
 
