@@ -153,6 +153,33 @@ std::size_t read_at(int fd, std::span<std::byte> buffer, std::uint64_t offset,
   return done;
 }
 
+std::size_t read_vectors_at(int fd, std::span<iovec> vectors, std::uint64_t offset,
+                            const std::filesystem::path& path_for_errors, const char* operation) {
+  std::size_t done = 0;
+  while (!vectors.empty()) {
+    // (Short of IOV_MAX per call: the caller's batches stay below it.)
+    const ssize_t n = ::preadv(fd, vectors.data(), static_cast<int>(vectors.size()),
+                               static_cast<off_t>(offset + done));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw_errno(errno, operation, path_for_errors);
+    }
+    if (n == 0) break;
+    done += static_cast<std::size_t>(n);
+    // A read short of the whole (a signal, a limit): go on where it stopped.
+    auto left = static_cast<std::size_t>(n);
+    while (!vectors.empty() && left >= vectors.front().iov_len) {
+      left -= vectors.front().iov_len;
+      vectors = vectors.subspan(1);
+    }
+    if (!vectors.empty()) {
+      vectors.front().iov_base = static_cast<std::byte*>(vectors.front().iov_base) + left;
+      vectors.front().iov_len -= left;
+    }
+  }
+  return done;
+}
+
 void write_all(int fd, std::span<const std::byte> data,
                const std::filesystem::path& path_for_errors) {
   while (!data.empty()) {

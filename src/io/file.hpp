@@ -2,6 +2,7 @@
 #pragma once
 
 #include <sys/stat.h>
+#include <sys/uio.h>
 
 #include <cstddef>
 #include <cstdint>
@@ -77,6 +78,13 @@ UniqueFd open_source_file(const std::filesystem::path& path);
 std::size_t read_at(int fd, std::span<std::byte> buffer, std::uint64_t offset,
                     const std::filesystem::path& path_for_errors,
                     const char* operation = "cannot read");
+
+// read_at() into scattered buffers, in the order `vectors` lists them (preadv); the vectors
+// are consumed as they fill (their contents are unspecified afterwards). Returns the count,
+// short only at end of file.
+std::size_t read_vectors_at(int fd, std::span<iovec> vectors, std::uint64_t offset,
+                            const std::filesystem::path& path_for_errors,
+                            const char* operation = "cannot read");
 
 void write_all(int fd, std::span<const std::byte> data,
                const std::filesystem::path& path_for_errors);

@@ -71,13 +71,10 @@ std::byte* SqliteMemory::release() noexcept {
 
 namespace {
 
-// From this size on a second thread reads the upper half at the same time: the first touch
-// of fresh memory (a page fault, the kernel zeroing the page) and the kernel's copy happen in
-// the reading thread, so two threads on two cores load a large file in about half the time.
+// From this size on a second thread reads chunks too: the first touch of fresh memory (a
+// page fault, the kernel zeroing the page) and the kernel's copy happen in the reading
+// thread, so two threads on two cores load a large file in about half the time.
 constexpr std::uint64_t kParallelFrom = std::uint64_t{32} << 20;
-// The halves meet on a 2 MiB boundary: a huge page, where the kernel uses them, is never
-// faulted in by both threads.
-constexpr std::uint64_t kHugePage = std::uint64_t{2} << 20;
 
 // Older kernels (before 5.14) and headers without it: the copy faults the pages in instead.
 #ifndef MADV_POPULATE_WRITE
@@ -103,70 +100,97 @@ void populate_for_writing(std::byte* data, std::size_t size) noexcept {
   }
 }
 
-// Reads [from, to) of the file into base + from, in chunks; adds each chunk to `progress`;
-// stops early when `stop` is set or the file ends. Returns where it stopped.
-std::uint64_t read_range(int fd, const std::filesystem::path& path, std::byte* base,
-                         std::uint64_t from, std::uint64_t to, std::atomic<std::uint64_t>& progress,
-                         const std::atomic<bool>& stop,
-                         const std::function<bool()>& after_chunk = {}) {
-  std::uint64_t done = from;
-  while (done < to && !stop.load(std::memory_order_relaxed)) {
-    const std::size_t want = std::min<std::uint64_t>(kChunk, to - done);
-    populate_for_writing(base + done, want);
-    const std::size_t got = read_at(fd, std::span(base + done, want), done, path);
-    done += got;
-    progress += got;
-    if (got < want) break;
-    if (after_chunk && !after_chunk()) break;
+// The file's chunks, handed out front to back to whichever thread asks next: a thread that
+// began late (it ran the caller's other job first) or whose core is busier simply reads
+// fewer of them, and neither waits for the other at the end.
+class ChunkReader {
+ public:
+  ChunkReader(int fd, const std::filesystem::path& path, std::byte* base, std::uint64_t size)
+      : fd_(fd), path_(path), base_(base), size_(size), end_(size) {}
+
+  // Reads chunks until none is left, stop() was called, or `after_chunk` returns false.
+  void read(const std::function<bool()>& after_chunk) {
+    while (!stopped_.load(std::memory_order_relaxed)) {
+      const std::uint64_t begin = next_.fetch_add(kChunk);
+      if (begin >= size_) return;
+      const std::size_t want = std::min<std::uint64_t>(kChunk, size_ - begin);
+      populate_for_writing(base_ + begin, want);
+      const std::size_t got = read_at(fd_, std::span(base_ + begin, want), begin, path_);
+      progress_ += got;
+      if (got < want) {
+        // The file shrank while it was read: it ends at the first short read's end (every
+        // chunk after that one reads short too).
+        std::uint64_t end = end_.load();
+        while (begin + got < end && !end_.compare_exchange_weak(end, begin + got)) {
+        }
+        return;
+      }
+      if (after_chunk && !after_chunk()) return;
+    }
   }
-  return done;
-}
+
+  void stop() noexcept { stopped_.store(true); }
+  [[nodiscard]] bool stopped() const noexcept { return stopped_.load(); }
+  [[nodiscard]] std::uint64_t progress() const noexcept { return progress_.load(); }
+  // Where the file ended (its size when we began, unless a read found it shorter).
+  [[nodiscard]] std::uint64_t end() const noexcept { return end_.load(); }
+
+ private:
+  int fd_;
+  const std::filesystem::path& path_;
+  std::byte* base_;
+  std::uint64_t size_;
+  std::atomic<std::uint64_t> next_{0};
+  std::atomic<std::uint64_t> progress_{0};
+  std::atomic<std::uint64_t> end_;
+  std::atomic<bool> stopped_{false};
+};
 
 }  // namespace
 
 std::uint64_t read_file_into(int fd, const std::filesystem::path& path, SqliteMemory& memory,
-                             const std::function<bool(std::uint64_t)>& keep_going) {
+                             const std::function<bool(std::uint64_t)>& keep_going,
+                             const std::function<void()>& alongside) {
   const std::uint64_t size = stat_fd(fd, path).size;
   memory.reserve(std::max<std::uint64_t>(size, 1), path);
   std::uint64_t done = 0;
   if (size >= kParallelFrom && std::thread::hardware_concurrency() > 1) {
-    const std::uint64_t half = size / 2 / kHugePage * kHugePage;
-    std::atomic<std::uint64_t> progress{0};
-    std::atomic<bool> stop{false};
+    ChunkReader reader(fd, path, memory.data(), size);
     std::exception_ptr failure;
-    std::uint64_t upper_end = half;
-    std::thread upper([&] {
+    std::thread helper([&] {
       try {
-        upper_end = read_range(fd, path, memory.data(), half, size, progress, stop);
+        if (alongside) alongside();
+        reader.read({});
       } catch (...) {
         failure = std::current_exception();
-        stop = true;
+        reader.stop();
       }
     });
-    std::uint64_t lower_end = 0;
     try {
-      lower_end = read_range(fd, path, memory.data(), 0, half, progress, stop, [&] {
-        if (keep_going && !keep_going(progress.load())) stop = true;
-        return !stop.load();
+      // Only this thread calls keep_going: the caller's callbacks stay on the caller's thread.
+      reader.read([&] {
+        if (keep_going && !keep_going(reader.progress())) reader.stop();
+        return !reader.stopped();
       });
     } catch (...) {
-      stop = true;
-      upper.join();
+      reader.stop();
+      helper.join();
       throw;
     }
-    upper.join();
+    helper.join();
     if (failure) std::rethrow_exception(failure);
-    if (stop || lower_end < half || upper_end < size) {
-      // Cancelled, or the file shrank while it was read: what follows its end is not the file.
-      done = lower_end < half ? lower_end : upper_end;
+    if (reader.stopped()) {
+      memory.set_filled(0);
+      return 0;
+    }
+    done = reader.end();
+    if (done < size || (keep_going && !keep_going(done))) {
+      // (A file that shrank: what follows its end is not the file.)
       memory.set_filled(done);
       return done;
     }
-    done = size;
-    if (keep_going && !keep_going(done)) {
-      memory.set_filled(done);
-      return done;
-    }
+  } else if (alongside) {
+    alongside();
   }
   for (;;) {
     if (done == memory.capacity()) {

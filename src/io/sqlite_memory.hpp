@@ -49,10 +49,15 @@ class SqliteMemory {
   std::uint64_t capacity_ = 0;
 };
 
-// Reads the whole file behind `fd` (to its end as it is then) into `memory`, in chunks, calling
-// `keep_going(bytes so far)` after each; false stops (the caller throws). Returns the bytes
-// read. Errors name `path`.
+// Reads the whole file behind `fd` (to its end as it is then) into `memory`, in chunks, on
+// two threads for a large file, calling `keep_going(bytes so far)` on the calling thread after
+// its chunks; false stops (0 is then returned; the caller throws). Returns the bytes read.
+// `alongside`, when given, runs once on the second thread before it joins the read (on the
+// calling thread, before the read, when there is no second thread): other work that then
+// costs the read little, the two threads sharing the chunks as each is free; what it throws
+// stops the read and is rethrown here. Errors name `path`.
 std::uint64_t read_file_into(int fd, const std::filesystem::path& path, SqliteMemory& memory,
-                             const std::function<bool(std::uint64_t)>& keep_going);
+                             const std::function<bool(std::uint64_t)>& keep_going,
+                             const std::function<void()>& alongside = {});
 
 }  // namespace sqlite_backup::io

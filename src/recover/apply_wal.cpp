@@ -11,10 +11,12 @@
 #include <cerrno>
 #include <climits>
 #include <cstring>
+#include <exception>
 #include <limits>
 #include <memory>
 #include <optional>
 #include <span>
+#include <thread>
 #include <vector>
 
 #include "error_internal.hpp"
@@ -442,6 +444,81 @@ class WalApplier {
     return scan;
   }
 
+  // The latest committed frame of a page.
+  struct Latest {
+    std::uint32_t page;
+    std::uint32_t frame;
+  };
+
+  // Frames from this many on are read on two threads.
+  static constexpr std::size_t kTwoThreadsFrom = 1024;
+
+  // The frames `latest` lists (in frame order) read straight into their pages in `memory`
+  // (the image's own bytes, long enough for each): one preadv per run of consecutive frames,
+  // each frame's header into a scratch buffer, so no window is filled and copied again. A
+  // WAL cut under the reads ends it (false, result_.cut_while_read).
+  bool read_frames_into_pages(std::byte* memory, std::span<const Latest> latest) {
+    const std::size_t page_size = header_.page_size;
+    const auto read_part = [this, memory, page_size](std::span<const Latest> part) {
+      std::array<std::byte, kFrameHeader> header_sink{};
+      // (IOV_MAX is 1024 on Linux: two vectors a frame.)
+      constexpr std::size_t kFramesPerCall = 512;
+      std::vector<iovec> vectors;
+      vectors.reserve(2 * kFramesPerCall);
+      for (std::size_t next = 0; next < part.size();) {
+        detail::throw_if_cancelled(cancel_, source_);
+        vectors.clear();
+        const std::uint64_t first_frame = part[next].frame;
+        std::size_t frames = 0;
+        do {
+          vectors.push_back({header_sink.data(), kFrameHeader});
+          vectors.push_back({memory + (std::uint64_t{part[next].page} - 1) * page_size, page_size});
+          ++frames;
+          ++next;
+        } while (next < part.size() && part[next].frame == first_frame + frames &&
+                 frames < kFramesPerCall);
+        if (io::read_vectors_at(wal_, vectors, frame_offset(first_frame), source_, read_failure_) <
+            frames * frame_size()) {
+          return false;
+        }
+      }
+      return true;
+    };
+    bool complete = true;
+    if (latest.size() >= kTwoThreadsFrom && std::thread::hardware_concurrency() > 1) {
+      // The pages are distinct: the two halves never write the same bytes.
+      const std::span<const Latest> upper = latest.subspan(latest.size() / 2);
+      bool upper_complete = false;
+      std::exception_ptr failure;
+      std::thread helper([&] {
+        try {
+          upper_complete = read_part(upper);
+        } catch (...) {
+          failure = std::current_exception();
+        }
+      });
+      try {
+        complete = read_part(latest.first(latest.size() / 2));
+      } catch (...) {
+        helper.join();
+        throw;
+      }
+      helper.join();
+      if (failure) std::rethrow_exception(failure);
+      complete = complete && upper_complete;
+    } else {
+      complete = read_part(latest);
+    }
+    if (!complete) {
+      // The scan read these frames a moment ago: a checkpoint truncated the WAL since. The
+      // caller drops the image.
+      result_.cut_while_read = true;
+      return leave_for_sqlite("the WAL was cut while it was read");
+    }
+    result_.pages_written += latest.size();
+    return true;
+  }
+
   bool apply(const FrameScan& scan, std::uint64_t final_size) {
     const std::uint64_t page_size = header_.page_size;
     // SQLite's checkpoint refuses (SQLITE_CORRUPT) a WAL whose database would outgrow
@@ -452,10 +529,6 @@ class WalApplier {
     }
     // The latest committed frame of each page, pages past the final size left out, in the
     // order of the frames: the WAL is then read front to back once more.
-    struct Latest {
-      std::uint32_t page;
-      std::uint32_t frame;
-    };
     std::vector<Latest> latest;
     latest.reserve(scan.page_of_frame.size());
     // Page 2^32 - 1 is the end marker of SQLite's checkpoint iterator: it never writes it.
@@ -485,6 +558,16 @@ class WalApplier {
     }
     std::sort(latest.begin(), latest.end(),
               [](const Latest& a, const Latest& b) { return a.frame < b.frame; });
+
+    std::uint32_t last_page = 0;
+    for (const Latest& entry : latest) last_page = std::max(last_page, entry.page);
+    if (std::byte* memory = live_ && !latest.empty()
+                                ? db_.bytes_extended_to(std::uint64_t{last_page} * page_size)
+                                : nullptr) {
+      if (!read_frames_into_pages(memory, latest)) return false;
+      db_.resize(final_size);
+      return true;
+    }
 
     std::vector<const std::byte*> run;
     std::size_t next = 0;

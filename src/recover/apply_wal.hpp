@@ -53,6 +53,10 @@ class DatabaseImage {
                            std::size_t page_size) = 0;
   // Cuts or extends (with zeros) to `size` bytes.
   virtual void resize(std::uint64_t size) = 0;
+  // The image's own bytes, when it is plain memory, first extended (with zeros) to `size`
+  // when shorter: apply_live_wal() then reads the frames straight into their pages. nullptr
+  // (a file) when not.
+  virtual std::byte* bytes_extended_to(std::uint64_t /*size*/) { return nullptr; }
   // Everything written is where it belongs (a file is closed, reporting a write error some
   // filesystems report only then); nothing is written after it.
   virtual void finish() = 0;

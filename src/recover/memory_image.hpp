@@ -36,6 +36,10 @@ class MemoryImage final : public DatabaseImage {
     }
   }
   void resize(std::uint64_t size) override { memory_.resize(size, source_); }
+  std::byte* bytes_extended_to(std::uint64_t size) override {
+    grow_to(size);
+    return memory_.data();
+  }
   void finish() override {}
 
  private:

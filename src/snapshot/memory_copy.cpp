@@ -39,16 +39,27 @@ std::optional<MemoryCopy> copy_live_wal_set_into_memory(const discover::Database
   if (!database || !io::stat_fd(database.get(), source.database).same_file(before.database.stat)) {
     return std::nullopt;
   }
-  const std::uint64_t database_bytes =
-      io::read_file_into(database.get(), source.database, copy.database, observer);
+  // The WAL's frames are scanned (their checksums are most of the application's work) by the
+  // second thread before it joins the read: the application after the read then goes on from
+  // the look's last commit, provided it finds the same generation of the WAL (frames
+  // committed in one generation are never rewritten), and the order stays database, then WAL.
+  std::optional<recover::WalPages> first_look;
+  const std::uint64_t database_bytes = io::read_file_into(
+      database.get(), source.database, copy.database, observer, [&source, &settings, &first_look] {
+        const io::UniqueFd wal = io::open_source_file(source.wal);
+        if (wal) {
+          first_look =
+              recover::committed_pages_of_live_wal(wal.get(), settings.cancel, source.database);
+        }
+      });
   detail::throw_if_cancelled(settings.cancel, source.database);
 
   const io::UniqueFd wal = io::open_source_file(source.wal);
   if (!wal) return std::nullopt;
   // Reading the WAL is applying it: its committed frames go straight to their pages.
   recover::MemoryImage image(copy.database, source.database);
-  const recover::WalApplication applied =
-      recover::apply_live_wal(image, wal.get(), settings.cancel, source.database);
+  const recover::WalApplication applied = recover::apply_live_wal(
+      image, wal.get(), settings.cancel, source.database, first_look ? &*first_look : nullptr);
   if (!applied.applied) {
     log_debug("not applying the WAL of {} in memory ({}); copying through files instead",
               quoted(source.database), applied.why_not);

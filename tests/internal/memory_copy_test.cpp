@@ -82,6 +82,31 @@ TEST(ApplyLiveWal, AppliesTheSourcesOwnWalAsTheStagedCopyWouldBeAppliedAndLeaves
   EXPECT_EQ(rows_in(std::move(image)), 300);
 }
 
+// Enough frames (over 2,000 pages, with runs broken by frames a later commit superseded)
+// that they are read straight into the image's pages on two threads: the same bytes as the
+// staged path's.
+TEST(ApplyLiveWal, ManyFramesReadStraightIntoTheImageGiveTheStagedCopysBytes) {
+  TempDir dir;
+  const fs::path source = dir / "source.db";
+  WalOwner owner(source, 4096);
+  owner.insert(2000, 900);
+  owner.exec("PRAGMA wal_checkpoint(TRUNCATE)");
+  owner.insert(8000, 900);
+  owner.exec("UPDATE t SET v = randomblob(900) WHERE id % 7 = 0");
+
+  io::SqliteMemory image = read_whole(source);
+  const io::UniqueFd wal(::open((source.string() + "-wal").c_str(), O_RDONLY | O_CLOEXEC));
+  recover::MemoryImage memory(image, source);
+  const recover::WalApplication applied =
+      recover::apply_live_wal(memory, wal.get(), nullptr, source);
+  ASSERT_TRUE(applied.applied) << applied.why_not;
+  ASSERT_GE(applied.pages_written, 2048U);
+  EXPECT_LT(applied.pages_written, applied.committed_frames) << "no frame superseded";
+  EXPECT_TRUE(std::string(reinterpret_cast<const char*>(image.data()), image.size()) ==
+              applied_through_staged_files(source, dir));
+  EXPECT_EQ(rows_in(std::move(image)), 10000);
+}
+
 // The first look lists the pages of committed frames, each once, page 1 never, and leaves out
 // what a transaction still in progress has spilled into the WAL.
 TEST(ApplyLiveWal, TheFirstLookListsThePagesOfCommittedFramesOnly) {
@@ -112,12 +137,19 @@ TEST(ApplyLiveWal, TheFirstLookListsThePagesOfCommittedFramesOnly) {
   EXPECT_EQ(with_spill->wal_header, committed->wal_header);
 }
 
-// The image's first write comes after the first window of the WAL was read: the owner's
-// checkpoint cuts the WAL to nothing (wal_checkpoint(TRUNCATE)) right then.
+// The image's first write comes after the WAL's frames were scanned: the owner's checkpoint
+// cuts the WAL to nothing (wal_checkpoint(TRUNCATE)) right then. With `straight`, the image
+// offers its bytes, and the frames are read straight into them (bytes_extended_to); without,
+// they come through write_pages().
 class CuttingImage final : public recover::DatabaseImage {
  public:
-  CuttingImage(io::SqliteMemory& memory, fs::path wal)
-      : inner_(memory, wal), wal_(std::move(wal)) {}
+  CuttingImage(io::SqliteMemory& memory, fs::path wal, bool straight)
+      : inner_(memory, wal), wal_(std::move(wal)), straight_(straight) {}
+  std::byte* bytes_extended_to(std::uint64_t size) override {
+    if (!straight_) return nullptr;
+    cut();
+    return inner_.bytes_extended_to(size);
+  }
   std::uint64_t size() override { return inner_.size(); }
   std::size_t read(std::span<std::byte> buffer, std::uint64_t offset) override {
     return inner_.read(buffer, offset);
@@ -127,22 +159,29 @@ class CuttingImage final : public recover::DatabaseImage {
   }
   void write_pages(std::uint32_t first_page, std::span<const std::byte* const> pages,
                    std::size_t page_size) override {
-    if (!cut_) {
-      cut_ = true;
-      EXPECT_EQ(::truncate(wal_.c_str(), 0), 0);
-    }
+    cut();
     inner_.write_pages(first_page, pages, page_size);
   }
   void resize(std::uint64_t size) override { inner_.resize(size); }
   void finish() override {}
 
  private:
+  void cut() {
+    if (!cut_) {
+      cut_ = true;
+      EXPECT_EQ(::truncate(wal_.c_str(), 0), 0);
+    }
+  }
+
   recover::MemoryImage inner_;
   fs::path wal_;
+  bool straight_;
   bool cut_ = false;
 };
 
-TEST(ApplyLiveWal, AWalCutWhileItIsReadEndsTheAttemptRatherThanTheBackup) {
+class ApplyLiveWalCut : public ::testing::TestWithParam<bool> {};
+
+TEST_P(ApplyLiveWalCut, AWalCutWhileItIsReadEndsTheAttemptRatherThanTheBackup) {
   TempDir dir;
   const fs::path source = dir / "source.db";
   WalOwner owner(source, 4096);
@@ -151,12 +190,18 @@ TEST(ApplyLiveWal, AWalCutWhileItIsReadEndsTheAttemptRatherThanTheBackup) {
 
   io::SqliteMemory image = read_whole(source);
   const io::UniqueFd wal(::open((source.string() + "-wal").c_str(), O_RDONLY | O_CLOEXEC));
-  CuttingImage cutting(image, source.string() + "-wal");
+  CuttingImage cutting(image, source.string() + "-wal", GetParam());
   recover::WalApplication applied;
   ASSERT_NO_THROW(applied = recover::apply_live_wal(cutting, wal.get(), nullptr, source));
   EXPECT_FALSE(applied.applied);
   EXPECT_NE(applied.why_not.find("cut"), std::string::npos) << applied.why_not;
+  EXPECT_TRUE(applied.cut_while_read);
 }
+
+INSTANTIATE_TEST_SUITE_P(ThroughWritesOrStraight, ApplyLiveWalCut, ::testing::Bool(),
+                         [](const ::testing::TestParamInfo<bool>& param) {
+                           return param.param ? "Straight" : "ThroughWritePages";
+                         });
 
 // Runs one memory attempt on `source`, calling `meanwhile` once, after the first chunk of the
 // database was read (the read goes on after it).
