@@ -7,7 +7,10 @@ namespace sqlite_backup::cli {
 // Parses argv, runs the backups, prints what the man page describes on stderr (and the
 // snapshot on stdout for `-`) and returns the documented exit code. Installs SIGINT, SIGTERM
 // and SIGPIPE dispositions for its duration and restores the previous ones before returning.
-// Not reentrant: one call at a time per process.
-int run_command_line(int argc, char** argv);
+// Not reentrant: one call at a time per process. `whole_process`: the caller is the
+// sqlite_backup program itself, so the process holds no SQLite connection to any source and
+// the sources are read on the calling thread (Options::private_descriptor_table false);
+// anyone else (the Python package) keeps the default.
+int run_command_line(int argc, char** argv, bool whole_process = false);
 
 }  // namespace sqlite_backup::cli

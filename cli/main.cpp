@@ -50,6 +50,8 @@ struct CommandLine {
   bool progress = false;
   bool progress_given = false;  // false: decide by terminal and size
   bool json = false;
+  // Not an option: set by run_command_line() from who runs it.
+  bool private_descriptor_table = Options{}.private_descriptor_table;
 };
 
 // One backup's result, for the summary, --json and the exit code.
@@ -267,6 +269,7 @@ Options options_from(const CommandLine& command) {
   options.cancel = &InterruptHandlers::cancel_flag();
   // Never replace: the library also refuses, atomically, a file that appears after our checks.
   options.overwrite = false;
+  options.private_descriptor_table = command.private_descriptor_table;
   return options;
 }
 
@@ -478,7 +481,7 @@ int run(const CommandLine& command) {
 
 }  // namespace
 
-int run_command_line(int argc, char** argv) {
+int run_command_line(int argc, char** argv, bool whole_process) {
   try {
     // First, so that a signal during a long backup always reaches the library's cancel flag.
     const InterruptHandlers interrupts;
@@ -491,6 +494,7 @@ int run_command_line(int argc, char** argv) {
       return failure->exit_code;
     }
     if (exit_now >= 0) return exit_now;
+    command.private_descriptor_table = !whole_process;
     return run(command);
   } catch (...) {
     print_error(describe_current_exception(0));

@@ -23,7 +23,9 @@ get_target_property(_sqlite_backup_type sqlite_backup TYPE)
 get_target_property(_sqlite_backup_links sqlite_backup LINK_LIBRARIES)
 set(SQLITE_BACKUP_FIND_DEPENDENCIES "")    # lines for sqlite_backupConfig.cmake
 set(_sqlite_backup_pc_modules "")          # pkg-config module names
-if("SQLite::SQLite3" IN_LIST _sqlite_backup_links)
+# (SQLite may be named inside a generator expression, see src/CMakeLists.txt.)
+string(FIND "${_sqlite_backup_links}" "SQLite::SQLite3" _sqlite_backup_sqlite_at)
+if(_sqlite_backup_sqlite_at GREATER -1)
   string(APPEND SQLITE_BACKUP_FIND_DEPENDENCIES "find_dependency(SQLite3)\n")
   list(APPEND _sqlite_backup_pc_modules sqlite3)
 endif()

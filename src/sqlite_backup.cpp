@@ -170,6 +170,17 @@ deliver::Settings deliver_settings(const Options& options) {
   return settings;
 }
 
+// Runs `work`, which reads the source, on a thread with a descriptor table of its own unless
+// the caller said it holds no SQLite connection to the source (see
+// Options::private_descriptor_table).
+void reading_the_source(const Options& options, const std::function<void()>& work) {
+  if (options.private_descriptor_table) {
+    io::with_private_descriptor_table(work);
+  } else {
+    work();
+  }
+}
+
 // Discover, snapshot and validate: copies the source into `staged` (validated unless the
 // caller accepts otherwise) and rolls the copy back through a transaction that committed
 // while it was read. The source is read on a thread with a descriptor table of its own, so
@@ -182,8 +193,8 @@ std::string snapshot_into(const fs::path& source, const fs::path& staged, const 
   const discover::DatabaseFiles files(resolve_source(source));
   const snapshot::Settings settings = snapshot_settings(options, delivery);
   snapshot::Outcome outcome;
-  io::with_private_descriptor_table(
-      [&] { outcome = snapshot::copy_consistent_set(files, staged, settings); });
+  reading_the_source(options,
+                     [&] { outcome = snapshot::copy_consistent_set(files, staged, settings); });
   for (const snapshot::RollbackStep& step : outcome.journals_to_roll_back) {
     recover::roll_back(staged, step.journal, step.expected_change_counter,
                        recover_settings(options, delivery), source);
@@ -247,8 +258,8 @@ bool snapshot_straight_into(sqlite3* target, const fs::path& source, const Optio
   const discover::DatabaseFiles files(resolve_source(source));
   const snapshot::Settings settings = snapshot_settings(options, ToConnection{target});
   std::optional<snapshot::MemoryCopy> copy;
-  io::with_private_descriptor_table(
-      [&] { copy = snapshot::copy_live_wal_set_into_memory(files, settings); });
+  reading_the_source(options,
+                     [&] { copy = snapshot::copy_live_wal_set_into_memory(files, settings); });
   if (!copy) return false;
   report.attempts = 1;
   report.validated = true;

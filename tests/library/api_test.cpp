@@ -16,6 +16,7 @@
 #include <sqlite_backup/log.hpp>
 #include <sqlite_backup/sqlite_backup.hpp>
 #include <string>
+#include <thread>
 #include <type_traits>
 #include <vector>
 
@@ -499,6 +500,27 @@ TEST_F(ApiTest, TheCallersOwnSqliteLocksOnTheSourceSurviveABackup) {
   EXPECT_EQ(sqlite3_exec(own, "COMMIT", nullptr, nullptr, nullptr), SQLITE_OK);
   sqlite3_close(own);
   EXPECT_EQ(count_rows(dir_ / "to-file.sqlite"), 200);
+}
+
+// The default reads the source on a thread of its own (the calling thread waits);
+// private_descriptor_table = false, for a process with no SQLite connection to the source
+// (the CLI), reads it on the calling thread, and the backup is as good.
+TEST_F(ApiTest, WithoutAPrivateDescriptorTableTheSourceIsReadOnTheCallingThread) {
+  const fs::path source = dir_ / "source.sqlite";
+  create_database(source, 200);
+  for (const bool private_table : {true, false}) {
+    sb::Options options;
+    options.private_descriptor_table = private_table;
+    std::set<std::thread::id> readers;
+    options.on_progress = [&](const sb::CopyProgress&) {
+      readers.insert(std::this_thread::get_id());
+    };
+    const fs::path destination = dir_ / (private_table ? "private.sqlite" : "shared.sqlite");
+    sb::sqlite_backup(source, destination, options);
+    ASSERT_EQ(readers.size(), 1U);
+    EXPECT_EQ(*readers.begin() == std::this_thread::get_id(), !private_table);
+    EXPECT_EQ(count_rows(destination), 200);
+  }
 }
 
 namespace {
