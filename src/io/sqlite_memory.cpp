@@ -25,6 +25,30 @@ namespace {
 // just before it is read (1 MiB measured best of 256 KiB to 4 MiB).
 constexpr std::size_t kChunk = std::size_t{1} << 20;
 
+// Older kernels (before 5.14) and headers without it: the copy faults the pages in instead.
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+
+// Faults in the whole pages of [data, data + size) for writing, in one system call, before
+// a read copies into them. Letting the kernel's copy take one page fault per 4 KiB page
+// instead was measured 10-15% slower for 200 MiB of fresh memory (65 ms against 55-59 ms,
+// two threads, chunk by chunk so the zeroed pages are still in the cache when the copy
+// overwrites them). Best effort: on a kernel without MADV_POPULATE_WRITE (EINVAL) it is not
+// tried again, and any other failure (no memory) is left for the copy to meet and report.
+void populate_for_writing(std::byte* data, std::size_t size) noexcept {
+  static std::atomic<bool> unsupported{false};
+  if (unsupported.load(std::memory_order_relaxed)) return;
+  static const auto page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+  // madvise wants whole pages: from the first boundary in the range to the last.
+  void* begin = data;
+  std::size_t space = size;
+  if (std::align(page, page, begin, space) == nullptr) return;  // not one whole page
+  if (::madvise(begin, space / page * page, MADV_POPULATE_WRITE) != 0 && errno == EINVAL) {
+    unsupported.store(true, std::memory_order_relaxed);
+  }
+}
+
 }  // namespace
 
 SqliteMemory::SqliteMemory(SqliteMemory&& other) noexcept
@@ -58,7 +82,11 @@ void SqliteMemory::reserve(std::uint64_t capacity, const std::filesystem::path& 
 
 void SqliteMemory::resize(std::uint64_t size, const std::filesystem::path& source) {
   reserve(size, source);
-  if (size > size_) std::memset(data_ + size_, 0, size - size_);
+  if (size > size_) {
+    // (Fresh memory, as a WAL that grows the database needs: faulted in with one call.)
+    populate_for_writing(data_ + size_, size - size_);
+    std::memset(data_ + size_, 0, size - size_);
+  }
   size_ = size;
 }
 
@@ -75,30 +103,6 @@ namespace {
 // page fault, the kernel zeroing the page) and the kernel's copy happen in the reading
 // thread, so two threads on two cores load a large file in about half the time.
 constexpr std::uint64_t kParallelFrom = std::uint64_t{32} << 20;
-
-// Older kernels (before 5.14) and headers without it: the copy faults the pages in instead.
-#ifndef MADV_POPULATE_WRITE
-#define MADV_POPULATE_WRITE 23
-#endif
-
-// Faults in the whole pages of [data, data + size) for writing, in one system call, before
-// a read copies into them. Letting the kernel's copy take one page fault per 4 KiB page
-// instead was measured 10-15% slower for 200 MiB of fresh memory (65 ms against 55-59 ms,
-// two threads, chunk by chunk so the zeroed pages are still in the cache when the copy
-// overwrites them). Best effort: on a kernel without MADV_POPULATE_WRITE (EINVAL) it is not
-// tried again, and any other failure (no memory) is left for the copy to meet and report.
-void populate_for_writing(std::byte* data, std::size_t size) noexcept {
-  static std::atomic<bool> unsupported{false};
-  if (unsupported.load(std::memory_order_relaxed)) return;
-  static const auto page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
-  // madvise wants whole pages: from the first boundary in the range to the last.
-  void* begin = data;
-  std::size_t space = size;
-  if (std::align(page, page, begin, space) == nullptr) return;  // not one whole page
-  if (::madvise(begin, space / page * page, MADV_POPULATE_WRITE) != 0 && errno == EINVAL) {
-    unsupported.store(true, std::memory_order_relaxed);
-  }
-}
 
 // The file's chunks, handed out front to back to whichever thread asks next: a thread that
 // began late (it ran the caller's other job first) or whose core is busier simply reads
