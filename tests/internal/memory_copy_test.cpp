@@ -14,8 +14,10 @@
 #include <cstdint>
 #include <filesystem>
 #include <optional>
+#include <set>
 #include <span>
 #include <string>
+#include <thread>
 
 #include "discover/database_files.hpp"
 #include "io/file.hpp"
@@ -59,6 +61,44 @@ std::string applied_through_staged_files(const fs::path& source, const TempDir& 
   fs::copy_file(source.string() + "-wal", wal);
   EXPECT_TRUE(recover::apply_wal(database, wal, nullptr, source).applied);
   return read_file(database);
+}
+
+// A file large enough for two threads (40 MiB, an odd size) is read whole, byte for byte,
+// with the caller's job run once on the second thread before it joins the read, and the
+// progress reported on the calling thread only.
+TEST(ReadFileInto, TwoThreadsReadEveryByteAndRunTheJobAlongside) {
+  TempDir dir;
+  const fs::path file = dir / "big.bin";
+  const std::string bytes = random_bytes((std::size_t{40} << 20) + 12345);
+  write_file(file, bytes);
+  const io::UniqueFd fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
+  io::SqliteMemory memory;
+  std::set<std::thread::id> job_threads;
+  std::set<std::thread::id> progress_threads;
+  const std::uint64_t read = io::read_file_into(
+      fd.get(), file, memory,
+      [&](std::uint64_t) {
+        progress_threads.insert(std::this_thread::get_id());
+        return true;
+      },
+      [&] { job_threads.insert(std::this_thread::get_id()); });
+  EXPECT_EQ(read, bytes.size());
+  ASSERT_EQ(memory.size(), bytes.size());
+  EXPECT_TRUE(std::string(reinterpret_cast<const char*>(memory.data()), memory.size()) == bytes);
+  ASSERT_EQ(job_threads.size(), 1U);
+  EXPECT_NE(*job_threads.begin(), std::this_thread::get_id());
+  EXPECT_EQ(progress_threads, std::set<std::thread::id>{std::this_thread::get_id()});
+}
+
+// keep_going's false stops the read: nothing counts as read.
+TEST(ReadFileInto, AStoppedReadReturnsNothing) {
+  TempDir dir;
+  const fs::path file = dir / "big.bin";
+  write_file(file, random_bytes(std::size_t{40} << 20));
+  const io::UniqueFd fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
+  io::SqliteMemory memory;
+  EXPECT_EQ(io::read_file_into(fd.get(), file, memory, [](std::uint64_t) { return false; }), 0U);
+  EXPECT_EQ(memory.size(), 0U);
 }
 
 TEST(ApplyLiveWal, AppliesTheSourcesOwnWalAsTheStagedCopyWouldBeAppliedAndLeavesItAlone) {
