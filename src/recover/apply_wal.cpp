@@ -23,6 +23,7 @@
 #include "io/big_endian.hpp"
 #include "io/file.hpp"
 #include "log_internal.hpp"
+#include "recover/wal_checksum.hpp"
 
 // The WAL format (https://www.sqlite.org/fileformat2.html#walformat), as SQLite reads it
 // when it recovers a WAL that has no -shm index (ours never has one: the -shm is not copied):
@@ -49,39 +50,6 @@ constexpr std::size_t kWindow = std::size_t{256} << 10;
 
 using io::load_be32;
 using io::store_be32;
-
-// SQLite's WAL checksum: pairs of 32-bit words, read in the byte order the magic names,
-// folded into two running sums. `bytes.size()` is a multiple of 8.
-struct Checksum {
-  std::uint32_t s0 = 0;
-  std::uint32_t s1 = 0;
-  bool big_endian_words = true;
-
-  void add(std::span<const std::byte> bytes) noexcept {
-    // The two sums depend on each other word by word; what keeps this near memory speed is
-    // loading whole words (one load, and one byte swap where the order differs).
-    const bool swap = big_endian_words == (std::endian::native == std::endian::little);
-    const std::byte* p = bytes.data();
-    const std::byte* end = p + bytes.size();
-    std::uint32_t a = s0;
-    std::uint32_t b = s1;
-    std::array<std::uint32_t, 2> words{};
-    for (; p < end; p += 8) {
-      std::memcpy(words.data(), p, 8);
-      if (swap) {
-        words[0] = __builtin_bswap32(words[0]);
-        words[1] = __builtin_bswap32(words[1]);
-      }
-      a += words[0] + b;
-      b += words[1] + a;
-    }
-    s0 = a;
-    s1 = b;
-  }
-  [[nodiscard]] bool matches(const std::byte* stored) const noexcept {
-    return s0 == load_be32(stored) && s1 == load_be32(stored + 4);
-  }
-};
 
 // The staged files are private: errors name the source the user asked to back up.
 std::size_t read_database(int fd, std::span<std::byte> buffer, std::uint64_t offset,
@@ -387,6 +355,7 @@ class WalApplier {
     DatabaseHeader pending = database_header_;  // page 1 as the frames so far leave it
     bool pending_from_wal = false;
     Checksum chain = header_.seed;
+    const PageChecksum page_checksum(header_.page_size);
     std::uint64_t frame = 1;
     // Frames committed in this generation are never rewritten: where a first look scanned
     // them, go on from its last committed frame.
@@ -418,7 +387,7 @@ class WalApplier {
           return finish_scan(scan);
         }
         chain.add(std::span(header, 8));
-        chain.add(std::span(header + kFrameHeader, header_.page_size));
+        page_checksum.add_page(chain, header + kFrameHeader);
         if (!chain.matches(header + 16)) return finish_scan(scan);
         scan.page_of_frame.push_back(page);
         if (page == 1) {
