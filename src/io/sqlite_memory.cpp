@@ -211,7 +211,11 @@ std::uint64_t read_file_into(int fd, const std::filesystem::path& path, SqliteMe
       return 0;
     }
     done = reader.end();
-    if (done < size || (keep_going && !keep_going(done))) {
+    if (keep_going && !keep_going(done)) {
+      memory.set_filled(0);
+      return 0;
+    }
+    if (done < size) {
       // (A file that shrank: what follows its end is not the file.)
       memory.set_filled(done);
       return done;
@@ -234,7 +238,10 @@ std::uint64_t read_file_into(int fd, const std::filesystem::path& path, SqliteMe
     const std::size_t got = read_at(fd, std::span(memory.data() + done, want), done, path);
     done += got;
     if (got < want) break;
-    if (keep_going && !keep_going(done)) break;
+    if (keep_going && !keep_going(done)) {
+      memory.set_filled(0);
+      return 0;
+    }
   }
   memory.set_filled(done);
   return done;

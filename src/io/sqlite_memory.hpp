@@ -51,7 +51,8 @@ class SqliteMemory {
 
 // Reads the whole file behind `fd` (to its end as it is then) into `memory`, in chunks, on
 // two threads for a large file, calling `keep_going(bytes so far)` on the calling thread after
-// its chunks; false stops (0 is then returned; the caller throws). Returns the bytes read.
+// its chunks; false stops the read, even after the last chunk (0 is then returned and the
+// memory holds nothing; the caller throws). Returns the bytes read.
 // `alongside`, when given, runs once on the second thread before it joins the read (on the
 // calling thread, before the read, when there is no second thread): other work that then
 // costs the read little, the two threads sharing the chunks as each is free; what it throws

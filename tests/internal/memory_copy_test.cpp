@@ -90,15 +90,25 @@ TEST(ReadFileInto, TwoThreadsReadEveryByteAndRunTheJobAlongside) {
   EXPECT_EQ(progress_threads, std::set<std::thread::id>{std::this_thread::get_id()});
 }
 
-// keep_going's false stops the read: nothing counts as read.
+// keep_going's false stops the read: nothing counts as read, whether it comes at once or only
+// when every byte is in, on two threads (40 MiB) or on one (3 MiB).
 TEST(ReadFileInto, AStoppedReadReturnsNothing) {
   TempDir dir;
-  const fs::path file = dir / "big.bin";
-  write_file(file, random_bytes(std::size_t{40} << 20));
-  const io::UniqueFd fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
-  io::SqliteMemory memory;
-  EXPECT_EQ(io::read_file_into(fd.get(), file, memory, [](std::uint64_t) { return false; }), 0U);
-  EXPECT_EQ(memory.size(), 0U);
+  for (const std::size_t size : {std::size_t{40} << 20, std::size_t{3} << 20}) {
+    const fs::path file = dir / ("file" + std::to_string(size));
+    write_file(file, random_bytes(size));
+    const io::UniqueFd fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
+    io::SqliteMemory at_once;
+    EXPECT_EQ(io::read_file_into(fd.get(), file, at_once, [](std::uint64_t) { return false; }), 0U)
+        << size;
+    EXPECT_EQ(at_once.size(), 0U) << size;
+    io::SqliteMemory at_the_end;
+    EXPECT_EQ(io::read_file_into(fd.get(), file, at_the_end,
+                                 [size](std::uint64_t done) { return done < size; }),
+              0U)
+        << size;
+    EXPECT_EQ(at_the_end.size(), 0U) << size;
+  }
 }
 
 TEST(ApplyLiveWal, AppliesTheSourcesOwnWalAsTheStagedCopyWouldBeAppliedAndLeavesItAlone) {
