@@ -10,7 +10,22 @@
 
 namespace sqlite_backup::io {
 
-enum class CopyMethod { reflink, copy_file_range, sendfile, read_write };
+enum class CopyMethod { reflink, splice_direct, copy_file_range, sendfile, read_write };
+
+// How a copy's writes reach the disk.
+enum class WriteOut {
+  // Through the page cache, written out whenever the kernel chooses (no fsync will follow).
+  cached,
+  // Through the page cache, each chunk handed to the disk as soon as it is written
+  // (sync_file_range, asynchronous), so that a final fsync() has little left to wait for and
+  // the copy does not stall behind the kernel's dirty-page throttling.
+  early,
+  // Around the page cache (O_DIRECT), from the source's cached pages without a copy in
+  // between (splice): no memory is taken for the copy's pages, and a final fsync() has only
+  // the metadata left. For a copy that is fsynced and then not read again; where the
+  // filesystem refuses direct writes it is `early`.
+  direct,
+};
 
 struct CopyOutcome {
   std::uint64_t bytes = 0;
@@ -57,17 +72,16 @@ class LateRanges {
 // Copies everything from the current start of `source_fd` to its end of file (the end as it
 // is when reached, not a size taken earlier: a growing file is read to its new end) into the
 // empty file `destination_fd`. Tries a reflink clone first (btrfs, XFS: the whole file
-// shares extents, at once), then copy_file_range, sendfile and read/write.
-// With `start_writeback`, each chunk is handed to the disk as soon as it is written
-// (sync_file_range, asynchronous), so that a final fsync() has little left to wait for and
-// the copy does not stall behind the kernel's dirty-page throttling.
+// shares extents, at once), then (for WriteOut::direct) splice into direct writes, then
+// copy_file_range, sendfile and read/write. `write_out` says how the writes reach the disk.
 // `skip` (offsets from the start of the file; both descriptors at offset 0) are ranges the
 // caller will write itself: once published, what of them the copy has not passed is neither
 // read nor written, and stays a hole in the copy, which still ends where the source ended. A
 // clone ignores them.
 CopyOutcome copy_file_contents(int source_fd, const std::filesystem::path& source_path,
                                int destination_fd, const std::filesystem::path& destination_path,
-                               const ChunkObserver& observer = {}, bool start_writeback = false,
+                               const ChunkObserver& observer = {},
+                               WriteOut write_out = WriteOut::cached,
                                const LateRanges* skip = nullptr);
 
 struct RefreshOutcome {

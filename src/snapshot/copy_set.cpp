@@ -91,7 +91,7 @@ struct MemberCopy {
 MemberCopy copy_member(const std::filesystem::path& source, io::UniqueFd in,
                        const std::filesystem::path& staged, const Settings& settings,
                        std::uint64_t done_before, std::uint64_t total, int attempt, bool refresh,
-                       bool start_writeback,
+                       io::WriteOut write_out,
                        const std::function<void(std::uint64_t)>& between_chunks = {},
                        const io::LateRanges* skip = nullptr) {
   MemberCopy result;
@@ -126,7 +126,7 @@ MemberCopy copy_member(const std::filesystem::path& source, io::UniqueFd in,
   io::UniqueFd out(::open(staged.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
   if (!out) io::throw_errno(errno, "cannot create a temporary file for", staged);
   const io::CopyOutcome outcome =
-      io::copy_file_contents(in.get(), source, out.get(), staged, observer, start_writeback, skip);
+      io::copy_file_contents(in.get(), source, out.get(), staged, observer, write_out, skip);
   detail::throw_if_cancelled(settings.cancel, source);
   out.close(staged);  // with --no-sync, no fsync will report a failed write
   log_debug("copied {} ({} bytes, {})", quoted(source), outcome.bytes,
@@ -250,6 +250,9 @@ std::vector<io::ByteRange> pages_to_leave_out(const recover::WalPages& wal,
 // databases take the first look.
 constexpr std::uint64_t kFirstLookFrom = std::uint64_t{4} << 20;
 
+// The size from which a durable copy of the database is written past the page cache.
+constexpr std::uint64_t kDirectFrom = std::uint64_t{64} << 20;
+
 // The first look at a live WAL (recover::committed_pages_of_live_wal), on a thread of its own
 // while the database is copied (the copy is the kernel's work on the calling thread): the copy
 // leaves out the WAL's pages from the moment the look has found them (ranges()), and the look
@@ -343,6 +346,20 @@ class FirstLook {
   std::jthread thread_;  // last: started once the rest is in place
 };
 
+// How a member's copy is written: only the database copy is kept (a -wal or -journal copy is
+// applied and deleted before the fsync), so only it is written out early; writing the others
+// out would only take the disk from the database. A durable copy goes to
+// the disk as it is made, past the page cache (io::WriteOut::direct), when nothing will read it
+// back: with a live WAL applied
+// (`first_look`), the verdict needs no content comparison (which would read the copy again,
+// from the disk now), and only an attempt that fails refreshes the copy from the disk. Below
+// kDirectFrom the page cache is as fast, and the file small enough to stay there.
+io::WriteOut write_out_of(const Settings& settings, bool is_database, bool first_look,
+                          std::uint64_t database_size) {
+  if (!is_database || !settings.start_writeback) return io::WriteOut::cached;
+  return first_look && database_size >= kDirectFrom ? io::WriteOut::direct : io::WriteOut::early;
+}
+
 // Copies each member in order (refreshing the database copy when `refresh_database`).
 // `while_copying_database` runs between chunks of the database; a journal member is skipped
 // when `journal_already_copied` says so by then; a WAL is applied to the database copy
@@ -382,15 +399,14 @@ SetCopy copy_members(const std::vector<Member>& members, io::UniqueFd held_journ
     }
     // Only the journal member takes the descriptor held since before the first look.
     io::UniqueFd held = is_journal ? std::exchange(held_journal, io::UniqueFd()) : io::UniqueFd();
-    // Only the database file is kept: a -wal or -journal copy is applied and deleted before
-    // the fsync, so writing it out early would only take the disk from the database.
     const auto between_chunks = [&](std::uint64_t done) {
       if (while_copying_database) while_copying_database();
       if (look) look->copied(done);
     };
     const MemberCopy done = copy_member(
         *member.source, std::move(held), member.staged, settings, copy.bytes, total, attempt,
-        is_database && refresh_database, is_database && settings.start_writeback,
+        is_database && refresh_database,
+        write_out_of(settings, is_database, look.has_value(), before.database.stat.size),
         is_database ? std::function<void(std::uint64_t)>(between_chunks) : nullptr,
         is_database && look ? &look->ranges() : nullptr);
     if (is_database && look) look->copy_ended(done.bytes);

@@ -1,7 +1,7 @@
 // io::copy_file_contents with ranges to leave out: the file copy that a WAL application then
 // completes. Left-out ranges are neither read nor written (they stay holes, read as zeros),
 // the rest is the source's, and the copy ends where the source ends, also after a range
-// that reaches the end.
+// that reaches the end. The same through the page cache and past it (direct writes).
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -26,7 +26,7 @@ std::string patterned(std::size_t size) {
 }
 
 std::string copy_leaving_out(const TempDir& dir, const std::string& source_bytes,
-                             const std::vector<io::ByteRange>& skip) {
+                             const std::vector<io::ByteRange>& skip, io::WriteOut write_out) {
   const fs::path source = dir / "source";
   const fs::path copy = dir / "copy";
   write_file(source, source_bytes);
@@ -34,9 +34,12 @@ std::string copy_leaving_out(const TempDir& dir, const std::string& source_bytes
   io::UniqueFd out(::open(copy.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
   const io::LateRanges ranges(skip);
   const io::CopyOutcome outcome =
-      io::copy_file_contents(in.get(), source, out.get(), copy, {}, false, &ranges);
+      io::copy_file_contents(in.get(), source, out.get(), copy, {}, write_out, &ranges);
   out.close(copy);
   EXPECT_EQ(outcome.bytes, source_bytes.size());
+  if (write_out == io::WriteOut::direct && direct_writes_possible(dir.path())) {
+    EXPECT_EQ(outcome.method, io::CopyMethod::splice_direct);
+  }
   return read_file(copy);
 }
 
@@ -49,7 +52,9 @@ std::string expected(std::string bytes, const std::vector<io::ByteRange>& skip) 
   return bytes;
 }
 
-TEST(CopyLeavingOut, LeavesTheRangesAsZerosAndCopiesEverythingElse) {
+class CopyLeavingOut : public ::testing::TestWithParam<io::WriteOut> {};
+
+TEST_P(CopyLeavingOut, LeavesTheRangesAsZerosAndCopiesEverythingElse) {
   const TempDir dir;
   const std::string source = patterned(kSize);
   // One inside a chunk, one across a chunk boundary (4 MiB), two adjacent ones.
@@ -58,19 +63,25 @@ TEST(CopyLeavingOut, LeavesTheRangesAsZerosAndCopiesEverythingElse) {
       {(std::uint64_t{4} << 20) - 4096, (std::uint64_t{4} << 20) + 8192},
       {std::uint64_t{6} << 20, (std::uint64_t{6} << 20) + 4096},
       {(std::uint64_t{6} << 20) + 4096, (std::uint64_t{6} << 20) + 12288}};
-  const std::string copy = copy_leaving_out(dir, source, skip);
+  const std::string copy = copy_leaving_out(dir, source, skip, GetParam());
   ASSERT_EQ(copy.size(), source.size());
   EXPECT_TRUE(copy == expected(source, skip));
 }
 
-TEST(CopyLeavingOut, ARangeReachingTheEndStillGivesTheWholeLength) {
+TEST_P(CopyLeavingOut, ARangeReachingTheEndStillGivesTheWholeLength) {
   const TempDir dir;
   const std::string source = patterned(kSize);
   const std::vector<io::ByteRange> skip{{0, 4096}, {kSize - 3 * 4096, kSize}};
-  const std::string copy = copy_leaving_out(dir, source, skip);
+  const std::string copy = copy_leaving_out(dir, source, skip, GetParam());
   ASSERT_EQ(copy.size(), source.size());
   EXPECT_TRUE(copy == expected(source, skip));
 }
+
+INSTANTIATE_TEST_SUITE_P(WriteOut, CopyLeavingOut,
+                         ::testing::Values(io::WriteOut::cached, io::WriteOut::direct),
+                         [](const auto& test) {
+                           return test.param == io::WriteOut::direct ? "Direct" : "Cached";
+                         });
 
 }  // namespace
 }  // namespace sqlite_backup::testing

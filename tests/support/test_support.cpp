@@ -363,6 +363,15 @@ void write_file(const fs::path& path, const std::string& contents) {
   if (!out) throw std::runtime_error("write " + path.string() + ": failed");
 }
 
+bool direct_writes_possible(const fs::path& folder) {
+  const fs::path probe = folder / ".direct-io-probe";
+  const int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_DIRECT | O_CLOEXEC, 0600);
+  if (fd < 0) return false;
+  ::close(fd);
+  fs::remove(probe);
+  return true;
+}
+
 std::string random_bytes(std::size_t size) {
   std::mt19937_64 generator(std::random_device{}());
   std::string bytes(size, '\0');

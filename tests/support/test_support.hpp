@@ -151,6 +151,8 @@ std::string table_digest(::sqlite3* db);
 std::string read_file(const fs::path& path);
 void write_file(const fs::path& path, const std::string& contents);
 std::string random_bytes(std::size_t size);
+// Whether files in `folder` can be opened for direct I/O (O_DIRECT): some filesystems refuse.
+bool direct_writes_possible(const fs::path& folder);
 
 struct EntryState {
   fs::file_type type = fs::file_type::none;
