@@ -250,9 +250,6 @@ std::vector<io::ByteRange> pages_to_leave_out(const recover::WalPages& wal,
 // databases take the first look.
 constexpr std::uint64_t kFirstLookFrom = std::uint64_t{4} << 20;
 
-// The size from which a durable copy of the database is written past the page cache.
-constexpr std::uint64_t kDirectFrom = std::uint64_t{64} << 20;
-
 // The first look at a live WAL (recover::committed_pages_of_live_wal), on a thread of its own
 // while the database is copied (the copy is the kernel's work on the calling thread): the copy
 // leaves out the WAL's pages from the moment the look has found them (ranges()), and the look
@@ -345,20 +342,6 @@ class FirstLook {
   std::atomic<bool> stop_{false};
   std::jthread thread_;  // last: started once the rest is in place
 };
-
-// How a member's copy is written: only the database copy is kept (a -wal or -journal copy is
-// applied and deleted before the fsync), so only it is written out early; writing the others
-// out would only take the disk from the database. A durable copy goes to
-// the disk as it is made, past the page cache (io::WriteOut::direct), when nothing will read it
-// back: with a live WAL applied
-// (`first_look`), the verdict needs no content comparison (which would read the copy again,
-// from the disk now), and only an attempt that fails refreshes the copy from the disk. Below
-// kDirectFrom the page cache is as fast, and the file small enough to stay there.
-io::WriteOut write_out_of(const Settings& settings, bool is_database, bool first_look,
-                          std::uint64_t database_size) {
-  if (!is_database || !settings.start_writeback) return io::WriteOut::cached;
-  return first_look && database_size >= kDirectFrom ? io::WriteOut::direct : io::WriteOut::early;
-}
 
 // Copies each member in order (refreshing the database copy when `refresh_database`).
 // `while_copying_database` runs between chunks of the database; a journal member is skipped
@@ -678,6 +661,13 @@ Outcome copy_consistent_set(const discover::DatabaseFiles& source,
     if (outcome.validated) return outcome;
   }
   return outcome;
+}
+
+io::WriteOut write_out_of(const Settings& settings, bool is_database, bool first_look,
+                          std::uint64_t database_size) {
+  if (!is_database || !settings.start_writeback) return io::WriteOut::cached;
+  return first_look && database_size >= kDirectWritesFrom ? io::WriteOut::direct
+                                                          : io::WriteOut::early;
 }
 
 }  // namespace sqlite_backup::snapshot

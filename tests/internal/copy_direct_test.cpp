@@ -1,7 +1,7 @@
 // Direct writes (io::WriteOut::direct): a durable copy of a large database goes to the disk
 // past the page cache, byte for byte the source's, with a tail the device cannot take
-// directly written through the page cache; and the backup chooses it only where the copy is
-// fsynced and not read back.
+// directly written through the page cache; and the snapshot chooses it only where the copy
+// is fsynced and not read back.
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/mman.h>
@@ -13,9 +13,8 @@
 
 #include "io/copy.hpp"
 #include "io/file.hpp"
-#include "sqlite_backup/sqlite_backup.hpp"
+#include "snapshot/copy_set.hpp"
 #include "test_support.hpp"
-#include "wal_owner.hpp"
 
 namespace sqlite_backup::testing {
 namespace {
@@ -64,39 +63,23 @@ TEST_P(DirectCopy, CopiesEveryBytePastThePageCache) {
   EXPECT_TRUE(read_file(copy) == bytes);
 }
 
-INSTANTIATE_TEST_SUITE_P(Tail, DirectCopy, ::testing::Values(1536, 1000),
-                         [](const auto& test) {
-                           return test.param % 512 == 0 ? std::string("WholeSectors")
-                                                        : std::string("PartOfASector");
-                         });
+INSTANTIATE_TEST_SUITE_P(Tail, DirectCopy, ::testing::Values(1536, 1000), [](const auto& test) {
+  return test.param % 512 == 0 ? std::string("WholeSectors") : std::string("PartOfASector");
+});
 
-// The library's choice: a durable backup of a 72 MiB database whose live WAL it applies
-// writes the database past the page cache; the same backup with durable off does not (no
-// fsync follows, so the page cache is the faster way), and both are the owner's state.
-TEST(DirectWrites, ADurableBackupOfALargeLiveWalDatabaseWritesPastThePageCache) {
-  const TempDir dir;
-  if (!direct_writes_possible(dir.path())) {
-    GTEST_SKIP() << "the filesystem of " << dir.path() << " refuses O_DIRECT";
-  }
-  const fs::path source = dir / "source.sqlite";
-  WalOwner owner(source, 4096);
-  owner.insert(18000, 4000);  // about 72 MiB
-  owner.exec("PRAGMA wal_checkpoint(TRUNCATE)");
-  owner.exec("UPDATE t SET v = randomblob(4000) WHERE id % 100 = 0");  // a live WAL
-  ASSERT_GT(fs::file_size(source.string() + "-wal"), 0U);
-  const std::string state = table_digest(owner.handle());
-  const std::size_t database_bytes = fs::file_size(source);
-  const std::size_t page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
-
-  sqlite_backup::sqlite_backup(source, dir / "durable.sqlite");
-  // The WAL's pages (one in a hundred rows) go through the page cache; the rest did not.
-  EXPECT_LT(cached_pages(dir / "durable.sqlite", database_bytes), database_bytes / page / 10);
-
-  sqlite_backup::sqlite_backup(source, dir / "no-sync.sqlite", {.durable = false});
-  EXPECT_GT(cached_pages(dir / "no-sync.sqlite", database_bytes), database_bytes / page / 2);
-
-  EXPECT_EQ(table_digest(dir / "durable.sqlite"), state);
-  EXPECT_EQ(table_digest(dir / "no-sync.sqlite"), state);
+// The choice: direct writes for a durable copy of a large database only, with a live WAL
+// applied (so no content comparison reads the copy back); early writeback for other durable
+// database copies; the page cache alone for side files and copies no fsync follows.
+TEST(DirectWrites, OnlyForALargeDurableDatabaseCopyWithAWalApplied) {
+  snapshot::Settings durable;
+  durable.start_writeback = true;
+  const snapshot::Settings not_durable;
+  const std::uint64_t large = snapshot::kDirectWritesFrom;
+  EXPECT_EQ(snapshot::write_out_of(durable, true, true, large), io::WriteOut::direct);
+  EXPECT_EQ(snapshot::write_out_of(durable, true, true, large - 4096), io::WriteOut::early);
+  EXPECT_EQ(snapshot::write_out_of(durable, true, false, large), io::WriteOut::early);
+  EXPECT_EQ(snapshot::write_out_of(durable, false, true, large), io::WriteOut::cached);
+  EXPECT_EQ(snapshot::write_out_of(not_durable, true, true, large), io::WriteOut::cached);
 }
 
 }  // namespace
