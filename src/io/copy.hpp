@@ -8,6 +8,8 @@
 #include <utility>
 #include <vector>
 
+#include "io/file.hpp"
+
 namespace sqlite_backup::io {
 
 enum class CopyMethod { reflink, splice_direct, copy_file_range, sendfile, read_write };
@@ -69,6 +71,56 @@ class LateRanges {
   std::atomic<bool> published_{false};
 };
 
+// Pages to lay over the bytes of a direct copy (WriteOut::direct), found by another thread
+// while the copy runs: published once; the copy lays over its bytes those of the pages it has
+// not passed yet, and records from where (taken_from()). A page's `size` bytes at `at` in the
+// copy come from `from` in the file `fd` instead of the source.
+class LateOverlay {
+ public:
+  struct Page {
+    std::uint64_t at = 0;
+    std::uint64_t from = 0;
+  };
+
+  LateOverlay() = default;
+  LateOverlay(const LateOverlay&) = delete;
+  LateOverlay& operator=(const LateOverlay&) = delete;
+  LateOverlay(LateOverlay&&) = delete;
+  LateOverlay& operator=(LateOverlay&&) = delete;
+  ~LateOverlay() = default;
+
+  // `pages` sorted by `at`, not overlapping. Call at most once, before the copy ends.
+  void publish(UniqueFd fd, std::size_t size, std::vector<Page> pages) noexcept {
+    fd_ = std::move(fd);
+    size_ = size;
+    pages_ = std::move(pages);
+    published_.store(true, std::memory_order_release);
+  }
+  [[nodiscard]] bool published() const noexcept {
+    return published_.load(std::memory_order_acquire);
+  }
+  [[nodiscard]] int fd() const noexcept { return fd_.get(); }
+  [[nodiscard]] std::size_t size() const noexcept { return size_; }
+  [[nodiscard]] const std::vector<Page>& pages() const noexcept { return pages_; }
+
+  // The copy's offset from which every page that lies wholly in the copied bytes was laid
+  // over; max when the copy never took the pages. Set before the copy reports passing it.
+  [[nodiscard]] std::uint64_t taken_from() const noexcept { return taken_from_.load(); }
+  void take_from(std::uint64_t offset) noexcept { taken_from_.store(offset); }
+  // A page read short (its file cut meanwhile): what the copy holds there is the source's,
+  // or partly; the pages laid over prove nothing then.
+  [[nodiscard]] bool read_short() const noexcept { return read_short_.load(); }
+  void note_read_short() noexcept { read_short_.store(true); }
+
+ private:
+  UniqueFd fd_;
+  std::size_t size_ = 0;
+  std::vector<Page> pages_;
+  std::atomic<bool> published_{false};
+  std::atomic<std::uint64_t> taken_from_{~std::uint64_t{0}};
+  std::atomic<bool> read_short_{false};
+};
+
 // Copies everything from the current start of `source_fd` to its end of file (the end as it
 // is when reached, not a size taken earlier: a growing file is read to its new end) into the
 // empty file `destination_fd`. Tries a reflink clone first (btrfs, XFS: the whole file
@@ -77,12 +129,13 @@ class LateRanges {
 // `skip` (offsets from the start of the file; both descriptors at offset 0) are ranges the
 // caller will write itself: once published, what of them the copy has not passed is neither
 // read nor written, and stays a hole in the copy, which still ends where the source ended. A
-// clone ignores them.
+// clone ignores them. `overlay` (direct writes only) are pages to lay over the copy's bytes
+// (see LateOverlay).
 CopyOutcome copy_file_contents(int source_fd, const std::filesystem::path& source_path,
                                int destination_fd, const std::filesystem::path& destination_path,
                                const ChunkObserver& observer = {},
                                WriteOut write_out = WriteOut::cached,
-                               const LateRanges* skip = nullptr);
+                               const LateRanges* skip = nullptr, LateOverlay* overlay = nullptr);
 
 struct RefreshOutcome {
   std::uint64_t bytes = 0;            // bytes of the source read (its size as it ended)

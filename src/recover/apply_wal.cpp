@@ -642,20 +642,27 @@ WalApplication apply_live_wal(const std::filesystem::path& database, int wal_fd,
   return WalApplier(image, wal_fd, true, cancel, source, first_look).run();
 }
 
-bool write_looked_pages(const WalPages& look, int wal_fd, int database_fd,
-                        const std::function<bool(std::uint64_t end)>& copied_through,
-                        const std::atomic<bool>* cancel, const std::filesystem::path& source,
-                        const std::filesystem::path& database) {
-  const std::uint64_t page_size = look.page_size;
-  const std::uint64_t frame_size = kFrameHeader + page_size;
+std::vector<std::uint64_t> wal_offsets_of_looked_pages(const WalPages& look) {
+  const std::uint64_t frame_size = kFrameHeader + std::uint64_t{look.page_size};
   // The latest frame of each listed page, up to the look's last commit (as apply() picks).
-  std::vector<std::uint32_t> latest(look.pages.size(), 0);
+  std::vector<std::uint64_t> offsets(look.pages.size(), 0);
   for (std::size_t i = 0; i < look.page_of_frame.size(); ++i) {
     const auto at = std::lower_bound(look.pages.begin(), look.pages.end(), look.page_of_frame[i]);
     if (at != look.pages.end() && *at == look.page_of_frame[i]) {
-      latest[static_cast<std::size_t>(at - look.pages.begin())] = static_cast<std::uint32_t>(i + 1);
+      offsets[static_cast<std::size_t>(at - look.pages.begin())] =
+          kWalHeader + i * frame_size + kFrameHeader;
     }
   }
+  return offsets;
+}
+
+bool write_looked_pages(const WalPages& look, int wal_fd, int database_fd,
+                        const std::function<bool(std::uint64_t end)>& copied_through,
+                        const std::atomic<bool>* cancel, const std::filesystem::path& source,
+                        const std::filesystem::path& database,
+                        const std::function<bool(std::uint64_t begin)>& written_by_copy) {
+  const std::uint64_t page_size = look.page_size;
+  const std::vector<std::uint64_t> offsets = wal_offsets_of_looked_pages(look);
   constexpr std::size_t kRunPages = 64;
   std::vector<std::byte> run(kRunPages * page_size);
   std::size_t next = 0;
@@ -668,16 +675,28 @@ bool write_looked_pages(const WalPages& look, int wal_fd, int database_fd,
     }
     const std::uint64_t begin = (std::uint64_t{look.pages[next]} - 1) * page_size;
     if (!copied_through(begin + count * page_size)) return false;
+    // (The pages the copy wrote itself are left out; what remains is written in sub-runs.)
+    std::size_t held = 0;
+    const auto write_held = [&](std::size_t end) {
+      if (held > 0) {
+        io::write_all_at(database_fd, std::span(run.data(), held * page_size),
+                         begin + (end - held) * page_size, database);
+      }
+      held = 0;
+    };
     for (std::size_t i = 0; i < count; ++i) {
-      const std::uint64_t frame = latest[next + i];
-      const std::span<std::byte> page(run.data() + i * page_size, page_size);
-      if (frame == 0 ||
-          io::read_at(wal_fd, page, kWalHeader + (frame - 1) * frame_size + kFrameHeader, source,
-                      "cannot read the WAL of") < page_size) {
+      if (written_by_copy && written_by_copy(begin + i * page_size)) {
+        write_held(i);
+        continue;
+      }
+      const std::span<std::byte> page(run.data() + held * page_size, page_size);
+      if (offsets[next + i] == 0 || io::read_at(wal_fd, page, offsets[next + i], source,
+                                                "cannot read the WAL of") < page_size) {
         return false;
       }
+      ++held;
     }
-    io::write_all_at(database_fd, std::span(run.data(), count * page_size), begin, database);
+    write_held(count);
     next += count;
   }
   return true;

@@ -119,10 +119,19 @@ std::optional<WalPages> committed_pages_of_live_wal(int wal_fd, const std::atomi
 // what was written is then proven by nothing, and the application after the copy, which
 // finds the WAL changed, ends the attempt. Read errors name `source`, write errors
 // `database` (the staged copy); cancellation is ErrorKind::cancelled.
+// `written_by_copy(offset)`, when given, says the copy itself wrote the page at that offset
+// (laid over its bytes, see io::LateOverlay), asked once the copy has passed it: such pages are
+// left out.
 bool write_looked_pages(const WalPages& look, int wal_fd, int database_fd,
                         const std::function<bool(std::uint64_t end)>& copied_through,
                         const std::atomic<bool>* cancel, const std::filesystem::path& source,
-                        const std::filesystem::path& database);
+                        const std::filesystem::path& database,
+                        const std::function<bool(std::uint64_t begin)>& written_by_copy = {});
+
+// Where write_looked_pages() reads each page `look` lists from: the offset in the WAL of the
+// data of its latest frame up to the look's last commit, in the order of look.pages (0: no
+// such frame, which a look does not produce).
+std::vector<std::uint64_t> wal_offsets_of_looked_pages(const WalPages& look);
 
 // apply_wal(), into a database image held elsewhere (memory), straight from the source's own
 // WAL, read through `wal_fd` (never mapped, never written): the snapshot of a live WAL

@@ -85,6 +85,13 @@ struct MemberCopy {
   std::uint64_t bytes_rewritten = 0;
 };
 
+// What a first look at a live WAL hands the database copy: ranges to leave out (a copy
+// through the page cache), or pages to lay over its bytes (a direct copy).
+struct LookForCopy {
+  const io::LateRanges* skip = nullptr;
+  io::LateOverlay* overlay = nullptr;
+};
+
 // Our copy: a new staged file is created with O_EXCL (a leftover would mean a bug), mode
 // 0600 until commit gives it the source's bits. With `refresh`, a staged file an earlier
 // attempt left is brought up to date instead of written again.
@@ -93,7 +100,7 @@ MemberCopy copy_member(const std::filesystem::path& source, io::UniqueFd in,
                        std::uint64_t done_before, std::uint64_t total, int attempt, bool refresh,
                        io::WriteOut write_out,
                        const std::function<void(std::uint64_t)>& between_chunks = {},
-                       const io::LateRanges* skip = nullptr) {
+                       const LookForCopy& look = {}) {
   MemberCopy result;
   if (!in) in = io::open_source_file(source);
   if (!in) {
@@ -125,8 +132,8 @@ MemberCopy copy_member(const std::filesystem::path& source, io::UniqueFd in,
   }
   io::UniqueFd out(::open(staged.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
   if (!out) io::throw_errno(errno, "cannot create a temporary file for", staged);
-  const io::CopyOutcome outcome =
-      io::copy_file_contents(in.get(), source, out.get(), staged, observer, write_out, skip);
+  const io::CopyOutcome outcome = io::copy_file_contents(
+      in.get(), source, out.get(), staged, observer, write_out, look.skip, look.overlay);
   detail::throw_if_cancelled(settings.cancel, source);
   out.close(staged);  // with --no-sync, no fsync will report a failed write
   log_debug("copied {} ({} bytes, {})", quoted(source), outcome.bytes,
@@ -256,19 +263,24 @@ constexpr std::uint64_t kFirstLookFrom = std::uint64_t{4} << 20;
 // then writes those pages into the copy itself, each once the copy has passed it
 // (recover::write_looked_pages, following copied()), so that the application after the copy
 // scans only the frames the look did not see and writes only the pages they changed
-// (result()). The destructor stops the thread and waits for it.
+// (result()). A copy written directly (`lay_over`) takes the pages into its own chunks
+// instead (for_copy()), from where it was when the look found them; the write-ahead then
+// writes only those the copy had passed by then or never reached. The destructor stops the
+// thread and waits for it.
 class FirstLook {
  public:
   FirstLook(const discover::DatabaseFiles& source, std::uint64_t database_size,
-            const std::filesystem::path& staged_database, const Settings& settings)
-      : thread_([this, &source, database_size, &staged_database, &settings] {
+            const std::filesystem::path& staged_database, const Settings& settings, bool lay_over)
+      : lay_over_(lay_over),
+        thread_([this, &source, database_size, &staged_database, &settings, lay_over] {
           try {
             const io::UniqueFd wal = io::open_source_file(source.wal);
             if (wal) {
               pages_ =
                   recover::committed_pages_of_live_wal(wal.get(), settings.cancel, source.database);
             }
-            if (pages_) ranges_.publish(pages_to_leave_out(*pages_, database_size));
+            if (pages_ && lay_over) publish_overlay(wal.get(), database_size);
+            if (pages_ && !lay_over) ranges_.publish(pages_to_leave_out(*pages_, database_size));
             if (pages_) write_ahead(wal.get(), staged_database, source, settings);
           } catch (...) {
             failure_ = std::current_exception();
@@ -284,7 +296,9 @@ class FirstLook {
     // (thread_, destroyed first, then joins.)
   }
 
-  [[nodiscard]] const io::LateRanges& ranges() const noexcept { return ranges_; }
+  [[nodiscard]] LookForCopy for_copy() noexcept {
+    return lay_over_ ? LookForCopy{nullptr, &overlay_} : LookForCopy{&ranges_, nullptr};
+  }
 
   // The copy of the database has passed `bytes` (skipped ranges included).
   void copied(std::uint64_t bytes) noexcept {
@@ -306,6 +320,11 @@ class FirstLook {
     if (failure_) std::rethrow_exception(failure_);
     if (!pages_) return nullptr;
     pages_->database_bytes_copied = database_bytes_copied_;
+    // Every listed page is in the copy: written ahead, or laid over by the copy from pages
+    // read whole (a page read short proves nothing: the application then writes them all).
+    if (written_ahead_ && !overlay_.read_short()) {
+      pages_->written_through_frame = static_cast<std::uint32_t>(pages_->page_of_frame.size());
+    }
     return &*pages_;
   }
 
@@ -318,6 +337,33 @@ class FirstLook {
     return !stop_.load();
   }
 
+  // The pages for the copy to lay over: each from its latest frame up to the look's last
+  // commit, through a descriptor of the same WAL file (its own, as the copy may outlive this
+  // thread's). Without one, the copy goes on without them and the write-ahead writes them.
+  void publish_overlay(int wal_fd, std::uint64_t database_size) {
+    io::UniqueFd fd(::fcntl(wal_fd, F_DUPFD_CLOEXEC, 0));
+    if (!fd) return;
+    const std::vector<std::uint64_t> offsets = recover::wal_offsets_of_looked_pages(*pages_);
+    std::vector<io::LateOverlay::Page> pages;
+    pages.reserve(offsets.size());
+    for (std::size_t i = 0; i < offsets.size(); ++i) {
+      const std::uint64_t at = std::uint64_t{pages_->pages[i] - 1} * pages_->page_size;
+      if (at >= database_size) break;
+      if (offsets[i] != 0) pages.push_back({at, offsets[i]});
+    }
+    overlay_.publish(std::move(fd), pages_->page_size, std::move(pages));
+  }
+
+  // Whether the copy laid the page at `begin` over its own bytes: it took the overlay at or
+  // before the page, and its bytes (as passed, or as they ended) hold the whole page.
+  [[nodiscard]] bool laid_over_by_copy(std::uint64_t begin) const noexcept {
+    if (begin < overlay_.taken_from()) return false;
+    const std::uint64_t passed = copied_.load();
+    const std::uint64_t copied =
+        passed == std::numeric_limits<std::uint64_t>::max() ? database_bytes_copied_ : passed;
+    return begin + pages_->page_size <= copied;
+  }
+
   void write_ahead(int wal_fd, const std::filesystem::path& staged_database,
                    const discover::DatabaseFiles& source, const Settings& settings) {
     // The copy creates the staged file before its first chunk.
@@ -326,19 +372,22 @@ class FirstLook {
     if (!database) return;  // the copy failed; the application writes every page
     const bool written = recover::write_looked_pages(
         *pages_, wal_fd, database.get(), [this](std::uint64_t end) { return wait_for_copy(end); },
-        settings.cancel, source.database, staged_database);
+        settings.cancel, source.database, staged_database,
+        [this](std::uint64_t begin) { return laid_over_by_copy(begin); });
     // With --no-sync no fsync follows: a write the disk refused shows only here.
     database.close(staged_database);
-    if (written) {
-      pages_->written_through_frame = static_cast<std::uint32_t>(pages_->page_of_frame.size());
-    }
+    written_ahead_ = written;
   }
 
   std::optional<recover::WalPages> pages_;
   std::exception_ptr failure_;
   io::LateRanges ranges_;
+  io::LateOverlay overlay_;
+  bool lay_over_;
+  bool written_ahead_ = false;  // (read after the join)
   std::atomic<std::uint64_t> copied_{0};
-  std::uint64_t database_bytes_copied_ = 0;  // (read after the join)
+  // (Read after the join, or once copied_ is max: it is set before.)
+  std::uint64_t database_bytes_copied_ = 0;
   std::atomic<bool> stop_{false};
   std::jthread thread_;  // last: started once the rest is in place
 };
@@ -347,7 +396,8 @@ class FirstLook {
 // `while_copying_database` runs between chunks of the database; a journal member is skipped
 // when `journal_already_copied` says so by then; a WAL is applied to the database copy
 // instead of staged when `apply_wal` (see Settings::apply_live_wal), and then a fresh copy
-// of the database leaves out the pages a first look at the WAL found there.
+// of the database leaves out (or, written directly, lays over) the pages a first look at the
+// WAL found there.
 SetCopy copy_members(const std::vector<Member>& members, io::UniqueFd held_journal,
                      const discover::DatabaseFiles& source, const validate::SetState& before,
                      const Settings& settings, std::uint64_t total, int attempt,
@@ -358,7 +408,9 @@ SetCopy copy_members(const std::vector<Member>& members, io::UniqueFd held_journ
   std::optional<FirstLook> look;
   if (apply_wal && !refresh_database && !settings.copy_function &&
       before.database.stat.size >= kFirstLookFrom) {
-    look.emplace(source, before.database.stat.size, members.front().staged, settings);
+    look.emplace(
+        source, before.database.stat.size, members.front().staged, settings,
+        write_out_of(settings, true, true, before.database.stat.size) == io::WriteOut::direct);
   }
   for (const auto& member : members) {
     if (settings.copy_function) {
@@ -391,7 +443,7 @@ SetCopy copy_members(const std::vector<Member>& members, io::UniqueFd held_journ
         is_database && refresh_database,
         write_out_of(settings, is_database, look.has_value(), before.database.stat.size),
         is_database ? std::function<void(std::uint64_t)>(between_chunks) : nullptr,
-        is_database && look ? &look->ranges() : nullptr);
+        is_database && look ? look->for_copy() : LookForCopy{});
     if (is_database && look) look->copy_ended(done.bytes);
     copy.bytes += done.bytes;
     if (done.vanished) {
@@ -666,8 +718,8 @@ Outcome copy_consistent_set(const discover::DatabaseFiles& source,
 io::WriteOut write_out_of(const Settings& settings, bool is_database, bool first_look,
                           std::uint64_t database_size) {
   if (!is_database || !settings.start_writeback) return io::WriteOut::cached;
-  return first_look && database_size >= kDirectWritesFrom ? io::WriteOut::direct
-                                                          : io::WriteOut::early;
+  return first_look && database_size >= settings.direct_writes_from ? io::WriteOut::direct
+                                                                    : io::WriteOut::early;
 }
 
 }  // namespace sqlite_backup::snapshot

@@ -14,6 +14,14 @@
 
 namespace sqlite_backup::snapshot {
 
+// The size from which a durable database copy may be written past the page cache.
+// Measured with bench/run: at 200 MiB + 20 MiB WAL direct writes took 177 ms against 133 ms
+// through the page cache (the WAL's 5,000 scattered pages then reach the disk one by one at
+// the fsync, where writeback merges them with their neighbours); at 1 GiB + 104 MiB they
+// took 0.70-0.73 s in every round, against 0.54-1.9 s. (Measured before the WAL's pages were
+// laid over the direct writes.)
+inline constexpr std::uint64_t kDirectWritesFrom = std::uint64_t{512} << 20;
+
 struct Settings {
   int attempts = 100;          // whole-set attempts (copy_retry)
   CopyFunction copy_function;  // empty: our descriptor copy
@@ -30,6 +38,8 @@ struct Settings {
   // copy as plain files (sql::sqlite_reads_plain_files). A caller's copy function always
   // stages.
   bool apply_live_wal = false;
+  // See write_out_of(); the tests lower it to reach direct writes with small databases.
+  std::uint64_t direct_writes_from = kDirectWritesFrom;
 };
 
 struct RollbackStep {
@@ -56,17 +66,10 @@ struct Outcome {
 Outcome copy_consistent_set(const discover::DatabaseFiles& source,
                             const std::filesystem::path& staged, const Settings& settings);
 
-// The size from which a durable database copy may be written past the page cache.
-// Measured with bench/run: at 200 MiB + 20 MiB WAL direct writes took 177 ms against 133 ms
-// through the page cache (the WAL's 5,000 scattered pages then reach the disk one by one at
-// the fsync, where writeback merges them with their neighbours); at 1 GiB + 104 MiB they
-// took 0.70-0.73 s in every round, against 0.54-1.9 s.
-inline constexpr std::uint64_t kDirectWritesFrom = std::uint64_t{512} << 20;
-
 // How the copy of a member of the set is written. Only the database copy is kept (a -wal or
 // -journal copy is applied and deleted before the fsync), so only it is written out early;
 // writing the others out would only take the disk from it. A durable database copy of
-// kDirectWritesFrom or more goes to the disk as it is made, past the page cache
+// settings.direct_writes_from or more goes to the disk as it is made, past the page cache
 // (io::WriteOut::direct), when nothing will read it back: with a live WAL applied
 // (`first_look` taken), the verdict needs no content comparison (which would read the copy
 // again, from the disk now), and only an attempt that fails refreshes the copy from the

@@ -67,6 +67,98 @@ INSTANTIATE_TEST_SUITE_P(Tail, DirectCopy, ::testing::Values(1536, 1000), [](con
   return test.param % 512 == 0 ? std::string("WholeSectors") : std::string("PartOfASector");
 });
 
+// Pages laid over a direct copy: published before the copy, every page that lies wholly in
+// the file comes from the overlay's file; a page reaching past the end is left as the
+// source's (whoever published it writes it apart); a page the overlay's file no longer holds
+// whole is reported; and the copy says it took the pages from its start.
+TEST(DirectCopy, LaysThePublishedPagesOverItsBytes) {
+  const TempDir dir;
+  if (!direct_writes_possible(dir.path())) {
+    GTEST_SKIP() << "the filesystem of " << dir.path() << " refuses O_DIRECT";
+  }
+  constexpr std::size_t kPage = 4096;
+  const fs::path source = dir / "source";
+  const fs::path pages_file = dir / "pages";
+  const fs::path copy = dir / "copy";
+  const std::string bytes = random_bytes((std::size_t{3} << 20) + 2048);
+  const std::string pages = random_bytes(4 * kPage + 100);
+  write_file(source, bytes);
+  write_file(pages_file, pages);
+  io::LateOverlay overlay;
+  // (`from` at odd offsets, as a WAL's frames are.) The third page reaches past the end, the
+  // fourth lies beyond it.
+  overlay.publish(io::UniqueFd(::open(pages_file.c_str(), O_RDONLY | O_CLOEXEC)), kPage,
+                  {{kPage, 100},
+                   {(std::uint64_t{2} << 20) + 8 * kPage, 100 + kPage},
+                   {bytes.size() - 2048, 100 + 2 * kPage},
+                   {bytes.size() + 4096, 100 + 3 * kPage}});
+  std::string expected = bytes;
+  expected.replace(kPage, kPage, pages.substr(100, kPage));
+  expected.replace((std::size_t{2} << 20) + 8 * kPage, kPage, pages.substr(100 + kPage, kPage));
+  {
+    const io::UniqueFd in(::open(source.c_str(), O_RDONLY | O_CLOEXEC));
+    io::UniqueFd out(::open(copy.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+    const io::CopyOutcome outcome = io::copy_file_contents(in.get(), source, out.get(), copy, {},
+                                                           io::WriteOut::direct, nullptr, &overlay);
+    out.close(copy);
+    EXPECT_EQ(outcome.method, io::CopyMethod::splice_direct);
+  }
+  EXPECT_EQ(overlay.taken_from(), 0U);
+  EXPECT_FALSE(overlay.read_short()) << "no page past the end is read";
+  EXPECT_EQ(cached_pages(copy, std::size_t{3} << 20), 0U);
+  EXPECT_TRUE(read_file(copy) == expected);
+
+  // A page of the overlay's file that is not whole any more.
+  io::LateOverlay cut;
+  cut.publish(io::UniqueFd(::open(pages_file.c_str(), O_RDONLY | O_CLOEXEC)), kPage,
+              {{2 * kPage, 100 + 3 * kPage + 1}});
+  const io::UniqueFd in(::open(source.c_str(), O_RDONLY | O_CLOEXEC));
+  io::UniqueFd out(::open((dir / "cut").c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+  io::copy_file_contents(in.get(), source, out.get(), dir / "cut", {}, io::WriteOut::direct,
+                         nullptr, &cut);
+  EXPECT_TRUE(cut.read_short());
+}
+
+// Pages published while the copy runs are laid over only from the chunk the copy starts
+// next: what it passed stays the source's (the publisher writes those pages itself).
+TEST(DirectCopy, TakesPagesPublishedMidwayFromItsNextChunk) {
+  const TempDir dir;
+  if (!direct_writes_possible(dir.path())) {
+    GTEST_SKIP() << "the filesystem of " << dir.path() << " refuses O_DIRECT";
+  }
+  constexpr std::size_t kPage = 4096;
+  const fs::path source = dir / "source";
+  const fs::path pages_file = dir / "pages";
+  const fs::path copy = dir / "copy";
+  const std::string bytes = random_bytes(std::size_t{3} << 20);
+  const std::string pages = random_bytes(2 * kPage);
+  write_file(source, bytes);
+  write_file(pages_file, pages);
+  io::LateOverlay overlay;
+  std::uint64_t published_at = 0;
+  const io::UniqueFd in(::open(source.c_str(), O_RDONLY | O_CLOEXEC));
+  io::UniqueFd out(::open(copy.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+  io::copy_file_contents(
+      in.get(), source, out.get(), copy,
+      [&](std::uint64_t done) {
+        if (published_at == 0) {
+          published_at = done;
+          // One page the copy has passed, one it has not.
+          overlay.publish(io::UniqueFd(::open(pages_file.c_str(), O_RDONLY | O_CLOEXEC)), kPage,
+                          {{done - kPage, 0}, {done + kPage, kPage}});
+        }
+        return true;
+      },
+      io::WriteOut::direct, nullptr, &overlay);
+  out.close(copy);
+  ASSERT_GT(published_at, 0U);
+  ASSERT_LT(published_at, bytes.size() - 2 * kPage);
+  EXPECT_EQ(overlay.taken_from(), published_at);
+  std::string expected = bytes;
+  expected.replace(published_at + kPage, kPage, pages.substr(kPage, kPage));
+  EXPECT_TRUE(read_file(copy) == expected);
+}
+
 // The choice: direct writes for a durable copy of a large database only, with a live WAL
 // applied (so no content comparison reads the copy back); early writeback for other durable
 // database copies; the page cache alone for side files and copies no fsync follows.

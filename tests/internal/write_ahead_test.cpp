@@ -4,13 +4,16 @@
 // byte for byte the plain application's, with a real SQLite connection as the WAL's owner.
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <set>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "discover/database_files.hpp"
 #include "io/file.hpp"
@@ -123,6 +126,34 @@ TEST_F(WriteAhead, PagesACommitAfterTheLookChangedAreWrittenFromTheirLaterFrames
 
 // Nothing is written where the copy has not passed yet: the copy would overwrite it with the
 // database's older page. Stopped there, the write-ahead says it did not finish.
+// Pages the copy laid over its own bytes are left alone; every other listed page is written.
+TEST_F(WriteAhead, LeavesOutThePagesTheCopyWroteItself) {
+  const io::UniqueFd wal(::open(wal_path().c_str(), O_RDONLY | O_CLOEXEC));
+  const recover::WalPages pages = look(wal.get());
+  ASSERT_GT(pages.pages.size(), 4U);
+  const fs::path copy = copy_database("copy.db");
+  const std::string before = read_file(copy);
+  const std::string plain = applied_plainly("plain.db");
+  // Every second listed page counts as laid over by the copy.
+  std::set<std::uint64_t> laid_over;
+  for (std::size_t i = 0; i < pages.pages.size(); i += 2) {
+    laid_over.insert((std::uint64_t{pages.pages[i]} - 1) * kPageSize);
+  }
+  {
+    const io::UniqueFd database(::open(copy.c_str(), O_WRONLY | O_CLOEXEC));
+    ASSERT_TRUE(recover::write_looked_pages(
+        pages, wal.get(), database.get(), [](std::uint64_t) { return true; }, nullptr, "source.db",
+        copy, [&](std::uint64_t begin) { return laid_over.count(begin) != 0; }));
+  }
+  const std::string after = read_file(copy);
+  for (std::size_t i = 0; i < pages.pages.size(); ++i) {
+    const std::size_t at = (std::size_t{pages.pages[i]} - 1) * kPageSize;
+    if (at + kPageSize > before.size()) continue;  // (past the database's end: SQLite's size)
+    const std::string expected = (i % 2 == 0 ? before : plain).substr(at, kPageSize);
+    EXPECT_TRUE(after.substr(at, kPageSize) == expected) << "page " << pages.pages[i];
+  }
+}
+
 TEST_F(WriteAhead, NothingIsWrittenBeyondWhereTheCopyStands) {
   const io::UniqueFd wal(::open(wal_path().c_str(), O_RDONLY | O_CLOEXEC));
   const recover::WalPages pages = look(wal.get());
@@ -172,6 +203,96 @@ TEST(WriteAheadOfAShortCopy, LeavesAWalWhoseLastCommitCannotBeFilledToSqlite) {
       recover::apply_live_wal(copy, wal.get(), nullptr, source, &*look);
   EXPECT_FALSE(applied.applied);
   EXPECT_NE(applied.why_not.find("cannot be filled"), std::string::npos) << applied.why_not;
+}
+
+// A durable snapshot written directly (snapshot::Settings::direct_writes_from lowered to
+// reach it at 11 MiB): the copy holds still after its first 1 MiB chunk until the first look
+// has written a page in that chunk (so the look has published its pages), then lays every
+// later WAL page over its own chunks. The result must be the plain application's bytes, and
+// those later pages must have gone to the disk with the chunks, past the page cache: written
+// apart (through the page cache) they would be thousands of small writes at the fsync.
+TEST(LaidOverDuringTheCopy, GivesThePlainApplicationsBytesWithTheWalPagesInTheChunks) {
+  TempDir dir;
+  if (!direct_writes_possible(dir.path())) {
+    GTEST_SKIP() << "the filesystem of " << dir.path() << " refuses O_DIRECT";
+  }
+  const fs::path source = dir / "source.db";
+  WalOwner owner(source, kPageSize);
+  owner.insert(12000, 900);
+  owner.exec("PRAGMA wal_checkpoint(TRUNCATE)");
+  owner.exec("UPDATE t SET v = randomblob(900) WHERE id % 7 = 3");
+  const fs::path wal_path = source.string() + "-wal";
+  constexpr std::uint64_t kFirstChunk = std::uint64_t{1} << 20;  // a direct copy's
+
+  const io::UniqueFd wal(::open(wal_path.c_str(), O_RDONLY | O_CLOEXEC));
+  const auto look = recover::committed_pages_of_live_wal(wal.get(), nullptr, source);
+  ASSERT_TRUE(look.has_value());
+  const std::vector<std::uint64_t> offsets = recover::wal_offsets_of_looked_pages(*look);
+  // A listed page wholly within the first chunk, and the WAL's latest version of it.
+  std::size_t first = look->pages.size();
+  for (std::size_t i = 0; i < look->pages.size(); ++i) {
+    if (std::uint64_t{look->pages[i]} * kPageSize <= kFirstChunk) first = i;
+  }
+  ASSERT_LT(first, look->pages.size());
+  std::string wal_version(kPageSize, '\0');
+  ASSERT_EQ(::pread(wal.get(), wal_version.data(), kPageSize, static_cast<off_t>(offsets[first])),
+            kPageSize);
+
+  const fs::path staged = dir / "staging" / "source.db";
+  fs::create_directories(staged.parent_path());
+  snapshot::Settings settings;
+  settings.apply_live_wal = true;
+  settings.start_writeback = true;
+  settings.direct_writes_from = 0;
+  bool held = false;
+  settings.on_progress = [&](const CopyProgress& progress) {
+    if (held || progress.bytes_done < kFirstChunk) return;
+    held = true;
+    const std::size_t at = (std::size_t{look->pages[first]} - 1) * kPageSize;
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (std::chrono::steady_clock::now() < until) {
+      std::string now(kPageSize, '\0');
+      const io::UniqueFd copy(::open(staged.c_str(), O_RDONLY | O_CLOEXEC));
+      if (copy &&
+          ::pread(copy.get(), now.data(), kPageSize, static_cast<off_t>(at)) ==
+              static_cast<ssize_t>(kPageSize) &&
+          now == wal_version) {
+        return;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    ADD_FAILURE() << "the first look never wrote page " << look->pages[first];
+  };
+  const snapshot::Outcome outcome =
+      snapshot::copy_consistent_set(discover::DatabaseFiles(source), staged, settings);
+  ASSERT_TRUE(held) << "the copy was never held after its first chunk";
+  ASSERT_TRUE(outcome.validated) << outcome.last_reason;
+
+  // (Before anything reads the copy whole.) The pages past the first chunk are not in the page
+  // cache: the copy laid them over its direct writes.
+  const std::size_t size = fs::file_size(staged);
+  const io::UniqueFd copy(::open(staged.c_str(), O_RDONLY | O_CLOEXEC));
+  void* map = ::mmap(nullptr, size, PROT_READ, MAP_SHARED, copy.get(), 0);
+  ASSERT_NE(map, MAP_FAILED);
+  std::vector<unsigned char> resident((size + kPageSize - 1) / kPageSize);
+  ASSERT_EQ(::mincore(map, size, resident.data()), 0);
+  ::munmap(map, size);
+  std::size_t later = 0;
+  std::size_t later_cached = 0;
+  for (const std::uint32_t page : look->pages) {
+    const std::uint64_t at = (std::uint64_t{page} - 1) * kPageSize;
+    if (at < 2 * kFirstChunk || at + kPageSize > size) continue;
+    ++later;
+    later_cached += resident[at / kPageSize] & 1U;
+  }
+  ASSERT_GT(later, 100U);
+  EXPECT_EQ(later_cached, 0U) << "of " << later << " WAL pages past the first chunks";
+
+  const fs::path plain = dir / "plain.db";
+  fs::copy_file(source, plain);
+  fs::copy_file(wal_path, dir / "plain.db-wal");
+  ASSERT_TRUE(recover::apply_wal(plain, dir / "plain.db-wal", nullptr, source).applied);
+  EXPECT_TRUE(read_file(staged) == read_file(plain)) << "the copy is not the plain application";
 }
 
 }  // namespace
