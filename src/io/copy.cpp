@@ -4,6 +4,8 @@
 #include <linux/fs.h>
 #include <sys/ioctl.h>
 #include <sys/sendfile.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -255,7 +257,9 @@ class DirectCopy {
                                    pages.begin());
     }
     if (overlay_ != nullptr && overlay_->taken_from() != kNotTaken) {
-      return static_cast<ssize_t>(laid_over_chunk(offset, want));
+      return static_cast<ssize_t>(overlay_->size() % memory_page_ == 0
+                                      ? spliced_laid_over_chunk(offset, want)
+                                      : laid_over_chunk(offset, want));
     }
     return spliced_chunk(offset, want, first);
   }
@@ -287,6 +291,119 @@ class DirectCopy {
       left -= static_cast<std::size_t>(m);
     }
     return n;
+  }
+
+  // A chunk with pages laid over, still without copying the source's bytes: the runs between
+  // the pages are spliced from the source's page cache, each page is read into memory of its
+  // own that then goes into the pipe as it is (vmsplice), and the pipe goes out in one
+  // direct write. For pages of whole memory pages (SQLite's default 4096 bytes), which keep
+  // every piece of the pipe aligned for a direct write and a chunk within the pipe's slots.
+  // (If the pipe fills all the same, what it holds goes out first.)
+  std::size_t spliced_laid_over_chunk(std::uint64_t offset, std::size_t want) {
+    if (!buffer_) buffer_ = aligned_buffer(kChunk);
+    const auto& pages = overlay_->pages();
+    const std::size_t size = overlay_->size();
+    // Pages are laid only within the source as it is now: a copy never grows past its source.
+    const std::uint64_t end = std::min(offset + want, stat_fd(source_fd_, source_path_).size);
+    while (next_page_ < pages.size() && pages[next_page_].at < offset) ++next_page_;
+    out_ = offset;
+    at_ = offset;
+    std::size_t used = 0;  // of buffer_, handed to the pipe (it reads the memory only later)
+    while (at_ < end) {
+      // (A page reaching past `end` is not laid: the source's bytes go there.)
+      if (next_page_ < pages.size() && pages[next_page_].at == at_ && at_ + size <= end) {
+        const LateOverlay::Page& page = pages[next_page_++];
+        const std::span<std::byte> memory(buffer_.get() + used, size);
+        if (read_at(overlay_->fd(), memory, page.from, source_path_, "cannot read the WAL of") ==
+            size) {
+          put_into_pipe(memory);
+          used += size;
+          continue;
+        }
+        // (The source's bytes then; what the overlay proves is void, see LateOverlay.)
+        overlay_->note_read_short();
+      }
+      while (next_page_ < pages.size() && pages[next_page_].at <= at_) ++next_page_;
+      const std::uint64_t until =
+          next_page_ < pages.size() ? std::min(end, pages[next_page_].at) : end;
+      const auto bytes = static_cast<std::size_t>(until - at_);
+      if (splice_from_source(bytes) < bytes) break;
+    }
+    drain_pipe();
+    return static_cast<std::size_t>(at_ - offset);
+  }
+
+  // Splices `bytes` of the source at at_ into the pipe; fewer only at its end of file.
+  std::size_t splice_from_source(std::size_t bytes) {
+    std::size_t done = 0;
+    unsigned flags = SPLICE_F_NONBLOCK;
+    while (done < bytes) {
+      auto in = static_cast<loff_t>(at_);
+      const ssize_t n = ::splice(source_fd_, &in, pipe_write_.get(), nullptr, bytes - done, flags);
+      flags = SPLICE_F_NONBLOCK;
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN) {
+          flags = make_room();
+          continue;
+        }
+        throw_errno(errno, "cannot read", source_path_);
+      }
+      if (n == 0) break;
+      done += static_cast<std::size_t>(n);
+      at_ += static_cast<std::uint64_t>(n);
+    }
+    return done;
+  }
+
+  // (vmsplice only reads `memory`; iovec's pointer is not const.)
+  void put_into_pipe(std::span<std::byte> memory) {
+    unsigned flags = SPLICE_F_NONBLOCK;
+    while (!memory.empty()) {
+      iovec vector{memory.data(), memory.size()};
+      const ssize_t n = ::vmsplice(pipe_write_.get(), &vector, 1, flags);
+      flags = SPLICE_F_NONBLOCK;
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN) {
+          flags = make_room();
+          continue;
+        }
+        throw_errno(errno, "cannot write", destination_path_);
+      }
+      memory = memory.subspan(static_cast<std::size_t>(n));
+      at_ += static_cast<std::uint64_t>(n);
+    }
+  }
+
+  // After EAGAIN: a full pipe is written out; an empty one cannot be full, so the read may
+  // then wait (a non-blocking splice also gives up on a page not yet read from the disk).
+  // Returns the flags for the next try.
+  unsigned make_room() {
+    if (at_ > out_) {
+      drain_pipe();
+      return SPLICE_F_NONBLOCK;
+    }
+    return 0;
+  }
+
+  // Writes what the pipe holds, bytes [out_, at_) of the copy.
+  void drain_pipe() {
+    auto out = static_cast<loff_t>(out_);
+    while (static_cast<std::uint64_t>(out) < at_) {
+      const ssize_t m =
+          ::splice(pipe_read_.get(), nullptr, destination_fd_, &out,
+                   static_cast<std::size_t>(at_ - static_cast<std::uint64_t>(out)), 0);
+      if (m < 0) {
+        if (errno == EINTR) continue;
+        if (errno == EINVAL && direct_) {
+          leave_direct();
+          continue;
+        }
+        throw_copy_error(errno, source_path_, destination_path_);
+      }
+    }
+    out_ = at_;
   }
 
   std::size_t laid_over_chunk(std::uint64_t offset, std::size_t want) {
@@ -345,6 +462,9 @@ class DirectCopy {
   UniqueFd pipe_write_;
   AlignedBuffer buffer_;
   std::size_t next_page_ = 0;
+  std::uint64_t out_ = 0;  // (spliced_laid_over_chunk: where the pipe's bytes begin in the copy,
+  std::uint64_t at_ = 0;   // and where they end)
+  const std::size_t memory_page_ = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
 };
 
 bool copy_directly(CopyCursor& cursor, int source_fd, const std::filesystem::path& source_path,

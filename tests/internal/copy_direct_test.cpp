@@ -70,17 +70,20 @@ INSTANTIATE_TEST_SUITE_P(Tail, DirectCopy, ::testing::Values(1536, 1000), [](con
 // Pages laid over a direct copy: published before the copy, every page that lies wholly in
 // the file comes from the overlay's file; a page reaching past the end is left as the
 // source's (whoever published it writes it apart); a page the overlay's file no longer holds
-// whole is reported; and the copy says it took the pages from its start.
-TEST(DirectCopy, LaysThePublishedPagesOverItsBytes) {
+// whole is reported; and the copy says it took the pages from its start. With pages of a
+// memory page (spliced into the pipe) and of a quarter of one (laid over a buffer).
+class DirectCopyPages : public ::testing::TestWithParam<std::size_t> {};
+
+TEST_P(DirectCopyPages, LaysThePublishedPagesOverItsBytes) {
   const TempDir dir;
   if (!direct_writes_possible(dir.path())) {
     GTEST_SKIP() << "the filesystem of " << dir.path() << " refuses O_DIRECT";
   }
-  constexpr std::size_t kPage = 4096;
+  const std::size_t kPage = GetParam();
   const fs::path source = dir / "source";
   const fs::path pages_file = dir / "pages";
   const fs::path copy = dir / "copy";
-  const std::string bytes = random_bytes((std::size_t{3} << 20) + 2048);
+  const std::string bytes = random_bytes((std::size_t{3} << 20) + kPage / 2);
   const std::string pages = random_bytes(4 * kPage + 100);
   write_file(source, bytes);
   write_file(pages_file, pages);
@@ -90,8 +93,8 @@ TEST(DirectCopy, LaysThePublishedPagesOverItsBytes) {
   overlay.publish(io::UniqueFd(::open(pages_file.c_str(), O_RDONLY | O_CLOEXEC)), kPage,
                   {{kPage, 100},
                    {(std::uint64_t{2} << 20) + 8 * kPage, 100 + kPage},
-                   {bytes.size() - 2048, 100 + 2 * kPage},
-                   {bytes.size() + 4096, 100 + 3 * kPage}});
+                   {bytes.size() - kPage / 2, 100 + 2 * kPage},
+                   {bytes.size() + kPage, 100 + 3 * kPage}});
   std::string expected = bytes;
   expected.replace(kPage, kPage, pages.substr(100, kPage));
   expected.replace((std::size_t{2} << 20) + 8 * kPage, kPage, pages.substr(100 + kPage, kPage));
@@ -118,6 +121,8 @@ TEST(DirectCopy, LaysThePublishedPagesOverItsBytes) {
                          nullptr, &cut);
   EXPECT_TRUE(cut.read_short());
 }
+
+INSTANTIATE_TEST_SUITE_P(PageSize, DirectCopyPages, ::testing::Values(4096, 1024));
 
 // Pages published while the copy runs are laid over only from the chunk the copy starts
 // next: what it passed stays the source's (the publisher writes those pages itself).
