@@ -15,12 +15,11 @@
 namespace sqlite_backup::snapshot {
 
 // The size from which a durable database copy may be written past the page cache.
-// Measured with bench/run: at 200 MiB + 20 MiB WAL direct writes took 177 ms against 133 ms
-// through the page cache (the WAL's 5,000 scattered pages then reach the disk one by one at
-// the fsync, where writeback merges them with their neighbours); at 1 GiB + 104 MiB they
-// took 0.70-0.73 s in every round, against 0.54-1.9 s. (Measured before the WAL's pages were
-// laid over the direct writes.)
-inline constexpr std::uint64_t kDirectWritesFrom = std::uint64_t{512} << 20;
+// Measured with bench/run (9 rounds, the WAL's pages laid over the direct writes): at
+// 200 MiB + 20 MiB WAL 128 ms with 39 ms of CPU against 116-133 ms with 134 ms of CPU through
+// the page cache; at 1 GiB + 104 MiB 582 ms against 0.54-1.9 s. Below a few tens of MiB
+// the page cache is as fast and the file stays there for whoever reads it next.
+inline constexpr std::uint64_t kDirectWritesFrom = std::uint64_t{64} << 20;
 
 struct Settings {
   int attempts = 100;          // whole-set attempts (copy_retry)
