@@ -17,8 +17,9 @@ namespace sqlite_backup::snapshot {
 // The size from which a durable database copy may be written past the page cache.
 // Measured with bench/run (9 rounds, the WAL's pages laid over the direct writes): at
 // 200 MiB + 20 MiB WAL 128 ms with 39 ms of CPU against 116-133 ms with 134 ms of CPU through
-// the page cache; at 1 GiB + 104 MiB 582 ms against 0.54-1.9 s. Below a few tens of MiB
-// the page cache is as fast and the file stays there for whoever reads it next.
+// the page cache; at 1 GiB + 104 MiB 582 ms against 0.54-1.9 s. Sizes between 1 MiB (where
+// the page cache path meets its target) and 200 MiB were not measured: 64 MiB is a round
+// figure in that gap.
 inline constexpr std::uint64_t kDirectWritesFrom = std::uint64_t{64} << 20;
 
 struct Settings {
