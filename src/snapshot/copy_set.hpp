@@ -14,13 +14,14 @@
 
 namespace sqlite_backup::snapshot {
 
-// The size from which a durable database copy may be written past the page cache.
-// Measured with bench/run (9 rounds, the WAL's pages laid over the direct writes): at
-// 200 MiB + 20 MiB WAL 128 ms with 39 ms of CPU against 116-133 ms with 134 ms of CPU through
-// the page cache; at 1 GiB + 104 MiB 582 ms against 0.54-1.9 s. Sizes between 1 MiB (where
-// the page cache path meets its target) and 200 MiB were not measured: 64 MiB is a round
-// figure in that gap.
-inline constexpr std::uint64_t kDirectWritesFrom = std::uint64_t{64} << 20;
+// The size from which a durable database copy is written past the page cache. Measured
+// with bench/run, the WAL's pages laid over the direct writes: at 1 GiB + 104 MiB WAL
+// 0.79x and 0.85x cp + sync (531 and 582 ms, 169-194 ms of CPU; through the page cache
+// 1.03-2.6x, as its new pages may have to come back from the VM's host first); at 200 MiB +
+// 20 MiB WAL 0.84x and 0.95x (128 and 135 ms, about 40 ms of CPU), where the page cache
+// path took 0.74x, 0.82x and 0.89x in three runs. So not below 512 MiB: what the page cache
+// costs grows with the size, what the direct writes' waits cost does not shrink with it.
+inline constexpr std::uint64_t kDirectWritesFrom = std::uint64_t{512} << 20;
 
 struct Settings {
   int attempts = 100;          // whole-set attempts (copy_retry)
