@@ -215,7 +215,8 @@ AlignedBuffer aligned_buffer(std::size_t size) {
 // Once `overlay` is published, each chunk is read into a buffer instead, its pages laid over,
 // and written directly from there: a page written apart afterwards would be one small write
 // at the fsync (26,000 of them for a 104 MiB WAL), where laid over it rides in the chunk's.
-// (Not spliced: a WAL's pages sit at offsets no direct write accepts as memory.)
+// (The WAL's pages themselves are not spliced from its file: they sit at offsets no direct
+// write accepts as memory; each is read into aligned memory and put into the pipe from there.)
 // Returns false, with nothing copied and the destination descriptor as it came, where the
 // filesystems or limits refuse.
 class DirectCopy {
@@ -247,7 +248,10 @@ class DirectCopy {
   // Copies up to `want` bytes at `offset`; returns the count (0 at end of file), or -1 when
   // splice is refused on the first chunk.
   ssize_t chunk(std::uint64_t offset, std::size_t want, bool first) {
-    if (overlay_ != nullptr && overlay_->taken_from() == kNotTaken && overlay_->published()) {
+    // (Never on the first chunk: it proves that the source can be spliced at all, and the
+    // copy falls back otherwise. An empty overlay is not taken.)
+    if (!first && overlay_ != nullptr && overlay_->taken_from() == kNotTaken &&
+        overlay_->published() && !overlay_->pages().empty()) {
       overlay_->take_from(offset);
       const auto& pages = overlay_->pages();
       next_page_ =

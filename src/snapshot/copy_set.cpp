@@ -351,13 +351,16 @@ class FirstLook {
       if (at >= database_size) break;
       if (offsets[i] != 0) pages.push_back({at, offsets[i]});
     }
+    overlay_limit_ = database_size;
     overlay_.publish(std::move(fd), pages_->page_size, std::move(pages));
   }
 
   // Whether the copy laid the page at `begin` over its own bytes: it took the overlay at or
   // before the page, and its bytes (as passed, or as they ended) hold the whole page.
   [[nodiscard]] bool laid_over_by_copy(std::uint64_t begin) const noexcept {
-    if (begin < overlay_.taken_from()) return false;
+    // (Pages from the look's database size on were never published: the copy did not lay
+    // them, even where the file grew meanwhile and the copy passed them.)
+    if (begin < overlay_.taken_from() || begin + pages_->page_size > overlay_limit_) return false;
     const std::uint64_t passed = copied_.load();
     const std::uint64_t copied =
         passed == std::numeric_limits<std::uint64_t>::max() ? database_bytes_copied_ : passed;
@@ -384,7 +387,8 @@ class FirstLook {
   io::LateRanges ranges_;
   io::LateOverlay overlay_;
   bool lay_over_;
-  bool written_ahead_ = false;  // (read after the join)
+  std::uint64_t overlay_limit_ = 0;  // (set before the overlay is published)
+  bool written_ahead_ = false;       // (read after the join)
   std::atomic<std::uint64_t> copied_{0};
   // (Read after the join, or once copied_ is max: it is set before.)
   std::uint64_t database_bytes_copied_ = 0;

@@ -70,7 +70,7 @@ INSTANTIATE_TEST_SUITE_P(Tail, DirectCopy, ::testing::Values(1536, 1000), [](con
 // Pages laid over a direct copy: published before the copy, every page that lies wholly in
 // the file comes from the overlay's file; a page reaching past the end is left as the
 // source's (whoever published it writes it apart); a page the overlay's file no longer holds
-// whole is reported; and the copy says it took the pages from its start. With pages of a
+// whole is reported; and the copy says it took the pages from its second chunk. With pages of a
 // memory page (spliced into the pipe) and of a quarter of one (laid over a buffer).
 class DirectCopyPages : public ::testing::TestWithParam<std::size_t> {};
 
@@ -89,14 +89,14 @@ TEST_P(DirectCopyPages, LaysThePublishedPagesOverItsBytes) {
   write_file(pages_file, pages);
   io::LateOverlay overlay;
   // (`from` at odd offsets, as a WAL's frames are.) The third page reaches past the end, the
-  // fourth lies beyond it.
+  // fourth lies beyond it; both would be read short (past the pages file's end) if read.
   overlay.publish(io::UniqueFd(::open(pages_file.c_str(), O_RDONLY | O_CLOEXEC)), kPage,
-                  {{kPage, 100},
+                  {{(std::size_t{1} << 20) + kPage, 100},
                    {(std::uint64_t{2} << 20) + 8 * kPage, 100 + kPage},
-                   {bytes.size() - kPage / 2, 100 + 2 * kPage},
-                   {bytes.size() + kPage, 100 + 3 * kPage}});
+                   {bytes.size() - kPage / 2, 100 + 4 * kPage},
+                   {bytes.size() + kPage, 100 + 5 * kPage}});
   std::string expected = bytes;
-  expected.replace(kPage, kPage, pages.substr(100, kPage));
+  expected.replace((std::size_t{1} << 20) + kPage, kPage, pages.substr(100, kPage));
   expected.replace((std::size_t{2} << 20) + 8 * kPage, kPage, pages.substr(100 + kPage, kPage));
   {
     const io::UniqueFd in(::open(source.c_str(), O_RDONLY | O_CLOEXEC));
@@ -106,7 +106,8 @@ TEST_P(DirectCopyPages, LaysThePublishedPagesOverItsBytes) {
     out.close(copy);
     EXPECT_EQ(outcome.method, io::CopyMethod::splice_direct);
   }
-  EXPECT_EQ(overlay.taken_from(), 0U);
+  // (From the second chunk: the first proves the source can be spliced.)
+  EXPECT_EQ(overlay.taken_from(), std::uint64_t{1} << 20);
   EXPECT_FALSE(overlay.read_short()) << "no page past the end is read";
   EXPECT_EQ(cached_pages(copy, std::size_t{3} << 20), 0U);
   EXPECT_TRUE(read_file(copy) == expected);
@@ -114,7 +115,7 @@ TEST_P(DirectCopyPages, LaysThePublishedPagesOverItsBytes) {
   // A page of the overlay's file that is not whole any more.
   io::LateOverlay cut;
   cut.publish(io::UniqueFd(::open(pages_file.c_str(), O_RDONLY | O_CLOEXEC)), kPage,
-              {{2 * kPage, 100 + 3 * kPage + 1}});
+              {{(std::size_t{1} << 20) + 2 * kPage, 100 + 3 * kPage + 1}});
   const io::UniqueFd in(::open(source.c_str(), O_RDONLY | O_CLOEXEC));
   io::UniqueFd out(::open((dir / "cut").c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
   io::copy_file_contents(in.get(), source, out.get(), dir / "cut", {}, io::WriteOut::direct,
