@@ -7,6 +7,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
@@ -293,6 +294,92 @@ TEST(LaidOverDuringTheCopy, GivesThePlainApplicationsBytesWithTheWalPagesInTheCh
   fs::copy_file(wal_path, dir / "plain.db-wal");
   ASSERT_TRUE(recover::apply_wal(plain, dir / "plain.db-wal", nullptr, source).applied);
   EXPECT_TRUE(read_file(staged) == read_file(plain)) << "the copy is not the plain application";
+}
+
+// A direct copy whose source file grows while it runs, with zeros where the WAL holds the new
+// pages (an owner that extends its file in chunks, SQLITE_FCNTL_CHUNK_SIZE, does this). The
+// look published no page from its database size on, so the copy passes those pages with the
+// file's zeros: the write-ahead must still write them, and must not take them as laid over
+// because the copy went past them. Without that, the snapshot holds zeros there.
+TEST(LaidOverDuringTheCopy, LeavesNoPageOfAGrowthToTheCopy) {
+  TempDir dir;
+  if (!direct_writes_possible(dir.path())) {
+    GTEST_SKIP() << "the filesystem of " << dir.path() << " refuses O_DIRECT";
+  }
+  const fs::path source = dir / "source.db";
+  WalOwner owner(source, kPageSize);
+  owner.insert(12000, 900);
+  owner.exec("PRAGMA wal_checkpoint(TRUNCATE)");
+  owner.exec("UPDATE t SET v = randomblob(900) WHERE id % 7 = 3");
+  owner.insert(3000, 900);  // about 3 MiB of new pages, past the database file's end
+  const fs::path wal_path = source.string() + "-wal";
+  constexpr std::uint64_t kFirstChunk = std::uint64_t{1} << 20;  // a direct copy's
+  const std::uint64_t file_size = fs::file_size(source);
+
+  const io::UniqueFd wal(::open(wal_path.c_str(), O_RDONLY | O_CLOEXEC));
+  const auto look = recover::committed_pages_of_live_wal(wal.get(), nullptr, source);
+  ASSERT_TRUE(look.has_value());
+  const std::vector<std::uint64_t> offsets = recover::wal_offsets_of_looked_pages(*look);
+  std::size_t first = look->pages.size();  // a listed page wholly within the first chunk
+  std::uint64_t grown_size = file_size;    // the database's size at the WAL's last commit
+  for (std::size_t i = 0; i < look->pages.size(); ++i) {
+    const std::uint64_t end = std::uint64_t{look->pages[i]} * kPageSize;
+    if (end <= kFirstChunk) first = i;
+    grown_size = std::max(grown_size, end);
+  }
+  ASSERT_LT(first, look->pages.size());
+  ASSERT_GT(grown_size, file_size + 2 * kFirstChunk) << "the WAL did not grow the database";
+  std::string wal_version(kPageSize, '\0');
+  ASSERT_EQ(::pread(wal.get(), wal_version.data(), kPageSize, static_cast<off_t>(offsets[first])),
+            kPageSize);
+
+  const fs::path staged = dir / "staging" / "source.db";
+  fs::create_directories(staged.parent_path());
+  snapshot::Settings settings;
+  settings.apply_live_wal = true;
+  settings.start_writeback = true;
+  settings.direct_writes_from = 0;
+  bool grown = false;
+  settings.on_progress = [&](const CopyProgress& progress) {
+    if (grown || progress.bytes_done < kFirstChunk) return;
+    grown = true;
+    // Once the look has written a page of the first chunk, it has published its pages: the
+    // copy takes them from its next chunk on, and the file grows before that chunk.
+    const std::size_t at = (std::size_t{look->pages[first]} - 1) * kPageSize;
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (std::chrono::steady_clock::now() < until) {
+      std::string now(kPageSize, '\0');
+      const io::UniqueFd copy(::open(staged.c_str(), O_RDONLY | O_CLOEXEC));
+      if (copy &&
+          ::pread(copy.get(), now.data(), kPageSize, static_cast<off_t>(at)) ==
+              static_cast<ssize_t>(kPageSize) &&
+          now == wal_version) {
+        fs::resize_file(source, grown_size);
+        return;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    ADD_FAILURE() << "the first look never wrote page " << look->pages[first];
+  };
+  const snapshot::Outcome outcome =
+      snapshot::copy_consistent_set(discover::DatabaseFiles(source), staged, settings);
+  ASSERT_TRUE(grown) << "the copy was never held after its first chunk";
+  ASSERT_TRUE(outcome.validated) << outcome.last_reason;
+  ASSERT_EQ(fs::file_size(source), grown_size);
+
+  const fs::path plain = dir / "plain.db";
+  fs::copy_file(source, plain);
+  fs::copy_file(wal_path, dir / "plain.db-wal");
+  ASSERT_TRUE(recover::apply_wal(plain, dir / "plain.db-wal", nullptr, source).applied);
+  const std::string expected = read_file(plain);
+  const std::string got = read_file(staged);
+  ASSERT_EQ(got.size(), expected.size());
+  std::size_t zero_pages = 0;  // of the growth, in the copy
+  for (std::uint64_t at = file_size; at < grown_size; at += kPageSize) {
+    zero_pages += got.compare(at, kPageSize, std::string(kPageSize, '\0')) == 0 ? 1 : 0;
+  }
+  EXPECT_EQ(zero_pages, 0U) << "pages of the growth the copy holds as the file's zeros";
+  EXPECT_TRUE(got == expected) << "the copy is not the plain application";
 }
 
 }  // namespace
