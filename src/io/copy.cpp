@@ -16,6 +16,7 @@
 #include <memory>
 #include <new>
 #include <span>
+#include <utility>
 #include <vector>
 
 #include "error_internal.hpp"
@@ -176,7 +177,8 @@ std::uint64_t copy_by_read_write(CopyCursor& cursor, int source_fd,
   return cursor.done();
 }
 
-// Puts a descriptor's status flags back as they were, however the scope ends.
+// Puts a descriptor's status flags back as they were, however the scope ends: restore() on
+// the way out that can report a failure, the destructor (which cannot) on every other.
 class RestoredFlags {
  public:
   RestoredFlags(int fd, int flags) noexcept : fd_(fd), flags_(flags) {}
@@ -184,7 +186,16 @@ class RestoredFlags {
   RestoredFlags& operator=(const RestoredFlags&) = delete;
   RestoredFlags(RestoredFlags&&) = delete;
   RestoredFlags& operator=(RestoredFlags&&) = delete;
-  ~RestoredFlags() { ::fcntl(fd_, F_SETFL, flags_); }
+  ~RestoredFlags() {
+    if (fd_ >= 0) ::fcntl(fd_, F_SETFL, flags_);
+  }
+
+  // Throws (naming `path`) when the flags cannot be put back: a descriptor left with O_DIRECT
+  // would refuse the unaligned writes that follow the copy.
+  void restore(const std::filesystem::path& path) {
+    const int fd = std::exchange(fd_, -1);
+    if (::fcntl(fd, F_SETFL, flags_) != 0) throw_errno(errno, "cannot write", path);
+  }
 
  private:
   int fd_;
@@ -380,9 +391,9 @@ class DirectCopy {
     }
   }
 
-  // After EAGAIN: a full pipe is written out; an empty one cannot be full, so the read may
-  // then wait (a non-blocking splice also gives up on a page not yet read from the disk).
-  // Returns the flags for the next try.
+  // After EAGAIN: a pipe holding bytes is written out and the next try stays non-blocking.
+  // An empty pipe cannot have been full, so that EAGAIN came from elsewhere (the source, on
+  // some kernels): the next try blocks, which waits only for the source. Returns its flags.
   unsigned make_room() {
     if (at_ > out_) {
       drain_pipe();
@@ -478,7 +489,7 @@ bool copy_directly(CopyCursor& cursor, int source_fd, const std::filesystem::pat
   const int flags = ::fcntl(destination_fd, F_GETFL);
   if (flags < 0 || ::fcntl(destination_fd, F_SETFL, flags | O_DIRECT) != 0) return false;
   // However this ends, the descriptor leaves as it came.
-  const RestoredFlags restore(destination_fd, flags);
+  RestoredFlags restore(destination_fd, flags);
   DirectCopy copy(source_fd, source_path, destination_fd, destination_path, overlay, flags);
   if (!copy.open_pipe()) return false;
   for (bool first = true;; first = false) {
@@ -488,6 +499,7 @@ bool copy_directly(CopyCursor& cursor, int source_fd, const std::filesystem::pat
     if (n == 0 || !after_chunk(cursor.advance(static_cast<std::uint64_t>(n)))) break;
   }
   cursor.finish();
+  restore.restore(destination_path);
   outcome.method = CopyMethod::splice_direct;
   outcome.bytes = cursor.done();
   return true;

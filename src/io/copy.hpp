@@ -121,12 +121,13 @@ class LateOverlay {
   std::atomic<bool> read_short_{false};
 };
 
-// Copies everything from the current start of `source_fd` to its end of file (the end as it
+// Copies everything from the start of `source_fd` to its end of file (the end as it
 // is when reached, not a size taken earlier: a growing file is read to its new end) into the
 // empty file `destination_fd`. Tries a reflink clone first (btrfs, XFS: the whole file
 // shares extents, at once), then (for WriteOut::direct) splice into direct writes, then
 // copy_file_range, sendfile and read/write. `write_out` says how the writes reach the disk.
-// `skip` (offsets from the start of the file; both descriptors at offset 0) are ranges the
+// Both descriptors must be at offset 0 (some methods use their positions, the direct one
+// explicit offsets). `skip` (offsets from the start of the file) are ranges the
 // caller will write itself: once published, what of them the copy has not passed is neither
 // read nor written, and stays a hole in the copy, which still ends where the source ended. A
 // clone ignores them. `overlay` (direct writes only) are pages to lay over the copy's bytes

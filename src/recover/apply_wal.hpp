@@ -95,9 +95,10 @@ struct WalPages {
   std::uint32_t pages_after_commit = 0;
   std::optional<std::array<std::byte, 100>> page1;  // page 1 as a committed frame rewrote it
   std::array<std::uint32_t, 2> checksum{};          // the chain at the last committed frame
-  // Set once write_looked_pages() wrote every listed page into the database copy, each from
-  // its latest frame up to this frame (the look's last committed frame); apply_live_wal()
-  // then writes only the pages a later frame changed. 0: nothing was written ahead.
+  // Set once every listed page is in the database copy, each from its latest frame up to this
+  // frame (the look's last committed frame): written by write_looked_pages(), or laid over
+  // the copy's own bytes by the copy (io::LateOverlay), each page read whole.
+  // apply_live_wal() then writes only the pages a later frame changed. 0: it writes them all.
   std::uint32_t written_through_frame = 0;
   // The database copy's size when its copy ended, before write_looked_pages() could extend
   // it with pages past that end (0: unknown, the file's own size counts). apply_live_wal()
