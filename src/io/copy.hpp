@@ -12,7 +12,8 @@
 
 namespace sqlite_backup::io {
 
-enum class CopyMethod { reflink, splice_direct, copy_file_range, sendfile, read_write };
+// (splice and splice_direct: through a pipe, into the page cache or past it.)
+enum class CopyMethod { reflink, splice, splice_direct, copy_file_range, sendfile, read_write };
 
 // How a copy's writes reach the disk.
 enum class WriteOut {
@@ -38,43 +39,10 @@ struct CopyOutcome {
 // (the caller then throws: this layer knows nothing about cancellation).
 using ChunkObserver = std::function<bool(std::uint64_t bytes_done)>;
 
-// Bytes [begin, end) of a file.
-struct ByteRange {
-  std::uint64_t begin = 0;
-  std::uint64_t end = 0;
-};
-
-// Ranges a copy may leave out, found by another thread while the copy runs: published once;
-// the copy leaves out what of them it has not passed yet.
-class LateRanges {
- public:
-  LateRanges() = default;
-  explicit LateRanges(std::vector<ByteRange> ranges) { publish(std::move(ranges)); }
-  LateRanges(const LateRanges&) = delete;
-  LateRanges& operator=(const LateRanges&) = delete;
-  LateRanges(LateRanges&&) = delete;
-  LateRanges& operator=(LateRanges&&) = delete;
-  ~LateRanges() = default;
-
-  // Sorted, not overlapping. Call at most once.
-  void publish(std::vector<ByteRange> ranges) noexcept {
-    ranges_ = std::move(ranges);
-    published_.store(true, std::memory_order_release);
-  }
-  // nullptr until published.
-  [[nodiscard]] const std::vector<ByteRange>* get() const noexcept {
-    return published_.load(std::memory_order_acquire) ? &ranges_ : nullptr;
-  }
-
- private:
-  std::vector<ByteRange> ranges_;
-  std::atomic<bool> published_{false};
-};
-
-// Pages to lay over the bytes of a direct copy (WriteOut::direct), found by another thread
-// while the copy runs: published once; the copy lays over its bytes those of the pages it has
-// not passed yet, and records from where (taken_from()). A page's `size` bytes at `at` in the
-// copy come from `from` in the file `fd` instead of the source.
+// Pages to lay over the bytes of a copy, found by another thread while the copy runs:
+// published once; the copy lays over its bytes those of the pages it has not passed yet, and
+// records from where (taken_from()). A page's `size` bytes at `at` in the copy come from
+// `from` in the file `fd` instead of the source.
 class LateOverlay {
  public:
   struct Page {
@@ -124,19 +92,17 @@ class LateOverlay {
 // Copies everything from the start of `source_fd` to its end of file (the end as it
 // is when reached, not a size taken earlier: a growing file is read to its new end) into the
 // empty file `destination_fd`. Tries a reflink clone first (btrfs, XFS: the whole file
-// shares extents, at once), then (for WriteOut::direct) splice into direct writes, then
-// copy_file_range, sendfile and read/write. `write_out` says how the writes reach the disk.
-// Both descriptors must be at offset 0 (some methods use their positions, the direct one
-// explicit offsets). `skip` (offsets from the start of the file) are ranges the
-// caller will write itself: once published, what of them the copy has not passed is neither
-// read nor written, and stays a hole in the copy, which still ends where the source ended. A
-// clone ignores them. `overlay` (direct writes only) are pages to lay over the copy's bytes
-// (see LateOverlay).
+// shares extents, at once), then (for WriteOut::direct, or with an `overlay`) splice through
+// a pipe, then copy_file_range, sendfile and read/write. `write_out` says how the writes
+// reach the disk. Both descriptors must be at offset 0 (some methods use their positions,
+// splice explicit offsets). `overlay` are pages to lay over the copy's bytes (see
+// LateOverlay); only the splice copy takes them (a clone, or a filesystem refusing splice,
+// leaves them to their publisher, which sees so in LateOverlay::taken_from()).
 CopyOutcome copy_file_contents(int source_fd, const std::filesystem::path& source_path,
                                int destination_fd, const std::filesystem::path& destination_path,
                                const ChunkObserver& observer = {},
                                WriteOut write_out = WriteOut::cached,
-                               const LateRanges* skip = nullptr, LateOverlay* overlay = nullptr);
+                               LateOverlay* overlay = nullptr);
 
 struct RefreshOutcome {
   std::uint64_t bytes = 0;            // bytes of the source read (its size as it ended)

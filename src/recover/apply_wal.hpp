@@ -79,12 +79,12 @@ WalApplication apply_wal(const std::filesystem::path& database, const std::files
                          const std::atomic<bool>* cancel, const std::filesystem::path& source);
 
 // A first look at the source's live WAL, before its database is read: the pages its committed
-// frames hold, which the copy of the database may leave out because apply_live_wal() will
-// write each of them. Frames committed in one generation of the WAL are never rewritten, so
-// the application after the database copy finds them all again, provided the WAL header it
-// reads is `wal_header` (the caller checks). Page 1 is never listed (the application reads the
-// copy's header). nullopt when the WAL has no committed frame or is not one this library
-// applies. Read errors name `source`.
+// frames hold, which go into the copy of the database while it is made (laid into its chunks,
+// or written ahead), before apply_live_wal() writes what later frames changed. Frames committed in
+// one generation of the WAL are never rewritten, so the application after the database copy finds
+// them all again, provided the WAL header it reads is `wal_header` (the caller checks). Page 1 is
+// never listed (the application reads the copy's header). nullopt when the WAL has no committed
+// frame or is not one this library applies. Read errors name `source`.
 struct WalPages {
   std::array<std::byte, 32> wal_header{};
   std::uint32_t page_size = 0;

@@ -1,7 +1,8 @@
-// Direct writes (io::WriteOut::direct): a durable copy of a large database goes to the disk
-// past the page cache, byte for byte the source's, with a tail the device cannot take
-// directly written through the page cache; and the snapshot chooses it only where the copy
-// is fsynced and not read back.
+// The copy through a pipe. Direct writes (io::WriteOut::direct): a durable copy of a large
+// database goes to the disk past the page cache, byte for byte the source's, with a tail the
+// device cannot take directly written through the page cache; and the snapshot chooses it
+// only where the copy is fsynced and not read back. Pages laid over the copy's bytes
+// (io::LateOverlay), past the page cache or into it.
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/mman.h>
@@ -9,6 +10,7 @@
 
 #include <cstdint>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "io/copy.hpp"
@@ -67,22 +69,33 @@ INSTANTIATE_TEST_SUITE_P(Tail, DirectCopy, ::testing::Values(1536, 1000), [](con
   return test.param % 512 == 0 ? std::string("WholeSectors") : std::string("PartOfASector");
 });
 
-// Pages laid over a direct copy: published before the copy, every page that lies wholly in
-// the file comes from the overlay's file; a page reaching past the end is left as the
-// source's (whoever published it writes it apart); a page the overlay's file no longer holds
-// whole is reported; and the copy says it took the pages from its second chunk. With pages of a
-// memory page (spliced into the pipe) and of a quarter of one (laid over a buffer).
-class DirectCopyPages : public ::testing::TestWithParam<std::size_t> {};
-
-TEST_P(DirectCopyPages, LaysThePublishedPagesOverItsBytes) {
-  const TempDir dir;
-  if (!direct_writes_possible(dir.path())) {
-    GTEST_SKIP() << "the filesystem of " << dir.path() << " refuses O_DIRECT";
+// Pages laid over a copy: published before the copy, every page that lies wholly in the file
+// comes from the overlay's file; a page reaching past the end is left as the source's
+// (whoever published it writes it apart); a page the overlay's file no longer holds whole is
+// reported; and the copy says it took the pages from its second chunk. With pages of a memory
+// page (spliced into the pipe) and of a quarter of one (laid over a buffer); written directly
+// and through the page cache.
+class CopyLayingPages : public ::testing::TestWithParam<std::tuple<std::size_t, io::WriteOut>> {
+ protected:
+  void SetUp() override {
+    if (write_out() == io::WriteOut::direct && !direct_writes_possible(dir_.path())) {
+      GTEST_SKIP() << "the filesystem of " << dir_.path() << " refuses O_DIRECT";
+    }
   }
-  const std::size_t kPage = GetParam();
-  const fs::path source = dir / "source";
-  const fs::path pages_file = dir / "pages";
-  const fs::path copy = dir / "copy";
+  [[nodiscard]] static std::size_t page() { return std::get<0>(GetParam()); }
+  [[nodiscard]] static io::WriteOut write_out() { return std::get<1>(GetParam()); }
+  [[nodiscard]] static io::CopyMethod method() {
+    return write_out() == io::WriteOut::direct ? io::CopyMethod::splice_direct
+                                               : io::CopyMethod::splice;
+  }
+  const TempDir dir_;
+};
+
+TEST_P(CopyLayingPages, LaysThePublishedPagesOverItsBytes) {
+  const std::size_t kPage = page();
+  const fs::path source = dir_ / "source";
+  const fs::path pages_file = dir_ / "pages";
+  const fs::path copy = dir_ / "copy";
   const std::string bytes = random_bytes((std::size_t{3} << 20) + kPage / 2);
   const std::string pages = random_bytes(4 * kPage + 100);
   write_file(source, bytes);
@@ -101,15 +114,19 @@ TEST_P(DirectCopyPages, LaysThePublishedPagesOverItsBytes) {
   {
     const io::UniqueFd in(::open(source.c_str(), O_RDONLY | O_CLOEXEC));
     io::UniqueFd out(::open(copy.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
-    const io::CopyOutcome outcome = io::copy_file_contents(in.get(), source, out.get(), copy, {},
-                                                           io::WriteOut::direct, nullptr, &overlay);
+    const io::CopyOutcome outcome =
+        io::copy_file_contents(in.get(), source, out.get(), copy, {}, write_out(), &overlay);
+    // (The position is at the end, as after the other methods.)
+    EXPECT_EQ(::lseek(out.get(), 0, SEEK_CUR), static_cast<off_t>(bytes.size()));
     out.close(copy);
-    EXPECT_EQ(outcome.method, io::CopyMethod::splice_direct);
+    EXPECT_EQ(outcome.method, method());
   }
   // (From the second chunk: the first proves the source can be spliced.)
   EXPECT_EQ(overlay.taken_from(), std::uint64_t{1} << 20);
   EXPECT_FALSE(overlay.read_short()) << "no page past the end is read";
-  EXPECT_EQ(cached_pages(copy, std::size_t{3} << 20), 0U);
+  if (write_out() == io::WriteOut::direct) {
+    EXPECT_EQ(cached_pages(copy, std::size_t{3} << 20), 0U);
+  }
   EXPECT_TRUE(read_file(copy) == expected);
 
   // A page of the overlay's file that is not whole any more.
@@ -117,25 +134,18 @@ TEST_P(DirectCopyPages, LaysThePublishedPagesOverItsBytes) {
   cut.publish(io::UniqueFd(::open(pages_file.c_str(), O_RDONLY | O_CLOEXEC)), kPage,
               {{(std::size_t{1} << 20) + 2 * kPage, 100 + 3 * kPage + 1}});
   const io::UniqueFd in(::open(source.c_str(), O_RDONLY | O_CLOEXEC));
-  io::UniqueFd out(::open((dir / "cut").c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
-  io::copy_file_contents(in.get(), source, out.get(), dir / "cut", {}, io::WriteOut::direct,
-                         nullptr, &cut);
+  io::UniqueFd out(::open((dir_ / "cut").c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+  io::copy_file_contents(in.get(), source, out.get(), dir_ / "cut", {}, write_out(), &cut);
   EXPECT_TRUE(cut.read_short());
 }
 
-INSTANTIATE_TEST_SUITE_P(PageSize, DirectCopyPages, ::testing::Values(4096, 1024));
-
 // Pages published while the copy runs are laid over only from the chunk the copy starts
 // next: what it passed stays the source's (the publisher writes those pages itself).
-TEST(DirectCopy, TakesPagesPublishedMidwayFromItsNextChunk) {
-  const TempDir dir;
-  if (!direct_writes_possible(dir.path())) {
-    GTEST_SKIP() << "the filesystem of " << dir.path() << " refuses O_DIRECT";
-  }
-  constexpr std::size_t kPage = 4096;
-  const fs::path source = dir / "source";
-  const fs::path pages_file = dir / "pages";
-  const fs::path copy = dir / "copy";
+TEST_P(CopyLayingPages, TakesPagesPublishedMidwayFromItsNextChunk) {
+  const std::size_t kPage = page();
+  const fs::path source = dir_ / "source";
+  const fs::path pages_file = dir_ / "pages";
+  const fs::path copy = dir_ / "copy";
   const std::string bytes = random_bytes(std::size_t{3} << 20);
   const std::string pages = random_bytes(2 * kPage);
   write_file(source, bytes);
@@ -155,7 +165,7 @@ TEST(DirectCopy, TakesPagesPublishedMidwayFromItsNextChunk) {
         }
         return true;
       },
-      io::WriteOut::direct, nullptr, &overlay);
+      write_out(), &overlay);
   out.close(copy);
   ASSERT_GT(published_at, 0U);
   ASSERT_LT(published_at, bytes.size() - 2 * kPage);
@@ -163,6 +173,34 @@ TEST(DirectCopy, TakesPagesPublishedMidwayFromItsNextChunk) {
   std::string expected = bytes;
   expected.replace(published_at + kPage, kPage, pages.substr(kPage, kPage));
   EXPECT_TRUE(read_file(copy) == expected);
+}
+
+INSTANTIATE_TEST_SUITE_P(PageSizeAndWrites, CopyLayingPages,
+                         ::testing::Combine(::testing::Values(4096, 1024),
+                                            ::testing::Values(io::WriteOut::cached,
+                                                              io::WriteOut::direct)),
+                         [](const auto& test) {
+                           return std::to_string(std::get<0>(test.param)) +
+                                  (std::get<1>(test.param) == io::WriteOut::direct ? "Direct"
+                                                                                   : "Cached");
+                         });
+
+// Without pages to lay over, a copy through the page cache is the kernel's own
+// (copy_file_range here): the pipe is for direct writes and overlays only.
+TEST(CachedCopy, WithoutPagesToLayIsTheKernels) {
+  const TempDir dir;
+  const fs::path source = dir / "source";
+  const fs::path copy = dir / "copy";
+  const std::string bytes = random_bytes(std::size_t{2} << 20);
+  write_file(source, bytes);
+  const io::UniqueFd in(::open(source.c_str(), O_RDONLY | O_CLOEXEC));
+  io::UniqueFd out(::open(copy.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+  const io::CopyOutcome outcome =
+      io::copy_file_contents(in.get(), source, out.get(), copy, {}, io::WriteOut::cached);
+  out.close(copy);
+  EXPECT_NE(outcome.method, io::CopyMethod::splice);
+  EXPECT_NE(outcome.method, io::CopyMethod::splice_direct);
+  EXPECT_TRUE(read_file(copy) == bytes);
 }
 
 // The choice: direct writes for a durable copy of a large database only, with a live WAL
