@@ -165,9 +165,9 @@ AlignedBuffer aligned_buffer(std::size_t size) {
 // write accepts as memory; each is read into aligned memory and put into the pipe from there.)
 class PipeCopy {
  public:
-  // One write per MiB: the most a pipe may hold for an unprivileged process
-  // (fs.pipe-max-size); smaller direct writes were slower than the page cache (1.3 s per GiB
-  // with the default 64 KiB).
+  // Chunks of 1 MiB: the most a pipe may hold for an unprivileged process (fs.pipe-max-size).
+  // A direct copy writes each in one write (smaller direct writes were slower than the page
+  // cache: 1.3 s per GiB with the default 64 KiB); a cached one in 64 KiB pieces (write_size).
   static constexpr std::size_t kChunk = std::size_t{1} << 20;
 
   PipeCopy(int source_fd, const std::filesystem::path& source_path, int destination_fd,
@@ -207,9 +207,15 @@ class PipeCopy {
                                    pages.begin());
     }
     if (overlay_ != nullptr && overlay_->taken_from() != kNotTaken) {
-      return static_cast<ssize_t>(overlay_->size() % memory_page_ == 0
-                                      ? spliced_laid_over_chunk(offset, want)
-                                      : laid_over_chunk(offset, want));
+      const std::size_t n = overlay_->size() % memory_page_ == 0
+                                ? spliced_laid_over_chunk(offset, want)
+                                : laid_over_chunk(offset, want);
+      // Pages are laid only where they start within a chunk, so a chunk that starts inside a
+      // page (the previous one ended at the source's end, mid-page, and the file grew) passes
+      // one without laying it: the copy's claim to have laid every page from taken_from() on
+      // is then void, as after a short read.
+      if (n > 0 && offset % overlay_->size() != 0) overlay_->note_read_short();
+      return static_cast<ssize_t>(n);
     }
     return spliced_chunk(offset, want, first);
   }
@@ -237,11 +243,21 @@ class PipeCopy {
           leave_direct();
           continue;
         }
+        // A destination that takes no splice at all: nothing is written yet, so the next
+        // method copies the file instead.
+        if (first && static_cast<ssize_t>(left) == n && is_unsupported(errno)) return -1;
         throw_copy_error(errno, source_path_, destination_path_);
       }
+      if (m == 0) wrote_nothing();
       left -= static_cast<std::size_t>(m);
     }
     return n;
+  }
+
+  // A splice into the destination that moved nothing from a pipe holding bytes: repeating it
+  // would never end.
+  [[noreturn]] void wrote_nothing() const {
+    throw_copy_error(EIO, source_path_, destination_path_);
   }
 
   // A chunk with pages laid over, still without copying the source's bytes: the runs between
@@ -264,6 +280,16 @@ class PipeCopy {
       // (A page reaching past `end` is not laid: the source's bytes go there.)
       if (next_page_ < pages.size() && pages[next_page_].at == at_ && at_ + size <= end) {
         const LateOverlay::Page& page = pages[next_page_++];
+        if (!direct_) {
+          // Into the page cache, the WAL's cached page goes into the pipe as it is: one call,
+          // no copy (alignment matters only to direct writes). A page read short is then
+          // completed from the source below.
+          if (splice_into_pipe(overlay_->fd(), page.from, size, "cannot read the WAL of") == size) {
+            continue;
+          }
+          overlay_->note_read_short();
+          continue;
+        }
         const std::span<std::byte> memory(buffer_.get() + used, size);
         if (read_at(overlay_->fd(), memory, page.from, source_path_, "cannot read the WAL of") ==
             size) {
@@ -286,11 +312,18 @@ class PipeCopy {
 
   // Splices `bytes` of the source at at_ into the pipe; fewer only at its end of file.
   std::size_t splice_from_source(std::size_t bytes) {
+    return splice_into_pipe(source_fd_, at_, bytes, "cannot read");
+  }
+
+  // Splices `bytes` of `fd` from `from` into the pipe, as the copy's bytes from at_; fewer
+  // only at the file's end. Errors name the source, after `operation`.
+  std::size_t splice_into_pipe(int fd, std::uint64_t from, std::size_t bytes,
+                               const char* operation) {
     std::size_t done = 0;
     unsigned flags = SPLICE_F_NONBLOCK;
     while (done < bytes) {
-      auto in = static_cast<loff_t>(at_);
-      const ssize_t n = ::splice(source_fd_, &in, pipe_write_.get(), nullptr, bytes - done, flags);
+      auto in = static_cast<loff_t>(from + done);
+      const ssize_t n = ::splice(fd, &in, pipe_write_.get(), nullptr, bytes - done, flags);
       flags = SPLICE_F_NONBLOCK;
       if (n < 0) {
         if (errno == EINTR) continue;
@@ -298,7 +331,7 @@ class PipeCopy {
           flags = make_room();
           continue;
         }
-        throw_errno(errno, "cannot read", source_path_);
+        throw_errno(errno, operation, source_path_);
       }
       if (n == 0) break;
       done += static_cast<std::size_t>(n);
@@ -353,6 +386,7 @@ class PipeCopy {
         }
         throw_copy_error(errno, source_path_, destination_path_);
       }
+      if (m == 0) wrote_nothing();
     }
     out_ = at_;
   }

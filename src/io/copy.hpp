@@ -57,7 +57,8 @@ class LateOverlay {
   LateOverlay& operator=(LateOverlay&&) = delete;
   ~LateOverlay() = default;
 
-  // `pages` sorted by `at`, not overlapping. Call at most once, before the copy ends.
+  // `pages` sorted by `at`, not overlapping. Call at most once (a copy that has ended by then
+  // takes none of them).
   void publish(UniqueFd fd, std::size_t size, std::vector<Page> pages) noexcept {
     fd_ = std::move(fd);
     size_ = size;
@@ -75,8 +76,8 @@ class LateOverlay {
   // over; max when the copy never took the pages. Set before the copy reports passing it.
   [[nodiscard]] std::uint64_t taken_from() const noexcept { return taken_from_.load(); }
   void take_from(std::uint64_t offset) noexcept { taken_from_.store(offset); }
-  // A page read short (its file cut meanwhile): what the copy holds there is the source's,
-  // or partly; the pages laid over prove nothing then.
+  // A page read short (its file cut meanwhile), or a page the copy passed without laying it
+  // (a chunk that began inside it): the pages laid over prove nothing then.
   [[nodiscard]] bool read_short() const noexcept { return read_short_.load(); }
   void note_read_short() noexcept { read_short_.store(true); }
 

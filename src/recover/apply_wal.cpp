@@ -222,7 +222,7 @@ class WalApplier {
     }
     pages.checksum = {scan.chain_at_commit.s0, scan.chain_at_commit.s1};
     for (const std::uint32_t page : scan.page_of_frame) {
-      // (apply() never writes page 2^32 - 1: neither is it left out of the copy.)
+      // (apply() never writes page 2^32 - 1: neither is it listed for the copy.)
       if (page != 1 && page <= scan.pages_after_commit &&
           page != std::numeric_limits<std::uint32_t>::max()) {
         pages.pages.push_back(page);

@@ -258,7 +258,7 @@ class FirstLook {
 
   [[nodiscard]] io::LateOverlay* overlay() noexcept { return &overlay_; }
 
-  // The copy of the database has passed `bytes` (skipped ranges included).
+  // The copy of the database has passed `bytes`.
   void copied(std::uint64_t bytes) noexcept {
     copied_.store(bytes);
     copied_.notify_all();

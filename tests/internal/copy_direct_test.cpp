@@ -175,6 +175,41 @@ TEST_P(CopyLayingPages, TakesPagesPublishedMidwayFromItsNextChunk) {
   EXPECT_TRUE(read_file(copy) == expected);
 }
 
+// A chunk that starts inside a page passes that page without laying it: the source ended
+// mid-page (1.5 MiB and 100 bytes) after the second chunk, then grew before the third. The
+// copy must say that its pages prove nothing, or their publisher would take the page at
+// 1.5 MiB as laid.
+TEST_P(CopyLayingPages, AChunkStartingInsideAPageVoidsThePages) {
+  const std::size_t kPage = page();
+  const fs::path source = dir_ / "source";
+  const fs::path pages_file = dir_ / "pages";
+  const fs::path copy = dir_ / "copy";
+  const std::uint64_t mid_page_end = (std::uint64_t{3} << 19) + 100;
+  write_file(source, random_bytes(mid_page_end));
+  write_file(pages_file, random_bytes(2 * kPage));
+  io::LateOverlay overlay;
+  overlay.publish(io::UniqueFd(::open(pages_file.c_str(), O_RDONLY | O_CLOEXEC)), kPage,
+                  {{std::uint64_t{3} << 19, 0}, {(std::uint64_t{3} << 19) + 2 * kPage, kPage}});
+  const io::UniqueFd in(::open(source.c_str(), O_RDONLY | O_CLOEXEC));
+  io::UniqueFd out(::open(copy.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+  bool grown = false;
+  const io::CopyOutcome outcome = io::copy_file_contents(
+      in.get(), source, out.get(), copy,
+      [&](std::uint64_t done) {
+        if (done == mid_page_end && !grown) {
+          grown = true;
+          ::truncate(source.c_str(), static_cast<off_t>(mid_page_end + 4 * kPage));
+        }
+        return true;
+      },
+      write_out(), &overlay);
+  out.close(copy);
+  ASSERT_TRUE(grown) << "the copy never ended a chunk at the source's end";
+  EXPECT_EQ(outcome.bytes, mid_page_end + 4 * kPage);
+  EXPECT_EQ(overlay.taken_from(), std::uint64_t{1} << 20);
+  EXPECT_TRUE(overlay.read_short());
+}
+
 INSTANTIATE_TEST_SUITE_P(PageSizeAndWrites, CopyLayingPages,
                          ::testing::Combine(::testing::Values(4096, 1024),
                                             ::testing::Values(io::WriteOut::cached,

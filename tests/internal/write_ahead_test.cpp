@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <mutex>
 #include <set>
 #include <string>
 #include <thread>
@@ -20,6 +21,7 @@
 #include "io/file.hpp"
 #include "recover/apply_wal.hpp"
 #include "snapshot/copy_set.hpp"
+#include "sqlite_backup/log.hpp"
 #include "test_support.hpp"
 #include "wal_owner.hpp"
 
@@ -220,9 +222,37 @@ class LaidOverDuringTheCopy : public ::testing::TestWithParam<Writes> {
     settings_.apply_live_wal = true;
     settings_.start_writeback = GetParam() != Writes::no_sync;
     if (GetParam() == Writes::direct) settings_.direct_writes_from = 0;
+    // The copy names its method in a debug record: the pages can only have been laid by a
+    // copy through the pipe.
+    level_ = log_level();
+    set_log_level(LogLevel::debug);
+    set_log_sink([this](const LogRecord& record) {
+      const std::lock_guard lock(mutex_);
+      if (record.message.starts_with("copied ")) copies_.emplace_back(record.message);
+    });
   }
+  void TearDown() override {
+    set_log_sink({});
+    set_log_level(level_);
+  }
+
+  // The method the database copy used, as its debug record says.
+  [[nodiscard]] bool database_copied_by_splice() {
+    const std::lock_guard lock(mutex_);
+    const char* method = GetParam() == Writes::direct ? ", splice to direct writes)" : ", splice)";
+    for (const std::string& copy : copies_) {
+      if (copy.find("source.db") != std::string::npos && copy.ends_with(method)) return true;
+    }
+    return false;
+  }
+
   TempDir dir_;
   snapshot::Settings settings_;
+
+ private:
+  LogLevel level_ = LogLevel::warning;
+  std::mutex mutex_;
+  std::vector<std::string> copies_;
 };
 
 INSTANTIATE_TEST_SUITE_P(Writes, LaidOverDuringTheCopy,
@@ -288,6 +318,7 @@ TEST_P(LaidOverDuringTheCopy, GivesThePlainApplicationsBytesWithTheWalPagesInThe
       snapshot::copy_consistent_set(discover::DatabaseFiles(source), staged, settings);
   ASSERT_TRUE(held) << "the copy was never held after its first chunk";
   ASSERT_TRUE(outcome.validated) << outcome.last_reason;
+  EXPECT_TRUE(database_copied_by_splice());
 
   // (Before anything reads the copy whole.) Written directly, the pages past the first chunk
   // are not in the page cache: the copy laid them over its direct writes.
@@ -381,6 +412,7 @@ TEST_P(LaidOverDuringTheCopy, LeavesNoPageOfAGrowthToTheCopy) {
       snapshot::copy_consistent_set(discover::DatabaseFiles(source), staged, settings);
   ASSERT_TRUE(grown) << "the copy was never held after its first chunk";
   ASSERT_TRUE(outcome.validated) << outcome.last_reason;
+  EXPECT_TRUE(database_copied_by_splice());
   ASSERT_EQ(fs::file_size(source), grown_size);
 
   const fs::path plain = dir / "plain.db";
