@@ -39,6 +39,41 @@ struct CopyOutcome {
 // (the caller then throws: this layer knows nothing about cancellation).
 using ChunkObserver = std::function<bool(std::uint64_t bytes_done)>;
 
+// Bytes [begin, end) of a file.
+struct ByteRange {
+  std::uint64_t begin = 0;
+  std::uint64_t end = 0;
+};
+
+// Ranges a copy may leave out, found by another thread while the copy runs: published once;
+// the copy leaves out what of them it has not passed yet. Only the kernel's own copies
+// (copy_file_range, sendfile, read/write) leave ranges out: a copy through a pipe (direct
+// writes, an overlay) is not given any.
+class LateRanges {
+ public:
+  LateRanges() = default;
+  explicit LateRanges(std::vector<ByteRange> ranges) { publish(std::move(ranges)); }
+  LateRanges(const LateRanges&) = delete;
+  LateRanges& operator=(const LateRanges&) = delete;
+  LateRanges(LateRanges&&) = delete;
+  LateRanges& operator=(LateRanges&&) = delete;
+  ~LateRanges() = default;
+
+  // Sorted, not overlapping. Call at most once.
+  void publish(std::vector<ByteRange> ranges) noexcept {
+    ranges_ = std::move(ranges);
+    published_.store(true, std::memory_order_release);
+  }
+  // nullptr until published.
+  [[nodiscard]] const std::vector<ByteRange>* get() const noexcept {
+    return published_.load(std::memory_order_acquire) ? &ranges_ : nullptr;
+  }
+
+ private:
+  std::vector<ByteRange> ranges_;
+  std::atomic<bool> published_{false};
+};
+
 // Pages to lay over the bytes of a copy, found by another thread while the copy runs:
 // published once; the copy lays over its bytes those of the pages it has not passed yet, and
 // records from where (taken_from()). A page's `size` bytes at `at` in the copy come from
@@ -96,14 +131,18 @@ class LateOverlay {
 // shares extents, at once), then (for WriteOut::direct, or with an `overlay`) splice through
 // a pipe, then copy_file_range, sendfile and read/write. `write_out` says how the writes
 // reach the disk. Both descriptors must be at offset 0 (some methods use their positions,
-// splice explicit offsets). `overlay` are pages to lay over the copy's bytes (see
-// LateOverlay); only the splice copy takes them (a clone, or a filesystem refusing splice,
-// leaves them to their publisher, which sees so in LateOverlay::taken_from()).
+// splice explicit offsets). `skip` (offsets from the start of the file) are ranges the
+// caller will write itself: once published, what of them the copy has not passed is neither
+// read nor written, and stays a hole in the copy, which still ends where the source ended
+// (not with direct writes or an overlay). `overlay` are pages to lay over the copy's bytes
+// (see LateOverlay); only the splice copy takes them (a clone, or a filesystem refusing
+// splice, leaves them to their publisher, which sees so in LateOverlay::taken_from()). A
+// clone ignores both.
 CopyOutcome copy_file_contents(int source_fd, const std::filesystem::path& source_path,
                                int destination_fd, const std::filesystem::path& destination_path,
                                const ChunkObserver& observer = {},
                                WriteOut write_out = WriteOut::cached,
-                               LateOverlay* overlay = nullptr);
+                               const LateRanges* skip = nullptr, LateOverlay* overlay = nullptr);
 
 struct RefreshOutcome {
   std::uint64_t bytes = 0;            // bytes of the source read (its size as it ended)

@@ -114,8 +114,8 @@ TEST_P(CopyLayingPages, LaysThePublishedPagesOverItsBytes) {
   {
     const io::UniqueFd in(::open(source.c_str(), O_RDONLY | O_CLOEXEC));
     io::UniqueFd out(::open(copy.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
-    const io::CopyOutcome outcome =
-        io::copy_file_contents(in.get(), source, out.get(), copy, {}, write_out(), &overlay);
+    const io::CopyOutcome outcome = io::copy_file_contents(in.get(), source, out.get(), copy, {},
+                                                           write_out(), nullptr, &overlay);
     // (The position is at the end, as after the other methods.)
     EXPECT_EQ(::lseek(out.get(), 0, SEEK_CUR), static_cast<off_t>(bytes.size()));
     out.close(copy);
@@ -135,7 +135,7 @@ TEST_P(CopyLayingPages, LaysThePublishedPagesOverItsBytes) {
               {{(std::size_t{1} << 20) + 2 * kPage, 100 + 3 * kPage + 1}});
   const io::UniqueFd in(::open(source.c_str(), O_RDONLY | O_CLOEXEC));
   io::UniqueFd out(::open((dir_ / "cut").c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
-  io::copy_file_contents(in.get(), source, out.get(), dir_ / "cut", {}, write_out(), &cut);
+  io::copy_file_contents(in.get(), source, out.get(), dir_ / "cut", {}, write_out(), nullptr, &cut);
   EXPECT_TRUE(cut.read_short());
 }
 
@@ -165,7 +165,7 @@ TEST_P(CopyLayingPages, TakesPagesPublishedMidwayFromItsNextChunk) {
         }
         return true;
       },
-      write_out(), &overlay);
+      write_out(), nullptr, &overlay);
   out.close(copy);
   ASSERT_GT(published_at, 0U);
   ASSERT_LT(published_at, bytes.size() - 2 * kPage);
@@ -202,7 +202,7 @@ TEST_P(CopyLayingPages, AChunkStartingInsideAPageVoidsThePages) {
         }
         return true;
       },
-      write_out(), &overlay);
+      write_out(), nullptr, &overlay);
   out.close(copy);
   ASSERT_TRUE(grown) << "the copy never ended a chunk at the source's end";
   EXPECT_EQ(outcome.bytes, mid_page_end + 4 * kPage);
