@@ -17,6 +17,9 @@ warm-up round, run under GNU time (/usr/bin/time -f %M): wait4's ru_maxrss of a 
 Python spawned would include Python's own (exec records the spawning address space's peak), so
 it is measured through the small `time` process instead, outside the timed rounds. Every
 destination is a fresh, empty folder and is removed, with a sync, outside the timed part.
+Before every command, outside the timed part, the source's files are copied and the copies
+deleted, so that every command starts with the same memory just freed
+(free_memory_as_a_copy_would explains why that matters on a virtual machine).
 On a loop-mounted XFS (reflink=1), when it can make one, the largest size is measured again
 against cp --reflink=never and cp --reflink=always. The report (markdown) goes to stdout and
 to --output; progress goes to stderr.
@@ -218,6 +221,27 @@ def check_backup(source: LiveSource, backup: Path, delete_mode: bool) -> str:
 # One size: interleaved rounds
 
 
+def free_memory_as_a_copy_would(source: LiveSource, out_root: Path) -> None:
+    """Copies the source's files and deletes the copies, so that each command starts with the
+    same memory just freed, whichever command ran before it.
+
+    This virtual machine hands free memory back to its host a moment after it is freed (free
+    page reporting); a command that writes through the page cache then waits for the host
+    each time it takes such memory. Without this step, each command inherited what the one
+    before it freed: cp found the 1 GiB that `ours --no-sync` had just freed (0.3 s), while
+    `ours --no-sync`, after the durable run whose direct writes free nothing, took returned
+    memory (1.3-1.9 s). Measured back to back, both take about 0.3-0.5 s after such a copy and
+    1.7-1.9 s after a pause of a few seconds.
+    """
+    scratch = out_root / "freed"
+    scratch.mkdir()
+    for file in (source.database, source.wal):
+        shutil.copyfile(file, scratch / file.name)
+    os.sync()
+    shutil.rmtree(scratch)
+    os.sync()
+
+
 def measure(tools: list[Tool], source: LiveSource, out_root: Path, rounds: int,
             settle=lambda: None) -> None:
     stderr_path = out_root / "stderr.txt"
@@ -225,6 +249,7 @@ def measure(tools: list[Tool], source: LiveSource, out_root: Path, rounds: int,
         for tool in tools:
             if tool.failure:
                 continue
+            free_memory_as_a_copy_would(source, out_root)
             out = out_root / tool.key
             out.mkdir()
             argv = tool.make_argv(source, out)
