@@ -230,8 +230,9 @@ AlignedBuffer aligned_buffer(std::size_t size) {
 // Once `overlay` is published, its pages are laid into the chunks: a page written apart
 // afterwards would be one small write at the fsync (26,000 of them for a 104 MiB WAL), and a
 // second writer of the file, where laid over it rides in the chunk's write.
-// (The WAL's pages themselves are not spliced from its file: they sit at offsets no direct
-// write accepts as memory; each is read into aligned memory and put into the pipe from there.)
+// (Into the page cache, the WAL's pages are spliced from its file too. A direct write does not
+// take them so: they sit at offsets no direct write accepts as memory; each is read into
+// aligned memory and put into the pipe from there.)
 class PipeCopy {
  public:
   // Chunks of 1 MiB: the most a pipe may hold for an unprivileged process (fs.pipe-max-size).
