@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -251,6 +252,69 @@ class LaidOverDuringTheCopy : public ::testing::TestWithParam<Writes> {
     return false;
   }
 
+  // The source: about 12 MiB (twelve copy chunks), a live WAL that rewrites a seventh of the
+  // rows, and with `grow`, 3 MiB of new pages past the database file's end.
+  [[nodiscard]] fs::path make_source(bool grow) {
+    const fs::path source = dir_ / "source.db";
+    owner_.emplace(source, kPageSize);
+    owner_->insert(12000, 900);
+    owner_->exec("PRAGMA wal_checkpoint(TRUNCATE)");
+    owner_->exec("UPDATE t SET v = randomblob(900) WHERE id % 7 = 3");
+    if (grow) owner_->insert(3000, 900);
+    return source;
+  }
+
+  // A page the first look lists wholly within the copy's first chunk, where the copy never
+  // lays pages, so the look writes it: where it is in the copy, and the WAL's latest version.
+  struct PageOfTheFirstChunk {
+    std::uint64_t at = 0;
+    std::string wal_version;
+  };
+  static PageOfTheFirstChunk page_of_the_first_chunk(const recover::WalPages& look, int wal_fd) {
+    const std::vector<std::uint64_t> offsets = recover::wal_offsets_of_looked_pages(look);
+    PageOfTheFirstChunk found;
+    for (std::size_t i = 0; i < look.pages.size(); ++i) {
+      if (std::uint64_t{look.pages[i]} * kPageSize > kFirstChunk) continue;
+      found.at = (std::uint64_t{look.pages[i]} - 1) * kPageSize;
+      found.wal_version.assign(kPageSize, '\0');
+      if (::pread(wal_fd, found.wal_version.data(), kPageSize, static_cast<off_t>(offsets[i])) !=
+          kPageSize) {
+        throw std::runtime_error("cannot read the WAL");
+      }
+    }
+    return found;
+  }
+
+  // Called from the copy's progress callback: holds the copy until the staged copy holds the
+  // page's WAL version (the look wrote it, so it has published its pages; the copy takes them
+  // from its next chunk on). False after 10 s.
+  static bool hold_until_written(const fs::path& staged, const PageOfTheFirstChunk& page) {
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (std::chrono::steady_clock::now() < until) {
+      std::string now(kPageSize, '\0');
+      const io::UniqueFd copy(::open(staged.c_str(), O_RDONLY | O_CLOEXEC));
+      if (copy &&
+          ::pread(copy.get(), now.data(), kPageSize, static_cast<off_t>(page.at)) ==
+              static_cast<ssize_t>(kPageSize) &&
+          now == page.wal_version) {
+        return true;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    return false;
+  }
+
+  // The plain application, as it is now: copies of the source's database and WAL, the WAL
+  // applied by apply_wal().
+  [[nodiscard]] std::string applied_plainly(const fs::path& source) const {
+    const fs::path plain = dir_ / "plain.db";
+    fs::copy_file(source, plain);
+    fs::copy_file(source.string() + "-wal", dir_ / "plain.db-wal");
+    EXPECT_TRUE(recover::apply_wal(plain, dir_ / "plain.db-wal", nullptr, source).applied);
+    return read_file(plain);
+  }
+
+  static constexpr std::uint64_t kFirstChunk = std::uint64_t{1} << 20;  // a copy through a pipe
   TempDir dir_;
   snapshot::Settings settings_;
 
@@ -258,6 +322,7 @@ class LaidOverDuringTheCopy : public ::testing::TestWithParam<Writes> {
   LogLevel level_ = LogLevel::warning;
   std::mutex mutex_;
   std::vector<std::string> copies_;
+  std::optional<WalOwner> owner_;
 };
 
 INSTANTIATE_TEST_SUITE_P(Writes, LaidOverDuringTheCopy,
@@ -274,53 +339,23 @@ INSTANTIATE_TEST_SUITE_P(Writes, LaidOverDuringTheCopy,
 // pages must have gone to the disk with the chunks, past the page cache: written apart
 // (through the page cache) they would be thousands of small writes at the fsync.
 TEST_P(LaidOverDuringTheCopy, GivesThePlainApplicationsBytesWithTheWalPagesInTheChunks) {
-  const TempDir& dir = dir_;
-  const fs::path source = dir / "source.db";
-  WalOwner owner(source, kPageSize);
-  owner.insert(12000, 900);
-  owner.exec("PRAGMA wal_checkpoint(TRUNCATE)");
-  owner.exec("UPDATE t SET v = randomblob(900) WHERE id % 7 = 3");
-  const fs::path wal_path = source.string() + "-wal";
-  constexpr std::uint64_t kFirstChunk = std::uint64_t{1} << 20;  // a copy through a pipe
-
-  const io::UniqueFd wal(::open(wal_path.c_str(), O_RDONLY | O_CLOEXEC));
+  const fs::path source = make_source(false);
+  const io::UniqueFd wal(::open((source.string() + "-wal").c_str(), O_RDONLY | O_CLOEXEC));
   const auto look = recover::committed_pages_of_live_wal(wal.get(), nullptr, source);
   ASSERT_TRUE(look.has_value());
-  const std::vector<std::uint64_t> offsets = recover::wal_offsets_of_looked_pages(*look);
-  // A listed page wholly within the first chunk, and the WAL's latest version of it.
-  std::size_t first = look->pages.size();
-  for (std::size_t i = 0; i < look->pages.size(); ++i) {
-    if (std::uint64_t{look->pages[i]} * kPageSize <= kFirstChunk) first = i;
-  }
-  ASSERT_LT(first, look->pages.size());
-  std::string wal_version(kPageSize, '\0');
-  ASSERT_EQ(::pread(wal.get(), wal_version.data(), kPageSize, static_cast<off_t>(offsets[first])),
-            kPageSize);
+  const PageOfTheFirstChunk first = page_of_the_first_chunk(*look, wal.get());
+  ASSERT_FALSE(first.wal_version.empty()) << "no listed page within the first chunk";
 
-  const fs::path staged = dir / "staging" / "source.db";
+  const fs::path staged = dir_ / "staging" / "source.db";
   fs::create_directories(staged.parent_path());
-  snapshot::Settings& settings = settings_;
   bool held = false;
-  settings.on_progress = [&](const CopyProgress& progress) {
+  settings_.on_progress = [&](const CopyProgress& progress) {
     if (held || progress.bytes_done < kFirstChunk) return;
     held = true;
-    const std::size_t at = (std::size_t{look->pages[first]} - 1) * kPageSize;
-    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    while (std::chrono::steady_clock::now() < until) {
-      std::string now(kPageSize, '\0');
-      const io::UniqueFd copy(::open(staged.c_str(), O_RDONLY | O_CLOEXEC));
-      if (copy &&
-          ::pread(copy.get(), now.data(), kPageSize, static_cast<off_t>(at)) ==
-              static_cast<ssize_t>(kPageSize) &&
-          now == wal_version) {
-        return;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    }
-    ADD_FAILURE() << "the first look never wrote page " << look->pages[first];
+    if (!hold_until_written(staged, first)) ADD_FAILURE() << "the first look never wrote";
   };
   const snapshot::Outcome outcome =
-      snapshot::copy_consistent_set(discover::DatabaseFiles(source), staged, settings);
+      snapshot::copy_consistent_set(discover::DatabaseFiles(source), staged, settings_);
   ASSERT_TRUE(held) << "the copy was never held after its first chunk";
   ASSERT_TRUE(outcome.validated) << outcome.last_reason;
   EXPECT_TRUE(database_copied_as_expected());
@@ -347,11 +382,8 @@ TEST_P(LaidOverDuringTheCopy, GivesThePlainApplicationsBytesWithTheWalPagesInThe
     EXPECT_EQ(later_cached, 0U) << "of " << later << " WAL pages past the first chunks";
   }
 
-  const fs::path plain = dir / "plain.db";
-  fs::copy_file(source, plain);
-  fs::copy_file(wal_path, dir / "plain.db-wal");
-  ASSERT_TRUE(recover::apply_wal(plain, dir / "plain.db-wal", nullptr, source).applied);
-  EXPECT_TRUE(read_file(staged) == read_file(plain)) << "the copy is not the plain application";
+  EXPECT_TRUE(read_file(staged) == applied_plainly(source))
+      << "the copy is not the plain application";
 }
 
 // A copy whose source file grows while it runs, with zeros where the WAL holds the new
@@ -360,71 +392,37 @@ TEST_P(LaidOverDuringTheCopy, GivesThePlainApplicationsBytesWithTheWalPagesInThe
 // file's zeros: the write-ahead must still write them, and must not take them as laid over
 // because the copy went past them. Without that, the snapshot holds zeros there.
 TEST_P(LaidOverDuringTheCopy, LeavesNoPageOfAGrowthToTheCopy) {
-  const TempDir& dir = dir_;
-  const fs::path source = dir / "source.db";
-  WalOwner owner(source, kPageSize);
-  owner.insert(12000, 900);
-  owner.exec("PRAGMA wal_checkpoint(TRUNCATE)");
-  owner.exec("UPDATE t SET v = randomblob(900) WHERE id % 7 = 3");
-  owner.insert(3000, 900);  // about 3 MiB of new pages, past the database file's end
-  const fs::path wal_path = source.string() + "-wal";
-  constexpr std::uint64_t kFirstChunk = std::uint64_t{1} << 20;  // a copy through a pipe
+  const fs::path source = make_source(true);
   const std::uint64_t file_size = fs::file_size(source);
-
-  const io::UniqueFd wal(::open(wal_path.c_str(), O_RDONLY | O_CLOEXEC));
+  const io::UniqueFd wal(::open((source.string() + "-wal").c_str(), O_RDONLY | O_CLOEXEC));
   const auto look = recover::committed_pages_of_live_wal(wal.get(), nullptr, source);
   ASSERT_TRUE(look.has_value());
-  const std::vector<std::uint64_t> offsets = recover::wal_offsets_of_looked_pages(*look);
-  std::size_t first = look->pages.size();  // a listed page wholly within the first chunk
-  std::uint64_t grown_size = file_size;    // the database's size at the WAL's last commit
-  for (std::size_t i = 0; i < look->pages.size(); ++i) {
-    const std::uint64_t end = std::uint64_t{look->pages[i]} * kPageSize;
-    if (end <= kFirstChunk) first = i;
-    grown_size = std::max(grown_size, end);
+  const PageOfTheFirstChunk first = page_of_the_first_chunk(*look, wal.get());
+  ASSERT_FALSE(first.wal_version.empty()) << "no listed page within the first chunk";
+  std::uint64_t grown_size = file_size;  // the database's size at the WAL's last commit
+  for (const std::uint32_t page : look->pages) {
+    grown_size = std::max(grown_size, std::uint64_t{page} * kPageSize);
   }
-  ASSERT_LT(first, look->pages.size());
   ASSERT_GT(grown_size, file_size + 2 * kFirstChunk) << "the WAL did not grow the database";
-  std::string wal_version(kPageSize, '\0');
-  ASSERT_EQ(::pread(wal.get(), wal_version.data(), kPageSize, static_cast<off_t>(offsets[first])),
-            kPageSize);
 
-  const fs::path staged = dir / "staging" / "source.db";
+  const fs::path staged = dir_ / "staging" / "source.db";
   fs::create_directories(staged.parent_path());
-  snapshot::Settings& settings = settings_;
   bool grown = false;
-  settings.on_progress = [&](const CopyProgress& progress) {
+  settings_.on_progress = [&](const CopyProgress& progress) {
     if (grown || progress.bytes_done < kFirstChunk) return;
     grown = true;
-    // Once the look has written a page of the first chunk, it has published its pages: the
-    // copy takes them from its next chunk on, and the file grows before that chunk.
-    const std::size_t at = (std::size_t{look->pages[first]} - 1) * kPageSize;
-    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    while (std::chrono::steady_clock::now() < until) {
-      std::string now(kPageSize, '\0');
-      const io::UniqueFd copy(::open(staged.c_str(), O_RDONLY | O_CLOEXEC));
-      if (copy &&
-          ::pread(copy.get(), now.data(), kPageSize, static_cast<off_t>(at)) ==
-              static_cast<ssize_t>(kPageSize) &&
-          now == wal_version) {
-        fs::resize_file(source, grown_size);
-        return;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    }
-    ADD_FAILURE() << "the first look never wrote page " << look->pages[first];
+    // The file grows once the look has published, before the copy's next chunk.
+    if (!hold_until_written(staged, first)) ADD_FAILURE() << "the first look never wrote";
+    fs::resize_file(source, grown_size);
   };
   const snapshot::Outcome outcome =
-      snapshot::copy_consistent_set(discover::DatabaseFiles(source), staged, settings);
+      snapshot::copy_consistent_set(discover::DatabaseFiles(source), staged, settings_);
   ASSERT_TRUE(grown) << "the copy was never held after its first chunk";
   ASSERT_TRUE(outcome.validated) << outcome.last_reason;
   EXPECT_TRUE(database_copied_as_expected());
   ASSERT_EQ(fs::file_size(source), grown_size);
 
-  const fs::path plain = dir / "plain.db";
-  fs::copy_file(source, plain);
-  fs::copy_file(wal_path, dir / "plain.db-wal");
-  ASSERT_TRUE(recover::apply_wal(plain, dir / "plain.db-wal", nullptr, source).applied);
-  const std::string expected = read_file(plain);
+  const std::string expected = applied_plainly(source);
   const std::string got = read_file(staged);
   ASSERT_EQ(got.size(), expected.size());
   std::size_t zero_pages = 0;  // of the growth, in the copy
