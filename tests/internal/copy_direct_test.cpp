@@ -5,9 +5,17 @@
 // (io::LateOverlay), past the page cache or into it.
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <array>
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <tuple>
@@ -208,6 +216,66 @@ TEST_P(CopyLayingPages, AChunkStartingInsideAPageVoidsThePages) {
   EXPECT_EQ(outcome.bytes, mid_page_end + 4 * kPage);
   EXPECT_EQ(overlay.taken_from(), std::uint64_t{1} << 20);
   EXPECT_TRUE(overlay.read_short());
+}
+
+// A destination that takes no splice (no filesystem here refuses one, so a seccomp filter
+// in a child process makes splice into the destination's descriptor fail with EINVAL): the
+// first chunk has written nothing yet, so the copy falls back to the kernel's copy, whole
+// and byte for byte, and takes no page (their publisher writes them all).
+TEST_P(CopyLayingPages, FallsBackWhereTheDestinationRefusesSplice) {
+#if defined(__x86_64__)
+  const fs::path source = dir_ / "source";
+  const fs::path pages_file = dir_ / "pages";
+  const fs::path copy = dir_ / "copy";
+  const std::string bytes = random_bytes(std::size_t{3} << 20);
+  write_file(source, bytes);
+  write_file(pages_file, random_bytes(page()));
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    // (Only async-signal-safe work would be strictly allowed after fork in a threaded
+    // process; this child runs one copy on its one thread and leaves with _exit.)
+    const io::UniqueFd in(::open(source.c_str(), O_RDONLY | O_CLOEXEC));
+    io::UniqueFd out(::open(copy.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+    const auto destination = static_cast<std::uint32_t>(out.get());
+    std::array<sock_filter, 9> filter{{
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, arch)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_splice, 0, 3),
+        // splice(fd_in, off_in, fd_out, ...): the low half of fd_out (little-endian).
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, args[2])),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, destination, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (EINVAL & SECCOMP_RET_DATA)),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    }};
+    const sock_fprog program{static_cast<unsigned short>(filter.size()), filter.data()};
+    if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 ||
+        ::prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &program) != 0) {
+      ::_exit(2);
+    }
+    io::LateOverlay overlay;
+    overlay.publish(io::UniqueFd(::open(pages_file.c_str(), O_RDONLY | O_CLOEXEC)), page(),
+                    {{std::uint64_t{1} << 20, 0}});
+    const io::CopyOutcome outcome = io::copy_file_contents(in.get(), source, out.get(), copy, {},
+                                                           write_out(), nullptr, &overlay);
+    out.close(copy);
+    const bool kernels = outcome.method == io::CopyMethod::copy_file_range ||
+                         outcome.method == io::CopyMethod::sendfile;
+    const bool whole = outcome.bytes == bytes.size() && read_file(copy) == bytes;
+    const bool untaken = overlay.taken_from() == ~std::uint64_t{0};
+    ::_exit(kernels && whole && untaken ? 0 : 3);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status)) << "the child died (status " << status << ")";
+  EXPECT_NE(WEXITSTATUS(status), 2) << "the seccomp filter could not be installed";
+  EXPECT_EQ(WEXITSTATUS(status), 0)
+      << "the copy did not fall back to the kernel's copy, whole, without taking the pages";
+#else
+  GTEST_SKIP() << "the seccomp filter of this test is written for x86-64";
+#endif
 }
 
 INSTANTIATE_TEST_SUITE_P(PageSizeAndWrites, CopyLayingPages,
