@@ -133,8 +133,10 @@ class LateOverlay {
 // reach the disk. Both descriptors must be at offset 0 (some methods use their positions,
 // splice explicit offsets). `skip` (offsets from the start of the file) are ranges the
 // caller will write itself: once published, what of them the copy has not passed is neither
-// read nor written, and stays a hole in the copy, which still ends where the source ended
-// (not with direct writes or an overlay). `overlay` are pages to lay over the copy's bytes
+// read nor written, and stays a hole in the copy, which still ends where the source ended.
+// Callers give `skip` only to a cached or early copy without an overlay: with `skip`, the
+// copy is the kernel's own (no pipe), so direct writes would silently go through the page
+// cache and an overlay would go untaken. `overlay` are pages to lay over the copy's bytes
 // (see LateOverlay); only the splice copy takes them (a clone, or a filesystem refusing
 // splice, leaves them to their publisher, which sees so in LateOverlay::taken_from()). A
 // clone ignores both.

@@ -86,7 +86,8 @@ struct MemberCopy {
 };
 
 // What a first look at a live WAL hands the database copy: ranges to leave out (a copy
-// through the page cache alone, --no-sync), or pages to lay over its bytes (any other).
+// through the page cache alone: --no-sync, a stream), or pages to lay over its bytes (a
+// durable file copy).
 struct LookForCopy {
   const io::LateRanges* skip = nullptr;
   io::LateOverlay* overlay = nullptr;
@@ -262,7 +263,7 @@ constexpr std::uint64_t kFirstLookFrom = std::uint64_t{4} << 20;
 // while the database is copied. Once the look has found the pages, it hands them to the copy
 // (for_copy()): a copy with early writeback or direct writes (`lay_over`) lays each page's
 // latest frame into its own chunks (io::LateOverlay) from the next one on; a copy through
-// the page cache alone (--no-sync) leaves their ranges out (io::LateRanges) from where it
+// the page cache alone (--no-sync, a stream) leaves their ranges out (io::LateRanges) from where it
 // then is. The look then writes into the copy itself (recover::write_looked_pages, following
 // copied()) the pages the copy did not lay: all of them when the copy left them out, else
 // those it had passed by then, those past the look's database size, and all of them where
@@ -364,8 +365,10 @@ class FirstLook {
   // Whether the copy laid the page at `begin` over its own bytes: it took the overlay at or
   // before the page, and its bytes (as passed, or as they ended) hold the whole page.
   [[nodiscard]] bool laid_over_by_copy(std::uint64_t begin) const noexcept {
-    // (Pages from the look's database size on were never published: the copy did not lay
-    // them, even where the file grew meanwhile and the copy passed them.)
+    // (A copy that left the ranges out laid nothing. Pages from the look's database size on
+    // were never published: the copy did not lay them, even where the file grew meanwhile
+    // and the copy passed them.)
+    if (!lay_over_) return false;
     if (begin < overlay_.taken_from() || begin + pages_->page_size > overlay_limit_) return false;
     const std::uint64_t passed = copied_.load();
     const std::uint64_t copied =

@@ -230,6 +230,20 @@ TEST_P(CopyLayingPages, FallsBackWhereTheDestinationRefusesSplice) {
   const std::string bytes = random_bytes(std::size_t{3} << 20);
   write_file(source, bytes);
   write_file(pages_file, random_bytes(page()));
+  {
+    // The control, without the filter: this copy goes through the pipe, so it is the refusal
+    // that sends the child's to the kernel's copy.
+    const io::UniqueFd in(::open(source.c_str(), O_RDONLY | O_CLOEXEC));
+    io::UniqueFd out(
+        ::open((dir_ / "control").c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+    io::LateOverlay overlay;
+    overlay.publish(io::UniqueFd(::open(pages_file.c_str(), O_RDONLY | O_CLOEXEC)), page(),
+                    {{std::uint64_t{1} << 20, 0}});
+    const io::CopyOutcome outcome = io::copy_file_contents(
+        in.get(), source, out.get(), dir_ / "control", {}, write_out(), nullptr, &overlay);
+    out.close(dir_ / "control");
+    ASSERT_EQ(outcome.method, method());
+  }
   const pid_t child = ::fork();
   ASSERT_GE(child, 0);
   if (child == 0) {
