@@ -108,10 +108,18 @@ StagingDir::StagingDir(const std::filesystem::path& parent, std::string_view nam
     }
     if (try_lock_whole_file(lock.get()) || (errno != EAGAIN && errno != EACCES)) {
       // Locked; or a filesystem that takes no locks, where no one else can take it either,
-      // so the folder is never taken for abandoned (nor removed after a SIGKILL).
-      path_ = folder;
-      owner_lock_ = std::move(lock);
-      return;
+      // so the folder is never taken for abandoned (nor removed after a SIGKILL). Still ours
+      // only if the lock file is still there: a tidier that took the lock in the instant
+      // between its creation and our lock may have removed the folder and let go already
+      // (seen in a test of concurrent backups into one folder). Under our lock no tidier
+      // removes it any more.
+      const std::optional<FileStat> named = stat_path(lock_path);
+      if (named && named->same_file(stat_fd(lock.get(), lock_path))) {
+        path_ = folder;
+        owner_lock_ = std::move(lock);
+        return;
+      }
+      continue;
     }
     // Another process's tidying took the lock in the instant before ours (it took the
     // folder for abandoned) and is removing it: leave it that, and make another.
