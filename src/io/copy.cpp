@@ -308,11 +308,7 @@ class PipeCopy {
       const ssize_t m =
           ::splice(pipe_read_.get(), nullptr, destination_fd_, &out, write_size(left), 0);
       if (m < 0) {
-        if (errno == EINTR) continue;
-        if (errno == EINVAL && direct_) {
-          leave_direct();
-          continue;
-        }
+        if (write_may_retry(errno)) continue;
         // A destination that takes no splice at all: nothing is written yet, so the next
         // method copies the file instead.
         if (first && static_cast<ssize_t>(left) == n && is_unsupported(errno)) return -1;
@@ -449,11 +445,7 @@ class PipeCopy {
           ::splice(pipe_read_.get(), nullptr, destination_fd_, &out,
                    write_size(static_cast<std::size_t>(at_ - static_cast<std::uint64_t>(out))), 0);
       if (m < 0) {
-        if (errno == EINTR) continue;
-        if (errno == EINVAL && direct_) {
-          leave_direct();
-          continue;
-        }
+        if (write_may_retry(errno)) continue;
         throw_copy_error(errno, source_path_, destination_path_);
       }
       if (m == 0) wrote_nothing();
@@ -485,11 +477,7 @@ class PipeCopy {
       const ssize_t n = ::pwrite(destination_fd_, bytes.data(), write_size(bytes.size()),
                                  static_cast<off_t>(offset));
       if (n < 0) {
-        if (errno == EINTR) continue;
-        if (errno == EINVAL && direct_) {
-          leave_direct();
-          continue;
-        }
+        if (write_may_retry(errno)) continue;
         throw_copy_error(errno, source_path_, destination_path_);
       }
       bytes = bytes.subspan(static_cast<std::size_t>(n));
@@ -504,6 +492,16 @@ class PipeCopy {
   [[nodiscard]] std::size_t write_size(std::size_t bytes) const noexcept {
     constexpr std::size_t kCachedWrite = std::size_t{64} << 10;
     return direct_ ? bytes : std::min(bytes, kCachedWrite);
+  }
+
+  // After a failed write into the destination: whether to try again, as after an interrupt,
+  // or after a length or offset the device cannot take directly (the rest then goes through
+  // the page cache).
+  bool write_may_retry(int error) {
+    if (error == EINTR) return true;
+    if (error != EINVAL || !direct_) return false;
+    leave_direct();
+    return true;
   }
 
   // A length or offset the device cannot take directly (a file that does not end on a
