@@ -48,6 +48,8 @@ bool is_staging_folder_name(std::string_view name) {
 
 }  // namespace
 
+std::function<void(const std::filesystem::path& folder)> g_before_owner_lock_for_tests;
+
 int remove_abandoned_staging_folders(const std::filesystem::path& parent) noexcept {
   int removed = 0;
   try {
@@ -106,6 +108,7 @@ StagingDir::StagingDir(const std::filesystem::path& parent, std::string_view nam
       std::filesystem::remove_all(folder, ignored);
       throw_errno(error, "cannot create a temporary file in", parent);
     }
+    if (g_before_owner_lock_for_tests) g_before_owner_lock_for_tests(folder);
     if (try_lock_whole_file(lock.get()) || (errno != EAGAIN && errno != EACCES)) {
       // Locked; or a filesystem that takes no locks, where no one else can take it either,
       // so the folder is never taken for abandoned (nor removed after a SIGKILL). Still ours

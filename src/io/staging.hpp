@@ -4,6 +4,7 @@
 #include <sys/types.h>
 
 #include <filesystem>
+#include <functional>
 #include <string_view>
 
 #include "io/file.hpp"
@@ -46,6 +47,11 @@ class StagingDir {
 // instant between its creation and its lock: both are kept. Errors are ignored (this is
 // tidying, not the backup). Returns how many were removed.
 int remove_abandoned_staging_folders(const std::filesystem::path& parent) noexcept;
+
+// Tests only (not thread-safe; empty in production): called by StagingDir's constructor in
+// the instant between creating a new folder's lock file and locking it, where another
+// process's tidying can take the folder for abandoned. No timing can force that instant.
+extern std::function<void(const std::filesystem::path& folder)> g_before_owner_lock_for_tests;
 
 // Makes `staged` appear at `destination` atomically and (when `durable`) durably: sets its
 // permission bits, fsyncs it, renames it (replacing an existing file only when `replace`;
