@@ -565,7 +565,7 @@ bool copy_through_pipe(int source_fd, const std::filesystem::path& source_path, 
 CopyOutcome copy_file_contents(int source_fd, const std::filesystem::path& source_path,
                                int destination_fd, const std::filesystem::path& destination_path,
                                const ChunkObserver& observer, WriteOut write_out,
-                               const LateRanges* skip, LateOverlay* overlay) {
+                               const LateRanges* skip, LateOverlay* overlay, Clone clone) {
   CopyOutcome outcome;
   std::uint64_t written_back = 0;
   const std::function<bool(std::uint64_t)> after_chunk = [&](std::uint64_t done) {
@@ -580,7 +580,7 @@ CopyOutcome copy_file_contents(int source_fd, const std::filesystem::path& sourc
 
   // A clone shares the source's extents as they are at this instant: the cheapest copy there
   // is, and a point-in-time one, since the kernel locks both inodes while it clones.
-  if (::ioctl(destination_fd, FICLONE, source_fd) == 0) {
+  if (clone == Clone::when_possible && ::ioctl(destination_fd, FICLONE, source_fd) == 0) {
     outcome.method = CopyMethod::reflink;
     outcome.bytes = stat_fd(destination_fd, destination_path).size;
     if (::lseek(destination_fd, 0, SEEK_END) < 0) {

@@ -30,6 +30,9 @@ enum class WriteOut {
   direct,
 };
 
+// Whether a copy may be a reflink clone where the filesystem makes one (btrfs, XFS).
+enum class Clone { when_possible, never };
+
 struct CopyOutcome {
   std::uint64_t bytes = 0;
   CopyMethod method = CopyMethod::read_write;
@@ -139,12 +142,13 @@ class LateOverlay {
 // cache and an overlay would go untaken. `overlay` are pages to lay over the copy's bytes
 // (see LateOverlay); only the splice copy takes them (a clone, or a filesystem refusing
 // splice, leaves them to their publisher, which sees so in LateOverlay::taken_from()). A
-// clone ignores both.
+// clone ignores both; with Clone::never none is tried.
 CopyOutcome copy_file_contents(int source_fd, const std::filesystem::path& source_path,
                                int destination_fd, const std::filesystem::path& destination_path,
                                const ChunkObserver& observer = {},
                                WriteOut write_out = WriteOut::cached,
-                               const LateRanges* skip = nullptr, LateOverlay* overlay = nullptr);
+                               const LateRanges* skip = nullptr, LateOverlay* overlay = nullptr,
+                               Clone clone = Clone::when_possible);
 
 struct RefreshOutcome {
   std::uint64_t bytes = 0;            // bytes of the source read (its size as it ended)

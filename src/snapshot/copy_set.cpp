@@ -16,6 +16,7 @@
 #include <utility>
 
 #include "error_internal.hpp"
+#include "io/big_endian.hpp"
 #include "io/copy.hpp"
 #include "io/file.hpp"
 #include "io/reader_lock.hpp"
@@ -74,6 +75,7 @@ void await_next_cycle(const discover::DatabaseFiles& source, Cycle cycle,
 struct Member {
   const std::filesystem::path* source;
   std::filesystem::path staged;
+  io::Clone clone = io::Clone::when_possible;  // see clone_of_database()
 };
 
 // What one member's copy did: a fresh copy, or a refresh of the copy an earlier attempt left
@@ -99,7 +101,7 @@ struct LookForCopy {
 MemberCopy copy_member(const std::filesystem::path& source, io::UniqueFd in,
                        const std::filesystem::path& staged, const Settings& settings,
                        std::uint64_t done_before, std::uint64_t total, int attempt, bool refresh,
-                       io::WriteOut write_out,
+                       io::WriteOut write_out, io::Clone clone,
                        const std::function<void(std::uint64_t)>& between_chunks = {},
                        const LookForCopy& look = {}) {
   MemberCopy result;
@@ -134,7 +136,7 @@ MemberCopy copy_member(const std::filesystem::path& source, io::UniqueFd in,
   io::UniqueFd out(::open(staged.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
   if (!out) io::throw_errno(errno, "cannot create a temporary file for", staged);
   const io::CopyOutcome outcome = io::copy_file_contents(
-      in.get(), source, out.get(), staged, observer, write_out, look.skip, look.overlay);
+      in.get(), source, out.get(), staged, observer, write_out, look.skip, look.overlay, clone);
   detail::throw_if_cancelled(settings.cancel, source);
   out.close(staged);  // with --no-sync, no fsync will report a failed write
   log_debug("copied {} ({} bytes, {})", quoted(source), outcome.bytes,
@@ -405,6 +407,15 @@ class FirstLook {
   std::jthread thread_;  // last: started once the rest is in place
 };
 
+// clone_of_database() for this set as the first look saw it (the WAL header's page size, at
+// 8, is its frames' size).
+io::Clone clone_of_database(const Settings& settings, const validate::SetState& before) {
+  const std::uint32_t page_size =
+      before.wal.header_bytes >= 12 ? io::load_be32(before.wal.header.data() + 8) : 0;
+  return clone_of_database(settings, validate::has_live_wal(before), before.database.stat.size,
+                           before.wal.stat.size, page_size);
+}
+
 // Copies each member in order (refreshing the database copy when `refresh_database`).
 // `while_copying_database` runs between chunks of the database; a journal member is skipped
 // when `journal_already_copied` says so by then; a WAL is applied to the database copy
@@ -455,7 +466,7 @@ SetCopy copy_members(const std::vector<Member>& members, io::UniqueFd held_journ
         *member.source, std::move(held), member.staged, settings, copy.bytes, total, attempt,
         is_database && refresh_database,
         write_out_of(settings, is_database, look.has_value(), before.database.stat.size),
-        is_database ? std::function<void(std::uint64_t)>(between_chunks) : nullptr,
+        member.clone, is_database ? std::function<void(std::uint64_t)>(between_chunks) : nullptr,
         is_database && look ? look->for_copy() : LookForCopy{});
     if (is_database && look) look->copy_ended(done.bytes);
     copy.bytes += done.bytes;
@@ -658,7 +669,8 @@ LastSeen copy_set_once(const discover::DatabaseFiles& source,
 
   // Database first, then the WAL, then the journal (unless already copied): judge()
   // relies on this order.
-  std::vector<Member> members{{&source.database, staged_files.database}};
+  std::vector<Member> members{
+      {&source.database, staged_files.database, clone_of_database(settings, before)}};
   if (before.wal.exists) members.push_back({&source.wal, staged_files.wal});
   if (held_journal) members.push_back({&source.journal, staged_files.journal});
 
@@ -726,6 +738,18 @@ Outcome copy_consistent_set(const discover::DatabaseFiles& source,
     if (outcome.validated) return outcome;
   }
   return outcome;
+}
+
+io::Clone clone_of_database(const Settings& settings, bool wal_applied,
+                            std::uint64_t database_bytes, std::uint64_t wal_bytes,
+                            std::uint32_t page_size) {
+  if (!settings.start_writeback || !wal_applied || page_size == 0) return io::Clone::when_possible;
+  constexpr std::uint64_t kWalHeader = 32;
+  constexpr std::uint64_t kFrameHeader = 24;
+  const std::uint64_t frames =
+      wal_bytes > kWalHeader ? (wal_bytes - kWalHeader) / (page_size + kFrameHeader) : 0;
+  return frames * kClonePagesPerWalFrame > database_bytes / page_size ? io::Clone::never
+                                                                      : io::Clone::when_possible;
 }
 
 io::WriteOut write_out_of(const Settings& settings, bool is_database, bool first_look,

@@ -225,6 +225,28 @@ class TmpfsMount {
   fs::path mount_point_;
 };
 
+// An XFS made with reflink support in a sparse image file and loop-mounted on a fresh folder;
+// unmounted (lazily) and removed on destruction. Needs root, mkfs.xfs (xfsprogs) and a loop
+// device: try_mount returns nullopt otherwise, with the reason in `why_not`.
+class XfsLoopMount {
+ public:
+  static std::optional<XfsLoopMount> try_mount(std::string& why_not);
+  XfsLoopMount(XfsLoopMount&& other) noexcept;
+  XfsLoopMount& operator=(XfsLoopMount&&) = delete;
+  XfsLoopMount(const XfsLoopMount&) = delete;
+  XfsLoopMount& operator=(const XfsLoopMount&) = delete;
+  ~XfsLoopMount();
+
+  [[nodiscard]] const fs::path& path() const noexcept { return mount_point_; }
+  [[nodiscard]] fs::path operator/(const fs::path& name) const { return mount_point_ / name; }
+
+ private:
+  XfsLoopMount(fs::path parent, fs::path mount_point)
+      : parent_(std::move(parent)), mount_point_(std::move(mount_point)) {}
+  fs::path parent_;
+  fs::path mount_point_;
+};
+
 // Redirects a file descriptor (e.g. 1, stdout) into a private file while alive; finish()
 // restores it and returns what was written.
 class CaptureFd {
