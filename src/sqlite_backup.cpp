@@ -202,11 +202,17 @@ std::string snapshot_into(const fs::path& source, const fs::path& staged, const 
   report.attempts = outcome.attempts;
   report.validated = outcome.validated;
   if (!outcome.validated && options.copy_retry_strict) {
+    // (The reference's words first: callers match on them.)
     throw_error(
         ErrorKind::unstable_source, source,
         "cannot snapshot {}: failed to copy all files without any of them changing {} times "
-        "(last: {})",
-        quoted(source), options.copy_retry, outcome.last_reason);
+        "(last: {}){}",
+        quoted(source), options.copy_retry, outcome.last_reason,
+        outcome.exclusive_lock_at_every_attempt
+            ? "; its owner held SQLite's EXCLUSIVE lock throughout (locking_mode=EXCLUSIVE), "
+              "which no reader's lock can hold off: back it up while that program is idle or "
+              "closed"
+            : "");
   }
   return outcome.validated ? std::string() : outcome.last_reason;
 }

@@ -652,6 +652,8 @@ LastSeen copy_set_once(const discover::DatabaseFiles& source,
               outcome.last_reason);
     return std::nullopt;
   }
+  outcome.exclusive_lock_at_every_attempt =
+      (attempt == 1 || outcome.exclusive_lock_at_every_attempt) && before.exclusive_lock_held;
   if (!before.database.exists) {
     throw_error(ErrorKind::io, source.database,
                 "cannot read {}: the database was deleted while it was being copied",

@@ -57,6 +57,10 @@ struct Outcome {
   // staged database must be rolled back through it before it is opened for anything else
   // (recover::roll_back), after which page 1 must show `expected_change_counter`.
   std::vector<RollbackStep> journals_to_roll_back;
+  // Another process held SQLite's EXCLUSIVE lock on the database at the first look of every
+  // attempt: an owner in locking_mode=EXCLUSIVE, which no reader's lock can hold off. Says
+  // why a backup that gave up did, and what the user can do.
+  bool exclusive_lock_at_every_attempt = false;
 };
 
 // Copies the database at `source` and its -wal/-journal into `staged` (a database path in a

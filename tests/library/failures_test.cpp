@@ -586,6 +586,8 @@ TEST_F(FailuresTest, StrictModeGivesUpAfterCopyRetryAttemptsNamingTheCount) {
       sb::ErrorKind::unstable_source, dir_ / "source.sqlite");
   EXPECT_TRUE(std::regex_search(message, std::regex(R"(\b3\b)")))
       << "the retry count is not named: " << message;
+  EXPECT_EQ(message.find("locking_mode"), std::string::npos)
+      << "no owner held an exclusive lock, yet the message says one did: " << message;
   EXPECT_TRUE(list_names(out_dir_).empty()) << ::testing::PrintToString(list_names(out_dir_));
 }
 

@@ -80,6 +80,42 @@ TEST_F(OwnersTest, ExclusiveRollbackOwnerIsBackedUpWithoutTakingLocks) {
   EXPECT_EQ(describe_difference(before, folder_state(source_dir_)), "");
 }
 
+// An owner in locking_mode=EXCLUSIVE that commits during every attempt (made to, from the
+// progress callback, so that no attempt can validate): no reader's lock can hold its commits
+// off, so the backup gives up, and its one error line says so and what the user can do.
+TEST_F(OwnersTest, GivingUpOnAnExclusiveLockingOwnerSaysWhyAndWhatToDo) {
+  OwnerProcess owner(kOwnerExe, source_, "exclusive-commit-on-signal", 2000);
+  ASSERT_TRUE(owner.ready()) << owner.output();
+  ASSERT_TRUE(reading_fails_with_busy(source_)) << "the owner does not hold an exclusive lock";
+  sb::Options options;
+  options.copy_retry = 3;
+  int commits = 0;
+  int attempt_seen = 0;
+  options.on_progress = [&](const sb::CopyProgress& progress) {
+    if (progress.attempt == attempt_seen) return;
+    attempt_seen = progress.attempt;
+    ++commits;
+    if (!owner.resume_until("." + std::to_string(commits + 1))) {
+      ADD_FAILURE() << "the owner did not commit: " << owner.output();
+    }
+  };
+  try {
+    sb::sqlite_backup(source_, out_dir_ / "copy.sqlite", options);
+    ADD_FAILURE() << "the backup did not give up";
+  } catch (const sb::SqliteBackupError& error) {
+    const std::string message = error.what();
+    EXPECT_EQ(error.kind(), sb::ErrorKind::unstable_source) << message;
+    EXPECT_NE(message.find("failed to copy all files without any of them changing 3 times"),
+              std::string::npos)
+        << message;
+    EXPECT_NE(message.find("locking_mode=EXCLUSIVE"), std::string::npos) << message;
+    EXPECT_NE(message.find("while that program is idle or closed"), std::string::npos) << message;
+    EXPECT_EQ(message.find('\n'), std::string::npos) << "one line: " << message;
+  }
+  EXPECT_EQ(commits, 3) << "one commit in each attempt";
+  EXPECT_TRUE(fs::is_empty(out_dir_)) << "no destination, no temporary leftovers";
+}
+
 TEST_F(OwnersTest, HotJournalIsRolledBackInTheCopyNeverInTheSource) {
   OwnerProcess owner(kOwnerExe, source_, "hot-journal", 300);
   ASSERT_TRUE(owner.ready()) << owner.output();

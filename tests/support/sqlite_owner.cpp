@@ -30,6 +30,10 @@ constexpr const char* kUsage =
     "  exclusive           as wal-hold, with locking_mode=EXCLUSIVE held (no -shm; others get\n"
     "                      SQLITE_BUSY)\n"
     "  rollback-exclusive  journal_mode=DELETE, locking_mode=EXCLUSIVE, inserts N rows, holds\n"
+    "  exclusive-commit-on-signal\n"
+    "                      as rollback-exclusive; each SIGUSR1 commits one more transaction (rows\n"
+    "                      appended: page 1 and the change counter move), announced by FILE.2,\n"
+    "                      FILE.3, ...; holds until SIGTERM/SIGINT\n"
     "  hot-journal         journal_mode=DELETE, cache_size=10; commits N rows, then begins a\n"
     "                      transaction rewriting every row, which spills into PATH while "
     "PATH-journal\n"
@@ -262,6 +266,28 @@ int hold_rollback_exclusive(const Arguments& args) {
   db.exec("BEGIN IMMEDIATE; COMMIT;");
   announce_ready(args.ready);
   wait_for_stop();
+  db.close();
+  return 0;
+}
+
+int commit_on_each_signal_exclusive(const Arguments& args) {
+  sigset_t signals = stop_signals();  // blocked before they can arrive: sigwait() takes them
+  sigaddset(&signals, SIGUSR1);
+  sigprocmask(SIG_BLOCK, &signals, nullptr);
+  Database db(args.db);
+  expect_pragma(db, "locking_mode=EXCLUSIVE", "exclusive");
+  expect_pragma(db, "journal_mode=DELETE", "delete");
+  create_table(db);
+  insert_rows(db, args.rows, false);
+  announce_ready(args.ready);
+  for (int commits = 1;; ++commits) {
+    int received = 0;
+    while (sigwait(&signals, &received) != 0) {
+    }
+    if (received != SIGUSR1) break;
+    insert_rows(db, 50, true);
+    if (!args.ready.empty()) announce_ready(args.ready + "." + std::to_string(commits + 1));
+  }
   db.close();
   return 0;
 }
@@ -654,6 +680,7 @@ int main(int argc, char** argv) {
   if (args.mode == "wal-hold") return hold_wal(args, false);
   if (args.mode == "exclusive") return hold_wal(args, true);
   if (args.mode == "rollback-exclusive") return hold_rollback_exclusive(args);
+  if (args.mode == "exclusive-commit-on-signal") return commit_on_each_signal_exclusive(args);
   if (args.mode == "hot-journal") return die_mid_transaction(args);
   if (args.mode == "open-transaction") return hold_open_transaction(args);
   if (args.mode == "commit-on-signal") return commit_on_signal(args);
