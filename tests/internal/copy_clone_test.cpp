@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "discover/database_files.hpp"
-#include "recover/apply_wal.hpp"
+#include "plain_application.hpp"
 #include "snapshot/copy_set.hpp"
 #include "sqlite_backup/log.hpp"
 #include "test_support.hpp"
@@ -100,16 +100,10 @@ class CloneOnXfs : public ::testing::Test {
     return read_file(staged);
   }
 
-  // The plain application, away from the source: copies of its database and WAL, the WAL
-  // applied by apply_wal().
+  // The plain application, away from the source.
   std::string applied_plainly(const fs::path& source) const {
-    const fs::path plain = *mount_ / "plain" / "plain.db";
-    fs::create_directories(plain.parent_path());
-    fs::copy_file(source, plain, fs::copy_options::overwrite_existing);
-    fs::copy_file(source.string() + "-wal", plain.string() + "-wal",
-                  fs::copy_options::overwrite_existing);
-    EXPECT_TRUE(recover::apply_wal(plain, plain.string() + "-wal", nullptr, source).applied);
-    return read_file(plain);
+    fs::create_directories(*mount_ / "plain");
+    return plain_application_of(source, *mount_ / "plain" / "plain.db");
   }
 
   [[nodiscard]] bool cloned() const { return method_.ends_with(", reflink)"); }

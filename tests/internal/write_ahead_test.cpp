@@ -20,6 +20,7 @@
 
 #include "discover/database_files.hpp"
 #include "io/file.hpp"
+#include "plain_application.hpp"
 #include "recover/apply_wal.hpp"
 #include "snapshot/copy_set.hpp"
 #include "sqlite_backup/log.hpp"
@@ -53,11 +54,7 @@ class WriteAhead : public ::testing::Test {
 
   // What the plain application (staged copies of both files, apply_wal()) gives now.
   std::string applied_plainly(const std::string& name) const {
-    const fs::path database = copy_database(name);
-    const fs::path wal = dir_ / (name + "-wal");
-    fs::copy_file(wal_path(), wal);
-    EXPECT_TRUE(recover::apply_wal(database, wal, nullptr, source()).applied);
-    return read_file(database);
+    return plain_application_of(source(), dir_ / name);
   }
 
   recover::WalPages look(int wal_fd) const {
@@ -307,11 +304,7 @@ class LaidOverDuringTheCopy : public ::testing::TestWithParam<Writes> {
   // The plain application, as it is now: copies of the source's database and WAL, the WAL
   // applied by apply_wal().
   [[nodiscard]] std::string applied_plainly(const fs::path& source) const {
-    const fs::path plain = dir_ / "plain.db";
-    fs::copy_file(source, plain);
-    fs::copy_file(source.string() + "-wal", dir_ / "plain.db-wal");
-    EXPECT_TRUE(recover::apply_wal(plain, dir_ / "plain.db-wal", nullptr, source).applied);
-    return read_file(plain);
+    return plain_application_of(source, dir_ / "plain.db");
   }
 
   // The first chunk of a copy through a pipe; a --no-sync copy (the kernel's, 4 MiB chunks)
@@ -510,12 +503,8 @@ TEST(WriteAheadDuringTheCopy, FollowsTheCopyAndGivesThePlainApplicationsBytes) {
   ASSERT_TRUE(held) << "the copy was never held after its first chunk";
   ASSERT_TRUE(outcome.validated) << outcome.last_reason;
 
-  // The plain application: staged copies of both files, apply_wal().
-  const fs::path plain = dir / "plain.db";
-  fs::copy_file(source, plain);
-  fs::copy_file(wal_path, dir / "plain.db-wal");
-  ASSERT_TRUE(recover::apply_wal(plain, dir / "plain.db-wal", nullptr, source).applied);
-  EXPECT_TRUE(read_file(staged) == read_file(plain)) << "the copy is not the plain application";
+  EXPECT_TRUE(read_file(staged) == plain_application_of(source, dir / "plain.db"))
+      << "the copy is not the plain application";
 }
 
 }  // namespace
