@@ -88,6 +88,13 @@ void check_destination(const fs::path& source, const fs::path& destination, bool
       throw_error(ErrorKind::destination, destination,
                   "refusing to write {}: it already exists (not overwriting)", quoted(destination));
     }
+    // Only a database is replaced: a file of anything else named by mistake is kept (SQLite's
+    // backup into it would fail the same way: "file is not a database").
+    if (S_ISREG(destination_stat->mode) && destination_stat->size > 0 &&
+        !io::starts_with_sqlite_header(destination)) {
+      throw_error(ErrorKind::destination, destination,
+                  "refusing to overwrite {}: it is not a SQLite database", quoted(destination));
+    }
   }
   const fs::path parent = destination.has_parent_path() ? destination.parent_path() : fs::path(".");
   if (!fs::is_directory(parent, error)) {
@@ -401,13 +408,28 @@ bool copy_and_compare(const fs::path& src, const fs::path& dst) {
   return after && before.same_contents_hint(*after);
 }
 
+// A destination that is a symbolic link names its target, as for cp and for SQLite's own
+// open: the snapshot replaces the target (a dangling link's is created), and the link stays.
+fs::path through_symlinks(fs::path destination) {
+  std::error_code error;
+  for (int hops = 0; hops < 40 && fs::is_symlink(destination, error); ++hops) {
+    const fs::path target = fs::read_symlink(destination, error);
+    if (error) break;
+    destination = target.is_absolute() ? target : destination.parent_path() / target;
+  }
+  return destination;
+}
+
 }  // namespace
 
 std::optional<Connection> sqlite_backup(const fs::path& source, std::optional<fs::path> destination,
                                         const Options& options) {
   check_source_exists(source);
   check_options(options);
-  if (destination) check_destination(source, *destination, options.overwrite);
+  if (destination) {
+    destination = through_symlinks(*destination);
+    check_destination(source, *destination, options.overwrite);
+  }
   if (!options.copy_use_tempdir) {
     // info, not warning: the caller chose this (the CLI prints its own warning).
     log_info(

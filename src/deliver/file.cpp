@@ -1,6 +1,7 @@
 #include "deliver/file.hpp"
 
 #include <sqlite3.h>
+#include <sys/stat.h>
 
 #include <cstdio>
 
@@ -36,9 +37,14 @@ void rewrite_through_backup_api(const std::filesystem::path& staged,
 void to_file(const std::filesystem::path& staged, const std::filesystem::path& source,
              const FileTarget& target, const std::atomic<bool>* cancel) {
   detail::throw_if_cancelled(cancel, source);
+  // A database being replaced keeps its permission bits, as it would written in place (a
+  // backup made private stays private); a new one takes the source's read and write bits.
+  const auto existing = io::stat_path(target.destination);
   const auto source_stat = io::stat_path(source);
-  io::commit_file(staged, target.destination, source_stat ? (source_stat->mode & 0666) : 0600,
-                  target.replace, target.durable);
+  const mode_t permissions = existing && S_ISREG(existing->mode) ? existing->mode & 0777
+                             : source_stat                       ? source_stat->mode & 0666
+                                                                 : 0600;
+  io::commit_file(staged, target.destination, permissions, target.replace, target.durable);
 }
 
 }  // namespace sqlite_backup::deliver

@@ -5,7 +5,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
+#include <string_view>
 #include <utility>
 
 #include "error_internal.hpp"
@@ -216,6 +218,15 @@ void sync_directory(const std::filesystem::path& directory) {
   if (::fsync(fd.get()) != 0 && errno != EINVAL && errno != EROFS) {
     throw_errno(errno, "cannot sync folder", directory);
   }
+}
+
+bool starts_with_sqlite_header(const std::filesystem::path& path) noexcept {
+  static constexpr std::string_view kMagic{"SQLite format 3\0", 16};
+  const UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY));
+  if (!fd) return false;
+  std::array<char, 16> head{};
+  return ::pread(fd.get(), head.data(), head.size(), 0) == static_cast<ssize_t>(head.size()) &&
+         std::string_view(head.data(), head.size()) == kMagic;
 }
 
 }  // namespace sqlite_backup::io

@@ -65,6 +65,10 @@ FileStat to_file_stat(const struct stat& st) noexcept;
 
 // stat() of a path; nullopt when it does not exist; throws SqliteBackupError(io) otherwise.
 std::optional<FileStat> stat_path(const std::filesystem::path& path);
+
+// Whether the file at `path` begins with SQLite's 16-byte magic ("SQLite format 3\0"). False
+// for a file that cannot be opened or is shorter.
+bool starts_with_sqlite_header(const std::filesystem::path& path) noexcept;
 FileStat stat_fd(int fd, const std::filesystem::path& path_for_errors);
 
 // Opens an existing regular file read-only without blocking on FIFOs and without following

@@ -13,6 +13,7 @@
 
 #include "error_internal.hpp"
 #include "io/file.hpp"
+#include "log_internal.hpp"
 
 namespace sqlite_backup::io {
 namespace {
@@ -141,6 +142,32 @@ StagingDir::~StagingDir() {
   // owner_lock_ is closed after this body: the folder is gone before its lock is.
 }
 
+namespace {
+
+// SQLite's side files of `destination`, left there by the database the snapshot replaces or
+// by an earlier database of that name whose writer died: SQLite would take them for the
+// snapshot's own at its first open (a -wal's frames laid over it, a hot -journal rolled back
+// into it) and show the old data, integrity_check and all. They go before the snapshot takes
+// the name. Returns whether any was there.
+bool remove_stale_side_files(const std::filesystem::path& destination) {
+  bool removed = false;
+  for (const char* suffix : {"-journal", "-wal", "-shm"}) {
+    const std::filesystem::path side = destination.native() + suffix;
+    if (::unlink(side.c_str()) == 0) {
+      removed = true;
+      detail::log_warning(
+          "removed {}: it belonged to the database that was there before, and SQLite "
+          "would have applied it to the snapshot",
+          quoted(side));
+    } else if (errno != ENOENT) {
+      throw_errno(errno, "cannot remove the stale side file", side);
+    }
+  }
+  return removed;
+}
+
+}  // namespace
+
 void commit_file(const std::filesystem::path& staged, const std::filesystem::path& destination,
                  mode_t permissions, bool replace, bool durable) {
   {
@@ -154,6 +181,15 @@ void commit_file(const std::filesystem::path& staged, const std::filesystem::pat
     if (durable) sync_fd(fd.get(), destination);
     fd.close(destination);
   }
+  const std::filesystem::path folder =
+      destination.parent_path().empty() ? std::filesystem::path(".") : destination.parent_path();
+  if (!replace && stat_path(destination)) {
+    throw_error(ErrorKind::destination, destination,
+                "refusing to write {}: it already exists (not overwriting)", quoted(destination));
+  }
+  // Their removal is made durable before the rename: a crash in between then leaves the old
+  // database without them (the next backup replaces it), never the snapshot with them.
+  if (remove_stale_side_files(destination) && durable) sync_directory(folder);
   if (replace) {
     if (::rename(staged.c_str(), destination.c_str()) != 0) {
       throw_errno(errno, "cannot rename the snapshot to", destination);
@@ -179,10 +215,7 @@ void commit_file(const std::filesystem::path& staged, const std::filesystem::pat
     }
     ::unlink(staged.c_str());
   }
-  if (durable) {
-    sync_directory(destination.parent_path().empty() ? std::filesystem::path(".")
-                                                     : destination.parent_path());
-  }
+  if (durable) sync_directory(folder);
 }
 
 }  // namespace sqlite_backup::io

@@ -3,6 +3,7 @@
 // name the path, and leave no destination and no temporary file behind.
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -543,6 +544,88 @@ TEST_F(FailuresTest, OverwriteFalseRefusesAnExistingDestination) {
       sb::ErrorKind::destination, out_dir_ / "copy.sqlite");
   EXPECT_EQ(read_file(out_dir_ / "copy.sqlite"), "precious old data");
   EXPECT_EQ(list_names(out_dir_), std::vector<std::string>{"copy.sqlite"});
+}
+
+// A database of table `oldtab` at `database`, in WAL mode, and beside it (in `saved`) a copy
+// of its WAL taken while its rows were still there, as a writer that died would leave it.
+void make_database_and_keep_its_wal(const fs::path& database, const fs::path& saved) {
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(database.c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db,
+                         "PRAGMA journal_mode=WAL; PRAGMA wal_autocheckpoint=0;"
+                         "CREATE TABLE oldtab(v); INSERT INTO oldtab VALUES ('old'), ('older');",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  fs::copy_file(database.string() + "-wal", saved);
+  sqlite3_close(db);  // checkpoints and deletes the WAL
+}
+
+// A -wal that a dead writer left beside the destination (beside the database the backup
+// replaces, or alone where that database was deleted since) belongs to that database: SQLite
+// would lay its frames over the snapshot at the first open and show the old tables. The
+// backup removes it before the snapshot takes the name.
+TEST_F(FailuresTest, AStaleWalBesideTheDestinationIsRemovedNotAppliedToTheSnapshot) {
+  create_database(dir_ / "source.sqlite", 30);
+  for (const bool database_still_there : {true, false}) {
+    SCOPED_TRACE(database_still_there ? "beside the old database" : "alone");
+    const fs::path copy = out_dir_ / "copy.sqlite";
+    make_database_and_keep_its_wal(copy, dir_ / "saved-wal");
+    if (!database_still_there) fs::remove(copy);
+    fs::rename(dir_ / "saved-wal", copy.string() + "-wal");
+    sb::sqlite_backup(dir_ / "source.sqlite", copy);
+    EXPECT_EQ(list_names(out_dir_), std::vector<std::string>{"copy.sqlite"});
+    EXPECT_EQ(count_rows(copy), 30);
+    EXPECT_EQ(query_text(copy, "SELECT group_concat(name) FROM sqlite_schema"), "t")
+        << "the old WAL was applied to the snapshot";
+    fs::remove(copy);
+  }
+}
+
+// A hot journal beside the destination, from a writer killed in a transaction on the database
+// the backup replaces: SQLite would roll it back into the snapshot at the first open.
+TEST_F(FailuresTest, AHotJournalBesideTheDestinationIsRemovedNotRolledBackIntoTheSnapshot) {
+  create_database(dir_ / "source.sqlite", 30);
+  const fs::path copy = out_dir_ / "copy.sqlite";
+  {
+    OwnerProcess owner(kOwnerExe, copy, "hot-journal", 200);
+    ASSERT_TRUE(owner.ready()) << owner.output();
+    owner.kill_hard();
+  }
+  ASSERT_TRUE(fs::exists(copy.string() + "-journal"));
+  sb::sqlite_backup(dir_ / "source.sqlite", copy);
+  EXPECT_EQ(list_names(out_dir_), std::vector<std::string>{"copy.sqlite"});
+  EXPECT_EQ(count_rows(copy), 30);
+  EXPECT_EQ(query_text(copy, "PRAGMA integrity_check"), "ok");
+}
+
+// Overwriting replaces a database, not any file: a file of something else keeps its bytes.
+TEST_F(FailuresTest, ADestinationThatIsNotADatabaseIsKept) {
+  create_database(dir_ / "source.sqlite", 30);
+  write_file(out_dir_ / "notes.txt", "my notes");
+  const std::string message = expect_backup_error(
+      [&] { sb::sqlite_backup(dir_ / "source.sqlite", out_dir_ / "notes.txt"); },
+      sb::ErrorKind::destination, out_dir_ / "notes.txt");
+  EXPECT_NE(message.find("not a SQLite database"), std::string::npos) << message;
+  EXPECT_EQ(read_file(out_dir_ / "notes.txt"), "my notes");
+  EXPECT_EQ(list_names(out_dir_), std::vector<std::string>{"notes.txt"});
+}
+
+// A destination that is a symbolic link names its target, as for cp and SQLite's own open:
+// the target is replaced (a dangling link's is created) and the link stays a link.
+TEST_F(FailuresTest, ASymlinkedDestinationReplacesItsTargetAndStaysALink) {
+  create_database(dir_ / "source.sqlite", 30);
+  fs::create_directories(out_dir_ / "real");
+  create_database(out_dir_ / "real" / "target.sqlite", 3);
+  fs::create_symlink(fs::path("real") / "target.sqlite", out_dir_ / "link.sqlite");
+  fs::create_symlink(fs::path("real") / "new.sqlite", out_dir_ / "dangling.sqlite");
+  sb::sqlite_backup(dir_ / "source.sqlite", out_dir_ / "link.sqlite");
+  sb::sqlite_backup(dir_ / "source.sqlite", out_dir_ / "dangling.sqlite");
+  EXPECT_TRUE(fs::is_symlink(out_dir_ / "link.sqlite"));
+  EXPECT_TRUE(fs::is_symlink(out_dir_ / "dangling.sqlite"));
+  EXPECT_EQ(count_rows(out_dir_ / "real" / "target.sqlite"), 30);
+  EXPECT_EQ(count_rows(out_dir_ / "real" / "new.sqlite"), 30);
+  EXPECT_EQ(list_names(out_dir_ / "real"),
+            (std::vector<std::string>{"new.sqlite", "target.sqlite"}));
 }
 
 TEST_F(FailuresTest, AFailedBackupLeavesTheOldDestinationIntact) {

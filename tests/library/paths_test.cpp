@@ -120,4 +120,19 @@ TEST_F(PathsTest, DestinationGetsTheSourcePermissionBitsNotTheUmasks) {
             fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read);
 }
 
+// A database being replaced keeps its permission bits, as it would written in place: a
+// backup its owner made private stays private whatever the source's bits.
+TEST_F(PathsTest, AReplacedDestinationKeepsItsPermissionBits) {
+  const ScopedUmask umask(022);
+  create_database(dir_ / "shared.sqlite", 10);
+  fs::permissions(dir_ / "shared.sqlite", fs::perms::owner_read | fs::perms::owner_write |
+                                              fs::perms::group_read | fs::perms::others_read);
+  create_database(dir_ / "copy.sqlite", 1);
+  fs::permissions(dir_ / "copy.sqlite", fs::perms::owner_read | fs::perms::owner_write);
+  sb::sqlite_backup(dir_ / "shared.sqlite", dir_ / "copy.sqlite");
+  EXPECT_EQ(count_rows(dir_ / "copy.sqlite"), 10);
+  EXPECT_EQ(fs::status(dir_ / "copy.sqlite").permissions() & fs::perms::mask,
+            fs::perms::owner_read | fs::perms::owner_write);
+}
+
 }  // namespace
