@@ -4,8 +4,12 @@ What differs from the reference is listed in the project's README (section "Pyth
 """
 
 import errno
+import numbers
+import operator
 import os
+import shutil
 import sqlite3
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Union
@@ -20,7 +24,21 @@ CopyFunction = Callable[[str, str], bool]
 COPY_RETRY_DEFAULT = 100
 
 SqliteBackupError = _native.SqliteBackupError
-SqliteBackupError.__module__ = __name__
+# Subclasses that are also what the reference raised for the same failure (SQLite's or the
+# OS's own error), so that handlers written for it still catch them.
+SqliteBackupDatabaseError = _native.SqliteBackupDatabaseError
+SqliteBackupOperationalError = _native.SqliteBackupOperationalError
+SqliteBackupOSError = _native.SqliteBackupOSError
+for _error in (SqliteBackupError, SqliteBackupDatabaseError, SqliteBackupOperationalError,
+               SqliteBackupOSError):
+    _error.__module__ = __name__
+del _error
+
+_LIVE_WARNING = (
+    "Copying a database in use by another application without copying to a temporary "
+    "directory could result in corrupt data or incorrect results. Only use this if you know "
+    "the underlying database is not being modified"
+)
 
 # What sqlite3.connect() and Connection.backup() accept (Python 3.11). The engine uses
 # `timeout` (how long a busy source is waited for) and the backup ones; the others only shape
@@ -36,6 +54,20 @@ def _encode(path: PathIsh) -> bytes:
     return os.fsencode(path)
 
 
+# The most attempts the engine counts (a C int); more would never all be needed.
+_MOST_RETRIES = 2**31 - 2
+
+
+def _retry_count(value: Any, name: str) -> int:
+    """A retry count as the reference's `while retry >= 0: ... retry -= 1` takes it: any whole
+    number (an int, a bool, an integral float), capped where the engine's count ends."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if not isinstance(value, numbers.Integral):
+        raise TypeError(f"'{name}' must be an int, not {type(value).__name__}")
+    return min(operator.index(value), _MOST_RETRIES)
+
+
 def _call_options(
     *,
     wal_checkpoint: bool,
@@ -46,8 +78,7 @@ def _call_options(
     sqlite_backup_kwargs: Optional[Dict[str, Any]],
     copy_function: Optional[CopyFunction],
 ) -> Any:
-    if isinstance(copy_retry, bool) or not isinstance(copy_retry, int):
-        raise TypeError(f"'copy_retry' must be an int, not {type(copy_retry).__name__}")
+    copy_retry = _retry_count(copy_retry, "copy_retry")
     if copy_retry < 0:
         raise ValueError(f"'copy_retry' must not be negative (got {copy_retry})")
     if copy_function is not None and not callable(copy_function):
@@ -123,7 +154,7 @@ def sqlite_backup(
         raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(source_path))
     if destination is not None:
         if not isinstance(destination, (str, Path)):
-            raise ValueError(
+            raise TypeError(
                 "Unexpected 'destination' type, expected path like object, "
                 f"got {type(destination)}"
             )
@@ -138,7 +169,15 @@ def sqlite_backup(
         sqlite_backup_kwargs=sqlite_backup_kwargs,
         copy_function=copy_function,
     )
+    if not copy_use_tempdir:
+        warnings.warn(_LIVE_WARNING, stacklevel=2)
     sync_level()
+    if destination == ":memory:":
+        # The reference opened sqlite3.connect(":memory:") as the destination, backed up into
+        # it and closed it: a snapshot taken and dropped, no file.
+        _native.backup_to_memory(_encode(source_path), lambda: sqlite3.connect(":memory:"),
+                                 options).close()
+        return None
     if destination is None:
         logger.debug("snapshotting '%s' into memory", source_path)
         connection: sqlite3.Connection = _native.backup_to_memory(
@@ -153,7 +192,10 @@ def sqlite_backup(
 def atomic_copy(src: str, dest: str) -> bool:
     """Copies src to dest; returns True when src did not change while it was copied (same
     file, size and modification time), False otherwise. Raises OSError subclasses."""
-    return bool(_native.atomic_copy(_encode(src), _encode(dest)))
+    unchanged = bool(_native.atomic_copy(_encode(src), _encode(dest)))
+    # The reference's shutil.copy gives the copy the source's permission bits.
+    shutil.copymode(src, dest)
+    return unchanged
 
 
 def glob_database_files(source_database: Path) -> List[Path]:
@@ -174,10 +216,12 @@ def copy_all_files(
     is left in the folder either way."""
     if not Path(temporary_dest).is_dir():
         raise ValueError(f"Expected a directory, received {temporary_dest}")
+    retry = _retry_count(retry, "retry")
+    # As the reference's loop: nothing to copy is a success; no attempt at all, a failure.
     if not source_files:
-        raise ValueError("copy_all_files: no files given")
-    if isinstance(retry, bool) or not isinstance(retry, int) or retry < 0:
-        raise ValueError(f"'retry' must be a non-negative int (got {retry!r})")
+        return True
+    if retry < 0:
+        return False
     sync_level()
     return bool(
         _native.copy_all_files(

@@ -49,6 +49,30 @@ py::object from_path(const fs::path& path) {
 // sqlite_backup.SqliteBackupError, created at import and never released: a static py::object
 // would be released after the interpreter is gone.
 py::handle g_backup_error_type;
+// Its subclasses that are also what the reference raised for the same failure (there SQLite's
+// or the OS's own errors), so that `except sqlite3.Error` and `except OSError` still catch
+// them: a source that is no database (sqlite3.DatabaseError), a destination SQLite cannot
+// open or an SQLite failure (sqlite3.OperationalError), an I/O error (OSError).
+py::handle g_database_error_type;
+py::handle g_operational_error_type;
+py::handle g_os_error_type;
+
+py::handle error_type_of(sb::ErrorKind kind) {
+  switch (kind) {
+    case sb::ErrorKind::invalid_source:
+    case sb::ErrorKind::verification_failed:
+      return g_database_error_type;
+    case sb::ErrorKind::destination:
+    case sb::ErrorKind::sqlite:
+      return g_operational_error_type;
+    case sb::ErrorKind::io:
+      return g_os_error_type;
+    case sb::ErrorKind::unstable_source:
+    case sb::ErrorKind::cancelled:
+      break;
+  }
+  return g_backup_error_type;
+}
 
 // What an error message needs to know of the call that failed.
 struct ErrorContext {
@@ -128,7 +152,9 @@ struct CallState {
     py::dict attributes;
     attributes["kind"] = kind_name(error.kind());
     attributes["path"] = error.path().empty() ? py::none() : from_path(error.path());
-    raise_error(g_backup_error_type, error.what(), attributes);
+    // (OSError's own name for it, for the OSError among them.)
+    if (error.kind() == sb::ErrorKind::io) attributes["filename"] = attributes["path"];
+    raise_error(error_type_of(error.kind()), error.what(), attributes);
   } catch (const py::error_already_set&) {
     throw;
   } catch (const std::bad_alloc&) {
@@ -463,6 +489,29 @@ PYBIND11_MODULE(_native, module) {
       runtime_error.ptr(), nullptr);
   if (!g_backup_error_type) throw py::error_already_set();
   module.attr("SqliteBackupError") = g_backup_error_type;
+  const py::module_ python_sqlite3 = py::module_::import("sqlite3");
+  const auto subclass = [&](const char* name, const char* doc, const py::object& also) {
+    const py::tuple bases =
+        py::make_tuple(py::reinterpret_borrow<py::object>(g_backup_error_type), also);
+    PyObject* type = PyErr_NewExceptionWithDoc(name, doc, bases.ptr(), nullptr);
+    if (type == nullptr) throw py::error_already_set();
+    return py::handle(type);
+  };
+  g_database_error_type =
+      subclass("sqlite_backup.core.SqliteBackupDatabaseError",
+               "The source is not a usable database (also a sqlite3.DatabaseError).",
+               python_sqlite3.attr("DatabaseError"));
+  g_operational_error_type =
+      subclass("sqlite_backup.core.SqliteBackupOperationalError",
+               "SQLite could not do what was asked: open the destination, back up a schema, "
+               "... (also a sqlite3.OperationalError).",
+               python_sqlite3.attr("OperationalError"));
+  g_os_error_type =
+      subclass("sqlite_backup.core.SqliteBackupOSError", "An I/O error (also an OSError).",
+               py::module_::import("builtins").attr("OSError"));
+  module.attr("SqliteBackupDatabaseError") = g_database_error_type;
+  module.attr("SqliteBackupOperationalError") = g_operational_error_type;
+  module.attr("SqliteBackupOSError") = g_os_error_type;
 
   py::class_<CallOptions>(module, "CallOptions")
       .def(py::init<>())

@@ -23,6 +23,14 @@ def test_atomic_copy_copies_and_reports_an_unchanged_source(folder: Path) -> Non
     assert (folder / "copy").read_bytes() == source.read_bytes()
 
 
+def test_atomic_copy_gives_the_copy_the_sources_permission_bits(folder: Path) -> None:
+    """As the reference's shutil.copy does."""
+    source = make_database(folder / "db.sqlite", 10)
+    source.chmod(0o640)
+    atomic_copy(str(source), str(folder / "copy"))
+    assert (folder / "copy").stat().st_mode & 0o777 == 0o640
+
+
 def test_atomic_copy_of_a_missing_file_raises_file_not_found(folder: Path) -> None:
     with pytest.raises(FileNotFoundError) as caught:
         atomic_copy(str(folder / "missing"), str(folder / "copy"))
@@ -57,6 +65,15 @@ def test_copy_all_files_counts_retries_and_calls_the_copy_function(wal_owner: Pa
 
     assert copy_all_files(glob_database_files(wal_owner), folder / "copy", never_settles, 2) is False
     assert calls == ["db.sqlite", "db.sqlite-wal"] * 3
+
+
+def test_copy_all_files_of_nothing_or_with_no_attempt_is_the_references(folder: Path) -> None:
+    """The reference's loop: no files is a success at once; retry=-1 runs no attempt."""
+    (folder / "copy").mkdir()
+    assert copy_all_files([], folder / "copy") is True
+    source = make_database(folder / "db.sqlite", 1)
+    assert copy_all_files([source], folder / "copy", retry=-1) is False
+    assert names(folder / "copy") == set()
 
 
 def test_copy_all_files_wants_a_folder(folder: Path) -> None:

@@ -202,9 +202,12 @@ def test_unknown_kwargs_are_refused_as_sqlite3_refuses_them(folder: Path) -> Non
 
 
 def test_copy_use_tempdir_false_reads_the_live_database(wal_owner: Path, folder: Path) -> None:
-    conn = sqlite_backup.sqlite_backup(wal_owner, copy_use_tempdir=False)
+    # With the reference's UserWarning, which code may filter or turn into an error.
+    with pytest.warns(UserWarning, match="without copying to a temporary directory"):
+        conn = sqlite_backup.sqlite_backup(wal_owner, copy_use_tempdir=False)
     assert conn is not None and conn.execute("SELECT count(*) FROM t").fetchone() == (1000,)
-    sqlite_backup.sqlite_backup(wal_owner, folder / "copy.sqlite", copy_use_tempdir=False)
+    with pytest.warns(UserWarning):
+        sqlite_backup.sqlite_backup(wal_owner, folder / "copy.sqlite", copy_use_tempdir=False)
     with sqlite_connect_immutable(folder / "copy.sqlite") as copy:
         assert copy.execute("SELECT count(*) FROM t").fetchone() == (1000,)
 
@@ -217,6 +220,50 @@ def test_a_bad_source_raises_sqlite_backup_error(folder: Path) -> None:
     assert caught.value.kind == "invalid_source"
     assert str(bad) in str(caught.value)
     assert names(folder) == {"not-a-database", "tmpdir"}
+
+
+def test_errors_are_also_the_types_the_reference_raised(folder: Path) -> None:
+    """Where the reference let SQLite's or the OS's error through, ours is also one of those,
+    so that `except sqlite3.Error` (or OSError) written for it still catches it."""
+    bad = folder / "not-a-database"
+    bad.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(sqlite3.DatabaseError) as caught:
+        sqlite_backup.sqlite_backup(bad)
+    assert isinstance(caught.value, SqliteBackupError)
+    source = make_database(folder / "db.sqlite", 10)
+    with pytest.raises(sqlite3.OperationalError) as caught:
+        sqlite_backup.sqlite_backup(source, folder / "missing" / "copy.sqlite")
+    assert isinstance(caught.value, SqliteBackupError)
+    assert caught.value.kind == "destination"
+    with pytest.raises(sqlite3.OperationalError):
+        sqlite_backup.sqlite_backup(source, sqlite_backup_kwargs={"name": "bogus"})
+
+
+@pytest.mark.parametrize("destination", [3, b"out.sqlite"])
+def test_a_destination_of_the_wrong_type_raises_type_error(folder: Path,
+                                                           destination: object) -> None:
+    source = make_database(folder / "db.sqlite", 10)
+    with pytest.raises(TypeError, match="Unexpected 'destination' type"):
+        sqlite_backup.sqlite_backup(source, destination)  # type: ignore[arg-type]
+
+
+def test_a_memory_named_destination_writes_no_file(folder: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reference backed up into sqlite3.connect(":memory:") and closed it."""
+    source = make_database(folder / "db.sqlite", 10)
+    monkeypatch.chdir(folder)
+    assert sqlite_backup.sqlite_backup(source, ":memory:") is None
+    assert names(folder) == {"db.sqlite", "tmpdir"}
+
+
+@pytest.mark.parametrize("copy_retry", [2.0, True, 2**31])
+def test_copy_retry_takes_any_whole_number_as_the_reference_does(folder: Path,
+                                                                 copy_retry: object) -> None:
+    source = make_database(folder / "db.sqlite", 10)
+    conn = sqlite_backup.sqlite_backup(source, copy_retry=copy_retry)  # type: ignore[arg-type]
+    assert conn is not None and conn.execute("SELECT count(*) FROM t").fetchone() == (10,)
+    with pytest.raises(TypeError):
+        sqlite_backup.sqlite_backup(source, copy_retry=2.5)  # type: ignore[arg-type]
 
 
 def test_both_memory_paths_give_the_same_snapshot(wal_owner: Path) -> None:

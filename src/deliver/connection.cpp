@@ -3,6 +3,7 @@
 #include <sqlite3.h>
 
 #include <chrono>
+#include <limits>
 #include <thread>
 #include <utility>
 
@@ -30,9 +31,18 @@ void deserialize_into(sqlite3* target, io::SqliteMemory memory,
   if (rc != SQLITE_OK) {
     sql::throw_result(rc, target, "cannot load into memory the snapshot of", source);
   }
+  // A deserialized database may grow to 1 GiB only, by SQLite's default, where a plain
+  // ":memory:" one (the reference's) grows without a limit: lift it to what SQLite's
+  // allocator gives one block (about 2 GiB in SQLite 3.40; see kLargestMemoryImage).
+  sqlite3_int64 limit = std::numeric_limits<sqlite3_int64>::max();
+  sqlite3_file_control(target, "main", SQLITE_FCNTL_SIZE_LIMIT, &limit);
 }
 
 }  // namespace
+
+bool loads_as_image(const BackupOptions& backup, std::uint64_t source_bytes) noexcept {
+  return !wants_backup_api(backup) && source_bytes <= kLargestMemoryImage;
+}
 
 bool wants_backup_api(const BackupOptions& backup) noexcept {
   return backup.pages != -1 || static_cast<bool>(backup.progress) || backup.name != "main";

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <atomic>
+#include <cstdint>
 #include <filesystem>
 #include <functional>
 #include <sqlite_backup/sqlite_backup.hpp>
@@ -25,6 +26,19 @@ struct Settings {
 // Whether the caller asked for anything only the backup API gives (steps of some pages, a
 // progress callback, another schema); otherwise a memory destination is loaded in one read.
 bool wants_backup_api(const BackupOptions& backup) noexcept;
+
+// The largest source (database and WAL) loaded into memory as one image (sqlite3_deserialize).
+// Such a database lives in one block of memory, which SQLite 3.40's allocator caps at about
+// 2 GiB, so its connection cannot grow past that, where a plain ":memory:" database (the
+// reference's) grows page by page without a limit; and a source past it cannot be loaded so
+// at all. Larger sources are copied into the connection through the backup API instead,
+// unbounded but many times slower (a 1.1 GB source took 5.8 s), so the line is drawn to
+// leave an image at least 0.5 GiB to grow.
+inline constexpr std::uint64_t kLargestMemoryImage = std::uint64_t{3} << 29;  // 1.5 GiB
+
+// Whether a memory destination of a source of `source_bytes` is loaded as one image: not
+// where the caller wants the backup API, nor past kLargestMemoryImage.
+bool loads_as_image(const BackupOptions& backup, std::uint64_t source_bytes) noexcept;
 
 // Copies `from` into the connection `to` with SQLite's online backup API, as BackupOptions
 // say (pages per step, progress, schema name, pause when the source is busy). A source that

@@ -92,6 +92,27 @@ TEST_F(ApiTest, MemoryDestinationReturnsAnOpenInMemoryConnectionWithTheRows) {
   EXPECT_FALSE(fs::exists(file)) << "an in-memory database must not be backed by a file";
 }
 
+// A memory snapshot grows as the reference's ":memory:" database does, past the 1 GiB that
+// SQLite allows a deserialized database by default (here to 1.1 GB of blobs; without the
+// lifted limit the second insert fails with SQLITE_FULL).
+TEST_F(ApiTest, MemorySnapshotGrowsPastTheGiBSqliteGivesADeserializedDatabase) {
+  create_database(dir_ / "source.sqlite", 42);
+  auto connection = sb::sqlite_backup(dir_ / "source.sqlite");
+  ASSERT_TRUE(connection.has_value());
+  sqlite3* const db = connection->get();
+  ASSERT_EQ(sqlite3_exec(db, "CREATE TABLE big(b)", nullptr, nullptr, nullptr), SQLITE_OK);
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_EQ(
+        sqlite3_exec(db, "INSERT INTO big VALUES (zeroblob(560000000))", nullptr, nullptr, nullptr),
+        SQLITE_OK)
+        << "insert " << i << ": " << sqlite3_errmsg(db);
+  }
+  const auto pages = query_text(db, "PRAGMA page_count").value_or("0");
+  const auto page_size = query_text(db, "PRAGMA page_size").value_or("0");
+  EXPECT_GT(std::stoll(pages) * std::stoll(page_size), 1LL << 30);
+  EXPECT_EQ(count_rows(db), 42);
+}
+
 TEST_F(ApiTest, ConnectionReleaseHandsOwnershipToTheCaller) {
   create_database(dir_ / "source.sqlite", 10);
   auto connection = sb::sqlite_backup(dir_ / "source.sqlite");
