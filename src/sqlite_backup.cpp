@@ -66,8 +66,11 @@ void check_destination(const fs::path& source, const fs::path& destination, bool
   std::error_code error;
   const auto source_stat = io::stat_path(source);
   const auto destination_stat = io::stat_path(destination);
-  const std::string canonical_source = fs::weakly_canonical(source, error).native();
-  const std::string canonical_destination = fs::weakly_canonical(destination, error).native();
+  // (Absolute first: weakly_canonical leaves a bare name that does not exist relative.)
+  const std::string canonical_source =
+      fs::weakly_canonical(fs::absolute(source, error), error).native();
+  const std::string canonical_destination =
+      fs::weakly_canonical(fs::absolute(destination, error), error).native();
   if ((source_stat && destination_stat && source_stat->same_file(*destination_stat)) ||
       canonical_source == canonical_destination) {
     throw std::invalid_argument("sqlite_backup: 'source' and 'destination' can't be the same (" +
@@ -78,11 +81,23 @@ void check_destination(const fs::path& source, const fs::path& destination, bool
       throw std::invalid_argument("sqlite_backup: 'destination' " + quoted(destination) +
                                   " is a side file of the source; refusing to write it");
     }
+    // The other way round, the source would be taken for a side file of the new database
+    // (and removed as a stale one before the rename: see io::commit_file).
+    if (canonical_source == canonical_destination + suffix) {
+      throw std::invalid_argument("sqlite_backup: 'source' " + quoted(source) +
+                                  " is named as a side file of 'destination' " +
+                                  quoted(destination) + "; refusing to write it");
+    }
   }
   if (destination_stat) {
     if (S_ISDIR(destination_stat->mode)) {
       throw_error(ErrorKind::destination, destination, "refusing to write {}: it is a folder",
                   quoted(destination));
+    }
+    if (!S_ISREG(destination_stat->mode)) {
+      // A FIFO, a device (/dev/null as root), a socket: renaming over it would replace it.
+      throw_error(ErrorKind::destination, destination,
+                  "refusing to write {}: it is not a regular file", quoted(destination));
     }
     if (!overwrite) {
       throw_error(ErrorKind::destination, destination,
@@ -215,7 +230,7 @@ std::string snapshot_into(const fs::path& source, const fs::path& staged, const 
         "cannot snapshot {}: failed to copy all files without any of them changing {} times "
         "(last: {}){}",
         quoted(source), options.copy_retry, outcome.last_reason,
-        outcome.exclusive_lock_at_every_attempt
+        outcome.exclusive_lock_at_every_attempt && outcome.attempts >= 2
             ? "; its owner held SQLite's EXCLUSIVE lock throughout (locking_mode=EXCLUSIVE), "
               "which no reader's lock can hold off: back it up while that program is idle or "
               "closed"
@@ -362,7 +377,10 @@ void run_pipeline(const fs::path& source, const Delivery& delivery, const Option
     } else if (!snapshot_straight_into(memory->target, source, options, report)) {
       const io::StagingDir staging(temporary_folder(), source.filename().native());
       const fs::path staged = staged_snapshot(source, staging, options, delivery, report, facts);
-      if (!deliver::loads_as_image(options.sqlite_backup_kwargs, source_bytes(source))) {
+      // (By the recovered snapshot's own size: the source may have changed meanwhile.)
+      const auto staged_stat = io::stat_path(staged);
+      if (!deliver::loads_as_image(options.sqlite_backup_kwargs,
+                                   staged_stat ? staged_stat->size : 0)) {
         sql::Database copy =
             sql::open_for_reading(staged, options.sqlite_connect_kwargs, true, source);
         deliver::copy_into(copy, memory->target, deliver_settings(options));
@@ -418,15 +436,24 @@ bool copy_and_compare(const fs::path& src, const fs::path& dst) {
 }
 
 // A destination that is a symbolic link names its target, as for cp and for SQLite's own
-// open: the snapshot replaces the target (a dangling link's is created), and the link stays.
-fs::path through_symlinks(fs::path destination) {
+// open: the snapshot replaces the target, and the link stays. The kernel resolves it (an
+// O_PATH open), so that its rules apply (fs.protected_symlinks: a link another user planted in
+// a sticky folder is not followed). A dangling link is refused, as cp refuses it: whoever made
+// it, not the caller, chose where the new file would go.
+fs::path through_symlinks(const fs::path& destination) {
   std::error_code error;
-  for (int hops = 0; hops < 40 && fs::is_symlink(destination, error); ++hops) {
-    const fs::path target = fs::read_symlink(destination, error);
-    if (error) break;
-    destination = target.is_absolute() ? target : destination.parent_path() / target;
+  if (!fs::is_symlink(destination, error)) return destination;
+  const io::UniqueFd target(::open(destination.c_str(), O_PATH | O_CLOEXEC));
+  if (!target) {
+    if (errno == ENOENT) {
+      throw_error(ErrorKind::destination, destination,
+                  "refusing to write through the dangling symbolic link {}", quoted(destination));
+    }
+    io::throw_errno(errno, "cannot follow the symbolic link", destination);
   }
-  return destination;
+  fs::path resolved = fs::read_symlink("/proc/self/fd/" + std::to_string(target.get()), error);
+  if (error) io::throw_errno(error.value(), "cannot follow the symbolic link", destination);
+  return resolved;
 }
 
 }  // namespace

@@ -4,6 +4,7 @@ What differs from the reference is listed in the project's README (section "Pyth
 """
 
 import errno
+import math
 import numbers
 import operator
 import os
@@ -59,10 +60,10 @@ _MOST_RETRIES = 2**31 - 2
 
 
 def _retry_count(value: Any, name: str) -> int:
-    """A retry count as the reference's `while retry >= 0: ... retry -= 1` takes it: any whole
-    number (an int, a bool, an integral float), capped where the engine's count ends."""
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
+    """A retry count as the reference's `while retry >= 0: ... retry -= 1` takes it: an int,
+    a bool or a float (its floor), capped where the engine's count ends."""
+    if isinstance(value, float) and math.isfinite(value):
+        value = math.floor(value)  # the loop's count: 2.5 runs for 2.5, 1.5 and 0.5
     if not isinstance(value, numbers.Integral):
         raise TypeError(f"'{name}' must be an int, not {type(value).__name__}")
     return min(operator.index(value), _MOST_RETRIES)
@@ -172,7 +173,7 @@ def sqlite_backup(
     if not copy_use_tempdir:
         warnings.warn(_LIVE_WARNING, stacklevel=2)
     sync_level()
-    if destination == ":memory:":
+    if destination is not None and os.fspath(destination) == ":memory:":
         # The reference opened sqlite3.connect(":memory:") as the destination, backed up into
         # it and closed it: a snapshot taken and dropped, no file.
         _native.backup_to_memory(_encode(source_path), lambda: sqlite3.connect(":memory:"),

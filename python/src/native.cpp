@@ -152,8 +152,6 @@ struct CallState {
     py::dict attributes;
     attributes["kind"] = kind_name(error.kind());
     attributes["path"] = error.path().empty() ? py::none() : from_path(error.path());
-    // (OSError's own name for it, for the OSError among them.)
-    if (error.kind() == sb::ErrorKind::io) attributes["filename"] = attributes["path"];
     raise_error(error_type_of(error.kind()), error.what(), attributes);
   } catch (const py::error_already_set&) {
     throw;

@@ -253,17 +253,18 @@ def test_a_memory_named_destination_writes_no_file(folder: Path,
     source = make_database(folder / "db.sqlite", 10)
     monkeypatch.chdir(folder)
     assert sqlite_backup.sqlite_backup(source, ":memory:") is None
+    assert sqlite_backup.sqlite_backup(source, Path(":memory:")) is None
     assert names(folder) == {"db.sqlite", "tmpdir"}
 
 
-@pytest.mark.parametrize("copy_retry", [2.0, True, 2**31])
+@pytest.mark.parametrize("copy_retry", [2.0, 2.5, True, 2**31])
 def test_copy_retry_takes_any_whole_number_as_the_reference_does(folder: Path,
                                                                  copy_retry: object) -> None:
     source = make_database(folder / "db.sqlite", 10)
     conn = sqlite_backup.sqlite_backup(source, copy_retry=copy_retry)  # type: ignore[arg-type]
     assert conn is not None and conn.execute("SELECT count(*) FROM t").fetchone() == (10,)
     with pytest.raises(TypeError):
-        sqlite_backup.sqlite_backup(source, copy_retry=2.5)  # type: ignore[arg-type]
+        sqlite_backup.sqlite_backup(source, copy_retry="2")  # type: ignore[arg-type]
 
 
 def test_both_memory_paths_give_the_same_snapshot(wal_owner: Path) -> None:

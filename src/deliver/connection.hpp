@@ -35,6 +35,8 @@ bool wants_backup_api(const BackupOptions& backup) noexcept;
 // unbounded but many times slower (a 1.1 GB source took 5.8 s), so the line is drawn to
 // leave an image at least 0.5 GiB to grow.
 inline constexpr std::uint64_t kLargestMemoryImage = std::uint64_t{3} << 29;  // 1.5 GiB
+// How far an image may grow (SQLITE_FCNTL_SIZE_LIMIT): just under SQLite 3.40's largest block.
+inline constexpr std::int64_t kLargestMemoryGrowth = 0x7fff0000;
 
 // Whether a memory destination of a source of `source_bytes` is loaded as one image: not
 // where the caller wants the backup API, nor past kLargestMemoryImage.

@@ -37,13 +37,13 @@ void rewrite_through_backup_api(const std::filesystem::path& staged,
 void to_file(const std::filesystem::path& staged, const std::filesystem::path& source,
              const FileTarget& target, const std::atomic<bool>* cancel) {
   detail::throw_if_cancelled(cancel, source);
-  // A database being replaced keeps its permission bits, as it would written in place (a
-  // backup made private stays private); a new one takes the source's read and write bits.
-  const auto existing = io::stat_path(target.destination);
+  // The source's read and write bits; where a database is replaced, no more than its own
+  // either: the snapshot is never more readable than the source, nor than the file it
+  // replaces (a backup made private stays private).
   const auto source_stat = io::stat_path(source);
-  const mode_t permissions = existing && S_ISREG(existing->mode) ? existing->mode & 0777
-                             : source_stat                       ? source_stat->mode & 0666
-                                                                 : 0600;
+  mode_t permissions = source_stat ? source_stat->mode & 0666 : 0600;
+  const auto existing = io::stat_path(target.destination);
+  if (existing && S_ISREG(existing->mode)) permissions &= existing->mode;
   io::commit_file(staged, target.destination, permissions, target.replace, target.durable);
 }
 

@@ -5,7 +5,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <array>
 #include <cerrno>
+#include <cstdint>
 #include <cstdio>
 #include <string>
 #include <system_error>
@@ -144,24 +146,47 @@ StagingDir::~StagingDir() {
 
 namespace {
 
-// SQLite's side files of `destination`, left there by the database the snapshot replaces or
-// by an earlier database of that name whose writer died: SQLite would take them for the
-// snapshot's own at its first open (a -wal's frames laid over it, a hot -journal rolled back
-// into it) and show the old data, integrity_check and all. They go before the snapshot takes
-// the name. Returns whether any was there.
+// Whether `side` is a file SQLite would apply to a database beside it: a regular file that
+// starts with a WAL header's magic (its frames would be laid over the database), or with a
+// rollback journal's (a hot journal, rolled back into it). Anything else SQLite ignores, and
+// so do we.
+bool applies_to_its_database(const std::filesystem::path& side, bool wal) {
+  const UniqueFd fd(::open(side.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
+  if (!fd) return false;
+  struct stat status {};
+  if (::fstat(fd.get(), &status) != 0 || !S_ISREG(status.st_mode)) return false;
+  std::array<unsigned char, 8> head{};
+  if (::pread(fd.get(), head.data(), head.size(), 0) != static_cast<ssize_t>(head.size())) {
+    return false;
+  }
+  if (wal) {
+    const std::uint32_t magic = (std::uint32_t{head[0]} << 24) | (std::uint32_t{head[1]} << 16) |
+                                (std::uint32_t{head[2]} << 8) | head[3];
+    return magic == 0x377f0682U || magic == 0x377f0683U;
+  }
+  static constexpr std::array<unsigned char, 8> kJournalMagic{0xd9, 0xd5, 0x05, 0xf9,
+                                                              0x20, 0xa1, 0x63, 0xd7};
+  return head == kJournalMagic;
+}
+
+// SQLite's side files of `destination` that it would apply to the snapshot at its first open
+// (a -wal's frames laid over it, a hot -journal rolled back into it), showing the old data,
+// integrity_check and all: left there by the database the snapshot replaces, or by an earlier
+// database of that name whose writer died. They go before the snapshot takes the name; files
+// of those names that SQLite would ignore are left alone. Returns whether any was removed.
 bool remove_stale_side_files(const std::filesystem::path& destination) {
   bool removed = false;
-  for (const char* suffix : {"-journal", "-wal", "-shm"}) {
-    const std::filesystem::path side = destination.native() + suffix;
-    if (::unlink(side.c_str()) == 0) {
-      removed = true;
-      detail::log_warning(
-          "removed {}: it belonged to the database that was there before, and SQLite "
-          "would have applied it to the snapshot",
-          quoted(side));
-    } else if (errno != ENOENT) {
+  for (const bool wal : {false, true}) {
+    const std::filesystem::path side = destination.native() + (wal ? "-wal" : "-journal");
+    if (!applies_to_its_database(side, wal)) continue;
+    if (::unlink(side.c_str()) != 0 && errno != ENOENT) {
       throw_errno(errno, "cannot remove the stale side file", side);
     }
+    removed = true;
+    detail::log_warning(
+        "removed {}: it belonged to an earlier database of that name, and SQLite would have "
+        "applied it to the snapshot",
+        quoted(side));
   }
   return removed;
 }

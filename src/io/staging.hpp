@@ -54,9 +54,9 @@ int remove_abandoned_staging_folders(const std::filesystem::path& parent) noexce
 extern std::function<void(const std::filesystem::path& folder)> g_before_owner_lock_for_tests;
 
 // Makes `staged` appear at `destination` atomically and (when `durable`) durably: sets its
-// permission bits, fsyncs it, removes SQLite side files left beside `destination` (-journal,
-// -wal, -shm: SQLite would apply them to the new file), renames it (replacing an existing
-// file only when `replace`;
+// permission bits, fsyncs it, removes a -wal or hot -journal left beside `destination` (SQLite
+// would apply it to the new file; other files of those names stay), renames it (replacing an
+// existing file only when `replace`;
 // otherwise an existing destination, even one created a moment ago by someone else, is left
 // alone and an error thrown), then fsyncs the destination's folder so the new name survives a
 // crash. Without `durable` both fsyncs are skipped; the rename is as atomic.

@@ -58,8 +58,9 @@ struct Outcome {
   // (recover::roll_back), after which page 1 must show `expected_change_counter`.
   std::vector<RollbackStep> journals_to_roll_back;
   // Another process held SQLite's EXCLUSIVE lock on the database at the first look of every
-  // attempt: an owner in locking_mode=EXCLUSIVE, which no reader's lock can hold off. Says
-  // why a backup that gave up did, and what the user can do.
+  // attempt: over two attempts or more, an owner in locking_mode=EXCLUSIVE (any owner holds
+  // it for a moment in each commit), which no reader's lock can hold off. Says why a backup
+  // that gave up did, and what the user can do.
   bool exclusive_lock_at_every_attempt = false;
 };
 

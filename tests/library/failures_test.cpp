@@ -611,7 +611,8 @@ TEST_F(FailuresTest, ADestinationThatIsNotADatabaseIsKept) {
 }
 
 // A destination that is a symbolic link names its target, as for cp and SQLite's own open:
-// the target is replaced (a dangling link's is created) and the link stays a link.
+// the target is replaced and the link stays a link. A dangling link is refused, as cp refuses
+// it (whoever made it chose where the new file would go).
 TEST_F(FailuresTest, ASymlinkedDestinationReplacesItsTargetAndStaysALink) {
   create_database(dir_ / "source.sqlite", 30);
   fs::create_directories(out_dir_ / "real");
@@ -619,13 +620,46 @@ TEST_F(FailuresTest, ASymlinkedDestinationReplacesItsTargetAndStaysALink) {
   fs::create_symlink(fs::path("real") / "target.sqlite", out_dir_ / "link.sqlite");
   fs::create_symlink(fs::path("real") / "new.sqlite", out_dir_ / "dangling.sqlite");
   sb::sqlite_backup(dir_ / "source.sqlite", out_dir_ / "link.sqlite");
-  sb::sqlite_backup(dir_ / "source.sqlite", out_dir_ / "dangling.sqlite");
   EXPECT_TRUE(fs::is_symlink(out_dir_ / "link.sqlite"));
-  EXPECT_TRUE(fs::is_symlink(out_dir_ / "dangling.sqlite"));
   EXPECT_EQ(count_rows(out_dir_ / "real" / "target.sqlite"), 30);
-  EXPECT_EQ(count_rows(out_dir_ / "real" / "new.sqlite"), 30);
-  EXPECT_EQ(list_names(out_dir_ / "real"),
-            (std::vector<std::string>{"new.sqlite", "target.sqlite"}));
+  const std::string message = expect_backup_error(
+      [&] { sb::sqlite_backup(dir_ / "source.sqlite", out_dir_ / "dangling.sqlite"); },
+      sb::ErrorKind::destination, out_dir_ / "dangling.sqlite");
+  EXPECT_NE(message.find("dangling"), std::string::npos) << message;
+  EXPECT_EQ(list_names(out_dir_ / "real"), std::vector<std::string>{"target.sqlite"});
+}
+
+// A source named as the destination's side file ("x.db-wal" backed up to "x.db") would be
+// taken for a stale WAL of the new database and removed: refused, the source untouched.
+TEST_F(FailuresTest, ASourceNamedAsASideFileOfTheDestinationIsRefused) {
+  create_database(out_dir_ / "x.db-wal", 30);
+  const std::string source_bytes = read_file(out_dir_ / "x.db-wal");
+  EXPECT_THROW(sb::sqlite_backup(out_dir_ / "x.db-wal", out_dir_ / "x.db"), std::invalid_argument);
+  EXPECT_EQ(read_file(out_dir_ / "x.db-wal"), source_bytes);
+  EXPECT_EQ(list_names(out_dir_), std::vector<std::string>{"x.db-wal"});
+}
+
+// Files of a side file's name that SQLite would not apply (no WAL or hot-journal magic) are
+// not ours to remove.
+TEST_F(FailuresTest, FilesBesideTheDestinationThatSqliteWouldIgnoreStay) {
+  create_database(dir_ / "source.sqlite", 30);
+  write_file(out_dir_ / "copy.sqlite-wal", "my notes on the -wal");
+  write_file(out_dir_ / "copy.sqlite-journal", std::string(512, '\0'));  // a zeroed header
+  sb::sqlite_backup(dir_ / "source.sqlite", out_dir_ / "copy.sqlite");
+  EXPECT_EQ(read_file(out_dir_ / "copy.sqlite-wal"), "my notes on the -wal");
+  EXPECT_EQ(read_file(out_dir_ / "copy.sqlite-journal"), std::string(512, '\0'));
+  EXPECT_EQ(count_rows(out_dir_ / "copy.sqlite"), 30);
+}
+
+// A FIFO (or a device: /dev/null as root) is not replaced by a regular file.
+TEST_F(FailuresTest, ADestinationThatIsNotARegularFileIsRefused) {
+  create_database(dir_ / "source.sqlite", 30);
+  ASSERT_EQ(::mkfifo((out_dir_ / "pipe").c_str(), 0600), 0);
+  const std::string message =
+      expect_backup_error([&] { sb::sqlite_backup(dir_ / "source.sqlite", out_dir_ / "pipe"); },
+                          sb::ErrorKind::destination, out_dir_ / "pipe");
+  EXPECT_NE(message.find("not a regular file"), std::string::npos) << message;
+  EXPECT_TRUE(fs::is_fifo(out_dir_ / "pipe"));
 }
 
 TEST_F(FailuresTest, AFailedBackupLeavesTheOldDestinationIntact) {

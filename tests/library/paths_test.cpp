@@ -120,19 +120,25 @@ TEST_F(PathsTest, DestinationGetsTheSourcePermissionBitsNotTheUmasks) {
             fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read);
 }
 
-// A database being replaced keeps its permission bits, as it would written in place: a
-// backup its owner made private stays private whatever the source's bits.
-TEST_F(PathsTest, AReplacedDestinationKeepsItsPermissionBits) {
+// The snapshot is never more readable than the source, nor than the database it replaces: a
+// backup its owner made private stays private, and a private source is not widened.
+TEST_F(PathsTest, AReplacedDestinationIsNoMoreReadableThanItWasNorThanTheSource) {
   const ScopedUmask umask(022);
+  const auto private_bits = fs::perms::owner_read | fs::perms::owner_write;
+  const auto shared_bits = private_bits | fs::perms::group_read | fs::perms::others_read;
   create_database(dir_ / "shared.sqlite", 10);
-  fs::permissions(dir_ / "shared.sqlite", fs::perms::owner_read | fs::perms::owner_write |
-                                              fs::perms::group_read | fs::perms::others_read);
+  fs::permissions(dir_ / "shared.sqlite", shared_bits);
   create_database(dir_ / "copy.sqlite", 1);
-  fs::permissions(dir_ / "copy.sqlite", fs::perms::owner_read | fs::perms::owner_write);
+  fs::permissions(dir_ / "copy.sqlite", private_bits);
   sb::sqlite_backup(dir_ / "shared.sqlite", dir_ / "copy.sqlite");
   EXPECT_EQ(count_rows(dir_ / "copy.sqlite"), 10);
-  EXPECT_EQ(fs::status(dir_ / "copy.sqlite").permissions() & fs::perms::mask,
-            fs::perms::owner_read | fs::perms::owner_write);
+  EXPECT_EQ(fs::status(dir_ / "copy.sqlite").permissions() & fs::perms::mask, private_bits);
+
+  create_database(dir_ / "private.sqlite", 10);
+  fs::permissions(dir_ / "private.sqlite", private_bits);
+  fs::permissions(dir_ / "copy.sqlite", shared_bits);
+  sb::sqlite_backup(dir_ / "private.sqlite", dir_ / "copy.sqlite");
+  EXPECT_EQ(fs::status(dir_ / "copy.sqlite").permissions() & fs::perms::mask, private_bits);
 }
 
 }  // namespace

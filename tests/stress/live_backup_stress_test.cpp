@@ -20,9 +20,6 @@
 namespace stress {
 namespace {
 
-// At least this many backups must run, or the scenario proved nothing.
-constexpr int kMinimumBackups = 5;
-
 // Runs the scenario (once the programs it needs are built) and checks every backup it took.
 void run_and_expect_every_backup_ok(const Scenario& scenario) {
   ASSERT_FALSE(kChurnExe.empty()) << "sqlite_churn was not built (tests/support/sqlite_churn.cpp)";

@@ -449,8 +449,13 @@ ScenarioResult run_scenario(const Scenario& scenario) {
     // The library (and the CLI, which inherits it) stage their copies in the temporary folder:
     // point it at a private one, so that leftovers there are seen.
     ScopedEnv private_tmp("TMPDIR", staging.string());
-    for (int index = 0;
-         seconds_since(loop_start) < seconds && (index < backups || evidence_missing()); ++index) {
+    const int at_least = std::min(kMinimumBackups, backups);
+    const auto another = [&](int index) {
+      const double elapsed = seconds_since(loop_start);
+      if (index < at_least && elapsed < kSlowMachineFactor * seconds) return true;
+      return elapsed < seconds && (index < backups || evidence_missing());
+    };
+    for (int index = 0; another(index); ++index) {
       const std::string dead = dead_worker_report(workers);
       if (!dead.empty()) {
         result.harness_errors.push_back("during backup #" + std::to_string(index) + ": " + dead);

@@ -90,6 +90,12 @@ std::vector<std::string> spilling_writer_flags(const std::string& journal);
 // (20, 8 s, 12 MiB), or the environment variables SQLITE_BACKUP_STRESS_BACKUPS,
 // SQLITE_BACKUP_STRESS_SECONDS and SQLITE_BACKUP_STRESS_MB for longer or larger runs.
 int backups_per_scenario();
+
+// At least this many backups run in a scenario, or it proved nothing: run_scenario() takes
+// them however slow the machine is (a sanitizer build on a busy CI), up to
+// kSlowMachineFactor times seconds_per_scenario().
+inline constexpr int kMinimumBackups = 5;
+inline constexpr double kSlowMachineFactor = 4.0;
 double seconds_per_scenario();
 double database_mib();
 
