@@ -17,6 +17,7 @@
 #include "io/copy.hpp"
 #include "io/file.hpp"
 #include "io/private_descriptors.hpp"
+#include "io/sqlite_magic.hpp"
 #include "io/staging.hpp"
 #include "log_internal.hpp"
 #include "recover/recover.hpp"
@@ -105,8 +106,8 @@ void check_destination(const fs::path& source, const fs::path& destination, bool
     }
     // Only a database is replaced: a file of anything else named by mistake is kept (SQLite's
     // backup into it would fail the same way: "file is not a database").
-    if (S_ISREG(destination_stat->mode) && destination_stat->size > 0 &&
-        !io::starts_with_sqlite_header(destination)) {
+    const auto head = io::head_of_regular_file(destination);
+    if (destination_stat->size > 0 && (!head || *head != io::kDatabaseMagic)) {
       throw_error(ErrorKind::destination, destination,
                   "refusing to overwrite {}: it is not a SQLite database", quoted(destination));
     }

@@ -2,12 +2,12 @@
 
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <array>
 #include <cerrno>
-#include <string_view>
 #include <utility>
 
 #include "error_internal.hpp"
@@ -220,13 +220,16 @@ void sync_directory(const std::filesystem::path& directory) {
   }
 }
 
-bool starts_with_sqlite_header(const std::filesystem::path& path) noexcept {
-  static constexpr std::string_view kMagic{"SQLite format 3\0", 16};
-  const UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY));
-  if (!fd) return false;
-  std::array<char, 16> head{};
-  return ::pread(fd.get(), head.data(), head.size(), 0) == static_cast<ssize_t>(head.size()) &&
-         std::string_view(head.data(), head.size()) == kMagic;
+std::optional<std::array<unsigned char, 16>> head_of_regular_file(
+    const std::filesystem::path& path) noexcept {
+  const UniqueFd fd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
+  struct stat status {};
+  if (!fd || ::fstat(fd.get(), &status) != 0 || !S_ISREG(status.st_mode)) return std::nullopt;
+  std::array<unsigned char, 16> head{};
+  if (::pread(fd.get(), head.data(), head.size(), 0) != static_cast<ssize_t>(head.size())) {
+    return std::nullopt;
+  }
+  return head;
 }
 
 }  // namespace sqlite_backup::io

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <sys/uio.h>
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
@@ -66,9 +67,11 @@ FileStat to_file_stat(const struct stat& st) noexcept;
 // stat() of a path; nullopt when it does not exist; throws SqliteBackupError(io) otherwise.
 std::optional<FileStat> stat_path(const std::filesystem::path& path);
 
-// Whether the file at `path` begins with SQLite's 16-byte magic ("SQLite format 3\0"). False
-// for a file that cannot be opened or is shorter.
-bool starts_with_sqlite_header(const std::filesystem::path& path) noexcept;
+// The first 16 bytes of the regular file at `path` (not followed if it is a symbolic link),
+// to tell which of SQLite's files it is (io/sqlite_magic.hpp); nullopt for a file that
+// cannot be opened, is not a regular file or is shorter.
+std::optional<std::array<unsigned char, 16>> head_of_regular_file(
+    const std::filesystem::path& path) noexcept;
 FileStat stat_fd(int fd, const std::filesystem::path& path_for_errors);
 
 // Opens an existing regular file read-only without blocking on FIFOs and without following

@@ -5,16 +5,17 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <array>
+#include <algorithm>
 #include <cerrno>
-#include <cstdint>
 #include <cstdio>
 #include <string>
 #include <system_error>
 #include <vector>
 
 #include "error_internal.hpp"
+#include "io/big_endian.hpp"
 #include "io/file.hpp"
+#include "io/sqlite_magic.hpp"
 #include "log_internal.hpp"
 
 namespace sqlite_backup::io {
@@ -151,22 +152,10 @@ namespace {
 // rollback journal's (a hot journal, rolled back into it). Anything else SQLite ignores, and
 // so do we.
 bool applies_to_its_database(const std::filesystem::path& side, bool wal) {
-  const UniqueFd fd(::open(side.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
-  if (!fd) return false;
-  struct stat status {};
-  if (::fstat(fd.get(), &status) != 0 || !S_ISREG(status.st_mode)) return false;
-  std::array<unsigned char, 8> head{};
-  if (::pread(fd.get(), head.data(), head.size(), 0) != static_cast<ssize_t>(head.size())) {
-    return false;
-  }
-  if (wal) {
-    const std::uint32_t magic = (std::uint32_t{head[0]} << 24) | (std::uint32_t{head[1]} << 16) |
-                                (std::uint32_t{head[2]} << 8) | head[3];
-    return magic == 0x377f0682U || magic == 0x377f0683U;
-  }
-  static constexpr std::array<unsigned char, 8> kJournalMagic{0xd9, 0xd5, 0x05, 0xf9,
-                                                              0x20, 0xa1, 0x63, 0xd7};
-  return head == kJournalMagic;
+  const auto head = head_of_regular_file(side);
+  if (!head) return false;
+  if (wal) return is_wal_magic(load_be32(head->data()));
+  return std::equal(kJournalMagic.begin(), kJournalMagic.end(), head->begin());
 }
 
 // SQLite's side files of `destination` that it would apply to the snapshot at its first open

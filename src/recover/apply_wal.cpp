@@ -22,6 +22,7 @@
 #include "error_internal.hpp"
 #include "io/big_endian.hpp"
 #include "io/file.hpp"
+#include "io/sqlite_magic.hpp"
 #include "log_internal.hpp"
 #include "recover/wal_checksum.hpp"
 
@@ -252,7 +253,7 @@ class WalApplier {
       return leave_for_sqlite("the WAL is shorter than its header");
     }
     const std::uint32_t magic = load_be32(bytes.data());
-    if ((magic & 0xfffffffeU) != 0x377f0682U) return leave_for_sqlite("no WAL magic");
+    if (!io::is_wal_magic(magic)) return leave_for_sqlite("no WAL magic");
     header_.page_size = load_be32(bytes.data() + 8);
     const std::uint32_t size = header_.page_size;
     if (size < 512 || size > 65536 || (size & (size - 1)) != 0) {

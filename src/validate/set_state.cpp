@@ -9,13 +9,12 @@
 #include "error_internal.hpp"
 #include "io/big_endian.hpp"
 #include "io/reader_lock.hpp"
+#include "io/sqlite_magic.hpp"
 
 namespace sqlite_backup::validate {
 namespace {
 
-constexpr std::array<unsigned char, 8> kJournalMagic = {0xd9, 0xd5, 0x05, 0xf9,
-                                                        0x20, 0xa1, 0x63, 0xd7};
-
+using io::kJournalMagic;
 using io::load_be32;
 
 std::uint32_t big_endian_u32(const MemberState& member, std::size_t offset) noexcept {
@@ -296,8 +295,7 @@ bool next_cycle_began(Cycle cycle, const MemberState& seen, const SetState& at_s
 
 bool has_live_wal(const SetState& state) noexcept {
   const std::uint32_t magic = big_endian_u32(state.wal, 0);
-  return state.wal.exists && state.wal.header_bytes >= kWalHeaderSize &&
-         (magic == 0x377f0682 || magic == 0x377f0683);
+  return state.wal.exists && state.wal.header_bytes >= kWalHeaderSize && io::is_wal_magic(magic);
 }
 
 // A journal is hot (SQLite will roll the database back from it when the copy is opened)
