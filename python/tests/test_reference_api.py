@@ -239,6 +239,17 @@ def test_errors_are_also_the_types_the_reference_raised(folder: Path) -> None:
         sqlite_backup.sqlite_backup(source, sqlite_backup_kwargs={"name": "bogus"})
 
 
+def test_an_io_error_is_also_an_os_error_and_keeps_its_message(folder: Path) -> None:
+    """OSError formats itself from errno and strerror when they are set: ours keeps the
+    engine's one line (a folder nothing can be created in: /proc/self)."""
+    source = make_database(folder / "db.sqlite", 10)
+    with pytest.raises(OSError) as caught:
+        sqlite_backup.sqlite_backup(source, "/proc/self/copy.sqlite")
+    assert isinstance(caught.value, SqliteBackupError)
+    assert caught.value.kind == "io"
+    assert "/proc/self" in str(caught.value) and "None" not in str(caught.value)
+
+
 @pytest.mark.parametrize("destination", [3, b"out.sqlite"])
 def test_a_destination_of_the_wrong_type_raises_type_error(folder: Path,
                                                            destination: object) -> None:
