@@ -6,8 +6,8 @@
 namespace sqlite_backup {
 
 SqliteBackupError::SqliteBackupError(ErrorKind kind, const std::string& message,
-                                     std::filesystem::path path)
-    : std::runtime_error(message), kind_(kind), path_(std::move(path)) {}
+                                     std::filesystem::path path, ErrorCause cause)
+    : std::runtime_error(message), kind_(kind), path_(std::move(path)), cause_(cause) {}
 
 Connection& Connection::operator=(Connection&& other) noexcept {
   if (this != &other) {
@@ -67,7 +67,7 @@ void rethrow_naming(const SqliteBackupError& error, const std::filesystem::path&
        at = message.find(from, at + to.size())) {
     message.replace(at, from.size(), to);
   }
-  throw SqliteBackupError(error.kind(), message, shown);
+  throw SqliteBackupError(error.kind(), message, shown, error.cause());
 }
 
 }  // namespace sqlite_backup::detail

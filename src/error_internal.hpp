@@ -22,6 +22,13 @@ template <typename... Args>
   throw SqliteBackupError(kind, fmt::format(format, std::forward<Args>(args)...), path);
 }
 
+// The same for a failure the OS or SQLite reported: the cause travels with the message.
+template <typename... Args>
+[[noreturn]] void throw_error(ErrorCause cause, ErrorKind kind, const std::filesystem::path& path,
+                              fmt::format_string<Args...> format, Args&&... args) {
+  throw SqliteBackupError(kind, fmt::format(format, std::forward<Args>(args)...), path, cause);
+}
+
 // Errors name the file that is the problem. Our private staged files are files the user
 // never sees, so the caller that staged them adds the context once, at the call site, where
 // it knows both: `work`'s errors that name a file inside `private_folder` are rethrown naming

@@ -39,18 +39,28 @@ enum class ErrorKind {
   cancelled,            // Options::cancel was set (the CLI sets it on SIGHUP/INT/QUIT/TERM)
 };
 
+// What the OS or SQLite reported behind an error, for callers that act on the exact cause (a
+// full disk, a busy database) rather than on ErrorKind alone. 0: not reported by that layer.
+struct ErrorCause {
+  int system_errno = 0;   // errno: ENOSPC, EACCES, EIO, ... (also behind SQLite's I/O errors)
+  int sqlite_result = 0;  // SQLite's extended result code: SQLITE_NOTADB, SQLITE_FULL, ...
+};
+
 // Thrown for every failure other than a missing source (std::filesystem::filesystem_error)
 // and a source equal to the destination (std::invalid_argument). what() is one line
 // naming the operation, the path and the reason.
 class SqliteBackupError : public std::runtime_error {
  public:
-  SqliteBackupError(ErrorKind kind, const std::string& message, std::filesystem::path path = {});
+  SqliteBackupError(ErrorKind kind, const std::string& message, std::filesystem::path path = {},
+                    ErrorCause cause = {});
   [[nodiscard]] ErrorKind kind() const noexcept { return kind_; }
   [[nodiscard]] const std::filesystem::path& path() const noexcept { return path_; }
+  [[nodiscard]] const ErrorCause& cause() const noexcept { return cause_; }
 
  private:
   ErrorKind kind_;
   std::filesystem::path path_;
+  ErrorCause cause_;
 };
 
 // Owns one sqlite3 connection (the in-memory copy); closes it on destruction.

@@ -74,6 +74,37 @@ py::handle error_type_of(sb::ErrorKind kind) {
   return g_backup_error_type;
 }
 
+// SQLite's name for a result code, as Python's sqlite3 puts it in sqlite_errorname: taken from
+// that module's own constants. Primary codes by name; an extended code only among the names
+// that begin with its primary's (the module's authorizer constants reuse the small values).
+// "unknown" for a code the module does not name, as Python says then. GIL held.
+py::str sqlite_error_name(int result) {
+  static constexpr const char* kPrimaryNames[] = {
+      "OK",       "ERROR",    "INTERNAL",  "PERM",   "ABORT",   "BUSY",       "LOCKED",
+      "NOMEM",    "READONLY", "INTERRUPT", "IOERR",  "CORRUPT", "NOTFOUND",   "FULL",
+      "CANTOPEN", "PROTOCOL", "EMPTY",     "SCHEMA", "TOOBIG",  "CONSTRAINT", "MISMATCH",
+      "MISUSE",   "NOLFS",    "AUTH",      "FORMAT", "RANGE",   "NOTADB",     "NOTICE",
+      "WARNING",  "ROW",      "DONE"};
+  const py::dict constants = py::module_::import("sqlite3").attr("__dict__");
+  const auto value_of = [&constants](const std::string& name) -> std::optional<int> {
+    if (!constants.contains(name)) return std::nullopt;
+    const py::object value = constants[py::str(name)];
+    if (!py::isinstance<py::int_>(value)) return std::nullopt;
+    return value.cast<int>();
+  };
+  for (const char* primary : kPrimaryNames) {
+    const std::string name = std::string("SQLITE_") + primary;
+    if (value_of(name) != (result & 0xff)) continue;
+    if (result == (result & 0xff)) return py::str(name);
+    const std::string prefix = name + "_";
+    for (const auto item : constants) {
+      const std::string key = py::str(item.first);
+      if (key.rfind(prefix, 0) == 0 && value_of(key) == result) return py::str(key);
+    }
+  }
+  return py::str("unknown");
+}
+
 // What an error message needs to know of the call that failed.
 struct ErrorContext {
   fs::path source;
@@ -152,7 +183,17 @@ struct CallState {
     py::dict attributes;
     attributes["kind"] = kind_name(error.kind());
     attributes["path"] = error.path().empty() ? py::none() : from_path(error.path());
-    raise_error(error_type_of(error.kind()), error.what(), attributes);
+    const py::handle type = error_type_of(error.kind());
+    // What the reference's callers could read off SQLite's or the OS's own error. errno
+    // alone, not strerror: OSError's str() would then replace the message that names the path.
+    if (error.cause().sqlite_result != 0) {
+      attributes["sqlite_errorcode"] = error.cause().sqlite_result;
+      attributes["sqlite_errorname"] = sqlite_error_name(error.cause().sqlite_result);
+    }
+    if (type.is(g_os_error_type) && error.cause().system_errno != 0) {
+      attributes["errno"] = error.cause().system_errno;
+    }
+    raise_error(type, error.what(), attributes);
   } catch (const py::error_already_set&) {
     throw;
   } catch (const std::bad_alloc&) {
@@ -542,4 +583,6 @@ PYBIND11_MODULE(_native, module) {
   module.def(
       "set_handle_capture", [](bool enabled) { g_capture_enabled = enabled; }, py::arg("enabled"),
       "Tests only: with False, memory snapshots take the Connection.deserialize path.");
+  module.def("sqlite_error_name", &sqlite_error_name, py::arg("result"),
+             "The name sqlite_errorname gives a result code, as Python's sqlite3 names it.");
 }

@@ -1,5 +1,6 @@
 """The reference's documented behaviour, as its users rely on it."""
 
+import errno
 import inspect
 import sqlite3
 from pathlib import Path
@@ -239,6 +240,38 @@ def test_errors_are_also_the_types_the_reference_raised(folder: Path) -> None:
         sqlite_backup.sqlite_backup(source, sqlite_backup_kwargs={"name": "bogus"})
 
 
+def test_sqlite_errors_carry_the_code_and_name_pythons_own_would(folder: Path) -> None:
+    """sqlite3.Error's sqlite_errorcode and sqlite_errorname, as Python's sqlite3 sets them
+    for the same failure (what the reference let through)."""
+    bad = folder / "not-a-database"
+    bad.write_bytes(b"this is not a database" * 100)
+    source = make_database(folder / "db.sqlite", 10)
+    cases = [
+        (lambda: sqlite_backup.sqlite_backup(bad),
+         lambda: sqlite3.connect(bad).execute("SELECT * FROM sqlite_schema")),
+        (lambda: sqlite_backup.sqlite_backup(source, sqlite_backup_kwargs={"name": "bogus"}),
+         lambda: sqlite3.connect(source).backup(sqlite3.connect(":memory:"), name="bogus")),
+    ]
+    for ours, pythons in cases:
+        with pytest.raises(sqlite3.Error) as theirs:
+            pythons()
+        with pytest.raises(type(theirs.value)) as caught:
+            ours()
+        assert isinstance(caught.value, SqliteBackupError)
+        assert caught.value.sqlite_errorcode == theirs.value.sqlite_errorcode
+        assert caught.value.sqlite_errorname == theirs.value.sqlite_errorname
+
+
+def test_sqlite_error_names_are_pythons() -> None:
+    """Extended codes are named by their own constant, never by an authorizer constant of
+    the same value (SQLITE_CREATE_INDEX is 1, as SQLITE_ERROR)."""
+    from sqlite_backup import _native
+    for name in ("SQLITE_ERROR", "SQLITE_BUSY", "SQLITE_NOTADB", "SQLITE_IOERR_SHORT_READ",
+                 "SQLITE_BUSY_SNAPSHOT", "SQLITE_CANTOPEN_ISDIR", "SQLITE_READONLY_DBMOVED"):
+        assert _native.sqlite_error_name(getattr(sqlite3, name)) == name
+    assert _native.sqlite_error_name(0x7f7f) == "unknown"
+
+
 def test_an_io_error_is_also_an_os_error_and_keeps_its_message(folder: Path) -> None:
     """OSError formats itself from errno and strerror when they are set: ours keeps the
     engine's one line (a folder nothing can be created in: /proc/self)."""
@@ -248,6 +281,26 @@ def test_an_io_error_is_also_an_os_error_and_keeps_its_message(folder: Path) -> 
     assert isinstance(caught.value, SqliteBackupError)
     assert caught.value.kind == "io"
     assert "/proc/self" in str(caught.value) and "None" not in str(caught.value)
+    # errno as the OS's own error would have it (open() there fails with ENOENT), so that
+    # `e.errno == errno.ENOSPC` checks written for the reference still work.
+    with pytest.raises(OSError) as theirs:
+        open("/proc/self/copy.sqlite", "wb")
+    assert caught.value.errno == theirs.value.errno
+
+
+def test_a_full_disk_is_an_os_error_with_enospc(folder: Path, small_filesystem: Path) -> None:
+    """The check a cron job written for the reference makes (`e.errno == errno.ENOSPC`), and
+    nothing left on the full filesystem."""
+    source = folder / "big.sqlite"
+    with sqlite3.connect(source) as db:
+        db.execute("CREATE TABLE t(v BLOB)")
+        db.executemany("INSERT INTO t VALUES (randomblob(1000))", [()] * 4096)
+    db.close()
+    with pytest.raises(OSError) as caught:
+        sqlite_backup.sqlite_backup(source, small_filesystem / "copy.sqlite")
+    assert caught.value.errno == errno.ENOSPC
+    assert str(small_filesystem / "copy.sqlite") in str(caught.value)
+    assert names(small_filesystem) == set()
 
 
 @pytest.mark.parametrize("destination", [3, b"out.sqlite"])

@@ -37,8 +37,8 @@ void UniqueFd::close(const std::filesystem::path& path_for_errors) {
 
 void throw_errno(int error, const std::string& operation, const std::filesystem::path& path) {
   // ENOSPC, EACCES, EIO, ... all end as the same kind of error: the caller's message says which.
-  throw_error(ErrorKind::io, path, "{} {}: {}", operation, quoted(path),
-              std::generic_category().message(error));
+  throw_error(ErrorCause{.system_errno = error}, ErrorKind::io, path, "{} {}: {}", operation,
+              quoted(path), std::generic_category().message(error));
 }
 
 FileStat to_file_stat(const struct stat& st) noexcept {

@@ -72,7 +72,7 @@ void SqliteMemory::reserve(std::uint64_t capacity, const std::filesystem::path& 
   if (capacity <= capacity_) return;
   auto* grown = static_cast<std::byte*>(sqlite3_realloc64(data_, capacity));
   if (grown == nullptr) {
-    detail::throw_error(ErrorKind::io, source,
+    detail::throw_error(ErrorCause{.system_errno = ENOMEM}, ErrorKind::io, source,
                         "cannot load the snapshot of {} into memory: out of memory ({} bytes)",
                         detail::quoted(source), capacity);
   }

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <exception>
@@ -655,7 +656,7 @@ LastSeen copy_set_once(const discover::DatabaseFiles& source,
   outcome.exclusive_lock_at_every_attempt =
       (attempt == 1 || outcome.exclusive_lock_at_every_attempt) && before.exclusive_lock_held;
   if (!before.database.exists) {
-    throw_error(ErrorKind::io, source.database,
+    throw_error(ErrorCause{.system_errno = ENOENT}, ErrorKind::io, source.database,
                 "cannot read {}: the database was deleted while it was being copied",
                 quoted(source.database));
   }

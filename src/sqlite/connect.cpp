@@ -33,6 +33,7 @@ void verify(sqlite3* db, Verify verify, const std::filesystem::path& source) {
       verify == Verify::quick ? "PRAGMA quick_check(10)" : "PRAGMA integrity_check(10)";
   const char* check_name = verify == Verify::quick ? "quick_check" : "integrity_check";
   std::string problems;
+  ErrorCause cause;  // SQLite's, when the check itself ran into the damage
   try {
     Statement check(db, pragma, "cannot verify the snapshot of", source);
     while (check.step()) {
@@ -48,8 +49,9 @@ void verify(sqlite3* db, Verify verify, const std::filesystem::path& source) {
     // as an invalid source.
     if (error.kind() != ErrorKind::invalid_source) throw;
     problems = error.what();
+    cause = error.cause();
   }
-  detail::throw_error(ErrorKind::verification_failed, source,
+  detail::throw_error(cause, ErrorKind::verification_failed, source,
                       "verification ({}) of the snapshot of {} failed: {}", check_name,
                       detail::quoted(source), problems);
 }

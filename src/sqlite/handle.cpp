@@ -39,7 +39,13 @@ void throw_result(int result, sqlite3* db, std::string_view operation,
   // The connection's message is more specific than sqlite3_errstr() when it is about this result.
   const char* message = (db != nullptr && sqlite3_errcode(db) == result) ? sqlite3_errmsg(db)
                                                                          : sqlite3_errstr(result);
-  detail::throw_error(classify(result), path, "{} {}: {} (SQLite error {})", operation,
+  // sqlite3_system_errno() is the errno of the connection's last I/O failure: only an I/O
+  // result (SQLITE_IOERR_*, SQLITE_FULL, SQLITE_CANTOPEN) is about it.
+  const ErrorCause cause{.system_errno = (db != nullptr && classify(result) == ErrorKind::io)
+                                             ? sqlite3_system_errno(db)
+                                             : 0,
+                         .sqlite_result = result};
+  detail::throw_error(cause, classify(result), path, "{} {}: {} (SQLite error {})", operation,
                       detail::quoted(path), message, result);
 }
 
@@ -62,8 +68,12 @@ void Database::open(const std::string& filename, int flags, const std::string& v
     // Copy the message out before the destructor closes the handle that holds it.
     const int result = db_ != nullptr ? sqlite3_extended_errcode(db_) : rc;
     std::string message = db_ != nullptr ? sqlite3_errmsg(db_) : sqlite3_errstr(rc);
+    const ErrorCause cause{.system_errno = (db_ != nullptr && classify(result) == ErrorKind::io)
+                                               ? sqlite3_system_errno(db_)
+                                               : 0,
+                           .sqlite_result = result};
     sqlite3_close_v2(std::exchange(db_, nullptr));
-    detail::throw_error(classify(result), opened,
+    detail::throw_error(cause, classify(result), opened,
                         "cannot open {} with SQLite: {} (SQLite error {})", detail::quoted(opened),
                         message, result);
   }

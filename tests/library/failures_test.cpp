@@ -135,6 +135,19 @@ TEST_F(FailuresTest, NotADatabaseIsInvalidSource) {
                       sb::ErrorKind::invalid_source, dir_ / "junk.sqlite");
 }
 
+// What SQLite reported travels with the error, for callers that act on the exact cause (the
+// Python package's sqlite_errorcode); errno is only for failures the OS reported.
+TEST_F(FailuresTest, AnErrorSqliteReportedCarriesItsResultCode) {
+  write_file(dir_ / "junk.sqlite", random_bytes(64 * 1024));
+  try {
+    (void)sb::sqlite_backup(dir_ / "junk.sqlite");
+    ADD_FAILURE() << "random bytes were backed up";
+  } catch (const sb::SqliteBackupError& error) {
+    EXPECT_EQ(error.cause().sqlite_result, SQLITE_NOTADB) << error.what();
+    EXPECT_EQ(error.cause().system_errno, 0) << error.what();
+  }
+}
+
 TEST_F(FailuresTest, TruncatedDatabaseIsInvalidSource) {
   exec_sql(dir_ / "whole.sqlite",
            "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);"
@@ -282,6 +295,8 @@ TEST_F(FailuresTest, DiskFullKeepsTheOldDestinationIntact) {
     ADD_FAILURE() << "a 4 MiB backup fitted into 1 MiB";
   } catch (const sb::SqliteBackupError& error) {
     EXPECT_EQ(kind_name(error.kind()), kind_name(sb::ErrorKind::io)) << error.what();
+    // Also through the renaming of the private staged file's errors to the destination.
+    EXPECT_EQ(error.cause().system_errno, ENOSPC) << error.what();
   }
   EXPECT_EQ(list_names(tmpfs->path()), std::vector<std::string>{"copy.sqlite"});
   EXPECT_EQ(read_file(destination), old_bytes);
