@@ -182,6 +182,28 @@ TEST(CliDestination, SourceAsItsOwnDestinationIsRefused) {
   EXPECT_EQ(count_rows(source), 10);
 }
 
+// Bare relative names, as a user types them in the folder: the destination does not exist
+// yet, and its name must still be compared with the source's absolute one. Either way round
+// the backup would write over a live database's side file, or remove the source as a stale one.
+TEST(CliDestination, RelativeNamesOfADatabaseAndItsSideFileAreRefused) {
+  TempDir dir;
+  create_database(dir / "x.db", 10);
+  create_database(dir / "y.db-wal", 10);
+  const std::string database = read_file(dir / "x.db");
+  const std::string side_file = read_file(dir / "y.db-wal");
+  RunSettings in_folder;
+  in_folder.working_directory = dir.path();
+  for (const auto& [source, destination] : std::vector<std::pair<std::string, std::string>>{
+           {"x.db", "x.db-wal"}, {"x.db", "x.db-journal"}, {"y.db-wal", "y.db"}}) {
+    const Result result = run_cli({source, destination}, in_folder);
+    EXPECT_EQ(result.exit_code, 1) << source << " -> " << destination << ": " << describe(result);
+    EXPECT_TRUE(contains(result.err, "side file")) << result.err;
+  }
+  EXPECT_EQ(read_file(dir / "x.db"), database);
+  EXPECT_EQ(read_file(dir / "y.db-wal"), side_file);
+  EXPECT_EQ(list_names(dir.path()), (std::vector<std::string>{"x.db", "y.db-wal"}));
+}
+
 // `-`: the finished database on stdout.
 TEST(CliStdout, StreamsAValidDatabaseIntoAPipe) {
   const SourceFolder dir(500);

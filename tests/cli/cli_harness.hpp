@@ -166,6 +166,7 @@ struct RunSettings {
   int stdout_fd = -1;                              // instead of a pipe, e.g. a terminal
   int stderr_fd = -1;
   std::chrono::seconds timeout{120};
+  fs::path working_directory;  // empty: ours
 };
 
 // A running child whose stdout and stderr we read through pipes (unless given other fds).
@@ -201,9 +202,11 @@ class Child {
     for (auto& arg : argv_storage) argv.push_back(arg.data());
     argv.push_back(nullptr);
 
+    const std::string working_directory = settings.working_directory.string();
     pid_ = ::fork();
     if (pid_ < 0) throw std::runtime_error("fork failed");
     if (pid_ == 0) {
+      if (!working_directory.empty() && ::chdir(working_directory.c_str()) != 0) ::_exit(126);
       const int out_fd = settings.stdout_fd >= 0 ? settings.stdout_fd : out_pipe[1];
       const int err_fd = settings.stderr_fd >= 0 ? settings.stderr_fd : err_pipe[1];
       const int devnull = ::open("/dev/null", O_RDONLY);
