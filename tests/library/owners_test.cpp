@@ -116,6 +116,33 @@ TEST_F(OwnersTest, GivingUpOnAnExclusiveLockingOwnerSaysWhyAndWhatToDo) {
   EXPECT_TRUE(fs::is_empty(out_dir_)) << "no destination, no temporary leftovers";
 }
 
+// Any owner holds SQLite's EXCLUSIVE lock for a moment in each commit: one attempt that met
+// it is no evidence of locking_mode=EXCLUSIVE, and the advice to wait until the program is
+// idle or closed would be wrong for a merely busy owner.
+TEST_F(OwnersTest, OneAttemptThatMetTheExclusiveLockGivesNoExclusiveModeAdvice) {
+  OwnerProcess owner(kOwnerExe, source_, "exclusive-commit-on-signal", 2000);
+  ASSERT_TRUE(owner.ready()) << owner.output();
+  ASSERT_TRUE(reading_fails_with_busy(source_)) << "the owner does not hold an exclusive lock";
+  sb::Options options;
+  options.copy_retry = 1;
+  bool committed = false;
+  options.on_progress = [&](const sb::CopyProgress&) {
+    if (committed) return;
+    committed = true;
+    if (!owner.resume_until(".2")) ADD_FAILURE() << "the owner did not commit: " << owner.output();
+  };
+  try {
+    sb::sqlite_backup(source_, out_dir_ / "copy.sqlite", options);
+    ADD_FAILURE() << "the backup did not give up";
+  } catch (const sb::SqliteBackupError& error) {
+    const std::string message = error.what();
+    EXPECT_EQ(error.kind(), sb::ErrorKind::unstable_source) << message;
+    EXPECT_EQ(message.find("while that program is idle or closed"), std::string::npos) << message;
+  }
+  EXPECT_TRUE(committed);
+  EXPECT_TRUE(fs::is_empty(out_dir_)) << "no destination, no temporary leftovers";
+}
+
 TEST_F(OwnersTest, HotJournalIsRolledBackInTheCopyNeverInTheSource) {
   OwnerProcess owner(kOwnerExe, source_, "hot-journal", 300);
   ASSERT_TRUE(owner.ready()) << owner.output();
