@@ -105,6 +105,29 @@ py::str sqlite_error_name(int result) {
   return py::str("unknown");
 }
 
+// SqliteBackupOSError for an errno, narrowed as Python narrows OSError (EACCES to
+// PermissionError, ENOENT to FileNotFoundError, ...): a subclass of both, made once per
+// class and kept, so that `except PermissionError` written for the reference's shutil errors
+// still catches ours. An errno Python does not narrow (ENOSPC, EIO) keeps SqliteBackupOSError.
+py::handle os_error_type_for(int system_errno) {
+  const py::object os_error = py::module_::import("builtins").attr("OSError");
+  const py::object narrowed = py::type::of(os_error(system_errno, ""));
+  if (narrowed.is(os_error)) return g_os_error_type;
+  static py::dict* made = new py::dict();  // never released: outlives the interpreter
+  if (made->contains(narrowed)) return (*made)[narrowed];
+  const std::string name =
+      "sqlite_backup.core.SqliteBackup" + py::str(narrowed.attr("__name__")).cast<std::string>();
+  const py::tuple bases =
+      py::make_tuple(py::reinterpret_borrow<py::object>(g_os_error_type), narrowed);
+  PyObject* type = PyErr_NewExceptionWithDoc(name.c_str(),
+                                             "An I/O error (also the OSError "
+                                             "subclass Python gives its errno).",
+                                             bases.ptr(), nullptr);
+  if (type == nullptr) throw py::error_already_set();
+  (*made)[narrowed] = py::reinterpret_steal<py::object>(type);
+  return (*made)[narrowed];
+}
+
 // What an error message needs to know of the call that failed.
 struct ErrorContext {
   fs::path source;
@@ -183,7 +206,7 @@ struct CallState {
     py::dict attributes;
     attributes["kind"] = kind_name(error.kind());
     attributes["path"] = error.path().empty() ? py::none() : from_path(error.path());
-    const py::handle type = error_type_of(error.kind());
+    py::handle type = error_type_of(error.kind());
     // What the reference's callers could read off SQLite's or the OS's own error. errno
     // alone, not strerror: OSError's str() would then replace the message that names the path.
     if (error.cause().sqlite_result != 0) {
@@ -192,6 +215,7 @@ struct CallState {
     }
     if (type.is(g_os_error_type) && error.cause().system_errno != 0) {
       attributes["errno"] = error.cause().system_errno;
+      type = os_error_type_for(error.cause().system_errno);
     }
     raise_error(type, error.what(), attributes);
   } catch (const py::error_already_set&) {

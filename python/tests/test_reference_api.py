@@ -281,11 +281,15 @@ def test_an_io_error_is_also_an_os_error_and_keeps_its_message(folder: Path) -> 
     assert isinstance(caught.value, SqliteBackupError)
     assert caught.value.kind == "io"
     assert "/proc/self" in str(caught.value) and "None" not in str(caught.value)
-    # errno as the OS's own error would have it (open() there fails with ENOENT), so that
-    # `e.errno == errno.ENOSPC` checks written for the reference still work.
+    # errno and the class as the OS's own error would have them (open() there fails with
+    # ENOENT: FileNotFoundError), so that `e.errno == errno.ENOSPC` checks and `except
+    # FileNotFoundError` / `except PermissionError` written for the reference still work.
     with pytest.raises(OSError) as theirs:
         open("/proc/self/copy.sqlite", "wb")
     assert caught.value.errno == theirs.value.errno
+    assert type(theirs.value) is FileNotFoundError
+    assert isinstance(caught.value, FileNotFoundError)
+    assert isinstance(caught.value, sqlite_backup.core.SqliteBackupOSError)
 
 
 def test_a_full_disk_is_an_os_error_with_enospc(folder: Path, small_filesystem: Path) -> None:
