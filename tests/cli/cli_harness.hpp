@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cstdint>
 #include <cstdlib>
 #include <filesystem>
 #include <functional>
@@ -81,7 +82,13 @@ class TempDir {
   // they neither wait for a disk nor load it for everyone else.
   static fs::path memory_base() {
     std::error_code error;
-    if (fs::is_directory("/dev/shm", error) && ::access("/dev/shm", W_OK) == 0) return "/dev/shm";
+    // Room for two stomp tests at once (each up to three 17 MB copies): a container's
+    // /dev/shm can be as small as 64 MiB, and a full one would fail them with ENOSPC.
+    constexpr std::uintmax_t kRoomNeeded = std::uintmax_t{256} << 20;
+    if (fs::is_directory("/dev/shm", error) && ::access("/dev/shm", W_OK) == 0 &&
+        fs::space("/dev/shm", error).available >= kRoomNeeded && !error) {
+      return "/dev/shm";
+    }
     return default_base();
   }
 
