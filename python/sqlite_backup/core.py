@@ -30,10 +30,28 @@ SqliteBackupError = _native.SqliteBackupError
 SqliteBackupDatabaseError = _native.SqliteBackupDatabaseError
 SqliteBackupOperationalError = _native.SqliteBackupOperationalError
 SqliteBackupOSError = _native.SqliteBackupOSError
-for _error in (SqliteBackupError, SqliteBackupDatabaseError, SqliteBackupOperationalError,
-               SqliteBackupOSError):
-    _error.__module__ = __name__
-del _error
+# SqliteBackupOSError narrowed by errno (SqliteBackupPermissionError, ...; also a
+# PermissionError, ...), and the SqliteBackupOperational* ones for I/O errors SQLite reported
+# (also a sqlite3.OperationalError): named here so that they pickle.
+globals().update({_name: getattr(_native, _name) for _name in dir(_native)
+                  if _name.startswith("SqliteBackup")
+                  and isinstance(getattr(_native, _name), type)})
+for _name, _error in list(globals().items()):
+    if _name.startswith("SqliteBackup") and isinstance(_error, type):
+        _error.__module__ = __name__
+
+
+def _reduce_os_error(error: OSError) -> tuple:
+    # OSError's own state (errno) is not in __dict__, and our classes put RuntimeError's
+    # constructor first: keep errno explicitly through pickle and copy.
+    state = dict(error.__dict__)
+    if error.errno is not None:
+        state["errno"] = error.errno
+    return (type(error), error.args, state)
+
+
+SqliteBackupOSError.__reduce__ = _reduce_os_error  # type: ignore[method-assign]
+del _name, _error
 
 _LIVE_WARNING = (
     "Copying a database in use by another application without copying to a temporary "

@@ -105,27 +105,54 @@ py::str sqlite_error_name(int result) {
   return py::str("unknown");
 }
 
+// The classes of the I/O errors raised, by (the OSError subclass Python gives the errno,
+// whether SQLite reported it): made once at import (make_os_error_types) so that each has a
+// name in sqlite_backup.core, and pickles. Never released, as the other types.
+py::handle g_os_error_types;
+
 // SqliteBackupOSError for an errno, narrowed as Python narrows OSError (EACCES to
-// PermissionError, ENOENT to FileNotFoundError, ...): a subclass of both, made once per
-// class and kept, so that `except PermissionError` written for the reference's shutil errors
-// still catches ours. An errno Python does not narrow (ENOSPC, EIO) keeps SqliteBackupOSError.
-py::handle os_error_type_for(int system_errno) {
+// PermissionError, ENOENT to FileNotFoundError, ...) so that `except PermissionError`
+// written for the reference's shutil errors still catches ours; when SQLite reported the
+// failure, also a sqlite3.OperationalError, which Python's sqlite3 raised for it in the
+// reference. 0: no errno (OSError itself). GIL held.
+py::handle os_error_type_for(int system_errno, bool from_sqlite) {
   const py::object os_error = py::module_::import("builtins").attr("OSError");
-  const py::object narrowed = py::type::of(os_error(system_errno, ""));
-  if (narrowed.is(os_error)) return g_os_error_type;
-  static py::dict* made = new py::dict();  // never released: outlives the interpreter
-  if (made->contains(narrowed)) return (*made)[narrowed];
-  const std::string name =
-      "sqlite_backup.core.SqliteBackup" + py::str(narrowed.attr("__name__")).cast<std::string>();
-  const py::tuple bases =
-      py::make_tuple(py::reinterpret_borrow<py::object>(g_os_error_type), narrowed);
-  PyObject* type = PyErr_NewExceptionWithDoc(name.c_str(),
-                                             "An I/O error (also the OSError "
-                                             "subclass Python gives its errno).",
-                                             bases.ptr(), nullptr);
-  if (type == nullptr) throw py::error_already_set();
-  (*made)[narrowed] = py::reinterpret_steal<py::object>(type);
-  return (*made)[narrowed];
+  const py::object narrowed =
+      system_errno != 0 ? py::object(py::type::of(os_error(system_errno, ""))) : os_error;
+  const py::dict types = py::reinterpret_borrow<py::dict>(g_os_error_types);
+  const py::tuple key = py::make_tuple(narrowed, from_sqlite);
+  if (types.contains(key)) return types[key].ptr();
+  return g_os_error_type;
+}
+
+void make_os_error_types(py::module_& module, const py::object& operational_error) {
+  const py::object os_error = py::module_::import("builtins").attr("OSError");
+  py::dict types;
+  const auto make = [&module](const std::string& name, const py::tuple& bases, const char* doc) {
+    PyObject* type = PyErr_NewExceptionWithDoc(("sqlite_backup.core." + name).c_str(), doc,
+                                               bases.ptr(), nullptr);
+    if (type == nullptr) throw py::error_already_set();
+    module.attr(name.c_str()) = py::reinterpret_steal<py::object>(type);
+    return module.attr(name.c_str());
+  };
+  constexpr const char* kFromSqlite =
+      "An I/O error SQLite reported (also a sqlite3.OperationalError).";
+  const py::object ours = py::reinterpret_borrow<py::object>(g_os_error_type);
+  types[py::make_tuple(os_error, false)] = ours;
+  types[py::make_tuple(os_error, true)] =
+      make("SqliteBackupOperationalOSError", py::make_tuple(ours, operational_error), kFromSqlite);
+  for (const auto item : py::module_::import("errno").attr("errorcode").cast<py::dict>()) {
+    const py::object narrowed = py::type::of(os_error(item.first, ""));
+    if (types.contains(py::make_tuple(narrowed, false))) continue;
+    const std::string name = py::str(narrowed.attr("__name__"));
+    const py::object base =
+        make("SqliteBackup" + name, py::make_tuple(ours, narrowed),
+             "An I/O error (also the OSError subclass Python gives its errno).");
+    types[py::make_tuple(narrowed, false)] = base;
+    types[py::make_tuple(narrowed, true)] = make(
+        "SqliteBackupOperational" + name, py::make_tuple(base, operational_error), kFromSqlite);
+  }
+  g_os_error_types = types.release();
 }
 
 // What an error message needs to know of the call that failed.
@@ -213,9 +240,9 @@ struct CallState {
       attributes["sqlite_errorcode"] = error.cause().sqlite_result;
       attributes["sqlite_errorname"] = sqlite_error_name(error.cause().sqlite_result);
     }
-    if (type.is(g_os_error_type) && error.cause().system_errno != 0) {
-      attributes["errno"] = error.cause().system_errno;
-      type = os_error_type_for(error.cause().system_errno);
+    if (type.is(g_os_error_type)) {
+      if (error.cause().system_errno != 0) attributes["errno"] = error.cause().system_errno;
+      type = os_error_type_for(error.cause().system_errno, error.cause().sqlite_result != 0);
     }
     raise_error(type, error.what(), attributes);
   } catch (const py::error_already_set&) {
@@ -575,6 +602,7 @@ PYBIND11_MODULE(_native, module) {
   module.attr("SqliteBackupDatabaseError") = g_database_error_type;
   module.attr("SqliteBackupOperationalError") = g_operational_error_type;
   module.attr("SqliteBackupOSError") = g_os_error_type;
+  make_os_error_types(module, python_sqlite3.attr("OperationalError"));
 
   py::class_<CallOptions>(module, "CallOptions")
       .def(py::init<>())

@@ -2,6 +2,7 @@
 
 import errno
 import inspect
+import pickle
 import sqlite3
 from pathlib import Path
 
@@ -305,6 +306,27 @@ def test_a_full_disk_is_an_os_error_with_enospc(folder: Path, small_filesystem: 
     assert caught.value.errno == errno.ENOSPC
     assert str(small_filesystem / "copy.sqlite") in str(caught.value)
     assert names(small_filesystem) == set()
+    # Where SQLite writes the destination (the live mode, as the reference's backup did),
+    # the error is also the sqlite3.OperationalError Python's sqlite3 raised there.
+    with pytest.warns(UserWarning), pytest.raises(sqlite3.OperationalError) as caught:
+        sqlite_backup.sqlite_backup(source, small_filesystem / "copy.sqlite",
+                                    copy_use_tempdir=False)
+    assert isinstance(caught.value, OSError) and caught.value.errno == errno.ENOSPC
+    assert caught.value.sqlite_errorcode == sqlite3.SQLITE_FULL
+    assert names(small_filesystem) == set()
+
+
+def test_errors_pickle_with_their_class_and_attributes(folder: Path) -> None:
+    """A backup failing in a worker process (multiprocessing, concurrent.futures) reaches
+    the caller as the same error."""
+    source = make_database(folder / "db.sqlite", 10)
+    with pytest.raises(OSError) as caught:
+        sqlite_backup.sqlite_backup(source, "/proc/self/copy.sqlite")
+    copied = pickle.loads(pickle.dumps(caught.value))
+    assert type(copied) is type(caught.value)
+    assert isinstance(copied, FileNotFoundError)
+    assert (copied.errno, copied.kind, copied.path, str(copied)) == (
+        caught.value.errno, caught.value.kind, caught.value.path, str(caught.value))
 
 
 @pytest.mark.parametrize("destination", [3, b"out.sqlite"])

@@ -83,7 +83,7 @@ void backup_api_copy(sql::Database& from, sqlite3* to, const Settings& settings)
         busy_since = now;
       } else if (now - busy_since > busy_limit) {
         handle.finish();
-        throw_error(ErrorCause{.sqlite_result = SQLITE_BUSY}, ErrorKind::sqlite, from.path(),
+        throw_error(ErrorCause{.sqlite_result = rc}, ErrorKind::sqlite, from.path(),
                     "cannot back up {}: the database stayed locked by another connection for {} ms",
                     quoted(from.path()), busy_limit.count());
       }

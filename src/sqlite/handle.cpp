@@ -2,6 +2,7 @@
 
 #include <sqlite3.h>
 
+#include <cerrno>
 #include <utility>
 
 #include "error_internal.hpp"
@@ -34,17 +35,35 @@ ErrorKind classify(int result) noexcept {
   }
 }
 
+namespace {
+
+// The errno behind an SQLite result, where there is one. SQLite records the VFS's errno
+// (sqlite3_system_errno) only for SQLITE_IOERR_* and SQLITE_CANTOPEN, and never clears it,
+// so it is read only for those. The unix VFS reports SQLITE_FULL only for ENOSPC (or a short
+// write) on a file; for an in-memory database it is a size limit, with no errno.
+int system_errno_of(int result, sqlite3* db) noexcept {
+  if (db == nullptr) return 0;
+  switch (result & 0xff) {
+    case SQLITE_IOERR:
+    case SQLITE_CANTOPEN:
+      return sqlite3_system_errno(db);
+    case SQLITE_FULL: {
+      const char* file = sqlite3_db_filename(db, "main");
+      return file != nullptr && *file != '\0' ? ENOSPC : 0;
+    }
+    default:
+      return 0;
+  }
+}
+
+}  // namespace
+
 void throw_result(int result, sqlite3* db, std::string_view operation,
                   const std::filesystem::path& path) {
   // The connection's message is more specific than sqlite3_errstr() when it is about this result.
   const char* message = (db != nullptr && sqlite3_errcode(db) == result) ? sqlite3_errmsg(db)
                                                                          : sqlite3_errstr(result);
-  // sqlite3_system_errno() is the errno of the connection's last I/O failure: only an I/O
-  // result (SQLITE_IOERR_*, SQLITE_FULL, SQLITE_CANTOPEN) is about it.
-  const ErrorCause cause{.system_errno = (db != nullptr && classify(result) == ErrorKind::io)
-                                             ? sqlite3_system_errno(db)
-                                             : 0,
-                         .sqlite_result = result};
+  const ErrorCause cause{.system_errno = system_errno_of(result, db), .sqlite_result = result};
   detail::throw_error(cause, classify(result), path, "{} {}: {} (SQLite error {})", operation,
                       detail::quoted(path), message, result);
 }
@@ -68,10 +87,7 @@ void Database::open(const std::string& filename, int flags, const std::string& v
     // Copy the message out before the destructor closes the handle that holds it.
     const int result = db_ != nullptr ? sqlite3_extended_errcode(db_) : rc;
     std::string message = db_ != nullptr ? sqlite3_errmsg(db_) : sqlite3_errstr(rc);
-    const ErrorCause cause{.system_errno = (db_ != nullptr && classify(result) == ErrorKind::io)
-                                               ? sqlite3_system_errno(db_)
-                                               : 0,
-                           .sqlite_result = result};
+    const ErrorCause cause{.system_errno = system_errno_of(result, db_), .sqlite_result = result};
     sqlite3_close_v2(std::exchange(db_, nullptr));
     detail::throw_error(cause, classify(result), opened,
                         "cannot open {} with SQLite: {} (SQLite error {})", detail::quoted(opened),

@@ -302,6 +302,27 @@ TEST_F(FailuresTest, DiskFullKeepsTheOldDestinationIntact) {
   EXPECT_EQ(read_file(destination), old_bytes);
 }
 
+// Where SQLite itself writes the destination (the live mode's backup API), it reports
+// SQLITE_FULL without an errno: the cause says ENOSPC all the same.
+TEST_F(FailuresTest, DiskFullWhileSqliteWritesTheDestinationCarriesEnospc) {
+  auto tmpfs = TmpfsMount::try_mount(1024 * 1024);
+  if (!tmpfs)
+    GTEST_SKIP() << "needs root and tmpfs to make a 1 MiB filesystem (is_root=" << is_root() << ")";
+  create_4mib_database(dir_ / "big.sqlite");
+  sb::Options options;
+  options.copy_use_tempdir = false;
+  try {
+    sb::sqlite_backup(dir_ / "big.sqlite", *tmpfs / "copy.sqlite", options);
+    ADD_FAILURE() << "a 4 MiB backup fitted into 1 MiB";
+  } catch (const sb::SqliteBackupError& error) {
+    EXPECT_EQ(kind_name(error.kind()), kind_name(sb::ErrorKind::io)) << error.what();
+    EXPECT_EQ(error.cause().sqlite_result, SQLITE_FULL) << error.what();
+    EXPECT_EQ(error.cause().system_errno, ENOSPC) << error.what();
+  }
+  EXPECT_TRUE(list_names(tmpfs->path()).empty())
+      << ::testing::PrintToString(list_names(tmpfs->path()));
+}
+
 // The disk can also fill after the copy, while the WAL's pages are written into the
 // database copy: the error names the destination there too, and nothing is left.
 TEST_F(FailuresTest, DiskFullWhileTheWalIsAppliedIsAnIoErrorNamingTheDestination) {

@@ -138,6 +138,8 @@ TEST_F(OwnersTest, OneAttemptThatMetTheExclusiveLockGivesNoExclusiveModeAdvice) 
     const std::string message = error.what();
     EXPECT_EQ(error.kind(), sb::ErrorKind::unstable_source) << message;
     EXPECT_EQ(message.find("while that program is idle or closed"), std::string::npos) << message;
+    EXPECT_EQ(message.find("held SQLite's EXCLUSIVE lock throughout"), std::string::npos)
+        << message;
   }
   EXPECT_TRUE(committed);
   EXPECT_TRUE(fs::is_empty(out_dir_)) << "no destination, no temporary leftovers";
