@@ -14,7 +14,7 @@ Each round runs every method once, interleaved, each in a fresh /usr/bin/python3
   ours, deserialize   the same through the fallback path: Connection.deserialize of a copy
   ours, to a file     sqlite_backup.sqlite_backup(SRC, DST) with its fsync, for comparison
   floor       no snapshot: the database file alone read into fresh memory, on two threads in
-              2 MiB-aligned chunks, as ours reads it. What any in-memory copy pays on this
+              2 MiB-aligned chunks each faulted in for writing first, as ours reads it. What any in-memory copy pays on this
               machine before it applies a WAL, validates or opens a connection.
 
 Time is measured inside the child around the one call (interpreter start-up excluded), with a
@@ -49,6 +49,9 @@ if method != "reference":
     from sqlite_backup import _native
     if method == "deserialize":
         _native.set_handle_capture(False)
+if method == "floor":  # (imported before the clock starts)
+    import ctypes, mmap, threading
+    libc = ctypes.CDLL(None, use_errno=True)
 baseline = vm("VmRSS")
 started = time.perf_counter()
 if method == "reference":
@@ -67,15 +70,16 @@ if method == "reference":
         copy.close()
     result = memory
 elif method == "floor":
-    import ctypes, mmap, threading
     size = os.stat(source).st_size
     fd = os.open(source, os.O_RDONLY)
     # Chunks aligned to 2 MiB, as ours are: two threads faulting pages in under one page
-    # table wait for each other's lock. (No MADV_POPULATE_WRITE: Python's madvise holds the
-    # GIL, which would serialize the threads; the kernel's copy faults the pages in.)
+    # table wait for each other's lock. Each chunk is faulted in for writing first
+    # (MADV_POPULATE_WRITE), as ours is, through libc: ctypes releases the GIL, where
+    # mmap.madvise would hold it and serialize the threads.
     span = 2 << 20
     memory = mmap.mmap(-1, size + span, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-    skip = -ctypes.addressof(ctypes.c_char.from_buffer(memory)) % span
+    address = ctypes.addressof(ctypes.c_char.from_buffer(memory))
+    skip = -address % span
     view = memoryview(memory)[skip:skip + size]
     offsets = iter(range(0, size, span))
     taking = threading.Lock()
@@ -86,7 +90,10 @@ elif method == "floor":
                 offset = next(offsets, None)
             if offset is None:
                 return
-            os.preadv(fd, [view[offset:offset + span]], offset)
+            part = view[offset:offset + span]
+            libc.madvise(ctypes.c_void_p(address + skip + offset),
+                         ctypes.c_size_t((len(part) + 4095) & ~4095), 23)
+            os.preadv(fd, [part], offset)
 
     threads = [threading.Thread(target=read) for _ in range(2)]
     for thread in threads:
