@@ -463,8 +463,10 @@ py::object backup_to_memory(const py::bytes& source, const py::object& connect,
   const py::object logger = py::module_::import("sqlite_backup.log").attr("logger");
   if (handle != nullptr) {
     logger.attr("debug")("the snapshot goes straight into the new connection's handle");
+    // (A copy of the structured binding: clang before 16 cannot capture one.)
+    sqlite3* const target = handle;
     run_without_gil(state, {from, call.copy_retry},
-                    [&] { sb::sqlite_backup_to_connection(from, handle, options); });
+                    [&] { sb::sqlite_backup_to_connection(from, target, options); });
     return connection;
   }
   logger.attr("debug")(
