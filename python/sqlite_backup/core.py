@@ -33,12 +33,11 @@ SqliteBackupOSError = _native.SqliteBackupOSError
 # SqliteBackupOSError narrowed by errno (SqliteBackupPermissionError, ...; also a
 # PermissionError, ...), and the SqliteBackupOperational* ones for I/O errors SQLite reported
 # (also a sqlite3.OperationalError): named here so that they pickle.
-globals().update({_name: getattr(_native, _name) for _name in dir(_native)
-                  if _name.startswith("SqliteBackup")
-                  and isinstance(getattr(_native, _name), type)})
-for _name, _error in list(globals().items()):
+for _name in dir(_native):
+    _error = getattr(_native, _name)
     if _name.startswith("SqliteBackup") and isinstance(_error, type):
         _error.__module__ = __name__
+        globals()[_name] = _error
 
 
 def _reduce_os_error(error: OSError) -> tuple:
