@@ -313,6 +313,9 @@ def test_a_full_disk_is_an_os_error_with_enospc(folder: Path, small_filesystem: 
                                     copy_use_tempdir=False)
     assert isinstance(caught.value, OSError) and caught.value.errno == errno.ENOSPC
     assert caught.value.sqlite_errorcode == sqlite3.SQLITE_FULL
+    # The full disk is the destination's: named there too, not the source being read.
+    assert str(small_filesystem / "copy.sqlite") in str(caught.value)
+    assert caught.value.path == str(small_filesystem / "copy.sqlite")
     assert names(small_filesystem) == set()
 
 

@@ -49,8 +49,14 @@ bool wants_backup_api(const BackupOptions& backup) noexcept {
   return backup.pages != -1 || static_cast<bool>(backup.progress) || backup.name != "main";
 }
 
-void backup_api_copy(sql::Database& from, sqlite3* to, const Settings& settings) {
+void backup_api_copy(sql::Database& from, sqlite3* to, const Settings& settings,
+                     const std::filesystem::path& destination) {
   const BackupOptions& backup = settings.backup;
+  // The file a failed step names: SQLite's backup API reports the source's failures and the
+  // destination's alike, and only a failure to write is the destination's.
+  const auto failed_file = [&](int rc) -> const std::filesystem::path& {
+    return !destination.empty() && sql::is_write_failure(rc) ? destination : from.path();
+  };
   sql::Backup handle(to, from, backup.name);
   const auto busy_limit = settings.connect.busy_timeout;
   auto busy_since = std::chrono::steady_clock::time_point{};
@@ -91,10 +97,10 @@ void backup_api_copy(sql::Database& from, sqlite3* to, const Settings& settings)
       continue;
     }
     handle.finish();
-    sql::throw_result(rc, to, "cannot back up", from.path());
+    sql::throw_result(rc, to, "cannot back up", failed_file(rc));
   }
   const int rc = handle.finish();
-  if (rc != SQLITE_OK) sql::throw_result(rc, to, "cannot finish the backup of", from.path());
+  if (rc != SQLITE_OK) sql::throw_result(rc, to, "cannot finish the backup of", failed_file(rc));
 }
 
 void copy_into(sql::Database& from, sqlite3* target, const Settings& settings) {

@@ -44,9 +44,11 @@ bool loads_as_image(const BackupOptions& backup, std::uint64_t source_bytes) noe
 
 // Copies `from` into the connection `to` with SQLite's online backup API, as BackupOptions
 // say (pages per step, progress, schema name, pause when the source is busy). A source that
-// stays busy longer than settings.connect.busy_timeout ends in SqliteBackupError; errors name
-// `from`'s path.
-void backup_api_copy(sql::Database& from, sqlite3* to, const Settings& settings);
+// stays busy longer than settings.connect.busy_timeout ends in SqliteBackupError. Errors name
+// `from`'s path, but a failure to write (sql::is_write_failure) names `destination`, the
+// file `to` writes, when one is given (a full disk is the destination's).
+void backup_api_copy(sql::Database& from, sqlite3* to, const Settings& settings,
+                     const std::filesystem::path& destination = {});
 
 // Replaces the main database of `target` (a connection the caller owns) with a copy of `from`
 // through the backup API, then runs settings.verify on it. Errors name `from`'s path.

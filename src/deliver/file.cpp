@@ -17,7 +17,7 @@ void copy_file_through_backup_api(sql::Database& from, const std::filesystem::pa
                                   const Settings& settings) {
   sql::Database copy(sql::openable_file(to, "", ""),
                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_URI, to);
-  backup_api_copy(from, copy.get(), settings);
+  backup_api_copy(from, copy.get(), settings, to);
   copy.close();
 }
 

@@ -14,6 +14,20 @@ bool is_retryable(int result) noexcept {
   return primary == SQLITE_BUSY || primary == SQLITE_LOCKED;
 }
 
+bool is_write_failure(int result) noexcept {
+  switch (result & 0xff) {
+    case SQLITE_FULL:
+    case SQLITE_READONLY:
+      return true;
+    case SQLITE_IOERR:
+      return result == SQLITE_IOERR_WRITE || result == SQLITE_IOERR_FSYNC ||
+             result == SQLITE_IOERR_DIR_FSYNC || result == SQLITE_IOERR_TRUNCATE ||
+             result == SQLITE_IOERR_DELETE;
+    default:
+      return false;
+  }
+}
+
 ErrorKind classify(int result) noexcept {
   switch (result & 0xff) {
     case SQLITE_NOTADB:

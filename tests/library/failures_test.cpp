@@ -311,13 +311,19 @@ TEST_F(FailuresTest, DiskFullWhileSqliteWritesTheDestinationCarriesEnospc) {
   create_4mib_database(dir_ / "big.sqlite");
   sb::Options options;
   options.copy_use_tempdir = false;
+  const fs::path destination = *tmpfs / "copy.sqlite";
   try {
-    sb::sqlite_backup(dir_ / "big.sqlite", *tmpfs / "copy.sqlite", options);
+    sb::sqlite_backup(dir_ / "big.sqlite", destination, options);
     ADD_FAILURE() << "a 4 MiB backup fitted into 1 MiB";
   } catch (const sb::SqliteBackupError& error) {
     EXPECT_EQ(kind_name(error.kind()), kind_name(sb::ErrorKind::io)) << error.what();
     EXPECT_EQ(error.cause().sqlite_result, SQLITE_FULL) << error.what();
     EXPECT_EQ(error.cause().system_errno, ENOSPC) << error.what();
+    // The full disk is the destination's: the error names it, not the source, which SQLite's
+    // backup API was reading when it failed.
+    EXPECT_EQ(error.path(), destination) << error.what();
+    EXPECT_NE(std::string(error.what()).find(destination.string()), std::string::npos)
+        << error.what();
   }
   EXPECT_TRUE(list_names(tmpfs->path()).empty())
       << ::testing::PrintToString(list_names(tmpfs->path()));
