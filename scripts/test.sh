@@ -17,10 +17,11 @@
 #   FORMAT        1: check the formatting with clang-format-14 (scripts/check-format.sh)
 #   WERROR        1: compiler warnings are errors in the gcc and clang builds
 #                 (-DSQLITE_BACKUP_WERROR=ON)
-#   TIDY          1: clang-tidy-14 over src/ and cli/ (scripts/tidy.sh), with the gcc build's
-#                 compile_commands.json
-#   CLANG         1: build again with clang-14 (Debug, no benchmarks, in <build folder>-clang)
-#                 and run the library, cli and internal tests there
+#   TIDY          1: clang-tidy-14 over src/, cli/ and python/src/ (scripts/tidy.sh), with the
+#                 gcc build's compile_commands.json
+#   CLANG         1: build again with clang-14 (Debug, no benchmarks, in <build folder>-clang),
+#                 the Python package's native module included, and run the library, cli and
+#                 internal tests there
 #   SANITIZE      1: build again with AddressSanitizer and UBSan (Debug, in
 #                 <build folder>-sanitize) and run the tests there too
 # A failed format check or clang-tidy run does not stop the later steps; the summary names
@@ -98,7 +99,7 @@ if ((clang)); then
   # shellcheck disable=SC2046
   CC=clang-14 CXX=clang++-14 cmake -S "$repo" -B "$clang_dir" $(generator_for "$clang_dir") \
     -DCMAKE_BUILD_TYPE=Debug "$werror_flag" -DSQLITE_BACKUP_BUILD_BENCH=OFF \
-    -DSQLITE_BACKUP_INSTALL=OFF
+    -DSQLITE_BACKUP_INSTALL=OFF -DSQLITE_BACKUP_PYTHON=ON
   if timed clang-build cmake --build "$clang_dir" -j "$jobs"; then
     # The fast labels: the stress and package tests gain little from a second compiler.
     step "clang: test (ctest -j$ctest_jobs -L 'library|cli|internal')"

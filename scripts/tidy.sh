@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs clang-tidy (Debian 12's clang-tidy-14) over the library (src/) and the CLI (cli/) with
+# Runs clang-tidy (Debian 12's clang-tidy-14) over the library (src/), the CLI (cli/) and the
+# Python package's native module (python/src/, when the build folder has it) with
 # the checks in .clang-tidy, where every finding is an error (WarningsAsErrors: '*').
 #
 #   scripts/tidy.sh                 uses <clone>/build's compile_commands.json
@@ -33,6 +34,11 @@ if (($# > 0)); then
   files=("$@")
 else
   mapfile -t files < <(git ls-files -- 'src/*.cpp' 'cli/*.cpp')
+  # The native module is in compile_commands.json only when the package is configured
+  # (-DSQLITE_BACKUP_PYTHON=ON, as scripts/test.sh does).
+  if grep -q 'python/src/native.cpp' "$build_dir/compile_commands.json"; then
+    mapfile -t -O "${#files[@]}" files < <(git ls-files -- 'python/src/*.cpp')
+  fi
 fi
 
 # One clang-tidy per file, $jobs at a time, each file's findings printed in one piece; any

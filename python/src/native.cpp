@@ -12,6 +12,7 @@
 #include <pybind11/stl.h>
 #include <sqlite3.h>
 
+#include <array>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -41,7 +42,7 @@ namespace {
 
 // Paths cross the boundary as bytes (os.fsencode), so that every name the OS accepts works,
 // including names that are not valid UTF-8.
-fs::path to_path(const py::bytes& encoded) { return fs::path(std::string(encoded)); }
+fs::path to_path(const py::bytes& encoded) { return {std::string(encoded)}; }
 py::object from_path(const fs::path& path) {
   return py::module_::import("os").attr("fsdecode")(py::bytes(path.native()));
 }
@@ -79,7 +80,7 @@ py::handle error_type_of(sb::ErrorKind kind) {
 // that begin with its primary's (the module's authorizer constants reuse the small values).
 // "unknown" for a code the module does not name, as Python says then. GIL held.
 py::str sqlite_error_name(int result) {
-  static constexpr const char* kPrimaryNames[] = {
+  static constexpr std::array<const char*, 31> kPrimaryNames = {
       "OK",       "ERROR",    "INTERNAL",  "PERM",   "ABORT",   "BUSY",       "LOCKED",
       "NOMEM",    "READONLY", "INTERRUPT", "IOERR",  "CORRUPT", "NOTFOUND",   "FULL",
       "CANTOPEN", "PROTOCOL", "EMPTY",     "SCHEMA", "TOOBIG",  "CONSTRAINT", "MISMATCH",
@@ -95,14 +96,14 @@ py::str sqlite_error_name(int result) {
   for (const char* primary : kPrimaryNames) {
     const std::string name = std::string("SQLITE_") + primary;
     if (value_of(name) != (result & 0xff)) continue;
-    if (result == (result & 0xff)) return py::str(name);
+    if (result == (result & 0xff)) return {name};
     const std::string prefix = name + "_";
     for (const auto item : constants) {
       const std::string key = py::str(item.first);
-      if (key.rfind(prefix, 0) == 0 && value_of(key) == result) return py::str(key);
+      if (key.rfind(prefix, 0) == 0 && value_of(key) == result) return {key};
     }
   }
-  return py::str("unknown");
+  return {"unknown"};
 }
 
 // The classes of the I/O errors raised, by (the OSError subclass Python gives the errno,
@@ -119,7 +120,7 @@ py::handle os_error_type_for(int system_errno, bool from_sqlite) {
   const py::object os_error = py::module_::import("builtins").attr("OSError");
   const py::object narrowed =
       system_errno != 0 ? py::object(py::type::of(os_error(system_errno, ""))) : os_error;
-  const py::dict types = py::reinterpret_borrow<py::dict>(g_os_error_types);
+  const auto types = py::reinterpret_borrow<py::dict>(g_os_error_types);
   const py::tuple key = py::make_tuple(narrowed, from_sqlite);
   if (types.contains(key)) return types[key].ptr();
   return g_os_error_type;
@@ -137,7 +138,7 @@ void make_os_error_types(py::module_& module, const py::object& operational_erro
   };
   constexpr const char* kFromSqlite =
       "An I/O error SQLite reported (also a sqlite3.OperationalError).";
-  const py::object ours = py::reinterpret_borrow<py::object>(g_os_error_type);
+  const auto ours = py::reinterpret_borrow<py::object>(g_os_error_type);
   types[py::make_tuple(os_error, false)] = ours;
   types[py::make_tuple(os_error, true)] =
       make("SqliteBackupOperationalOSError", py::make_tuple(ours, operational_error), kFromSqlite);
@@ -201,17 +202,18 @@ struct CallState {
   }
 };
 
-[[noreturn]] void raise_error(py::handle type, const std::string& message, py::dict attributes) {
+[[noreturn]] void raise_error(py::handle type, const std::string& message,
+                              const py::dict& attributes) {
   py::object error = type(message);
   for (auto item : attributes) error.attr(item.first) = item.second;
-  PyErr_SetObject(reinterpret_cast<PyObject*>(Py_TYPE(error.ptr())), error.ptr());
+  PyErr_SetObject(py::type::handle_of(error).ptr(), error.ptr());
   throw py::error_already_set();
 }
 
 [[noreturn]] void raise_unstable(const sb::SqliteBackupError& error, const ErrorContext& context);
 
 // The library's errors as the reference raises them. Called with the GIL held.
-[[noreturn]] void raise_translated(std::exception_ptr failure, const ErrorContext& context) {
+[[noreturn]] void raise_translated(const std::exception_ptr& failure, const ErrorContext& context) {
   try {
     std::rethrow_exception(failure);
   } catch (const fs::filesystem_error& error) {
@@ -221,7 +223,7 @@ struct CallState {
     // OSError(errno, strerror, filename) becomes FileNotFoundError, PermissionError, ...
     const py::object instance = type(code, os.attr("strerror")(code), from_path(error.path1()));
     // Raised as its own type: pybind11 insists that the raised type is the normalized one.
-    PyErr_SetObject(reinterpret_cast<PyObject*>(Py_TYPE(instance.ptr())), instance.ptr());
+    PyErr_SetObject(py::type::handle_of(instance).ptr(), instance.ptr());
     throw py::error_already_set();
   } catch (const std::invalid_argument& error) {
     PyErr_SetString(PyExc_ValueError, error.what());
@@ -300,7 +302,7 @@ void run_without_gil(CallState& state, const ErrorContext& context, Work&& work)
   if (state.callback_error) {
     py::error_already_set error = std::move(*state.callback_error);
     state.callback_error.reset();
-    throw error;
+    throw std::move(error);
   }
   if (failure) raise_translated(failure, context);
 }
@@ -479,11 +481,13 @@ py::object backup_to_memory(const py::bytes& source, const py::object& connect,
   unsigned char* image = sqlite3_serialize(memory->get(), "main", &size, SQLITE_SERIALIZE_NOCOPY);
   py::bytes bytes;
   if (image != nullptr) {
-    bytes = py::bytes(reinterpret_cast<const char*>(image), static_cast<std::size_t>(size));
+    bytes = py::bytes(static_cast<const char*>(static_cast<const void*>(image)),
+                      static_cast<std::size_t>(size));
   } else {
     image = sqlite3_serialize(memory->get(), "main", &size, 0);
     if (image == nullptr) throw std::bad_alloc();
-    bytes = py::bytes(reinterpret_cast<const char*>(image), static_cast<std::size_t>(size));
+    bytes = py::bytes(static_cast<const char*>(static_cast<const void*>(image)),
+                      static_cast<std::size_t>(size));
     sqlite3_free(image);
   }
   memory.reset();
