@@ -34,7 +34,12 @@ InterruptHandlers::InterruptHandlers() {
   // next check instead of failing with EINTR somewhere unexpected.
   action.sa_flags = SA_RESTART;
   for (std::size_t i = 0; i < kStopSignals.size(); ++i) {
-    sigaction(kStopSignals[i], &action, &g_previous_stop[i]);
+    sigaction(kStopSignals[i], nullptr, &g_previous_stop[i]);
+    // A signal the process was started ignoring stays ignored: nohup's SIGHUP, and SIGINT and
+    // SIGQUIT for a job a non-interactive shell runs in the background (so ^C at the terminal
+    // does not stop it).
+    if (g_previous_stop[i].sa_handler == SIG_IGN) continue;
+    sigaction(kStopSignals[i], &action, nullptr);
   }
   struct sigaction ignore {};
   ignore.sa_handler = SIG_IGN;

@@ -1,6 +1,7 @@
-// SIGHUP/SIGINT/SIGQUIT/SIGTERM: the handler only records the signal; the library sees the flag
-// (Options::cancel), stops at its next check, removes what it staged and throws
-// ErrorKind::cancelled, so an interrupted backup leaves nothing behind.
+// SIGHUP/SIGINT/SIGQUIT/SIGTERM (each unless the process began ignoring it): the handler only
+// records the signal; the library sees the flag (Options::cancel), stops at its next check,
+// removes what it staged and throws ErrorKind::cancelled, so an interrupted backup leaves
+// nothing behind.
 #pragma once
 
 #include <atomic>

@@ -2,13 +2,16 @@
 // it parses the arguments, applies the destination rules, draws progress, prints one line
 // per outcome and maps errors to the documented exit codes (exit_code.hpp). Every snapshot
 // decision belongs to the library.
+#include <fcntl.h>
 #include <fmt/format.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <cerrno>
 #include <csignal>
 #include <cstdio>
+#include <cstring>
 #include <limits>
 #include <optional>
 #include <sqlite_backup/sqlite_backup.hpp>
@@ -50,8 +53,9 @@ struct CommandLine {
   bool progress = false;
   bool progress_given = false;  // false: decide by terminal and size
   bool json = false;
-  // Not an option: set by run_command_line() from who runs it.
+  // Not options: set by run_command_line() from who runs it and how.
   bool private_descriptor_table = Options{}.private_descriptor_table;
+  bool stdout_closed = false;  // the process began with no descriptor 1
 };
 
 // One backup's result, for the summary, --json and the exit code.
@@ -62,13 +66,35 @@ struct Outcome {
   std::optional<Failure> failure;
 };
 
+// A line on stderr. Nothing to be done when stderr cannot take it (closed, a full disk, a
+// reader gone): the backup's outcome and exit code stand, so the failure is ignored rather
+// than thrown (fmt::print would throw, ending a finished backup in std::terminate).
+void print_to_stderr(const std::string& line) noexcept {
+  (void)std::fwrite(line.data(), 1, line.size(), stderr);
+  (void)std::fflush(stderr);
+}
+
 // one_line() again: a path in the message may hold a newline, and a failure is one line.
 void print_error(const Failure& failure) {
-  fmt::print(stderr, "sqlite_backup: error: {}\n", one_line(failure.message));
+  print_to_stderr(fmt::format("sqlite_backup: error: {}\n", one_line(failure.message)));
 }
 
 void print_warning(const std::string& message) {
-  fmt::print(stderr, "sqlite_backup: warning: {}\n", printable(message));
+  print_to_stderr(fmt::format("sqlite_backup: warning: {}\n", printable(message)));
+}
+
+// One --json record on stdout, flushed at once for whoever reads the pipe. False when stdout
+// did not take it (a full disk, a closed pipe): the records are this command's output, so the
+// caller fails the command.
+bool print_json_record(const std::string& record) noexcept {
+  const std::string line = record + "\n";
+  const bool written = std::fwrite(line.data(), 1, line.size(), stdout) == line.size();
+  return std::fflush(stdout) == 0 && written && std::ferror(stdout) == 0;
+}
+
+Failure json_output_failure() {
+  return {kIo, fmt::format("cannot write the --json records to standard output: {}",
+                           std::strerror(errno))};
 }
 
 const char* signal_name(int signal_number) {
@@ -381,6 +407,10 @@ std::optional<Failure> check_command(const CommandLine& command) {
     return Failure{kUsage,
                    "--json cannot be used with - as DESTINATION: stdout carries the database"};
   }
+  if ((streaming || command.json) && command.stdout_closed) {
+    return Failure{kIo, fmt::format("cannot write {} to standard output: it is closed",
+                                    streaming ? "the database" : "the --json records")};
+  }
   if (streaming && ::isatty(STDOUT_FILENO) == 1) {
     return Failure{kUsage,
                    "refusing to write the database to a terminal (stdout); redirect it, "
@@ -396,21 +426,21 @@ std::optional<Failure> check_command(const CommandLine& command) {
   return std::nullopt;
 }
 
-void report_outcome(const CommandLine& command, const Outcome& outcome) {
+// Prints the outcome's line, and its --json record; false when the record could not be
+// written.
+bool report_outcome(const CommandLine& command, const Outcome& outcome) {
   if (outcome.failure) {
     print_error(*outcome.failure);
   } else {
     const bool streaming = command.destination == kStandardOutput;
-    fmt::print(stderr, "Backed up {} to {}\n", printable(outcome.source),
-               streaming ? std::string("standard output") : printable(outcome.destination));
+    print_to_stderr(
+        fmt::format("Backed up {} to {}\n", printable(outcome.source),
+                    streaming ? std::string("standard output") : printable(outcome.destination)));
   }
-  if (command.json) {
-    fmt::print(stdout, "{}\n",
-               json_record(outcome.source, outcome.destination,
-                           outcome.report ? &*outcome.report : nullptr,
-                           outcome.failure ? &*outcome.failure : nullptr));
-    std::fflush(stdout);  // one record per backup, as it happens, for whoever reads the pipe
-  }
+  if (!command.json) return true;
+  return print_json_record(json_record(outcome.source, outcome.destination,
+                                       outcome.report ? &*outcome.report : nullptr,
+                                       outcome.failure ? &*outcome.failure : nullptr));
 }
 
 // "sqlite_backup: backed up N of M; failed: a, b; not attempted (interrupted by SIGINT): c"
@@ -428,7 +458,7 @@ void print_summary(std::size_t total, std::size_t succeeded, const std::vector<s
     summary += fmt::format("; not attempted (interrupted by {}): {}", signal_name(signal_number),
                            shown(skipped));
   }
-  fmt::print(stderr, "{}\n", summary);
+  print_to_stderr(summary + "\n");
 }
 
 // The signal handlers (InterruptHandlers) must be installed first.
@@ -440,9 +470,11 @@ int run(const CommandLine& command) {
     // no records with -, which --json refuses).
     if (command.json && command.destination != kStandardOutput) {
       for (const std::string& source : command.sources) {
-        fmt::print(stdout, "{}\n",
-                   json_record(source, intended_destination(source, command.destination), nullptr,
-                               &*refusal));
+        if (!print_json_record(json_record(
+                source, intended_destination(source, command.destination), nullptr, &*refusal))) {
+          print_error(json_output_failure());
+          break;
+        }
       }
     }
     return refusal->exit_code;
@@ -452,16 +484,32 @@ int run(const CommandLine& command) {
   std::vector<std::string> failed;
   std::vector<std::string> skipped;
   std::vector<int> failure_codes;
+  bool json_written = true;
   for (const std::string& source : command.sources) {
     if (InterruptHandlers::interrupted()) {
       skipped.push_back(source);
+      if (command.json && json_written) {
+        // --json promises a record per named source: this one says it was not attempted.
+        const int signal_number = InterruptHandlers::signal_number();
+        const Failure not_attempted{
+            exit_code_for_signal(signal_number),
+            fmt::format("not attempted: interrupted by {}", signal_name(signal_number))};
+        json_written = print_json_record(json_record(
+            source, intended_destination(source, command.destination), nullptr, &not_attempted));
+      }
       continue;
     }
     const Outcome outcome = back_up_one(command, source);
-    report_outcome(command, outcome);
+    const bool recorded = report_outcome(command, outcome);
     if (outcome.failure) {
       failed.push_back(source);
       failure_codes.push_back(outcome.failure->exit_code);
+    }
+    if (json_written && !recorded) {
+      json_written = false;
+      const Failure failure = json_output_failure();
+      print_error(failure);
+      failure_codes.push_back(failure.exit_code);
     }
   }
   if (several) {
@@ -481,7 +529,28 @@ int run(const CommandLine& command) {
 
 }  // namespace
 
+namespace {
+
+// Gives each of descriptors 0, 1 and 2 that the process began without an open /dev/null, so
+// that no file the backup opens takes their numbers: the staged copy opened as descriptor 1
+// would receive what is meant for stdout (a `-` destination, --json records), and as 2 the
+// messages. Returns whether descriptor 1 was closed. Only for a process of our own.
+bool occupy_standard_descriptors() noexcept {
+  bool stdout_closed = false;
+  for (int fd = STDIN_FILENO; fd <= STDERR_FILENO; ++fd) {
+    if (::fcntl(fd, F_GETFD) != -1 || errno != EBADF) continue;
+    if (fd == STDOUT_FILENO) stdout_closed = true;
+    // (open() takes the lowest free number: this one, as the lower ones are open by now.)
+    const int opened = ::open("/dev/null", O_RDWR | O_NOCTTY);
+    if (opened != fd && opened >= 0) ::close(opened);
+  }
+  return stdout_closed;
+}
+
+}  // namespace
+
 int run_command_line(int argc, char** argv, bool whole_process) {
+  const bool stdout_closed = whole_process && occupy_standard_descriptors();
   try {
     // First, so that a signal during a long backup always reaches the library's cancel flag.
     const InterruptHandlers interrupts;
@@ -495,6 +564,7 @@ int run_command_line(int argc, char** argv, bool whole_process) {
     }
     if (exit_now >= 0) return exit_now;
     command.private_descriptor_table = !whole_process;
+    command.stdout_closed = stdout_closed;
     return run(command);
   } catch (...) {
     print_error(describe_current_exception(0));

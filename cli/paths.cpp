@@ -21,8 +21,11 @@ std::optional<Failure> check_source(const fs::path& source) {
     return Failure{kUsage, fmt::format("source database {} does not exist", shown(source))};
   }
   if (error) {
-    return Failure{kUsage, fmt::format("cannot examine source database {}: {}", shown(source),
-                                       error.message())};
+    // A folder on the way that we may not search is the I/O error "permission denied" (5),
+    // as it is when the file itself may not be read; other failures to look are usage.
+    const bool denied = error == std::errc::permission_denied;
+    return Failure{denied ? kIo : kUsage, fmt::format("cannot examine source database {}: {}",
+                                                      shown(source), error.message())};
   }
   if (fs::is_directory(status)) {
     return Failure{kUsage,

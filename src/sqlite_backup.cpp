@@ -2,6 +2,7 @@
 //   discover -> snapshot -> validate -> recover -> deliver (a file, memory or a descriptor).
 #include <fcntl.h>
 #include <sqlite3.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -492,9 +493,28 @@ void sqlite_backup_to_connection(const fs::path& source, sqlite3* target, const 
   run_pipeline(source, ToConnection{target}, options);
 }
 
+// Refuses a descriptor that is not open, and one open on the source or one of its side files
+// (`- >> source.db` in a shell): the snapshot would be written into what it is taken from.
+void check_descriptor(const fs::path& source, int fd) {
+  const fs::path named = fmt::format("(file descriptor {})", fd);
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) io::throw_errno(errno, "cannot write the snapshot to", named);
+  const io::FileStat written = io::to_file_stat(st);
+  const discover::DatabaseFiles files(resolve_source(source));
+  for (const fs::path& file :
+       {files.database, files.wal, files.journal, fs::path(files.database.native() + "-shm")}) {
+    const auto existing = io::stat_path(file);
+    if (existing && existing->same_file(written)) {
+      throw std::invalid_argument("sqlite_backup: 'destination' " + named.native() + " is " +
+                                  quoted(file) + ", a file of the source; refusing to write it");
+    }
+  }
+}
+
 void sqlite_backup_to_fd(const fs::path& source, int fd, const Options& options) {
   check_source_exists(source);
   check_options(options);
+  check_descriptor(source, fd);
   run_pipeline(source, ToDescriptor{fd}, options);
 }
 

@@ -223,7 +223,9 @@ void sqlite_backup_to_connection(const std::filesystem::path& source, sqlite3* t
 
 // Snapshots `source` and writes the finished single-file database to the open file
 // descriptor `fd` (a pipe, a socket, a file), e.g. for a compressor. Staged in the
-// temporary directory; errors as sqlite_backup(). Does not close fd.
+// temporary directory; errors as sqlite_backup(), plus std::invalid_argument when fd is open
+// on the source or one of its side files, and SqliteBackupError(io) when fd is not open (both
+// before anything is read). Does not close fd.
 void sqlite_backup_to_fd(const std::filesystem::path& source, int fd, const Options& options = {});
 
 // ---- The reference's `core` helpers -------------------------------------------------

@@ -52,7 +52,9 @@ void start_writeback_of(int fd, std::uint64_t from, std::uint64_t to) {
 // The read/write error can come from either side; tell which by retrying the read alone.
 [[noreturn]] void throw_copy_error(int error, const std::filesystem::path& source,
                                    const std::filesystem::path& destination) {
-  if (error == ENOSPC || error == EDQUOT || error == EFBIG || error == EROFS) {
+  // (A closed pipe or a full non-blocking one, too: reading a regular file gives neither.)
+  if (error == ENOSPC || error == EDQUOT || error == EFBIG || error == EROFS || error == EPIPE ||
+      error == EAGAIN) {
     throw_errno(error, "cannot write", destination);
   }
   throw_errno(error, "cannot copy " + quoted(source) + " to", destination);

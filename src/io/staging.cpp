@@ -112,24 +112,34 @@ StagingDir::StagingDir(const std::filesystem::path& parent, std::string_view nam
       std::filesystem::remove_all(folder, ignored);
       throw_errno(error, "cannot create a temporary file in", parent);
     }
-    if (g_before_owner_lock_for_tests) g_before_owner_lock_for_tests(folder);
-    if (try_lock_whole_file(lock.get()) || (errno != EAGAIN && errno != EACCES)) {
-      // Locked; or a filesystem that takes no locks, where no one else can take it either,
-      // so the folder is never taken for abandoned (nor removed after a SIGKILL). Still ours
-      // only if the lock file is still there: a tidier that took the lock in the instant
-      // between its creation and our lock may have removed the folder and let go already
-      // (seen in a test of concurrent backups into one folder). Under our lock no tidier
-      // removes it any more.
-      const std::optional<FileStat> named = stat_path(lock_path);
-      if (named && named->same_file(stat_fd(lock.get(), lock_path))) {
-        path_ = folder;
-        owner_lock_ = std::move(lock);
-        return;
+    bool ours = false;
+    try {
+      if (g_before_owner_lock_for_tests) g_before_owner_lock_for_tests(folder);
+      if (try_lock_whole_file(lock.get()) || (errno != EAGAIN && errno != EACCES)) {
+        // Locked; or a filesystem that takes no locks, where no one else can take it either,
+        // so the folder is never taken for abandoned (nor removed after a SIGKILL). Still
+        // ours only if the lock file is still there: a tidier that took the lock in the
+        // instant between its creation and our lock may have removed the folder and let go
+        // already (seen in a test of concurrent backups into one folder). Under our lock no
+        // tidier removes it any more.
+        const std::optional<FileStat> named = stat_path(lock_path);
+        ours = named && named->same_file(stat_fd(lock.get(), lock_path));
       }
-      continue;
+    } catch (...) {
+      // (No destructor runs for an object whose constructor throws: the folder is removed
+      // here, while the lock is still held.)
+      std::error_code ignored;
+      std::filesystem::remove_all(folder, ignored);
+      throw;
+    }
+    if (ours) {
+      path_ = folder;
+      owner_lock_ = std::move(lock);
+      return;
     }
     // Another process's tidying took the lock in the instant before ours (it took the
-    // folder for abandoned) and is removing it: leave it that, and make another.
+    // folder for abandoned) and is removing it, or removed it already: leave it that, and
+    // make another.
   }
 }
 

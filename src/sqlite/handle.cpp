@@ -17,8 +17,13 @@ bool is_retryable(int result) noexcept {
 bool is_write_failure(int result) noexcept {
   switch (result & 0xff) {
     case SQLITE_FULL:
-    case SQLITE_READONLY:
       return true;
+    case SQLITE_READONLY:
+      // Not the other READONLY codes: ROLLBACK, RECOVERY, CANTINIT and CANTLOCK are a
+      // read-only connection meeting a hot journal or a WAL it cannot recover, which is
+      // what the file being read does.
+      return result == SQLITE_READONLY || result == SQLITE_READONLY_DBMOVED ||
+             result == SQLITE_READONLY_DIRECTORY;
     case SQLITE_IOERR:
       return result == SQLITE_IOERR_WRITE || result == SQLITE_IOERR_FSYNC ||
              result == SQLITE_IOERR_DIR_FSYNC || result == SQLITE_IOERR_TRUNCATE ||

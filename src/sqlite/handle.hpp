@@ -21,9 +21,9 @@ namespace sqlite_backup::sql {
 // every other non-OK result is final.
 [[nodiscard]] bool is_retryable(int result) noexcept;
 
-// Whether a result is a failure to write (a full disk, a read-only file, an I/O error while
-// writing, syncing, truncating or deleting): where SQLite reads one file and writes another,
-// as its backup API does, these are the written file's.
+// Whether a result is a failure to write (a full disk, a read-only file or folder, an I/O
+// error while writing, syncing, truncating or deleting): where SQLite reads one file and
+// writes another, as its backup API does, these are the written file's.
 [[nodiscard]] bool is_write_failure(int result) noexcept;
 
 // What a final SQLite result means for the caller: a bad database (NOTADB, CORRUPT, ...),

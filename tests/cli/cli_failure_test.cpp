@@ -370,3 +370,162 @@ TEST(CliSignals, InterruptWithSeveralSourcesStopsAndSaysWhatWasNotAttempted) {
 
 }  // namespace
 }  // namespace cli_test
+
+namespace cli_test {
+namespace {
+
+// ---- 5: a source we may not reach ----------------------------------------------------------
+
+// A folder on the way that we may not search: permission denied, an I/O error (5) as for an
+// unreadable file, not a usage error. (As root, the command runs as nobody: root may search
+// any folder.)
+TEST(CliSource, ASourceInAFolderWeMayNotSearchIsAnIoError) {
+  TempDir dir;
+  fs::create_directory(dir / "private");
+  create_database(dir / "private" / "secret.sqlite", 10);
+  // (The test folder itself must be searchable by nobody.)
+  fs::permissions(dir.path(), fs::perms::owner_all | fs::perms::others_exec);
+  fs::permissions(dir / "private", ::getuid() == 0 ? fs::perms::owner_all : fs::perms::none);
+  RunSettings settings;
+  settings.drop_root = true;
+  if (run_cli({"--version"}, settings).exit_code != 0) {
+    fs::permissions(dir / "private", fs::perms::owner_all);
+    GTEST_SKIP() << "the user nobody cannot run " << kCliExe << " (a folder on its way is private)";
+  }
+  const std::string source = (dir / "private" / "secret.sqlite").string();
+  const Result result = run_cli({source, "/nonexistent-folder/copy.sqlite"}, settings);
+  fs::permissions(dir / "private", fs::perms::owner_all);
+  EXPECT_EQ(result.exit_code, 5) << describe(result);
+  EXPECT_EQ(one_error_line_naming(result, source), "") << describe(result);
+  EXPECT_TRUE(contains(result.err, "Permission denied")) << result.err;
+}
+
+// ---- The standard descriptors: closed, full, or the source itself ---------------------------
+
+// Without descriptor 1 the first file the backup opens would take its number, and `-` would
+// stream the database into that file (seen: the staging folder's lock file) and report
+// success.
+TEST(CliOutput, StreamingToAClosedStdoutFailsAndStagesNothing) {
+  const SourceFolder dir(100);
+  const TempDir temporary;
+  RunSettings settings;
+  settings.close_stdout = true;
+  settings.environment["TMPDIR"] = temporary.path().string();
+  const Result result = run_cli({dir.source(), "-"}, settings);
+  EXPECT_EQ(result.exit_code, 5) << describe(result);
+  EXPECT_EQ(one_error_line_naming(result, "standard output"), "") << describe(result);
+  EXPECT_TRUE(contains(result.err, "closed")) << result.err;
+  EXPECT_TRUE(list_names(temporary.path()).empty());
+  EXPECT_EQ(list_names(dir.path()), std::vector<std::string>{"source.sqlite"});
+}
+
+// A message that cannot be written (stderr full, or closed) changes nothing about the backup:
+// it completes and exits 0 (it used to end in std::terminate, 134, after the rename).
+TEST(CliOutput, AnUnwritableStderrDoesNotStopTheBackup) {
+  const SourceFolder dir(100);
+  const int full = ::open("/dev/full", O_WRONLY | O_CLOEXEC);
+  ASSERT_GE(full, 0);
+  RunSettings to_full;
+  to_full.stderr_fd = full;
+  const Result first = run_cli({dir.source(), (dir / "to-full.sqlite").string()}, to_full);
+  ::close(full);
+  EXPECT_EQ(first.exit_code, 0) << describe(first);
+  EXPECT_EQ(count_rows(dir / "to-full.sqlite"), 100);
+  RunSettings closed;
+  closed.close_stderr = true;
+  const Result second = run_cli({dir.source(), (dir / "closed.sqlite").string()}, closed);
+  EXPECT_EQ(second.exit_code, 0) << describe(second);
+  EXPECT_EQ(count_rows(dir / "closed.sqlite"), 100);
+  EXPECT_EQ(list_names(dir.path()),
+            (std::vector<std::string>{"closed.sqlite", "source.sqlite", "to-full.sqlite"}));
+}
+
+// --json records are the command's output: when stdout does not take them the command fails
+// (5), saying so, though the backup itself is kept.
+TEST(CliOutput, JsonRecordsThatCannotBeWrittenFailTheCommand) {
+  const SourceFolder dir(100);
+  const int full = ::open("/dev/full", O_WRONLY | O_CLOEXEC);
+  ASSERT_GE(full, 0);
+  RunSettings to_full;
+  to_full.stdout_fd = full;
+  const Result result = run_cli({"--json", dir.source(), (dir / "copy.sqlite").string()}, to_full);
+  ::close(full);
+  EXPECT_EQ(result.exit_code, 5) << describe(result);
+  EXPECT_TRUE(contains(result.err, "cannot write the --json records to standard output"))
+      << result.err;
+  EXPECT_EQ(count_rows(dir / "copy.sqlite"), 100);
+  RunSettings closed;
+  closed.close_stdout = true;
+  const Result refused = run_cli({"--json", dir.source(), (dir / "never.sqlite").string()}, closed);
+  EXPECT_EQ(refused.exit_code, 5) << describe(refused);
+  EXPECT_FALSE(fs::exists(dir / "never.sqlite"));
+}
+
+// `sqlite_backup db - >> db`: stdout is the source itself. Refused before anything is read,
+// and the source is untouched.
+TEST(CliOutput, AStdoutOpenOnTheSourceIsRefused) {
+  const SourceFolder dir(100);
+  const std::string before = read_file(dir / "source.sqlite");
+  for (const std::string& file :
+       {std::string("source.sqlite"), std::string("source.sqlite-journal")}) {
+    const int fd = ::open((dir / file).c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    ASSERT_GE(fd, 0);
+    RunSettings settings;
+    settings.stdout_fd = fd;
+    const Result result = run_cli({dir.source(), "-"}, settings);
+    ::close(fd);
+    EXPECT_EQ(result.exit_code, 1) << file << ": " << describe(result);
+    EXPECT_TRUE(contains(result.err, "a file of the source")) << result.err;
+    EXPECT_EQ(fs::file_size(dir / file), file == "source.sqlite" ? before.size() : 0U) << file;
+    fs::remove(dir / "source.sqlite-journal");
+  }
+  EXPECT_EQ(read_file(dir / "source.sqlite"), before);
+}
+
+// A signal the command was started ignoring stays ignored (nohup's SIGHUP; SIGINT for a
+// shell's background job): it does not cancel the backup. Another signal still does.
+TEST(CliSignals, ASignalIgnoredAtStartDoesNotStopTheBackup) {
+  if (!owner_available()) GTEST_SKIP() << "sqlite_owner is not built";
+  const StompedSource stomped;
+  ASSERT_TRUE(stomped.owner().ready()) << stomped.owner().output();
+  RunSettings settings;
+  settings.ignored_signals = {SIGHUP};
+  Child cli(kCliExe,
+            {"--debug", "--copy-retry", "1000000", stomped.source(), stomped.out().string()},
+            settings);
+  ASSERT_TRUE(cli.read_until(says_copying_again)) << cli.err_so_far();
+  cli.send(SIGHUP);
+  // Still retrying after the ignored signal: a further "copying again" line comes.
+  const std::size_t seen = cli.err_so_far().size();
+  ASSERT_TRUE(cli.read_until([seen](const std::string& err) {
+    return err.find("copying again", seen) != std::string::npos;
+  })) << cli.err_so_far();
+  cli.send(SIGTERM);
+  const Result result = cli.finish();
+  EXPECT_EQ(result.exit_code, 143) << describe(result);
+  EXPECT_TRUE(list_names(stomped.out()).empty());
+}
+
+// --json promises a record per named source: those a signal left unattempted get one too.
+TEST(CliSignals, JsonHasARecordForEachSourceASignalLeftUnattempted) {
+  if (!owner_available()) GTEST_SKIP() << "sqlite_owner is not built";
+  const StompedSource stomped;
+  const TempDir& dir = stomped.dir();
+  create_database(dir / "last.sqlite", 7);
+  ASSERT_TRUE(stomped.owner().ready()) << stomped.owner().output();
+  Child cli(kCliExe, {"--debug", "--json", "--copy-retry", "1000000", stomped.source(),
+                      (dir / "last.sqlite").string(), stomped.out().string()});
+  ASSERT_TRUE(cli.read_until(says_copying_again)) << cli.err_so_far();
+  cli.send(SIGINT);
+  const Result result = cli.finish();
+  EXPECT_EQ(result.exit_code, 130) << describe(result);
+  const auto records = lines_of(result.out);
+  ASSERT_EQ(records.size(), 2U) << result.out;
+  EXPECT_TRUE(contains(records[1], "last.sqlite")) << records[1];
+  EXPECT_TRUE(contains(records[1], "not attempted: interrupted by SIGINT")) << records[1];
+  EXPECT_TRUE(contains(records[1], "\"ok\":false") || contains(records[1], "\"ok\": false"))
+      << records[1];
+}
+
+}  // namespace
+}  // namespace cli_test

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <fcntl.h>
+#include <grp.h>
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
@@ -173,7 +174,11 @@ struct RunSettings {
   int stdout_fd = -1;                              // instead of a pipe, e.g. a terminal
   int stderr_fd = -1;
   std::chrono::seconds timeout{120};
-  fs::path working_directory;  // empty: ours
+  fs::path working_directory;        // empty: ours
+  bool close_stdout = false;         // start the child without a descriptor 1 ...
+  bool close_stderr = false;         // ... or 2
+  std::vector<int> ignored_signals;  // started ignoring these (as nohup does SIGHUP)
+  bool drop_root = false;  // as root, run the child as nobody (65534), without root's bypasses
 };
 
 // A running child whose stdout and stderr we read through pipes (unless given other fds).
@@ -210,6 +215,7 @@ class Child {
     argv.push_back(nullptr);
 
     const std::string working_directory = settings.working_directory.string();
+    const std::vector<int> ignored_signals = settings.ignored_signals;
     pid_ = ::fork();
     if (pid_ < 0) throw std::runtime_error("fork failed");
     if (pid_ == 0) {
@@ -226,6 +232,13 @@ class Child {
       ::signal(SIGQUIT, SIG_DFL);
       ::signal(SIGTERM, SIG_DFL);
       ::signal(SIGPIPE, SIG_DFL);
+      for (const int signal_number : ignored_signals) ::signal(signal_number, SIG_IGN);
+      if (settings.close_stdout) ::close(STDOUT_FILENO);
+      if (settings.close_stderr) ::close(STDERR_FILENO);
+      if (settings.drop_root && ::getuid() == 0 &&
+          (::setgroups(0, nullptr) != 0 || ::setgid(65534) != 0 || ::setuid(65534) != 0)) {
+        ::_exit(125);
+      }
       ::execve(argv[0], argv.data(), env.data());
       ::_exit(127);
     }

@@ -74,6 +74,19 @@ TEST(StagingDirTest, MakesAnotherFolderWhereATidierRemovedItsOwnBeforeItsLock) {
   EXPECT_TRUE(fs::is_directory(staging.path()));
 }
 
+// A failure between the folder's creation and its owner's lock (a stat of the lock file that
+// fails; here the test hook throws) leaves no folder behind: no destructor runs for a
+// constructor that throws, so the constructor removes it itself.
+TEST(StagingDirTest, AFailureWhileTheFolderIsMadeLeavesNoFolder) {
+  const TempDir dir;
+  const HookAroundTheOwnerLock hook([](const fs::path& /*folder*/) {
+    throw std::runtime_error("injected: the lock file cannot be examined");
+  });
+  EXPECT_THROW(io::StagingDir(dir.path(), "db.sqlite"), std::runtime_error);
+  EXPECT_TRUE(staging_folders_in(dir.path()).empty())
+      << ::testing::PrintToString(staging_folders_in(dir.path()));
+}
+
 // The tidying a new StagingDir does first: a folder whose owner died goes, with what it held;
 // a folder in use (its lock held), one without a lock file (its owner between creating it and
 // locking it) and a folder of another name stay.

@@ -329,6 +329,33 @@ TEST_F(FailuresTest, DiskFullWhileSqliteWritesTheDestinationCarriesEnospc) {
       << ::testing::PrintToString(list_names(tmpfs->path()));
 }
 
+// In the live mode SQLite's backup API reads the source through a read-only connection. A hot
+// journal beside the source is that connection's to roll back, which it cannot
+// (SQLITE_READONLY_ROLLBACK): a failure of the file being read, named so, not a write
+// failure of the destination.
+TEST_F(FailuresTest, LiveModeMeetingAHotJournalNamesTheSourceNotTheDestination) {
+  const fs::path source = dir_ / "hot.sqlite";
+  {
+    OwnerProcess owner(kOwnerExe, source, "hot-journal", 200);
+    ASSERT_TRUE(owner.ready()) << owner.output();
+    owner.kill_hard();
+  }
+  ASSERT_TRUE(fs::exists(source.string() + "-journal"));
+  sb::Options options;
+  options.copy_use_tempdir = false;
+  const fs::path destination = out_dir_ / "copy.sqlite";
+  try {
+    sb::sqlite_backup(source, destination, options);
+    ADD_FAILURE() << "a read-only connection rolled a hot journal back";
+  } catch (const sb::SqliteBackupError& error) {
+    EXPECT_EQ(error.cause().sqlite_result, SQLITE_READONLY_ROLLBACK) << error.what();
+    EXPECT_EQ(error.path(), source) << error.what();
+    EXPECT_EQ(std::string(error.what()).find(destination.string()), std::string::npos)
+        << error.what();
+  }
+  EXPECT_TRUE(list_names(out_dir_).empty()) << ::testing::PrintToString(list_names(out_dir_));
+}
+
 // The disk can also fill after the copy, while the WAL's pages are written into the
 // database copy: the error names the destination there too, and nothing is left.
 TEST_F(FailuresTest, DiskFullWhileTheWalIsAppliedIsAnIoErrorNamingTheDestination) {
