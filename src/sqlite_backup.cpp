@@ -78,14 +78,30 @@ void check_destination(const fs::path& source, const fs::path& destination, bool
     throw std::invalid_argument("sqlite_backup: 'source' and 'destination' can't be the same (" +
                                 quoted(source) + " and " + quoted(destination) + ")");
   }
+  // The folders by identity too: a bind mount shows one folder under two names that no
+  // canonical path brings together. (A folder that cannot be looked at is not the same: what
+  // is wrong with it is reported where it is used.)
+  const auto folder_of_file = [&error](const fs::path& file) -> std::optional<io::FileStat> {
+    struct stat st {};
+    if (::stat(fs::absolute(file, error).parent_path().c_str(), &st) != 0) return std::nullopt;
+    return io::to_file_stat(st);
+  };
+  const auto source_folder = folder_of_file(source);
+  const auto destination_folder = folder_of_file(destination);
+  const bool same_folder =
+      source_folder && destination_folder && source_folder->same_file(*destination_folder);
+  const std::string source_name = source.filename().native();
+  const std::string destination_name = destination.filename().native();
   for (const char* suffix : {"-wal", "-journal", "-shm"}) {
-    if (canonical_destination == canonical_source + suffix) {
+    if (canonical_destination == canonical_source + suffix ||
+        (same_folder && destination_name == source_name + suffix)) {
       throw std::invalid_argument("sqlite_backup: 'destination' " + quoted(destination) +
                                   " is a side file of the source; refusing to write it");
     }
     // The other way round, the source would be taken for a side file of the new database
     // (and removed as a stale one before the rename: see io::commit_file).
-    if (canonical_source == canonical_destination + suffix) {
+    if (canonical_source == canonical_destination + suffix ||
+        (same_folder && source_name == destination_name + suffix)) {
       throw std::invalid_argument("sqlite_backup: 'source' " + quoted(source) +
                                   " is named as a side file of 'destination' " +
                                   quoted(destination) + "; refusing to write it");

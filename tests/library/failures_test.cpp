@@ -4,12 +4,14 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sqlite3.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <array>
 #include <atomic>
+#include <cstring>
 #include <future>
 #include <map>
 #include <mutex>
@@ -706,6 +708,33 @@ TEST_F(FailuresTest, ASourceNamedAsASideFileOfTheDestinationIsRefused) {
   EXPECT_THROW(sb::sqlite_backup(out_dir_ / "x.db-wal", out_dir_ / "x.db"), std::invalid_argument);
   EXPECT_EQ(read_file(out_dir_ / "x.db-wal"), source_bytes);
   EXPECT_EQ(list_names(out_dir_), std::vector<std::string>{"x.db-wal"});
+}
+
+// A bind mount shows the source's folder under a second name, which no canonical path
+// resolves: the side-file rules still hold there, by the folder's identity. Needs root.
+TEST_F(FailuresTest, SideFileNamesAreRefusedThroughABindMountOfTheSourceFolder) {
+  auto tmpfs = TmpfsMount::try_mount(16 * 1024 * 1024);
+  if (!tmpfs) GTEST_SKIP() << "needs root to mount (is_root=" << is_root() << ")";
+  fs::create_directory(*tmpfs / "real");
+  fs::create_directory(*tmpfs / "view");
+  if (::mount((*tmpfs / "real").c_str(), (*tmpfs / "view").c_str(), nullptr, MS_BIND, nullptr) !=
+      0) {
+    GTEST_SKIP() << "the kernel refused a bind mount: " << std::strerror(errno);
+  }
+  struct Unbind {
+    fs::path view;
+    ~Unbind() { ::umount2(view.c_str(), MNT_DETACH); }
+  } const unbind{*tmpfs / "view"};
+  create_database(*tmpfs / "real" / "x.db", 30);
+  const std::string source_bytes = read_file(*tmpfs / "real" / "x.db");
+  EXPECT_THROW(sb::sqlite_backup(*tmpfs / "real" / "x.db", *tmpfs / "view" / "x.db-journal"),
+               std::invalid_argument);
+  // And the other way round: a source the new database would take for its WAL.
+  create_database(*tmpfs / "real" / "y.db-wal", 30);
+  EXPECT_THROW(sb::sqlite_backup(*tmpfs / "view" / "y.db-wal", *tmpfs / "real" / "y.db"),
+               std::invalid_argument);
+  EXPECT_EQ(read_file(*tmpfs / "real" / "x.db"), source_bytes);
+  EXPECT_EQ(list_names(*tmpfs / "real"), (std::vector<std::string>{"x.db", "y.db-wal"}));
 }
 
 // Files of a side file's name that SQLite would not apply (no WAL or hot-journal magic) are
