@@ -239,7 +239,18 @@ void commit_file(const std::filesystem::path& staged, const std::filesystem::pat
     }
     ::unlink(staged.c_str());
   }
-  if (durable) sync_directory(folder);
+  if (!durable) return;
+  try {
+    sync_directory(folder);
+  } catch (const SqliteBackupError& error) {
+    // The snapshot is complete and in place: say so, or a retry refused because the
+    // destination now exists would be a puzzle. (Not removed: it is the only copy made.)
+    throw SqliteBackupError(
+        error.kind(),
+        fmt::format("the snapshot is complete at {}, but a crash may still lose it: {}",
+                    quoted(destination), error.what()),
+        destination, error.cause());
+  }
 }
 
 }  // namespace sqlite_backup::io
