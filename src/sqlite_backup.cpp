@@ -438,6 +438,16 @@ void run_pipeline(const fs::path& source, const Delivery& delivery, const Option
 }
 
 // atomic_copy's work: copies src to dst and tells whether src stayed the same throughout.
+// Refuses to copy `src` onto itself: opening the target to truncate it would empty the source.
+void check_not_copied_onto_itself(const io::FileStat& src_stat, const fs::path& src,
+                                  const fs::path& dst, const char* operation) {
+  struct stat st {};
+  if (::stat(dst.c_str(), &st) == 0 && io::to_file_stat(st).same_file(src_stat)) {
+    throw std::invalid_argument(std::string(operation) + ": " + quoted(src) + " and " +
+                                quoted(dst) + " are the same file");
+  }
+}
+
 bool copy_and_compare(const fs::path& src, const fs::path& dst) {
   const io::UniqueFd in = io::open_source_file(src);
   if (!in) {
@@ -445,6 +455,7 @@ bool copy_and_compare(const fs::path& src, const fs::path& dst) {
                                std::make_error_code(std::errc::no_such_file_or_directory));
   }
   const io::FileStat before = io::stat_fd(in.get(), src);
+  check_not_copied_onto_itself(before, src, dst, "atomic_copy");
   io::UniqueFd out(::open(dst.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
   if (!out) io::throw_errno(errno, "cannot create", dst);
   io::copy_file_contents(in.get(), src, out.get(), dst);
@@ -545,6 +556,12 @@ bool copy_all_files(const std::vector<fs::path>& source_files, const fs::path& t
   if (source_files.empty()) throw std::invalid_argument("copy_all_files: no files given");
   if (retry < 1) throw std::invalid_argument("copy_all_files: retry must be at least 1");
   const discover::DatabaseFiles files(source_files.front());
+  for (const fs::path& file : {files.database, files.wal, files.journal}) {
+    if (const auto existing = io::stat_path(file)) {
+      check_not_copied_onto_itself(*existing, file, temporary_dest / file.filename(),
+                                   "copy_all_files");
+    }
+  }
   snapshot::Settings settings;
   settings.attempts = retry;
   settings.copy_function = copy_function;

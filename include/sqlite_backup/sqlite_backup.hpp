@@ -106,6 +106,10 @@ struct BackupOptions {
   BackupProgress progress;               // called after each step
   std::string name = "main";             // schema of the source to copy
   std::chrono::milliseconds sleep{250};  // pause after a step that found the source busy
+  // How long the source may stay busy (locked by another connection) before the copy gives
+  // up with SqliteBackupError: Options::sqlite_connect_kwargs.busy_timeout when false; no
+  // limit when true, as Python's Connection.backup retries (cancel still stops it).
+  bool wait_while_busy = false;
 };
 
 // Copies one file; returns false when the source changed while it was being copied.
@@ -236,17 +240,21 @@ void sqlite_backup_to_fd(const std::filesystem::path& source, int fd, const Opti
 // (no_such_file_or_directory) when src does not exist; SqliteBackupError for everything
 // else, of kind invalid_source when src is not a regular file (a folder, a FIFO) and of kind
 // io for I/O errors (src unreadable, dst not creatable, a failed read or write), naming the
-// path.
+// path; std::invalid_argument, before anything is written, when dst is src (by name, link
+// or bind mount).
 bool atomic_copy(const std::filesystem::path& src, const std::filesystem::path& dst);
 
 // The files that make up the database at `source`: the database itself, then its
 // "-wal" and "-journal" when they exist (never "-shm": it is rebuilt from the WAL).
 std::vector<std::filesystem::path> glob_database_files(const std::filesystem::path& source);
 
-// Copies `source_files` (as glob_database_files returns them; the first is the database)
-// into the folder `temporary_dest`, retrying the whole set up to `retry` times until a
-// copy is validated as one consistent snapshot (see src/validate/). Returns whether it
-// was; on false the last (unvalidated) copy is left in place. Throws on I/O errors.
+// Copies the database set of `source_files.front()` (the database and its -wal and -journal
+// as they are now, as glob_database_files lists them; the rest of `source_files` is not
+// read) into the folder `temporary_dest`, retrying the whole set up to `retry` times until
+// a copy is validated as one consistent snapshot (see src/validate/). Returns whether it
+// was; on false the last (unvalidated) copy is left in place. Throws on I/O errors, and
+// std::invalid_argument, before anything is written, when a file would be copied onto
+// itself (temporary_dest is the database's own folder).
 bool copy_all_files(const std::vector<std::filesystem::path>& source_files,
                     const std::filesystem::path& temporary_dest,
                     const CopyFunction& copy_function = {}, int retry = 100);

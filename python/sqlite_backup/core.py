@@ -41,15 +41,23 @@ for _name in dir(_native):
 
 
 def _reduce_os_error(error: OSError) -> tuple:
-    # OSError's own state (errno) is not in __dict__, and our classes put RuntimeError's
-    # constructor first: keep errno explicitly through pickle and copy.
+    # OSError's own state (errno, strerror, filename) is not in __dict__, and our classes put
+    # RuntimeError's constructor first: keep it explicitly through pickle and copy.
     state = dict(error.__dict__)
-    if error.errno is not None:
-        state["errno"] = error.errno
+    for name in ("errno", "strerror", "filename"):
+        if getattr(error, name) is not None:
+            state[name] = getattr(error, name)
     return (type(error), error.args, state)
 
 
+def _os_error_str(error: OSError) -> str:
+    # The one-line message, naming the path and the reason, whatever errno, strerror and
+    # filename hold (OSError's own str() would become "[Errno 13] Permission denied: 'x'").
+    return str(error.args[0]) if error.args else ""
+
+
 SqliteBackupOSError.__reduce__ = _reduce_os_error  # type: ignore[method-assign]
+SqliteBackupOSError.__str__ = _os_error_str  # type: ignore[method-assign,assignment]
 del _name, _error
 
 _LIVE_WARNING = (
@@ -170,6 +178,9 @@ def sqlite_backup(
     source_path = Path(source)
     if not source_path.exists():
         raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(source_path))
+    if copy_use_tempdir and source_path.is_dir():
+        # What the reference's copy of the files (shutil.copy) raised for a folder.
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(source_path))
     if destination is not None:
         if not isinstance(destination, (str, Path)):
             raise TypeError(
@@ -207,9 +218,20 @@ def sqlite_backup(
     return None
 
 
+def _check_copy(src: PathIsh, dest: PathIsh) -> None:
+    # What the reference's shutil.copy raised before writing anything: a folder is not
+    # copied, and a file is never copied onto itself (opening the copy would empty it).
+    if os.path.isdir(src):
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), os.fspath(src))
+    if os.path.exists(dest) and os.path.samefile(src, dest):
+        raise shutil.SameFileError(f"{os.fspath(src)!r} and {os.fspath(dest)!r} are the same file")
+
+
 def atomic_copy(src: str, dest: str) -> bool:
     """Copies src to dest; returns True when src did not change while it was copied (same
-    file, size and modification time), False otherwise. Raises OSError subclasses."""
+    file, size and modification time), False otherwise. Raises OSError subclasses
+    (shutil.SameFileError when dest is src, IsADirectoryError for a folder)."""
+    _check_copy(src, dest)
     unchanged = bool(_native.atomic_copy(_encode(src), _encode(dest)))
     # The reference's shutil.copy gives the copy the source's permission bits.
     shutil.copymode(src, dest)
@@ -228,27 +250,48 @@ def copy_all_files(
     copy_function: Optional[CopyFunction] = None,
     retry: int = COPY_RETRY_DEFAULT,
 ) -> bool:
-    """Copies the database files (as glob_database_files lists them; the first is the
-    database) into the folder 'temporary_dest', retrying the whole set up to 'retry' times
-    until a copy is proven to be one committed state. Returns whether it was; the last copy
-    is left in the folder either way."""
+    """Copies each of 'source_files' into the folder 'temporary_dest' (under its own name),
+    retrying the whole list up to 'retry' times until no file changed while it was copied,
+    as the reference does. Returns whether that happened; the last copy is left in the folder
+    either way. When the list is a database's files exactly as glob_database_files lists them
+    (the database first), each attempt is also proven to be one committed state of the
+    database, as sqlite_backup's copies are, which 'copy_function' alone cannot tell.
+    Raises shutil.SameFileError, before anything is written, when a file would be copied
+    onto itself."""
     if not Path(temporary_dest).is_dir():
         raise ValueError(f"Expected a directory, received {temporary_dest}")
     retry = _retry_count(retry, "retry")
+    files = [Path(file) for file in source_files]
+    for file in files:
+        _check_copy(file, Path(temporary_dest) / file.name)
     # As the reference's loop: nothing to copy is a success; no attempt at all, a failure.
-    if not source_files:
+    if not files:
         return True
     if retry < 0:
         return False
-    sync_level()
-    return bool(
-        _native.copy_all_files(
-            [_encode(file) for file in source_files],
-            _encode(temporary_dest),
-            copy_function,
-            retry + 1,
+    if _is_database_set(files):
+        sync_level()
+        return bool(
+            _native.copy_all_files(
+                [_encode(file) for file in files],
+                _encode(temporary_dest),
+                copy_function,
+                retry + 1,
+            )
         )
-    )
+    # Any other list: the reference's loop (every file copied in each attempt).
+    copy = copy_function if copy_function is not None else atomic_copy
+    for _ in range(retry + 1):
+        if all([copy(str(file), str(Path(temporary_dest) / file.name)) for file in files]):
+            return True
+    return False
+
+
+def _is_database_set(files: List[Path]) -> bool:
+    # The database first, then exactly its -wal and -journal that exist, no file twice.
+    listed = [os.path.abspath(file) for file in files]
+    expected = [os.path.abspath(file) for file in glob_database_files(files[0])]
+    return listed[0] == expected[0] and sorted(listed) == sorted(expected)
 
 
 @contextmanager

@@ -47,6 +47,16 @@ py::object from_path(const fs::path& path) {
   return py::module_::import("os").attr("fsdecode")(py::bytes(path.native()));
 }
 
+// The library's text (a message, a log line) as a str: file names in it are bytes, not
+// always UTF-8, and a byte that is not becomes an escape (\xff) rather than an error. (The
+// exact name is in the error's `path`, from from_path().)
+py::str text_of(const std::string& text) {
+  PyObject* decoded =
+      PyUnicode_DecodeUTF8(text.data(), static_cast<Py_ssize_t>(text.size()), "backslashreplace");
+  if (decoded == nullptr) throw py::error_already_set();
+  return py::reinterpret_steal<py::str>(decoded);
+}
+
 // sqlite_backup.SqliteBackupError, created at import and never released: a static py::object
 // would be released after the interpreter is gone.
 py::handle g_backup_error_type;
@@ -159,7 +169,8 @@ void make_os_error_types(py::module_& module, const py::object& operational_erro
 // What an error message needs to know of the call that failed.
 struct ErrorContext {
   fs::path source;
-  int copy_retry = -1;  // >= 0: a source that kept changing gets the reference's message
+  int copy_retry = -1;   // >= 0: a source that kept changing gets the reference's message
+  fs::path destination;  // a file destination, when there is one
 };
 
 const char* kind_name(sb::ErrorKind kind) {
@@ -204,7 +215,7 @@ struct CallState {
 
 [[noreturn]] void raise_error(py::handle type, const std::string& message,
                               const py::dict& attributes) {
-  py::object error = type(message);
+  py::object error = type(text_of(message));
   for (auto item : attributes) error.attr(item.first) = item.second;
   PyErr_SetObject(py::type::handle_of(error).ptr(), error.ptr());
   throw py::error_already_set();
@@ -226,7 +237,7 @@ struct CallState {
     PyErr_SetObject(py::type::handle_of(instance).ptr(), instance.ptr());
     throw py::error_already_set();
   } catch (const std::invalid_argument& error) {
-    PyErr_SetString(PyExc_ValueError, error.what());
+    PyErr_SetObject(PyExc_ValueError, text_of(error.what()).ptr());
     throw py::error_already_set();
   } catch (const sb::SqliteBackupError& error) {
     if (error.kind() == sb::ErrorKind::unstable_source && context.copy_retry >= 0) {
@@ -243,8 +254,21 @@ struct CallState {
       attributes["sqlite_errorname"] = sqlite_error_name(error.cause().sqlite_result);
     }
     if (type.is(g_os_error_type)) {
-      if (error.cause().system_errno != 0) attributes["errno"] = error.cause().system_errno;
-      type = os_error_type_for(error.cause().system_errno, error.cause().sqlite_result != 0);
+      const int system_errno = error.cause().system_errno;
+      if (system_errno != 0) {
+        // What `except OSError as e` code reads: e.errno, e.strerror, e.filename. (Our
+        // classes keep str() as the one-line message: see sqlite_backup.core.)
+        attributes["errno"] = system_errno;
+        attributes["strerror"] = py::module_::import("os").attr("strerror")(system_errno);
+      }
+      if (!error.path().empty()) attributes["filename"] = from_path(error.path());
+      // Where the reference let SQLite fail (its backup wrote the destination through
+      // sqlite3.connect), the error is also the sqlite3.OperationalError it raised there:
+      // anything SQLite reported, and any failure to write the destination or its folder.
+      const bool at_destination =
+          !context.destination.empty() && (error.path() == context.destination ||
+                                           error.path() == context.destination.parent_path());
+      type = os_error_type_for(system_errno, error.cause().sqlite_result != 0 || at_destination);
     }
     raise_error(type, error.what(), attributes);
   } catch (const py::error_already_set&) {
@@ -362,6 +386,8 @@ sb::Options to_options(const CallOptions& call, CallState& state) {
   options.sqlite_backup_kwargs.pages = call.pages;
   options.sqlite_backup_kwargs.progress = wrap_progress(call.progress, state);
   options.sqlite_backup_kwargs.name = call.name;
+  // As Connection.backup: a busy source is waited for, 'sleep' between steps, without limit.
+  options.sqlite_backup_kwargs.wait_while_busy = true;
   options.sqlite_backup_kwargs.sleep =
       std::chrono::milliseconds(static_cast<long long>(call.sleep * 1000.0));
   options.copy_function = wrap_copy_function(call.copy_function, state);
@@ -374,10 +400,14 @@ sb::Options to_options(const CallOptions& call, CallState& state) {
 [[noreturn]] void raise_unstable(const sb::SqliteBackupError& error, const ErrorContext& context) {
   const std::string what = error.what();
   const auto last = what.find("(last: ");
-  std::string message = "cannot snapshot " + context.source.string() +
-                        ": this failed to copy all files without any of them changing " +
-                        std::to_string(context.copy_retry) +
-                        " times; increase 'copy_retry' or disable 'copy_retry_strict'";
+  // The reference's sentence first, as its callers match on it; then the source, and why the
+  // last attempt was rejected.
+  std::string message =
+      "While in strict mode, this failed to copy all files without any of "
+      "them changing " +
+      std::to_string(context.copy_retry) +
+      " times. Increase 'copy_retry' or disable 'copy_retry_strict' (source: " +
+      context.source.string() + ")";
   if (last != std::string::npos) message += " " + what.substr(last);
   py::dict attributes;
   attributes["kind"] = "unstable_source";
@@ -391,7 +421,8 @@ void backup_to_file(const py::bytes& source, const py::bytes& destination,
   const sb::Options options = to_options(call, state);
   const fs::path from = to_path(source);
   const fs::path to = to_path(destination);
-  run_without_gil(state, {from, call.copy_retry}, [&] { sb::sqlite_backup(from, to, options); });
+  run_without_gil(state, {from, call.copy_retry, to},
+                  [&] { sb::sqlite_backup(from, to, options); });
 }
 
 // ---- Memory snapshots into the caller's own sqlite3.Connection ------------------------------
@@ -547,7 +578,7 @@ void set_log_sink(const py::object& sink) {
     if (Py_IsInitialized() == 0) return;
     py::gil_scoped_acquire acquired;
     try {
-      (*callable)(static_cast<int>(record.level), std::string(record.message),
+      (*callable)(static_cast<int>(record.level), text_of(std::string(record.message)),
                   record.file != nullptr ? record.file : "", record.line);
     } catch (py::error_already_set& error) {
       error.discard_as_unraisable("sqlite_backup log sink");

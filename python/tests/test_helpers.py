@@ -2,6 +2,7 @@
 sqlite_connect_immutable."""
 
 import os
+import shutil
 import sqlite3
 from pathlib import Path
 
@@ -103,3 +104,63 @@ def test_a_name_that_is_not_utf8_works(folder: Path) -> None:
     assert conn is not None and conn.execute("SELECT count(*) FROM t").fetchone() == (5,)
     sqlite_backup.sqlite_backup(source, Path(os.fsdecode(raw + b".copy")))
     assert os.path.exists(raw + b".copy")
+
+
+@pytest.mark.parametrize("through", ["name", "symlink", "hard link"])
+def test_atomic_copy_onto_itself_raises_same_file_error_and_keeps_it(folder: Path,
+                                                                      through: str) -> None:
+    """The reference's shutil.copy refused; opening the copy for writing would empty it."""
+    source = make_database(folder / "db.sqlite", 10)
+    before = source.read_bytes()
+    target = source
+    if through == "symlink":
+        target = folder / "link"
+        target.symlink_to(source)
+    elif through == "hard link":
+        target = folder / "hard"
+        os.link(source, target)
+    with pytest.raises(shutil.SameFileError):
+        atomic_copy(str(source), str(target))
+    assert source.read_bytes() == before
+
+
+def test_atomic_copy_of_a_folder_raises_is_a_directory_error(folder: Path) -> None:
+    (folder / "sub").mkdir()
+    with pytest.raises(IsADirectoryError) as caught:
+        atomic_copy(str(folder / "sub"), str(folder / "copy"))
+    assert caught.value.filename == str(folder / "sub")
+    assert "copy" not in names(folder)
+
+
+def test_copy_all_files_into_the_databases_own_folder_keeps_the_database(
+        wal_owner: Path) -> None:
+    """Each file would be copied onto itself: refused before anything is written."""
+    files = glob_database_files(wal_owner)
+    before = {file: file.read_bytes() for file in files}
+    with pytest.raises(shutil.SameFileError):
+        copy_all_files(files, wal_owner.parent, atomic_copy, 0)
+    assert {file: file.read_bytes() for file in files} == before
+
+
+def test_copy_all_files_copies_every_file_it_is_given(wal_owner: Path, folder: Path) -> None:
+    """A list that is not a database's set is copied as the reference copies it: each file,
+    and nothing else (not the -wal of a database listed alone)."""
+    (folder / "a.txt").write_text("A")
+    (folder / "b.txt").write_text("B")
+    out = folder / "out"
+    out.mkdir()
+    assert copy_all_files([folder / "a.txt", folder / "b.txt"], out, atomic_copy, 0) is True
+    assert names(out) == {"a.txt", "b.txt"}
+    calls = []
+
+    def copy(src: str, dst: str) -> bool:
+        calls.append((os.path.basename(src), os.path.basename(dst)))
+        shutil.copy(src, dst)
+        return True
+
+    alone = folder / "alone"
+    alone.mkdir()
+    assert (wal_owner.parent / (wal_owner.name + "-wal")).exists()
+    assert copy_all_files([wal_owner], alone, copy, 3) is True
+    assert names(alone) == {wal_owner.name}
+    assert calls == [(wal_owner.name, wal_owner.name)]

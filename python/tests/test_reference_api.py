@@ -2,8 +2,13 @@
 
 import errno
 import inspect
+import os
 import pickle
 import sqlite3
+import subprocess
+import sys
+import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -123,8 +128,11 @@ def test_strict_retries_raise_the_references_message(wal_owner: Path) -> None:
     with pytest.raises(SqliteBackupError) as caught:
         sqlite_backup.sqlite_backup(wal_owner, copy_retry_strict=True,
                                     copy_function=atomic_copy_failed)
-    assert "this failed to copy all files without any of them changing 100 times" in str(
-        caught.value)
+    # The reference's whole sentence, from its start (callers match on either), then the source.
+    assert str(caught.value).startswith(
+        "While in strict mode, this failed to copy all files without any of them changing 100 "
+        "times. Increase 'copy_retry' or disable 'copy_retry_strict'")
+    assert str(wal_owner) in str(caught.value)
     assert caught.value.kind == "unstable_source"
     # The reference's loop: a first attempt and copy_retry retries, every file each time.
     assert calls == ["db.sqlite", "db.sqlite-wal"] * 101
@@ -373,3 +381,97 @@ def test_both_memory_paths_give_the_same_snapshot(wal_owner: Path) -> None:
     query = "SELECT group_concat(id || ':' || v) FROM t"
     assert direct.execute(query).fetchone() == through_deserialize.execute(query).fetchone()
     through_deserialize.execute("INSERT INTO t (v) VALUES ('writable')")
+
+
+def test_a_folder_as_source_raises_is_a_directory_error(folder: Path) -> None:
+    """What the reference's copy of the files (shutil.copy) raised."""
+    (folder / "sub").mkdir()
+    with pytest.raises(IsADirectoryError) as caught:
+        sqlite_backup.sqlite_backup(folder / "sub")
+    assert caught.value.filename == str(folder / "sub")
+
+
+def test_os_errors_carry_errno_strerror_and_filename_and_keep_their_message(
+        folder: Path) -> None:
+    """What `except OSError as e` code reads, and str() still the one line naming the path."""
+    source = make_database(folder / "db.sqlite", 10)
+    with pytest.raises(FileNotFoundError) as caught:
+        sqlite_backup.sqlite_backup(source, "/proc/self/copy.sqlite")
+    error = caught.value
+    assert (error.errno, error.strerror) == (errno.ENOENT, os.strerror(errno.ENOENT))
+    assert error.filename == error.path
+    assert not str(error).startswith("[Errno")
+    assert error.path in str(error)
+    copied = pickle.loads(pickle.dumps(error))
+    assert (copied.errno, copied.strerror, copied.filename, str(copied)) == (
+        error.errno, error.strerror, error.filename, str(error))
+
+
+def test_a_destination_folder_that_cannot_be_written_is_also_an_operational_error(
+        folder: Path, small_filesystem: Path) -> None:
+    """The reference's sqlite3.connect(destination) raised sqlite3.OperationalError there."""
+    source = make_database(folder / "db.sqlite", 10)
+    remounted = subprocess.run(["mount", "-o", "remount,ro", str(small_filesystem)],
+                               capture_output=True, text=True)
+    if remounted.returncode != 0:
+        pytest.skip(f"cannot remount the tmpfs read-only: {remounted.stderr.strip()}")
+    with pytest.raises(sqlite3.OperationalError) as caught:
+        sqlite_backup.sqlite_backup(source, small_filesystem / "copy.sqlite")
+    assert isinstance(caught.value, OSError) and caught.value.errno == errno.EROFS
+    assert names(small_filesystem) == set()
+
+
+def test_a_name_that_is_not_utf8_in_an_error(folder: Path) -> None:
+    """The error is the one the failure deserves (not a UnicodeDecodeError), with the exact
+    name in .path."""
+    junk = Path(os.fsdecode(os.fsencode(str(folder)) + b"/junk\xff.db"))
+    junk.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(sqlite3.DatabaseError) as caught:
+        sqlite_backup.sqlite_backup(junk)
+    assert caught.value.path == str(junk)
+    assert "junk" in str(caught.value)
+
+
+def test_a_busy_source_is_waited_for_in_the_live_mode(folder: Path) -> None:
+    """As Python's Connection.backup: a source another process holds locked is retried,
+    'sleep' apart and reported to 'progress' as SQLITE_BUSY, past sqlite_connect_kwargs'
+    timeout, until the lock goes. The holder lets go once the source has been reported busy
+    for 0.3 s, six times the timeout given."""
+    source = make_database(folder / "db.sqlite", 100)
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sqlite3, sys\n"
+         "c = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+         "c.execute('BEGIN EXCLUSIVE'); c.execute(\"INSERT INTO t (v) VALUES ('held')\")\n"
+         "print('locked', flush=True); sys.stdin.readline(); c.execute('COMMIT')\n",
+         str(source)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        statuses = []
+        busy_since = []
+
+        def progress(status: int, remaining: int, total: int) -> None:
+            statuses.append(status)
+            if status != sqlite3.SQLITE_BUSY or len(busy_since) > 1:
+                return
+            if not busy_since:
+                busy_since.append(time.monotonic())
+            elif time.monotonic() - busy_since[0] > 0.3:
+                busy_since.append(time.monotonic())  # (released once)
+                holder.stdin.write("go\n")
+                holder.stdin.flush()
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            sqlite_backup.sqlite_backup(
+                source, folder / "copy.sqlite", copy_use_tempdir=False,
+                sqlite_connect_kwargs={"timeout": 0.05},
+                sqlite_backup_kwargs={"progress": progress, "sleep": 0.01})
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=60)
+    assert len(busy_since) == 2, "the holder was never released"
+    assert statuses[0] == sqlite3.SQLITE_BUSY and statuses[-1] == sqlite3.SQLITE_DONE
+    with sqlite_connect_immutable(folder / "copy.sqlite") as copy:
+        assert copy.execute("SELECT count(*) FROM t").fetchone() == (101,)

@@ -87,7 +87,7 @@ void backup_api_copy(sql::Database& from, sqlite3* to, const Settings& settings,
       if (!busy) {
         busy = true;
         busy_since = now;
-      } else if (now - busy_since > busy_limit) {
+      } else if (!backup.wait_while_busy && now - busy_since > busy_limit) {
         handle.finish();
         throw_error(ErrorCause{.sqlite_result = rc}, ErrorKind::sqlite, from.path(),
                     "cannot back up {}: the database stayed locked by another connection for {} ms",

@@ -126,6 +126,22 @@ TEST_F(FailuresTest, SameFileThroughAHardLinkIsRefused) {
   EXPECT_EQ(fs::hard_link_count(dir_ / "db.sqlite"), 2U) << "the hard link was replaced";
 }
 
+// The helpers copy files as they are told; onto itself, a file would be emptied by the open
+// that truncates the copy. Refused before anything is written.
+TEST_F(FailuresTest, TheHelpersNeverCopyAFileOntoItself) {
+  create_database(dir_ / "db.sqlite", 10);
+  const std::string bytes = read_file(dir_ / "db.sqlite");
+  fs::create_symlink(dir_ / "db.sqlite", dir_ / "link.sqlite");
+  EXPECT_THROW((void)sb::atomic_copy(dir_ / "db.sqlite", dir_ / "db.sqlite"),
+               std::invalid_argument);
+  EXPECT_THROW((void)sb::atomic_copy(dir_ / "db.sqlite", dir_ / "link.sqlite"),
+               std::invalid_argument);
+  // copy_all_files into the database's own folder: each file would be its own copy.
+  EXPECT_THROW((void)sb::copy_all_files(sb::glob_database_files(dir_ / "db.sqlite"), dir_.path()),
+               std::invalid_argument);
+  EXPECT_EQ(read_file(dir_ / "db.sqlite"), bytes);
+}
+
 // ---- Bad sources: each fails cleanly, leaving the destination folder empty -------------
 
 TEST_F(FailuresTest, NotADatabaseIsInvalidSource) {
