@@ -5,7 +5,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <sqlite_backup/sqlite_backup.hpp>
 #include <system_error>
 #include <variant>
@@ -127,6 +129,16 @@ void check_destination(const fs::path& source, const fs::path& destination, bool
     if (destination_stat->size > 0 && (!head || *head != io::kDatabaseMagic)) {
       throw_error(ErrorKind::destination, destination,
                   "refusing to overwrite {}: it is not a SQLite database", quoted(destination));
+    }
+    // A write-protected file is not replaced, though the folder would allow the rename: SQLite
+    // (the reference's backup into it) refuses to write it too, and so does `rm` without -f.
+    if (::access(destination.c_str(), W_OK) != 0) {
+      const int denied = errno;
+      if (denied == EACCES || denied == EROFS) {
+        throw_error(ErrorCause{.system_errno = denied}, ErrorKind::io, destination,
+                    "refusing to overwrite {}: it is write-protected ({})", quoted(destination),
+                    std::strerror(denied));
+      }
     }
   }
   const fs::path parent = destination.has_parent_path() ? destination.parent_path() : fs::path(".");

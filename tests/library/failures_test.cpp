@@ -2,6 +2,7 @@
 // sources and copy_function. Each failure must be the documented exception type and kind,
 // name the path, and leave no destination and no temporary file behind.
 #include <fcntl.h>
+#include <grp.h>
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 #include <sys/mount.h>
@@ -140,6 +141,45 @@ TEST_F(FailuresTest, TheHelpersNeverCopyAFileOntoItself) {
   EXPECT_THROW((void)sb::copy_all_files(sb::glob_database_files(dir_ / "db.sqlite"), dir_.path()),
                std::invalid_argument);
   EXPECT_EQ(read_file(dir_ / "db.sqlite"), bytes);
+}
+
+// A write-protected database is not replaced, though its folder allows the rename: SQLite
+// refused to write into it in the reference ("attempt to write a readonly database"). Root
+// may write any file, so the backup runs in a child process, as nobody when we are root.
+TEST_F(FailuresTest, AWriteProtectedDestinationIsNotReplaced) {
+  const fs::path shared = dir_ / "shared";
+  fs::create_directory(shared);
+  fs::permissions(dir_.path(), fs::perms::owner_all | fs::perms::others_exec);
+  fs::permissions(shared, fs::perms::all);
+  create_database(shared / "source.sqlite", 20);
+  create_database(shared / "old.sqlite", 5);
+  fs::permissions(shared / "source.sqlite", fs::perms::owner_all | fs::perms::others_read);
+  fs::permissions(shared / "old.sqlite",
+                  fs::perms::owner_read | fs::perms::group_read | fs::perms::others_read);
+  const std::string before = read_file(shared / "old.sqlite");
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    if (::getuid() == 0 &&
+        (::setgroups(0, nullptr) != 0 || ::setgid(65534) != 0 || ::setuid(65534) != 0)) {
+      ::_exit(10);
+    }
+    try {
+      sb::sqlite_backup(shared / "source.sqlite", shared / "old.sqlite", {.overwrite = true});
+      ::_exit(0);
+    } catch (const sb::SqliteBackupError& error) {
+      ::_exit(error.cause().system_errno == EACCES && error.path() == shared / "old.sqlite" ? 3
+                                                                                            : 4);
+    } catch (...) {
+      ::_exit(5);
+    }
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status)) << status;
+  EXPECT_EQ(WEXITSTATUS(status), 3) << "0: replaced; 4: another error; 10: cannot become nobody";
+  EXPECT_EQ(read_file(shared / "old.sqlite"), before);
+  EXPECT_EQ(list_names(shared), (std::vector<std::string>{"old.sqlite", "source.sqlite"}));
 }
 
 // ---- Bad sources: each fails cleanly, leaving the destination folder empty -------------
