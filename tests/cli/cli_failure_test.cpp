@@ -419,16 +419,24 @@ TEST(CliOutput, StreamingToAClosedStdoutFailsAndStagesNothing) {
   EXPECT_EQ(list_names(dir.path()), std::vector<std::string>{"source.sqlite"});
 }
 
+// Runs the command with its stdout or stderr (`fd`) on /dev/full, where every write fails
+// (ENOSPC).
+Result run_cli_onto_dev_full(const std::vector<std::string>& args, int fd) {
+  const int full = ::open("/dev/full", O_WRONLY | O_CLOEXEC);
+  if (full < 0) throw std::runtime_error("cannot open /dev/full");
+  RunSettings settings;
+  (fd == STDOUT_FILENO ? settings.stdout_fd : settings.stderr_fd) = full;
+  Result result = run_cli(args, settings);
+  ::close(full);
+  return result;
+}
+
 // A message that cannot be written (stderr full, or closed) changes nothing about the backup:
 // it completes and exits 0 (it used to end in std::terminate, 134, after the rename).
 TEST(CliOutput, AnUnwritableStderrDoesNotStopTheBackup) {
   const SourceFolder dir(100);
-  const int full = ::open("/dev/full", O_WRONLY | O_CLOEXEC);
-  ASSERT_GE(full, 0);
-  RunSettings to_full;
-  to_full.stderr_fd = full;
-  const Result first = run_cli({dir.source(), (dir / "to-full.sqlite").string()}, to_full);
-  ::close(full);
+  const Result first =
+      run_cli_onto_dev_full({dir.source(), (dir / "to-full.sqlite").string()}, STDERR_FILENO);
   EXPECT_EQ(first.exit_code, 0) << describe(first);
   EXPECT_EQ(count_rows(dir / "to-full.sqlite"), 100);
   RunSettings closed;
@@ -444,12 +452,8 @@ TEST(CliOutput, AnUnwritableStderrDoesNotStopTheBackup) {
 // (5), saying so, though the backup itself is kept.
 TEST(CliOutput, JsonRecordsThatCannotBeWrittenFailTheCommand) {
   const SourceFolder dir(100);
-  const int full = ::open("/dev/full", O_WRONLY | O_CLOEXEC);
-  ASSERT_GE(full, 0);
-  RunSettings to_full;
-  to_full.stdout_fd = full;
-  const Result result = run_cli({"--json", dir.source(), (dir / "copy.sqlite").string()}, to_full);
-  ::close(full);
+  const Result result = run_cli_onto_dev_full(
+      {"--json", dir.source(), (dir / "copy.sqlite").string()}, STDOUT_FILENO);
   EXPECT_EQ(result.exit_code, 5) << describe(result);
   EXPECT_TRUE(contains(result.err, "cannot write the --json records to standard output"))
       << result.err;
