@@ -170,7 +170,7 @@ void make_os_error_types(py::module_& module, const py::object& operational_erro
 struct ErrorContext {
   fs::path source;
   int copy_retry = -1;   // >= 0: a source that kept changing gets the reference's message
-  fs::path destination;  // a file destination, when there is one
+  fs::path destination{};  // a file destination, when there is one
 };
 
 const char* kind_name(sb::ErrorKind kind) {
