@@ -169,7 +169,7 @@ void make_os_error_types(py::module_& module, const py::object& operational_erro
 // What an error message needs to know of the call that failed.
 struct ErrorContext {
   fs::path source;
-  int copy_retry = -1;   // >= 0: a source that kept changing gets the reference's message
+  int copy_retry = -1;     // >= 0: a source that kept changing gets the reference's message
   fs::path destination{};  // a file destination, when there is one
 };
 
