@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <linux/fs.h>
+#include <poll.h>
 #include <sys/ioctl.h>
 #include <sys/sendfile.h>
 #include <sys/stat.h>
@@ -47,6 +48,15 @@ void start_writeback_of(int fd, std::uint64_t from, std::uint64_t to) {
     ::sync_file_range(fd, static_cast<off64_t>(from), static_cast<off64_t>(to - from),
                       SYNC_FILE_RANGE_WRITE);
   }
+}
+
+// A destination the caller opened non-blocking (a pipe it shares with a process that set
+// O_NONBLOCK, say) refuses a write while it is full. Waits until it takes one, a tenth of a
+// second at most, so that the caller's progress callback (and cancellation) still runs while
+// the reader is slow.
+void wait_until_writable(int fd) noexcept {
+  pollfd entry{fd, POLLOUT, 0};
+  (void)::poll(&entry, 1, 100);
 }
 
 // The read/write error can come from either side; tell which by retrying the read alone.
@@ -605,19 +615,26 @@ CopyOutcome copy_file_contents(int source_fd, const std::filesystem::path& sourc
   // filesystems refuse on the first chunk hands over to the next one.
   CopyCursor cursor(source_fd, source_path, destination_fd, destination_path, skip);
   const auto in_kernel = [&](CopyMethod method, auto&& copy_chunk) -> bool {
+    const auto finish = [&] {
+      cursor.finish();
+      outcome.method = method;
+      outcome.bytes = cursor.done();
+      return true;
+    };
     for (bool first = true;; first = false) {
       const ssize_t n = copy_chunk(cursor.next_chunk(kChunk));
       if (n < 0) {
         if (errno == EINTR) continue;
+        if (errno == EAGAIN) {
+          // (Only the destination can be full: the source is a regular file.)
+          wait_until_writable(destination_fd);
+          if (!after_chunk(cursor.done())) return finish();
+          continue;
+        }
         if (first && is_unsupported(errno)) return false;
         throw_copy_error(errno, source_path, destination_path);
       }
-      if (n == 0 || !after_chunk(cursor.advance(static_cast<std::uint64_t>(n)))) {
-        cursor.finish();
-        outcome.method = method;
-        outcome.bytes = cursor.done();
-        return true;
-      }
+      if (n == 0 || !after_chunk(cursor.advance(static_cast<std::uint64_t>(n)))) return finish();
     }
   };
   if (in_kernel(CopyMethod::copy_file_range, [&](std::size_t chunk) {

@@ -1,9 +1,11 @@
 // The sqlite_backup command's destination rules: folders, refusals, `-` (stdout) and
 // several sources into one folder.
 #include <gtest/gtest.h>
+#include <poll.h>
 #include <stdlib.h>
 
 #include <algorithm>
+#include <cstring>
 #include <optional>
 #include <string>
 #include <vector>
@@ -346,6 +348,40 @@ TEST(CliStdout, ReaderThatGoesAwayIsAnIoErrorNotASilentDeath) {
   EXPECT_EQ(lines_of(result.err).size(), 1u) << result.err;
   EXPECT_TRUE(contains(result.err, "sqlite_backup: error: ")) << result.err;
   EXPECT_TRUE(list_names(staging.path()).empty()) << "the staged snapshot is removed";
+}
+
+// A stdout pipe that another process made non-blocking refuses writes while it is full
+// (EAGAIN): the stream waits for room, where it used to fail with exit 5. The pipe is read
+// only once it is full, so the command has met a full pipe by then.
+TEST(CliStdout, ANonBlockingPipeThatFillsUpIsWaitedFor) {
+  const SourceFolder dir(20000);  // more than a pipe holds
+  int pipe_fds[2];
+  ASSERT_EQ(::pipe2(pipe_fds, O_CLOEXEC), 0);
+  ASSERT_EQ(::fcntl(pipe_fds[1], F_SETFL, O_NONBLOCK), 0);
+  RunSettings settings;
+  settings.stdout_fd = pipe_fds[1];
+  Child cli(kCliExe, {dir.source(), "-"}, settings);
+  // Full: our own write end polls as not writable (no free slot), as the command's does.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  for (;;) {
+    pollfd entry{pipe_fds[1], POLLOUT, 0};
+    if (::poll(&entry, 1, 0) == 0) break;
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "the pipe never filled";
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));  // (polling a condition)
+  }
+  ::close(pipe_fds[1]);
+  std::string streamed;
+  char buffer[65536];
+  for (ssize_t got; (got = ::read(pipe_fds[0], buffer, sizeof buffer)) != 0;) {
+    if (got < 0 && errno == EINTR) continue;
+    ASSERT_GT(got, 0) << std::strerror(errno);
+    streamed.append(buffer, static_cast<std::size_t>(got));
+  }
+  ::close(pipe_fds[0]);
+  const Result result = cli.finish();
+  EXPECT_EQ(result.exit_code, 0) << describe(result);
+  write_file(dir / "streamed.sqlite", streamed);
+  EXPECT_EQ(count_rows(dir / "streamed.sqlite"), 20000);
 }
 
 // Calls that leave no trace in the result, seen from outside by strace: a backup of `source`
