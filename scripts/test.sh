@@ -129,17 +129,19 @@ if ((sanitize)); then
     -DSQLITE_BACKUP_SANITIZE=ON -DSQLITE_BACKUP_BUILD_BENCH=OFF -DSQLITE_BACKUP_INSTALL=OFF \
     -DSQLITE_BACKUP_PYTHON=OFF
   timed sanitize-build cmake --build "$sanitize_dir" -j "$jobs"
-  # The package tests install and rebuild consumers: the first pass covers them. The strace
-  # tests trace the CLI, and LeakSanitizer cannot run under ptrace. The Python package is not
-  # built here: an ASan extension would need libasan preloaded into the interpreter.
-  step "sanitizers: test (ctest -j$ctest_jobs; package tests and the strace tests excluded)"
+  # The package tests install and rebuild consumers: the first pass covers them. The offsite
+  # tests drive restic, rclone and systemd around the CLI, whose own tests run here. The
+  # strace tests trace the CLI, and LeakSanitizer cannot run under ptrace. The Python package
+  # is not built here: an ASan extension would need libasan preloaded into the interpreter.
+  step "sanitizers: test (ctest -j$ctest_jobs; package, offsite and strace tests excluded)"
   sanitize_log=$sanitize_dir/ctest.log
   set +e
   sanitize_started=$SECONDS
   ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     timeout --kill-after=30 "$test_timeout" \
     ctest --test-dir "$sanitize_dir" --output-on-failure --no-tests=ignore --timeout 600 \
-      -j "$ctest_jobs" -LE package -E '^(CliDurability|WalSourceTrace)\.' "$@" 2>&1 | tee "$sanitize_log"
+      -j "$ctest_jobs" -LE 'package|offsite' -E '^(CliDurability|WalSourceTrace)\.' "$@" 2>&1 |
+    tee "$sanitize_log"
   sanitizer_status=${PIPESTATUS[0]}
   set -e
   timings+=("sanitize-tests $((SECONDS - sanitize_started))s")
