@@ -449,7 +449,6 @@ void run_pipeline(const fs::path& source, const Delivery& delivery, const Option
            facts.pages, report.attempts);
 }
 
-// atomic_copy's work: copies src to dst and tells whether src stayed the same throughout.
 // Refuses to copy `src` onto itself: opening the target to truncate it would empty the source.
 void check_not_copied_onto_itself(const io::FileStat& src_stat, const fs::path& src,
                                   const fs::path& dst, const char* operation) {
@@ -460,6 +459,7 @@ void check_not_copied_onto_itself(const io::FileStat& src_stat, const fs::path& 
   }
 }
 
+// atomic_copy's work: copies src to dst and tells whether src stayed the same throughout.
 bool copy_and_compare(const fs::path& src, const fs::path& dst) {
   const io::UniqueFd in = io::open_source_file(src);
   if (!in) {
