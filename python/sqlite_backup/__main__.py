@@ -1,6 +1,7 @@
 """``python3 -m sqlite_backup``: this project's command-line tool, the same program as the
 ``sqlite_backup`` executable (same arguments, output and exit codes; see ``--help``)."""
 
+import os
 import sys
 from typing import List, Optional
 
@@ -11,14 +12,18 @@ def main(argv: Optional[List[str]] = None) -> int:
     arguments = sys.argv[1:] if argv is None else argv
     sys.stdout.flush()
     sys.stderr.flush()
-    # The tool prints its own log lines (--debug), as the executable does.
+    # The tool prints its own log lines (--debug), as the executable does, at the level the
+    # executable takes from SQLITE_BACKUP_LOGS (where "0" means everything, not Python's
+    # NOTSET, which the package's logger inherits as warning).
     _native.set_log_sink(None)
+    _native.set_log_level_text(os.environ.get("SQLITE_BACKUP_LOGS", ""))
     try:
         return _native.run_command_line(["sqlite_backup", *arguments])
     finally:
-        from .log import _forward
+        from .log import _forward, sync_level
 
         _native.set_log_sink(_forward)
+        sync_level()
 
 
 if __name__ == "__main__":

@@ -86,12 +86,47 @@ _MOST_RETRIES = 2**31 - 2
 
 def _retry_count(value: Any, name: str) -> int:
     """A retry count as the reference's `while retry >= 0: ... retry -= 1` takes it: an int,
-    a bool or a float (its floor), capped where the engine's count ends."""
-    if isinstance(value, float) and math.isfinite(value):
+    a bool or a float (its floor; infinity retries for ever), capped where the engine's
+    count ends."""
+    if isinstance(value, float):
+        if math.isnan(value):
+            # The reference's loop would not run at all, and then use a copy never made.
+            raise ValueError(f"'{name}' must be a number of retries, not nan")
+        if math.isinf(value):
+            return _MOST_RETRIES if value > 0 else -1
         value = math.floor(value)  # the loop's count: 2.5 runs for 2.5, 1.5 and 0.5
     if not isinstance(value, numbers.Integral):
         raise TypeError(f"'{name}' must be an int, not {type(value).__name__}")
     return min(operator.index(value), _MOST_RETRIES)
+
+
+def _real_number(value: Any) -> float:
+    """``value`` as sqlite3.connect's timeout and Connection.backup's sleep take it (a number
+    of seconds: anything with __float__ or __index__), with their TypeError otherwise."""
+    if not (hasattr(type(value), "__float__") or hasattr(type(value), "__index__")):
+        raise TypeError(f"must be real number, not {type(value).__name__}")
+    return float(value)
+
+
+# The longest wait the engine counts (milliseconds in a C int).
+_MOST_SECONDS = (2**31 - 1) / 1000
+
+
+def _seconds(value: Any) -> float:
+    """A timeout or sleep as a number of seconds the engine can count: what is not positive
+    (nan included) waits not at all, and the longest is about 24 days."""
+    seconds = _real_number(value)
+    return min(seconds, _MOST_SECONDS) if seconds > 0 else 0.0
+
+
+def _check_connect_kwargs(connect: Dict[str, Any]) -> None:
+    """Raises what sqlite3.connect raises for these arguments (a bad detect_types,
+    isolation_level, factory, ...), by asking it: the reference passed them to
+    sqlite3.connect, which refused them there."""
+    checked = sqlite3.connect(":memory:", **connect)
+    close = getattr(checked, "close", None)
+    if callable(close):
+        close()
 
 
 def _call_options(
@@ -125,8 +160,11 @@ def _call_options(
     options.attempts = copy_retry + 1
     options.copy_retry = copy_retry
     options.copy_retry_strict = bool(copy_retry_strict)
-    options.timeout = float(connect.get("timeout", 5.0))
-    pages = int(backup.get("pages", -1))
+    _check_connect_kwargs(connect)
+    options.timeout = _seconds(connect.get("timeout", 5.0))
+    pages = operator.index(backup.get("pages", -1))  # as Connection.backup: no float, no str
+    if not -(2**31) <= pages < 2**31:
+        raise OverflowError("Python int too large to convert to C int")
     options.pages = -1 if pages <= 0 else pages  # as Connection.backup: 0 or less means all
     progress = backup.get("progress")
     if progress is not None and not callable(progress):
@@ -136,7 +174,7 @@ def _call_options(
     if not isinstance(name, str):
         raise TypeError(f"backup() argument 'name' must be str, not {type(name).__name__}")
     options.name = name
-    options.sleep = float(backup.get("sleep", 0.250))
+    options.sleep = _seconds(backup.get("sleep", 0.250))
     options.copy_function = copy_function
     return options
 

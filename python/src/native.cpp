@@ -668,6 +668,10 @@ PYBIND11_MODULE(_native, module) {
       "set_log_level",
       [](int level) { sb::set_log_level(sb::parse_log_level(std::to_string(level))); },
       py::arg("level"));
+  module.def(
+      "set_log_level_text",
+      [](const std::string& text) { sb::set_log_level(sb::parse_log_level(text)); },
+      py::arg("text"), "The level as the command line reads SQLITE_BACKUP_LOGS' text.");
   module.def("run_command_line", &run_command_line, py::arg("argv"));
   module.def(
       "set_handle_capture", [](bool enabled) { g_capture_enabled = enabled; }, py::arg("enabled"),

@@ -67,9 +67,10 @@ def test_the_engines_records_reach_the_logger(folder: Path) -> None:
         log.logger.setLevel(before)
 
 
-def run_module(*arguments: str, cwd: Path) -> subprocess.CompletedProcess:
+def run_module(*arguments: str, cwd: Path, logs: str = "") -> subprocess.CompletedProcess:
+    env = dict(os.environ, SQLITE_BACKUP_LOGS=logs)
     return subprocess.run([sys.executable, "-m", "sqlite_backup", *arguments], cwd=cwd,
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120, env=env)
 
 
 def test_python_m_backs_up_as_the_cli_does(wal_owner: Path, folder: Path) -> None:
@@ -101,6 +102,19 @@ def test_python_m_prints_what_the_executable_prints(folder: Path) -> None:
         module = run_module(*arguments, cwd=folder)
         executable = subprocess.run([cli, *arguments], capture_output=True, text=True)
         assert (module.returncode, module.stderr) == (executable.returncode, executable.stderr)
+
+
+@pytest.mark.parametrize("logs", ["0", "10", "19"])
+def test_python_m_takes_the_log_level_from_the_environment_as_the_executable(
+        folder: Path, logs: str) -> None:
+    # The executable reads SQLITE_BACKUP_LOGS on its own scale, where 0 logs everything;
+    # Python's logger would take 0 as NOTSET and inherit warning.
+    source = make_database(folder / "db.sqlite", 10)
+    done = run_module(str(source), str(folder / "out.sqlite"), cwd=folder, logs=logs)
+    assert done.returncode == 0, done.stderr
+    assert "[DEBUG " in done.stderr
+    quiet = run_module(str(source), str(folder / "quiet.sqlite"), cwd=folder, logs="30")
+    assert quiet.returncode == 0 and "[DEBUG " not in quiet.stderr
 
 
 def test_python_m_streams_to_stdout(folder: Path) -> None:

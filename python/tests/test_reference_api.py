@@ -2,8 +2,11 @@
 
 import errno
 import inspect
+import math
 import os
 import pickle
+import re
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -358,7 +361,7 @@ def test_a_memory_named_destination_writes_no_file(folder: Path,
     assert names(folder) == {"db.sqlite", "tmpdir"}
 
 
-@pytest.mark.parametrize("copy_retry", [2.0, 2.5, True, 2**31])
+@pytest.mark.parametrize("copy_retry", [2.0, 2.5, True, 2**31, math.inf])
 def test_copy_retry_takes_any_whole_number_as_the_reference_does(folder: Path,
                                                                  copy_retry: object) -> None:
     source = make_database(folder / "db.sqlite", 10)
@@ -366,6 +369,61 @@ def test_copy_retry_takes_any_whole_number_as_the_reference_does(folder: Path,
     assert conn is not None and conn.execute("SELECT count(*) FROM t").fetchone() == (10,)
     with pytest.raises(TypeError):
         sqlite_backup.sqlite_backup(source, copy_retry="2")  # type: ignore[arg-type]
+
+
+def test_infinite_retries_retry_until_a_copy_is_unchanged(folder: Path) -> None:
+    # The reference's `while retry >= 0` loop never ends with math.inf: it copies until a copy
+    # holds. Here the copy function reports a change 150 times, more than the default allows.
+    source = make_database(folder / "db.sqlite", 10)
+    calls = []
+
+    def copy(src: str, dst: str) -> bool:
+        calls.append(src)
+        shutil.copy(src, dst)
+        return len(calls) > 150
+
+    conn = sqlite_backup.sqlite_backup(source, copy_retry=math.inf, copy_function=copy)
+    assert conn is not None and conn.execute("SELECT count(*) FROM t").fetchone() == (10,)
+    assert len(calls) == 151
+    with pytest.raises(ValueError, match="nan"):
+        sqlite_backup.sqlite_backup(source, copy_retry=math.nan)
+
+
+@pytest.mark.parametrize(
+    "connect, backup, error, text",
+    [
+        ({}, {"pages": 2.5}, TypeError, "'float' object cannot be interpreted as an integer"),
+        ({}, {"pages": "3"}, TypeError, "'str' object cannot be interpreted as an integer"),
+        ({}, {"pages": 2**40}, OverflowError, "too large"),
+        ({}, {"sleep": "1"}, TypeError, "must be real number, not str"),
+        ({}, {"sleep": None}, TypeError, "must be real number, not NoneType"),
+        ({"timeout": "1"}, {}, TypeError, "must be real number, not str"),
+        ({"detect_types": "x"}, {}, TypeError, "cannot be interpreted as an integer"),
+        ({"isolation_level": "bogus"}, {}, ValueError, "isolation_level"),
+        ({"factory": 123}, {}, TypeError, "not callable"),
+        ({"check_same_thread": "x"}, {}, TypeError, "cannot be interpreted as an integer"),
+    ],
+)
+def test_bad_kwarg_values_are_refused_as_sqlite3_refuses_them(
+        folder: Path, connect: dict, backup: dict, error: type, text: str) -> None:
+    # sqlite3.connect and Connection.backup refused these in the reference; nothing is copied.
+    source = make_database(folder / "db.sqlite", 10)
+    with pytest.raises(error, match=re.escape(text)):
+        sqlite_backup.sqlite_backup(source, folder / "out.sqlite", sqlite_connect_kwargs=connect,
+                                    sqlite_backup_kwargs=backup)
+    assert names(folder) == {"db.sqlite", "tmpdir"}
+
+
+def test_odd_but_valid_kwarg_values_are_taken(folder: Path) -> None:
+    # What sqlite3 takes is taken: booleans as numbers, no wait at all, an endless one.
+    source = make_database(folder / "db.sqlite", 10)
+    conn = sqlite_backup.sqlite_backup(
+        source, sqlite_connect_kwargs={"timeout": math.inf, "detect_types": True},
+        sqlite_backup_kwargs={"pages": True, "sleep": -1})
+    assert conn is not None and conn.execute("SELECT count(*) FROM t").fetchone() == (10,)
+    conn = sqlite_backup.sqlite_backup(source, sqlite_connect_kwargs={"timeout": math.nan},
+                                       sqlite_backup_kwargs={"sleep": math.inf})
+    assert conn is not None and conn.execute("SELECT count(*) FROM t").fetchone() == (10,)
 
 
 def test_both_memory_paths_give_the_same_snapshot(wal_owner: Path) -> None:
