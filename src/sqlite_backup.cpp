@@ -405,7 +405,7 @@ void run_pipeline(const fs::path& source, const Delivery& delivery, const Option
       deliver::copy_into(from, memory->target, deliver_settings(options));
       from.close();
     } else if (!snapshot_straight_into(memory->target, source, options, report)) {
-      const io::StagingDir staging(temporary_folder(), source.filename().native());
+      const io::StagingDir staging(temporary_folder(), source.filename().native(), source);
       const fs::path staged = staged_snapshot(source, staging, options, delivery, report, facts);
       // (By the recovered snapshot's own size: the source may have changed meanwhile.)
       const auto staged_stat = io::stat_path(staged);
@@ -429,7 +429,7 @@ void run_pipeline(const fs::path& source, const Delivery& delivery, const Option
     // Staged beside the destination: same filesystem, so the finished file is renamed into
     // place with no second copy. Errors about the staged files name the destination.
     const io::StagingDir staging(folder_of(file->destination),
-                                 file->destination.filename().native());
+                                 file->destination.filename().native(), source);
     const fs::path staged = detail::naming_private_files_as(staging.path(), file->destination, [&] {
       return staged_snapshot(source, staging, options, delivery, report, facts);
     });
@@ -441,7 +441,7 @@ void run_pipeline(const fs::path& source, const Delivery& delivery, const Option
     return;
   }
   const int fd = std::get<ToDescriptor>(delivery).fd;
-  const io::StagingDir staging(temporary_folder(), source.filename().native());
+  const io::StagingDir staging(temporary_folder(), source.filename().native(), source);
   const fs::path staged = staged_snapshot(source, staging, options, delivery, report, facts);
   deliver::to_descriptor(staged, fd, source, options.cancel);
   fill_report(report, source, {}, facts, options, started);

@@ -50,13 +50,34 @@ bool is_staging_folder_name(std::string_view name) {
   return name.substr(marker_at, kStagingMarker.size()) == kStagingMarker;
 }
 
+// The identities of the folders that hold `path`, up to the root: those of its path as
+// given and, where symbolic links lead elsewhere, of where it really is.
+std::vector<FileStat> folders_holding(const std::filesystem::path& path) {
+  std::vector<FileStat> folders;
+  if (path.empty()) return folders;
+  std::error_code ignored;
+  for (const std::filesystem::path& spelled : {std::filesystem::absolute(path, ignored),
+                                               std::filesystem::weakly_canonical(path, ignored)}) {
+    for (std::filesystem::path folder = spelled.parent_path(); !folder.empty();
+         folder = folder.parent_path()) {
+      if (const std::optional<FileStat> found = stat_path(folder)) folders.push_back(*found);
+      if (folder == folder.root_path()) break;
+    }
+  }
+  return folders;
+}
+
 }  // namespace
 
 std::function<void(const std::filesystem::path& folder)> g_before_owner_lock_for_tests;
 
-int remove_abandoned_staging_folders(const std::filesystem::path& parent) noexcept {
+int remove_abandoned_staging_folders(const std::filesystem::path& parent,
+                                     const std::filesystem::path& source) noexcept {
   int removed = 0;
   try {
+    // Someone may back up a file out of an abandoned folder (to recover it): the folder is
+    // then the source's, not debris.
+    const std::vector<FileStat> keep = folders_holding(source);
     const UniqueFd parent_fd(::open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     if (!parent_fd) return 0;
     DIR* listing = ::fdopendir(::dup(parent_fd.get()));
@@ -71,6 +92,11 @@ int remove_abandoned_staging_folders(const std::filesystem::path& parent) noexce
       struct stat folder_stat {};
       if (::fstatat(parent_fd.get(), name.c_str(), &folder_stat, AT_SYMLINK_NOFOLLOW) != 0 ||
           !S_ISDIR(folder_stat.st_mode) || folder_stat.st_uid != ::geteuid()) {
+        continue;
+      }
+      if (std::any_of(keep.begin(), keep.end(), [&folder_stat](const FileStat& held) {
+            return held.device == folder_stat.st_dev && held.inode == folder_stat.st_ino;
+          })) {
         continue;
       }
       const UniqueFd folder_fd(
@@ -91,9 +117,10 @@ int remove_abandoned_staging_folders(const std::filesystem::path& parent) noexce
   return removed;
 }
 
-StagingDir::StagingDir(const std::filesystem::path& parent, std::string_view name_hint) {
+StagingDir::StagingDir(const std::filesystem::path& parent, std::string_view name_hint,
+                       const std::filesystem::path& source) {
   // Folders that processes killed outright left here (see the class comment).
-  remove_abandoned_staging_folders(parent);
+  remove_abandoned_staging_folders(parent, source);
   std::string hint(name_hint.substr(0, 64));
   const std::string templ = (parent / ("." + hint + ".sqlite_backup-XXXXXX")).native();
   for (;;) {

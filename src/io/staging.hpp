@@ -25,9 +25,10 @@ class StagingDir {
  public:
   static constexpr const char* kOwnerLockName = ".sqlite_backup-owner.lock";
 
-  // Removes abandoned staging folders in `parent`, then creates
-  // "<parent>/.<name_hint>.sqlite_backup-XXXXXX" and takes its lock.
-  StagingDir(const std::filesystem::path& parent, std::string_view name_hint);
+  // Removes abandoned staging folders in `parent` (never one that holds `source`), then
+  // creates "<parent>/.<name_hint>.sqlite_backup-XXXXXX" and takes its lock.
+  StagingDir(const std::filesystem::path& parent, std::string_view name_hint,
+             const std::filesystem::path& source = {});
   StagingDir(StagingDir&& other) noexcept;
   StagingDir& operator=(StagingDir&&) = delete;
   StagingDir(const StagingDir&) = delete;
@@ -45,8 +46,11 @@ class StagingDir {
 // owner lock file exists and can be locked (F_OFD_SETLK, which never waits): their owner is
 // dead. A folder whose lock is held is in use, and one without a lock file may be in the
 // instant between its creation and its lock: both are kept. Errors are ignored (this is
-// tidying, not the backup). Returns how many were removed.
-int remove_abandoned_staging_folders(const std::filesystem::path& parent) noexcept;
+// tidying, not the backup). A folder that holds `source` (at any depth, by its path as given
+// or with its symbolic links resolved) is kept too: it is what is being backed up. Returns
+// how many were removed.
+int remove_abandoned_staging_folders(const std::filesystem::path& parent,
+                                     const std::filesystem::path& source = {}) noexcept;
 
 // Tests only (not thread-safe; empty in production): called by StagingDir's constructor in
 // the instant between creating a new folder's lock file and locking it, where another

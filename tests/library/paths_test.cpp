@@ -34,6 +34,39 @@ TEST_F(PathsTest, NamesWithUriCharactersSpacesAndUnicodeWork) {
   EXPECT_EQ(describe_difference(before, folder_state(folder)), "");
 }
 
+// A staging folder that a killed backup left (its lock file there, nobody holding the lock)
+// is debris to the next backup beside it, and is removed; but not when the file backed up is
+// in it (someone recovering what it held): that backup once deleted its own source. Also
+// through a link to the file, and with the folder as the temporary folder of a memory
+// snapshot (TMPDIR).
+TEST_F(PathsTest, AFolderLeftByAKilledBackupIsKeptWhileItHoldsTheSource) {
+  const fs::path left = make_folder(dir_ / ".db.sqlite.sqlite_backup-aB3dE9");
+  write_file(left / ".sqlite_backup-owner.lock", "");
+  create_database(left / "db.sqlite", 10);
+
+  sb::sqlite_backup(left / "db.sqlite", dir_ / "out.sqlite");
+  ASSERT_TRUE(fs::exists(left / "db.sqlite")) << "the backup removed its own source";
+  EXPECT_EQ(count_rows(dir_ / "out.sqlite"), 10);
+
+  fs::create_symlink(left / "db.sqlite", dir_ / "link.sqlite");
+  sb::sqlite_backup(dir_ / "link.sqlite", dir_ / "through-link.sqlite");
+  ASSERT_TRUE(fs::exists(left / "db.sqlite")) << "the backup through a link removed its source";
+  EXPECT_EQ(count_rows(dir_ / "through-link.sqlite"), 10);
+
+  {
+    const ScopedEnv tmpdir("TMPDIR", dir_.path().string());
+    auto memory = sb::sqlite_backup(left / "db.sqlite");
+    ASSERT_TRUE(memory.has_value());
+    EXPECT_EQ(count_rows(memory->get()), 10);
+  }
+  ASSERT_TRUE(fs::exists(left / "db.sqlite")) << "the memory snapshot removed its source";
+
+  // The same folder, once it no longer holds what is backed up, is debris again.
+  create_database(dir_ / "other.sqlite", 3);
+  sb::sqlite_backup(dir_ / "other.sqlite", dir_ / "other-copy.sqlite");
+  EXPECT_FALSE(fs::exists(left));
+}
+
 TEST_F(PathsTest, SymlinkedSourceFolderWorks) {
   const fs::path real = make_folder(dir_ / "real");
   OwnerProcess owner(kOwnerExe, real / "live.sqlite", "wal-hold", 80);
