@@ -52,10 +52,21 @@ FileStat to_file_stat(const struct stat& st) noexcept {
   return out;
 }
 
+namespace {
+
+// Whether the failure `error` of a call on `path` says that no file can have its name: its
+// last component is longer than any name a folder holds. (A database named with 248 bytes or
+// more has side-file names, "-journal" and "-wal" added, that cannot exist.)
+bool name_cannot_exist(int error, const std::filesystem::path& path) noexcept {
+  return error == ENAMETOOLONG && path.filename().native().size() > NAME_MAX;
+}
+
+}  // namespace
+
 std::optional<FileStat> stat_path(const std::filesystem::path& path) {
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0) {
-    if (errno == ENOENT) return std::nullopt;
+    if (errno == ENOENT || name_cannot_exist(errno, path)) return std::nullopt;
     throw_errno(errno, "cannot stat", path);
   }
   return to_file_stat(st);
@@ -71,7 +82,7 @@ UniqueFd open_source_file(const std::filesystem::path& path) {
   // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer forever.
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY));
   if (!fd) {
-    if (errno == ENOENT) return {};
+    if (errno == ENOENT || name_cannot_exist(errno, path)) return {};
     if (errno == EISDIR) {
       throw_error(ErrorKind::invalid_source, path,
                   "cannot read {}: it is a folder, not a database file", quoted(path));

@@ -67,6 +67,21 @@ TEST_F(PathsTest, AFolderLeftByAKilledBackupIsKeptWhileItHoldsTheSource) {
   EXPECT_FALSE(fs::exists(left));
 }
 
+// A name of 248 bytes or more leaves no room for "-journal" (or 252 for "-wal"): such side
+// files cannot exist, and SQLite reads the database without them. Asking for them failed
+// (ENAMETOOLONG) where it should have found none.
+TEST_F(PathsTest, ADatabaseWhoseSideFileNamesAreTooLongIsBackedUp) {
+  const fs::path source = dir_ / (std::string(245, 'n') + ".sqlite");  // 256 with "-wal"
+  create_database(dir_ / "short.sqlite", 12);
+  fs::rename(dir_ / "short.sqlite", source);
+  const fs::path destination = dir_ / (std::string(249, 'd') + ".db");
+  sb::sqlite_backup(source, destination);
+  EXPECT_EQ(count_rows(destination), 12);
+  auto memory = sb::sqlite_backup(source);
+  ASSERT_TRUE(memory.has_value());
+  EXPECT_EQ(count_rows(memory->get()), 12);
+}
+
 TEST_F(PathsTest, SymlinkedSourceFolderWorks) {
   const fs::path real = make_folder(dir_ / "real");
   OwnerProcess owner(kOwnerExe, real / "live.sqlite", "wal-hold", 80);
