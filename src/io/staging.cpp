@@ -177,8 +177,15 @@ StagingDir::StagingDir(StagingDir&& other) noexcept
 
 StagingDir::~StagingDir() {
   if (path_.empty()) return;
-  std::error_code ignored;
-  std::filesystem::remove_all(path_, ignored);
+  std::error_code error;
+  std::filesystem::remove_all(path_, error);
+  if (error) {
+    // Not the reason a backup fails (its result is already committed, or its own error is
+    // on its way), but a leftover the user must hear of: the next backup beside it removes
+    // it only once it can. (Logging never throws.)
+    detail::log_warning("could not remove the temporary folder {}: {}", detail::quoted(path_),
+                        error.message());
+  }
   // owner_lock_ is closed after this body: the folder is gone before its lock is.
 }
 

@@ -4,10 +4,15 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
 #include <optional>
+#include <sqlite_backup/log.hpp>
 #include <string>
 #include <vector>
 
@@ -112,6 +117,44 @@ TEST(StagingDirTest, RemovesOnlyFoldersWhoseOwnerIsGone) {
   const fs::path first = in_use->path();
   in_use.reset();
   EXPECT_FALSE(fs::exists(first)) << "the owner removes its folder";
+}
+
+// Sets or clears the immutable attribute (chattr +i): even root cannot remove such a file.
+// False where the filesystem or our privileges do not allow it.
+bool set_immutable(const fs::path& file, bool immutable) {
+  const io::UniqueFd fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
+  int flags = 0;
+  if (!fd || ::ioctl(fd.get(), FS_IOC_GETFLAGS, &flags) != 0) return false;
+  flags = immutable ? (flags | FS_IMMUTABLE_FL) : (flags & ~FS_IMMUTABLE_FL);
+  return ::ioctl(fd.get(), FS_IOC_SETFLAGS, &flags) == 0;
+}
+
+// A folder the owner cannot remove (a file in it made immutable here; in life a file another
+// user put there, a mount on a subfolder) is a leftover, and the user is told: a warning
+// naming the folder and the reason.
+TEST(StagingDirTest, AFolderThatCannotBeRemovedIsReportedNotLeftSilently) {
+  const TempDir dir;
+  std::optional<io::StagingDir> staging(std::in_place, dir.path(), "db.sqlite");
+  const fs::path folder = staging->path();
+  const fs::path stuck = folder / "stuck";
+  write_file(stuck, "x");
+  if (!set_immutable(stuck, true)) {
+    GTEST_SKIP() << "cannot make a file immutable here (needs root and ext4, XFS or btrfs): "
+                 << std::strerror(errno);
+  }
+  std::vector<std::string> warnings;
+  set_log_sink([&warnings](const LogRecord& record) {
+    if (record.level == LogLevel::warning) warnings.emplace_back(record.message);
+  });
+  staging.reset();
+  set_log_sink({});
+  EXPECT_TRUE(set_immutable(stuck, false));
+  ASSERT_TRUE(fs::exists(folder)) << "the folder was removed after all";
+  ASSERT_EQ(warnings.size(), 1U) << ::testing::PrintToString(warnings);
+  EXPECT_NE(warnings[0].find("could not remove the temporary folder"), std::string::npos)
+      << warnings[0];
+  EXPECT_NE(warnings[0].find(folder.filename().string()), std::string::npos) << warnings[0];
+  EXPECT_NE(warnings[0].find("not permitted"), std::string::npos) << warnings[0];
 }
 
 }  // namespace
