@@ -460,7 +460,7 @@ void check_not_copied_onto_itself(const io::FileStat& src_stat, const fs::path& 
 }
 
 // atomic_copy's work: copies src to dst and tells whether src stayed the same throughout.
-bool copy_and_compare(const fs::path& src, const fs::path& dst) {
+bool copy_and_compare(const fs::path& src, const fs::path& dst, const std::atomic<bool>* cancel) {
   const io::UniqueFd in = io::open_source_file(src);
   if (!in) {
     throw fs::filesystem_error("atomic_copy: cannot open source", src,
@@ -468,9 +468,18 @@ bool copy_and_compare(const fs::path& src, const fs::path& dst) {
   }
   const io::FileStat before = io::stat_fd(in.get(), src);
   check_not_copied_onto_itself(before, src, dst, "atomic_copy");
+  detail::throw_if_cancelled(cancel, src);  // (before dst is touched)
   io::UniqueFd out(::open(dst.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
   if (!out) io::throw_errno(errno, "cannot create", dst);
-  io::copy_file_contents(in.get(), src, out.get(), dst);
+  io::copy_file_contents(in.get(), src, out.get(), dst,
+                         [cancel](std::uint64_t) { return !detail::cancelled(cancel); });
+  if (detail::cancelled(cancel)) {
+    // Half a copy is worse than none: it would pass for the file.
+    out = io::UniqueFd();
+    ::unlink(dst.c_str());
+    throw_error(ErrorKind::cancelled, src, "copy of {} to {} cancelled; nothing was kept",
+                quoted(src), quoted(dst));
+  }
   out.close(dst);
   const auto after = io::stat_path(src);
   return after && before.same_contents_hint(*after);
@@ -557,14 +566,14 @@ void sqlite_backup_to_fd(const fs::path& source, int fd, const Options& options)
   run_pipeline(source, ToDescriptor{fd}, options);
 }
 
-bool atomic_copy(const fs::path& src, const fs::path& dst) {
+bool atomic_copy(const fs::path& src, const fs::path& dst, const std::atomic<bool>* cancel) {
   bool unchanged = false;
-  io::with_private_descriptor_table([&] { unchanged = copy_and_compare(src, dst); });
+  io::with_private_descriptor_table([&] { unchanged = copy_and_compare(src, dst, cancel); });
   return unchanged;
 }
 
 bool copy_all_files(const std::vector<fs::path>& source_files, const fs::path& temporary_dest,
-                    const CopyFunction& copy_function, int retry) {
+                    const CopyFunction& copy_function, int retry, const std::atomic<bool>* cancel) {
   if (source_files.empty()) throw std::invalid_argument("copy_all_files: no files given");
   if (retry < 1) throw std::invalid_argument("copy_all_files: retry must be at least 1");
   const discover::DatabaseFiles files(source_files.front());
@@ -577,13 +586,25 @@ bool copy_all_files(const std::vector<fs::path>& source_files, const fs::path& t
   snapshot::Settings settings;
   settings.attempts = retry;
   settings.copy_function = copy_function;
+  settings.cancel = cancel;
   settings.follow_commits = false;  // the caller gets the files themselves, to open as they are
+  detail::throw_if_cancelled(cancel, source_files.front());  // (before anything is touched)
+  const fs::path staged = temporary_dest / source_files.front().filename();
   bool validated = false;
-  io::with_private_descriptor_table([&] {
-    validated = snapshot::copy_consistent_set(
-                    files, temporary_dest / source_files.front().filename(), settings)
-                    .validated;
-  });
+  try {
+    io::with_private_descriptor_table(
+        [&] { validated = snapshot::copy_consistent_set(files, staged, settings).validated; });
+  } catch (const SqliteBackupError& error) {
+    if (error.kind() == ErrorKind::cancelled) {
+      // Stopped half-way: what was written is no copy of anything. (Another failure leaves
+      // the files as the reference's copy loop left them.)
+      const discover::DatabaseFiles written(staged);
+      for (const fs::path& file : {written.database, written.wal, written.journal}) {
+        ::unlink(file.c_str());
+      }
+    }
+    throw;
+  }
   return validated;
 }
 

@@ -241,8 +241,10 @@ void sqlite_backup_to_fd(const std::filesystem::path& source, int fd, const Opti
 // else, of kind invalid_source when src is not a regular file (a folder, a FIFO) and of kind
 // io for I/O errors (src unreadable, dst not creatable, a failed read or write), naming the
 // path; std::invalid_argument, before anything is written, when dst is src (by name, link
-// or bind mount).
-bool atomic_copy(const std::filesystem::path& src, const std::filesystem::path& dst);
+// or bind mount). When `cancel` becomes true during the copy, dst is removed and
+// SqliteBackupError(cancelled) is thrown. Thread safety: as sqlite_backup().
+bool atomic_copy(const std::filesystem::path& src, const std::filesystem::path& dst,
+                 const std::atomic<bool>* cancel = nullptr);
 
 // The files that make up the database at `source`: the database itself, then its
 // "-wal" and "-journal" when they exist (never "-shm": it is rebuilt from the WAL).
@@ -254,10 +256,12 @@ std::vector<std::filesystem::path> glob_database_files(const std::filesystem::pa
 // a copy is validated as one consistent snapshot (see src/validate/). Returns whether it
 // was; on false the last (unvalidated) copy is left in place. Throws on I/O errors, and
 // std::invalid_argument, before anything is written, when a file would be copied onto
-// itself (temporary_dest is the database's own folder).
+// itself (temporary_dest is the database's own folder). When `cancel` becomes true, the copy
+// stops, removes what it wrote, and throws SqliteBackupError(cancelled).
 bool copy_all_files(const std::vector<std::filesystem::path>& source_files,
                     const std::filesystem::path& temporary_dest,
-                    const CopyFunction& copy_function = {}, int retry = 100);
+                    const CopyFunction& copy_function = {}, int retry = 100,
+                    const std::atomic<bool>* cancel = nullptr);
 
 // Opens `database` read-only with immutable=1: SQLite then takes no locks and ignores
 // other writers. Only for files nobody is writing (a private copy): never use it on a

@@ -533,7 +533,7 @@ bool atomic_copy(const py::bytes& src, const py::bytes& dst) {
   bool unchanged = false;
   const fs::path from = to_path(src);
   const fs::path to = to_path(dst);
-  run_without_gil(state, {from}, [&] { unchanged = sb::atomic_copy(from, to); });
+  run_without_gil(state, {from}, [&] { unchanged = sb::atomic_copy(from, to, &state.cancel); });
   return unchanged;
 }
 
@@ -554,8 +554,9 @@ bool copy_all_files(const std::vector<py::bytes>& source_files, const py::bytes&
   const fs::path folder = to_path(temporary_dest);
   const sb::CopyFunction copy = wrap_copy_function(copy_function, state);
   bool validated = false;
-  run_without_gil(state, {files.empty() ? fs::path() : files.front()},
-                  [&] { validated = sb::copy_all_files(files, folder, copy, attempts); });
+  run_without_gil(state, {files.empty() ? fs::path() : files.front()}, [&] {
+    validated = sb::copy_all_files(files, folder, copy, attempts, &state.cancel);
+  });
   return validated;
 }
 

@@ -54,6 +54,45 @@ def test_ctrl_c_cancels_cleanly_and_leaves_nothing(folder: Path, to_file: bool,
     assert names(folder) == {"db.sqlite", "out", "tmpdir"}  # the fixture checks tmpdir
 
 
+def interrupt_once_written(destination: Path) -> threading.Thread:
+    """Sends this process SIGINT as soon as `destination` holds a byte: a copy under way."""
+    def watch() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if destination.exists() and destination.stat().st_size > 0:
+                os.kill(os.getpid(), signal.SIGINT)
+                return
+            time.sleep(0.001)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    return watcher
+
+
+@pytest.mark.parametrize("helper", ["atomic_copy", "copy_all_files"])
+def test_ctrl_c_stops_a_helper_copy_at_once_and_leaves_nothing(
+        folder: Path, helper: str, interrupt_handled: threading.Event) -> None:
+    # A 2 GiB file (sparse: nothing to write here, but the copy writes every byte) takes
+    # seconds to copy; the interrupt comes once the first chunk is written, so the copy is
+    # under way. It stopped only at the end, leaving the whole copy behind.
+    source = folder / "big.bin"
+    with open(source, "wb") as out:
+        out.truncate(2 << 30)
+    (folder / "out").mkdir()
+    destination = folder / "out" / "big.bin"
+    watcher = interrupt_once_written(destination)
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        if helper == "atomic_copy":
+            atomic_copy(str(source), str(destination))
+        else:
+            sqlite_backup.core.copy_all_files([source], folder / "out")
+    watcher.join()
+    assert interrupt_handled.is_set()
+    assert names(folder / "out") == set(), "the interrupted copy was left behind"
+    assert time.monotonic() - started < 30
+
+
 @pytest.mark.parametrize("to_file", [False, True])
 def test_an_exception_in_copy_function_comes_out_of_the_call(folder: Path,
                                                              to_file: bool) -> None:

@@ -317,6 +317,33 @@ TEST_F(ApiTest, AtomicCopyOfAQuietFileCopiesItAndReportsSuccess) {
   EXPECT_EQ(read_file(dir_ / "fresh.bin"), contents);
 }
 
+// Cancelled before it begins, a helper touches nothing; cancelled during the copy (the
+// Python package's Ctrl-C, tested there with a copy long enough to interrupt), it removes
+// what it wrote.
+TEST_F(ApiTest, CancelledHelpersLeaveTheDestinationAsItWas) {
+  write_file(dir_ / "quiet.bin", random_bytes(100'000));
+  write_file(dir_ / "old-copy.bin", "an earlier copy");
+  const std::atomic<bool> cancel{true};
+  try {
+    sb::atomic_copy(dir_ / "quiet.bin", dir_ / "old-copy.bin", &cancel);
+    ADD_FAILURE() << "a cancelled atomic_copy returned";
+  } catch (const sb::SqliteBackupError& error) {
+    EXPECT_EQ(error.kind(), sb::ErrorKind::cancelled) << error.what();
+  }
+  EXPECT_EQ(read_file(dir_ / "old-copy.bin"), "an earlier copy");
+
+  create_database(dir_ / "db.sqlite", 5);
+  const fs::path into = make_folder(dir_ / "into");
+  write_file(into / "db.sqlite", "an earlier copy");
+  try {
+    sb::copy_all_files({dir_ / "db.sqlite"}, into, {}, 3, &cancel);
+    ADD_FAILURE() << "a cancelled copy_all_files returned";
+  } catch (const sb::SqliteBackupError& error) {
+    EXPECT_EQ(error.kind(), sb::ErrorKind::cancelled) << error.what();
+  }
+  EXPECT_EQ(read_file(into / "db.sqlite"), "an earlier copy");
+}
+
 TEST_F(ApiTest, SqliteConnectImmutableOpensACopyReadOnly) {
   create_database(dir_ / "copy.sqlite", 12);
   const auto before = folder_state(dir_.path());
