@@ -239,9 +239,9 @@ def sqlite_backup(
     if not copy_use_tempdir:
         warnings.warn(_LIVE_WARNING, stacklevel=2)
     sync_level()
-    if destination is not None and os.fspath(destination) == ":memory:":
-        # The reference opened sqlite3.connect(":memory:") as the destination, backed up into
-        # it and closed it: a snapshot taken and dropped, no file.
+    if destination is not None and (os.fspath(destination) == ":memory:" or destination == ""):
+        # The reference opened sqlite3.connect(destination) and backed up into it: ":memory:"
+        # and "" (a private temporary database) are snapshots taken and dropped, no file.
         _native.backup_to_memory(_encode(source_path), lambda: sqlite3.connect(":memory:"),
                                  options).close()
         return None

@@ -5,8 +5,10 @@
 // Every long call releases the GIL and runs on a thread of its own, while the calling thread
 // wakes every few milliseconds to let Python run its signal handlers: a KeyboardInterrupt
 // there cancels the backup (Options::cancel), which removes what it staged, and is re-raised.
-// Python callbacks (copy_function, progress) take the GIL back for their call; an exception
-// raised in one cancels the backup and comes out of the call unchanged.
+// Python callbacks (copy_function, progress) and the library's log records are handed to the
+// calling thread and run there, as in the reference; an exception raised in a callback
+// cancels the backup and comes out of the call unchanged.
+#include <cxxabi.h>
 #include <pybind11/functional.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -43,6 +45,12 @@ namespace {
 // Paths cross the boundary as bytes (os.fsencode), so that every name the OS accepts works,
 // including names that are not valid UTF-8.
 fs::path to_path(const py::bytes& encoded) { return {std::string(encoded)}; }
+fs::path to_path(py::handle encoded) {
+  char* data = nullptr;
+  Py_ssize_t size = 0;
+  if (PyBytes_AsStringAndSize(encoded.ptr(), &data, &size) != 0) throw py::error_already_set();
+  return {std::string(data, static_cast<std::size_t>(size))};
+}
 py::object from_path(const fs::path& path) {
   return py::module_::import("os").attr("fsdecode")(py::bytes(path.native()));
 }
@@ -199,15 +207,26 @@ struct PythonCallbackRaised : std::runtime_error {
   PythonCallbackRaised() : std::runtime_error("a Python callback raised an exception") {}
 };
 
-// State shared by one call and the callbacks it hands to the library.
+// A Python call the engine waits for: run by the calling thread (see run_without_gil()).
+using PythonJob = std::function<void()>;
+
+// State shared by one call and the callbacks it hands to the library. The library's threads
+// never touch a Python object: a callback is handed to the calling thread (which waits in
+// run_without_gil() with the GIL released) and run there, as the reference ran its callbacks,
+// on the caller's thread, in the caller's descriptor table, with the caller's thread-bound
+// objects usable.
 struct CallState {
   std::atomic<bool> cancel{false};
   std::mutex mutex;
-  std::optional<py::error_already_set> callback_error;  // destroyed with the GIL held
+  std::condition_variable changed;
+  bool work_done = false;    // the library's work has returned (or thrown)
+  PythonJob* job = nullptr;  // a callback waiting for the calling thread
+  bool job_done = false;
+  bool caller_gone = false;  // the interpreter is shutting down: no more Python
+  std::optional<py::error_already_set> callback_error;  // set and raised on the caller's thread
 
-  // Called with the GIL held, from inside a callback's catch block.
+  // Called by the calling thread, with the GIL held, from inside a callback's catch block.
   void remember(py::error_already_set&& error) {
-    const std::lock_guard lock(mutex);
     if (!callback_error) callback_error.emplace(std::move(error));
     cancel = true;
   }
@@ -280,48 +299,156 @@ struct CallState {
   }
 }
 
-// Runs `work` on its own thread with the GIL released, polling Python's signal handlers from
-// the main thread, and raises what it threw (or what a callback or a signal handler raised).
+// ---- Log records of the library's threads ------------------------------------------------------
+
+// Records logged on a thread that does not hold the GIL wait here for a thread that does
+// (a caller waiting in run_without_gil(), or the end of the call) to hand them to Python.
+struct PendingRecord {
+  sb::LogLevel level;
+  std::string message;
+  const char* file;
+  int line;
+};
+std::mutex g_pending_mutex;
+std::vector<PendingRecord> g_pending_records;  // NOLINT(cert-err58-cpp): cannot throw
+
+// The Python sink (log.py's _forward), or none. Replaced and called with the GIL held only.
+py::object* g_python_sink = nullptr;
+
+void emit_to_python(const PendingRecord& record) {
+  if (g_python_sink == nullptr) return;
+  try {
+    (*g_python_sink)(static_cast<int>(record.level), text_of(record.message),
+                     record.file != nullptr ? record.file : "", record.line);
+  } catch (py::error_already_set& error) {
+    error.discard_as_unraisable("sqlite_backup log sink");
+  }
+}
+
+// Hands the waiting records to Python. With the GIL held.
+void flush_pending_records() {
+  std::vector<PendingRecord> records;
+  {
+    const std::lock_guard lock(g_pending_mutex);
+    records.swap(g_pending_records);
+  }
+  for (const PendingRecord& record : records) emit_to_python(record);
+}
+
+// ---- Running the library off the calling thread ----------------------------------------------
+
+// Whether Python can no longer be entered from a thread other than the one shutting the
+// interpreter down (the main thread): a daemon thread that takes the GIL back then is ended
+// on the spot (pthread_exit), which C++ frames with live objects do not survive.
+bool python_is_finishing() noexcept { return _Py_IsFinalizing() != 0 || Py_IsInitialized() == 0; }
+
+// Runs `job` with the GIL, on the calling thread, which gave it up as `saved`. False (and
+// nothing run) when the interpreter is shutting down under this (daemon) thread.
+template <typename Job>
+bool with_gil(PyThreadState* saved, bool on_main_thread, Job&& job) {
+  if (!on_main_thread && python_is_finishing()) return false;
+  PyEval_RestoreThread(saved);
+  job();
+  PyEval_SaveThread();
+  return true;
+}
+
+// Joins the library's thread whatever ends the wait: should the calling thread be unwound
+// (the interpreter ending a daemon thread), the library is told that no callback will run
+// any more, so that it stops, and is waited for.
+class JoinedThread {
+ public:
+  JoinedThread(CallState& state, std::thread thread) : state_(state), thread_(std::move(thread)) {}
+  JoinedThread(const JoinedThread&) = delete;
+  JoinedThread& operator=(const JoinedThread&) = delete;
+  JoinedThread(JoinedThread&&) = delete;
+  JoinedThread& operator=(JoinedThread&&) = delete;
+  ~JoinedThread() {
+    if (!thread_.joinable()) return;
+    {
+      const std::lock_guard lock(state_.mutex);
+      state_.caller_gone = true;
+      state_.cancel = true;
+    }
+    state_.changed.notify_all();
+    thread_.join();
+  }
+  void join() { thread_.join(); }
+
+ private:
+  CallState& state_;
+  std::thread thread_;
+};
+
+// Blocks the calling thread for good: the interpreter is shutting down under a daemon thread,
+// which Python itself would end or park; returning into Python here would end it in the middle
+// of C++ frames (Python 3.14 parks such threads too).
+[[noreturn]] void park_for_good() {
+  for (;;) std::this_thread::sleep_for(std::chrono::hours(1));
+}
+
+// Runs `work` (the library) on its own thread with the GIL released, while the calling thread
+// waits: it runs the callbacks the library hands it, hands the library's log records to
+// Python, and (on the main thread) runs Python's signal handlers every few milliseconds, a
+// KeyboardInterrupt there cancelling the work. Then raises what the work threw (or what a
+// callback or a signal handler raised).
 template <typename Work>
 void run_without_gil(CallState& state, const ErrorContext& context, Work&& work) {
-  const py::object threading = py::module_::import("threading");
-  const bool on_main_thread =
-      threading.attr("current_thread")().is(threading.attr("main_thread")());
+  // No Python object stays alive in this frame while the GIL is given up: should the
+  // interpreter end this (daemon) thread, unwinding would release it without the GIL.
+  const bool on_main_thread = [] {
+    const py::object threading = py::module_::import("threading");
+    return threading.attr("current_thread")().is(threading.attr("main_thread")());
+  }();
   std::exception_ptr failure;
   std::optional<py::error_already_set> signal_error;
+  // Not py::gil_scoped_release: its destructor would take the GIL back from a noexcept
+  // context, which a daemon thread cannot survive at shutdown.
+  PyThreadState* const saved = PyEval_SaveThread();
+  bool python_gone = false;
   {
-    py::gil_scoped_release released;
-    std::mutex mutex;
-    std::condition_variable finished;
-    bool done = false;
-    std::thread runner([&] {
-      try {
-        work();
-      } catch (...) {
-        failure = std::current_exception();
-      }
-      const std::lock_guard lock(mutex);
-      done = true;
-      finished.notify_all();
-    });
-    std::unique_lock lock(mutex);
-    while (!finished.wait_for(lock, std::chrono::milliseconds(20), [&] { return done; })) {
-      if (!on_main_thread || signal_error) continue;
+    JoinedThread runner(state, std::thread([&] {
+                          try {
+                            work();
+                          } catch (...) {
+                            failure = std::current_exception();
+                          }
+                          const std::lock_guard lock(state.mutex);
+                          state.work_done = true;
+                          state.changed.notify_all();
+                        }));
+    std::unique_lock lock(state.mutex);
+    while (!state.work_done) {
+      state.changed.wait_for(lock, std::chrono::milliseconds(20), [&] {
+        return state.work_done || (state.job != nullptr && !state.job_done);
+      });
+      PythonJob* const job = state.job != nullptr && !state.job_done ? state.job : nullptr;
       lock.unlock();
-      {
-        py::gil_scoped_acquire acquired;
-        if (PyErr_CheckSignals() != 0) {
-          // KeyboardInterrupt (or whatever the handler raised): stop the backup, which then
+      const bool ran = with_gil(saved, on_main_thread, [&] {
+        if (job != nullptr) (*job)();
+        flush_pending_records();
+        if (on_main_thread && !signal_error && PyErr_CheckSignals() != 0) {
+          // KeyboardInterrupt (or whatever the handler raised): stop the work, which then
           // removes what it staged, and raise this once it has.
           signal_error.emplace();
           state.cancel = true;
         }
-      }
+      });
       lock.lock();
+      if (!ran) {
+        python_gone = true;
+        state.caller_gone = true;
+        state.cancel = true;
+      }
+      if (job != nullptr) state.job_done = true;
+      state.changed.notify_all();
     }
     lock.unlock();
     runner.join();
   }
+  if (python_gone || (!on_main_thread && python_is_finishing())) park_for_good();
+  PyEval_RestoreThread(saved);
+  flush_pending_records();
   if (signal_error) throw std::move(*signal_error);
   if (state.callback_error) {
     py::error_already_set error = std::move(*state.callback_error);
@@ -331,32 +458,84 @@ void run_without_gil(CallState& state, const ErrorContext& context, Work&& work)
   if (failure) raise_translated(failure, context);
 }
 
-// Runs `call` (a call of a Python callback) on the library's thread with the GIL taken; an
-// exception it raises is kept for the caller and stops the backup.
-template <typename Call>
-auto call_python(CallState& state, Call&& call) {
-  py::gil_scoped_acquire acquired;
-  try {
-    return call();
-  } catch (py::error_already_set& error) {
-    state.remember(std::move(error));
-    throw PythonCallbackRaised();
+// Runs `call` (a call of a Python callback) on the calling thread with the GIL, for the
+// library's thread, which waits for it; an exception it raises is kept for the caller and
+// stops the backup. `call` runs with the GIL held and may return a value of type R.
+template <typename R, typename Call>
+R call_python(CallState& state, Call&& call) {
+  std::optional<R> result;
+  bool raised = false;
+  std::exception_ptr failure;  // anything else it threw, for this thread to rethrow
+  PythonJob job = [&] {
+    try {
+      result.emplace(call());
+    } catch (py::error_already_set& error) {
+      state.remember(std::move(error));
+      raised = true;
+    } catch (abi::__forced_unwind&) {
+      throw;  // the interpreter ending this (daemon) thread inside the callback: let it
+    } catch (...) {
+      failure = std::current_exception();
+    }
+  };
+  {
+    std::unique_lock lock(state.mutex);
+    // One callback at a time, whichever of the library's threads asks.
+    state.changed.wait(lock, [&] { return state.job == nullptr || state.caller_gone; });
+    if (state.caller_gone) throw PythonCallbackRaised();
+    state.job = &job;
+    state.job_done = false;
+    state.changed.notify_all();
+    state.changed.wait(lock, [&] { return state.job_done || state.caller_gone; });
+    const bool done = state.job_done;
+    state.job = nullptr;
+    state.changed.notify_all();
+    if (!done) throw PythonCallbackRaised();
   }
+  if (failure) std::rethrow_exception(failure);
+  if (raised || !result) throw PythonCallbackRaised();
+  return std::move(*result);
 }
 
 // The Python copy_function(src: str, dst: str) -> bool, called by the library's copy loop.
+// The function is held by the caller's options for the whole call: the library's copies of
+// this std::function hold only its address (no reference count changes off the GIL).
 sb::CopyFunction wrap_copy_function(const py::object& function, CallState& state) {
   if (function.is_none()) return {};
-  return [function, &state](const fs::path& src, const fs::path& dst) {
-    return call_python(state,
-                       [&] { return bool(py::bool_(function(from_path(src), from_path(dst)))); });
+  PyObject* const callable = function.ptr();
+  return [callable, &state](const fs::path& src, const fs::path& dst) {
+    return call_python<bool>(state, [&] {
+      // Plain references, released by hand: should the interpreter end this thread inside
+      // the call (a daemon thread at shutdown), they are left, not released without the GIL.
+      PyObject* const src_text = PyUnicode_DecodeFSDefaultAndSize(
+          src.c_str(), static_cast<Py_ssize_t>(src.native().size()));
+      PyObject* const dst_text = PyUnicode_DecodeFSDefaultAndSize(
+          dst.c_str(), static_cast<Py_ssize_t>(dst.native().size()));
+      PyObject* const result =
+          src_text != nullptr && dst_text != nullptr
+              ? PyObject_CallFunctionObjArgs(callable, src_text, dst_text, nullptr)
+              : nullptr;
+      Py_XDECREF(src_text);
+      Py_XDECREF(dst_text);
+      if (result == nullptr) throw py::error_already_set();
+      const int truth = PyObject_IsTrue(result);
+      Py_DECREF(result);
+      if (truth < 0) throw py::error_already_set();
+      return truth != 0;
+    });
   };
 }
 
 sb::BackupProgress wrap_progress(const py::object& progress, CallState& state) {
   if (progress.is_none()) return {};
-  return [progress, &state](int status, int remaining, int total) {
-    call_python(state, [&] { progress(status, remaining, total); });
+  PyObject* const callable = progress.ptr();  // (held by the caller's options: see above)
+  return [callable, &state](int status, int remaining, int total) {
+    call_python<bool>(state, [&] {
+      PyObject* const result = PyObject_CallFunction(callable, "iii", status, remaining, total);
+      if (result == nullptr) throw py::error_already_set();
+      Py_DECREF(result);
+      return true;
+    });
   };
 }
 
@@ -415,8 +594,9 @@ sb::Options to_options(const CallOptions& call, CallState& state) {
   raise_error(g_backup_error_type, message, attributes);
 }
 
-void backup_to_file(const py::bytes& source, const py::bytes& destination,
-                    const CallOptions& call) {
+// (The entry points take their arguments as py::handle, which holds no reference: see
+// run_without_gil().)
+void backup_to_file(py::handle source, py::handle destination, const CallOptions& call) {
   CallState state;
   const sb::Options options = to_options(call, state);
   const fs::path from = to_path(source);
@@ -487,48 +667,81 @@ std::pair<py::object, sqlite3*> connect_and_capture(const py::object& connect) {
   return {connection, seen == marker ? handle : nullptr};
 }
 
-py::object backup_to_memory(const py::bytes& source, const py::object& connect,
-                            const CallOptions& call) {
+// The database's size in pages (0 for an empty one), or -1 when it cannot be read.
+int page_count(sqlite3* db) {
+  sqlite3_stmt* statement = nullptr;
+  int pages = -1;
+  if (sqlite3_prepare_v2(db, "PRAGMA page_count", -1, &statement, nullptr) == SQLITE_OK &&
+      sqlite3_step(statement) == SQLITE_ROW) {
+    pages = sqlite3_column_int(statement, 0);
+  }
+  sqlite3_finalize(statement);
+  return pages;
+}
+
+py::object backup_to_memory(py::handle source, py::handle connect, const CallOptions& call) {
   CallState state;
   const sb::Options options = to_options(call, state);
   const fs::path from = to_path(source);
-  auto [connection, handle] = connect_and_capture(connect);
-  const py::object logger = py::module_::import("sqlite_backup.log").attr("logger");
-  if (handle != nullptr) {
-    logger.attr("debug")("the snapshot goes straight into the new connection's handle");
-    // (A copy of the structured binding: clang before 16 cannot capture one.)
-    sqlite3* const target = handle;
-    run_without_gil(state, {from, call.copy_retry},
-                    [&] { sb::sqlite_backup_to_connection(from, target, options); });
-    return connection;
-  }
-  logger.attr("debug")(
-      "the new connection's handle could not be proven; the snapshot is handed over through "
-      "Connection.deserialize (one more copy)");
+  auto [opened, handle] = connect_and_capture(py::reinterpret_borrow<py::object>(connect));
+  // Held as a plain reference while the library works (see run_without_gil()).
+  PyObject* const connection = opened.release().ptr();
+  const auto take_connection = [connection] {
+    return py::reinterpret_steal<py::object>(connection);
+  };
   std::optional<sb::Connection> memory;
-  run_without_gil(state, {from, call.copy_retry},
-                  [&] { memory = sb::sqlite_backup(from, std::nullopt, options); });
+  try {
+    if (handle != nullptr) {
+      py::module_::import("sqlite_backup.log")
+          .attr("logger")
+          .attr("debug")("the snapshot goes straight into the new connection's handle");
+      // (A copy of the structured binding: clang before 16 cannot capture one.)
+      sqlite3* const target = handle;
+      run_without_gil(state, {from, call.copy_retry},
+                      [&] { sb::sqlite_backup_to_connection(from, target, options); });
+      return take_connection();
+    }
+    py::module_::import("sqlite_backup.log")
+        .attr("logger")
+        .attr("debug")(
+            "the new connection's handle could not be proven; the snapshot is handed over "
+            "through Connection.deserialize (one more copy)");
+    run_without_gil(state, {from, call.copy_retry},
+                    [&] { memory = sb::sqlite_backup(from, std::nullopt, options); });
+  } catch (abi::__forced_unwind&) {
+    throw;  // (the connection is left: see above)
+  } catch (...) {
+    take_connection();  // released here, with the GIL
+    throw;
+  }
+  py::object result = take_connection();
   sqlite3_int64 size = 0;
   unsigned char* image = sqlite3_serialize(memory->get(), "main", &size, SQLITE_SERIALIZE_NOCOPY);
   py::bytes bytes;
   if (image != nullptr) {
     bytes = py::bytes(static_cast<const char*>(static_cast<const void*>(image)),
                       static_cast<std::size_t>(size));
-  } else {
-    image = sqlite3_serialize(memory->get(), "main", &size, 0);
-    if (image == nullptr) throw std::bad_alloc();
+  } else if (image = sqlite3_serialize(memory->get(), "main", &size, 0); image != nullptr) {
     bytes = py::bytes(static_cast<const char*>(static_cast<const void*>(image)),
                       static_cast<std::size_t>(size));
     sqlite3_free(image);
+  } else if (page_count(memory->get()) == 0) {
+    // An empty database (a 0-byte source), which serialize gives as null and deserialize
+    // does not take (MemoryError): the new connection already is one.
+    return result;
+  } else {
+    throw std::bad_alloc();
   }
   memory.reset();
-  connection.attr("deserialize")(bytes);
-  return connection;
+  // (Not an empty image: deserialize does not take one, and the new connection already is an
+  // empty database.)
+  if (size > 0) result.attr("deserialize")(bytes);
+  return result;
 }
 
 // ---- The reference's core helpers -----------------------------------------------------------
 
-bool atomic_copy(const py::bytes& src, const py::bytes& dst) {
+bool atomic_copy(py::handle src, py::handle dst) {
   CallState state;
   bool unchanged = false;
   const fs::path from = to_path(src);
@@ -545,14 +758,14 @@ py::list glob_database_files(const py::bytes& source) {
   return files;
 }
 
-bool copy_all_files(const std::vector<py::bytes>& source_files, const py::bytes& temporary_dest,
-                    const py::object& copy_function, int attempts) {
+bool copy_all_files(py::handle source_files, py::handle temporary_dest, py::handle copy_function,
+                    int attempts) {
   CallState state;
   std::vector<fs::path> files;
-  files.reserve(source_files.size());
-  for (const auto& file : source_files) files.push_back(to_path(file));
+  for (const py::handle file : source_files) files.push_back(to_path(file));
   const fs::path folder = to_path(temporary_dest);
-  const sb::CopyFunction copy = wrap_copy_function(copy_function, state);
+  const sb::CopyFunction copy =
+      wrap_copy_function(py::reinterpret_borrow<py::object>(copy_function), state);
   bool validated = false;
   run_without_gil(state, {files.empty() ? fs::path() : files.front()}, [&] {
     validated = sb::copy_all_files(files, folder, copy, attempts, &state.cancel);
@@ -562,28 +775,25 @@ bool copy_all_files(const std::vector<py::bytes>& source_files, const py::bytes&
 
 // ---- Logging ----------------------------------------------------------------------------------
 
-// The sink holds a Python callable; it may outlive the interpreter (log.py clears it at exit,
-// but a static destructor runs later), so it is released only while Python still runs.
+// The library's records go to Python's logging on a thread that holds the GIL: at once when
+// the logging thread holds it, else through g_pending_records (see run_without_gil()). With
+// the GIL held.
 void set_log_sink(const py::object& sink) {
+  flush_pending_records();
+  delete std::exchange(g_python_sink, nullptr);
   if (sink.is_none()) {
     sb::set_log_sink({});
     return;
   }
-  std::shared_ptr<py::object> callable(new py::object(sink), [](py::object* object) {
-    if (Py_IsInitialized() != 0) {
-      py::gil_scoped_acquire acquired;
-      delete object;
+  g_python_sink = new py::object(sink);  // NOLINT(cppcoreguidelines-owning-memory): see above
+  sb::set_log_sink([](const sb::LogRecord& record) {
+    PendingRecord pending{record.level, std::string(record.message), record.file, record.line};
+    if (Py_IsInitialized() != 0 && PyGILState_Check() != 0) {
+      emit_to_python(pending);
+      return;
     }
-  });
-  sb::set_log_sink([callable](const sb::LogRecord& record) {
-    if (Py_IsInitialized() == 0) return;
-    py::gil_scoped_acquire acquired;
-    try {
-      (*callable)(static_cast<int>(record.level), text_of(std::string(record.message)),
-                  record.file != nullptr ? record.file : "", record.line);
-    } catch (py::error_already_set& error) {
-      error.discard_as_unraisable("sqlite_backup log sink");
-    }
+    const std::lock_guard lock(g_pending_mutex);
+    g_pending_records.push_back(std::move(pending));
   });
 }
 

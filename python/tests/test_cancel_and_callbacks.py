@@ -2,6 +2,8 @@
 
 import os
 import signal
+import sqlite3
+import subprocess
 import sys
 import threading
 import time
@@ -128,7 +130,9 @@ def test_an_exception_in_progress_comes_out_of_the_call(folder: Path, to_file: b
     assert names(folder / "out") == set()
 
 
-def test_callbacks_run_while_the_calling_thread_has_released_the_gil(folder: Path) -> None:
+def test_callbacks_run_on_the_calling_thread_while_others_run_python(folder: Path) -> None:
+    # As the reference's: its copy loop and Connection.backup call back on the caller's
+    # thread. Meanwhile the engine holds no GIL: a third thread runs Python during the call.
     source = make_database(folder / "db.sqlite", 100)
     started = threading.Event()
     other_thread_ran = threading.Event()
@@ -144,12 +148,115 @@ def test_callbacks_run_while_the_calling_thread_has_released_the_gil(folder: Pat
         assert other_thread_ran.wait(30)
         return atomic_copy(src, dst)
 
+    def progress(status: int, remaining: int, total: int) -> None:
+        callback_threads.add(threading.get_ident())
+
     thread = threading.Thread(target=other)
     thread.start()
-    conn = sqlite_backup.sqlite_backup(source, copy_function=copy)
+    conn = sqlite_backup.sqlite_backup(source, copy_function=copy,
+                                       sqlite_backup_kwargs={"progress": progress})
     thread.join()
     assert conn is not None and conn.execute("SELECT count(*) FROM t").fetchone() == (100,)
-    assert threading.get_ident() not in callback_threads
+    assert callback_threads == {threading.get_ident()}
+
+
+def test_a_callback_may_use_objects_bound_to_the_calling_thread(folder: Path) -> None:
+    # A sqlite3 connection may only be used on the thread that made it: the reference's
+    # progress callbacks could write to the application's own database.
+    source = make_database(folder / "db.sqlite", 300)
+    app = sqlite3.connect(":memory:")
+    app.execute("CREATE TABLE progress(remaining, total)")
+
+    def progress(status: int, remaining: int, total: int) -> None:
+        app.execute("INSERT INTO progress VALUES (?, ?)", (remaining, total))
+
+    sqlite_backup.sqlite_backup(source, folder / "copy.sqlite",
+                                sqlite_backup_kwargs={"progress": progress, "pages": 1})
+    assert app.execute("SELECT count(*) FROM progress").fetchone()[0] > 1
+
+
+def test_files_a_copy_function_opens_stay_open_in_the_caller(folder: Path) -> None:
+    # The engine reads the source with a descriptor table of its own (so that closing its
+    # descriptors never drops the caller's locks); a copy function once ran there, and a file
+    # it opened was closed when the engine's thread ended: the caller's later writes went to
+    # whatever file took its number.
+    source = make_database(folder / "db.sqlite", 10)
+    opened = []
+
+    def copy(src: str, dst: str) -> bool:
+        if not opened:
+            opened.append(open(folder / "audit.log", "w", buffering=1))
+        opened[0].write(f"copy {src}\n")
+        return atomic_copy(src, dst)
+
+    sqlite_backup.sqlite_backup(source, folder / "copy.sqlite", copy_function=copy)
+    others = [open(folder / f"other{i}.txt", "w") for i in range(3)]
+    opened[0].write("after the call\n")
+    opened[0].close()
+    for other in others:
+        other.close()
+    assert (folder / "audit.log").read_text().endswith("after the call\n")
+    assert all((folder / f"other{i}.txt").read_text() == "" for i in range(3))
+
+
+def run_script(folder: Path, script: str, tmpdir: Optional[Path] = None) -> subprocess.CompletedProcess:
+    env = dict(os.environ, TMPDIR=str(tmpdir)) if tmpdir else None
+    return subprocess.run([sys.executable, "-c", script], cwd=folder, capture_output=True,
+                          text=True, timeout=300, env=env)
+
+
+def test_callbacks_shared_with_other_threads_keep_their_reference_counts(folder: Path) -> None:
+    # The engine's threads once copied the callbacks' Python references without the GIL: a
+    # thread touching the same function meanwhile crashed the interpreter within a few calls,
+    # or left its reference count wrong. In a child process, so that a crash is a failure.
+    make_database(folder / "src.db", 10)
+    done = run_script(folder, """
+import sys, threading
+from sqlite_backup import sqlite_backup
+def progress(status, remaining, total): pass
+stop = False
+def churn():
+    while not stop:
+        a = progress; b = progress; del a, b
+thread = threading.Thread(target=churn); thread.start()
+before = sys.getrefcount(progress)
+for _ in range(300):
+    sqlite_backup("src.db", "out.db", sqlite_backup_kwargs={"progress": progress})
+stop = True; thread.join()
+print(before, sys.getrefcount(progress))
+""")
+    assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
+    before, after = done.stdout.split()
+    assert before == after
+
+
+def test_a_daemon_thread_backing_up_at_exit_does_not_crash_the_interpreter(folder: Path) -> None:
+    # The interpreter ends daemon threads at shutdown; one inside a backup with a callback
+    # aborted the process ("thread state must be current", exit 134) or crashed it.
+    make_database(folder / "big.db", 20000)
+    child_tmp = folder / "child-tmp"
+    child_tmp.mkdir()
+    done = run_script(folder, """
+import threading, time
+from sqlite_backup import sqlite_backup
+def progress(*args): time.sleep(0.001)
+def loop():
+    while True:
+        sqlite_backup("big.db", sqlite_backup_kwargs={"progress": progress, "pages": 1}).close()
+threading.Thread(target=loop, daemon=True).start()
+time.sleep(0.5)
+print("main exits", flush=True)
+""", tmpdir=child_tmp)
+    assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
+    assert done.stdout == "main exits\n"
+    # The process may end in the middle of the thread's backup, as with any daemon thread:
+    # what it staged is then removed by the next backup that stages beside it.
+    os.environ["TMPDIR"] = str(child_tmp)
+    try:
+        sqlite_backup.sqlite_backup(folder / "big.db").close()
+    finally:
+        os.environ["TMPDIR"] = str(folder / "tmpdir")
+    assert names(child_tmp) == set()
 
 
 def test_other_threads_run_python_while_the_engine_works(folder: Path) -> None:

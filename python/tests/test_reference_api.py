@@ -358,7 +358,23 @@ def test_a_memory_named_destination_writes_no_file(folder: Path,
     monkeypatch.chdir(folder)
     assert sqlite_backup.sqlite_backup(source, ":memory:") is None
     assert sqlite_backup.sqlite_backup(source, Path(":memory:")) is None
+    # sqlite3.connect("") is a private temporary database: the same, as far as files go.
+    assert sqlite_backup.sqlite_backup(source, "") is None
     assert names(folder) == {"db.sqlite", "tmpdir"}
+
+
+def test_an_empty_source_gives_an_empty_connection_on_both_memory_paths(folder: Path) -> None:
+    # (sqlite3_serialize gives null for a database of no pages: once a MemoryError.)
+    (folder / "empty.db").write_bytes(b"")
+    for capture in (True, False):
+        sqlite_backup._native.set_handle_capture(capture)
+        try:
+            conn = sqlite_backup.sqlite_backup(folder / "empty.db")
+        finally:
+            sqlite_backup._native.set_handle_capture(True)
+        assert conn is not None
+        assert conn.execute("SELECT count(*) FROM sqlite_schema").fetchone() == (0,)
+        conn.execute("CREATE TABLE t(x)")  # and usable
 
 
 @pytest.mark.parametrize("copy_retry", [2.0, 2.5, True, 2**31, math.inf])
