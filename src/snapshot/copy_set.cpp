@@ -722,7 +722,8 @@ Outcome copy_consistent_set(const discover::DatabaseFiles& source,
                             const std::filesystem::path& staged, const Settings& settings) {
   const discover::DatabaseFiles staged_files(staged);
   Outcome outcome;
-  LastSeen last_seen;  // set when an attempt is rejected
+  LastSeen last_seen;                // set when an attempt is rejected
+  bool reader_lock_refused = false;  // a reader's lock was tried and not had
   for (int attempt = 1; attempt <= settings.attempts; ++attempt) {
     detail::throw_if_cancelled(settings.cancel, source.database);
     if (attempt > 1) {
@@ -735,8 +736,21 @@ Outcome copy_consistent_set(const discover::DatabaseFiles& source,
     outcome.attempts = attempt;
     // Held from before the first look until the attempt is judged (content comparison
     // included), then released.
+    // An owner that has held SQLite's EXCLUSIVE lock at every look (locking_mode=EXCLUSIVE)
+    // and refused the lock once will refuse it again: trying would only cost each attempt the
+    // wait (a quarter of a second), and the backup that then gives up would take 100 times
+    // that. Tried again once a look finds the lock free.
+    const bool lock_is_futile = reader_lock_refused && outcome.exclusive_lock_at_every_attempt;
+    if (lock_is_futile && locks_this_attempt(settings, attempt)) {
+      log_debug(
+          "not trying a reader's lock: the owner has held SQLite's EXCLUSIVE lock at every "
+          "look (locking_mode=EXCLUSIVE)");
+    }
     const std::optional<io::ReaderLock> lock =
-        locks_this_attempt(settings, attempt) ? take_reader_lock(source, settings) : std::nullopt;
+        locks_this_attempt(settings, attempt) && !lock_is_futile
+            ? take_reader_lock(source, settings)
+            : std::nullopt;
+    if (locks_this_attempt(settings, attempt) && !lock_is_futile) reader_lock_refused = !lock;
     last_seen = copy_set_once(source, staged_files, settings, attempt, outcome);
     if (outcome.validated) return outcome;
   }

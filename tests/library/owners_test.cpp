@@ -116,6 +116,49 @@ TEST_F(OwnersTest, GivingUpOnAnExclusiveLockingOwnerSaysWhyAndWhatToDo) {
   EXPECT_TRUE(fs::is_empty(out_dir_)) << "no destination, no temporary leftovers";
 }
 
+// Past the lock-free attempts each one tries the reader's lock, waiting up to a quarter of a
+// second for it. An owner in locking_mode=EXCLUSIVE never lets go of its lock: once refused,
+// the lock is not tried again while every look finds the owner holding it (a backup giving up
+// on such an owner took 30 s for its 100 attempts, nearly all of it waiting for the lock).
+TEST_F(OwnersTest, AnExclusiveLockingOwnerIsNotAskedForTheReaderLockAgainAndAgain) {
+  OwnerProcess owner(kOwnerExe, source_, "exclusive-commit-on-signal", 2000);
+  ASSERT_TRUE(owner.ready()) << owner.output();
+  ASSERT_TRUE(reading_fails_with_busy(source_)) << "the owner does not hold an exclusive lock";
+  std::vector<std::string> lock_messages;
+  const sb::LogLevel level = sb::log_level();
+  sb::set_log_level(sb::LogLevel::debug);
+  sb::set_log_sink([&lock_messages](const sb::LogRecord& record) {
+    if (record.message.find("reader's lock") != std::string_view::npos) {
+      lock_messages.emplace_back(record.message);
+    }
+  });
+  sb::Options options;
+  options.copy_retry = 7;  // 3 without the lock, then 4 that would ask for it
+  int commits = 0;
+  int attempt_seen = 0;
+  options.on_progress = [&](const sb::CopyProgress& progress) {
+    if (progress.attempt == attempt_seen) return;
+    attempt_seen = progress.attempt;
+    ++commits;
+    if (!owner.resume_until("." + std::to_string(commits + 1))) {
+      ADD_FAILURE() << "the owner did not commit: " << owner.output();
+    }
+  };
+  EXPECT_THROW(sb::sqlite_backup(source_, out_dir_ / "copy.sqlite", options),
+               sb::SqliteBackupError);
+  sb::set_log_sink({});
+  sb::set_log_level(level);
+  EXPECT_EQ(commits, 7) << "one commit in each attempt";
+  ASSERT_EQ(lock_messages.size(), 4U) << ::testing::PrintToString(lock_messages);
+  EXPECT_NE(lock_messages[0].find("could not take a reader's lock"), std::string::npos)
+      << lock_messages[0];
+  for (std::size_t i = 1; i < lock_messages.size(); ++i) {
+    EXPECT_NE(lock_messages[i].find("not trying a reader's lock"), std::string::npos)
+        << lock_messages[i];
+  }
+  EXPECT_TRUE(fs::is_empty(out_dir_)) << "no destination, no temporary leftovers";
+}
+
 // Any owner holds SQLite's EXCLUSIVE lock for a moment in each commit: one attempt that met
 // it is no evidence of locking_mode=EXCLUSIVE, and the advice to wait until the program is
 // idle or closed would be wrong for a merely busy owner.
