@@ -223,11 +223,19 @@ struct CallState {
   PythonJob* job = nullptr;  // a callback waiting for the calling thread
   bool job_done = false;
   bool caller_gone = false;  // the interpreter is shutting down: no more Python
-  std::optional<py::error_already_set> callback_error;  // set and raised on the caller's thread
+  // The first error a callback raised, as plain references (type, value, traceback): set and
+  // raised on the caller's thread with the GIL; never released by a destructor, which may run
+  // where the GIL cannot be had (a daemon thread ended at shutdown).
+  PyObject* error_type = nullptr;
+  PyObject* error_value = nullptr;
+  PyObject* error_traceback = nullptr;
 
   // Called by the calling thread, with the GIL held, from inside a callback's catch block.
-  void remember(py::error_already_set&& error) {
-    if (!callback_error) callback_error.emplace(std::move(error));
+  void remember(py::error_already_set& error) {
+    if (error_type == nullptr) {
+      error.restore();  // back into Python's error indicator, to fetch as plain references
+      PyErr_Fetch(&error_type, &error_value, &error_traceback);
+    }
     cancel = true;
   }
 };
@@ -313,26 +321,55 @@ std::mutex g_pending_mutex;
 std::vector<PendingRecord> g_pending_records;  // NOLINT(cert-err58-cpp): cannot throw
 
 // The Python sink (log.py's _forward), or none. Replaced and called with the GIL held only.
-py::object* g_python_sink = nullptr;
+PyObject* g_python_sink = nullptr;
 
-void emit_to_python(const PendingRecord& record) {
-  if (g_python_sink == nullptr) return;
-  try {
-    (*g_python_sink)(static_cast<int>(record.level), text_of(record.message),
-                     record.file != nullptr ? record.file : "", record.line);
-  } catch (py::error_already_set& error) {
-    error.discard_as_unraisable("sqlite_backup log sink");
-  }
-}
-
-// Hands the waiting records to Python. With the GIL held.
+// Hands the waiting records to Python; with the GIL held. An exception the sink raises is
+// reported as unraisable, as logging's own errors are, except one that is not an Exception
+// (KeyboardInterrupt or SystemExit from a signal handler that ran meanwhile): that one is
+// thrown, after the last record, for the caller to raise. (Plain references throughout: see
+// run_without_gil().)
 void flush_pending_records() {
   std::vector<PendingRecord> records;
   {
     const std::lock_guard lock(g_pending_mutex);
     records.swap(g_pending_records);
   }
-  for (const PendingRecord& record : records) emit_to_python(record);
+  PyObject* kept_type = nullptr;
+  PyObject* kept_value = nullptr;
+  PyObject* kept_traceback = nullptr;
+  for (const PendingRecord& record : records) {
+    if (g_python_sink == nullptr) break;
+    // (File names in the text are bytes, not always UTF-8: see text_of().)
+    PyObject* const message = PyUnicode_DecodeUTF8(
+        record.message.data(), static_cast<Py_ssize_t>(record.message.size()), "backslashreplace");
+    PyObject* const result =
+        message == nullptr
+            ? nullptr
+            : PyObject_CallFunction(g_python_sink, "iOsi", static_cast<int>(record.level), message,
+                                    record.file != nullptr ? record.file : "", record.line);
+    Py_XDECREF(message);
+    if (result != nullptr) {
+      Py_DECREF(result);
+      continue;
+    }
+    if (kept_type == nullptr && PyErr_ExceptionMatches(PyExc_Exception) == 0) {
+      PyErr_Fetch(&kept_type, &kept_value, &kept_traceback);
+    } else {
+      PyErr_WriteUnraisable(g_python_sink);
+    }
+  }
+  if (kept_type != nullptr) {
+    PyErr_Restore(kept_type, kept_value, kept_traceback);
+    throw py::error_already_set();
+  }
+}
+
+// A debug record of this module's own, handed to Python with the library's (no Python object
+// is made here: see run_without_gil()).
+void log_later(const char* message, int line) {
+  if (sb::log_level() > sb::LogLevel::debug) return;
+  const std::lock_guard lock(g_pending_mutex);
+  g_pending_records.push_back(PendingRecord{sb::LogLevel::debug, message, "native.cpp", line});
 }
 
 // ---- Running the library off the calling thread ----------------------------------------------
@@ -340,7 +377,13 @@ void flush_pending_records() {
 // Whether Python can no longer be entered from a thread other than the one shutting the
 // interpreter down (the main thread): a daemon thread that takes the GIL back then is ended
 // on the spot (pthread_exit), which C++ frames with live objects do not survive.
-bool python_is_finishing() noexcept { return _Py_IsFinalizing() != 0 || Py_IsInitialized() == 0; }
+bool python_is_finishing() noexcept {
+#if PY_VERSION_HEX >= 0x030D0000
+  return Py_IsFinalizing() != 0 || Py_IsInitialized() == 0;  // (public from 3.13)
+#else
+  return _Py_IsFinalizing() != 0 || Py_IsInitialized() == 0;
+#endif
+}
 
 // Runs `job` with the GIL, on the calling thread, which gave it up as `saved`. False (and
 // nothing run) when the interpreter is shutting down under this (daemon) thread.
@@ -401,12 +444,23 @@ void run_without_gil(CallState& state, const ErrorContext& context, Work&& work)
     return threading.attr("current_thread")().is(threading.attr("main_thread")());
   }();
   std::exception_ptr failure;
-  std::optional<py::error_already_set> signal_error;
-  // Not py::gil_scoped_release: its destructor would take the GIL back from a noexcept
-  // context, which a daemon thread cannot survive at shutdown.
-  PyThreadState* const saved = PyEval_SaveThread();
+  // What a signal handler (or a log handler, past an Exception) raised: plain references.
+  PyObject* raised_type = nullptr;
+  PyObject* raised_value = nullptr;
+  PyObject* raised_traceback = nullptr;
+  const auto keep_raised = [&](py::error_already_set& error) {  // with the GIL
+    error.restore();
+    if (raised_type == nullptr) {
+      PyErr_Fetch(&raised_type, &raised_value, &raised_traceback);
+    } else {
+      PyErr_WriteUnraisable(nullptr);
+    }
+    state.cancel = true;
+  };
   bool python_gone = false;
   {
+    // Started while this thread still holds the GIL, so that a failure to start it leaves as
+    // an ordinary exception.
     JoinedThread runner(state, std::thread([&] {
                           try {
                             work();
@@ -417,6 +471,9 @@ void run_without_gil(CallState& state, const ErrorContext& context, Work&& work)
                           state.work_done = true;
                           state.changed.notify_all();
                         }));
+    // Not py::gil_scoped_release: its destructor would take the GIL back from a noexcept
+    // context, which a daemon thread cannot survive at shutdown.
+    PyThreadState* const saved = PyEval_SaveThread();
     std::unique_lock lock(state.mutex);
     while (!state.work_done) {
       state.changed.wait_for(lock, std::chrono::milliseconds(20), [&] {
@@ -426,11 +483,15 @@ void run_without_gil(CallState& state, const ErrorContext& context, Work&& work)
       lock.unlock();
       const bool ran = with_gil(saved, on_main_thread, [&] {
         if (job != nullptr) (*job)();
-        flush_pending_records();
-        if (on_main_thread && !signal_error && PyErr_CheckSignals() != 0) {
+        try {
+          flush_pending_records();
+        } catch (py::error_already_set& error) {
+          keep_raised(error);  // (a signal handler ran inside a log handler)
+        }
+        if (on_main_thread && raised_type == nullptr && PyErr_CheckSignals() != 0) {
           // KeyboardInterrupt (or whatever the handler raised): stop the work, which then
           // removes what it staged, and raise this once it has.
-          signal_error.emplace();
+          PyErr_Fetch(&raised_type, &raised_value, &raised_traceback);
           state.cancel = true;
         }
       });
@@ -445,15 +506,26 @@ void run_without_gil(CallState& state, const ErrorContext& context, Work&& work)
     }
     lock.unlock();
     runner.join();
+    if (python_gone || (!on_main_thread && python_is_finishing())) park_for_good();
+    PyEval_RestoreThread(saved);
   }
-  if (python_gone || (!on_main_thread && python_is_finishing())) park_for_good();
-  PyEval_RestoreThread(saved);
-  flush_pending_records();
-  if (signal_error) throw std::move(*signal_error);
-  if (state.callback_error) {
-    py::error_already_set error = std::move(*state.callback_error);
-    state.callback_error.reset();
-    throw std::move(error);
+  try {
+    flush_pending_records();
+  } catch (py::error_already_set& error) {
+    keep_raised(error);
+  }
+  if (raised_type != nullptr) {
+    Py_XDECREF(std::exchange(state.error_type, nullptr));
+    Py_XDECREF(std::exchange(state.error_value, nullptr));
+    Py_XDECREF(std::exchange(state.error_traceback, nullptr));
+    PyErr_Restore(raised_type, raised_value, raised_traceback);
+    throw py::error_already_set();
+  }
+  if (state.error_type != nullptr) {
+    PyErr_Restore(std::exchange(state.error_type, nullptr),
+                  std::exchange(state.error_value, nullptr),
+                  std::exchange(state.error_traceback, nullptr));
+    throw py::error_already_set();
   }
   if (failure) raise_translated(failure, context);
 }
@@ -470,7 +542,7 @@ R call_python(CallState& state, Call&& call) {
     try {
       result.emplace(call());
     } catch (py::error_already_set& error) {
-      state.remember(std::move(error));
+      state.remember(error);
       raised = true;
     } catch (abi::__forced_unwind&) {
       throw;  // the interpreter ending this (daemon) thread inside the callback: let it
@@ -633,29 +705,32 @@ void register_capture() {
   (void)registered;
 }
 
-// Opens the connection with `connect` and returns it with its proven handle (or null).
-std::pair<py::object, sqlite3*> connect_and_capture(const py::object& connect) {
-  sqlite3* handle = nullptr;
-  py::object connection;
-  if (g_capture_enabled) {
+// Opens the connection with `connect` and returns it (a new plain reference: see
+// run_without_gil()) with its proven handle (or null). Throws error_already_set, having
+// released the connection, when Python raised.
+std::pair<PyObject*, sqlite3*> connect_and_capture(py::handle connect) {
+  const bool capture = g_capture_enabled;
+  if (capture) {
     register_capture();
     g_captured = nullptr;
     g_capturing = true;
-    try {
-      connection = connect();
-    } catch (...) {
-      g_capturing = false;
-      throw;
-    }
-    g_capturing = false;
-    handle = std::exchange(g_captured, nullptr);
-  } else {
-    connection = connect();
   }
+  PyObject* const connection = PyObject_CallNoArgs(connect.ptr());
+  g_capturing = false;
+  sqlite3* const handle = capture ? std::exchange(g_captured, nullptr) : nullptr;
+  if (connection == nullptr) throw py::error_already_set();
   if (handle == nullptr) return {connection, nullptr};
+  const auto execute = [connection](const std::string& sql) {
+    PyObject* const result = PyObject_CallMethod(connection, "execute", "s", sql.c_str());
+    if (result == nullptr) {
+      Py_DECREF(connection);
+      throw py::error_already_set();
+    }
+    Py_DECREF(result);
+  };
   std::mt19937 random{std::random_device{}()};
   const int marker = std::uniform_int_distribution<int>(1, 0x7fffffff)(random);
-  connection.attr("execute")("PRAGMA user_version = " + std::to_string(marker));
+  execute("PRAGMA user_version = " + std::to_string(marker));
   sqlite3_stmt* statement = nullptr;
   int seen = 0;
   if (sqlite3_prepare_v2(handle, "PRAGMA user_version", -1, &statement, nullptr) == SQLITE_OK &&
@@ -663,7 +738,7 @@ std::pair<py::object, sqlite3*> connect_and_capture(const py::object& connect) {
     seen = sqlite3_column_int(statement, 0);
   }
   sqlite3_finalize(statement);
-  connection.attr("execute")("PRAGMA user_version = 0");
+  execute("PRAGMA user_version = 0");
   return {connection, seen == marker ? handle : nullptr};
 }
 
@@ -683,29 +758,25 @@ py::object backup_to_memory(py::handle source, py::handle connect, const CallOpt
   CallState state;
   const sb::Options options = to_options(call, state);
   const fs::path from = to_path(source);
-  auto [opened, handle] = connect_and_capture(py::reinterpret_borrow<py::object>(connect));
   // Held as a plain reference while the library works (see run_without_gil()).
-  PyObject* const connection = opened.release().ptr();
+  const std::pair<PyObject*, sqlite3*> opened = connect_and_capture(connect);
+  PyObject* const connection = opened.first;
+  sqlite3* const handle = opened.second;
   const auto take_connection = [connection] {
     return py::reinterpret_steal<py::object>(connection);
   };
   std::optional<sb::Connection> memory;
   try {
     if (handle != nullptr) {
-      py::module_::import("sqlite_backup.log")
-          .attr("logger")
-          .attr("debug")("the snapshot goes straight into the new connection's handle");
-      // (A copy of the structured binding: clang before 16 cannot capture one.)
-      sqlite3* const target = handle;
+      log_later("the snapshot goes straight into the new connection's handle", __LINE__);
       run_without_gil(state, {from, call.copy_retry},
-                      [&] { sb::sqlite_backup_to_connection(from, target, options); });
+                      [&] { sb::sqlite_backup_to_connection(from, handle, options); });
       return take_connection();
     }
-    py::module_::import("sqlite_backup.log")
-        .attr("logger")
-        .attr("debug")(
-            "the new connection's handle could not be proven; the snapshot is handed over "
-            "through Connection.deserialize (one more copy)");
+    log_later(
+        "the new connection's handle could not be proven; the snapshot is handed over "
+        "through Connection.deserialize (one more copy)",
+        __LINE__);
     run_without_gil(state, {from, call.copy_retry},
                     [&] { memory = sb::sqlite_backup(from, std::nullopt, options); });
   } catch (abi::__forced_unwind&) {
@@ -755,6 +826,7 @@ py::list glob_database_files(const py::bytes& source) {
   for (const fs::path& file : sb::glob_database_files(to_path(source))) {
     files.append(py::bytes(file.native()));
   }
+  flush_pending_records();  // (what the library logged meanwhile)
   return files;
 }
 
@@ -780,20 +852,18 @@ bool copy_all_files(py::handle source_files, py::handle temporary_dest, py::hand
 // the GIL held.
 void set_log_sink(const py::object& sink) {
   flush_pending_records();
-  delete std::exchange(g_python_sink, nullptr);
+  Py_XDECREF(std::exchange(g_python_sink, nullptr));
   if (sink.is_none()) {
     sb::set_log_sink({});
     return;
   }
-  g_python_sink = new py::object(sink);  // NOLINT(cppcoreguidelines-owning-memory): see above
+  g_python_sink = sink.inc_ref().ptr();
+  // Every record waits for a thread that holds the GIL (the library's own threads never do;
+  // "does this thread hold it" cannot be asked reliably once a sub-interpreter exists).
   sb::set_log_sink([](const sb::LogRecord& record) {
-    PendingRecord pending{record.level, std::string(record.message), record.file, record.line};
-    if (Py_IsInitialized() != 0 && PyGILState_Check() != 0) {
-      emit_to_python(pending);
-      return;
-    }
     const std::lock_guard lock(g_pending_mutex);
-    g_pending_records.push_back(std::move(pending));
+    g_pending_records.push_back(
+        PendingRecord{record.level, std::string(record.message), record.file, record.line});
   });
 }
 
