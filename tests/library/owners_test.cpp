@@ -16,6 +16,21 @@ using namespace sqlite_backup::testing;
 
 class OwnersTest : public SourceFolderTest {};
 
+// A progress callback that makes an "exclusive-commit-on-signal" owner commit once in each
+// attempt (at the attempt's first report), counting the commits in `commits`: no attempt
+// can then validate.
+std::function<void(const sb::CopyProgress&)> commit_once_per_attempt(OwnerProcess& owner,
+                                                                     int& commits) {
+  return [&owner, &commits, attempt_seen = 0](const sb::CopyProgress& progress) mutable {
+    if (progress.attempt == attempt_seen) return;
+    attempt_seen = progress.attempt;
+    ++commits;
+    if (!owner.resume_until("." + std::to_string(commits + 1))) {
+      ADD_FAILURE() << "the owner did not commit: " << owner.output();
+    }
+  };
+}
+
 // Copies only the main database file elsewhere and counts what SQLite sees in it: proves
 // the rows really are somewhere else (the WAL, or a journal), so the test is not vacuous.
 long long rows_in_main_file_alone(const fs::path& database, const fs::path& scratch) {
@@ -90,15 +105,7 @@ TEST_F(OwnersTest, GivingUpOnAnExclusiveLockingOwnerSaysWhyAndWhatToDo) {
   sb::Options options;
   options.copy_retry = 3;
   int commits = 0;
-  int attempt_seen = 0;
-  options.on_progress = [&](const sb::CopyProgress& progress) {
-    if (progress.attempt == attempt_seen) return;
-    attempt_seen = progress.attempt;
-    ++commits;
-    if (!owner.resume_until("." + std::to_string(commits + 1))) {
-      ADD_FAILURE() << "the owner did not commit: " << owner.output();
-    }
-  };
+  options.on_progress = commit_once_per_attempt(owner, commits);
   try {
     sb::sqlite_backup(source_, out_dir_ / "copy.sqlite", options);
     ADD_FAILURE() << "the backup did not give up";
@@ -135,15 +142,7 @@ TEST_F(OwnersTest, AnExclusiveLockingOwnerIsNotAskedForTheReaderLockAgainAndAgai
   sb::Options options;
   options.copy_retry = 7;  // 3 without the lock, then 4 that would ask for it
   int commits = 0;
-  int attempt_seen = 0;
-  options.on_progress = [&](const sb::CopyProgress& progress) {
-    if (progress.attempt == attempt_seen) return;
-    attempt_seen = progress.attempt;
-    ++commits;
-    if (!owner.resume_until("." + std::to_string(commits + 1))) {
-      ADD_FAILURE() << "the owner did not commit: " << owner.output();
-    }
-  };
+  options.on_progress = commit_once_per_attempt(owner, commits);
   EXPECT_THROW(sb::sqlite_backup(source_, out_dir_ / "copy.sqlite", options),
                sb::SqliteBackupError);
   sb::set_log_sink({});
