@@ -459,18 +459,30 @@ void run_without_gil(CallState& state, const ErrorContext& context, Work&& work)
   };
   bool python_gone = false;
   {
-    // Started while this thread still holds the GIL, so that a failure to start it leaves as
-    // an ordinary exception.
-    JoinedThread runner(state, std::thread([&] {
-                          try {
-                            work();
-                          } catch (...) {
-                            failure = std::current_exception();
-                          }
-                          const std::lock_guard lock(state.mutex);
-                          state.work_done = true;
-                          state.changed.notify_all();
-                        }));
+    // Started while this thread still holds the GIL, so that a failure to start it (no
+    // memory for its stack, a thread limit) leaves as an ordinary exception.
+    std::thread thread;
+    try {
+      thread = std::thread([&] {
+        try {
+          work();
+        } catch (...) {
+          failure = std::current_exception();
+        }
+        const std::lock_guard lock(state.mutex);
+        state.work_done = true;
+        state.changed.notify_all();
+      });
+    } catch (const std::system_error& error) {
+      py::dict attributes;
+      attributes["kind"] = "io";
+      attributes["path"] = context.source.empty() ? py::none() : from_path(context.source);
+      raise_error(g_backup_error_type,
+                  "cannot start a thread to copy " + context.source.string() + ": " +
+                      error.code().message(),
+                  attributes);
+    }
+    JoinedThread runner(state, std::move(thread));
     // Not py::gil_scoped_release: its destructor would take the GIL back from a noexcept
     // context, which a daemon thread cannot survive at shutdown.
     PyThreadState* const saved = PyEval_SaveThread();

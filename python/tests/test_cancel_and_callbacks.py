@@ -108,6 +108,29 @@ print("done")
     assert done.stdout == "done\n"
 
 
+def test_a_thread_that_cannot_be_started_is_an_error_not_a_crash(folder: Path) -> None:
+    # The engine runs on a thread of its own; with no memory left for its stack the call must
+    # raise (naming the source), with the GIL held as Python expects: it once crashed.
+    make_database(folder / "small.db", 10)
+    done = run_script(folder, """
+import resource, sqlite_backup
+def vm():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmSize:"):
+            return int(line.split()[1]) * 1024
+limit = vm() + (4 << 20)  # room for small allocations, none for a thread's 8 MiB stack
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+try:
+    sqlite_backup.sqlite_backup("small.db", "out.db")
+    print("no error")
+except sqlite_backup.SqliteBackupError as error:
+    print(type(error).__name__, error.kind, error)
+""")
+    assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
+    assert done.stdout.startswith("SqliteBackupError io cannot start a thread to copy small.db:")
+    assert not (folder / "out.db").exists()
+
+
 def interrupt_once_written(destination: Path) -> threading.Thread:
     """Sends this process SIGINT as soon as `destination` holds a byte: a copy under way."""
     def watch() -> None:
