@@ -44,7 +44,6 @@ namespace {
 
 // Paths cross the boundary as bytes (os.fsencode), so that every name the OS accepts works,
 // including names that are not valid UTF-8.
-fs::path to_path(const py::bytes& encoded) { return {std::string(encoded)}; }
 fs::path to_path(py::handle encoded) {
   char* data = nullptr;
   Py_ssize_t size = 0;
@@ -494,12 +493,13 @@ void run_without_gil(CallState& state, const ErrorContext& context, Work&& work)
       PythonJob* const job = state.job != nullptr && !state.job_done ? state.job : nullptr;
       lock.unlock();
       const bool ran = with_gil(saved, on_main_thread, [&] {
-        if (job != nullptr) (*job)();
+        // The records first: the library logged them before it asked for the callback.
         try {
           flush_pending_records();
         } catch (py::error_already_set& error) {
           keep_raised(error);  // (a signal handler ran inside a log handler)
         }
+        if (job != nullptr) (*job)();
         if (on_main_thread && raised_type == nullptr && PyErr_CheckSignals() != 0) {
           // KeyboardInterrupt (or whatever the handler raised): stop the work, which then
           // removes what it staged, and raise this once it has.
@@ -721,6 +721,8 @@ void register_capture() {
 // run_without_gil()) with its proven handle (or null). Throws error_already_set, having
 // released the connection, when Python raised.
 std::pair<PyObject*, sqlite3*> connect_and_capture(py::handle connect) {
+  std::mt19937 random{std::random_device{}()};  // (before the connection exists: may throw)
+  const int marker = std::uniform_int_distribution<int>(1, 0x7fffffff)(random);
   const bool capture = g_capture_enabled;
   if (capture) {
     register_capture();
@@ -740,8 +742,6 @@ std::pair<PyObject*, sqlite3*> connect_and_capture(py::handle connect) {
     }
     Py_DECREF(result);
   };
-  std::mt19937 random{std::random_device{}()};
-  const int marker = std::uniform_int_distribution<int>(1, 0x7fffffff)(random);
   execute("PRAGMA user_version = " + std::to_string(marker));
   sqlite3_stmt* statement = nullptr;
   int seen = 0;
@@ -797,29 +797,41 @@ py::object backup_to_memory(py::handle source, py::handle connect, const CallOpt
     take_connection();  // released here, with the GIL
     throw;
   }
-  py::object result = take_connection();
+  // The image as a plain reference too, and the connection kept as one until it is returned:
+  // deserialize is a call into Python (see run_without_gil()).
   sqlite3_int64 size = 0;
-  unsigned char* image = sqlite3_serialize(memory->get(), "main", &size, SQLITE_SERIALIZE_NOCOPY);
-  py::bytes bytes;
-  if (image != nullptr) {
-    bytes = py::bytes(static_cast<const char*>(static_cast<const void*>(image)),
-                      static_cast<std::size_t>(size));
+  PyObject* image_bytes = nullptr;
+  if (unsigned char* image =
+          sqlite3_serialize(memory->get(), "main", &size, SQLITE_SERIALIZE_NOCOPY)) {
+    image_bytes =
+        PyBytes_FromStringAndSize(static_cast<const char*>(static_cast<const void*>(image)), size);
   } else if (image = sqlite3_serialize(memory->get(), "main", &size, 0); image != nullptr) {
-    bytes = py::bytes(static_cast<const char*>(static_cast<const void*>(image)),
-                      static_cast<std::size_t>(size));
+    image_bytes =
+        PyBytes_FromStringAndSize(static_cast<const char*>(static_cast<const void*>(image)), size);
     sqlite3_free(image);
   } else if (page_count(memory->get()) == 0) {
-    // An empty database (a 0-byte source), which serialize gives as null and deserialize
-    // does not take (MemoryError): the new connection already is one.
-    return result;
+    size = 0;  // an empty database (a 0-byte source), which serialize gives as null
   } else {
+    take_connection();
     throw std::bad_alloc();
   }
   memory.reset();
   // (Not an empty image: deserialize does not take one, and the new connection already is an
   // empty database.)
-  if (size > 0) result.attr("deserialize")(bytes);
-  return result;
+  if (size > 0) {
+    PyObject* const done = image_bytes == nullptr
+                               ? nullptr
+                               : PyObject_CallMethod(connection, "deserialize", "O", image_bytes);
+    Py_XDECREF(image_bytes);
+    if (done == nullptr) {
+      take_connection();
+      throw py::error_already_set();
+    }
+    Py_DECREF(done);
+  } else {
+    Py_XDECREF(image_bytes);
+  }
+  return take_connection();
 }
 
 // ---- The reference's core helpers -----------------------------------------------------------
@@ -833,12 +845,13 @@ bool atomic_copy(py::handle src, py::handle dst) {
   return unchanged;
 }
 
-py::list glob_database_files(const py::bytes& source) {
+py::list glob_database_files(py::handle source) {
+  const std::vector<fs::path> found = sb::glob_database_files(to_path(source));
+  // What the library logged meanwhile, before any Python object is made here (a log handler
+  // may give up the GIL: see run_without_gil()).
+  flush_pending_records();
   py::list files;
-  for (const fs::path& file : sb::glob_database_files(to_path(source))) {
-    files.append(py::bytes(file.native()));
-  }
-  flush_pending_records();  // (what the library logged meanwhile)
+  for (const fs::path& file : found) files.append(py::bytes(file.native()));
   return files;
 }
 

@@ -90,6 +90,35 @@ def test_ctrl_c_that_lands_in_a_log_handler_is_not_lost(folder: Path,
     assert InterruptOnce.sent and interrupt_handled.is_set()
 
 
+def test_the_engines_records_come_before_the_callback_they_precede(folder: Path) -> None:
+    # The engine logs, then asks for the progress callback; both reach Python on the calling
+    # thread, and in that order (the callback once ran first, every step shifted by one).
+    from sqlite_backup import log
+    import logging
+
+    source = make_database(folder / "db.sqlite", 200)
+    events: List[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.filename.endswith(".cpp"):
+                events.append("record")
+
+    handler = Collect()
+    level = log.logger.level
+    log.logger.addHandler(handler)
+    log.logger.setLevel(logging.DEBUG)
+    try:
+        sqlite_backup.sqlite_backup(
+            source, folder / "copy.sqlite",
+            sqlite_backup_kwargs={"progress": lambda *args: events.append("callback")})
+    finally:
+        log.logger.removeHandler(handler)
+        log.logger.setLevel(level)
+    assert "callback" in events
+    assert events.index("record") < events.index("callback"), events
+
+
 def test_records_logged_after_a_subinterpreter_existed_do_not_crash(folder: Path) -> None:
     # Once a sub-interpreter has existed, CPython 3.11's PyGILState_Check() says yes on every
     # thread: a sink that asked it called Python from the engine's threads without the GIL.
