@@ -94,9 +94,9 @@ int remove_abandoned_staging_folders(const std::filesystem::path& parent,
           !S_ISDIR(folder_stat.st_mode) || folder_stat.st_uid != ::geteuid()) {
         continue;
       }
-      if (std::any_of(keep.begin(), keep.end(), [&folder_stat](const FileStat& held) {
-            return held.device == folder_stat.st_dev && held.inode == folder_stat.st_ino;
-          })) {
+      const FileStat folder = to_file_stat(folder_stat);
+      if (std::any_of(keep.begin(), keep.end(),
+                      [&folder](const FileStat& held) { return held.same_file(folder); })) {
         continue;
       }
       const UniqueFd folder_fd(

@@ -740,17 +740,17 @@ Outcome copy_consistent_set(const discover::DatabaseFiles& source,
     // and refused the lock once will refuse it again: trying would only cost each attempt the
     // wait (a quarter of a second), and the backup that then gives up would take 100 times
     // that. Tried again once a look finds the lock free.
+    const bool wants_lock = locks_this_attempt(settings, attempt);
     const bool lock_is_futile = reader_lock_refused && outcome.exclusive_lock_at_every_attempt;
-    if (lock_is_futile && locks_this_attempt(settings, attempt)) {
+    if (wants_lock && lock_is_futile) {
       log_debug(
           "not trying a reader's lock: the owner has held SQLite's EXCLUSIVE lock at every "
           "look (locking_mode=EXCLUSIVE)");
     }
+    const bool tries_lock = wants_lock && !lock_is_futile;
     const std::optional<io::ReaderLock> lock =
-        locks_this_attempt(settings, attempt) && !lock_is_futile
-            ? take_reader_lock(source, settings)
-            : std::nullopt;
-    if (locks_this_attempt(settings, attempt) && !lock_is_futile) reader_lock_refused = !lock;
+        tries_lock ? take_reader_lock(source, settings) : std::nullopt;
+    if (tries_lock) reader_lock_refused = !lock;
     last_seen = copy_set_once(source, staged_files, settings, attempt, outcome);
     if (outcome.validated) return outcome;
   }
