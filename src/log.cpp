@@ -6,6 +6,7 @@
 #include <ctime>
 #include <filesystem>
 #include <mutex>
+#include <utility>
 
 #include "log_internal.hpp"
 
@@ -30,6 +31,9 @@ SinkSlot& sink_slot() {
   static SinkSlot slot;
   return slot;
 }
+
+// The ScopedLogSink's sink in force on this thread, if any.
+thread_local const LogSink* t_sink = nullptr;
 
 const char* level_name(LogLevel level) noexcept {
   switch (level) {
@@ -91,7 +95,21 @@ void set_log_sink(LogSink sink) {
   slot.sink = std::move(sink);
 }
 
+ScopedLogSink::ScopedLogSink(LogSink sink) : sink_(std::move(sink)), previous_(t_sink) {
+  t_sink = &sink_;
+}
+
+ScopedLogSink::~ScopedLogSink() { t_sink = previous_; }
+
 namespace detail {
+
+const LogSink* thread_log_sink() noexcept { return t_sink; }
+
+InheritedLogSink::InheritedLogSink(const LogSink* sink) noexcept : previous_(t_sink) {
+  t_sink = sink;
+}
+
+InheritedLogSink::~InheritedLogSink() { t_sink = previous_; }
 
 bool log_enabled(LogLevel level) noexcept {
   return static_cast<int>(level) >= level_storage().load(std::memory_order_relaxed);
@@ -100,10 +118,12 @@ bool log_enabled(LogLevel level) noexcept {
 void log_emit(LogLevel level, const std::string& message, const char* file, int line) noexcept {
   const LogRecord record{level, message, file, line};
   auto& slot = sink_slot();
+  // (The same lock for a scoped sink: one record at a time, whichever thread of the call.)
   std::lock_guard lock(slot.mutex);
-  if (slot.sink) {
+  const LogSink& sink = t_sink != nullptr ? *t_sink : slot.sink;
+  if (sink) {
     try {
-      slot.sink(record);
+      sink(record);
     } catch (...) {  // a throwing sink must not break the backup
     }
     return;

@@ -1,4 +1,5 @@
-// Logging of sqlite_backup: a process-wide level and a replaceable sink.
+// Logging of sqlite_backup: a process-wide level and a replaceable sink, which one thread can
+// override for the calls it makes (ScopedLogSink).
 // The level starts from the environment variable SQLITE_BACKUP_LOGS (Python's numeric
 // scale: 10 debug, 20 info, 30 warning, 40 error; default 30) and can be changed from
 // code. The default sink writes one line per event to stderr with level, time and place;
@@ -28,6 +29,28 @@ void set_log_level(LogLevel level) noexcept;
 // Replaces the sink; an empty function restores the default (stderr).
 // The sink may be called from any thread that runs a backup; it must not throw.
 void set_log_sink(LogSink sink);
+
+// Sends the records of the calls this thread makes to `sink` instead of the process-wide sink,
+// while this object lives: those the calling thread logs and those of the threads the library
+// starts for such a call (the copy's own thread, the WAL's first look, ...). So a program that
+// runs several backups at once on several threads can tell their records apart. Scopes nest;
+// the destructor restores the one before. Use one on the thread that created it only, and
+// destroy scopes in the reverse order of their creation. The sink may be called from several
+// threads of one call, one record at a time; it must not throw. An empty sink gives the default
+// (stderr) for this thread's calls.
+class ScopedLogSink {
+ public:
+  explicit ScopedLogSink(LogSink sink);
+  ~ScopedLogSink();
+  ScopedLogSink(const ScopedLogSink&) = delete;
+  ScopedLogSink& operator=(const ScopedLogSink&) = delete;
+  ScopedLogSink(ScopedLogSink&&) = delete;
+  ScopedLogSink& operator=(ScopedLogSink&&) = delete;
+
+ private:
+  LogSink sink_;
+  const LogSink* previous_;
+};
 
 // Parses a SQLITE_BACKUP_LOGS value ("10", "20", ...); values between levels round
 // down to the nearest level; anything unparsable gives the default, warning.

@@ -206,6 +206,14 @@ struct PythonCallbackRaised : std::runtime_error {
   PythonCallbackRaised() : std::runtime_error("a Python callback raised an exception") {}
 };
 
+// A log record of the library's, kept until a thread that holds the GIL hands it to Python.
+struct PendingRecord {
+  sb::LogLevel level;
+  std::string message;
+  const char* file;
+  int line;
+};
+
 // A Python call the engine waits for: run by the calling thread (see run_without_gil()).
 using PythonJob = std::function<void()>;
 
@@ -228,6 +236,11 @@ struct CallState {
   PyObject* error_type = nullptr;
   PyObject* error_value = nullptr;
   PyObject* error_traceback = nullptr;
+  // This call's log records (see run_without_gil()), handed to Python by the calling thread
+  // alone: so a record's threadName is the caller's, and what a log handler raises (Ctrl-C)
+  // stops this call, not another thread's.
+  std::mutex records_mutex;
+  std::vector<PendingRecord> records;
 
   // Called by the calling thread, with the GIL held, from inside a callback's catch block.
   void remember(py::error_already_set& error) {
@@ -308,30 +321,25 @@ struct CallState {
 
 // ---- Log records of the library's threads ------------------------------------------------------
 
-// Records logged on a thread that does not hold the GIL wait here for a thread that does
-// (a caller waiting in run_without_gil(), or the end of the call) to hand them to Python.
-struct PendingRecord {
-  sb::LogLevel level;
-  std::string message;
-  const char* file;
-  int line;
-};
+// Records logged outside any call (by the library on a thread that holds the GIL, or on a
+// thread no call of ours started) wait here for a thread that holds the GIL to hand them to
+// Python; those of a call wait in its CallState.
 std::mutex g_pending_mutex;
 std::vector<PendingRecord> g_pending_records;  // NOLINT(cert-err58-cpp): cannot throw
 
 // The Python sink (log.py's _forward), or none. Replaced and called with the GIL held only.
 PyObject* g_python_sink = nullptr;
 
-// Hands the waiting records to Python; with the GIL held. An exception the sink raises is
-// reported as unraisable, as logging's own errors are, except one that is not an Exception
+// Hands the records waiting in `queue` to Python; with the GIL held. An exception the sink raises
+// is reported as unraisable, as logging's own errors are, except one that is not an Exception
 // (KeyboardInterrupt or SystemExit from a signal handler that ran meanwhile): that one is
 // thrown, after the last record, for the caller to raise. (Plain references throughout: see
 // run_without_gil().)
-void flush_pending_records() {
+void flush_records(std::mutex& mutex, std::vector<PendingRecord>& queue) {
   std::vector<PendingRecord> records;
   {
-    const std::lock_guard lock(g_pending_mutex);
-    records.swap(g_pending_records);
+    const std::lock_guard lock(mutex);
+    records.swap(queue);
   }
   PyObject* kept_type = nullptr;
   PyObject* kept_value = nullptr;
@@ -363,12 +371,20 @@ void flush_pending_records() {
   }
 }
 
-// A debug record of this module's own, handed to Python with the library's (no Python object
-// is made here: see run_without_gil()).
-void log_later(const char* message, int line) {
+void flush_pending_records() { flush_records(g_pending_mutex, g_pending_records); }
+
+// A call's records, then any logged outside a call meanwhile.
+void flush_call_records(CallState& state) {
+  flush_records(state.records_mutex, state.records);
+  flush_pending_records();
+}
+
+// A debug record of this module's own, handed to Python with the call's (no Python object is
+// made here: see run_without_gil()).
+void log_later(CallState& state, const char* message, int line) {
   if (sb::log_level() > sb::LogLevel::debug) return;
-  const std::lock_guard lock(g_pending_mutex);
-  g_pending_records.push_back(PendingRecord{sb::LogLevel::debug, message, "native.cpp", line});
+  const std::lock_guard lock(state.records_mutex);
+  state.records.push_back(PendingRecord{sb::LogLevel::debug, message, "native.cpp", line});
 }
 
 // ---- Running the library off the calling thread ----------------------------------------------
@@ -457,6 +473,10 @@ void run_without_gil(CallState& state, const ErrorContext& context, Work&& work)
     state.cancel = true;
   };
   bool python_gone = false;
+  // The call's records go to its own queue (sb::ScopedLogSink, which the library's threads for
+  // this call inherit), for this thread alone to hand over. Without a Python sink, the
+  // library's default (stderr) stays.
+  const bool to_python = g_python_sink != nullptr;
   {
     // Started while this thread still holds the GIL, so that a failure to start it (no
     // memory for its stack, a thread limit) leaves as an ordinary exception.
@@ -464,6 +484,14 @@ void run_without_gil(CallState& state, const ErrorContext& context, Work&& work)
     try {
       thread = std::thread([&] {
         try {
+          std::optional<sb::ScopedLogSink> records;
+          if (to_python) {
+            records.emplace([&state](const sb::LogRecord& record) {
+              const std::lock_guard lock(state.records_mutex);
+              state.records.push_back(PendingRecord{record.level, std::string(record.message),
+                                                    record.file, record.line});
+            });
+          }
           work();
         } catch (...) {
           failure = std::current_exception();
@@ -495,7 +523,7 @@ void run_without_gil(CallState& state, const ErrorContext& context, Work&& work)
       const bool ran = with_gil(saved, on_main_thread, [&] {
         // The records first: the library logged them before it asked for the callback.
         try {
-          flush_pending_records();
+          flush_call_records(state);
         } catch (py::error_already_set& error) {
           keep_raised(error);  // (a signal handler ran inside a log handler)
         }
@@ -522,7 +550,7 @@ void run_without_gil(CallState& state, const ErrorContext& context, Work&& work)
     PyEval_RestoreThread(saved);
   }
   try {
-    flush_pending_records();
+    flush_call_records(state);
   } catch (py::error_already_set& error) {
     keep_raised(error);
   }
@@ -780,15 +808,15 @@ py::object backup_to_memory(py::handle source, py::handle connect, const CallOpt
   std::optional<sb::Connection> memory;
   try {
     if (handle != nullptr) {
-      log_later("the snapshot goes straight into the new connection's handle", __LINE__);
+      log_later(state, "the snapshot goes straight into the new connection's handle", __LINE__);
       run_without_gil(state, {from, call.copy_retry},
                       [&] { sb::sqlite_backup_to_connection(from, handle, options); });
       return take_connection();
     }
-    log_later(
-        "the new connection's handle could not be proven; the snapshot is handed over "
-        "through Connection.deserialize (one more copy)",
-        __LINE__);
+    log_later(state,
+              "the new connection's handle could not be proven; the snapshot is handed over "
+              "through Connection.deserialize (one more copy)",
+              __LINE__);
     run_without_gil(state, {from, call.copy_retry},
                     [&] { memory = sb::sqlite_backup(from, std::nullopt, options); });
   } catch (abi::__forced_unwind&) {
@@ -872,9 +900,9 @@ bool copy_all_files(py::handle source_files, py::handle temporary_dest, py::hand
 
 // ---- Logging ----------------------------------------------------------------------------------
 
-// The library's records go to Python's logging on a thread that holds the GIL: at once when
-// the logging thread holds it, else through g_pending_records (see run_without_gil()). With
-// the GIL held.
+// The library's records go to Python's logging on a thread that holds the GIL: a call's through
+// its CallState, handed over by its calling thread (see run_without_gil()), any other through
+// g_pending_records. With the GIL held.
 void set_log_sink(const py::object& sink) {
   flush_pending_records();
   Py_XDECREF(std::exchange(g_python_sink, nullptr));

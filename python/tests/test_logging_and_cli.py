@@ -1,9 +1,13 @@
 """sqlite_backup.log and `python3 -m sqlite_backup`."""
 
+import ctypes
 import logging
 import os
+import shutil
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import List
 
@@ -65,6 +69,56 @@ def test_the_engines_records_reach_the_logger(folder: Path) -> None:
     finally:
         log.logger.removeHandler(collect)
         log.logger.setLevel(before)
+
+
+def test_a_calls_records_reach_the_logger_on_its_own_thread(folder: Path) -> None:
+    """Each call hands its own records to logging, on the calling thread: another thread that
+    flushes records meanwhile (here glob_database_files, on the main thread) never takes them,
+    so record.threadName is the caller's."""
+    source = make_database(folder / "db.sqlite", 10)
+    destination = folder / "copy.sqlite"
+    collect = Collect()
+    log.logger.addHandler(collect)
+    level = log.logger.level
+    interval = sys.getswitchinterval()
+    copied = threading.Event()
+
+    def copy_function(src: str, dst: str) -> bool:
+        shutil.copyfile(src, dst)
+        copied.set()
+        return True
+
+    def back_up() -> None:
+        sqlite_backup.sqlite_backup(source, destination, copy_function=copy_function)
+
+    # libc's access() through PyDLL keeps the GIL, where os.path.exists would let it go.
+    access = ctypes.PyDLL(None).access
+    access.argtypes = [ctypes.c_char_p, ctypes.c_int]
+    caller = threading.Thread(target=back_up, name="the-caller")
+    try:
+        log.logger.setLevel(logging.DEBUG)
+        sys.setswitchinterval(1000)  # this thread keeps the GIL until it gives it up
+        caller.start()
+        assert copied.wait(60)
+        # From here this thread holds the GIL until the backup has renamed its result into
+        # place: the caller cannot hand over the records its engine logs after the copy (the
+        # attempt's verdict, the recovery), which wait meanwhile. glob_database_files then
+        # hands over whatever waits in the queue it reads.
+        deadline = time.monotonic() + 60
+        while access(bytes(destination), os.F_OK) != 0 and time.monotonic() < deadline:
+            pass
+        sqlite_backup.core.glob_database_files(source)
+        sys.setswitchinterval(interval)
+        caller.join(60)
+    finally:
+        sys.setswitchinterval(interval)
+        log.logger.removeHandler(collect)
+        log.logger.setLevel(level)
+    assert destination.exists()
+    mine = [r for r in collect.records if str(source) in r.getMessage()]
+    assert any("one consistent state" in r.getMessage() for r in mine)
+    assert {r.threadName for r in mine} == {"the-caller"}, [
+        (r.threadName, r.getMessage()) for r in mine]
 
 
 def run_module(*arguments: str, cwd: Path, logs: str = "") -> subprocess.CompletedProcess:

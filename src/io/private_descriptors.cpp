@@ -13,7 +13,8 @@ namespace sqlite_backup::io {
 
 void with_private_descriptor_table(const std::function<void()>& work) {
   std::exception_ptr failure;
-  std::thread worker([&] {
+  std::thread worker([&, sink = detail::thread_log_sink()] {
+    const detail::InheritedLogSink log_sink(sink);
     if (::unshare(CLONE_FILES) != 0) {
       // Seen only under seccomp policies that forbid unshare(); the backup is still correct,
       // only a caller that has the source open with SQLite itself may lose its locks.

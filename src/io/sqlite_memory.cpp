@@ -17,6 +17,7 @@
 
 #include "error_internal.hpp"
 #include "io/file.hpp"
+#include "log_internal.hpp"
 
 namespace sqlite_backup::io {
 namespace {
@@ -184,7 +185,8 @@ std::uint64_t read_file_into(int fd, const std::filesystem::path& path, SqliteMe
   if (size >= kParallelFrom && std::thread::hardware_concurrency() > 1) {
     ChunkReader reader(fd, path, memory.data(), size);
     std::exception_ptr failure;
-    std::thread helper([&] {
+    std::thread helper([&, sink = detail::thread_log_sink()] {
+      const detail::InheritedLogSink log_sink(sink);
       try {
         if (alongside) alongside();
         reader.read({});

@@ -460,7 +460,8 @@ class WalApplier {
       const std::span<const Latest> upper = latest.subspan(latest.size() / 2);
       bool upper_complete = false;
       std::exception_ptr failure;
-      std::thread helper([&] {
+      std::thread helper([&, sink = detail::thread_log_sink()] {
+        const detail::InheritedLogSink log_sink(sink);
         try {
           upper_complete = read_part(upper);
         } catch (...) {

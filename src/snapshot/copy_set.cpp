@@ -282,7 +282,9 @@ class FirstLook {
   FirstLook(const discover::DatabaseFiles& source, std::uint64_t database_size,
             const std::filesystem::path& staged_database, const Settings& settings, bool lay_over)
       : lay_over_(lay_over),
-        thread_([this, &source, database_size, &staged_database, &settings, lay_over] {
+        thread_([this, &source, database_size, &staged_database, &settings, lay_over,
+                 sink = detail::thread_log_sink()] {
+          const detail::InheritedLogSink log_sink(sink);
           try {
             const io::UniqueFd wal = io::open_source_file(source.wal);
             if (wal) {

@@ -469,6 +469,52 @@ TEST_F(LoggingTest, WarningLevelDropsDebugRecords) {
   }
 }
 
+// A thread's ScopedLogSink takes every record of the calls it makes, including those logged on
+// the threads the library starts for them (the snapshot runs on a thread of its own, with a
+// descriptor table of its own); a backup on another thread at the same time still logs to the
+// process-wide sink.
+TEST_F(LoggingTest, AScopedSinkTakesTheRecordsOfItsThreadsCallsAndNoOthers) {
+  const fs::path live_dir = make_folder(dir_ / "live");
+  OwnerProcess owner(kOwnerExe, live_dir / "live.sqlite", "wal-hold", 300);
+  ASSERT_TRUE(owner.ready()) << owner.output();
+  create_database(dir_ / "quiet.sqlite", 20);
+  sb::set_log_level(sb::LogLevel::debug);
+
+  std::mutex scoped_mutex;
+  std::vector<std::string> scoped;
+  std::thread with_scope([&] {
+    const sb::ScopedLogSink scope([&](const sb::LogRecord& record) {
+      const std::lock_guard lock(scoped_mutex);
+      scoped.emplace_back(record.message);
+    });
+    sb::sqlite_backup(live_dir / "live.sqlite", dir_ / "live_copy.sqlite");
+    EXPECT_EQ(count_rows(sb::sqlite_backup(live_dir / "live.sqlite").value().get()), 300);
+  });
+  std::thread without_scope([&] {
+    for (int i = 0; i < 5; ++i) {
+      sb::sqlite_backup(dir_ / "quiet.sqlite",
+                        dir_ / ("quiet_copy" + std::to_string(i) + ".sqlite"));
+    }
+  });
+  with_scope.join();
+  without_scope.join();
+
+  const auto count = [](const std::vector<std::string>& texts, const std::string& text) {
+    return std::count_if(texts.begin(), texts.end(), [&](const std::string& message) {
+      return message.find(text) != std::string::npos;
+    });
+  };
+  std::vector<std::string> global;
+  for (const auto& record : records()) global.push_back(record.second);
+  // Logged on the snapshot's own thread, and on the calling thread.
+  EXPECT_EQ(count(scoped, "one consistent state"), 2) << ::testing::PrintToString(scoped);
+  EXPECT_EQ(count(scoped, "applied the WAL of the snapshot"), 2);
+  EXPECT_GT(count(scoped, "live.sqlite"), 0);
+  EXPECT_EQ(count(scoped, "quiet"), 0) << "another thread's records";
+  EXPECT_EQ(count(global, "live"), 0) << ::testing::PrintToString(global);
+  EXPECT_EQ(count(global, "one consistent state"), 5);
+}
+
 TEST_F(ApiTest, TheLibraryWritesNothingToStdout) {
   create_database(dir_ / "source.sqlite", 20);
   const sb::LogLevel saved_level = sb::log_level();
