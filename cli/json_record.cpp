@@ -85,7 +85,8 @@ std::string json_string(std::string_view text) {
           out.append(text.substr(0, length));
           text.remove_prefix(length - 1);
         } else {
-          out += "\\ufffd";
+          // Python's surrogateescape: os.fsencode(json.loads(...)) gives the path's bytes back.
+          out += fmt::format("\\u{:04x}", 0xdc00U + static_cast<unsigned char>(c));
         }
     }
     text.remove_prefix(1);

@@ -11,8 +11,9 @@
 namespace sqlite_backup::cli {
 
 // `text` as a JSON string literal, quotes included. Valid UTF-8 passes through; control
-// characters are escaped; bytes that are not UTF-8 (paths may hold any bytes) become U+FFFD,
-// so the output is always valid JSON.
+// characters are escaped; each byte that is not part of valid UTF-8 (paths may hold any
+// bytes) becomes the escape of a lone surrogate, U+DC80-U+DCFF, as Python's surrogateescape
+// decodes it: the output stays JSON, and the path's bytes can be had back.
 std::string json_string(std::string_view text);
 
 // The record of one backup: its Report on success, its Failure otherwise.

@@ -257,6 +257,19 @@ void build_app(CLI::App& app, CommandLine& command) {
 
 std::optional<Failure> parse(CLI::App& app, CommandLine& command, int argc, char** argv,
                              int& exit_now) {
+  // "--copy-retry=" would take the next argument (a source) as its value, and "--verify="
+  // would mean --verify=full: an option written with '=' and nothing after it is refused.
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view argument = argv[i];
+    if (argument == "--") break;
+    if (argument.size() > 3 && argument.substr(0, 2) == "--" && argument.back() == '=' &&
+        argument.find('=') == argument.size() - 1) {
+      const std::string_view name = argument.substr(0, argument.size() - 1);
+      return Failure{kUsage, fmt::format("{}= has nothing after '=': give it a value, or leave "
+                                         "the option out (see --help)",
+                                         name)};
+    }
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& request) {
@@ -433,9 +446,9 @@ bool report_outcome(const CommandLine& command, const Outcome& outcome) {
     print_error(*outcome.failure);
   } else {
     const bool streaming = command.destination == kStandardOutput;
-    print_to_stderr(
-        fmt::format("Backed up {} to {}\n", printable(outcome.source),
-                    streaming ? std::string("standard output") : printable(outcome.destination)));
+    print_to_stderr(fmt::format(
+        "Backed up {} to {}\n", printable(display_path(outcome.source)),
+        streaming ? std::string("standard output") : printable(display_path(outcome.destination))));
   }
   if (!command.json) return true;
   return print_json_record(json_record(outcome.source, outcome.destination,

@@ -106,6 +106,15 @@ TEST(CliOutput, SuccessPrintsExactlyTheBackedUpLine) {
   EXPECT_TRUE(result.out.empty()) << "nothing on stdout without --json";
 }
 
+// Quoted as in the error lines, so that a path with a space reads as one path.
+TEST(CliOutput, TheBackedUpLineQuotesPathsWithSpaces) {
+  const SourceFolder dir(100);
+  const std::string destination = (dir / "my copy.sqlite").string();
+  const Result result = run_cli({dir.source(), destination});
+  ASSERT_EQ(result.exit_code, 0) << describe(result);
+  EXPECT_EQ(result.err, "Backed up " + dir.source() + " to '" + destination + "'\n");
+}
+
 TEST(CliOutput, DebugShowsWhatWasCopiedAndTheAttempts) {
   const SourceFolder dir(100);
   const Result result = run_cli({"--debug", dir.source(), (dir / "copy.sqlite").string()});
@@ -200,6 +209,20 @@ TEST(CliJson, EscapesPathsProperly) {
   EXPECT_EQ(lines_of(result.out).size(), 1u);
 }
 
+// A path's bytes that are not UTF-8 come out as Python's surrogateescape decodes them
+// (U+DC80 + the byte), so the record is JSON and os.fsencode() gives the bytes back; U+FFFD
+// would have lost them.
+TEST(CliJson, BytesThatAreNotUtf8ComeOutAsSurrogateEscapes) {
+  TempDir dir;
+  const std::string name = "caf\xe9-\xff.sqlite";  // Latin-1, not UTF-8
+  create_database(dir / name, 100);
+  fs::create_directory(dir / "out");
+  const Result result = run_cli({"--json", (dir / name).string(), (dir / "out").string()});
+  ASSERT_EQ(result.exit_code, 0) << describe(result);
+  EXPECT_TRUE(contains(result.out, "caf\\udce9-\\udcff.sqlite")) << result.out;
+  EXPECT_EQ(count_rows(dir / "out" / name), 100);
+}
+
 TEST(CliJson, FailureRecordCarriesTheError) {
   TempDir dir;
   write_file(dir / "junk.sqlite", std::string(4096, 'x'));
@@ -263,6 +286,18 @@ TEST(CliVerify, LevelAfterASpaceIsExplainedNotTakenForASource) {
   const Result result = run_cli({"--verify", "quick", dir.source(), (dir / "out").string()});
   expect_failure(result, 2, "--verify=quick");
   EXPECT_TRUE(list_names(dir / "out").empty());
+}
+
+// "--copy-retry=" took the next argument (the source) as its value, and "--verify=" meant
+// --verify=full: an option with nothing after '=' is a usage error naming it.
+TEST(CliUsage, AnOptionWithNothingAfterTheEqualsSignIsRefused) {
+  const SourceFolder dir(100);
+  for (const char* option : {"--copy-retry=", "--verify=", "--source-lock="}) {
+    const Result result = run_cli({option, dir.source(), (dir / "copy.sqlite").string()});
+    expect_failure(result, 2, option);
+    EXPECT_TRUE(contains(result.err, "nothing after '='")) << result.err;
+    EXPECT_EQ(list_names(dir.path()), std::vector<std::string>{"source.sqlite"});
+  }
 }
 
 TEST(CliVerify, RejectsAnUnknownLevel) {
