@@ -1,5 +1,6 @@
 #include "exit_code.hpp"
 
+#include <algorithm>
 #include <csignal>
 #include <filesystem>
 #include <new>
@@ -71,7 +72,12 @@ std::string printable(std::string_view text) {
 }
 
 std::string display_path(std::string_view path) {
-  const bool plain = !path.empty() && path.find_first_of(" \t\n'\"\\") == std::string_view::npos;
+  // Quoted where a character would make the path read as something else: a space, a quote, a
+  // backslash, or a control character (printed as a space).
+  const bool plain = !path.empty() && std::none_of(path.begin(), path.end(), [](char c) {
+    const auto byte = static_cast<unsigned char>(c);
+    return byte < 0x20 || byte == 0x7f || c == ' ' || c == '\'' || c == '"' || c == '\\';
+  });
   if (plain) return std::string(path);
   std::string out = "'";
   for (char c : path) {

@@ -258,16 +258,19 @@ void build_app(CLI::App& app, CommandLine& command) {
 std::optional<Failure> parse(CLI::App& app, CommandLine& command, int argc, char** argv,
                              int& exit_now) {
   // "--copy-retry=" would take the next argument (a source) as its value, and "--verify="
-  // would mean --verify=full: an option written with '=' and nothing after it is refused.
+  // would mean --verify=full: one of our options written with '=' and nothing after it is
+  // refused (anything else ending in '=' is left to the parser: "---x=" is a path to it).
   for (int i = 1; i < argc; ++i) {
     const std::string_view argument = argv[i];
     if (argument == "--") break;
-    if (argument.size() > 3 && argument.substr(0, 2) == "--" && argument.back() == '=' &&
+    if (argument.size() > 3 && argument.substr(0, 2) == "--" &&
         argument.find('=') == argument.size() - 1) {
-      const std::string_view name = argument.substr(0, argument.size() - 1);
-      return Failure{kUsage, fmt::format("{}= has nothing after '=': give it a value, or leave "
-                                         "the option out (see --help)",
-                                         name)};
+      const std::string name(argument.substr(0, argument.size() - 1));
+      if (app.get_option_no_throw(name) != nullptr) {
+        return Failure{kUsage, fmt::format("{}= has nothing after '=': give it a value, or leave "
+                                           "the option out (see --help)",
+                                           name)};
+      }
     }
   }
   try {

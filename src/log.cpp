@@ -32,8 +32,8 @@ SinkSlot& sink_slot() {
   return slot;
 }
 
-// The ScopedLogSink's sink in force on this thread, if any.
-thread_local const LogSink* t_sink = nullptr;
+// The ScopedLogSink in force on this thread, if any.
+thread_local ScopedLogSink* t_scope = nullptr;
 
 const char* level_name(LogLevel level) noexcept {
   switch (level) {
@@ -95,21 +95,39 @@ void set_log_sink(LogSink sink) {
   slot.sink = std::move(sink);
 }
 
-ScopedLogSink::ScopedLogSink(LogSink sink) : sink_(std::move(sink)), previous_(t_sink) {
-  t_sink = &sink_;
+LogSink default_log_sink() {
+  return [](const LogRecord& record) { write_to_stderr(record); };
 }
 
-ScopedLogSink::~ScopedLogSink() { t_sink = previous_; }
+ScopedLogSink::ScopedLogSink(LogSink sink) : sink_(std::move(sink)), previous_(t_scope) {
+  t_scope = this;
+}
+
+ScopedLogSink::~ScopedLogSink() { t_scope = previous_; }
 
 namespace detail {
 
-const LogSink* thread_log_sink() noexcept { return t_sink; }
+struct ScopedLogSinkAccess {
+  static void emit(ScopedLogSink& scope, const LogRecord& record) noexcept {
+    try {
+      const std::lock_guard lock(scope.mutex_);
+      if (scope.sink_) {
+        scope.sink_(record);
+      } else {
+        write_to_stderr(record);
+      }
+    } catch (...) {  // a throwing sink must not break the backup
+    }
+  }
+};
 
-InheritedLogSink::InheritedLogSink(const LogSink* sink) noexcept : previous_(t_sink) {
-  t_sink = sink;
+ScopedLogSink* thread_log_sink() noexcept { return t_scope; }
+
+InheritedLogSink::InheritedLogSink(ScopedLogSink* sink) noexcept : previous_(t_scope) {
+  t_scope = sink;
 }
 
-InheritedLogSink::~InheritedLogSink() { t_sink = previous_; }
+InheritedLogSink::~InheritedLogSink() { t_scope = previous_; }
 
 bool log_enabled(LogLevel level) noexcept {
   return static_cast<int>(level) >= level_storage().load(std::memory_order_relaxed);
@@ -117,13 +135,15 @@ bool log_enabled(LogLevel level) noexcept {
 
 void log_emit(LogLevel level, const std::string& message, const char* file, int line) noexcept {
   const LogRecord record{level, message, file, line};
+  if (t_scope != nullptr) {
+    ScopedLogSinkAccess::emit(*t_scope, record);
+    return;
+  }
   auto& slot = sink_slot();
-  // (The same lock for a scoped sink: one record at a time, whichever thread of the call.)
   std::lock_guard lock(slot.mutex);
-  const LogSink& sink = t_sink != nullptr ? *t_sink : slot.sink;
-  if (sink) {
+  if (slot.sink) {
     try {
-      sink(record);
+      slot.sink(record);
     } catch (...) {  // a throwing sink must not break the backup
     }
     return;

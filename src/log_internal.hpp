@@ -10,14 +10,14 @@ namespace sqlite_backup::detail {
 
 [[nodiscard]] bool log_enabled(LogLevel level) noexcept;
 
-// The sink of the ScopedLogSink in force on this thread (null: the process-wide one). A thread
-// the library starts for a call adopts its starter's (InheritedLogSink), so that the call's
-// records all go where its caller asked.
-[[nodiscard]] const LogSink* thread_log_sink() noexcept;
+// The ScopedLogSink in force on this thread (null: the process-wide sink). A thread the library
+// starts for a call adopts its starter's (InheritedLogSink), so that the call's records all go
+// where its caller asked.
+[[nodiscard]] ScopedLogSink* thread_log_sink() noexcept;
 
 class InheritedLogSink {
  public:
-  explicit InheritedLogSink(const LogSink* sink) noexcept;
+  explicit InheritedLogSink(ScopedLogSink* sink) noexcept;
   ~InheritedLogSink();
   InheritedLogSink(const InheritedLogSink&) = delete;
   InheritedLogSink& operator=(const InheritedLogSink&) = delete;
@@ -25,7 +25,7 @@ class InheritedLogSink {
   InheritedLogSink& operator=(InheritedLogSink&&) = delete;
 
  private:
-  const LogSink* previous_;
+  ScopedLogSink* previous_;
 };
 void log_emit(LogLevel level, const std::string& message, const char* file, int line) noexcept;
 

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <functional>
+#include <mutex>
 #include <string_view>
 
 namespace sqlite_backup {
@@ -30,14 +31,23 @@ void set_log_level(LogLevel level) noexcept;
 // The sink may be called from any thread that runs a backup; it must not throw.
 void set_log_sink(LogSink sink);
 
+// The default sink: one line per record on stderr, with level, time and place. For a sink
+// that passes some records on as the library would have printed them.
+[[nodiscard]] LogSink default_log_sink();
+
+namespace detail {
+struct ScopedLogSinkAccess;
+}
+
 // Sends the records of the calls this thread makes to `sink` instead of the process-wide sink,
 // while this object lives: those the calling thread logs and those of the threads the library
 // starts for such a call (the copy's own thread, the WAL's first look, ...). So a program that
 // runs several backups at once on several threads can tell their records apart. Scopes nest;
 // the destructor restores the one before. Use one on the thread that created it only, and
 // destroy scopes in the reverse order of their creation. The sink may be called from several
-// threads of one call, one record at a time; it must not throw. An empty sink gives the default
-// (stderr) for this thread's calls.
+// threads of one call, one record at a time (each scope has a lock of its own: a slow sink
+// holds up only its own calls); it must not throw, nor log through the library. An empty sink
+// gives the default (stderr) for this thread's calls.
 class ScopedLogSink {
  public:
   explicit ScopedLogSink(LogSink sink);
@@ -48,8 +58,10 @@ class ScopedLogSink {
   ScopedLogSink& operator=(ScopedLogSink&&) = delete;
 
  private:
+  friend struct detail::ScopedLogSinkAccess;
   LogSink sink_;
-  const LogSink* previous_;
+  std::mutex mutex_;
+  ScopedLogSink* previous_;
 };
 
 // Parses a SQLITE_BACKUP_LOGS value ("10", "20", ...); values between levels round

@@ -327,10 +327,19 @@ struct CallState {
 std::mutex g_pending_mutex;
 std::vector<PendingRecord> g_pending_records;  // NOLINT(cert-err58-cpp): cannot throw
 
-// The Python sink (log.py's _forward), or none. Replaced and called with the GIL held only.
+// The Python sink (log.py's _forward), or none. Replaced and called with the GIL held only;
+// whether there is one is also told, for the library's threads, by g_python_sink_set.
 PyObject* g_python_sink = nullptr;
+std::atomic<bool> g_python_sink_set{false};
 
-// Hands the records waiting in `queue` to Python; with the GIL held. An exception the sink raises
+// A record for which there is no Python sink (any more): printed as the library prints it.
+void print_record(const PendingRecord& record) {
+  static const sb::LogSink print = sb::default_log_sink();
+  print(sb::LogRecord{record.level, record.message, record.file, record.line});
+}
+
+// Hands the records waiting in `queue` to Python (or, once there is no Python sink, prints them
+// as the library would have); with the GIL held. An exception the sink raises
 // is reported as unraisable, as logging's own errors are, except one that is not an Exception
 // (KeyboardInterrupt or SystemExit from a signal handler that ran meanwhile): that one is
 // thrown, after the last record, for the caller to raise. (Plain references throughout: see
@@ -345,7 +354,10 @@ void flush_records(std::mutex& mutex, std::vector<PendingRecord>& queue) {
   PyObject* kept_value = nullptr;
   PyObject* kept_traceback = nullptr;
   for (const PendingRecord& record : records) {
-    if (g_python_sink == nullptr) break;
+    if (g_python_sink == nullptr) {
+      print_record(record);
+      continue;
+    }
     // (File names in the text are bytes, not always UTF-8: see text_of().)
     PyObject* const message = PyUnicode_DecodeUTF8(
         record.message.data(), static_cast<Py_ssize_t>(record.message.size()), "backslashreplace");
@@ -473,10 +485,6 @@ void run_without_gil(CallState& state, const ErrorContext& context, Work&& work)
     state.cancel = true;
   };
   bool python_gone = false;
-  // The call's records go to its own queue (sb::ScopedLogSink, which the library's threads for
-  // this call inherit), for this thread alone to hand over. Without a Python sink, the
-  // library's default (stderr) stays.
-  const bool to_python = g_python_sink != nullptr;
   {
     // Started while this thread still holds the GIL, so that a failure to start it (no
     // memory for its stack, a thread limit) leaves as an ordinary exception.
@@ -484,14 +492,18 @@ void run_without_gil(CallState& state, const ErrorContext& context, Work&& work)
     try {
       thread = std::thread([&] {
         try {
-          std::optional<sb::ScopedLogSink> records;
-          if (to_python) {
-            records.emplace([&state](const sb::LogRecord& record) {
-              const std::lock_guard lock(state.records_mutex);
-              state.records.push_back(PendingRecord{record.level, std::string(record.message),
-                                                    record.file, record.line});
-            });
-          }
+          // The call's records go to its own queue (the library's threads for this call
+          // inherit the scope), for this thread alone to hand over; without a Python sink they
+          // are printed as the library prints them.
+          const sb::ScopedLogSink records([&state](const sb::LogRecord& record) {
+            if (!g_python_sink_set) {
+              print_record({record.level, std::string(record.message), record.file, record.line});
+              return;
+            }
+            const std::lock_guard lock(state.records_mutex);
+            state.records.push_back(
+                PendingRecord{record.level, std::string(record.message), record.file, record.line});
+          });
           work();
         } catch (...) {
           failure = std::current_exception();
@@ -905,12 +917,14 @@ bool copy_all_files(py::handle source_files, py::handle temporary_dest, py::hand
 // g_pending_records. With the GIL held.
 void set_log_sink(const py::object& sink) {
   flush_pending_records();
+  g_python_sink_set = false;
   Py_XDECREF(std::exchange(g_python_sink, nullptr));
   if (sink.is_none()) {
     sb::set_log_sink({});
     return;
   }
   g_python_sink = sink.inc_ref().ptr();
+  g_python_sink_set = true;
   // Every record waits for a thread that holds the GIL (the library's own threads never do;
   // "does this thread hold it" cannot be asked reliably once a sub-interpreter exists).
   sb::set_log_sink([](const sb::LogRecord& record) {

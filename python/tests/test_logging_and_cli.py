@@ -121,6 +121,30 @@ def test_a_calls_records_reach_the_logger_on_its_own_thread(folder: Path) -> Non
         (r.threadName, r.getMessage()) for r in mine]
 
 
+def test_records_of_a_call_whose_python_sink_goes_away_are_printed_not_lost(folder: Path) -> None:
+    """The Python sink removed during a call (as `python3 -m sqlite_backup` does in-process,
+    and the package's atexit hook): the call's later records are printed on stderr as the
+    library prints them, as they were before the sink existed."""
+    source = make_database(folder / "db.sqlite", 10)
+    code = f"""
+import logging, shutil, sqlite_backup
+from sqlite_backup import _native, log
+log.logger.setLevel(logging.DEBUG)
+def copy_function(src, dst):
+    shutil.copyfile(src, dst)
+    _native.set_log_sink(None)  # from here on no record can reach Python
+    return True
+sqlite_backup.sqlite_backup({str(source)!r}, {str(folder / "copy.sqlite")!r},
+                            copy_function=copy_function)
+"""
+    env = dict(os.environ, SQLITE_BACKUP_LOGS="10")
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 0, run.stderr
+    printed = [line for line in run.stderr.splitlines() if line.startswith("[DEBUG ")]
+    assert any("one consistent state" in line for line in printed), run.stderr
+
+
 def run_module(*arguments: str, cwd: Path, logs: str = "") -> subprocess.CompletedProcess:
     env = dict(os.environ, SQLITE_BACKUP_LOGS=logs)
     return subprocess.run([sys.executable, "-m", "sqlite_backup", *arguments], cwd=cwd,

@@ -113,6 +113,15 @@ TEST(CliOutput, TheBackedUpLineQuotesPathsWithSpaces) {
   const Result result = run_cli({dir.source(), destination});
   ASSERT_EQ(result.exit_code, 0) << describe(result);
   EXPECT_EQ(result.err, "Backed up " + dir.source() + " to '" + destination + "'\n");
+  // A control character (printed as a space) quotes the path too.
+  const std::string odd = (dir /
+                           "a\x01"
+                           "b.sqlite")
+                              .string();
+  const Result control = run_cli({dir.source(), odd});
+  ASSERT_EQ(control.exit_code, 0) << describe(control);
+  EXPECT_EQ(control.err,
+            "Backed up " + dir.source() + " to '" + (dir / "a b.sqlite").string() + "'\n");
 }
 
 TEST(CliOutput, DebugShowsWhatWasCopiedAndTheAttempts) {
@@ -298,6 +307,20 @@ TEST(CliUsage, AnOptionWithNothingAfterTheEqualsSignIsRefused) {
     EXPECT_TRUE(contains(result.err, "nothing after '='")) << result.err;
     EXPECT_EQ(list_names(dir.path()), std::vector<std::string>{"source.sqlite"});
   }
+}
+
+// Only our own options are checked so: a path that merely looks like "--x=" is a path, as it
+// was (here one the parser takes as a positional, and one after "--").
+TEST(CliUsage, PathsEndingInAnEqualsSignAreStillPaths) {
+  const SourceFolder dir(100);
+  RunSettings in_folder;
+  in_folder.working_directory = dir.path();
+  const Result odd = run_cli({"source.sqlite", "---x="}, in_folder);
+  ASSERT_EQ(odd.exit_code, 0) << describe(odd);
+  EXPECT_EQ(count_rows(dir / "---x="), 100);
+  const Result escaped = run_cli({"--", "source.sqlite", "--copy-retry="}, in_folder);
+  ASSERT_EQ(escaped.exit_code, 0) << describe(escaped);
+  EXPECT_EQ(count_rows(dir / "--copy-retry="), 100);
 }
 
 TEST(CliVerify, RejectsAnUnknownLevel) {

@@ -10,6 +10,8 @@
 
 #include <algorithm>
 #include <cctype>
+#include <chrono>
+#include <condition_variable>
 #include <map>
 #include <mutex>
 #include <set>
@@ -18,6 +20,7 @@
 #include <string>
 #include <thread>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "library_fixture.hpp"
@@ -513,6 +516,47 @@ TEST_F(LoggingTest, AScopedSinkTakesTheRecordsOfItsThreadsCallsAndNoOthers) {
   EXPECT_EQ(count(scoped, "quiet"), 0) << "another thread's records";
   EXPECT_EQ(count(global, "live"), 0) << ::testing::PrintToString(global);
   EXPECT_EQ(count(global, "one consistent state"), 5);
+}
+
+// Each scope has a lock of its own: a scoped sink that blocks holds up its own call only, not
+// the logging of a backup on another thread (with one process-wide lock, the other backup
+// waited at its first record, and this test ran into its wait's limit).
+TEST_F(LoggingTest, AScopedSinkThatBlocksHoldsUpNoOtherThread) {
+  create_database(dir_ / "a.sqlite", 20);
+  create_database(dir_ / "b.sqlite", 20);
+  sb::set_log_level(sb::LogLevel::debug);
+  std::mutex mutex;
+  std::condition_variable changed;
+  bool blocking = false;
+  bool other_done = false;
+  bool waited_out = false;
+  std::thread blocked([&] {
+    bool first = true;
+    const sb::ScopedLogSink scope([&](const sb::LogRecord&) {
+      if (!std::exchange(first, false)) return;
+      std::unique_lock lock(mutex);
+      blocking = true;
+      changed.notify_all();
+      waited_out = !changed.wait_for(lock, std::chrono::seconds(10), [&] { return other_done; });
+    });
+    sb::sqlite_backup(dir_ / "a.sqlite", dir_ / "a_copy.sqlite");
+  });
+  std::thread other([&] {
+    {
+      std::unique_lock lock(mutex);
+      changed.wait(lock, [&] { return blocking; });
+    }
+    sb::sqlite_backup(dir_ / "b.sqlite", dir_ / "b_copy.sqlite");
+    const std::lock_guard lock(mutex);
+    other_done = true;
+    changed.notify_all();
+  });
+  other.join();
+  blocked.join();
+  EXPECT_FALSE(waited_out) << "the other thread's backup waited for this thread's sink";
+  EXPECT_GT(mentions("b.sqlite"), 0);
+  EXPECT_EQ(mentions("a.sqlite"), 0);
+  EXPECT_EQ(count_rows(dir_ / "a_copy.sqlite"), 20);
 }
 
 TEST_F(ApiTest, TheLibraryWritesNothingToStdout) {
