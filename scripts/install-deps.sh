@@ -19,6 +19,7 @@ packages=(
   restic rclone                 # tests/offsite: snapshots streamed off the machine (skipped without)
   systemd                       # systemd-analyze verify checks the shipped units (skipped without)
   clang-14                      # the second compiler of scripts/test.sh (warnings as errors)
+  libclang-rt-14-dev            # its AddressSanitizer and UBSan runtimes (the sanitizer pass)
   clang-format-14               # scripts/check-format.sh (the version decides the format)
   clang-tidy-14                 # scripts/tidy.sh
 )

@@ -5,8 +5,8 @@
 #   scripts/test.sh -L package      extra arguments go to ctest (here: only the package tests)
 #
 # The steps, in order: install packages; format check (scripts/check-format.sh); gcc build
-# with warnings as errors; clang-tidy (scripts/tidy.sh); every test (ctest); a clang build
-# with warnings as errors and its fast tests; the sanitizer build and its tests.
+# with warnings as errors; clang-tidy (scripts/tidy.sh); every test (ctest); a second build
+# with clang, warnings as errors, AddressSanitizer and UBSan, and the tests again there.
 # Works from any folder, in a fresh clone, as root on Debian 12 (installs what is missing).
 # Environment (each step switch is 1 by default; 0 skips the step):
 #   BUILD_DIR     build folder (default: <clone>/build)
@@ -15,15 +15,13 @@
 #   CTEST_JOBS    tests run at once (default: 2)
 #   TEST_TIMEOUT  seconds for the whole ctest run before it is stopped (default: 1500)
 #   FORMAT        1: check the formatting with clang-format-14 (scripts/check-format.sh)
-#   WERROR        1: compiler warnings are errors in the gcc and clang builds
-#                 (-DSQLITE_BACKUP_WERROR=ON)
+#   WERROR        1: compiler warnings are errors in both builds (-DSQLITE_BACKUP_WERROR=ON)
 #   TIDY          1: clang-tidy-14 over src/, cli/ and python/src/ (scripts/tidy.sh), with the
 #                 gcc build's compile_commands.json
-#   CLANG         1: build again with clang-14 (Debug, no benchmarks, in <build folder>-clang),
-#                 the Python package's native module included, and run the library, cli and
-#                 internal tests there
-#   SANITIZE      1: build again with AddressSanitizer and UBSan (Debug, in
-#                 <build folder>-sanitize) and run the tests there too
+#   SANITIZE      1: build again with clang-14 (the second compiler: its warnings are errors
+#                 too), AddressSanitizer and UBSan (Debug, no benchmarks, in
+#                 <build folder>-clang-sanitize; the Python package's native module is compiled
+#                 there but not tested) and run the tests there too
 # A failed format check or clang-tidy run does not stop the later steps; the summary names
 # every step that failed, and the exit status is nonzero if any did.
 set -euo pipefail
@@ -38,7 +36,6 @@ sanitize=${SANITIZE:-1}
 format=${FORMAT:-1}
 werror=${WERROR:-1}
 tidy=${TIDY:-1}
-clang=${CLANG:-1}
 werror_flag=-DSQLITE_BACKUP_WERROR=$( ((werror)) && echo ON || echo OFF)
 
 step() { printf '\n==> %s\n' "$*"; }
@@ -93,54 +90,29 @@ status=${PIPESTATUS[0]}
 set -e
 timings+=("tests $((SECONDS - tests_started))s")
 
-if ((clang)); then
-  clang_dir=$build_dir-clang
-  step "clang: configure and build $clang_dir (clang-14, Debug, $werror_flag)"
-  # shellcheck disable=SC2046
-  CC=clang-14 CXX=clang++-14 cmake -S "$repo" -B "$clang_dir" $(generator_for "$clang_dir") \
-    -DCMAKE_BUILD_TYPE=Debug "$werror_flag" -DSQLITE_BACKUP_BUILD_BENCH=OFF \
-    -DSQLITE_BACKUP_INSTALL=OFF -DSQLITE_BACKUP_PYTHON=ON
-  if timed clang-build cmake --build "$clang_dir" -j "$jobs"; then
-    # The fast labels: the stress and package tests gain little from a second compiler.
-    step "clang: test (ctest -j$ctest_jobs -L 'library|cli|internal')"
-    clang_log=$clang_dir/ctest.log
-    set +e
-    clang_started=$SECONDS
-    timeout --kill-after=30 "$test_timeout" \
-      ctest --test-dir "$clang_dir" --output-on-failure --no-tests=ignore --timeout 600 \
-        -j "$ctest_jobs" -L 'library|cli|internal' "$@" 2>&1 | tee "$clang_log"
-    clang_status=${PIPESTATUS[0]}
-    set -e
-    timings+=("clang-tests $((SECONDS - clang_started))s")
-    ((clang_status == 0)) || failed_steps+=("clang tests (ctest exit status $clang_status; log: $clang_log)")
-  else
-    failed_steps+=("clang build")
-  fi
-fi
-
 sanitizer_status=0
 if ((sanitize)); then
-  sanitize_dir=$build_dir-sanitize
-  step "sanitizers: configure and build $sanitize_dir (Debug, AddressSanitizer + UBSan)"
-  # The Python package is not built here: an ASan extension would need libasan preloaded
-  # into the interpreter.
+  sanitize_dir=$build_dir-clang-sanitize
+  step "sanitizers: configure and build $sanitize_dir (clang-14, Debug, AddressSanitizer + UBSan, $werror_flag)"
+  # One build for the second compiler and the sanitizers: clang's warnings (the Python
+  # package's native module included: compiled, not run) and the tests under ASan + UBSan.
   # shellcheck disable=SC2046
-  cmake -S "$repo" -B "$sanitize_dir" $(generator_for "$sanitize_dir") -DCMAKE_BUILD_TYPE=Debug \
-    -DSQLITE_BACKUP_SANITIZE=ON -DSQLITE_BACKUP_BUILD_BENCH=OFF -DSQLITE_BACKUP_INSTALL=OFF \
-    -DSQLITE_BACKUP_PYTHON=OFF
+  CC=clang-14 CXX=clang++-14 cmake -S "$repo" -B "$sanitize_dir" $(generator_for "$sanitize_dir") \
+    -DCMAKE_BUILD_TYPE=Debug "$werror_flag" -DSQLITE_BACKUP_SANITIZE=ON \
+    -DSQLITE_BACKUP_BUILD_BENCH=OFF -DSQLITE_BACKUP_INSTALL=OFF -DSQLITE_BACKUP_PYTHON=ON
   timed sanitize-build cmake --build "$sanitize_dir" -j "$jobs"
   # The package tests install and rebuild consumers: the first pass covers them. The offsite
   # tests drive restic, rclone and systemd around the CLI, whose own tests run here. The
-  # strace tests trace the CLI, and LeakSanitizer cannot run under ptrace. The Python package
-  # is not built here: an ASan extension would need libasan preloaded into the interpreter.
-  step "sanitizers: test (ctest -j$ctest_jobs; package, offsite and strace tests excluded)"
+  # strace tests trace the CLI, and LeakSanitizer cannot run under ptrace. The Python tests
+  # would need the ASan runtime preloaded into the interpreter: the first pass runs them.
+  step "sanitizers: test (ctest -j$ctest_jobs; package, offsite, python and strace tests excluded)"
   sanitize_log=$sanitize_dir/ctest.log
   set +e
   sanitize_started=$SECONDS
   ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     timeout --kill-after=30 "$test_timeout" \
     ctest --test-dir "$sanitize_dir" --output-on-failure --no-tests=ignore --timeout 600 \
-      -j "$ctest_jobs" -LE 'package|offsite' -E '^(CliDurability|WalSourceTrace)\.' "$@" 2>&1 |
+      -j "$ctest_jobs" -LE 'package|offsite|python' -E '^(CliDurability|WalSourceTrace)\.' "$@" 2>&1 |
     tee "$sanitize_log"
   sanitizer_status=${PIPESTATUS[0]}
   set -e
