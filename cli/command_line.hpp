@@ -7,7 +7,9 @@ namespace sqlite_backup::cli {
 // Parses argv, runs the backups, prints what the man page describes on stderr (and the
 // snapshot on stdout for `-`) and returns the documented exit code. Installs SIGINT, SIGTERM
 // and SIGPIPE dispositions for its duration and restores the previous ones before returning.
-// Not reentrant: one call at a time per process. `whole_process`: the caller is the
+// Not reentrant: one call at a time per process. Descriptors 0, 1 and 2 that are closed are
+// given /dev/null for good (a closed stdout is reported as such, as the man page says), so
+// that no file opened meanwhile takes their numbers. `whole_process`: the caller is the
 // sqlite_backup program itself, so the process holds no SQLite connection to any source and
 // the sources are read on the calling thread (Options::private_descriptor_table false);
 // anyone else (the Python package) keeps the default.

@@ -550,7 +550,8 @@ namespace {
 // Gives each of descriptors 0, 1 and 2 that the process began without an open /dev/null, so
 // that no file the backup opens takes their numbers: the staged copy opened as descriptor 1
 // would receive what is meant for stdout (a `-` destination, --json records), and as 2 the
-// messages. Returns whether descriptor 1 was closed. Only for a process of our own.
+// messages. Returns whether descriptor 1 was closed. (Also for `python3 -m sqlite_backup`,
+// whose interpreter leaves them closed, with sys.stdout None: a closed one is no one's.)
 bool occupy_standard_descriptors() noexcept {
   bool stdout_closed = false;
   for (int fd = STDIN_FILENO; fd <= STDERR_FILENO; ++fd) {
@@ -566,7 +567,7 @@ bool occupy_standard_descriptors() noexcept {
 }  // namespace
 
 int run_command_line(int argc, char** argv, bool whole_process) {
-  const bool stdout_closed = whole_process && occupy_standard_descriptors();
+  const bool stdout_closed = occupy_standard_descriptors();
   try {
     // First, so that a signal during a long backup always reaches the library's cancel flag.
     const InterruptHandlers interrupts;

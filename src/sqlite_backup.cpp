@@ -11,6 +11,7 @@
 #include <sqlite_backup/sqlite_backup.hpp>
 #include <system_error>
 #include <variant>
+#include <vector>
 
 #include "deliver/connection.hpp"
 #include "deliver/descriptor.hpp"
@@ -149,10 +150,21 @@ void check_destination(const fs::path& source, const fs::path& destination, bool
   }
 }
 
+// Where a snapshot that has no destination folder is staged: the first of TMPDIR (or TMP,
+// TEMP, TEMPDIR), /tmp, /var/tmp, /usr/tmp and the working folder that is a folder this process
+// may write, as Python's tempfile chooses (the reference staged there). When none is, the first
+// that is a folder (or /tmp), whose error then names it.
 fs::path temporary_folder() {
+  std::vector<fs::path> candidates;
   std::error_code error;
-  fs::path folder = fs::temp_directory_path(error);
-  return error ? fs::path("/tmp") : folder;
+  if (fs::path named = fs::temp_directory_path(error); !error) candidates.push_back(named);
+  for (const char* folder : {"/tmp", "/var/tmp", "/usr/tmp", "."}) candidates.emplace_back(folder);
+  for (const fs::path& folder : candidates) {
+    if (fs::is_directory(folder, error) && ::access(folder.c_str(), W_OK | X_OK) == 0) {
+      return folder;
+    }
+  }
+  return candidates.front();
 }
 
 // SQLite keeps the -wal and -journal beside the file a symlink points to, not beside the

@@ -302,11 +302,11 @@ def copy_all_files(
     files = [Path(file) for file in source_files]
     for file in files:
         _check_copy(file, Path(temporary_dest) / file.name)
-    # As the reference's loop: nothing to copy is a success; no attempt at all, a failure.
-    if not files:
-        return True
+    # As the reference's loop: no attempt at all is a failure; nothing to copy, a success.
     if retry < 0:
         return False
+    if not files:
+        return True
     if _is_database_set(files):
         sync_level()
         return bool(
@@ -326,7 +326,10 @@ def copy_all_files(
 
 
 def _is_database_set(files: List[Path]) -> bool:
-    # The database first, then exactly its -wal and -journal that exist, no file twice.
+    # The database first, then exactly its -wal and -journal that exist, no file twice. (A
+    # database that does not exist is no set: the copy function reports it, as shutil.copy did.)
+    if not files[0].exists():
+        return False
     listed = [os.path.abspath(file) for file in files]
     expected = [os.path.abspath(file) for file in glob_database_files(files[0])]
     return listed[0] == expected[0] and sorted(listed) == sorted(expected)

@@ -74,7 +74,25 @@ def test_copy_all_files_of_nothing_or_with_no_attempt_is_the_references(folder: 
     assert copy_all_files([], folder / "copy") is True
     source = make_database(folder / "db.sqlite", 1)
     assert copy_all_files([source], folder / "copy", retry=-1) is False
+    assert copy_all_files([], folder / "copy", retry=-1) is False, "no attempt, even of nothing"
     assert names(folder / "copy") == set()
+
+
+def test_copy_all_files_of_a_missing_file_calls_the_copy_function(folder: Path) -> None:
+    """As the reference: the copy function is called, and shutil.copy's FileNotFoundError
+    comes out (not a database set's "deleted while it was being copied")."""
+    (folder / "copy").mkdir()
+    calls = []
+
+    def copy(src: str, dst: str) -> bool:
+        calls.append(src)
+        shutil.copy(src, dst)
+        return True
+
+    with pytest.raises(FileNotFoundError) as raised:
+        copy_all_files([folder / "never.db"], folder / "copy", copy, 3)
+    assert calls == [str(folder / "never.db")]
+    assert "deleted" not in str(raised.value)
 
 
 def test_copy_all_files_wants_a_folder(folder: Path) -> None:

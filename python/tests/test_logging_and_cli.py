@@ -151,6 +151,39 @@ def run_module(*arguments: str, cwd: Path, logs: str = "") -> subprocess.Complet
                           capture_output=True, text=True, timeout=120, env=env)
 
 
+def test_python_m_takes_file_names_that_are_not_utf8(folder: Path) -> None:
+    """They reach sys.argv as surrogate escapes; the tool gets their bytes, as the executable
+    does (the list of str once failed to convert: a traceback, exit 1)."""
+    make_database(folder / "s.db", 3)
+    command = [sys.executable, "-m", "sqlite_backup"]
+    done = subprocess.run(command + [b"s.db", b"n\xff.db"], cwd=folder, capture_output=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert os.path.exists(os.fsencode(str(folder)) + b"/n\xff.db")
+    missing = subprocess.run(command + [b"m\xff.db", b"x.db"], cwd=folder, capture_output=True,
+                             timeout=120)
+    assert missing.returncode == 2, missing.stderr
+    assert b"does not exist" in missing.stderr
+
+
+def test_python_m_with_a_closed_standard_stream_reports_it_as_the_executable(
+        folder: Path) -> None:
+    """sys.stdout or sys.stderr is None then; the tool itself reports a closed stdout (exit 5)
+    and backs up without a stderr (exit 0), as the executable does."""
+    make_database(folder / "s.db", 3)
+    command = [sys.executable, "-m", "sqlite_backup"]
+    no_stdout = subprocess.run(command + ["s.db", "-"], cwd=folder, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True, timeout=120,
+                               preexec_fn=lambda: os.close(1))
+    assert no_stdout.returncode == 5, no_stdout.stderr
+    assert "standard output" in no_stdout.stderr and "closed" in no_stdout.stderr
+    no_stderr = subprocess.run(command + ["s.db", "o.db"], cwd=folder, stdout=subprocess.PIPE,
+                               stderr=subprocess.DEVNULL, timeout=120,
+                               preexec_fn=lambda: os.close(2))
+    assert no_stderr.returncode == 0
+    assert (folder / "o.db").exists()
+
+
 def test_python_m_backs_up_as_the_cli_does(wal_owner: Path, folder: Path) -> None:
     (folder / "out").mkdir()
     done = run_module("--debug", str(wal_owner), str(folder / "out"), cwd=folder)

@@ -658,9 +658,10 @@ LastSeen copy_set_once(const discover::DatabaseFiles& source,
   outcome.exclusive_lock_at_every_attempt =
       (attempt == 1 || outcome.exclusive_lock_at_every_attempt) && before.exclusive_lock_held;
   if (!before.database.exists) {
-    throw_error(ErrorCause{.system_errno = ENOENT}, ErrorKind::io, source.database,
-                "cannot read {}: the database was deleted while it was being copied",
-                quoted(source.database));
+    throw_error(
+        ErrorCause{.system_errno = ENOENT}, ErrorKind::io, source.database, "cannot read {}: {}",
+        quoted(source.database),
+        attempt == 1 ? "it does not exist" : "the database was deleted while it was being copied");
   }
 
   // A retry refreshes the database copy the last attempt left rather than writing it again

@@ -126,6 +126,34 @@ TEST(CliStdout, DeepTemporaryFolderWorks) {
   EXPECT_TRUE(list_names(deep).empty());
 }
 
+// A TMPDIR this user may not write is passed over for /tmp, as Python's tempfile does (the
+// reference staged there): before, the backup failed, "cannot create a temporary folder". (As
+// root, the command runs as nobody: root may write any folder.)
+TEST(CliStdout, ATemporaryFolderWeMayNotWriteIsPassedOver) {
+  TempDir dir;
+  create_database(dir / "source.sqlite", 50);
+  fs::permissions(dir.path(),
+                  fs::perms::owner_all | fs::perms::others_read | fs::perms::others_exec);
+  fs::permissions(dir / "source.sqlite",
+                  fs::perms::owner_read | fs::perms::owner_write | fs::perms::others_read);
+  fs::create_directory(dir / "readonly");
+  fs::permissions(dir / "readonly", fs::perms::owner_read | fs::perms::owner_exec |
+                                        fs::perms::others_read | fs::perms::others_exec);
+  const fs::path out = dir / "streamed.sqlite";
+  const int fd = ::open(out.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  ASSERT_GE(fd, 0);
+  RunSettings settings;
+  settings.stdout_fd = fd;
+  settings.drop_root = ::getuid() == 0;
+  settings.environment = {{"TMPDIR", (dir / "readonly").string()}};
+  const Result result = run_cli({(dir / "source.sqlite").string(), "-"}, settings);
+  ::close(fd);
+  fs::permissions(dir / "readonly", fs::perms::owner_all);
+  ASSERT_EQ(result.exit_code, 0) << describe(result);
+  EXPECT_EQ(count_rows(out), 50);
+  EXPECT_TRUE(list_names(dir / "readonly").empty());
+}
+
 // The staging folder's own lock file has a name of its own; a source of that name is staged
 // under another. Staged under it, the copy replaced the lock file, and the next run beside
 // took that unlocked copy for the lock of a dead run and removed the live run's folder.

@@ -363,6 +363,20 @@ TEST_F(ApiTest, SqliteConnectImmutableOpensACopyReadOnly) {
   EXPECT_EQ(describe_difference(before, folder_state(dir_.path())), "");
 }
 
+// A database that is not there at the first look was never there: "deleted while it was being
+// copied" is for one that went away between attempts.
+TEST_F(ApiTest, CopyAllFilesOfAMissingDatabaseSaysItDoesNotExist) {
+  const fs::path into = make_folder(dir_ / "into");
+  try {
+    (void)sb::copy_all_files({dir_ / "never.sqlite"}, into);
+    ADD_FAILURE() << "copy_all_files of a missing database returned";
+  } catch (const sb::SqliteBackupError& error) {
+    EXPECT_NE(std::string(error.what()).find("does not exist"), std::string::npos) << error.what();
+    EXPECT_EQ(error.cause().system_errno, ENOENT);
+  }
+  EXPECT_TRUE(list_names(into).empty());
+}
+
 TEST_F(ApiTest, CopyAllFilesCopiesTheSetIntoTheFolder) {
   const fs::path source_dir = make_folder(dir_ / "source");
   const fs::path into = make_folder(dir_ / "into");
