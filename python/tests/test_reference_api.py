@@ -317,6 +317,10 @@ def test_a_full_disk_is_an_os_error_with_enospc(folder: Path, small_filesystem: 
     assert caught.value.errno == errno.ENOSPC
     assert str(small_filesystem / "copy.sqlite") in str(caught.value)
     assert names(small_filesystem) == set()
+    # As the reference's (SQLite wrote its destination): sqlite3.OperationalError, SQLITE_FULL.
+    assert isinstance(caught.value, sqlite3.OperationalError)
+    assert caught.value.sqlite_errorname == "SQLITE_FULL"
+    assert caught.value.sqlite_errorcode == sqlite3.SQLITE_FULL
     # Where SQLite writes the destination (the live mode, as the reference's backup did),
     # the error is also the sqlite3.OperationalError Python's sqlite3 raised there.
     with pytest.warns(UserWarning), pytest.raises(sqlite3.OperationalError) as caught:
