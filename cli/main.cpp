@@ -4,6 +4,7 @@
 // decision belongs to the library.
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -55,7 +56,7 @@ struct CommandLine {
   bool json = false;
   // Not options: set by run_command_line() from who runs it and how.
   bool private_descriptor_table = Options{}.private_descriptor_table;
-  bool stdout_closed = false;  // the process began with no descriptor 1
+  bool stdout_closed = false;  // descriptor 1 was closed (see occupy_standard_descriptors())
 };
 
 // One backup's result, for the summary, --json and the exit code.
@@ -547,21 +548,37 @@ int run(const CommandLine& command) {
 
 namespace {
 
-// Gives each of descriptors 0, 1 and 2 that the process began without an open /dev/null, so
-// that no file the backup opens takes their numbers: the staged copy opened as descriptor 1
-// would receive what is meant for stdout (a `-` destination, --json records), and as 2 the
-// messages. Returns whether descriptor 1 was closed. (Also for `python3 -m sqlite_backup`,
-// whose interpreter leaves them closed, with sys.stdout None: a closed one is no one's.)
+// The /dev/null an earlier call put on descriptor 1 (its device and inode), if any.
+struct NullStdout {
+  bool placed = false;
+  dev_t device = 0;
+  ino_t inode = 0;
+};
+NullStdout g_null_stdout;  // NOLINT(cppcoreguidelines-avoid-non-const-global-variables)
+
+// Gives each of descriptors 0, 1 and 2 that is closed an open /dev/null, so that no file the
+// backup opens takes their numbers: the staged copy opened as descriptor 1 would receive what
+// is meant for stdout (a `-` destination, --json records), and as 2 the messages. (Also for
+// `python3 -m sqlite_backup`, whose interpreter leaves them closed, with sys.stdout None: a
+// closed one is no one's.) Returns whether descriptor 1 was closed, or still is the /dev/null
+// an earlier call of this process put there (a second in-process run must say so too).
 bool occupy_standard_descriptors() noexcept {
   bool stdout_closed = false;
   for (int fd = STDIN_FILENO; fd <= STDERR_FILENO; ++fd) {
     if (::fcntl(fd, F_GETFD) != -1 || errno != EBADF) continue;
-    if (fd == STDOUT_FILENO) stdout_closed = true;
     // (open() takes the lowest free number: this one, as the lower ones are open by now.)
     const int opened = ::open("/dev/null", O_RDWR | O_NOCTTY);
     if (opened != fd && opened >= 0) ::close(opened);
+    if (fd != STDOUT_FILENO) continue;
+    stdout_closed = true;
+    struct stat placed {};
+    if (opened == fd && ::fstat(fd, &placed) == 0) {
+      g_null_stdout = {true, placed.st_dev, placed.st_ino};
+    }
   }
-  return stdout_closed;
+  struct stat now {};
+  return stdout_closed || (g_null_stdout.placed && ::fstat(STDOUT_FILENO, &now) == 0 &&
+                           now.st_dev == g_null_stdout.device && now.st_ino == g_null_stdout.inode);
 }
 
 }  // namespace

@@ -100,7 +100,12 @@ if ((sanitize)); then
   CC=clang-14 CXX=clang++-14 cmake -S "$repo" -B "$sanitize_dir" $(generator_for "$sanitize_dir") \
     -DCMAKE_BUILD_TYPE=Debug "$werror_flag" -DSQLITE_BACKUP_SANITIZE=ON \
     -DSQLITE_BACKUP_BUILD_BENCH=OFF -DSQLITE_BACKUP_INSTALL=OFF -DSQLITE_BACKUP_PYTHON=ON
-  timed sanitize-build cmake --build "$sanitize_dir" -j "$jobs"
+  if ! timed sanitize-build cmake --build "$sanitize_dir" -j "$jobs"; then
+    failed_steps+=("clang + sanitizer build (clang's warnings are errors too)")
+    sanitize=0
+  fi
+fi
+if ((sanitize)); then
   # The package tests install and rebuild consumers: the first pass covers them. The offsite
   # tests drive restic, rclone and systemd around the CLI, whose own tests run here. The
   # strace tests trace the CLI, and LeakSanitizer cannot run under ptrace. The Python tests

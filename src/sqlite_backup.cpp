@@ -150,21 +150,31 @@ void check_destination(const fs::path& source, const fs::path& destination, bool
   }
 }
 
-// Where a snapshot that has no destination folder is staged: the first of TMPDIR (or TMP,
-// TEMP, TEMPDIR), /tmp, /var/tmp, /usr/tmp and the working folder that is a folder this process
-// may write, as Python's tempfile chooses (the reference staged there). When none is, the first
-// that is a folder (or /tmp), whose error then names it.
+// Where a snapshot that has no destination folder is staged: the first of $TMPDIR, $TEMP,
+// $TMP, /tmp, /var/tmp, /usr/tmp and the working folder that is a folder this process may
+// write (by its effective ids), as Python's tempfile chooses (the reference staged there).
+// When none is, the first of them, whose error then names it. Absolute, so that a caller
+// changing its working folder during the backup does not lose the staged files.
 fs::path temporary_folder() {
   std::vector<fs::path> candidates;
-  std::error_code error;
-  if (fs::path named = fs::temp_directory_path(error); !error) candidates.push_back(named);
-  for (const char* folder : {"/tmp", "/var/tmp", "/usr/tmp", "."}) candidates.emplace_back(folder);
-  for (const fs::path& folder : candidates) {
-    if (fs::is_directory(folder, error) && ::access(folder.c_str(), W_OK | X_OK) == 0) {
-      return folder;
+  for (const char* variable : {"TMPDIR", "TEMP", "TMP"}) {
+    if (const char* value = std::getenv(variable); value != nullptr && *value != '\0') {
+      candidates.emplace_back(value);
     }
   }
-  return candidates.front();
+  for (const char* folder : {"/tmp", "/var/tmp", "/usr/tmp", "."}) candidates.emplace_back(folder);
+  std::error_code error;
+  const auto absolute = [&error](const fs::path& folder) {
+    fs::path whole = fs::absolute(folder, error);
+    return error ? folder : whole;
+  };
+  for (const fs::path& folder : candidates) {
+    if (fs::is_directory(folder, error) &&
+        ::faccessat(AT_FDCWD, folder.c_str(), W_OK | X_OK, AT_EACCESS) == 0) {
+      return absolute(folder);
+    }
+  }
+  return absolute(candidates.front());
 }
 
 // SQLite keeps the -wal and -journal beside the file a symlink points to, not beside the

@@ -182,6 +182,16 @@ def test_python_m_with_a_closed_standard_stream_reports_it_as_the_executable(
                                preexec_fn=lambda: os.close(2))
     assert no_stderr.returncode == 0
     assert (folder / "o.db").exists()
+    # In-process, twice: the /dev/null the first run put on descriptor 1 is no stdout either
+    # (the second run once streamed the snapshot into it and said "Backed up").
+    twice = subprocess.run(
+        [sys.executable, "-c",
+         "import os, sys\n"
+         "from sqlite_backup.__main__ import main\n"
+         "os.close(1)\n"
+         "print(main(['s.db', '-']), main(['s.db', '-']), file=sys.stderr)\n"],
+        cwd=folder, capture_output=True, text=True, timeout=120)
+    assert twice.stderr.strip().splitlines()[-1] == "5 5", twice.stderr
 
 
 def test_python_m_backs_up_as_the_cli_does(wal_owner: Path, folder: Path) -> None:

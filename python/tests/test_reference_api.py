@@ -553,3 +553,26 @@ def test_a_busy_source_is_waited_for_in_the_live_mode(folder: Path) -> None:
     assert statuses[0] == sqlite3.SQLITE_BUSY and statuses[-1] == sqlite3.SQLITE_DONE
     with sqlite_connect_immutable(folder / "copy.sqlite") as copy:
         assert copy.execute("SELECT count(*) FROM t").fetchone() == (101,)
+
+
+def test_a_relative_tmpdir_survives_a_change_of_working_folder(
+        folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The staging folder is made absolute: a caller (here its copy function, on the calling
+    thread, during the backup) that changes its working folder does not lose the staged
+    files, nor leave them behind (before: "cannot open the temporary file stage/...")."""
+    source = make_database(folder / "db.sqlite", 20)
+    (folder / "stage").mkdir()
+    (folder / "elsewhere").mkdir()
+    monkeypatch.chdir(folder)
+    monkeypatch.setenv("TMPDIR", "stage")
+
+    def copy_function(src: str, dst: str) -> bool:
+        os.chdir(folder / "elsewhere")
+        shutil.copy(src, dst)
+        return True
+
+    connection = sqlite_backup.sqlite_backup(source, copy_function=copy_function)
+    assert connection.execute("SELECT count(*) FROM t").fetchone() == (20,)
+    connection.close()
+    assert names(folder / "stage") == set()
+    assert names(folder / "elsewhere") == set()
