@@ -10,7 +10,7 @@ namespace sqlite_backup::cli {
 // Not reentrant: one call at a time per process. Descriptors 0, 1 and 2 that are closed are
 // given /dev/null for good, so that no file opened meanwhile takes their numbers; a closed
 // stdout is reported as such (as the man page says), also by later calls while descriptor 1
-// is still that /dev/null. `whole_process`: the caller is the
+// is a /dev/null (any: see occupy_standard_descriptors()). `whole_process`: the caller is the
 // sqlite_backup program itself, so the process holds no SQLite connection to any source and
 // the sources are read on the calling thread (Options::private_descriptor_table false);
 // anyone else (the Python package) keeps the default.

@@ -548,7 +548,10 @@ int run(const CommandLine& command) {
 
 namespace {
 
-// The /dev/null an earlier call put on descriptor 1 (its device and inode), if any.
+// The /dev/null an earlier call put on descriptor 1 (its device and inode), if any. Every
+// /dev/null has the same: a host that later points descriptor 1 at a /dev/null of its own is
+// taken for the one we placed (its stdout then reported closed, a refusal, never a lost
+// snapshot). Not synchronized: run_command_line() is not reentrant.
 struct NullStdout {
   bool placed = false;
   dev_t device = 0;
@@ -560,8 +563,9 @@ NullStdout g_null_stdout;  // NOLINT(cppcoreguidelines-avoid-non-const-global-va
 // backup opens takes their numbers: the staged copy opened as descriptor 1 would receive what
 // is meant for stdout (a `-` destination, --json records), and as 2 the messages. (Also for
 // `python3 -m sqlite_backup`, whose interpreter leaves them closed, with sys.stdout None: a
-// closed one is no one's.) Returns whether descriptor 1 was closed, or still is the /dev/null
-// an earlier call of this process put there (a second in-process run must say so too).
+// closed one is no one's.) Returns whether descriptor 1 was closed, or is a /dev/null after an
+// earlier call of this process found it closed and put one there (so that a second in-process
+// run says so too, rather than streaming the snapshot into it).
 bool occupy_standard_descriptors() noexcept {
   bool stdout_closed = false;
   for (int fd = STDIN_FILENO; fd <= STDERR_FILENO; ++fd) {

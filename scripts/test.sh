@@ -22,8 +22,8 @@
 #                 too), AddressSanitizer and UBSan (Debug, no benchmarks, in
 #                 <build folder>-clang-sanitize; the Python package's native module is compiled
 #                 there but not tested) and run the tests there too
-# A failed format check or clang-tidy run does not stop the later steps; the summary names
-# every step that failed, and the exit status is nonzero if any did.
+# A failed format check, clang-tidy run or clang + sanitizer build does not stop the later
+# steps; the summary names every step that failed, and the exit status is nonzero if any did.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -97,10 +97,10 @@ if ((sanitize)); then
   # One build for the second compiler and the sanitizers: clang's warnings (the Python
   # package's native module included: compiled, not run) and the tests under ASan + UBSan.
   # shellcheck disable=SC2046
-  CC=clang-14 CXX=clang++-14 cmake -S "$repo" -B "$sanitize_dir" $(generator_for "$sanitize_dir") \
-    -DCMAKE_BUILD_TYPE=Debug "$werror_flag" -DSQLITE_BACKUP_SANITIZE=ON \
-    -DSQLITE_BACKUP_BUILD_BENCH=OFF -DSQLITE_BACKUP_INSTALL=OFF -DSQLITE_BACKUP_PYTHON=ON
-  if ! timed sanitize-build cmake --build "$sanitize_dir" -j "$jobs"; then
+  if ! CC=clang-14 CXX=clang++-14 cmake -S "$repo" -B "$sanitize_dir" \
+    $(generator_for "$sanitize_dir") -DCMAKE_BUILD_TYPE=Debug "$werror_flag" \
+    -DSQLITE_BACKUP_SANITIZE=ON -DSQLITE_BACKUP_BUILD_BENCH=OFF -DSQLITE_BACKUP_INSTALL=OFF \
+    -DSQLITE_BACKUP_PYTHON=ON || ! timed sanitize-build cmake --build "$sanitize_dir" -j "$jobs"; then
     failed_steps+=("clang + sanitizer build (clang's warnings are errors too)")
     sanitize=0
   fi

@@ -566,12 +566,16 @@ def test_a_relative_tmpdir_survives_a_change_of_working_folder(
     monkeypatch.chdir(folder)
     monkeypatch.setenv("TMPDIR", "stage")
 
+    calls = []
+
     def copy_function(src: str, dst: str) -> bool:
+        calls.append(dst)
         os.chdir(folder / "elsewhere")
         shutil.copy(src, dst)
         return True
 
     connection = sqlite_backup.sqlite_backup(source, copy_function=copy_function)
+    assert calls, "the copy function was not called: the test tests nothing"
     assert connection.execute("SELECT count(*) FROM t").fetchone() == (20,)
     connection.close()
     assert names(folder / "stage") == set()
