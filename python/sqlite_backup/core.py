@@ -58,6 +58,10 @@ def _os_error_str(error: OSError) -> str:
 
 SqliteBackupOSError.__reduce__ = _reduce_os_error  # type: ignore[method-assign]
 SqliteBackupOSError.__str__ = _os_error_str  # type: ignore[method-assign,assignment]
+# A named pipe, socket or device as the source: also the reference's shutil.SpecialFileError.
+SqliteBackupSpecialFileError = _native.SqliteBackupSpecialFileError
+SqliteBackupSpecialFileError.__reduce__ = _reduce_os_error  # type: ignore[method-assign]
+SqliteBackupSpecialFileError.__str__ = _os_error_str  # type: ignore[method-assign,assignment]
 del _name, _error
 
 _LIVE_WARNING = (

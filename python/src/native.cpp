@@ -13,6 +13,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 #include <sqlite3.h>
+#include <sys/stat.h>
 
 #include <array>
 #include <atomic>
@@ -74,6 +75,18 @@ py::handle g_backup_error_type;
 py::handle g_database_error_type;
 py::handle g_operational_error_type;
 py::handle g_os_error_type;
+// A source that is a named pipe, socket or device: also the shutil.SpecialFileError (an
+// OSError) that the reference's shutil.copy raised for a named pipe.
+py::handle g_special_file_error_type;
+
+// The type of an invalid_source error about `path`: the special-file one when the path is not a
+// regular file or a folder (looked at again here: the library's error says so in words only).
+py::handle invalid_source_type_for(const fs::path& path) {
+  struct stat st {};
+  const bool special = !path.empty() && ::stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode) &&
+                       !S_ISDIR(st.st_mode);
+  return special ? g_special_file_error_type : g_database_error_type;
+}
 
 py::handle error_type_of(sb::ErrorKind kind) {
   switch (kind) {
@@ -285,7 +298,9 @@ struct CallState {
     py::dict attributes;
     attributes["kind"] = kind_name(error.kind());
     attributes["path"] = error.path().empty() ? py::none() : from_path(error.path());
-    py::handle type = error_type_of(error.kind());
+    py::handle type = error.kind() == sb::ErrorKind::invalid_source
+                          ? invalid_source_type_for(error.path())
+                          : error_type_of(error.kind());
     // What the reference's callers could read off SQLite's or the OS's own error. errno
     // alone, not strerror: OSError's str() would then replace the message that names the path.
     if (error.cause().sqlite_result != 0) {
@@ -991,7 +1006,21 @@ PYBIND11_MODULE(_native, module) {
   g_os_error_type =
       subclass("sqlite_backup.core.SqliteBackupOSError", "An I/O error (also an OSError).",
                py::module_::import("builtins").attr("OSError"));
+  {
+    const py::tuple bases =
+        py::make_tuple(py::reinterpret_borrow<py::object>(g_database_error_type),
+                       py::module_::import("shutil").attr("SpecialFileError"));
+    PyObject* type = PyErr_NewExceptionWithDoc(
+        "sqlite_backup.core.SqliteBackupSpecialFileError",
+        "The source is a named pipe, socket or device, not a database file (also a "
+        "sqlite3.DatabaseError, and the shutil.SpecialFileError, an OSError, that the "
+        "reference's copy raised).",
+        bases.ptr(), nullptr);
+    if (type == nullptr) throw py::error_already_set();
+    g_special_file_error_type = type;
+  }
   module.attr("SqliteBackupDatabaseError") = g_database_error_type;
+  module.attr("SqliteBackupSpecialFileError") = g_special_file_error_type;
   module.attr("SqliteBackupOperationalError") = g_operational_error_type;
   module.attr("SqliteBackupOSError") = g_os_error_type;
   make_os_error_types(module, python_sqlite3.attr("OperationalError"));

@@ -580,3 +580,26 @@ def test_a_relative_tmpdir_survives_a_change_of_working_folder(
     connection.close()
     assert names(folder / "stage") == set()
     assert names(folder / "elsewhere") == set()
+
+
+def test_a_named_pipe_as_the_source_is_also_the_references_special_file_error(
+        folder: Path) -> None:
+    """The reference's shutil.copy raised shutil.SpecialFileError (an OSError) for a named
+    pipe; ours is that too, besides the sqlite3.DatabaseError it was, and reads nothing."""
+    pipe = folder / "pipe.sqlite"
+    os.mkfifo(pipe)
+    with pytest.raises(shutil.SpecialFileError) as caught:
+        sqlite_backup.sqlite_backup(pipe, folder / "copy.sqlite")
+    error = caught.value
+    assert isinstance(error, OSError) and isinstance(error, sqlite3.DatabaseError)
+    assert isinstance(error, SqliteBackupError) and error.kind == "invalid_source"
+    assert str(pipe) in str(error)
+    again = pickle.loads(pickle.dumps(error))
+    assert type(again) is type(error) and str(again) == str(error)
+    assert names(folder) == {"pipe.sqlite", "tmpdir"}
+    # A file that is no database stays only a sqlite3.DatabaseError, as SQLite said in the
+    # reference.
+    (folder / "junk.sqlite").write_bytes(b"x" * 4096)
+    with pytest.raises(sqlite3.DatabaseError) as junk:
+        sqlite_backup.sqlite_backup(folder / "junk.sqlite", folder / "copy.sqlite")
+    assert not isinstance(junk.value, OSError)
