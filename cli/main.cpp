@@ -466,7 +466,7 @@ void print_summary(std::size_t total, std::size_t succeeded, const std::vector<s
   const auto shown = [](const std::vector<std::string>& paths) {
     std::vector<std::string> out;
     out.reserve(paths.size());
-    for (const auto& path : paths) out.push_back(display_path(path));
+    for (const auto& path : paths) out.push_back(printable(display_path(path)));
     return fmt::format("{}", fmt::join(out, ", "));
   };
   std::string summary = fmt::format("sqlite_backup: backed up {} of {}", succeeded, total);

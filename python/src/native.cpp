@@ -325,8 +325,9 @@ struct CallState {
       type = os_error_type_for(system_errno, error.cause().sqlite_result != 0 || at_destination);
       // A destination's full disk was SQLite's SQLITE_FULL to the reference's callers (its
       // backup wrote the destination), whoever wrote it here: the same name to match on.
-      if (at_destination && error.cause().sqlite_result == 0 &&
-          (system_errno == ENOSPC || system_errno == EDQUOT)) {
+      // (Only ENOSPC: SQLite's unix layer reports other write errors, EDQUOT too, as
+      // SQLITE_IOERR_WRITE.)
+      if (at_destination && error.cause().sqlite_result == 0 && system_errno == ENOSPC) {
         attributes["sqlite_errorcode"] = SQLITE_FULL;
         attributes["sqlite_errorname"] = sqlite_error_name(SQLITE_FULL);
       }

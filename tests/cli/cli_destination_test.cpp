@@ -287,6 +287,22 @@ TEST(CliStdout, WithSeveralSourcesIsAUsageError) {
 }
 
 // Several sources into one folder.
+// The summary is one line whatever the names hold: a newline in a failed source's name is
+// shown as a space, inside quotes (it once split the summary in two).
+TEST(CliSeveralSources, TheSummaryStaysOneLineWithANewlineInAName) {
+  TempDir dir;
+  create_database(dir / "one.sqlite", 11);
+  fs::create_directory(dir / "out");
+  const Result result = run_cli(
+      {(dir / "one.sqlite").string(), (dir / "bad\nname.sqlite").string(), (dir / "out").string()});
+  EXPECT_EQ(result.exit_code, 2) << describe(result);
+  const auto lines = lines_of(result.err);
+  ASSERT_FALSE(lines.empty());
+  EXPECT_EQ(lines.back(),
+            "sqlite_backup: backed up 1 of 2; failed: '" + (dir / "bad name.sqlite").string() + "'")
+      << result.err;
+}
+
 TEST(CliSeveralSources, CarriesOnPastFailuresAndSummarises) {
   TempDir dir;
   create_database(dir / "one.sqlite", 11);
