@@ -107,17 +107,27 @@ ScopedLogSink::~ScopedLogSink() { t_scope = previous_; }
 
 namespace detail {
 
+namespace {
+
+// Hands `record` to `sink` (the default, stderr, when empty), under `mutex`: one record at a
+// time per sink.
+void deliver(std::mutex& mutex, const LogSink& sink, const LogRecord& record) noexcept {
+  try {
+    const std::lock_guard lock(mutex);
+    if (sink) {
+      sink(record);
+    } else {
+      write_to_stderr(record);
+    }
+  } catch (...) {  // a throwing sink must not break the backup
+  }
+}
+
+}  // namespace
+
 struct ScopedLogSinkAccess {
   static void emit(ScopedLogSink& scope, const LogRecord& record) noexcept {
-    try {
-      const std::lock_guard lock(scope.mutex_);
-      if (scope.sink_) {
-        scope.sink_(record);
-      } else {
-        write_to_stderr(record);
-      }
-    } catch (...) {  // a throwing sink must not break the backup
-    }
+    deliver(scope.mutex_, scope.sink_, record);
   }
 };
 
@@ -140,15 +150,7 @@ void log_emit(LogLevel level, const std::string& message, const char* file, int 
     return;
   }
   auto& slot = sink_slot();
-  std::lock_guard lock(slot.mutex);
-  if (slot.sink) {
-    try {
-      slot.sink(record);
-    } catch (...) {  // a throwing sink must not break the backup
-    }
-    return;
-  }
-  write_to_stderr(record);
+  deliver(slot.mutex, slot.sink, record);
 }
 
 }  // namespace detail

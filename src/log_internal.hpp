@@ -5,6 +5,7 @@
 
 #include <sqlite_backup/log.hpp>
 #include <string>
+#include <utility>
 
 namespace sqlite_backup::detail {
 
@@ -27,6 +28,16 @@ class InheritedLogSink {
  private:
   ScopedLogSink* previous_;
 };
+
+// `work`, to run on a thread the library starts for the current call: under the starting
+// thread's ScopedLogSink. Every such thread is started with it.
+template <typename Work>
+auto with_callers_log_sink(Work work) {
+  return [sink = thread_log_sink(), work = std::move(work)]() mutable {
+    const InheritedLogSink log_sink(sink);
+    work();
+  };
+}
 void log_emit(LogLevel level, const std::string& message, const char* file, int line) noexcept;
 
 template <typename... Args>

@@ -356,9 +356,17 @@ PyObject* g_python_sink = nullptr;
 std::atomic<bool> g_python_sink_set{false};
 
 // A record for which there is no Python sink (any more): printed as the library prints it.
-void print_record(const PendingRecord& record) {
+void print_record(const sb::LogRecord& record) {
   static const sb::LogSink print = sb::default_log_sink();
-  print(sb::LogRecord{record.level, record.message, record.file, record.line});
+  print(record);
+}
+
+// Keeps a record of the library's in `queue` for a thread that holds the GIL.
+void keep_record(std::mutex& mutex, std::vector<PendingRecord>& queue,
+                 const sb::LogRecord& record) {
+  const std::lock_guard lock(mutex);
+  queue.push_back(
+      PendingRecord{record.level, std::string(record.message), record.file, record.line});
 }
 
 // Hands the records waiting in `queue` to Python (or, once there is no Python sink, prints them
@@ -378,7 +386,7 @@ void flush_records(std::mutex& mutex, std::vector<PendingRecord>& queue) {
   PyObject* kept_traceback = nullptr;
   for (const PendingRecord& record : records) {
     if (g_python_sink == nullptr) {
-      print_record(record);
+      print_record({record.level, record.message, record.file, record.line});
       continue;
     }
     // (File names in the text are bytes, not always UTF-8: see text_of().)
@@ -519,13 +527,11 @@ void run_without_gil(CallState& state, const ErrorContext& context, Work&& work)
           // inherit the scope), for this thread alone to hand over; without a Python sink they
           // are printed as the library prints them.
           const sb::ScopedLogSink records([&state](const sb::LogRecord& record) {
-            if (!g_python_sink_set) {
-              print_record({record.level, std::string(record.message), record.file, record.line});
-              return;
+            if (g_python_sink_set) {
+              keep_record(state.records_mutex, state.records, record);
+            } else {
+              print_record(record);
             }
-            const std::lock_guard lock(state.records_mutex);
-            state.records.push_back(
-                PendingRecord{record.level, std::string(record.message), record.file, record.line});
           });
           work();
         } catch (...) {
@@ -950,11 +956,8 @@ void set_log_sink(const py::object& sink) {
   g_python_sink_set = true;
   // Every record waits for a thread that holds the GIL (the library's own threads never do;
   // "does this thread hold it" cannot be asked reliably once a sub-interpreter exists).
-  sb::set_log_sink([](const sb::LogRecord& record) {
-    const std::lock_guard lock(g_pending_mutex);
-    g_pending_records.push_back(
-        PendingRecord{record.level, std::string(record.message), record.file, record.line});
-  });
+  sb::set_log_sink(
+      [](const sb::LogRecord& record) { keep_record(g_pending_mutex, g_pending_records, record); });
 }
 
 int run_command_line(const std::vector<std::string>& arguments) {
@@ -988,9 +991,10 @@ PYBIND11_MODULE(_native, module) {
   if (!g_backup_error_type) throw py::error_already_set();
   module.attr("SqliteBackupError") = g_backup_error_type;
   const py::module_ python_sqlite3 = py::module_::import("sqlite3");
-  const auto subclass = [&](const char* name, const char* doc, const py::object& also) {
-    const py::tuple bases =
-        py::make_tuple(py::reinterpret_borrow<py::object>(g_backup_error_type), also);
+  // A new exception type of `base` (ours) and `also` (what the reference raised).
+  const auto subclass = [](const char* name, const char* doc, py::handle base,
+                           const py::object& also) {
+    const py::tuple bases = py::make_tuple(py::reinterpret_borrow<py::object>(base), also);
     PyObject* type = PyErr_NewExceptionWithDoc(name, doc, bases.ptr(), nullptr);
     if (type == nullptr) throw py::error_already_set();
     return py::handle(type);
@@ -998,28 +1002,21 @@ PYBIND11_MODULE(_native, module) {
   g_database_error_type =
       subclass("sqlite_backup.core.SqliteBackupDatabaseError",
                "The source is not a usable database (also a sqlite3.DatabaseError).",
-               python_sqlite3.attr("DatabaseError"));
+               g_backup_error_type, python_sqlite3.attr("DatabaseError"));
   g_operational_error_type =
       subclass("sqlite_backup.core.SqliteBackupOperationalError",
                "SQLite could not do what was asked: open the destination, back up a schema, "
                "... (also a sqlite3.OperationalError).",
-               python_sqlite3.attr("OperationalError"));
+               g_backup_error_type, python_sqlite3.attr("OperationalError"));
   g_os_error_type =
       subclass("sqlite_backup.core.SqliteBackupOSError", "An I/O error (also an OSError).",
-               py::module_::import("builtins").attr("OSError"));
-  {
-    const py::tuple bases =
-        py::make_tuple(py::reinterpret_borrow<py::object>(g_database_error_type),
-                       py::module_::import("shutil").attr("SpecialFileError"));
-    PyObject* type = PyErr_NewExceptionWithDoc(
-        "sqlite_backup.core.SqliteBackupSpecialFileError",
-        "The source is a named pipe, socket or device, not a database file (also a "
-        "sqlite3.DatabaseError, and the shutil.SpecialFileError, an OSError, that the "
-        "reference's copy raised).",
-        bases.ptr(), nullptr);
-    if (type == nullptr) throw py::error_already_set();
-    g_special_file_error_type = type;
-  }
+               g_backup_error_type, py::module_::import("builtins").attr("OSError"));
+  g_special_file_error_type =
+      subclass("sqlite_backup.core.SqliteBackupSpecialFileError",
+               "The source is a named pipe, socket or device, not a database file (also a "
+               "sqlite3.DatabaseError, and the shutil.SpecialFileError, an OSError, that the "
+               "reference's copy raised).",
+               g_database_error_type, py::module_::import("shutil").attr("SpecialFileError"));
   module.attr("SqliteBackupDatabaseError") = g_database_error_type;
   module.attr("SqliteBackupSpecialFileError") = g_special_file_error_type;
   module.attr("SqliteBackupOperationalError") = g_operational_error_type;

@@ -13,8 +13,7 @@ namespace sqlite_backup::io {
 
 void with_private_descriptor_table(const std::function<void()>& work) {
   std::exception_ptr failure;
-  std::thread worker([&, sink = detail::thread_log_sink()] {
-    const detail::InheritedLogSink log_sink(sink);
+  std::thread worker(detail::with_callers_log_sink([&] {
     if (::unshare(CLONE_FILES) != 0) {
       // Seen only under seccomp policies that forbid unshare(); the backup is still correct,
       // only a caller that has the source open with SQLite itself may lose its locks.
@@ -28,7 +27,7 @@ void with_private_descriptor_table(const std::function<void()>& work) {
     } catch (...) {
       failure = std::current_exception();
     }
-  });
+  }));
   worker.join();
   if (failure) std::rethrow_exception(failure);
 }

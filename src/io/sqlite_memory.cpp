@@ -185,8 +185,7 @@ std::uint64_t read_file_into(int fd, const std::filesystem::path& path, SqliteMe
   if (size >= kParallelFrom && std::thread::hardware_concurrency() > 1) {
     ChunkReader reader(fd, path, memory.data(), size);
     std::exception_ptr failure;
-    std::thread helper([&, sink = detail::thread_log_sink()] {
-      const detail::InheritedLogSink log_sink(sink);
+    std::thread helper(detail::with_callers_log_sink([&] {
       try {
         if (alongside) alongside();
         reader.read({});
@@ -194,7 +193,7 @@ std::uint64_t read_file_into(int fd, const std::filesystem::path& path, SqliteMe
         failure = std::current_exception();
         reader.stop();
       }
-    });
+    }));
     try {
       // Only this thread calls keep_going: the caller's callbacks stay on the caller's thread.
       reader.read([&] {

@@ -460,14 +460,13 @@ class WalApplier {
       const std::span<const Latest> upper = latest.subspan(latest.size() / 2);
       bool upper_complete = false;
       std::exception_ptr failure;
-      std::thread helper([&, sink = detail::thread_log_sink()] {
-        const detail::InheritedLogSink log_sink(sink);
+      std::thread helper(detail::with_callers_log_sink([&] {
         try {
           upper_complete = read_part(upper);
         } catch (...) {
           failure = std::current_exception();
         }
-      });
+      }));
       try {
         complete = read_part(latest.first(latest.size() / 2));
       } catch (...) {

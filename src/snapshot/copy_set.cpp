@@ -282,9 +282,8 @@ class FirstLook {
   FirstLook(const discover::DatabaseFiles& source, std::uint64_t database_size,
             const std::filesystem::path& staged_database, const Settings& settings, bool lay_over)
       : lay_over_(lay_over),
-        thread_([this, &source, database_size, &staged_database, &settings, lay_over,
-                 sink = detail::thread_log_sink()] {
-          const detail::InheritedLogSink log_sink(sink);
+        thread_(detail::with_callers_log_sink([this, &source, database_size, &staged_database,
+                                               &settings, lay_over] {
           try {
             const io::UniqueFd wal = io::open_source_file(source.wal);
             if (wal) {
@@ -297,7 +296,7 @@ class FirstLook {
           } catch (...) {
             failure_ = std::current_exception();
           }
-        }) {}
+        })) {}
   FirstLook(const FirstLook&) = delete;
   FirstLook& operator=(const FirstLook&) = delete;
   FirstLook(FirstLook&&) = delete;
