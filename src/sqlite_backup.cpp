@@ -125,10 +125,11 @@ void check_destination(const fs::path& source, const fs::path& destination, bool
                   "refusing to write {}: it already exists (not overwriting)", quoted(destination));
     }
     // Only a database is replaced: a file of anything else named by mistake is kept (SQLite's
-    // backup into it would fail the same way: "file is not a database").
+    // backup into it would fail the same way, "file is not a database", and that result is the
+    // error's cause for callers who match on it).
     const auto head = io::head_of_regular_file(destination);
     if (destination_stat->size > 0 && (!head || *head != io::kDatabaseMagic)) {
-      throw_error(ErrorKind::destination, destination,
+      throw_error(ErrorCause{.sqlite_result = SQLITE_NOTADB}, ErrorKind::destination, destination,
                   "refusing to overwrite {}: it is not a SQLite database", quoted(destination));
     }
     // A write-protected file is not replaced, though the folder would allow the rename: SQLite

@@ -298,9 +298,12 @@ struct CallState {
     py::dict attributes;
     attributes["kind"] = kind_name(error.kind());
     attributes["path"] = error.path().empty() ? py::none() : from_path(error.path());
+    // A destination that is no database: the reference's backup into it raised SQLite's
+    // "file is not a database", a sqlite3.DatabaseError and not an OperationalError.
     py::handle type = error.kind() == sb::ErrorKind::invalid_source
                           ? invalid_source_type_for(error.path())
-                          : error_type_of(error.kind());
+                      : error.cause().sqlite_result == SQLITE_NOTADB ? g_database_error_type
+                                                                     : error_type_of(error.kind());
     // What the reference's callers could read off SQLite's or the OS's own error. errno
     // alone, not strerror: OSError's str() would then replace the message that names the path.
     if (error.cause().sqlite_result != 0) {

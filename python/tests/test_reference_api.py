@@ -261,6 +261,9 @@ def test_sqlite_errors_carry_the_code_and_name_pythons_own_would(folder: Path) -
     cases = [
         (lambda: sqlite_backup.sqlite_backup(bad),
          lambda: sqlite3.connect(bad).execute("SELECT * FROM sqlite_schema")),
+        # A destination that is no database: the reference's backup into it failed so.
+        (lambda: sqlite_backup.sqlite_backup(source, bad),
+         lambda: sqlite3.connect(source).backup(sqlite3.connect(bad))),
         (lambda: sqlite_backup.sqlite_backup(source, sqlite_backup_kwargs={"name": "bogus"}),
          lambda: sqlite3.connect(source).backup(sqlite3.connect(":memory:"), name="bogus")),
     ]
@@ -270,8 +273,11 @@ def test_sqlite_errors_carry_the_code_and_name_pythons_own_would(folder: Path) -
         with pytest.raises(type(theirs.value)) as caught:
             ours()
         assert isinstance(caught.value, SqliteBackupError)
+        assert (isinstance(caught.value, sqlite3.OperationalError)
+                == isinstance(theirs.value, sqlite3.OperationalError))
         assert caught.value.sqlite_errorcode == theirs.value.sqlite_errorcode
         assert caught.value.sqlite_errorname == theirs.value.sqlite_errorname
+    assert bad.read_bytes() == b"this is not a database" * 100
 
 
 def test_sqlite_error_names_are_pythons() -> None:

@@ -733,6 +733,12 @@ TEST_F(FailuresTest, ADestinationThatIsNotADatabaseIsKept) {
       [&] { sb::sqlite_backup(dir_ / "source.sqlite", out_dir_ / "notes.txt"); },
       sb::ErrorKind::destination, out_dir_ / "notes.txt");
   EXPECT_NE(message.find("not a SQLite database"), std::string::npos) << message;
+  // The cause is what SQLite's backup into it would have reported.
+  try {
+    sb::sqlite_backup(dir_ / "source.sqlite", out_dir_ / "notes.txt");
+  } catch (const sb::SqliteBackupError& error) {
+    EXPECT_EQ(error.cause().sqlite_result, SQLITE_NOTADB);
+  }
   EXPECT_EQ(read_file(out_dir_ / "notes.txt"), "my notes");
   EXPECT_EQ(list_names(out_dir_), std::vector<std::string>{"notes.txt"});
 }
