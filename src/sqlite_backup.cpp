@@ -5,9 +5,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <optional>
 #include <sqlite_backup/sqlite_backup.hpp>
 #include <system_error>
 #include <variant>
@@ -35,6 +37,7 @@ namespace sqlite_backup {
 namespace {
 
 namespace fs = std::filesystem;
+using detail::log_debug;
 using detail::log_info;
 using detail::log_warning;
 using detail::quoted;
@@ -151,12 +154,14 @@ void check_destination(const fs::path& source, const fs::path& destination, bool
   }
 }
 
-// Where a snapshot that has no destination folder is staged: the first of $TMPDIR, $TEMP,
-// $TMP, /tmp, /var/tmp, /usr/tmp and the working folder that is a folder this process may
-// write (by its effective ids), as Python's tempfile chooses (the reference staged there).
-// When none is, the first of them, whose error then names it. Absolute, so that a caller
-// changing its working folder during the backup does not lose the staged files.
-fs::path temporary_folder() {
+// A staging folder for a snapshot that has no destination folder, made in the first of
+// $TMPDIR, $TEMP, $TMP, /tmp, /var/tmp, /usr/tmp and the working folder where one can be
+// made, as Python's tempfile chooses (the reference staged there). Folders this process may
+// not write (by its effective ids) are passed over unasked; the others are tried, since a
+// permission check cannot tell (root may "write" /proc). Absolute, so that a caller changing
+// its working folder during the backup does not lose the staged files.
+// Throws SqliteBackupError (io) naming every folder tried, with the first one's reason.
+io::StagingDir staging_in_temporary_folder(const std::string& name_hint, const fs::path& source) {
   std::vector<fs::path> candidates;
   for (const char* variable : {"TMPDIR", "TEMP", "TMP"}) {
     if (const char* value = std::getenv(variable); value != nullptr && *value != '\0') {
@@ -164,21 +169,40 @@ fs::path temporary_folder() {
     }
   }
   for (const char* folder : {"/tmp", "/var/tmp", "/usr/tmp", "."}) candidates.emplace_back(folder);
-  std::error_code error;
-  const auto absolute = [&error](const fs::path& folder) {
-    fs::path whole = fs::absolute(folder, error);
-    return error ? folder : whole;
-  };
-  for (const fs::path& folder : candidates) {
+  std::optional<SqliteBackupError> first_failure;
+  std::string tried;
+  std::vector<fs::path> seen;
+  for (const fs::path& candidate : candidates) {
+    std::error_code error;
+    fs::path folder = fs::absolute(candidate, error);
+    if (error) folder = candidate;
+    if (std::find(seen.begin(), seen.end(), folder) != seen.end()) continue;
+    seen.push_back(folder);
     if (!fs::is_directory(folder, error)) continue;
     int allowed = ::faccessat(AT_FDCWD, folder.c_str(), W_OK | X_OK, AT_EACCESS);
     // (glibc asks faccessat2, which some seccomp policies refuse with EPERM: the real ids then.)
     if (allowed != 0 && (errno == EPERM || errno == ENOSYS)) {
       allowed = ::access(folder.c_str(), W_OK | X_OK);
     }
-    if (allowed == 0) return absolute(folder);
+    if (allowed != 0) continue;
+    try {
+      return io::StagingDir(folder, name_hint, source);
+    } catch (const SqliteBackupError& failure) {
+      if (failure.kind() != ErrorKind::io) throw;
+      log_debug("{}; trying the next temporary folder", failure.what());
+      tried += (tried.empty() ? "" : ", ") + quoted(folder);
+      if (!first_failure) first_failure = failure;
+    }
   }
-  return absolute(candidates.front());
+  if (first_failure) {
+    throw SqliteBackupError(ErrorKind::io,
+                            fmt::format("{} (tried {})", first_failure->what(), tried),
+                            first_failure->path(), first_failure->cause());
+  }
+  // None of them is a folder this process may write: the first one's own error says why.
+  std::error_code error;
+  fs::path first = fs::absolute(candidates.front(), error);
+  return io::StagingDir(error ? candidates.front() : first, name_hint, source);
 }
 
 // SQLite keeps the -wal and -journal beside the file a symlink points to, not beside the
@@ -431,7 +455,8 @@ void run_pipeline(const fs::path& source, const Delivery& delivery, const Option
       deliver::copy_into(from, memory->target, deliver_settings(options));
       from.close();
     } else if (!snapshot_straight_into(memory->target, source, options, report)) {
-      const io::StagingDir staging(temporary_folder(), source.filename().native(), source);
+      const io::StagingDir staging =
+          staging_in_temporary_folder(source.filename().native(), source);
       const fs::path staged = staged_snapshot(source, staging, options, delivery, report, facts);
       // (By the recovered snapshot's own size: the source may have changed meanwhile.)
       const auto staged_stat = io::stat_path(staged);
@@ -467,7 +492,7 @@ void run_pipeline(const fs::path& source, const Delivery& delivery, const Option
     return;
   }
   const int fd = std::get<ToDescriptor>(delivery).fd;
-  const io::StagingDir staging(temporary_folder(), source.filename().native(), source);
+  const io::StagingDir staging = staging_in_temporary_folder(source.filename().native(), source);
   const fs::path staged = staged_snapshot(source, staging, options, delivery, report, facts);
   deliver::to_descriptor(staged, fd, source, options.cancel);
   fill_report(report, source, {}, facts, options, started);

@@ -154,6 +154,26 @@ TEST(CliStdout, ATemporaryFolderWeMayNotWriteIsPassedOver) {
   EXPECT_TRUE(list_names(dir / "readonly").empty());
 }
 
+// A TMPDIR that passes a permission check but where nothing can be made (/proc, as root) is
+// passed over too, as tempfile does, which tries to create a file. Before, root's backup to
+// `-` failed there, "cannot create a temporary folder in /proc".
+TEST(CliStdout, ATemporaryFolderWhereNothingCanBeMadeIsPassedOver) {
+  if (::geteuid() != 0) {
+    GTEST_SKIP() << "needs root: only root's permission check lets /proc through";
+  }
+  const SourceFolder dir(50);
+  const fs::path out = dir / "streamed.sqlite";
+  const int fd = ::open(out.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  ASSERT_GE(fd, 0);
+  RunSettings settings;
+  settings.stdout_fd = fd;
+  settings.environment = {{"TMPDIR", "/proc"}};
+  const Result result = run_cli({dir.source(), "-"}, settings);
+  ::close(fd);
+  ASSERT_EQ(result.exit_code, 0) << describe(result);
+  EXPECT_EQ(count_rows(out), 50);
+}
+
 // The staging folder's own lock file has a name of its own; a source of that name is staged
 // under another. Staged under it, the copy replaced the lock file, and the next run beside
 // took that unlocked copy for the lock of a dead run and removed the live run's folder.
