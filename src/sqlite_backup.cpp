@@ -186,10 +186,11 @@ io::StagingDir staging_in_temporary_folder(const std::string& name_hint, const f
     }
     if (allowed != 0) continue;
     try {
-      return io::StagingDir(folder, name_hint, source);
+      return {folder, name_hint, source};
     } catch (const SqliteBackupError& failure) {
       if (failure.kind() != ErrorKind::io) throw;
-      log_debug("{}; trying the next temporary folder", failure.what());
+      // (A std::string: a lone const char* would be taken for log_debug's `file` argument.)
+      log_debug("{}; trying the next temporary folder", std::string(failure.what()));
       tried += (tried.empty() ? "" : ", ") + quoted(folder);
       if (!first_failure) first_failure = failure;
     }
@@ -202,7 +203,7 @@ io::StagingDir staging_in_temporary_folder(const std::string& name_hint, const f
   // None of them is a folder this process may write: the first one's own error says why.
   std::error_code error;
   fs::path first = fs::absolute(candidates.front(), error);
-  return io::StagingDir(error ? candidates.front() : first, name_hint, source);
+  return {error ? candidates.front() : first, name_hint, source};
 }
 
 // SQLite keeps the -wal and -journal beside the file a symlink points to, not beside the
