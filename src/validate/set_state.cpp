@@ -437,6 +437,21 @@ Verdict judge_quiet(const SetState& before, const SetState& after, const DuringC
     verdict.reason = "a write transaction began writing the database during the copy";
     return verdict;
   }
+  // - An owner that keeps no journal on disk (journal_mode=OFF or MEMORY) shows a commit in
+  //   progress by nothing but SQLite's EXCLUSIVE lock, which it holds from before its first
+  //   write to the database until after its last. Held at a look with no journal file at
+  //   either, a commit may be half written: page 1 (the counter) before the first look, the
+  //   pages we compared after the comparison; every check below would pass on a torn copy.
+  //   (An owner in locking_mode=EXCLUSIVE holds the lock while idle too; it cannot be told
+  //   from one in a commit. Under our SHARED lock no one holds EXCLUSIVE. In WAL mode, here
+  //   with an empty WAL, only a checkpoint writes the database, and not with an empty WAL.)
+  if ((before.exclusive_lock_held || after.exclusive_lock_held) && !before.journal.exists &&
+      !after.journal.exists && !before.wal.exists) {
+    verdict.reason =
+        "another process held SQLite's EXCLUSIVE lock on the database with no journal beside "
+        "it (journal_mode=OFF or MEMORY): a commit may have been half written";
+    return verdict;
+  }
   // - In rollback mode every commit increments the change counter (offset 24) with its first
   //   write of page 1, so a different counter proves a commit; the same counter does not
   //   prove the opposite (an owner in exclusive locking mode, or WAL mode, does not bump it

@@ -418,6 +418,31 @@ TEST_F(SnapshotTest, UncountedCommitsOfAnExclusiveLockingOwnerAreNotTakenForACha
   EXPECT_GE(backup.report.attempts, 2);
 }
 
+// An owner with no journal on disk (journal_mode=OFF or MEMORY) pauses in its commit after
+// writing page 1 and one page of rows. Nothing shows the commit in progress but the EXCLUSIVE
+// lock it holds: the change counter is the same at both looks (page 1 was written before the
+// first), no journal is hot, and every page reads the same twice (the owner is paused). Taken
+// as quiet, the copy held a few of the commit's rows and not the others.
+TEST_F(SnapshotTest, CommitInProgressWithNoJournalOnDiskIsNotTakenForQuiet) {
+  OwnerProcess owner(kOwnerExe, source_, "pause-in-unjournaled-commit", 12000);
+  ASSERT_TRUE(owner.ready() && owner.resume_until(".2")) << owner.output();
+  const fs::path copy = out_dir_ / "copy.sqlite";
+  try {
+    sb::sqlite_backup(source_, copy, {.copy_retry = 2});
+    expect_a_committed_state(copy, false);
+    ADD_FAILURE() << "a snapshot was taken while a commit was half written";
+  } catch (const sb::SqliteBackupError& error) {
+    EXPECT_EQ(error.kind(), sb::ErrorKind::unstable_source) << error.what();
+    EXPECT_NE(std::string(error.what()).find("EXCLUSIVE lock"), std::string::npos) << error.what();
+  }
+  EXPECT_FALSE(fs::exists(copy));
+  // Once the commit is done and its lock gone, the backup finishes.
+  ASSERT_TRUE(owner.resume_until(".3")) << owner.output();
+  sb::sqlite_backup(source_, copy);
+  expect_a_committed_state(copy, false);
+  EXPECT_EQ(query_int(copy, "SELECT count(*) FROM t WHERE v LIKE 'rewritten%'"), 1500);
+}
+
 // A transaction over two attached databases leaves a super-journal name in its journal, and
 // SQLite plays such a journal back only while the super-journal exists, which it never does
 // beside our copy: rolled back "through" it, the copy would silently stay torn. The owner

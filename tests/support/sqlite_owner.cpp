@@ -74,6 +74,8 @@ constexpr const char* kUsage =
     "                      the paused transaction deletes the last three quarters of the rows, "
     "and\n"
     "                      its commit moves pages and cuts the file\n"
+    "  pause-in-unjournaled-commit  as pause-in-commit with journal_mode=OFF (no journal on\n"
+    "                      disk), the second pause after page 1 and one more page\n"
     "  pause-in-commit-then-spill  as pause-in-commit with journal_mode=DELETE; after the paused\n"
     "                      commit, a second transaction spills uncommitted rows ('uncommitted',\n"
     "                      every 8th from id 1) into PATH and waits (FILE.3), then rolls back\n"
@@ -397,7 +399,10 @@ sqlite3_vfs* g_real_vfs = nullptr;
 sqlite3_vfs g_pausing_vfs;
 bool g_commit_armed = false;
 int g_pauses_done = 0;  // in the armed commit: 1 before its first write, 2 after page 1
-int g_announced = 0;    // ready files written so far: FILE, then FILE.2, FILE.3, ...
+// Writes after page 1's (in the armed commit) before the second pause; counted down.
+int g_writes_after_page_one = 0;
+bool g_page_one_written = false;
+int g_announced = 0;  // ready files written so far: FILE, then FILE.2, FILE.3, ...
 std::string g_ready_file;
 
 // Writes the next ready file of the sequence.
@@ -430,9 +435,13 @@ int pausing_write(sqlite3_file* file, const void* data, int amount, sqlite3_int6
     pause_until_resumed();
   }
   const int rc = self->real->pMethods->xWrite(self->real, data, amount, offset);
-  if (watched && g_pauses_done == 1 && offset == 0) {
-    g_pauses_done = 2;
-    pause_until_resumed();
+  if (watched && g_pauses_done == 1 && (offset == 0 || g_page_one_written)) {
+    if (g_page_one_written) --g_writes_after_page_one;
+    g_page_one_written = true;
+    if (g_writes_after_page_one <= 0) {
+      g_pauses_done = 2;
+      pause_until_resumed();
+    }
   }
   return rc;
 }
@@ -525,6 +534,7 @@ void register_pausing_vfs() {
 void commit_with_pauses(Database& db, const std::string& sql) {
   db.exec("BEGIN; " + sql);
   g_pauses_done = 0;
+  g_page_one_written = false;
   g_commit_armed = true;
   db.exec("COMMIT");
   g_commit_armed = false;
@@ -543,6 +553,11 @@ int pause_in_commit(const Arguments& args, const std::string& variant) {
   if (variant == "exclusive" || variant == "attached" || variant == "free-and-reuse" ||
       variant == "spill-after") {
     expect_pragma(db, "journal_mode=DELETE", "delete");
+  } else if (variant == "unjournaled") {
+    // Nothing on disk shows the commit in progress: only the EXCLUSIVE lock it holds. Paused
+    // after a data page too, so that a copy taken there has part of the commit's rows.
+    expect_pragma(db, "journal_mode=OFF", "off");
+    g_writes_after_page_one = 1;
   } else {
     expect_pragma(db, "journal_mode=PERSIST", "persist");
   }
@@ -705,6 +720,7 @@ int main(int argc, char** argv) {
   if (args.mode == "pause-in-shrinking-commit") return pause_in_commit(args, "shrink");
   if (args.mode == "rollback-then-commit") return rollback_then_commit(args);
   if (args.mode == "pause-in-commit-then-spill") return pause_in_commit(args, "spill-after");
+  if (args.mode == "pause-in-unjournaled-commit") return pause_in_commit(args, "unjournaled");
   if (args.mode == "stomp") return stomp(args);
   usage_error("unknown mode " + args.mode);
 }
