@@ -168,7 +168,8 @@ std::optional<validate::CommitJournal> copy_journal_in_commit_phase(
   if (now.exists && now.stat.same_file(journal.stat) &&
       validate::same_journal_transaction(journal, now)) {
     if (const auto original = validate::journal_in_commit_phase(database, staged)) {
-      return validate::CommitJournal{staged, journal, *original};
+      return validate::CommitJournal{staged, journal, original->change_counter,
+                                     original->freelist_pages};
     }
   }
   ::unlink(staged.c_str());
@@ -531,10 +532,10 @@ validate::Verdict judge_copy(const discover::DatabaseFiles& source,
 }
 
 // Rollback mode: the looks at the source's database header and journal, before the copy and
-// between its chunks, that let an attempt survive one commit during the copy. Each look is
+// between its chunks, that let an attempt survive commits during the copy. Each look is
 // handed to validate::record_look(), which keeps the evidence and says when a commit's
 // journal is to be copied; the copy is kept only when validate::journal_in_commit_phase()
-// finds it complete. The attempt is then judged as that commit and rolled back through it.
+// finds it complete. The attempt is then judged as those commits and rolled back through them.
 // Idle in WAL mode and when the caller's copy function copies.
 class CommitWatch {
  public:
@@ -700,10 +701,15 @@ LastSeen copy_set_once(const discover::DatabaseFiles& source,
                    : validate::Verdict{false, validate::Need::nothing_more, copy.unsettled_reason};
   if (verdict.consistent) {
     if (verdict.discard_staged_journal) ::unlink(staged_files.journal.c_str());
-    for (const auto& commit : watch.during().commits) {
-      outcome.journals_to_roll_back.push_back({commit.staged, commit.original_counter});
-      log_debug("attempt {}: a commit during the copy; its journal was copied in its commit",
-                attempt);
+    // Newest first: each playback leaves a page as that transaction found it, and the oldest
+    // journal holding a page has it as it was before the first commit.
+    const auto& commits = watch.during().commits;
+    for (auto commit = commits.rbegin(); commit != commits.rend(); ++commit) {
+      outcome.journals_to_roll_back.push_back({commit->staged, commit->original_counter});
+    }
+    if (!commits.empty()) {
+      log_debug("attempt {}: {} commit(s) during the copy, each journal copied in its commit",
+                attempt, commits.size());
     }
     outcome.validated = true;
     log_debug("attempt {}: the copy of {} is one consistent state", attempt,

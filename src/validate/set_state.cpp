@@ -52,34 +52,38 @@ bool uncounted_commits_possible(const SetState& before, const SetState& after) n
          (!journal_is_hot(before.journal) || !journal_is_hot(after.journal));
 }
 
-// Checks shared by the cases that roll our copy back through the journal of one
-// transaction T (whose journal header is `journal`). Empty when none applies, else why not:
+// Checks shared by the cases that roll our copy back through the journals of transactions
+// (whose journal headers are `journals`). Empty when none applies, else why not:
 //  - no other transaction's journal was seen hot between the copy's chunks (it may have
 //    spilled pages into the file and rolled them back, invisible at the two looks);
 //  - the change counter never went back (a commit that failed after writing page 1, rolled
-//    back, would make a later commit look like T's);
-//  - our copy is not shorter than the database was when T began: a commit that shrinks the
-//    file (auto_vacuum, incremental_vacuum, VACUUM) moves pages without journaling their old
-//    places and cuts the file after its journal is done, so a copy that read the end after
-//    the cut cannot be rolled back (playback would leave those pages zero);
+//    back, would make a later commit look like one of ours);
+//  - our copy is not shorter than the database was when any of them began: a commit that
+//    shrinks the file (auto_vacuum, incremental_vacuum, VACUUM) moves pages without
+//    journaling their old places and cuts the file after its journal is done, so a copy that
+//    read the end after the cut cannot be rolled back (playback would leave those pages zero);
 //  - no sign of an owner that does not count every commit (exclusive locking mode).
 std::string rollback_obstacle(const SetState& before, const SetState& after,
-                              const MemberState& journal, const DuringCopy& during) {
+                              const std::vector<const MemberState*>& journals,
+                              const DuringCopy& during) {
   for (const auto& nonce : during.hot_journals) {
-    if (std::memcmp(nonce.data(), journal.header.data() + 12, nonce.size()) != 0) {
-      return "another transaction began writing the database during the copy";
-    }
+    const bool ours = std::any_of(journals.begin(), journals.end(), [&](const MemberState* j) {
+      return std::memcmp(nonce.data(), j->header.data() + 12, nonce.size()) == 0;
+    });
+    if (!ours) return "another transaction began writing the database during the copy";
   }
   if (during.counter_went_back ||
       big_endian_u32(after.database, 24) < big_endian_u32(before.database, 24)) {
     return "the change counter went back during the copy (a commit was undone)";
   }
-  const std::uint64_t original_bytes =
-      std::uint64_t{big_endian_u32(journal, 16)} * big_endian_u32(journal, 24);
-  if (during.staged_database_bytes < original_bytes) {
-    return fmt::format(
-        "the database shrank during the copy ({} bytes copied, {} when the transaction began)",
-        during.staged_database_bytes, original_bytes);
+  for (const MemberState* journal : journals) {
+    const std::uint64_t original_bytes =
+        std::uint64_t{big_endian_u32(*journal, 16)} * big_endian_u32(*journal, 24);
+    if (during.staged_database_bytes < original_bytes) {
+      return fmt::format(
+          "the database shrank during the copy ({} bytes copied, {} when a transaction began)",
+          during.staged_database_bytes, original_bytes);
+    }
   }
   if (uncounted_commits_possible(before, after)) {
     // Only what was seen: the lock at both looks is either a commit in progress each time
@@ -91,51 +95,87 @@ std::string rollback_obstacle(const SetState& before, const SetState& after,
   return {};
 }
 
-// Transaction T committed while we copied the database, and we copied T's journal in its
-// commit phase, so that copy holds every record of T (see journal_in_commit_phase()). In
-// rollback mode (outside exclusive locking mode, see rollback_obstacle()) every commit
-// increments page 1's change counter exactly once, and only the holder of the write lock
-// writes the database file. So T was the only writer during the copy if the counter went
-// from T's original (or T's own increment, T being the hot transaction we saw before) to
-// T's increment, and no other journal was hot meanwhile or at the end. Rolling our copy back
-// through T's journal then gives the state before T: every page of our copy holds either
-// that or T's version, whose original the rollback puts back (pages T took from the
-// freelist are not journaled, but they were free before T: their content does not matter).
-// Only one commit: with two, the second may take a page the first freed, and neither
-// journals it, so no rollback brings back what that page held before the first. Not caught:
-// a transaction that spilled pages and rolled back between two of our looks at the journal.
+// Why the commits seen during the copy, oldest first, do not form one chain that rolling
+// back through their journals undoes exactly; empty when they do. Each journal holds the
+// original of every page its transaction changed that was in use when it began: those it
+// did not journal were free then (taken from the freelist) or past the end, and their content
+// did not matter. Rolled back newest first, each page ends as the oldest journal holding it
+// had it, which is the page before the first commit, provided no commit changed the page
+// unjournaled before that one journaled it. A commit changes unjournaled only a page that
+// was free when it began (or past the end): so between consecutive commits no page may be
+// free (a page the earlier freed, unjournaled since freeing a page does not write it, would
+// be filled by the later unjournaled, and the first's rollback could not bring back what it
+// held), the file may not shrink (moved pages' old places are not journaled), and no commit
+// may be missed (every commit outside exclusive locking mode bumps the counter and journals
+// page 1, so their counters follow one another).
+std::string chain_obstacle(const std::vector<CommitJournal>& commits) {
+  for (std::size_t i = 1; i < commits.size(); ++i) {
+    const CommitJournal& earlier = commits[i - 1];
+    const CommitJournal& later = commits[i];
+    if (later.original_counter != earlier.original_counter + 1) {
+      return fmt::format(
+          "a commit between two seen during the copy was missed (change counter {} then {})",
+          earlier.original_counter, later.original_counter);
+    }
+    if (later.original_freelist_pages != 0) {
+      return fmt::format(
+          "{} page(s) were free between two commits during the copy (the later may have filled, "
+          "unjournaled, a page the earlier freed)",
+          later.original_freelist_pages);
+    }
+    if (big_endian_u32(later.header, 16) < big_endian_u32(earlier.header, 16)) {
+      return "the database shrank between two commits during the copy";
+    }
+  }
+  return {};
+}
+
+// Transactions T1..Tn committed while we copied the database, and we copied each one's
+// journal in its commit phase, so that copy holds every record of it (see
+// journal_in_commit_phase()). In rollback mode (outside exclusive locking mode, see
+// rollback_obstacle()) every commit increments page 1's change counter exactly once, and only
+// the holder of the write lock writes the database file. So T1..Tn were the only writers
+// during the copy if the counter went from T1's original (or T1's own increment, T1 being the
+// hot transaction we saw before) to Tn's increment, the commits follow one another (see
+// chain_obstacle()), and no other journal was hot meanwhile or at the end. Rolling our copy
+// back through Tn's journal, then Tn-1's, ..., then T1's, gives the state before T1: every
+// page of our copy holds that or a later version, whose original before T1 the oldest journal
+// holding it puts back. Not caught: a transaction that spilled pages and rolled back between
+// two of our looks at the journal.
 Verdict judge_commit(const SetState& before, const SetState& after, const DuringCopy& during) {
   Verdict verdict;
-  if (during.commits.size() > 1) {
-    verdict.reason = fmt::format("{} commits during the copy (only one can be rolled back safely)",
-                                 during.commits.size());
-    return verdict;
-  }
-  const CommitJournal& commit = during.commits.front();
-  verdict.reason = rollback_obstacle(before, after, commit.header, during);
+  const std::vector<CommitJournal>& commits = during.commits;
+  verdict.reason = chain_obstacle(commits);
   if (!verdict.reason.empty()) return verdict;
+  std::vector<const MemberState*> journals;
+  journals.reserve(commits.size());
+  for (const CommitJournal& commit : commits) journals.push_back(&commit.header);
+  verdict.reason = rollback_obstacle(before, after, journals, during);
+  if (!verdict.reason.empty()) return verdict;
+  const CommitJournal& first = commits.front();
+  const CommitJournal& last = commits.back();
   const std::uint32_t counter_before = big_endian_u32(before.database, 24);
   if (journal_is_hot(before.journal)) {
-    // The transaction in progress when we began must be the one seen committing.
-    if (!same_journal_transaction(before.journal, commit.header) ||
-        !(commit.original_counter == counter_before ||
-          commit.original_counter + 1 == counter_before)) {
+    // The transaction in progress when we began must be the first seen committing.
+    if (!same_journal_transaction(before.journal, first.header) ||
+        !(first.original_counter == counter_before ||
+          first.original_counter + 1 == counter_before)) {
       verdict.reason = "the transaction in progress before the copy is not the commit seen";
       return verdict;
     }
-  } else if (commit.original_counter != counter_before) {
+  } else if (first.original_counter != counter_before) {
     verdict.reason = fmt::format(
         "a commit during the copy was missed (change counter {} before, the commit seen from {})",
-        counter_before, commit.original_counter);
+        counter_before, first.original_counter);
     return verdict;
   }
   const std::uint32_t counter_after = big_endian_u32(after.database, 24);
-  if (counter_after != commit.original_counter + 1) {
-    verdict.reason = fmt::format("another commit after the one seen (change counter {} -> {})",
-                                 commit.original_counter + 1, counter_after);
+  if (counter_after != last.original_counter + 1) {
+    verdict.reason = fmt::format("another commit after the ones seen (change counter {} -> {})",
+                                 last.original_counter + 1, counter_after);
     return verdict;
   }
-  if (journal_is_hot(after.journal) && !same_journal_transaction(commit.header, after.journal)) {
+  if (journal_is_hot(after.journal) && !same_journal_transaction(last.header, after.journal)) {
     verdict.reason = "a write transaction began writing the database during the copy";
     return verdict;
   }
@@ -162,6 +202,7 @@ struct JournalScan {
   // holds its original); nullopt when the transaction has not journaled page 1 (it has not
   // reached its commit, which always does).
   std::optional<std::uint32_t> original_counter;
+  std::uint32_t original_freelist_pages = 0;  // with original_counter: page 1's at offset 36
   // Every record a segment header counts is there and valid (a journal synced for commit
   // must be so; one still being written may end in a torn record).
   bool intact = false;
@@ -210,6 +251,7 @@ JournalScan scan_journal(const std::filesystem::path& journal) {
       }
       if (page_number == 1 && !scan.original_counter) {
         scan.original_counter = load_be32(record.data() + 4 + 24);
+        scan.original_freelist_pages = load_be32(record.data() + 4 + 36);
       }
     }
     if (to_end || count == 0) {
@@ -243,8 +285,8 @@ std::uint32_t change_counter(const MemberState& database) noexcept {
   return big_endian_u32(database, 24);
 }
 
-std::optional<std::uint32_t> journal_in_commit_phase(const MemberState& database,
-                                                     const std::filesystem::path& staged_journal) {
+std::optional<PageOneOriginal> journal_in_commit_phase(
+    const MemberState& database, const std::filesystem::path& staged_journal) {
   // Complete: every record its headers count is there and valid (it was synced for commit).
   const JournalScan scan = scan_journal(staged_journal);
   if (!scan.intact || !scan.original_counter ||
@@ -252,7 +294,7 @@ std::optional<std::uint32_t> journal_in_commit_phase(const MemberState& database
       journal_names_a_super_journal(staged_journal)) {
     return std::nullopt;
   }
-  return scan.original_counter;
+  return PageOneOriginal{*scan.original_counter, scan.original_freelist_pages};
 }
 
 MemberState capture_member(const std::filesystem::path& path, std::size_t header_size) {
@@ -411,7 +453,7 @@ Verdict judge_hot_journal(const SetState& before, const SetState& after, const C
         "super-journal)";
     return verdict;
   }
-  verdict.reason = rollback_obstacle(before, after, before.journal, during);
+  verdict.reason = rollback_obstacle(before, after, {&before.journal}, during);
   if (!verdict.reason.empty()) return verdict;
   if (!same_journal_transaction(before.journal, after.journal)) {
     verdict.reason =

@@ -81,6 +81,14 @@ struct CommitJournal {
   std::filesystem::path staged;        // our copy
   MemberState header;                  // T's journal header when copied (nonce at 12)
   std::uint32_t original_counter = 0;  // page 1's change counter before T
+  // Page 1's count of freelist pages before T: the pages free when T began.
+  std::uint32_t original_freelist_pages = 0;
+};
+
+// What page 1 held when a transaction began, from the first record of page 1 in its journal.
+struct PageOneOriginal {
+  std::uint32_t change_counter = 0;
+  std::uint32_t freelist_pages = 0;
 };
 
 // The content comparison judge() asks for in the quiet case (Need::content_comparison): the
@@ -95,7 +103,8 @@ enum class Comparison {
 // What the snapshot stage saw while it copied the database, beyond the two looks.
 struct DuringCopy {
   Comparison comparison = Comparison::not_made;
-  // Journals of transactions seen committing, copied in their commit phase, oldest first.
+  // Journals of transactions seen committing, copied in their commit phase, oldest first
+  // (rolled back newest first, so that each page ends as the oldest journal had it).
   std::vector<CommitJournal> commits;
   // Bytes 12-20 (nonce, original size) of every distinct hot journal seen between chunks.
   std::vector<std::array<std::byte, 8>> hot_journals;
@@ -138,20 +147,22 @@ Verdict judge(const SetState& before, const SetState& after, const CopiedSet& co
 bool journal_names_a_super_journal(const std::filesystem::path& journal);
 
 // Whether the transaction whose journal was copied to `staged_journal` had reached its commit
-// when `database` (the source's header) was read, and if so the counter T's journal recorded
-// as original: page 1 then shows that counter plus one. Page 1 reaches the database file
-// only in the commit: the b-tree keeps it referenced for the whole write transaction, so the
-// page cache never spills it, and the commit writes the dirty pages in page order after
-// syncing the journal for the last time. So a journal copied after that point holds every
-// record of T. (Owners in exclusive locking mode do not bump the counter: never for them.)
-std::optional<std::uint32_t> journal_in_commit_phase(const MemberState& database,
-                                                     const std::filesystem::path& staged_journal);
+// when `database` (the source's header) was read, and if so what page 1 held before T
+// (its counter and freelist count, from T's journal): page 1 then shows that counter plus one. Page
+// 1 reaches the database file only in the commit: the b-tree keeps it referenced for the whole
+// write transaction, so the page cache never spills it, and the commit writes the dirty pages in
+// page order after syncing the journal for the last time. So a journal copied after that point
+// holds every record of T. (Owners in exclusive locking mode do not bump the counter: never for
+// them.)
+std::optional<PageOneOriginal> journal_in_commit_phase(const MemberState& database,
+                                                       const std::filesystem::path& staged_journal);
 
 // The owner's cycles a rejected attempt may wait out before the next one, so that the next
 // copy has a whole cycle to itself:
-// - transaction (rollback mode): a copy validates when at most one transaction commits while
-//   it is read, so start right after a commit completed: the copy then has until the
-//   transaction after the next one starts writing, about two of the owner's commit intervals;
+// - transaction (rollback mode): a copy validates for sure only when at most one transaction
+//   commits while it is read (several only when no page is free between them), so start
+//   right after a commit completed: the copy then has until the transaction after the next
+//   one starts writing, about two of the owner's commit intervals;
 // - wal_generation: a copy validates only within one WAL generation, so start right after a
 //   checkpoint restarted the WAL.
 enum class Cycle { transaction, wal_generation };

@@ -138,5 +138,71 @@ TEST(Judge, AQuietCopyIsDecidedByTheContentComparison) {
   EXPECT_NE(verdict.reason.find("deleted"), std::string::npos) << verdict.reason;
 }
 
+// A commit with no journal on disk (journal_mode=OFF or MEMORY) shows only in SQLite's
+// EXCLUSIVE lock: a quiet copy that saw it is thrown away before any comparison; beside a
+// journal file (or a WAL) the lock alone does not spoil it.
+TEST(Judge, AQuietCopyWhileAnOwnerWithoutAJournalHoldsTheLockIsThrownAway) {
+  SetState before;
+  before.database = database_header(41);
+  before.exclusive_lock_held = true;
+  const SetState after = before;
+  DuringCopy during;
+  during.staged_database_bytes = 10 * 4096;
+  Verdict verdict = judge(before, after, {}, during);
+  EXPECT_FALSE(verdict.consistent);
+  EXPECT_NE(verdict.reason.find("no journal beside it"), std::string::npos) << verdict.reason;
+
+  SetState with_journal = before;
+  with_journal.journal.exists = true;  // PERSIST's zeroed journal, or TRUNCATE's empty one
+  verdict = judge(with_journal, with_journal, {}, during);
+  EXPECT_TRUE(verdict.consistent);
+  EXPECT_EQ(verdict.need, Need::content_comparison);
+}
+
+// Commits seen during the copy, each journal copied in its commit phase: a chain of them is
+// rolled back through only when they follow one another with no page free between them and
+// no shrinking.
+TEST(Judge, CommitsDuringTheCopyMustFormAChainWithNoFreePageBetween) {
+  SetState before;
+  before.database = database_header(5);
+  SetState after = before;
+  after.database = database_header(8);
+  DuringCopy during;
+  during.staged_database_bytes = 12 * 4096;
+  during.commits = {CommitJournal{"j.1", journal_header(7, 10, 512, 4096), 5, 4},
+                    CommitJournal{"j.2", journal_header(8, 10, 512, 4096), 6, 0},
+                    CommitJournal{"j.3", journal_header(9, 12, 512, 4096), 7, 0}};
+  // (Pages free before the first commit do not matter: their content was no data.)
+  EXPECT_TRUE(judge(before, after, {}, during).consistent);
+
+  DuringCopy freed = during;
+  freed.commits[2].original_freelist_pages = 2;
+  Verdict verdict = judge(before, after, {}, freed);
+  EXPECT_FALSE(verdict.consistent);
+  EXPECT_NE(verdict.reason.find("2 page(s) were free between two commits"), std::string::npos)
+      << verdict.reason;
+
+  DuringCopy gap = during;
+  gap.commits[2].original_counter = 8;
+  after.database = database_header(9);
+  verdict = judge(before, after, {}, gap);
+  EXPECT_FALSE(verdict.consistent);
+  EXPECT_NE(verdict.reason.find("was missed"), std::string::npos) << verdict.reason;
+  after.database = database_header(8);
+
+  DuringCopy shrank = during;
+  shrank.commits[2].header = journal_header(9, 9, 512, 4096);
+  verdict = judge(before, after, {}, shrank);
+  EXPECT_FALSE(verdict.consistent);
+  EXPECT_NE(verdict.reason.find("shrank"), std::string::npos) << verdict.reason;
+
+  // A hot journal seen between chunks must be one of the chain's.
+  DuringCopy stranger = during;
+  stranger.hot_journals.push_back({});
+  verdict = judge(before, after, {}, stranger);
+  EXPECT_FALSE(verdict.consistent);
+  EXPECT_NE(verdict.reason.find("another transaction"), std::string::npos) << verdict.reason;
+}
+
 }  // namespace
 }  // namespace sqlite_backup::validate

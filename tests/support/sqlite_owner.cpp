@@ -89,6 +89,10 @@ constexpr const char* kUsage =
     "                      of each blob's ends), then two commits, each pausing as above: T1\n"
     "                      deletes the even rows (FILE, FILE.2), T2 inserts N/2 new blobs into\n"
     "                      the freed pages (FILE.3, FILE.4); FILE.5 once both are done\n"
+    "  pause-in-two-in-place-commits  as pause-in-commit with journal_mode=DELETE: two\n"
+    "                      commits, each pausing as above, each rewriting rows in place (every\n"
+    "                      8th row 'row' -> 'ROW', from id 0 then from id 1; same length, so no\n"
+    "                      page is freed): FILE, FILE.2, then FILE.3, FILE.4; FILE.5 when done\n"
     "  stomp               creates PATH with N rows if missing, then (no SQLite) rewrites the "
     "header's\n"
     "                      change counter (bytes 24-27) in a tight loop until SIGTERM/SIGINT\n"
@@ -551,7 +555,7 @@ int pause_in_commit(const Arguments& args, const std::string& variant) {
   g_main_name = args.db.substr(args.db.find_last_of('/') + 1);
   Database db(args.db);
   if (variant == "exclusive" || variant == "attached" || variant == "free-and-reuse" ||
-      variant == "spill-after") {
+      variant == "spill-after" || variant == "two-in-place") {
     expect_pragma(db, "journal_mode=DELETE", "delete");
   } else if (variant == "unjournaled") {
     // Nothing on disk shows the commit in progress: only the EXCLUSIVE lock it holds. Paused
@@ -596,6 +600,14 @@ int pause_in_commit(const Arguments& args, const std::string& variant) {
   if (variant == "shrink") db.exec("PRAGMA auto_vacuum=FULL; PRAGMA secure_delete=OFF");
   create_table(db);
   insert_rows(db, args.rows, true);
+  if (variant == "two-in-place") {
+    commit_with_pauses(db, "UPDATE t SET v = 'ROW' || substr(v, 4) WHERE id % 8 = 0;");
+    commit_with_pauses(db, "UPDATE t SET v = 'ROW' || substr(v, 4) WHERE id % 8 = 1;");
+    announce_next();
+    wait_for_stop();
+    db.close();
+    return 0;
+  }
   if (variant == "attached") {
     db.exec("ATTACH '" + args.db +
             "-aux' AS aux; CREATE TABLE IF NOT EXISTS aux.u(x);"
@@ -721,6 +733,7 @@ int main(int argc, char** argv) {
   if (args.mode == "rollback-then-commit") return rollback_then_commit(args);
   if (args.mode == "pause-in-commit-then-spill") return pause_in_commit(args, "spill-after");
   if (args.mode == "pause-in-unjournaled-commit") return pause_in_commit(args, "unjournaled");
+  if (args.mode == "pause-in-two-in-place-commits") return pause_in_commit(args, "two-in-place");
   if (args.mode == "stomp") return stomp(args);
   usage_error("unknown mode " + args.mode);
 }
