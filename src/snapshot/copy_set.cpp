@@ -12,7 +12,6 @@
 #include <functional>
 #include <optional>
 #include <random>
-#include <ranges>
 #include <string_view>
 #include <thread>
 #include <utility>
@@ -705,9 +704,9 @@ LastSeen copy_set_once(const discover::DatabaseFiles& source,
     // Newest first: each playback leaves a page as that transaction found it, and the oldest
     // journal holding a page has it as it was before the first commit.
     const auto& commits = watch.during().commits;
-    for (const auto& commit : std::ranges::reverse_view(commits)) {
+    std::for_each(commits.rbegin(), commits.rend(), [&](const validate::CommitJournal& commit) {
       outcome.journals_to_roll_back.push_back({commit.staged, commit.original_counter});
-    }
+    });
     if (!commits.empty()) {
       log_debug("attempt {}: {} commit(s) during the copy, each journal copied in its commit",
                 attempt, commits.size());
