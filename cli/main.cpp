@@ -173,6 +173,9 @@ SEVERAL SOURCES
 ENVIRONMENT
   SQLITE_BACKUP_LOGS  log level when --debug is not given: 10 debug, 20 info,
                       30 warning (default), 40 error
+  TMPDIR, TEMP, TMP   where - stages the snapshot before streaming it: the first in
+                      which a folder can be made, else /tmp, /var/tmp, /usr/tmp or
+                      the working folder
 
 EXIT CODES
   0    success
