@@ -17,6 +17,7 @@ static_assert(std::atomic<bool>::is_always_lock_free && std::atomic<int>::is_alw
 constexpr std::array<int, 4> kStopSignals = {SIGHUP, SIGINT, SIGQUIT, SIGTERM};
 std::array<struct sigaction, kStopSignals.size()> g_previous_stop{};
 struct sigaction g_previous_pipe {};
+struct sigaction g_previous_file_size {};
 
 extern "C" void on_interrupt(int signal_number) {
   int none = 0;
@@ -45,6 +46,9 @@ InterruptHandlers::InterruptHandlers() {
   ignore.sa_handler = SIG_IGN;
   sigemptyset(&ignore.sa_mask);
   sigaction(SIGPIPE, &ignore, &g_previous_pipe);
+  // A write past RLIMIT_FSIZE (`ulimit -f`) fails with EFBIG instead of killing us mid-copy
+  // with the staging folder left behind (Python ignores it at start-up for the same reason).
+  sigaction(SIGXFSZ, &ignore, &g_previous_file_size);
 }
 
 InterruptHandlers::~InterruptHandlers() {
@@ -52,6 +56,7 @@ InterruptHandlers::~InterruptHandlers() {
     sigaction(kStopSignals[i], &g_previous_stop[i], nullptr);
   }
   sigaction(SIGPIPE, &g_previous_pipe, nullptr);
+  sigaction(SIGXFSZ, &g_previous_file_size, nullptr);
 }
 
 const std::atomic<bool>& InterruptHandlers::cancel_flag() noexcept { return g_cancel; }

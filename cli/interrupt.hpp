@@ -10,8 +10,9 @@ namespace sqlite_backup::cli {
 
 class InterruptHandlers {
  public:
-  InterruptHandlers();  // installs the handlers (and ignores SIGPIPE: a closed pipe is an error to
-                        // report)
+  // Installs the handlers, and ignores SIGPIPE and SIGXFSZ: a closed pipe and a write past
+  // the file-size limit are errors to report, not reasons to die with staged files left.
+  InterruptHandlers();
   InterruptHandlers(const InterruptHandlers&) = delete;
   InterruptHandlers& operator=(const InterruptHandlers&) = delete;
   InterruptHandlers(InterruptHandlers&&) = delete;

@@ -146,6 +146,23 @@ TEST(CliExitCodes, DestinationFolderFullOrUnwritableIsFive) {
   EXPECT_TRUE(list_names(out).empty()) << "no partial destination, no temporary leftovers";
 }
 
+// A file-size limit (`ulimit -f`, systemd's LimitFSIZE=) makes the kernel send SIGXFSZ on the
+// write past it, and that signal's default action kills the process: exit 153 with no line of
+// our own and the staging folder left behind. Ignored, the write fails with EFBIG instead.
+TEST(CliExitCodes, AFileSizeLimitIsAnIoErrorNotASignal) {
+  TempDir dir;
+  create_database(dir / "big.sqlite", 20000);
+  ASSERT_GT(fs::file_size(dir / "big.sqlite"), 256U << 10U);
+  const fs::path out = dir / "out";
+  fs::create_directory(out);
+  RunSettings settings;
+  settings.file_size_limit = 128U << 10U;
+  const Result result = run_cli({(dir / "big.sqlite").string(), out.string()}, settings);
+  expect_failure(result, 5, out.string());
+  EXPECT_NE(result.err.find("File too large"), std::string::npos) << result.err;
+  EXPECT_TRUE(list_names(out).empty()) << "no partial destination, no temporary leftovers";
+}
+
 // ---- 6: --verify failed --------------------------------------------------------------------
 
 // A database whose index i no longer matches its definition: quick_check does not look at

@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -179,6 +180,7 @@ struct RunSettings {
   bool close_stderr = false;         // ... or 2
   std::vector<int> ignored_signals;  // started ignoring these (as nohup does SIGHUP)
   bool drop_root = false;  // as root, run the child as nobody (65534), without root's bypasses
+  rlim_t file_size_limit = RLIM_INFINITY;  // RLIMIT_FSIZE of the child (`ulimit -f`), bytes
 };
 
 // A running child whose stdout and stderr we read through pipes (unless given other fds).
@@ -232,7 +234,12 @@ class Child {
       ::signal(SIGQUIT, SIG_DFL);
       ::signal(SIGTERM, SIG_DFL);
       ::signal(SIGPIPE, SIG_DFL);
+      ::signal(SIGXFSZ, SIG_DFL);
       for (const int signal_number : ignored_signals) ::signal(signal_number, SIG_IGN);
+      if (settings.file_size_limit != RLIM_INFINITY) {
+        const struct rlimit limit { settings.file_size_limit, settings.file_size_limit };
+        if (::setrlimit(RLIMIT_FSIZE, &limit) != 0) ::_exit(124);
+      }
       if (settings.close_stdout) ::close(STDOUT_FILENO);
       if (settings.close_stderr) ::close(STDERR_FILENO);
       if (settings.drop_root && ::getuid() == 0 &&
