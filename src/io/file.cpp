@@ -222,13 +222,15 @@ void sync_fd(int fd, const std::filesystem::path& path_for_errors) {
   if (::fsync(fd) != 0) throw_errno(errno, "cannot sync", path_for_errors);
 }
 
-void sync_directory(const std::filesystem::path& directory) {
+bool sync_directory(const std::filesystem::path& directory) {
   UniqueFd fd(::open(directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!fd && (errno == EACCES || errno == EPERM)) return false;
   if (!fd) throw_errno(errno, "cannot open folder", directory);
   // Some filesystems refuse fsync on folders (EINVAL); the rename is then as durable as it gets.
   if (::fsync(fd.get()) != 0 && errno != EINVAL && errno != EROFS) {
     throw_errno(errno, "cannot sync folder", directory);
   }
+  return true;
 }
 
 std::optional<std::array<unsigned char, 16>> head_of_regular_file(

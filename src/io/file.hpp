@@ -142,7 +142,9 @@ class FileWindows {
 
 // fsync of a file or folder, with the path in the error.
 void sync_fd(int fd, const std::filesystem::path& path_for_errors);
-void sync_directory(const std::filesystem::path& directory);
+// Returns false, having synced nothing, when this process may not open the folder for reading
+// (a drop box: mode 0733), as SQLite's unix VFS passes over it; throws when the sync fails.
+[[nodiscard]] bool sync_directory(const std::filesystem::path& directory);
 
 [[noreturn]] void throw_errno(int error, const std::string& operation,
                               const std::filesystem::path& path);

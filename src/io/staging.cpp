@@ -247,7 +247,10 @@ void commit_file(const std::filesystem::path& staged, const std::filesystem::pat
   }
   // Their removal is made durable before the rename: a crash in between then leaves the old
   // database without them (the next backup replaces it), never the snapshot with them.
-  if (remove_stale_side_files(destination) && durable) sync_directory(folder);
+  // A folder we may write but not read (a drop box) cannot be synced: the snapshot is still
+  // written, as SQLite writes a database there, and the warning says what is not durable.
+  bool folder_synced = true;
+  if (remove_stale_side_files(destination) && durable) folder_synced = sync_directory(folder);
   if (replace) {
     if (::rename(staged.c_str(), destination.c_str()) != 0) {
       throw_errno(errno, "cannot rename the snapshot to", destination);
@@ -275,7 +278,7 @@ void commit_file(const std::filesystem::path& staged, const std::filesystem::pat
   }
   if (!durable) return;
   try {
-    sync_directory(folder);
+    folder_synced = sync_directory(folder) && folder_synced;
   } catch (const SqliteBackupError& error) {
     // The snapshot is complete and in place: say so, or a retry refused because the
     // destination now exists would be a puzzle. (Not removed: it is the only copy made.)
@@ -284,6 +287,12 @@ void commit_file(const std::filesystem::path& staged, const std::filesystem::pat
         fmt::format("the snapshot is complete at {}, but a crash may still lose it: {}",
                     quoted(destination), error.what()),
         destination, error.cause());
+  }
+  if (!folder_synced) {
+    detail::log_warning(
+        "{} is written, but its folder {} may not be read, so it cannot be synced: a crash "
+        "soon after may still lose the new name",
+        quoted(destination), quoted(folder));
   }
 }
 

@@ -154,6 +154,33 @@ TEST(CliStdout, ATemporaryFolderWeMayNotWriteIsPassedOver) {
   EXPECT_TRUE(list_names(dir / "readonly").empty());
 }
 
+// A folder this user may write but not read (a drop box, mode 0733) cannot be opened to sync
+// it. SQLite's unix VFS passes over such a folder, and so do we, with a warning: before, the
+// snapshot was renamed into place and then the run failed (exit 5) over the folder's sync,
+// leaving the file there and a retry refused ("it already exists").
+TEST(CliDestination, AFolderThatMayBeWrittenButNotReadGetsTheSnapshotAndAWarning) {
+  TempDir dir;
+  create_database(dir / "source.sqlite", 50);
+  fs::permissions(dir.path(),
+                  fs::perms::owner_all | fs::perms::others_read | fs::perms::others_exec);
+  fs::permissions(dir / "source.sqlite",
+                  fs::perms::owner_read | fs::perms::owner_write | fs::perms::others_read);
+  const fs::path drop_box = dir / "drop_box";
+  fs::create_directory(drop_box);
+  fs::permissions(drop_box, fs::perms::owner_all | fs::perms::group_write | fs::perms::group_exec |
+                                fs::perms::others_write | fs::perms::others_exec);
+  RunSettings settings;
+  settings.drop_root = ::getuid() == 0;
+  const Result result =
+      run_cli({(dir / "source.sqlite").string(), drop_box.string() + "/"}, settings);
+  fs::permissions(drop_box, fs::perms::owner_all);
+  ASSERT_EQ(result.exit_code, 0) << describe(result);
+  EXPECT_NE(result.err.find("cannot be synced"), std::string::npos) << result.err;
+  EXPECT_NE(result.err.find("drop_box"), std::string::npos) << result.err;
+  EXPECT_EQ(list_names(drop_box), std::vector<std::string>{"source.sqlite"});
+  EXPECT_EQ(count_rows(drop_box / "source.sqlite"), 50);
+}
+
 // A TMPDIR that passes a permission check but where nothing can be made (/proc, as root) is
 // passed over too, as tempfile does, which tries to create a file. Before, root's backup to
 // `-` failed there, "cannot create a temporary folder in /proc".
