@@ -1,9 +1,12 @@
 #include "io/reader_lock.hpp"
 
+#include <dirent.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <string>
 #include <utility>
 
 namespace sqlite_backup::io {
@@ -34,8 +37,12 @@ UniqueFd open_for_locking(const std::filesystem::path& path) noexcept {
 }  // namespace
 
 bool sqlite_exclusive_lock_held(const std::filesystem::path& path) noexcept {
+  return sqlite_exclusive_lock_holder(path).has_value();
+}
+
+std::optional<pid_t> sqlite_exclusive_lock_holder(const std::filesystem::path& path) noexcept {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
-  if (fd < 0) return false;
+  if (fd < 0) return std::nullopt;
   struct flock probe {};
   const auto ask = [&](int command) {
     probe = {};  // l_pid 0, as F_OFD_GETLK requires
@@ -50,7 +57,29 @@ bool sqlite_exclusive_lock_held(const std::filesystem::path& path) noexcept {
   // this process holds no lock of its own on the file.
   if (!asked && errno == EINVAL) asked = ask(F_GETLK);
   ::close(fd);  // we hold no lock on it, so closing drops nothing of anyone's
-  return asked && probe.l_type == F_WRLCK;
+  // (SQLite's POSIX locks come back with their holder's pid, as seen from our namespace.)
+  if (!asked || probe.l_type != F_WRLCK) return std::nullopt;
+  return probe.l_pid;
+}
+
+bool process_has_open(pid_t pid, const FileStat& file) noexcept {
+  if (pid <= 0) return false;
+  const std::string folder = "/proc/" + std::to_string(pid) + "/fd";
+  DIR* descriptors = ::opendir(folder.c_str());
+  if (descriptors == nullptr) return false;
+  bool found = false;
+  while (const dirent* entry = ::readdir(descriptors)) {
+    if (entry->d_name[0] == '.') continue;
+    struct stat target {};
+    // stat() follows the descriptor's link to the file it has open, deleted or not.
+    if (::stat((folder + "/" + entry->d_name).c_str(), &target) == 0 &&
+        target.st_dev == file.device && target.st_ino == file.inode) {
+      found = true;
+      break;
+    }
+  }
+  ::closedir(descriptors);
+  return found;
 }
 
 std::optional<ReaderLock> ReaderLock::try_shared(const std::filesystem::path& database) {

@@ -27,6 +27,15 @@ namespace sqlite_backup::io {
 // the file cannot be opened or the question not asked (other VFSes lock elsewhere).
 bool sqlite_exclusive_lock_held(const std::filesystem::path& path) noexcept;
 
+// The process that holds SQLite's EXCLUSIVE lock on `path` (as above): nullopt when no one
+// does; 0 or -1 when the kernel does not say who (a process in another PID namespace, an
+// open-file-description lock).
+std::optional<pid_t> sqlite_exclusive_lock_holder(const std::filesystem::path& path) noexcept;
+
+// Whether process `pid` has `file` open, by its descriptors in /proc (false when they cannot
+// be read: another user's process, without the privilege to look).
+bool process_has_open(pid_t pid, const FileStat& file) noexcept;
+
 class ReaderLock {
  public:
   // SQLite's SHARED lock on the rollback-mode database `database`, taken as SQLite takes it:

@@ -169,7 +169,7 @@ std::optional<validate::CommitJournal> copy_journal_in_commit_phase(
       validate::same_journal_transaction(journal, now)) {
     if (const auto original = validate::journal_in_commit_phase(database, staged)) {
       return validate::CommitJournal{staged, journal, original->change_counter,
-                                     original->freelist_pages};
+                                     original->freelist_pages, original->database_pages};
     }
   }
   ::unlink(staged.c_str());

@@ -44,12 +44,14 @@ std::string describe(const char* name, const MemberState& before, const MemberSt
 // its close, and counts only some of its commits in the change counter (those that dirty
 // page 1 anyway, the first under the lock, the first after a rollback). Other owners hold
 // EXCLUSIVE only around a commit: from before its journal turns hot until just after the
-// journal is gone, a moment either side. So the lock held at both looks, with no hot
-// journal at one of them, marks an owner whose commits cannot be counted; a writer that
-// happens to be committing at both looks only costs a retry.
+// journal is gone, a moment either side. So the lock held at a look with no hot journal marks
+// an owner whose commits may not be counted: at the first look, or at the last only (an owner
+// that entered exclusive locking mode during the copy: its first commit under the lock
+// counted, the next ones not). A writer that happens to be at either end of a commit at a
+// look only costs a retry.
 bool uncounted_commits_possible(const SetState& before, const SetState& after) noexcept {
-  return before.exclusive_lock_held && after.exclusive_lock_held &&
-         (!journal_is_hot(before.journal) || !journal_is_hot(after.journal));
+  return (before.exclusive_lock_held && !journal_is_hot(before.journal)) ||
+         (after.exclusive_lock_held && !journal_is_hot(after.journal));
 }
 
 // Checks shared by the cases that roll our copy back through the journals of transactions
@@ -86,11 +88,11 @@ std::string rollback_obstacle(const SetState& before, const SetState& after,
     }
   }
   if (uncounted_commits_possible(before, after)) {
-    // Only what was seen: the lock at both looks is either a commit in progress each time
-    // (any owner) or an owner in exclusive locking mode; the two cannot be told apart here.
-    return "another process held SQLite's EXCLUSIVE lock on the database at both looks, with "
-           "no hot journal at one of them (a commit in progress each time, or an owner in "
-           "locking_mode=EXCLUSIVE, whose commits are not all counted)";
+    // Only what was seen: the lock with no hot journal is either the very start or end of a
+    // commit (any owner) or an owner in exclusive locking mode; they cannot be told apart.
+    return "another process held SQLite's EXCLUSIVE lock on the database with no hot journal "
+           "at a look (a commit starting or ending, or an owner in locking_mode=EXCLUSIVE, "
+           "whose commits are not all counted)";
   }
   return {};
 }
@@ -123,7 +125,11 @@ std::string chain_obstacle(const std::vector<CommitJournal>& commits) {
           "unjournaled, a page the earlier freed)",
           later.original_freelist_pages);
     }
-    if (big_endian_u32(later.header, 16) < big_endian_u32(earlier.header, 16)) {
+    // By the database's own size, not only the file's: in a file grown in chunks a commit
+    // that shrinks the database leaves the file as it was, and the next one appends where
+    // the cut pages were without journaling them (past the database's end).
+    if (later.original_database_pages < earlier.original_database_pages ||
+        big_endian_u32(later.header, 16) < big_endian_u32(earlier.header, 16)) {
       return "the database shrank between two commits during the copy";
     }
   }
@@ -203,6 +209,9 @@ struct JournalScan {
   // reached its commit, which always does).
   std::optional<std::uint32_t> original_counter;
   std::uint32_t original_freelist_pages = 0;  // with original_counter: page 1's at offset 36
+  // With original_counter: page 1's page count (offset 28) when SQLite trusts it, its
+  // version-valid-for number (92) being the change counter; else nullopt.
+  std::optional<std::uint32_t> original_database_pages;
   // Every record a segment header counts is there and valid (a journal synced for commit
   // must be so; one still being written may end in a torn record).
   bool intact = false;
@@ -250,8 +259,12 @@ JournalScan scan_journal(const std::filesystem::path& journal) {
         return scan;
       }
       if (page_number == 1 && !scan.original_counter) {
-        scan.original_counter = load_be32(record.data() + 4 + 24);
-        scan.original_freelist_pages = load_be32(record.data() + 4 + 36);
+        const unsigned char* page_one = record.data() + 4;
+        scan.original_counter = load_be32(page_one + 24);
+        scan.original_freelist_pages = load_be32(page_one + 36);
+        if (load_be32(page_one + 92) == *scan.original_counter) {
+          scan.original_database_pages = load_be32(page_one + 28);
+        }
       }
     }
     if (to_end || count == 0) {
@@ -294,7 +307,11 @@ std::optional<PageOneOriginal> journal_in_commit_phase(
       journal_names_a_super_journal(staged_journal)) {
     return std::nullopt;
   }
-  return PageOneOriginal{*scan.original_counter, scan.original_freelist_pages};
+  // (The journal header's original size, at 16, is the file's.)
+  const std::uint32_t file_pages =
+      big_endian_u32(capture_member(staged_journal, kJournalHeaderSize), 16);
+  return PageOneOriginal{*scan.original_counter, scan.original_freelist_pages,
+                         scan.original_database_pages.value_or(file_pages)};
 }
 
 MemberState capture_member(const std::filesystem::path& path, std::size_t header_size) {
@@ -319,9 +336,12 @@ MemberState wal_as_read(const std::array<std::byte, kWalHeaderSize>& header) {
 SetState capture(const discover::DatabaseFiles& files) {
   SetState state;
   state.database = capture_member(files.database, kDatabaseHeaderSize);
-  state.exclusive_lock_held = io::sqlite_exclusive_lock_held(files.database);
+  const std::optional<pid_t> holder = io::sqlite_exclusive_lock_holder(files.database);
+  state.exclusive_lock_held = holder.has_value();
   state.wal = capture_member(files.wal, kWalHeaderSize);
   state.journal = capture_member(files.journal, kJournalHeaderSize);
+  state.journal_open_by_lock_holder =
+      holder && state.journal.exists && io::process_has_open(*holder, state.journal.stat);
   return state;
 }
 
@@ -481,17 +501,24 @@ Verdict judge_quiet(const SetState& before, const SetState& after, const DuringC
   }
   // - An owner that keeps no journal on disk (journal_mode=OFF or MEMORY) shows a commit in
   //   progress by nothing but SQLite's EXCLUSIVE lock, which it holds from before its first
-  //   write to the database until after its last. Held at a look with no journal file at
-  //   either, a commit may be half written: page 1 (the counter) before the first look, the
-  //   pages we compared after the comparison; every check below would pass on a torn copy.
-  //   (An owner in locking_mode=EXCLUSIVE holds the lock while idle too; it cannot be told
-  //   from one in a commit. Under our SHARED lock no one holds EXCLUSIVE. In WAL mode, here
-  //   with an empty WAL, only a checkpoint writes the database, and not with an empty WAL.)
-  if ((before.exclusive_lock_held || after.exclusive_lock_held) && !before.journal.exists &&
-      !after.journal.exists && !before.wal.exists) {
+  //   write to the database until after its last. Held at a look by a process that does not
+  //   have the -journal open (a file of that name may still lie there, left by another
+  //   connection), a commit may be half written: page 1 (the counter) before the first look,
+  //   the pages we compared after the comparison; every check below would pass on a torn
+  //   copy. An owner in locking_mode=EXCLUSIVE that journals keeps its journal open while it
+  //   holds the lock, idle or not, and its writes show in it. (Under our SHARED lock no one
+  //   holds EXCLUSIVE. In WAL mode, here with an empty WAL, only a checkpoint writes the
+  //   database, and not with an empty WAL.) Not provable, so refused: a holder whose
+  //   descriptors we may not read (another user's process, another PID namespace).
+  const auto unjournaled_writer_possible = [](const SetState& state) {
+    return state.exclusive_lock_held && !state.journal_open_by_lock_holder;
+  };
+  if ((unjournaled_writer_possible(before) || unjournaled_writer_possible(after)) &&
+      !before.wal.exists) {
     verdict.reason =
-        "another process held SQLite's EXCLUSIVE lock on the database with no journal beside "
-        "it (journal_mode=OFF or MEMORY): a commit may have been half written";
+        "another process held SQLite's EXCLUSIVE lock on the database without the -journal "
+        "open (journal_mode=OFF or MEMORY, or a process we may not look into): a commit may "
+        "have been half written";
     return verdict;
   }
   // - In rollback mode every commit increments the change counter (offset 24) with its first

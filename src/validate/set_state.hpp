@@ -39,6 +39,9 @@ struct SetState {
   // Another process held SQLite's EXCLUSIVE lock on the database at the look (see
   // io::sqlite_exclusive_lock_held).
   bool exclusive_lock_held = false;
+  // ... and had the -journal open: it journals its writes (an owner in journal_mode=OFF or
+  // MEMORY never opens it, whatever file of that name lies there).
+  bool journal_open_by_lock_holder = false;
 };
 
 // Reads the markers of every member (stat + header) without opening anything for writing
@@ -83,12 +86,18 @@ struct CommitJournal {
   std::uint32_t original_counter = 0;  // page 1's change counter before T
   // Page 1's count of freelist pages before T: the pages free when T began.
   std::uint32_t original_freelist_pages = 0;
+  // The database's size in pages when T began: page 1's count where SQLite trusts it (it
+  // does when the version-valid-for number equals the change counter), else the journal's
+  // original size (the file's, which SQLite then uses). A file grown in chunks
+  // (SQLITE_FCNTL_CHUNK_SIZE) is longer than its database.
+  std::uint32_t original_database_pages = 0;
 };
 
 // What page 1 held when a transaction began, from the first record of page 1 in its journal.
 struct PageOneOriginal {
   std::uint32_t change_counter = 0;
   std::uint32_t freelist_pages = 0;
+  std::uint32_t database_pages = 0;  // see CommitJournal::original_database_pages
 };
 
 // The content comparison judge() asks for in the quiet case (Need::content_comparison): the

@@ -105,8 +105,10 @@ TEST(Judge, ExclusiveLockAtBothLooksIsNotCalledExclusiveLockingMode) {
   ASSERT_FALSE(verdict.consistent);
   EXPECT_EQ(verdict.reason.find("holds an exclusive lock between transactions"), std::string::npos)
       << verdict.reason;
-  EXPECT_NE(verdict.reason.find("at both looks"), std::string::npos) << verdict.reason;
-  EXPECT_NE(verdict.reason.find("a commit in progress"), std::string::npos) << verdict.reason;
+  EXPECT_NE(verdict.reason.find("with no hot journal at a look"), std::string::npos)
+      << verdict.reason;
+  EXPECT_NE(verdict.reason.find("a commit starting or ending"), std::string::npos)
+      << verdict.reason;
 }
 
 // A quiet rollback-mode copy (no journal, the same counter at both looks): judge asks for the
@@ -139,8 +141,9 @@ TEST(Judge, AQuietCopyIsDecidedByTheContentComparison) {
 }
 
 // A commit with no journal on disk (journal_mode=OFF or MEMORY) shows only in SQLite's
-// EXCLUSIVE lock: a quiet copy that saw it is thrown away before any comparison; beside a
-// journal file (or a WAL) the lock alone does not spoil it.
+// EXCLUSIVE lock: a quiet copy that saw it is thrown away before any comparison, even beside
+// a -journal file (a stale one); held by a process that has the journal open (an owner in
+// exclusive locking mode that journals), or beside a WAL, the lock alone does not spoil it.
 TEST(Judge, AQuietCopyWhileAnOwnerWithoutAJournalHoldsTheLockIsThrownAway) {
   SetState before;
   before.database = database_header(41);
@@ -150,11 +153,17 @@ TEST(Judge, AQuietCopyWhileAnOwnerWithoutAJournalHoldsTheLockIsThrownAway) {
   during.staged_database_bytes = 10 * 4096;
   Verdict verdict = judge(before, after, {}, during);
   EXPECT_FALSE(verdict.consistent);
-  EXPECT_NE(verdict.reason.find("no journal beside it"), std::string::npos) << verdict.reason;
+  EXPECT_NE(verdict.reason.find("without the -journal open"), std::string::npos) << verdict.reason;
 
-  SetState with_journal = before;
-  with_journal.journal.exists = true;  // PERSIST's zeroed journal, or TRUNCATE's empty one
-  verdict = judge(with_journal, with_journal, {}, during);
+  SetState stale_journal = before;
+  stale_journal.journal.exists = true;  // left by another connection: nobody has it open
+  verdict = judge(stale_journal, stale_journal, {}, during);
+  EXPECT_FALSE(verdict.consistent);
+  EXPECT_NE(verdict.reason.find("without the -journal open"), std::string::npos) << verdict.reason;
+
+  SetState journaling_owner = stale_journal;
+  journaling_owner.journal_open_by_lock_holder = true;  // PERSIST's zeroed journal, say
+  verdict = judge(journaling_owner, journaling_owner, {}, during);
   EXPECT_TRUE(verdict.consistent);
   EXPECT_EQ(verdict.need, Need::content_comparison);
 }

@@ -443,6 +443,60 @@ TEST_F(SnapshotTest, CommitInProgressWithNoJournalOnDiskIsNotTakenForQuiet) {
   EXPECT_EQ(query_int(copy, "SELECT count(*) FROM t WHERE v LIKE 'rewritten%'"), 1500);
 }
 
+// The same paused commit with no journal on disk, but beside a stale -journal that is not hot
+// (an empty one, as a journal_mode=TRUNCATE connection leaves behind; an owner in OFF or
+// MEMORY mode never removes it). The file's existence says nothing about how the owner that
+// holds the lock writes; only that owner having the journal open does (helper-25 found this).
+TEST_F(SnapshotTest, CommitInProgressBesideAStaleJournalIsNotTakenForQuiet) {
+  exec_sql(source_,
+           "PRAGMA journal_mode=TRUNCATE; CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);");
+  ASSERT_TRUE(fs::exists(source_.string() + "-journal"));
+  OwnerProcess owner(kOwnerExe, source_, "pause-in-unjournaled-commit", 12000);
+  ASSERT_TRUE(owner.ready() && owner.resume_until(".2")) << owner.output();
+  ASSERT_TRUE(fs::exists(source_.string() + "-journal"));
+  const fs::path copy = out_dir_ / "copy.sqlite";
+  try {
+    sb::sqlite_backup(source_, copy, {.copy_retry = 2});
+    expect_a_committed_state(copy, false);
+    ADD_FAILURE() << "a snapshot was taken while a commit was half written";
+  } catch (const sb::SqliteBackupError& error) {
+    EXPECT_EQ(error.kind(), sb::ErrorKind::unstable_source) << error.what();
+  }
+  ASSERT_TRUE(owner.resume_until(".3")) << owner.output();
+  sb::sqlite_backup(source_, copy);
+  EXPECT_EQ(query_int(copy, "SELECT count(*) FROM t WHERE v LIKE 'rewritten%'"), 1500);
+}
+
+// An owner idle at the first look enters locking_mode=EXCLUSIVE during the copy: its first
+// commit under the lock is counted (and seen committing), its second is not. With the lock
+// held only at the last look, the single commit seen looked like the whole story, and the
+// copy held most of the second (helper-25 found this).
+TEST_F(SnapshotTest, AnOwnerEnteringExclusiveLockingModeDuringTheCopyIsNotTakenForCounted) {
+  SteppedBackup backup;
+  {
+    OwnerProcess owner(kOwnerExe, source_, "pause-in-exclusive-late", 12000);
+    backup = back_up_stepping(owner, source_, out_dir_ / "copy.sqlite", {}, {{".2", ".3"}, {".4"}});
+    ASSERT_TRUE(backup.every_step_came) << owner.output();
+  }  // (the owner gone, its lock with it: the source can be read)
+  if (backup.chunks < 2) {
+    GTEST_SKIP() << "the database was copied in one step (a reflink clone?): no moment "
+                    "between chunks to let the owner's commits advance";
+  }
+  const fs::path copy = out_dir_ / "copy.sqlite";
+  const char* const first_rows = "SELECT count(*) FROM t WHERE v LIKE 'rewritten%'";
+  const char* const second_rows = "SELECT count(*) FROM t WHERE v GLOB 'ROW *'";
+  const auto all_first = query_int(source_, first_rows);
+  const auto all_second = query_int(source_, second_rows);
+  ASSERT_TRUE(all_first > 0 && all_second > 0);
+  const auto rewritten = query_int(copy, first_rows);
+  const auto second = query_int(copy, second_rows);
+  EXPECT_TRUE((rewritten == 0 && second == 0) || (rewritten == all_first && second == 0) ||
+              (rewritten == all_first && second == all_second))
+      << "torn snapshot: " << rewritten.value_or(-1) << " rows of the first commit, "
+      << second.value_or(-1) << " of the second";
+  EXPECT_EQ(query_text(copy, "PRAGMA integrity_check"), "ok");
+}
+
 // A transaction over two attached databases leaves a super-journal name in its journal, and
 // SQLite plays such a journal back only while the super-journal exists, which it never does
 // beside our copy: rolled back "through" it, the copy would silently stay torn. The owner
@@ -559,6 +613,29 @@ TEST_F(SnapshotTest, TwoCommitsThatFreeNoPageAreRolledBackThroughBothJournals) {
   EXPECT_EQ(query_int(copy, "SELECT count(*) FROM t WHERE v GLOB 'ROW *'"), 0);
   EXPECT_EQ(query_int(source_, "SELECT count(*) FROM t WHERE v GLOB 'ROW *'"), 3000);
   EXPECT_EQ(query_int(source_, "PRAGMA freelist_count"), 0);
+}
+
+// A commit that shrinks the database (auto_vacuum) inside a file that grows in chunks
+// (SQLITE_FCNTL_CHUNK_SIZE) leaves the file as long as it was, and the next commit appends
+// where the cut pages were without journaling them (past the database's end, not the file's).
+// The journals' original sizes are the file's, so only page 1's page count shows the shrink
+// (helper-25 found this).
+TEST_F(SnapshotTest, CommitsThatShrinkAndRegrowTheDatabaseInsideItsFileAreNotAChain) {
+  OwnerProcess owner(kOwnerExe, source_, "pause-in-chunk-shrink-regrow", 12000);
+  const SteppedBackup backup =
+      back_up_stepping(owner, source_, out_dir_ / "copy.sqlite", {".2"}, {{".3", ".4"}, {".5"}});
+  if (backup.chunks < 2) {
+    GTEST_SKIP() << "the database was copied in one step (a reflink clone?): no moment "
+                    "between chunks to let the owner's commits advance";
+  }
+  ASSERT_TRUE(backup.every_step_came) << owner.output();
+  const fs::path copy = out_dir_ / "copy.sqlite";
+  EXPECT_EQ(query_text(copy, "PRAGMA integrity_check"), "ok");
+  const auto rows = count_rows(copy);
+  const auto added = query_int(copy, "SELECT count(*) FROM t WHERE v LIKE 'new%'");
+  EXPECT_TRUE((rows == 12000 && added == 0) || (rows == 9000 && added == 0) ||
+              (rows == 12000 && added == 3000))
+      << rows << " rows, " << added.value_or(-1) << " new";
 }
 
 // Distinct calls may run concurrently on distinct destinations (the header promises it),

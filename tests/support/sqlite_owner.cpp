@@ -93,6 +93,13 @@ constexpr const char* kUsage =
     "                      commits, each pausing as above, each rewriting rows in place (every\n"
     "                      8th row 'row' -> 'ROW', from id 0 then from id 1; same length, so no\n"
     "                      page is freed): FILE, FILE.2, then FILE.3, FILE.4; FILE.5 when done\n"
+    "  pause-in-exclusive-late  journal_mode=DELETE; N rows, then idle (FILE); on SIGUSR1 it\n"
+    "                      enters locking_mode=EXCLUSIVE and commits every 8th row of ids up to\n"
+    "                      4000 rewritten, pausing as pause-in-commit (FILE.2, FILE.3), then\n"
+    "                      rows past 8000 'row' -> 'ROW' (uncounted); FILE.4 when done\n"
+    "  pause-in-chunk-shrink-regrow  journal_mode=DELETE, auto_vacuum=FULL, 32 MiB chunks;\n"
+    "                      N rows, then two commits pausing as pause-in-two-commits: T1\n"
+    "                      deletes the last quarter of the rows, T2 inserts as many 'new' ones\n"
     "  stomp               creates PATH with N rows if missing, then (no SQLite) rewrites the "
     "header's\n"
     "                      change counter (bytes 24-27) in a tight loop until SIGTERM/SIGINT\n"
@@ -184,6 +191,7 @@ class Database {
     return value;
   }
 
+  [[nodiscard]] sqlite3* handle() const noexcept { return db_; }
   void close() noexcept {
     if (db_ != nullptr) sqlite3_close(db_);
     db_ = nullptr;
@@ -555,7 +563,8 @@ int pause_in_commit(const Arguments& args, const std::string& variant) {
   g_main_name = args.db.substr(args.db.find_last_of('/') + 1);
   Database db(args.db);
   if (variant == "exclusive" || variant == "attached" || variant == "free-and-reuse" ||
-      variant == "spill-after" || variant == "two-in-place") {
+      variant == "spill-after" || variant == "two-in-place" || variant == "chunk-shrink-regrow" ||
+      variant == "exclusive-late") {
     expect_pragma(db, "journal_mode=DELETE", "delete");
   } else if (variant == "unjournaled") {
     // Nothing on disk shows the commit in progress: only the EXCLUSIVE lock it holds. Paused
@@ -590,6 +599,42 @@ int pause_in_commit(const Arguments& args, const std::string& variant) {
                            ") INSERT INTO b(payload) SELECT randomblob(20000) FROM n;"
                            " UPDATE b SET h = hex(substr(payload, 1, 8)) || "
                            "hex(substr(payload, 19993, 8)) WHERE h IS NULL;");
+    announce_next();
+    wait_for_stop();
+    db.close();
+    return 0;
+  }
+  if (variant == "exclusive-late") {
+    // Idle at the first look (no lock held); then the first commit under locking_mode=
+    // EXCLUSIVE, which SQLite counts, and a second one, same length, that it does not.
+    create_table(db);
+    insert_rows(db, args.rows, true);
+    pause_until_resumed();  // FILE: idle, no lock held
+    expect_pragma(db, "locking_mode=EXCLUSIVE", "exclusive");
+    commit_with_pauses(db, "UPDATE t SET v = 'rewritten ' || v WHERE id % 8 = 0 AND id <= 4000;");
+    db.exec("UPDATE t SET v = 'ROW' || substr(v, 4) WHERE id > 8000;");
+    announce_next();  // FILE.4
+    wait_for_stop();
+    db.close();
+    return 0;
+  }
+  if (variant == "chunk-shrink-regrow") {
+    // The file grows in 32 MiB chunks (SQLITE_FCNTL_CHUNK_SIZE): a commit that shrinks the
+    // database (auto_vacuum) leaves the file as long as it was, so the journals' original
+    // sizes (the file's) do not show it. T1 deletes the last quarter of the rows, T2 appends
+    // as many new ones where they were, unjournaled (past the database's end).
+    db.exec("PRAGMA auto_vacuum=FULL; PRAGMA secure_delete=OFF");
+    int chunk = 32 << 20;
+    if (sqlite3_file_control(db.handle(), "main", SQLITE_FCNTL_CHUNK_SIZE, &chunk) != SQLITE_OK) {
+      die("chunk-shrink-regrow: SQLITE_FCNTL_CHUNK_SIZE");
+    }
+    create_table(db);
+    insert_rows(db, args.rows, true);
+    commit_with_pauses(db, "DELETE FROM t WHERE id > " + std::to_string(args.rows * 3 / 4) + ";");
+    commit_with_pauses(
+        db, "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < " +
+                std::to_string(args.rows / 4) +
+                ") INSERT INTO t(v) SELECT 'new ' || i || ' ' || hex(randomblob(400)) FROM n;");
     announce_next();
     wait_for_stop();
     db.close();
@@ -734,6 +779,10 @@ int main(int argc, char** argv) {
   if (args.mode == "pause-in-commit-then-spill") return pause_in_commit(args, "spill-after");
   if (args.mode == "pause-in-unjournaled-commit") return pause_in_commit(args, "unjournaled");
   if (args.mode == "pause-in-two-in-place-commits") return pause_in_commit(args, "two-in-place");
+  if (args.mode == "pause-in-exclusive-late") return pause_in_commit(args, "exclusive-late");
+  if (args.mode == "pause-in-chunk-shrink-regrow") {
+    return pause_in_commit(args, "chunk-shrink-regrow");
+  }
   if (args.mode == "stomp") return stomp(args);
   usage_error("unknown mode " + args.mode);
 }
