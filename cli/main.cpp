@@ -331,7 +331,7 @@ Failure interrupted_failure(const std::string& source, const std::string& destin
   const int signal_number = InterruptHandlers::signal_number();
   std::string message = fmt::format("interrupted by {}: the backup of {} was stopped; ",
                                     signal_name(signal_number), display_path(source));
-  message += streaming ? std::string("the data on stdout is incomplete")
+  message += streaming ? std::string("what reached stdout, if anything, is incomplete")
                        : fmt::format("nothing was written to {}", display_path(destination));
   return {exit_code_for_signal(signal_number), std::move(message)};
 }

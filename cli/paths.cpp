@@ -46,8 +46,10 @@ std::variant<fs::path, Failure> resolve_destination(const fs::path& source,
   // symlink_status: a dangling symlink exists too, and writing through it is refused.
   const fs::file_status own_status = fs::symlink_status(destination, error);
   if (error && own_status.type() != fs::file_type::not_found) {
-    return refuse(
-        fmt::format("cannot examine destination {}: {}", shown(destination), error.message()));
+    // Not a refusal of the destination but a failure to look at it (a folder on the way we may
+    // not search, an I/O error): exit 5, as the same failure on the source side.
+    return Failure{
+        kIo, fmt::format("cannot examine destination {}: {}", shown(destination), error.message())};
   }
   if (fs::exists(own_status)) {
     if (fs::is_directory(fs::status(destination, error))) {  // a symlink to a folder is a folder

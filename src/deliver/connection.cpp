@@ -54,8 +54,9 @@ void backup_api_copy(sql::Database& from, sqlite3* to, const Settings& settings,
   const BackupOptions& backup = settings.backup;
   // The file a failed step names: SQLite's backup API reports the source's failures and the
   // destination's alike, and only a failure to write is the destination's.
+  const auto writing = [&](int rc) { return !destination.empty() && sql::is_write_failure(rc); };
   const auto failed_file = [&](int rc) -> const std::filesystem::path& {
-    return !destination.empty() && sql::is_write_failure(rc) ? destination : from.path();
+    return writing(rc) ? destination : from.path();
   };
   sql::Backup handle(to, from, backup.name);
   const auto busy_limit = settings.connect.busy_timeout;
@@ -97,10 +98,13 @@ void backup_api_copy(sql::Database& from, sqlite3* to, const Settings& settings,
       continue;
     }
     handle.finish();
-    sql::throw_result(rc, to, "cannot back up", failed_file(rc));
+    sql::throw_result(rc, to, writing(rc) ? "cannot write" : "cannot back up", failed_file(rc));
   }
   const int rc = handle.finish();
-  if (rc != SQLITE_OK) sql::throw_result(rc, to, "cannot finish the backup of", failed_file(rc));
+  if (rc != SQLITE_OK) {
+    sql::throw_result(rc, to, writing(rc) ? "cannot finish writing" : "cannot finish the backup of",
+                      failed_file(rc));
+  }
 }
 
 void copy_into(sql::Database& from, sqlite3* target, const Settings& settings) {

@@ -181,6 +181,28 @@ TEST(CliDestination, AFolderThatMayBeWrittenButNotReadGetsTheSnapshotAndAWarning
   EXPECT_EQ(count_rows(drop_box / "source.sqlite"), 50);
 }
 
+// A destination inside a folder this user may not search cannot even be looked at: an I/O
+// error (exit 5, "permission denied" in the table), as the same failure on the source side is,
+// not a refused destination (exit 1).
+TEST(CliDestination, ADestinationWeMayNotLookAtIsAnIoError) {
+  TempDir dir;
+  create_database(dir / "source.sqlite", 20);
+  fs::permissions(dir.path(),
+                  fs::perms::owner_all | fs::perms::others_read | fs::perms::others_exec);
+  fs::permissions(dir / "source.sqlite",
+                  fs::perms::owner_read | fs::perms::owner_write | fs::perms::others_read);
+  fs::create_directory(dir / "locked");
+  fs::permissions(dir / "locked", fs::perms::owner_all);
+  RunSettings settings;
+  settings.drop_root = ::getuid() == 0;
+  if (!settings.drop_root) GTEST_SKIP() << "needs root, to run the command as another user";
+  const Result result = run_cli(
+      {(dir / "source.sqlite").string(), (dir / "locked" / "copy.sqlite").string()}, settings);
+  EXPECT_EQ(result.exit_code, 5) << describe(result);
+  EXPECT_NE(result.err.find("Permission denied"), std::string::npos) << result.err;
+  EXPECT_TRUE(list_names(dir / "locked").empty());
+}
+
 // A TMPDIR that passes a permission check but where nothing can be made (/proc, as root) is
 // passed over too, as tempfile does, which tries to create a file. Before, root's backup to
 // `-` failed there, "cannot create a temporary folder in /proc".

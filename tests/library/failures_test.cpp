@@ -382,6 +382,8 @@ TEST_F(FailuresTest, DiskFullWhileSqliteWritesTheDestinationCarriesEnospc) {
     EXPECT_EQ(error.path(), destination) << error.what();
     EXPECT_NE(std::string(error.what()).find(destination.string()), std::string::npos)
         << error.what();
+    // ... as the file being written ("cannot back up <destination>" read as if it were read).
+    EXPECT_NE(std::string(error.what()).find("cannot write"), std::string::npos) << error.what();
   }
   EXPECT_TRUE(list_names(tmpfs->path()).empty())
       << ::testing::PrintToString(list_names(tmpfs->path()));
