@@ -110,6 +110,14 @@ TEST(CliDestination, DeepDestinationFolderWorksWithAHotJournalToRollBack) {
   EXPECT_EQ(list_names(deep), std::vector<std::string>{"crashed.sqlite"});
 }
 
+// For a command run as nobody (RunSettings::drop_root): the test folder searchable and the
+// source readable by others.
+void let_others_read(const TempDir& dir, const fs::path& source) {
+  fs::permissions(dir.path(),
+                  fs::perms::owner_all | fs::perms::others_read | fs::perms::others_exec);
+  fs::permissions(source, fs::perms::owner_read | fs::perms::owner_write | fs::perms::others_read);
+}
+
 TEST(CliStdout, DeepTemporaryFolderWorks) {
   const SourceFolder dir(300);
   const fs::path deep = make_deep_folder(dir / "tmp", 700);
@@ -132,10 +140,7 @@ TEST(CliStdout, DeepTemporaryFolderWorks) {
 TEST(CliStdout, ATemporaryFolderWeMayNotWriteIsPassedOver) {
   TempDir dir;
   create_database(dir / "source.sqlite", 50);
-  fs::permissions(dir.path(),
-                  fs::perms::owner_all | fs::perms::others_read | fs::perms::others_exec);
-  fs::permissions(dir / "source.sqlite",
-                  fs::perms::owner_read | fs::perms::owner_write | fs::perms::others_read);
+  let_others_read(dir, dir / "source.sqlite");
   fs::create_directory(dir / "readonly");
   fs::permissions(dir / "readonly", fs::perms::owner_read | fs::perms::owner_exec |
                                         fs::perms::others_read | fs::perms::others_exec);
@@ -161,10 +166,7 @@ TEST(CliStdout, ATemporaryFolderWeMayNotWriteIsPassedOver) {
 TEST(CliDestination, AFolderThatMayBeWrittenButNotReadGetsTheSnapshotAndAWarning) {
   TempDir dir;
   create_database(dir / "source.sqlite", 50);
-  fs::permissions(dir.path(),
-                  fs::perms::owner_all | fs::perms::others_read | fs::perms::others_exec);
-  fs::permissions(dir / "source.sqlite",
-                  fs::perms::owner_read | fs::perms::owner_write | fs::perms::others_read);
+  let_others_read(dir, dir / "source.sqlite");
   const fs::path drop_box = dir / "drop_box";
   fs::create_directory(drop_box);
   fs::permissions(drop_box, fs::perms::owner_all | fs::perms::group_write | fs::perms::group_exec |
@@ -187,10 +189,7 @@ TEST(CliDestination, AFolderThatMayBeWrittenButNotReadGetsTheSnapshotAndAWarning
 TEST(CliDestination, ADestinationWeMayNotLookAtIsAnIoError) {
   TempDir dir;
   create_database(dir / "source.sqlite", 20);
-  fs::permissions(dir.path(),
-                  fs::perms::owner_all | fs::perms::others_read | fs::perms::others_exec);
-  fs::permissions(dir / "source.sqlite",
-                  fs::perms::owner_read | fs::perms::owner_write | fs::perms::others_read);
+  let_others_read(dir, dir / "source.sqlite");
   fs::create_directory(dir / "locked");
   fs::permissions(dir / "locked", fs::perms::owner_all);
   RunSettings settings;

@@ -349,6 +349,19 @@ SteppedBackup back_up_stepping(OwnerProcess& owner, const fs::path& source,
   return result;
 }
 
+// Why a test that lets an owner advance between the copy's chunks cannot run.
+constexpr const char* kCopiedInOneStep =
+    "the database was copied in one step (a reflink clone?): no moment between chunks to let "
+    "the owner advance";
+
+// The steps for an owner that pauses in two commits (pause-in-two-commits and its kin): the
+// first has written page 1 before the copy; at the first chunk it finishes and the second
+// runs up to the write of its page 1; at the second chunk the second finishes.
+SteppedBackup back_up_across_two_commits(OwnerProcess& owner, const fs::path& source,
+                                         const fs::path& destination) {
+  return back_up_stepping(owner, source, destination, {".2"}, {{".3", ".4"}, {".5"}});
+}
+
 // Which committed states a pause-in-commit owner's database can be in, from the rows the
 // paused transaction ('rewritten', every 8th row) and the exclusive variant's second one
 // ('row' made 'ROW') changed: all of a transaction or none of it, in order.
@@ -390,8 +403,7 @@ TEST_F(SnapshotTest, TransactionReachingItsCommitDuringTheCopyHasItsJournalCopie
   const SteppedBackup backup =
       back_up_stepping(owner, source_, out_dir_ / "copy.sqlite", {}, {{".2"}, {".3"}}, 1);
   if (backup.chunks < 2) {
-    GTEST_SKIP() << "the database was copied in one step (a reflink clone?): no moment "
-                    "between chunks to let the owner's commit advance";
+    GTEST_SKIP() << kCopiedInOneStep;
   }
   ASSERT_TRUE(backup.every_step_came) << owner.output();
   EXPECT_EQ(backup.report.attempts, 1);
@@ -479,8 +491,7 @@ TEST_F(SnapshotTest, AnOwnerEnteringExclusiveLockingModeDuringTheCopyIsNotTakenF
     ASSERT_TRUE(backup.every_step_came) << owner.output();
   }  // (the owner gone, its lock with it: the source can be read)
   if (backup.chunks < 2) {
-    GTEST_SKIP() << "the database was copied in one step (a reflink clone?): no moment "
-                    "between chunks to let the owner's commits advance";
+    GTEST_SKIP() << kCopiedInOneStep;
   }
   const fs::path copy = out_dir_ / "copy.sqlite";
   const char* const first_rows = "SELECT count(*) FROM t WHERE v LIKE 'rewritten%'";
@@ -552,8 +563,7 @@ TEST_F(SnapshotTest, AnotherTransactionHotBetweenChunksSpoilsTheCommitCopy) {
   const SteppedBackup backup =
       back_up_stepping(owner, source_, out_dir_ / "copy.sqlite", {".2"}, {{".3"}, {".4"}});
   if (backup.chunks < 2) {
-    GTEST_SKIP() << "the database was copied in one step (a reflink clone?): no moment "
-                    "between chunks to let the owner's transactions advance";
+    GTEST_SKIP() << kCopiedInOneStep;
   }
   ASSERT_TRUE(backup.every_step_came) << owner.output();
   expect_a_committed_state(out_dir_ / "copy.sqlite", false);
@@ -570,13 +580,9 @@ TEST_F(SnapshotTest, AnotherTransactionHotBetweenChunksSpoilsTheCommitCopy) {
 // copies each journal in its commit phase; the copy must still not be accepted as such.
 TEST_F(SnapshotTest, TwoCommitsDuringTheCopyAreNotRolledBackThroughBothJournals) {
   OwnerProcess owner(kOwnerExe, source_, "pause-in-two-commits", 600);
-  // T1 has written page 1 before the copy; at the first chunk T1 finishes and T2 runs up to
-  // the write of its page 1; at the second, T2 finishes.
-  const SteppedBackup backup =
-      back_up_stepping(owner, source_, out_dir_ / "copy.sqlite", {".2"}, {{".3", ".4"}, {".5"}});
+  const SteppedBackup backup = back_up_across_two_commits(owner, source_, out_dir_ / "copy.sqlite");
   if (backup.chunks < 2) {
-    GTEST_SKIP() << "the database was copied in one step (a reflink clone?): no moment "
-                    "between chunks to let the owner's commits advance";
+    GTEST_SKIP() << kCopiedInOneStep;
   }
   ASSERT_TRUE(backup.every_step_came) << owner.output();
   const fs::path copy = out_dir_ / "copy.sqlite";
@@ -598,11 +604,9 @@ TEST_F(SnapshotTest, TwoCommitsDuringTheCopyAreNotRolledBackThroughBothJournals)
 // steps as the test above, whose first commit frees pages).
 TEST_F(SnapshotTest, TwoCommitsThatFreeNoPageAreRolledBackThroughBothJournals) {
   OwnerProcess owner(kOwnerExe, source_, "pause-in-two-in-place-commits", 12000);
-  const SteppedBackup backup =
-      back_up_stepping(owner, source_, out_dir_ / "copy.sqlite", {".2"}, {{".3", ".4"}, {".5"}});
+  const SteppedBackup backup = back_up_across_two_commits(owner, source_, out_dir_ / "copy.sqlite");
   if (backup.chunks < 2) {
-    GTEST_SKIP() << "the database was copied in one step (a reflink clone?): no moment "
-                    "between chunks to let the owner's commits advance";
+    GTEST_SKIP() << kCopiedInOneStep;
   }
   ASSERT_TRUE(backup.every_step_came) << owner.output();
   const fs::path copy = out_dir_ / "copy.sqlite";
@@ -622,11 +626,9 @@ TEST_F(SnapshotTest, TwoCommitsThatFreeNoPageAreRolledBackThroughBothJournals) {
 // (helper-25 found this).
 TEST_F(SnapshotTest, CommitsThatShrinkAndRegrowTheDatabaseInsideItsFileAreNotAChain) {
   OwnerProcess owner(kOwnerExe, source_, "pause-in-chunk-shrink-regrow", 12000);
-  const SteppedBackup backup =
-      back_up_stepping(owner, source_, out_dir_ / "copy.sqlite", {".2"}, {{".3", ".4"}, {".5"}});
+  const SteppedBackup backup = back_up_across_two_commits(owner, source_, out_dir_ / "copy.sqlite");
   if (backup.chunks < 2) {
-    GTEST_SKIP() << "the database was copied in one step (a reflink clone?): no moment "
-                    "between chunks to let the owner's commits advance";
+    GTEST_SKIP() << kCopiedInOneStep;
   }
   ASSERT_TRUE(backup.every_step_came) << owner.output();
   const fs::path copy = out_dir_ / "copy.sqlite";
