@@ -209,9 +209,10 @@ struct JournalScan {
   // reached its commit, which always does).
   std::optional<std::uint32_t> original_counter;
   std::uint32_t original_freelist_pages = 0;  // with original_counter: page 1's at offset 36
-  // With original_counter: page 1's page count (offset 28) when SQLite trusts it, its
-  // version-valid-for number (92) being the change counter; else nullopt.
-  std::optional<std::uint32_t> original_database_pages;
+  // The database's size in pages when the transaction began: page 1's count (offset 28) when
+  // SQLite trusts it, its version-valid-for number (92) being the change counter; else the
+  // first segment header's original size (offset 16, the file's).
+  std::uint32_t original_database_pages = 0;
   // Every record a segment header counts is there and valid (a journal synced for commit
   // must be so; one still being written may end in a torn record).
   bool intact = false;
@@ -234,6 +235,7 @@ JournalScan scan_journal(const std::filesystem::path& journal) {
       scan.intact = !first_segment;
       return scan;
     }
+    if (first_segment) scan.original_database_pages = load_be32(&header[16]);
     first_segment = false;
     const std::uint32_t declared = load_be32(&header[8]);
     const std::uint32_t nonce = load_be32(&header[12]);
@@ -307,11 +309,8 @@ std::optional<PageOneOriginal> journal_in_commit_phase(
       journal_names_a_super_journal(staged_journal)) {
     return std::nullopt;
   }
-  // (The journal header's original size, at 16, is the file's.)
-  const std::uint32_t file_pages =
-      big_endian_u32(capture_member(staged_journal, kJournalHeaderSize), 16);
   return PageOneOriginal{*scan.original_counter, scan.original_freelist_pages,
-                         scan.original_database_pages.value_or(file_pages)};
+                         scan.original_database_pages};
 }
 
 MemberState capture_member(const std::filesystem::path& path, std::size_t header_size) {
