@@ -284,6 +284,32 @@ void reading_the_source(const Options& options, const std::function<void()>& wor
   }
 }
 
+// What the final error adds when the owner held SQLite's EXCLUSIVE lock at every attempt
+// (locking_mode=EXCLUSIVE): what the user can do about it.
+std::string exclusive_owner_advice(const snapshot::Outcome& outcome) {
+  if (!outcome.exclusive_lock_at_every_attempt || outcome.attempts < 2) return {};
+  if (const auto pid = outcome.unreadable_lock_holder) {
+    // Idle or not, such an owner cannot be told from one that keeps no journal and is halfway
+    // through a commit: only its open files tell, and we may not read them.
+    return fmt::format(
+        "; its owner ({}) held SQLite's EXCLUSIVE lock throughout (locking_mode=EXCLUSIVE), "
+        "and whether it keeps a journal cannot be told without reading its open files, which "
+        "this user may not: run the backup as that program's user or as root{}",
+        *pid > 0 ? fmt::format("process {}", *pid) : "a process in another PID namespace",
+        *pid > 0 ? "" : ", in its PID namespace");
+  }
+  if (const auto pid = outcome.journal_less_lock_holder) {
+    return fmt::format(
+        "; its owner (process {}) held SQLite's EXCLUSIVE lock throughout "
+        "(locking_mode=EXCLUSIVE) and keeps no journal (journal_mode=OFF or MEMORY), so its "
+        "database file may be half written at any moment: back it up while that program is "
+        "closed",
+        *pid);
+  }
+  return "; its owner held SQLite's EXCLUSIVE lock throughout (locking_mode=EXCLUSIVE), which "
+         "no reader's lock can hold off: back it up while that program is idle or closed";
+}
+
 // Discover, snapshot and validate: copies the source into `staged` (validated unless the
 // caller accepts otherwise) and rolls the copy back through a transaction that committed
 // while it was read. The source is read on a thread with a descriptor table of its own, so
@@ -310,12 +336,7 @@ std::string snapshot_into(const fs::path& source, const fs::path& staged, const 
         ErrorKind::unstable_source, source,
         "cannot snapshot {}: failed to copy all files without any of them changing {} times "
         "(last: {}){}",
-        quoted(source), options.copy_retry, outcome.last_reason,
-        outcome.exclusive_lock_at_every_attempt && outcome.attempts >= 2
-            ? "; its owner held SQLite's EXCLUSIVE lock throughout (locking_mode=EXCLUSIVE), "
-              "which no reader's lock can hold off: back it up while that program is idle or "
-              "closed"
-            : "");
+        quoted(source), options.copy_retry, outcome.last_reason, exclusive_owner_advice(outcome));
   }
   return outcome.validated ? std::string() : outcome.last_reason;
 }

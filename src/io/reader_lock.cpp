@@ -62,18 +62,22 @@ std::optional<pid_t> sqlite_exclusive_lock_holder(const std::filesystem::path& p
   return probe.l_pid;
 }
 
-bool process_has_open(pid_t pid, const FileStat& file) noexcept {
-  if (pid <= 0) return false;
+std::optional<bool> process_has_open(pid_t pid, const FileStat& file) noexcept {
+  if (pid <= 0) return std::nullopt;
   const std::string folder = "/proc/" + std::to_string(pid) + "/fd";
   DIR* descriptors = ::opendir(folder.c_str());
-  if (descriptors == nullptr) return false;
-  bool found = false;
+  if (descriptors == nullptr) return std::nullopt;
+  std::optional<bool> found = false;
   while (const dirent* entry = ::readdir(descriptors)) {
     if (entry->d_name[0] == '.') continue;
     struct stat target {};
-    // stat() follows the descriptor's link to the file it has open, deleted or not.
-    if (::stat((folder + "/" + entry->d_name).c_str(), &target) == 0 &&
-        target.st_dev == file.device && target.st_ino == file.inode) {
+    // stat() follows the descriptor's link to the file it has open, deleted or not. One that
+    // closed meanwhile (ENOENT) had nothing to say; any other failure leaves it unknown.
+    if (::stat((folder + "/" + entry->d_name).c_str(), &target) != 0) {
+      if (errno != ENOENT) found = std::nullopt;
+      continue;
+    }
+    if (target.st_dev == file.device && target.st_ino == file.inode) {
       found = true;
       break;
     }

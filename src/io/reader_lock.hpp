@@ -32,9 +32,10 @@ bool sqlite_exclusive_lock_held(const std::filesystem::path& path) noexcept;
 // open-file-description lock).
 std::optional<pid_t> sqlite_exclusive_lock_holder(const std::filesystem::path& path) noexcept;
 
-// Whether process `pid` has `file` open, by its descriptors in /proc (false when they cannot
-// be read: another user's process, without the privilege to look).
-bool process_has_open(pid_t pid, const FileStat& file) noexcept;
+// Whether process `pid` has `file` open, by its descriptors in /proc. nullopt when they cannot
+// be read: another user's process or a non-dumpable one without the privilege to look, a pid
+// the kernel did not give (0 or -1: another PID namespace), a process that has just exited.
+std::optional<bool> process_has_open(pid_t pid, const FileStat& file) noexcept;
 
 class ReaderLock {
  public:

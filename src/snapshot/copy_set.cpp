@@ -21,6 +21,7 @@
 #include "io/copy.hpp"
 #include "io/file.hpp"
 #include "io/reader_lock.hpp"
+#include "io/write_watch.hpp"
 #include "log_internal.hpp"
 #include "recover/apply_wal.hpp"
 #include "validate/set_state.hpp"
@@ -510,7 +511,8 @@ validate::Comparison compare_contents(const discover::DatabaseFiles& source,
 validate::Verdict judge_copy(const discover::DatabaseFiles& source,
                              const discover::DatabaseFiles& staged_files,
                              const validate::SetState& before, const SetCopy& copy,
-                             validate::DuringCopy& during, const Settings& settings) {
+                             validate::DuringCopy& during, const Settings& settings,
+                             const std::function<void()>& after_each_look) {
   // A retry's refresh that rewrote nothing was itself a comparison.
   if (copy.database_proved_equal) during.comparison = validate::Comparison::equal;
   validate::CopiedSet copied;
@@ -523,6 +525,7 @@ validate::Verdict judge_copy(const discover::DatabaseFiles& source,
   const auto staged_database = io::stat_path(staged_files.database);
   during.staged_database_bytes = staged_database ? staged_database->size : 0;
   const auto judge_against = [&](const validate::SetState& state) {
+    after_each_look();
     return validate::judge(before, state, copied, during);
   };
   validate::Verdict verdict = judge_against(validate::capture(source));
@@ -539,12 +542,23 @@ validate::Verdict judge_copy(const discover::DatabaseFiles& source,
 // Idle in WAL mode and when the caller's copy function copies.
 class CommitWatch {
  public:
+  // `writes`: the kernel's record of writes, started before the look `before` (nullopt when
+  // it could not be had: then no commit seen is accepted).
   CommitWatch(const discover::DatabaseFiles& source, const discover::DatabaseFiles& staged_files,
-              const validate::SetState& before, const Settings& settings)
+              const validate::SetState& before, const Settings& settings,
+              std::optional<io::WriteWatch> writes)
       : source_(source),
         staged_files_(staged_files),
         before_(before),
-        enabled_(settings.follow_commits && !settings.copy_function && !before.wal.exists) {}
+        enabled_(wanted(settings) && !before.wal.exists),
+        writes_(std::move(writes)) {
+    if (enabled_ && writes_) during_.writes.start();
+  }
+
+  // Whether the attempt can be judged as commits seen: see CommitWatch's callers.
+  static bool wanted(const Settings& settings) noexcept {
+    return settings.follow_commits && !settings.copy_function;
+  }
 
   void look_before_copy() {
     if (enabled_) look(before_.database, before_.journal);
@@ -554,6 +568,20 @@ class CommitWatch {
     if (!enabled_) return;
     look(validate::capture_member(source_.database, validate::kDatabaseHeaderSize),
          validate::capture_member(source_.journal, validate::kJournalHeaderSize));
+  }
+
+  // Brings the record of writes up to now: after the last look, before the judgement.
+  void record_writes() {
+    if (!enabled_ || !writes_) return;
+    validate::WriteHistory& history = during_.writes;
+    const bool whole = writes_->drain([&history](io::Written member) {
+      if (member == io::Written::database) {
+        history.database_written();
+      } else {
+        history.journal_written();
+      }
+    });
+    if (!whole) history.lost_some();
   }
 
   // Whether a commit's journal was copied: then the journal is not copied after the database.
@@ -567,6 +595,8 @@ class CommitWatch {
 
  private:
   void look(const validate::MemberState& database, const validate::MemberState& journal) {
+    // Drained at every look, so that the kernel's queue does not overflow on a long copy.
+    record_writes();
     if (!validate::record_look(during_, database, journal)) return;
     const std::filesystem::path staged_commit =
         staged_files_.journal.string() + "." + std::to_string(during_.commits.size() + 1);
@@ -580,6 +610,7 @@ class CommitWatch {
   const discover::DatabaseFiles& staged_files_;
   const validate::SetState& before_;
   const bool enabled_;
+  std::optional<io::WriteWatch> writes_;
   validate::DuringCopy during_;
   bool journal_covered_ = false;
 };
@@ -647,6 +678,11 @@ LastSeen copy_set_once(const discover::DatabaseFiles& source,
   // the database: should its transaction commit meanwhile and delete it, the descriptor
   // still reads the whole file (see judge()).
   io::UniqueFd held_journal = io::open_source_file(source.journal);
+  // Watching writes from before the first look, so that the record has no gap (see
+  // CommitWatch::record_writes()).
+  std::optional<io::WriteWatch> writes =
+      CommitWatch::wanted(settings) ? io::WriteWatch::start(source.database, source.journal)
+                                    : std::nullopt;
   const validate::SetState before = validate::capture(source);
   if (held_journal && !(before.journal.exists && before.journal.stat.same_file(io::stat_fd(
                                                      held_journal.get(), source.journal)))) {
@@ -657,6 +693,12 @@ LastSeen copy_set_once(const discover::DatabaseFiles& source,
   }
   outcome.exclusive_lock_at_every_attempt =
       (attempt == 1 || outcome.exclusive_lock_at_every_attempt) && before.exclusive_lock_held;
+  if (attempt == 1 || outcome.unreadable_lock_holder) {
+    outcome.unreadable_lock_holder = before.unreadable_lock_holder;
+  }
+  if (attempt == 1 || outcome.journal_less_lock_holder) {
+    outcome.journal_less_lock_holder = before.journal_less_lock_holder;
+  }
   if (!before.database.exists) {
     throw_error(
         ErrorCause{.system_errno = ENOENT}, ErrorKind::io, source.database, "cannot read {}: {}",
@@ -670,7 +712,7 @@ LastSeen copy_set_once(const discover::DatabaseFiles& source,
   remove_staged({{&source.wal, staged_files.wal}, {&source.journal, staged_files.journal}});
   if (!refresh_database) remove_staged({{&source.database, staged_files.database}});
 
-  CommitWatch watch(source, staged_files, before, settings);
+  CommitWatch watch(source, staged_files, before, settings, std::move(writes));
   watch.look_before_copy();
 
   // Database first, then the WAL, then the journal (unless already copied): judge()
@@ -697,7 +739,8 @@ LastSeen copy_set_once(const discover::DatabaseFiles& source,
   }
 
   const validate::Verdict verdict =
-      copy.settled ? judge_copy(source, staged_files, before, copy, watch.during(), settings)
+      copy.settled ? judge_copy(source, staged_files, before, copy, watch.during(), settings,
+                                [&watch] { watch.record_writes(); })
                    : validate::Verdict{false, validate::Need::nothing_more, copy.unsettled_reason};
   if (verdict.consistent) {
     if (verdict.discard_staged_journal) ::unlink(staged_files.journal.c_str());

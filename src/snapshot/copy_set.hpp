@@ -2,10 +2,13 @@
 // until validate::judge() accepts a copy as one consistent state.
 #pragma once
 
+#include <sys/types.h>
+
 #include <atomic>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <optional>
 #include <sqlite_backup/sqlite_backup.hpp>
 #include <vector>
 
@@ -62,6 +65,13 @@ struct Outcome {
   // it for a moment in each commit), which no reader's lock can hold off. Says why a backup
   // that gave up did, and what the user can do.
   bool exclusive_lock_at_every_attempt = false;
+  // ... and whether it journals could not be told at any attempt, its open files being
+  // unreadable to us (validate::SetState::unreadable_lock_holder): its pid, as the kernel gave
+  // it. Such an owner is never backed up while it holds the lock, and the user must know why.
+  std::optional<pid_t> unreadable_lock_holder;
+  // ... or it was seen at every attempt to keep no journal open (journal_mode=OFF or MEMORY):
+  // its pid. Such an owner is backed up only once it lets go of the lock.
+  std::optional<pid_t> journal_less_lock_holder;
 };
 
 // Copies the database at `source` and its -wal/-journal into `staged` (a database path in a

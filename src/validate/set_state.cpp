@@ -4,6 +4,7 @@
 #include <cstring>
 #include <memory>
 #include <span>
+#include <utility>
 #include <vector>
 
 #include "error_internal.hpp"
@@ -185,6 +186,26 @@ Verdict judge_commit(const SetState& before, const SetState& after, const During
     verdict.reason = "a write transaction began writing the database during the copy";
     return verdict;
   }
+  // An owner in locking_mode=EXCLUSIVE counts only its first commit under the lock. The next
+  // one, begun and ended between two of our looks, the lock let go before the last look,
+  // moves no header we read and shows no lock: the chain above would take the counted commit
+  // for the whole story, and our copy would keep the uncounted one's later pages. The
+  // kernel's record of writes has no gaps between looks: such a commit writes the database
+  // after the last seen commit ended its journal, one burst more than the commits seen.
+  // (Transactions that spill pages write in several bursts and are refused too.)
+  if (!during.writes.complete()) {
+    verdict.reason =
+        "the kernel could not report the writes during the copy (inotify), so a commit that "
+        "does not move the change counter cannot be ruled out";
+    return verdict;
+  }
+  if (std::cmp_greater(during.writes.database_bursts(), commits.size())) {
+    verdict.reason = fmt::format(
+        "the database was written in {} bursts during the copy, by more transactions than the "
+        "{} commit(s) seen (an uncounted commit in locking_mode=EXCLUSIVE, or pages spilled)",
+        during.writes.database_bursts(), commits.size());
+    return verdict;
+  }
   verdict.consistent = true;
   return verdict;
 }
@@ -339,8 +360,16 @@ SetState capture(const discover::DatabaseFiles& files) {
   state.exclusive_lock_held = holder.has_value();
   state.wal = capture_member(files.wal, kWalHeaderSize);
   state.journal = capture_member(files.journal, kJournalHeaderSize);
-  state.journal_open_by_lock_holder =
-      holder && state.journal.exists && io::process_has_open(*holder, state.journal.stat);
+  if (holder) {
+    const std::optional<bool> open =
+        state.journal.exists ? io::process_has_open(*holder, state.journal.stat) : false;
+    state.journal_open_by_lock_holder = open.value_or(false);
+    if (!open) {
+      state.unreadable_lock_holder = holder;
+    } else if (!*open) {
+      state.journal_less_lock_holder = holder;
+    }
+  }
   return state;
 }
 

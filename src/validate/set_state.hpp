@@ -8,6 +8,8 @@
 // set_state.cpp beside the check that relies on it.
 #pragma once
 
+#include <sys/types.h>
+
 #include <array>
 #include <cstddef>
 #include <cstdint>
@@ -42,6 +44,11 @@ struct SetState {
   // ... and had the -journal open: it journals its writes (an owner in journal_mode=OFF or
   // MEMORY never opens it, whatever file of that name lies there).
   bool journal_open_by_lock_holder = false;
+  // ... but which files it has open could not be read (see io::process_has_open): its pid as
+  // the kernel gave it (0 or -1 from another PID namespace).
+  std::optional<pid_t> unreadable_lock_holder;
+  // ... or it was read, and it had no -journal open (or there was none): its pid.
+  std::optional<pid_t> journal_less_lock_holder;
 };
 
 // Reads the markers of every member (stat + header) without opening anything for writing
@@ -109,6 +116,34 @@ enum class Comparison {
   source_gone,
 };
 
+// The order in which the database and its journal were written during an attempt, as the
+// kernel reported it (io::WriteWatch), read as transactions: each one writes its journal
+// before the database (at least page 1, or the b-tree page it changes, is journaled first)
+// and ends by deleting, cutting or zeroing the journal. So every transaction writes the
+// database in one burst after journal activity (more than one if it spills pages), and a
+// burst follows the journal's end only when another transaction began.
+class WriteHistory {
+ public:
+  // Recording from before the first look, with nothing lost since.
+  [[nodiscard]] bool complete() const noexcept { return watched_ && !gap_; }
+  void start() noexcept { watched_ = true; }
+  void lost_some() noexcept { gap_ = true; }
+  void journal_written() noexcept { journal_last_ = true; }
+  void database_written() noexcept {
+    if (journal_last_) ++database_bursts_;
+    journal_last_ = false;
+  }
+  // Bursts of database writes, each begun after journal activity. Writes to the database
+  // before any journal activity count as one (a transaction journaling at the start).
+  [[nodiscard]] int database_bursts() const noexcept { return database_bursts_; }
+
+ private:
+  bool watched_ = false;
+  bool gap_ = false;
+  bool journal_last_ = true;
+  int database_bursts_ = 0;
+};
+
 // What the snapshot stage saw while it copied the database, beyond the two looks.
 struct DuringCopy {
   Comparison comparison = Comparison::not_made;
@@ -120,6 +155,7 @@ struct DuringCopy {
   bool counter_went_back = false;             // the change counter was seen lower than before
   std::uint64_t staged_database_bytes = 0;    // the size of our copy of the database
   std::optional<std::uint32_t> counter_seen;  // at the last look (record_look())
+  WriteHistory writes;                        // from before the first look to the last
 };
 
 // A look at the source's database header and -journal before or between the chunks of a

@@ -181,6 +181,14 @@ TEST(Judge, CommitsDuringTheCopyMustFormAChainWithNoFreePageBetween) {
   during.commits = {CommitJournal{"j.1", journal_header(7, 10, 512, 4096), 5, 4},
                     CommitJournal{"j.2", journal_header(8, 10, 512, 4096), 6, 0},
                     CommitJournal{"j.3", journal_header(9, 12, 512, 4096), 7, 0}};
+  // The kernel's record: each commit journals, then writes the database, then ends its journal.
+  during.writes.start();
+  for (int commit = 0; commit < 3; ++commit) {
+    during.writes.journal_written();
+    during.writes.database_written();
+    during.writes.database_written();
+    during.writes.journal_written();
+  }
   // (Pages free before the first commit do not matter: their content was no data.)
   EXPECT_TRUE(judge(before, after, {}, during).consistent);
 
@@ -211,6 +219,43 @@ TEST(Judge, CommitsDuringTheCopyMustFormAChainWithNoFreePageBetween) {
   verdict = judge(before, after, {}, stranger);
   EXPECT_FALSE(verdict.consistent);
   EXPECT_NE(verdict.reason.find("another transaction"), std::string::npos) << verdict.reason;
+
+  // A fourth burst of database writes after the last commit ended its journal: a commit that
+  // moved no counter (locking_mode=EXCLUSIVE).
+  DuringCopy uncounted = during;
+  uncounted.writes.database_written();
+  verdict = judge(before, after, {}, uncounted);
+  EXPECT_FALSE(verdict.consistent);
+  EXPECT_NE(verdict.reason.find("4 bursts"), std::string::npos) << verdict.reason;
+
+  // Without the kernel's record, an uncounted commit cannot be ruled out.
+  DuringCopy unwatched = during;
+  unwatched.writes = {};
+  verdict = judge(before, after, {}, unwatched);
+  EXPECT_FALSE(verdict.consistent);
+  EXPECT_NE(verdict.reason.find("inotify"), std::string::npos) << verdict.reason;
+  DuringCopy overflowed = during;
+  overflowed.writes.lost_some();
+  EXPECT_FALSE(judge(before, after, {}, overflowed).consistent);
+}
+
+// Bursts of database writes, each after journal activity; writes before any journal activity
+// belong to a transaction already journaling when the record began.
+TEST(WriteHistory, CountsDatabaseBurstsSeparatedByJournalActivity) {
+  WriteHistory history;
+  EXPECT_FALSE(history.complete());
+  history.start();
+  EXPECT_TRUE(history.complete());
+  history.database_written();  // a transaction that journaled before the record began
+  history.database_written();
+  EXPECT_EQ(history.database_bursts(), 1);
+  history.journal_written();  // its journal ends...
+  history.journal_written();  // ...the next one journals
+  EXPECT_EQ(history.database_bursts(), 1);
+  history.database_written();
+  EXPECT_EQ(history.database_bursts(), 2);
+  history.lost_some();
+  EXPECT_FALSE(history.complete());
 }
 
 }  // namespace

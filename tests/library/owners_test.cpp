@@ -1,8 +1,11 @@
 // Backups of databases that a real, separate process owns right now (tests/support/
 // sqlite_owner): rows only in the WAL, exclusive locks, an owner killed mid-transaction.
 // Every test also proves the source folder is left exactly as it was.
+#include <grp.h>
 #include <gtest/gtest.h>
 #include <sqlite3.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <sqlite_backup/sqlite_backup.hpp>
 #include <string>
@@ -121,6 +124,80 @@ TEST_F(OwnersTest, GivingUpOnAnExclusiveLockingOwnerSaysWhyAndWhatToDo) {
   }
   EXPECT_EQ(commits, 3) << "one commit in each attempt";
   EXPECT_TRUE(fs::is_empty(out_dir_)) << "no destination, no temporary leftovers";
+}
+
+// What a backup giving up after 3 attempts says, as its one error line ("no error: ..." when
+// it did not give up).
+std::string giving_up_message(const fs::path& source, const fs::path& destination) {
+  try {
+    sb::sqlite_backup(source, destination, {.copy_retry = 3});
+    return "no error: the backup succeeded";
+  } catch (const sb::SqliteBackupError& error) {
+    if (error.kind() != sb::ErrorKind::unstable_source)
+      return std::string("other error: ") + error.what();
+    return error.what();
+  }
+}
+
+// An idle owner in locking_mode=EXCLUSIVE that keeps no journal (journal_mode=OFF) looks, to
+// a reader, exactly like one paused halfway through a commit: its database file may be half
+// written at any moment, so it is never backed up while it holds the lock. The advice is to
+// wait for the program to close, not for it to be idle (it is).
+TEST_F(OwnersTest, AnExclusiveOwnerKeepingNoJournalIsRefusedWithAdviceToWaitForItsClose) {
+  OwnerProcess owner(kOwnerExe, source_, "rollback-exclusive-unjournaled", 400);
+  ASSERT_TRUE(owner.ready()) << owner.output();
+  ASSERT_TRUE(reading_fails_with_busy(source_)) << "the owner does not hold an exclusive lock";
+  const std::string message = giving_up_message(source_, out_dir_ / "copy.sqlite");
+  EXPECT_NE(message.find("process " + std::to_string(owner.pid()) + ")"), std::string::npos)
+      << message;
+  EXPECT_NE(message.find("keeps no journal"), std::string::npos) << message;
+  EXPECT_NE(message.find("while that program is closed"), std::string::npos) << message;
+  EXPECT_EQ(message.find("idle"), std::string::npos) << message;
+  EXPECT_TRUE(fs::is_empty(out_dir_)) << "no destination, no temporary leftovers";
+}
+
+// The same owner journaling (it would be backed up: see ExclusiveRollbackOwnerIsBacked...),
+// but seen by a user who may not read its open files: whether it journals cannot be told, so
+// it is refused, and the advice is to run the backup as its user or as root. Needs root, to
+// run the backup as nobody beside an owner that is root's.
+TEST_F(OwnersTest, AnExclusiveOwnerWhoseOpenFilesWeMayNotReadIsRefusedWithAdviceToRunAsItsUser) {
+  if (!is_root()) {
+    GTEST_SKIP() << "needs root: the backup must run as another user than the owner's";
+  }
+  OwnerProcess owner(kOwnerExe, source_, "rollback-exclusive", 400);
+  ASSERT_TRUE(owner.ready()) << owner.output();
+  ASSERT_TRUE(reading_fails_with_busy(source_)) << "the owner does not hold an exclusive lock";
+  for (fs::path folder = source_dir_; folder != folder.parent_path();
+       folder = folder.parent_path()) {
+    fs::permissions(folder, fs::perms::others_exec | fs::perms::others_read, fs::perm_options::add);
+  }
+  fs::permissions(out_dir_, fs::perms::all);
+  const fs::path verdict = out_dir_ / "verdict";
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    if (::setgroups(0, nullptr) != 0 || ::setgid(65534) != 0 || ::setuid(65534) != 0) ::_exit(90);
+    try {
+      write_file(verdict, giving_up_message(source_, out_dir_ / "copy.sqlite"));
+    } catch (...) {
+      ::_exit(91);
+    }
+    ::_exit(0);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "child status " << status;
+  const std::string message = read_file(verdict);
+  fs::remove(verdict);
+  EXPECT_NE(message.find("process " + std::to_string(owner.pid()) + ")"), std::string::npos)
+      << message;
+  EXPECT_NE(message.find("run the backup as that program's user or as root"), std::string::npos)
+      << message;
+  EXPECT_EQ(message.find("idle"), std::string::npos) << message;
+  EXPECT_TRUE(fs::is_empty(out_dir_)) << "no destination, no temporary leftovers";
+  // Root may read them: the same owner is backed up.
+  sb::sqlite_backup(source_, out_dir_ / "copy.sqlite");
+  EXPECT_EQ(count_rows(out_dir_ / "copy.sqlite"), 400);
 }
 
 // Past the lock-free attempts each one tries the reader's lock, waiting up to a quarter of a

@@ -32,6 +32,7 @@ constexpr const char* kUsage =
     "  exclusive           as wal-hold, with locking_mode=EXCLUSIVE held (no -shm; others get\n"
     "                      SQLITE_BUSY)\n"
     "  rollback-exclusive  journal_mode=DELETE, locking_mode=EXCLUSIVE, inserts N rows, holds\n"
+    "  rollback-exclusive-unjournaled  as rollback-exclusive with journal_mode=OFF\n"
     "  exclusive-commit-on-signal\n"
     "                      as rollback-exclusive; each SIGUSR1 commits one more transaction (rows\n"
     "                      appended: page 1 and the change counter move), announced by FILE.2,\n"
@@ -97,6 +98,8 @@ constexpr const char* kUsage =
     "                      enters locking_mode=EXCLUSIVE and commits every 8th row of ids up to\n"
     "                      4000 rewritten, pausing as pause-in-commit (FILE.2, FILE.3), then\n"
     "                      rows past 8000 'row' -> 'ROW' (uncounted); FILE.4 when done\n"
+    "  pause-in-exclusive-late-release  as pause-in-exclusive-late, then locking_mode=NORMAL\n"
+    "                      and a read, which lets go of the lock, before FILE.4\n"
     "  pause-in-chunk-shrink-regrow  journal_mode=DELETE, auto_vacuum=FULL, 32 MiB chunks;\n"
     "                      N rows, then two commits pausing as pause-in-two-commits: T1\n"
     "                      deletes the last quarter of the rows, T2 inserts as many 'new' ones\n"
@@ -272,10 +275,10 @@ int hold_wal(const Arguments& args, bool exclusive) {
   return 0;
 }
 
-int hold_rollback_exclusive(const Arguments& args) {
+int hold_rollback_exclusive(const Arguments& args, const std::string& journal_mode) {
   Database db(args.db);
   expect_pragma(db, "locking_mode=EXCLUSIVE", "exclusive");
-  expect_pragma(db, "journal_mode=DELETE", "delete");
+  expect_pragma(db, "journal_mode=" + journal_mode, journal_mode);
   create_table(db);
   insert_rows(db, args.rows, false);
   // The exclusive lock is taken on the first write and never given back until close.
@@ -564,7 +567,7 @@ int pause_in_commit(const Arguments& args, const std::string& variant) {
   Database db(args.db);
   if (variant == "exclusive" || variant == "attached" || variant == "free-and-reuse" ||
       variant == "spill-after" || variant == "two-in-place" || variant == "chunk-shrink-regrow" ||
-      variant == "exclusive-late") {
+      variant == "exclusive-late" || variant == "exclusive-late-release") {
     expect_pragma(db, "journal_mode=DELETE", "delete");
   } else if (variant == "unjournaled") {
     // Nothing on disk shows the commit in progress: only the EXCLUSIVE lock it holds. Paused
@@ -604,7 +607,7 @@ int pause_in_commit(const Arguments& args, const std::string& variant) {
     db.close();
     return 0;
   }
-  if (variant == "exclusive-late") {
+  if (variant == "exclusive-late" || variant == "exclusive-late-release") {
     // Idle at the first look (no lock held); then the first commit under locking_mode=
     // EXCLUSIVE, which SQLite counts, and a second one, same length, that it does not.
     create_table(db);
@@ -613,6 +616,12 @@ int pause_in_commit(const Arguments& args, const std::string& variant) {
     expect_pragma(db, "locking_mode=EXCLUSIVE", "exclusive");
     commit_with_pauses(db, "UPDATE t SET v = 'rewritten ' || v WHERE id % 8 = 0 AND id <= 4000;");
     db.exec("UPDATE t SET v = 'ROW' || substr(v, 4) WHERE id > 8000;");
+    if (variant == "exclusive-late-release") {
+      // Then it leaves exclusive locking mode, as a program that closes would: the lock is
+      // gone before the backup's next look, and nothing in a header shows the second commit.
+      expect_pragma(db, "locking_mode=NORMAL", "normal");
+      db.exec("SELECT count(*) FROM t;");
+    }
     announce_next();  // FILE.4
     wait_for_stop();
     db.close();
@@ -646,6 +655,9 @@ int pause_in_commit(const Arguments& args, const std::string& variant) {
   create_table(db);
   insert_rows(db, args.rows, true);
   if (variant == "two-in-place") {
+    // A cache that holds the whole transaction: a commit that spills pages writes the database
+    // in many bursts, and the backup then refuses it (see validate::WriteHistory).
+    db.exec("PRAGMA cache_size=-65536");
     commit_with_pauses(db, "UPDATE t SET v = 'ROW' || substr(v, 4) WHERE id % 8 = 0;");
     commit_with_pauses(db, "UPDATE t SET v = 'ROW' || substr(v, 4) WHERE id % 8 = 1;");
     announce_next();
@@ -765,7 +777,8 @@ int main(int argc, char** argv) {
   sigprocmask(SIG_BLOCK, &set, nullptr);
   if (args.mode == "wal-hold") return hold_wal(args, false);
   if (args.mode == "exclusive") return hold_wal(args, true);
-  if (args.mode == "rollback-exclusive") return hold_rollback_exclusive(args);
+  if (args.mode == "rollback-exclusive") return hold_rollback_exclusive(args, "delete");
+  if (args.mode == "rollback-exclusive-unjournaled") return hold_rollback_exclusive(args, "off");
   if (args.mode == "exclusive-commit-on-signal") return commit_on_each_signal_exclusive(args);
   if (args.mode == "hot-journal") return die_mid_transaction(args);
   if (args.mode == "open-transaction") return hold_open_transaction(args);
@@ -780,6 +793,9 @@ int main(int argc, char** argv) {
   if (args.mode == "pause-in-unjournaled-commit") return pause_in_commit(args, "unjournaled");
   if (args.mode == "pause-in-two-in-place-commits") return pause_in_commit(args, "two-in-place");
   if (args.mode == "pause-in-exclusive-late") return pause_in_commit(args, "exclusive-late");
+  if (args.mode == "pause-in-exclusive-late-release") {
+    return pause_in_commit(args, "exclusive-late-release");
+  }
   if (args.mode == "pause-in-chunk-shrink-regrow") {
     return pause_in_commit(args, "chunk-shrink-regrow");
   }

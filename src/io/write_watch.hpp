@@ -1,0 +1,56 @@
+// The kernel's record of writes to a rollback-mode database and its journal (inotify), in the
+// order they happened.
+//
+// Looks at headers are snapshots in time: whatever starts and ends between two of them leaves
+// no trace unless it changes a header. An owner in locking_mode=EXCLUSIVE commits without
+// moving the change counter after its first commit under the lock, so such a commit, begun
+// and ended between two looks, would be invisible. The kernel queues an event for every write
+// as it happens, with no gap between looks; validate::WriteHistory reads the order of those
+// events as transactions.
+#pragma once
+
+#include <filesystem>
+#include <optional>
+#include <string>
+
+#include "io/file.hpp"
+
+namespace sqlite_backup::io {
+
+enum class Written { database, journal };
+
+class WriteWatch {
+ public:
+  // Starts watching the database file (its inode: writes through any path or mount, ftruncate
+  // and fallocate included) and the name `journal` in its folder (created, written, cut,
+  // renamed or deleted). nullopt when the kernel will not (the user's inotify instances or
+  // watches used up, a file system without it); never throws.
+  static std::optional<WriteWatch> start(const std::filesystem::path& database,
+                                         const std::filesystem::path& journal) noexcept;
+
+  // Calls `written` for every write reported since the last call, oldest first. Returns false
+  // when the record has a gap (the kernel's queue overflowed, or a read failed): the caller
+  // must then not rely on it. Not thread-safe: one caller at a time.
+  template <typename Sink>
+  bool drain(Sink&& written) noexcept {
+    return drain_into(&written, [](void* sink, Written member) {
+      (*static_cast<Sink*>(sink))(member);
+    });
+  }
+
+ private:
+  WriteWatch(UniqueFd fd, int database_watch, int folder_watch, std::string journal_name) noexcept
+      : fd_(std::move(fd)),
+        database_watch_(database_watch),
+        folder_watch_(folder_watch),
+        journal_name_(std::move(journal_name)) {}
+
+  bool drain_into(void* sink, void (*call)(void*, Written)) noexcept;
+
+  UniqueFd fd_;  // closing it removes the watches
+  int database_watch_ = -1;
+  int folder_watch_ = -1;
+  std::string journal_name_;
+};
+
+}  // namespace sqlite_backup::io
