@@ -4,6 +4,8 @@
 //                           the lock probe (taken before the first byte and after the last)
 //   BM_ExclusiveLockProbe   io::sqlite_exclusive_lock_held alone (F_OFD_GETLK)
 //   BM_LookBetweenChunks    what the commit watch reads between two copy chunks (two headers)
+//   BM_WriteWatch           io::WriteWatch started (inotify on the database and its folder),
+//                           drained once and closed: what an attempt that sees a commit adds
 //   BM_JournalScan/N        validate::journal_in_commit_phase on an N MiB hot journal (every
 //                           record's checksum)
 //   BM_ContentComparison/N  io::refresh_file_contents of two equal N MiB files (the quiet
@@ -28,6 +30,7 @@
 #include "io/copy.hpp"
 #include "io/file.hpp"
 #include "io/reader_lock.hpp"
+#include "io/write_watch.hpp"
 #include "live_db.hpp"
 #include "recover/apply_wal.hpp"
 #include "scratch.hpp"
@@ -101,6 +104,18 @@ void BM_LookBetweenChunks(benchmark::State& state) {
   }
 }
 BENCHMARK(BM_LookBetweenChunks)->Unit(benchmark::kMicrosecond);
+
+void BM_WriteWatch(benchmark::State& state) {
+  const sb::discover::DatabaseFiles files(database_of(20));
+  for (auto _ : state) {
+    auto watch = sb::io::WriteWatch::start(files.database, files.journal);
+    if (!watch) throw std::runtime_error("bench: no inotify");
+    int writes = 0;
+    benchmark::DoNotOptimize(watch->drain([&writes](sb::io::Written) { ++writes; }));
+    benchmark::DoNotOptimize(writes);
+  }
+}
+BENCHMARK(BM_WriteWatch)->Unit(benchmark::kMicrosecond);
 
 void BM_JournalScan(benchmark::State& state) {
   const fs::path journal = hot_journal_of(state.range(0));

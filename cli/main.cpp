@@ -10,6 +10,7 @@
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cerrno>
+#include <charconv>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
@@ -34,6 +35,20 @@
 
 namespace sqlite_backup::cli {
 namespace {
+
+// --copy-retry's check. CLI11's Range answers "Value many not in range 1 to 2147483647" for a
+// word as for a number: one message that fits both.
+CLI::Validator attempt_count() {
+  return {[](const std::string& input) -> std::string {
+            int value = 0;
+            const char* const end = input.data() + input.size();
+            const auto [stop, error] = std::from_chars(input.data(), end, value);
+            if (error == std::errc() && stop == end && value >= 1) return {};
+            return fmt::format("'{}' is not a number of attempts (a whole number, 1 or more)",
+                               input);
+          },
+          "N"};
+}
 
 namespace fs = std::filesystem;
 
@@ -224,7 +239,7 @@ void build_app(CLI::App& app, CommandLine& command) {
          "Copy the whole set of files (database, -wal, -journal) up to N times until one copy "
          "is a consistent state; N >= 1 (default: 100)")
       ->option_text("N")
-      ->check(CLI::Range(1, std::numeric_limits<int>::max()));
+      ->check(attempt_count());
   app.add_flag(
       "--copy-retry-strict,!--no-copy-retry-strict", command.copy_retry_strict,
       "Fail (exit 4) when no copy was consistent after --copy-retry attempts (default: on); "

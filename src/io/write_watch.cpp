@@ -24,9 +24,8 @@ std::optional<WriteWatch> WriteWatch::start(const std::filesystem::path& databas
     // reports the database's writes (by name); those are taken from the file's own watch.
     const std::filesystem::path folder =
         journal.has_parent_path() ? journal.parent_path() : std::filesystem::path(".");
-    const int folder_watch =
-        ::inotify_add_watch(fd.get(), folder.c_str(),
-                            IN_MODIFY | IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO);
+    const int folder_watch = ::inotify_add_watch(
+        fd.get(), folder.c_str(), IN_MODIFY | IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO);
     if (folder_watch < 0) return std::nullopt;
     return WriteWatch(std::move(fd), database_watch, folder_watch, journal.filename().string());
   } catch (...) {  // std::bad_alloc from the paths: no watch, and the caller copes

@@ -33,9 +33,8 @@ class WriteWatch {
   // must then not rely on it. Not thread-safe: one caller at a time.
   template <typename Sink>
   bool drain(Sink&& written) noexcept {
-    return drain_into(&written, [](void* sink, Written member) {
-      (*static_cast<Sink*>(sink))(member);
-    });
+    return drain_into(&written,
+                      [](void* sink, Written member) { (*static_cast<Sink*>(sink))(member); });
   }
 
  private:

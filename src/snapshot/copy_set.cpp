@@ -542,23 +542,12 @@ validate::Verdict judge_copy(const discover::DatabaseFiles& source,
 // Idle in WAL mode and when the caller's copy function copies.
 class CommitWatch {
  public:
-  // `writes`: the kernel's record of writes, started before the look `before` (nullopt when
-  // it could not be had: then no commit seen is accepted).
   CommitWatch(const discover::DatabaseFiles& source, const discover::DatabaseFiles& staged_files,
-              const validate::SetState& before, const Settings& settings,
-              std::optional<io::WriteWatch> writes)
+              const validate::SetState& before, const Settings& settings)
       : source_(source),
         staged_files_(staged_files),
         before_(before),
-        enabled_(wanted(settings) && !before.wal.exists),
-        writes_(std::move(writes)) {
-    if (enabled_ && writes_) during_.writes.start();
-  }
-
-  // Whether the attempt can be judged as commits seen: see CommitWatch's callers.
-  static bool wanted(const Settings& settings) noexcept {
-    return settings.follow_commits && !settings.copy_function;
-  }
+        enabled_(settings.follow_commits && !settings.copy_function && !before.wal.exists) {}
 
   void look_before_copy() {
     if (enabled_) look(before_.database, before_.journal);
@@ -572,7 +561,7 @@ class CommitWatch {
 
   // Brings the record of writes up to now: after the last look, before the judgement.
   void record_writes() {
-    if (!enabled_ || !writes_) return;
+    if (!writes_) return;
     validate::WriteHistory& history = during_.writes;
     const bool whole = writes_->drain([&history](io::Written member) {
       if (member == io::Written::database) {
@@ -598,6 +587,19 @@ class CommitWatch {
     // Drained at every look, so that the kernel's queue does not overflow on a long copy.
     record_writes();
     if (!validate::record_look(during_, database, journal)) return;
+    // The kernel's record of writes starts at the first commit seen, before its journal is
+    // copied: the copy is kept only if that journal is still the transaction's, still hot,
+    // after it was read (copy_journal_in_commit_phase()), so the transaction ends, and anyone
+    // else writes, only after the record began. What came before needs no record: a commit
+    // the headers did not show needs a counted one before it under the same lock, which the
+    // counter or the lock at the first look gives away (validate::judge). Started only here
+    // because it is dear: closing an inotify instance waits for the kernel's reaper (4-10 ms
+    // measured), and a first watch on a folder visits every name the kernel caches in it.
+    if (!writes_started_) {
+      writes_started_ = true;
+      writes_ = io::WriteWatch::start(source_.database, source_.journal);
+      if (writes_) during_.writes.start();
+    }
     const std::filesystem::path staged_commit =
         staged_files_.journal.string() + "." + std::to_string(during_.commits.size() + 1);
     if (auto commit = copy_journal_in_commit_phase(source_, staged_commit, journal, database)) {
@@ -610,6 +612,7 @@ class CommitWatch {
   const discover::DatabaseFiles& staged_files_;
   const validate::SetState& before_;
   const bool enabled_;
+  bool writes_started_ = false;
   std::optional<io::WriteWatch> writes_;
   validate::DuringCopy during_;
   bool journal_covered_ = false;
@@ -678,11 +681,6 @@ LastSeen copy_set_once(const discover::DatabaseFiles& source,
   // the database: should its transaction commit meanwhile and delete it, the descriptor
   // still reads the whole file (see judge()).
   io::UniqueFd held_journal = io::open_source_file(source.journal);
-  // Watching writes from before the first look, so that the record has no gap (see
-  // CommitWatch::record_writes()).
-  std::optional<io::WriteWatch> writes =
-      CommitWatch::wanted(settings) ? io::WriteWatch::start(source.database, source.journal)
-                                    : std::nullopt;
   const validate::SetState before = validate::capture(source);
   if (held_journal && !(before.journal.exists && before.journal.stat.same_file(io::stat_fd(
                                                      held_journal.get(), source.journal)))) {
@@ -712,7 +710,7 @@ LastSeen copy_set_once(const discover::DatabaseFiles& source,
   remove_staged({{&source.wal, staged_files.wal}, {&source.journal, staged_files.journal}});
   if (!refresh_database) remove_staged({{&source.database, staged_files.database}});
 
-  CommitWatch watch(source, staged_files, before, settings, std::move(writes));
+  CommitWatch watch(source, staged_files, before, settings);
   watch.look_before_copy();
 
   // Database first, then the WAL, then the journal (unless already copied): judge()

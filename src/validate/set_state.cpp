@@ -190,8 +190,9 @@ Verdict judge_commit(const SetState& before, const SetState& after, const During
   // one, begun and ended between two of our looks, the lock let go before the last look,
   // moves no header we read and shows no lock: the chain above would take the counted commit
   // for the whole story, and our copy would keep the uncounted one's later pages. The
-  // kernel's record of writes has no gaps between looks: such a commit writes the database
-  // after the last seen commit ended its journal, one burst more than the commits seen.
+  // kernel's record of writes, begun while the first commit seen was still in its commit,
+  // has no gaps between looks: such a commit writes the database after the last seen commit
+  // ended its journal, one burst more than the commits seen.
   // (Transactions that spill pages write in several bursts and are refused too.)
   if (!during.writes.complete()) {
     verdict.reason =

@@ -124,7 +124,7 @@ enum class Comparison {
 // burst follows the journal's end only when another transaction began.
 class WriteHistory {
  public:
-  // Recording from before the first look, with nothing lost since.
+  // Recording (from the first commit seen, see snapshot::CommitWatch), nothing lost since.
   [[nodiscard]] bool complete() const noexcept { return watched_ && !gap_; }
   void start() noexcept { watched_ = true; }
   void lost_some() noexcept { gap_ = true; }
@@ -155,7 +155,7 @@ struct DuringCopy {
   bool counter_went_back = false;             // the change counter was seen lower than before
   std::uint64_t staged_database_bytes = 0;    // the size of our copy of the database
   std::optional<std::uint32_t> counter_seen;  // at the last look (record_look())
-  WriteHistory writes;                        // from before the first look to the last
+  WriteHistory writes;                        // from the first commit seen to the last look
 };
 
 // A look at the source's database header and -journal before or between the chunks of a

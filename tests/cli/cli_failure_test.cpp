@@ -53,6 +53,9 @@ TEST(CliUsage, CopyRetryMustBeAtLeastOne) {
         run_cli({"--copy-retry", value, dir.source(), (dir / "copy.sqlite").string()});
     EXPECT_EQ(result.exit_code, 2) << value << ": " << describe(result);
     EXPECT_EQ(one_error_line_naming(result, "--copy-retry"), "") << describe(result);
+    EXPECT_NE(result.err.find(std::string("'") + value + "' is not a number of attempts"),
+              std::string::npos)
+        << describe(result);
   }
   EXPECT_EQ(list_names(dir.path()), std::vector<std::string>{"source.sqlite"});
 }
