@@ -308,6 +308,34 @@ TEST(CliSignals, SigquitMidBackupExits131AndLeavesNothing) {
   expect_clean_interrupt(SIGQUIT, 131, "SIGQUIT");
 }
 
+// Streaming to stdout, an interrupt cannot say "nothing was written": bytes may have gone
+// down the pipe (here none had: the backup was still retrying). It says so without claiming
+// either, and its staging folder in TMPDIR is gone.
+TEST(CliSignals, SigintWhileStreamingSaysWhatReachedStdoutIsIncomplete) {
+  if (!owner_available()) GTEST_SKIP() << "sqlite_owner is not built";
+  const StompedSource stomped;
+  ASSERT_TRUE(stomped.owner().ready()) << stomped.owner().output();
+  const TempDir temporary;
+  RunSettings settings;
+  settings.environment["TMPDIR"] = temporary.path().string();
+  Child cli(kCliExe, {"--debug", "--copy-retry", "1000000", stomped.source(), "-"}, settings);
+  ASSERT_TRUE(cli.read_until(says_copying_again)) << cli.err_so_far();
+  cli.send(SIGINT);
+  const Result result = cli.finish();
+  EXPECT_EQ(result.exit_code, 130) << describe(result);
+  std::vector<std::string> user_lines;
+  for (const auto& line : lines_of(result.err)) {
+    if (line.front() != '[') user_lines.push_back(line);
+  }
+  ASSERT_EQ(user_lines.size(), 1u) << result.err;
+  EXPECT_TRUE(contains(user_lines[0], "interrupted by SIGINT")) << user_lines[0];
+  EXPECT_TRUE(contains(user_lines[0], "what reached stdout, if anything, is incomplete"))
+      << user_lines[0];
+  EXPECT_FALSE(contains(user_lines[0], "nothing was written")) << user_lines[0];
+  EXPECT_TRUE(result.out.empty()) << "the stream had not begun";
+  EXPECT_TRUE(list_names(temporary.path()).empty()) << "no staging folder left in TMPDIR";
+}
+
 // The staging folders in `folder` (".<name>.sqlite_backup-XXXXXX").
 std::vector<std::string> staging_folders_in(const fs::path& folder) {
   std::vector<std::string> found;
