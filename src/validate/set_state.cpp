@@ -191,20 +191,25 @@ Verdict judge_commit(const SetState& before, const SetState& after, const During
   // moves no header we read and shows no lock: the chain above would take the counted commit
   // for the whole story, and our copy would keep the uncounted one's later pages. The
   // kernel's record of writes, begun while the first commit seen was still in its commit,
-  // has no gaps between looks: such a commit writes the database after the last seen commit
-  // ended its journal, one burst more than the commits seen.
-  // (Transactions that spill pages write in several bursts and are refused too.)
+  // has no gaps between looks. That commit writes no journal before its end, so what it
+  // still writes to the database comes before any journal activity, and may be nothing (it
+  // may be syncing, done writing); every later transaction writes its journal first. So
+  // bursts after journal activity are the later commits': one each for those seen, and one
+  // more shows a commit the headers did not. (A transaction that spills pages writes in
+  // several bursts and is refused too, as is a commit that cuts the file after its journal
+  // ended.)
   if (!during.writes.complete()) {
     verdict.reason =
         "the kernel could not report the writes during the copy (inotify), so a commit that "
         "does not move the change counter cannot be ruled out";
     return verdict;
   }
-  if (std::cmp_greater(during.writes.database_bursts(), commits.size())) {
+  if (std::cmp_greater_equal(during.writes.bursts_after_journal(), commits.size())) {
     verdict.reason = fmt::format(
-        "the database was written in {} bursts during the copy, by more transactions than the "
-        "{} commit(s) seen (an uncounted commit in locking_mode=EXCLUSIVE, or pages spilled)",
-        during.writes.database_bursts(), commits.size());
+        "the database was written in {} bursts after the first commit seen, by more "
+        "transactions than the {} commit(s) seen after it (an uncounted commit in "
+        "locking_mode=EXCLUSIVE, or pages spilled)",
+        during.writes.bursts_after_journal(), commits.size() - 1);
     return verdict;
   }
   verdict.consistent = true;
@@ -361,7 +366,8 @@ SetState capture(const discover::DatabaseFiles& files) {
   state.exclusive_lock_held = holder.has_value();
   state.wal = capture_member(files.wal, kWalHeaderSize);
   state.journal = capture_member(files.journal, kJournalHeaderSize);
-  if (holder) {
+  // (A WAL owner keeps no -journal by design: what it has open says nothing here.)
+  if (holder && !state.wal.exists) {
     const std::optional<bool> open =
         state.journal.exists ? io::process_has_open(*holder, state.journal.stat) : false;
     state.journal_open_by_lock_holder = open.value_or(false);

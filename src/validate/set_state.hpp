@@ -130,18 +130,19 @@ class WriteHistory {
   void lost_some() noexcept { gap_ = true; }
   void journal_written() noexcept { journal_last_ = true; }
   void database_written() noexcept {
-    if (journal_last_) ++database_bursts_;
+    if (journal_last_) ++bursts_after_journal_;
     journal_last_ = false;
   }
-  // Bursts of database writes, each begun after journal activity. Writes to the database
-  // before any journal activity count as one (a transaction journaling at the start).
-  [[nodiscard]] int database_bursts() const noexcept { return database_bursts_; }
+  // Bursts of database writes that began after journal activity the record saw. Writes
+  // before any are not counted: they finish the commit in progress when the record began,
+  // which may as well have written everything before it (then it leaves no burst at all).
+  [[nodiscard]] int bursts_after_journal() const noexcept { return bursts_after_journal_; }
 
  private:
   bool watched_ = false;
   bool gap_ = false;
-  bool journal_last_ = true;
-  int database_bursts_ = 0;
+  bool journal_last_ = false;
+  int bursts_after_journal_ = 0;
 };
 
 // What the snapshot stage saw while it copied the database, beyond the two looks.

@@ -181,9 +181,12 @@ TEST(Judge, CommitsDuringTheCopyMustFormAChainWithNoFreePageBetween) {
   during.commits = {CommitJournal{"j.1", journal_header(7, 10, 512, 4096), 5, 4},
                     CommitJournal{"j.2", journal_header(8, 10, 512, 4096), 6, 0},
                     CommitJournal{"j.3", journal_header(9, 12, 512, 4096), 7, 0}};
-  // The kernel's record: each commit journals, then writes the database, then ends its journal.
+  // The kernel's record, begun in the first commit's commit: it finishes writing the
+  // database and ends its journal; each later one journals, writes the database, ends.
   during.writes.start();
-  for (int commit = 0; commit < 3; ++commit) {
+  during.writes.database_written();
+  during.writes.journal_written();
+  for (int commit = 1; commit < 3; ++commit) {
     during.writes.journal_written();
     during.writes.database_written();
     during.writes.database_written();
@@ -220,13 +223,29 @@ TEST(Judge, CommitsDuringTheCopyMustFormAChainWithNoFreePageBetween) {
   EXPECT_FALSE(verdict.consistent);
   EXPECT_NE(verdict.reason.find("another transaction"), std::string::npos) << verdict.reason;
 
-  // A fourth burst of database writes after the last commit ended its journal: a commit that
+  // One more burst of database writes after the last commit ended its journal: a commit that
   // moved no counter (locking_mode=EXCLUSIVE).
   DuringCopy uncounted = during;
   uncounted.writes.database_written();
   verdict = judge(before, after, {}, uncounted);
   EXPECT_FALSE(verdict.consistent);
-  EXPECT_NE(verdict.reason.find("4 bursts"), std::string::npos) << verdict.reason;
+  EXPECT_NE(verdict.reason.find("3 bursts"), std::string::npos) << verdict.reason;
+
+  // The first commit may have written everything before the record began: it leaves no
+  // burst, and the uncounted commit's is still one too many.
+  DuringCopy done_writing = during;
+  done_writing.writes = {};
+  done_writing.writes.start();
+  done_writing.writes.journal_written();  // the first commit ends its journal
+  for (int commit = 1; commit < 3; ++commit) {
+    done_writing.writes.journal_written();
+    done_writing.writes.database_written();
+    done_writing.writes.journal_written();
+  }
+  EXPECT_TRUE(judge(before, after, {}, done_writing).consistent);
+  done_writing.writes.journal_written();  // an uncounted commit
+  done_writing.writes.database_written();
+  EXPECT_FALSE(judge(before, after, {}, done_writing).consistent);
 
   // Without the kernel's record, an uncounted commit cannot be ruled out.
   DuringCopy unwatched = during;
@@ -240,20 +259,24 @@ TEST(Judge, CommitsDuringTheCopyMustFormAChainWithNoFreePageBetween) {
 }
 
 // Bursts of database writes, each after journal activity; writes before any journal activity
-// belong to a transaction already journaling when the record began.
-TEST(WriteHistory, CountsDatabaseBurstsSeparatedByJournalActivity) {
+// finish the commit in progress when the record began, and are not counted.
+TEST(WriteHistory, CountsDatabaseBurstsAfterJournalActivity) {
   WriteHistory history;
   EXPECT_FALSE(history.complete());
   history.start();
   EXPECT_TRUE(history.complete());
-  history.database_written();  // a transaction that journaled before the record began
+  history.database_written();  // the commit in progress when the record began
   history.database_written();
-  EXPECT_EQ(history.database_bursts(), 1);
+  EXPECT_EQ(history.bursts_after_journal(), 0);
   history.journal_written();  // its journal ends...
   history.journal_written();  // ...the next one journals
-  EXPECT_EQ(history.database_bursts(), 1);
+  EXPECT_EQ(history.bursts_after_journal(), 0);
   history.database_written();
-  EXPECT_EQ(history.database_bursts(), 2);
+  history.database_written();
+  EXPECT_EQ(history.bursts_after_journal(), 1);
+  history.journal_written();
+  history.database_written();
+  EXPECT_EQ(history.bursts_after_journal(), 2);
   history.lost_some();
   EXPECT_FALSE(history.complete());
 }

@@ -200,6 +200,29 @@ TEST_F(OwnersTest, AnExclusiveOwnerWhoseOpenFilesWeMayNotReadIsRefusedWithAdvice
   EXPECT_EQ(count_rows(out_dir_ / "copy.sqlite"), 400);
 }
 
+// An exclusive WAL owner whose WAL restarts during every attempt keeps no -journal by design:
+// the giving-up message must not call it journal-less (helper-27 found it did), nor ask for
+// its user's rights. It is backed up while idle.
+TEST_F(OwnersTest, GivingUpOnAnExclusiveWalOwnerAdvisesWaitingForItToBeIdle) {
+  OwnerProcess owner(kOwnerExe, source_, "exclusive-wal-commit-on-signal", 2000);
+  ASSERT_TRUE(owner.ready()) << owner.output();
+  ASSERT_TRUE(reading_fails_with_busy(source_)) << "the owner does not hold an exclusive lock";
+  sb::Options options;
+  options.copy_retry = 3;
+  int commits = 0;
+  options.on_progress = commit_once_per_attempt(owner, commits);
+  try {
+    sb::sqlite_backup(source_, out_dir_ / "copy.sqlite", options);
+    ADD_FAILURE() << "the backup did not give up";
+  } catch (const sb::SqliteBackupError& error) {
+    const std::string message = error.what();
+    EXPECT_EQ(message.find("keeps no journal"), std::string::npos) << message;
+    EXPECT_EQ(message.find("as root"), std::string::npos) << message;
+    EXPECT_NE(message.find("while that program is idle or closed"), std::string::npos) << message;
+  }
+  EXPECT_TRUE(fs::is_empty(out_dir_)) << "no destination, no temporary leftovers";
+}
+
 // Past the lock-free attempts each one tries the reader's lock, waiting up to a quarter of a
 // second for it. An owner in locking_mode=EXCLUSIVE never lets go of its lock: once refused,
 // the lock is not tried again while every look finds the owner holding it (a backup giving up

@@ -33,6 +33,8 @@ constexpr const char* kUsage =
     "                      SQLITE_BUSY)\n"
     "  rollback-exclusive  journal_mode=DELETE, locking_mode=EXCLUSIVE, inserts N rows, holds\n"
     "  rollback-exclusive-unjournaled  as rollback-exclusive with journal_mode=OFF\n"
+    "  exclusive-wal-commit-on-signal  journal_mode=WAL, locking_mode=EXCLUSIVE; each SIGUSR1\n"
+    "                      commits, checkpoints (TRUNCATE) and commits again (FILE.2, ...)\n"
     "  exclusive-commit-on-signal\n"
     "                      as rollback-exclusive; each SIGUSR1 commits one more transaction (rows\n"
     "                      appended: page 1 and the change counter move), announced by FILE.2,\n"
@@ -100,6 +102,10 @@ constexpr const char* kUsage =
     "                      rows past 8000 'row' -> 'ROW' (uncounted); FILE.4 when done\n"
     "  pause-in-exclusive-late-release  as pause-in-exclusive-late, then locking_mode=NORMAL\n"
     "                      and a read, which lets go of the lock, before FILE.4\n"
+    "  pause-in-exclusive-synced-release  journal_mode=DELETE; N rows, then its first commit\n"
+    "                      under locking_mode=EXCLUSIVE pauses after syncing the database, its\n"
+    "                      journal still hot (FILE); on SIGUSR1 it ends, an uncounted commit\n"
+    "                      rewrites rows past 8000 and the lock is let go (FILE.2)\n"
     "  pause-in-chunk-shrink-regrow  journal_mode=DELETE, auto_vacuum=FULL, 32 MiB chunks;\n"
     "                      N rows, then two commits pausing as pause-in-two-commits: T1\n"
     "                      deletes the last quarter of the rows, T2 inserts as many 'new' ones\n"
@@ -311,6 +317,33 @@ int commit_on_each_signal_exclusive(const Arguments& args) {
   return 0;
 }
 
+// WAL + locking_mode=EXCLUSIVE; each SIGUSR1 commits rows, checkpoints (TRUNCATE) and commits
+// again, restarting the WAL; announced by FILE.2, FILE.3, ...
+int exclusive_wal_commit_on_signal(const Arguments& args) {
+  sigset_t signals = stop_signals();
+  sigaddset(&signals, SIGUSR1);
+  sigprocmask(SIG_BLOCK, &signals, nullptr);
+  Database db(args.db);
+  expect_pragma(db, "locking_mode=EXCLUSIVE", "exclusive");
+  expect_pragma(db, "journal_mode=WAL", "wal");
+  db.exec("PRAGMA wal_autocheckpoint=0");
+  create_table(db);
+  insert_rows(db, args.rows, false);
+  announce_ready(args.ready);
+  for (int commits = 1;; ++commits) {
+    int received = 0;
+    while (sigwait(&signals, &received) != 0) {
+    }
+    if (received != SIGUSR1) break;
+    insert_rows(db, 50, true);
+    db.exec("PRAGMA wal_checkpoint(TRUNCATE)");
+    insert_rows(db, 50, true);
+    if (!args.ready.empty()) announce_ready(args.ready + "." + std::to_string(commits + 1));
+  }
+  db.close();
+  return 0;
+}
+
 std::string read_whole(const std::string& path) {
   std::string contents;
   FILE* file = std::fopen(path.c_str(), "rb");
@@ -471,8 +504,14 @@ int pausing_read(sqlite3_file* f, void* data, int amount, sqlite3_int64 offset) 
 int pausing_truncate(sqlite3_file* f, sqlite3_int64 size) {
   return real_of(f)->pMethods->xTruncate(real_of(f), size);
 }
+bool g_sync_armed = false;  // pause once at the main database's sync in a commit
 int pausing_sync(sqlite3_file* f, int flags) {
-  return real_of(f)->pMethods->xSync(real_of(f), flags);
+  const int rc = real_of(f)->pMethods->xSync(real_of(f), flags);
+  if (g_sync_armed && reinterpret_cast<PausingFile*>(f)->main_database) {
+    g_sync_armed = false;
+    pause_until_resumed();  // every page of the commit written and synced, journal still hot
+  }
+  return rc;
 }
 int pausing_file_size(sqlite3_file* f, sqlite3_int64* size) {
   return real_of(f)->pMethods->xFileSize(real_of(f), size);
@@ -567,7 +606,8 @@ int pause_in_commit(const Arguments& args, const std::string& variant) {
   Database db(args.db);
   if (variant == "exclusive" || variant == "attached" || variant == "free-and-reuse" ||
       variant == "spill-after" || variant == "two-in-place" || variant == "chunk-shrink-regrow" ||
-      variant == "exclusive-late" || variant == "exclusive-late-release") {
+      variant == "exclusive-late" || variant == "exclusive-late-release" ||
+      variant == "exclusive-synced-release") {
     expect_pragma(db, "journal_mode=DELETE", "delete");
   } else if (variant == "unjournaled") {
     // Nothing on disk shows the commit in progress: only the EXCLUSIVE lock it holds. Paused
@@ -607,16 +647,39 @@ int pause_in_commit(const Arguments& args, const std::string& variant) {
     db.close();
     return 0;
   }
+  if (variant == "exclusive-synced-release") {
+    // The first commit under locking_mode=EXCLUSIVE (counted) pauses after all its database
+    // writes and their sync, before its journal ends (FILE); on SIGUSR1 it ends, a second
+    // commit (uncounted) rewrites rows past 8000, and the lock is let go (FILE.2).
+    create_table(db);
+    insert_rows(db, args.rows, true);
+    db.exec("PRAGMA cache_size=-65536");  // no spill: one burst per commit
+    expect_pragma(db, "locking_mode=EXCLUSIVE", "exclusive");
+    db.exec("BEGIN; UPDATE t SET v = 'rewritten ' || v WHERE id % 8 = 0 AND id <= 4000;");
+    g_sync_armed = true;
+    db.exec("COMMIT");
+    if (g_sync_armed) die("exclusive-synced-release: the commit did not pause at its sync");
+    db.exec("UPDATE t SET v = 'ROW' || substr(v, 4) WHERE id > 8000;");
+    expect_pragma(db, "locking_mode=NORMAL", "normal");
+    db.exec("SELECT count(*) FROM t;");
+    announce_next();  // FILE.2
+    wait_for_stop();
+    db.close();
+    return 0;
+  }
   if (variant == "exclusive-late" || variant == "exclusive-late-release") {
     // Idle at the first look (no lock held); then the first commit under locking_mode=
     // EXCLUSIVE, which SQLite counts, and a second one, same length, that it does not.
     create_table(db);
     insert_rows(db, args.rows, true);
     pause_until_resumed();  // FILE: idle, no lock held
+    if (variant == "exclusive-late-release") db.exec("PRAGMA cache_size=-65536");
     expect_pragma(db, "locking_mode=EXCLUSIVE", "exclusive");
     commit_with_pauses(db, "UPDATE t SET v = 'rewritten ' || v WHERE id % 8 = 0 AND id <= 4000;");
     db.exec("UPDATE t SET v = 'ROW' || substr(v, 4) WHERE id > 8000;");
     if (variant == "exclusive-late-release") {
+      // (A cache that holds the second commit: spilling, it would be refused for its many
+      // bursts, and the test would not test the one burst too many.)
       // Then it leaves exclusive locking mode, as a program that closes would: the lock is
       // gone before the backup's next look, and nothing in a header shows the second commit.
       expect_pragma(db, "locking_mode=NORMAL", "normal");
@@ -780,6 +843,7 @@ int main(int argc, char** argv) {
   if (args.mode == "rollback-exclusive") return hold_rollback_exclusive(args, "delete");
   if (args.mode == "rollback-exclusive-unjournaled") return hold_rollback_exclusive(args, "off");
   if (args.mode == "exclusive-commit-on-signal") return commit_on_each_signal_exclusive(args);
+  if (args.mode == "exclusive-wal-commit-on-signal") return exclusive_wal_commit_on_signal(args);
   if (args.mode == "hot-journal") return die_mid_transaction(args);
   if (args.mode == "open-transaction") return hold_open_transaction(args);
   if (args.mode == "commit-on-signal") return commit_on_signal(args);
@@ -795,6 +859,9 @@ int main(int argc, char** argv) {
   if (args.mode == "pause-in-exclusive-late") return pause_in_commit(args, "exclusive-late");
   if (args.mode == "pause-in-exclusive-late-release") {
     return pause_in_commit(args, "exclusive-late-release");
+  }
+  if (args.mode == "pause-in-exclusive-synced-release") {
+    return pause_in_commit(args, "exclusive-synced-release");
   }
   if (args.mode == "pause-in-chunk-shrink-regrow") {
     return pause_in_commit(args, "chunk-shrink-regrow");
