@@ -617,7 +617,7 @@ void sqlite_backup_to_connection(const fs::path& source, sqlite3* target, const 
 // Refuses a descriptor that is not open, and one open on the source or one of its side files
 // (`- >> source.db` in a shell): the snapshot would be written into what it is taken from.
 void check_descriptor(const fs::path& source, int fd) {
-  const fs::path named = fmt::format("(file descriptor {})", fd);
+  const fs::path named = fmt::format("/dev/fd/{}", fd);
   struct stat st {};
   if (::fstat(fd, &st) != 0) io::throw_errno(errno, "cannot write the snapshot to", named);
   const io::FileStat written = io::to_file_stat(st);

@@ -10,7 +10,8 @@
 namespace sqlite_backup::deliver {
 
 // Writes the whole file `staged` to `fd` (not closed). Errors name `source` for the copy and
-// "(file descriptor N)" for the output; cancellation ends it with ErrorKind::cancelled.
+// "/dev/fd/N" for the output (the name Linux gives it); cancellation ends it with
+// ErrorKind::cancelled.
 void to_descriptor(const std::filesystem::path& staged, int fd, const std::filesystem::path& source,
                    const std::atomic<bool>* cancel);
 

@@ -513,6 +513,17 @@ TEST(CliOutput, JsonRecordsThatCannotBeWrittenFailTheCommand) {
   EXPECT_FALSE(fs::exists(dir / "never.sqlite"));
 }
 
+// A snapshot streamed onto a full stdout: one line naming it as Linux does (/dev/fd/1, no
+// pseudo-name in quotes), exit 5.
+TEST(CliOutput, AStreamOntoAFullStdoutNamesIt) {
+  const SourceFolder dir(100);
+  const Result result = run_cli_onto_dev_full({dir.source(), "-"}, STDOUT_FILENO);
+  EXPECT_EQ(result.exit_code, 5) << describe(result);
+  EXPECT_EQ(result.err, "sqlite_backup: error: cannot write /dev/fd/1: No space left on device\n")
+      << describe(result);
+  EXPECT_EQ(list_names(dir.path()), std::vector<std::string>{"source.sqlite"});
+}
+
 // `sqlite_backup db - >> db`: stdout is the source itself. Refused before anything is read,
 // and the source is untouched.
 TEST(CliOutput, AStdoutOpenOnTheSourceIsRefused) {
