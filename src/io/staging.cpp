@@ -179,6 +179,15 @@ StagingDir::~StagingDir() {
   if (path_.empty()) return;
   std::error_code error;
   std::filesystem::remove_all(path_, error);
+  if (error == std::errc::too_many_files_open ||
+      error == std::errc::too_many_files_open_in_system) {
+    // Listing the folder takes a descriptor, and the process has none left (a backup that
+    // failed for that very reason): give back the lock's. Another process's tidying may then
+    // take the folder for abandoned and remove it too, which is what we are doing anyway.
+    owner_lock_ = UniqueFd();
+    error.clear();
+    std::filesystem::remove_all(path_, error);
+  }
   if (error) {
     // Not the reason a backup fails (its result is already committed, or its own error is
     // on its way), but a leftover the user must hear of: the next backup beside it removes

@@ -166,6 +166,31 @@ TEST(CliExitCodes, AFileSizeLimitIsAnIoErrorNotASignal) {
   EXPECT_TRUE(list_names(out).empty()) << "no partial destination, no temporary leftovers";
 }
 
+// Too few descriptors (`ulimit -n`): whichever open fails, one line and exit 5, and nothing
+// left in the destination folder. With 4 the staging folder could not be listed for removal
+// (that took a descriptor too): it stayed, with a second line about it.
+TEST(CliExitCodes, TooFewDescriptorsIsOneLineAndLeavesNothing) {
+  TempDir dir;
+  create_database(dir / "small.sqlite", 200);
+  const fs::path out = dir / "out";
+  fs::create_directory(out);
+  for (rlim_t limit = 4; limit <= 9; ++limit) {
+    RunSettings settings;
+    settings.open_files_limit = limit;
+    const Result result = run_cli({(dir / "small.sqlite").string(), out.string()}, settings);
+    if (result.exit_code == 0) {
+      EXPECT_EQ(count_rows(out / "small.sqlite"), 200) << limit;
+      fs::remove(out / "small.sqlite");
+    } else {
+      EXPECT_EQ(result.exit_code, 5) << limit << ": " << describe(result);
+      EXPECT_EQ(lines_of(result.err).size(), 1U) << limit << ": " << result.err;
+      EXPECT_NE(result.err.find("Too many open files"), std::string::npos) << result.err;
+    }
+    EXPECT_TRUE(list_names(out).empty())
+        << limit << ": " << ::testing::PrintToString(list_names(out));
+  }
+}
+
 // ---- 6: --verify failed --------------------------------------------------------------------
 
 // A database whose index i no longer matches its definition: quick_check does not look at

@@ -180,7 +180,8 @@ struct RunSettings {
   bool close_stderr = false;         // ... or 2
   std::vector<int> ignored_signals;  // started ignoring these (as nohup does SIGHUP)
   bool drop_root = false;  // as root, run the child as nobody (65534), without root's bypasses
-  rlim_t file_size_limit = RLIM_INFINITY;  // RLIMIT_FSIZE of the child (`ulimit -f`), bytes
+  rlim_t file_size_limit = RLIM_INFINITY;   // RLIMIT_FSIZE of the child (`ulimit -f`), bytes
+  rlim_t open_files_limit = RLIM_INFINITY;  // RLIMIT_NOFILE of the child (`ulimit -n`)
 };
 
 // A running child whose stdout and stderr we read through pipes (unless given other fds).
@@ -239,6 +240,10 @@ class Child {
       if (settings.file_size_limit != RLIM_INFINITY) {
         const struct rlimit limit { settings.file_size_limit, settings.file_size_limit };
         if (::setrlimit(RLIMIT_FSIZE, &limit) != 0) ::_exit(124);
+      }
+      if (settings.open_files_limit != RLIM_INFINITY) {
+        const struct rlimit limit { settings.open_files_limit, settings.open_files_limit };
+        if (::setrlimit(RLIMIT_NOFILE, &limit) != 0) ::_exit(124);
       }
       if (settings.close_stdout) ::close(STDOUT_FILENO);
       if (settings.close_stderr) ::close(STDERR_FILENO);
