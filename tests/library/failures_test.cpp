@@ -280,38 +280,27 @@ TEST_F(FailuresTest, UnreadableSourceIsAnIoErrorNamingIt) {
   for (const fs::path& folder : {dir_.path(), shared, shared / "out", shared / "tmp"}) {
     fs::permissions(folder, fs::perms::all);
   }
-  const fs::path verdict = shared / "tmp" / "verdict";
-  const pid_t child = ::fork();
-  ASSERT_GE(child, 0);
-  if (child == 0) {
-    std::string result;
-    if (::setgid(65534) != 0 || ::setuid(65534) != 0) ::_exit(90);
-    ::setenv("TMPDIR", (shared / "tmp").c_str(), 1);
-    try {
-      sb::sqlite_backup(shared / "secret.sqlite", shared / "out" / "copy.sqlite");
-      result = "no exception";
-    } catch (const sb::SqliteBackupError& error) {
-      if (error.kind() != sb::ErrorKind::io) {
-        result = "kind " + kind_name(error.kind()) + ": " + error.what();
-      } else if (std::string(error.what()).find((shared / "secret.sqlite").string()) ==
-                 std::string::npos) {
-        result = std::string("message does not name the source: ") + error.what();
-      }
-    } catch (const std::exception& error) {
-      result = std::string("other exception: ") + error.what();
-    }
-    try {
-      write_file(verdict, result.empty() ? "ok" : result);
-    } catch (...) {
-      ::_exit(91);
-    }
-    ::_exit(0);
-  }
-  int status = 0;
-  ASSERT_EQ(::waitpid(child, &status, 0), child);
-  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "child status " << status;
-  EXPECT_EQ(read_file(verdict), "ok");
-  fs::remove(verdict);
+  const std::string verdict = result_as_nobody(
+      [&]() -> std::string {
+        ::setenv("TMPDIR", (shared / "tmp").c_str(), 1);
+        try {
+          sb::sqlite_backup(shared / "secret.sqlite", shared / "out" / "copy.sqlite");
+          return "no exception";
+        } catch (const sb::SqliteBackupError& error) {
+          if (error.kind() != sb::ErrorKind::io) {
+            return "kind " + kind_name(error.kind()) + ": " + error.what();
+          }
+          if (std::string(error.what()).find((shared / "secret.sqlite").string()) ==
+              std::string::npos) {
+            return std::string("message does not name the source: ") + error.what();
+          }
+          return "ok";
+        } catch (const std::exception& error) {
+          return std::string("other exception: ") + error.what();
+        }
+      },
+      shared / "tmp" / "verdict");
+  EXPECT_EQ(verdict, "ok");
   EXPECT_TRUE(list_names(shared / "out").empty())
       << ::testing::PrintToString(list_names(shared / "out"));
   EXPECT_TRUE(list_names(shared / "tmp").empty())
@@ -547,25 +536,7 @@ std::string io_error_verdict_as_nobody(Call&& call, const fs::path& named,
     }
   };
   if (!is_root()) return verdict();
-  const pid_t child = ::fork();
-  if (child < 0) return "fork failed";
-  if (child == 0) {
-    if (::setgid(65534) != 0 || ::setuid(65534) != 0) ::_exit(90);
-    const std::string result = verdict();
-    try {
-      write_file(verdict_file, result);
-    } catch (...) {
-      ::_exit(91);
-    }
-    ::_exit(0);
-  }
-  int status = 0;
-  if (::waitpid(child, &status, 0) != child || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    return "child status " + std::to_string(status);
-  }
-  std::string result = read_file(verdict_file);
-  fs::remove(verdict_file);
-  return result;
+  return result_as_nobody(verdict, verdict_file);
 }
 
 // The contract in sqlite_backup.hpp: a missing source is a filesystem_error, as for

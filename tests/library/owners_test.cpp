@@ -1,12 +1,10 @@
 // Backups of databases that a real, separate process owns right now (tests/support/
 // sqlite_owner): rows only in the WAL, exclusive locks, an owner killed mid-transaction.
 // Every test also proves the source folder is left exactly as it was.
-#include <grp.h>
 #include <gtest/gtest.h>
 #include <sqlite3.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
+#include <functional>
 #include <sqlite_backup/sqlite_backup.hpp>
 #include <string>
 #include <vector>
@@ -32,6 +30,23 @@ std::function<void(const sb::CopyProgress&)> commit_once_per_attempt(OwnerProces
       ADD_FAILURE() << "the owner did not commit: " << owner.output();
     }
   };
+}
+
+// What a backup giving up after 3 attempts says, as its one error line ("no error: ..." when
+// it did not give up, "other error: ..." when it failed otherwise). `on_progress` may make the
+// owner commit during each attempt (commit_once_per_attempt).
+std::string giving_up_message(const fs::path& source, const fs::path& destination,
+                              std::function<void(const sb::CopyProgress&)> on_progress = {}) {
+  try {
+    sb::sqlite_backup(source, destination,
+                      {.copy_retry = 3, .on_progress = std::move(on_progress)});
+    return "no error: the backup succeeded";
+  } catch (const sb::SqliteBackupError& error) {
+    if (error.kind() != sb::ErrorKind::unstable_source) {
+      return std::string("other error: ") + error.what();
+    }
+    return error.what();
+  }
 }
 
 // Copies only the main database file elsewhere and counts what SQLite sees in it: proves
@@ -105,38 +120,17 @@ TEST_F(OwnersTest, GivingUpOnAnExclusiveLockingOwnerSaysWhyAndWhatToDo) {
   OwnerProcess owner(kOwnerExe, source_, "exclusive-commit-on-signal", 2000);
   ASSERT_TRUE(owner.ready()) << owner.output();
   ASSERT_TRUE(reading_fails_with_busy(source_)) << "the owner does not hold an exclusive lock";
-  sb::Options options;
-  options.copy_retry = 3;
   int commits = 0;
-  options.on_progress = commit_once_per_attempt(owner, commits);
-  try {
-    sb::sqlite_backup(source_, out_dir_ / "copy.sqlite", options);
-    ADD_FAILURE() << "the backup did not give up";
-  } catch (const sb::SqliteBackupError& error) {
-    const std::string message = error.what();
-    EXPECT_EQ(error.kind(), sb::ErrorKind::unstable_source) << message;
-    EXPECT_NE(message.find("failed to copy all files without any of them changing 3 times"),
-              std::string::npos)
-        << message;
-    EXPECT_NE(message.find("locking_mode=EXCLUSIVE"), std::string::npos) << message;
-    EXPECT_NE(message.find("while that program is idle or closed"), std::string::npos) << message;
-    EXPECT_EQ(message.find('\n'), std::string::npos) << "one line: " << message;
-  }
+  const std::string message =
+      giving_up_message(source_, out_dir_ / "copy.sqlite", commit_once_per_attempt(owner, commits));
+  EXPECT_NE(message.find("failed to copy all files without any of them changing 3 times"),
+            std::string::npos)
+      << message;
+  EXPECT_NE(message.find("locking_mode=EXCLUSIVE"), std::string::npos) << message;
+  EXPECT_NE(message.find("while that program is idle or closed"), std::string::npos) << message;
+  EXPECT_EQ(message.find('\n'), std::string::npos) << "one line: " << message;
   EXPECT_EQ(commits, 3) << "one commit in each attempt";
   EXPECT_TRUE(fs::is_empty(out_dir_)) << "no destination, no temporary leftovers";
-}
-
-// What a backup giving up after 3 attempts says, as its one error line ("no error: ..." when
-// it did not give up).
-std::string giving_up_message(const fs::path& source, const fs::path& destination) {
-  try {
-    sb::sqlite_backup(source, destination, {.copy_retry = 3});
-    return "no error: the backup succeeded";
-  } catch (const sb::SqliteBackupError& error) {
-    if (error.kind() != sb::ErrorKind::unstable_source)
-      return std::string("other error: ") + error.what();
-    return error.what();
-  }
 }
 
 // An idle owner in locking_mode=EXCLUSIVE that keeps no journal (journal_mode=OFF) looks, to
@@ -172,23 +166,8 @@ TEST_F(OwnersTest, AnExclusiveOwnerWhoseOpenFilesWeMayNotReadIsRefusedWithAdvice
     fs::permissions(folder, fs::perms::others_exec | fs::perms::others_read, fs::perm_options::add);
   }
   fs::permissions(out_dir_, fs::perms::all);
-  const fs::path verdict = out_dir_ / "verdict";
-  const pid_t child = ::fork();
-  ASSERT_GE(child, 0);
-  if (child == 0) {
-    if (::setgroups(0, nullptr) != 0 || ::setgid(65534) != 0 || ::setuid(65534) != 0) ::_exit(90);
-    try {
-      write_file(verdict, giving_up_message(source_, out_dir_ / "copy.sqlite"));
-    } catch (...) {
-      ::_exit(91);
-    }
-    ::_exit(0);
-  }
-  int status = 0;
-  ASSERT_EQ(::waitpid(child, &status, 0), child);
-  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "child status " << status;
-  const std::string message = read_file(verdict);
-  fs::remove(verdict);
+  const std::string message = result_as_nobody(
+      [&] { return giving_up_message(source_, out_dir_ / "copy.sqlite"); }, out_dir_ / "verdict");
   EXPECT_NE(message.find("process " + std::to_string(owner.pid()) + ")"), std::string::npos)
       << message;
   EXPECT_NE(message.find("run the backup as that program's user or as root"), std::string::npos)
@@ -207,19 +186,12 @@ TEST_F(OwnersTest, GivingUpOnAnExclusiveWalOwnerAdvisesWaitingForItToBeIdle) {
   OwnerProcess owner(kOwnerExe, source_, "exclusive-wal-commit-on-signal", 2000);
   ASSERT_TRUE(owner.ready()) << owner.output();
   ASSERT_TRUE(reading_fails_with_busy(source_)) << "the owner does not hold an exclusive lock";
-  sb::Options options;
-  options.copy_retry = 3;
   int commits = 0;
-  options.on_progress = commit_once_per_attempt(owner, commits);
-  try {
-    sb::sqlite_backup(source_, out_dir_ / "copy.sqlite", options);
-    ADD_FAILURE() << "the backup did not give up";
-  } catch (const sb::SqliteBackupError& error) {
-    const std::string message = error.what();
-    EXPECT_EQ(message.find("keeps no journal"), std::string::npos) << message;
-    EXPECT_EQ(message.find("as root"), std::string::npos) << message;
-    EXPECT_NE(message.find("while that program is idle or closed"), std::string::npos) << message;
-  }
+  const std::string message =
+      giving_up_message(source_, out_dir_ / "copy.sqlite", commit_once_per_attempt(owner, commits));
+  EXPECT_EQ(message.find("keeps no journal"), std::string::npos) << message;
+  EXPECT_EQ(message.find("as root"), std::string::npos) << message;
+  EXPECT_NE(message.find("while that program is idle or closed"), std::string::npos) << message;
   EXPECT_TRUE(fs::is_empty(out_dir_)) << "no destination, no temporary leftovers";
 }
 

@@ -479,6 +479,23 @@ TEST_F(SnapshotTest, CommitInProgressBesideAStaleJournalIsNotTakenForQuiet) {
   EXPECT_EQ(query_int(copy, "SELECT count(*) FROM t WHERE v LIKE 'rewritten%'"), 1500);
 }
 
+// What a copy of a pause-in-exclusive-late* owner may hold: its first commit ('rewritten'
+// rows) and its second, uncounted one ('ROW' rows), each whole or not at all, in order.
+void expect_whole_commits_of_an_exclusive_session(const fs::path& copy, const fs::path& source) {
+  const char* const first_rows = "SELECT count(*) FROM t WHERE v LIKE 'rewritten%'";
+  const char* const second_rows = "SELECT count(*) FROM t WHERE v GLOB 'ROW *'";
+  const auto all_first = query_int(source, first_rows);
+  const auto all_second = query_int(source, second_rows);
+  ASSERT_TRUE(all_first > 0 && all_second > 0);
+  const auto first = query_int(copy, first_rows);
+  const auto second = query_int(copy, second_rows);
+  EXPECT_TRUE((first == 0 && second == 0) || (first == all_first && second == 0) ||
+              (first == all_first && second == all_second))
+      << "torn snapshot: " << first.value_or(-1) << " rows of the first commit, "
+      << second.value_or(-1) << " of the second";
+  EXPECT_EQ(query_text(copy, "PRAGMA integrity_check"), "ok");
+}
+
 // An owner idle at the first look enters locking_mode=EXCLUSIVE during the copy: its first
 // commit under the lock is counted (and seen committing), its second is not. With the lock
 // held only at the last look, the single commit seen looked like the whole story, and the
@@ -493,19 +510,7 @@ TEST_F(SnapshotTest, AnOwnerEnteringExclusiveLockingModeDuringTheCopyIsNotTakenF
   if (backup.chunks < 2) {
     GTEST_SKIP() << kCopiedInOneStep;
   }
-  const fs::path copy = out_dir_ / "copy.sqlite";
-  const char* const first_rows = "SELECT count(*) FROM t WHERE v LIKE 'rewritten%'";
-  const char* const second_rows = "SELECT count(*) FROM t WHERE v GLOB 'ROW *'";
-  const auto all_first = query_int(source_, first_rows);
-  const auto all_second = query_int(source_, second_rows);
-  ASSERT_TRUE(all_first > 0 && all_second > 0);
-  const auto rewritten = query_int(copy, first_rows);
-  const auto second = query_int(copy, second_rows);
-  EXPECT_TRUE((rewritten == 0 && second == 0) || (rewritten == all_first && second == 0) ||
-              (rewritten == all_first && second == all_second))
-      << "torn snapshot: " << rewritten.value_or(-1) << " rows of the first commit, "
-      << second.value_or(-1) << " of the second";
-  EXPECT_EQ(query_text(copy, "PRAGMA integrity_check"), "ok");
+  expect_whole_commits_of_an_exclusive_session(out_dir_ / "copy.sqlite", source_);
 }
 
 // As above, but the owner lets go of the lock (locking_mode=NORMAL, then a read) right after
@@ -523,19 +528,7 @@ TEST_F(SnapshotTest, AnUncountedCommitWhoseLockIsGoneByTheNextLookIsNotMissed) {
   if (backup.chunks < 2) {
     GTEST_SKIP() << kCopiedInOneStep;
   }
-  const fs::path copy = out_dir_ / "copy.sqlite";
-  const char* const first_rows = "SELECT count(*) FROM t WHERE v LIKE 'rewritten%'";
-  const char* const second_rows = "SELECT count(*) FROM t WHERE v GLOB 'ROW *'";
-  const auto all_first = query_int(source_, first_rows);
-  const auto all_second = query_int(source_, second_rows);
-  ASSERT_TRUE(all_first > 0 && all_second > 0);
-  const auto rewritten = query_int(copy, first_rows);
-  const auto second = query_int(copy, second_rows);
-  EXPECT_TRUE((rewritten == 0 && second == 0) || (rewritten == all_first && second == 0) ||
-              (rewritten == all_first && second == all_second))
-      << "torn snapshot: " << rewritten.value_or(-1) << " rows of the first commit, "
-      << second.value_or(-1) << " of the second";
-  EXPECT_EQ(query_text(copy, "PRAGMA integrity_check"), "ok");
+  expect_whole_commits_of_an_exclusive_session(out_dir_ / "copy.sqlite", source_);
   // The first attempt saw the commits; a later one copied the settled database.
   EXPECT_GE(backup.report.attempts, 2);
 }
@@ -554,19 +547,7 @@ TEST_F(SnapshotTest, AnUncountedCommitAfterACommitDoneWritingAtTheFirstLookIsNot
   if (backup.chunks < 2) {
     GTEST_SKIP() << kCopiedInOneStep;
   }
-  const fs::path copy = out_dir_ / "copy.sqlite";
-  const char* const first_rows = "SELECT count(*) FROM t WHERE v LIKE 'rewritten%'";
-  const char* const second_rows = "SELECT count(*) FROM t WHERE v GLOB 'ROW *'";
-  const auto all_first = query_int(source_, first_rows);
-  const auto all_second = query_int(source_, second_rows);
-  ASSERT_TRUE(all_first > 0 && all_second > 0);
-  const auto rewritten = query_int(copy, first_rows);
-  const auto second = query_int(copy, second_rows);
-  EXPECT_TRUE((rewritten == 0 && second == 0) || (rewritten == all_first && second == 0) ||
-              (rewritten == all_first && second == all_second))
-      << "torn snapshot: " << rewritten.value_or(-1) << " rows of the first commit, "
-      << second.value_or(-1) << " of the second (attempts " << backup.report.attempts << ")";
-  EXPECT_EQ(query_text(copy, "PRAGMA integrity_check"), "ok");
+  expect_whole_commits_of_an_exclusive_session(out_dir_ / "copy.sqlite", source_);
   EXPECT_GE(backup.report.attempts, 2) << "the first attempt saw both commits";
 }
 

@@ -295,13 +295,18 @@ int hold_rollback_exclusive(const Arguments& args, const std::string& journal_mo
   return 0;
 }
 
-int commit_on_each_signal_exclusive(const Arguments& args) {
+// locking_mode=EXCLUSIVE in `journal_mode`; each SIGUSR1 commits 50 more rows (in WAL mode
+// also checkpoints (TRUNCATE), restarting the WAL, and commits 50 again), announced by
+// FILE.2, FILE.3, ...
+int commit_on_each_signal_exclusive(const Arguments& args, const std::string& journal_mode) {
   sigset_t signals = stop_signals();  // blocked before they can arrive: sigwait() takes them
   sigaddset(&signals, SIGUSR1);
   sigprocmask(SIG_BLOCK, &signals, nullptr);
   Database db(args.db);
+  const bool wal = journal_mode == "wal";
   expect_pragma(db, "locking_mode=EXCLUSIVE", "exclusive");
-  expect_pragma(db, "journal_mode=DELETE", "delete");
+  expect_pragma(db, "journal_mode=" + journal_mode, journal_mode);
+  if (wal) db.exec("PRAGMA wal_autocheckpoint=0");
   create_table(db);
   insert_rows(db, args.rows, false);
   announce_ready(args.ready);
@@ -311,33 +316,10 @@ int commit_on_each_signal_exclusive(const Arguments& args) {
     }
     if (received != SIGUSR1) break;
     insert_rows(db, 50, true);
-    if (!args.ready.empty()) announce_ready(args.ready + "." + std::to_string(commits + 1));
-  }
-  db.close();
-  return 0;
-}
-
-// WAL + locking_mode=EXCLUSIVE; each SIGUSR1 commits rows, checkpoints (TRUNCATE) and commits
-// again, restarting the WAL; announced by FILE.2, FILE.3, ...
-int exclusive_wal_commit_on_signal(const Arguments& args) {
-  sigset_t signals = stop_signals();
-  sigaddset(&signals, SIGUSR1);
-  sigprocmask(SIG_BLOCK, &signals, nullptr);
-  Database db(args.db);
-  expect_pragma(db, "locking_mode=EXCLUSIVE", "exclusive");
-  expect_pragma(db, "journal_mode=WAL", "wal");
-  db.exec("PRAGMA wal_autocheckpoint=0");
-  create_table(db);
-  insert_rows(db, args.rows, false);
-  announce_ready(args.ready);
-  for (int commits = 1;; ++commits) {
-    int received = 0;
-    while (sigwait(&signals, &received) != 0) {
+    if (wal) {
+      db.exec("PRAGMA wal_checkpoint(TRUNCATE)");
+      insert_rows(db, 50, true);
     }
-    if (received != SIGUSR1) break;
-    insert_rows(db, 50, true);
-    db.exec("PRAGMA wal_checkpoint(TRUNCATE)");
-    insert_rows(db, 50, true);
     if (!args.ready.empty()) announce_ready(args.ready + "." + std::to_string(commits + 1));
   }
   db.close();
@@ -842,8 +824,12 @@ int main(int argc, char** argv) {
   if (args.mode == "exclusive") return hold_wal(args, true);
   if (args.mode == "rollback-exclusive") return hold_rollback_exclusive(args, "delete");
   if (args.mode == "rollback-exclusive-unjournaled") return hold_rollback_exclusive(args, "off");
-  if (args.mode == "exclusive-commit-on-signal") return commit_on_each_signal_exclusive(args);
-  if (args.mode == "exclusive-wal-commit-on-signal") return exclusive_wal_commit_on_signal(args);
+  if (args.mode == "exclusive-commit-on-signal") {
+    return commit_on_each_signal_exclusive(args, "delete");
+  }
+  if (args.mode == "exclusive-wal-commit-on-signal") {
+    return commit_on_each_signal_exclusive(args, "wal");
+  }
   if (args.mode == "hot-journal") return die_mid_transaction(args);
   if (args.mode == "open-transaction") return hold_open_transaction(args);
   if (args.mode == "commit-on-signal") return commit_on_signal(args);

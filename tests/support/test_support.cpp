@@ -1,6 +1,7 @@
 #include "test_support.hpp"
 
 #include <fcntl.h>
+#include <grp.h>
 #include <linux/magic.h>
 #include <signal.h>
 #include <sqlite3.h>
@@ -430,6 +431,28 @@ std::vector<std::string> list_names(const fs::path& folder) {
 // ---- Privileges and mounts ----------------------------------------------------------
 
 bool is_root() { return ::geteuid() == 0; }
+
+std::string result_as_nobody(const std::function<std::string()>& call,
+                             const fs::path& result_file) {
+  const pid_t child = ::fork();
+  if (child < 0) return "fork failed";
+  if (child == 0) {
+    if (::setgroups(0, nullptr) != 0 || ::setgid(65534) != 0 || ::setuid(65534) != 0) ::_exit(90);
+    try {
+      write_file(result_file, call());
+    } catch (...) {
+      ::_exit(91);
+    }
+    ::_exit(0);
+  }
+  int status = 0;
+  if (::waitpid(child, &status, 0) != child || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    return "child status " + std::to_string(status);
+  }
+  std::string result = read_file(result_file);
+  fs::remove(result_file);
+  return result;
+}
 
 ScopedEnv::ScopedEnv(std::string name, const std::optional<std::string>& value)
     : name_(std::move(name)) {

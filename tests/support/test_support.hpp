@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -174,6 +175,12 @@ std::vector<std::string> list_names(const fs::path& folder);
 // ---- Privileges and mounts --------------------------------------------------------
 
 bool is_root();
+
+// Runs `call` in a child process as the unprivileged user nobody (65534, no groups): root
+// reads any file and any process's descriptors. Returns what `call` returned (passed back
+// through `result_file`, which nobody must be able to create), or why the child failed.
+// Needs root.
+std::string result_as_nobody(const std::function<std::string()>& call, const fs::path& result_file);
 
 // Sets (or, with nullopt, unsets) an environment variable for its lifetime.
 class ScopedEnv {
