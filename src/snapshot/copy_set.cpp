@@ -528,6 +528,24 @@ validate::Verdict judge_copy(const discover::DatabaseFiles& source,
     after_each_look();
     return validate::judge(before, state, copied, during);
   };
+  // The kernel queues a write's IN_MODIFY only once the write returned, after its data is
+  // visible: a look may capture the last commit from its page 1 while its own burst is not
+  // yet in the record, and an uncounted commit's burst would then take its place. Once its
+  // journal has ended, every write it made has returned, and so had those of everyone
+  // before it. (The first commit seen writes before any journal activity, uncounted: its
+  // events may come late.) Commits end within milliseconds; one that does not is refused.
+  if (during.commits.size() >= 2) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(50);
+    while (validate::same_journal_transaction(
+        during.commits.back().header,
+        validate::capture_member(source.journal, validate::kJournalHeaderSize))) {
+      if (std::chrono::steady_clock::now() >= deadline) {
+        return validate::Verdict{false, validate::Need::nothing_more,
+                                 "the last commit seen had not ended by the last look"};
+      }
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+    }
+  }
   validate::Verdict verdict = judge_against(validate::capture(source));
   if (verdict.need != validate::Need::content_comparison) return verdict;
   during.comparison = compare_contents(source, staged_files.database, settings);

@@ -551,6 +551,51 @@ TEST_F(SnapshotTest, AnUncountedCommitAfterACommitDoneWritingAtTheFirstLookIsNot
   EXPECT_GE(backup.report.attempts, 2) << "the first attempt saw both commits";
 }
 
+// The record of writes counts a write when the kernel queues its IN_MODIFY, which is after
+// the data reached the page cache (vfs_write(): fsnotify_modify() once write_iter returned;
+// the writer may sleep in between, in balance_dirty_pages_ratelimited(), or be preempted).
+// Owner, exclusive locking mode: T1 (counted, seen committing), U (uncounted), a rollback
+// (so the next commit counts again), T2 (counted), captured from its page 1 while that
+// write's event is held back (a shim writes the page through a shared map, pauses, then
+// writes it again). U's burst took T2's place: one burst for the one commit after T1, and
+// the copy held U's rows without T1's (helper-28 found this). The last commit seen must now
+// have ended, all its events queued, before the last look; this one never does.
+TEST_F(SnapshotTest, TheLastCommitSeenMustHaveEndedBeforeItsWritesAreCounted) {
+  OwnerProcess owner(kOwnerExe, source_, "pause-in-exclusive-late-event", 24000);
+  try {
+    const SteppedBackup backup = back_up_stepping(owner, source_, out_dir_ / "copy.sqlite", {},
+                                                  {{".2", ".3"}, {".4", ".5"}}, 1);
+    ASSERT_TRUE(backup.every_step_came) << owner.output();
+    if (backup.chunks < 3) GTEST_SKIP() << kCopiedInOneStep;
+    const fs::path copy = out_dir_ / "copy.sqlite";
+    const auto t1 = query_int(copy, "SELECT count(*) FROM t WHERE v LIKE 'rewritten%'");
+    const auto u = query_int(copy, "SELECT count(*) FROM t WHERE v GLOB 'ROW *'");
+    ADD_FAILURE() << "accepted: T1 rows " << t1.value_or(-1) << ", U rows " << u.value_or(-1);
+  } catch (const sb::SqliteBackupError& error) {
+    EXPECT_EQ(error.kind(), sb::ErrorKind::unstable_source) << error.what();
+    EXPECT_NE(std::string(error.what()).find("the last commit seen had not ended"),
+              std::string::npos)
+        << error.what();
+  }
+  EXPECT_TRUE(fs::is_empty(out_dir_));
+}
+
+// The same owner with T2's page 1 written by a plain pwrite(), and T2 let finish before the
+// last look: the one attempt is refused for U's burst.
+TEST_F(SnapshotTest, AnUncountedCommitBetweenTwoCountedOnesIsCountedAsABurst) {
+  OwnerProcess owner(kOwnerExe, source_, "pause-in-exclusive-late-event-control", 24000);
+  try {
+    const SteppedBackup backup = back_up_stepping(owner, source_, out_dir_ / "copy.sqlite", {},
+                                                  {{".2", ".3"}, {".4", ".5"}, {".6"}}, 1);
+    if (backup.chunks < 4) GTEST_SKIP() << kCopiedInOneStep;
+    ADD_FAILURE() << "accepted";
+  } catch (const sb::SqliteBackupError& error) {
+    EXPECT_EQ(error.kind(), sb::ErrorKind::unstable_source) << error.what();
+    EXPECT_NE(std::string(error.what()).find("bursts"), std::string::npos) << error.what();
+  }
+  EXPECT_TRUE(fs::is_empty(out_dir_));
+}
+
 // A transaction over two attached databases leaves a super-journal name in its journal, and
 // SQLite plays such a journal back only while the super-journal exists, which it never does
 // beside our copy: rolled back "through" it, the copy would silently stay torn. The owner

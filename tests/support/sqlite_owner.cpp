@@ -4,6 +4,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <sqlite3.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -102,6 +103,12 @@ constexpr const char* kUsage =
     "                      rows past 8000 'row' -> 'ROW' (uncounted); FILE.4 when done\n"
     "  pause-in-exclusive-late-release  as pause-in-exclusive-late, then locking_mode=NORMAL\n"
     "                      and a read, which lets go of the lock, before FILE.4\n"
+    "  pause-in-exclusive-late-event  journal_mode=DELETE; N rows, idle (FILE); then under\n"
+    "                      locking_mode=EXCLUSIVE: T1 pausing as pause-in-commit (FILE.2,\n"
+    "                      FILE.3), an uncounted commit, a rollback, T2 pausing before its first\n"
+    "                      write (FILE.4) and with page 1 visible but its IN_MODIFY not yet\n"
+    "                      queued (FILE.5); FILE.6 once done and the lock let go\n"
+    "  pause-in-exclusive-late-event-control  the same, T2's page 1 written plainly\n"
     "  pause-in-exclusive-synced-release  journal_mode=DELETE; N rows, then its first commit\n"
     "                      under locking_mode=EXCLUSIVE pauses after syncing the database, its\n"
     "                      journal still hot (FILE); on SIGUSR1 it ends, an uncounted commit\n"
@@ -443,6 +450,9 @@ void announce_next() {
 }
 std::string g_main_name;  // file name of PATH
 
+bool g_late_event = false;  // the armed commit's page 1: visible before its IN_MODIFY
+std::string g_main_path;
+
 sqlite3_file* real_of(sqlite3_file* file) { return reinterpret_cast<PausingFile*>(file)->real; }
 
 // Waits for SIGUSR1; a stop signal meanwhile ends the process at once, mid-commit (the
@@ -463,6 +473,23 @@ int pausing_write(sqlite3_file* file, const void* data, int amount, sqlite3_int6
   if (watched && g_pauses_done == 0) {
     g_pauses_done = 1;
     pause_until_resumed();
+  }
+  if (watched && g_pauses_done == 1 && offset == 0 && g_late_event) {
+    // Simulates the kernel's order inside one pwrite(): the page reaches the page cache
+    // (visible to every reader) before fsnotify_modify() queues IN_MODIFY, and the writer may
+    // sleep in between (balance_dirty_pages_ratelimited(), preemption). A writable map makes
+    // the page visible with no event; the pwrite() after the pause queues it.
+    const int fd = ::open(g_main_path.c_str(), O_RDWR | O_CLOEXEC);
+    if (fd < 0) die("late-event: open");
+    void* map = ::mmap(nullptr, static_cast<std::size_t>(amount), PROT_READ | PROT_WRITE,
+                       MAP_SHARED, fd, 0);
+    if (map == MAP_FAILED) die("late-event: mmap");
+    std::memcpy(map, data, static_cast<std::size_t>(amount));
+    ::munmap(map, static_cast<std::size_t>(amount));
+    ::close(fd);
+    g_pauses_done = 2;
+    pause_until_resumed();
+    return self->real->pMethods->xWrite(self->real, data, amount, offset);
   }
   const int rc = self->real->pMethods->xWrite(self->real, data, amount, offset);
   if (watched && g_pauses_done == 1 && (offset == 0 || g_page_one_written)) {
@@ -589,7 +616,8 @@ int pause_in_commit(const Arguments& args, const std::string& variant) {
   if (variant == "exclusive" || variant == "attached" || variant == "free-and-reuse" ||
       variant == "spill-after" || variant == "two-in-place" || variant == "chunk-shrink-regrow" ||
       variant == "exclusive-late" || variant == "exclusive-late-release" ||
-      variant == "exclusive-synced-release") {
+      variant == "exclusive-synced-release" || variant == "exclusive-late-event" ||
+      variant == "exclusive-late-event-control") {
     expect_pragma(db, "journal_mode=DELETE", "delete");
   } else if (variant == "unjournaled") {
     // Nothing on disk shows the commit in progress: only the EXCLUSIVE lock it holds. Paused
@@ -645,6 +673,35 @@ int pause_in_commit(const Arguments& args, const std::string& variant) {
     expect_pragma(db, "locking_mode=NORMAL", "normal");
     db.exec("SELECT count(*) FROM t;");
     announce_next();  // FILE.2
+    wait_for_stop();
+    db.close();
+    return 0;
+  }
+  if (variant == "exclusive-late-event" || variant == "exclusive-late-event-control") {
+    // Idle, no lock (FILE). Then under locking_mode=EXCLUSIVE: T1 (counted, paused as
+    // pause-in-commit: FILE.2, FILE.3); U, uncounted, rewrites the last third of the rows
+    // 'row' -> 'ROW'; a rollback (SQLite counts the next commit again); T2 (counted)
+    // rewrites every 8th row of 4000 < id <= 8000, pausing before its first write (FILE.4)
+    // and with its page 1 in the page cache but its IN_MODIFY not yet queued (FILE.5).
+    g_main_path = args.db;
+    create_table(db);
+    insert_rows(db, args.rows, true);
+    db.exec("PRAGMA cache_size=-131072");
+    pause_until_resumed();  // FILE
+    expect_pragma(db, "locking_mode=EXCLUSIVE", "exclusive");
+    commit_with_pauses(db, "UPDATE t SET v = 'rewritten ' || v WHERE id % 8 = 0 AND id <= 4000;");
+    db.exec("UPDATE t SET v = 'ROW' || substr(v, 4) WHERE id > " +
+            std::to_string(args.rows * 2 / 3) + ";");
+    db.exec("BEGIN; UPDATE t SET v = 'x' || v WHERE id = 2; ROLLBACK;");
+    g_late_event = variant == "exclusive-late-event";
+    commit_with_pauses(db,
+                       "UPDATE t SET v = 'second ' || v WHERE id % 8 = 0 AND id > 4000 "
+                       "AND id <= 8000;");
+    g_late_event = false;
+    // Then it lets go of the lock, so that no look after T2 sees it.
+    expect_pragma(db, "locking_mode=NORMAL", "normal");
+    db.exec("SELECT count(*) FROM t;");
+    announce_next();  // FILE.6
     wait_for_stop();
     db.close();
     return 0;
@@ -845,6 +902,11 @@ int main(int argc, char** argv) {
   if (args.mode == "pause-in-exclusive-late") return pause_in_commit(args, "exclusive-late");
   if (args.mode == "pause-in-exclusive-late-release") {
     return pause_in_commit(args, "exclusive-late-release");
+  }
+  if (args.mode == "pause-in-exclusive-late-event")
+    return pause_in_commit(args, "exclusive-late-event");
+  if (args.mode == "pause-in-exclusive-late-event-control") {
+    return pause_in_commit(args, "exclusive-late-event-control");
   }
   if (args.mode == "pause-in-exclusive-synced-release") {
     return pause_in_commit(args, "exclusive-synced-release");
