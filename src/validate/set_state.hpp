@@ -137,6 +137,16 @@ class WriteHistory {
   // before any are not counted: they finish the commit in progress when the record began,
   // which may as well have written everything before it (then it leaves no burst at all).
   [[nodiscard]] int bursts_after_journal() const noexcept { return bursts_after_journal_; }
+  // The last commit seen (not the first) was still in its commit, its journal hot after the
+  // record was drained: its journal activity is all in the record (it returned before page 1
+  // was written, which a look saw), and nobody else writes until it ends. So if the record
+  // still ends with journal activity, none of its database writes has come yet (their events
+  // are queued only once each write returned): its burst is counted now, so that no other
+  // burst is taken for it.
+  void count_burst_in_flight() noexcept {
+    if (journal_last_) ++bursts_after_journal_;
+    journal_last_ = false;
+  }
 
  private:
   bool watched_ = false;

@@ -277,6 +277,16 @@ TEST(WriteHistory, CountsDatabaseBurstsAfterJournalActivity) {
   history.journal_written();
   history.database_written();
   EXPECT_EQ(history.bursts_after_journal(), 2);
+  // A commit still in its commit at the last look, its database writes not in the record
+  // yet (their events come once each write returned): counted now, and only once.
+  history.journal_written();
+  history.count_burst_in_flight();
+  EXPECT_EQ(history.bursts_after_journal(), 3);
+  history.database_written();  // its event, late
+  EXPECT_EQ(history.bursts_after_journal(), 3);
+  // One whose writes the record already shows is not counted twice.
+  history.count_burst_in_flight();
+  EXPECT_EQ(history.bursts_after_journal(), 3);
   history.lost_some();
   EXPECT_FALSE(history.complete());
 }

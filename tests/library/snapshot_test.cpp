@@ -559,8 +559,9 @@ TEST_F(SnapshotTest, AnUncountedCommitAfterACommitDoneWritingAtTheFirstLookIsNot
 // write's event is held back (a shim writes the page through a shared map, pauses, then
 // writes it again). U's burst took T2's place: one burst for the one commit after T1, and
 // the copy held U's rows without T1's (helper-28 found this). The last commit seen must now
-// have ended, all its events queued, before the last look; this one never does.
-TEST_F(SnapshotTest, TheLastCommitSeenMustHaveEndedBeforeItsWritesAreCounted) {
+// be either over by the last look (all its events queued) or, still in its commit, be counted
+// a burst whether the record shows its writes yet or not.
+TEST_F(SnapshotTest, TheLastCommitSeenIsCountedABurstThoughItsEventComesLate) {
   OwnerProcess owner(kOwnerExe, source_, "pause-in-exclusive-late-event", 24000);
   try {
     const SteppedBackup backup = back_up_stepping(owner, source_, out_dir_ / "copy.sqlite", {},
@@ -573,9 +574,7 @@ TEST_F(SnapshotTest, TheLastCommitSeenMustHaveEndedBeforeItsWritesAreCounted) {
     ADD_FAILURE() << "accepted: T1 rows " << t1.value_or(-1) << ", U rows " << u.value_or(-1);
   } catch (const sb::SqliteBackupError& error) {
     EXPECT_EQ(error.kind(), sb::ErrorKind::unstable_source) << error.what();
-    EXPECT_NE(std::string(error.what()).find("the last commit seen had not ended"),
-              std::string::npos)
-        << error.what();
+    EXPECT_NE(std::string(error.what()).find("bursts"), std::string::npos) << error.what();
   }
   EXPECT_TRUE(fs::is_empty(out_dir_));
 }
@@ -705,6 +704,25 @@ TEST_F(SnapshotTest, TwoCommitsThatFreeNoPageAreRolledBackThroughBothJournals) {
   EXPECT_EQ(query_int(copy, "SELECT count(*) FROM t WHERE v GLOB 'ROW *'"), 0);
   EXPECT_EQ(query_int(source_, "SELECT count(*) FROM t WHERE v GLOB 'ROW *'"), 3000);
   EXPECT_EQ(query_int(source_, "PRAGMA freelist_count"), 0);
+}
+
+// The same two in-place commits, the second still in its commit at the last look (paused
+// after writing page 1, as a slow fsync of the database would hold it): its burst is in the
+// record, the copy is rolled back through both journals at the first attempt. (A first fix
+// for late events waited 50 ms for the last commit to end and refused it otherwise: a whole
+// copy again for every slow disk; helper-29 found this.)
+TEST_F(SnapshotTest, TwoCommitsTheLastStillInItsCommitAreRolledBackAtOnce) {
+  OwnerProcess owner(kOwnerExe, source_, "pause-in-two-in-place-commits", 12000);
+  const SteppedBackup backup =
+      back_up_stepping(owner, source_, out_dir_ / "copy.sqlite", {".2"}, {{".3", ".4"}}, 1);
+  ASSERT_TRUE(backup.every_step_came) << owner.output();
+  if (backup.chunks < 2) GTEST_SKIP() << kCopiedInOneStep;
+  EXPECT_EQ(backup.report.attempts, 1);
+  const fs::path copy = out_dir_ / "copy.sqlite";
+  EXPECT_EQ(query_text(copy, "PRAGMA integrity_check"), "ok");
+  EXPECT_EQ(count_rows(copy), 12000);
+  EXPECT_EQ(query_int(copy, "SELECT count(*) FROM t WHERE v GLOB 'ROW *'"), 0)
+      << "both commits rolled back";
 }
 
 // A commit that shrinks the database (auto_vacuum) inside a file that grows in chunks
