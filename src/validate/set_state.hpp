@@ -139,10 +139,14 @@ class WriteHistory {
   [[nodiscard]] int bursts_after_journal() const noexcept { return bursts_after_journal_; }
   // The last commit seen (not the first) was still in its commit, its journal hot after the
   // record was drained: its journal activity is all in the record (it returned before page 1
-  // was written, which a look saw), and nobody else writes until it ends. So if the record
-  // still ends with journal activity, none of its database writes has come yet (their events
-  // are queued only once each write returned): its burst is counted now, so that no other
-  // burst is taken for it.
+  // was written, which a look saw), and nobody else writes until it ends. Every earlier
+  // transaction ended with journal activity (its journal deleted, cut or zeroed; a commit
+  // that then cuts the database file only adds a burst), so a database write after the
+  // record's last journal activity is this commit's. So if the record still ends with journal
+  // activity, none of its database writes has come yet (their events are queued only once
+  // each write returned): its burst is counted now, so that no other burst is taken for it.
+  // (helper-30 reviewed this argument; the branch where the commit ends between the last
+  // look and the second read of its journal has no test: nothing can stop the owner there.)
   void count_burst_in_flight() noexcept {
     if (journal_last_) ++bursts_after_journal_;
     journal_last_ = false;
