@@ -13,7 +13,7 @@ enum ExitCode : int {
   kFailure = 1,         // anything not listed below, and every refused destination
   kUsage = 2,           // bad flag, missing source, source is a folder, `-` to a terminal, ...
   kInvalidSource = 3,   // not a usable database (not a database, truncated, corrupt)
-  kUnstableSource = 4,  // the source kept changing for --copy-retry attempts
+  kUnstableSource = 4,  // no copy in --copy-retry attempts proved one committed state
   kIo = 5,              // reading the source or writing the destination failed
   kVerifyFailed = 6,    // --verify found the result damaged
   // 128 + the signal's number, as a shell reports a process the signal killed.

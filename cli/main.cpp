@@ -198,8 +198,9 @@ EXIT CODES
        empty path, ...)
   2    usage error (bad flag, missing source, source is a folder, `-` to a terminal, ...)
   3    the source is not a usable database (not a database, truncated, schema unreadable)
-  4    the source kept changing for --copy-retry attempts (with --no-copy-retry-strict: the
-       last copy was damaged, so it was not kept)
+  4    no copy in --copy-retry attempts could be proved one committed state: the source kept
+       changing, or an owner in locking_mode=EXCLUSIVE hid its state (the line says which,
+       and what to do); with --no-copy-retry-strict, the last copy was damaged and not kept
   5    I/O error reading the source or writing the destination (disk full, permission denied,
        source deleted meanwhile)
   6    --verify found the snapshot damaged, also a page it could not read (nothing is written)
