@@ -33,7 +33,7 @@ std::optional<WriteWatch> WriteWatch::start(const std::filesystem::path& databas
   }
 }
 
-bool WriteWatch::drain_into(void* sink, void (*call)(void*, Written)) noexcept {
+bool WriteWatch::drain(const std::function<void(Written)>& written) noexcept {
   alignas(inotify_event) std::array<char, 16384> buffer{};
   for (;;) {
     const ssize_t got = ::read(fd_.get(), buffer.data(), buffer.size());
@@ -47,10 +47,10 @@ bool WriteWatch::drain_into(void* sink, void (*call)(void*, Written)) noexcept {
       at += static_cast<ssize_t>(sizeof event + event.len);
       if ((event.mask & IN_Q_OVERFLOW) != 0) return false;
       if (event.wd == database_watch_ && (event.mask & IN_MODIFY) != 0) {
-        call(sink, Written::database);
+        written(Written::database);
       } else if (event.wd == folder_watch_ && event.len > 0 &&
                  journal_name_ == std::string_view(name, ::strnlen(name, event.len))) {
-        call(sink, Written::journal);
+        written(Written::journal);
       }
     }
   }

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <string>
 
@@ -30,12 +31,8 @@ class WriteWatch {
 
   // Calls `written` for every write reported since the last call, oldest first. Returns false
   // when the record has a gap (the kernel's queue overflowed, or a read failed): the caller
-  // must then not rely on it. Not thread-safe: one caller at a time.
-  template <typename Sink>
-  bool drain(Sink&& written) noexcept {
-    return drain_into(&written,
-                      [](void* sink, Written member) { (*static_cast<Sink*>(sink))(member); });
-  }
+  // must then not rely on it. `written` must not throw. Not thread-safe: one caller at a time.
+  bool drain(const std::function<void(Written)>& written) noexcept;
 
  private:
   WriteWatch(UniqueFd fd, int database_watch, int folder_watch, std::string journal_name) noexcept
@@ -43,8 +40,6 @@ class WriteWatch {
         database_watch_(database_watch),
         folder_watch_(folder_watch),
         journal_name_(std::move(journal_name)) {}
-
-  bool drain_into(void* sink, void (*call)(void*, Written)) noexcept;
 
   UniqueFd fd_;  // closing it removes the watches
   int database_watch_ = -1;

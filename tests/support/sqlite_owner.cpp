@@ -589,6 +589,21 @@ void register_pausing_vfs() {
   if (sqlite3_vfs_register(&g_pausing_vfs, 1) != SQLITE_OK) die("pause-in-commit: register VFS");
 }
 
+// Leaves locking_mode=EXCLUSIVE and reads, which lets go of SQLite's lock (as a program
+// that closes would).
+void let_go_of_the_lock(Database& db) {
+  expect_pragma(db, "locking_mode=NORMAL", "normal");
+  db.exec("SELECT count(*) FROM t;");
+}
+
+// The end of a pause-in-commit variant: announces its last state, holds until stopped.
+int announce_and_hold(Database& db) {
+  announce_next();
+  wait_for_stop();
+  db.close();
+  return 0;
+}
+
 // `variant`: "" (journal_mode=PERSIST), "exclusive" (locking_mode=EXCLUSIVE, journal_mode=
 // DELETE; after the paused commit, a second one that SQLite does not count in the change
 // counter), "attached" (journal_mode=DELETE; the transaction also writes PATH-aux attached,
@@ -652,10 +667,7 @@ int pause_in_commit(const Arguments& args, const std::string& variant) {
                            ") INSERT INTO b(payload) SELECT randomblob(20000) FROM n;"
                            " UPDATE b SET h = hex(substr(payload, 1, 8)) || "
                            "hex(substr(payload, 19993, 8)) WHERE h IS NULL;");
-    announce_next();
-    wait_for_stop();
-    db.close();
-    return 0;
+    return announce_and_hold(db);
   }
   if (variant == "exclusive-synced-release") {
     // The first commit under locking_mode=EXCLUSIVE (counted) pauses after all its database
@@ -670,12 +682,8 @@ int pause_in_commit(const Arguments& args, const std::string& variant) {
     db.exec("COMMIT");
     if (g_sync_armed) die("exclusive-synced-release: the commit did not pause at its sync");
     db.exec("UPDATE t SET v = 'ROW' || substr(v, 4) WHERE id > 8000;");
-    expect_pragma(db, "locking_mode=NORMAL", "normal");
-    db.exec("SELECT count(*) FROM t;");
-    announce_next();  // FILE.2
-    wait_for_stop();
-    db.close();
-    return 0;
+    let_go_of_the_lock(db);
+    return announce_and_hold(db);  // FILE.2
   }
   if (variant == "exclusive-late-event" || variant == "exclusive-late-event-control") {
     // Idle, no lock (FILE). Then under locking_mode=EXCLUSIVE: T1 (counted, paused as
@@ -699,12 +707,8 @@ int pause_in_commit(const Arguments& args, const std::string& variant) {
                        "AND id <= 8000;");
     g_late_event = false;
     // Then it lets go of the lock, so that no look after T2 sees it.
-    expect_pragma(db, "locking_mode=NORMAL", "normal");
-    db.exec("SELECT count(*) FROM t;");
-    announce_next();  // FILE.6
-    wait_for_stop();
-    db.close();
-    return 0;
+    let_go_of_the_lock(db);
+    return announce_and_hold(db);  // FILE.6
   }
   if (variant == "exclusive-late" || variant == "exclusive-late-release") {
     // Idle at the first look (no lock held); then the first commit under locking_mode=
@@ -721,13 +725,9 @@ int pause_in_commit(const Arguments& args, const std::string& variant) {
       // bursts, and the test would not test the one burst too many.)
       // Then it leaves exclusive locking mode, as a program that closes would: the lock is
       // gone before the backup's next look, and nothing in a header shows the second commit.
-      expect_pragma(db, "locking_mode=NORMAL", "normal");
-      db.exec("SELECT count(*) FROM t;");
+      let_go_of_the_lock(db);
     }
-    announce_next();  // FILE.4
-    wait_for_stop();
-    db.close();
-    return 0;
+    return announce_and_hold(db);  // FILE.4
   }
   if (variant == "chunk-shrink-regrow") {
     // The file grows in 32 MiB chunks (SQLITE_FCNTL_CHUNK_SIZE): a commit that shrinks the
@@ -746,10 +746,7 @@ int pause_in_commit(const Arguments& args, const std::string& variant) {
         db, "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < " +
                 std::to_string(args.rows / 4) +
                 ") INSERT INTO t(v) SELECT 'new ' || i || ' ' || hex(randomblob(400)) FROM n;");
-    announce_next();
-    wait_for_stop();
-    db.close();
-    return 0;
+    return announce_and_hold(db);
   }
   // auto_vacuum must be chosen before the first table: the shrink variant's commit then moves
   // pages from the end into freed ones and cuts the file.
@@ -762,10 +759,7 @@ int pause_in_commit(const Arguments& args, const std::string& variant) {
     db.exec("PRAGMA cache_size=-65536");
     commit_with_pauses(db, "UPDATE t SET v = 'ROW' || substr(v, 4) WHERE id % 8 = 0;");
     commit_with_pauses(db, "UPDATE t SET v = 'ROW' || substr(v, 4) WHERE id % 8 = 1;");
-    announce_next();
-    wait_for_stop();
-    db.close();
-    return 0;
+    return announce_and_hold(db);
   }
   if (variant == "attached") {
     db.exec("ATTACH '" + args.db +
