@@ -37,6 +37,8 @@ TEST(CliHelp, ExplainsEveryFlagTheDestinationRulesAndTheExitCodes) {
        {"\n  0 ", "\n  1 ", "\n  2 ", "\n  3 ", "\n  4 ", "\n  5 ", "\n  6 ", "130", "143"}) {
     EXPECT_TRUE(contains(codes, code)) << "exit code '" << code << "' not listed";
   }
+  // 4 covers an exclusive owner that hides its state though it did not change.
+  EXPECT_TRUE(contains(codes, "locking_mode=EXCLUSIVE hid its state")) << codes;
 }
 
 TEST(CliHelp, VersionPrintsTheVersion) {
