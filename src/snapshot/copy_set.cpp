@@ -147,13 +147,15 @@ MemberCopy copy_member(const std::filesystem::path& source, io::UniqueFd in,
   return result;
 }
 
-// Copies T's journal (whose header is `journal`) to `staged` if T has reached its commit, as
-// the database header `database` (read before the journal's) shows (see
-// validate::journal_in_commit_phase): then the copy is complete, and stays valid however T's
-// journal ends. Leaves nothing staged when that is not so.
-std::optional<validate::CommitJournal> copy_journal_in_commit_phase(
+// Copies T's journal (whose header at the look was `journal`) to `staged`, and keeps the copy
+// when `whole` finds it holds every record T needs undone: T's identity and header unchanged
+// once it was read, nothing of it was cut or reused meanwhile (a successor starts only after
+// T's journal ended), so it stays valid however T's journal ends. Leaves nothing staged
+// otherwise.
+std::optional<validate::CommitJournal> copy_commit_journal(
     const discover::DatabaseFiles& source, const std::filesystem::path& staged,
-    const validate::MemberState& journal, const validate::MemberState& database) {
+    const validate::MemberState& journal,
+    const std::function<std::optional<validate::CommitJournal>()>& whole) {
   io::UniqueFd in = io::open_source_file(source.journal);
   if (!in || !io::stat_fd(in.get(), source.journal).same_file(journal.stat)) return std::nullopt;
   {
@@ -162,19 +164,38 @@ std::optional<validate::CommitJournal> copy_journal_in_commit_phase(
     io::copy_file_contents(in.get(), source.journal, out.get(), staged);
     out.close(staged);
   }
-  // Still T's journal, unchanged in identity and header, after we read it: nothing of it was
-  // cut or reused while we read (a successor can only start after T's journal ended).
   const validate::MemberState now =
       validate::capture_member(source.journal, validate::kJournalHeaderSize);
   if (now.exists && now.stat.same_file(journal.stat) &&
       validate::same_journal_transaction(journal, now)) {
-    if (const auto original = validate::journal_in_commit_phase(database, staged)) {
-      return validate::CommitJournal{staged, journal, original->change_counter,
-                                     original->freelist_pages, original->database_pages};
-    }
+    if (auto commit = whole()) return commit;
   }
   ::unlink(staged.c_str());
   return std::nullopt;
+}
+
+// T has reached its commit, as the database header `database` (read before the journal's)
+// shows (see validate::journal_in_commit_phase).
+std::optional<validate::CommitJournal> copy_journal_in_commit_phase(
+    const discover::DatabaseFiles& source, const std::filesystem::path& staged,
+    const validate::MemberState& journal, const validate::MemberState& database) {
+  return copy_commit_journal(
+      source, staged, journal, [&]() -> std::optional<validate::CommitJournal> {
+        const auto original = validate::journal_in_commit_phase(database, staged);
+        if (!original) return std::nullopt;
+        return validate::CommitJournal{staged, journal, original->change_counter,
+                                       original->freelist_pages, original->database_pages};
+      });
+}
+
+// T's journal was synced at the look, the change counter unmoved (see
+// validate::uncounted_commit_journal).
+std::optional<validate::CommitJournal> copy_uncounted_commit_journal(
+    const discover::DatabaseFiles& source, const std::filesystem::path& staged,
+    const validate::MemberState& journal, const validate::MemberState& database) {
+  return copy_commit_journal(source, staged, journal, [&] {
+    return validate::uncounted_commit_journal(journal, validate::change_counter(database), staged);
+  });
 }
 
 void remove_staged(const std::vector<Member>& members) {
@@ -540,10 +561,12 @@ validate::Verdict judge_copy(const discover::DatabaseFiles& source,
   {
     const validate::SetState after = validate::capture(source);
     after_each_look();
-    if (during.commits.size() >= 2 &&
-        validate::same_journal_transaction(during.commits.back().header, after.journal)) {
+    // (Uncounted commits are counted from the first look on: there the first has a burst too.)
+    const auto& commits = during.commits;
+    if ((commits.size() >= 2 || (!commits.empty() && commits.back().uncounted)) &&
+        validate::same_journal_transaction(commits.back().header, after.journal)) {
       if (validate::same_journal_transaction(
-              during.commits.back().header,
+              commits.back().header,
               validate::capture_member(source.journal, validate::kJournalHeaderSize))) {
         during.writes.count_burst_in_flight();
       } else {
@@ -565,12 +588,23 @@ validate::Verdict judge_copy(const discover::DatabaseFiles& source,
 // Idle in WAL mode and when the caller's copy function copies.
 class CommitWatch {
  public:
+  // `from_first_look`: a record of writes begun before `before` was taken, where the owner is
+  // expected to commit without moving the change counter (see expects_uncounted_commits());
+  // nullptr otherwise. Only with it are such commits followed.
   CommitWatch(const discover::DatabaseFiles& source, const discover::DatabaseFiles& staged_files,
-              const validate::SetState& before, const Settings& settings)
+              const validate::SetState& before, const Settings& settings,
+              io::WriteWatch* from_first_look)
       : source_(source),
         staged_files_(staged_files),
         before_(before),
-        enabled_(settings.follow_commits && !settings.copy_function && !before.wal.exists) {}
+        enabled_(settings.follow_commits && !settings.copy_function && !before.wal.exists) {
+    if (enabled_ && from_first_look != nullptr) {
+      writes_ = from_first_look;
+      writes_started_ = true;
+      follows_uncounted_ = true;
+      during_.writes.start_before_first_look();
+    }
+  }
 
   void look_before_copy() {
     if (enabled_) look(before_.database, before_.journal);
@@ -609,7 +643,13 @@ class CommitWatch {
   void look(const validate::MemberState& database, const validate::MemberState& journal) {
     // Drained at every look, so that the kernel's queue does not overflow on a long copy.
     record_writes();
-    if (!validate::record_look(during_, database, journal)) return;
+    const bool counted = validate::record_look(during_, database, journal);
+    // An owner in exclusive locking mode leaves the counter where it is: its commits are
+    // followed by their synced journals instead, each new transaction's once.
+    const bool uncounted = follows_uncounted_ && validate::journal_synced(journal) &&
+                           (during_.commits.empty() || !validate::same_journal_transaction(
+                                                           during_.commits.back().header, journal));
+    if (!counted && !uncounted) return;
     // The kernel's record of writes starts at the first commit seen, before its journal is
     // copied: the copy is kept only if that journal is still the transaction's, still hot,
     // after it was read (copy_journal_in_commit_phase()), so the transaction ends, and anyone
@@ -620,12 +660,20 @@ class CommitWatch {
     // measured), and a first watch on a folder visits every name the kernel caches in it.
     if (!writes_started_) {
       writes_started_ = true;
-      writes_ = io::WriteWatch::start(source_.database, source_.journal);
-      if (writes_) during_.writes.start();
+      own_writes_ = io::WriteWatch::start(source_.database, source_.journal);
+      if (own_writes_) {
+        writes_ = &*own_writes_;
+        during_.writes.start();
+      }
     }
     const std::filesystem::path staged_commit =
         staged_files_.journal.string() + "." + std::to_string(during_.commits.size() + 1);
-    if (auto commit = copy_journal_in_commit_phase(source_, staged_commit, journal, database)) {
+    std::optional<validate::CommitJournal> commit;
+    if (counted) commit = copy_journal_in_commit_phase(source_, staged_commit, journal, database);
+    if (!commit && uncounted) {
+      commit = copy_uncounted_commit_journal(source_, staged_commit, journal, database);
+    }
+    if (commit) {
       during_.commits.push_back(std::move(*commit));
       journal_covered_ = true;
     }
@@ -636,7 +684,9 @@ class CommitWatch {
   const validate::SetState& before_;
   const bool enabled_;
   bool writes_started_ = false;
-  std::optional<io::WriteWatch> writes_;
+  bool follows_uncounted_ = false;
+  io::WriteWatch* writes_ = nullptr;  // own_writes_, or the one from the first look
+  std::optional<io::WriteWatch> own_writes_;
   validate::DuringCopy during_;
   bool journal_covered_ = false;
 };
@@ -689,6 +739,17 @@ std::optional<io::ReaderLock> take_reader_lock(const discover::DatabaseFiles& so
   }
 }
 
+// Whether the look shows an owner in locking_mode=EXCLUSIVE, whose commits may leave the change
+// counter where it is (validate::judge follows them by the kernel's record of writes): one
+// in rollback mode that holds SQLite's EXCLUSIVE lock and keeps its journal open, and either
+// no transaction is under way (any other owner holds the lock only around a commit) or every
+// first look so far found the lock held (`held_at_every_look`). Only a guess that decides
+// where to look: judge() proves what it accepts either way.
+bool expects_uncounted_commits(const validate::SetState& look, bool held_at_every_look) noexcept {
+  return !look.wal.exists && look.exclusive_lock_held && look.journal_open_by_lock_holder &&
+         (!validate::journal_is_hot(look.journal) || held_at_every_look);
+}
+
 // Which cycle of the owner's to wait for before the next attempt, and the marker (journal or
 // WAL header) the rejected attempt saw.
 using LastSeen = std::optional<std::pair<Cycle, validate::MemberState>>;
@@ -699,12 +760,27 @@ using LastSeen = std::optional<std::pair<Cycle, validate::MemberState>>;
 // (nothing when the attempt ended before the copy).
 LastSeen copy_set_once(const discover::DatabaseFiles& source,
                        const discover::DatabaseFiles& staged_files, const Settings& settings,
-                       int attempt, Outcome& outcome) {
+                       int attempt, Outcome& outcome,
+                       std::optional<io::WriteWatch>& writes_from_first_look) {
   // The journal is opened before the first look and read through this descriptor after
   // the database: should its transaction commit meanwhile and delete it, the descriptor
   // still reads the whole file (see judge()).
   io::UniqueFd held_journal = io::open_source_file(source.journal);
-  const validate::SetState before = validate::capture(source);
+  // What the record held before this attempt's first look is no evidence for it. (An overflow
+  // stops a drain where the kernel lost events: what it queued after them is read again.)
+  if (writes_from_first_look) {
+    for (int drains = 0; drains < 4 && !writes_from_first_look->drain([](io::Written) {});) {
+      ++drains;
+    }
+  }
+  validate::SetState before = validate::capture(source);
+  const bool exclusive_so_far = attempt == 1 || outcome.exclusive_lock_at_every_attempt;
+  if (expects_uncounted_commits(before, attempt > 1 && exclusive_so_far) &&
+      !writes_from_first_look && settings.follow_commits && !settings.copy_function) {
+    // Kept for the attempts that follow: closing an inotify instance costs milliseconds.
+    writes_from_first_look = io::WriteWatch::start(source.database, source.journal);
+    if (writes_from_first_look) before = validate::capture(source);
+  }
   if (held_journal && !(before.journal.exists && before.journal.stat.same_file(io::stat_fd(
                                                      held_journal.get(), source.journal)))) {
     outcome.last_reason = "the journal changed as we opened it";
@@ -712,8 +788,7 @@ LastSeen copy_set_once(const discover::DatabaseFiles& source,
               outcome.last_reason);
     return std::nullopt;
   }
-  outcome.exclusive_lock_at_every_attempt =
-      (attempt == 1 || outcome.exclusive_lock_at_every_attempt) && before.exclusive_lock_held;
+  outcome.exclusive_lock_at_every_attempt = exclusive_so_far && before.exclusive_lock_held;
   if (attempt == 1 || outcome.unreadable_lock_holder) {
     outcome.unreadable_lock_holder = before.unreadable_lock_holder;
   }
@@ -733,7 +808,11 @@ LastSeen copy_set_once(const discover::DatabaseFiles& source,
   remove_staged({{&source.wal, staged_files.wal}, {&source.journal, staged_files.journal}});
   if (!refresh_database) remove_staged({{&source.database, staged_files.database}});
 
-  CommitWatch watch(source, staged_files, before, settings);
+  const bool follows_uncounted =
+      writes_from_first_look &&
+      expects_uncounted_commits(before, attempt > 1 && outcome.exclusive_lock_at_every_attempt);
+  CommitWatch watch(source, staged_files, before, settings,
+                    follows_uncounted ? &*writes_from_first_look : nullptr);
   watch.look_before_copy();
 
   // Database first, then the WAL, then the journal (unless already copied): judge()
@@ -796,6 +875,9 @@ Outcome copy_consistent_set(const discover::DatabaseFiles& source,
   Outcome outcome;
   LastSeen last_seen;                // set when an attempt is rejected
   bool reader_lock_refused = false;  // a reader's lock was tried and not had
+  // The kernel's record of writes, once an owner that commits uncounted was seen (see
+  // expects_uncounted_commits()), kept from attempt to attempt.
+  std::optional<io::WriteWatch> writes_from_first_look;
   for (int attempt = 1; attempt <= settings.attempts; ++attempt) {
     detail::throw_if_cancelled(settings.cancel, source.database);
     if (attempt > 1) {
@@ -823,7 +905,8 @@ Outcome copy_consistent_set(const discover::DatabaseFiles& source,
     const std::optional<io::ReaderLock> lock =
         tries_lock ? take_reader_lock(source, settings) : std::nullopt;
     if (tries_lock) reader_lock_refused = !lock;
-    last_seen = copy_set_once(source, staged_files, settings, attempt, outcome);
+    last_seen =
+        copy_set_once(source, staged_files, settings, attempt, outcome, writes_from_first_look);
     if (outcome.validated) return outcome;
   }
   return outcome;

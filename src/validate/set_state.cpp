@@ -68,7 +68,7 @@ bool uncounted_commits_possible(const SetState& before, const SetState& after) n
 //  - no sign of an owner that does not count every commit (exclusive locking mode).
 std::string rollback_obstacle(const SetState& before, const SetState& after,
                               const std::vector<const MemberState*>& journals,
-                              const DuringCopy& during) {
+                              const DuringCopy& during, bool uncounted_commits_ruled_out = false) {
   for (const auto& nonce : during.hot_journals) {
     const bool ours = std::any_of(journals.begin(), journals.end(), [&](const MemberState* j) {
       return std::memcmp(nonce.data(), j->header.data() + 12, nonce.size()) == 0;
@@ -88,7 +88,7 @@ std::string rollback_obstacle(const SetState& before, const SetState& after,
           during.staged_database_bytes, original_bytes);
     }
   }
-  if (uncounted_commits_possible(before, after)) {
+  if (!uncounted_commits_ruled_out && uncounted_commits_possible(before, after)) {
     // Only what was seen: the lock with no hot journal is either the very start or end of a
     // commit (any owner) or an owner in exclusive locking mode; they cannot be told apart.
     return "another process held SQLite's EXCLUSIVE lock on the database with no hot journal "
@@ -137,6 +137,86 @@ std::string chain_obstacle(const std::vector<CommitJournal>& commits) {
   return {};
 }
 
+// The commits of an owner in locking_mode=EXCLUSIVE that leave the change counter where it is,
+// T1..Tn, each copied once its journal was synced (uncounted_commit_journal()).
+//  - Such a commit changes only pages that were in use when it began, and journals each one
+//    first: SQLite writes the counter, incremented, into page 1 whenever it writes page 1
+//    (pager_write_changecounter() in pager.c), and taking a page from the freelist, freeing
+//    one or growing the database changes page 1 (its freelist count, its page count). So,
+//    the counter unmoved and page 1 in none of their journals, none of them freed, reused or
+//    appended a page, and the chain rules of counted commits (chain_obstacle()) hold of
+//    themselves: rolled back through Tn's journal, then ..., then T1's, each page ends as
+//    the oldest journal holding it had it, which is the state before T1.
+//  - Nothing in a header counts them, so the kernel's record of writes, begun before the
+//    first look, does: every transaction writes its journal before the database and ends by
+//    zeroing, cutting or deleting it, so the database writes that follow journal activity
+//    come in one burst per transaction (more if it spills).
+//    - No journal hot at the first look: nothing was writing the database then (a commit's
+//      journal stays hot from its sync until its last database write has returned), and the
+//      write that made the next journal hot came after the record began. So each transaction
+//      that wrote the database during the copy left at least one burst, T1..Tn one each: at
+//      most n bursts mean no other transaction wrote. (The last one's burst may still be in
+//      flight, its events queued only once its writes return: judge_copy() counts it then.)
+//    - A journal hot at the first look: T1's, whose database writes may have come before the
+//      record or before any journal activity in it (uncounted): at most n - 1.
+//  - At the last look, the journal is Tn's, still hot, or no transaction has begun since
+//    (journal_unbegun()): a transaction writes its journal's header before anything else, so
+//    none after Tn wrote the database while we copied it.
+Verdict judge_uncounted_commits(const SetState& before, const SetState& after,
+                                const DuringCopy& during) {
+  Verdict verdict;
+  const std::vector<CommitJournal>& commits = during.commits;
+  if (!std::all_of(commits.begin(), commits.end(),
+                   [](const CommitJournal& commit) { return commit.uncounted; })) {
+    verdict.reason = "commits that moved the change counter and commits that did not were seen";
+    return verdict;
+  }
+  const std::uint32_t counter = big_endian_u32(before.database, 24);
+  if (big_endian_u32(after.database, 24) != counter || during.counter_went_back ||
+      (during.counter_seen && *during.counter_seen != counter)) {
+    verdict.reason = "the change counter moved during a copy through uncounted commits";
+    return verdict;
+  }
+  for (std::size_t k = 1; k < commits.size(); ++k) {
+    if (big_endian_u32(commits[k].header, 16) < big_endian_u32(commits[k - 1].header, 16)) {
+      verdict.reason = "the database shrank between two commits during the copy";
+      return verdict;
+    }
+  }
+  std::vector<const MemberState*> journals;
+  journals.reserve(commits.size());
+  for (const CommitJournal& commit : commits) journals.push_back(&commit.header);
+  verdict.reason = rollback_obstacle(before, after, journals, during, true);
+  if (!verdict.reason.empty()) return verdict;
+  const bool hot_at_first_look = journal_is_hot(before.journal);
+  if (hot_at_first_look && !same_journal_transaction(before.journal, commits.front().header)) {
+    verdict.reason = "the transaction in progress before the copy is not the commit seen";
+    return verdict;
+  }
+  if (journal_is_hot(after.journal)
+          ? !same_journal_transaction(commits.back().header, after.journal)
+          : !journal_unbegun(after.journal)) {
+    verdict.reason = "a write transaction began after the last commit seen during the copy";
+    return verdict;
+  }
+  if (!during.writes.complete() || !during.writes.from_first_look()) {
+    verdict.reason =
+        "the kernel could not report every write since the first look (inotify), so commits "
+        "that do not move the change counter cannot be counted";
+    return verdict;
+  }
+  const int allowed = static_cast<int>(commits.size()) - (hot_at_first_look ? 1 : 0);
+  if (during.writes.bursts_after_journal() > allowed) {
+    verdict.reason = fmt::format(
+        "the database was written in {} bursts during the copy, by more transactions than the "
+        "{} commit(s) seen (an uncounted commit in locking_mode=EXCLUSIVE, or pages spilled)",
+        during.writes.bursts_after_journal(), commits.size());
+    return verdict;
+  }
+  verdict.consistent = true;
+  return verdict;
+}
+
 // Transactions T1..Tn committed while we copied the database, and we copied each one's
 // journal in its commit phase, so that copy holds every record of it (see
 // journal_in_commit_phase()). In rollback mode (outside exclusive locking mode, see
@@ -150,6 +230,10 @@ std::string chain_obstacle(const std::vector<CommitJournal>& commits) {
 // holding it puts back. Not caught: a transaction that spilled pages and rolled back between
 // two of our looks at the journal.
 Verdict judge_commit(const SetState& before, const SetState& after, const DuringCopy& during) {
+  if (std::any_of(during.commits.begin(), during.commits.end(),
+                  [](const CommitJournal& commit) { return commit.uncounted; })) {
+    return judge_uncounted_commits(before, after, during);
+  }
   Verdict verdict;
   const std::vector<CommitJournal>& commits = during.commits;
   verdict.reason = chain_obstacle(commits);
@@ -338,6 +422,38 @@ std::optional<PageOneOriginal> journal_in_commit_phase(
   }
   return PageOneOriginal{*scan.original_counter, scan.original_freelist_pages,
                          scan.original_database_pages};
+}
+
+bool journal_synced(const MemberState& journal) noexcept {
+  const std::uint32_t records = big_endian_u32(journal, 8);
+  return journal_is_hot(journal) && records != 0 && records != 0xffffffffU;
+}
+
+std::optional<CommitJournal> uncounted_commit_journal(const MemberState& at_look,
+                                                      std::uint32_t change_counter,
+                                                      const std::filesystem::path& staged_journal) {
+  if (!journal_synced(at_look)) return std::nullopt;
+  const MemberState copied = capture_member(staged_journal, kJournalHeaderSize);
+  if (!same_bytes(copied, at_look, 0, kJournalHeaderSize)) return std::nullopt;
+  const JournalScan scan = scan_journal(staged_journal);
+  if (!scan.intact || journal_names_a_super_journal(staged_journal)) return std::nullopt;
+  CommitJournal commit;
+  commit.staged = staged_journal;
+  commit.header = at_look;
+  commit.original_counter = change_counter;
+  commit.uncounted = true;
+  // A commit that journals page 1 writes it, and SQLite increments the counter whenever it
+  // writes page 1: it will be counted, and followed as such (journal_in_commit_phase()).
+  if (scan.original_counter) return std::nullopt;
+  commit.original_database_pages = scan.original_database_pages;
+  return commit;
+}
+
+bool journal_unbegun(const MemberState& journal) noexcept {
+  if (!journal.exists || journal.stat.size == 0) return true;
+  if (journal.header_bytes < kJournalHeaderSize) return false;
+  return std::all_of(journal.header.begin(), journal.header.begin() + kJournalHeaderSize,
+                     [](std::byte b) { return b == std::byte{0}; });
 }
 
 MemberState capture_member(const std::filesystem::path& path, std::size_t header_size) {

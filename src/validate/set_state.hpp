@@ -98,6 +98,12 @@ struct CommitJournal {
   // original size (the file's, which SQLite then uses). A file grown in chunks
   // (SQLITE_FCNTL_CHUNK_SIZE) is longer than its database.
   std::uint32_t original_database_pages = 0;
+  // A commit of an owner in locking_mode=EXCLUSIVE that does not move the change counter,
+  // copied once its journal was synced (uncounted_commit_journal()) rather than from page 1
+  // in its commit: original_counter is then the counter it leaves unmoved.
+  // Such a journal never holds page 1: original_freelist_pages is 0 and
+  // original_database_pages the journal header's original size.
+  bool uncounted = false;
 };
 
 // What page 1 held when a transaction began, from the first record of page 1 in its journal.
@@ -127,6 +133,14 @@ class WriteHistory {
   // Recording (from the first commit seen, see snapshot::CommitWatch), nothing lost since.
   [[nodiscard]] bool complete() const noexcept { return watched_ && !gap_; }
   void start() noexcept { watched_ = true; }
+  // Recording since before the first look at the source, so before the first byte was copied:
+  // every write that could reach the copy is in the record (the judgement of uncounted
+  // commits needs that; see judge()).
+  void start_before_first_look() noexcept {
+    watched_ = true;
+    from_first_look_ = true;
+  }
+  [[nodiscard]] bool from_first_look() const noexcept { return from_first_look_; }
   void lost_some() noexcept { gap_ = true; }
   void journal_written() noexcept { journal_last_ = true; }
   void database_written() noexcept {
@@ -154,6 +168,7 @@ class WriteHistory {
 
  private:
   bool watched_ = false;
+  bool from_first_look_ = false;
   bool gap_ = false;
   bool journal_last_ = false;
   int bursts_after_journal_ = 0;
@@ -216,6 +231,32 @@ bool journal_names_a_super_journal(const std::filesystem::path& journal);
 // them.)
 std::optional<PageOneOriginal> journal_in_commit_phase(const MemberState& database,
                                                        const std::filesystem::path& staged_journal);
+
+// Whether this -journal is hot with a header SQLite wrote when it synced the journal for the
+// database writes to follow: the magic and a record count (offset 8) other than 0xffffffff,
+// which is written at the start only by an owner that does not sync (synchronous=OFF).
+// SQLite writes the header last, after every record of its segment (syncJournal() in
+// pager.c), so such a segment is whole.
+bool journal_synced(const MemberState& journal) noexcept;
+
+// The journal of a transaction T copied to `staged_journal` after a look found its header
+// `at_look` synced (journal_synced()), with the change counter `change_counter` unmoved, as
+// an owner in locking_mode=EXCLUSIVE leaves it: the copy as a commit to roll back through,
+// when it is whole (every record the headers count there and valid, no super-journal) and
+// begins with the header seen, and does not hold page 1 (T would write it, which moves the
+// counter). Its records are every page T journaled up to that sync, and T
+// writes the database only after syncing what it journaled; a commit that spilled pages
+// before the sync and journals more after it writes the database in several bursts, which
+// the record of writes shows (judge()). nullopt when it is not so.
+std::optional<CommitJournal> uncounted_commit_journal(const MemberState& at_look,
+                                                      std::uint32_t change_counter,
+                                                      const std::filesystem::path& staged_journal);
+
+// Whether no transaction has begun journaling in this -journal: there is none, it is empty,
+// or its header is all zeros (as SQLite leaves a persistent journal, or any journal of an
+// owner in exclusive locking mode, between transactions). A transaction writes its header
+// first, before any record and any write to the database.
+bool journal_unbegun(const MemberState& journal) noexcept;
 
 // The owner's cycles a rejected attempt may wait out before the next one, so that the next
 // copy has a whole cycle to itself:

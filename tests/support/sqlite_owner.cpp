@@ -116,6 +116,17 @@ constexpr const char* kUsage =
     "  pause-in-chunk-shrink-regrow  journal_mode=DELETE, auto_vacuum=FULL, 32 MiB chunks;\n"
     "                      N rows, then two commits pausing as pause-in-two-commits: T1\n"
     "                      deletes the last quarter of the rows, T2 inserts as many 'new' ones\n"
+    "  pause-in-uncounted-commits  journal_mode=DELETE; N rows, then under\n"
+    "                      locking_mode=EXCLUSIVE, after its first (counted) commit: idle\n"
+    "                      (FILE); T1, uncounted, makes every 8th row of the third quarter\n"
+    "                      'rewritten', pausing before its first write to the database, its\n"
+    "                      journal synced (FILE.2); T2 makes the last quarter 'ROW', pausing\n"
+    "                      the same way (FILE.3); FILE.4 once done\n"
+    "  pause-in-uncounted-commits-missed  the same, with an unpaused commit between T1 and T2\n"
+    "                      that marks every 8th row (from 1) of the third quarter 'mid'\n"
+    "  pause-in-uncounted-free-and-reuse  as pause-in-two-commits (N blobs), under\n"
+    "                      locking_mode=EXCLUSIVE after a counted commit: idle (FILE), then T1\n"
+    "                      and T2 each pausing before its first write (FILE.2, FILE.3); FILE.4\n"
     "  stomp               creates PATH with N rows if missing, then (no SQLite) rewrites the "
     "header's\n"
     "                      change counter (bytes 24-27) in a tight loop until SIGTERM/SIGINT\n"
@@ -439,7 +450,8 @@ int g_pauses_done = 0;  // in the armed commit: 1 before its first write, 2 afte
 // Writes after page 1's (in the armed commit) before the second pause; counted down.
 int g_writes_after_page_one = 0;
 bool g_page_one_written = false;
-int g_announced = 0;  // ready files written so far: FILE, then FILE.2, FILE.3, ...
+bool g_single_pause = false;  // the armed commit pauses only before its first write
+int g_announced = 0;          // ready files written so far: FILE, then FILE.2, FILE.3, ...
 std::string g_ready_file;
 
 // Writes the next ready file of the sequence.
@@ -473,6 +485,7 @@ int pausing_write(sqlite3_file* file, const void* data, int amount, sqlite3_int6
   if (watched && g_pauses_done == 0) {
     g_pauses_done = 1;
     pause_until_resumed();
+    if (g_single_pause) g_pauses_done = 2;
   }
   if (watched && g_pauses_done == 1 && offset == 0 && g_late_event) {
     // Simulates the kernel's order inside one pwrite(): the page reaches the page cache
@@ -619,6 +632,33 @@ void commit_with_pauses(Database& db, const std::string& sql) {
   if (g_pauses_done != 2) die("pause-in-commit: the commit did not pause at both points");
 }
 
+// Commits `sql` as one transaction, pausing once: before its first write to the database,
+// its journal synced (hot, with its record count).
+void commit_pausing_before_its_writes(Database& db, const std::string& sql) {
+  db.exec("BEGIN; " + sql);
+  g_pauses_done = 0;
+  g_page_one_written = false;
+  g_single_pause = true;
+  g_commit_armed = true;
+  db.exec("COMMIT");
+  g_commit_armed = false;
+  g_single_pause = false;
+  if (g_pauses_done == 0) die("pause-in-uncounted: the commit wrote nothing to the database");
+}
+
+// Enters locking_mode=EXCLUSIVE with a first commit, which SQLite counts, so that the next
+// ones are not, and commits again; from the first commit under the lock on, the journal is
+// kept open, its header zeroed as each transaction ends. Then idles, holding the lock (FILE).
+// (Each commit inserts a row into a table of its own: an UPDATE that sets a value to itself
+// writes nothing.)
+void enter_exclusive_locking_mode_idle(Database& db) {
+  db.exec("CREATE TABLE IF NOT EXISTS k(x)");
+  expect_pragma(db, "locking_mode=EXCLUSIVE", "exclusive");
+  db.exec("INSERT INTO k VALUES(1)");
+  db.exec("INSERT INTO k VALUES(2)");
+  pause_until_resumed();  // FILE
+}
+
 int pause_in_commit(const Arguments& args, const std::string& variant) {
   sigset_t resume;
   sigemptyset(&resume);
@@ -632,7 +672,7 @@ int pause_in_commit(const Arguments& args, const std::string& variant) {
       variant == "spill-after" || variant == "two-in-place" || variant == "chunk-shrink-regrow" ||
       variant == "exclusive-late" || variant == "exclusive-late-release" ||
       variant == "exclusive-synced-release" || variant == "exclusive-late-event" ||
-      variant == "exclusive-late-event-control") {
+      variant == "exclusive-late-event-control" || variant.rfind("uncounted", 0) == 0) {
     expect_pragma(db, "journal_mode=DELETE", "delete");
   } else if (variant == "unjournaled") {
     // Nothing on disk shows the commit in progress: only the EXCLUSIVE lock it holds. Paused
@@ -643,7 +683,7 @@ int pause_in_commit(const Arguments& args, const std::string& variant) {
     expect_pragma(db, "journal_mode=PERSIST", "persist");
   }
   db.exec("PRAGMA synchronous=FULL");
-  if (variant == "free-and-reuse") {
+  if (variant == "free-and-reuse" || variant == "uncounted-free-and-reuse") {
     // SQLite's default (Debian builds it with secure_delete on): freed pages are then left as
     // they are instead of being zeroed, and so not journaled.
     db.exec("PRAGMA secure_delete=OFF");
@@ -660,14 +700,40 @@ int pause_in_commit(const Arguments& args, const std::string& variant) {
     // T1 frees the even rows' overflow pages (freeing a page does not journal it); T2 takes
     // those pages from the freelist for new blobs (a page free when a transaction starts is
     // not journaled either).
+    const std::string refill =
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < " +
+        std::to_string(args.rows / 2) +
+        ") INSERT INTO b(payload) SELECT randomblob(20000) FROM n;"
+        " UPDATE b SET h = hex(substr(payload, 1, 8)) || hex(substr(payload, 19993, 8))"
+        " WHERE h IS NULL;";
+    if (variant == "uncounted-free-and-reuse") {
+      // Both uncounted (but each changes page 1's freelist count, so journals it).
+      db.exec("PRAGMA cache_size=-131072");  // no spill: one burst per commit
+      enter_exclusive_locking_mode_idle(db);
+      commit_pausing_before_its_writes(db, "DELETE FROM b WHERE id % 2 = 0;");
+      commit_pausing_before_its_writes(db, refill);
+      return announce_and_hold(db);
+    }
     commit_with_pauses(db, "DELETE FROM b WHERE id % 2 = 0;");
-    commit_with_pauses(db,
-                       "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < " +
-                           std::to_string(args.rows / 2) +
-                           ") INSERT INTO b(payload) SELECT randomblob(20000) FROM n;"
-                           " UPDATE b SET h = hex(substr(payload, 1, 8)) || "
-                           "hex(substr(payload, 19993, 8)) WHERE h IS NULL;");
+    commit_with_pauses(db, refill);
     return announce_and_hold(db);
+  }
+  if (variant == "uncounted" || variant == "uncounted-missed") {
+    create_table(db);
+    insert_rows(db, args.rows, true);
+    db.exec("PRAGMA cache_size=-65536");  // no spill: one burst per commit
+    enter_exclusive_locking_mode_idle(db);
+    const std::string third_quarter = " AND id > " + std::to_string(args.rows / 2) +
+                                      " AND id <= " + std::to_string(args.rows * 3 / 4) + ";";
+    commit_pausing_before_its_writes(
+        db, "UPDATE t SET v = 'rewritten ' || v WHERE id % 8 = 0" + third_quarter);  // FILE.2
+    if (variant == "uncounted-missed") {
+      db.exec("UPDATE t SET v = 'mid ' || v WHERE id % 8 = 1" + third_quarter);
+    }
+    commit_pausing_before_its_writes(  // FILE.3
+        db, "UPDATE t SET v = 'ROW' || substr(v, 4) WHERE id > " +
+                std::to_string(args.rows * 3 / 4) + ";");
+    return announce_and_hold(db);  // FILE.4
   }
   if (variant == "exclusive-synced-release") {
     // The first commit under locking_mode=EXCLUSIVE (counted) pauses after all its database
@@ -907,6 +973,13 @@ int main(int argc, char** argv) {
   }
   if (args.mode == "pause-in-chunk-shrink-regrow") {
     return pause_in_commit(args, "chunk-shrink-regrow");
+  }
+  if (args.mode == "pause-in-uncounted-commits") return pause_in_commit(args, "uncounted");
+  if (args.mode == "pause-in-uncounted-commits-missed") {
+    return pause_in_commit(args, "uncounted-missed");
+  }
+  if (args.mode == "pause-in-uncounted-free-and-reuse") {
+    return pause_in_commit(args, "uncounted-free-and-reuse");
   }
   if (args.mode == "stomp") return stomp(args);
   usage_error("unknown mode " + args.mode);
