@@ -450,7 +450,8 @@ std::optional<CommitJournal> uncounted_commit_journal(const MemberState& at_look
 }
 
 bool journal_unbegun(const MemberState& journal) noexcept {
-  if (!journal.exists || journal.stat.size == 0) return true;
+  // (By the bytes read, not the size: the header is read after the file's size.)
+  if (!journal.exists || journal.header_bytes == 0) return true;
   if (journal.header_bytes < kJournalHeaderSize) return false;
   return std::all_of(journal.header.begin(), journal.header.begin() + kJournalHeaderSize,
                      [](std::byte b) { return b == std::byte{0}; });

@@ -291,5 +291,110 @@ TEST(WriteHistory, CountsDatabaseBurstsAfterJournalActivity) {
   EXPECT_FALSE(history.complete());
 }
 
+// Uncounted commits (locking_mode=EXCLUSIVE, the counter unmoved), each journal copied once
+// synced: the record of writes from before the first look must show at most one burst per
+// commit seen (one fewer when the first was hot at the first look), and after the last one
+// no transaction may have begun.
+TEST(Judge, UncountedCommitsAreCountedByTheRecordFromTheFirstLook) {
+  SetState before;
+  before.database = database_header(5);
+  before.exclusive_lock_held = true;
+  before.journal_open_by_lock_holder = true;
+  before.journal.exists = true;
+  before.journal.header_bytes = kJournalHeaderSize;  // zeroed between transactions
+  before.journal.stat.size = 4096;
+  SetState after = before;
+  DuringCopy during;
+  during.staged_database_bytes = 10 * 4096;
+  CommitJournal first{"j.1", journal_header(7, 10, 512, 4096), 5};
+  first.uncounted = true;
+  CommitJournal second{"j.2", journal_header(8, 10, 512, 4096), 5};
+  second.uncounted = true;
+  during.commits = {first, second};
+  during.hot_journals = {};
+  during.writes.start_before_first_look();
+  for (int commit = 0; commit < 2; ++commit) {
+    during.writes.journal_written();
+    during.writes.database_written();
+    during.writes.journal_written();
+  }
+  EXPECT_TRUE(judge(before, after, {}, during).consistent);
+
+  DuringCopy third = during;  // a commit no look saw
+  third.writes.database_written();
+  third.writes.journal_written();
+  Verdict verdict = judge(before, after, {}, third);
+  EXPECT_FALSE(verdict.consistent);
+  EXPECT_NE(verdict.reason.find("3 bursts"), std::string::npos) << verdict.reason;
+
+  // The first one hot at the first look: its own burst may be in the record (begun after the
+  // record), so the two bursts here may be it and an unseen one.
+  SetState hot_before = before;
+  hot_before.journal = first.header;
+  verdict = judge(hot_before, after, {}, during);
+  EXPECT_FALSE(verdict.consistent);
+  DuringCopy hot_first = during;
+  hot_first.writes = {};
+  hot_first.writes.start_before_first_look();
+  hot_first.writes.database_written();  // the first one's writes, before any journal activity
+  hot_first.writes.journal_written();
+  hot_first.writes.journal_written();
+  hot_first.writes.database_written();
+  hot_first.writes.journal_written();
+  EXPECT_TRUE(judge(hot_before, after, {}, hot_first).consistent);
+
+  // A transaction begun after the last one seen (its header written): refused.
+  SetState begun = after;
+  begun.journal.header[12] = std::byte{1};
+  verdict = judge(before, begun, {}, during);
+  EXPECT_FALSE(verdict.consistent);
+  EXPECT_NE(verdict.reason.find("began after the last commit"), std::string::npos)
+      << verdict.reason;
+
+  // A record begun only at the first commit seen cannot rule out a commit before it.
+  DuringCopy late_record = during;
+  late_record.writes = {};
+  late_record.writes.start();
+  verdict = judge(before, after, {}, late_record);
+  EXPECT_FALSE(verdict.consistent);
+  EXPECT_NE(verdict.reason.find("since the first look"), std::string::npos) << verdict.reason;
+
+  // The counter moved: a commit wrote page 1, and so was counted.
+  SetState counted = after;
+  counted.database = database_header(6);
+  verdict = judge(before, counted, {}, during);
+  EXPECT_FALSE(verdict.consistent);
+  EXPECT_NE(verdict.reason.find("change counter moved"), std::string::npos) << verdict.reason;
+
+  // A counted commit among them.
+  DuringCopy mixed = during;
+  mixed.commits[1].uncounted = false;
+  verdict = judge(before, after, {}, mixed);
+  EXPECT_FALSE(verdict.consistent);
+}
+
+TEST(JournalUnbegun, OnlyWithNoHeaderWritten) {
+  MemberState journal;
+  EXPECT_TRUE(journal_unbegun(journal));  // none
+  journal.exists = true;
+  EXPECT_TRUE(journal_unbegun(journal));  // empty (TRUNCATE)
+  journal.header_bytes = 12;              // a header being written
+  EXPECT_FALSE(journal_unbegun(journal));
+  journal.header_bytes = kJournalHeaderSize;
+  EXPECT_TRUE(journal_unbegun(journal));  // zeroed (PERSIST, exclusive locking mode)
+  journal.header[20] = std::byte{2};      // a new header, its magic not yet written
+  EXPECT_FALSE(journal_unbegun(journal));
+  EXPECT_FALSE(journal_unbegun(journal_header(7, 10, 512, 4096)));
+}
+
+TEST(JournalSynced, OnlyWithARecordCountWrittenAtTheSync) {
+  MemberState journal = journal_header(7, 10, 512, 4096);  // record count 1
+  EXPECT_TRUE(journal_synced(journal));
+  put_be32(journal, 8, 0xffffffff);  // written at the start by an owner that does not sync
+  EXPECT_FALSE(journal_synced(journal));
+  put_be32(journal, 8, 0);
+  EXPECT_FALSE(journal_synced(journal));
+}
+
 }  // namespace
 }  // namespace sqlite_backup::validate
