@@ -157,15 +157,34 @@ std::optional<validate::CommitJournal> copy_commit_journal(
     const validate::MemberState& journal,
     const std::function<std::optional<validate::CommitJournal>()>& whole) {
   io::UniqueFd in = io::open_source_file(source.journal);
-  if (!in || !io::stat_fd(in.get(), source.journal).same_file(journal.stat)) return std::nullopt;
+  if (!in) return std::nullopt;
+  const io::FileStat opened = io::stat_fd(in.get(), source.journal);
+  if (!opened.same_file(journal.stat)) return std::nullopt;
+  // A small journal is read whole before anything is written: an owner's commit is hot for a
+  // fraction of a millisecond, and only a copy read before it ends is kept.
+  constexpr std::uint64_t kReadWholeUpTo = std::uint64_t{8} << 20;
+  std::vector<std::byte> contents;
+  if (opened.size <= kReadWholeUpTo) {
+    contents.resize(opened.size);
+    contents.resize(io::read_at(in.get(), contents, 0, source.journal));
+  }
+  validate::MemberState now;
+  if (opened.size <= kReadWholeUpTo) {
+    now = validate::capture_member(source.journal, validate::kJournalHeaderSize);
+  }
   {
     io::UniqueFd out(::open(staged.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
     if (!out) io::throw_errno(errno, "cannot create a temporary file for", staged);
-    io::copy_file_contents(in.get(), source.journal, out.get(), staged);
+    if (opened.size <= kReadWholeUpTo) {
+      io::write_all(out.get(), contents, staged);
+    } else {
+      io::copy_file_contents(in.get(), source.journal, out.get(), staged);
+    }
     out.close(staged);
   }
-  const validate::MemberState now =
-      validate::capture_member(source.journal, validate::kJournalHeaderSize);
+  if (opened.size > kReadWholeUpTo) {
+    now = validate::capture_member(source.journal, validate::kJournalHeaderSize);
+  }
   if (now.exists && now.stat.same_file(journal.stat) &&
       validate::same_journal_transaction(journal, now)) {
     if (auto commit = whole()) return commit;
@@ -862,6 +881,9 @@ LastSeen copy_set_once(const discover::DatabaseFiles& source,
   outcome.last_reason = verdict.reason;
   watch.forget_commits();
   log_debug("attempt {} of {}: {}; copying again", attempt, settings.attempts, verdict.reason);
+  // An owner in exclusive locking mode never shows the end of a cycle (it never lets go of
+  // the lock), and commits during the copy no longer spoil it: go again at once.
+  if (follows_uncounted) return std::nullopt;
   // A -wal file (even an empty one) means WAL mode; without one, rollback mode.
   return before.wal.exists ? std::pair{Cycle::wal_generation, before.wal}
                            : std::pair{Cycle::transaction, before.journal};

@@ -159,9 +159,11 @@ std::string chain_obstacle(const std::vector<CommitJournal>& commits) {
 //      flight, its events queued only once its writes return: judge_copy() counts it then.)
 //    - A journal hot at the first look: T1's, whose database writes may have come before the
 //      record or before any journal activity in it (uncounted): at most n - 1.
-//  - At the last look, the journal is Tn's, still hot, or no transaction has begun since
-//    (journal_unbegun()): a transaction writes its journal's header before anything else, so
-//    none after Tn wrote the database while we copied it.
+//  - At the last look, the journal is Tn's, still hot, or not hot: a transaction writes the
+//    database only once its journal is hot (the first write, a spill included, syncs the
+//    journal first, which writes its header's magic; without syncs the magic is there from
+//    the start), so none after Tn wrote it while we copied (one that ended meanwhile left a
+//    burst).
 Verdict judge_uncounted_commits(const SetState& before, const SetState& after,
                                 const DuringCopy& during) {
   Verdict verdict;
@@ -193,9 +195,8 @@ Verdict judge_uncounted_commits(const SetState& before, const SetState& after,
     verdict.reason = "the transaction in progress before the copy is not the commit seen";
     return verdict;
   }
-  if (journal_is_hot(after.journal)
-          ? !same_journal_transaction(commits.back().header, after.journal)
-          : !journal_unbegun(after.journal)) {
+  if (journal_is_hot(after.journal) &&
+      !same_journal_transaction(commits.back().header, after.journal)) {
     verdict.reason = "a write transaction began after the last commit seen during the copy";
     return verdict;
   }
@@ -447,14 +448,6 @@ std::optional<CommitJournal> uncounted_commit_journal(const MemberState& at_look
   if (scan.original_counter) return std::nullopt;
   commit.original_database_pages = scan.original_database_pages;
   return commit;
-}
-
-bool journal_unbegun(const MemberState& journal) noexcept {
-  // (By the bytes read, not the size: the header is read after the file's size.)
-  if (!journal.exists || journal.header_bytes == 0) return true;
-  if (journal.header_bytes < kJournalHeaderSize) return false;
-  return std::all_of(journal.header.begin(), journal.header.begin() + kJournalHeaderSize,
-                     [](std::byte b) { return b == std::byte{0}; });
 }
 
 MemberState capture_member(const std::filesystem::path& path, std::size_t header_size) {

@@ -252,12 +252,6 @@ std::optional<CommitJournal> uncounted_commit_journal(const MemberState& at_look
                                                       std::uint32_t change_counter,
                                                       const std::filesystem::path& staged_journal);
 
-// Whether no transaction has begun journaling in this -journal: there is none, it is empty,
-// or its header is all zeros (as SQLite leaves a persistent journal, or any journal of an
-// owner in exclusive locking mode, between transactions). A transaction writes its header
-// first, before any record and any write to the database.
-bool journal_unbegun(const MemberState& journal) noexcept;
-
 // The owner's cycles a rejected attempt may wait out before the next one, so that the next
 // copy has a whole cycle to itself:
 // - transaction (rollback mode): a copy validates for sure only when at most one transaction

@@ -343,9 +343,12 @@ TEST(Judge, UncountedCommitsAreCountedByTheRecordFromTheFirstLook) {
   hot_first.writes.journal_written();
   EXPECT_TRUE(judge(hot_before, after, {}, hot_first).consistent);
 
-  // A transaction begun after the last one seen (its header written): refused.
+  // A transaction begun after the last one seen: journaling only, it has not written the
+  // database; hot, it may have.
   SetState begun = after;
   begun.journal.header[12] = std::byte{1};
+  EXPECT_TRUE(judge(before, begun, {}, during).consistent);
+  begun.journal = journal_header(9, 10, 512, 4096);
   verdict = judge(before, begun, {}, during);
   EXPECT_FALSE(verdict.consistent);
   EXPECT_NE(verdict.reason.find("began after the last commit"), std::string::npos)
@@ -371,20 +374,6 @@ TEST(Judge, UncountedCommitsAreCountedByTheRecordFromTheFirstLook) {
   mixed.commits[1].uncounted = false;
   verdict = judge(before, after, {}, mixed);
   EXPECT_FALSE(verdict.consistent);
-}
-
-TEST(JournalUnbegun, OnlyWithNoHeaderWritten) {
-  MemberState journal;
-  EXPECT_TRUE(journal_unbegun(journal));  // none
-  journal.exists = true;
-  EXPECT_TRUE(journal_unbegun(journal));  // empty (TRUNCATE)
-  journal.header_bytes = 12;              // a header being written
-  EXPECT_FALSE(journal_unbegun(journal));
-  journal.header_bytes = kJournalHeaderSize;
-  EXPECT_TRUE(journal_unbegun(journal));  // zeroed (PERSIST, exclusive locking mode)
-  journal.header[20] = std::byte{2};      // a new header, its magic not yet written
-  EXPECT_FALSE(journal_unbegun(journal));
-  EXPECT_FALSE(journal_unbegun(journal_header(7, 10, 512, 4096)));
 }
 
 TEST(JournalSynced, OnlyWithARecordCountWrittenAtTheSync) {
