@@ -830,6 +830,7 @@ LastSeen copy_set_once(const discover::DatabaseFiles& source,
   const bool follows_uncounted =
       writes_from_first_look &&
       expects_uncounted_commits(before, attempt > 1 && outcome.exclusive_lock_at_every_attempt);
+  outcome.followed_uncounted_commits = follows_uncounted;
   CommitWatch watch(source, staged_files, before, settings,
                     follows_uncounted ? &*writes_from_first_look : nullptr);
   watch.look_before_copy();
@@ -917,7 +918,9 @@ Outcome copy_consistent_set(const discover::DatabaseFiles& source,
     // wait (a quarter of a second), and the backup that then gives up would take 100 times
     // that. Tried again once a look finds the lock free.
     const bool wants_lock = locks_this_attempt(settings, attempt);
-    const bool lock_is_futile = reader_lock_refused && outcome.exclusive_lock_at_every_attempt;
+    // (Nor is it tried when the last attempt followed uncounted commits: such an owner too.)
+    const bool lock_is_futile = (reader_lock_refused || outcome.followed_uncounted_commits) &&
+                                outcome.exclusive_lock_at_every_attempt;
     if (wants_lock && lock_is_futile) {
       log_debug(
           "not trying a reader's lock: the owner has held SQLite's EXCLUSIVE lock at every "

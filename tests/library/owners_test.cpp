@@ -196,8 +196,9 @@ TEST_F(OwnersTest, GivingUpOnAnExclusiveWalOwnerAdvisesWaitingForItToBeIdle) {
 }
 
 // Past the lock-free attempts each one tries the reader's lock, waiting up to a quarter of a
-// second for it. An owner in locking_mode=EXCLUSIVE never lets go of its lock: once refused,
-// the lock is not tried again while every look finds the owner holding it (a backup giving up
+// second for it. An owner in locking_mode=EXCLUSIVE never lets go of its lock: once refused
+// (or once an attempt followed its commits as such an owner's), the lock is not tried
+// again while every look finds the owner holding it (a backup giving up
 // on such an owner took 30 s for its 100 attempts, nearly all of it waiting for the lock).
 TEST_F(OwnersTest, AnExclusiveLockingOwnerIsNotAskedForTheReaderLockAgainAndAgain) {
   OwnerProcess owner(kOwnerExe, source_, "exclusive-commit-on-signal", 2000);
@@ -221,7 +222,10 @@ TEST_F(OwnersTest, AnExclusiveLockingOwnerIsNotAskedForTheReaderLockAgainAndAgai
   sb::set_log_level(level);
   EXPECT_EQ(commits, 7) << "one commit in each attempt";
   ASSERT_EQ(lock_messages.size(), 4U) << ::testing::PrintToString(lock_messages);
-  EXPECT_NE(lock_messages[0].find("could not take a reader's lock"), std::string::npos)
+  // Tried once at most: not at all when the attempts before followed its commits as those of
+  // an owner in locking_mode=EXCLUSIVE (its lock held, its journal open, nothing hot).
+  const bool tried_once = lock_messages[0].find("could not take a reader's lock") == 0;
+  EXPECT_TRUE(tried_once || lock_messages[0].find("not trying a reader's lock") == 0)
       << lock_messages[0];
   for (std::size_t i = 1; i < lock_messages.size(); ++i) {
     EXPECT_NE(lock_messages[i].find("not trying a reader's lock"), std::string::npos)
