@@ -168,6 +168,22 @@ TEST(LiveBackupStress, RollbackOwnerHoldingExclusiveLockingMode) {
   run_and_expect_every_backup_ok(scenario);
 }
 
+TEST(LiveBackupStress, ExclusiveRollbackOwnerCommittingInPlaceAsFastAsItCan) {
+  // The same owner committing back to back, each transaction rewriting integers in place: it
+  // takes, frees and appends no page, so SQLite leaves the change counter where it is, and
+  // several such commits fall into every copy. They are followed by their synced journals and
+  // counted by the kernel's record of writes; every snapshot must be one committed state.
+  const Scenario scenario{
+      .name = "rollback-exclusive-in-place",
+      .prime_journal = "delete",
+      .writers = {{"--journal", "delete", "--locking", "exclusive", "--txn-pages", "in-place",
+                   "--max-sleep-us", "0"}},
+      .allowed_source_suffixes = {"-journal"},
+      .via = Via::library_and_cli,
+  };
+  run_and_expect_every_backup_ok(scenario);
+}
+
 TEST(LiveBackupStress, PersistAndTruncateJournals) {
   // PERSIST leaves a journal whose header is zeroed after each commit; TRUNCATE leaves an
   // empty one: neither is hot, and both must be told apart from a hot journal.

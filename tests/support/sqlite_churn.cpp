@@ -4,7 +4,7 @@
 //                [--auto-vacuum none|full|incremental] [--seed S]
 //   sqlite_churn write --db PATH --status FILE [--journal wal|delete|persist|truncate]
 //                [--locking exclusive] [--autocheckpoint N] [--cache-size N] [--txn-pages
-//                small|large]
+//                small|large|in-place]
 //                [--big-every-ms N --big-mb M|MIN-MAX] [--self-checkpoint-pct P] [--max-sleep-us U]
 //                [--writer-id N] [--seed S] [--busy-timeout-ms MS] [--transactions N]
 //   sqlite_churn checkpoint --db PATH [--modes truncate,restart,passive,full] [--status FILE]
@@ -17,6 +17,10 @@
 //   - blobs: each payload matches its stored crc32, and its last_seq is the highest seq that
 //     bw records for it;
 //   - log holds seq 1..K, xfer and bw cover exactly seq 1..K, meta.last_seq = K.
+// With --txn-pages in-place a writer changes rows only in place from seq S on (it records S in
+// table in_place): transfers, and no log, xfer or bw rows, so that no transaction takes, frees
+// or appends a page (an owner in locking_mode=EXCLUSIVE then leaves the change counter where
+// it is). The invariants then hold up to S, and after it the balances' sum and last_seq <= K.
 //
 // Status file (write/checkpoint): the writer maps it MAP_SHARED and publishes aligned int64
 // counters with atomic 8-byte stores, so a reader that maps it too and loads them atomically
@@ -450,6 +454,7 @@ struct WriterSettings {
   double self_checkpoint_fraction = 0.0;
   int max_sleep_us = 2000;
   std::int64_t writer_id = 1;
+  bool in_place = false;  // --txn-pages in-place
 };
 
 // One writer's prepared statements: everything a transaction does, keeping every invariant.
@@ -492,9 +497,18 @@ class Writer {
         const std::int64_t amount = uniform(1, 100);
         debit_.bind(1, amount).bind(2, from).run();
         credit_.bind(1, amount).bind(2, to).run();
-        insert_xfer_.bind(1, seq).bind(2, from).bind(3, to).bind(4, amount).run();
+        if (!settings_.in_place) {
+          insert_xfer_.bind(1, seq).bind(2, from).bind(3, to).bind(4, amount).run();
+        }
       }
 
+      if (settings_.in_place) {
+        // (A blob rewritten with a crc of another length is freed and written anew: pages
+        // taken and freed. Transfers change integers in place.)
+        update_meta_.bind(1, seq).run();
+        commit_with_retry();
+        return seq;
+      }
       std::int64_t blob_count = 0;
       if (big) {
         const double mb = std::uniform_real_distribution<double>(settings_.big_mb.first,
@@ -632,8 +646,11 @@ int command_write(Arguments& args) {
     // pages holds, so the pager spills into the database file before COMMIT.
     settings.min_transfers = 10, settings.max_transfers = 40, settings.min_blobs = 6,
     settings.max_blobs = 30;
+  } else if (txn_pages == "in-place") {
+    settings.in_place = true;
+    settings.min_transfers = 1, settings.max_transfers = 8;
   } else {
-    throw UsageError("--txn-pages must be small or large");
+    throw UsageError("--txn-pages must be small, large or in-place");
   }
 
   StopCondition stop;
@@ -652,6 +669,11 @@ int command_write(Arguments& args) {
   }
   if (autocheckpoint) db.exec("PRAGMA wal_autocheckpoint=" + std::to_string(*autocheckpoint));
   if (cache_size) db.exec("PRAGMA cache_size=" + std::to_string(*cache_size));
+  if (settings.in_place) {
+    db.exec(
+        "CREATE TABLE IF NOT EXISTS in_place(since INTEGER NOT NULL);"
+        "INSERT INTO in_place SELECT last_seq FROM meta WHERE NOT EXISTS (SELECT 1 FROM in_place)");
+  }
   if (locking) {
     // Take the exclusive lock now rather than at the first commit, so the test that waits for
     // ready knows the lock is held.
@@ -826,14 +848,24 @@ std::vector<std::string> invariant_problems(const Database& db, std::int64_t& k)
     k = meta.int64(0);
     nblobs = meta.int64(1);
   }
+  // In place from seq S on (see the top of this file): the records cover 1..S.
+  std::optional<std::int64_t> in_place_since;
+  if (scalar(db, "SELECT COUNT(*) FROM sqlite_schema WHERE name = 'in_place'") != 0) {
+    in_place_since = scalar(db, "SELECT MIN(since) FROM in_place");
+    if (*in_place_since > k) {
+      problems.push_back("in place since seq " + std::to_string(*in_place_since) +
+                         ", after meta.last_seq=" + std::to_string(k));
+    }
+  }
+  const std::int64_t recorded = in_place_since.value_or(k);
   {
     Statement log(db, "SELECT COUNT(*), MIN(seq), MAX(seq) FROM log");
     log.step();
     const std::int64_t count = log.int64(0);
     const std::int64_t low = log.int64(1);
     const std::int64_t high = log.int64(2);
-    if (count != k || (k > 0 && (low != 1 || high != k))) {
-      problems.push_back("log is not 1..K: meta.last_seq=" + std::to_string(k) +
+    if (count != recorded || (recorded > 0 && (low != 1 || high != recorded))) {
+      problems.push_back("log is not 1..K: meta.last_seq=" + std::to_string(recorded) +
                          " log count=" + std::to_string(count) + " min=" + std::to_string(low) +
                          " max=" + std::to_string(high));
     }
@@ -852,13 +884,14 @@ std::vector<std::string> invariant_problems(const Database& db, std::int64_t& k)
     Statement xfer(
         db, "SELECT COUNT(DISTINCT seq), COALESCE(MAX(seq), 0), COALESCE(MIN(seq), 1) FROM xfer");
     xfer.step();
-    if (xfer.int64(0) != k || xfer.int64(1) != k || (k > 0 && xfer.int64(2) != 1)) {
+    if (xfer.int64(0) != recorded || xfer.int64(1) != recorded ||
+        (recorded > 0 && xfer.int64(2) != 1)) {
       problems.push_back("xfer covers " + std::to_string(xfer.int64(0)) + " transactions, seq " +
                          std::to_string(xfer.int64(2)) + ".." + std::to_string(xfer.int64(1)) +
-                         ", expected 1.." + std::to_string(k));
+                         ", expected 1.." + std::to_string(recorded));
     }
   }
-  {
+  if (!in_place_since) {
     Statement balances(
         db,
         "SELECT COUNT(*), MIN(a.id) FROM accounts a"
@@ -877,16 +910,23 @@ std::vector<std::string> invariant_problems(const Database& db, std::int64_t& k)
     Statement bw(
         db, "SELECT COUNT(DISTINCT seq), COALESCE(MAX(seq), 0), COALESCE(MIN(seq), 1) FROM bw");
     bw.step();
-    if (bw.int64(0) != k || bw.int64(1) != k || (k > 0 && bw.int64(2) != 1)) {
+    if (bw.int64(0) != recorded || bw.int64(1) != recorded || (recorded > 0 && bw.int64(2) != 1)) {
       problems.push_back("bw covers " + std::to_string(bw.int64(0)) + " transactions, seq " +
                          std::to_string(bw.int64(2)) + ".." + std::to_string(bw.int64(1)) +
-                         ", expected 1.." + std::to_string(k));
+                         ", expected 1.." + std::to_string(recorded));
     }
   }
   if (const std::int64_t rows = scalar(db, "SELECT COUNT(*) FROM blobs"); rows != nblobs) {
     problems.push_back(std::to_string(rows) + " blob rows, expected " + std::to_string(nblobs));
   }
-  {
+  if (in_place_since) {
+    if (const std::int64_t later =
+            scalar(db, "SELECT COUNT(*) FROM blobs WHERE last_seq > " + std::to_string(k));
+        later != 0) {
+      problems.push_back(std::to_string(later) +
+                         " blobs written after meta.last_seq=" + std::to_string(k));
+    }
+  } else {
     Statement last_writer(
         db,
         "SELECT COUNT(*), MIN(b.id) FROM blobs b"
@@ -1007,7 +1047,7 @@ void usage(std::FILE* out) {
       "      [--auto-vacuum none|full|incremental] [--seed S]\n"
       "  sqlite_churn write --db PATH --status FILE [--journal wal|delete|persist|truncate]\n"
       "      [--locking exclusive] [--autocheckpoint N] [--cache-size N] [--txn-pages "
-      "small|large]\n"
+      "small|large|in-place]\n"
       "      [--big-every-ms N --big-mb M|MIN-MAX] [--self-checkpoint-pct P] [--max-sleep-us U]\n"
       "      [--writer-id N] [--seed S] [--busy-timeout-ms MS] [--transactions N]\n"
       "  sqlite_churn checkpoint --db PATH [--modes truncate,restart,passive,full] [--status "
