@@ -1,8 +1,13 @@
 #include "recover/recover.hpp"
 
+#include <array>
 #include <cstdio>
+#include <optional>
+#include <string>
+#include <vector>
 
 #include "error_internal.hpp"
+#include "io/big_endian.hpp"
 #include "io/file.hpp"
 #include "log_internal.hpp"
 #include "recover/apply_wal.hpp"
@@ -15,9 +20,43 @@ using detail::log_debug;
 using detail::quoted;
 using detail::throw_error;
 
+namespace {
+
+// The journal's first record (page number and the page's original), which playback must have
+// put into the copy: empty when the journal has none to read.
+struct FirstRecord {
+  std::uint64_t offset = 0;  // of the page in the database
+  std::vector<std::byte> page;
+};
+
+FirstRecord first_record_of(const std::filesystem::path& journal) {
+  FirstRecord record;
+  const io::UniqueFd fd = io::open_source_file(journal);
+  if (!fd) return record;
+  std::array<std::byte, validate::kJournalHeaderSize> header{};
+  if (io::read_at(fd.get(), header, 0, journal) < header.size()) return record;
+  const std::uint32_t sector = io::load_be32(header.data() + 20);
+  const std::uint32_t page_size = io::load_be32(header.data() + 24);
+  if (sector < 32 || page_size < 512 || page_size > 65536) return record;
+  std::array<std::byte, 4> number{};
+  if (io::read_at(fd.get(), number, sector, journal) < number.size()) return record;
+  const std::uint32_t page_number = io::load_be32(number.data());
+  if (page_number == 0) return record;
+  record.page.resize(page_size);
+  if (io::read_at(fd.get(), record.page, std::uint64_t{sector} + 4, journal) < page_size) {
+    record.page.clear();
+    return record;
+  }
+  record.offset = std::uint64_t{page_number - 1} * page_size;
+  return record;
+}
+
+}  // namespace
+
 void roll_back(const std::filesystem::path& staged, const std::filesystem::path& journal,
-               std::uint32_t expected_change_counter, const Settings& settings,
+               std::optional<std::uint32_t> expected_change_counter, const Settings& settings,
                const std::filesystem::path& source) {
+  const FirstRecord first = first_record_of(journal);
   const std::filesystem::path hot_journal = staged.string() + "-journal";
   if (::rename(journal.c_str(), hot_journal.c_str()) != 0) {
     io::throw_errno(errno, "cannot prepare the rollback of the snapshot of", source);
@@ -32,11 +71,23 @@ void roll_back(const std::filesystem::path& staged, const std::filesystem::path&
   }
   const std::uint32_t counter =
       validate::change_counter(validate::capture_member(staged, validate::kDatabaseHeaderSize));
-  if (io::stat_path(hot_journal) || counter != expected_change_counter) {
+  // Page 1 shows whether SQLite played a journal that holds it back; a journal of a commit
+  // that left the counter alone does not hold it, and its first record shows it instead.
+  bool played = !io::stat_path(hot_journal) &&
+                (!expected_change_counter || counter == *expected_change_counter);
+  if (played && !first.page.empty()) {
+    const io::UniqueFd copy = io::open_source_file(staged);
+    std::vector<std::byte> now(first.page.size());
+    played = copy && io::read_at(copy.get(), now, first.offset, staged) == now.size() &&
+             now == first.page;
+  }
+  if (!played) {
     throw_error(ErrorKind::sqlite, source,
                 "cannot roll back the snapshot of {}: SQLite did not play back the journal of the "
                 "transaction that committed during the copy (change counter {}, expected {})",
-                quoted(source), counter, expected_change_counter);
+                quoted(source), counter,
+                expected_change_counter ? std::to_string(*expected_change_counter)
+                                        : std::string("unmoved"));
   }
   log_debug("rolled the snapshot of {} back to change counter {}", quoted(source), counter);
 }

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <sqlite_backup/sqlite_backup.hpp>
 
 namespace sqlite_backup::recover {
@@ -41,10 +42,11 @@ DatabaseFacts recover_in_place(const std::filesystem::path& staged, const Settin
 // copied): the journal is moved beside the copy as its -journal, and SQLite, opening the
 // copy, finds it hot and plays it back (checksums, original size), then deletes it. SQLite
 // also deletes, silently, a journal it will not play back, so success is checked on the
-// result: page 1 must then show `expected_change_counter`, the transaction's original.
-// Errors name `source`, or `staged` as recover_in_place() says.
+// result: page 1 must then show `expected_change_counter`, the transaction's original (none
+// for a commit that left the counter alone), and the page of the journal's first record its
+// original. Errors name `source`, or `staged` as recover_in_place() says.
 void roll_back(const std::filesystem::path& staged, const std::filesystem::path& journal,
-               std::uint32_t expected_change_counter, const Settings& settings,
+               std::optional<std::uint32_t> expected_change_counter, const Settings& settings,
                const std::filesystem::path& source);
 
 }  // namespace sqlite_backup::recover

@@ -868,7 +868,10 @@ LastSeen copy_set_once(const discover::DatabaseFiles& source,
     // journal holding a page has it as it was before the first commit.
     const auto& commits = watch.during().commits;
     std::for_each(commits.rbegin(), commits.rend(), [&](const validate::CommitJournal& commit) {
-      outcome.journals_to_roll_back.push_back({commit.staged, commit.original_counter});
+      outcome.journals_to_roll_back.push_back(
+          {commit.staged, commit.uncounted
+                              ? std::nullopt
+                              : std::optional<std::uint32_t>(commit.original_counter)});
     });
     if (!commits.empty()) {
       log_debug("attempt {}: {} commit(s) during the copy, each journal copied in its commit",

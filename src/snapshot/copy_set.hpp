@@ -48,7 +48,9 @@ struct Settings {
 
 struct RollbackStep {
   std::filesystem::path journal;
-  std::uint32_t expected_change_counter = 0;
+  // Page 1's counter once rolled back; none for a commit that left it alone (page 1 is then
+  // not in its journal, and shows whatever our copy read).
+  std::optional<std::uint32_t> expected_change_counter;
 };
 
 struct Outcome {

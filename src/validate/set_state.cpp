@@ -137,19 +137,23 @@ std::string chain_obstacle(const std::vector<CommitJournal>& commits) {
   return {};
 }
 
-// The commits of an owner in locking_mode=EXCLUSIVE that leave the change counter where it is,
-// T1..Tn, each copied once its journal was synced (uncounted_commit_journal()).
-//  - Such a commit changes only pages that were in use when it began, and journals each one
-//    first: SQLite writes the counter, incremented, into page 1 whenever it writes page 1
-//    (pager_write_changecounter() in pager.c), and taking a page from the freelist, freeing
-//    one or growing the database changes page 1 (its freelist count, its page count). So,
-//    the counter unmoved and page 1 in none of their journals, none of them freed, reused or
-//    appended a page, and the chain rules of counted commits (chain_obstacle()) hold of
-//    themselves: rolled back through Tn's journal, then ..., then T1's, each page ends as
-//    the oldest journal holding it had it, which is the state before T1.
-//  - Nothing in a header counts them, so the kernel's record of writes, begun before the
-//    first look, does: every transaction writes its journal before the database and ends by
-//    zeroing, cutting or deleting it, so the database writes that follow journal activity
+// Commits seen during a copy whose record of writes began before the first look (an owner
+// taken for one in locking_mode=EXCLUSIVE, see snapshot/copy_set.cpp): counted ones, caught in
+// their commit (journal_in_commit_phase()), and uncounted ones, which leave the change counter
+// where it is, caught with their journal synced (uncounted_commit_journal()), T1..Tn.
+//  - An uncounted commit changes only pages that were in use when it began, and journals each
+//    one first: SQLite writes the counter, incremented, into page 1 whenever it writes page 1
+//    (pager_write_changecounter() in pager.c), and taking a page from the freelist, freeing one
+//    or growing the database changes page 1 (its freelist count, its page count). So only a
+//    counted commit may write a page unjournaled, and chain_obstacle()'s rules are needed for
+//    those alone: no page free when one begins (after T1), the database not shrinking. Then,
+//    rolled back through Tn's journal, then ..., then T1's, each page ends as the oldest
+//    journal holding it had it, which is the state before T1.
+//  - The counted ones move the counter one by one and the uncounted ones find it where the
+//    last counted one left it: a counted commit unseen shows.
+//  - An uncounted commit unseen does not; the kernel's record of writes, begun before the
+//    first look, shows it: every transaction writes its journal before the database and ends
+//    by zeroing, cutting or deleting it, so the database writes that follow journal activity
 //    come in one burst per transaction (more if it spills).
 //    - No journal hot at the first look: nothing was writing the database then (a commit's
 //      journal stays hot from its sync until its last database write has returned), and the
@@ -164,46 +168,75 @@ std::string chain_obstacle(const std::vector<CommitJournal>& commits) {
 //    journal first, which writes its header's magic; without syncs the magic is there from
 //    the start), so none after Tn wrote it while we copied (one that ended meanwhile left a
 //    burst).
-Verdict judge_uncounted_commits(const SetState& before, const SetState& after,
-                                const DuringCopy& during) {
+Verdict judge_commits_from_first_look(const SetState& before, const SetState& after,
+                                      const DuringCopy& during) {
   Verdict verdict;
   const std::vector<CommitJournal>& commits = during.commits;
-  if (!std::all_of(commits.begin(), commits.end(),
-                   [](const CommitJournal& commit) { return commit.uncounted; })) {
-    verdict.reason = "commits that moved the change counter and commits that did not were seen";
+  if (!during.writes.complete()) {
+    verdict.reason =
+        "the kernel could not report every write since the first look (inotify), so commits "
+        "that do not move the change counter cannot be counted";
     return verdict;
   }
-  const std::uint32_t counter = big_endian_u32(before.database, 24);
-  if (big_endian_u32(after.database, 24) != counter || during.counter_went_back ||
-      (during.counter_seen && *during.counter_seen != counter)) {
-    verdict.reason = "the change counter moved during a copy through uncounted commits";
+  const bool hot_at_first_look = journal_is_hot(before.journal);
+  if (hot_at_first_look && !same_journal_transaction(before.journal, commits.front().header)) {
+    verdict.reason = "the transaction in progress before the copy is not the commit seen";
     return verdict;
   }
-  for (std::size_t k = 1; k < commits.size(); ++k) {
-    if (big_endian_u32(commits[k].header, 16) < big_endian_u32(commits[k - 1].header, 16)) {
+  std::uint32_t counter = big_endian_u32(before.database, 24);
+  std::optional<std::uint32_t> database_pages;  // when the last counted commit began
+  for (std::size_t k = 0; k < commits.size(); ++k) {
+    const CommitJournal& commit = commits[k];
+    if (commit.uncounted) {
+      if (commit.original_counter != counter) {
+        verdict.reason = fmt::format(
+            "a commit during the copy was missed (change counter {}, then {} at a commit that "
+            "does not move it)",
+            counter, commit.original_counter);
+        return verdict;
+      }
+    } else {
+      // (The first, in progress at the first look, may have written page 1 already.)
+      const bool in_progress = k == 0 && hot_at_first_look;
+      if (commit.original_counter != counter &&
+          !(in_progress && commit.original_counter + 1 == counter)) {
+        verdict.reason = fmt::format(
+            "a commit during the copy was missed (change counter {}, the commit seen from {})",
+            counter, commit.original_counter);
+        return verdict;
+      }
+      counter = commit.original_counter + 1;
+      if (k > 0 && commit.original_freelist_pages != 0) {
+        verdict.reason = fmt::format(
+            "{} page(s) were free between two commits during the copy (the later may have "
+            "filled, unjournaled, a page the earlier freed)",
+            commit.original_freelist_pages);
+        return verdict;
+      }
+      if (database_pages && commit.original_database_pages < *database_pages) {
+        verdict.reason = "the database shrank between two commits during the copy";
+        return verdict;
+      }
+      database_pages = commit.original_database_pages;
+    }
+    if (k > 0 && big_endian_u32(commit.header, 16) < big_endian_u32(commits[k - 1].header, 16)) {
       verdict.reason = "the database shrank between two commits during the copy";
       return verdict;
     }
+  }
+  if (big_endian_u32(after.database, 24) != counter) {
+    verdict.reason = fmt::format("another commit after the ones seen (change counter {} -> {})",
+                                 counter, big_endian_u32(after.database, 24));
+    return verdict;
   }
   std::vector<const MemberState*> journals;
   journals.reserve(commits.size());
   for (const CommitJournal& commit : commits) journals.push_back(&commit.header);
   verdict.reason = rollback_obstacle(before, after, journals, during, true);
   if (!verdict.reason.empty()) return verdict;
-  const bool hot_at_first_look = journal_is_hot(before.journal);
-  if (hot_at_first_look && !same_journal_transaction(before.journal, commits.front().header)) {
-    verdict.reason = "the transaction in progress before the copy is not the commit seen";
-    return verdict;
-  }
   if (journal_is_hot(after.journal) &&
       !same_journal_transaction(commits.back().header, after.journal)) {
     verdict.reason = "a write transaction began after the last commit seen during the copy";
-    return verdict;
-  }
-  if (!during.writes.complete() || !during.writes.from_first_look()) {
-    verdict.reason =
-        "the kernel could not report every write since the first look (inotify), so commits "
-        "that do not move the change counter cannot be counted";
     return verdict;
   }
   const int allowed = static_cast<int>(commits.size()) - (hot_at_first_look ? 1 : 0);
@@ -231,9 +264,14 @@ Verdict judge_uncounted_commits(const SetState& before, const SetState& after,
 // holding it puts back. Not caught: a transaction that spilled pages and rolled back between
 // two of our looks at the journal.
 Verdict judge_commit(const SetState& before, const SetState& after, const DuringCopy& during) {
+  if (during.writes.from_first_look()) return judge_commits_from_first_look(before, after, during);
   if (std::any_of(during.commits.begin(), during.commits.end(),
                   [](const CommitJournal& commit) { return commit.uncounted; })) {
-    return judge_uncounted_commits(before, after, during);
+    Verdict verdict;
+    verdict.reason =
+        "commits that do not move the change counter were seen with no record of "
+        "writes from the first look";
+    return verdict;
   }
   Verdict verdict;
   const std::vector<CommitJournal>& commits = during.commits;

@@ -360,20 +360,34 @@ TEST(Judge, UncountedCommitsAreCountedByTheRecordFromTheFirstLook) {
   late_record.writes.start();
   verdict = judge(before, after, {}, late_record);
   EXPECT_FALSE(verdict.consistent);
-  EXPECT_NE(verdict.reason.find("since the first look"), std::string::npos) << verdict.reason;
+  EXPECT_NE(verdict.reason.find("from the first look"), std::string::npos) << verdict.reason;
 
-  // The counter moved: a commit wrote page 1, and so was counted.
+  // The counter moved: a commit no look saw wrote page 1.
   SetState counted = after;
   counted.database = database_header(6);
   verdict = judge(before, counted, {}, during);
   EXPECT_FALSE(verdict.consistent);
-  EXPECT_NE(verdict.reason.find("change counter moved"), std::string::npos) << verdict.reason;
+  EXPECT_NE(verdict.reason.find("another commit after the ones seen"), std::string::npos)
+      << verdict.reason;
 
-  // A counted commit among them.
+  // A counted commit among them (caught in its commit, page 1 in its journal): it moves the
+  // counter by one, and no page may be free when it begins.
   DuringCopy mixed = during;
   mixed.commits[1].uncounted = false;
-  verdict = judge(before, after, {}, mixed);
+  EXPECT_TRUE(judge(before, counted, {}, mixed).consistent);
+  mixed.commits[1].original_freelist_pages = 2;
+  verdict = judge(before, counted, {}, mixed);
   EXPECT_FALSE(verdict.consistent);
+  EXPECT_NE(verdict.reason.find("2 page(s) were free"), std::string::npos) << verdict.reason;
+  // ... and an uncounted one after it finds the counter it left.
+  DuringCopy after_counted = during;
+  after_counted.commits[0].uncounted = false;
+  after_counted.commits[1].original_counter = 5;
+  verdict = judge(before, counted, {}, after_counted);
+  EXPECT_FALSE(verdict.consistent);
+  EXPECT_NE(verdict.reason.find("was missed"), std::string::npos) << verdict.reason;
+  after_counted.commits[1].original_counter = 6;
+  EXPECT_TRUE(judge(before, counted, {}, after_counted).consistent);
 }
 
 TEST(JournalSynced, OnlyWithARecordCountWrittenAtTheSync) {

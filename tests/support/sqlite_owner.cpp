@@ -124,6 +124,11 @@ constexpr const char* kUsage =
     "                      the same way (FILE.3); FILE.4 once done\n"
     "  pause-in-uncounted-commits-missed  the same, with an unpaused commit between T1 and T2\n"
     "                      that marks every 8th row (from 1) of the third quarter 'mid'\n"
+    "  pause-in-counted-then-uncounted  journal_mode=DELETE; N rows, then under\n"
+    "                      locking_mode=EXCLUSIVE, idle (FILE); T1 appends 500 'new' rows "
+    "(counted),\n"
+    "                      pausing as pause-in-commit (FILE.2, FILE.3); T2, uncounted, makes the\n"
+    "                      last quarter 'ROW', pausing before its first write (FILE.4); FILE.5\n"
     "  pause-in-uncounted-free-and-reuse  as pause-in-two-commits (N blobs), under\n"
     "                      locking_mode=EXCLUSIVE after a counted commit: idle (FILE), then T1\n"
     "                      and T2 each pausing before its first write (FILE.2, FILE.3); FILE.4\n"
@@ -672,7 +677,8 @@ int pause_in_commit(const Arguments& args, const std::string& variant) {
       variant == "spill-after" || variant == "two-in-place" || variant == "chunk-shrink-regrow" ||
       variant == "exclusive-late" || variant == "exclusive-late-release" ||
       variant == "exclusive-synced-release" || variant == "exclusive-late-event" ||
-      variant == "exclusive-late-event-control" || variant.rfind("uncounted", 0) == 0) {
+      variant == "exclusive-late-event-control" || variant.rfind("uncounted", 0) == 0 ||
+      variant == "counted-then-uncounted") {
     expect_pragma(db, "journal_mode=DELETE", "delete");
   } else if (variant == "unjournaled") {
     // Nothing on disk shows the commit in progress: only the EXCLUSIVE lock it holds. Paused
@@ -717,6 +723,21 @@ int pause_in_commit(const Arguments& args, const std::string& variant) {
     commit_with_pauses(db, "DELETE FROM b WHERE id % 2 = 0;");
     commit_with_pauses(db, refill);
     return announce_and_hold(db);
+  }
+  if (variant == "counted-then-uncounted") {
+    create_table(db);
+    insert_rows(db, args.rows, true);
+    db.exec("PRAGMA cache_size=-65536");  // no spill: one burst per commit
+    enter_exclusive_locking_mode_idle(db);
+    commit_with_pauses(  // FILE.2, FILE.3: appends, so it writes page 1 (counted)
+        db,
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 500)"
+        " INSERT INTO t(v) SELECT 'new ' || i || ' ' || hex(randomblob(400)) FROM n;");
+    commit_pausing_before_its_writes(  // FILE.4
+        db, "UPDATE t SET v = 'ROW' || substr(v, 4) WHERE id > " +
+                std::to_string(args.rows * 3 / 4) + " AND id <= " + std::to_string(args.rows) +
+                ";");
+    return announce_and_hold(db);  // FILE.5
   }
   if (variant == "uncounted" || variant == "uncounted-missed") {
     create_table(db);
@@ -977,6 +998,9 @@ int main(int argc, char** argv) {
   if (args.mode == "pause-in-uncounted-commits") return pause_in_commit(args, "uncounted");
   if (args.mode == "pause-in-uncounted-commits-missed") {
     return pause_in_commit(args, "uncounted-missed");
+  }
+  if (args.mode == "pause-in-counted-then-uncounted") {
+    return pause_in_commit(args, "counted-then-uncounted");
   }
   if (args.mode == "pause-in-uncounted-free-and-reuse") {
     return pause_in_commit(args, "uncounted-free-and-reuse");
