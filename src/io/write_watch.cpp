@@ -1,6 +1,7 @@
 #include "io/write_watch.hpp"
 
 #include <sys/inotify.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <array>
@@ -16,21 +17,46 @@ std::optional<WriteWatch> WriteWatch::start(const std::filesystem::path& databas
   try {
     UniqueFd fd(::inotify_init1(IN_NONBLOCK | IN_CLOEXEC));
     if (!fd) return std::nullopt;
+    // A watch is on the inode the path named when it was added: the same before and after,
+    // it is the one recorded (see watching()).
+    const auto watch_of = [&fd](const std::filesystem::path& path, std::uint32_t events,
+                                Identity& watched) {
+      struct stat first {};
+      struct stat second {};
+      if (::stat(path.c_str(), &first) != 0) return -1;
+      const int watch = ::inotify_add_watch(fd.get(), path.c_str(), events);
+      if (watch < 0 || ::stat(path.c_str(), &second) != 0 || first.st_dev != second.st_dev ||
+          first.st_ino != second.st_ino) {
+        return -1;
+      }
+      watched = {second.st_dev, second.st_ino};
+      return watch;
+    };
+    Identity database_identity;
+    Identity folder_identity;
     // IN_MODIFY covers write(), ftruncate() and fallocate(); SQLite's unix VFS writes through
     // them (its memory map is read-only unless built with SQLITE_MMAP_READWRITE).
-    const int database_watch = ::inotify_add_watch(fd.get(), database.c_str(), IN_MODIFY);
+    const int database_watch = watch_of(database, IN_MODIFY, database_identity);
     if (database_watch < 0) return std::nullopt;
     // The journal comes and goes: watched by name in its folder. The folder's watch also
     // reports the database's writes (by name); those are taken from the file's own watch.
-    const std::filesystem::path folder =
+    std::filesystem::path folder =
         journal.has_parent_path() ? journal.parent_path() : std::filesystem::path(".");
-    const int folder_watch = ::inotify_add_watch(
-        fd.get(), folder.c_str(), IN_MODIFY | IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO);
+    const int folder_watch = watch_of(
+        folder, IN_MODIFY | IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO, folder_identity);
     if (folder_watch < 0) return std::nullopt;
-    return WriteWatch(std::move(fd), database_watch, folder_watch, journal.filename().string());
+    return WriteWatch(std::move(fd), database_watch, folder_watch, journal.filename().string(),
+                      database_identity, std::move(folder), folder_identity);
   } catch (...) {  // std::bad_alloc from the paths: no watch, and the caller copes
     return std::nullopt;
   }
+}
+
+bool WriteWatch::watching(const FileStat& database) const noexcept {
+  struct stat folder {};
+  return database.device == database_.device && database.inode == database_.inode &&
+         ::stat(folder_.c_str(), &folder) == 0 && folder.st_dev == folder_identity_.device &&
+         folder.st_ino == folder_identity_.inode;
 }
 
 bool WriteWatch::drain(const std::function<void(Written)>& written) noexcept {

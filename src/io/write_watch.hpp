@@ -9,6 +9,7 @@
 // events as transactions.
 #pragma once
 
+#include <cstdint>
 #include <filesystem>
 #include <functional>
 #include <optional>
@@ -34,17 +35,34 @@ class WriteWatch {
   // must then not rely on it. `written` must not throw. Not thread-safe: one caller at a time.
   bool drain(const std::function<void(Written)>& written) noexcept;
 
+  // Whether the watches are still on `database` (as a look stat()ed it) and on the folder its
+  // journal's name is now in: a file or folder renamed over the watched one is not watched, and
+  // a record kept from an earlier look would miss its writes. Thread-safe.
+  [[nodiscard]] bool watching(const FileStat& database) const noexcept;
+
  private:
-  WriteWatch(UniqueFd fd, int database_watch, int folder_watch, std::string journal_name) noexcept
+  struct Identity {
+    std::uint64_t device = 0;
+    std::uint64_t inode = 0;
+  };
+
+  WriteWatch(UniqueFd fd, int database_watch, int folder_watch, std::string journal_name,
+             Identity database, std::filesystem::path folder, Identity folder_identity) noexcept
       : fd_(std::move(fd)),
         database_watch_(database_watch),
         folder_watch_(folder_watch),
-        journal_name_(std::move(journal_name)) {}
+        journal_name_(std::move(journal_name)),
+        database_(database),
+        folder_(std::move(folder)),
+        folder_identity_(folder_identity) {}
 
   UniqueFd fd_;  // closing it removes the watches
   int database_watch_ = -1;
   int folder_watch_ = -1;
   std::string journal_name_;
+  Identity database_;
+  std::filesystem::path folder_;
+  Identity folder_identity_;
 };
 
 }  // namespace sqlite_backup::io

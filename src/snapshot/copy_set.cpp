@@ -621,7 +621,7 @@ class CommitWatch {
       writes_ = from_first_look;
       writes_started_ = true;
       follows_uncounted_ = true;
-      during_.writes.start_before_first_look();
+      during_.writes.start_before_first_look(!validate::journal_is_hot(before.journal));
     }
   }
 
@@ -793,6 +793,10 @@ LastSeen copy_set_once(const discover::DatabaseFiles& source,
     }
   }
   validate::SetState before = validate::capture(source);
+  if (writes_from_first_look && !writes_from_first_look->watching(before.database.stat)) {
+    // The database or its folder was replaced: the watches are on the old ones.
+    writes_from_first_look.reset();
+  }
   const bool exclusive_so_far = attempt == 1 || outcome.exclusive_lock_at_every_attempt;
   if (expects_uncounted_commits(before, attempt > 1 && exclusive_so_far) &&
       !writes_from_first_look && settings.follow_commits && !settings.copy_function) {

@@ -163,11 +163,15 @@ std::string chain_obstacle(const std::vector<CommitJournal>& commits) {
 //      flight, its events queued only once its writes return: judge_copy() counts it then.)
 //    - A journal hot at the first look: T1's, whose database writes may have come before the
 //      record or before any journal activity in it (uncounted): at most n - 1.
+//    - The owner may also write with no journal at all (journal_mode=OFF for a while): such a
+//      transaction's writes follow journal activity (a burst) unless it came first, and with
+//      no journal hot at the first look a first burst is counted too (helper-31 found both).
 //  - At the last look, the journal is Tn's, still hot, or not hot: a transaction writes the
 //    database only once its journal is hot (the first write, a spill included, syncs the
 //    journal first, which writes its header's magic; without syncs the magic is there from
 //    the start), so none after Tn wrote it while we copied (one that ended meanwhile left a
-//    burst).
+//    burst). Nor may the lock's holder have its journal closed then (journal_mode=OFF): its
+//    writes may be in our copy with their events not yet queued (helper-31).
 Verdict judge_commits_from_first_look(const SetState& before, const SetState& after,
                                       const DuringCopy& during) {
   Verdict verdict;
@@ -237,6 +241,17 @@ Verdict judge_commits_from_first_look(const SetState& before, const SetState& af
   if (journal_is_hot(after.journal) &&
       !same_journal_transaction(commits.back().header, after.journal)) {
     verdict.reason = "a write transaction began after the last commit seen during the copy";
+    return verdict;
+  }
+  // An owner that holds the lock without its journal open (journal_mode=OFF or MEMORY for a
+  // while) writes the database with no journal activity at all: one writing at the last look
+  // may have writes in our copy whose events the kernel has not queued yet. (One that let go
+  // of the lock had its writes returned.)
+  if (after.exclusive_lock_held && !after.journal_open_by_lock_holder) {
+    verdict.reason =
+        "another process held SQLite's EXCLUSIVE lock without the -journal open at the last "
+        "look (journal_mode=OFF or MEMORY, or a process we may not look into): a commit may "
+        "have been half written";
     return verdict;
   }
   const int allowed = static_cast<int>(commits.size()) - (hot_at_first_look ? 1 : 0);

@@ -135,10 +135,13 @@ class WriteHistory {
   void start() noexcept { watched_ = true; }
   // Recording since before the first look at the source, so before the first byte was copied:
   // every write that could reach the copy is in the record (the judgement of uncounted
-  // commits needs that; see judge()).
-  void start_before_first_look() noexcept {
+  // commits needs that; see judge()). `journal_idle` (no journal hot at that look): then no
+  // journaled transaction was writing the database, and writes before any journal activity
+  // are counted too, as a transaction's that keeps no journal (journal_mode=OFF for a while).
+  void start_before_first_look(bool journal_idle) noexcept {
     watched_ = true;
     from_first_look_ = true;
+    journal_last_ = journal_idle;
   }
   [[nodiscard]] bool from_first_look() const noexcept { return from_first_look_; }
   void lost_some() noexcept { gap_ = true; }

@@ -312,7 +312,7 @@ TEST(Judge, UncountedCommitsAreCountedByTheRecordFromTheFirstLook) {
   second.uncounted = true;
   during.commits = {first, second};
   during.hot_journals = {};
-  during.writes.start_before_first_look();
+  during.writes.start_before_first_look(true);
   for (int commit = 0; commit < 2; ++commit) {
     during.writes.journal_written();
     during.writes.database_written();
@@ -320,10 +320,33 @@ TEST(Judge, UncountedCommitsAreCountedByTheRecordFromTheFirstLook) {
   }
   EXPECT_TRUE(judge(before, after, {}, during).consistent);
 
+  // Writes before any journal activity, no journal hot at the first look: a transaction that
+  // keeps no journal (journal_mode=OFF for a while), counted (helper-31).
+  DuringCopy unjournaled = during;
+  unjournaled.writes = {};
+  unjournaled.writes.start_before_first_look(true);
+  unjournaled.writes.database_written();
+  for (int commit = 0; commit < 2; ++commit) {
+    unjournaled.writes.journal_written();
+    unjournaled.writes.database_written();
+    unjournaled.writes.journal_written();
+  }
+  Verdict verdict = judge(before, after, {}, unjournaled);
+  EXPECT_FALSE(verdict.consistent);
+  EXPECT_NE(verdict.reason.find("3 bursts"), std::string::npos) << verdict.reason;
+
+  // The lock's holder without its journal open at the last look: it may be writing unjournaled.
+  SetState closed = after;
+  closed.journal_open_by_lock_holder = false;
+  verdict = judge(before, closed, {}, during);
+  EXPECT_FALSE(verdict.consistent);
+  EXPECT_NE(verdict.reason.find("without the -journal open at the last look"), std::string::npos)
+      << verdict.reason;
+
   DuringCopy third = during;  // a commit no look saw
   third.writes.database_written();
   third.writes.journal_written();
-  Verdict verdict = judge(before, after, {}, third);
+  verdict = judge(before, after, {}, third);
   EXPECT_FALSE(verdict.consistent);
   EXPECT_NE(verdict.reason.find("3 bursts"), std::string::npos) << verdict.reason;
 
@@ -335,7 +358,7 @@ TEST(Judge, UncountedCommitsAreCountedByTheRecordFromTheFirstLook) {
   EXPECT_FALSE(verdict.consistent);
   DuringCopy hot_first = during;
   hot_first.writes = {};
-  hot_first.writes.start_before_first_look();
+  hot_first.writes.start_before_first_look(false);
   hot_first.writes.database_written();  // the first one's writes, before any journal activity
   hot_first.writes.journal_written();
   hot_first.writes.journal_written();

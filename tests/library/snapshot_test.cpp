@@ -639,6 +639,98 @@ TEST_F(SnapshotTest, UncountedCommitsSeenSyncedAreRolledBackThroughTheirJournals
       << "not the state before the first commit seen";
 }
 
+// Under locking_mode=EXCLUSIVE, the owner switches to journal_mode=OFF for one commit (U marks
+// the first and last 8 rows) and back, then commits T1, seen synced. U wrote the database with
+// no journal activity before T1's: its burst came before any, and was not counted, though no
+// journal was hot at the first look (helper-31 found this).
+TEST_F(SnapshotTest, AnUnjournaledCommitBeforeTheFirstUncountedOneIsCounted) {
+  SteppedBackup backup;
+  {
+    OwnerProcess owner(kOwnerExe, source_, "pause-in-unjournaled-then-uncounted", 24000);
+    backup = back_up_stepping(owner, source_, out_dir_ / "copy.sqlite", {}, {{".2"}, {".3"}});
+    ASSERT_TRUE(backup.every_step_came) << owner.output();
+  }
+  if (backup.chunks < 3) {
+    GTEST_SKIP() << kCopiedInOneStep;
+  }
+  const auto unjournaled =
+      query_int(out_dir_ / "copy.sqlite", "SELECT count(*) FROM t WHERE v GLOB 'UNJ*'");
+  EXPECT_TRUE(unjournaled == 0 || unjournaled == 16)
+      << "torn snapshot: " << unjournaled.value_or(-1) << " of 16 rows of the unjournaled commit";
+  EXPECT_GE(backup.report.attempts, 2);
+}
+
+// T1 is seen synced and commits; then the owner switches to journal_mode=OFF and rewrites the
+// last 40 rows, its first page visible before the kernel queues its IN_MODIFY (a shim writes
+// it through a shared map and pauses). At the last look the journal is not hot and the record
+// shows T1 alone; only the lock held with the journal closed gives the writer away
+// (helper-31 found this).
+TEST_F(SnapshotTest, AnUnjournaledCommitAfterTheLastUncountedOneIsNotMissed) {
+  OwnerProcess owner(kOwnerExe, source_, "pause-in-uncounted-then-unjournaled", 24000);
+  // One attempt: the owner stays in the unjournaled commit, so a later one would only find
+  // the lock held with the journal closed again.
+  try {
+    const SteppedBackup backup =
+        back_up_stepping(owner, source_, out_dir_ / "copy.sqlite", {}, {{".2"}, {".3"}}, 1);
+    ASSERT_TRUE(backup.every_step_came) << owner.output();
+    if (backup.chunks < 3) {
+      GTEST_SKIP() << kCopiedInOneStep;
+    }
+    const auto unjournaled =
+        query_int(out_dir_ / "copy.sqlite", "SELECT count(*) FROM t WHERE v GLOB 'UNJ*'");
+    ADD_FAILURE() << "a snapshot was taken while an unjournaled commit was writing: "
+                  << unjournaled.value_or(-1) << " of its 40 rows";
+  } catch (const sb::SqliteBackupError& error) {
+    EXPECT_EQ(error.kind(), sb::ErrorKind::unstable_source) << error.what();
+    EXPECT_NE(std::string(error.what()).find("without the -journal open"), std::string::npos)
+        << error.what();
+  }
+  EXPECT_FALSE(fs::exists(out_dir_ / "copy.sqlite"));
+}
+
+// The record of writes is kept from attempt to attempt. The first attempt starts it on one
+// owner's database; another file is then renamed over it, with another owner, and the first
+// attempt is refused. The second attempt's record was on the old file: blind to the new one's
+// writes, it let an unseen commit between two seen ones through (helper-31 found this).
+TEST_F(SnapshotTest, TheRecordOfWritesFollowsADatabaseReplacedBetweenAttempts) {
+  std::optional<OwnerProcess> first(std::in_place, kOwnerExe, source_, "pause-in-uncounted-commits",
+                                    24000);
+  ASSERT_TRUE(first->ready()) << first->output();
+  std::optional<OwnerProcess> second;
+  bool steps_ok = true;
+  int second_attempt_chunks = 0;
+  bool replaced = false;
+  sb::Report report;
+  sb::sqlite_backup(source_, out_dir_ / "copy.sqlite",
+                    {.on_progress =
+                         [&](const sb::CopyProgress& progress) {
+                           if (progress.attempt == 1 && !replaced) {
+                             replaced = true;
+                             first->stop();
+                             const fs::path fresh = source_dir_ / "fresh.sqlite";
+                             exec_sql(fresh, "PRAGMA user_version=1;");
+                             fs::remove(source_.string() + "-journal");
+                             fs::rename(fresh, source_);
+                             second.emplace(kOwnerExe, source_, "pause-in-uncounted-commits-missed",
+                                            24000);
+                             steps_ok = steps_ok && second->ready();
+                             return;
+                           }
+                           if (progress.attempt < 2 || !second) return;
+                           const int chunk = second_attempt_chunks++;
+                           if (chunk == 0) steps_ok = steps_ok && second->resume_until(".2");
+                           if (chunk == 1) steps_ok = steps_ok && second->resume_until(".3");
+                           if (chunk == 2) steps_ok = steps_ok && second->resume_until(".4");
+                         },
+                     .report = &report});
+  ASSERT_TRUE(steps_ok && second) << (second ? second->output() : "");
+  second.reset();
+  if (second_attempt_chunks < 4) {
+    GTEST_SKIP() << kCopiedInOneStep;
+  }
+  expect_whole_uncounted_commits(out_dir_ / "copy.sqlite", source_);
+}
+
 // The same, with a third uncounted commit between the two, begun and ended between two looks:
 // no header shows it. Rolled back through the two journals seen, the copy kept its pages.
 // The record of writes shows three bursts for two commits.

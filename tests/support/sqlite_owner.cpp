@@ -124,6 +124,15 @@ constexpr const char* kUsage =
     "                      the same way (FILE.3); FILE.4 once done\n"
     "  pause-in-uncounted-commits-missed  the same, with an unpaused commit between T1 and T2\n"
     "                      that marks every 8th row (from 1) of the third quarter 'mid'\n"
+    "  pause-in-unjournaled-then-uncounted  journal_mode=DELETE; N rows, then under\n"
+    "                      locking_mode=EXCLUSIVE, idle (FILE); under journal_mode=OFF a commit\n"
+    "                      marks the first and last 8 rows 'UNJ'; back under DELETE, T1 makes\n"
+    "                      every 8th row of the third quarter 'rewritten', pausing before its\n"
+    "                      first write (FILE.2); FILE.3\n"
+    "  pause-in-uncounted-then-unjournaled  idle as above (FILE); T1 as above (FILE.2); then\n"
+    "                      under journal_mode=OFF a commit marks the last 40 rows 'UNJ', pausing\n"
+    "                      in its first write, the page visible but its IN_MODIFY not yet queued\n"
+    "                      (FILE.3); FILE.4\n"
     "  pause-in-counted-then-uncounted  journal_mode=DELETE; N rows, then under\n"
     "                      locking_mode=EXCLUSIVE, idle (FILE); T1 appends 500 'new' rows "
     "(counted),\n"
@@ -472,6 +481,20 @@ std::string g_main_path;
 
 sqlite3_file* real_of(sqlite3_file* file) { return reinterpret_cast<PausingFile*>(file)->real; }
 
+// Makes `amount` bytes at `offset` (page-aligned) of the main database visible as a write would,
+// with no event: writes through a shared map queue no IN_MODIFY. The descriptor is never
+// closed: closing any descriptor of the file would drop every POSIX lock the process holds on
+// it, SQLite's included.
+void write_through_a_map(const void* data, int amount, sqlite3_int64 offset) {
+  static const int fd = ::open(g_main_path.c_str(), O_RDWR | O_CLOEXEC);
+  if (fd < 0) die("late-event: open");
+  void* map = ::mmap(nullptr, static_cast<std::size_t>(amount), PROT_READ | PROT_WRITE, MAP_SHARED,
+                     fd, offset);
+  if (map == MAP_FAILED) die("late-event: mmap");
+  std::memcpy(map, data, static_cast<std::size_t>(amount));
+  ::munmap(map, static_cast<std::size_t>(amount));
+}
+
 // Waits for SIGUSR1; a stop signal meanwhile ends the process at once, mid-commit (the
 // journal stays hot, as after a crash).
 void pause_until_resumed() {
@@ -484,8 +507,18 @@ void pause_until_resumed() {
   if (received != SIGUSR1) std::_Exit(3);
 }
 
+// The next write to the main database becomes visible (through a shared map), then the owner
+// pauses before the write that queues its IN_MODIFY (see g_late_event).
+bool g_late_first_write = false;
+
 int pausing_write(sqlite3_file* file, const void* data, int amount, sqlite3_int64 offset) {
   auto* self = reinterpret_cast<PausingFile*>(file);
+  if (self->main_database && g_late_first_write) {
+    g_late_first_write = false;
+    write_through_a_map(data, amount, offset);
+    pause_until_resumed();
+    return self->real->pMethods->xWrite(self->real, data, amount, offset);
+  }
   const bool watched = self->main_database && g_commit_armed;
   if (watched && g_pauses_done == 0) {
     g_pauses_done = 1;
@@ -497,14 +530,7 @@ int pausing_write(sqlite3_file* file, const void* data, int amount, sqlite3_int6
     // (visible to every reader) before fsnotify_modify() queues IN_MODIFY, and the writer may
     // sleep in between (balance_dirty_pages_ratelimited(), preemption). A writable map makes
     // the page visible with no event; the pwrite() after the pause queues it.
-    const int fd = ::open(g_main_path.c_str(), O_RDWR | O_CLOEXEC);
-    if (fd < 0) die("late-event: open");
-    void* map = ::mmap(nullptr, static_cast<std::size_t>(amount), PROT_READ | PROT_WRITE,
-                       MAP_SHARED, fd, 0);
-    if (map == MAP_FAILED) die("late-event: mmap");
-    std::memcpy(map, data, static_cast<std::size_t>(amount));
-    ::munmap(map, static_cast<std::size_t>(amount));
-    ::close(fd);
+    write_through_a_map(data, amount, offset);
     g_pauses_done = 2;
     pause_until_resumed();
     return self->real->pMethods->xWrite(self->real, data, amount, offset);
@@ -678,7 +704,7 @@ int pause_in_commit(const Arguments& args, const std::string& variant) {
       variant == "exclusive-late" || variant == "exclusive-late-release" ||
       variant == "exclusive-synced-release" || variant == "exclusive-late-event" ||
       variant == "exclusive-late-event-control" || variant.rfind("uncounted", 0) == 0 ||
-      variant == "counted-then-uncounted") {
+      variant == "counted-then-uncounted" || variant == "unjournaled-then-uncounted") {
     expect_pragma(db, "journal_mode=DELETE", "delete");
   } else if (variant == "unjournaled") {
     // Nothing on disk shows the commit in progress: only the EXCLUSIVE lock it holds. Paused
@@ -722,6 +748,30 @@ int pause_in_commit(const Arguments& args, const std::string& variant) {
     }
     commit_with_pauses(db, "DELETE FROM b WHERE id % 2 = 0;");
     commit_with_pauses(db, refill);
+    return announce_and_hold(db);
+  }
+  if (variant == "unjournaled-then-uncounted" || variant == "uncounted-then-unjournaled") {
+    g_main_path = args.db;
+    create_table(db);
+    insert_rows(db, args.rows, true);
+    db.exec("PRAGMA cache_size=-65536");  // no spill: one burst per commit
+    enter_exclusive_locking_mode_idle(db);
+    const std::string third_quarter = " AND id > " + std::to_string(args.rows / 2) +
+                                      " AND id <= " + std::to_string(args.rows * 3 / 4) + ";";
+    if (variant == "unjournaled-then-uncounted") {
+      expect_pragma(db, "journal_mode=OFF", "off");
+      db.exec("UPDATE t SET v = 'UNJ' || substr(v, 4) WHERE id <= 8 OR id > " +
+              std::to_string(args.rows - 8) + ";");
+      expect_pragma(db, "journal_mode=DELETE", "delete");
+    }
+    commit_pausing_before_its_writes(
+        db, "UPDATE t SET v = 'rewritten ' || v WHERE id % 8 = 0" + third_quarter);  // FILE.2
+    if (variant == "uncounted-then-unjournaled") {
+      expect_pragma(db, "journal_mode=OFF", "off");
+      g_late_first_write = true;  // FILE.3
+      db.exec("UPDATE t SET v = 'UNJ' || substr(v, 4) WHERE id > " +
+              std::to_string(args.rows - 40) + ";");
+    }
     return announce_and_hold(db);
   }
   if (variant == "counted-then-uncounted") {
@@ -998,6 +1048,12 @@ int main(int argc, char** argv) {
   if (args.mode == "pause-in-uncounted-commits") return pause_in_commit(args, "uncounted");
   if (args.mode == "pause-in-uncounted-commits-missed") {
     return pause_in_commit(args, "uncounted-missed");
+  }
+  if (args.mode == "pause-in-unjournaled-then-uncounted") {
+    return pause_in_commit(args, "unjournaled-then-uncounted");
+  }
+  if (args.mode == "pause-in-uncounted-then-unjournaled") {
+    return pause_in_commit(args, "uncounted-then-unjournaled");
   }
   if (args.mode == "pause-in-counted-then-uncounted") {
     return pause_in_commit(args, "counted-then-uncounted");
