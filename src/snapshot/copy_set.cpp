@@ -769,6 +769,34 @@ bool expects_uncounted_commits(const validate::SetState& look, bool held_at_ever
          (!validate::journal_is_hot(look.journal) || held_at_every_look);
 }
 
+// An attempt's first look at the source. Where it finds an owner that may commit without
+// moving the change counter (expects_uncounted_commits(), `held_at_every_look` as there), the
+// kernel's record of writes must have begun before it: started here if need be (and the look
+// taken again), kept for the attempts that follow (closing an inotify instance costs
+// milliseconds), emptied of what came before, and started afresh when the files it watches
+// were replaced.
+validate::SetState first_look(const discover::DatabaseFiles& source, const Settings& settings,
+                              bool held_at_every_look,
+                              std::optional<io::WriteWatch>& writes_from_first_look) {
+  // (An overflow stops a drain where the kernel lost events: what it queued after them is
+  // read again.)
+  if (writes_from_first_look) {
+    for (int drains = 0; drains < 4 && !writes_from_first_look->drain([](io::Written) {});) {
+      ++drains;
+    }
+  }
+  validate::SetState before = validate::capture(source);
+  if (writes_from_first_look && !writes_from_first_look->watching(before.database.stat)) {
+    writes_from_first_look.reset();
+  }
+  if (expects_uncounted_commits(before, held_at_every_look) && !writes_from_first_look &&
+      settings.follow_commits && !settings.copy_function) {
+    writes_from_first_look = io::WriteWatch::start(source.database, source.journal);
+    if (writes_from_first_look) before = validate::capture(source);
+  }
+  return before;
+}
+
 // Which cycle of the owner's to wait for before the next attempt, and the marker (journal or
 // WAL header) the rejected attempt saw.
 using LastSeen = std::optional<std::pair<Cycle, validate::MemberState>>;
@@ -785,25 +813,9 @@ LastSeen copy_set_once(const discover::DatabaseFiles& source,
   // the database: should its transaction commit meanwhile and delete it, the descriptor
   // still reads the whole file (see judge()).
   io::UniqueFd held_journal = io::open_source_file(source.journal);
-  // What the record held before this attempt's first look is no evidence for it. (An overflow
-  // stops a drain where the kernel lost events: what it queued after them is read again.)
-  if (writes_from_first_look) {
-    for (int drains = 0; drains < 4 && !writes_from_first_look->drain([](io::Written) {});) {
-      ++drains;
-    }
-  }
-  validate::SetState before = validate::capture(source);
-  if (writes_from_first_look && !writes_from_first_look->watching(before.database.stat)) {
-    // The database or its folder was replaced: the watches are on the old ones.
-    writes_from_first_look.reset();
-  }
   const bool exclusive_so_far = attempt == 1 || outcome.exclusive_lock_at_every_attempt;
-  if (expects_uncounted_commits(before, attempt > 1 && exclusive_so_far) &&
-      !writes_from_first_look && settings.follow_commits && !settings.copy_function) {
-    // Kept for the attempts that follow: closing an inotify instance costs milliseconds.
-    writes_from_first_look = io::WriteWatch::start(source.database, source.journal);
-    if (writes_from_first_look) before = validate::capture(source);
-  }
+  const validate::SetState before =
+      first_look(source, settings, attempt > 1 && exclusive_so_far, writes_from_first_look);
   if (held_journal && !(before.journal.exists && before.journal.stat.same_file(io::stat_fd(
                                                      held_journal.get(), source.journal)))) {
     outcome.last_reason = "the journal changed as we opened it";
