@@ -582,7 +582,12 @@ validate::Verdict judge_copy(const discover::DatabaseFiles& source,
     after_each_look();
     // (Uncounted commits are counted from the first look on: there the first has a burst too.)
     const auto& commits = during.commits;
-    if ((commits.size() >= 2 || (!commits.empty() && commits.back().uncounted)) &&
+    // (From the first look with no journal hot then, the first commit has a burst too, counted
+    // or not: helper-32.)
+    const bool first_has_a_burst =
+        during.writes.from_first_look() && !validate::journal_is_hot(before.journal);
+    if ((commits.size() >= 2 ||
+         (!commits.empty() && (commits.back().uncounted || first_has_a_burst))) &&
         validate::same_journal_transaction(commits.back().header, after.journal)) {
       if (validate::same_journal_transaction(
               commits.back().header,

@@ -595,6 +595,32 @@ TEST_F(SnapshotTest, AnUncountedCommitBetweenTwoCountedOnesIsCountedAsABurst) {
   EXPECT_TRUE(fs::is_empty(out_dir_));
 }
 
+// Owner in locking_mode=EXCLUSIVE, idle at the first look (the record of writes runs from
+// before it). Between two chunks: U, uncounted, rewrites the first and the last 200 rows
+// ('ROW') and ends, seen by no look; a rollback (SQLite counts the next commit again); T,
+// counted, syncs its journal and makes page 1 visible while its IN_MODIFY is held back (the
+// late-event shim). The next look catches T in its commit: a chain of one counted commit.
+// Its burst was counted in flight only for chains of two or more or an uncounted last commit,
+// so the record showed U's burst alone, one for one commit: rolled back through T, the copy
+// kept U's last rows (read after U) and not its first (helper-32 found this).
+TEST_F(SnapshotTest, ALoneCountedCommitWhoseEventComesLateDoesNotHideAnUncountedOne) {
+  OwnerProcess owner(kOwnerExe, source_, "pause-in-uncounted-then-late-counted", 24000);
+  try {
+    const SteppedBackup backup =
+        back_up_stepping(owner, source_, out_dir_ / "copy.sqlite", {}, {{".2", ".3"}}, 1);
+    ASSERT_TRUE(backup.every_step_came) << owner.output();
+    if (backup.chunks < 3) GTEST_SKIP() << kCopiedInOneStep;
+    const fs::path copy = out_dir_ / "copy.sqlite";
+    const auto u = query_int(copy, "SELECT count(*) FROM t WHERE v GLOB 'ROW *'");
+    const auto t = query_int(copy, "SELECT count(*) FROM t WHERE v LIKE 'rewritten%'");
+    EXPECT_TRUE(u == 0 || u == 400) << "torn snapshot: " << u.value_or(-1)
+                                    << " of U's 400 rows (T rows " << t.value_or(-1) << ")";
+    EXPECT_EQ(query_text(copy, "PRAGMA integrity_check"), "ok");
+  } catch (const sb::SqliteBackupError& error) {
+    EXPECT_EQ(error.kind(), sb::ErrorKind::unstable_source) << error.what();
+  }
+}
+
 // What a copy of a pause-in-uncounted-commits* owner may hold: its commits T1 ('rewritten'),
 // the unpaused one of the -missed variant ('mid') and T2 ('ROW'), each whole or not at all,
 // in order.

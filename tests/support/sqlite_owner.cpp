@@ -141,6 +141,12 @@ constexpr const char* kUsage =
     "  pause-in-uncounted-free-and-reuse  as pause-in-two-commits (N blobs), under\n"
     "                      locking_mode=EXCLUSIVE after a counted commit: idle (FILE), then T1\n"
     "                      and T2 each pausing before its first write (FILE.2, FILE.3); FILE.4\n"
+    "  pause-in-uncounted-then-late-counted  journal_mode=DELETE; N rows, then under\n"
+    "                      locking_mode=EXCLUSIVE, idle (FILE); U, uncounted, unpaused, makes the\n"
+    "                      first and last 200 rows 'ROW'; a rollback; T (counted) rewrites every\n"
+    "                      8th row of the second quarter, pausing before its first write (FILE.2)\n"
+    "                      and with page 1 visible but its IN_MODIFY not yet queued (FILE.3);\n"
+    "                      FILE.4 once done\n"
     "  stomp               creates PATH with N rows if missing, then (no SQLite) rewrites the "
     "header's\n"
     "                      change counter (bytes 24-27) in a tight loop until SIGTERM/SIGINT\n"
@@ -704,7 +710,8 @@ int pause_in_commit(const Arguments& args, const std::string& variant) {
       variant == "exclusive-late" || variant == "exclusive-late-release" ||
       variant == "exclusive-synced-release" || variant == "exclusive-late-event" ||
       variant == "exclusive-late-event-control" || variant.rfind("uncounted", 0) == 0 ||
-      variant == "counted-then-uncounted" || variant == "unjournaled-then-uncounted") {
+      variant == "counted-then-uncounted" || variant == "unjournaled-then-uncounted" ||
+      variant == "uncounted-then-late-counted") {
     expect_pragma(db, "journal_mode=DELETE", "delete");
   } else if (variant == "unjournaled") {
     // Nothing on disk shows the commit in progress: only the EXCLUSIVE lock it holds. Paused
@@ -773,6 +780,24 @@ int pause_in_commit(const Arguments& args, const std::string& variant) {
               std::to_string(args.rows - 40) + ";");
     }
     return announce_and_hold(db);
+  }
+  if (variant == "uncounted-then-late-counted") {
+    // helper-32: a chain of ONE counted commit, followed from the first look, whose page 1
+    // is visible before its IN_MODIFY; an uncounted commit U before it, unseen.
+    g_main_path = args.db;
+    create_table(db);
+    insert_rows(db, args.rows, true);
+    db.exec("PRAGMA cache_size=-131072");   // no spill: one burst per commit
+    enter_exclusive_locking_mode_idle(db);  // FILE
+    db.exec("UPDATE t SET v = 'ROW' || substr(v, 4) WHERE id <= 200 OR id > " +
+            std::to_string(args.rows - 200) + ";");
+    db.exec("BEGIN; UPDATE t SET v = 'x' || v WHERE id = 2; ROLLBACK;");  // counts the next
+    g_late_event = true;
+    commit_with_pauses(db, "UPDATE t SET v = 'rewritten ' || v WHERE id % 8 = 0 AND id > " +
+                               std::to_string(args.rows / 4) + " AND id <= " +
+                               std::to_string(args.rows / 2) + ";");  // FILE.2, FILE.3
+    g_late_event = false;
+    return announce_and_hold(db);  // FILE.4
   }
   if (variant == "counted-then-uncounted") {
     create_table(db);
@@ -1054,6 +1079,9 @@ int main(int argc, char** argv) {
   }
   if (args.mode == "pause-in-uncounted-then-unjournaled") {
     return pause_in_commit(args, "uncounted-then-unjournaled");
+  }
+  if (args.mode == "pause-in-uncounted-then-late-counted") {
+    return pause_in_commit(args, "uncounted-then-late-counted");
   }
   if (args.mode == "pause-in-counted-then-uncounted") {
     return pause_in_commit(args, "counted-then-uncounted");
