@@ -636,8 +636,10 @@ class CommitWatch {
 
   void look_between_chunks() {
     if (!enabled_) return;
-    look(validate::capture_member(source_.database, validate::kDatabaseHeaderSize),
-         validate::capture_member(source_.journal, validate::kJournalHeaderSize));
+    const validate::MemberState journal =
+        validate::capture_member(source_.journal, validate::kJournalHeaderSize);
+    look(validate::capture_member(source_.database, validate::kDatabaseHeaderSize), journal);
+    if (follows_uncounted_) await_sync(journal);
   }
 
   // Brings the record of writes up to now: after the last look, before the judgement.
@@ -703,10 +705,49 @@ class CommitWatch {
     }
   }
 
+  // A commit of an owner in exclusive locking mode shows its journal synced for a fraction of
+  // a millisecond (from its journal's sync to its end), less than the time between two looks.
+  // A transaction found journaling (its header written, its magic not yet) is waited for,
+  // briefly, and its journal caught once synced. Only where it helps: what the copy then
+  // reads comes later, and a later look could not see what came before.
+  void await_sync(validate::MemberState journal) {
+    using clock = std::chrono::steady_clock;
+    constexpr auto kLongest = std::chrono::milliseconds(3);
+    constexpr auto kPerAttempt = std::chrono::milliseconds(15);
+    const auto journaling = [](const validate::MemberState& header) {
+      return header.exists && header.header_bytes >= validate::kJournalHeaderSize &&
+             !validate::journal_is_hot(header) &&
+             std::any_of(header.header.begin() + 12,
+                         header.header.begin() + validate::kJournalHeaderSize,
+                         [](std::byte b) { return b != std::byte{0}; });
+    };
+    const auto same_transaction = [](const validate::MemberState& a,
+                                     const validate::MemberState& b) {
+      return a.header_bytes >= validate::kJournalHeaderSize &&
+             b.header_bytes >= validate::kJournalHeaderSize &&
+             std::equal(a.header.begin() + 12, a.header.begin() + validate::kJournalHeaderSize,
+                        b.header.begin() + 12);
+    };
+    if (!journaling(journal) || waited_ >= kPerAttempt) return;
+    const validate::MemberState begun = journal;
+    const auto start = clock::now();
+    const auto deadline = start + std::min<clock::duration>(kLongest, kPerAttempt - waited_);
+    // (The nonce is written with the header and kept when the sync adds the magic.)
+    while (journaling(journal) && same_transaction(journal, begun) && clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::microseconds(100));
+      journal = validate::capture_member(source_.journal, validate::kJournalHeaderSize);
+    }
+    waited_ += clock::now() - start;
+    if (validate::journal_synced(journal) && same_transaction(journal, begun)) {
+      look(validate::capture_member(source_.database, validate::kDatabaseHeaderSize), journal);
+    }
+  }
+
   const discover::DatabaseFiles& source_;
   const discover::DatabaseFiles& staged_files_;
   const validate::SetState& before_;
   const bool enabled_;
+  std::chrono::steady_clock::duration waited_{};  // in await_sync(), this attempt
   bool writes_started_ = false;
   bool follows_uncounted_ = false;
   io::WriteWatch* writes_ = nullptr;  // own_writes_, or the one from the first look
