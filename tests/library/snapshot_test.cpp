@@ -349,6 +349,18 @@ SteppedBackup back_up_stepping(OwnerProcess& owner, const fs::path& source,
   return result;
 }
 
+// back_up_stepping() on an owner of its own in `mode` (with `rows` rows), stopped afterwards,
+// its lock with it, so that the source can be read; its output in `owner_output`.
+SteppedBackup back_up_stepping_owner(const fs::path& source, const fs::path& destination,
+                                     const char* mode, int rows,
+                                     const std::vector<std::vector<std::string>>& at_chunk,
+                                     std::string& owner_output) {
+  OwnerProcess owner(kOwnerExe, source, mode, rows);
+  SteppedBackup backup = back_up_stepping(owner, source, destination, {}, at_chunk);
+  owner_output = owner.output();
+  return backup;
+}
+
 // Why a test that lets an owner advance between the copy's chunks cannot run.
 constexpr const char* kCopiedInOneStep =
     "the database was copied in one step (a reflink clone?): no moment between chunks to let "
@@ -519,12 +531,11 @@ TEST_F(SnapshotTest, AnOwnerEnteringExclusiveLockingModeDuringTheCopyIsNotTakenF
 // second commit's later pages (helper-26 found this). The kernel's record of writes shows a
 // second burst of database writes after the first commit ended its journal.
 TEST_F(SnapshotTest, AnUncountedCommitWhoseLockIsGoneByTheNextLookIsNotMissed) {
-  SteppedBackup backup;
-  {
-    OwnerProcess owner(kOwnerExe, source_, "pause-in-exclusive-late-release", 12000);
-    backup = back_up_stepping(owner, source_, out_dir_ / "copy.sqlite", {}, {{".2", ".3"}, {".4"}});
-    ASSERT_TRUE(backup.every_step_came) << owner.output();
-  }
+  std::string output;
+  const SteppedBackup backup =
+      back_up_stepping_owner(source_, out_dir_ / "copy.sqlite", "pause-in-exclusive-late-release",
+                             12000, {{".2", ".3"}, {".4"}}, output);
+  ASSERT_TRUE(backup.every_step_came) << output;
   if (backup.chunks < 2) {
     GTEST_SKIP() << kCopiedInOneStep;
   }
@@ -538,12 +549,11 @@ TEST_F(SnapshotTest, AnUncountedCommitWhoseLockIsGoneByTheNextLookIsNotMissed) {
 // record runs, and when its burst was counted for it anyway, the uncounted commit's burst
 // was taken for it (helper-27 found this). Only bursts after journal activity are counted.
 TEST_F(SnapshotTest, AnUncountedCommitAfterACommitDoneWritingAtTheFirstLookIsNotMissed) {
-  SteppedBackup backup;
-  {
-    OwnerProcess owner(kOwnerExe, source_, "pause-in-exclusive-synced-release", 12000);
-    backup = back_up_stepping(owner, source_, out_dir_ / "copy.sqlite", {}, {{".2"}});
-    ASSERT_TRUE(backup.every_step_came) << owner.output();
-  }
+  std::string output;
+  const SteppedBackup backup =
+      back_up_stepping_owner(source_, out_dir_ / "copy.sqlite", "pause-in-exclusive-synced-release",
+                             12000, {{".2"}}, output);
+  ASSERT_TRUE(backup.every_step_came) << output;
   if (backup.chunks < 2) {
     GTEST_SKIP() << kCopiedInOneStep;
   }
@@ -647,13 +657,11 @@ void expect_whole_uncounted_commits(const fs::path& copy, const fs::path& source
 // rolled back through both and accepted at once, the kernel's record of writes showing one
 // burst for each.
 TEST_F(SnapshotTest, UncountedCommitsSeenSyncedAreRolledBackThroughTheirJournals) {
-  SteppedBackup backup;
-  {
-    OwnerProcess owner(kOwnerExe, source_, "pause-in-uncounted-commits", 24000);
-    backup =
-        back_up_stepping(owner, source_, out_dir_ / "copy.sqlite", {}, {{".2"}, {".3"}, {".4"}});
-    ASSERT_TRUE(backup.every_step_came) << owner.output();
-  }
+  std::string output;
+  const SteppedBackup backup =
+      back_up_stepping_owner(source_, out_dir_ / "copy.sqlite", "pause-in-uncounted-commits", 24000,
+                             {{".2"}, {".3"}, {".4"}}, output);
+  ASSERT_TRUE(backup.every_step_came) << output;
   if (backup.chunks < 4) {
     GTEST_SKIP() << kCopiedInOneStep;
   }
@@ -670,12 +678,11 @@ TEST_F(SnapshotTest, UncountedCommitsSeenSyncedAreRolledBackThroughTheirJournals
 // no journal activity before T1's: its burst came before any, and was not counted, though no
 // journal was hot at the first look (helper-31 found this).
 TEST_F(SnapshotTest, AnUnjournaledCommitBeforeTheFirstUncountedOneIsCounted) {
-  SteppedBackup backup;
-  {
-    OwnerProcess owner(kOwnerExe, source_, "pause-in-unjournaled-then-uncounted", 24000);
-    backup = back_up_stepping(owner, source_, out_dir_ / "copy.sqlite", {}, {{".2"}, {".3"}});
-    ASSERT_TRUE(backup.every_step_came) << owner.output();
-  }
+  std::string output;
+  const SteppedBackup backup = back_up_stepping_owner(source_, out_dir_ / "copy.sqlite",
+                                                      "pause-in-unjournaled-then-uncounted", 24000,
+                                                      {{".2"}, {".3"}}, output);
+  ASSERT_TRUE(backup.every_step_came) << output;
   if (backup.chunks < 3) {
     GTEST_SKIP() << kCopiedInOneStep;
   }
@@ -761,13 +768,11 @@ TEST_F(SnapshotTest, TheRecordOfWritesFollowsADatabaseReplacedBetweenAttempts) {
 // no header shows it. Rolled back through the two journals seen, the copy kept its pages.
 // The record of writes shows three bursts for two commits.
 TEST_F(SnapshotTest, AnUncountedCommitBetweenTwoSeenSyncedIsNotMissed) {
-  SteppedBackup backup;
-  {
-    OwnerProcess owner(kOwnerExe, source_, "pause-in-uncounted-commits-missed", 24000);
-    backup =
-        back_up_stepping(owner, source_, out_dir_ / "copy.sqlite", {}, {{".2"}, {".3"}, {".4"}});
-    ASSERT_TRUE(backup.every_step_came) << owner.output();
-  }
+  std::string output;
+  const SteppedBackup backup =
+      back_up_stepping_owner(source_, out_dir_ / "copy.sqlite", "pause-in-uncounted-commits-missed",
+                             24000, {{".2"}, {".3"}, {".4"}}, output);
+  ASSERT_TRUE(backup.every_step_came) << output;
   if (backup.chunks < 4) {
     GTEST_SKIP() << kCopiedInOneStep;
   }
@@ -781,13 +786,11 @@ TEST_F(SnapshotTest, AnUncountedCommitBetweenTwoSeenSyncedIsNotMissed) {
 // counter, not at the counter T2 found: the rollback through T2 is checked by its first
 // record, not by the counter (a backup failed "SQLite did not play back the journal").
 TEST_F(SnapshotTest, ACountedCommitThenAnUncountedOneAreRolledBackAtOnce) {
-  SteppedBackup backup;
-  {
-    OwnerProcess owner(kOwnerExe, source_, "pause-in-counted-then-uncounted", 24000);
-    backup = back_up_stepping(owner, source_, out_dir_ / "copy.sqlite", {},
-                              {{".2"}, {".3"}, {".4"}, {".5"}});
-    ASSERT_TRUE(backup.every_step_came) << owner.output();
-  }
+  std::string output;
+  const SteppedBackup backup =
+      back_up_stepping_owner(source_, out_dir_ / "copy.sqlite", "pause-in-counted-then-uncounted",
+                             24000, {{".2"}, {".3"}, {".4"}, {".5"}}, output);
+  ASSERT_TRUE(backup.every_step_came) << output;
   if (backup.chunks < 5) {
     GTEST_SKIP() << kCopiedInOneStep;
   }
@@ -806,13 +809,11 @@ TEST_F(SnapshotTest, ACountedCommitThenAnUncountedOneAreRolledBackAtOnce) {
 // uncounted commits, whose chain needs no freelist rule. Rolled back through both, the
 // restored rows would point at T2's blobs.
 TEST_F(SnapshotTest, UncountedCommitsThatFreeAndReusePagesAreNotRolledBackAtOnce) {
-  SteppedBackup backup;
-  {
-    OwnerProcess owner(kOwnerExe, source_, "pause-in-uncounted-free-and-reuse", 1000);
-    backup =
-        back_up_stepping(owner, source_, out_dir_ / "copy.sqlite", {}, {{".2"}, {".3"}, {".4"}});
-    ASSERT_TRUE(backup.every_step_came) << owner.output();
-  }
+  std::string output;
+  const SteppedBackup backup =
+      back_up_stepping_owner(source_, out_dir_ / "copy.sqlite", "pause-in-uncounted-free-and-reuse",
+                             1000, {{".2"}, {".3"}, {".4"}}, output);
+  ASSERT_TRUE(backup.every_step_came) << output;
   if (backup.chunks < 4) {
     GTEST_SKIP() << kCopiedInOneStep;
   }

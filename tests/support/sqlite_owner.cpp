@@ -14,6 +14,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <map>
 #include <string>
 #include <string_view>
 
@@ -696,6 +697,21 @@ void enter_exclusive_locking_mode_idle(Database& db) {
   pause_until_resumed();  // FILE
 }
 
+// The start of the pause-in-*uncounted* variants: N rows, a cache that holds a commit whole
+// (no spill: one burst per commit), then idle under locking_mode=EXCLUSIVE (FILE).
+void rows_then_exclusive_idle(Database& db, const Arguments& args) {
+  create_table(db);
+  insert_rows(db, args.rows, true);
+  db.exec("PRAGMA cache_size=-65536");
+  enter_exclusive_locking_mode_idle(db);
+}
+
+// SQL selecting the third quarter of the rows, after a first condition.
+std::string and_in_third_quarter(const Arguments& args) {
+  return " AND id > " + std::to_string(args.rows / 2) +
+         " AND id <= " + std::to_string(args.rows * 3 / 4) + ";";
+}
+
 int pause_in_commit(const Arguments& args, const std::string& variant) {
   sigset_t resume;
   sigemptyset(&resume);
@@ -759,12 +775,8 @@ int pause_in_commit(const Arguments& args, const std::string& variant) {
   }
   if (variant == "unjournaled-then-uncounted" || variant == "uncounted-then-unjournaled") {
     g_main_path = args.db;
-    create_table(db);
-    insert_rows(db, args.rows, true);
-    db.exec("PRAGMA cache_size=-65536");  // no spill: one burst per commit
-    enter_exclusive_locking_mode_idle(db);
-    const std::string third_quarter = " AND id > " + std::to_string(args.rows / 2) +
-                                      " AND id <= " + std::to_string(args.rows * 3 / 4) + ";";
+    rows_then_exclusive_idle(db, args);  // FILE
+    const std::string third_quarter = and_in_third_quarter(args);
     if (variant == "unjournaled-then-uncounted") {
       expect_pragma(db, "journal_mode=OFF", "off");
       db.exec("UPDATE t SET v = 'UNJ' || substr(v, 4) WHERE id <= 8 OR id > " +
@@ -800,11 +812,8 @@ int pause_in_commit(const Arguments& args, const std::string& variant) {
     return announce_and_hold(db);  // FILE.4
   }
   if (variant == "counted-then-uncounted") {
-    create_table(db);
-    insert_rows(db, args.rows, true);
-    db.exec("PRAGMA cache_size=-65536");  // no spill: one burst per commit
-    enter_exclusive_locking_mode_idle(db);
-    commit_with_pauses(  // FILE.2, FILE.3: appends, so it writes page 1 (counted)
+    rows_then_exclusive_idle(db, args);  // FILE
+    commit_with_pauses(                  // FILE.2, FILE.3: appends, so it writes page 1 (counted)
         db,
         "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 500)"
         " INSERT INTO t(v) SELECT 'new ' || i || ' ' || hex(randomblob(400)) FROM n;");
@@ -815,12 +824,8 @@ int pause_in_commit(const Arguments& args, const std::string& variant) {
     return announce_and_hold(db);  // FILE.5
   }
   if (variant == "uncounted" || variant == "uncounted-missed") {
-    create_table(db);
-    insert_rows(db, args.rows, true);
-    db.exec("PRAGMA cache_size=-65536");  // no spill: one burst per commit
-    enter_exclusive_locking_mode_idle(db);
-    const std::string third_quarter = " AND id > " + std::to_string(args.rows / 2) +
-                                      " AND id <= " + std::to_string(args.rows * 3 / 4) + ";";
+    rows_then_exclusive_idle(db, args);  // FILE
+    const std::string third_quarter = and_in_third_quarter(args);
     commit_pausing_before_its_writes(
         db, "UPDATE t SET v = 'rewritten ' || v WHERE id % 8 = 0" + third_quarter);  // FILE.2
     if (variant == "uncounted-missed") {
@@ -1046,49 +1051,34 @@ int main(int argc, char** argv) {
   if (args.mode == "hot-journal") return die_mid_transaction(args);
   if (args.mode == "open-transaction") return hold_open_transaction(args);
   if (args.mode == "commit-on-signal") return commit_on_signal(args);
-  if (args.mode == "pause-in-commit") return pause_in_commit(args, "");
-  if (args.mode == "pause-in-commit-exclusive") return pause_in_commit(args, "exclusive");
-  if (args.mode == "pause-in-commit-attached") return pause_in_commit(args, "attached");
-  if (args.mode == "pause-in-two-commits") return pause_in_commit(args, "free-and-reuse");
-  if (args.mode == "pause-in-shrinking-commit") return pause_in_commit(args, "shrink");
+  // The pause-in-* modes: one function, told the variant.
+  static const std::map<std::string, std::string, std::less<>> kPausingVariants = {
+      {"pause-in-commit", ""},
+      {"pause-in-commit-exclusive", "exclusive"},
+      {"pause-in-commit-attached", "attached"},
+      {"pause-in-two-commits", "free-and-reuse"},
+      {"pause-in-shrinking-commit", "shrink"},
+      {"pause-in-commit-then-spill", "spill-after"},
+      {"pause-in-unjournaled-commit", "unjournaled"},
+      {"pause-in-two-in-place-commits", "two-in-place"},
+      {"pause-in-exclusive-late", "exclusive-late"},
+      {"pause-in-exclusive-late-release", "exclusive-late-release"},
+      {"pause-in-exclusive-late-event", "exclusive-late-event"},
+      {"pause-in-exclusive-late-event-control", "exclusive-late-event-control"},
+      {"pause-in-exclusive-synced-release", "exclusive-synced-release"},
+      {"pause-in-chunk-shrink-regrow", "chunk-shrink-regrow"},
+      {"pause-in-uncounted-commits", "uncounted"},
+      {"pause-in-uncounted-commits-missed", "uncounted-missed"},
+      {"pause-in-unjournaled-then-uncounted", "unjournaled-then-uncounted"},
+      {"pause-in-uncounted-then-unjournaled", "uncounted-then-unjournaled"},
+      {"pause-in-uncounted-then-late-counted", "uncounted-then-late-counted"},
+      {"pause-in-counted-then-uncounted", "counted-then-uncounted"},
+      {"pause-in-uncounted-free-and-reuse", "uncounted-free-and-reuse"},
+  };
+  if (const auto variant = kPausingVariants.find(args.mode); variant != kPausingVariants.end()) {
+    return pause_in_commit(args, variant->second);
+  }
   if (args.mode == "rollback-then-commit") return rollback_then_commit(args);
-  if (args.mode == "pause-in-commit-then-spill") return pause_in_commit(args, "spill-after");
-  if (args.mode == "pause-in-unjournaled-commit") return pause_in_commit(args, "unjournaled");
-  if (args.mode == "pause-in-two-in-place-commits") return pause_in_commit(args, "two-in-place");
-  if (args.mode == "pause-in-exclusive-late") return pause_in_commit(args, "exclusive-late");
-  if (args.mode == "pause-in-exclusive-late-release") {
-    return pause_in_commit(args, "exclusive-late-release");
-  }
-  if (args.mode == "pause-in-exclusive-late-event")
-    return pause_in_commit(args, "exclusive-late-event");
-  if (args.mode == "pause-in-exclusive-late-event-control") {
-    return pause_in_commit(args, "exclusive-late-event-control");
-  }
-  if (args.mode == "pause-in-exclusive-synced-release") {
-    return pause_in_commit(args, "exclusive-synced-release");
-  }
-  if (args.mode == "pause-in-chunk-shrink-regrow") {
-    return pause_in_commit(args, "chunk-shrink-regrow");
-  }
-  if (args.mode == "pause-in-uncounted-commits") return pause_in_commit(args, "uncounted");
-  if (args.mode == "pause-in-uncounted-commits-missed") {
-    return pause_in_commit(args, "uncounted-missed");
-  }
-  if (args.mode == "pause-in-unjournaled-then-uncounted") {
-    return pause_in_commit(args, "unjournaled-then-uncounted");
-  }
-  if (args.mode == "pause-in-uncounted-then-unjournaled") {
-    return pause_in_commit(args, "uncounted-then-unjournaled");
-  }
-  if (args.mode == "pause-in-uncounted-then-late-counted") {
-    return pause_in_commit(args, "uncounted-then-late-counted");
-  }
-  if (args.mode == "pause-in-counted-then-uncounted") {
-    return pause_in_commit(args, "counted-then-uncounted");
-  }
-  if (args.mode == "pause-in-uncounted-free-and-reuse") {
-    return pause_in_commit(args, "uncounted-free-and-reuse");
-  }
   if (args.mode == "stomp") return stomp(args);
   usage_error("unknown mode " + args.mode);
 }
