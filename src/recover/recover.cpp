@@ -7,7 +7,6 @@
 #include <vector>
 
 #include "error_internal.hpp"
-#include "io/big_endian.hpp"
 #include "io/file.hpp"
 #include "log_internal.hpp"
 #include "recover/apply_wal.hpp"
@@ -20,49 +19,26 @@ using detail::log_debug;
 using detail::quoted;
 using detail::throw_error;
 
-namespace {
-
-// The journal's first record (page number and the page's original), which playback must have
-// put into the copy: empty when the journal has none to read.
-struct FirstRecord {
-  std::uint64_t offset = 0;  // of the page in the database
-  std::vector<std::byte> page;
-};
-
-FirstRecord first_record_of(const std::filesystem::path& journal) {
-  FirstRecord record;
-  const io::UniqueFd fd = io::open_source_file(journal);
-  if (!fd) return record;
-  std::array<std::byte, validate::kJournalHeaderSize> header{};
-  if (io::read_at(fd.get(), header, 0, journal) < header.size()) return record;
-  const std::uint32_t sector = io::load_be32(header.data() + 20);
-  const std::uint32_t page_size = io::load_be32(header.data() + 24);
-  if (sector < 32 || page_size < 512 || page_size > 65536) return record;
-  std::array<std::byte, 4> number{};
-  if (io::read_at(fd.get(), number, sector, journal) < number.size()) return record;
-  const std::uint32_t page_number = io::load_be32(number.data());
-  if (page_number == 0) return record;
-  record.page.resize(page_size);
-  if (io::read_at(fd.get(), record.page, std::uint64_t{sector} + 4, journal) < page_size) {
-    record.page.clear();
-    return record;
-  }
-  record.offset = std::uint64_t{page_number - 1} * page_size;
-  return record;
-}
-
-}  // namespace
-
 void roll_back(const std::filesystem::path& staged, const std::filesystem::path& journal,
                std::optional<std::uint32_t> expected_change_counter, const Settings& settings,
                const std::filesystem::path& source) {
-  const FirstRecord first = first_record_of(journal);
+  // Read after SQLite deleted it: what it should have played back, page by page.
+  const validate::JournalPlayback playback = validate::journal_playback(journal);
+  const io::UniqueFd journal_fd = io::open_source_file(journal);
   const std::filesystem::path hot_journal = staged.string() + "-journal";
-  if (::rename(journal.c_str(), hot_journal.c_str()) != 0) {
-    io::throw_errno(errno, "cannot prepare the rollback of the snapshot of", source);
+  if (!journal_fd || ::rename(journal.c_str(), hot_journal.c_str()) != 0) {
+    io::throw_errno(journal_fd ? errno : ENOENT, "cannot prepare the rollback of the snapshot of",
+                    source);
   }
   {
-    sql::Database db = sql::open_for_reading(staged, settings.connect, false, source);
+    // psow=1 first (the first of a URI's parameters wins): SQLite plays a journal back only if
+    // it is at least one of the reader's sectors long, and a reader without powersafe
+    // overwrite (psow=0 among the caller's parameters) takes 4096-byte sectors where the owner
+    // wrote 512-byte ones, and deletes a shorter journal without a word (helper-33 found this).
+    ConnectOptions connect = settings.connect;
+    connect.uri_parameters =
+        connect.uri_parameters.empty() ? "psow=1" : "psow=1&" + connect.uri_parameters;
+    sql::Database db = sql::open_for_reading(staged, connect, false, source);
     sql::allow_cancellation(db.get(), settings.cancel);
     // Private until commit: the rollback need not wait for the disk.
     db.exec("PRAGMA synchronous=OFF", "cannot configure the snapshot of");
@@ -71,15 +47,23 @@ void roll_back(const std::filesystem::path& staged, const std::filesystem::path&
   }
   const std::uint32_t counter =
       validate::change_counter(validate::capture_member(staged, validate::kDatabaseHeaderSize));
-  // Page 1 shows whether SQLite played a journal that holds it back; a journal of a commit
-  // that left the counter alone does not hold it, and its first record shows it instead.
+  // SQLite deletes a journal it will not play back as it deletes one it played, so every page
+  // the journal holds must now be in the copy as the journal has it (a page the copy read
+  // before the commit wrote it proves nothing alone); page 1's counter is checked too where
+  // the journal holds page 1.
   bool played = !io::stat_path(hot_journal) &&
                 (!expected_change_counter || counter == *expected_change_counter);
-  if (played && !first.page.empty()) {
+  if (played && !playback.pages.empty()) {
     const io::UniqueFd copy = io::open_source_file(staged);
-    std::vector<std::byte> now(first.page.size());
-    played = copy && io::read_at(copy.get(), now, first.offset, staged) == now.size() &&
-             now == first.page;
+    std::vector<std::byte> original(playback.page_size);
+    std::vector<std::byte> now(playback.page_size);
+    played = static_cast<bool>(copy);
+    for (auto page = playback.pages.begin(); played && page != playback.pages.end(); ++page) {
+      played = io::read_at(journal_fd.get(), original, page->second, journal) == original.size() &&
+               io::read_at(copy.get(), now, std::uint64_t{page->first - 1} * playback.page_size,
+                           staged) == now.size() &&
+               now == original;
+    }
   }
   if (!played) {
     throw_error(ErrorKind::sqlite, source,

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <span>
 #include <utility>
@@ -381,9 +382,14 @@ struct JournalScan {
   // Every record a segment header counts is there and valid (a journal synced for commit
   // must be so; one still being written may end in a torn record).
   bool intact = false;
+  std::uint32_t header_database_pages = 0;  // the first segment header's original size
+  std::uint32_t page_size = 0;              // the first segment header's
 };
 
-JournalScan scan_journal(const std::filesystem::path& journal) {
+// `on_record` is told each record SQLite would play back: its page number and the offset of
+// the page's bytes in the file.
+JournalScan scan_journal(const std::filesystem::path& journal,
+                         const std::function<void(std::uint32_t, std::uint64_t)>& on_record = {}) {
   JournalScan scan;
   const io::UniqueFd fd = io::open_source_file(journal);
   if (!fd) return scan;
@@ -400,7 +406,11 @@ JournalScan scan_journal(const std::filesystem::path& journal) {
       scan.intact = !first_segment;
       return scan;
     }
-    if (first_segment) scan.original_database_pages = load_be32(&header[16]);
+    if (first_segment) {
+      scan.original_database_pages = load_be32(&header[16]);
+      scan.header_database_pages = scan.original_database_pages;
+      scan.page_size = load_be32(&header[24]);
+    }
     first_segment = false;
     const std::uint32_t declared = load_be32(&header[8]);
     const std::uint32_t nonce = load_be32(&header[12]);
@@ -425,6 +435,7 @@ JournalScan scan_journal(const std::filesystem::path& journal) {
         scan.intact = to_end;  // a counted record missing or bad: not a whole journal
         return scan;
       }
+      if (on_record) on_record(page_number, at + 4);
       if (page_number == 1 && !scan.original_counter) {
         const unsigned char* page_one = record.data() + 4;
         scan.original_counter = load_be32(page_one + 24);
@@ -445,6 +456,21 @@ JournalScan scan_journal(const std::filesystem::path& journal) {
 }
 
 }  // namespace
+
+JournalPlayback journal_playback(const std::filesystem::path& journal) {
+  JournalPlayback playback;
+  std::vector<std::pair<std::uint32_t, std::uint64_t>> records;
+  const JournalScan scan = scan_journal(journal, [&records](std::uint32_t page, std::uint64_t at) {
+    records.emplace_back(page, at);
+  });
+  playback.page_size = scan.page_size;
+  // SQLite cuts the database to the first header's size and skips records past it; a page
+  // journaled twice ends as its last record has it.
+  for (const auto& [page, at] : records) {
+    if (page <= scan.header_database_pages) playback.pages[page] = at;
+  }
+  return playback;
+}
 
 bool journal_names_a_super_journal(const std::filesystem::path& journal) {
   const io::UniqueFd fd = io::open_source_file(journal);

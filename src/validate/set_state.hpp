@@ -14,6 +14,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -217,6 +218,16 @@ struct CopiedSet {
 // state before it once rolled back through its journal.
 Verdict judge(const SetState& before, const SetState& after, const CopiedSet& copied,
               const DuringCopy& during = {});
+
+// What SQLite plays back from a journal, read as it reads it (every segment, up to the first
+// record that fails its checksum): each page number, up to the first header's original size,
+// with the offset in the file of its last record's page bytes; and the page size. For checking
+// a rollback afterwards (recover::roll_back).
+struct JournalPlayback {
+  std::uint32_t page_size = 0;
+  std::map<std::uint32_t, std::uint64_t> pages;
+};
+JournalPlayback journal_playback(const std::filesystem::path& journal);
 
 // Whether the journal file ends with a super-journal name (a transaction over several
 // attached databases): SQLite then plays it back only while that super-journal file exists,

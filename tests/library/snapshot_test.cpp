@@ -802,6 +802,77 @@ TEST_F(SnapshotTest, ACountedCommitThenAnUncountedOneAreRolledBackAtOnce) {
   EXPECT_EQ(query_text(copy, "PRAGMA integrity_check"), "ok");
 }
 
+// SQLite plays a hot journal back only if it is at least one of the reader's sectors long
+// (readJournalHdr() measures it with the reader's own sector size), and deletes it without a
+// word otherwise. An owner with powersafe overwrite (the default) writes 512-byte headers; a
+// copy opened with psow=0 (sqlite_connect_kwargs) has 4096-byte sectors. A commit of rows 1
+// and N (pages of 1024 bytes, a journal under 4096 bytes) is caught after the copy passed
+// row 1's page and before row N's. Its journal was dropped, and the checks of the rollback
+// (page 1's counter, then the first record's page) held of pages the copy had read before the
+// commit wrote them: the copy kept row N's new version and row 1's old one (helper-33 found
+// this). The rollback now opens the copy with psow=1 first, and checks every page played back.
+// Returns the backup's outcome: whether the copy was taken, and rows 1 and N's first words.
+struct SmallCommitBackup {
+  bool taken = false;
+  std::string first_row;
+  std::string last_row;
+};
+
+SmallCommitBackup back_up_across_a_small_commit(const fs::path& source, const fs::path& copy,
+                                                const char* mode,
+                                                const std::vector<std::string>& at_first_chunk,
+                                                const std::vector<std::string>& at_second_chunk) {
+  constexpr int kRows = 24000;
+  OwnerProcess owner(kOwnerExe, source, mode, kRows);
+  bool steps_ok = owner.ready();
+  int chunks = 0;
+  SmallCommitBackup outcome;
+  sb::ConnectOptions without_powersafe_overwrite;
+  without_powersafe_overwrite.uri_parameters = "psow=0";
+  try {
+    sb::sqlite_backup(source, copy,
+                      {.copy_retry = 1,
+                       .sqlite_connect_kwargs = without_powersafe_overwrite,
+                       .on_progress = [&](const sb::CopyProgress&) {
+                         const auto& steps = chunks == 0   ? at_first_chunk
+                                             : chunks == 1 ? at_second_chunk
+                                                           : std::vector<std::string>{};
+                         ++chunks;
+                         for (const auto& step : steps)
+                           steps_ok = steps_ok && owner.resume_until(step);
+                       }});
+    outcome.taken = true;
+  } catch (const sb::SqliteBackupError& error) {
+    EXPECT_EQ(error.kind(), sb::ErrorKind::unstable_source) << error.what();
+  }
+  EXPECT_TRUE(steps_ok && chunks >= 3) << owner.output();
+  if (outcome.taken) {
+    const auto first_words = [&copy](int id) {
+      return query_text(copy, "SELECT substr(v, 1, 3) FROM t WHERE id = " + std::to_string(id))
+          .value_or("?");
+    };
+    outcome.first_row = first_words(1);
+    outcome.last_row = first_words(kRows);
+  }
+  return outcome;
+}
+
+TEST_F(SnapshotTest, ASmallUncountedCommitsJournalIsPlayedBackWhateverTheCallersSectors) {
+  const SmallCommitBackup backup = back_up_across_a_small_commit(
+      source_, out_dir_ / "copy.sqlite", "pause-in-small-uncounted", {".2"}, {".3"});
+  ASSERT_TRUE(backup.taken);
+  EXPECT_EQ(backup.first_row, "row");
+  EXPECT_EQ(backup.last_row, "row") << "torn snapshot: row 1 '" << backup.first_row << "'";
+}
+
+TEST_F(SnapshotTest, ASmallCountedCommitsJournalIsPlayedBackWhateverTheCallersSectors) {
+  const SmallCommitBackup backup = back_up_across_a_small_commit(
+      source_, out_dir_ / "copy.sqlite", "pause-in-small-counted", {".2", ".3"}, {".4"});
+  ASSERT_TRUE(backup.taken);
+  EXPECT_EQ(backup.first_row, "row");
+  EXPECT_EQ(backup.last_row, "row") << "torn snapshot: row 1 '" << backup.first_row << "'";
+}
+
 // Under locking_mode=EXCLUSIVE, T1 frees the overflow pages of half the blobs and T2 fills
 // them with new blobs (neither journals those pages). Both are caught with their journals
 // synced before they write, the counter not yet moved, as uncounted commits are; but each

@@ -134,6 +134,11 @@ constexpr const char* kUsage =
     "                      under journal_mode=OFF a commit marks the last 40 rows 'UNJ', pausing\n"
     "                      in its first write, the page visible but its IN_MODIFY not yet queued\n"
     "                      (FILE.3); FILE.4\n"
+    "  pause-in-small-uncounted  journal_mode=DELETE, 1024-byte pages; N rows, then under\n"
+    "                      locking_mode=EXCLUSIVE, idle (FILE); T1 (uncounted) makes rows 1\n"
+    "                      and N 'ROW', pausing before its first write (FILE.2); FILE.3\n"
+    "  pause-in-small-counted  the same without exclusive locking mode: idle (FILE), T1\n"
+    "                      (counted) pausing as pause-in-commit (FILE.2, FILE.3); FILE.4\n"
     "  pause-in-counted-then-uncounted  journal_mode=DELETE; N rows, then under\n"
     "                      locking_mode=EXCLUSIVE, idle (FILE); T1 appends 500 'new' rows "
     "(counted),\n"
@@ -727,6 +732,7 @@ int pause_in_commit(const Arguments& args, const std::string& variant) {
       variant == "exclusive-synced-release" || variant == "exclusive-late-event" ||
       variant == "exclusive-late-event-control" || variant.rfind("uncounted", 0) == 0 ||
       variant == "counted-then-uncounted" || variant == "unjournaled-then-uncounted" ||
+      variant == "small-uncounted" || variant == "small-counted" ||
       variant == "uncounted-then-late-counted") {
     expect_pragma(db, "journal_mode=DELETE", "delete");
   } else if (variant == "unjournaled") {
@@ -810,6 +816,27 @@ int pause_in_commit(const Arguments& args, const std::string& variant) {
                                std::to_string(args.rows / 2) + ";");  // FILE.2, FILE.3
     g_late_event = false;
     return announce_and_hold(db);  // FILE.4
+  }
+  if (variant == "small-uncounted" || variant == "small-counted") {
+    // Pages of 1024 bytes, so that a commit of two rows has a journal shorter than 4096 bytes
+    // (a header sector of 512, then 1032 a record). T1 rewrites rows 1 and N in place: counted
+    // for a plain owner (page 1 journaled too: 3608 bytes), uncounted under
+    // locking_mode=EXCLUSIVE (2576 bytes).
+    db.exec("PRAGMA page_size=1024");
+    create_table(db);
+    insert_rows(db, args.rows, true);
+    db.exec("PRAGMA cache_size=-65536");
+    const std::string rows_1_and_n =
+        "UPDATE t SET v = 'ROW' || substr(v, 4) WHERE id = 1 OR id = " + std::to_string(args.rows) +
+        ";";
+    if (variant == "small-counted") {
+      pause_until_resumed();                 // FILE
+      commit_with_pauses(db, rows_1_and_n);  // FILE.2, FILE.3
+    } else {
+      enter_exclusive_locking_mode_idle(db);               // FILE
+      commit_pausing_before_its_writes(db, rows_1_and_n);  // FILE.2
+    }
+    return announce_and_hold(db);
   }
   if (variant == "counted-then-uncounted") {
     rows_then_exclusive_idle(db, args);  // FILE
@@ -1074,6 +1101,8 @@ int main(int argc, char** argv) {
       {"pause-in-uncounted-then-late-counted", "uncounted-then-late-counted"},
       {"pause-in-counted-then-uncounted", "counted-then-uncounted"},
       {"pause-in-uncounted-free-and-reuse", "uncounted-free-and-reuse"},
+      {"pause-in-small-uncounted", "small-uncounted"},
+      {"pause-in-small-counted", "small-counted"},
   };
   if (const auto variant = kPausingVariants.find(args.mode); variant != kPausingVariants.end()) {
     return pause_in_commit(args, variant->second);
