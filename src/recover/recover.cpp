@@ -67,8 +67,8 @@ void roll_back(const std::filesystem::path& staged, const std::filesystem::path&
   }
   if (!played) {
     throw_error(ErrorKind::sqlite, source,
-                "cannot roll back the snapshot of {}: SQLite did not play back the journal of the "
-                "transaction that committed during the copy (change counter {}, expected {})",
+                "cannot roll back the snapshot of {}: SQLite did not play back the journal of a "
+                "transaction caught during the copy (change counter {}, expected {})",
                 quoted(source), counter,
                 expected_change_counter ? std::to_string(*expected_change_counter)
                                         : std::string("unmoved"));
@@ -84,6 +84,19 @@ DatabaseFacts recover_in_place(const std::filesystem::path& staged, const Settin
   // reads the files in a way of its own (see sqlite_reads_plain_files), and where a hot
   // journal was staged beside the WAL: SQLite rolls that back first, then reads the WAL.
   const std::filesystem::path staged_wal = staged.string() + "-wal";
+  const std::filesystem::path staged_journal = staged.string() + "-journal";
+  if (!io::stat_path(staged_wal) && validate::journal_is_hot(validate::capture_member(
+                                        staged_journal, validate::kJournalHeaderSize))) {
+    // A transaction in progress throughout the copy: its journal is rolled back and checked
+    // page by page as a commit's is (roll_back()), since SQLite drops a journal it will not
+    // play back without a word (helper-33). (Beside a WAL, SQLite rolls it back first and then
+    // reads the WAL, whose pages no journal check could tell from a failed playback.)
+    const std::filesystem::path held = staged.string() + "-journal.hot";
+    if (::rename(staged_journal.c_str(), held.c_str()) != 0) {
+      io::throw_errno(errno, "cannot prepare the rollback of the snapshot of", source);
+    }
+    roll_back(staged, held, std::nullopt, settings, source);
+  }
   if (sql::sqlite_reads_plain_files(settings.connect) && io::stat_path(staged_wal) &&
       !io::stat_path(staged.string() + "-journal")) {
     apply_wal(staged, staged_wal, settings.cancel, source);
