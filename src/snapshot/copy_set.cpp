@@ -639,10 +639,7 @@ class CommitWatch {
     // The database's header before the journal's (see copy_journal_in_commit_phase()).
     const validate::MemberState database =
         validate::capture_member(source_.database, validate::kDatabaseHeaderSize);
-    const validate::MemberState journal =
-        validate::capture_member(source_.journal, validate::kJournalHeaderSize);
-    look(database, journal);
-    if (follows_uncounted_) await_commit(database, journal);
+    look(database, validate::capture_member(source_.journal, validate::kJournalHeaderSize));
   }
 
   // Brings the record of writes up to now: after the last look, before the judgement.
@@ -708,72 +705,10 @@ class CommitWatch {
     }
   }
 
-  // A commit of an owner in exclusive locking mode shows its journal synced for a fraction of
-  // a millisecond (from its journal's sync to its end), less than the time between two looks.
-  // A transaction found journaling (its header written, its magic not yet) is waited for,
-  // briefly, and its journal caught once synced; one found synced but not caught (it will
-  // write page 1, so it is caught as counted once it has) is waited for until its counter
-  // moves. A heuristic: what the copy then reads comes later, and whatever is caught is
-  // judged as any commit caught at a look.
-  void await_commit(const validate::MemberState& database, validate::MemberState journal) {
-    using clock = std::chrono::steady_clock;
-    constexpr auto kLongest = std::chrono::milliseconds(1);
-    constexpr auto kPerAttempt = std::chrono::milliseconds(4);
-    const auto journaling = [](const validate::MemberState& header) {
-      return header.exists && header.header_bytes >= validate::kJournalHeaderSize &&
-             !validate::journal_is_hot(header) &&
-             std::any_of(header.header.begin() + 12,
-                         header.header.begin() + validate::kJournalHeaderSize,
-                         [](std::byte b) { return b != std::byte{0}; });
-    };
-    // (The nonce is written with the header and kept when the sync adds the magic.)
-    const auto same_transaction = [](const validate::MemberState& a,
-                                     const validate::MemberState& b) {
-      return a.header_bytes >= validate::kJournalHeaderSize &&
-             b.header_bytes >= validate::kJournalHeaderSize &&
-             std::equal(a.header.begin() + 12, a.header.begin() + validate::kJournalHeaderSize,
-                        b.header.begin() + 12);
-    };
-    const auto caught = [this](const validate::MemberState& header) {
-      return !during_.commits.empty() &&
-             validate::same_journal_transaction(during_.commits.back().header, header);
-    };
-    const bool synced_not_caught = validate::journal_synced(journal) && !caught(journal);
-    if ((!journaling(journal) && !synced_not_caught) || waited_ >= kPerAttempt) return;
-    const validate::MemberState begun = journal;
-    // The counter at which a look last tried the synced journal (the caller's look did).
-    std::optional<std::uint32_t> tried_at;
-    if (synced_not_caught) tried_at = validate::change_counter(database);
-    const auto start = clock::now();
-    const auto deadline = start + std::min<clock::duration>(kLongest, kPerAttempt - waited_);
-    for (;;) {
-      if (!same_transaction(journal, begun)) break;
-      if (validate::journal_synced(journal)) {
-        const validate::MemberState now =
-            validate::capture_member(source_.database, validate::kDatabaseHeaderSize);
-        if (!tried_at || validate::change_counter(now) != *tried_at) {
-          // (The journal's header read again after the database's, as look() wants them.)
-          journal = validate::capture_member(source_.journal, validate::kJournalHeaderSize);
-          if (!same_transaction(journal, begun)) break;
-          look(now, journal);
-          if (caught(journal)) break;
-          tried_at = validate::change_counter(now);
-        }
-      } else if (!journaling(journal)) {
-        break;
-      }
-      if (clock::now() >= deadline) break;
-      std::this_thread::sleep_for(std::chrono::microseconds(100));
-      journal = validate::capture_member(source_.journal, validate::kJournalHeaderSize);
-    }
-    waited_ += clock::now() - start;
-  }
-
   const discover::DatabaseFiles& source_;
   const discover::DatabaseFiles& staged_files_;
   const validate::SetState& before_;
   const bool enabled_;
-  std::chrono::steady_clock::duration waited_{};  // in await_commit(), this attempt
   bool writes_started_ = false;
   bool follows_uncounted_ = false;
   io::WriteWatch* writes_ = nullptr;  // own_writes_, or the one from the first look
