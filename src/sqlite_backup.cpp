@@ -352,6 +352,7 @@ recover::DatabaseFacts recover_checked(const fs::path& staged, const fs::path& s
   if (report.validated) return recover::recover_in_place(staged, settings, source);
   recover::Settings checked = settings;
   if (checked.verify == Verify::none) checked.verify = Verify::quick;
+  checked.prove_rollback = false;
   try {
     recover::DatabaseFacts facts = recover::recover_in_place(staged, checked, source);
     log_warning(

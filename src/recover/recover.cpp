@@ -53,6 +53,11 @@ void roll_back(const std::filesystem::path& staged, const std::filesystem::path&
   // the journal holds page 1.
   bool played = !io::stat_path(hot_journal) &&
                 (!expected_change_counter || counter == *expected_change_counter);
+  // Playback also cuts the copy to the database's size when the transaction began.
+  if (played && playback.page_size != 0) {
+    const auto copied = io::stat_path(staged);
+    played = copied && copied->size == std::uint64_t{playback.database_pages} * playback.page_size;
+  }
   if (played && !playback.pages.empty()) {
     const io::UniqueFd copy = io::open_source_file(staged);
     std::vector<std::byte> original(playback.page_size);
@@ -85,8 +90,9 @@ DatabaseFacts recover_in_place(const std::filesystem::path& staged, const Settin
   // journal was staged beside the WAL: SQLite rolls that back first, then reads the WAL.
   const std::filesystem::path staged_wal = staged.string() + "-wal";
   const std::filesystem::path staged_journal = staged.string() + "-journal";
-  if (!io::stat_path(staged_wal) && validate::journal_is_hot(validate::capture_member(
-                                        staged_journal, validate::kJournalHeaderSize))) {
+  if (settings.prove_rollback && !io::stat_path(staged_wal) &&
+      validate::journal_is_hot(
+          validate::capture_member(staged_journal, validate::kJournalHeaderSize))) {
     // A transaction in progress throughout the copy: its journal is rolled back and checked
     // page by page as a commit's is (roll_back()), since SQLite drops a journal it will not
     // play back without a word (helper-33). (Beside a WAL, SQLite rolls it back first and then

@@ -20,6 +20,10 @@ struct Settings {
   Verify verify = Verify::none;  // the integrity check of the result
   bool wal_checkpoint = true;    // the reference's wal_checkpoint(TRUNCATE) on the result
   const std::atomic<bool>* cancel = nullptr;
+  // A journal hot throughout the copy, staged beside it, is rolled back through roll_back()
+  // (checked page by page) before SQLite's own recovery; off for a copy kept unvalidated
+  // (copy_retry_strict off), which SQLite recovers as it can and the caller checks.
+  bool prove_rollback = true;
 };
 
 struct DatabaseFacts {

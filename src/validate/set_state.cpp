@@ -464,6 +464,7 @@ JournalPlayback journal_playback(const std::filesystem::path& journal) {
     records.emplace_back(page, at);
   });
   playback.page_size = scan.page_size;
+  playback.database_pages = scan.header_database_pages;
   // SQLite cuts the database to the first header's size and skips records past it; a page
   // journaled twice ends as its last record has it.
   for (const auto& [page, at] : records) {

@@ -225,6 +225,7 @@ Verdict judge(const SetState& before, const SetState& after, const CopiedSet& co
 // a rollback afterwards (recover::roll_back).
 struct JournalPlayback {
   std::uint32_t page_size = 0;
+  std::uint32_t database_pages = 0;  // the first header's original size: the copy's, played
   std::map<std::uint32_t, std::uint64_t> pages;
 };
 JournalPlayback journal_playback(const std::filesystem::path& journal);
