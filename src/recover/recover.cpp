@@ -19,6 +19,21 @@ using detail::log_debug;
 using detail::quoted;
 using detail::throw_error;
 
+namespace {
+
+// The caller's connection options with psow=1 first (the first of a URI's parameters wins):
+// SQLite plays a hot journal back only if it is at least one of the reader's sectors long, and
+// a reader without powersafe overwrite (psow=0 among the caller's parameters) takes 4096-byte
+// sectors where the owner wrote 512-byte ones, and drops a shorter journal without a word
+// (helper-33, helper-35).
+ConnectOptions with_powersafe_overwrite(ConnectOptions connect) {
+  connect.uri_parameters =
+      connect.uri_parameters.empty() ? "psow=1" : "psow=1&" + connect.uri_parameters;
+  return connect;
+}
+
+}  // namespace
+
 void roll_back(const std::filesystem::path& staged, const std::filesystem::path& journal,
                std::optional<std::uint32_t> expected_change_counter, const Settings& settings,
                const std::filesystem::path& source) {
@@ -31,14 +46,8 @@ void roll_back(const std::filesystem::path& staged, const std::filesystem::path&
                     source);
   }
   {
-    // psow=1 first (the first of a URI's parameters wins): SQLite plays a journal back only if
-    // it is at least one of the reader's sectors long, and a reader without powersafe
-    // overwrite (psow=0 among the caller's parameters) takes 4096-byte sectors where the owner
-    // wrote 512-byte ones, and deletes a shorter journal without a word (helper-33 found this).
-    ConnectOptions connect = settings.connect;
-    connect.uri_parameters =
-        connect.uri_parameters.empty() ? "psow=1" : "psow=1&" + connect.uri_parameters;
-    sql::Database db = sql::open_for_reading(staged, connect, false, source);
+    sql::Database db =
+        sql::open_for_reading(staged, with_powersafe_overwrite(settings.connect), false, source);
     sql::allow_cancellation(db.get(), settings.cancel);
     // Private until commit: the rollback need not wait for the disk.
     db.exec("PRAGMA synchronous=OFF", "cannot configure the snapshot of");
@@ -107,7 +116,10 @@ DatabaseFacts recover_in_place(const std::filesystem::path& staged, const Settin
       !io::stat_path(staged.string() + "-journal")) {
     apply_wal(staged, staged_wal, settings.cancel, source);
   }
-  sql::Database db = sql::open_for_reading(staged, settings.connect, false, source);
+  // (psow=1 for a hot journal SQLite still rolls back itself: beside a WAL, or in a copy kept
+  // unvalidated.)
+  sql::Database db =
+      sql::open_for_reading(staged, with_powersafe_overwrite(settings.connect), false, source);
   sql::allow_cancellation(db.get(), settings.cancel);
   // The copy is private until it is delivered, with one fsync; SQLite's own syncs during the
   // replay would only make the disk wait several times for the same bytes.
