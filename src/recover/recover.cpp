@@ -1,9 +1,10 @@
 #include "recover/recover.hpp"
 
-#include <array>
+#include <algorithm>
 #include <cstdio>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "error_internal.hpp"
@@ -71,11 +72,18 @@ void roll_back(const std::filesystem::path& staged, const std::filesystem::path&
     const io::UniqueFd copy = io::open_source_file(staged);
     std::vector<std::byte> original(playback.page_size);
     std::vector<std::byte> now(playback.page_size);
+    // In the journal's order: one pass through it, not a seek a page.
+    std::vector<std::pair<std::uint64_t, std::uint32_t>> in_journal_order;
+    in_journal_order.reserve(playback.pages.size());
+    for (const auto& [page, at] : playback.pages) in_journal_order.emplace_back(at, page);
+    std::sort(in_journal_order.begin(), in_journal_order.end());
     played = static_cast<bool>(copy);
-    for (auto page = playback.pages.begin(); played && page != playback.pages.end(); ++page) {
-      played = io::read_at(journal_fd.get(), original, page->second, journal) == original.size() &&
-               io::read_at(copy.get(), now, std::uint64_t{page->first - 1} * playback.page_size,
-                           staged) == now.size() &&
+    for (auto record = in_journal_order.begin(); played && record != in_journal_order.end();
+         ++record) {
+      const auto [at, page] = *record;
+      played = io::read_at(journal_fd.get(), original, at, journal) == original.size() &&
+               io::read_at(copy.get(), now, std::uint64_t{page - 1} * playback.page_size, staged) ==
+                   now.size() &&
                now == original;
     }
   }

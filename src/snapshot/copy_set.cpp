@@ -163,28 +163,24 @@ std::optional<validate::CommitJournal> copy_commit_journal(
   // A small journal is read whole before anything is written: an owner's commit is hot for a
   // fraction of a millisecond, and only a copy read before it ends is kept.
   constexpr std::uint64_t kReadWholeUpTo = std::uint64_t{8} << 20;
-  std::vector<std::byte> contents;
-  if (opened.size <= kReadWholeUpTo) {
-    contents.resize(opened.size);
-    contents.resize(io::read_at(in.get(), contents, 0, source.journal));
-  }
-  validate::MemberState now;
-  if (opened.size <= kReadWholeUpTo) {
-    now = validate::capture_member(source.journal, validate::kJournalHeaderSize);
-  }
+  const bool read_whole = opened.size <= kReadWholeUpTo;
+  std::vector<std::byte> contents(read_whole ? opened.size : 0);
+  if (read_whole) contents.resize(io::read_at(in.get(), contents, 0, source.journal));
+  const auto look_again = [&] {
+    return validate::capture_member(source.journal, validate::kJournalHeaderSize);
+  };
+  validate::MemberState now = read_whole ? look_again() : validate::MemberState{};
   {
     io::UniqueFd out(::open(staged.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
     if (!out) io::throw_errno(errno, "cannot create a temporary file for", staged);
-    if (opened.size <= kReadWholeUpTo) {
+    if (read_whole) {
       io::write_all(out.get(), contents, staged);
     } else {
       io::copy_file_contents(in.get(), source.journal, out.get(), staged);
     }
     out.close(staged);
   }
-  if (opened.size > kReadWholeUpTo) {
-    now = validate::capture_member(source.journal, validate::kJournalHeaderSize);
-  }
+  if (!read_whole) now = look_again();
   if (now.exists && now.stat.same_file(journal.stat) &&
       validate::same_journal_transaction(journal, now)) {
     if (auto commit = whole()) return commit;
