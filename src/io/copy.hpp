@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <span>
 #include <utility>
 #include <vector>
 
@@ -164,6 +165,23 @@ struct RefreshOutcome {
 RefreshOutcome refresh_file_contents(int source_fd, const std::filesystem::path& source_path,
                                      int copy_fd, const std::filesystem::path& copy_path,
                                      const ChunkObserver& observer = {});
+
+// Pages of a database file to read again (numbered from 1, `page_size` bytes each, sorted),
+// and the offset from which everything to the end of the file is read again.
+struct PagesToReadAgain {
+  std::uint32_t page_size = 0;
+  std::span<const std::uint32_t> pages;
+  std::uint64_t tail_from = 0;
+};
+
+// Brings an earlier copy up to date where only `again` may differ: reads those pages and the
+// tail from the source into the same places of `copy_fd` (pages at or past the source's end
+// are left out), and cuts the copy to the source's length as the tail's read found it. The
+// rest of the copy is left as it was. `outcome.bytes` is the source's length; the bytes read
+// go to `observer` every 1 MiB or so. Nothing is compared: every byte read is written.
+RefreshOutcome read_pages_again(int source_fd, const std::filesystem::path& source_path,
+                                int copy_fd, const std::filesystem::path& copy_path,
+                                const PagesToReadAgain& again, const ChunkObserver& observer = {});
 
 const char* to_string(CopyMethod method) noexcept;
 

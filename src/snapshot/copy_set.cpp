@@ -105,7 +105,8 @@ MemberCopy copy_member(const std::filesystem::path& source, io::UniqueFd in,
                        std::uint64_t done_before, std::uint64_t total, int attempt, bool refresh,
                        io::WriteOut write_out, io::Clone clone,
                        const std::function<void(std::uint64_t)>& between_chunks = {},
-                       const LookForCopy& look = {}) {
+                       const LookForCopy& look = {},
+                       const io::PagesToReadAgain* read_again = nullptr) {
   MemberCopy result;
   if (!in) in = io::open_source_file(source);
   if (!in) {
@@ -121,6 +122,19 @@ MemberCopy copy_member(const std::filesystem::path& source, io::UniqueFd in,
   };
   if (refresh) {
     io::UniqueFd earlier(::open(staged.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW));
+    if (earlier && read_again != nullptr) {
+      const io::RefreshOutcome outcome =
+          io::read_pages_again(in.get(), source, earlier.get(), staged, *read_again, observer);
+      detail::throw_if_cancelled(settings.cancel, source);
+      earlier.close(staged);
+      log_debug("caught the copy of {} up ({} pages and the {} bytes from {} read again)",
+                quoted(source), read_again->pages.size(),
+                outcome.bytes > read_again->tail_from ? outcome.bytes - read_again->tail_from : 0,
+                read_again->tail_from);
+      // (Not `refreshed`: the pages left alone were not compared.)
+      result.bytes = outcome.bytes;
+      return result;
+    }
     if (earlier) {
       const io::RefreshOutcome outcome =
           io::refresh_file_contents(in.get(), source, earlier.get(), staged, observer);
@@ -203,13 +217,12 @@ std::optional<validate::CommitJournal> copy_journal_in_commit_phase(
       });
 }
 
-// T's journal was synced at the look, the change counter unmoved (see
-// validate::uncounted_commit_journal).
-std::optional<validate::CommitJournal> copy_uncounted_commit_journal(
+// T's journal was synced at the look (see validate::synced_commit_journal).
+std::optional<validate::CommitJournal> copy_synced_commit_journal(
     const discover::DatabaseFiles& source, const std::filesystem::path& staged,
     const validate::MemberState& journal, const validate::MemberState& database) {
   return copy_commit_journal(source, staged, journal, [&] {
-    return validate::uncounted_commit_journal(journal, validate::change_counter(database), staged);
+    return validate::synced_commit_journal(journal, validate::change_counter(database), staged);
   });
 }
 
@@ -467,7 +480,8 @@ SetCopy copy_members(const std::vector<Member>& members, io::UniqueFd held_journ
                      const Settings& settings, std::uint64_t total, int attempt,
                      bool refresh_database, bool apply_wal,
                      const std::function<void()>& while_copying_database,
-                     const bool& journal_already_copied) {
+                     const bool& journal_already_copied,
+                     const io::PagesToReadAgain* read_again = nullptr) {
   SetCopy copy;
   std::optional<FirstLook> look;
   if (apply_wal && !refresh_database && !settings.copy_function &&
@@ -507,7 +521,8 @@ SetCopy copy_members(const std::vector<Member>& members, io::UniqueFd held_journ
         is_database && refresh_database,
         write_out_of(settings, is_database, look.has_value(), before.database.stat.size),
         member.clone, is_database ? std::function<void(std::uint64_t)>(between_chunks) : nullptr,
-        is_database && look ? look->for_copy() : LookForCopy{});
+        is_database && look ? look->for_copy() : LookForCopy{},
+        is_database && refresh_database ? read_again : nullptr);
     if (is_database && look) look->copy_ended(done.bytes);
     copy.bytes += done.bytes;
     if (done.vanished) {
@@ -548,7 +563,8 @@ validate::Verdict judge_copy(const discover::DatabaseFiles& source,
                              const discover::DatabaseFiles& staged_files,
                              const validate::SetState& before, const SetCopy& copy,
                              validate::DuringCopy& during, const Settings& settings,
-                             const std::function<void()>& after_each_look) {
+                             const std::function<void()>& after_each_look,
+                             validate::SetState& last_look) {
   // A retry's refresh that rewrote nothing was itself a comparison.
   if (copy.database_proved_equal) during.comparison = validate::Comparison::equal;
   validate::CopiedSet copied;
@@ -562,6 +578,7 @@ validate::Verdict judge_copy(const discover::DatabaseFiles& source,
   during.staged_database_bytes = staged_database ? staged_database->size : 0;
   const auto judge_against = [&](const validate::SetState& state) {
     after_each_look();
+    last_look = state;
     return validate::judge(before, state, copied, during);
   };
   // The kernel queues a write's IN_MODIFY only once the write returned, after its data is
@@ -593,6 +610,7 @@ validate::Verdict judge_copy(const discover::DatabaseFiles& source,
         after_each_look();
       }
     }
+    last_look = after;
     verdict = validate::judge(before, after, copied, during);
   }
   if (verdict.need != validate::Need::content_comparison) return verdict;
@@ -667,11 +685,13 @@ class CommitWatch {
     record_writes();
     const bool counted = validate::record_look(during_, database, journal);
     // An owner in exclusive locking mode leaves the counter where it is: its commits are
-    // followed by their synced journals instead, each new transaction's once.
-    const bool uncounted = follows_uncounted_ && validate::journal_synced(journal) &&
-                           (during_.commits.empty() || !validate::same_journal_transaction(
-                                                           during_.commits.back().header, journal));
-    if (!counted && !uncounted) return;
+    // followed by their synced journals instead, each new transaction's once, and so are its
+    // counted ones (caught from their sync on, not only once page 1 is written: a commit that
+    // starts and ends between two looks is missed, and a busy owner's commit phase is short).
+    const bool synced = follows_uncounted_ && validate::journal_synced(journal) &&
+                        (during_.commits.empty() || !validate::same_journal_transaction(
+                                                        during_.commits.back().header, journal));
+    if (!counted && !synced) return;
     // The kernel's record of writes starts at the first commit seen, before its journal is
     // copied: the copy is kept only if that journal is still the transaction's, still hot,
     // after it was read (copy_journal_in_commit_phase()), so the transaction ends, and anyone
@@ -692,8 +712,8 @@ class CommitWatch {
         staged_files_.journal.string() + "." + std::to_string(during_.commits.size() + 1);
     std::optional<validate::CommitJournal> commit;
     if (counted) commit = copy_journal_in_commit_phase(source_, staged_commit, journal, database);
-    if (!commit && uncounted) {
-      commit = copy_uncounted_commit_journal(source_, staged_commit, journal, database);
+    if (!commit && synced) {
+      commit = copy_synced_commit_journal(source_, staged_commit, journal, database);
     }
     if (commit) {
       during_.commits.push_back(std::move(*commit));
@@ -778,19 +798,33 @@ bool expects_uncounted_commits(const validate::SetState& look, bool held_at_ever
 // taken again), kept for the attempts that follow (closing an inotify instance costs
 // milliseconds), emptied of what came before, and started afresh when the files it watches
 // were replaced.
+// What the kernel's record of writes kept from the last attempt showed up to this first look.
+struct WritesSinceLastAttempt {
+  bool whole = false;  // recorded without a break since the last attempt's first look
+  bool database_written = false;
+};
+
 validate::SetState first_look(const discover::DatabaseFiles& source, const Settings& settings,
                               bool held_at_every_look,
-                              std::optional<io::WriteWatch>& writes_from_first_look) {
+                              std::optional<io::WriteWatch>& writes_from_first_look,
+                              WritesSinceLastAttempt& since_last_attempt) {
+  since_last_attempt = {};
   // (An overflow stops a drain where the kernel lost events: what it queued after them is
   // read again.)
   if (writes_from_first_look) {
-    for (int drains = 0; drains < 4 && !writes_from_first_look->drain([](io::Written) {});) {
+    since_last_attempt.whole = true;
+    const auto note = [&since_last_attempt](io::Written member) {
+      if (member == io::Written::database) since_last_attempt.database_written = true;
+    };
+    for (int drains = 0; drains < 4 && !writes_from_first_look->drain(note);) {
       ++drains;
+      since_last_attempt.whole = false;
     }
   }
   validate::SetState before = validate::capture(source);
   if (writes_from_first_look && !writes_from_first_look->watching(before.database.stat)) {
     writes_from_first_look.reset();
+    since_last_attempt.whole = false;
   }
   if (expects_uncounted_commits(before, held_at_every_look) && !writes_from_first_look &&
       settings.follow_commits && !settings.copy_function) {
@@ -798,6 +832,46 @@ validate::SetState first_look(const discover::DatabaseFiles& source, const Setti
     if (writes_from_first_look) before = validate::capture(source);
   }
   return before;
+}
+
+// An attempt refused for its chain of commits alone (validate::Verdict::catch_up) leaves the
+// next one a copy to catch up rather than read whole: the pages those commits wrote and its
+// last look. Like the pre-copy rounds of a live migration, each round reads only what the
+// last one saw written, so each is shorter and meets fewer commits; one that meets at most
+// one, or none, is kept.
+struct CatchUp {
+  validate::PagesWrittenBy written;
+  validate::SetState last_look;
+};
+
+// Why the copy the last attempt left (see CatchUp) cannot be caught up at this attempt, whose
+// first look is `before`; empty when it can. It can when nothing but the commits the last
+// attempt saw wrote the database from its first look to this one: then every other page of
+// the copy holds what it holds at this look, and the pages read again are read within this
+// attempt. So the copy is as if read whole at this attempt, and the judgement applies as to
+// any copy. Nothing wrote in between if the kernel's record, kept whole since, shows no write
+// to the database and the change counter stayed. Or, with writes, the transaction the last
+// look found in progress is still in progress, the same one: its writes are its own, and
+// this attempt rolls it back as the transaction in progress at its first look.
+std::string catch_up_obstacle(const CatchUp& catch_up, const validate::SetState& before,
+                              const WritesSinceLastAttempt& since_last_attempt) {
+  const validate::SetState& last = catch_up.last_look;
+  if (!since_last_attempt.whole) {
+    return "the record of writes since the last attempt is not whole";
+  }
+  if (!before.database.exists || !last.database.exists ||
+      !before.database.stat.same_file(last.database.stat) || before.wal.exists) {
+    return "the database was replaced, or a -wal appeared, since the last attempt";
+  }
+  if (validate::change_counter(before.database) != validate::change_counter(last.database) ||
+      std::memcmp(before.database.header.data() + 16, last.database.header.data() + 16, 2) != 0) {
+    return "another commit since the last attempt";
+  }
+  if (since_last_attempt.database_written &&
+      !validate::same_journal_transaction(last.journal, before.journal)) {
+    return "the database was written since the last attempt";
+  }
+  return {};
 }
 
 // Which cycle of the owner's to wait for before the next attempt, and the marker (journal or
@@ -811,14 +885,18 @@ using LastSeen = std::optional<std::pair<Cycle, validate::MemberState>>;
 LastSeen copy_set_once(const discover::DatabaseFiles& source,
                        const discover::DatabaseFiles& staged_files, const Settings& settings,
                        int attempt, Outcome& outcome,
-                       std::optional<io::WriteWatch>& writes_from_first_look) {
+                       std::optional<io::WriteWatch>& writes_from_first_look,
+                       std::optional<CatchUp>& catch_up) {
   // The journal is opened before the first look and read through this descriptor after
   // the database: should its transaction commit meanwhile and delete it, the descriptor
   // still reads the whole file (see judge()).
   io::UniqueFd held_journal = io::open_source_file(source.journal);
   const bool exclusive_so_far = attempt == 1 || outcome.exclusive_lock_at_every_attempt;
-  const validate::SetState before =
-      first_look(source, settings, attempt > 1 && exclusive_so_far, writes_from_first_look);
+  WritesSinceLastAttempt since_last_attempt;
+  const validate::SetState before = first_look(source, settings, attempt > 1 && exclusive_so_far,
+                                               writes_from_first_look, since_last_attempt);
+  // (Taken here, so that no return leaves it for a later attempt.)
+  const std::optional<CatchUp> last_round = std::exchange(catch_up, std::nullopt);
   if (held_journal && !(before.journal.exists && before.journal.stat.same_file(io::stat_fd(
                                                      held_journal.get(), source.journal)))) {
     outcome.last_reason = "the journal changed as we opened it";
@@ -841,8 +919,18 @@ LastSeen copy_set_once(const discover::DatabaseFiles& source,
   }
 
   // A retry refreshes the database copy the last attempt left rather than writing it again
-  // (a caller's copy function always copies afresh).
+  // (a caller's copy function always copies afresh), or catches it up (see CatchUp).
   const bool refresh_database = attempt > 1 && !settings.copy_function;
+  std::optional<io::PagesToReadAgain> read_again;
+  if (last_round && refresh_database) {
+    const std::string obstacle = catch_up_obstacle(*last_round, before, since_last_attempt);
+    if (obstacle.empty()) {
+      read_again = io::PagesToReadAgain{last_round->written.page_size, last_round->written.pages,
+                                        last_round->written.tail_from};
+    } else {
+      log_debug("attempt {}: not catching the copy up: {}", attempt, obstacle);
+    }
+  }
   remove_staged({{&source.wal, staged_files.wal}, {&source.journal, staged_files.journal}});
   if (!refresh_database) remove_staged({{&source.database, staged_files.database}});
 
@@ -869,7 +957,8 @@ LastSeen copy_set_once(const discover::DatabaseFiles& source,
       settings.apply_live_wal && validate::has_live_wal(before) && !before.journal.exists;
   const SetCopy copy = copy_members(
       members, std::move(held_journal), source, before, settings, total, attempt, refresh_database,
-      apply_wal, [&watch] { watch.look_between_chunks(); }, watch.journal_covered());
+      apply_wal, [&watch] { watch.look_between_chunks(); }, watch.journal_covered(),
+      read_again ? &*read_again : nullptr);
   outcome.bytes = copy.bytes;
   // The sizes at the first look are only an estimate (a file grew, or a journal was copied
   // earlier, at its commit, and skipped here): the copy is complete, so say so.
@@ -877,9 +966,11 @@ LastSeen copy_set_once(const discover::DatabaseFiles& source,
     settings.on_progress({copy.bytes, copy.bytes, attempt});
   }
 
+  validate::SetState last_look;
   const validate::Verdict verdict =
-      copy.settled ? judge_copy(source, staged_files, before, copy, watch.during(), settings,
-                                [&watch] { watch.record_writes(); })
+      copy.settled ? judge_copy(
+                         source, staged_files, before, copy, watch.during(), settings,
+                         [&watch] { watch.record_writes(); }, last_look)
                    : validate::Verdict{false, validate::Need::nothing_more, copy.unsettled_reason};
   if (verdict.consistent) {
     if (verdict.discard_staged_journal) ::unlink(staged_files.journal.c_str());
@@ -902,6 +993,16 @@ LastSeen copy_set_once(const discover::DatabaseFiles& source,
     return std::nullopt;
   }
   outcome.last_reason = verdict.reason;
+  if (verdict.catch_up && follows_uncounted && !settings.copy_function) {
+    catch_up = CatchUp{validate::pages_written_by(watch.during().commits, before), last_look};
+    log_debug(
+        "attempt {} of {}: {}; reading again the {} pages the commits may have written, "
+        "and from byte {} on",
+        attempt, settings.attempts, verdict.reason, catch_up->written.pages.size(),
+        catch_up->written.tail_from);
+    watch.forget_commits();
+    return std::nullopt;
+  }
   watch.forget_commits();
   log_debug("attempt {} of {}: {}; copying again", attempt, settings.attempts, verdict.reason);
   // An owner in exclusive locking mode never shows the end of a cycle (it never lets go of
@@ -923,9 +1024,11 @@ Outcome copy_consistent_set(const discover::DatabaseFiles& source,
   // The kernel's record of writes, once an owner that commits uncounted was seen (see
   // expects_uncounted_commits()), kept from attempt to attempt.
   std::optional<io::WriteWatch> writes_from_first_look;
+  std::optional<CatchUp> catch_up;  // set by an attempt for the next (see CatchUp)
   for (int attempt = 1; attempt <= settings.attempts; ++attempt) {
     detail::throw_if_cancelled(settings.cancel, source.database);
-    if (attempt > 1) {
+    // (A copy to catch up goes at once: the longer the wait, the more the owner writes.)
+    if (attempt > 1 && !catch_up) {
       if (last_seen) {
         await_next_cycle(source, last_seen->first, last_seen->second);
       } else {
@@ -952,8 +1055,8 @@ Outcome copy_consistent_set(const discover::DatabaseFiles& source,
     const std::optional<io::ReaderLock> lock =
         tries_lock ? take_reader_lock(source, settings) : std::nullopt;
     if (tries_lock) reader_lock_refused = !lock;
-    last_seen =
-        copy_set_once(source, staged_files, settings, attempt, outcome, writes_from_first_look);
+    last_seen = copy_set_once(source, staged_files, settings, attempt, outcome,
+                              writes_from_first_look, catch_up);
     if (outcome.validated) return outcome;
   }
   return outcome;

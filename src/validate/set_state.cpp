@@ -56,6 +56,22 @@ bool uncounted_commits_possible(const SetState& before, const SetState& after) n
          (after.exclusive_lock_held && !journal_is_hot(after.journal));
 }
 
+// Why our copy cannot be rolled back through `journals` for its size: it is shorter than the
+// database was when one of them began (see rollback_obstacle()).
+std::string shrink_obstacle(const std::vector<const MemberState*>& journals,
+                            const DuringCopy& during) {
+  for (const MemberState* journal : journals) {
+    const std::uint64_t original_bytes =
+        std::uint64_t{big_endian_u32(*journal, 16)} * big_endian_u32(*journal, 24);
+    if (during.staged_database_bytes < original_bytes) {
+      return fmt::format(
+          "the database shrank during the copy ({} bytes copied, {} when a transaction began)",
+          during.staged_database_bytes, original_bytes);
+    }
+  }
+  return {};
+}
+
 // Checks shared by the cases that roll our copy back through the journals of transactions
 // (whose journal headers are `journals`). Empty when none applies, else why not:
 //  - no other transaction's journal was seen hot between the copy's chunks (it may have
@@ -67,9 +83,11 @@ bool uncounted_commits_possible(const SetState& before, const SetState& after) n
 //    journaling their old places and cuts the file after its journal is done, so a copy that
 //    read the end after the cut cannot be rolled back (playback would leave those pages zero);
 //  - no sign of an owner that does not count every commit (exclusive locking mode).
+// (`check_size` false: the caller checks shrink_obstacle() itself.)
 std::string rollback_obstacle(const SetState& before, const SetState& after,
                               const std::vector<const MemberState*>& journals,
-                              const DuringCopy& during, bool uncounted_commits_ruled_out = false) {
+                              const DuringCopy& during, bool uncounted_commits_ruled_out = false,
+                              bool check_size = true) {
   for (const auto& nonce : during.hot_journals) {
     const bool ours = std::any_of(journals.begin(), journals.end(), [&](const MemberState* j) {
       return std::memcmp(nonce.data(), j->header.data() + 12, nonce.size()) == 0;
@@ -80,14 +98,9 @@ std::string rollback_obstacle(const SetState& before, const SetState& after,
       big_endian_u32(after.database, 24) < big_endian_u32(before.database, 24)) {
     return "the change counter went back during the copy (a commit was undone)";
   }
-  for (const MemberState* journal : journals) {
-    const std::uint64_t original_bytes =
-        std::uint64_t{big_endian_u32(*journal, 16)} * big_endian_u32(*journal, 24);
-    if (during.staged_database_bytes < original_bytes) {
-      return fmt::format(
-          "the database shrank during the copy ({} bytes copied, {} when a transaction began)",
-          during.staged_database_bytes, original_bytes);
-    }
+  if (check_size) {
+    std::string shrank = shrink_obstacle(journals, during);
+    if (!shrank.empty()) return shrank;
   }
   if (!uncounted_commits_ruled_out && uncounted_commits_possible(before, after)) {
     // Only what was seen: the lock with no hot journal is either the very start or end of a
@@ -141,7 +154,8 @@ std::string chain_obstacle(const std::vector<CommitJournal>& commits) {
 // Commits seen during a copy whose record of writes began before the first look (an owner
 // taken for one in locking_mode=EXCLUSIVE, see snapshot/copy_set.cpp): counted ones, caught in
 // their commit (journal_in_commit_phase()), and uncounted ones, which leave the change counter
-// where it is, caught with their journal synced (uncounted_commit_journal()), T1..Tn.
+// where it is, caught with their journal synced (synced_commit_journal()), as counted ones
+// may be too, T1..Tn.
 //  - An uncounted commit changes only pages that were in use when it began, and journals each
 //    one first: SQLite writes the counter, incremented, into page 1 whenever it writes page 1
 //    (pager_write_changecounter() in pager.c), and taking a page from the freelist, freeing one
@@ -190,6 +204,9 @@ Verdict judge_commits_from_first_look(const SetState& before, const SetState& af
   }
   std::uint32_t counter = big_endian_u32(before.database, 24);
   std::optional<std::uint32_t> database_pages;  // when the last counted commit began
+  // Why rolling back through the chain may not give the state before it, though every page
+  // written since the first look is known (see Verdict::catch_up): judged last.
+  std::string chain_reason;
   for (std::size_t k = 0; k < commits.size(); ++k) {
     const CommitJournal& commit = commits[k];
     if (commit.uncounted) {
@@ -211,22 +228,21 @@ Verdict judge_commits_from_first_look(const SetState& before, const SetState& af
         return verdict;
       }
       counter = commit.original_counter + 1;
-      if (k > 0 && commit.original_freelist_pages != 0) {
-        verdict.reason = fmt::format(
+      if (k > 0 && commit.original_freelist_pages != 0 && chain_reason.empty()) {
+        chain_reason = fmt::format(
             "{} page(s) were free between two commits during the copy (the later may have "
             "filled, unjournaled, a page the earlier freed)",
             commit.original_freelist_pages);
-        return verdict;
       }
-      if (database_pages && commit.original_database_pages < *database_pages) {
-        verdict.reason = "the database shrank between two commits during the copy";
-        return verdict;
+      if (database_pages && commit.original_database_pages < *database_pages &&
+          chain_reason.empty()) {
+        chain_reason = "the database shrank between two commits during the copy";
       }
       database_pages = commit.original_database_pages;
     }
-    if (k > 0 && big_endian_u32(commit.header, 16) < big_endian_u32(commits[k - 1].header, 16)) {
-      verdict.reason = "the database shrank between two commits during the copy";
-      return verdict;
+    if (k > 0 && big_endian_u32(commit.header, 16) < big_endian_u32(commits[k - 1].header, 16) &&
+        chain_reason.empty()) {
+      chain_reason = "the database shrank between two commits during the copy";
     }
   }
   if (big_endian_u32(after.database, 24) != counter) {
@@ -237,8 +253,9 @@ Verdict judge_commits_from_first_look(const SetState& before, const SetState& af
   std::vector<const MemberState*> journals;
   journals.reserve(commits.size());
   for (const CommitJournal& commit : commits) journals.push_back(&commit.header);
-  verdict.reason = rollback_obstacle(before, after, journals, during, true);
+  verdict.reason = rollback_obstacle(before, after, journals, during, true, false);
   if (!verdict.reason.empty()) return verdict;
+  if (chain_reason.empty()) chain_reason = shrink_obstacle(journals, during);
   if (journal_is_hot(after.journal) &&
       !same_journal_transaction(commits.back().header, after.journal)) {
     verdict.reason = "a write transaction began after the last commit seen during the copy";
@@ -261,6 +278,11 @@ Verdict judge_commits_from_first_look(const SetState& before, const SetState& af
         "the database was written in {} bursts during the copy, by more transactions than the "
         "{} commit(s) seen (an uncounted commit in locking_mode=EXCLUSIVE, or pages spilled)",
         during.writes.bursts_after_journal(), commits.size());
+    return verdict;
+  }
+  if (!chain_reason.empty()) {
+    verdict.reason = std::move(chain_reason);
+    verdict.catch_up = true;
     return verdict;
   }
   verdict.consistent = true;
@@ -386,10 +408,10 @@ struct JournalScan {
   std::uint32_t page_size = 0;              // the first segment header's
 };
 
-// `on_record` is told each record SQLite would play back: its page number and the offset of
-// the page's bytes in the file.
-JournalScan scan_journal(const std::filesystem::path& journal,
-                         const std::function<void(std::uint32_t, std::uint64_t)>& on_record = {}) {
+// `on_record` is told each record SQLite would play back: its page number, the offset of the
+// page's bytes in the file, and those bytes.
+using OnRecord = std::function<void(std::uint32_t, std::uint64_t, std::span<const unsigned char>)>;
+JournalScan scan_journal(const std::filesystem::path& journal, const OnRecord& on_record = {}) {
   JournalScan scan;
   const io::UniqueFd fd = io::open_source_file(journal);
   if (!fd) return scan;
@@ -435,7 +457,9 @@ JournalScan scan_journal(const std::filesystem::path& journal,
         scan.intact = to_end;  // a counted record missing or bad: not a whole journal
         return scan;
       }
-      if (on_record) on_record(page_number, at + 4);
+      if (on_record) {
+        on_record(page_number, at + 4, std::span<const unsigned char>(record.data() + 4, page));
+      }
       if (page_number == 1 && !scan.original_counter) {
         const unsigned char* page_one = record.data() + 4;
         scan.original_counter = load_be32(page_one + 24);
@@ -460,9 +484,10 @@ JournalScan scan_journal(const std::filesystem::path& journal,
 JournalPlayback journal_playback(const std::filesystem::path& journal) {
   JournalPlayback playback;
   std::vector<std::pair<std::uint32_t, std::uint64_t>> records;
-  const JournalScan scan = scan_journal(journal, [&records](std::uint32_t page, std::uint64_t at) {
-    records.emplace_back(page, at);
-  });
+  const JournalScan scan = scan_journal(
+      journal, [&records](std::uint32_t page, std::uint64_t at, std::span<const unsigned char>) {
+        records.emplace_back(page, at);
+      });
   playback.page_size = scan.page_size;
   playback.database_pages = scan.header_database_pages;
   // SQLite cuts the database to the first header's size and skips records past it; a page
@@ -471,6 +496,46 @@ JournalPlayback journal_playback(const std::filesystem::path& journal) {
     if (page <= scan.header_database_pages) playback.pages[page] = at;
   }
   return playback;
+}
+
+PagesWrittenBy pages_written_by(const std::vector<CommitJournal>& commits,
+                                const SetState& first_look) {
+  PagesWrittenBy written;
+  const MemberState& database = first_look.database;
+  // (Two bytes at 16; 1 stands for 65536.)
+  const std::uint32_t size_field = big_endian_u32(database, 16) >> 16;
+  written.page_size = size_field == 1 ? 65536 : size_field;
+  if (written.page_size < 512) return written;
+  std::uint64_t smallest_pages = database.stat.size / written.page_size;
+  // (SQLite trusts the header's size only when its version-valid-for number is the counter.)
+  if (big_endian_u32(database, 92) == big_endian_u32(database, 24)) {
+    smallest_pages = std::min<std::uint64_t>(smallest_pages, big_endian_u32(database, 28));
+  }
+  const std::uint32_t most_leaves = written.page_size / 4 - 2;
+  for (const CommitJournal& commit : commits) {
+    smallest_pages = std::min<std::uint64_t>(
+        {smallest_pages, commit.original_database_pages, big_endian_u32(commit.header, 16)});
+    scan_journal(commit.staged, [&](std::uint32_t page, std::uint64_t,
+                                    std::span<const unsigned char> bytes) {
+      written.pages.push_back(page);
+      if (bytes.size() != written.page_size) return;  // (not this database's pages)
+      const std::uint32_t leaves = load_be32(bytes.data() + 4);
+      if (leaves > most_leaves) return;
+      if (const std::uint32_t next = load_be32(bytes.data()); next != 0) {
+        written.pages.push_back(next);
+      }
+      for (std::uint32_t i = 0; i < leaves; ++i) {
+        if (const std::uint32_t leaf = load_be32(bytes.data() + 8 + std::size_t{i} * 4);
+            leaf != 0) {
+          written.pages.push_back(leaf);
+        }
+      }
+    });
+  }
+  std::sort(written.pages.begin(), written.pages.end());
+  written.pages.erase(std::unique(written.pages.begin(), written.pages.end()), written.pages.end());
+  written.tail_from = smallest_pages * written.page_size;
+  return written;
 }
 
 bool journal_names_a_super_journal(const std::filesystem::path& journal) {
@@ -510,9 +575,9 @@ bool journal_synced(const MemberState& journal) noexcept {
   return journal_is_hot(journal) && records != 0 && records != 0xffffffffU;
 }
 
-std::optional<CommitJournal> uncounted_commit_journal(const MemberState& at_look,
-                                                      std::uint32_t change_counter,
-                                                      const std::filesystem::path& staged_journal) {
+std::optional<CommitJournal> synced_commit_journal(const MemberState& at_look,
+                                                   std::uint32_t change_counter,
+                                                   const std::filesystem::path& staged_journal) {
   if (!journal_synced(at_look)) return std::nullopt;
   const MemberState copied = capture_member(staged_journal, kJournalHeaderSize);
   if (!same_bytes(copied, at_look, 0, kJournalHeaderSize)) return std::nullopt;
@@ -521,11 +586,17 @@ std::optional<CommitJournal> uncounted_commit_journal(const MemberState& at_look
   CommitJournal commit;
   commit.staged = staged_journal;
   commit.header = at_look;
+  if (scan.original_counter) {
+    if (change_counter != *scan.original_counter && change_counter != *scan.original_counter + 1) {
+      return std::nullopt;
+    }
+    commit.original_counter = *scan.original_counter;
+    commit.original_freelist_pages = scan.original_freelist_pages;
+    commit.original_database_pages = scan.original_database_pages;
+    return commit;
+  }
   commit.original_counter = change_counter;
   commit.uncounted = true;
-  // A commit that journals page 1 writes it, and SQLite increments the counter whenever it
-  // writes page 1: it will be counted, and followed as such (journal_in_commit_phase()).
-  if (scan.original_counter) return std::nullopt;
   commit.original_database_pages = scan.original_database_pages;
   return commit;
 }
@@ -761,6 +832,18 @@ Verdict judge_quiet(const SetState& before, const SetState& after, const DuringC
     verdict.reason =
         fmt::format("a transaction committed during the copy (change counter {} -> {})",
                     big_endian_u32(before.database, 24), big_endian_u32(after.database, 24));
+    return verdict;
+  }
+  // - With the kernel's record of writes begun before the first look (an owner in exclusive
+  //   locking mode, see snapshot/copy_set.cpp), a record that holds no write to the database
+  //   at all proves what the comparison would: every write that could reach the copy had
+  //   returned, so was in the record, by the last look (the writer keeps its journal hot
+  //   from before its first write until after its last, and none was hot then; one that keeps
+  //   no journal was ruled out above).
+  if (during.writes.from_first_look() && during.writes.complete() &&
+      !during.writes.database_written_at_all()) {
+    verdict.consistent = true;
+    verdict.discard_staged_journal = true;
     return verdict;
   }
   switch (during.comparison) {

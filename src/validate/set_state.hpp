@@ -78,6 +78,11 @@ struct Verdict {
   Need need = Need::nothing_more;       // when consistent: what must still be checked
   std::string reason;                   // why not (for the debug log and the final error)
   bool discard_staged_journal = false;  // when consistent: delete the copied -journal
+  // When not consistent: every rule held but the chain's own (pages free or the database
+  // shrinking between two commits, see judge()): the commits seen are every transaction that
+  // wrote the database since the first look, and their journals name every page they wrote
+  // (pages_written_by()). Reading those pages again brings the copy up to a later state.
+  bool catch_up = false;
 };
 
 // Whether two journal headers are both hot and belong to the same transaction: SQLite writes
@@ -100,7 +105,7 @@ struct CommitJournal {
   // (SQLITE_FCNTL_CHUNK_SIZE) is longer than its database.
   std::uint32_t original_database_pages = 0;
   // A commit of an owner in locking_mode=EXCLUSIVE that does not move the change counter,
-  // copied once its journal was synced (uncounted_commit_journal()) rather than from page 1
+  // copied once its journal was synced (synced_commit_journal()) rather than from page 1
   // in its commit: original_counter is then the counter it leaves unmoved.
   // Such a journal never holds page 1: original_freelist_pages is 0 and
   // original_database_pages the journal header's original size.
@@ -150,7 +155,10 @@ class WriteHistory {
   void database_written() noexcept {
     if (journal_last_) ++bursts_after_journal_;
     journal_last_ = false;
+    database_written_ = true;
   }
+  // Whether the record holds any write to the database at all.
+  [[nodiscard]] bool database_written_at_all() const noexcept { return database_written_; }
   // Bursts of database writes that began after journal activity the record saw. Writes
   // before any are not counted: they finish the commit in progress when the record began,
   // which may as well have written everything before it (then it leaves no burst at all).
@@ -175,6 +183,7 @@ class WriteHistory {
   bool from_first_look_ = false;
   bool gap_ = false;
   bool journal_last_ = false;
+  bool database_written_ = false;
   int bursts_after_journal_ = 0;
 };
 
@@ -230,6 +239,24 @@ struct JournalPlayback {
 };
 JournalPlayback journal_playback(const std::filesystem::path& journal);
 
+// The pages a chain of commits may have written (see Verdict::catch_up), to read again from
+// the source: a superset, as reading a page again is harmless. A transaction writes a page
+// without journaling it only where the page's bytes did not matter when it began: past the
+// database's end then, or a leaf of the freelist, which it takes off a trunk page and so
+// journals that trunk, the leaf listed in the trunk's original (allocateBtreePage() in
+// btree.c; a page it freed itself and takes back, it journals). So: every page the journals
+// hold, every page listed in a journaled page that reads as a freelist trunk (next trunk,
+// count, leaves: a page that is not one but happens to read as one only adds pages), and
+// every page from the smallest size the database had at the first look or when one of them
+// began (`tail_from`, in bytes) to the end of the file.
+struct PagesWrittenBy {
+  std::uint32_t page_size = 0;
+  std::vector<std::uint32_t> pages;  // sorted, no duplicates
+  std::uint64_t tail_from = 0;
+};
+PagesWrittenBy pages_written_by(const std::vector<CommitJournal>& commits,
+                                const SetState& first_look);
+
 // Whether the journal file ends with a super-journal name (a transaction over several
 // attached databases): SQLite then plays it back only while that super-journal file exists,
 // which it never does beside our copy, so the copy would silently not be rolled back. A
@@ -255,17 +282,20 @@ std::optional<PageOneOriginal> journal_in_commit_phase(const MemberState& databa
 bool journal_synced(const MemberState& journal) noexcept;
 
 // The journal of a transaction T copied to `staged_journal` after a look found its header
-// `at_look` synced (journal_synced()), with the change counter `change_counter` unmoved, as
-// an owner in locking_mode=EXCLUSIVE leaves it: the copy as a commit to roll back through,
-// when it is whole (every record the headers count there and valid, no super-journal) and
-// begins with the header seen, and does not hold page 1 (T would write it, which moves the
-// counter). Its records are every page T journaled up to that sync, and T
-// writes the database only after syncing what it journaled; a commit that spilled pages
-// before the sync and journals more after it writes the database in several bursts, which
-// the record of writes shows (judge()). nullopt when it is not so.
-std::optional<CommitJournal> uncounted_commit_journal(const MemberState& at_look,
-                                                      std::uint32_t change_counter,
-                                                      const std::filesystem::path& staged_journal);
+// `at_look` synced (journal_synced()), with the change counter at `change_counter`, as a
+// commit to roll back through: when it is whole (every record the headers count there and
+// valid, no super-journal) and begins with the header seen. Its records are every page T
+// journaled up to that sync, and T writes the database only after syncing what it
+// journaled; a commit that spilled pages before the sync and journals more after it writes
+// the database in several bursts, which the record of writes shows (judge()). So it serves
+// only where that record began before the first look (an owner in locking_mode=EXCLUSIVE).
+// T is counted when it journaled page 1 (it will write it, and SQLite increments the counter
+// whenever it writes page 1): its original is then page 1's, and the counter must be that or
+// one more (T already writing). Otherwise T is uncounted: it leaves `change_counter` as it
+// is. nullopt when it is not so.
+std::optional<CommitJournal> synced_commit_journal(const MemberState& at_look,
+                                                   std::uint32_t change_counter,
+                                                   const std::filesystem::path& staged_journal);
 
 // The owner's cycles a rejected attempt may wait out before the next one, so that the next
 // copy has a whole cycle to itself:
