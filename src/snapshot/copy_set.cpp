@@ -522,7 +522,7 @@ SetCopy copy_members(const std::vector<Member>& members, io::UniqueFd held_journ
         write_out_of(settings, is_database, look.has_value(), before.database.stat.size),
         member.clone, is_database ? std::function<void(std::uint64_t)>(between_chunks) : nullptr,
         is_database && look ? look->for_copy() : LookForCopy{},
-        is_database && refresh_database ? read_again : nullptr);
+        read_again);  // (only a refresh reads it: the database's)
     if (is_database && look) look->copy_ended(done.bytes);
     copy.bytes += done.bytes;
     if (done.vanished) {
@@ -874,6 +874,21 @@ std::string catch_up_obstacle(const CatchUp& catch_up, const validate::SetState&
   return {};
 }
 
+// What of the copy `last_round` left the attempt `attempt` reads again (see CatchUp); nullopt
+// when it reads the whole file.
+std::optional<io::PagesToReadAgain> pages_to_read_again(
+    const std::optional<CatchUp>& last_round, const validate::SetState& before,
+    const WritesSinceLastAttempt& since_last_attempt, int attempt) {
+  if (!last_round) return std::nullopt;
+  const std::string obstacle = catch_up_obstacle(*last_round, before, since_last_attempt);
+  if (!obstacle.empty()) {
+    log_debug("attempt {}: not catching the copy up: {}", attempt, obstacle);
+    return std::nullopt;
+  }
+  return io::PagesToReadAgain{last_round->written.page_size, last_round->written.pages,
+                              last_round->written.tail_from};
+}
+
 // Which cycle of the owner's to wait for before the next attempt, and the marker (journal or
 // WAL header) the rejected attempt saw.
 using LastSeen = std::optional<std::pair<Cycle, validate::MemberState>>;
@@ -921,16 +936,9 @@ LastSeen copy_set_once(const discover::DatabaseFiles& source,
   // A retry refreshes the database copy the last attempt left rather than writing it again
   // (a caller's copy function always copies afresh), or catches it up (see CatchUp).
   const bool refresh_database = attempt > 1 && !settings.copy_function;
-  std::optional<io::PagesToReadAgain> read_again;
-  if (last_round && refresh_database) {
-    const std::string obstacle = catch_up_obstacle(*last_round, before, since_last_attempt);
-    if (obstacle.empty()) {
-      read_again = io::PagesToReadAgain{last_round->written.page_size, last_round->written.pages,
-                                        last_round->written.tail_from};
-    } else {
-      log_debug("attempt {}: not catching the copy up: {}", attempt, obstacle);
-    }
-  }
+  const std::optional<io::PagesToReadAgain> read_again =
+      refresh_database ? pages_to_read_again(last_round, before, since_last_attempt, attempt)
+                       : std::nullopt;
   remove_staged({{&source.wal, staged_files.wal}, {&source.journal, staged_files.journal}});
   if (!refresh_database) remove_staged({{&source.database, staged_files.database}});
 

@@ -903,6 +903,107 @@ TEST_F(SnapshotTest, CommitsThatFreeAndReusePagesAreCaughtUpNotRolledBackAtOnce)
   EXPECT_NE(log.text().find("caught the copy of"), std::string::npos) << log.text();
 }
 
+// An owner idle in locking_mode=EXCLUSIVE commits once, uncounted, wholly between two looks
+// of the copy: no look sees its journal, and the change counter does not move. The record of
+// writes, begun before the first look, holds its writes: without it (or ignoring it) the copy
+// would pass for a quiet one, its first rows read before the commit and its last after.
+TEST_F(SnapshotTest, AnUncountedCommitNoLookSawIsInTheRecordOfWrites) {
+  std::string output;
+  const SteppedBackup backup = back_up_stepping_owner(
+      source_, out_dir_ / "copy.sqlite", "pause-in-uncounted-unseen", 24000, {{}, {".2"}}, output);
+  ASSERT_TRUE(backup.every_step_came) << output;
+  if (backup.chunks < 3) {
+    GTEST_SKIP() << kCopiedInOneStep;
+  }
+  const fs::path copy = out_dir_ / "copy.sqlite";
+  EXPECT_EQ(query_text(copy, "PRAGMA integrity_check"), "ok");
+  const auto rows = query_int(copy, "SELECT count(*) FROM t WHERE v GLOB 'ROW *'");
+  EXPECT_TRUE(rows == 0 || rows == 400) << "torn snapshot: " << rows.value_or(-1) << " of 400";
+  EXPECT_GE(backup.report.attempts, 2);
+}
+
+// As above, but T2 inserts twice the blobs T1 freed, so the file grows, and T2 writes only
+// after the copy has read the file to its end (T2 is caught synced at the look after the last
+// chunk). The pages past the file's size when T1 began are read again whatever the journals
+// say: T2 appended them unjournaled, and the first copy never saw them.
+TEST_F(SnapshotTest, PagesACommitAppendedAfterTheCopyAreCaughtUp) {
+  DebugLog log;
+  OwnerProcess owner(kOwnerExe, source_, "pause-in-free-and-grow", 1000);
+  ASSERT_TRUE(owner.ready()) << owner.output();
+  const auto size_before = fs::file_size(source_);
+  int reports = 0;
+  bool steps_ok = true;
+  bool grown_after_copy = false;
+  sb::Report report;
+  sb::sqlite_backup(
+      source_, out_dir_ / "copy.sqlite",
+      {.on_progress =
+           [&](const sb::CopyProgress& progress) {
+             ++reports;
+             if (progress.attempt != 1) return;
+             if (reports == 1) steps_ok = steps_ok && owner.resume_until(".2");
+             if (reports == 2) steps_ok = steps_ok && owner.resume_until(".3");
+             // (The report that closes the copy: every byte copied.)
+             if (reports > 2 && progress.bytes_done == progress.bytes_total && !grown_after_copy) {
+               grown_after_copy = true;
+               steps_ok = steps_ok && owner.resume_until(".4");
+             }
+           },
+       .report = &report});
+  ASSERT_TRUE(steps_ok && grown_after_copy) << owner.output() << log.text();
+  if (reports < 4) {
+    GTEST_SKIP() << kCopiedInOneStep;
+  }
+  ASSERT_GT(fs::file_size(source_), size_before) << "T2 did not grow the file";
+  const fs::path copy = out_dir_ / "copy.sqlite";
+  EXPECT_EQ(query_text(copy, "PRAGMA integrity_check"), "ok");
+  EXPECT_EQ(query_int(copy, "SELECT count(*) FROM b"), 1500) << "T2's rows, after T1's";
+  EXPECT_EQ(query_int(copy,
+                      "SELECT count(*) FROM b WHERE h IS NOT hex(substr(payload, 1, 8)) || "
+                      "hex(substr(payload, 19993, 8))"),
+            0);
+  EXPECT_EQ(report.attempts, 2) << log.text();
+  EXPECT_NE(log.text().find("caught the copy of"), std::string::npos) << log.text();
+}
+
+// As above, but a third commit T3 lands between the attempt that saw T1 and T2 and the next:
+// uncounted, in place, it changes table k's page (read by the first attempt, written by
+// neither T1 nor T2) and the last blob's last overflow page (one T2 filled, so read again).
+// Caught up, the copy would hold T3's blob page and the page of k from before T3. The kernel's
+// record of writes between the two attempts shows T3, and the next attempt reads the whole
+// file again instead. (The library's own log says when the first attempt is over: T3 runs
+// then.)
+TEST_F(SnapshotTest, ACommitBetweenTwoAttemptsStopsTheCatchUp) {
+  const sb::LogLevel saved_level = sb::log_level();
+  sb::set_log_level(sb::LogLevel::debug);
+  OwnerProcess owner(kOwnerExe, source_, "pause-in-free-and-reuse-then-third", 1000);
+  bool third_committed = false;
+  std::string log;
+  sb::set_log_sink([&](const sb::LogRecord& record) {
+    log.append(record.message).append("\n");
+    if (!third_committed && record.message.find("reading again") != std::string::npos) {
+      third_committed = owner.resume_until(".5");
+    }
+  });
+  const SteppedBackup backup =
+      back_up_stepping(owner, source_, out_dir_ / "copy.sqlite", {}, {{".2"}, {".3"}, {".4"}});
+  sb::set_log_sink({});
+  sb::set_log_level(saved_level);
+  ASSERT_TRUE(backup.every_step_came) << owner.output();
+  if (backup.chunks < 4) {
+    GTEST_SKIP() << kCopiedInOneStep;
+  }
+  ASSERT_TRUE(third_committed) << log;
+  const fs::path copy = out_dir_ / "copy.sqlite";
+  EXPECT_EQ(query_text(copy, "PRAGMA integrity_check"), "ok");
+  const auto k_moved = query_int(copy, "SELECT count(*) FROM k WHERE x > 100");
+  const auto blob_moved = query_int(copy, "SELECT count(*) FROM b WHERE h = printf('%-32s', 'T3')");
+  EXPECT_TRUE((k_moved == 0 && blob_moved == 0) || (k_moved == 2 && blob_moved == 1))
+      << "torn snapshot: " << k_moved.value_or(-1) << " rows of k and " << blob_moved.value_or(-1)
+      << " blob of T3's";
+  EXPECT_NE(log.find("not catching the copy up"), std::string::npos) << log;
+}
+
 // A transaction over two attached databases leaves a super-journal name in its journal, and
 // SQLite plays such a journal back only while the super-journal exists, which it never does
 // beside our copy: rolled back "through" it, the copy would silently stay torn. The owner

@@ -147,6 +147,14 @@ constexpr const char* kUsage =
     "  pause-in-uncounted-free-and-reuse  as pause-in-two-commits (N blobs), under\n"
     "                      locking_mode=EXCLUSIVE after a counted commit: idle (FILE), then T1\n"
     "                      and T2 each pausing before its first write (FILE.2, FILE.3); FILE.4\n"
+    "  pause-in-free-and-reuse-then-third  the same, but idle after T2 (FILE.4); then T3,\n"
+    "                      uncounted, unpaused, sets k.x to x + 100 and the last blob's h to\n"
+    "                      'T3' padded to 32 characters; FILE.5\n"
+    "  pause-in-uncounted-unseen  journal_mode=DELETE; N rows, then under\n"
+    "                      locking_mode=EXCLUSIVE, idle (FILE); U, uncounted, unpaused, makes the\n"
+    "                      first and last 200 rows 'ROW'; FILE.2\n"
+    "  pause-in-free-and-grow  as pause-in-uncounted-free-and-reuse, but T2 inserts N blobs,\n"
+    "                      twice what T1 freed: the file grows\n"
     "  pause-in-uncounted-then-late-counted  journal_mode=DELETE; N rows, then under\n"
     "                      locking_mode=EXCLUSIVE, idle (FILE); U, uncounted, unpaused, makes the\n"
     "                      first and last 200 rows 'ROW'; a rollback; T (counted) rewrites every\n"
@@ -733,7 +741,8 @@ int pause_in_commit(const Arguments& args, const std::string& variant) {
       variant == "exclusive-late-event-control" || variant.rfind("uncounted", 0) == 0 ||
       variant == "counted-then-uncounted" || variant == "unjournaled-then-uncounted" ||
       variant == "small-uncounted" || variant == "small-counted" ||
-      variant == "uncounted-then-late-counted") {
+      variant == "free-and-reuse-then-third" || variant == "free-and-grow" ||
+      variant == "uncounted-unseen" || variant == "uncounted-then-late-counted") {
     expect_pragma(db, "journal_mode=DELETE", "delete");
   } else if (variant == "unjournaled") {
     // Nothing on disk shows the commit in progress: only the EXCLUSIVE lock it holds. Paused
@@ -744,7 +753,8 @@ int pause_in_commit(const Arguments& args, const std::string& variant) {
     expect_pragma(db, "journal_mode=PERSIST", "persist");
   }
   db.exec("PRAGMA synchronous=FULL");
-  if (variant == "free-and-reuse" || variant == "uncounted-free-and-reuse") {
+  if (variant == "free-and-reuse" || variant == "uncounted-free-and-reuse" ||
+      variant == "free-and-reuse-then-third" || variant == "free-and-grow") {
     // SQLite's default (Debian builds it with secure_delete on): freed pages are then left as
     // they are instead of being zeroed, and so not journaled.
     db.exec("PRAGMA secure_delete=OFF");
@@ -763,11 +773,23 @@ int pause_in_commit(const Arguments& args, const std::string& variant) {
     // not journaled either).
     const std::string refill =
         "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < " +
-        std::to_string(args.rows / 2) +
+        std::to_string(variant == "free-and-grow" ? args.rows : args.rows / 2) +
         ") INSERT INTO b(payload) SELECT randomblob(20000) FROM n;"
         " UPDATE b SET h = hex(substr(payload, 1, 8)) || hex(substr(payload, 19993, 8))"
         " WHERE h IS NULL;";
-    if (variant == "uncounted-free-and-reuse") {
+    if (variant == "free-and-reuse-then-third") {
+      db.exec("PRAGMA cache_size=-131072");
+      enter_exclusive_locking_mode_idle(db);
+      commit_pausing_before_its_writes(db, "DELETE FROM b WHERE id % 2 = 0;");
+      commit_pausing_before_its_writes(db, refill);
+      pause_until_resumed();  // FILE.4
+      // In place, the same sizes: no page is taken or freed, page 1 is not written.
+      db.exec(
+          "BEGIN; UPDATE k SET x = x + 100;"
+          " UPDATE b SET h = printf('%-32s', 'T3') WHERE id = (SELECT max(id) FROM b); COMMIT;");
+      return announce_and_hold(db);
+    }
+    if (variant == "uncounted-free-and-reuse" || variant == "free-and-grow") {
       // Both uncounted (but each changes page 1's freelist count, so journals it).
       db.exec("PRAGMA cache_size=-131072");  // no spill: one burst per commit
       enter_exclusive_locking_mode_idle(db);
@@ -798,6 +820,15 @@ int pause_in_commit(const Arguments& args, const std::string& variant) {
               std::to_string(args.rows - 40) + ";");
     }
     return announce_and_hold(db);
+  }
+  if (variant == "uncounted-unseen") {
+    create_table(db);
+    insert_rows(db, args.rows, true);
+    db.exec("PRAGMA cache_size=-131072");
+    enter_exclusive_locking_mode_idle(db);  // FILE
+    db.exec("UPDATE t SET v = 'ROW' || substr(v, 4) WHERE id <= 200 OR id > " +
+            std::to_string(args.rows - 200) + ";");
+    return announce_and_hold(db);  // FILE.2
   }
   if (variant == "uncounted-then-late-counted") {
     // helper-32: a chain of ONE counted commit, followed from the first look, whose page 1
@@ -1084,6 +1115,9 @@ int main(int argc, char** argv) {
       {"pause-in-commit-exclusive", "exclusive"},
       {"pause-in-commit-attached", "attached"},
       {"pause-in-two-commits", "free-and-reuse"},
+      {"pause-in-free-and-reuse-then-third", "free-and-reuse-then-third"},
+      {"pause-in-free-and-grow", "free-and-grow"},
+      {"pause-in-uncounted-unseen", "uncounted-unseen"},
       {"pause-in-shrinking-commit", "shrink"},
       {"pause-in-commit-then-spill", "spill-after"},
       {"pause-in-unjournaled-commit", "unjournaled"},
