@@ -863,9 +863,14 @@ std::string catch_up_obstacle(const CatchUp& catch_up, const validate::SetState&
       !before.database.stat.same_file(last.database.stat) || before.wal.exists) {
     return "the database was replaced, or a -wal appeared, since the last attempt";
   }
-  if (validate::change_counter(before.database) != validate::change_counter(last.database) ||
-      std::memcmp(before.database.header.data() + 16, last.database.header.data() + 16, 2) != 0) {
+  if (validate::change_counter(before.database) != validate::change_counter(last.database)) {
     return "another commit since the last attempt";
+  }
+  // (The pages are numbered in the first look's page size; SQLite's field, 1 for 65536.)
+  const auto page_size_field = (std::to_integer<std::uint32_t>(before.database.header[16]) << 8) |
+                               std::to_integer<std::uint32_t>(before.database.header[17]);
+  if ((page_size_field == 1 ? 65536 : page_size_field) != catch_up.written.page_size) {
+    return "the page size changed since the last attempt";
   }
   if (since_last_attempt.database_written &&
       !validate::same_journal_transaction(last.journal, before.journal)) {
@@ -1001,8 +1006,12 @@ LastSeen copy_set_once(const discover::DatabaseFiles& source,
     return std::nullopt;
   }
   outcome.last_reason = verdict.reason;
-  if (verdict.catch_up && follows_uncounted && !settings.copy_function) {
-    catch_up = CatchUp{validate::pages_written_by(watch.during().commits, before), last_look};
+  validate::PagesWrittenBy written =
+      verdict.catch_up && follows_uncounted && !settings.copy_function
+          ? validate::pages_written_by(watch.during().commits, before)
+          : validate::PagesWrittenBy{};
+  if (written.page_size != 0) {
+    catch_up = CatchUp{std::move(written), last_look};
     log_debug(
         "attempt {} of {}: {}; reading again the {} pages the commits may have written, "
         "and from byte {} on",

@@ -505,7 +505,7 @@ PagesWrittenBy pages_written_by(const std::vector<CommitJournal>& commits,
   // (Two bytes at 16; 1 stands for 65536.)
   const std::uint32_t size_field = big_endian_u32(database, 16) >> 16;
   written.page_size = size_field == 1 ? 65536 : size_field;
-  if (written.page_size < 512) return written;
+  if (written.page_size < 512) return PagesWrittenBy{};
   std::uint64_t smallest_pages = database.stat.size / written.page_size;
   // (SQLite trusts the header's size only when its version-valid-for number is the counter.)
   if (big_endian_u32(database, 92) == big_endian_u32(database, 24)) {
@@ -513,6 +513,8 @@ PagesWrittenBy pages_written_by(const std::vector<CommitJournal>& commits,
   }
   const std::uint32_t most_leaves = written.page_size / 4 - 2;
   for (const CommitJournal& commit : commits) {
+    // (A commit that changed the page size, VACUUM, numbers its pages otherwise: no list.)
+    if (big_endian_u32(commit.header, 24) != written.page_size) return PagesWrittenBy{};
     smallest_pages = std::min<std::uint64_t>(
         {smallest_pages, commit.original_database_pages, big_endian_u32(commit.header, 16)});
     scan_journal(commit.staged, [&](std::uint32_t page, std::uint64_t,

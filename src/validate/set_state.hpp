@@ -248,7 +248,8 @@ JournalPlayback journal_playback(const std::filesystem::path& journal);
 // hold, every page listed in a journaled page that reads as a freelist trunk (next trunk,
 // count, leaves: a page that is not one but happens to read as one only adds pages), and
 // every page from the smallest size the database had at the first look or when one of them
-// began (`tail_from`, in bytes) to the end of the file.
+// began (`tail_from`, in bytes) to the end of the file. No list (page_size 0) when a
+// journal's page size is not the first look's.
 struct PagesWrittenBy {
   std::uint32_t page_size = 0;
   std::vector<std::uint32_t> pages;  // sorted, no duplicates
