@@ -718,12 +718,15 @@ RefreshOutcome read_pages_again(int source_fd, const std::filesystem::path& sour
                                 int copy_fd, const std::filesystem::path& copy_path,
                                 const PagesToReadAgain& again, const ChunkObserver& observer) {
   constexpr std::size_t kBuffer = std::size_t{1} << 20;
+  // Often, as the caller looks at the source at each report: these pages were written by a
+  // busy owner, whose next commit is caught only if a look falls within it.
+  constexpr std::size_t kReportEvery = std::size_t{128} << 10;
   std::vector<std::byte> buffer(std::max<std::size_t>(kBuffer, again.page_size));
   RefreshOutcome outcome;  // (bytes: what was read, until the source's length is known)
   std::uint64_t read = 0;
   std::uint64_t reported = 0;
   const auto report_now = [&] {
-    if (read - reported < kBuffer) return true;
+    if (read - reported < kReportEvery) return true;
     reported = read;
     return report(observer, read);
   };

@@ -178,7 +178,7 @@ struct PagesToReadAgain {
 // tail from the source into the same places of `copy_fd` (pages at or past the source's end
 // are left out), and cuts the copy to the source's length as the tail's read found it. The
 // rest of the copy is left as it was. `outcome.bytes` is the source's length; the bytes read
-// go to `observer` every 1 MiB or so. Nothing is compared: every byte read is written.
+// go to `observer` every 128 KiB or so. Nothing is compared: every byte read is written.
 RefreshOutcome read_pages_again(int source_fd, const std::filesystem::path& source_path,
                                 int copy_fd, const std::filesystem::path& copy_path,
                                 const PagesToReadAgain& again, const ChunkObserver& observer = {});

@@ -835,13 +835,38 @@ validate::SetState first_look(const discover::DatabaseFiles& source, const Setti
 }
 
 // An attempt refused for its chain of commits alone (validate::Verdict::catch_up) leaves the
-// next one a copy to catch up rather than read whole: the pages those commits wrote and its
-// last look. Like the pre-copy rounds of a live migration, each round reads only what the
-// last one saw written, so each is shorter and meets fewer commits; one that meets at most
-// one, or none, is kept.
-struct CatchUp {
-  validate::PagesWrittenBy written;
-  validate::SetState last_look;
+// next one a copy to catch up rather than read whole: those commits' journals (copies in the
+// staging folder, owned here and deleted with it), its first look and its last. Like the
+// pre-copy rounds of a live migration, each round reads only what the last one saw written,
+// so each is shorter and meets fewer commits; one that meets at most one, or none, is kept.
+// The pages are listed only once the next attempt has taken its first look: the shorter the
+// time between the two looks, the likelier nothing wrote in between.
+class CatchUp {
+ public:
+  CatchUp(std::vector<validate::CommitJournal> commits, const validate::SetState& first_look,
+          const validate::SetState& last_look) noexcept
+      : commits_(std::move(commits)), first_look_(first_look), last_look_(last_look) {}
+  CatchUp(const CatchUp&) = delete;
+  CatchUp& operator=(const CatchUp&) = delete;
+  CatchUp(CatchUp&& other) noexcept
+      : commits_(std::exchange(other.commits_, {})),
+        first_look_(other.first_look_),
+        last_look_(other.last_look_) {}
+  CatchUp& operator=(CatchUp&&) = delete;
+  ~CatchUp() {
+    for (const auto& commit : commits_) ::unlink(commit.staged.c_str());
+  }
+
+  [[nodiscard]] const validate::SetState& first_look() const noexcept { return first_look_; }
+  [[nodiscard]] const validate::SetState& last_look() const noexcept { return last_look_; }
+  [[nodiscard]] validate::PagesWrittenBy pages_written() const {
+    return validate::pages_written_by(commits_, first_look_);
+  }
+
+ private:
+  std::vector<validate::CommitJournal> commits_;
+  validate::SetState first_look_;
+  validate::SetState last_look_;
 };
 
 // Why the copy the last attempt left (see CatchUp) cannot be caught up at this attempt, whose
@@ -855,7 +880,7 @@ struct CatchUp {
 // this attempt rolls it back as the transaction in progress at its first look.
 std::string catch_up_obstacle(const CatchUp& catch_up, const validate::SetState& before,
                               const WritesSinceLastAttempt& since_last_attempt) {
-  const validate::SetState& last = catch_up.last_look;
+  const validate::SetState& last = catch_up.last_look();
   if (!since_last_attempt.whole) {
     return "the record of writes since the last attempt is not whole";
   }
@@ -866,10 +891,9 @@ std::string catch_up_obstacle(const CatchUp& catch_up, const validate::SetState&
   if (validate::change_counter(before.database) != validate::change_counter(last.database)) {
     return "another commit since the last attempt";
   }
-  // (The pages are numbered in the first look's page size; SQLite's field, 1 for 65536.)
-  const auto page_size_field = (std::to_integer<std::uint32_t>(before.database.header[16]) << 8) |
-                               std::to_integer<std::uint32_t>(before.database.header[17]);
-  if ((page_size_field == 1 ? 65536 : page_size_field) != catch_up.written.page_size) {
+  // (The pages are numbered in the last attempt's first look's page size.)
+  if (std::memcmp(before.database.header.data() + 16,
+                  catch_up.first_look().database.header.data() + 16, 2) != 0) {
     return "the page size changed since the last attempt";
   }
   if (since_last_attempt.database_written &&
@@ -879,10 +903,11 @@ std::string catch_up_obstacle(const CatchUp& catch_up, const validate::SetState&
   return {};
 }
 
-// What of the copy `last_round` left the attempt `attempt` reads again (see CatchUp); nullopt
-// when it reads the whole file.
-std::optional<io::PagesToReadAgain> pages_to_read_again(
-    const std::optional<CatchUp>& last_round, const validate::SetState& before,
+// The pages of the copy `last_round` left that the attempt `attempt` reads again (see
+// CatchUp); nullopt when it reads the whole file. Takes `last_round`: its journals are
+// deleted on return, before this attempt stages its own.
+std::optional<validate::PagesWrittenBy> pages_to_read_again(
+    std::optional<CatchUp> last_round, const validate::SetState& before,
     const WritesSinceLastAttempt& since_last_attempt, int attempt) {
   if (!last_round) return std::nullopt;
   const std::string obstacle = catch_up_obstacle(*last_round, before, since_last_attempt);
@@ -890,8 +915,13 @@ std::optional<io::PagesToReadAgain> pages_to_read_again(
     log_debug("attempt {}: not catching the copy up: {}", attempt, obstacle);
     return std::nullopt;
   }
-  return io::PagesToReadAgain{last_round->written.page_size, last_round->written.pages,
-                              last_round->written.tail_from};
+  validate::PagesWrittenBy written = last_round->pages_written();
+  if (written.page_size == 0) return std::nullopt;
+  log_debug(
+      "attempt {}: reading again the {} pages the last attempt's commits may have "
+      "written, and from byte {} on",
+      attempt, written.pages.size(), written.tail_from);
+  return written;
 }
 
 // Which cycle of the owner's to wait for before the next attempt, and the marker (journal or
@@ -916,7 +946,7 @@ LastSeen copy_set_once(const discover::DatabaseFiles& source,
   const validate::SetState before = first_look(source, settings, attempt > 1 && exclusive_so_far,
                                                writes_from_first_look, since_last_attempt);
   // (Taken here, so that no return leaves it for a later attempt.)
-  const std::optional<CatchUp> last_round = std::exchange(catch_up, std::nullopt);
+  std::optional<CatchUp> last_round = std::exchange(catch_up, std::nullopt);
   if (held_journal && !(before.journal.exists && before.journal.stat.same_file(io::stat_fd(
                                                      held_journal.get(), source.journal)))) {
     outcome.last_reason = "the journal changed as we opened it";
@@ -941,9 +971,14 @@ LastSeen copy_set_once(const discover::DatabaseFiles& source,
   // A retry refreshes the database copy the last attempt left rather than writing it again
   // (a caller's copy function always copies afresh), or catches it up (see CatchUp).
   const bool refresh_database = attempt > 1 && !settings.copy_function;
+  const std::optional<validate::PagesWrittenBy> written_last_round =
+      pages_to_read_again(std::move(last_round), before, since_last_attempt, attempt);
   const std::optional<io::PagesToReadAgain> read_again =
-      refresh_database ? pages_to_read_again(last_round, before, since_last_attempt, attempt)
-                       : std::nullopt;
+      written_last_round && refresh_database
+          ? std::optional(io::PagesToReadAgain{written_last_round->page_size,
+                                               written_last_round->pages,
+                                               written_last_round->tail_from})
+          : std::nullopt;
   remove_staged({{&source.wal, staged_files.wal}, {&source.journal, staged_files.journal}});
   if (!refresh_database) remove_staged({{&source.database, staged_files.database}});
 
@@ -1006,18 +1041,11 @@ LastSeen copy_set_once(const discover::DatabaseFiles& source,
     return std::nullopt;
   }
   outcome.last_reason = verdict.reason;
-  validate::PagesWrittenBy written =
-      verdict.catch_up && follows_uncounted && !settings.copy_function
-          ? validate::pages_written_by(watch.during().commits, before)
-          : validate::PagesWrittenBy{};
-  if (written.page_size != 0) {
-    catch_up = CatchUp{std::move(written), last_look};
-    log_debug(
-        "attempt {} of {}: {}; reading again the {} pages the commits may have written, "
-        "and from byte {} on",
-        attempt, settings.attempts, verdict.reason, catch_up->written.pages.size(),
-        catch_up->written.tail_from);
-    watch.forget_commits();
+  if (verdict.catch_up && follows_uncounted && !settings.copy_function) {
+    catch_up.emplace(std::move(watch.during().commits), before, last_look);
+    watch.during().commits.clear();
+    log_debug("attempt {} of {}: {}; catching the copy up", attempt, settings.attempts,
+              verdict.reason);
     return std::nullopt;
   }
   watch.forget_commits();

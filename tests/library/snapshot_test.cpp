@@ -981,7 +981,7 @@ TEST_F(SnapshotTest, ACommitBetweenTwoAttemptsStopsTheCatchUp) {
   std::string log;
   sb::set_log_sink([&](const sb::LogRecord& record) {
     log.append(record.message).append("\n");
-    if (!third_committed && record.message.find("reading again") != std::string::npos) {
+    if (!third_committed && record.message.find("; catching the copy up") != std::string::npos) {
       third_committed = owner.resume_until(".5");
     }
   });
