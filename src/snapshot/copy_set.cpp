@@ -208,13 +208,18 @@ std::optional<validate::CommitJournal> copy_commit_journal(
 std::optional<validate::CommitJournal> copy_journal_in_commit_phase(
     const discover::DatabaseFiles& source, const std::filesystem::path& staged,
     const validate::MemberState& journal, const validate::MemberState& database) {
-  return copy_commit_journal(
-      source, staged, journal, [&]() -> std::optional<validate::CommitJournal> {
-        const auto original = validate::journal_in_commit_phase(database, staged);
-        if (!original) return std::nullopt;
-        return validate::CommitJournal{staged, journal, original->change_counter,
-                                       original->freelist_pages, original->database_pages};
-      });
+  return copy_commit_journal(source, staged, journal,
+                             [&]() -> std::optional<validate::CommitJournal> {
+                               auto original = validate::journal_in_commit_phase(database, staged);
+                               if (!original) return std::nullopt;
+                               return validate::CommitJournal{staged,
+                                                              journal,
+                                                              original->change_counter,
+                                                              original->freelist_pages,
+                                                              original->database_pages,
+                                                              false,
+                                                              std::move(original->pages_written)};
+                             });
 }
 
 // T's journal was synced at the look (see validate::synced_commit_journal).

@@ -406,12 +406,37 @@ struct JournalScan {
   bool intact = false;
   std::uint32_t header_database_pages = 0;  // the first segment header's original size
   std::uint32_t page_size = 0;              // the first segment header's
+  // Each record's page, and where a record reads as a freelist trunk page (next trunk, leaf
+  // count, leaves) the pages it lists (see pages_written_by()); sorted once the scan is done.
+  std::vector<std::uint32_t> pages_written;
 };
+
+// Adds to `pages` the page `page_number` of a record and, where its bytes read as a freelist
+// trunk page, the pages that lists: a page that is not one but happens to read as one only
+// adds pages, and reading a page again is harmless.
+void note_pages_written(std::vector<std::uint32_t>& pages, std::uint32_t page_number,
+                        std::span<const unsigned char> bytes) {
+  pages.push_back(page_number);
+  const auto most_leaves = static_cast<std::uint32_t>(bytes.size() / 4 - 2);
+  const std::uint32_t leaves = load_be32(bytes.data() + 4);
+  if (leaves > most_leaves) return;
+  if (const std::uint32_t next = load_be32(bytes.data()); next != 0) pages.push_back(next);
+  for (std::uint32_t i = 0; i < leaves; ++i) {
+    if (const std::uint32_t leaf = load_be32(bytes.data() + 8 + std::size_t{i} * 4); leaf != 0) {
+      pages.push_back(leaf);
+    }
+  }
+}
+
+void sort_pages(std::vector<std::uint32_t>& pages) {
+  std::sort(pages.begin(), pages.end());
+  pages.erase(std::unique(pages.begin(), pages.end()), pages.end());
+}
 
 // `on_record` is told each record SQLite would play back: its page number, the offset of the
 // page's bytes in the file, and those bytes.
 using OnRecord = std::function<void(std::uint32_t, std::uint64_t, std::span<const unsigned char>)>;
-JournalScan scan_journal(const std::filesystem::path& journal, const OnRecord& on_record = {}) {
+JournalScan scan_journal_records(const std::filesystem::path& journal, const OnRecord& on_record) {
   JournalScan scan;
   const io::UniqueFd fd = io::open_source_file(journal);
   if (!fd) return scan;
@@ -457,9 +482,9 @@ JournalScan scan_journal(const std::filesystem::path& journal, const OnRecord& o
         scan.intact = to_end;  // a counted record missing or bad: not a whole journal
         return scan;
       }
-      if (on_record) {
-        on_record(page_number, at + 4, std::span<const unsigned char>(record.data() + 4, page));
-      }
+      const std::span<const unsigned char> bytes(record.data() + 4, page);
+      if (on_record) on_record(page_number, at + 4, bytes);
+      note_pages_written(scan.pages_written, page_number, bytes);
       if (page_number == 1 && !scan.original_counter) {
         const unsigned char* page_one = record.data() + 4;
         scan.original_counter = load_be32(page_one + 24);
@@ -476,6 +501,12 @@ JournalScan scan_journal(const std::filesystem::path& journal, const OnRecord& o
     offset = (first + count * record_size + sector - 1) / sector * sector;
   }
   scan.intact = !first_segment;
+  return scan;
+}
+
+JournalScan scan_journal(const std::filesystem::path& journal, const OnRecord& on_record = {}) {
+  JournalScan scan = scan_journal_records(journal, on_record);
+  sort_pages(scan.pages_written);
   return scan;
 }
 
@@ -511,31 +542,15 @@ PagesWrittenBy pages_written_by(const std::vector<CommitJournal>& commits,
   if (big_endian_u32(database, 92) == big_endian_u32(database, 24)) {
     smallest_pages = std::min<std::uint64_t>(smallest_pages, big_endian_u32(database, 28));
   }
-  const std::uint32_t most_leaves = written.page_size / 4 - 2;
   for (const CommitJournal& commit : commits) {
     // (A commit that changed the page size, VACUUM, numbers its pages otherwise: no list.)
     if (big_endian_u32(commit.header, 24) != written.page_size) return PagesWrittenBy{};
     smallest_pages = std::min<std::uint64_t>(
         {smallest_pages, commit.original_database_pages, big_endian_u32(commit.header, 16)});
-    scan_journal(commit.staged, [&](std::uint32_t page, std::uint64_t,
-                                    std::span<const unsigned char> bytes) {
-      written.pages.push_back(page);
-      if (bytes.size() != written.page_size) return;  // (not this database's pages)
-      const std::uint32_t leaves = load_be32(bytes.data() + 4);
-      if (leaves > most_leaves) return;
-      if (const std::uint32_t next = load_be32(bytes.data()); next != 0) {
-        written.pages.push_back(next);
-      }
-      for (std::uint32_t i = 0; i < leaves; ++i) {
-        if (const std::uint32_t leaf = load_be32(bytes.data() + 8 + std::size_t{i} * 4);
-            leaf != 0) {
-          written.pages.push_back(leaf);
-        }
-      }
-    });
+    written.pages.insert(written.pages.end(), commit.pages_written.begin(),
+                         commit.pages_written.end());
   }
-  std::sort(written.pages.begin(), written.pages.end());
-  written.pages.erase(std::unique(written.pages.begin(), written.pages.end()), written.pages.end());
+  sort_pages(written.pages);
   written.tail_from = smallest_pages * written.page_size;
   return written;
 }
@@ -562,14 +577,14 @@ std::uint32_t change_counter(const MemberState& database) noexcept {
 std::optional<PageOneOriginal> journal_in_commit_phase(
     const MemberState& database, const std::filesystem::path& staged_journal) {
   // Complete: every record its headers count is there and valid (it was synced for commit).
-  const JournalScan scan = scan_journal(staged_journal);
+  JournalScan scan = scan_journal(staged_journal);
   if (!scan.intact || !scan.original_counter ||
       change_counter(database) != *scan.original_counter + 1 ||
       journal_names_a_super_journal(staged_journal)) {
     return std::nullopt;
   }
   return PageOneOriginal{*scan.original_counter, scan.original_freelist_pages,
-                         scan.original_database_pages};
+                         scan.original_database_pages, std::move(scan.pages_written)};
 }
 
 bool journal_synced(const MemberState& journal) noexcept {
@@ -583,7 +598,7 @@ std::optional<CommitJournal> synced_commit_journal(const MemberState& at_look,
   if (!journal_synced(at_look)) return std::nullopt;
   const MemberState copied = capture_member(staged_journal, kJournalHeaderSize);
   if (!same_bytes(copied, at_look, 0, kJournalHeaderSize)) return std::nullopt;
-  const JournalScan scan = scan_journal(staged_journal);
+  JournalScan scan = scan_journal(staged_journal);
   if (!scan.intact || journal_names_a_super_journal(staged_journal)) return std::nullopt;
   CommitJournal commit;
   commit.staged = staged_journal;
@@ -595,11 +610,13 @@ std::optional<CommitJournal> synced_commit_journal(const MemberState& at_look,
     commit.original_counter = *scan.original_counter;
     commit.original_freelist_pages = scan.original_freelist_pages;
     commit.original_database_pages = scan.original_database_pages;
+    commit.pages_written = std::move(scan.pages_written);
     return commit;
   }
   commit.original_counter = change_counter;
   commit.uncounted = true;
   commit.original_database_pages = scan.original_database_pages;
+  commit.pages_written = std::move(scan.pages_written);
   return commit;
 }
 

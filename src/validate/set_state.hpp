@@ -110,13 +110,18 @@ struct CommitJournal {
   // Such a journal never holds page 1: original_freelist_pages is 0 and
   // original_database_pages the journal header's original size.
   bool uncounted = false;
+  // The pages T may have written, as far as its journal tells (see pages_written_by()),
+  // listed as the journal was checked: sorted, no duplicates.
+  std::vector<std::uint32_t> pages_written{};
 };
 
-// What page 1 held when a transaction began, from the first record of page 1 in its journal.
+// What page 1 held when a transaction began, from the first record of page 1 in its journal,
+// and the pages the transaction may have written (CommitJournal::pages_written).
 struct PageOneOriginal {
   std::uint32_t change_counter = 0;
   std::uint32_t freelist_pages = 0;
   std::uint32_t database_pages = 0;  // see CommitJournal::original_database_pages
+  std::vector<std::uint32_t> pages_written{};
 };
 
 // The content comparison judge() asks for in the quiet case (Need::content_comparison): the
