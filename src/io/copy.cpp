@@ -29,7 +29,7 @@ namespace {
 // Large enough that the syscall overhead vanishes, small enough that progress, cancellation
 // and the caller's look at the source between chunks (the snapshot stage watches for a
 // commit) come every millisecond or so from the page cache.
-constexpr std::size_t kChunk = std::size_t{4} << 20;
+constexpr std::size_t kChunk = kReportEvery;
 
 bool is_unsupported(int error) noexcept {
   // Errors that mean "this method does not apply here", not "the data cannot be read".
@@ -161,11 +161,12 @@ class CopyCursor {
 };
 
 // The last resort: read() and write() through a buffer. `after_chunk` is called about every
-// kChunk bytes, and once more at the end.
+// `report_every` bytes, and once more at the end.
 std::uint64_t copy_by_read_write(CopyCursor& cursor, int source_fd,
                                  const std::filesystem::path& source_path, int destination_fd,
                                  const std::filesystem::path& destination_path,
-                                 const std::function<bool(std::uint64_t)>& after_chunk) {
+                                 const std::function<bool(std::uint64_t)>& after_chunk,
+                                 std::size_t report_every) {
   constexpr std::size_t kBuffer = std::size_t{1} << 20;
   std::vector<std::byte> buffer(kBuffer);
   std::uint64_t since_report = 0;
@@ -180,7 +181,7 @@ std::uint64_t copy_by_read_write(CopyCursor& cursor, int source_fd,
               destination_path);
     cursor.advance(static_cast<std::uint64_t>(n));
     since_report += static_cast<std::uint64_t>(n);
-    if (since_report >= kChunk) {
+    if (since_report >= report_every) {
       since_report = 0;
       if (!after_chunk(cursor.done())) break;
     }
@@ -577,7 +578,8 @@ bool copy_through_pipe(int source_fd, const std::filesystem::path& source_path, 
 CopyOutcome copy_file_contents(int source_fd, const std::filesystem::path& source_path,
                                int destination_fd, const std::filesystem::path& destination_path,
                                const ChunkObserver& observer, WriteOut write_out,
-                               const LateRanges* skip, LateOverlay* overlay, Clone clone) {
+                               const LateRanges* skip, LateOverlay* overlay, Clone clone,
+                               std::size_t report_every) {
   CopyOutcome outcome;
   std::uint64_t written_back = 0;
   const std::function<bool(std::uint64_t)> after_chunk = [&](std::uint64_t done) {
@@ -622,7 +624,7 @@ CopyOutcome copy_file_contents(int source_fd, const std::filesystem::path& sourc
       return true;
     };
     for (bool first = true;; first = false) {
-      const ssize_t n = copy_chunk(cursor.next_chunk(kChunk));
+      const ssize_t n = copy_chunk(cursor.next_chunk(std::min(kChunk, report_every)));
       if (n < 0) {
         if (errno == EINTR) continue;
         if (errno == EAGAIN) {
@@ -649,7 +651,7 @@ CopyOutcome copy_file_contents(int source_fd, const std::filesystem::path& sourc
   }
   outcome.method = CopyMethod::read_write;
   outcome.bytes = copy_by_read_write(cursor, source_fd, source_path, destination_fd,
-                                     destination_path, after_chunk);
+                                     destination_path, after_chunk, report_every);
   return outcome;
 }
 
@@ -720,13 +722,13 @@ RefreshOutcome read_pages_again(int source_fd, const std::filesystem::path& sour
   constexpr std::size_t kBuffer = std::size_t{1} << 20;
   // Often, as the caller looks at the source at each report: these pages were written by a
   // busy owner, whose next commit is caught only if a look falls within it.
-  constexpr std::size_t kReportEvery = std::size_t{128} << 10;
+  constexpr std::size_t kReportAfter = std::size_t{128} << 10;
   std::vector<std::byte> buffer(std::max<std::size_t>(kBuffer, again.page_size));
   RefreshOutcome outcome;  // (bytes: what was read, until the source's length is known)
   std::uint64_t read = 0;
   std::uint64_t reported = 0;
   const auto report_now = [&] {
-    if (read - reported < kReportEvery) return true;
+    if (read - reported < kReportAfter) return true;
     reported = read;
     return report(observer, read);
   };

@@ -39,6 +39,9 @@ struct CopyOutcome {
   CopyMethod method = CopyMethod::read_write;
 };
 
+// How often, in bytes, a copy reports its progress (ChunkObserver) unless told otherwise.
+inline constexpr std::size_t kReportEvery = std::size_t{4} << 20;
+
 // Called after each chunk with the bytes copied so far; returning false stops the copy
 // (the caller then throws: this layer knows nothing about cancellation).
 using ChunkObserver = std::function<bool(std::uint64_t bytes_done)>;
@@ -143,13 +146,15 @@ class LateOverlay {
 // cache and an overlay would go untaken. `overlay` are pages to lay over the copy's bytes
 // (see LateOverlay); only the splice copy takes them (a clone, or a filesystem refusing
 // splice, leaves them to their publisher, which sees so in LateOverlay::taken_from()). A
-// clone ignores both; with Clone::never none is tried.
+// clone ignores both; with Clone::never none is tried. `observer` is called about every
+// `report_every` bytes (the splice copy: every 1 MiB), and once more at the end.
 CopyOutcome copy_file_contents(int source_fd, const std::filesystem::path& source_path,
                                int destination_fd, const std::filesystem::path& destination_path,
                                const ChunkObserver& observer = {},
                                WriteOut write_out = WriteOut::cached,
                                const LateRanges* skip = nullptr, LateOverlay* overlay = nullptr,
-                               Clone clone = Clone::when_possible);
+                               Clone clone = Clone::when_possible,
+                               std::size_t report_every = kReportEvery);
 
 struct RefreshOutcome {
   std::uint64_t bytes = 0;            // bytes of the source read (its size as it ended)
