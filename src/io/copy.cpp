@@ -657,13 +657,10 @@ CopyOutcome copy_file_contents(int source_fd, const std::filesystem::path& sourc
 
 RefreshOutcome refresh_file_contents(int source_fd, const std::filesystem::path& source_path,
                                      int copy_fd, const std::filesystem::path& copy_path,
-                                     const ChunkObserver& observer) {
+                                     const ChunkObserver& observer, std::size_t report_every) {
   // A small buffer keeps peak memory flat whatever the database size and limits what one
-  // difference costs to rewrite. 256 KiB because the caller looks at the source after each
-  // (`observer`): a retry meets a busy owner, whose commits it follows only if a look falls
-  // within them. (With the torture harness's exclusive-locking owner at 64 MiB, about 400
-  // commits a second: 4 of 6 backups finished with 1 MiB, 6 of 6 with 256 KiB.)
-  constexpr std::size_t kBuffer = std::size_t{1} << 18;
+  // difference costs to rewrite; the observer is told after each.
+  const std::size_t kBuffer = report_every;
   std::vector<std::byte> source_buffer(kBuffer);
   const std::uint64_t copy_size = stat_fd(copy_fd, copy_path).size;
   // What the copy holds is mapped rather than read into a buffer first (that read was a

@@ -39,8 +39,10 @@ struct CopyOutcome {
   CopyMethod method = CopyMethod::read_write;
 };
 
-// How often, in bytes, a copy reports its progress (ChunkObserver) unless told otherwise.
+// How often, in bytes, a copy and a refresh report their progress (ChunkObserver) unless told
+// otherwise.
 inline constexpr std::size_t kReportEvery = std::size_t{4} << 20;
+inline constexpr std::size_t kRefreshReportEvery = std::size_t{1} << 20;
 
 // Called after each chunk with the bytes copied so far; returning false stops the copy
 // (the caller then throws: this layer knows nothing about cancellation).
@@ -169,7 +171,8 @@ struct RefreshOutcome {
 // read. Costs two reads instead of a write of the whole file.
 RefreshOutcome refresh_file_contents(int source_fd, const std::filesystem::path& source_path,
                                      int copy_fd, const std::filesystem::path& copy_path,
-                                     const ChunkObserver& observer = {});
+                                     const ChunkObserver& observer = {},
+                                     std::size_t report_every = kRefreshReportEvery);
 
 // Pages of a database file to read again (numbered from 1, `page_size` bytes each, sorted),
 // and the offset from which everything to the end of the file is read again.
