@@ -652,9 +652,10 @@ validate::Verdict judge_copy(const discover::DatabaseFiles& source,
 // Idle in WAL mode and when the caller's copy function copies.
 class CommitWatch {
  public:
-  // `from_first_look`: a record of writes begun before `before` was taken, where the owner is
-  // expected to commit without moving the change counter (see expects_uncounted_commits());
-  // nullptr otherwise. Only with it are such commits followed.
+  // `from_first_look`: a record of writes begun before `before` was taken (an owner expected
+  // to commit without moving the change counter, see expects_uncounted_commits(), or a retry
+  // in rollback mode); nullptr otherwise. Only with it are such commits followed, and commits
+  // caught from their synced journals.
   CommitWatch(const discover::DatabaseFiles& source, const discover::DatabaseFiles& staged_files,
               const validate::SetState& before, const Settings& settings,
               io::WriteWatch* from_first_look)
@@ -818,20 +819,22 @@ bool expects_uncounted_commits(const validate::SetState& look, bool held_at_ever
          (!validate::journal_is_hot(look.journal) || held_at_every_look);
 }
 
-// An attempt's first look at the source. Where it finds an owner that may commit without
-// moving the change counter (expects_uncounted_commits(), `held_at_every_look` as there), the
-// kernel's record of writes must have begun before it: started here if need be (and the look
-// taken again), kept for the attempts that follow (closing an inotify instance costs
-// milliseconds), emptied of what came before, and started afresh when the files it watches
-// were replaced.
 // What the kernel's record of writes kept from the last attempt showed up to this first look.
 struct WritesSinceLastAttempt {
   bool whole = false;  // recorded without a break since the last attempt's first look
   bool database_written = false;
 };
 
+// An attempt's first look at the source. Where it finds an owner that may commit without
+// moving the change counter (expects_uncounted_commits(), `held_at_every_look` as there), or
+// on any retry in rollback mode (`retry`: the owner is busy, and with the record its commits
+// are followed from their synced journals and a refused chain caught up, see CatchUp), the
+// kernel's record of writes must have begun before it: started here if need be (and the look
+// taken again), kept for the attempts that follow (closing an inotify instance costs
+// milliseconds), emptied of what came before, and started afresh when the files it watches
+// were replaced.
 validate::SetState first_look(const discover::DatabaseFiles& source, const Settings& settings,
-                              bool held_at_every_look,
+                              bool held_at_every_look, bool retry,
                               std::optional<io::WriteWatch>& writes_from_first_look,
                               WritesSinceLastAttempt& since_last_attempt) {
   since_last_attempt = {};
@@ -852,8 +855,9 @@ validate::SetState first_look(const discover::DatabaseFiles& source, const Setti
     writes_from_first_look.reset();
     since_last_attempt.whole = false;
   }
-  if (expects_uncounted_commits(before, held_at_every_look) && !writes_from_first_look &&
-      settings.follow_commits && !settings.copy_function) {
+  const bool wanted =
+      expects_uncounted_commits(before, held_at_every_look) || (retry && !before.wal.exists);
+  if (wanted && !writes_from_first_look && settings.follow_commits && !settings.copy_function) {
     writes_from_first_look = io::WriteWatch::start(source.database, source.journal);
     if (writes_from_first_look) before = validate::capture(source);
   }
@@ -961,8 +965,19 @@ using LastSeen = std::optional<std::pair<Cycle, validate::MemberState>>;
 // that looked every 1 MiB finished 4 backups of 6, every 256 KiB 6 of 6.)
 constexpr std::size_t kLookEveryWhileFollowing = std::size_t{256} << 10;
 
-std::size_t look_every(bool follows_uncounted) noexcept {
-  return follows_uncounted ? kLookEveryWhileFollowing : io::kReportEvery;
+std::size_t look_every(bool following) noexcept {
+  return following ? kLookEveryWhileFollowing : io::kReportEvery;
+}
+
+// Whether SQLite's lock was held, at every first look so far, by a process we may not look
+// into, or by one without its journal open (for the message of a backup that gives up).
+void note_lock_holder(const validate::SetState& before, int attempt, Outcome& outcome) noexcept {
+  if (attempt == 1 || outcome.unreadable_lock_holder) {
+    outcome.unreadable_lock_holder = before.unreadable_lock_holder;
+  }
+  if (attempt == 1 || outcome.journal_less_lock_holder) {
+    outcome.journal_less_lock_holder = before.journal_less_lock_holder;
+  }
 }
 
 // One whole-set attempt of copy_consistent_set(): the first look, the copy of every member,
@@ -980,8 +995,9 @@ LastSeen copy_set_once(const discover::DatabaseFiles& source,
   io::UniqueFd held_journal = io::open_source_file(source.journal);
   const bool exclusive_so_far = attempt == 1 || outcome.exclusive_lock_at_every_attempt;
   WritesSinceLastAttempt since_last_attempt;
-  const validate::SetState before = first_look(source, settings, attempt > 1 && exclusive_so_far,
-                                               writes_from_first_look, since_last_attempt);
+  const validate::SetState before =
+      first_look(source, settings, attempt > 1 && exclusive_so_far, attempt > 1,
+                 writes_from_first_look, since_last_attempt);
   // (Taken here, so that no return leaves it for a later attempt.)
   std::optional<CatchUp> last_round = std::exchange(catch_up, std::nullopt);
   if (held_journal && !(before.journal.exists && before.journal.stat.same_file(io::stat_fd(
@@ -992,12 +1008,7 @@ LastSeen copy_set_once(const discover::DatabaseFiles& source,
     return std::nullopt;
   }
   outcome.exclusive_lock_at_every_attempt = exclusive_so_far && before.exclusive_lock_held;
-  if (attempt == 1 || outcome.unreadable_lock_holder) {
-    outcome.unreadable_lock_holder = before.unreadable_lock_holder;
-  }
-  if (attempt == 1 || outcome.journal_less_lock_holder) {
-    outcome.journal_less_lock_holder = before.journal_less_lock_holder;
-  }
+  note_lock_holder(before, attempt, outcome);
   if (!before.database.exists) {
     throw_error(
         ErrorCause{.system_errno = ENOENT}, ErrorKind::io, source.database, "cannot read {}: {}",
@@ -1019,12 +1030,16 @@ LastSeen copy_set_once(const discover::DatabaseFiles& source,
   remove_staged({{&source.wal, staged_files.wal}, {&source.journal, staged_files.journal}});
   if (!refresh_database) remove_staged({{&source.database, staged_files.database}});
 
+  // With the record begun before this look, commits are followed from their synced journals
+  // (CommitWatch) and a refused chain is caught up (CatchUp); an owner that looks like one in
+  // locking_mode=EXCLUSIVE is, besides, retried at once (it shows no cycle to wait for).
+  const bool from_first_look = writes_from_first_look && !before.wal.exists;
   const bool follows_uncounted =
-      writes_from_first_look &&
+      from_first_look &&
       expects_uncounted_commits(before, attempt > 1 && outcome.exclusive_lock_at_every_attempt);
   outcome.followed_uncounted_commits = follows_uncounted;
   CommitWatch watch(source, staged_files, before, settings,
-                    follows_uncounted ? &*writes_from_first_look : nullptr);
+                    from_first_look ? &*writes_from_first_look : nullptr);
   watch.look_before_copy();
 
   // Database first, then the WAL, then the journal (unless already copied): judge()
@@ -1043,7 +1058,7 @@ LastSeen copy_set_once(const discover::DatabaseFiles& source,
   const SetCopy copy = copy_members(
       members, std::move(held_journal), source, before, settings, total, attempt, refresh_database,
       apply_wal, [&watch] { watch.look_between_chunks(); }, watch.journal_covered(),
-      read_again ? &*read_again : nullptr, look_every(follows_uncounted));
+      read_again ? &*read_again : nullptr, look_every(from_first_look));
   outcome.bytes = copy.bytes;
   // The sizes at the first look are only an estimate (a file grew, or a journal was copied
   // earlier, at its commit, and skipped here): the copy is complete, so say so.
@@ -1078,7 +1093,7 @@ LastSeen copy_set_once(const discover::DatabaseFiles& source,
     return std::nullopt;
   }
   outcome.last_reason = verdict.reason;
-  if (verdict.catch_up && follows_uncounted && !settings.copy_function) {
+  if (verdict.catch_up && from_first_look) {
     catch_up.emplace(std::move(watch.during().commits), before, last_look);
     watch.during().commits.clear();
     log_debug("attempt {} of {}: {}; catching the copy up", attempt, settings.attempts,
