@@ -712,9 +712,8 @@ class CommitWatch {
     record_writes();
     const bool counted = validate::record_look(during_, database, journal);
     // An owner in exclusive locking mode leaves the counter where it is: its commits are
-    // followed by their synced journals instead, each new transaction's once, and so are its
-    // counted ones (caught from their sync on, not only once page 1 is written: a commit that
-    // starts and ends between two looks is missed, and a busy owner's commit phase is short).
+    // followed by their synced journals instead, each new transaction's once (a counted one's
+    // only once it has written page 1, see validate::synced_commit_journal()).
     const bool synced = follows_uncounted_ && validate::journal_synced(journal) &&
                         (during_.commits.empty() || !validate::same_journal_transaction(
                                                         during_.commits.back().header, journal));

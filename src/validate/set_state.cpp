@@ -604,9 +604,10 @@ std::optional<CommitJournal> synced_commit_journal(const MemberState& at_look,
   commit.staged = staged_journal;
   commit.header = at_look;
   if (scan.original_counter) {
-    if (change_counter != *scan.original_counter && change_counter != *scan.original_counter + 1) {
-      return std::nullopt;
-    }
+    // Not before it has written page 1 (in its commit, see journal_in_commit_phase()): a
+    // journal synced for a spill holds only the records so far, and a transaction held open
+    // after one would be taken for a commit that never comes (helper-37).
+    if (change_counter != *scan.original_counter + 1) return std::nullopt;
     commit.original_counter = *scan.original_counter;
     commit.original_freelist_pages = scan.original_freelist_pages;
     commit.original_database_pages = scan.original_database_pages;

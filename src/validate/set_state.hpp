@@ -296,9 +296,9 @@ bool journal_synced(const MemberState& journal) noexcept;
 // the database in several bursts, which the record of writes shows (judge()). So it serves
 // only where that record began before the first look (an owner in locking_mode=EXCLUSIVE).
 // T is counted when it journaled page 1 (it will write it, and SQLite increments the counter
-// whenever it writes page 1): its original is then page 1's, and the counter must be that or
-// one more (T already writing). Otherwise T is uncounted: it leaves `change_counter` as it
-// is. nullopt when it is not so.
+// whenever it writes page 1): its original is then page 1's, and it is taken only once it has
+// written page 1, the counter one more (in its commit: its journal then holds every record).
+// Otherwise T is uncounted: it leaves `change_counter` as it is. nullopt when it is not so.
 std::optional<CommitJournal> synced_commit_journal(const MemberState& at_look,
                                                    std::uint32_t change_counter,
                                                    const std::filesystem::path& staged_journal);

@@ -874,19 +874,18 @@ TEST_F(SnapshotTest, ASmallCountedCommitsJournalIsPlayedBackWhateverTheCallersSe
 }
 
 // Under locking_mode=EXCLUSIVE, T1 frees the overflow pages of half the blobs and T2 fills
-// them with new blobs (neither journals those pages). Both are caught with their journals
-// synced before they write. Each journals page 1 (its freelist count): they are counted
-// commits, and a page free between them stops the rollback through both, whose restored
-// rows would point at T2's blobs. The next attempt catches the copy up instead: it reads
-// again the pages both journaled and every page listed in the freelist trunks they
-// journaled, which holds the pages T2 filled. Those the first copy read before T2 wrote
-// them, in its first chunks, would otherwise keep the old blobs' bytes.
+// them with new blobs (neither journals those pages). Each journals page 1 (its freelist
+// count): they are counted commits, both caught in their commits, and a page free between
+// them stops the rollback through both, whose restored rows would point at T2's blobs. The next
+// attempt catches the copy up instead: it reads again the pages both journaled and every page
+// listed in the freelist trunks they journaled, which holds the pages T2 filled. Those the first
+// copy read before T2 wrote them, in its first chunks, would otherwise keep the old blobs' bytes.
 TEST_F(SnapshotTest, CommitsThatFreeAndReusePagesAreCaughtUpNotRolledBackAtOnce) {
   DebugLog log;
   std::string output;
   const SteppedBackup backup =
       back_up_stepping_owner(source_, out_dir_ / "copy.sqlite", "pause-in-uncounted-free-and-reuse",
-                             1000, {{".2"}, {".3"}, {".4"}}, output);
+                             1000, {{".2", ".3"}, {".4", ".5"}, {".6"}}, output);
   ASSERT_TRUE(backup.every_step_came) << output;
   if (backup.chunks < 4) {
     GTEST_SKIP() << kCopiedInOneStep;
@@ -901,6 +900,35 @@ TEST_F(SnapshotTest, CommitsThatFreeAndReusePagesAreCaughtUpNotRolledBackAtOnce)
   EXPECT_EQ(query_int(copy, "SELECT count(*) FROM b"), 1000) << "T2's rows, after T1's";
   EXPECT_EQ(backup.report.attempts, 2) << log.text();
   EXPECT_NE(log.text().find("caught the copy of"), std::string::npos) << log.text();
+}
+
+// An owner begins a transaction during the first attempt and holds it open after spilling
+// pages into the database; its journal, synced for the spill, holds page 1's original. From
+// the second attempt on, the kernel's record of writes runs from the first look, and a look
+// that finds a journal synced copies it as a commit: taken for a counted commit before it
+// had written page 1, this one, which never commits, made every attempt wait for a counter
+// that never moved (helper-37). It is the transaction in progress at both looks, and the
+// copy is rolled back through its journal copied after the database.
+TEST_F(SnapshotTest, ATransactionHeldOpenAfterASpillIsRolledBackOnARetry) {
+  create_database(source_, 10);
+  std::optional<OwnerProcess> owner;
+  DebugLog log;
+  sb::Report report;
+  EXPECT_NO_THROW(sb::sqlite_backup(source_, out_dir_ / "copy.sqlite",
+                                    {.copy_retry = 6,
+                                     .source_lock = sb::SourceLock::never,
+                                     .on_progress =
+                                         [&](const sb::CopyProgress& progress) {
+                                           if (progress.attempt == 1 && !owner)
+                                             owner.emplace(kOwnerExe, source_, "hot-journal", 300);
+                                         },
+                                     .report = &report}))
+      << log.text();
+  ASSERT_TRUE(owner && owner->ready()) << (owner ? owner->output() : "");
+  EXPECT_LE(report.attempts, 2) << log.text();
+  EXPECT_EQ(query_int(out_dir_ / "copy.sqlite", "SELECT count(*) FROM t WHERE v LIKE 'rewritten%'"),
+            0);
+  EXPECT_EQ(query_text(out_dir_ / "copy.sqlite", "PRAGMA integrity_check"), "ok");
 }
 
 // An owner idle in locking_mode=EXCLUSIVE commits once, uncounted, wholly between two looks
@@ -922,10 +950,10 @@ TEST_F(SnapshotTest, AnUncountedCommitNoLookSawIsInTheRecordOfWrites) {
   EXPECT_GE(backup.report.attempts, 2);
 }
 
-// As above, but T2 inserts twice the blobs T1 freed, so the file grows, and T2 writes only
-// after the copy has read the file to its end (T2 is caught synced at the look after the last
-// chunk). The pages past the file's size when T1 began are read again whatever the journals
-// say: T2 appended them unjournaled, and the first copy never saw them.
+// As above, but T2 inserts twice the blobs T1 freed, so the file grows, and T2 writes past
+// page 1 only after the copy has read the file to its end (T2 is caught in its commit, its
+// page 1 written, before the last chunk). The pages past the file's size when T1 began are read
+// again whatever the journals say: T2 appended them unjournaled, and the first copy never saw them.
 TEST_F(SnapshotTest, PagesACommitAppendedAfterTheCopyAreCaughtUp) {
   DebugLog log;
   OwnerProcess owner(kOwnerExe, source_, "pause-in-free-and-grow", 1000);
@@ -941,12 +969,16 @@ TEST_F(SnapshotTest, PagesACommitAppendedAfterTheCopyAreCaughtUp) {
            [&](const sb::CopyProgress& progress) {
              ++reports;
              if (progress.attempt != 1) return;
-             if (reports == 1) steps_ok = steps_ok && owner.resume_until(".2");
-             if (reports == 2) steps_ok = steps_ok && owner.resume_until(".3");
+             if (reports == 1) {
+               steps_ok = steps_ok && owner.resume_until(".2") && owner.resume_until(".3");
+             }
+             if (reports == 2) {
+               steps_ok = steps_ok && owner.resume_until(".4") && owner.resume_until(".5");
+             }
              // (The report that closes the copy: every byte copied.)
              if (reports > 2 && progress.bytes_done == progress.bytes_total && !grown_after_copy) {
                grown_after_copy = true;
-               steps_ok = steps_ok && owner.resume_until(".4");
+               steps_ok = steps_ok && owner.resume_until(".6");
              }
            },
        .report = &report});
@@ -982,11 +1014,11 @@ TEST_F(SnapshotTest, ACommitBetweenTwoAttemptsStopsTheCatchUp) {
   sb::set_log_sink([&](const sb::LogRecord& record) {
     log.append(record.message).append("\n");
     if (!third_committed && record.message.find("; catching the copy up") != std::string::npos) {
-      third_committed = owner.resume_until(".5");
+      third_committed = owner.resume_until(".7");
     }
   });
-  const SteppedBackup backup =
-      back_up_stepping(owner, source_, out_dir_ / "copy.sqlite", {}, {{".2"}, {".3"}, {".4"}});
+  const SteppedBackup backup = back_up_stepping(owner, source_, out_dir_ / "copy.sqlite", {},
+                                                {{".2", ".3"}, {".4", ".5"}, {".6"}});
   sb::set_log_sink({});
   sb::set_log_level(saved_level);
   ASSERT_TRUE(backup.every_step_came) << owner.output();

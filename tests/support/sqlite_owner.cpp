@@ -146,10 +146,11 @@ constexpr const char* kUsage =
     "                      last quarter 'ROW', pausing before its first write (FILE.4); FILE.5\n"
     "  pause-in-uncounted-free-and-reuse  as pause-in-two-commits (N blobs), under\n"
     "                      locking_mode=EXCLUSIVE after a counted commit: idle (FILE), then T1\n"
-    "                      and T2 each pausing before its first write (FILE.2, FILE.3); FILE.4\n"
-    "  pause-in-free-and-reuse-then-third  the same, but idle after T2 (FILE.4); then T3,\n"
+    "                      and T2 each pausing before its first write and after its page 1\n"
+    "                      (FILE.2 and FILE.3, FILE.4 and FILE.5); FILE.6\n"
+    "  pause-in-free-and-reuse-then-third  the same, but idle after T2 (FILE.6); then T3,\n"
     "                      uncounted, unpaused, sets k.x to x + 100 and the last blob's h to\n"
-    "                      'T3' padded to 32 characters; FILE.5\n"
+    "                      'T3' padded to 32 characters; FILE.7\n"
     "  pause-in-uncounted-unseen  journal_mode=DELETE; N rows, then under\n"
     "                      locking_mode=EXCLUSIVE, idle (FILE); U, uncounted, unpaused, makes the\n"
     "                      first and last 200 rows 'ROW'; FILE.2\n"
@@ -780,9 +781,9 @@ int pause_in_commit(const Arguments& args, const std::string& variant) {
     if (variant == "free-and-reuse-then-third") {
       db.exec("PRAGMA cache_size=-131072");
       enter_exclusive_locking_mode_idle(db);
-      commit_pausing_before_its_writes(db, "DELETE FROM b WHERE id % 2 = 0;");
-      commit_pausing_before_its_writes(db, refill);
-      pause_until_resumed();  // FILE.4
+      commit_with_pauses(db, "DELETE FROM b WHERE id % 2 = 0;");  // FILE.2, FILE.3
+      commit_with_pauses(db, refill);                             // FILE.4, FILE.5
+      pause_until_resumed();                                      // FILE.6
       // In place, the same sizes: no page is taken or freed, page 1 is not written.
       db.exec(
           "BEGIN; UPDATE k SET x = x + 100;"
@@ -790,12 +791,12 @@ int pause_in_commit(const Arguments& args, const std::string& variant) {
       return announce_and_hold(db);
     }
     if (variant == "uncounted-free-and-reuse" || variant == "free-and-grow") {
-      // Both uncounted (but each changes page 1's freelist count, so journals it).
+      // Under locking_mode=EXCLUSIVE, but counted: each changes page 1's freelist count.
       db.exec("PRAGMA cache_size=-131072");  // no spill: one burst per commit
       enter_exclusive_locking_mode_idle(db);
-      commit_pausing_before_its_writes(db, "DELETE FROM b WHERE id % 2 = 0;");
-      commit_pausing_before_its_writes(db, refill);
-      return announce_and_hold(db);
+      commit_with_pauses(db, "DELETE FROM b WHERE id % 2 = 0;");  // FILE.2, FILE.3
+      commit_with_pauses(db, refill);                             // FILE.4, FILE.5
+      return announce_and_hold(db);                               // FILE.6
     }
     commit_with_pauses(db, "DELETE FROM b WHERE id % 2 = 0;");
     commit_with_pauses(db, refill);
