@@ -257,7 +257,7 @@ void build_app(CLI::App& app, CommandLine& command) {
                  "Cooperate with SQLite's locking as a reader would, writing nothing: hold a "
                  "shared lock on the source for one copy, so that the owner's commits (rollback "
                  "journal) or checkpoints (WAL) wait for it in their busy handler. when-needed: "
-                 "only after 3 lock-free attempts failed (default); always: every attempt; "
+                 "only after a lock-free attempt failed (default); always: every attempt; "
                  "never: not at all (an owner that commits faster than one copy can then make "
                  "the backup give up)")
       ->check(CLI::IsMember({"never", "when-needed", "always"}))

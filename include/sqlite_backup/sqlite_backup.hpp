@@ -125,7 +125,7 @@ enum class Verify { none, quick, full };
 // proof of every snapshot either way.
 enum class SourceLock {
   never,        // never lock: an owner that commits faster than a copy takes can outrun us
-  when_needed,  // lock-free first; from the 4th attempt on, lock for each attempt (default)
+  when_needed,  // lock-free first; from the 2nd attempt on, lock for each attempt (default)
   always,       // lock for every attempt
 };
 

@@ -30,8 +30,8 @@ def committed_so_far(db: Path) -> int:
 
 
 # Writers at full speed (over 1000 commits a second here): in rollback mode more than one
-# commit lands in nearly every lock-free copy, and the reader's lock (the default, after three
-# lock-free attempts) is what lets every backup finish.
+# commit lands in nearly every lock-free copy, and the reader's lock (the default, after one
+# lock-free attempt) is what lets every backup finish.
 @pytest.mark.parametrize("mode,rate", [("wal", "0"), ("delete", "0")])
 def test_snapshots_under_a_writer_process_are_consistent(folder: Path, mode: str,
                                                          rate: str) -> None:

@@ -108,7 +108,7 @@ TEST(LiveBackupStress, RollbackWritersFasterThanOneCopyFinishUnderTheReaderLock)
   // Issue 11's workload: two rollback-journal writers committing back to back (at most 0.3 ms
   // between transactions) on a 48 MiB database: a copy takes longer than their commits are
   // apart, so lock-free attempts keep failing; with the reader's lock (the default, after
-  // three lock-free attempts) every backup completes and validates.
+  // a lock-free attempt) every backup completes and validates.
   const std::vector<std::string> flags = {"--journal", "delete", "--max-sleep-us", "300"};
   const Scenario scenario{
       .name = "rollback-large",
