@@ -75,8 +75,7 @@ TEST(ReadPagesAgain, CutsTheCopyToASourceShorterThanTheTailsStart) {
   ASSERT_EQ(result.size(), source.size());
   EXPECT_EQ(length, source.size());
   for (std::uint32_t number = 1; number <= 10; ++number) {
-    EXPECT_EQ(page(result, number), page(number == 4 ? source : copy, number))
-        << "page " << number;
+    EXPECT_EQ(page(result, number), page(number == 4 ? source : copy, number)) << "page " << number;
   }
 }
 
