@@ -866,38 +866,16 @@ validate::SetState first_look(const discover::DatabaseFiles& source, const Setti
 }
 
 // An attempt refused for its chain of commits alone (validate::Verdict::catch_up) leaves the
-// next one a copy to catch up rather than read whole: those commits' journals (copies in the
-// staging folder, owned here and deleted with it), its first look and its last. Like the
-// pre-copy rounds of a live migration, each round reads only what the last one saw written,
-// so each is shorter and meets fewer commits; one that meets at most one, or none, is kept.
-// The pages are listed only once the next attempt has taken its first look: the shorter the
-// time between the two looks, the likelier nothing wrote in between.
-class CatchUp {
- public:
-  CatchUp(std::vector<validate::CommitJournal> commits, const validate::SetState& first_look,
-          const validate::SetState& last_look) noexcept
-      : commits_(std::move(commits)), first_look_(first_look), last_look_(last_look) {}
-  CatchUp(const CatchUp&) = delete;
-  CatchUp& operator=(const CatchUp&) = delete;
-  CatchUp(CatchUp&& other) noexcept
-      : commits_(std::exchange(other.commits_, {})),
-        first_look_(other.first_look_),
-        last_look_(other.last_look_) {}
-  CatchUp& operator=(CatchUp&&) = delete;
-  ~CatchUp() {
-    for (const auto& commit : commits_) ::unlink(commit.staged.c_str());
-  }
-
-  [[nodiscard]] const validate::SetState& first_look() const noexcept { return first_look_; }
-  [[nodiscard]] const validate::SetState& last_look() const noexcept { return last_look_; }
-  [[nodiscard]] validate::PagesWrittenBy pages_written() const {
-    return validate::pages_written_by(commits_, first_look_);
-  }
-
- private:
-  std::vector<validate::CommitJournal> commits_;
-  validate::SetState first_look_;
-  validate::SetState last_look_;
+// next one a copy to catch up rather than read whole: those commits (their pages were listed
+// as their journals were copied; the copies themselves are deleted), its first look and its
+// last. Like the pre-copy rounds of a live migration, each round reads only what the last
+// one saw written, so each is shorter and meets fewer commits; one that meets at most one,
+// or none, is kept. The pages are merged only once the next attempt has taken its first
+// look: the shorter the time between the two looks, the likelier nothing wrote in between.
+struct CatchUp {
+  std::vector<validate::CommitJournal> commits;
+  validate::SetState first_look;
+  validate::SetState last_look;
 };
 
 // Why the copy the last attempt left (see CatchUp) cannot be caught up at this attempt, whose
@@ -911,7 +889,7 @@ class CatchUp {
 // this attempt rolls it back as the transaction in progress at its first look.
 std::string catch_up_obstacle(const CatchUp& catch_up, const validate::SetState& before,
                               const WritesSinceLastAttempt& since_last_attempt) {
-  const validate::SetState& last = catch_up.last_look();
+  const validate::SetState& last = catch_up.last_look;
   if (!since_last_attempt.whole) {
     return "the record of writes since the last attempt is not whole";
   }
@@ -924,7 +902,7 @@ std::string catch_up_obstacle(const CatchUp& catch_up, const validate::SetState&
   }
   // (The pages are numbered in the last attempt's first look's page size.)
   if (std::memcmp(before.database.header.data() + 16,
-                  catch_up.first_look().database.header.data() + 16, 2) != 0) {
+                  catch_up.first_look.database.header.data() + 16, 2) != 0) {
     return "the page size changed since the last attempt";
   }
   if (since_last_attempt.database_written &&
@@ -935,10 +913,9 @@ std::string catch_up_obstacle(const CatchUp& catch_up, const validate::SetState&
 }
 
 // The pages of the copy `last_round` left that the attempt `attempt` reads again (see
-// CatchUp); nullopt when it reads the whole file. Takes `last_round`: its journals are
-// deleted on return, before this attempt stages its own.
+// CatchUp); nullopt when it reads the whole file.
 std::optional<validate::PagesWrittenBy> pages_to_read_again(
-    std::optional<CatchUp> last_round, const validate::SetState& before,
+    const std::optional<CatchUp>& last_round, const validate::SetState& before,
     const WritesSinceLastAttempt& since_last_attempt, int attempt) {
   if (!last_round) return std::nullopt;
   const std::string obstacle = catch_up_obstacle(*last_round, before, since_last_attempt);
@@ -946,7 +923,8 @@ std::optional<validate::PagesWrittenBy> pages_to_read_again(
     log_debug("attempt {}: not catching the copy up: {}", attempt, obstacle);
     return std::nullopt;
   }
-  validate::PagesWrittenBy written = last_round->pages_written();
+  validate::PagesWrittenBy written =
+      validate::pages_written_by(last_round->commits, last_round->first_look);
   if (written.page_size == 0) return std::nullopt;
   log_debug(
       "attempt {}: reading again the {} pages the last attempt's commits may have "
@@ -1000,7 +978,7 @@ LastSeen copy_set_once(const discover::DatabaseFiles& source,
       first_look(source, settings, attempt > 1 && exclusive_so_far, attempt > 1,
                  writes_from_first_look, since_last_attempt);
   // (Taken here, so that no return leaves it for a later attempt.)
-  std::optional<CatchUp> last_round = std::exchange(catch_up, std::nullopt);
+  const std::optional<CatchUp> last_round = std::exchange(catch_up, std::nullopt);
   if (held_journal && !(before.journal.exists && before.journal.stat.same_file(io::stat_fd(
                                                      held_journal.get(), source.journal)))) {
     outcome.last_reason = "the journal changed as we opened it";
@@ -1021,7 +999,7 @@ LastSeen copy_set_once(const discover::DatabaseFiles& source,
   // (a caller's copy function always copies afresh), or catches it up (see CatchUp).
   const bool refresh_database = attempt > 1 && !settings.copy_function;
   const std::optional<validate::PagesWrittenBy> written_last_round =
-      pages_to_read_again(std::move(last_round), before, since_last_attempt, attempt);
+      pages_to_read_again(last_round, before, since_last_attempt, attempt);
   const std::optional<io::PagesToReadAgain> read_again =
       written_last_round && refresh_database
           ? std::optional(io::PagesToReadAgain{written_last_round->page_size,
@@ -1095,8 +1073,8 @@ LastSeen copy_set_once(const discover::DatabaseFiles& source,
   }
   outcome.last_reason = verdict.reason;
   if (verdict.catch_up && from_first_look) {
-    catch_up.emplace(std::move(watch.during().commits), before, last_look);
-    watch.during().commits.clear();
+    catch_up = CatchUp{watch.during().commits, before, last_look};
+    watch.forget_commits();
     log_debug("attempt {} of {}: {}; catching the copy up", attempt, settings.attempts,
               verdict.reason);
     return std::nullopt;
