@@ -275,6 +275,26 @@ struct CallState {
 
 [[noreturn]] void raise_unstable(const sb::SqliteBackupError& error, const ErrorContext& context);
 
+// A source file an error names, as the caller named it. The library resolves the source
+// (symlinks, the working folder) and names that path; the reference copied the database and
+// its -wal and -journal by the names it was given, and its shutil.copy's errors carried
+// those in `filename`, which code shows its user or compares with its own path. A side
+// file is renamed only where the name given reaches that same file (not beside a symlink
+// whose target's folder holds it); anything else keeps the library's name.
+fs::path as_the_caller_named_it(const fs::path& named, const fs::path& source) {
+  if (source.empty()) return named;
+  std::error_code error;
+  const fs::path resolved = fs::canonical(source, error);
+  if (error) return named;
+  if (named == resolved) return source;
+  for (const char* side : {"-wal", "-journal"}) {
+    if (named.native() != resolved.native() + side) continue;
+    const fs::path given = source.native() + side;
+    return fs::equivalent(given, named, error) && !error ? given : named;
+  }
+  return named;
+}
+
 // The library's errors as the reference raises them. Called with the GIL held.
 [[noreturn]] void raise_translated(const std::exception_ptr& failure, const ErrorContext& context) {
   try {
@@ -318,7 +338,9 @@ struct CallState {
         attributes["errno"] = system_errno;
         attributes["strerror"] = py::module_::import("os").attr("strerror")(system_errno);
       }
-      if (!error.path().empty()) attributes["filename"] = from_path(error.path());
+      if (!error.path().empty()) {
+        attributes["filename"] = from_path(as_the_caller_named_it(error.path(), context.source));
+      }
       // Where the reference let SQLite fail (its backup wrote the destination through
       // sqlite3.connect), the error is also the sqlite3.OperationalError it raised there:
       // anything SQLite reported, and any failure to write the destination or its folder.

@@ -2,6 +2,7 @@
 
 import errno
 import inspect
+import json
 import math
 import os
 import pickle
@@ -10,6 +11,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -104,6 +106,68 @@ def test_missing_source_raises_file_not_found_with_the_filename(folder: Path) ->
         sqlite_backup.sqlite_backup(missing)
     assert caught.value.filename == missing
     assert "No such file or directory" in caught.value.strerror
+
+
+# Run by another user than root in test_an_unreadable_source_is_named_as_the_caller_named_it:
+# prints what the caller's `except PermissionError as e` sees.
+_UNREADABLE_CHILD = """
+import json, sys
+import sqlite_backup
+try:
+    sqlite_backup.sqlite_backup(sys.argv[1], *sys.argv[2:])
+except PermissionError as e:
+    print(json.dumps({"filename": e.filename, "errno": e.errno, "message": str(e)}))
+"""
+
+
+def test_an_unreadable_source_is_named_as_the_caller_named_it(tmp_path: Path) -> None:
+    """The reference copied the database and its -wal by the names it was given, and its
+    shutil.copy's PermissionError carried that name in `filename` (code shows it to its user
+    or compares it with its own path), where the engine names the resolved absolute path."""
+    if os.geteuid() == 0:
+        user = "nobody"
+        # (A folder that user may enter and write: pytest's own are private to root.)
+        shared = Path(tempfile.mkdtemp(prefix="unreadable-", dir="/var/tmp"))
+        shared.chmod(0o777)
+    else:
+        user = None
+        shared = tmp_path
+    package = str(Path(sqlite_backup.__file__).resolve().parent.parent)
+    try:
+        make_database(shared / "db.sqlite", 10)
+
+        def as_another_user(*arguments: str) -> dict:
+            run = subprocess.run(
+                [sys.executable, "-c", _UNREADABLE_CHILD, *arguments], cwd=shared, user=user,
+                env={**os.environ, "PYTHONPATH": package, "TMPDIR": str(shared)},
+                capture_output=True, text=True, timeout=120)
+            if "No module named 'sqlite_backup'" in run.stderr:
+                pytest.skip(f"user {user} cannot import the package from {package}")
+            assert run.returncode == 0, run.stderr
+            return json.loads(run.stdout)
+
+        (shared / "db.sqlite").chmod(0)
+        for given in ("db.sqlite", "./db.sqlite"):
+            for destination in ((), ("copy.sqlite",)):
+                seen = as_another_user(given, *destination)
+                assert seen["errno"] == errno.EACCES
+                assert seen["filename"] == str(Path(given))  # the reference's str(Path(source))
+                assert str(shared / "db.sqlite") in seen["message"]
+        # A -wal it may not read, beside a database it may: named as the reference globbed it.
+        (shared / "db.sqlite").chmod(0o644)
+        owner = sqlite3.connect(shared / "db.sqlite", isolation_level=None)
+        try:
+            owner.execute("PRAGMA journal_mode=WAL")
+            owner.execute("PRAGMA wal_autocheckpoint=0")
+            owner.execute("INSERT INTO t (v) VALUES ('in the WAL')")
+            (shared / "db.sqlite-wal").chmod(0)
+            seen = as_another_user("db.sqlite")
+            assert seen["filename"] == "db.sqlite-wal"
+        finally:
+            owner.close()
+    finally:
+        if user:
+            shutil.rmtree(shared)
 
 
 def test_same_source_and_destination_raises_value_error(wal_owner: Path, folder: Path) -> None:
