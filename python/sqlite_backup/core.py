@@ -343,8 +343,14 @@ def _is_database_set(files: List[Path]) -> bool:
 def sqlite_connect_immutable(db: PathIsh) -> Iterator[sqlite3.Connection]:
     """Opens 'db' read-only with immutable=1 (no locks, no change detection): only for files
     nobody writes, such as a finished snapshot. Yields a sqlite3.Connection, closed after."""
-    uri = "file:" + quote(os.fsencode(os.path.abspath(db))) + "?mode=ro&immutable=1"
-    conn = sqlite3.connect(uri, uri=True)
+    path = os.path.abspath(db)
+    # Read-only: the reference's read-write open created an empty database where none was.
+    # A folder is the exception: opened read-only it would fail only at the first query, with
+    # "disk I/O error"; SQLite's read-write open refuses it at once, as the reference's did
+    # ("unable to open database file", SQLITE_CANTOPEN), and creates nothing there.
+    mode = "" if os.path.isdir(path) else "mode=ro&"
+    conn = sqlite3.connect("file:" + quote(os.fsencode(path)) + "?" + mode + "immutable=1",
+                           uri=True)
     try:
         yield conn
     finally:

@@ -112,6 +112,26 @@ def test_immutable_connection_on_awkward_names(folder: Path, name: str) -> None:
     assert names(folder) == {name, "tmpdir"}
 
 
+def test_an_immutable_connection_to_a_folder_fails_as_the_references_did(folder: Path) -> None:
+    """The reference's read-write open refused a folder at once: "unable to open database
+    file", SQLITE_CANTOPEN (a read-only open would fail later, with "disk I/O error")."""
+    with pytest.raises(sqlite3.OperationalError) as caught:
+        with sqlite_connect_immutable(folder):
+            pass
+    assert str(caught.value) == "unable to open database file"
+    assert caught.value.sqlite_errorname == "SQLITE_CANTOPEN"
+
+
+def test_an_immutable_connection_creates_no_database(folder: Path) -> None:
+    """Where the reference's read-write open created an empty database, ours opens read-only:
+    SQLite's own error, and nothing made."""
+    with pytest.raises(sqlite3.OperationalError) as caught:
+        with sqlite_connect_immutable(folder / "missing.sqlite"):
+            pass
+    assert caught.value.sqlite_errorname == "SQLITE_CANTOPEN"
+    assert names(folder) == {"tmpdir"}
+
+
 def test_a_name_that_is_not_utf8_works(folder: Path) -> None:
     import sqlite_backup
 
