@@ -249,3 +249,19 @@ def test_python_m_streams_to_stdout(folder: Path) -> None:
     conn = sqlite3.connect(folder / "streamed.sqlite")
     assert conn.execute("SELECT count(*) FROM t").fetchone() == (25,)
     conn.close()
+
+
+def test_main_refuses_what_no_command_line_can_carry(folder: Path,
+                                                     capsys: pytest.CaptureFixture) -> None:
+    """main(argv) in-process: an argument with a NUL would have been cut short at it (here
+    naming another database, which would have been backed up), and a lone surrogate has no
+    bytes; each is a usage error (exit 2, one line), and nothing is written."""
+    from sqlite_backup.__main__ import main
+
+    make_database(folder / "db", 3)
+    assert main([str(folder / "db") + "\0.sqlite", str(folder / "copy.sqlite")]) == 2
+    assert "holds a NUL byte" in capsys.readouterr().err
+    assert main(["\ud800", str(folder / "copy.sqlite")]) == 2
+    line = capsys.readouterr().err
+    assert line.startswith("sqlite_backup: error: argument 1") and line.count("\n") == 1
+    assert names(folder) == {"db", "tmpdir"}
