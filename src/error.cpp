@@ -1,6 +1,7 @@
 #include <sqlite3.h>
 
 #include <sqlite_backup/sqlite_backup.hpp>
+#include <string_view>
 #include <utility>
 
 namespace sqlite_backup {
@@ -33,7 +34,9 @@ namespace sqlite_backup::detail {
 
 std::string quoted(const std::filesystem::path& path) {
   const std::string& text = path.native();
-  const bool plain = !text.empty() && text.find_first_of(" \t\n'\"\\") == std::string::npos;
+  // (NUL among them: what() is a C string, and a NUL would end the message there.)
+  constexpr std::string_view kNeedQuotes(" \t\n'\"\\\0", 7);
+  const bool plain = !text.empty() && text.find_first_of(kNeedQuotes) == std::string::npos;
   if (plain) return text;
   std::string out = "'";
   for (char c : text) {
@@ -41,6 +44,8 @@ std::string quoted(const std::filesystem::path& path) {
       out += "'\\''";
     } else if (c == '\n') {
       out += "\\n";  // every error is one line, whatever the file is called
+    } else if (c == '\0') {
+      out += "\\0";
     } else {
       out += c;
     }

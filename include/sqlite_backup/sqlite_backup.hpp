@@ -208,7 +208,8 @@ struct Options {
 // see options.private_descriptor_table).
 // Errors: std::filesystem::filesystem_error (no_such_file_or_directory) for a missing
 // source; std::invalid_argument when source and destination are the same file (also
-// through a symlink or a hard link) or an option is out of range; SqliteBackupError
+// through a symlink or a hard link), a path holds a NUL byte (no file is named so: the
+// system would read it cut short), or an option is out of range; SqliteBackupError
 // for everything else. On any error nothing is left at the destination and no
 // temporary file remains.
 std::optional<Connection> sqlite_backup(
@@ -241,8 +242,8 @@ void sqlite_backup_to_fd(const std::filesystem::path& source, int fd, const Opti
 // else, of kind invalid_source when src is not a regular file (a folder, a FIFO) and of kind
 // io for I/O errors (src unreadable, dst not creatable, a failed read or write), naming the
 // path; std::invalid_argument, before anything is written, when dst is src (by name, link
-// or bind mount). When `cancel` becomes true during the copy, dst is removed and
-// SqliteBackupError(cancelled) is thrown. Thread safety: as sqlite_backup().
+// or bind mount) or a path holds a NUL byte. When `cancel` becomes true during the copy, dst is
+// removed and SqliteBackupError(cancelled) is thrown. Thread safety: as sqlite_backup().
 bool atomic_copy(const std::filesystem::path& src, const std::filesystem::path& dst,
                  const std::atomic<bool>* cancel = nullptr);
 
@@ -256,8 +257,8 @@ std::vector<std::filesystem::path> glob_database_files(const std::filesystem::pa
 // a copy is validated as one consistent snapshot (see src/validate/). Returns whether it
 // was; on false the last (unvalidated) copy is left in place. Throws on I/O errors, and
 // std::invalid_argument, before anything is written, when a file would be copied onto
-// itself (temporary_dest is the database's own folder). When `cancel` becomes true, the copy
-// stops, removes what it wrote, and throws SqliteBackupError(cancelled).
+// itself (temporary_dest is the database's own folder) or a path holds a NUL byte. When `cancel`
+// becomes true, the copy stops, removes what it wrote, and throws SqliteBackupError(cancelled).
 bool copy_all_files(const std::vector<std::filesystem::path>& source_files,
                     const std::filesystem::path& temporary_dest,
                     const CopyFunction& copy_function = {}, int retry = 100,

@@ -127,6 +127,31 @@ TEST_F(FailuresTest, SameFileThroughAHardLinkIsRefused) {
   EXPECT_EQ(fs::hard_link_count(dir_ / "db.sqlite"), 2U) << "the hard link was replaced";
 }
 
+// A NUL ends a name for every system call: "db\0.sqlite" would have read "db", another
+// database, and written "copy\0" as "copy". Refused before anything is read or written.
+TEST_F(FailuresTest, APathHoldingANulIsRefusedNotCutShort) {
+  using namespace std::string_literals;
+  create_database(dir_ / "db", 10);
+  const fs::path with_nul = dir_ / "db\0.sqlite"s;
+  const auto expect_refused = [](const auto& call) {
+    try {
+      call();
+      ADD_FAILURE() << "no exception";
+    } catch (const std::invalid_argument& error) {
+      EXPECT_NE(std::string(error.what()).find("NUL byte"), std::string::npos) << error.what();
+    }
+  };
+  expect_refused([&] { sb::sqlite_backup(with_nul, dir_ / "copy.sqlite"); });
+  expect_refused([&] { sb::sqlite_backup(dir_ / "db", dir_ / "copy\0.sqlite"s); });
+  expect_refused([&] { sb::sqlite_backup(with_nul); });
+  expect_refused([&] { sb::atomic_copy(with_nul, dir_ / "copy.sqlite"); });
+  expect_refused([&] { sb::copy_all_files({with_nul}, dir_.path(), {}, 1); });
+  for (const auto& entry : fs::directory_iterator(dir_.path())) {
+    EXPECT_EQ(entry.path().filename().native().find("copy"), std::string::npos)
+        << entry.path() << " was written";
+  }
+}
+
 // The helpers copy files as they are told; onto itself, a file would be emptied by the open
 // that truncates the copy. Refused before anything is written.
 TEST_F(FailuresTest, TheHelpersNeverCopyAFileOntoItself) {
