@@ -1,6 +1,8 @@
+#include <fmt/format.h>
 #include <sqlite3.h>
 
 #include <sqlite_backup/sqlite_backup.hpp>
+#include <stdexcept>
 #include <string_view>
 #include <utility>
 
@@ -51,6 +53,13 @@ std::string quoted(const std::filesystem::path& path) {
     }
   }
   return out + "'";
+}
+
+void refuse_a_nul_in(const std::filesystem::path& path, const char* operation, const char* role) {
+  if (path.native().find('\0') != std::string::npos) {
+    throw std::invalid_argument(fmt::format("{}: {} {} holds a NUL byte, which no file name has",
+                                            operation, role, quoted(path)));
+  }
 }
 
 bool is_inside(const std::filesystem::path& path, const std::filesystem::path& folder) {

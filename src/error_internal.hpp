@@ -16,6 +16,11 @@ namespace sqlite_backup::detail {
 // A path as it appears in messages: quoted only when it needs to be (spaces, quotes, ...).
 std::string quoted(const std::filesystem::path& path);
 
+// Throws std::invalid_argument ("`operation`: `role` PATH holds a NUL byte, ...") for a path
+// holding a NUL: no file is named so, and every system call (and SQLite's URI parser) would
+// take the name cut short there, another file. As Python's os functions refuse one.
+void refuse_a_nul_in(const std::filesystem::path& path, const char* operation, const char* role);
+
 template <typename... Args>
 [[noreturn]] void throw_error(ErrorKind kind, const std::filesystem::path& path,
                               fmt::format_string<Args...> format, Args&&... args) {

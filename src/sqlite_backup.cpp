@@ -54,18 +54,8 @@ void check_options(const Options& options) {
   }
 }
 
-// A path holding a NUL names no file: the system calls would take it cut short there, and
-// another file would be read or written (as Python's os functions refuse it, "embedded null
-// byte").
-void check_is_a_file_name(const fs::path& path, const char* operation, const char* role) {
-  if (path.native().find('\0') != std::string::npos) {
-    throw std::invalid_argument(fmt::format("{}: '{}' {} holds a NUL byte, which no file name has",
-                                            operation, role, quoted(path)));
-  }
-}
-
 void check_source_exists(const fs::path& source) {
-  check_is_a_file_name(source, "sqlite_backup", "source");
+  detail::refuse_a_nul_in(source, "sqlite_backup", "source");
   std::error_code error;
   const fs::file_status status = fs::status(source, error);
   if (status.type() == fs::file_type::not_found) {
@@ -598,7 +588,7 @@ std::optional<Connection> sqlite_backup(const fs::path& source, std::optional<fs
   check_source_exists(source);
   check_options(options);
   if (destination) {
-    check_is_a_file_name(*destination, "sqlite_backup", "destination");
+    detail::refuse_a_nul_in(*destination, "sqlite_backup", "destination");
     destination = through_symlinks(*destination);
     check_destination(source, *destination, options.overwrite);
   }
@@ -653,8 +643,8 @@ void sqlite_backup_to_fd(const fs::path& source, int fd, const Options& options)
 }
 
 bool atomic_copy(const fs::path& src, const fs::path& dst, const std::atomic<bool>* cancel) {
-  check_is_a_file_name(src, "atomic_copy", "src");
-  check_is_a_file_name(dst, "atomic_copy", "dst");
+  detail::refuse_a_nul_in(src, "atomic_copy", "src");
+  detail::refuse_a_nul_in(dst, "atomic_copy", "dst");
   bool unchanged = false;
   io::with_private_descriptor_table([&] { unchanged = copy_and_compare(src, dst, cancel); });
   return unchanged;
@@ -665,9 +655,9 @@ bool copy_all_files(const std::vector<fs::path>& source_files, const fs::path& t
   if (source_files.empty()) throw std::invalid_argument("copy_all_files: no files given");
   if (retry < 1) throw std::invalid_argument("copy_all_files: retry must be at least 1");
   for (const fs::path& file : source_files) {
-    check_is_a_file_name(file, "copy_all_files", "source_files");
+    detail::refuse_a_nul_in(file, "copy_all_files", "source_files");
   }
-  check_is_a_file_name(temporary_dest, "copy_all_files", "temporary_dest");
+  detail::refuse_a_nul_in(temporary_dest, "copy_all_files", "temporary_dest");
   const discover::DatabaseFiles files(source_files.front());
   for (const fs::path& file : {files.database, files.wal, files.journal}) {
     if (const auto existing = io::stat_path(file)) {
@@ -701,6 +691,7 @@ bool copy_all_files(const std::vector<fs::path>& source_files, const fs::path& t
 }
 
 Connection sqlite_connect_immutable(const fs::path& database) {
+  detail::refuse_a_nul_in(database, "sqlite_connect_immutable", "database");
   sql::Database db(sql::file_uri(database, "mode=ro&immutable=1"),
                    SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, "", database);
   db.query_int("SELECT count(*) FROM sqlite_schema", "cannot read");

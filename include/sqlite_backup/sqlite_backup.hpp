@@ -249,6 +249,7 @@ bool atomic_copy(const std::filesystem::path& src, const std::filesystem::path& 
 
 // The files that make up the database at `source`: the database itself, then its
 // "-wal" and "-journal" when they exist (never "-shm": it is rebuilt from the WAL).
+// std::invalid_argument when `source` holds a NUL byte.
 std::vector<std::filesystem::path> glob_database_files(const std::filesystem::path& source);
 
 // Copies the database set of `source_files.front()` (the database and its -wal and -journal
@@ -266,7 +267,8 @@ bool copy_all_files(const std::vector<std::filesystem::path>& source_files,
 
 // Opens `database` read-only with immutable=1: SQLite then takes no locks and ignores
 // other writers. Only for files nobody is writing (a private copy): never use it on a
-// live database. Throws SqliteBackupError when it cannot be opened.
+// live database. Throws SqliteBackupError when it cannot be opened, std::invalid_argument
+// when `database` holds a NUL byte (SQLite's URI would name the file cut short there).
 Connection sqlite_connect_immutable(const std::filesystem::path& database);
 
 }  // namespace sqlite_backup

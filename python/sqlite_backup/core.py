@@ -344,12 +344,17 @@ def sqlite_connect_immutable(db: PathIsh) -> Iterator[sqlite3.Connection]:
     """Opens 'db' read-only with immutable=1 (no locks, no change detection): only for files
     nobody writes, such as a finished snapshot. Yields a sqlite3.Connection, closed after."""
     path = os.path.abspath(db)
+    if "\0" in path:
+        # As the reference's sqlite3.connect refused it: quoted into the URI as %00, the NUL
+        # would end the name there, and another database would be opened.
+        raise ValueError("embedded null byte")
     # Read-only: the reference's read-write open created an empty database where none was.
     # A folder is the exception: opened read-only it would fail only at the first query, with
     # "disk I/O error"; SQLite's read-write open refuses it at once, as the reference's did
-    # ("unable to open database file", SQLITE_CANTOPEN), and creates nothing there.
-    mode = "" if os.path.isdir(path) else "mode=ro&"
-    conn = sqlite3.connect("file:" + quote(os.fsencode(path)) + "?" + mode + "immutable=1",
+    # ("unable to open database file", SQLITE_CANTOPEN). mode=rw, not the reference's rwc:
+    # should the folder go before the open, nothing is created in its place either.
+    mode = "rw" if os.path.isdir(path) else "ro"
+    conn = sqlite3.connect("file:" + quote(os.fsencode(path)) + f"?mode={mode}&immutable=1",
                            uri=True)
     try:
         yield conn

@@ -191,6 +191,11 @@ struct ErrorContext {
   fs::path source;
   int copy_retry = -1;     // >= 0: a source that kept changing gets the reference's message
   fs::path destination{};  // a file destination, when there is one
+  // The engine found the source's -wal and -journal itself (a backup, where the reference
+  // globbed them): an error naming one is renamed as the caller named the source. Not for
+  // the helpers, which name each file as they were given it (atomic_copy's dst may be
+  // called like a side file of its src).
+  bool side_files_found = false;
 };
 
 const char* kind_name(sb::ErrorKind kind) {
@@ -281,12 +286,14 @@ struct CallState {
 // those in `filename`, which code shows its user or compares with its own path. A side
 // file is renamed only where the name given reaches that same file (not beside a symlink
 // whose target's folder holds it); anything else keeps the library's name.
-fs::path as_the_caller_named_it(const fs::path& named, const fs::path& source) {
+fs::path as_the_caller_named_it(const fs::path& named, const ErrorContext& context) {
+  const fs::path& source = context.source;
   if (source.empty()) return named;
   std::error_code error;
   const fs::path resolved = fs::canonical(source, error);
   if (error) return named;
   if (named == resolved) return source;
+  if (!context.side_files_found) return named;
   for (const char* side : {"-wal", "-journal"}) {
     if (named.native() != resolved.native() + side) continue;
     const fs::path given = source.native() + side;
@@ -339,7 +346,7 @@ fs::path as_the_caller_named_it(const fs::path& named, const fs::path& source) {
         attributes["strerror"] = py::module_::import("os").attr("strerror")(system_errno);
       }
       if (!error.path().empty()) {
-        attributes["filename"] = from_path(as_the_caller_named_it(error.path(), context.source));
+        attributes["filename"] = from_path(as_the_caller_named_it(error.path(), context));
       }
       // Where the reference let SQLite fail (its backup wrote the destination through
       // sqlite3.connect), the error is also the sqlite3.OperationalError it raised there:
@@ -779,7 +786,7 @@ void backup_to_file(py::handle source, py::handle destination, const CallOptions
   const sb::Options options = to_options(call, state);
   const fs::path from = to_path(source);
   const fs::path to = to_path(destination);
-  run_without_gil(state, {from, call.copy_retry, to},
+  run_without_gil(state, {from, call.copy_retry, to, true},
                   [&] { sb::sqlite_backup(from, to, options); });
 }
 
@@ -875,7 +882,7 @@ py::object backup_to_memory(py::handle source, py::handle connect, const CallOpt
   try {
     if (handle != nullptr) {
       log_later(state, "the snapshot goes straight into the new connection's handle", __LINE__);
-      run_without_gil(state, {from, call.copy_retry},
+      run_without_gil(state, {from, call.copy_retry, {}, true},
                       [&] { sb::sqlite_backup_to_connection(from, handle, options); });
       return take_connection();
     }
@@ -883,7 +890,7 @@ py::object backup_to_memory(py::handle source, py::handle connect, const CallOpt
               "the new connection's handle could not be proven; the snapshot is handed over "
               "through Connection.deserialize (one more copy)",
               __LINE__);
-    run_without_gil(state, {from, call.copy_retry},
+    run_without_gil(state, {from, call.copy_retry, {}, true},
                     [&] { memory = sb::sqlite_backup(from, std::nullopt, options); });
   } catch (abi::__forced_unwind&) {
     throw;  // (the connection is left: see above)

@@ -132,6 +132,17 @@ def test_an_immutable_connection_creates_no_database(folder: Path) -> None:
     assert names(folder) == {"tmpdir"}
 
 
+def test_a_name_holding_a_nul_is_refused_not_cut_short(folder: Path) -> None:
+    """As the reference's sqlite3.connect and os functions refuse it ("embedded null byte"):
+    cut short at the NUL, the name would be another database's, here one that exists."""
+    make_database(folder / "db", 2)
+    with pytest.raises(ValueError, match="null byte"):
+        with sqlite_connect_immutable(str(folder / "db") + "\0.sqlite"):
+            pass
+    with pytest.raises(ValueError):
+        glob_database_files(Path(str(folder / "db") + "\0.sqlite"))
+
+
 def test_a_name_that_is_not_utf8_works(folder: Path) -> None:
     import sqlite_backup
 

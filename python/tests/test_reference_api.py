@@ -114,7 +114,7 @@ _UNREADABLE_CHILD = """
 import json, sys
 import sqlite_backup
 try:
-    sqlite_backup.sqlite_backup(sys.argv[1], *sys.argv[2:])
+    getattr(sqlite_backup, sys.argv[1])(*sys.argv[2:])
 except PermissionError as e:
     print(json.dumps({"filename": e.filename, "errno": e.errno, "message": str(e)}))
 """
@@ -149,7 +149,7 @@ def test_an_unreadable_source_is_named_as_the_caller_named_it(tmp_path: Path) ->
         (shared / "db.sqlite").chmod(0)
         for given in ("db.sqlite", "./db.sqlite"):
             for destination in ((), ("copy.sqlite",)):
-                seen = as_another_user(given, *destination)
+                seen = as_another_user("sqlite_backup", given, *destination)
                 assert seen["errno"] == errno.EACCES
                 assert seen["filename"] == str(Path(given))  # the reference's str(Path(source))
                 assert str(shared / "db.sqlite") in seen["message"]
@@ -161,10 +161,16 @@ def test_an_unreadable_source_is_named_as_the_caller_named_it(tmp_path: Path) ->
             owner.execute("PRAGMA wal_autocheckpoint=0")
             owner.execute("INSERT INTO t (v) VALUES ('in the WAL')")
             (shared / "db.sqlite-wal").chmod(0)
-            seen = as_another_user("db.sqlite")
+            seen = as_another_user("sqlite_backup", "db.sqlite")
             assert seen["filename"] == "db.sqlite-wal"
         finally:
             owner.close()
+        # The helpers name each file as they were given it: a destination that happens to be
+        # called like a side file of the source is not renamed as one (shutil.copy's dst).
+        (shared / "db.sqlite-journal").write_bytes(b"")
+        (shared / "db.sqlite-journal").chmod(0o444)
+        seen = as_another_user("atomic_copy", "db.sqlite", str(shared / "db.sqlite-journal"))
+        assert seen["filename"] == str(shared / "db.sqlite-journal")
     finally:
         if user:
             shutil.rmtree(shared)

@@ -3,6 +3,8 @@
 #include <sqlite_backup/sqlite_backup.hpp>
 #include <system_error>
 
+#include "error_internal.hpp"
+
 namespace sqlite_backup {
 
 namespace discover {
@@ -15,6 +17,7 @@ DatabaseFiles::DatabaseFiles(const std::filesystem::path& database_path)
 }  // namespace discover
 
 std::vector<std::filesystem::path> glob_database_files(const std::filesystem::path& source) {
+  detail::refuse_a_nul_in(source, "glob_database_files", "source");
   const discover::DatabaseFiles files(source);
   std::vector<std::filesystem::path> found{files.database};
   for (const auto& side : {files.wal, files.journal}) {

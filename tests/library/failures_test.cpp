@@ -146,6 +146,8 @@ TEST_F(FailuresTest, APathHoldingANulIsRefusedNotCutShort) {
   expect_refused([&] { sb::sqlite_backup(with_nul); });
   expect_refused([&] { sb::atomic_copy(with_nul, dir_ / "copy.sqlite"); });
   expect_refused([&] { sb::copy_all_files({with_nul}, dir_.path(), {}, 1); });
+  expect_refused([&] { sb::glob_database_files(with_nul); });       // would list db's side files
+  expect_refused([&] { sb::sqlite_connect_immutable(with_nul); });  // would open "db"
   for (const auto& entry : fs::directory_iterator(dir_.path())) {
     EXPECT_EQ(entry.path().filename().native().find("copy"), std::string::npos)
         << entry.path() << " was written";
