@@ -227,6 +227,14 @@ void classify(BackupRecord& record, const std::string& error, const fs::path& de
   if (!error.empty()) {
     record.outcome = "tool-error";
     record.detail = error;
+    // A failed backup leaves nothing behind either.
+    if (!beside.empty()) {
+      record.outcome = "leftover";
+      record.detail = error + "; and left beside the destination: " + join(beside);
+    } else if (!temporary_leftovers.empty()) {
+      record.outcome = "temp-leftover";
+      record.detail = error + "; and left in the temporary folder: " + join(temporary_leftovers);
+    }
   } else if (!fs::exists(destination)) {
     record.outcome = "tool-error";
     record.detail = "backup reported success but " + destination.string() + " does not exist";
