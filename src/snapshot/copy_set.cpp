@@ -1,15 +1,19 @@
 #include "snapshot/copy_set.hpp"
 
 #include <fcntl.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <exception>
 #include <functional>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <random>
 #include <string_view>
@@ -187,22 +191,33 @@ MemberCopy copy_member(const std::filesystem::path& source, io::UniqueFd in,
 // otherwise.
 std::optional<validate::CommitJournal> copy_commit_journal(
     const discover::DatabaseFiles& source, const std::filesystem::path& staged,
-    const validate::MemberState& journal,
+    const validate::MemberState& journal, std::vector<std::byte>& buffer,
     const std::function<std::optional<validate::CommitJournal>()>& whole) {
   io::UniqueFd in = io::open_source_file(source.journal);
   if (!in) return std::nullopt;
   const io::FileStat opened = io::stat_fd(in.get(), source.journal);
   if (!opened.same_file(journal.stat)) return std::nullopt;
   // A small journal is read whole before anything is written: an owner's commit is hot for a
-  // fraction of a millisecond, and only a copy read before it ends is kept.
+  // fraction of a millisecond, and only a copy read before it ends is kept. Into `buffer`,
+  // kept from copy to copy: fresh memory costs a page fault per 4 KiB (13-15 µs each on a
+  // virtual machine, most of a copy of 150 KiB).
   constexpr std::uint64_t kReadWholeUpTo = std::uint64_t{8} << 20;
   const bool read_whole = opened.size <= kReadWholeUpTo;
-  std::vector<std::byte> contents(read_whole ? opened.size : 0);
-  if (read_whole) contents.resize(io::read_at(in.get(), contents, 0, source.journal));
+  std::span<const std::byte> contents;
+  if (read_whole) {
+    if (buffer.size() < opened.size) buffer.resize(opened.size);
+    contents = std::span(buffer).first(
+        io::read_at(in.get(), std::span(buffer).first(opened.size), 0, source.journal));
+  }
   const auto look_again = [&] {
     return validate::capture_member(source.journal, validate::kJournalHeaderSize);
   };
+  const auto still_the_transaction = [&](const validate::MemberState& now) {
+    return now.exists && now.stat.same_file(journal.stat) &&
+           validate::same_journal_transaction(journal, now);
+  };
   validate::MemberState now = read_whole ? look_again() : validate::MemberState{};
+  if (read_whole && !still_the_transaction(now)) return std::nullopt;
   {
     io::UniqueFd out(::open(staged.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
     if (!out) io::throw_errno(errno, "cannot create a temporary file for", staged);
@@ -214,8 +229,7 @@ std::optional<validate::CommitJournal> copy_commit_journal(
     out.close(staged);
   }
   if (!read_whole) now = look_again();
-  if (now.exists && now.stat.same_file(journal.stat) &&
-      validate::same_journal_transaction(journal, now)) {
+  if (still_the_transaction(now)) {
     if (auto commit = whole()) return commit;
   }
   ::unlink(staged.c_str());
@@ -226,8 +240,9 @@ std::optional<validate::CommitJournal> copy_commit_journal(
 // shows (see validate::journal_in_commit_phase).
 std::optional<validate::CommitJournal> copy_journal_in_commit_phase(
     const discover::DatabaseFiles& source, const std::filesystem::path& staged,
-    const validate::MemberState& journal, const validate::MemberState& database) {
-  return copy_commit_journal(source, staged, journal,
+    const validate::MemberState& journal, const validate::MemberState& database,
+    std::vector<std::byte>& buffer) {
+  return copy_commit_journal(source, staged, journal, buffer,
                              [&]() -> std::optional<validate::CommitJournal> {
                                auto original = validate::journal_in_commit_phase(database, staged);
                                if (!original) return std::nullopt;
@@ -241,12 +256,23 @@ std::optional<validate::CommitJournal> copy_journal_in_commit_phase(
                              });
 }
 
-// T's journal was synced at the look (see validate::synced_commit_journal).
+// T's journal was synced at the look (see validate::synced_commit_journal). Where T is a
+// counted commit that has not reached its commit yet, the copy is kept at `early_path` as
+// `early` instead (see validate::EarlyJournal).
 std::optional<validate::CommitJournal> copy_synced_commit_journal(
     const discover::DatabaseFiles& source, const std::filesystem::path& staged,
-    const validate::MemberState& journal, const validate::MemberState& database) {
-  return copy_commit_journal(source, staged, journal, [&] {
-    return validate::synced_commit_journal(journal, validate::change_counter(database), staged);
+    const validate::MemberState& journal, const validate::MemberState& database,
+    const std::filesystem::path& early_path, std::unique_ptr<validate::EarlyJournal>& early,
+    std::vector<std::byte>& buffer) {
+  return copy_commit_journal(source, staged, journal, buffer, [&] {
+    std::optional<validate::EarlyJournal> found;
+    auto commit = validate::synced_commit_journal(journal, validate::change_counter(database),
+                                                  staged, &found);
+    if (!commit && found && ::rename(staged.c_str(), early_path.c_str()) == 0) {
+      found->staged = early_path;
+      early = std::make_unique<validate::EarlyJournal>(std::move(*found));
+    }
+    return commit;
   });
 }
 
@@ -493,8 +519,20 @@ io::Clone clone_of_database(const Settings& settings, const validate::SetState& 
                            before.wal.stat.size, page_size);
 }
 
+// One member copied by the caller's copy function, which says itself whether the file changed
+// under it; the whole-set judgement still applies on top.
+void copy_with_callers_function(const Member& member, const Settings& settings,
+                                const discover::DatabaseFiles& source, SetCopy& copy) {
+  if (!settings.copy_function(*member.source, member.staged)) {
+    copy.settled = false;
+    copy.unsettled_reason = "the copy function reported a change";
+  }
+  detail::throw_if_cancelled(settings.cancel, source.database);
+}
+
 // Copies each member in order (refreshing the database copy when `refresh_database`).
-// `while_copying_database` runs between chunks of the database; a journal member is skipped
+// `while_copying_database` runs between chunks of the database, `after_copying_database` once
+// it is copied (before the other members, even when it vanished); a journal member is skipped
 // when `journal_already_copied` says so by then; a WAL is applied to the database copy
 // instead of staged when `apply_wal` (see Settings::apply_live_wal), and then a fresh copy
 // of the database takes in, or leaves out, the pages a first look at the WAL found (see
@@ -504,6 +542,7 @@ SetCopy copy_members(const std::vector<Member>& members, io::UniqueFd held_journ
                      const Settings& settings, std::uint64_t total, int attempt,
                      bool refresh_database, bool apply_wal,
                      const std::function<void()>& while_copying_database,
+                     const std::function<void()>& after_copying_database,
                      const bool& journal_already_copied,
                      const io::PagesToReadAgain* read_again = nullptr,
                      std::size_t report_every = io::kReportEvery) {
@@ -517,13 +556,7 @@ SetCopy copy_members(const std::vector<Member>& members, io::UniqueFd held_journ
   }
   for (const auto& member : members) {
     if (settings.copy_function) {
-      // The caller's copy says itself whether the file changed under it; the whole-set
-      // judgement still applies on top.
-      if (!settings.copy_function(*member.source, member.staged)) {
-        copy.settled = false;
-        copy.unsettled_reason = "the copy function reported a change";
-      }
-      detail::throw_if_cancelled(settings.cancel, source.database);
+      copy_with_callers_function(member, settings, source, copy);
       continue;
     }
     const bool is_database = member.source == &source.database;
@@ -550,6 +583,7 @@ SetCopy copy_members(const std::vector<Member>& members, io::UniqueFd held_journ
         read_again,  // (only a refresh reads it: the database's)
         report_every);
     if (is_database && look) look->copy_ended(done.bytes);
+    if (is_database && after_copying_database) after_copying_database();
     copy.bytes += done.bytes;
     if (done.vanished) {
       copy.settled = false;
@@ -644,6 +678,13 @@ validate::Verdict judge_copy(const discover::DatabaseFiles& source,
   return judge_against(validate::capture(source));
 }
 
+// How often the thread of CommitWatch::start_looking() looks at the source. A look (two
+// headers read) takes about 15 µs; an owner's commit phase (its database writes and sync)
+// lasts some hundred µs, the least seen about 300 µs on a virtual machine's disk. Looks
+// between 256 KiB chunks came every 250-350 µs on that machine, more when a look copied a
+// journal, and missed whole commit phases.
+constexpr std::chrono::microseconds kLookInterval{50};
+
 // Rollback mode: the looks at the source's database header and journal, before the copy and
 // between its chunks, that let an attempt survive commits during the copy. Each look is
 // handed to validate::record_look(), which keeps the evidence and says when a commit's
@@ -666,6 +707,7 @@ class CommitWatch {
     if (enabled_ && from_first_look != nullptr) {
       writes_ = from_first_look;
       writes_started_ = true;
+      follows_from_first_look_ = true;
       follows_uncounted_ = true;
       during_.writes.start_before_first_look(!validate::journal_is_hot(before.journal));
     }
@@ -675,12 +717,51 @@ class CommitWatch {
     if (enabled_) look(before_.database, before_.journal);
   }
 
+  // Where commits are followed one by one (a record of writes from the first look), a thread
+  // of its own looks too while the database is copied, every kLookInterval, from here until
+  // stop_looking(). The looks between chunks go on all the same, one look at a time: each
+  // sees the source as it is when the copy reaches that chunk (the tests rely on it to step
+  // an owner between chunks).
+  void start_looking() {
+    if (!looks_on_its_own()) return;
+    stop_.store(false);
+    looker_ = std::thread(detail::with_callers_log_sink([this] {
+      // The kernel would otherwise let each sleep run 50 µs long (the default timer slack).
+      ::prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);
+      try {
+        while (!stop_.load()) {
+          {
+            const std::lock_guard one_at_a_time(looking_);
+            look_now();
+          }
+          std::this_thread::sleep_for(kLookInterval);
+        }
+      } catch (...) {
+        failure_ = std::current_exception();
+      }
+    }));
+  }
+
+  // Stops the looks start_looking() began, and rethrows what they threw.
+  void stop_looking() {
+    if (!looker_.joinable()) return;
+    stop_.store(true);
+    looker_.join();
+    if (failure_) std::rethrow_exception(std::exchange(failure_, nullptr));
+  }
+
+  // Holds off every look while it is held.
+  [[nodiscard]] std::mutex& pause_looks() noexcept { return looking_; }
+
+  // Whether the looks come from a thread of their own (start_looking()).
+  [[nodiscard]] bool looks_on_its_own() const noexcept {
+    return enabled_ && writes_started_ && follows_from_first_look_;
+  }
+
   void look_between_chunks() {
     if (!enabled_) return;
-    // The database's header before the journal's (see copy_journal_in_commit_phase()).
-    const validate::MemberState database =
-        validate::capture_member(source_.database, validate::kDatabaseHeaderSize);
-    look(database, validate::capture_member(source_.journal, validate::kJournalHeaderSize));
+    const std::lock_guard one_at_a_time(looking_);
+    look_now();
   }
 
   // Brings the record of writes up to now: after the last look, before the judgement.
@@ -706,7 +787,39 @@ class CommitWatch {
     during_.commits.clear();
   }
 
+  CommitWatch(const CommitWatch&) = delete;
+  CommitWatch& operator=(const CommitWatch&) = delete;
+  CommitWatch(CommitWatch&&) = delete;
+  CommitWatch& operator=(CommitWatch&&) = delete;
+  ~CommitWatch() {
+    if (looker_.joinable()) {
+      stop_.store(true);
+      looker_.join();
+    }
+    drop_early();
+  }
+
  private:
+  void look_now() {
+    // The database's header before the journal's (see copy_journal_in_commit_phase()).
+    const validate::MemberState database =
+        validate::capture_member(source_.database, validate::kDatabaseHeaderSize);
+    look(database, validate::capture_member(source_.journal, validate::kJournalHeaderSize));
+  }
+
+  // Whether `journal` is the synced header of the transaction copied early, as it was then.
+  [[nodiscard]] bool copied_early(const validate::MemberState& journal) const noexcept {
+    return early_ && journal.exists && journal.stat.same_file(early_->header.stat) &&
+           journal.header_bytes == early_->header.header_bytes &&
+           std::memcmp(journal.header.data(), early_->header.header.data(), journal.header_bytes) ==
+               0;
+  }
+
+  void drop_early() noexcept {
+    if (early_) ::unlink(early_->staged.c_str());
+    early_.reset();
+  }
+
   void look(const validate::MemberState& database, const validate::MemberState& journal) {
     // Drained at every look, so that the kernel's queue does not overflow on a long copy.
     record_writes();
@@ -717,7 +830,8 @@ class CommitWatch {
     const bool synced = follows_uncounted_ && validate::journal_synced(journal) &&
                         (during_.commits.empty() || !validate::same_journal_transaction(
                                                         during_.commits.back().header, journal));
-    if (!counted && !synced) return;
+    // (A synced journal already copied early is not read again until its commit.)
+    if (!counted && !(synced && !copied_early(journal))) return;
     // The kernel's record of writes starts at the first commit seen, before its journal is
     // copied: the copy is kept only if that journal is still the transaction's, still hot,
     // after it was read (copy_journal_in_commit_phase()), so the transaction ends, and anyone
@@ -737,9 +851,30 @@ class CommitWatch {
     const std::filesystem::path staged_commit =
         staged_files_.journal.string() + "." + std::to_string(during_.commits.size() + 1);
     std::optional<validate::CommitJournal> commit;
-    if (counted) commit = copy_journal_in_commit_phase(source_, staged_commit, journal, database);
+    if (counted) {
+      // Its early copy, confirmed by a few bytes, before reading the whole journal again: the
+      // commit may end while that is read (see validate::EarlyJournal).
+      if (early_) {
+        commit = validate::confirm_early_journal(*early_, source_.journal, database, journal,
+                                                 staged_commit);
+        if (commit) {
+          log_debug(
+              "took the journal of a commit, copied when it was synced, as whole at its commit "
+              "(change counter {})",
+              commit->original_counter);
+        }
+      }
+      drop_early();
+      if (!commit) {
+        commit = copy_journal_in_commit_phase(source_, staged_commit, journal, database,
+                                              journal_buffer_);
+      }
+    }
     if (!commit && synced) {
-      commit = copy_synced_commit_journal(source_, staged_commit, journal, database);
+      drop_early();
+      commit = copy_synced_commit_journal(source_, staged_commit, journal, database,
+                                          staged_files_.journal.string() + ".early", early_,
+                                          journal_buffer_);
     }
     if (commit) {
       during_.commits.push_back(std::move(*commit));
@@ -757,6 +892,15 @@ class CommitWatch {
   std::optional<io::WriteWatch> own_writes_;
   validate::DuringCopy during_;
   bool journal_covered_ = false;
+  // The journal of the transaction in progress, copied once synced, before its commit.
+  // (Not an optional: GCC 12 takes its vector for uninitialised, -Wmaybe-uninitialized.)
+  std::unique_ptr<validate::EarlyJournal> early_;
+  std::vector<std::byte> journal_buffer_;  // see copy_commit_journal()
+  bool follows_from_first_look_ = false;
+  std::atomic<bool> stop_{false};
+  std::mutex looking_;          // held by each look while the thread runs
+  std::exception_ptr failure_;  // (read after the join)
+  std::thread looker_;          // see start_looking()
 };
 
 // With SourceLock::when_needed, the attempts made without a lock before the lock is taken: an
@@ -1020,6 +1164,7 @@ LastSeen copy_set_once(const discover::DatabaseFiles& source,
   CommitWatch watch(source, staged_files, before, settings,
                     from_first_look ? &*writes_from_first_look : nullptr);
   watch.look_before_copy();
+  watch.start_looking();
 
   // Database first, then the WAL, then the journal (unless already copied): judge()
   // relies on this order.
@@ -1034,9 +1179,20 @@ LastSeen copy_set_once(const discover::DatabaseFiles& source,
 
   const bool apply_wal =
       settings.apply_live_wal && validate::has_live_wal(before) && !before.journal.exists;
+  // The caller's progress callback runs with the looks paused, the thread's too: what it does
+  // to the source meanwhile is seen by the look at the next chunk, as without the thread (the
+  // tests make an owner commit there, and so tell what a commit no look saw leaves).
+  Settings copy_settings = settings;
+  if (settings.on_progress && watch.looks_on_its_own()) {
+    copy_settings.on_progress = [&settings, &watch](const CopyProgress& progress) {
+      const std::lock_guard<std::mutex> paused(watch.pause_looks());
+      settings.on_progress(progress);
+    };
+  }
   const SetCopy copy = copy_members(
-      members, std::move(held_journal), source, before, settings, total, attempt, refresh_database,
-      apply_wal, [&watch] { watch.look_between_chunks(); }, watch.journal_covered(),
+      members, std::move(held_journal), source, before, copy_settings, total, attempt,
+      refresh_database, apply_wal, [&watch] { watch.look_between_chunks(); },
+      [&watch] { watch.stop_looking(); }, watch.journal_covered(),
       read_again ? &*read_again : nullptr, look_every(from_first_look));
   outcome.bytes = copy.bytes;
   // The sizes at the first look are only an estimate (a file grew, or a journal was copied

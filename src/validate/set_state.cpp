@@ -1,6 +1,9 @@
 #include "validate/set_state.hpp"
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 #include <functional>
 #include <memory>
@@ -409,6 +412,13 @@ struct JournalScan {
   // Each record's page, and where a record reads as a freelist trunk page (next trunk, leaf
   // count, leaves) the pages it lists (see pages_written_by()); sorted once the scan is done.
   std::vector<std::uint32_t> pages_written;
+  // Where the transaction may still write (see EarlyJournal), when every segment counts its
+  // records: each segment header's offset, the end of the last record, where the next
+  // segment header would go.
+  bool counts_known = false;
+  std::vector<std::uint64_t> segment_offsets;
+  std::uint64_t records_end = 0;
+  std::uint64_t next_segment = 0;
 };
 
 // Adds to `pages` the page `page_number` of a record and, where its bytes read as a freelist
@@ -445,14 +455,18 @@ JournalScan scan_journal_records(const std::filesystem::path& journal, const OnR
   std::vector<unsigned char> record;
   std::uint64_t offset = 0;
   bool first_segment = true;
+  // (Where the loop ends, the next segment header would be at `offset`.)
+  scan.counts_known = true;
   while (offset + kJournalHeaderSize <= size) {
     if (io::read_at(fd.get(), std::as_writable_bytes(std::span(header)), offset, journal) <
             header.size() ||
         std::memcmp(header.data(), kJournalMagic.data(), kJournalMagic.size()) != 0) {
       // The end of the journal (SQLite stops at a segment without the magic too).
       scan.intact = !first_segment;
+      scan.next_segment = offset;
       return scan;
     }
+    scan.segment_offsets.push_back(offset);
     if (first_segment) {
       scan.original_database_pages = load_be32(&header[16]);
       scan.header_database_pages = scan.original_database_pages;
@@ -467,6 +481,7 @@ JournalScan scan_journal_records(const std::filesystem::path& journal, const OnR
     const std::uint64_t record_size = page + 8;
     const std::uint64_t first = offset + sector;
     const bool to_end = declared == 0xffffffffU;
+    scan.counts_known = scan.counts_known && !to_end;
     const std::uint64_t count =
         to_end ? (size > first ? (size - first) / record_size : 0) : declared;
     record.resize(record_size);
@@ -494,13 +509,16 @@ JournalScan scan_journal_records(const std::filesystem::path& journal, const OnR
         }
       }
     }
+    scan.records_end = first + count * record_size;
+    offset = (scan.records_end + sector - 1) / sector * sector;
     if (to_end || count == 0) {
       scan.intact = true;
+      scan.next_segment = offset;
       return scan;
     }
-    offset = (first + count * record_size + sector - 1) / sector * sector;
   }
   scan.intact = !first_segment;
+  scan.next_segment = offset;
   return scan;
 }
 
@@ -587,6 +605,76 @@ std::optional<PageOneOriginal> journal_in_commit_phase(
                          scan.original_database_pages, std::move(scan.pages_written)};
 }
 
+namespace {
+
+// The early journal of the copy `staged_journal`, scanned as `scan` (see EarlyJournal).
+std::optional<EarlyJournal> early_journal(const MemberState& at_look,
+                                          const std::filesystem::path& staged_journal,
+                                          const JournalScan& scan) {
+  if (!scan.counts_known || scan.segment_offsets.empty()) return std::nullopt;
+  EarlyJournal early;
+  early.staged = staged_journal;
+  early.header = at_look;
+  const io::UniqueFd fd = io::open_source_file(staged_journal);
+  if (!fd) return std::nullopt;
+  early.size = io::stat_fd(fd.get(), staged_journal).size;
+  std::vector<std::uint64_t> offsets(scan.segment_offsets.begin() + 1, scan.segment_offsets.end());
+  offsets.push_back(scan.records_end);
+  offsets.push_back(scan.next_segment);
+  std::sort(offsets.begin(), offsets.end());
+  offsets.erase(std::unique(offsets.begin(), offsets.end()), offsets.end());
+  offsets.push_back(0);  // the first header last: T had not ended when the others were read
+  early.original_counter = scan.original_counter.value_or(0);
+  early.original_freelist_pages = scan.original_freelist_pages;
+  early.original_database_pages = scan.original_database_pages;
+  early.pages_written = scan.pages_written;
+  for (const std::uint64_t offset : offsets) {
+    EarlyJournal::Mark mark;
+    mark.offset = offset;
+    mark.length = io::read_at(fd.get(), mark.bytes, offset, staged_journal);
+    early.marks.push_back(mark);
+  }
+  return early;
+}
+
+}  // namespace
+
+std::optional<CommitJournal> confirm_early_journal(const EarlyJournal& early,
+                                                   const std::filesystem::path& source_journal,
+                                                   const MemberState& database,
+                                                   const MemberState& at_look,
+                                                   const std::filesystem::path& staged) {
+  if (!at_look.exists || !at_look.stat.same_file(early.header.stat) ||
+      !same_bytes(at_look, early.header, 0, kJournalHeaderSize) || !journal_is_hot(at_look)) {
+    return std::nullopt;
+  }
+  {
+    const io::UniqueFd fd = io::open_source_file(source_journal);
+    if (!fd) return std::nullopt;
+    const io::FileStat now = io::stat_fd(fd.get(), source_journal);
+    if (!now.same_file(early.header.stat) || now.size != early.size) return std::nullopt;
+    for (const EarlyJournal::Mark& mark : early.marks) {
+      std::array<std::byte, kJournalHeaderSize> bytes{};
+      if (io::read_at(fd.get(), bytes, mark.offset, source_journal) != mark.length ||
+          std::memcmp(bytes.data(), mark.bytes.data(), mark.length) != 0) {
+        return std::nullopt;
+      }
+    }
+  }
+  // (The copy was scanned when it was made: whole, no super-journal, page 1 journaled.)
+  if (change_counter(database) != early.original_counter + 1) return std::nullopt;
+  if (::rename(early.staged.c_str(), staged.c_str()) != 0) {
+    io::throw_errno(errno, "cannot rename the temporary file", early.staged);
+  }
+  return CommitJournal{staged,
+                       at_look,
+                       early.original_counter,
+                       early.original_freelist_pages,
+                       early.original_database_pages,
+                       false,
+                       early.pages_written};
+}
+
 bool journal_synced(const MemberState& journal) noexcept {
   const std::uint32_t records = big_endian_u32(journal, 8);
   return journal_is_hot(journal) && records != 0 && records != 0xffffffffU;
@@ -594,7 +682,8 @@ bool journal_synced(const MemberState& journal) noexcept {
 
 std::optional<CommitJournal> synced_commit_journal(const MemberState& at_look,
                                                    std::uint32_t change_counter,
-                                                   const std::filesystem::path& staged_journal) {
+                                                   const std::filesystem::path& staged_journal,
+                                                   std::optional<EarlyJournal>* early) {
   if (!journal_synced(at_look)) return std::nullopt;
   const MemberState copied = capture_member(staged_journal, kJournalHeaderSize);
   if (!same_bytes(copied, at_look, 0, kJournalHeaderSize)) return std::nullopt;
@@ -607,7 +696,10 @@ std::optional<CommitJournal> synced_commit_journal(const MemberState& at_look,
     // Not before it has written page 1 (in its commit, see journal_in_commit_phase()): a
     // journal synced for a spill holds only the records so far, and a transaction held open
     // after one would be taken for a commit that never comes (helper-37).
-    if (change_counter != *scan.original_counter + 1) return std::nullopt;
+    if (change_counter != *scan.original_counter + 1) {
+      if (early != nullptr) *early = early_journal(at_look, staged_journal, scan);
+      return std::nullopt;
+    }
     commit.original_counter = *scan.original_counter;
     commit.original_freelist_pages = scan.original_freelist_pages;
     commit.original_database_pages = scan.original_database_pages;

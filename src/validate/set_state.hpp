@@ -287,6 +287,37 @@ std::optional<PageOneOriginal> journal_in_commit_phase(const MemberState& databa
 // pager.c), so such a segment is whole.
 bool journal_synced(const MemberState& journal) noexcept;
 
+// The journal of a counted transaction T, copied while its first segment was synced but
+// before T wrote page 1 (synced_commit_journal()), to be taken for T's whole journal at a
+// later look that finds T in its commit, without reading it again (confirm_early_journal()).
+// Reading a journal of some hundred KiB takes long enough for T to end meanwhile (a commit
+// phase lasts a database sync: a fraction of a millisecond) and for the next transaction to
+// overwrite what was read; the confirmation reads a few bytes. It rests on how SQLite writes
+// a journal within a transaction (pager.c): each record is written once, at the end; a
+// segment's header gets its record count when the segment is synced, and a new segment
+// header follows at the next sector boundary (syncJournal(), writeJournalHdr()); a
+// super-journal name goes after the last record, or at the next sector boundary
+// (writeSuperJournal()); nothing else is written until the transaction ends by zeroing,
+// cutting or deleting the journal. So what T writes after the copy shows at the copy's
+// marks: its segment headers, the end of its last record, the next sector boundary, and the
+// file's size.
+struct EarlyJournal {
+  std::filesystem::path staged;  // our copy
+  MemberState header;            // T's first segment header at the look, and the file
+  std::uint64_t size = 0;        // the copy's size
+  struct Mark {
+    std::uint64_t offset = 0;
+    std::array<std::byte, kJournalHeaderSize> bytes{};
+    std::size_t length = 0;  // of bytes the copy holds there (less near its end)
+  };
+  std::vector<Mark> marks;  // the first segment header's last
+  // What the copy's scan found, for the commit (see CommitJournal).
+  std::uint32_t original_counter = 0;
+  std::uint32_t original_freelist_pages = 0;
+  std::uint32_t original_database_pages = 0;
+  std::vector<std::uint32_t> pages_written;
+};
+
 // The journal of a transaction T copied to `staged_journal` after a look found its header
 // `at_look` synced (journal_synced()), with the change counter at `change_counter`, as a
 // commit to roll back through: when it is whole (every record the headers count there and
@@ -299,9 +330,24 @@ bool journal_synced(const MemberState& journal) noexcept;
 // whenever it writes page 1): its original is then page 1's, and it is taken only once it has
 // written page 1, the counter one more (in its commit: its journal then holds every record).
 // Otherwise T is uncounted: it leaves `change_counter` as it is. nullopt when it is not so.
+// `early`, when given, is set where T is counted but has not written page 1 yet: the copy is
+// then kept as T's early journal (see EarlyJournal), and nullopt is returned.
 std::optional<CommitJournal> synced_commit_journal(const MemberState& at_look,
                                                    std::uint32_t change_counter,
-                                                   const std::filesystem::path& staged_journal);
+                                                   const std::filesystem::path& staged_journal,
+                                                   std::optional<EarlyJournal>* early = nullptr);
+
+// T's early journal `early` as T's whole journal (moved to `staged`), when a look found T in
+// its commit: `database` (read first) shows page 1 written, and `at_look` (read after it) is
+// T's header unchanged. The source journal's marks are read again, its first header last, and
+// must all be as the copy has them: T wrote nothing else, and had not ended by then, so no
+// successor can have written over what was copied. nullopt otherwise. Throws Error when the
+// source cannot be read or the copy cannot be moved.
+std::optional<CommitJournal> confirm_early_journal(const EarlyJournal& early,
+                                                   const std::filesystem::path& source_journal,
+                                                   const MemberState& database,
+                                                   const MemberState& at_look,
+                                                   const std::filesystem::path& staged);
 
 // The owner's cycles a rejected attempt may wait out before the next one, so that the next
 // copy has a whole cycle to itself:

@@ -3,12 +3,17 @@
 #include "validate/set_state.hpp"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace sqlite_backup::validate {
 namespace {
@@ -420,6 +425,144 @@ TEST(JournalSynced, OnlyWithARecordCountWrittenAtTheSync) {
   EXPECT_FALSE(journal_synced(journal));
   put_be32(journal, 8, 0);
   EXPECT_FALSE(journal_synced(journal));
+}
+
+// ---- Early journals (EarlyJournal): a journal file as SQLite writes one, on disk ----------
+
+constexpr std::uint32_t kPageSize = 1024;
+constexpr std::uint32_t kSector = 512;
+constexpr std::uint32_t kNonce = 0x5eed;
+constexpr std::uint32_t kCounter = 41;  // page 1's change counter when T began
+
+void put_be32(std::vector<unsigned char>& bytes, std::size_t offset, std::uint32_t value) {
+  for (std::size_t i = 0; i < 4; ++i) {
+    bytes[offset + i] = static_cast<unsigned char>(value >> (24 - 8 * i));
+  }
+}
+
+// One synced segment at `offset`: its header (padded to the sector), then a record for each of
+// `pages` (page number, page, checksum: the nonce plus every 200th byte from the end). Page 1's
+// record holds the change counter kCounter (and its version-valid-for number), a page count of
+// 10 and no free page.
+void put_segment(std::vector<unsigned char>& journal, std::size_t offset,
+                 const std::vector<std::uint32_t>& pages) {
+  const std::size_t end = offset + kSector + pages.size() * (kPageSize + 8);
+  if (journal.size() < end) journal.resize(end);
+  std::memcpy(journal.data() + offset, kMagic.data(), kMagic.size());
+  put_be32(journal, offset + 8, static_cast<std::uint32_t>(pages.size()));
+  put_be32(journal, offset + 12, kNonce);
+  put_be32(journal, offset + 16, 10);
+  put_be32(journal, offset + 20, kSector);
+  put_be32(journal, offset + 24, kPageSize);
+  std::size_t at = offset + kSector;
+  for (const std::uint32_t page : pages) {
+    put_be32(journal, at, page);
+    std::vector<unsigned char> bytes(kPageSize, static_cast<unsigned char>(page));
+    if (page == 1) {
+      bytes.assign(kPageSize, 0);
+      put_be32(bytes, 24, kCounter);
+      put_be32(bytes, 28, 10);
+      put_be32(bytes, 92, kCounter);
+    }
+    std::memcpy(journal.data() + at + 4, bytes.data(), bytes.size());
+    std::uint32_t sum = kNonce;
+    for (std::size_t i = kPageSize - 200; i > 0 && i < kPageSize; i -= 200) sum += bytes[i];
+    put_be32(journal, at + 4 + kPageSize, sum);
+    at += kPageSize + 8;
+  }
+}
+
+void write_file(const std::filesystem::path& path, const std::vector<unsigned char>& bytes) {
+  std::FILE* file = std::fopen(path.c_str(), "wb");
+  ASSERT_NE(file, nullptr) << path;
+  ASSERT_EQ(std::fwrite(bytes.data(), 1, bytes.size(), file), bytes.size());
+  ASSERT_EQ(std::fclose(file), 0);
+}
+
+class EarlyJournalTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    folder_ = std::filesystem::temp_directory_path() /
+              ("sqlite_backup_early_" + std::to_string(::getpid()));
+    std::filesystem::remove_all(folder_);
+    std::filesystem::create_directories(folder_);
+    // T's journal when a look found it synced: pages 1, 2 and 3 in one segment, followed by
+    // what an earlier, longer transaction left in the file (PERSIST, exclusive locking).
+    journal_.assign(8192, 0xee);
+    put_segment(journal_, 0, {1, 2, 3});
+    write_file(source_, journal_);
+    at_look_ = capture_member(source_, kJournalHeaderSize);
+    std::filesystem::copy_file(source_, folder_ / "copy");
+    early_.reset();
+    ASSERT_FALSE(synced_commit_journal(at_look_, kCounter, folder_ / "copy", &early_))
+        << "T has not written page 1: not a commit yet";
+    ASSERT_TRUE(early_.has_value()) << "kept as T's early journal";
+  }
+  void TearDown() override { std::filesystem::remove_all(folder_); }
+
+  // confirm_early_journal() at a look that found page 1 written (the counter one more) and
+  // T's header as it was.
+  std::optional<CommitJournal> confirm() {
+    return confirm_early_journal(*early_, source_, database_header(kCounter + 1),
+                                 capture_member(source_, kJournalHeaderSize), folder_ / "commit");
+  }
+
+  std::filesystem::path folder_;
+  std::filesystem::path source_ = std::filesystem::temp_directory_path() /
+                                  ("sqlite_backup_early_" + std::to_string(::getpid())) /
+                                  "live.sqlite-journal";
+  std::vector<unsigned char> journal_;
+  MemberState at_look_;
+  std::optional<EarlyJournal> early_;
+};
+
+TEST_F(EarlyJournalTest, IsTakenAtTheCommitWhenNothingWasWrittenSince) {
+  const std::optional<CommitJournal> commit = confirm();
+  ASSERT_TRUE(commit.has_value());
+  EXPECT_EQ(commit->original_counter, kCounter);
+  EXPECT_FALSE(commit->uncounted);
+  EXPECT_EQ(commit->pages_written, (std::vector<std::uint32_t>{1, 2, 3}));
+  EXPECT_TRUE(std::filesystem::exists(folder_ / "commit")) << "the copy, moved";
+}
+
+TEST_F(EarlyJournalTest, IsNotTakenBeforePageOneIsWritten) {
+  EXPECT_FALSE(confirm_early_journal(*early_, source_, database_header(kCounter),
+                                     capture_member(source_, kJournalHeaderSize),
+                                     folder_ / "commit"));
+}
+
+TEST_F(EarlyJournalTest, IsNotTakenOnceTheTransactionEnded) {
+  std::fill_n(journal_.begin(), kJournalHeaderSize, 0);  // zeroed, as PERSIST ends one
+  write_file(source_, journal_);
+  EXPECT_FALSE(confirm());
+}
+
+TEST_F(EarlyJournalTest, IsNotTakenWhenASegmentFollowedIt) {
+  // T spilled, journaled page 4 in a new segment at the next sector, and synced it.
+  put_segment(journal_, 4096, {4});
+  journal_.resize(8192);
+  write_file(source_, journal_);
+  EXPECT_FALSE(confirm());
+}
+
+TEST_F(EarlyJournalTest, IsNotTakenWhenSomethingFollowedItsLastRecord) {
+  // A super-journal's name goes right after the last record (no full sync).
+  const std::size_t records_end = kSector + 3 * (kPageSize + 8);
+  put_be32(journal_, records_end, 0x40000000 / kPageSize + 1);
+  write_file(source_, journal_);
+  EXPECT_FALSE(confirm());
+}
+
+TEST_F(EarlyJournalTest, IsNotTakenWhenTheFileGrew) {
+  journal_.resize(journal_.size() + kPageSize, 0xee);
+  write_file(source_, journal_);
+  EXPECT_FALSE(confirm());
+}
+
+TEST_F(EarlyJournalTest, IsNotTakenWhenTheRecordCountChanged) {
+  put_be32(journal_, 8, 4);  // a fourth record counted since
+  write_file(source_, journal_);
+  EXPECT_FALSE(confirm());
 }
 
 }  // namespace

@@ -802,6 +802,41 @@ TEST_F(SnapshotTest, ACountedCommitThenAnUncountedOneAreRolledBackAtOnce) {
   EXPECT_EQ(query_text(copy, "PRAGMA integrity_check"), "ok");
 }
 
+// The same owner, T1 seen twice: with its journal synced before its first write to the
+// database (FILE.2), when its journal is copied, though T1 is not in its commit yet; then with
+// page 1 written (FILE.3). That copy is taken as T1's whole journal once its marks (segment
+// headers, the end of its records, the size) are read again and found as copied: a commit
+// phase lasts a fraction of a millisecond, often less than reading the journal again took.
+TEST_F(SnapshotTest, ACountedCommitsJournalCopiedAtItsSyncIsTakenAtItsCommit) {
+  std::mutex mutex;
+  std::vector<std::string> taken;
+  const sb::LogLevel level = sb::log_level();
+  sb::set_log_level(sb::LogLevel::debug);
+  sb::set_log_sink([&](const sb::LogRecord& record) {
+    if (record.message.find("copied when it was synced") != std::string_view::npos) {
+      const std::lock_guard lock(mutex);
+      taken.emplace_back(record.message);
+    }
+  });
+  std::string output;
+  const SteppedBackup backup =
+      back_up_stepping_owner(source_, out_dir_ / "copy.sqlite", "pause-in-counted-then-uncounted",
+                             24000, {{".2"}, {".3"}, {".4"}, {".5"}}, output);
+  sb::set_log_sink({});
+  sb::set_log_level(level);
+  ASSERT_TRUE(backup.every_step_came) << output;
+  if (backup.chunks < 5) {
+    GTEST_SKIP() << kCopiedInOneStep;
+  }
+  const fs::path copy = out_dir_ / "copy.sqlite";
+  EXPECT_EQ(backup.report.attempts, 1);
+  EXPECT_EQ(taken.size(), 1U) << "T1's journal, copied at its sync, taken at its commit";
+  EXPECT_EQ(query_int(copy, "SELECT count(*) FROM t"), 24000) << "T1's rows are in the copy";
+  EXPECT_EQ(query_int(copy, "SELECT count(*) FROM t WHERE v GLOB 'ROW *'"), 0)
+      << "T2's rows are in the copy";
+  EXPECT_EQ(query_text(copy, "PRAGMA integrity_check"), "ok");
+}
+
 // SQLite plays a hot journal back only if it is at least one of the reader's sectors long
 // (readJournalHdr() measures it with the reader's own sector size), and deletes it without a
 // word otherwise. An owner with powersafe overwrite (the default) writes 512-byte headers; a
