@@ -559,6 +559,27 @@ TEST_F(EarlyJournalTest, IsNotTakenWhenTheFileGrew) {
   EXPECT_FALSE(confirm());
 }
 
+TEST_F(EarlyJournalTest, IsNotTakenWhenItEndedAfterTheLookThatFoundItInItsCommit) {
+  // The look read T's header unchanged; T zeroed it before the marks were read again.
+  std::fill_n(journal_.begin(), kJournalHeaderSize, 0);
+  write_file(source_, journal_);
+  EXPECT_FALSE(confirm_early_journal(*early_, source_, database_header(kCounter + 1), at_look_,
+                                     folder_ / "commit"));
+}
+
+TEST_F(EarlyJournalTest, IsNotTakenWhenANewSegmentBeganAfterIt) {
+  // T spilled after the copy: a new segment header at the next sector, its magic still zero
+  // (written at the segment's sync), its nonce T's.
+  const std::size_t next_segment = 4096;
+  std::fill_n(journal_.begin() + static_cast<std::ptrdiff_t>(next_segment), kSector, 0);
+  put_be32(journal_, next_segment + 12, kNonce);
+  put_be32(journal_, next_segment + 16, 10);
+  put_be32(journal_, next_segment + 20, kSector);
+  put_be32(journal_, next_segment + 24, kPageSize);
+  write_file(source_, journal_);
+  EXPECT_FALSE(confirm());
+}
+
 TEST_F(EarlyJournalTest, IsNotTakenWhenTheRecordCountChanged) {
   put_be32(journal_, 8, 4);  // a fourth record counted since
   write_file(source_, journal_);

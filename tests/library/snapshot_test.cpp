@@ -808,29 +808,28 @@ TEST_F(SnapshotTest, ACountedCommitThenAnUncountedOneAreRolledBackAtOnce) {
 // headers, the end of its records, the size) are read again and found as copied: a commit
 // phase lasts a fraction of a millisecond, often less than reading the journal again took.
 TEST_F(SnapshotTest, ACountedCommitsJournalCopiedAtItsSyncIsTakenAtItsCommit) {
-  std::mutex mutex;
-  std::vector<std::string> taken;
-  const sb::LogLevel level = sb::log_level();
-  sb::set_log_level(sb::LogLevel::debug);
-  sb::set_log_sink([&](const sb::LogRecord& record) {
-    if (record.message.find("copied when it was synced") != std::string_view::npos) {
-      const std::lock_guard lock(mutex);
-      taken.emplace_back(record.message);
-    }
-  });
   std::string output;
-  const SteppedBackup backup =
-      back_up_stepping_owner(source_, out_dir_ / "copy.sqlite", "pause-in-counted-then-uncounted",
-                             24000, {{".2"}, {".3"}, {".4"}, {".5"}}, output);
-  sb::set_log_sink({});
-  sb::set_log_level(level);
+  std::string log;
+  SteppedBackup backup;
+  {
+    DebugLog debug;
+    backup =
+        back_up_stepping_owner(source_, out_dir_ / "copy.sqlite", "pause-in-counted-then-uncounted",
+                               24000, {{".2"}, {".3"}, {".4"}, {".5"}}, output);
+    log = debug.text();
+  }
   ASSERT_TRUE(backup.every_step_came) << output;
   if (backup.chunks < 5) {
     GTEST_SKIP() << kCopiedInOneStep;
   }
   const fs::path copy = out_dir_ / "copy.sqlite";
   EXPECT_EQ(backup.report.attempts, 1);
-  EXPECT_EQ(taken.size(), 1U) << "T1's journal, copied at its sync, taken at its commit";
+  std::size_t taken = 0;
+  for (std::size_t at = log.find("copied when it was synced"); at != std::string::npos;
+       at = log.find("copied when it was synced", at + 1)) {
+    ++taken;
+  }
+  EXPECT_EQ(taken, 1U) << "T1's journal, copied at its sync, taken at its commit:\n" << log;
   EXPECT_EQ(query_int(copy, "SELECT count(*) FROM t"), 24000) << "T1's rows are in the copy";
   EXPECT_EQ(query_int(copy, "SELECT count(*) FROM t WHERE v GLOB 'ROW *'"), 0)
       << "T2's rows are in the copy";
