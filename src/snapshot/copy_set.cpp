@@ -683,8 +683,11 @@ validate::Verdict judge_copy(const discover::DatabaseFiles& source,
 // headers read) takes about 15 µs; an owner's commit phase (its database writes and sync)
 // lasts some hundred µs, the least seen about 300 µs on a virtual machine's disk. Looks
 // between 256 KiB chunks came every 250-350 µs on that machine, more when a look copied a
-// journal, and missed whole commit phases.
-constexpr std::chrono::microseconds kLookInterval{50};
+// journal, and missed whole commit phases. On two busy cores a sleep of 100 µs ends 100-300
+// µs later. Measured 2026-12-07 with bench/exclusive_owner.py (20 MiB): at 50 µs the thread's
+// looks slowed the copy, a median of 0.084-0.091 s at 300 commits a second against 0.056-0.067
+// s without the thread; at 100 µs 0.074 s, and 0.247 s at 1000 (0.452 s without).
+constexpr std::chrono::microseconds kLookInterval{100};
 
 // Rollback mode: the looks at the source's database header and journal, before the copy and
 // between its chunks, that let an attempt survive commits during the copy. Each look is
@@ -942,12 +945,13 @@ bool locks_this_attempt(const Settings& settings, int attempt) noexcept {
 // wait for them a little (polling: the kernel offers no timed wait for a record lock), then
 // go without the lock for this attempt.
 std::optional<io::ReaderLock> take_reader_lock(const discover::DatabaseFiles& source,
-                                               const Settings& settings) {
+                                               const Settings& settings,
+                                               std::chrono::milliseconds longest_wait) {
   validate::SetState mode;
   mode.wal = validate::capture_member(source.wal, validate::kWalHeaderSize);
   const bool wal = validate::has_live_wal(mode);
   const std::filesystem::path shm = source.database.string() + "-shm";
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(250);
+  const auto deadline = std::chrono::steady_clock::now() + longest_wait;
   auto pause = std::chrono::microseconds(250);
   for (;;) {
     detail::throw_if_cancelled(settings.cancel, source.database);
@@ -959,7 +963,8 @@ std::optional<io::ReaderLock> take_reader_lock(const discover::DatabaseFiles& so
       return taken;
     }
     if (std::chrono::steady_clock::now() >= deadline) {
-      log_debug("could not take a reader's lock; copying without one");
+      log_debug("could not take a reader's lock within {} ms; copying without one",
+                longest_wait.count());
       return std::nullopt;
     }
     std::this_thread::sleep_for(pause);
@@ -1117,6 +1122,19 @@ void note_lock_holder(const validate::SetState& before, int attempt, Outcome& ou
   }
 }
 
+// Whether SQLite's lock was held at both looks of every attempt so far (see
+// Outcome::exclusive_lock_at_both_looks). Not for one commit that spanned the attempt, its
+// journal hot at both looks: an owner outside exclusive locking mode holds the lock that long,
+// and lets go at its end.
+void note_lock_at_both_looks(const validate::SetState& before, const validate::SetState& last_look,
+                             int attempt, Outcome& outcome) noexcept {
+  const bool held_throughout =
+      before.exclusive_lock_held && last_look.exclusive_lock_held &&
+      !validate::same_journal_transaction(before.journal, last_look.journal);
+  outcome.exclusive_lock_at_both_looks =
+      held_throughout && (attempt == 1 || outcome.exclusive_lock_at_both_looks);
+}
+
 // One whole-set attempt of copy_consistent_set(): the first look, the copy of every member,
 // the judgement. On success sets outcome.validated (and the journals to roll back through);
 // otherwise outcome.last_reason, and returns what to wait for before the next attempt
@@ -1221,6 +1239,7 @@ LastSeen copy_set_once(const discover::DatabaseFiles& source,
                          source, staged_files, before, copy, watch.during(), settings,
                          [&watch] { watch.record_writes(); }, last_look)
                    : validate::Verdict{false, validate::Need::nothing_more, copy.unsettled_reason};
+  note_lock_at_both_looks(before, last_look, attempt, outcome);
   if (verdict.consistent) {
     if (verdict.discard_staged_journal) ::unlink(staged_files.journal.c_str());
     // Newest first: each playback leaves a page as that transaction found it, and the oldest
@@ -1298,8 +1317,14 @@ Outcome copy_consistent_set(const discover::DatabaseFiles& source,
           "look (locking_mode=EXCLUSIVE)");
     }
     const bool tries_lock = wants_lock && !lock_is_futile;
+    // An owner that held the lock at both looks of every attempt so far (a commit spans one
+    // look now and then, not all of them) is most likely in locking_mode=EXCLUSIVE: its lock
+    // is waited for a little only. (Measured with bench/exclusive_owner.py at 1000 commits a
+    // second, 2026-12-07: the 250 ms wait made most of a backup's median of 0.42 s.)
+    const auto longest_wait = outcome.exclusive_lock_at_both_looks ? std::chrono::milliseconds(40)
+                                                                   : std::chrono::milliseconds(250);
     const std::optional<io::ReaderLock> lock =
-        tries_lock ? take_reader_lock(source, settings) : std::nullopt;
+        tries_lock ? take_reader_lock(source, settings, longest_wait) : std::nullopt;
     if (tries_lock) reader_lock_refused = !lock;
     last_seen = copy_set_once(source, staged_files, settings, attempt, outcome,
                               writes_from_first_look, catch_up);
