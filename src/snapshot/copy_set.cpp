@@ -887,7 +887,7 @@ class CommitWatch {
                                               journal_buffer_);
       }
     }
-    if (!commit && synced) {
+    if (!commit && synced && !copied_early(journal)) {
       drop_early();
       commit = copy_synced_commit_journal(source_, staged_commit, journal, database,
                                           staged_files_.journal.string() + ".early", early_,
@@ -938,6 +938,9 @@ bool locks_this_attempt(const Settings& settings, int attempt) noexcept {
   }
   return false;
 }
+
+// How long take_reader_lock() waits: longer than most commits hold SQLite's EXCLUSIVE lock.
+constexpr std::chrono::milliseconds kLongestLockWait{250};
 
 // The reader's lock the source's journal mode calls for (see io::ReaderLock): read-lock 0 of
 // the -shm with a live WAL, SHARED on the database otherwise. A writer holds PENDING and then
@@ -1122,19 +1125,6 @@ void note_lock_holder(const validate::SetState& before, int attempt, Outcome& ou
   }
 }
 
-// Whether SQLite's lock was held at both looks of every attempt so far (see
-// Outcome::exclusive_lock_at_both_looks). Not for one commit that spanned the attempt, its
-// journal hot at both looks: an owner outside exclusive locking mode holds the lock that long,
-// and lets go at its end.
-void note_lock_at_both_looks(const validate::SetState& before, const validate::SetState& last_look,
-                             int attempt, Outcome& outcome) noexcept {
-  const bool held_throughout =
-      before.exclusive_lock_held && last_look.exclusive_lock_held &&
-      !validate::same_journal_transaction(before.journal, last_look.journal);
-  outcome.exclusive_lock_at_both_looks =
-      held_throughout && (attempt == 1 || outcome.exclusive_lock_at_both_looks);
-}
-
 // One whole-set attempt of copy_consistent_set(): the first look, the copy of every member,
 // the judgement. On success sets outcome.validated (and the journals to roll back through);
 // otherwise outcome.last_reason, and returns what to wait for before the next attempt
@@ -1239,7 +1229,6 @@ LastSeen copy_set_once(const discover::DatabaseFiles& source,
                          source, staged_files, before, copy, watch.during(), settings,
                          [&watch] { watch.record_writes(); }, last_look)
                    : validate::Verdict{false, validate::Need::nothing_more, copy.unsettled_reason};
-  note_lock_at_both_looks(before, last_look, attempt, outcome);
   if (verdict.consistent) {
     if (verdict.discard_staged_journal) ::unlink(staged_files.journal.c_str());
     // Newest first: each playback leaves a page as that transaction found it, and the oldest
@@ -1317,14 +1306,11 @@ Outcome copy_consistent_set(const discover::DatabaseFiles& source,
           "look (locking_mode=EXCLUSIVE)");
     }
     const bool tries_lock = wants_lock && !lock_is_futile;
-    // An owner that held the lock at both looks of every attempt so far (a commit spans one
-    // look now and then, not all of them) is most likely in locking_mode=EXCLUSIVE: its lock
-    // is waited for a little only. (Measured with bench/exclusive_owner.py at 1000 commits a
-    // second, 2026-12-07: the 250 ms wait made most of a backup's median of 0.42 s.)
-    const auto longest_wait = outcome.exclusive_lock_at_both_looks ? std::chrono::milliseconds(40)
-                                                                   : std::chrono::milliseconds(250);
+    // (Not shortened for an owner that seemed to hold the lock throughout: an ordinary owner
+    // holds it before its journal turns hot, while it syncs the journal, so on a slow disk one
+    // commit looks the same at both looks; helper-40 measured that in 8 of 10 attempts.)
     const std::optional<io::ReaderLock> lock =
-        tries_lock ? take_reader_lock(source, settings, longest_wait) : std::nullopt;
+        tries_lock ? take_reader_lock(source, settings, kLongestLockWait) : std::nullopt;
     if (tries_lock) reader_lock_refused = !lock;
     last_seen = copy_set_once(source, staged_files, settings, attempt, outcome,
                               writes_from_first_look, catch_up);

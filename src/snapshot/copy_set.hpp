@@ -67,10 +67,6 @@ struct Outcome {
   // it for a moment in each commit), which no reader's lock can hold off. Says why a backup
   // that gave up did, and what the user can do.
   bool exclusive_lock_at_every_attempt = false;
-  // ... and at the last look of every attempt too, with a journal that was not hot throughout
-  // (none unjudged): not an owner merely in a commit at a look, which lets go at its end. Such
-  // an owner is waited for little, if at all (copy_consistent_set).
-  bool exclusive_lock_at_both_looks = false;
   // The last attempt followed commits that do not move the change counter, the owner looking
   // like one in locking_mode=EXCLUSIVE (see snapshot/copy_set.cpp expects_uncounted_commits).
   bool followed_uncounted_commits = false;
