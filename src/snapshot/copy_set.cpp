@@ -684,9 +684,11 @@ validate::Verdict judge_copy(const discover::DatabaseFiles& source,
 // lasts some hundred µs, the least seen about 300 µs on a virtual machine's disk. Looks
 // between 256 KiB chunks came every 250-350 µs on that machine, more when a look copied a
 // journal, and missed whole commit phases. On two busy cores a sleep of 100 µs ends 100-300
-// µs later. Measured 2026-12-07 with bench/exclusive_owner.py (20 MiB): at 50 µs the thread's
-// looks slowed the copy, a median of 0.084-0.091 s at 300 commits a second against 0.056-0.067
-// s without the thread; at 100 µs 0.074 s, and 0.247 s at 1000 (0.452 s without).
+// µs later. The looks cost the copy time: measured 2026-12-07 with bench/exclusive_owner.py
+// (20 MiB), at 300 commits a second, where commits were mostly caught anyway, a median of
+// 0.084-0.091 s with looks every 50 µs and 0.071 s every 100 µs, against 0.045-0.067 s with
+// no thread; at 1000 a second 12 of 12 finished in a median of 0.49 s, against 10 of 12 in
+// 1.5 s with no thread.
 constexpr std::chrono::microseconds kLookInterval{100};
 
 // Rollback mode: the looks at the source's database header and journal, before the copy and
@@ -711,7 +713,6 @@ class CommitWatch {
     if (enabled_ && from_first_look != nullptr) {
       writes_ = from_first_look;
       writes_started_ = true;
-      follows_from_first_look_ = true;
       follows_uncounted_ = true;
       during_.writes.start_before_first_look(!validate::journal_is_hot(before.journal));
     }
@@ -750,9 +751,7 @@ class CommitWatch {
   [[nodiscard]] std::mutex& pause_looks() noexcept { return looking_; }
 
   // Whether the looks come from a thread of their own (start_looking()).
-  [[nodiscard]] bool looks_on_its_own() const noexcept {
-    return enabled_ && writes_started_ && follows_from_first_look_;
-  }
+  [[nodiscard]] bool looks_on_its_own() const noexcept { return enabled_ && follows_uncounted_; }
 
   void look_between_chunks() {
     if (!enabled_) return;
@@ -913,7 +912,6 @@ class CommitWatch {
   // (Not an optional: GCC 12 takes its vector for uninitialised, -Wmaybe-uninitialized.)
   std::unique_ptr<validate::EarlyJournal> early_;
   std::vector<std::byte> journal_buffer_;  // see copy_commit_journal()
-  bool follows_from_first_look_ = false;
   std::atomic<bool> stop_{false};
   std::mutex looking_;          // held by each look while the thread runs
   std::exception_ptr failure_;  // (read after the join)
