@@ -741,9 +741,7 @@ class CommitWatch {
 
   // Stops the looks start_looking() began, and rethrows what they threw.
   void stop_looking() {
-    if (!looker_.joinable()) return;
-    stop_.store(true);
-    looker_.join();
+    join_looker();
     if (failure_) std::rethrow_exception(std::exchange(failure_, nullptr));
   }
 
@@ -751,7 +749,7 @@ class CommitWatch {
   [[nodiscard]] std::mutex& pause_looks() noexcept { return looking_; }
 
   // Whether the looks come from a thread of their own (start_looking()).
-  [[nodiscard]] bool looks_on_its_own() const noexcept { return enabled_ && follows_uncounted_; }
+  [[nodiscard]] bool looks_on_its_own() const noexcept { return follows_uncounted_; }
 
   void look_between_chunks() {
     if (!enabled_) return;
@@ -787,14 +785,19 @@ class CommitWatch {
   CommitWatch(CommitWatch&&) = delete;
   CommitWatch& operator=(CommitWatch&&) = delete;
   ~CommitWatch() {
-    if (looker_.joinable()) {
-      stop_.store(true);
-      looker_.join();
-    }
+    // (Still running only where stop_looking() was not reached: an exception is on its way,
+    // and what the thread threw is dropped.)
+    join_looker();
     drop_early();
   }
 
  private:
+  void join_looker() noexcept {
+    if (!looker_.joinable()) return;
+    stop_.store(true);
+    looker_.join();
+  }
+
   void start_looker() {
     looker_ = std::thread(detail::with_callers_log_sink([this] {
       // The kernel would otherwise let each sleep run 50 µs long (the default timer slack).
@@ -938,6 +941,9 @@ bool locks_this_attempt(const Settings& settings, int attempt) noexcept {
 }
 
 // How long take_reader_lock() waits: longer than most commits hold SQLite's EXCLUSIVE lock.
+// The same for every owner: one that seemed to hold the lock throughout may be an ordinary
+// owner syncing its journal under it before the journal turns hot (on a slow disk, one commit
+// looks so at both looks of an attempt: helper-40 measured it in 8 of 10 attempts).
 constexpr std::chrono::milliseconds kLongestLockWait{250};
 
 // The reader's lock the source's journal mode calls for (see io::ReaderLock): read-lock 0 of
@@ -946,13 +952,12 @@ constexpr std::chrono::milliseconds kLongestLockWait{250};
 // wait for them a little (polling: the kernel offers no timed wait for a record lock), then
 // go without the lock for this attempt.
 std::optional<io::ReaderLock> take_reader_lock(const discover::DatabaseFiles& source,
-                                               const Settings& settings,
-                                               std::chrono::milliseconds longest_wait) {
+                                               const Settings& settings) {
   validate::SetState mode;
   mode.wal = validate::capture_member(source.wal, validate::kWalHeaderSize);
   const bool wal = validate::has_live_wal(mode);
   const std::filesystem::path shm = source.database.string() + "-shm";
-  const auto deadline = std::chrono::steady_clock::now() + longest_wait;
+  const auto deadline = std::chrono::steady_clock::now() + kLongestLockWait;
   auto pause = std::chrono::microseconds(250);
   for (;;) {
     detail::throw_if_cancelled(settings.cancel, source.database);
@@ -965,7 +970,7 @@ std::optional<io::ReaderLock> take_reader_lock(const discover::DatabaseFiles& so
     }
     if (std::chrono::steady_clock::now() >= deadline) {
       log_debug("could not take a reader's lock within {} ms; copying without one",
-                longest_wait.count());
+                kLongestLockWait.count());
       return std::nullopt;
     }
     std::this_thread::sleep_for(pause);
@@ -1304,11 +1309,8 @@ Outcome copy_consistent_set(const discover::DatabaseFiles& source,
           "look (locking_mode=EXCLUSIVE)");
     }
     const bool tries_lock = wants_lock && !lock_is_futile;
-    // (Not shortened for an owner that seemed to hold the lock throughout: an ordinary owner
-    // holds it before its journal turns hot, while it syncs the journal, so on a slow disk one
-    // commit looks the same at both looks; helper-40 measured that in 8 of 10 attempts.)
     const std::optional<io::ReaderLock> lock =
-        tries_lock ? take_reader_lock(source, settings, kLongestLockWait) : std::nullopt;
+        tries_lock ? take_reader_lock(source, settings) : std::nullopt;
     if (tries_lock) reader_lock_refused = !lock;
     last_seen = copy_set_once(source, staged_files, settings, attempt, outcome,
                               writes_from_first_look, catch_up);
