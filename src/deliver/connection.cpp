@@ -22,19 +22,15 @@ using detail::throw_error;
 // Hands `memory` to `target` (SQLite owns it from here on, also when this fails).
 void deserialize_into(sqlite3* target, io::SqliteMemory memory,
                       const std::filesystem::path& source) {
-  const auto size = static_cast<sqlite3_int64>(memory.size());
-  const auto capacity = static_cast<sqlite3_int64>(memory.capacity());
-  const int rc = sqlite3_deserialize(
-      target, "main", static_cast<unsigned char*>(static_cast<void*>(memory.release())), size,
-      capacity, SQLITE_DESERIALIZE_FREEONCLOSE | SQLITE_DESERIALIZE_RESIZEABLE);
+  const int rc = memory.hand_to(target);
   if (rc != SQLITE_OK) {
     sql::throw_result(rc, target, "cannot load into memory the snapshot of", source);
   }
-  // A deserialized database may grow to 1 GiB only, by SQLite's default, where a plain
-  // ":memory:" one (the reference's) grows without a limit: lift it to just under what
-  // SQLite's allocator gives one block (sqlite3Realloc refuses 0x7fffff00 bytes and more).
-  // Not above: SQLite doubles a growing image, capped at this limit, so a higher one would
-  // make the doubled request fail once the image passes 1 GiB.
+  // A deserialized database in heap memory may grow to 1 GiB only, by SQLite's default,
+  // where a plain ":memory:" one (the reference's) grows without a limit: lift it to just under
+  // what SQLite's allocator gives one block (sqlite3Realloc refuses 0x7fffff00 bytes and more). Not
+  // above: SQLite doubles a growing image, capped at this limit, so a higher one would make the
+  // doubled request fail once the image passes 1 GiB.
   sqlite3_int64 limit = kLargestMemoryGrowth;
   sqlite3_file_control(target, "main", SQLITE_FCNTL_SIZE_LIMIT, &limit);
 }

@@ -2,6 +2,7 @@
 
 #include <sqlite3.h>
 #include <sys/mman.h>
+#include <sys/sendfile.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -10,8 +11,12 @@
 #include <cstdint>
 #include <cstring>
 #include <exception>
+#include <limits>
 #include <memory>
+#include <new>
+#include <optional>
 #include <span>
+#include <system_error>
 #include <thread>
 #include <utility>
 
@@ -50,27 +55,152 @@ void populate_for_writing(std::byte* data, std::size_t size) noexcept {
   }
 }
 
+// Room a memory file's mapping is given beyond what is asked, for the database a connection
+// is handed to grow into: a mapping cannot grow in place once SQLite points into it.
+// Reserving it costs address space only (the file is sparse: a page takes memory once
+// written). A ":memory:" database grows without a limit; this one stops there (SQLITE_FULL),
+// 8 GiB past the snapshot, or less where the address space is limited (halved until the
+// mapping succeeds, down to 64 MiB).
+constexpr std::uint64_t kGrowthRoom = std::uint64_t{8} << 30;
+constexpr std::uint64_t kLeastGrowthRoom = std::uint64_t{64} << 20;
+
+std::atomic<bool> g_memory_files_allowed{true};
+
+std::uint64_t whole_pages(std::uint64_t bytes) noexcept {
+  static const auto page = static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
+  return (bytes + page - 1) / page * page;
+}
+
+// What a connection handed a memory file's mapping holds to unmap it when it closes: the
+// user data of a function SQLite destroys after it has closed the connection's databases
+// (sqlite3_close runs the destructors of functions last), or when the function is replaced,
+// which hand_to() does only once the database no longer points into the old mapping.
+struct MappingOwner {
+  void* base = nullptr;
+  std::size_t length = 0;
+};
+
+// (A connection has no other destructor hook in SQLite 3.40; sqlite3_set_clientdata came in
+// 3.44.)
+constexpr const char* kOwnerFunction = "sqlite_backup_snapshot_memory";
+
+void unmap_owned(void* owner) noexcept {
+  auto* const mapping = static_cast<MappingOwner*>(owner);
+  if (mapping->base != nullptr) ::munmap(mapping->base, mapping->length);
+  delete mapping;  // NOLINT(cppcoreguidelines-owning-memory): SQLite hands it back once
+}
+
+void owner_function(sqlite3_context* context, int /*argc*/, sqlite3_value** /*argv*/) {
+  sqlite3_result_null(context);
+}
+
 }  // namespace
+
+void set_memory_files_allowed(bool allowed) noexcept { g_memory_files_allowed.store(allowed); }
 
 SqliteMemory::SqliteMemory(SqliteMemory&& other) noexcept
     : data_(std::exchange(other.data_, nullptr)),
       size_(std::exchange(other.size_, 0)),
-      capacity_(std::exchange(other.capacity_, 0)) {}
+      capacity_(std::exchange(other.capacity_, 0)),
+      memory_file_(std::exchange(other.memory_file_, -1)),
+      mapped_(std::exchange(other.mapped_, false)) {}
 
 SqliteMemory& SqliteMemory::operator=(SqliteMemory&& other) noexcept {
   if (this != &other) {
-    sqlite3_free(data_);
+    free();
     data_ = std::exchange(other.data_, nullptr);
     size_ = std::exchange(other.size_, 0);
     capacity_ = std::exchange(other.capacity_, 0);
+    memory_file_ = std::exchange(other.memory_file_, -1);
+    mapped_ = std::exchange(other.mapped_, false);
   }
   return *this;
 }
 
-SqliteMemory::~SqliteMemory() { sqlite3_free(data_); }
+SqliteMemory::~SqliteMemory() { free(); }
+
+void SqliteMemory::free() noexcept {
+  if (mapped_) {
+    ::munmap(data_, capacity_);
+  } else {
+    sqlite3_free(data_);
+  }
+  if (memory_file_ >= 0) ::close(memory_file_);
+  forget();
+}
+
+void SqliteMemory::forget() noexcept {
+  data_ = nullptr;
+  size_ = capacity_ = 0;
+  memory_file_ = -1;
+  mapped_ = false;
+}
+
+bool SqliteMemory::map_memory_file(std::uint64_t capacity) noexcept {
+  const int file = ::memfd_create("sqlite_backup snapshot", MFD_CLOEXEC);
+  if (file < 0) {
+    detail::log_debug("no memory file for the snapshot ({}); using heap memory",
+                      std::generic_category().message(errno));
+    return false;
+  }
+  for (std::uint64_t room = kGrowthRoom;; room /= 2) {
+    const std::uint64_t length = whole_pages(capacity) + (room < kLeastGrowthRoom ? 0 : room);
+    if (length <= std::numeric_limits<std::size_t>::max() &&
+        ::ftruncate(file, static_cast<off_t>(length)) == 0) {
+      void* const mapped = ::mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_SHARED, file, 0);
+      if (mapped != MAP_FAILED) {
+        data_ = static_cast<std::byte*>(mapped);
+        capacity_ = length;
+        memory_file_ = file;
+        mapped_ = true;
+        return true;
+      }
+    }
+    if (room < kLeastGrowthRoom) break;
+  }
+  ::close(file);
+  return false;
+}
+
+void SqliteMemory::grow_mapping(std::uint64_t capacity, const std::filesystem::path& source) {
+  const std::uint64_t length = whole_pages(capacity);
+  void* const moved = length <= std::numeric_limits<std::size_t>::max() &&
+                              ::ftruncate(memory_file_, static_cast<off_t>(length)) == 0
+                          ? ::mremap(data_, capacity_, length, MREMAP_MAYMOVE)
+                          : MAP_FAILED;
+  if (moved == MAP_FAILED) {
+    detail::throw_error(ErrorCause{.system_errno = ENOMEM}, ErrorKind::io, source,
+                        "cannot load the snapshot of {} into memory: out of memory ({} bytes)",
+                        detail::quoted(source), capacity);
+  }
+  data_ = static_cast<std::byte*>(moved);
+  capacity_ = length;
+}
 
 void SqliteMemory::reserve(std::uint64_t capacity, const std::filesystem::path& source) {
   if (capacity <= capacity_) return;
+  if (mapped_ && memory_file_ >= 0) {
+    grow_mapping(capacity, source);
+    return;
+  }
+  if (mapped_) {
+    // Past the room of a mapping whose file is closed (a WAL that grew the database by
+    // more than that): the image moves to heap memory.
+    auto* moved = static_cast<std::byte*>(sqlite3_malloc64(capacity));
+    if (moved == nullptr) {
+      detail::throw_error(ErrorCause{.system_errno = ENOMEM}, ErrorKind::io, source,
+                          "cannot load the snapshot of {} into memory: out of memory ({} bytes)",
+                          detail::quoted(source), capacity);
+    }
+    std::memcpy(moved, data_, size_);
+    const std::uint64_t size = size_;
+    free();
+    data_ = moved;
+    size_ = size;
+    capacity_ = capacity;
+    return;
+  }
+  if (data_ == nullptr && g_memory_files_allowed.load() && map_memory_file(capacity)) return;
   auto* grown = static_cast<std::byte*>(sqlite3_realloc64(data_, capacity));
   if (grown == nullptr) {
     detail::throw_error(ErrorCause{.system_errno = ENOMEM}, ErrorKind::io, source,
@@ -93,9 +223,71 @@ void SqliteMemory::resize(std::uint64_t size, const std::filesystem::path& sourc
 
 void SqliteMemory::set_filled(std::uint64_t size) noexcept { size_ = std::min(size, capacity_); }
 
-std::byte* SqliteMemory::release() noexcept {
-  size_ = capacity_ = 0;
-  return std::exchange(data_, nullptr);
+void SqliteMemory::close_memory_file() noexcept {
+  if (memory_file_ >= 0) ::close(std::exchange(memory_file_, -1));
+}
+
+int SqliteMemory::hand_to(sqlite3* target) noexcept {
+  // SQLite 3.40 replaces a database under a statement still reading it (the documentation
+  // says it refuses; later versions do), and a replaced memory file would then be unmapped
+  // under it: refused here instead, the connection keeping its database.
+  for (sqlite3_stmt* statement = sqlite3_next_stmt(target, nullptr); statement != nullptr;
+       statement = sqlite3_next_stmt(target, statement)) {
+    if (sqlite3_stmt_busy(statement) != 0) {
+      free();
+      return SQLITE_BUSY;
+    }
+  }
+  if (!mapped_) {
+    // (sqlite3_deserialize frees memory given with FREEONCLOSE also when it fails.)
+    const int rc = sqlite3_deserialize(
+        target, "main", static_cast<unsigned char*>(static_cast<void*>(data_)),
+        static_cast<sqlite3_int64>(size_), static_cast<sqlite3_int64>(capacity_),
+        SQLITE_DESERIALIZE_FREEONCLOSE | SQLITE_DESERIALIZE_RESIZEABLE);
+    forget();
+    return rc;
+  }
+  // The mapping keeps the file; its descriptor is no longer needed.
+  ::close(std::exchange(memory_file_, -1));
+  auto* const owner = new (std::nothrow) MappingOwner{};  // NOLINT(cppcoreguidelines-owning-memory)
+  if (owner == nullptr) {
+    free();
+    return SQLITE_NOMEM;
+  }
+  // Not RESIZEABLE: SQLite would realloc (and free) the mapping as heap memory; the image
+  // grows within the mapping's capacity instead.
+  int rc = sqlite3_deserialize(
+      target, "main", static_cast<unsigned char*>(static_cast<void*>(data_)),
+      static_cast<sqlite3_int64>(size_), static_cast<sqlite3_int64>(capacity_), 0);
+  if (rc != SQLITE_OK) {
+    delete owner;  // NOLINT(cppcoreguidelines-owning-memory)
+    free();
+    return rc;
+  }
+  // The owner is empty while it is registered: SQLite destroys it at once when registering
+  // fails, and a previous snapshot's owner (same name) when it succeeds, which unmaps that
+  // snapshot's mapping, no longer in use since the deserialize above.
+  rc = sqlite3_create_function_v2(target, kOwnerFunction, 0, SQLITE_UTF8 | SQLITE_DIRECTONLY, owner,
+                                  &owner_function, nullptr, nullptr, &unmap_owned);
+  if (rc == SQLITE_OK) {
+    owner->base = data_;
+    owner->length = capacity_;
+    forget();
+    return SQLITE_OK;
+  }
+  // Nothing would unmap this mapping when the connection closes: an empty database takes its
+  // place first. Where even that fails (out of memory) the mapping is left mapped rather
+  // than unmapped under SQLite.
+  void* const empty = sqlite3_malloc64(8);
+  if (empty != nullptr &&
+      sqlite3_deserialize(target, "main", static_cast<unsigned char*>(empty), 0, 8,
+                          SQLITE_DESERIALIZE_FREEONCLOSE | SQLITE_DESERIALIZE_RESIZEABLE) ==
+          SQLITE_OK) {
+    free();
+  } else {
+    forget();
+  }
+  return rc;
 }
 
 namespace {
@@ -174,6 +366,94 @@ class ChunkReader {
   std::atomic<bool> stopped_{false};
 };
 
+// The chunks the kernel copies into a memory file in one call: the caller looks at
+// cancellation between them.
+constexpr std::size_t kSendChunk = std::size_t{4} << 20;
+
+// One sendfile() of up to `want` bytes of `fd` from `from` on into `memory_file` (at its
+// position): the bytes copied, 0 at the file's end. nullopt when the kernel refuses to copy
+// from this file and `first` says nothing was copied yet (the caller then reads it itself).
+std::optional<std::size_t> send_chunk(int memory_file, int fd, off_t& from, std::size_t want,
+                                      bool first, const std::filesystem::path& path) {
+  for (;;) {
+    const ssize_t sent = ::sendfile(memory_file, fd, &from, want);
+    if (sent >= 0) return static_cast<std::size_t>(sent);
+    const int error = errno;
+    if (error == EINTR) continue;
+    if (first && (error == EINVAL || error == ENOSYS || error == EOPNOTSUPP)) return std::nullopt;
+    if (error == ENOMEM || error == ENOSPC) {
+      detail::throw_error(ErrorCause{.system_errno = error}, ErrorKind::io, path,
+                          "cannot load the snapshot of {} into memory: out of memory",
+                          detail::quoted(path));
+    }
+    throw_errno(error, "cannot read", path);
+  }
+}
+
+// read_file_into() for an image in a memory file: the kernel copies the file into it
+// (sendfile), on this thread; one thread measured as fast as two, which contend for the
+// memory file. nullopt, having read nothing and run nothing, when the kernel will not copy
+// from this file: the caller reads it instead.
+std::optional<std::uint64_t> send_file_into(int fd, const std::filesystem::path& path,
+                                            SqliteMemory& memory, std::uint64_t size,
+                                            const std::function<bool(std::uint64_t)>& keep_going,
+                                            const std::function<void()>& alongside) {
+  if (::lseek(memory.memory_file(), 0, SEEK_SET) != 0) return std::nullopt;
+  off_t from = 0;
+  std::uint64_t done = 0;
+  // The next chunk: its bytes, 0 at the file's end.
+  const auto next_chunk = [&]() -> std::optional<std::size_t> {
+    if (done == memory.capacity()) {
+      // (A file that grew past its mapping's room since we began.)
+      memory.reserve(memory.capacity() + std::max<std::uint64_t>(memory.capacity() / 4, kChunk),
+                     path);
+    }
+    const std::size_t want = std::min<std::uint64_t>(kSendChunk, memory.capacity() - done);
+    return send_chunk(memory.memory_file(), fd, from, want, done == 0, path);
+  };
+  const std::optional<std::size_t> first = next_chunk();
+  if (!first) return std::nullopt;
+  done = *first;
+
+  std::exception_ptr failure;
+  std::atomic<bool> failed{false};
+  std::thread helper;
+  if (alongside) {
+    if (size >= kParallelFrom && std::thread::hardware_concurrency() > 1) {
+      helper = std::thread(detail::with_callers_log_sink([&] {
+        try {
+          alongside();
+        } catch (...) {
+          failure = std::current_exception();
+          failed.store(true);
+        }
+      }));
+    } else {
+      alongside();
+    }
+  }
+  const auto join = [&] {
+    if (helper.joinable()) helper.join();
+  };
+  bool stopped = false;
+  try {
+    for (std::size_t sent = *first; sent > 0; done += sent) {
+      if (failed.load() || (keep_going && !keep_going(done))) {
+        stopped = true;
+        break;
+      }
+      sent = *next_chunk();  // (only the first chunk may be refused)
+    }
+  } catch (...) {
+    join();
+    throw;
+  }
+  join();
+  if (failure) std::rethrow_exception(failure);
+  memory.set_filled(stopped ? 0 : done);
+  return stopped ? 0 : done;
+}
+
 }  // namespace
 
 std::uint64_t read_file_into(int fd, const std::filesystem::path& path, SqliteMemory& memory,
@@ -181,6 +461,14 @@ std::uint64_t read_file_into(int fd, const std::filesystem::path& path, SqliteMe
                              const std::function<void()>& alongside) {
   const std::uint64_t size = stat_fd(fd, path).size;
   memory.reserve(std::max<std::uint64_t>(size, 1), path);
+  // (Closed here, on the thread that opened it, whatever happens: see close_memory_file().)
+  const std::unique_ptr<SqliteMemory, void (*)(SqliteMemory*)> closing(
+      &memory, [](SqliteMemory* filled) { filled->close_memory_file(); });
+  if (memory.memory_file() >= 0) {
+    if (const auto sent = send_file_into(fd, path, memory, size, keep_going, alongside)) {
+      return *sent;
+    }
+  }
   std::uint64_t done = 0;
   if (size >= kParallelFrom && std::thread::hardware_concurrency() > 1) {
     ChunkReader reader(fd, path, memory.data(), size);

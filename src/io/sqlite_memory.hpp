@@ -6,17 +6,25 @@
 #include <filesystem>
 #include <functional>
 
+struct sqlite3;
+
 namespace sqlite_backup::io {
 
-// A growable buffer from sqlite3_malloc64. Growing it may copy it (sqlite3_realloc64 does
-// here): reserve what is needed up front; memory reserved but never touched costs nothing.
+// A growable image of a database, handed to a connection with hand_to(). Growing it may move
+// it: reserve what is needed up front; memory reserved but never touched costs nothing.
 //
-// Not advised MADV_HUGEPAGE, by measurement on the virtual machines this is built on: writing
-// 200 MiB of fresh memory once took 25 ms with huge pages right after another process had
-// freed some, but 196-445 ms after a pause of a second or two, against a steady 106-157 ms
-// with 4 KiB pages; a memory snapshot of 201 MiB + 20 MiB WAL took 48-55 ms back to back and
-// 270-480 ms after a pause with the advice, 81-97 ms either way without. Move-only; frees
-// what it still owns.
+// Where it can, the image lives in a memory file (memfd_create) mapped into this process, so
+// that read_file_into() fills it inside the kernel (sendfile) and the process's own page
+// faults never touch the bytes on their way in. On the virtual machines this is built on a
+// page fault taken for a process costs several microseconds (the hypervisor keeps its page
+// tables), while the kernel filling a file's pages does not pay it: 201 MiB read into fresh
+// process memory took 230-850 ms there, copied into a memory file 60-100 ms. Elsewhere
+// (memfd_create refused, or a mapping refused) it is memory from sqlite3_malloc64.
+//
+// Not advised MADV_HUGEPAGE, by measurement on the same machines: writing 200 MiB of fresh
+// memory once took 25 ms with huge pages right after another process had freed some, but
+// 196-445 ms after a pause of a second or two, against a steady 106-157 ms with 4 KiB pages.
+// Move-only; frees what it still owns. Not thread-safe.
 class SqliteMemory {
  public:
   SqliteMemory() noexcept = default;
@@ -26,8 +34,10 @@ class SqliteMemory {
   SqliteMemory& operator=(const SqliteMemory&) = delete;
   ~SqliteMemory();
 
-  // Makes room for `capacity` bytes, keeping the first size() bytes. Throws
-  // SqliteBackupError(io) naming `source` when memory runs out.
+  // Makes room for `capacity` bytes, keeping the first size() bytes. A memory file's mapping
+  // is given room to grow beyond it (see kGrowthRoom in the source): the database a
+  // connection is handed can grow only within it. Throws SqliteBackupError(io) naming
+  // `source` when memory runs out.
   void reserve(std::uint64_t capacity, const std::filesystem::path& source);
   // Sets the size, zero-filling bytes past the old size (as a file grows); grows the capacity
   // as needed.
@@ -39,24 +49,53 @@ class SqliteMemory {
   [[nodiscard]] std::byte* data() const noexcept { return data_; }
   [[nodiscard]] std::uint64_t size() const noexcept { return size_; }
   [[nodiscard]] std::uint64_t capacity() const noexcept { return capacity_; }
-  // Hands the memory over (to sqlite3_deserialize with FREEONCLOSE, which frees it with
-  // sqlite3_free, also when it fails).
-  [[nodiscard]] std::byte* release() noexcept;
+  // The memory file behind data(), open from the reserve() that maps it until
+  // close_memory_file(); -1 when the memory is sqlite3_malloc64's, none yet, or closed.
+  [[nodiscard]] int memory_file() const noexcept { return memory_file_; }
+  // Closes the memory file's descriptor; the mapping stays. Called on the thread that
+  // reserved the memory (read_file_into() does): one with a descriptor table of its own
+  // (io::with_private_descriptor_table) must not leave a descriptor to be closed by another
+  // thread, where its number is another file's. Past the mapping's room the image then
+  // moves to heap memory.
+  void close_memory_file() noexcept;
+
+  // Hands the image (size() bytes) to the main database of `target` with
+  // sqlite3_deserialize, writable and able to grow (heap memory without a limit of its own,
+  // SQLite's allocator capping it; a memory file within its capacity). SQLite owns the
+  // memory from then on: heap memory is freed with sqlite3_free when the database is closed
+  // or replaced, a memory file when `target` closes, or when a later hand_to() to the same
+  // connection succeeds. Returns SQLite's result (SQLITE_BUSY while a statement of `target`
+  // is still running, before anything is replaced): on failure the memory is freed and
+  // `target`'s main database is as it was, or (when even that could not be restored, out of
+  // memory) an empty one. Empty afterwards either way. Thread safety: as `target`'s.
+  [[nodiscard]] int hand_to(sqlite3* target) noexcept;
 
  private:
+  void free() noexcept;
+  void forget() noexcept;  // (what it held is someone else's now)
+  bool map_memory_file(std::uint64_t capacity) noexcept;
+  void grow_mapping(std::uint64_t capacity, const std::filesystem::path& source);
+
   std::byte* data_ = nullptr;
   std::uint64_t size_ = 0;
   std::uint64_t capacity_ = 0;
+  int memory_file_ = -1;  // open while the image is filled
+  bool mapped_ = false;   // data_ is memory_file_'s mapping, not sqlite3_malloc64's
 };
 
-// Reads the whole file behind `fd` (to its end as it is then) into `memory`, in chunks, on
-// two threads for a large file, calling `keep_going(bytes so far)` on the calling thread after
-// its chunks; false stops the read, even after the last chunk (0 is then returned and the
-// memory holds nothing; the caller throws). Returns the bytes read.
-// `alongside`, when given, runs once on the second thread before it joins the read (on the
-// calling thread, before the read, when there is no second thread): other work that then
-// costs the read little, the two threads sharing the chunks as each is free; what it throws
-// stops the read and is rethrown here. Errors name `path`.
+// Whether new SqliteMemory images may live in memory files (the default, true); false
+// keeps them in sqlite3_malloc64's memory. For tests of both kinds.
+void set_memory_files_allowed(bool allowed) noexcept;
+
+// Reads the whole file behind `fd` (to its end as it is then) into `memory`, in chunks,
+// calling `keep_going(bytes so far)` on the calling thread after its chunks; false stops the
+// read, even after the last chunk (0 is then returned and the memory holds nothing; the
+// caller throws). Returns the bytes read. Into a memory file the kernel copies the chunks
+// (sendfile), and the file's descriptor is closed at the end (close_memory_file()); into heap
+// memory a large file is read on two threads.
+// `alongside`, when given, runs once on a second thread for a large file (on the calling
+// thread, before the read, otherwise): other work that then costs the read little; what it
+// throws stops the read and is rethrown here. Errors name `path`.
 std::uint64_t read_file_into(int fd, const std::filesystem::path& path, SqliteMemory& memory,
                              const std::function<bool(std::uint64_t)>& keep_going,
                              const std::function<void()>& alongside = {});

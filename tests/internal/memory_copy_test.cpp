@@ -34,11 +34,7 @@ namespace {
 long long rows_in(io::SqliteMemory image) {
   sqlite3* db = nullptr;
   sqlite3_open(":memory:", &db);
-  const auto size = static_cast<sqlite3_int64>(image.size());
-  const auto capacity = static_cast<sqlite3_int64>(image.capacity());
-  const int rc =
-      sqlite3_deserialize(db, "main", reinterpret_cast<unsigned char*>(image.release()), size,
-                          capacity, SQLITE_DESERIALIZE_FREEONCLOSE | SQLITE_DESERIALIZE_RESIZEABLE);
+  const int rc = image.hand_to(db);
   const long long rows = rc == SQLITE_OK ? count_rows(db) : -1;
   EXPECT_EQ(query_text(db, "PRAGMA integrity_check"), "ok");
   sqlite3_close(db);

@@ -1,0 +1,167 @@
+// io::SqliteMemory: the image a memory destination hands to a connection. Where it lives in a
+// memory file (the default), its mapping must last exactly as long as the connection uses it:
+// mapped while the database is open, unmapped when the connection closes or takes the next
+// snapshot, never while SQLite still points into it. Both kinds of memory must give a
+// writable database that grows.
+#include "io/sqlite_memory.hpp"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include "io/file.hpp"
+#include "test_support.hpp"
+
+namespace sqlite_backup::testing {
+namespace {
+
+// How many mappings of our memory files this process holds (/proc/self/maps names them
+// "/memfd:sqlite_backup snapshot (deleted)").
+int snapshot_mappings() {
+  std::ifstream maps("/proc/self/maps");
+  int found = 0;
+  for (std::string line; std::getline(maps, line);) {
+    if (line.find("/memfd:sqlite_backup snapshot") != std::string::npos) ++found;
+  }
+  return found;
+}
+
+// A database of `rows` rows, read whole into a new image.
+io::SqliteMemory image_of(const TempDir& dir, const std::string& name, int rows) {
+  const fs::path file = dir / name;
+  create_database(file, rows);
+  const io::UniqueFd fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
+  io::SqliteMemory memory;
+  io::read_file_into(fd.get(), file, memory, {});
+  return memory;
+}
+
+sqlite3* open_memory() {
+  sqlite3* db = nullptr;
+  EXPECT_EQ(sqlite3_open(":memory:", &db), SQLITE_OK);
+  return db;
+}
+
+class SqliteMemoryTest : public ::testing::TestWithParam<bool> {
+ protected:
+  void SetUp() override { io::set_memory_files_allowed(GetParam()); }
+  void TearDown() override { io::set_memory_files_allowed(true); }
+  [[nodiscard]] static bool in_memory_files() { return GetParam(); }
+  TempDir dir_;
+};
+
+// The image is read through a memory file the descriptor of which is closed once it is
+// filled (a thread with a descriptor table of its own must not leave one behind), and it is
+// mapped, or not, as the kind of memory says.
+TEST_P(SqliteMemoryTest, AFilledImageKeepsNoDescriptorAndIsMappedOnlyFromAMemoryFile) {
+  const int before = snapshot_mappings();
+  io::SqliteMemory memory = image_of(dir_, "a.db", 100);
+  EXPECT_EQ(memory.memory_file(), -1);
+  EXPECT_EQ(snapshot_mappings(), before + (in_memory_files() ? 1 : 0));
+  EXPECT_GT(memory.size(), 0U);
+}
+
+// A connection handed the image reads it, writes it and grows it well past its size; the
+// memory file's mapping stays while the connection is open and goes when it closes.
+TEST_P(SqliteMemoryTest, TheConnectionReadsWritesAndGrowsItAndItsCloseFreesTheMapping) {
+  const int before = snapshot_mappings();
+  io::SqliteMemory memory = image_of(dir_, "a.db", 200);
+  const std::uint64_t size = memory.size();
+  sqlite3* db = open_memory();
+  ASSERT_EQ(memory.hand_to(db), SQLITE_OK);
+  EXPECT_EQ(memory.data(), nullptr);  // SQLite's now
+  EXPECT_EQ(count_rows(db), 200);
+  // 8 MiB more than the snapshot: past any room a heap image is given up front.
+  ASSERT_EQ(sqlite3_exec(db,
+                         "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n "
+                         "WHERE i < 1024) INSERT INTO t(v) SELECT randomblob(8192) FROM n",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK)
+      << sqlite3_errmsg(db);
+  EXPECT_EQ(count_rows(db), 1224);
+  EXPECT_GT(*query_int(db, "PRAGMA page_count") * *query_int(db, "PRAGMA page_size"),
+            static_cast<long long>(size) + (8 << 20));
+  EXPECT_EQ(*query_text(db, "PRAGMA integrity_check"), "ok");
+  EXPECT_EQ(snapshot_mappings(), before + (in_memory_files() ? 1 : 0));
+  ASSERT_EQ(sqlite3_close(db), SQLITE_OK);
+  EXPECT_EQ(snapshot_mappings(), before);
+}
+
+// A second snapshot into the same connection unmaps the first one's memory (no longer in
+// use) and leaves its own, which the connection then reads.
+TEST_P(SqliteMemoryTest, ASecondImageHandedToTheSameConnectionFreesTheFirst) {
+  const int before = snapshot_mappings();
+  sqlite3* db = open_memory();
+  ASSERT_EQ(image_of(dir_, "a.db", 10).hand_to(db), SQLITE_OK);
+  EXPECT_EQ(count_rows(db), 10);
+  ASSERT_EQ(image_of(dir_, "b.db", 20).hand_to(db), SQLITE_OK);
+  EXPECT_EQ(snapshot_mappings(), before + (in_memory_files() ? 1 : 0));
+  EXPECT_EQ(count_rows(db), 20);
+  EXPECT_EQ(*query_text(db, "PRAGMA integrity_check"), "ok");
+  ASSERT_EQ(sqlite3_close(db), SQLITE_OK);
+  EXPECT_EQ(snapshot_mappings(), before);
+}
+
+// An image handed to a connection with a statement still running is refused before
+// anything is replaced (SQLite 3.40 would replace the database under the statement): the
+// image is freed at once, and the connection keeps the database it had.
+TEST_P(SqliteMemoryTest, AnImageIsRefusedWhileAStatementRunsAndTheConnectionKeepsItsDatabase) {
+  const int before = snapshot_mappings();
+  sqlite3* db = open_memory();
+  ASSERT_EQ(image_of(dir_, "a.db", 10).hand_to(db), SQLITE_OK);
+  sqlite3_stmt* reading = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT id FROM t", -1, &reading, nullptr), SQLITE_OK);
+  ASSERT_EQ(sqlite3_step(reading), SQLITE_ROW);
+  io::SqliteMemory refused = image_of(dir_, "b.db", 20);
+  EXPECT_EQ(refused.hand_to(db), SQLITE_BUSY);
+  EXPECT_EQ(refused.data(), nullptr);
+  EXPECT_EQ(snapshot_mappings(), before + (in_memory_files() ? 1 : 0));
+  EXPECT_EQ(sqlite3_step(reading), SQLITE_ROW);  // still reading the first image
+  sqlite3_finalize(reading);
+  EXPECT_EQ(count_rows(db), 10);
+  ASSERT_EQ(sqlite3_close(db), SQLITE_OK);
+  EXPECT_EQ(snapshot_mappings(), before);
+}
+
+// An image SQLite itself refuses (here an authorizer denies the ATTACH that
+// sqlite3_deserialize runs) is freed at once, and the connection keeps its database.
+TEST_P(SqliteMemoryTest, AnImageSqliteRefusesIsFreedAndTheConnectionKeepsItsDatabase) {
+  const int before = snapshot_mappings();
+  sqlite3* db = open_memory();
+  ASSERT_EQ(image_of(dir_, "a.db", 10).hand_to(db), SQLITE_OK);
+  sqlite3_set_authorizer(
+      db,
+      [](void*, int action, const char*, const char*, const char*, const char*) {
+        return action == SQLITE_ATTACH ? SQLITE_DENY : SQLITE_OK;
+      },
+      nullptr);
+  io::SqliteMemory refused = image_of(dir_, "b.db", 20);
+  EXPECT_NE(refused.hand_to(db), SQLITE_OK);
+  EXPECT_EQ(refused.data(), nullptr);
+  sqlite3_set_authorizer(db, nullptr, nullptr);
+  EXPECT_EQ(snapshot_mappings(), before + (in_memory_files() ? 1 : 0));
+  EXPECT_EQ(count_rows(db), 10);
+  ASSERT_EQ(sqlite3_close(db), SQLITE_OK);
+  EXPECT_EQ(snapshot_mappings(), before);
+}
+
+// An image never handed over is freed with its owner.
+TEST_P(SqliteMemoryTest, AnImageNeverHandedOverIsFreed) {
+  const int before = snapshot_mappings();
+  { const io::SqliteMemory memory = image_of(dir_, "a.db", 10); }
+  EXPECT_EQ(snapshot_mappings(), before);
+}
+
+INSTANTIATE_TEST_SUITE_P(Memory, SqliteMemoryTest, ::testing::Values(true, false),
+                         [](const ::testing::TestParamInfo<bool>& info) {
+                           return info.param ? std::string("MemoryFile") : std::string("Heap");
+                         });
+
+}  // namespace
+}  // namespace sqlite_backup::testing
