@@ -1,6 +1,7 @@
 """The reference's documented behaviour, as its users rely on it."""
 
 import errno
+import gc
 import inspect
 import json
 import math
@@ -66,6 +67,33 @@ def test_memory_snapshot_is_a_genuine_writable_connection(wal_owner: Path) -> No
     conn.text_factory = bytes
     assert conn.execute("SELECT v FROM t WHERE id = 1").fetchone()["v"] == b"row 0"
     conn.close()
+
+
+def snapshot_memory_files() -> int:
+    """How many memory files holding a snapshot this process maps (/proc/self/maps)."""
+    with open("/proc/self/maps") as maps:
+        return sum("/memfd:sqlite_backup snapshot" in line for line in maps)
+
+
+def test_a_memory_snapshot_grows_and_its_memory_goes_when_the_connection_closes(
+        wal_owner: Path) -> None:
+    # The snapshot lives in a memory file mapped for the connection: there while it is open,
+    # gone once it is closed or garbage-collected, and room to grow well past its size.
+    before = snapshot_memory_files()
+    conn = sqlite_backup.sqlite_backup(wal_owner)
+    assert snapshot_memory_files() == before + 1
+    size = conn.execute("PRAGMA page_count").fetchone()[0]
+    conn.execute("INSERT INTO t (v) SELECT randomblob(8192) FROM t")  # ~8 MiB more
+    conn.commit()
+    assert conn.execute("PRAGMA page_count").fetchone()[0] > size + 2000
+    assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    conn.close()
+    assert snapshot_memory_files() == before
+    conn = sqlite_backup.sqlite_backup(wal_owner)
+    assert snapshot_memory_files() == before + 1
+    del conn
+    gc.collect()  # (a Connection's statement cache refers back to it in Python 3.11)
+    assert snapshot_memory_files() == before
 
 
 def test_paths_may_be_str_or_pathlib(wal_owner: Path, folder: Path) -> None:
