@@ -1,5 +1,6 @@
 #include "io/sqlite_memory.hpp"
 
+#include <fcntl.h>
 #include <sqlite3.h>
 #include <sys/mman.h>
 #include <sys/sendfile.h>
@@ -213,6 +214,13 @@ void SqliteMemory::reserve(std::uint64_t capacity, const std::filesystem::path& 
 
 void SqliteMemory::resize(std::uint64_t size, const std::filesystem::path& source) {
   reserve(size, source);
+  if (size > size_ && memory_file_ >= 0 &&
+      ::fallocate(memory_file_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                  static_cast<off_t>(size_), static_cast<off_t>(size - size_)) == 0) {
+    // (Zeros without touching the pages: a hole in the memory file reads as zeros.)
+    size_ = size;
+    return;
+  }
   if (size > size_) {
     // (Fresh memory, as a WAL that grows the database needs: faulted in with one call.)
     populate_for_writing(data_ + size_, size - size_);
@@ -461,9 +469,6 @@ std::uint64_t read_file_into(int fd, const std::filesystem::path& path, SqliteMe
                              const std::function<void()>& alongside) {
   const std::uint64_t size = stat_fd(fd, path).size;
   memory.reserve(std::max<std::uint64_t>(size, 1), path);
-  // (Closed here, on the thread that opened it, whatever happens: see close_memory_file().)
-  const std::unique_ptr<SqliteMemory, void (*)(SqliteMemory*)> closing(
-      &memory, [](SqliteMemory* filled) { filled->close_memory_file(); });
   if (memory.memory_file() >= 0) {
     if (const auto sent = send_file_into(fd, path, memory, size, keep_going, alongside)) {
       return *sent;

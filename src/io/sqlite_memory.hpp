@@ -39,8 +39,8 @@ class SqliteMemory {
   // connection is handed can grow only within it. Throws SqliteBackupError(io) naming
   // `source` when memory runs out.
   void reserve(std::uint64_t capacity, const std::filesystem::path& source);
-  // Sets the size, zero-filling bytes past the old size (as a file grows); grows the capacity
-  // as needed.
+  // Sets the size, zero-filling bytes past the old size (as a file grows; a memory file
+  // punches a hole there instead of touching the pages); grows the capacity as needed.
   void resize(std::uint64_t size, const std::filesystem::path& source);
 
   // The caller wrote the first `size` bytes itself (size <= capacity()).
@@ -53,7 +53,8 @@ class SqliteMemory {
   // close_memory_file(); -1 when the memory is sqlite3_malloc64's, none yet, or closed.
   [[nodiscard]] int memory_file() const noexcept { return memory_file_; }
   // Closes the memory file's descriptor; the mapping stays. Called on the thread that
-  // reserved the memory (read_file_into() does): one with a descriptor table of its own
+  // reserved the memory, before the image leaves it (hand_to() does): one with a descriptor
+  // table of its own
   // (io::with_private_descriptor_table) must not leave a descriptor to be closed by another
   // thread, where its number is another file's. Past the mapping's room the image then
   // moves to heap memory.
@@ -91,8 +92,7 @@ void set_memory_files_allowed(bool allowed) noexcept;
 // calling `keep_going(bytes so far)` on the calling thread after its chunks; false stops the
 // read, even after the last chunk (0 is then returned and the memory holds nothing; the
 // caller throws). Returns the bytes read. Into a memory file the kernel copies the chunks
-// (sendfile), and the file's descriptor is closed at the end (close_memory_file()); into heap
-// memory a large file is read on two threads.
+// (sendfile); into heap memory a large file is read on two threads.
 // `alongside`, when given, runs once on a second thread for a large file (on the calling
 // thread, before the read, otherwise): other work that then costs the read little; what it
 // throws stops the read and is rethrown here. Errors name `path`.

@@ -62,39 +62,6 @@ std::size_t read_database(int fd, std::span<std::byte> buffer, std::uint64_t off
   return io::read_at(fd, buffer, offset, source, "cannot read the snapshot of");
 }
 
-// Writes `count` pages that belong at consecutive page numbers from `first_page` on, each
-// taken from where `pages[i]` points, in as few system calls as the kernel allows.
-// `vectors` is scratch space (its size bounds the pages per call).
-void write_run(int fd, std::uint32_t first_page, std::span<const std::byte* const> pages,
-               std::size_t page_size, std::span<iovec> vectors,
-               const std::filesystem::path& written) {
-  std::size_t next = 0;
-  while (next < pages.size()) {
-    const std::size_t batch = std::min(pages.size() - next, vectors.size());
-    for (std::size_t i = 0; i < batch; ++i) {
-      // iovec wants a non-const pointer; pwritev only reads through it.
-      // NOLINTNEXTLINE(cppcoreguidelines-pro-type-const-cast)
-      vectors[i] = {const_cast<std::byte*>(pages[next + i]), page_size};
-    }
-    const auto offset =
-        static_cast<off_t>((std::uint64_t{first_page} + next - 1) * std::uint64_t{page_size});
-    const ssize_t n = ::pwritev(fd, vectors.data(), static_cast<int>(batch), offset);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      io::throw_errno(errno, "cannot write", written);
-    }
-    // A short write ends inside some page: carry on from the first page not fully written.
-    const std::size_t whole_pages = static_cast<std::size_t>(n) / page_size;
-    if (whole_pages == 0) {
-      io::write_all_at(fd, std::span(pages[next], page_size), static_cast<std::uint64_t>(offset),
-                       written);
-      next += 1;
-    } else {
-      next += whole_pages;
-    }
-  }
-}
-
 // The staged database file. Reads name the source (what the user knows); writes name the
 // staged file (where a full disk is: the caller names it as the destination it becomes).
 class FileImage final : public DatabaseImage {
@@ -620,6 +587,36 @@ class WalApplier {
 };
 
 }  // namespace
+
+void write_run(int fd, std::uint32_t first_page, std::span<const std::byte* const> pages,
+               std::size_t page_size, std::span<iovec> vectors,
+               const std::filesystem::path& written) {
+  std::size_t next = 0;
+  while (next < pages.size()) {
+    const std::size_t batch = std::min(pages.size() - next, vectors.size());
+    for (std::size_t i = 0; i < batch; ++i) {
+      // iovec wants a non-const pointer; pwritev only reads through it.
+      // NOLINTNEXTLINE(cppcoreguidelines-pro-type-const-cast)
+      vectors[i] = {const_cast<std::byte*>(pages[next + i]), page_size};
+    }
+    const auto offset =
+        static_cast<off_t>((std::uint64_t{first_page} + next - 1) * std::uint64_t{page_size});
+    const ssize_t n = ::pwritev(fd, vectors.data(), static_cast<int>(batch), offset);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      io::throw_errno(errno, "cannot write", written);
+    }
+    // A short write ends inside some page: carry on from the first page not fully written.
+    const std::size_t whole_pages = static_cast<std::size_t>(n) / page_size;
+    if (whole_pages == 0) {
+      io::write_all_at(fd, std::span(pages[next], page_size), static_cast<std::uint64_t>(offset),
+                       written);
+      next += 1;
+    } else {
+      next += whole_pages;
+    }
+  }
+}
 
 WalApplication apply_wal(const std::filesystem::path& database, const std::filesystem::path& wal,
                          const std::atomic<bool>* cancel, const std::filesystem::path& source) {

@@ -3,6 +3,8 @@
 // index page by page and then checkpoint.
 #pragma once
 
+#include <sys/uio.h>
+
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -61,6 +63,14 @@ class DatabaseImage {
   // filesystems report only then); nothing is written after it.
   virtual void finish() = 0;
 };
+
+// Writes the pages that belong at consecutive page numbers from `first_page` on into the file
+// behind `fd`, each taken from where `pages[i]` points, in as few system calls as the kernel
+// allows (pwritev). `vectors` is scratch space (its size bounds the pages per call). Errors
+// throw SqliteBackupError(io) "cannot write <written>: <reason>".
+void write_run(int fd, std::uint32_t first_page, std::span<const std::byte* const> pages,
+               std::size_t page_size, std::span<iovec> vectors,
+               const std::filesystem::path& written);
 
 // Applies `wal` to `database` (both private staged copies) exactly as SQLite recovers and
 // then fully checkpoints a WAL: the frames it would accept are those with the header's

@@ -77,6 +77,8 @@ std::optional<MemoryCopy> copy_live_wal_set_into_memory(const discover::Database
               quoted(source.database), verdict.reason);
     return std::nullopt;
   }
+  // (The memory file's descriptor is this thread's: see io::SqliteMemory::close_memory_file.)
+  copy.database.close_memory_file();
   copy.bytes = database_bytes + applied.wal_bytes;
   if (settings.on_progress) settings.on_progress({copy.bytes, copy.bytes, 1});
   log_debug(

@@ -280,6 +280,9 @@ TEST(MemoryCopy, ACommitWhileTheDatabaseIsReadIsInTheSnapshot) {
   fill(owner);
   auto copy = attempt_with(source, [&] { owner.insert(1, 100); });
   ASSERT_TRUE(copy.has_value());
+  // (Its memory file's descriptor was closed on the thread that read it: see
+  // io::SqliteMemory::close_memory_file.)
+  EXPECT_EQ(copy->database.memory_file(), -1);
   EXPECT_EQ(rows_in(std::move(copy->database)), 2101);
 }
 

@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <system_error>
 
 #include "io/file.hpp"
 #include "test_support.hpp"
@@ -56,15 +57,44 @@ class SqliteMemoryTest : public ::testing::TestWithParam<bool> {
   TempDir dir_;
 };
 
-// The image is read through a memory file the descriptor of which is closed once it is
-// filled (a thread with a descriptor table of its own must not leave one behind), and it is
-// mapped, or not, as the kind of memory says.
-TEST_P(SqliteMemoryTest, AFilledImageKeepsNoDescriptorAndIsMappedOnlyFromAMemoryFile) {
-  const int before = snapshot_mappings();
-  io::SqliteMemory memory = image_of(dir_, "a.db", 100);
-  EXPECT_EQ(memory.memory_file(), -1);
-  EXPECT_EQ(snapshot_mappings(), before + (in_memory_files() ? 1 : 0));
-  EXPECT_GT(memory.size(), 0U);
+// How many descriptors of our memory files this process holds.
+int snapshot_descriptors() {
+  int found = 0;
+  for (const auto& entry : fs::directory_iterator("/proc/self/fd")) {
+    std::error_code error;
+    const fs::path target = fs::read_symlink(entry.path(), error);
+    if (!error && target.string().find("memfd:sqlite_backup snapshot") != std::string::npos) {
+      ++found;
+    }
+  }
+  return found;
+}
+
+// The image is read through a memory file, mapped, whose descriptor stays open until the
+// image is handed over or closed: it must be closed on the thread that opened it (a thread
+// with a descriptor table of its own must not leave one behind). Heap memory has neither.
+TEST_P(SqliteMemoryTest, AMemoryFilesDescriptorLastsUntilTheImageIsHandedOverOrClosed) {
+  const int mappings = snapshot_mappings();
+  const int descriptors = snapshot_descriptors();
+  io::SqliteMemory handed = image_of(dir_, "a.db", 100);
+  EXPECT_GT(handed.size(), 0U);
+  EXPECT_EQ(snapshot_mappings(), mappings + (in_memory_files() ? 1 : 0));
+  EXPECT_EQ(snapshot_descriptors(), descriptors + (in_memory_files() ? 1 : 0));
+  EXPECT_EQ(handed.memory_file() >= 0, in_memory_files());
+  sqlite3* db = open_memory();
+  ASSERT_EQ(handed.hand_to(db), SQLITE_OK);
+  EXPECT_EQ(snapshot_descriptors(), descriptors);
+
+  io::SqliteMemory closed = image_of(dir_, "b.db", 100);
+  closed.close_memory_file();
+  EXPECT_EQ(closed.memory_file(), -1);
+  EXPECT_EQ(snapshot_descriptors(), descriptors);
+  EXPECT_EQ(snapshot_mappings(), mappings + (in_memory_files() ? 2 : 0));
+  ASSERT_EQ(closed.hand_to(db), SQLITE_OK);  // (replacing the first image: its mapping goes)
+  EXPECT_EQ(snapshot_mappings(), mappings + (in_memory_files() ? 1 : 0));
+  EXPECT_EQ(*query_text(db, "PRAGMA integrity_check"), "ok");
+  ASSERT_EQ(sqlite3_close(db), SQLITE_OK);
+  EXPECT_EQ(snapshot_mappings(), mappings);
 }
 
 // A connection handed the image reads it, writes it and grows it well past its size; the
