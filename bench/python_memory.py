@@ -26,8 +26,9 @@ sync between methods so that one's writeback does not land in the next one's tim
 child times a first query of the result, SELECT count(*) over the table (it reads every leaf
 page), which is where a snapshot pays for pages that were not yet mapped into the process.
 Peak memory is the child's VmHWM (the high-water mark of its own address space; a fresh exec
-starts a new one), plus the pages of memory files it holds that were never mapped (a memory
-file's pages count in VmHWM only once the process touches them). Every result is checked (row
+starts a new one) plus, at the end, the pages of memory files it maps that are not in its RSS
+(a memory file's pages count in VmHWM only once the process touches them): an upper bound of
+the peak, since the two need not have been highest at once. Every result is checked (row
 count equals the source's).
 """
 
@@ -139,7 +140,13 @@ else:
     query_seconds = time.perf_counter() - queried
 
 def unmapped_memory_file_kib():
-    # Pages of memory files (memfd) this process maps, allocated but not (yet) in its RSS.
+    # Pages of memory files (memfd) this process maps that are allocated (mincore() reports
+    # a shared memory file's pages whether or not this process touched them) but not in its
+    # RSS (smaps' Rss of the mapping). Unprivileged: /proc/self/map_files would need
+    # CAP_SYS_ADMIN.
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    page = os.sysconf("SC_PAGE_SIZE")
     total = 0
     with open("/proc/self/smaps") as smaps:
         mapping = None
@@ -148,8 +155,12 @@ def unmapped_memory_file_kib():
             if "-" in fields[0] and len(fields) >= 5:
                 mapping = fields if len(fields) >= 6 and fields[5].startswith("/memfd:") else None
             elif mapping is not None and fields[0] == "Rss:":
-                allocated = os.stat("/proc/self/map_files/" + mapping[0]).st_blocks // 2
-                total += max(0, allocated - int(fields[1]))
+                start, end = (int(x, 16) for x in mapping[0].split("-"))
+                pages = (end - start) // page
+                vector = (ctypes.c_ubyte * pages)()
+                if libc.mincore(ctypes.c_void_p(start), ctypes.c_size_t(end - start), vector) == 0:
+                    allocated = sum(byte & 1 for byte in vector) * page // 1024
+                    total += max(0, allocated - int(fields[1]))
                 mapping = None
     return total
 

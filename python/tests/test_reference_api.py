@@ -96,6 +96,24 @@ def test_a_memory_snapshot_grows_and_its_memory_goes_when_the_connection_closes(
     assert snapshot_memory_files() == before
 
 
+def test_a_function_named_like_the_snapshots_memory_owner_leaves_its_memory_alone(
+        wal_owner: Path) -> None:
+    # The snapshot's memory goes when SQLite destroys what registered it on the connection; a
+    # Python function of the same name must not be that (it once was: the next query crashed
+    # the interpreter).
+    conn = sqlite_backup.sqlite_backup(wal_owner)
+    for name in ("sqlite_backup_snapshot_memory", "sqlite_backup_snapshot_memory_x"):
+        conn.create_function(name, 0, lambda: 1)
+        conn.create_aggregate(name, 0, type("Count", (), {"step": lambda self: None,
+                                                           "finalize": lambda self: 0}))
+        conn.create_function(name, 0, None)
+    assert conn.execute("SELECT count(*), sum(length(v)) FROM t").fetchone()[0] == 1000
+    assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    with pytest.raises(sqlite3.OperationalError):
+        conn.execute("CREATE VIRTUAL TABLE x USING sqlite_backup_snapshot_memory")
+    conn.close()
+
+
 def test_paths_may_be_str_or_pathlib(wal_owner: Path, folder: Path) -> None:
     conn = sqlite_backup.sqlite_backup(str(wal_owner))
     assert conn is not None and conn.execute("SELECT count(*) FROM t").fetchone() == (1000,)

@@ -60,10 +60,10 @@ void populate_for_writing(std::byte* data, std::size_t size) noexcept {
 // is handed to grow into: a mapping cannot grow in place once SQLite points into it.
 // Reserving it costs address space only (the file is sparse: a page takes memory once
 // written). A ":memory:" database grows without a limit; this one stops there (SQLITE_FULL),
-// 8 GiB past the snapshot, or less where the address space is limited (halved until the
-// mapping succeeds, down to 64 MiB).
-constexpr std::uint64_t kGrowthRoom = std::uint64_t{8} << 30;
-constexpr std::uint64_t kLeastGrowthRoom = std::uint64_t{64} << 20;
+// 4 GiB past the snapshot. Where the address space is limited (ulimit -v) and the room cannot
+// be had, the image takes heap memory instead, which grows as the database does, rather than
+// a smaller room that would leave it none and use up what the process has.
+constexpr std::uint64_t kGrowthRoom = std::uint64_t{4} << 30;
 
 std::atomic<bool> g_memory_files_allowed{true};
 
@@ -73,17 +73,19 @@ std::uint64_t whole_pages(std::uint64_t bytes) noexcept {
 }
 
 // What a connection handed a memory file's mapping holds to unmap it when it closes: the
-// user data of a function SQLite destroys after it has closed the connection's databases
-// (sqlite3_close runs the destructors of functions last), or when the function is replaced,
-// which hand_to() does only once the database no longer points into the old mapping.
+// client data of a virtual-table module registered on the connection, which SQLite destroys
+// after it has closed the connection's databases (sqlite3_close releases modules last), or
+// when the module is registered again, which hand_to() does only once the database no
+// longer points into the old mapping. (SQLite 3.40 has no other destructor hook on a
+// connection; sqlite3_set_clientdata came in 3.44. A module, not a function, because Python
+// code can replace a function by its name, and the mapping would go with it; it cannot
+// register or drop a module.)
 struct MappingOwner {
   void* base = nullptr;
   std::size_t length = 0;
 };
 
-// (A connection has no other destructor hook in SQLite 3.40; sqlite3_set_clientdata came in
-// 3.44.)
-constexpr const char* kOwnerFunction = "sqlite_backup_snapshot_memory";
+constexpr const char* kOwnerModule = "sqlite_backup_snapshot_memory";
 
 void unmap_owned(void* owner) noexcept {
   auto* const mapping = static_cast<MappingOwner*>(owner);
@@ -91,8 +93,28 @@ void unmap_owned(void* owner) noexcept {
   delete mapping;  // NOLINT(cppcoreguidelines-owning-memory): SQLite hands it back once
 }
 
-void owner_function(sqlite3_context* context, int /*argc*/, sqlite3_value** /*argv*/) {
-  sqlite3_result_null(context);
+// The module is no table: creating or reading one fails.
+int refuse_table(sqlite3* /*db*/, void* /*aux*/, int /*argc*/, const char* const* /*argv*/,
+                 sqlite3_vtab** /*table*/, char** error) {
+  *error = sqlite3_mprintf("%s is not a table", kOwnerModule);
+  return SQLITE_ERROR;
+}
+
+// (Two functions, so that SQLite does not take the module for an eponymous table.)
+int refuse_new_table(sqlite3* db, void* aux, int argc, const char* const* argv,
+                     sqlite3_vtab** table, char** error) {
+  return refuse_table(db, aux, argc, argv, table, error);
+}
+
+const sqlite3_module& owner_module() noexcept {
+  static const sqlite3_module module = [] {
+    sqlite3_module methods{};
+    methods.iVersion = 1;
+    methods.xCreate = &refuse_new_table;
+    methods.xConnect = &refuse_table;
+    return methods;
+  }();
+  return module;
 }
 
 }  // namespace
@@ -144,21 +166,20 @@ bool SqliteMemory::map_memory_file(std::uint64_t capacity) noexcept {
                       std::generic_category().message(errno));
     return false;
   }
-  for (std::uint64_t room = kGrowthRoom;; room /= 2) {
-    const std::uint64_t length = whole_pages(capacity) + (room < kLeastGrowthRoom ? 0 : room);
-    if (length <= std::numeric_limits<std::size_t>::max() &&
-        ::ftruncate(file, static_cast<off_t>(length)) == 0) {
-      void* const mapped = ::mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_SHARED, file, 0);
-      if (mapped != MAP_FAILED) {
-        data_ = static_cast<std::byte*>(mapped);
-        capacity_ = length;
-        memory_file_ = file;
-        mapped_ = true;
-        return true;
-      }
+  const std::uint64_t length = whole_pages(capacity) + kGrowthRoom;
+  if (length <= std::numeric_limits<std::size_t>::max() &&
+      ::ftruncate(file, static_cast<off_t>(length)) == 0) {
+    void* const mapped = ::mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_SHARED, file, 0);
+    if (mapped != MAP_FAILED) {
+      data_ = static_cast<std::byte*>(mapped);
+      capacity_ = length;
+      memory_file_ = file;
+      mapped_ = true;
+      return true;
     }
-    if (room < kLeastGrowthRoom) break;
   }
+  detail::log_debug("no room for a memory file of {} bytes ({}); using heap memory", length,
+                    std::generic_category().message(errno));
   ::close(file);
   return false;
 }
@@ -275,8 +296,7 @@ int SqliteMemory::hand_to(sqlite3* target) noexcept {
   // The owner is empty while it is registered: SQLite destroys it at once when registering
   // fails, and a previous snapshot's owner (same name) when it succeeds, which unmaps that
   // snapshot's mapping, no longer in use since the deserialize above.
-  rc = sqlite3_create_function_v2(target, kOwnerFunction, 0, SQLITE_UTF8 | SQLITE_DIRECTONLY, owner,
-                                  &owner_function, nullptr, nullptr, &unmap_owned);
+  rc = sqlite3_create_module_v2(target, kOwnerModule, &owner_module(), owner, &unmap_owned);
   if (rc == SQLITE_OK) {
     owner->base = data_;
     owner->length = capacity_;
@@ -412,7 +432,12 @@ std::optional<std::uint64_t> send_file_into(int fd, const std::filesystem::path&
   // The next chunk: its bytes, 0 at the file's end.
   const auto next_chunk = [&]() -> std::optional<std::size_t> {
     if (done == memory.capacity()) {
-      // (A file that grew past its mapping's room since we began.)
+      // Full: one more byte tells whether the file goes on (it grew past the mapping's room
+      // since we began) before the mapping is grown for it.
+      std::byte next{};
+      if (read_at(fd, std::span(&next, 1), static_cast<std::uint64_t>(from), path) == 0) {
+        return std::size_t{0};
+      }
       memory.reserve(memory.capacity() + std::max<std::uint64_t>(memory.capacity() / 4, kChunk),
                      path);
     }

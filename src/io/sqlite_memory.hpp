@@ -13,7 +13,9 @@ namespace sqlite_backup::io {
 // A growable image of a database, handed to a connection with hand_to(). Growing it may move
 // it: reserve what is needed up front; memory reserved but never touched costs nothing.
 //
-// Where it can, the image lives in a memory file (memfd_create) mapped into this process, so
+// Where it can, the image lives in a memory file (memfd_create) mapped into this process
+// (shared: a child forked with a connection on it writes the parent's image too, and SQLite
+// forbids using a connection across fork() anyway), so
 // that read_file_into() fills it inside the kernel (sendfile) and the process's own page
 // faults never touch the bytes on their way in. On the virtual machines this is built on a
 // page fault taken for a process costs several microseconds (the hypervisor keeps its page
@@ -64,8 +66,12 @@ class SqliteMemory {
   // sqlite3_deserialize, writable and able to grow (heap memory without a limit of its own,
   // SQLite's allocator capping it; a memory file within its capacity). SQLite owns the
   // memory from then on: heap memory is freed with sqlite3_free when the database is closed
-  // or replaced, a memory file when `target` closes, or when a later hand_to() to the same
-  // connection succeeds. Returns SQLite's result (SQLITE_BUSY while a statement of `target`
+  // or replaced, a memory file when `target` closes (or is replaced by a later hand_to() to
+  // the same connection), through the destructor of the virtual-table module
+  // "sqlite_backup_snapshot_memory" registered on `target`: a caller that drops modules
+  // (sqlite3_drop_modules) or registers one of that name unmaps the database under SQLite.
+  // A database the caller puts in its place otherwise keeps the memory file until `target`
+  // closes. Returns SQLite's result (SQLITE_BUSY while a statement of `target`
   // is still running, before anything is replaced): on failure the memory is freed and
   // `target`'s main database is as it was, or (when even that could not be restored, out of
   // memory) an empty one. Empty afterwards either way. Thread safety: as `target`'s.
@@ -94,8 +100,9 @@ void set_memory_files_allowed(bool allowed) noexcept;
 // caller throws). Returns the bytes read. Into a memory file the kernel copies the chunks
 // (sendfile); into heap memory a large file is read on two threads.
 // `alongside`, when given, runs once on a second thread for a large file (on the calling
-// thread, before the read, otherwise): other work that then costs the read little; what it
-// throws stops the read and is rethrown here. Errors name `path`.
+// thread otherwise: before the read into heap memory, after the first chunk into a memory
+// file): other work that then costs the read little; what it throws stops the read and is
+// rethrown here. Errors name `path`.
 std::uint64_t read_file_into(int fd, const std::filesystem::path& path, SqliteMemory& memory,
                              const std::function<bool(std::uint64_t)>& keep_going,
                              const std::function<void()>& alongside = {});

@@ -8,6 +8,8 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sqlite3.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdint>
@@ -186,6 +188,64 @@ TEST_P(SqliteMemoryTest, AnImageNeverHandedOverIsFreed) {
   const int before = snapshot_mappings();
   { const io::SqliteMemory memory = image_of(dir_, "a.db", 10); }
   EXPECT_EQ(snapshot_mappings(), before);
+}
+
+// The process's address space in bytes (VmSize).
+std::uint64_t address_space() {
+  std::ifstream status("/proc/self/status");
+  for (std::string line; std::getline(status, line);) {
+    if (line.rfind("VmSize:", 0) == 0) return std::stoull(line.substr(7)) * 1024;
+  }
+  return 0;
+}
+
+// Under an address-space limit (ulimit -v) that leaves no room for a memory file's mapping
+// to grow, the image takes heap memory, which grows with the database, rather than a mapping
+// without room (its first write past the snapshot would fail) that takes what is left. Run in
+// a child: the limit is the process's. (Not under AddressSanitizer, whose shadow memory is
+// most of the address space.)
+TEST(SqliteMemoryLimits, WithoutRoomForAMappingTheImageTakesHeapMemoryThatGrows) {
+#if defined(__SANITIZE_ADDRESS__)
+  GTEST_SKIP() << "AddressSanitizer reserves most of the address space for itself";
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+  GTEST_SKIP() << "AddressSanitizer reserves most of the address space for itself";
+#endif
+#endif
+  TempDir dir;
+  const fs::path file = dir / "a.db";
+  create_database(file, 200);
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    // Room for the work, well short of the mapping's 4 GiB of room.
+    const rlimit limit{address_space() + (std::uint64_t{1} << 30),
+                       address_space() + (std::uint64_t{1} << 30)};
+    int code = ::setrlimit(RLIMIT_AS, &limit) == 0 ? 0 : 10;
+    const io::UniqueFd fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
+    io::SqliteMemory memory;
+    io::read_file_into(fd.get(), file, memory, {});
+    if (code == 0 && (memory.memory_file() != -1 || snapshot_mappings() != 0)) code = 11;
+    sqlite3* db = nullptr;
+    sqlite3_open(":memory:", &db);
+    if (code == 0 && memory.hand_to(db) != SQLITE_OK) code = 12;
+    // 64 MiB more than the snapshot.
+    if (code == 0 && sqlite3_exec(db,
+                                  "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n "
+                                  "WHERE i < 8192) INSERT INTO t(v) SELECT randomblob(8192) FROM n",
+                                  nullptr, nullptr, nullptr) != SQLITE_OK) {
+      code = 13;
+    }
+    if (code == 0 && count_rows(db) != 8392) code = 14;
+    sqlite3_close(db);
+    ::_exit(code);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status)) << status;
+  EXPECT_EQ(WEXITSTATUS(status), 0)
+      << "10: no limit set; 11: a memory file despite no room; 12: not handed over; 13: the "
+         "database did not grow; 14: rows lost";
 }
 
 INSTANTIATE_TEST_SUITE_P(Memory, SqliteMemoryTest, ::testing::Values(true, false),
