@@ -201,7 +201,7 @@ struct Options {
 //   rename, fsync of the folder; the fsyncs only when options.durable) with the source's
 //   read and write permission bits, in journal_mode=DELETE, and returns std::nullopt;
 // - without one: returns an open in-memory database holding the snapshot (in a memory file
-//   mapped for the connection, unmapped when it closes; it can grow 8 GiB past its size;
+//   mapped for the connection, unmapped when it closes; it can grow 4 GiB past its size;
 //   see sqlite_backup_to_connection()).
 // The source is never written, and (copy_use_tempdir, the default) locked only as
 // options.source_lock allows, as a reader would; it is read
@@ -223,11 +223,11 @@ std::optional<Connection> sqlite_backup(
 // held in memory (sqlite3_deserialize; through the backup API when sqlite_backup_kwargs ask
 // for it or copy_use_tempdir is false). The memory is a memory file (memfd_create) mapped
 // into the process, or heap memory where none can be had; the mapping is unmapped when
-// `target` closes, by the destructor of a function this registers on it
-// (sqlite_backup_snapshot_memory(), which returns NULL: do not replace it), or when the next
-// snapshot into `target` replaces it. The target must be idle (no open transaction or
-// statement; a running statement is refused with SqliteBackupError, the database kept).
-// Staged in the temporary directory; errors as sqlite_backup(), plus
+// `target` closes, by the destructor of a virtual-table module this registers on it
+// ("sqlite_backup_snapshot_memory": do not register a module of that name on `target` or
+// drop its modules), or when the next snapshot into `target` replaces it. The target must be idle
+// (no open transaction or statement; a running statement is refused with SqliteBackupError, the
+// database kept). Staged in the temporary directory; errors as sqlite_backup(), plus
 // std::invalid_argument for a null target. Thread safety: `target` must not be used by
 // another thread during the call.
 void sqlite_backup_to_connection(const std::filesystem::path& source, sqlite3* target,
