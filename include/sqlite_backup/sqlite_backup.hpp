@@ -226,8 +226,9 @@ std::optional<Connection> sqlite_backup(
 // `target` closes, by the destructor of a virtual-table module this registers on it
 // ("sqlite_backup_snapshot_memory": do not register a module of that name on `target` or
 // drop its modules), or when the next snapshot into `target` replaces it. The target must be idle
-// (no open transaction or statement; a running statement is refused with SqliteBackupError, the
-// database kept). Staged in the temporary directory; errors as sqlite_backup(), plus
+// (no open transaction, statement or sqlite3_backup; a running statement is refused with
+// SqliteBackupError, the database kept; an unfinished backup is not detected, and SQLite 3.40
+// frees the database under it). Staged in the temporary directory; errors as sqlite_backup(), plus
 // std::invalid_argument for a null target. Thread safety: `target` must not be used by
 // another thread during the call.
 void sqlite_backup_to_connection(const std::filesystem::path& source, sqlite3* target,

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <sqlite3.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/sendfile.h>
 #include <unistd.h>
 
@@ -65,7 +66,19 @@ void populate_for_writing(std::byte* data, std::size_t size) noexcept {
 // a smaller room that would leave it none and use up what the process has.
 constexpr std::uint64_t kGrowthRoom = std::uint64_t{4} << 30;
 
+// SQLite 3.40's allocator refuses a block of this size or more (sqlite3Realloc: 0x7fffff00).
+constexpr std::uint64_t kLargestHeapBlock = 0x7fffff00;
+
 std::atomic<bool> g_memory_files_allowed{true};
+
+// Whether a memory file may be `length` bytes under the process's file size limit (ulimit -f):
+// the kernel checks a memory file's size against it too, and past it sends SIGXFSZ, which
+// ends a process that does not ignore it.
+bool fits_file_size_limit(std::uint64_t length) noexcept {
+  rlimit limit{};
+  return ::getrlimit(RLIMIT_FSIZE, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY ||
+         length <= limit.rlim_cur;
+}
 
 std::uint64_t whole_pages(std::uint64_t bytes) noexcept {
   static const auto page = static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
@@ -160,33 +173,41 @@ void SqliteMemory::forget() noexcept {
 }
 
 bool SqliteMemory::map_memory_file(std::uint64_t capacity) noexcept {
-  const int file = ::memfd_create("sqlite_backup snapshot", MFD_CLOEXEC);
-  if (file < 0) {
-    detail::log_debug("no memory file for the snapshot ({}); using heap memory",
-                      std::generic_category().message(errno));
-    return false;
-  }
-  const std::uint64_t length = whole_pages(capacity) + kGrowthRoom;
-  if (length <= std::numeric_limits<std::size_t>::max() &&
-      ::ftruncate(file, static_cast<off_t>(length)) == 0) {
-    void* const mapped = ::mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_SHARED, file, 0);
-    if (mapped != MAP_FAILED) {
-      data_ = static_cast<std::byte*>(mapped);
-      capacity_ = length;
-      memory_file_ = file;
-      mapped_ = true;
-      return true;
+  // With room to grow; without it only where heap memory could not hold the image at all
+  // (SQLite's allocator refuses a block of kLargestHeapBlock bytes or more), since heap
+  // memory grows with the database and a mapping without room cannot.
+  const std::uint64_t exact = whole_pages(capacity);
+  for (const std::uint64_t length : {exact + kGrowthRoom, exact}) {
+    if (length == exact && capacity < kLargestHeapBlock) break;
+    if (!fits_file_size_limit(length)) continue;
+    const int file = ::memfd_create("sqlite_backup snapshot", MFD_CLOEXEC);
+    if (file < 0) {
+      detail::log_debug("no memory file for the snapshot ({}); using heap memory",
+                        std::generic_category().message(errno));
+      return false;
     }
+    if (length <= std::numeric_limits<std::size_t>::max() &&
+        ::ftruncate(file, static_cast<off_t>(length)) == 0) {
+      void* const mapped = ::mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_SHARED, file, 0);
+      if (mapped != MAP_FAILED) {
+        data_ = static_cast<std::byte*>(mapped);
+        capacity_ = length;
+        memory_file_ = file;
+        mapped_ = true;
+        return true;
+      }
+    }
+    detail::log_debug("no room for a memory file of {} bytes ({})", length,
+                      std::generic_category().message(errno));
+    ::close(file);
   }
-  detail::log_debug("no room for a memory file of {} bytes ({}); using heap memory", length,
-                    std::generic_category().message(errno));
-  ::close(file);
   return false;
 }
 
 void SqliteMemory::grow_mapping(std::uint64_t capacity, const std::filesystem::path& source) {
   const std::uint64_t length = whole_pages(capacity);
   void* const moved = length <= std::numeric_limits<std::size_t>::max() &&
+                              fits_file_size_limit(length) &&
                               ::ftruncate(memory_file_, static_cast<off_t>(length)) == 0
                           ? ::mremap(data_, capacity_, length, MREMAP_MAYMOVE)
                           : MAP_FAILED;
@@ -274,6 +295,13 @@ int SqliteMemory::hand_to(sqlite3* target) noexcept {
         static_cast<sqlite3_int64>(size_), static_cast<sqlite3_int64>(capacity_),
         SQLITE_DESERIALIZE_FREEONCLOSE | SQLITE_DESERIALIZE_RESIZEABLE);
     forget();
+    if (rc == SQLITE_OK) {
+      // An earlier snapshot's mapping, no longer in use, goes with its owner (best effort:
+      // out of memory, it stays until `target` closes).
+      if (auto* const empty = new (std::nothrow) MappingOwner{}) {  // NOLINT(*-owning-memory)
+        sqlite3_create_module_v2(target, kOwnerModule, &owner_module(), empty, &unmap_owned);
+      }
+    }
     return rc;
   }
   // The mapping keeps the file; its descriptor is no longer needed.

@@ -248,9 +248,58 @@ TEST(SqliteMemoryLimits, WithoutRoomForAMappingTheImageTakesHeapMemoryThatGrows)
          "database did not grow; 14: rows lost";
 }
 
+// Under a file size limit (ulimit -f) below a memory file's size with its room, the kernel
+// would end the process (SIGXFSZ) at the memory file's ftruncate: the image takes heap memory
+// instead. Run in a child, where the limit and the signal are the child's.
+TEST(SqliteMemoryLimits, UnderAFileSizeLimitTheImageTakesHeapMemoryAndTheProcessLives) {
+  TempDir dir;
+  const fs::path file = dir / "a.db";
+  create_database(file, 200);
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    const rlimit limit{std::uint64_t{64} << 20, std::uint64_t{64} << 20};
+    int code = ::setrlimit(RLIMIT_FSIZE, &limit) == 0 ? 0 : 10;
+    const io::UniqueFd fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
+    io::SqliteMemory memory;
+    io::read_file_into(fd.get(), file, memory, {});
+    if (code == 0 && (memory.memory_file() != -1 || snapshot_mappings() != 0)) code = 11;
+    sqlite3* db = nullptr;
+    sqlite3_open(":memory:", &db);
+    if (code == 0 && memory.hand_to(db) != SQLITE_OK) code = 12;
+    if (code == 0 && count_rows(db) != 200) code = 13;
+    sqlite3_close(db);
+    ::_exit(code);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status)) << "ended by signal " << WTERMSIG(status);
+  EXPECT_EQ(WEXITSTATUS(status), 0)
+      << "10: no limit set; 11: a memory file despite the limit; 12: not handed over; 13: "
+         "rows lost";
+}
+
+// A snapshot in heap memory handed to a connection that holds an earlier one in a memory
+// file frees that one's mapping, as a second memory file would.
+TEST(SqliteMemoryLimits, AHeapImageAfterAMemoryFileFreesTheMemoryFile) {
+  TempDir dir;
+  const int before = snapshot_mappings();
+  sqlite3* db = open_memory();
+  ASSERT_EQ(image_of(dir, "a.db", 10).hand_to(db), SQLITE_OK);
+  EXPECT_EQ(snapshot_mappings(), before + 1);
+  io::set_memory_files_allowed(false);
+  io::SqliteMemory heap = image_of(dir, "b.db", 20);
+  io::set_memory_files_allowed(true);
+  ASSERT_EQ(heap.hand_to(db), SQLITE_OK);
+  EXPECT_EQ(snapshot_mappings(), before);
+  EXPECT_EQ(count_rows(db), 20);
+  ASSERT_EQ(sqlite3_close(db), SQLITE_OK);
+}
+
 INSTANTIATE_TEST_SUITE_P(Memory, SqliteMemoryTest, ::testing::Values(true, false),
-                         [](const ::testing::TestParamInfo<bool>& info) {
-                           return info.param ? std::string("MemoryFile") : std::string("Heap");
+                         [](const ::testing::TestParamInfo<bool>& param_info) {
+                           return param_info.param ? std::string("MemoryFile")
+                                                   : std::string("Heap");
                          });
 
 }  // namespace
