@@ -56,7 +56,25 @@ class SqliteMemoryTest : public ::testing::TestWithParam<bool> {
   void SetUp() override { io::set_memory_files_allowed(GetParam()); }
   void TearDown() override { io::set_memory_files_allowed(true); }
   [[nodiscard]] static bool in_memory_files() { return GetParam(); }
+  // The mappings `images` held images add to those there before the test.
+  [[nodiscard]] int mappings_with(int images) const {
+    return before_ + (in_memory_files() ? images : 0);
+  }
+  // A new connection holding an image of a.db, 10 rows.
+  [[nodiscard]] sqlite3* connection_with_ten_rows() const {
+    sqlite3* db = open_memory();
+    EXPECT_EQ(image_of(dir_, "a.db", 10).hand_to(db), SQLITE_OK);
+    EXPECT_EQ(count_rows(db), 10);
+    return db;
+  }
+  // Closes `db`, and every mapping it held must go with it.
+  void close_and_expect_nothing_mapped(sqlite3* db) const {
+    ASSERT_EQ(sqlite3_close(db), SQLITE_OK);
+    EXPECT_EQ(snapshot_mappings(), before_);
+  }
+
   TempDir dir_;
+  const int before_ = snapshot_mappings();
 };
 
 // How many descriptors of our memory files this process holds.
@@ -76,11 +94,10 @@ int snapshot_descriptors() {
 // image is handed over or closed: it must be closed on the thread that opened it (a thread
 // with a descriptor table of its own must not leave one behind). Heap memory has neither.
 TEST_P(SqliteMemoryTest, AMemoryFilesDescriptorLastsUntilTheImageIsHandedOverOrClosed) {
-  const int mappings = snapshot_mappings();
   const int descriptors = snapshot_descriptors();
   io::SqliteMemory handed = image_of(dir_, "a.db", 100);
   EXPECT_GT(handed.size(), 0U);
-  EXPECT_EQ(snapshot_mappings(), mappings + (in_memory_files() ? 1 : 0));
+  EXPECT_EQ(snapshot_mappings(), mappings_with(1));
   EXPECT_EQ(snapshot_descriptors(), descriptors + (in_memory_files() ? 1 : 0));
   EXPECT_EQ(handed.memory_file() >= 0, in_memory_files());
   sqlite3* db = open_memory();
@@ -91,18 +108,16 @@ TEST_P(SqliteMemoryTest, AMemoryFilesDescriptorLastsUntilTheImageIsHandedOverOrC
   closed.close_memory_file();
   EXPECT_EQ(closed.memory_file(), -1);
   EXPECT_EQ(snapshot_descriptors(), descriptors);
-  EXPECT_EQ(snapshot_mappings(), mappings + (in_memory_files() ? 2 : 0));
+  EXPECT_EQ(snapshot_mappings(), mappings_with(2));
   ASSERT_EQ(closed.hand_to(db), SQLITE_OK);  // (replacing the first image: its mapping goes)
-  EXPECT_EQ(snapshot_mappings(), mappings + (in_memory_files() ? 1 : 0));
+  EXPECT_EQ(snapshot_mappings(), mappings_with(1));
   EXPECT_EQ(*query_text(db, "PRAGMA integrity_check"), "ok");
-  ASSERT_EQ(sqlite3_close(db), SQLITE_OK);
-  EXPECT_EQ(snapshot_mappings(), mappings);
+  close_and_expect_nothing_mapped(db);
 }
 
 // A connection handed the image reads it, writes it and grows it well past its size; the
 // memory file's mapping stays while the connection is open and goes when it closes.
 TEST_P(SqliteMemoryTest, TheConnectionReadsWritesAndGrowsItAndItsCloseFreesTheMapping) {
-  const int before = snapshot_mappings();
   io::SqliteMemory memory = image_of(dir_, "a.db", 200);
   const std::uint64_t size = memory.size();
   sqlite3* db = open_memory();
@@ -120,53 +135,43 @@ TEST_P(SqliteMemoryTest, TheConnectionReadsWritesAndGrowsItAndItsCloseFreesTheMa
   EXPECT_GT(*query_int(db, "PRAGMA page_count") * *query_int(db, "PRAGMA page_size"),
             static_cast<long long>(size) + (8 << 20));
   EXPECT_EQ(*query_text(db, "PRAGMA integrity_check"), "ok");
-  EXPECT_EQ(snapshot_mappings(), before + (in_memory_files() ? 1 : 0));
-  ASSERT_EQ(sqlite3_close(db), SQLITE_OK);
-  EXPECT_EQ(snapshot_mappings(), before);
+  EXPECT_EQ(snapshot_mappings(), mappings_with(1));
+  close_and_expect_nothing_mapped(db);
 }
 
 // A second snapshot into the same connection unmaps the first one's memory (no longer in
 // use) and leaves its own, which the connection then reads.
 TEST_P(SqliteMemoryTest, ASecondImageHandedToTheSameConnectionFreesTheFirst) {
-  const int before = snapshot_mappings();
-  sqlite3* db = open_memory();
-  ASSERT_EQ(image_of(dir_, "a.db", 10).hand_to(db), SQLITE_OK);
-  EXPECT_EQ(count_rows(db), 10);
+  sqlite3* db = connection_with_ten_rows();
   ASSERT_EQ(image_of(dir_, "b.db", 20).hand_to(db), SQLITE_OK);
-  EXPECT_EQ(snapshot_mappings(), before + (in_memory_files() ? 1 : 0));
+  EXPECT_EQ(snapshot_mappings(), mappings_with(1));
   EXPECT_EQ(count_rows(db), 20);
   EXPECT_EQ(*query_text(db, "PRAGMA integrity_check"), "ok");
-  ASSERT_EQ(sqlite3_close(db), SQLITE_OK);
-  EXPECT_EQ(snapshot_mappings(), before);
+  close_and_expect_nothing_mapped(db);
 }
 
 // An image handed to a connection with a statement still running is refused before
 // anything is replaced (SQLite 3.40 would replace the database under the statement): the
 // image is freed at once, and the connection keeps the database it had.
 TEST_P(SqliteMemoryTest, AnImageIsRefusedWhileAStatementRunsAndTheConnectionKeepsItsDatabase) {
-  const int before = snapshot_mappings();
-  sqlite3* db = open_memory();
-  ASSERT_EQ(image_of(dir_, "a.db", 10).hand_to(db), SQLITE_OK);
+  sqlite3* db = connection_with_ten_rows();
   sqlite3_stmt* reading = nullptr;
   ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT id FROM t", -1, &reading, nullptr), SQLITE_OK);
   ASSERT_EQ(sqlite3_step(reading), SQLITE_ROW);
   io::SqliteMemory refused = image_of(dir_, "b.db", 20);
   EXPECT_EQ(refused.hand_to(db), SQLITE_BUSY);
   EXPECT_EQ(refused.data(), nullptr);
-  EXPECT_EQ(snapshot_mappings(), before + (in_memory_files() ? 1 : 0));
+  EXPECT_EQ(snapshot_mappings(), mappings_with(1));
   EXPECT_EQ(sqlite3_step(reading), SQLITE_ROW);  // still reading the first image
   sqlite3_finalize(reading);
   EXPECT_EQ(count_rows(db), 10);
-  ASSERT_EQ(sqlite3_close(db), SQLITE_OK);
-  EXPECT_EQ(snapshot_mappings(), before);
+  close_and_expect_nothing_mapped(db);
 }
 
 // An image SQLite itself refuses (here an authorizer denies the ATTACH that
 // sqlite3_deserialize runs) is freed at once, and the connection keeps its database.
 TEST_P(SqliteMemoryTest, AnImageSqliteRefusesIsFreedAndTheConnectionKeepsItsDatabase) {
-  const int before = snapshot_mappings();
-  sqlite3* db = open_memory();
-  ASSERT_EQ(image_of(dir_, "a.db", 10).hand_to(db), SQLITE_OK);
+  sqlite3* db = connection_with_ten_rows();
   sqlite3_set_authorizer(
       db,
       [](void*, int action, const char*, const char*, const char*, const char*) {
@@ -177,17 +182,15 @@ TEST_P(SqliteMemoryTest, AnImageSqliteRefusesIsFreedAndTheConnectionKeepsItsData
   EXPECT_NE(refused.hand_to(db), SQLITE_OK);
   EXPECT_EQ(refused.data(), nullptr);
   sqlite3_set_authorizer(db, nullptr, nullptr);
-  EXPECT_EQ(snapshot_mappings(), before + (in_memory_files() ? 1 : 0));
+  EXPECT_EQ(snapshot_mappings(), mappings_with(1));
   EXPECT_EQ(count_rows(db), 10);
-  ASSERT_EQ(sqlite3_close(db), SQLITE_OK);
-  EXPECT_EQ(snapshot_mappings(), before);
+  close_and_expect_nothing_mapped(db);
 }
 
 // An image never handed over is freed with its owner.
 TEST_P(SqliteMemoryTest, AnImageNeverHandedOverIsFreed) {
-  const int before = snapshot_mappings();
   { const io::SqliteMemory memory = image_of(dir_, "a.db", 10); }
-  EXPECT_EQ(snapshot_mappings(), before);
+  EXPECT_EQ(snapshot_mappings(), before_);
 }
 
 // The process's address space in bytes (VmSize).
