@@ -202,6 +202,40 @@ std::uint64_t address_space() {
   return 0;
 }
 
+// In a forked child (the limit and any signal are the child's): sets `resource` to `bytes`,
+// reads `file` (a database of `rows` rows) into a new image, which must be heap memory, hands
+// it to a new connection, runs `then` on it (SQL, or empty) and counts the rows, which must
+// be `rows_after`. The child's exit status says which step failed (see `failures`).
+void expect_heap_image_under_limit(int resource, rlim_t bytes, const fs::path& file,
+                                   const char* then, long long rows_after) {
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    const rlimit limit{bytes, bytes};
+    int code = ::setrlimit(resource, &limit) == 0 ? 0 : 10;
+    const io::UniqueFd fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
+    io::SqliteMemory memory;
+    io::read_file_into(fd.get(), file, memory, {});
+    if (code == 0 && (memory.memory_file() != -1 || snapshot_mappings() != 0)) code = 11;
+    sqlite3* db = nullptr;
+    sqlite3_open(":memory:", &db);
+    if (code == 0 && memory.hand_to(db) != SQLITE_OK) code = 12;
+    if (code == 0 && then != nullptr &&
+        sqlite3_exec(db, then, nullptr, nullptr, nullptr) != SQLITE_OK) {
+      code = 13;
+    }
+    if (code == 0 && count_rows(db) != rows_after) code = 14;
+    sqlite3_close(db);
+    ::_exit(code);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status)) << "ended by signal " << WTERMSIG(status);
+  EXPECT_EQ(WEXITSTATUS(status), 0)
+      << "10: no limit set; 11: a memory file despite the limit; 12: not handed over; 13: "
+         "the database did not grow; 14: rows lost";
+}
+
 // Under an address-space limit (ulimit -v) that leaves no room for a memory file's mapping
 // to grow, the image takes heap memory, which grows with the database, rather than a mapping
 // without room (its first write past the snapshot would fail) that takes what is left. Run in
@@ -218,37 +252,12 @@ TEST(SqliteMemoryLimits, WithoutRoomForAMappingTheImageTakesHeapMemoryThatGrows)
   TempDir dir;
   const fs::path file = dir / "a.db";
   create_database(file, 200);
-  const pid_t child = ::fork();
-  ASSERT_GE(child, 0);
-  if (child == 0) {
-    // Room for the work, well short of the mapping's 4 GiB of room.
-    const rlimit limit{address_space() + (std::uint64_t{1} << 30),
-                       address_space() + (std::uint64_t{1} << 30)};
-    int code = ::setrlimit(RLIMIT_AS, &limit) == 0 ? 0 : 10;
-    const io::UniqueFd fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
-    io::SqliteMemory memory;
-    io::read_file_into(fd.get(), file, memory, {});
-    if (code == 0 && (memory.memory_file() != -1 || snapshot_mappings() != 0)) code = 11;
-    sqlite3* db = nullptr;
-    sqlite3_open(":memory:", &db);
-    if (code == 0 && memory.hand_to(db) != SQLITE_OK) code = 12;
-    // 64 MiB more than the snapshot.
-    if (code == 0 && sqlite3_exec(db,
-                                  "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n "
-                                  "WHERE i < 8192) INSERT INTO t(v) SELECT randomblob(8192) FROM n",
-                                  nullptr, nullptr, nullptr) != SQLITE_OK) {
-      code = 13;
-    }
-    if (code == 0 && count_rows(db) != 8392) code = 14;
-    sqlite3_close(db);
-    ::_exit(code);
-  }
-  int status = 0;
-  ASSERT_EQ(::waitpid(child, &status, 0), child);
-  ASSERT_TRUE(WIFEXITED(status)) << status;
-  EXPECT_EQ(WEXITSTATUS(status), 0)
-      << "10: no limit set; 11: a memory file despite no room; 12: not handed over; 13: the "
-         "database did not grow; 14: rows lost";
+  // Room for the work, well short of the mapping's 4 GiB of room; then 64 MiB more than the
+  // snapshot.
+  expect_heap_image_under_limit(RLIMIT_AS, address_space() + (std::uint64_t{1} << 30), file,
+                                "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n "
+                                "WHERE i < 8192) INSERT INTO t(v) SELECT randomblob(8192) FROM n",
+                                8392);
 }
 
 // Under a file size limit (ulimit -f) below a memory file's size with its room, the kernel
@@ -258,28 +267,7 @@ TEST(SqliteMemoryLimits, UnderAFileSizeLimitTheImageTakesHeapMemoryAndTheProcess
   TempDir dir;
   const fs::path file = dir / "a.db";
   create_database(file, 200);
-  const pid_t child = ::fork();
-  ASSERT_GE(child, 0);
-  if (child == 0) {
-    const rlimit limit{std::uint64_t{64} << 20, std::uint64_t{64} << 20};
-    int code = ::setrlimit(RLIMIT_FSIZE, &limit) == 0 ? 0 : 10;
-    const io::UniqueFd fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
-    io::SqliteMemory memory;
-    io::read_file_into(fd.get(), file, memory, {});
-    if (code == 0 && (memory.memory_file() != -1 || snapshot_mappings() != 0)) code = 11;
-    sqlite3* db = nullptr;
-    sqlite3_open(":memory:", &db);
-    if (code == 0 && memory.hand_to(db) != SQLITE_OK) code = 12;
-    if (code == 0 && count_rows(db) != 200) code = 13;
-    sqlite3_close(db);
-    ::_exit(code);
-  }
-  int status = 0;
-  ASSERT_EQ(::waitpid(child, &status, 0), child);
-  ASSERT_TRUE(WIFEXITED(status)) << "ended by signal " << WTERMSIG(status);
-  EXPECT_EQ(WEXITSTATUS(status), 0)
-      << "10: no limit set; 11: a memory file despite the limit; 12: not handed over; 13: "
-         "rows lost";
+  expect_heap_image_under_limit(RLIMIT_FSIZE, std::uint64_t{64} << 20, file, nullptr, 200);
 }
 
 // A snapshot in heap memory handed to a connection that holds an earlier one in a memory
