@@ -27,10 +27,10 @@ void deserialize_into(sqlite3* target, io::SqliteMemory memory,
     sql::throw_result(rc, target, "cannot load into memory the snapshot of", source);
   }
   // A deserialized database in heap memory may grow to 1 GiB only, by SQLite's default,
-  // where a plain ":memory:" one (the reference's) grows without a limit: lift it to just under
-  // what SQLite's allocator gives one block (sqlite3Realloc refuses 0x7fffff00 bytes and more). Not
-  // above: SQLite doubles a growing image, capped at this limit, so a higher one would make the
-  // doubled request fail once the image passes 1 GiB.
+  // where a plain ":memory:" one (the reference's) grows without a limit: lift it to just
+  // under what SQLite's allocator gives one block (io::kLargestHeapBlock). Not above: SQLite
+  // doubles a growing image, capped at this limit, so a higher one would make the doubled
+  // request fail once the image passes 1 GiB.
   sqlite3_int64 limit = kLargestMemoryGrowth;
   sqlite3_file_control(target, "main", SQLITE_FCNTL_SIZE_LIMIT, &limit);
 }

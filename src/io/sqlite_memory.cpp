@@ -66,9 +66,6 @@ void populate_for_writing(std::byte* data, std::size_t size) noexcept {
 // a smaller room that would leave it none and use up what the process has.
 constexpr std::uint64_t kGrowthRoom = std::uint64_t{4} << 30;
 
-// SQLite 3.40's allocator refuses a block of this size or more (sqlite3Realloc: 0x7fffff00).
-constexpr std::uint64_t kLargestHeapBlock = 0x7fffff00;
-
 std::atomic<bool> g_memory_files_allowed{true};
 
 // Whether a memory file may be `length` bytes under the process's file size limit (ulimit -f):
@@ -78,6 +75,12 @@ bool fits_file_size_limit(std::uint64_t length) noexcept {
   rlimit limit{};
   return ::getrlimit(RLIMIT_FSIZE, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY ||
          length <= limit.rlim_cur;
+}
+
+[[noreturn]] void throw_out_of_memory(const std::filesystem::path& source, std::uint64_t bytes) {
+  detail::throw_error(ErrorCause{.system_errno = ENOMEM}, ErrorKind::io, source,
+                      "cannot load the snapshot of {} into memory: out of memory ({} bytes)",
+                      detail::quoted(source), bytes);
 }
 
 std::uint64_t whole_pages(std::uint64_t bytes) noexcept {
@@ -212,9 +215,7 @@ void SqliteMemory::grow_mapping(std::uint64_t capacity, const std::filesystem::p
                           ? ::mremap(data_, capacity_, length, MREMAP_MAYMOVE)
                           : MAP_FAILED;
   if (moved == MAP_FAILED) {
-    detail::throw_error(ErrorCause{.system_errno = ENOMEM}, ErrorKind::io, source,
-                        "cannot load the snapshot of {} into memory: out of memory ({} bytes)",
-                        detail::quoted(source), capacity);
+    throw_out_of_memory(source, capacity);
   }
   data_ = static_cast<std::byte*>(moved);
   capacity_ = length;
@@ -231,9 +232,7 @@ void SqliteMemory::reserve(std::uint64_t capacity, const std::filesystem::path& 
     // more than that): the image moves to heap memory.
     auto* moved = static_cast<std::byte*>(sqlite3_malloc64(capacity));
     if (moved == nullptr) {
-      detail::throw_error(ErrorCause{.system_errno = ENOMEM}, ErrorKind::io, source,
-                          "cannot load the snapshot of {} into memory: out of memory ({} bytes)",
-                          detail::quoted(source), capacity);
+      throw_out_of_memory(source, capacity);
     }
     std::memcpy(moved, data_, size_);
     const std::uint64_t size = size_;
@@ -246,9 +245,7 @@ void SqliteMemory::reserve(std::uint64_t capacity, const std::filesystem::path& 
   if (data_ == nullptr && g_memory_files_allowed.load() && map_memory_file(capacity)) return;
   auto* grown = static_cast<std::byte*>(sqlite3_realloc64(data_, capacity));
   if (grown == nullptr) {
-    detail::throw_error(ErrorCause{.system_errno = ENOMEM}, ErrorKind::io, source,
-                        "cannot load the snapshot of {} into memory: out of memory ({} bytes)",
-                        detail::quoted(source), capacity);
+    throw_out_of_memory(source, capacity);
   }
   data_ = grown;
   capacity_ = capacity;

@@ -10,6 +10,10 @@ struct sqlite3;
 
 namespace sqlite_backup::io {
 
+// SQLite 3.40's allocator refuses a block of this size or more (sqlite3Realloc), which bounds
+// an image in heap memory and how far SQLite can grow one.
+inline constexpr std::uint64_t kLargestHeapBlock = 0x7fffff00;
+
 // A growable image of a database, handed to a connection with hand_to(). Growing it may move
 // it: reserve what is needed up front; memory reserved but never touched costs nothing.
 //
