@@ -797,7 +797,8 @@ void backup_to_file(py::handle source, py::handle destination, const CallOptions
 // does not expose that handle; SQLite does, to an auto-extension, which it runs for every
 // connection opened in the process. Armed for the current thread only, around the one
 // connect() call, it records the handle that connect() opened. The handle is then proved to
-// be that connection's: a marker written through Python must read back through the handle.
+// be that connection's: a marker set through Python (its cache size) must read back through the
+// handle.
 // Where any of this fails (another SQLite library in the interpreter, say), the snapshot is
 // handed over through Connection.deserialize instead: correct, with one more copy.
 
@@ -835,23 +836,38 @@ std::pair<PyObject*, sqlite3*> connect_and_capture(py::handle connect) {
   sqlite3* const handle = capture ? std::exchange(g_captured, nullptr) : nullptr;
   if (connection == nullptr) throw py::error_already_set();
   if (handle == nullptr) return {connection, nullptr};
-  const auto execute = [connection](const std::string& sql) {
-    PyObject* const result = PyObject_CallMethod(connection, "execute", "s", sql.c_str());
-    if (result == nullptr) {
+  const auto execute = [connection](const std::string& sql) -> PyObject* {
+    PyObject* const cursor = PyObject_CallMethod(connection, "execute", "s", sql.c_str());
+    if (cursor == nullptr) {
       Py_DECREF(connection);
       throw py::error_already_set();
     }
-    Py_DECREF(result);
+    return cursor;
   };
-  execute("PRAGMA user_version = " + std::to_string(marker));
+  // The marker is the connection's cache size, not anything in its database: a write (the
+  // user_version) would make the empty database a 4 KiB-page one, and SQLite's backup API
+  // then refuses a source of another page size into it (SQLITE_READONLY), where the
+  // reference's fresh ":memory:" database takes any.
+  PyObject* const before = execute("PRAGMA cache_size");
+  PyObject* const row = PyObject_CallMethod(before, "fetchone", nullptr);
+  Py_DECREF(before);
+  const bool one_value = row != nullptr && PyTuple_Check(row) && PyTuple_Size(row) == 1;
+  const long original = one_value ? PyLong_AsLong(PyTuple_GetItem(row, 0)) : 0;
+  Py_XDECREF(row);
+  if (PyErr_Occurred() != nullptr) {
+    Py_DECREF(connection);
+    throw py::error_already_set();
+  }
+  if (!one_value) return {connection, nullptr};
+  Py_DECREF(execute("PRAGMA cache_size = " + std::to_string(marker)));
   sqlite3_stmt* statement = nullptr;
   int seen = 0;
-  if (sqlite3_prepare_v2(handle, "PRAGMA user_version", -1, &statement, nullptr) == SQLITE_OK &&
+  if (sqlite3_prepare_v2(handle, "PRAGMA cache_size", -1, &statement, nullptr) == SQLITE_OK &&
       sqlite3_step(statement) == SQLITE_ROW) {
     seen = sqlite3_column_int(statement, 0);
   }
   sqlite3_finalize(statement);
-  execute("PRAGMA user_version = 0");
+  Py_DECREF(execute("PRAGMA cache_size = " + std::to_string(original)));
   return {connection, seen == marker ? handle : nullptr};
 }
 

@@ -316,6 +316,33 @@ def test_backup_kwargs_mean_what_they_mean_to_connection_backup(folder: Path) ->
     assert reports == [(sqlite3.SQLITE_DONE, 0, pages)]
 
 
+@pytest.mark.parametrize("how", [
+    {"sqlite_backup_kwargs": {"pages": 1}},
+    {"sqlite_backup_kwargs": {"progress": lambda *a: None}},
+    {"copy_use_tempdir": False},
+])
+def test_a_source_of_64_kib_pages_goes_into_memory_through_the_backup_api(
+        folder: Path, how: dict) -> None:
+    # The reference backs up into a fresh ":memory:" database, which takes any page size.
+    # SQLite's backup API refuses (SQLITE_READONLY) to change the page size of an in-memory
+    # database that already has a page, so the new connection must be left empty until then.
+    source = folder / "db.sqlite"
+    conn = sqlite3.connect(source, isolation_level=None)
+    conn.execute("PRAGMA page_size = 65536")
+    conn.execute("CREATE TABLE t (v)")
+    conn.execute("INSERT INTO t VALUES ('large pages')")
+    conn.close()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # (copy_use_tempdir=False warns)
+        copy = sqlite_backup.sqlite_backup(source, **how)
+    assert copy is not None
+    assert copy.execute("PRAGMA page_size").fetchone() == (65536,)
+    assert copy.execute("SELECT v FROM t").fetchall() == [("large pages",)]
+    # The proof of the connection's handle leaves its settings as they were.
+    assert copy.execute("PRAGMA cache_size").fetchone() == \
+        sqlite3.connect(":memory:").execute("PRAGMA cache_size").fetchone()
+
+
 def test_unknown_kwargs_are_refused_as_sqlite3_refuses_them(folder: Path) -> None:
     source = make_database(folder / "db.sqlite", 10)
     with pytest.raises(TypeError):

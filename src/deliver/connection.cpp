@@ -35,6 +35,29 @@ void deserialize_into(sqlite3* target, io::SqliteMemory memory,
   sqlite3_file_control(target, "main", SQLITE_FCNTL_SIZE_LIMIT, &limit);
 }
 
+// SQLite's backup API refuses (SQLITE_READONLY) to change the page size of an in-memory
+// database that already has pages, which a caller's connection may well have: a result code
+// that alone would send the caller looking for a read-only file.
+void throw_if_page_sizes_differ(int rc, sqlite3* to, std::uint64_t source_page_size,
+                                const std::filesystem::path& source) {
+  if ((rc & 0xff) != SQLITE_READONLY) return;
+  const char* const file = sqlite3_db_filename(to, "main");
+  if (file != nullptr && *file != '\0') return;  // (an in-memory database has no file name)
+  sqlite3_stmt* statement = nullptr;
+  std::int64_t page_size = 0;
+  if (sqlite3_prepare_v2(to, "PRAGMA main.page_size", -1, &statement, nullptr) == SQLITE_OK &&
+      sqlite3_step(statement) == SQLITE_ROW) {
+    page_size = sqlite3_column_int64(statement, 0);
+  }
+  sqlite3_finalize(statement);
+  if (page_size <= 0 || static_cast<std::uint64_t>(page_size) == source_page_size) return;
+  throw_error(ErrorCause{.sqlite_result = rc}, ErrorKind::sqlite, source,
+              "cannot back up {} into the connection's in-memory database: its pages "
+              "are {} bytes and the source's {}, and SQLite's backup API cannot change the page "
+              "size of an in-memory database that has any (a new connection can take it)",
+              quoted(source), page_size, source_page_size);
+}
+
 }  // namespace
 
 bool loads_as_image(const BackupOptions& backup, std::uint64_t source_bytes) noexcept {
@@ -94,6 +117,7 @@ void backup_api_copy(sql::Database& from, sqlite3* to, const Settings& settings,
       continue;
     }
     handle.finish();
+    throw_if_page_sizes_differ(rc, to, page_size, from.path());
     sql::throw_result(rc, to, writing(rc) ? "cannot write" : "cannot back up", failed_file(rc));
   }
   const int rc = handle.finish();

@@ -258,6 +258,44 @@ TEST_F(ApiTest, SnapshotIntoTheCallersOwnConnection) {
                std::invalid_argument);
 }
 
+// SQLite's backup API cannot give an in-memory database that has pages another page size
+// (SQLITE_READONLY): the error says so, where the result code alone suggests a read-only file.
+TEST_F(ApiTest, ABackupApiCopyIntoAMemoryDatabaseOfOtherPagesSaysWhy) {
+  {
+    sqlite3* source = nullptr;
+    ASSERT_EQ(sqlite3_open((dir_ / "large_pages.sqlite").c_str(), &source), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(source,
+                           "PRAGMA page_size = 65536; CREATE TABLE t (v); INSERT INTO t VALUES (1)",
+                           nullptr, nullptr, nullptr),
+              SQLITE_OK);
+    sqlite3_close(source);
+  }
+  sqlite3* target = nullptr;
+  ASSERT_EQ(sqlite3_open(":memory:", &target), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(target, "CREATE TABLE mine (x)", nullptr, nullptr, nullptr), SQLITE_OK);
+  sb::Options options;
+  options.sqlite_backup_kwargs.pages = 1;
+  try {
+    sb::sqlite_backup_to_connection(dir_ / "large_pages.sqlite", target, options);
+    ADD_FAILURE() << "the copy was not refused";
+  } catch (const sb::SqliteBackupError& error) {
+    EXPECT_EQ(error.kind(), sb::ErrorKind::sqlite);
+    EXPECT_EQ(error.path(), dir_ / "large_pages.sqlite");
+    const std::string message = error.what();
+    EXPECT_NE(message.find("its pages are 4096 bytes and the source's 65536"), std::string::npos)
+        << message;
+  }
+  // The database it had is kept.
+  EXPECT_EQ(query_text(target, "SELECT count(*) FROM sqlite_schema WHERE name = 'mine'"), "1");
+  // A new connection takes it.
+  sqlite3_close(target);
+  ASSERT_EQ(sqlite3_open(":memory:", &target), SQLITE_OK);
+  sb::sqlite_backup_to_connection(dir_ / "large_pages.sqlite", target, options);
+  EXPECT_EQ(query_text(target, "PRAGMA page_size"), "65536");
+  EXPECT_EQ(count_rows(target), 1);
+  sqlite3_close(target);
+}
+
 TEST_F(ApiTest, BackupToFdStreamsAWholeDatabase) {
   create_database(dir_ / "source.sqlite", 64);
   {
