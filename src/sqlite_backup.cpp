@@ -374,14 +374,6 @@ recover::DatabaseFacts recover_checked(const fs::path& staged, const fs::path& s
   }
 }
 
-// The bytes of the source's database and WAL as they are now (0 for what cannot be read).
-std::uint64_t source_bytes(const fs::path& source) {
-  const discover::DatabaseFiles files(resolve_source(source));
-  const auto database = io::stat_path(files.database);
-  const auto wal = io::stat_path(files.wal);
-  return (database ? database->size : 0) + (wal ? wal->size : 0);
-}
-
 // The memory destination of a source with a live WAL, all in memory: the database is read
 // straight into memory SQLite will own and its WAL applied there as it is read (nothing
 // staged, each byte of the result written once). Returns false, having delivered nothing,
@@ -390,8 +382,7 @@ bool snapshot_straight_into(sqlite3* target, const fs::path& source, const Optio
                             Report& report) {
   // (SourceLock::always: the general path locks every attempt. A VFS of the caller's: only
   // SQLite may read its files.)
-  if (options.copy_function ||
-      !deliver::loads_as_image(options.sqlite_backup_kwargs, source_bytes(source)) ||
+  if (options.copy_function || deliver::wants_backup_api(options.sqlite_backup_kwargs) ||
       options.source_lock == SourceLock::always ||
       !sql::sqlite_reads_plain_files(options.sqlite_connect_kwargs)) {
     return false;
@@ -482,16 +473,12 @@ void run_pipeline(const fs::path& source, const Delivery& delivery, const Option
       const io::StagingDir staging =
           staging_in_temporary_folder(source.filename().native(), source);
       const fs::path staged = staged_snapshot(source, staging, options, delivery, report, facts);
-      // (By the recovered snapshot's own size: the source may have changed meanwhile.)
-      const auto staged_stat = io::stat_path(staged);
-      if (!deliver::loads_as_image(options.sqlite_backup_kwargs,
-                                   staged_stat ? staged_stat->size : 0)) {
+      if (deliver::wants_backup_api(options.sqlite_backup_kwargs) ||
+          !deliver::load_into(memory->target, staged, deliver_settings(options), source)) {
         sql::Database copy =
             sql::open_for_reading(staged, options.sqlite_connect_kwargs, true, source);
         deliver::copy_into(copy, memory->target, deliver_settings(options));
         copy.close();
-      } else {
-        deliver::load_into(memory->target, staged, deliver_settings(options), source);
       }
     }
     facts = facts_of(memory->target);

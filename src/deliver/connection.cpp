@@ -2,6 +2,7 @@
 
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <chrono>
 #include <thread>
 #include <utility>
@@ -59,10 +60,6 @@ void throw_if_page_sizes_differ(int rc, sqlite3* to, std::uint64_t source_page_s
 }
 
 }  // namespace
-
-bool loads_as_image(const BackupOptions& backup, std::uint64_t source_bytes) noexcept {
-  return !wants_backup_api(backup) && source_bytes <= kLargestMemoryImage;
-}
 
 bool wants_backup_api(const BackupOptions& backup) noexcept {
   return backup.pages != -1 || static_cast<bool>(backup.progress) || backup.name != "main";
@@ -144,15 +141,22 @@ void load_image_into(sqlite3* target, io::SqliteMemory database, const Settings&
   sql::verify(target, settings.verify, source);
 }
 
-void load_into(sqlite3* target, const std::filesystem::path& staged, const Settings& settings,
+bool load_into(sqlite3* target, const std::filesystem::path& staged, const Settings& settings,
                const std::filesystem::path& source) {
   const io::UniqueFd fd = io::open_source_file(staged);
   if (!fd) io::throw_errno(ENOENT, "cannot read the snapshot of", source);
   io::SqliteMemory memory;
+  const std::uint64_t size = io::stat_fd(fd.get(), source).size;
+  if (!memory.reserve_image(std::max<std::uint64_t>(size, 1), source)) {
+    log_debug("no memory file with room for the {} bytes of the snapshot of {}", size,
+              quoted(source));
+    return false;
+  }
   io::read_file_into(fd.get(), staged, memory, {});
   deserialize_into(target, std::move(memory), source);
   const sql::CancellationHandler cancellation(target, settings.cancel);
   sql::verify(target, settings.verify, source);
+  return true;
 }
 
 }  // namespace sqlite_backup::deliver

@@ -27,20 +27,9 @@ struct Settings {
 // progress callback, another schema); otherwise a memory destination is loaded in one read.
 bool wants_backup_api(const BackupOptions& backup) noexcept;
 
-// The largest source (database and WAL) loaded into memory as one image (sqlite3_deserialize).
-// Such a database lives in one block of memory, which SQLite 3.40's allocator caps at about
-// 2 GiB, so its connection cannot grow past that, where a plain ":memory:" database (the
-// reference's) grows page by page without a limit; and a source past it cannot be loaded so
-// at all. Larger sources are copied into the connection through the backup API instead,
-// unbounded but many times slower (a 1.1 GB source took 5.8 s), so the line is drawn to
-// leave an image at least 0.5 GiB to grow.
-inline constexpr std::uint64_t kLargestMemoryImage = std::uint64_t{3} << 29;  // 1.5 GiB
-// How far an image may grow (SQLITE_FCNTL_SIZE_LIMIT): just under SQLite 3.40's largest block.
+// How far an image in heap memory may grow (SQLITE_FCNTL_SIZE_LIMIT): just under SQLite 3.40's
+// largest block. (An image in a memory file grows within its mapping's room.)
 inline constexpr std::int64_t kLargestMemoryGrowth = 0x7fff0000;
-
-// Whether a memory destination of a source of `source_bytes` is loaded as one image: not
-// where the caller wants the backup API, nor past kLargestMemoryImage.
-bool loads_as_image(const BackupOptions& backup, std::uint64_t source_bytes) noexcept;
 
 // Copies `from` into the connection `to` with SQLite's online backup API, as BackupOptions
 // say (pages per step, progress, schema name, pause when the source is busy). A source that
@@ -57,9 +46,12 @@ void copy_into(sql::Database& from, sqlite3* target, const Settings& settings);
 // Replaces the main database of `target` with the (recovered, self-contained) database file
 // `staged`, read in one pass into memory SQLite owns and handed over with sqlite3_deserialize:
 // one copy of the bytes, where the backup API would copy page by page through two page
-// caches. Then runs settings.verify on it. Errors name `source`.
-void load_into(sqlite3* target, const std::filesystem::path& staged, const Settings& settings,
-               const std::filesystem::path& source);
+// caches. Then runs settings.verify on it. Returns false, having done nothing, when no memory
+// can hold it as one image (io::SqliteMemory::reserve_image(): past 1.5 GiB only a memory
+// file with room to grow does): the caller copies it with copy_into() instead. Errors name
+// `source`.
+[[nodiscard]] bool load_into(sqlite3* target, const std::filesystem::path& staged,
+                             const Settings& settings, const std::filesystem::path& source);
 
 // Hands a database image already recovered in memory (snapshot::copy_live_wal_set_into_memory
 // applied its WAL there) to `target` with sqlite3_deserialize (SQLite owns the memory from

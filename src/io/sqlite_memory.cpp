@@ -62,8 +62,9 @@ void populate_for_writing(std::byte* data, std::size_t size) noexcept {
 // Reserving it costs address space only (the file is sparse: a page takes memory once
 // written). A ":memory:" database grows without a limit; this one stops there (SQLITE_FULL),
 // 4 GiB past the snapshot. Where the address space is limited (ulimit -v) and the room cannot
-// be had, the image takes heap memory instead, which grows as the database does, rather than
-// a smaller room that would leave it none and use up what the process has.
+// be had, the image takes heap memory instead (up to kLargestHeapImage; see reserve_image()),
+// which grows as the database does, rather than a smaller room that would leave it none and
+// use up what the process has.
 constexpr std::uint64_t kGrowthRoom = std::uint64_t{4} << 30;
 
 std::atomic<bool> g_memory_files_allowed{true};
@@ -176,34 +177,32 @@ void SqliteMemory::forget() noexcept {
 }
 
 bool SqliteMemory::map_memory_file(std::uint64_t capacity) noexcept {
-  // With room to grow; without it only where heap memory could not hold the image at all
-  // (SQLite's allocator refuses a block of kLargestHeapBlock bytes or more), since heap
-  // memory grows with the database and a mapping without room cannot.
-  const std::uint64_t exact = whole_pages(capacity);
-  for (const std::uint64_t length : {exact + kGrowthRoom, exact}) {
-    if (length == exact && capacity < kLargestHeapBlock) break;
-    if (!fits_file_size_limit(length)) continue;
-    const int file = ::memfd_create("sqlite_backup snapshot", MFD_CLOEXEC);
-    if (file < 0) {
-      detail::log_debug("no memory file for the snapshot ({}); using heap memory",
-                        std::generic_category().message(errno));
-      return false;
-    }
-    if (length <= std::numeric_limits<std::size_t>::max() &&
-        ::ftruncate(file, static_cast<off_t>(length)) == 0) {
-      void* const mapped = ::mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_SHARED, file, 0);
-      if (mapped != MAP_FAILED) {
-        data_ = static_cast<std::byte*>(mapped);
-        capacity_ = length;
-        memory_file_ = file;
-        mapped_ = true;
-        return true;
-      }
-    }
-    detail::log_debug("no room for a memory file of {} bytes ({})", length,
-                      std::generic_category().message(errno));
-    ::close(file);
+  // Always with the room to grow: without it the database could not grow at all, where heap
+  // memory grows with it.
+  const std::uint64_t length = whole_pages(capacity) + kGrowthRoom;
+  if (!g_memory_files_allowed.load() || !fits_file_size_limit(length) ||
+      length > std::numeric_limits<std::size_t>::max()) {
+    return false;
   }
+  const int file = ::memfd_create("sqlite_backup snapshot", MFD_CLOEXEC);
+  if (file < 0) {
+    detail::log_debug("no memory file for the snapshot ({})",
+                      std::generic_category().message(errno));
+    return false;
+  }
+  if (::ftruncate(file, static_cast<off_t>(length)) == 0) {
+    void* const mapped = ::mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_SHARED, file, 0);
+    if (mapped != MAP_FAILED) {
+      data_ = static_cast<std::byte*>(mapped);
+      capacity_ = length;
+      memory_file_ = file;
+      mapped_ = true;
+      return true;
+    }
+  }
+  detail::log_debug("no room for a memory file of {} bytes ({})", length,
+                    std::generic_category().message(errno));
+  ::close(file);
   return false;
 }
 
@@ -242,13 +241,19 @@ void SqliteMemory::reserve(std::uint64_t capacity, const std::filesystem::path& 
     capacity_ = capacity;
     return;
   }
-  if (data_ == nullptr && g_memory_files_allowed.load() && map_memory_file(capacity)) return;
+  if (data_ == nullptr && map_memory_file(capacity)) return;
   auto* grown = static_cast<std::byte*>(sqlite3_realloc64(data_, capacity));
   if (grown == nullptr) {
     throw_out_of_memory(source, capacity);
   }
   data_ = grown;
   capacity_ = capacity;
+}
+
+bool SqliteMemory::reserve_image(std::uint64_t capacity, const std::filesystem::path& source) {
+  if (capacity > kLargestHeapImage) return data_ == nullptr && map_memory_file(capacity);
+  reserve(capacity, source);
+  return true;
 }
 
 void SqliteMemory::resize(std::uint64_t size, const std::filesystem::path& source) {

@@ -14,6 +14,12 @@ namespace sqlite_backup::io {
 // an image in heap memory and how far SQLite can grow one.
 inline constexpr std::uint64_t kLargestHeapBlock = 0x7fffff00;
 
+// The largest image kept in heap memory: SQLite grows a database in heap memory only up to
+// kLargestHeapBlock, so a larger image would leave a snapshot less than 0.5 GiB to grow (and
+// one past that block cannot be held at all). A larger image takes a memory file with its room
+// to grow, or nothing (reserve_image()).
+inline constexpr std::uint64_t kLargestHeapImage = std::uint64_t{3} << 29;  // 1.5 GiB
+
 // A growable image of a database, handed to a connection with hand_to(). Growing it may move
 // it: reserve what is needed up front; memory reserved but never touched costs nothing.
 //
@@ -45,6 +51,12 @@ class SqliteMemory {
   // connection is handed can grow only within it. Throws SqliteBackupError(io) naming
   // `source` when memory runs out.
   void reserve(std::uint64_t capacity, const std::filesystem::path& source);
+  // reserve() for a database image of up to `capacity` bytes, on an empty SqliteMemory: one
+  // larger than kLargestHeapImage only in a memory file with its room to grow. Returns false,
+  // having reserved nothing, when that cannot be had (memory files refused or unsupported,
+  // the address space or the file size limited); the caller then takes another way. Throws as
+  // reserve() does.
+  [[nodiscard]] bool reserve_image(std::uint64_t capacity, const std::filesystem::path& source);
   // Sets the size, zero-filling bytes past the old size (as a file grows; a memory file
   // punches a hole there instead of touching the pages); grows the capacity as needed.
   void resize(std::uint64_t size, const std::filesystem::path& source);

@@ -33,7 +33,11 @@ std::optional<MemoryCopy> copy_live_wal_set_into_memory(const discover::Database
   // Room for the database as large as the WAL can make it (each frame adds at most a page),
   // reserved up front: growing the buffer later would copy it (measured: a second 200 MiB at
   // the peak). Memory reserved but never touched costs nothing.
-  copy.database.reserve(before.database.stat.size + before.wal.stat.size + 1, source.database);
+  if (!copy.database.reserve_image(total + 1, source.database)) {
+    log_debug("no memory file with room for {} bytes of {}; copying through files instead", total,
+              quoted(source.database));
+    return std::nullopt;
+  }
   // The database first, then the WAL: judge() relies on this order.
   const io::UniqueFd database = io::open_source_file(source.database);
   if (!database || !io::stat_fd(database.get(), source.database).same_file(before.database.stat)) {

@@ -287,6 +287,50 @@ TEST(SqliteMemoryLimits, AHeapImageAfterAMemoryFileFreesTheMemoryFile) {
   ASSERT_EQ(sqlite3_close(db), SQLITE_OK);
 }
 
+// An image past what heap memory could let grow (io::kLargestHeapImage) is reserved only in a
+// memory file with its room; where none can be had nothing is reserved and the caller takes
+// SQLite's backup API. (Reserving touches no page: the sizes cost address space only.)
+TEST(SqliteMemoryLimits, AnImagePastTheHeapsLimitTakesAMemoryFileOrNothing) {
+  const fs::path source = "source.db";
+  constexpr std::uint64_t kLarge = io::kLargestHeapImage + 1;
+  {
+    io::SqliteMemory memory;
+    ASSERT_TRUE(memory.reserve_image(kLarge, source));
+    EXPECT_GE(memory.memory_file(), 0);
+    EXPECT_GE(memory.capacity(), kLarge + (std::uint64_t{4} << 30)) << "no room to grow";
+  }
+  io::set_memory_files_allowed(false);
+  {
+    io::SqliteMemory memory;
+    EXPECT_FALSE(memory.reserve_image(kLarge, source));
+    EXPECT_EQ(memory.data(), nullptr);
+    EXPECT_EQ(memory.capacity(), 0U);
+    // Up to the limit, heap memory serves.
+    io::SqliteMemory small;
+    ASSERT_TRUE(small.reserve_image(std::uint64_t{1} << 20, source));
+    EXPECT_EQ(small.memory_file(), -1);
+    EXPECT_GE(small.capacity(), std::uint64_t{1} << 20);
+  }
+  io::set_memory_files_allowed(true);
+  // Under a file size limit the memory file is refused too; in a child, whose limit it is.
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    const rlim_t bytes = rlim_t{64} << 20;
+    const rlimit limit{bytes, bytes};
+    io::SqliteMemory memory;
+    ::_exit(::setrlimit(RLIMIT_FSIZE, &limit) != 0 ? 10
+            : memory.reserve_image(kLarge, source) ? 11
+            : memory.capacity() != 0               ? 12
+                                                   : 0);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status)) << "ended by signal " << WTERMSIG(status);
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "10: no limit set; 11: reserved despite the limit; 12: "
+                                       "something reserved";
+}
+
 INSTANTIATE_TEST_SUITE_P(Memory, SqliteMemoryTest, ::testing::Values(true, false),
                          [](const ::testing::TestParamInfo<bool>& param_info) {
                            return param_info.param ? std::string("MemoryFile")
