@@ -848,17 +848,26 @@ std::pair<PyObject*, sqlite3*> connect_and_capture(py::handle connect) {
   // user_version) would make the empty database a 4 KiB-page one, and SQLite's backup API
   // then refuses a source of another page size into it (SQLITE_READONLY), where the
   // reference's fresh ":memory:" database takes any.
-  PyObject* const before = execute("PRAGMA cache_size");
-  PyObject* const row = PyObject_CallMethod(before, "fetchone", nullptr);
-  Py_DECREF(before);
-  const bool one_value = row != nullptr && PyTuple_Check(row) && PyTuple_Size(row) == 1;
-  const long original = one_value ? PyLong_AsLong(PyTuple_GetItem(row, 0)) : 0;
-  Py_XDECREF(row);
-  if (PyErr_Occurred() != nullptr) {
-    Py_DECREF(connection);
-    throw py::error_already_set();
-  }
-  if (!one_value) return {connection, nullptr};
+  // The original, read through Python whatever execute() and fetchone() give (a row
+  // factory's Row too); where it cannot be read, the handle stays unproven.
+  const std::optional<long> original = [&execute]() -> std::optional<long> {
+    PyObject* const cursor = execute("PRAGMA cache_size");
+    PyObject* const row = PyObject_CallMethod(cursor, "fetchone", nullptr);
+    Py_DECREF(cursor);
+    std::optional<long> value;
+    if (row != nullptr && PySequence_Check(row) != 0 && PySequence_Size(row) == 1) {
+      PyObject* const item = PySequence_GetItem(row, 0);
+      if (item != nullptr && PyLong_Check(item) != 0) {
+        const long read = PyLong_AsLong(item);
+        if (PyErr_Occurred() == nullptr) value = read;
+      }
+      Py_XDECREF(item);
+    }
+    Py_XDECREF(row);
+    PyErr_Clear();
+    return value;
+  }();
+  if (!original) return {connection, nullptr};
   Py_DECREF(execute("PRAGMA cache_size = " + std::to_string(marker)));
   sqlite3_stmt* statement = nullptr;
   int seen = 0;
@@ -867,7 +876,7 @@ std::pair<PyObject*, sqlite3*> connect_and_capture(py::handle connect) {
     seen = sqlite3_column_int(statement, 0);
   }
   sqlite3_finalize(statement);
-  Py_DECREF(execute("PRAGMA cache_size = " + std::to_string(original)));
+  Py_DECREF(execute("PRAGMA cache_size = " + std::to_string(*original)));
   return {connection, seen == marker ? handle : nullptr};
 }
 

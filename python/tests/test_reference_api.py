@@ -610,6 +610,41 @@ def test_both_memory_paths_give_the_same_snapshot(wal_owner: Path) -> None:
     through_deserialize.execute("INSERT INTO t (v) VALUES ('writable')")
 
 
+class _RowConnection(sqlite3.Connection):
+    """A connection whose rows are sqlite3.Row, as a wrapped sqlite3.connect may give."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.row_factory = sqlite3.Row
+
+
+class _NoCursorConnection(sqlite3.Connection):
+    """A connection whose execute() gives no cursor back (an instrumenting wrapper's)."""
+
+    def execute(self, *args: object, **kwargs: object) -> None:  # type: ignore[override]
+        super().execute(*args, **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("factory, proven", [(_RowConnection, True),
+                                             (_NoCursorConnection, False)])
+def test_the_handle_proof_takes_any_connection_sqlite3_connect_gives(
+        folder: Path, monkeypatch: pytest.MonkeyPatch, factory: type, proven: bool) -> None:
+    # The new connection's handle is proven through its cache size, read back through Python:
+    # a Row is read as a tuple is; where nothing can be read, the snapshot still arrives,
+    # through Connection.deserialize (heap memory, no memory file).
+    source = make_database(folder / "db.sqlite", 10)
+    connect = sqlite3.connect
+    monkeypatch.setattr(sqlite3, "connect", lambda *a, **k: connect(*a, factory=factory, **k))
+    before = snapshot_memory_files()
+    conn = sqlite_backup.sqlite_backup(source)
+    assert isinstance(conn, factory)
+    assert snapshot_memory_files() == before + (1 if proven else 0)
+    assert sqlite3.Connection.execute(conn, "SELECT count(*) FROM t").fetchone()[0] == 10
+    assert sqlite3.Connection.execute(conn, "PRAGMA cache_size").fetchone()[0] == \
+        connect(":memory:").execute("PRAGMA cache_size").fetchone()[0]
+    conn.close()
+
+
 def test_a_folder_as_source_raises_is_a_directory_error(folder: Path) -> None:
     """What the reference's copy of the files (shutil.copy) raised."""
     (folder / "sub").mkdir()

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <string_view>
 #include <thread>
 #include <utility>
 
@@ -42,8 +43,15 @@ void deserialize_into(sqlite3* target, io::SqliteMemory memory,
 void throw_if_page_sizes_differ(int rc, sqlite3* to, std::uint64_t source_page_size,
                                 const std::filesystem::path& source) {
   if ((rc & 0xff) != SQLITE_READONLY) return;
+  // In memory: ":memory:" (no file name), or a database deserialized there (SQLite names it
+  // "x", on its "memdb" VFS), as an earlier snapshot into the same connection is.
   const char* const file = sqlite3_db_filename(to, "main");
-  if (file != nullptr && *file != '\0') return;  // (an in-memory database has no file name)
+  sqlite3_vfs* vfs = nullptr;
+  const bool in_memory =
+      file == nullptr || *file == '\0' ||
+      (sqlite3_file_control(to, "main", SQLITE_FCNTL_VFS_POINTER, &vfs) == SQLITE_OK &&
+       vfs != nullptr && std::string_view(vfs->zName) == "memdb");
+  if (!in_memory) return;
   sqlite3_stmt* statement = nullptr;
   std::int64_t page_size = 0;
   if (sqlite3_prepare_v2(to, "PRAGMA main.page_size", -1, &statement, nullptr) == SQLITE_OK &&
@@ -152,7 +160,7 @@ bool load_into(sqlite3* target, const std::filesystem::path& staged, const Setti
               quoted(source));
     return false;
   }
-  io::read_file_into(fd.get(), staged, memory, {});
+  io::read_file_into(fd.get(), source, memory, {});
   deserialize_into(target, std::move(memory), source);
   const sql::CancellationHandler cancellation(target, settings.cancel);
   sql::verify(target, settings.verify, source);

@@ -259,7 +259,9 @@ TEST_F(ApiTest, SnapshotIntoTheCallersOwnConnection) {
 }
 
 // SQLite's backup API cannot give an in-memory database that has pages another page size
-// (SQLITE_READONLY): the error says so, where the result code alone suggests a read-only file.
+// (SQLITE_READONLY): the error says so, where the result code alone suggests a read-only file;
+// for a database created in the connection and for an earlier snapshot deserialized there
+// (which SQLite names "x").
 TEST_F(ApiTest, ABackupApiCopyIntoAMemoryDatabaseOfOtherPagesSaysWhy) {
   {
     sqlite3* source = nullptr;
@@ -270,25 +272,35 @@ TEST_F(ApiTest, ABackupApiCopyIntoAMemoryDatabaseOfOtherPagesSaysWhy) {
               SQLITE_OK);
     sqlite3_close(source);
   }
-  sqlite3* target = nullptr;
-  ASSERT_EQ(sqlite3_open(":memory:", &target), SQLITE_OK);
-  ASSERT_EQ(sqlite3_exec(target, "CREATE TABLE mine (x)", nullptr, nullptr, nullptr), SQLITE_OK);
+  create_database(dir_ / "small_pages.sqlite", 5);
   sb::Options options;
   options.sqlite_backup_kwargs.pages = 1;
-  try {
-    sb::sqlite_backup_to_connection(dir_ / "large_pages.sqlite", target, options);
-    ADD_FAILURE() << "the copy was not refused";
-  } catch (const sb::SqliteBackupError& error) {
-    EXPECT_EQ(error.kind(), sb::ErrorKind::sqlite);
-    EXPECT_EQ(error.path(), dir_ / "large_pages.sqlite");
-    const std::string message = error.what();
-    EXPECT_NE(message.find("its pages are 4096 bytes and the source's 65536"), std::string::npos)
-        << message;
+  for (const bool earlier_snapshot : {false, true}) {
+    SCOPED_TRACE(earlier_snapshot ? "an earlier snapshot" : "a table of its own");
+    sqlite3* target = nullptr;
+    ASSERT_EQ(sqlite3_open(":memory:", &target), SQLITE_OK);
+    if (earlier_snapshot) {
+      sb::sqlite_backup_to_connection(dir_ / "small_pages.sqlite", target);
+    } else {
+      ASSERT_EQ(sqlite3_exec(target, "CREATE TABLE t (x)", nullptr, nullptr, nullptr), SQLITE_OK);
+    }
+    const long long rows = count_rows(target);
+    try {
+      sb::sqlite_backup_to_connection(dir_ / "large_pages.sqlite", target, options);
+      ADD_FAILURE() << "the copy was not refused";
+    } catch (const sb::SqliteBackupError& error) {
+      EXPECT_EQ(error.kind(), sb::ErrorKind::sqlite);
+      EXPECT_EQ(error.path(), dir_ / "large_pages.sqlite");
+      const std::string message = error.what();
+      EXPECT_NE(message.find("its pages are 4096 bytes and the source's 65536"), std::string::npos)
+          << message;
+    }
+    // The database it had is kept.
+    EXPECT_EQ(count_rows(target), rows);
+    sqlite3_close(target);
   }
-  // The database it had is kept.
-  EXPECT_EQ(query_text(target, "SELECT count(*) FROM sqlite_schema WHERE name = 'mine'"), "1");
   // A new connection takes it.
-  sqlite3_close(target);
+  sqlite3* target = nullptr;
   ASSERT_EQ(sqlite3_open(":memory:", &target), SQLITE_OK);
   sb::sqlite_backup_to_connection(dir_ / "large_pages.sqlite", target, options);
   EXPECT_EQ(query_text(target, "PRAGMA page_size"), "65536");
