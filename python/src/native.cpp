@@ -796,19 +796,53 @@ void backup_to_file(py::handle source, py::handle destination, const CallOptions
 // module opened (sqlite3_deserialize on memory SQLite owns: one copy of the bytes). Python
 // does not expose that handle; SQLite does, to an auto-extension, which it runs for every
 // connection opened in the process. Armed for the current thread only, around the one
-// connect() call, it records the handle that connect() opened. The handle is then proved to
-// be that connection's: a marker set through Python (its cache size) must read back through the
-// handle.
+// connect() call, it records the handle that connect() opened: only where connect() opened
+// exactly one and did not close it (a wrapper of sqlite3.connect may open others, or close
+// one, whose handle would then be freed memory). The handle is then proved to be that
+// connection's: a marker set through Python (its busy timeout, which is each connection's
+// own, where its cache size would be shared by connections of one shared cache) must read
+// back through the handle.
 // Where any of this fails (another SQLite library in the interpreter, say), the snapshot is
 // handed over through Connection.deserialize instead: correct, with one more copy.
 
 thread_local sqlite3* g_captured = nullptr;
+thread_local int g_opened = 0;                // connections opened during the capture
+thread_local bool g_captured_closed = false;  // the captured one closed meanwhile
 thread_local bool g_capturing = false;
 std::atomic<bool> g_capture_enabled{true};
 
+// A function registered on the captured connection while connect() runs: SQLite destroys it
+// when that connection closes (or the function is replaced), which says the handle is gone.
+constexpr const char* kCloseWatch = "sqlite_backup_capture_close_watch";
+
+void no_op(sqlite3_context* /*context*/, int /*argc*/, sqlite3_value** /*argv*/) {}
+
+void captured_connection_closed(void* db) noexcept {
+  if (db == g_captured) g_captured_closed = true;
+}
+
 int capture_new_connection(sqlite3* db, char** /*error*/, const sqlite3_api_routines* /*api*/) {
-  if (g_capturing && g_captured == nullptr) g_captured = db;
+  if (g_capturing && ++g_opened == 1) {
+    g_captured = db;
+    // (A failed registration runs the destructor at once: the handle is then not used.)
+    sqlite3_create_function_v2(db, kCloseWatch, 0, SQLITE_UTF8, db, &no_op, nullptr, nullptr,
+                               &captured_connection_closed);
+  }
   return SQLITE_OK;
+}
+
+// The handle connect() opened, once it returned: null unless it opened exactly one, still
+// open. The close watch is taken off it (its destructor then runs, harmlessly).
+sqlite3* take_captured() noexcept {
+  sqlite3* const db = std::exchange(g_captured, nullptr);
+  const bool usable = db != nullptr && g_opened == 1 && !g_captured_closed;
+  if (db != nullptr && !g_captured_closed) {
+    sqlite3_create_function_v2(db, kCloseWatch, 0, SQLITE_UTF8, nullptr, nullptr, nullptr, nullptr,
+                               nullptr);
+  }
+  g_opened = 0;
+  g_captured_closed = false;
+  return usable ? db : nullptr;
 }
 
 void register_capture() {
@@ -829,11 +863,13 @@ std::pair<PyObject*, sqlite3*> connect_and_capture(py::handle connect) {
   if (capture) {
     register_capture();
     g_captured = nullptr;
+    g_opened = 0;
+    g_captured_closed = false;
     g_capturing = true;
   }
   PyObject* const connection = PyObject_CallNoArgs(connect.ptr());
   g_capturing = false;
-  sqlite3* const handle = capture ? std::exchange(g_captured, nullptr) : nullptr;
+  sqlite3* const handle = capture ? take_captured() : nullptr;
   if (connection == nullptr) throw py::error_already_set();
   if (handle == nullptr) return {connection, nullptr};
   const auto execute = [connection](const std::string& sql) -> PyObject* {
@@ -844,14 +880,14 @@ std::pair<PyObject*, sqlite3*> connect_and_capture(py::handle connect) {
     }
     return cursor;
   };
-  // The marker is the connection's cache size, not anything in its database: a write (the
+  // The marker is the connection's busy timeout, not anything in its database: a write (the
   // user_version) would make the empty database a 4 KiB-page one, and SQLite's backup API
   // then refuses a source of another page size into it (SQLITE_READONLY), where the
   // reference's fresh ":memory:" database takes any.
   // The original, read through Python whatever execute() and fetchone() give (a row
   // factory's Row too); where it cannot be read, the handle stays unproven.
   const std::optional<long> original = [&execute]() -> std::optional<long> {
-    PyObject* const cursor = execute("PRAGMA cache_size");
+    PyObject* const cursor = execute("PRAGMA busy_timeout");
     PyObject* const row = PyObject_CallMethod(cursor, "fetchone", nullptr);
     Py_DECREF(cursor);
     std::optional<long> value;
@@ -868,15 +904,15 @@ std::pair<PyObject*, sqlite3*> connect_and_capture(py::handle connect) {
     return value;
   }();
   if (!original) return {connection, nullptr};
-  Py_DECREF(execute("PRAGMA cache_size = " + std::to_string(marker)));
+  Py_DECREF(execute("PRAGMA busy_timeout = " + std::to_string(marker)));
   sqlite3_stmt* statement = nullptr;
   int seen = 0;
-  if (sqlite3_prepare_v2(handle, "PRAGMA cache_size", -1, &statement, nullptr) == SQLITE_OK &&
+  if (sqlite3_prepare_v2(handle, "PRAGMA busy_timeout", -1, &statement, nullptr) == SQLITE_OK &&
       sqlite3_step(statement) == SQLITE_ROW) {
     seen = sqlite3_column_int(statement, 0);
   }
   sqlite3_finalize(statement);
-  Py_DECREF(execute("PRAGMA cache_size = " + std::to_string(*original)));
+  Py_DECREF(execute("PRAGMA busy_timeout = " + std::to_string(*original)));
   return {connection, seen == marker ? handle : nullptr};
 }
 

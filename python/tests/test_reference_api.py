@@ -339,8 +339,8 @@ def test_a_source_of_64_kib_pages_goes_into_memory_through_the_backup_api(
     assert copy.execute("PRAGMA page_size").fetchone() == (65536,)
     assert copy.execute("SELECT v FROM t").fetchall() == [("large pages",)]
     # The proof of the connection's handle leaves its settings as they were.
-    assert copy.execute("PRAGMA cache_size").fetchone() == \
-        sqlite3.connect(":memory:").execute("PRAGMA cache_size").fetchone()
+    assert copy.execute("PRAGMA busy_timeout").fetchone() == \
+        sqlite3.connect(":memory:").execute("PRAGMA busy_timeout").fetchone()
 
 
 def test_unknown_kwargs_are_refused_as_sqlite3_refuses_them(folder: Path) -> None:
@@ -640,8 +640,74 @@ def test_the_handle_proof_takes_any_connection_sqlite3_connect_gives(
     assert isinstance(conn, factory)
     assert snapshot_memory_files() == before + (1 if proven else 0)
     assert sqlite3.Connection.execute(conn, "SELECT count(*) FROM t").fetchone()[0] == 10
-    assert sqlite3.Connection.execute(conn, "PRAGMA cache_size").fetchone()[0] == \
-        connect(":memory:").execute("PRAGMA cache_size").fetchone()[0]
+    assert sqlite3.Connection.execute(conn, "PRAGMA busy_timeout").fetchone()[0] == \
+        connect(":memory:").execute("PRAGMA busy_timeout").fetchone()[0]
+    # (The function that watched for the captured connection's close is gone.)
+    functions = sqlite3.Connection.execute(conn, "PRAGMA function_list").fetchall()
+    assert not any("sqlite_backup" in str(row[0]) for row in functions)
+    conn.close()
+
+
+def _probe_closed_first(connect, *args, **kwargs):  # type: ignore[no-untyped-def]
+    probe = connect(":memory:")
+    probe.close()  # (its handle, the first opened, is freed memory from here on)
+    return connect(*args, **kwargs)
+
+
+def _second_of_a_shared_cache(connect, *args, **kwargs):  # type: ignore[no-untyped-def]
+    name = f"file:shared{time.monotonic_ns()}?mode=memory&cache=shared"
+    _KEPT.append(connect(name, uri=True))  # opened first, kept open, never returned
+    return connect(name, uri=True)
+
+
+_KEPT: list = []
+
+
+@pytest.mark.parametrize("wrapper", [_probe_closed_first, _second_of_a_shared_cache])
+def test_a_connect_that_opens_more_than_one_connection_gets_the_snapshot_all_the_same(
+        folder: Path, monkeypatch: pytest.MonkeyPatch, wrapper) -> None:  # type: ignore[no-untyped-def]
+    # The handle of the connection connect() returns is taken only where it opened exactly one
+    # and kept it open: otherwise the snapshot goes through Connection.deserialize. (Before:
+    # the first handle opened was taken, freed memory once closed, and a shared cache's
+    # first connection passed the proof, so the snapshot went there and the caller got an
+    # empty database.)
+    source = make_database(folder / "db.sqlite", 10)
+    connect = sqlite3.connect
+    monkeypatch.setattr(sqlite3, "connect", lambda *a, **k: wrapper(connect, *a, **k))
+    before = snapshot_memory_files()
+    conn = sqlite_backup.sqlite_backup(source)
+    assert conn is not None
+    assert conn.execute("SELECT count(*) FROM t").fetchone() == (10,)
+    assert snapshot_memory_files() == before  # (through Connection.deserialize)
+    for other in _KEPT:
+        assert other.execute("SELECT count(*) FROM sqlite_schema").fetchone() == (0,)
+        other.close()
+    _KEPT.clear()
+    conn.close()
+
+
+def test_a_connection_that_shares_its_cache_with_the_one_opened_is_not_taken_for_it(
+        folder: Path) -> None:
+    # connect() opens one connection (captured) but returns another of the same shared cache,
+    # opened before: the proof must tell them apart (a busy timeout is each connection's own;
+    # a cache size would be the shared cache's), or the snapshot lands in the other one.
+    from sqlite_backup import _native
+    source = make_database(folder / "db.sqlite", 10)
+    name = f"file:pre{time.monotonic_ns()}?mode=memory&cache=shared"
+    returned = sqlite3.connect(name, uri=True)
+    opened = []
+
+    def connect() -> sqlite3.Connection:
+        opened.append(sqlite3.connect(name, uri=True))
+        return returned
+
+    options = sqlite_backup.core._call_options(
+        wal_checkpoint=True, copy_use_tempdir=True, copy_retry=100, copy_retry_strict=True,
+        sqlite_connect_kwargs=None, sqlite_backup_kwargs=None, copy_function=None)
+    conn = _native.backup_to_memory(os.fsencode(source), connect, options)
+    assert conn is returned
+    assert conn.execute("SELECT count(*) FROM t").fetchone() == (10,)
+    opened[0].close()
     conn.close()
 
 
