@@ -30,6 +30,7 @@
 #include "snapshot/copy_set.hpp"
 #include "snapshot/memory_copy.hpp"
 #include "sqlite/connect.hpp"
+#include "sqlite/handle.hpp"
 #include "sqlite/uri.hpp"
 #include "validate/set_state.hpp"
 
@@ -426,19 +427,9 @@ fs::path staged_snapshot(const fs::path& source, const io::StagingDir& staging,
 }
 
 recover::DatabaseFacts facts_of(sqlite3* db) {
-  const auto pragma = [db](const char* sql) -> std::int64_t {
-    sqlite3_stmt* statement = nullptr;
-    std::int64_t value = 0;
-    if (sqlite3_prepare_v2(db, sql, -1, &statement, nullptr) == SQLITE_OK &&
-        sqlite3_step(statement) == SQLITE_ROW) {
-      value = sqlite3_column_int64(statement, 0);
-    }
-    sqlite3_finalize(statement);
-    return value;
-  };
   recover::DatabaseFacts facts;
-  facts.page_size = static_cast<int>(pragma("PRAGMA page_size"));
-  facts.pages = static_cast<std::uint64_t>(pragma("PRAGMA page_count"));
+  facts.page_size = static_cast<int>(sql::query_int_or_zero(db, "PRAGMA page_size"));
+  facts.pages = static_cast<std::uint64_t>(sql::query_int_or_zero(db, "PRAGMA page_count"));
   return facts;
 }
 

@@ -52,13 +52,7 @@ void throw_if_page_sizes_differ(int rc, sqlite3* to, std::uint64_t source_page_s
       (sqlite3_file_control(to, "main", SQLITE_FCNTL_VFS_POINTER, &vfs) == SQLITE_OK &&
        vfs != nullptr && std::string_view(vfs->zName) == "memdb");
   if (!in_memory) return;
-  sqlite3_stmt* statement = nullptr;
-  std::int64_t page_size = 0;
-  if (sqlite3_prepare_v2(to, "PRAGMA main.page_size", -1, &statement, nullptr) == SQLITE_OK &&
-      sqlite3_step(statement) == SQLITE_ROW) {
-    page_size = sqlite3_column_int64(statement, 0);
-  }
-  sqlite3_finalize(statement);
+  const std::int64_t page_size = sql::query_int_or_zero(to, "PRAGMA main.page_size");
   if (page_size <= 0 || static_cast<std::uint64_t>(page_size) == source_page_size) return;
   throw_error(ErrorCause{.sqlite_result = rc}, ErrorKind::sqlite, source,
               "cannot back up {} into the connection's in-memory database: its pages "

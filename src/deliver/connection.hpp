@@ -28,8 +28,11 @@ struct Settings {
 bool wants_backup_api(const BackupOptions& backup) noexcept;
 
 // How far an image in heap memory may grow (SQLITE_FCNTL_SIZE_LIMIT): just under SQLite 3.40's
-// largest block. (An image in a memory file grows within its mapping's room.)
-inline constexpr std::int64_t kLargestMemoryGrowth = 0x7fff0000;
+// largest block, on a 64 KiB boundary. (An image in a memory file grows within its mapping's
+// room.)
+inline constexpr auto kLargestMemoryGrowth =
+    static_cast<std::int64_t>(io::kLargestHeapBlock & ~std::uint64_t{0xffff});
+static_assert(kLargestMemoryGrowth == 0x7fff0000);
 
 // Copies `from` into the connection `to` with SQLite's online backup API, as BackupOptions
 // say (pages per step, progress, schema name, pause when the source is busy). A source that

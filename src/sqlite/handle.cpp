@@ -147,6 +147,17 @@ std::string Database::query_text(const std::string& sql, std::string_view operat
   return statement.step() ? statement.column_text(0) : std::string();
 }
 
+std::int64_t query_int_or_zero(sqlite3* db, const char* sql) noexcept {
+  sqlite3_stmt* statement = nullptr;
+  std::int64_t value = 0;
+  if (sqlite3_prepare_v2(db, sql, -1, &statement, nullptr) == SQLITE_OK &&
+      sqlite3_step(statement) == SQLITE_ROW) {
+    value = sqlite3_column_int64(statement, 0);
+  }
+  sqlite3_finalize(statement);
+  return value;
+}
+
 std::int64_t Database::query_int(const std::string& sql, std::string_view operation) {
   Statement statement(*this, sql, operation);
   return statement.step() ? statement.column_int(0) : 0;

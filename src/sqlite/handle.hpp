@@ -30,6 +30,10 @@ namespace sqlite_backup::sql {
 // an I/O problem (FULL, IOERR, CANTOPEN, PERM, READONLY), or SQLite refusing otherwise.
 [[nodiscard]] ErrorKind classify(int result) noexcept;
 
+// The first column of the first row of `sql` on `db` (a PRAGMA, say), or 0 where it cannot
+// be read: for what is only reported, or looked at while another error is on its way out.
+[[nodiscard]] std::int64_t query_int_or_zero(sqlite3* db, const char* sql) noexcept;
+
 // Throws SqliteBackupError "<operation> <path>: <sqlite message> (<code name>)".
 [[noreturn]] void throw_result(int result, sqlite3* db, std::string_view operation,
                                const std::filesystem::path& path);
