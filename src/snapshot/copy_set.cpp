@@ -1185,7 +1185,6 @@ LastSeen copy_set_once(const discover::DatabaseFiles& source,
   const bool follows_uncounted =
       from_first_look &&
       expects_uncounted_commits(before, attempt > 1 && outcome.exclusive_lock_at_every_attempt);
-  outcome.followed_uncounted_commits = follows_uncounted;
   CommitWatch watch(source, staged_files, before, settings,
                     from_first_look ? &*writes_from_first_look : nullptr);
   watch.look_before_copy();
@@ -1298,11 +1297,12 @@ Outcome copy_consistent_set(const discover::DatabaseFiles& source,
     // An owner that has held SQLite's EXCLUSIVE lock at every look (locking_mode=EXCLUSIVE)
     // and refused the lock once will refuse it again: trying would only cost each attempt the
     // wait (a quarter of a second), and the backup that then gives up would take 100 times
-    // that. Tried again once a look finds the lock free.
+    // that. Tried again once a look finds the lock free. Given up on only once refused: an
+    // attempt that followed the owner's commits as uncounted is no evidence, since an ordinary
+    // owner syncing its journal under the lock (before the journal turns hot) looks the same,
+    // a busy one on a slow disk at every look (such backups lost the lock for good).
     const bool wants_lock = locks_this_attempt(settings, attempt);
-    // (Nor is it tried when the last attempt followed uncounted commits: such an owner too.)
-    const bool lock_is_futile = (reader_lock_refused || outcome.followed_uncounted_commits) &&
-                                outcome.exclusive_lock_at_every_attempt;
+    const bool lock_is_futile = reader_lock_refused && outcome.exclusive_lock_at_every_attempt;
     if (wants_lock && lock_is_futile) {
       log_debug(
           "not trying a reader's lock: the owner has held SQLite's EXCLUSIVE lock at every "

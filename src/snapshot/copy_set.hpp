@@ -67,9 +67,6 @@ struct Outcome {
   // it for a moment in each commit), which no reader's lock can hold off. Says why a backup
   // that gave up did, and what the user can do.
   bool exclusive_lock_at_every_attempt = false;
-  // The last attempt followed commits that do not move the change counter, the owner looking
-  // like one in locking_mode=EXCLUSIVE (see snapshot/copy_set.cpp expects_uncounted_commits).
-  bool followed_uncounted_commits = false;
   // ... and whether it journals could not be told at any attempt, its open files being
   // unreadable to us (validate::SetState::unreadable_lock_holder): its pid, as the kernel gave
   // it. Such an owner is never backed up while it holds the lock, and the user must know why.

@@ -162,6 +162,9 @@ constexpr const char* kUsage =
     "                      8th row of the second quarter, pausing before its first write (FILE.2)\n"
     "                      and with page 1 visible but its IN_MODIFY not yet queued (FILE.3);\n"
     "                      FILE.4 once done\n"
+    "  pause-in-journal-sync  journal_mode=DELETE, locking_mode=NORMAL; N rows, idle (FILE); T1\n"
+    "                      rewrites every 8th row, pausing at its journal's first sync (EXCLUSIVE\n"
+    "                      held, the journal not yet hot: FILE.2); FILE.3 once T1 is done\n"
     "  stomp               creates PATH with N rows if missing, then (no SQLite) rewrites the "
     "header's\n"
     "                      change counter (bytes 24-27) in a tight loop until SIGTERM/SIGINT\n"
@@ -476,6 +479,7 @@ struct PausingFile {
   sqlite3_file base;   // must come first: SQLite hands us this pointer
   sqlite3_file* real;  // the default VFS's file, allocated right behind this struct
   bool main_database;
+  bool main_journal;  // PATH-journal
 };
 
 sqlite3_vfs* g_real_vfs = nullptr;
@@ -579,7 +583,16 @@ int pausing_truncate(sqlite3_file* f, sqlite3_int64 size) {
   return real_of(f)->pMethods->xTruncate(real_of(f), size);
 }
 bool g_sync_armed = false;  // pause once at the main database's sync in a commit
+// Pause once at the journal's first sync in a commit: SQLite syncs the journal's records
+// before it writes the header that makes the journal hot, and on a slow disk a reader that
+// looks then finds SQLite's EXCLUSIVE lock held and no hot journal, as an owner in
+// locking_mode=EXCLUSIVE shows between its commits.
+bool g_journal_sync_armed = false;
 int pausing_sync(sqlite3_file* f, int flags) {
+  if (g_journal_sync_armed && reinterpret_cast<PausingFile*>(f)->main_journal) {
+    g_journal_sync_armed = false;
+    pause_until_resumed();
+  }
   const int rc = real_of(f)->pMethods->xSync(real_of(f), flags);
   if (g_sync_armed && reinterpret_cast<PausingFile*>(f)->main_database) {
     g_sync_armed = false;
@@ -636,6 +649,10 @@ int pausing_open(sqlite3_vfs*, sqlite3_filename name, sqlite3_file* file, int fl
   self->main_database =
       (flags & SQLITE_OPEN_MAIN_DB) != 0 && opened.size() >= g_main_name.size() &&
       opened.compare(opened.size() - g_main_name.size(), std::string::npos, g_main_name) == 0;
+  self->main_journal = (flags & SQLITE_OPEN_MAIN_JOURNAL) != 0 &&
+                       opened.size() >= g_main_name.size() + 8 &&
+                       opened.compare(opened.size() - g_main_name.size() - 8, std::string::npos,
+                                      g_main_name + "-journal") == 0;
   self->base.pMethods = nullptr;
   const int rc = g_real_vfs->xOpen(g_real_vfs, name, self->real, flags, out_flags);
   // SQLite calls xClose only when pMethods is set; set it whenever the real file needs one.
@@ -743,7 +760,8 @@ int pause_in_commit(const Arguments& args, const std::string& variant) {
       variant == "counted-then-uncounted" || variant == "unjournaled-then-uncounted" ||
       variant == "small-uncounted" || variant == "small-counted" ||
       variant == "free-and-reuse-then-third" || variant == "free-and-grow" ||
-      variant == "uncounted-unseen" || variant == "uncounted-then-late-counted") {
+      variant == "uncounted-unseen" || variant == "uncounted-then-late-counted" ||
+      variant == "journal-sync") {
     expect_pragma(db, "journal_mode=DELETE", "delete");
   } else if (variant == "unjournaled") {
     // Nothing on disk shows the commit in progress: only the EXCLUSIVE lock it holds. Paused
@@ -848,6 +866,15 @@ int pause_in_commit(const Arguments& args, const std::string& variant) {
                                std::to_string(args.rows / 2) + ";");  // FILE.2, FILE.3
     g_late_event = false;
     return announce_and_hold(db);  // FILE.4
+  }
+  if (variant == "journal-sync") {
+    create_table(db);
+    insert_rows(db, args.rows, true);
+    pause_until_resumed();  // FILE
+    g_journal_sync_armed = true;
+    db.exec("BEGIN; UPDATE t SET v = 'ROW' || substr(v, 4) WHERE id % 8 = 0; COMMIT;");  // FILE.2
+    if (g_journal_sync_armed) die("pause-in-journal-sync: the commit never synced its journal");
+    return announce_and_hold(db);  // FILE.3
   }
   if (variant == "small-uncounted" || variant == "small-counted") {
     // Pages of 1024 bytes, so that a commit of two rows has a journal shorter than 4096 bytes
@@ -1138,6 +1165,7 @@ int main(int argc, char** argv) {
       {"pause-in-uncounted-free-and-reuse", "uncounted-free-and-reuse"},
       {"pause-in-small-uncounted", "small-uncounted"},
       {"pause-in-small-counted", "small-counted"},
+      {"pause-in-journal-sync", "journal-sync"},
   };
   if (const auto variant = kPausingVariants.find(args.mode); variant != kPausingVariants.end()) {
     return pause_in_commit(args, variant->second);
