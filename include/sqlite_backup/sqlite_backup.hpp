@@ -222,8 +222,9 @@ std::optional<Connection> sqlite_backup(
 // handle of a Python sqlite3.Connection): its main database is replaced by the snapshot,
 // held in memory (sqlite3_deserialize; through the backup API when sqlite_backup_kwargs ask
 // for it or copy_use_tempdir is false). The memory is a memory file (memfd_create) mapped
-// into the process, or heap memory where none can be had (a snapshot past 1.5 GiB then goes
-// through the backup API: heap memory would leave it little room to grow); the mapping is
+// into the process, or heap memory where none can be had (a snapshot past 1.5 GiB, or one
+// growing past it while it is read, then goes through the backup API: heap memory would leave
+// it little room to grow); the mapping is
 // unmapped when
 // `target` closes, by the destructor of a virtual-table module this registers on it
 // ("sqlite_backup_snapshot_memory": do not register a module of that name on `target` or

@@ -68,6 +68,20 @@ void populate_for_writing(std::byte* data, std::size_t size) noexcept {
 constexpr std::uint64_t kGrowthRoom = std::uint64_t{4} << 30;
 
 std::atomic<bool> g_memory_files_allowed{true};
+std::atomic<std::uint64_t> g_largest_heap_image{kLargestHeapImage};
+
+// Heap memory never grows past largest_heap_image() (see ImageOutgrewHeapMemory).
+void throw_if_past_heap_limit(const std::filesystem::path& source, std::uint64_t capacity) {
+  const std::uint64_t limit = largest_heap_image();
+  if (capacity <= limit) return;
+  throw ImageOutgrewHeapMemory(
+      ErrorKind::io,
+      fmt::format(
+          "cannot load the snapshot of {} into memory: it grew to {} bytes during the "
+          "read, past the {} bytes it may take in heap memory where no memory file can be had",
+          detail::quoted(source), capacity, limit),
+      source, ErrorCause{.system_errno = ENOMEM});
+}
 
 // Whether a memory file may be `length` bytes under the process's file size limit (ulimit -f):
 // the kernel checks a memory file's size against it too, and past it sends SIGXFSZ, which
@@ -137,6 +151,11 @@ const sqlite3_module& owner_module() noexcept {
 }  // namespace
 
 void set_memory_files_allowed(bool allowed) noexcept { g_memory_files_allowed.store(allowed); }
+
+void set_largest_heap_image(std::uint64_t bytes) noexcept {
+  g_largest_heap_image.store(bytes == 0 ? kLargestHeapImage : bytes);
+}
+std::uint64_t largest_heap_image() noexcept { return g_largest_heap_image.load(); }
 
 SqliteMemory::SqliteMemory(SqliteMemory&& other) noexcept
     : data_(std::exchange(other.data_, nullptr)),
@@ -229,6 +248,7 @@ void SqliteMemory::reserve(std::uint64_t capacity, const std::filesystem::path& 
   if (mapped_) {
     // Past the room of a mapping whose file is closed (a WAL that grew the database by
     // more than that): the image moves to heap memory.
+    throw_if_past_heap_limit(source, capacity);
     auto* moved = static_cast<std::byte*>(sqlite3_malloc64(capacity));
     if (moved == nullptr) {
       throw_out_of_memory(source, capacity);
@@ -242,6 +262,7 @@ void SqliteMemory::reserve(std::uint64_t capacity, const std::filesystem::path& 
     return;
   }
   if (data_ == nullptr && map_memory_file(capacity)) return;
+  throw_if_past_heap_limit(source, capacity);
   auto* grown = static_cast<std::byte*>(sqlite3_realloc64(data_, capacity));
   if (grown == nullptr) {
     throw_out_of_memory(source, capacity);
@@ -251,7 +272,7 @@ void SqliteMemory::reserve(std::uint64_t capacity, const std::filesystem::path& 
 }
 
 bool SqliteMemory::reserve_image(std::uint64_t capacity, const std::filesystem::path& source) {
-  if (capacity > kLargestHeapImage) return data_ == nullptr && map_memory_file(capacity);
+  if (capacity > largest_heap_image()) return data_ == nullptr && map_memory_file(capacity);
   reserve(capacity, source);
   return true;
 }

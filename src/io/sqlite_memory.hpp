@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <sqlite_backup/sqlite_backup.hpp>
 
 struct sqlite3;
 
@@ -19,6 +20,16 @@ inline constexpr std::uint64_t kLargestHeapBlock = 0x7fffff00;
 // one past that block cannot be held at all). A larger image takes a memory file with its room
 // to grow, or nothing (reserve_image()).
 inline constexpr std::uint64_t kLargestHeapImage = std::uint64_t{3} << 29;  // 1.5 GiB
+
+// Thrown where heap memory would grow past kLargestHeapImage: the file being read grew past
+// what reserve_image() allowed it without a memory file (past about 2 GiB it could not be
+// held at all, and short of that it would leave the snapshot little room to grow). A caller
+// that has another way (snapshot::copy_live_wal_set_into_memory) catches it; anywhere else it
+// is the io error it says.
+class ImageOutgrewHeapMemory : public SqliteBackupError {
+ public:
+  using SqliteBackupError::SqliteBackupError;
+};
 
 // A growable image of a database, handed to a connection with hand_to(). Growing it may move
 // it: reserve what is needed up front; memory reserved but never touched costs nothing.
@@ -49,10 +60,11 @@ class SqliteMemory {
   // Makes room for `capacity` bytes, keeping the first size() bytes. A memory file's mapping
   // is given room to grow beyond it (see kGrowthRoom in the source): the database a
   // connection is handed can grow only within it. Throws SqliteBackupError(io) naming
-  // `source` when memory runs out.
+  // `source` when memory runs out, ImageOutgrewHeapMemory when heap memory would grow past
+  // largest_heap_image().
   void reserve(std::uint64_t capacity, const std::filesystem::path& source);
   // reserve() for a database image of up to `capacity` bytes, on an empty SqliteMemory: one
-  // larger than kLargestHeapImage only in a memory file with its room to grow. Returns false,
+  // larger than largest_heap_image() only in a memory file with its room to grow. Returns false,
   // having reserved nothing, when that cannot be had (memory files refused or unsupported,
   // the address space or the file size limited); the caller then takes another way. Throws as
   // reserve() does.
@@ -105,6 +117,11 @@ class SqliteMemory {
   int memory_file_ = -1;  // open while the image is filled
   bool mapped_ = false;   // data_ is memory_file_'s mapping, not sqlite3_malloc64's
 };
+
+// kLargestHeapImage, unless a test set another bound (0 restores it): tests reach the bound
+// with a file of a few MiB.
+void set_largest_heap_image(std::uint64_t bytes) noexcept;
+[[nodiscard]] std::uint64_t largest_heap_image() noexcept;
 
 // Whether new SqliteMemory images may live in memory files (the default, true); false
 // keeps them in sqlite3_malloc64's memory. For tests of both kinds.

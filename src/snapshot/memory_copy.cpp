@@ -3,6 +3,8 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <string_view>
+
 #include "error_internal.hpp"
 #include "io/copy.hpp"
 #include "io/file.hpp"
@@ -16,8 +18,10 @@ namespace sqlite_backup::snapshot {
 using detail::log_debug;
 using detail::quoted;
 
-std::optional<MemoryCopy> copy_live_wal_set_into_memory(const discover::DatabaseFiles& source,
-                                                        const Settings& settings) {
+namespace {
+
+std::optional<MemoryCopy> copy_into_memory(const discover::DatabaseFiles& source,
+                                           const Settings& settings) {
   if (settings.copy_function) return std::nullopt;
   detail::throw_if_cancelled(settings.cancel, source.database);
   const validate::SetState before = validate::capture(source);
@@ -90,6 +94,21 @@ std::optional<MemoryCopy> copy_live_wal_set_into_memory(const discover::Database
       "{} pages): one consistent state",
       quoted(source.database), database_bytes, applied.committed_frames, applied.pages_written);
   return copy;
+}
+
+}  // namespace
+
+std::optional<MemoryCopy> copy_live_wal_set_into_memory(const discover::DatabaseFiles& source,
+                                                        const Settings& settings) {
+  try {
+    return copy_into_memory(source, settings);
+  } catch (const io::ImageOutgrewHeapMemory& outgrown) {
+    // (Through files the copy is not held in memory until it is whole, and SQLite's backup
+    // API then copies it into a database that grows without that bound.)
+    const std::string_view why = outgrown.what();
+    log_debug("{}; copying through files instead", why);
+    return std::nullopt;
+  }
 }
 
 }  // namespace sqlite_backup::snapshot

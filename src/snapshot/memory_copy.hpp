@@ -24,10 +24,10 @@ struct MemoryCopy {
 
 // One attempt. Returns nullopt when the source is not one this path takes (no live WAL at
 // the first look, a -journal beside it, a caller's copy function, a WAL that only SQLite
-// should replay, a source past 1.5 GiB and no memory file with room for it: see
-// io::SqliteMemory::reserve_image()) or when the attempt is not proven consistent: the
-// caller then takes the general path, which retries. Never writes to or locks the source, and
-// writes no file. The caller must have checked that SQLite reads the files plainly
+// should replay, a source past 1.5 GiB, or growing past it during the read, and no memory
+// file with room for it: see io::SqliteMemory::reserve_image()) or when the attempt is not proven
+// consistent: the caller then takes the general path, which retries. Never writes to or locks the
+// source, and writes no file. The caller must have checked that SQLite reads the files plainly
 // (sql::sqlite_reads_plain_files). Throws SqliteBackupError for I/O errors and
 // cancellation.
 std::optional<MemoryCopy> copy_live_wal_set_into_memory(const discover::DatabaseFiles& source,

@@ -16,8 +16,11 @@
 #include <optional>
 #include <set>
 #include <span>
+#include <sqlite_backup/log.hpp>
+#include <sqlite_backup/sqlite_backup.hpp>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "discover/database_files.hpp"
 #include "io/file.hpp"
@@ -301,6 +304,60 @@ TEST(MemoryCopy, AWalRestartedWhileTheDatabaseIsReadIsNotAccepted) {
     owner.insert(1, 100);
   });
   EXPECT_FALSE(copy.has_value());
+}
+
+// Where no memory file can be had, the image is heap memory, bounded (io::kLargestHeapImage,
+// set here to the source's size at the first look): a database that grows past the bound
+// while it is read (its owner checkpoints 4 MiB of new rows into it) is left to the path
+// through files, which does not hold it in heap memory as it grows, and the snapshot of the
+// whole pipeline still has every row.
+TEST(MemoryCopy, ADatabaseGrowingPastTheHeapsBoundDuringTheReadIsLeftToTheFilePath) {
+  TempDir dir;
+  const fs::path source = dir / "source.db";
+  WalOwner owner(source, 4096);
+  fill(owner);
+  const std::uint64_t at_first_look =
+      fs::file_size(source) + fs::file_size(source.string() + "-wal");
+  io::set_memory_files_allowed(false);
+  io::set_largest_heap_image(at_first_look + 1);
+  std::vector<std::string> messages;
+  const LogLevel level = log_level();
+  set_log_level(LogLevel::debug);
+  set_log_sink([&messages](const LogRecord& record) { messages.emplace_back(record.message); });
+  const auto grow = [&] {
+    owner.insert(2000, 2000);
+    owner.exec("PRAGMA wal_checkpoint(PASSIVE)");
+  };
+  const auto copy = attempt_with(source, grow);
+  const bool declined_for_growth =
+      std::any_of(messages.begin(), messages.end(), [](const std::string& message) {
+        return message.find("grew to") != std::string::npos &&
+               message.find("copying through files instead") != std::string::npos;
+      });
+
+  // The whole pipeline, the source growing the same way during its first read.
+  Options options;
+  bool grown = false;
+  options.on_progress = [&](const CopyProgress& progress) {
+    if (!grown && progress.bytes_done > 0) {
+      grown = true;
+      grow();
+    }
+  };
+  sqlite3* target = nullptr;
+  sqlite3_open(":memory:", &target);
+  EXPECT_NO_THROW(sqlite_backup_to_connection(source, target, options));
+  set_log_sink({});
+  set_log_level(level);
+  io::set_largest_heap_image(0);
+  io::set_memory_files_allowed(true);
+
+  EXPECT_FALSE(copy.has_value());
+  EXPECT_TRUE(declined_for_growth) << ::testing::PrintToString(messages);
+  EXPECT_TRUE(grown);
+  EXPECT_EQ(count_rows(target), 6100);
+  EXPECT_EQ(query_text(target, "PRAGMA integrity_check"), "ok");
+  sqlite3_close(target);
 }
 
 }  // namespace

@@ -337,5 +337,55 @@ INSTANTIATE_TEST_SUITE_P(Memory, SqliteMemoryTest, ::testing::Values(true, false
                                                    : std::string("Heap");
                          });
 
+// Heap memory and its bound set lower, restored when the test ends (they are the process's).
+class SmallHeapImages {
+ public:
+  explicit SmallHeapImages(std::uint64_t largest) {
+    io::set_memory_files_allowed(false);
+    io::set_largest_heap_image(largest);
+  }
+  SmallHeapImages(const SmallHeapImages&) = delete;
+  SmallHeapImages& operator=(const SmallHeapImages&) = delete;
+  ~SmallHeapImages() {
+    io::set_largest_heap_image(0);
+    io::set_memory_files_allowed(true);
+  }
+};
+
+// A file that grows while it is read into heap memory past the bound reserve_image() set for
+// heap memory (io::kLargestHeapImage: past about 2 GiB SQLite's allocator gives no block at
+// all) is not read on into more heap memory: ImageOutgrewHeapMemory, naming the file, for a
+// caller to take another way. Here the bound is 2 MiB, the file 1.5 MiB at the start and
+// 3.5 MiB once its first chunk was read.
+TEST(SqliteMemoryLimits, HeapMemoryDoesNotGrowPastItsBoundForAFileGrowingDuringTheRead) {
+  constexpr std::uint64_t kMiB = std::uint64_t{1} << 20;
+  const SmallHeapImages heap_only(2 * kMiB);
+  TempDir dir;
+  const fs::path file = dir / "growing.db";
+  write_file(file, std::string(3 * kMiB / 2, 'a'));
+  const io::UniqueFd fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
+  io::SqliteMemory memory;
+  ASSERT_TRUE(memory.reserve_image(fs::file_size(file) + 1, file));
+  ASSERT_EQ(memory.memory_file(), -1);
+  bool grown = false;
+  const auto grow_once = [&](std::uint64_t) {
+    if (!grown) {
+      std::ofstream(file, std::ios::app) << std::string(2 * kMiB, 'b');
+      grown = true;
+    }
+    return true;
+  };
+  try {
+    io::read_file_into(fd.get(), file, memory, grow_once);
+    ADD_FAILURE() << "read on into " << memory.capacity() << " bytes of heap memory";
+  } catch (const io::ImageOutgrewHeapMemory& error) {
+    EXPECT_EQ(error.kind(), ErrorKind::io);
+    EXPECT_EQ(error.path(), file);
+    EXPECT_NE(std::string(error.what()).find("grew to"), std::string::npos) << error.what();
+  }
+  EXPECT_TRUE(grown);
+  EXPECT_LE(memory.capacity(), 2 * kMiB);
+}
+
 }  // namespace
 }  // namespace sqlite_backup::testing
