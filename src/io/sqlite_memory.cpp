@@ -77,7 +77,7 @@ void throw_if_past_heap_limit(const std::filesystem::path& source, std::uint64_t
   throw ImageOutgrewHeapMemory(
       ErrorKind::io,
       fmt::format(
-          "cannot load the snapshot of {} into memory: it grew to {} bytes during the "
+          "cannot load the snapshot of {} into memory: it grew to at least {} bytes during the "
           "read, past the {} bytes it may take in heap memory where no memory file can be had",
           detail::quoted(source), capacity, limit),
       source, ErrorCause{.system_errno = ENOMEM});
@@ -246,20 +246,11 @@ void SqliteMemory::reserve(std::uint64_t capacity, const std::filesystem::path& 
     return;
   }
   if (mapped_) {
-    // Past the room of a mapping whose file is closed (a WAL that grew the database by
-    // more than that): the image moves to heap memory.
+    // A mapping whose memory file is closed cannot grow, and past its room (4 GiB more than
+    // the image) heap memory cannot hold the image either. (Not reached: the snapshot paths
+    // close the file only when the image is whole.)
     throw_if_past_heap_limit(source, capacity);
-    auto* moved = static_cast<std::byte*>(sqlite3_malloc64(capacity));
-    if (moved == nullptr) {
-      throw_out_of_memory(source, capacity);
-    }
-    std::memcpy(moved, data_, size_);
-    const std::uint64_t size = size_;
-    free();
-    data_ = moved;
-    size_ = size;
-    capacity_ = capacity;
-    return;
+    throw_out_of_memory(source, capacity);
   }
   if (data_ == nullptr && map_memory_file(capacity)) return;
   throw_if_past_heap_limit(source, capacity);
@@ -269,6 +260,13 @@ void SqliteMemory::reserve(std::uint64_t capacity, const std::filesystem::path& 
   }
   data_ = grown;
   capacity_ = capacity;
+}
+
+void SqliteMemory::grow_for(std::uint64_t needed, const std::filesystem::path& source) {
+  if (needed <= capacity_) return;
+  std::uint64_t room = capacity_ + std::max<std::uint64_t>(capacity_ / 4, kChunk);
+  if (!mapped_) room = std::min(room, largest_heap_image());
+  reserve(std::max(needed, room), source);
 }
 
 bool SqliteMemory::reserve_image(std::uint64_t capacity, const std::filesystem::path& source) {
@@ -489,8 +487,7 @@ std::optional<std::uint64_t> send_file_into(int fd, const std::filesystem::path&
       if (read_at(fd, std::span(&next, 1), static_cast<std::uint64_t>(from), path) == 0) {
         return std::size_t{0};
       }
-      memory.reserve(memory.capacity() + std::max<std::uint64_t>(memory.capacity() / 4, kChunk),
-                     path);
+      memory.grow_for(memory.capacity() + 1, path);
     }
     const std::size_t want = std::min<std::uint64_t>(kSendChunk, memory.capacity() - done);
     return send_chunk(memory.memory_file(), fd, from, want, done == 0, path);
@@ -598,8 +595,7 @@ std::uint64_t read_file_into(int fd, const std::filesystem::path& path, SqliteMe
       // At the size the file had when we began: one more byte tells whether it grew since.
       std::byte next{};
       if (read_at(fd, std::span(&next, 1), done, path) == 0) break;
-      memory.reserve(memory.capacity() + std::max<std::uint64_t>(memory.capacity() / 4, kChunk),
-                     path);
+      memory.grow_for(memory.capacity() + 1, path);
       memory.data()[done++] = next;
       continue;
     }

@@ -63,6 +63,11 @@ class SqliteMemory {
   // `source` when memory runs out, ImageOutgrewHeapMemory when heap memory would grow past
   // largest_heap_image().
   void reserve(std::uint64_t capacity, const std::filesystem::path& source);
+  // reserve() for at least `needed` bytes, with room for a quarter more (at least 1 MiB) at
+  // once, so that growing step by step does not move the image each time; heap memory's room
+  // stops at largest_heap_image(). Throws as reserve() does (ImageOutgrewHeapMemory only when
+  // `needed` itself is past that bound).
+  void grow_for(std::uint64_t needed, const std::filesystem::path& source);
   // reserve() for a database image of up to `capacity` bytes, on an empty SqliteMemory: one
   // larger than largest_heap_image() only in a memory file with its room to grow. Returns false,
   // having reserved nothing, when that cannot be had (memory files refused or unsupported,

@@ -72,9 +72,7 @@ class MemoryImage final : public DatabaseImage {
   // once, so that a WAL growing the database page by page does not reallocate each time.
   void grow_to(std::uint64_t end) {
     if (end <= memory_.size()) return;
-    if (end > memory_.capacity()) {
-      memory_.reserve(std::max(end, memory_.capacity() / 4 * 5), source_);
-    }
+    memory_.grow_for(end, source_);
     memory_.resize(end, source_);
   }
 

@@ -19,6 +19,7 @@
 #include <system_error>
 
 #include "io/file.hpp"
+#include "small_heap_images.hpp"
 #include "test_support.hpp"
 
 namespace sqlite_backup::testing {
@@ -337,21 +338,6 @@ INSTANTIATE_TEST_SUITE_P(Memory, SqliteMemoryTest, ::testing::Values(true, false
                                                    : std::string("Heap");
                          });
 
-// Heap memory and its bound set lower, restored when the test ends (they are the process's).
-class SmallHeapImages {
- public:
-  explicit SmallHeapImages(std::uint64_t largest) {
-    io::set_memory_files_allowed(false);
-    io::set_largest_heap_image(largest);
-  }
-  SmallHeapImages(const SmallHeapImages&) = delete;
-  SmallHeapImages& operator=(const SmallHeapImages&) = delete;
-  ~SmallHeapImages() {
-    io::set_largest_heap_image(0);
-    io::set_memory_files_allowed(true);
-  }
-};
-
 // A file that grows while it is read into heap memory past the bound reserve_image() set for
 // heap memory (io::kLargestHeapImage: past about 2 GiB SQLite's allocator gives no block at
 // all) is not read on into more heap memory: ImageOutgrewHeapMemory, naming the file, for a
@@ -384,6 +370,32 @@ TEST(SqliteMemoryLimits, HeapMemoryDoesNotGrowPastItsBoundForAFileGrowingDuringT
     EXPECT_NE(std::string(error.what()).find("grew to"), std::string::npos) << error.what();
   }
   EXPECT_TRUE(grown);
+  EXPECT_LE(memory.capacity(), 2 * kMiB);
+}
+
+// Up to the bound a growing file is read on: the room heap memory is given for growth (a
+// quarter more) stops at the bound rather than refusing a file that needs less. Here the
+// bound is 2 MiB, the file 1.5 MiB at the start and 1.75 MiB once its first chunk was read.
+TEST(SqliteMemoryLimits, HeapMemoryGrowsUpToItsBoundForAFileGrowingDuringTheRead) {
+  constexpr std::uint64_t kMiB = std::uint64_t{1} << 20;
+  const SmallHeapImages heap_only(2 * kMiB);
+  TempDir dir;
+  const fs::path file = dir / "growing.db";
+  write_file(file, std::string(3 * kMiB / 2, 'a'));
+  const io::UniqueFd fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
+  io::SqliteMemory memory;
+  ASSERT_TRUE(memory.reserve_image(fs::file_size(file) + 1, file));
+  bool grown = false;
+  const auto grow_once = [&](std::uint64_t) {
+    if (!grown) {
+      std::ofstream(file, std::ios::app) << std::string(kMiB / 4, 'b');
+      grown = true;
+    }
+    return true;
+  };
+  EXPECT_EQ(io::read_file_into(fd.get(), file, memory, grow_once), 7 * kMiB / 4);
+  EXPECT_TRUE(grown);
+  EXPECT_EQ(memory.memory_file(), -1);
   EXPECT_LE(memory.capacity(), 2 * kMiB);
 }
 
