@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <string>
 #include <system_error>
 
@@ -338,65 +339,71 @@ INSTANTIATE_TEST_SUITE_P(Memory, SqliteMemoryTest, ::testing::Values(true, false
                                                    : std::string("Heap");
                          });
 
-// A file that grows while it is read into heap memory past the bound reserve_image() set for
-// heap memory (io::kLargestHeapImage: past about 2 GiB SQLite's allocator gives no block at
-// all) is not read on into more heap memory: ImageOutgrewHeapMemory, naming the file, for a
-// caller to take another way. Here the bound is 2 MiB, the file 1.5 MiB at the start and
-// 3.5 MiB once its first chunk was read.
-TEST(SqliteMemoryLimits, HeapMemoryDoesNotGrowPastItsBoundForAFileGrowingDuringTheRead) {
-  constexpr std::uint64_t kMiB = std::uint64_t{1} << 20;
+constexpr std::uint64_t kMiB = std::uint64_t{1} << 20;
+
+// What read_while_growing() saw: the bytes read, or the error ImageOutgrewHeapMemory.
+struct GrowingRead {
+  std::optional<std::uint64_t> bytes;
+  std::optional<io::ImageOutgrewHeapMemory> error;
+  std::uint64_t capacity = 0;
+  bool grown = false;
+};
+
+// Reads a file of 1.5 MiB into heap memory bounded at 2 MiB (reserved for its size at the
+// start), appending `growth` bytes to it once its first chunk was read.
+GrowingRead read_while_growing(const fs::path& file, std::uint64_t growth) {
   const SmallHeapImages heap_only(2 * kMiB);
-  TempDir dir;
-  const fs::path file = dir / "growing.db";
   write_file(file, std::string(3 * kMiB / 2, 'a'));
   const io::UniqueFd fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
   io::SqliteMemory memory;
-  ASSERT_TRUE(memory.reserve_image(fs::file_size(file) + 1, file));
-  ASSERT_EQ(memory.memory_file(), -1);
-  bool grown = false;
+  GrowingRead read;
+  if (!memory.reserve_image(fs::file_size(file) + 1, file) || memory.memory_file() != -1) {
+    ADD_FAILURE() << "not in heap memory";
+    return read;
+  }
   const auto grow_once = [&](std::uint64_t) {
-    if (!grown) {
-      std::ofstream(file, std::ios::app) << std::string(2 * kMiB, 'b');
-      grown = true;
+    if (!read.grown) {
+      std::ofstream(file, std::ios::app) << std::string(growth, 'b');
+      read.grown = true;
     }
     return true;
   };
   try {
-    io::read_file_into(fd.get(), file, memory, grow_once);
-    ADD_FAILURE() << "read on into " << memory.capacity() << " bytes of heap memory";
+    read.bytes = io::read_file_into(fd.get(), file, memory, grow_once);
   } catch (const io::ImageOutgrewHeapMemory& error) {
-    EXPECT_EQ(error.kind(), ErrorKind::io);
-    EXPECT_EQ(error.path(), file);
-    EXPECT_NE(std::string(error.what()).find("grew to"), std::string::npos) << error.what();
+    read.error = error;
   }
-  EXPECT_TRUE(grown);
-  EXPECT_LE(memory.capacity(), 2 * kMiB);
+  read.capacity = memory.capacity();
+  return read;
+}
+
+// A file that grows while it is read into heap memory past the bound reserve_image() set for
+// heap memory (io::kLargestHeapImage: past about 2 GiB SQLite's allocator gives no block at
+// all) is not read on into more heap memory: ImageOutgrewHeapMemory, naming the file, for a
+// caller to take another way. Here the file grows to 3.5 MiB.
+TEST(SqliteMemoryLimits, HeapMemoryDoesNotGrowPastItsBoundForAFileGrowingDuringTheRead) {
+  TempDir dir;
+  const GrowingRead read = read_while_growing(dir / "growing.db", 2 * kMiB);
+  EXPECT_TRUE(read.grown);
+  EXPECT_FALSE(read.bytes) << "read on into " << read.capacity << " bytes of heap memory";
+  ASSERT_TRUE(read.error);
+  EXPECT_EQ(read.error->kind(), ErrorKind::io);
+  EXPECT_EQ(read.error->path(), dir / "growing.db");
+  EXPECT_NE(std::string(read.error->what()).find("grew to at least"), std::string::npos)
+      << read.error->what();
+  EXPECT_LE(read.capacity, 2 * kMiB);
 }
 
 // Up to the bound a growing file is read on: the room heap memory is given for growth (a
 // quarter more) stops at the bound rather than refusing a file that needs less. Here the
-// bound is 2 MiB, the file 1.5 MiB at the start and 1.75 MiB once its first chunk was read.
+// file grows to 1.75 MiB.
 TEST(SqliteMemoryLimits, HeapMemoryGrowsUpToItsBoundForAFileGrowingDuringTheRead) {
-  constexpr std::uint64_t kMiB = std::uint64_t{1} << 20;
-  const SmallHeapImages heap_only(2 * kMiB);
   TempDir dir;
-  const fs::path file = dir / "growing.db";
-  write_file(file, std::string(3 * kMiB / 2, 'a'));
-  const io::UniqueFd fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
-  io::SqliteMemory memory;
-  ASSERT_TRUE(memory.reserve_image(fs::file_size(file) + 1, file));
-  bool grown = false;
-  const auto grow_once = [&](std::uint64_t) {
-    if (!grown) {
-      std::ofstream(file, std::ios::app) << std::string(kMiB / 4, 'b');
-      grown = true;
-    }
-    return true;
-  };
-  EXPECT_EQ(io::read_file_into(fd.get(), file, memory, grow_once), 7 * kMiB / 4);
-  EXPECT_TRUE(grown);
-  EXPECT_EQ(memory.memory_file(), -1);
-  EXPECT_LE(memory.capacity(), 2 * kMiB);
+  const GrowingRead read = read_while_growing(dir / "growing.db", kMiB / 4);
+  EXPECT_TRUE(read.grown);
+  EXPECT_EQ(read.bytes, std::optional<std::uint64_t>(7 * kMiB / 4))
+      << (read.error ? read.error->what() : "");
+  EXPECT_LE(read.capacity, 2 * kMiB);
 }
 
 }  // namespace
