@@ -247,9 +247,8 @@ void SqliteMemory::reserve(std::uint64_t capacity, const std::filesystem::path& 
   }
   if (mapped_) {
     // A mapping whose memory file is closed cannot grow, and past its room (4 GiB more than
-    // the image) heap memory cannot hold the image either. (Not reached: the snapshot paths
+    // the image) heap memory could not hold the image either. (Not reached: the snapshot paths
     // close the file only when the image is whole.)
-    throw_if_past_heap_limit(source, capacity);
     throw_out_of_memory(source, capacity);
   }
   if (data_ == nullptr && map_memory_file(capacity)) return;

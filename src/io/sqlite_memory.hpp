@@ -21,11 +21,11 @@ inline constexpr std::uint64_t kLargestHeapBlock = 0x7fffff00;
 // to grow, or nothing (reserve_image()).
 inline constexpr std::uint64_t kLargestHeapImage = std::uint64_t{3} << 29;  // 1.5 GiB
 
-// Thrown where heap memory would grow past kLargestHeapImage: the file being read grew past
-// what reserve_image() allowed it without a memory file (past about 2 GiB it could not be
-// held at all, and short of that it would leave the snapshot little room to grow). A caller
-// that has another way (snapshot::copy_live_wal_set_into_memory) catches it; anywhere else it
-// is the io error it says.
+// Thrown where heap memory would grow past largest_heap_image() (kLargestHeapImage outside
+// tests): the file being read grew past what reserve_image() allowed it without a memory file
+// (past about 2 GiB it could not be held at all, and short of that it would leave the snapshot
+// little room to grow). A caller that has another way (snapshot::copy_live_wal_set_into_memory)
+// catches it; anywhere else it is the io error it says.
 class ImageOutgrewHeapMemory : public SqliteBackupError {
  public:
   using SqliteBackupError::SqliteBackupError;
