@@ -77,7 +77,7 @@ void throw_if_past_heap_limit(const std::filesystem::path& source, std::uint64_t
   throw ImageOutgrewHeapMemory(
       ErrorKind::io,
       fmt::format(
-          "cannot load the snapshot of {} into memory: it grew to at least {} bytes during the "
+          "cannot load the snapshot of {} into memory: it grew to at least {} bytes while it was "
           "read, past the {} bytes it may take in heap memory where no memory file can be had",
           detail::quoted(source), capacity, limit),
       source, ErrorCause{.system_errno = ENOMEM});

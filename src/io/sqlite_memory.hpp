@@ -89,10 +89,9 @@ class SqliteMemory {
   [[nodiscard]] int memory_file() const noexcept { return memory_file_; }
   // Closes the memory file's descriptor; the mapping stays. Called on the thread that
   // reserved the memory, before the image leaves it (hand_to() does): one with a descriptor
-  // table of its own
-  // (io::with_private_descriptor_table) must not leave a descriptor to be closed by another
-  // thread, where its number is another file's. Past the mapping's room the image then
-  // moves to heap memory.
+  // table of its own (io::with_private_descriptor_table) must not leave a descriptor to be
+  // closed by another thread, where its number is another file's. The image cannot grow
+  // past the mapping's room afterwards (reserve() then throws, out of memory).
   void close_memory_file() noexcept;
 
   // Hands the image (size() bytes) to the main database of `target` with

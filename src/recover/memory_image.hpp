@@ -68,8 +68,9 @@ class MemoryImage final : public DatabaseImage {
   void finish() override {}
 
  private:
-  // As a file grows when written past its end: zeros in between. Room for a quarter more at
-  // once, so that a WAL growing the database page by page does not reallocate each time.
+  // As a file grows when written past its end: zeros in between. Room for more at once
+  // (io::SqliteMemory::grow_for), so that a WAL growing the database page by page does not
+  // reallocate each time.
   void grow_to(std::uint64_t end) {
     if (end <= memory_.size()) return;
     memory_.grow_for(end, source_);

@@ -309,6 +309,25 @@ TEST(MemoryCopy, AWalRestartedWhileTheDatabaseIsReadIsNotAccepted) {
   EXPECT_FALSE(copy.has_value());
 }
 
+// The WAL's application grows a heap image as a file grows (recover::MemoryImage): up to the
+// bound on heap memory (2 MiB here), though a quarter more room would pass it, and not past
+// it (io::ImageOutgrewHeapMemory, for the memory copy to decline).
+TEST(MemoryImage, GrowsHeapMemoryUpToItsBoundAndNotPastIt) {
+  constexpr std::uint64_t kMiB = std::uint64_t{1} << 20;
+  const SmallHeapImages heap_only(2 * kMiB);
+  const fs::path source = "source.db";
+  io::SqliteMemory memory;
+  ASSERT_TRUE(memory.reserve_image(3 * kMiB / 2, source));
+  memory.resize(3 * kMiB / 2, source);
+  recover::MemoryImage image(memory, source);
+  const std::vector<std::byte> page(4096, std::byte{0x5a});
+  EXPECT_NO_THROW(image.write(page, 2 * kMiB - page.size()));
+  EXPECT_EQ(image.size(), 2 * kMiB);
+  EXPECT_LE(memory.capacity(), 2 * kMiB);
+  EXPECT_THROW(image.write(page, 2 * kMiB), io::ImageOutgrewHeapMemory);
+  EXPECT_EQ(image.size(), 2 * kMiB) << "the image is as it was";
+}
+
 // The library's debug messages while it lives (the log level and sink are the process's).
 class DebugMessages {
  public:

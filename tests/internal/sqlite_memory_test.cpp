@@ -349,8 +349,8 @@ struct GrowingRead {
   bool grown = false;
 };
 
-// Reads a file of 1.5 MiB into heap memory bounded at 2 MiB (reserved for its size at the
-// start), appending `growth` bytes to it once its first chunk was read.
+// Reads a file of 1.5 MiB into heap memory bounded at 2 MiB (reserved for its size and one
+// byte more at the start), appending `growth` bytes to it once its first chunk was read.
 GrowingRead read_while_growing(const fs::path& file, std::uint64_t growth) {
   const SmallHeapImages heap_only(2 * kMiB);
   write_file(file, std::string(3 * kMiB / 2, 'a'));
