@@ -21,6 +21,7 @@
 #include <thread>
 #include <vector>
 
+#include "debug_log.hpp"
 #include "library_fixture.hpp"
 
 namespace {
@@ -161,33 +162,6 @@ TEST_F(SnapshotTest, RollbackCommitInTheMiddleOfTheDatabaseCopyIsCaught) {
             4000);
   EXPECT_GE(report.attempts, 2);
 }
-
-// Collects the library's debug records while it lives.
-class DebugLog {
- public:
-  DebugLog() : saved_level_(sb::log_level()) {
-    sb::set_log_level(sb::LogLevel::debug);
-    sb::set_log_sink([this](const sb::LogRecord& record) {
-      const std::lock_guard lock(mutex_);
-      text_.append(record.message).append("\n");
-    });
-  }
-  DebugLog(const DebugLog&) = delete;
-  DebugLog& operator=(const DebugLog&) = delete;
-  ~DebugLog() {
-    sb::set_log_sink({});
-    sb::set_log_level(saved_level_);
-  }
-  std::string text() {
-    const std::lock_guard lock(mutex_);
-    return text_;
-  }
-
- private:
-  sb::LogLevel saved_level_;
-  std::mutex mutex_;
-  std::string text_;
-};
 
 // A rejected attempt leaves its copy of the database behind, and the next attempt brings it
 // up to date (rewriting only what differs) instead of copying the whole file again. The
