@@ -928,10 +928,6 @@ class CommitWatch {
 // 5.7 ms; after three, 295 ms and 4.6 ms; its worst commit about 60 ms either way.)
 constexpr int kLockFreeAttempts = 1;
 
-// After this many refusals in a row the attempts between two tries of the reader's lock stop
-// doubling (2^10: more than any sensible copy_retry; it also keeps the shift defined).
-constexpr int kMostLockTryDoublings = 10;
-
 bool locks_this_attempt(const Settings& settings, int attempt) noexcept {
   switch (settings.source_lock) {
     case SourceLock::never:
@@ -1279,9 +1275,8 @@ Outcome copy_consistent_set(const discover::DatabaseFiles& source,
                             const std::filesystem::path& staged, const Settings& settings) {
   const discover::DatabaseFiles staged_files(staged);
   Outcome outcome;
-  LastSeen last_seen;     // set when an attempt is rejected
-  int lock_refusals = 0;  // reader's locks tried and not had since the last one had
-  int next_lock_try = 0;  // after a refusal, the attempt that asks for the lock again
+  LastSeen last_seen;                // set when an attempt is rejected
+  bool reader_lock_refused = false;  // a reader's lock was tried and not had
   // The kernel's record of writes, once an owner that commits uncounted was seen (see
   // expects_uncounted_commits()), kept from attempt to attempt.
   std::optional<io::WriteWatch> writes_from_first_look;
@@ -1300,29 +1295,23 @@ Outcome copy_consistent_set(const discover::DatabaseFiles& source,
     // Held from before the first look until the attempt is judged (content comparison
     // included), then released.
     // An owner that has held SQLite's EXCLUSIVE lock at every look (locking_mode=EXCLUSIVE)
-    // and refused the lock will most likely refuse it again: trying at every attempt would
-    // cost each the wait (a quarter of a second), and the backup that then gives up would take
-    // 100 times that. But an ordinary owner syncing its journal under the lock (before the
-    // journal turns hot) looks the same, a busy one on a slow disk at every look, and one
-    // refusal may be one slow sync: so the lock is asked for again after 2, 4, 8... attempts
-    // (six tries in 100 attempts), and at once when a look finds the lock free. An attempt
-    // that followed the owner's commits as uncounted is no evidence at all: only a refusal is.
+    // and refused the lock once will refuse it again: trying would only cost each attempt the
+    // wait (a quarter of a second), and the backup that then gives up would take 100 times
+    // that. Tried again once a look finds the lock free. Given up on only once refused: an
+    // attempt that followed the owner's commits as uncounted is no evidence, since an ordinary
+    // owner syncing its journal under the lock (before the journal turns hot) looks the same,
+    // a busy one on a slow disk at every look (such backups lost the lock for good).
     const bool wants_lock = locks_this_attempt(settings, attempt);
-    const bool lock_is_futile =
-        lock_refusals > 0 && outcome.exclusive_lock_at_every_attempt && attempt < next_lock_try;
+    const bool lock_is_futile = reader_lock_refused && outcome.exclusive_lock_at_every_attempt;
     if (wants_lock && lock_is_futile) {
       log_debug(
-          "not trying a reader's lock until attempt {}: the owner has held SQLite's EXCLUSIVE "
-          "lock at every look (locking_mode=EXCLUSIVE?)",
-          next_lock_try);
+          "not trying a reader's lock: the owner has held SQLite's EXCLUSIVE lock at every "
+          "look (locking_mode=EXCLUSIVE)");
     }
     const bool tries_lock = wants_lock && !lock_is_futile;
     const std::optional<io::ReaderLock> lock =
         tries_lock ? take_reader_lock(source, settings) : std::nullopt;
-    if (tries_lock) {
-      lock_refusals = lock ? 0 : std::min(lock_refusals + 1, kMostLockTryDoublings);
-      next_lock_try = attempt + (1 << lock_refusals);
-    }
+    if (tries_lock) reader_lock_refused = !lock;
     last_seen = copy_set_once(source, staged_files, settings, attempt, outcome,
                               writes_from_first_look, catch_up);
     if (outcome.validated) return outcome;

@@ -165,9 +165,6 @@ constexpr const char* kUsage =
     "  pause-in-journal-sync  journal_mode=DELETE, locking_mode=NORMAL; N rows, idle (FILE); T1\n"
     "                      rewrites every 8th row, pausing at its journal's first sync (EXCLUSIVE\n"
     "                      held, the journal not yet hot: FILE.2); FILE.3 once T1 is done\n"
-    "  pause-in-three-journal-syncs  the same with T1, T2 and T3 (T2 and T3 prefix 'T2 ', 'T3 '\n"
-    "                      to the rows whose id is 2 and 3 modulo 8), each pausing at its\n"
-    "                      journal's first sync: FILE.2, FILE.3, FILE.4; FILE.5 once done\n"
     "  stomp               creates PATH with N rows if missing, then (no SQLite) rewrites the "
     "header's\n"
     "                      change counter (bytes 24-27) in a tight loop until SIGTERM/SIGINT\n"
@@ -870,22 +867,14 @@ int pause_in_commit(const Arguments& args, const std::string& variant) {
     g_late_event = false;
     return announce_and_hold(db);  // FILE.4
   }
-  if (variant == "journal-sync" || variant == "three-journal-syncs") {
+  if (variant == "journal-sync") {
     create_table(db);
     insert_rows(db, args.rows, true);
     pause_until_resumed();  // FILE
-    // Tk rewrites the rows whose id is k modulo 8 (T1: 'row ' becomes 'ROW '; T2 and T3
-    // prefix 'T2 ' and 'T3 ').
-    const int commits = variant == "journal-sync" ? 1 : 3;
-    for (int k = 1; k <= commits; ++k) {
-      const std::string rows = " WHERE id % 8 = " + std::to_string(k % 8) + ";";
-      g_journal_sync_armed = true;
-      db.exec(k == 1 ? "BEGIN; UPDATE t SET v = 'ROW' || substr(v, 4)" + rows + " COMMIT;"
-                     : "BEGIN; UPDATE t SET v = 'T" + std::to_string(k) + " ' || v" + rows +
-                           " COMMIT;");  // FILE.(k + 1)
-      if (g_journal_sync_armed) die("pause-in-journal-sync: a commit never synced its journal");
-    }
-    return announce_and_hold(db);  // FILE.(commits + 2)
+    g_journal_sync_armed = true;
+    db.exec("BEGIN; UPDATE t SET v = 'ROW' || substr(v, 4) WHERE id % 8 = 0; COMMIT;");  // FILE.2
+    if (g_journal_sync_armed) die("pause-in-journal-sync: the commit never synced its journal");
+    return announce_and_hold(db);  // FILE.3
   }
   if (variant == "small-uncounted" || variant == "small-counted") {
     // Pages of 1024 bytes, so that a commit of two rows has a journal shorter than 4096 bytes
@@ -1177,7 +1166,6 @@ int main(int argc, char** argv) {
       {"pause-in-small-uncounted", "small-uncounted"},
       {"pause-in-small-counted", "small-counted"},
       {"pause-in-journal-sync", "journal-sync"},
-      {"pause-in-three-journal-syncs", "three-journal-syncs"},
   };
   if (const auto variant = kPausingVariants.find(args.mode); variant != kPausingVariants.end()) {
     return pause_in_commit(args, variant->second);
