@@ -29,6 +29,7 @@
 #include "io/write_watch.hpp"
 #include "log_internal.hpp"
 #include "recover/apply_wal.hpp"
+#include "snapshot/look_thread.hpp"
 #include "validate/set_state.hpp"
 
 namespace sqlite_backup::snapshot {
@@ -705,10 +706,11 @@ class CommitWatch {
   // caught from their synced journals.
   CommitWatch(const discover::DatabaseFiles& source, const discover::DatabaseFiles& staged_files,
               const validate::SetState& before, const Settings& settings,
-              io::WriteWatch* from_first_look)
+              io::WriteWatch* from_first_look, LookThread& look_thread)
       : source_(source),
         staged_files_(staged_files),
         before_(before),
+        look_thread_(look_thread),
         enabled_(settings.follow_commits && !settings.copy_function && !before.wal.exists) {
     if (enabled_ && from_first_look != nullptr) {
       writes_ = from_first_look;
@@ -793,13 +795,14 @@ class CommitWatch {
 
  private:
   void join_looker() noexcept {
-    if (!looker_.joinable()) return;
+    if (!looking_on_thread_) return;
     stop_.store(true);
-    looker_.join();
+    look_thread_.wait();
+    looking_on_thread_ = false;
   }
 
   void start_looker() {
-    looker_ = std::thread(detail::with_callers_log_sink([this] {
+    look_thread_.start([this] {
       // The kernel would otherwise let each sleep run 50 µs long (the default timer slack).
       ::prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);
       try {
@@ -813,7 +816,8 @@ class CommitWatch {
       } catch (...) {
         failure_ = std::current_exception();
       }
-    }));
+    });
+    looking_on_thread_ = true;
   }
 
   void look_now() {
@@ -904,6 +908,7 @@ class CommitWatch {
   const discover::DatabaseFiles& source_;
   const discover::DatabaseFiles& staged_files_;
   const validate::SetState& before_;
+  LookThread& look_thread_;  // see start_looking()
   const bool enabled_;
   bool writes_started_ = false;
   bool follows_uncounted_ = false;
@@ -916,9 +921,9 @@ class CommitWatch {
   std::unique_ptr<validate::EarlyJournal> early_;
   std::vector<std::byte> journal_buffer_;  // see copy_commit_journal()
   std::atomic<bool> stop_{false};
-  std::mutex looking_;          // held by each look while the thread runs
-  std::exception_ptr failure_;  // (read after the join)
-  std::thread looker_;          // see start_looking()
+  std::mutex looking_;              // held by each look while the thread runs
+  std::exception_ptr failure_;      // (read once the thread's work returned)
+  bool looking_on_thread_ = false;  // from start_looker() until join_looker()
 };
 
 // With SourceLock::when_needed, the attempts made without a lock before the lock is taken: an
@@ -1136,7 +1141,7 @@ LastSeen copy_set_once(const discover::DatabaseFiles& source,
                        const discover::DatabaseFiles& staged_files, const Settings& settings,
                        int attempt, Outcome& outcome,
                        std::optional<io::WriteWatch>& writes_from_first_look,
-                       std::optional<CatchUp>& catch_up) {
+                       std::optional<CatchUp>& catch_up, LookThread& look_thread) {
   // The journal is opened before the first look and read through this descriptor after
   // the database: should its transaction commit meanwhile and delete it, the descriptor
   // still reads the whole file (see judge()).
@@ -1186,7 +1191,7 @@ LastSeen copy_set_once(const discover::DatabaseFiles& source,
       from_first_look &&
       expects_uncounted_commits(before, attempt > 1 && outcome.exclusive_lock_at_every_attempt);
   CommitWatch watch(source, staged_files, before, settings,
-                    from_first_look ? &*writes_from_first_look : nullptr);
+                    from_first_look ? &*writes_from_first_look : nullptr, look_thread);
   watch.look_before_copy();
   watch.start_looking();
 
@@ -1281,6 +1286,7 @@ Outcome copy_consistent_set(const discover::DatabaseFiles& source,
   // expects_uncounted_commits()), kept from attempt to attempt.
   std::optional<io::WriteWatch> writes_from_first_look;
   std::optional<CatchUp> catch_up;  // set by an attempt for the next (see CatchUp)
+  LookThread look_thread;           // made by the first attempt that follows commits
   for (int attempt = 1; attempt <= settings.attempts; ++attempt) {
     detail::throw_if_cancelled(settings.cancel, source.database);
     // (A copy to catch up goes at once: the longer the wait, the more the owner writes.)
@@ -1313,7 +1319,7 @@ Outcome copy_consistent_set(const discover::DatabaseFiles& source,
         tries_lock ? take_reader_lock(source, settings) : std::nullopt;
     if (tries_lock) reader_lock_refused = !lock;
     last_seen = copy_set_once(source, staged_files, settings, attempt, outcome,
-                              writes_from_first_look, catch_up);
+                              writes_from_first_look, catch_up, look_thread);
     if (outcome.validated) return outcome;
   }
   return outcome;
