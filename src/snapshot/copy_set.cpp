@@ -1286,7 +1286,7 @@ Outcome copy_consistent_set(const discover::DatabaseFiles& source,
   // expects_uncounted_commits()), kept from attempt to attempt.
   std::optional<io::WriteWatch> writes_from_first_look;
   std::optional<CatchUp> catch_up;  // set by an attempt for the next (see CatchUp)
-  LookThread look_thread;           // made by the first attempt that follows commits
+  LookThread look_thread;           // its thread made by the first attempt that follows commits
   for (int attempt = 1; attempt <= settings.attempts; ++attempt) {
     detail::throw_if_cancelled(settings.cancel, source.database);
     // (A copy to catch up goes at once: the longer the wait, the more the owner writes.)

@@ -45,9 +45,12 @@ void LookThread::serve() {
   for (;;) {
     wake_.wait(lock, [this] { return busy_ || quit_; });
     if (!busy_) return;
-    const std::function<void()> work = std::exchange(work_, nullptr);
-    lock.unlock();
-    work();
+    {
+      // (Destroyed before wait() may return, so that nothing of it outlives the wait.)
+      const std::function<void()> work = std::exchange(work_, nullptr);
+      lock.unlock();
+      work();
+    }
     lock.lock();
     busy_ = false;
     done_.notify_all();

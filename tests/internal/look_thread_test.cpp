@@ -5,7 +5,9 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <future>
+#include <thread>
 
 namespace {
 
@@ -29,14 +31,16 @@ TEST(LookThread, RunsEveryWorkOnTheOneThreadItMadeFirst) {
 }
 
 TEST(LookThread, WaitReturnsOnlyOnceTheWorkHasReturned) {
+  // The work is let go just before wait() and then takes 20 ms: a wait() that returned on
+  // the work's start, not its end, would find it unfinished.
   LookThread looks;
   std::promise<void> go;
   std::atomic<bool> returned{false};
   looks.start([&returned, gate = go.get_future().share()] {
     gate.wait();
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
     returned.store(true);
   });
-  EXPECT_FALSE(returned.load()) << "the work ran before it was let go";
   go.set_value();
   looks.wait();
   EXPECT_TRUE(returned.load());
