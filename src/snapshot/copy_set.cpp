@@ -794,11 +794,11 @@ class CommitWatch {
   }
 
  private:
+  // (At once when this watch never started the thread's work: wait() has nothing to wait
+  // for, and only one watch at a time hands the thread work.)
   void join_looker() noexcept {
-    if (!looking_on_thread_) return;
     stop_.store(true);
     look_thread_.wait();
-    looking_on_thread_ = false;
   }
 
   void start_looker() {
@@ -817,7 +817,6 @@ class CommitWatch {
         failure_ = std::current_exception();
       }
     });
-    looking_on_thread_ = true;
   }
 
   void look_now() {
@@ -921,9 +920,8 @@ class CommitWatch {
   std::unique_ptr<validate::EarlyJournal> early_;
   std::vector<std::byte> journal_buffer_;  // see copy_commit_journal()
   std::atomic<bool> stop_{false};
-  std::mutex looking_;              // held by each look while the thread runs
-  std::exception_ptr failure_;      // (read once the thread's work returned)
-  bool looking_on_thread_ = false;  // from start_looker() until join_looker()
+  std::mutex looking_;          // held by each look while the thread runs
+  std::exception_ptr failure_;  // (read once the thread's work returned)
 };
 
 // With SourceLock::when_needed, the attempts made without a lock before the lock is taken: an
