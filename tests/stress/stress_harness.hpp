@@ -76,13 +76,17 @@ struct Scenario {
   // The primed database's size in MiB; 0: database_mib(). A larger one makes each copy take
   // longer than the writers' commits are apart.
   double database_mib = 0;
-  // A writer in locking_mode=EXCLUSIVE committing back to back: that every backup finishes
-  // holds for the real build only. Under the sanitizers our code runs many times slower while
-  // the writer's SQLite (Debian's libsqlite3, not instrumented) does not, so many more commits
-  // fall into each copy than ever can for the real program, and a backup may spend its 100
-  // attempts: there, giving up (the documented exit 4) is accepted, and a wrong snapshot or
-  // anything left behind still fails.
-  bool finishing_needs_full_speed = false;
+  // A writer in locking_mode=EXCLUSIVE committing back to back, which no reader's lock holds
+  // off: every commit it makes during a copy must be seen in time to be rolled back through,
+  // and an attempt that missed one is made again. The real build finishes most such backups,
+  // but in a slow minute on two busy cores one can spend its 100 attempts and give up (the
+  // documented exit 4, the README's Known limitations): measured 2026-12-07, about one run
+  // in ten had one or two of its 5-16 backups give up. So giving up is accepted there for
+  // fewer than half of the backups (none finished before commits were followed), and under
+  // the sanitizers for any number: our code runs many times slower there while the writer's
+  // SQLite (Debian's libsqlite3, not instrumented) does not. A wrong snapshot, any other
+  // error, or anything left behind fails either way.
+  bool may_be_outpaced = false;
 };
 
 // Whether this build runs under AddressSanitizer (the CI's clang + sanitizer pass).
