@@ -42,6 +42,23 @@ install(TARGETS sqlite_backup
   LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
   RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR}
   INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+# A stripped install (`cmake --install --strip`, and the .deb: CPACK_STRIP_FILES) strips the
+# executables and shared objects; CMake leaves a static library as built. Without its debug
+# information, as Debian's own tools ship one: in a RelWithDebInfo build 4 MB against 59 MB.
+get_target_property(_sqlite_backup_type sqlite_backup TYPE)
+if(_sqlite_backup_type STREQUAL "STATIC_LIBRARY" AND CMAKE_STRIP)
+  if(IS_ABSOLUTE "${CMAKE_INSTALL_LIBDIR}")
+    set(_sqlite_backup_archive_dir "${CMAKE_INSTALL_LIBDIR}")
+  else()
+    set(_sqlite_backup_archive_dir "\${CMAKE_INSTALL_PREFIX}/${CMAKE_INSTALL_LIBDIR}")
+  endif()
+  install(CODE "
+    if(CMAKE_INSTALL_DO_STRIP)
+      execute_process(COMMAND \"${CMAKE_STRIP}\" --strip-debug --enable-deterministic-archives
+        \"\$ENV{DESTDIR}${_sqlite_backup_archive_dir}/$<TARGET_FILE_NAME:sqlite_backup>\"
+        COMMAND_ERROR_IS_FATAL ANY)
+    endif()")
+endif()
 install(DIRECTORY ${PROJECT_SOURCE_DIR}/include/sqlite_backup
   DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}
   FILES_MATCHING PATTERN "*.hpp")

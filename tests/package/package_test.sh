@@ -193,6 +193,20 @@ case $step in
       [[ -f $packaged_include/sqlite_backup/sqlite_backup.hpp ]] ||
         fail "the packaged sqlite_backup.pc points at $packaged_include, which has no header"
     fi
+    # Stripped, as Debian ships them (CPACK_STRIP_FILES; the static library and the Python
+    # engine by our install rules): in a build with debug information none of it is packaged.
+    if command -v readelf >/dev/null; then
+      for packaged in "$root"/usr/bin/sqlite_backup "$root"/usr/lib*/libsqlite_backup.* \
+                      "$root"/usr/lib*/*/libsqlite_backup.* \
+                      "$root"/usr/lib/python3/dist-packages/sqlite_backup/_native*.so; do
+        [[ -f $packaged ]] || continue
+        # (Read whole: grep -q would quit early, and under pipefail readelf's SIGPIPE would
+        # fail the pipeline whatever it found.)
+        sections=$(readelf -S --wide "$packaged" 2>&1) || fail "readelf cannot read ${packaged#"$root"}: $sections"
+        [[ $sections != *.debug_info* ]] ||
+          fail "the .deb's ${packaged#"$root"} carries debug information (it is not stripped)"
+      done
+    fi
     build_and_run_consumer "$out/consumer" -DCMAKE_PREFIX_PATH="$root/usr" \
       -DCMAKE_BUILD_TYPE="${BUILD_CONFIG:-Release}"
     if [[ -n ${PYTHON_EXE:-} ]]; then
