@@ -47,6 +47,28 @@ print("imported", sqlite_backup.__file__)
   rm -rf "$scratch"
 }
 
+# Fails when a binary of ours under $1 (an install, or an unpacked .deb) carries debug
+# sections: a stripped install ships none (CPACK_STRIP_FILES, cmake --install --strip; the
+# static library and the Python engine by our own install rules). $2 names what is checked.
+expect_stripped() {
+  local root=$1 what=$2 binary sections checked=0
+  if ! command -v readelf >/dev/null; then
+    echo "$what: readelf is not installed (Debian: binutils): not checked for debug sections" >&2
+    return 0
+  fi
+  while IFS= read -r -d '' binary; do
+    # (Read whole: grep -q would quit early, and under pipefail readelf's SIGPIPE would fail
+    # the pipeline whatever it found.)
+    sections=$(readelf -S --wide "$binary" 2>&1) || fail "readelf cannot read $binary: $sections"
+    [[ $sections != *.debug_info* ]] ||
+      fail "$what: ${binary#"$root"} carries debug information (it is not stripped)"
+    checked=$((checked + 1))
+  done < <(find "$root" -type f \( -name sqlite_backup -o -name 'libsqlite_backup.*' \
+                                   -o -name '_native*.so' \) -print0)
+  ((checked > 0)) || fail "$what: no binary of ours found under $root"
+  echo "$what: $checked binaries without debug sections"
+}
+
 case $step in
   install)
     rm -rf "$prefix"
@@ -101,6 +123,13 @@ case $step in
       check_python_package "$site"
     fi
     echo "installed into $prefix"
+    # A stripped install of the same build.
+    stripped=$WORK_DIR/stripped
+    rm -rf "$stripped"
+    run "$CMAKE_COMMAND" --install "$BINARY_DIR" --prefix "$stripped" --strip \
+      ${BUILD_CONFIG:+--config "$BUILD_CONFIG"}
+    expect_stripped "$stripped" "cmake --install --strip"
+    rm -rf "$stripped"
     ;;
 
   find_package)
@@ -193,20 +222,7 @@ case $step in
       [[ -f $packaged_include/sqlite_backup/sqlite_backup.hpp ]] ||
         fail "the packaged sqlite_backup.pc points at $packaged_include, which has no header"
     fi
-    # Stripped, as Debian ships them (CPACK_STRIP_FILES; the static library and the Python
-    # engine by our install rules): in a build with debug information none of it is packaged.
-    if command -v readelf >/dev/null; then
-      for packaged in "$root"/usr/bin/sqlite_backup "$root"/usr/lib*/libsqlite_backup.* \
-                      "$root"/usr/lib*/*/libsqlite_backup.* \
-                      "$root"/usr/lib/python3/dist-packages/sqlite_backup/_native*.so; do
-        [[ -f $packaged ]] || continue
-        # (Read whole: grep -q would quit early, and under pipefail readelf's SIGPIPE would
-        # fail the pipeline whatever it found.)
-        sections=$(readelf -S --wide "$packaged" 2>&1) || fail "readelf cannot read ${packaged#"$root"}: $sections"
-        [[ $sections != *.debug_info* ]] ||
-          fail "the .deb's ${packaged#"$root"} carries debug information (it is not stripped)"
-      done
-    fi
+    expect_stripped "$root" "the .deb"
     build_and_run_consumer "$out/consumer" -DCMAKE_PREFIX_PATH="$root/usr" \
       -DCMAKE_BUILD_TYPE="${BUILD_CONFIG:-Release}"
     if [[ -n ${PYTHON_EXE:-} ]]; then

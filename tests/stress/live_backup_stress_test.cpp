@@ -50,10 +50,10 @@ void run_and_expect_every_backup_ok(const Scenario& scenario) {
               << " backup(s) gave up, outpaced by the owner (see Scenario::may_be_outpaced)"
               << std::endl;
   }
-  if (!kSlowedBySanitizers) {
+  if (gave_up > 0 && !kSlowedBySanitizers) {
     EXPECT_LT(2 * gave_up, static_cast<int>(result.backups.size()))
         << "[" << scenario.name << "] " << gave_up << " of " << result.backups.size()
-        << " backups gave up: at least half must finish";
+        << " backups gave up: fewer than half may";
   }
   EXPECT_TRUE(result.source_litter.empty())
       << "[" << scenario.name << "] the backups created files in the source folder: " << [&] {
